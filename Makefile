@@ -1,0 +1,41 @@
+# rollbot — the same targets locally and in CI.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test check bench drill clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+## Run the whole thing locally against bot/sim (Ctrl-C stops it).
+demo: venv
+	$(BIN)/rollbot demo
+
+## Unit + integration + e2e tests (benchmarks excluded).
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Lint, types and layer contracts.
+check: venv
+	$(BIN)/ruff check bot tests
+	$(BIN)/ruff format --check bot tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## Benchmarks (not part of make test): prints figures and ratios against a baseline.
+bench: venv
+	$(BIN)/python -m pytest tests/bench -p no:randomly -s -q $(PYTEST_ARGS)
+
+drill: venv
+	$(BIN)/rollbot drill tier1-abort
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache rollbot-demo.db

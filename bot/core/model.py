@@ -1,0 +1,169 @@
+"""The domain, as plain data.
+
+Everything here is pure: no I/O, no SDK types, no clocks read implicitly. Adapters turn
+the outside world's objects into these; the Slack blocks, the responder and the audit log
+read only these.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class RolloutAction(enum.StrEnum):
+    """The Rollout commands rollbot executes, with `kubectl argo rollouts` semantics."""
+
+    ABORT = "abort"
+    RETRY = "retry"
+    PROMOTE = "promote"
+    PROMOTE_FULL = "promote-full"
+    PAUSE = "pause"
+
+
+class Tier(enum.IntEnum):
+    """The three rollback tiers of the playbook."""
+
+    ABORT = 1
+    CIRCUIT_BREAKER = 2
+    FULL_REVERT = 3
+
+
+class TroubleKind(enum.StrEnum):
+    """Why a Rollout deserves a card without anyone asking."""
+
+    ANALYSIS_FAILED = "analysis-failed"  # an AnalysisRun Failed or Error
+    ABORTED = "aborted"  # status.abort, by the controller or a person
+    INCONCLUSIVE = "inconclusive"  # paused on an Inconclusive AnalysisRun
+    PROGRESS_DEADLINE = "progress-deadline"  # Progressing=False ProgressDeadlineExceeded
+    DEGRADED = "degraded"  # phase Degraded for another reason
+    INVALID_SPEC = "invalid-spec"  # InvalidSpec condition
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisStatus:
+    """The analysis the Rollout is running or last ran (step or background)."""
+
+    name: str
+    status: str  # Pending | Running | Successful | Failed | Error | Inconclusive
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """What a responder needs to know about one Rollout, read from its object.
+
+    `revision` is the `rollout.argoproj.io/revision` annotation; `step_index` and
+    `step_count` render as `3/8` like `kubectl argo rollouts get`; `canary_weight` is the
+    weight the canary has now (0 once aborted, 100 once fully promoted).
+    """
+
+    namespace: str
+    name: str
+    uid: str
+    revision: int
+    phase: str  # Healthy | Progressing | Paused | Degraded | …, derived when status.phase is absent
+    message: str
+    step_index: int | None
+    step_count: int
+    canary_weight: int
+    set_weight: int | None  # the weight the current step asks for
+    aborted: bool
+    aborted_at: datetime | None
+    paused: bool  # spec.paused
+    controller_pause: bool
+    pause_reasons: tuple[str, ...]
+    progressing_reason: str | None
+    stable_rs: str | None
+    current_pod_hash: str | None
+    canary_image: str | None
+    stable_image: str | None  # from the stable ReplicaSet, when known
+    stable_revision: int | None  # from the stable ReplicaSet, when known
+    analysis: AnalysisStatus | None
+    created_at: datetime | None
+    resource_version: str
+    generation: int
+    strategy: str  # canary | blueGreen
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def fully_promoted(self) -> bool:
+        return bool(self.stable_rs) and self.current_pod_hash == self.stable_rs
+
+    @property
+    def step_label(self) -> str:
+        if self.step_index is None:
+            return "-"
+        return f"{self.step_index}/{self.step_count}"
+
+
+@dataclass(frozen=True, slots=True)
+class Trouble:
+    """A Rollout that went bad by itself, and how to say so."""
+
+    kind: TroubleKind
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """One Kubernetes patch request, exactly as `kubectl argo rollouts` would send it.
+
+    `subresource` is "status" or None (the main resource). `fallback_to_main` means: when
+    the status subresource answers 404 (older CRDs without it), send `body` to the main
+    resource instead, as the plugin does.
+    """
+
+    content_type: str  # application/merge-patch+json | application/json-patch+json
+    body: dict[str, Any] | list[dict[str, Any]]
+    subresource: str | None = None
+    fallback_to_main: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who asked: a Slack user (or later a PagerDuty user), with a display name."""
+
+    id: str
+    name: str
+    source: str = "slack"  # slack | slash-command | pagerduty | runbook | cli | drill
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """Whether an action's effect was observed when reading the object back."""
+
+    ok: bool
+    checks: tuple[tuple[str, bool], ...]  # ("status.abort=true", True), …
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {'✓' if ok else '✗'}" for name, ok in self.checks)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of the append-only audit log (before hashing)."""
+
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    result: str  # succeeded | failed | refused | duplicate | error
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    duration_ms: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """Where a Slack message lives."""
+
+    channel: str
+    ts: str

@@ -1,0 +1,143 @@
+"""Protocols for the outside world, shaped like rollbot's jobs rather than like any SDK.
+
+Adapters in `bot.adapters` implement these; `bot.core` and `bot.responder` depend only on
+them. Every method raises the typed errors of `bot.core.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.core.model import (
+    AuditEntry,
+    MessageRef,
+    Patch,
+    RolloutAction,
+    RolloutState,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change seen by a watch: ADDED | MODIFIED | DELETED, of a Rollout or AnalysisRun."""
+
+    type: str
+    kind: str  # Rollout | AnalysisRun
+    object: dict[str, Any]
+
+
+class Rollouts(Protocol):
+    """Argo Rollouts in the cluster."""
+
+    async def get_state(self, namespace: str, name: str) -> RolloutState:
+        """Read the Rollout (and its stable ReplicaSet) now. TargetNotFound when absent."""
+        ...
+
+    async def apply(self, action: RolloutAction, namespace: str, name: str) -> list[Patch]:
+        """Send the action's patches, as `kubectl argo rollouts` does; return what was sent."""
+        ...
+
+    async def watch(
+        self, namespaces: Sequence[str], on_event: Callable[[WatchEvent], Awaitable[None]]
+    ) -> None:
+        """List, then watch Rollouts and AnalysisRuns until cancelled; never returns otherwise."""
+        ...
+
+
+class Chat(Protocol):
+    """Slack, as rollbot uses it."""
+
+    async def post(self, channel: str, *, text: str, blocks: list[dict[str, Any]] | None = None,
+                   thread_ts: str | None = None) -> MessageRef: ...
+
+    async def update(self, ref: MessageRef, *, text: str, blocks: list[dict[str, Any]]) -> None: ...
+
+    async def post_ephemeral(self, channel: str, user: str, *, text: str,
+                             blocks: list[dict[str, Any]] | None = None) -> None: ...
+
+    async def usergroup_members(self, usergroup: str) -> frozenset[str]: ...
+
+    async def user_name(self, user_id: str) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """A claimed action, as stored under its idempotency key."""
+
+    key: str
+    service: str
+    target: str
+    action: str
+    actor_id: str
+    actor_name: str
+    source: str
+    status: str  # running | succeeded | failed
+    requested_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    won: bool
+    record: ActionRecord  # ours when won, else the winner's
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    seq: int
+    entry: AuditEntry
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerification:
+    ok: bool
+    count: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CardRecord:
+    """The one Slack card of a Rollout revision."""
+
+    card_key: str  # "{namespace}/{name}@{revision}"
+    service: str
+    channel: str
+    ts: str | None  # None while its first post is in flight
+    digest: str  # of the last rendered content, to skip no-op chat.update
+    epoch: int  # bumps on every executed action; buttons carry it
+
+
+class Store(Protocol):
+    """rollbot's own database."""
+
+    async def claim_action(self, key: str, *, service: str, target: str, action: str,
+                           actor_id: str, actor_name: str, source: str) -> Claim: ...
+
+    async def finish_action(self, key: str, *, status: str, result: dict[str, Any]) -> ActionRecord: ...
+
+    async def append_audit(self, entry: AuditEntry) -> AuditRecord: ...
+
+    async def audit_entries(self, *, since_seq: int = 0) -> list[AuditRecord]: ...
+
+    async def verify_audit(self) -> AuditVerification: ...
+
+    async def claim_card(self, card_key: str, *, service: str, channel: str) -> tuple[bool, CardRecord]: ...
+
+    async def get_card(self, card_key: str) -> CardRecord | None: ...
+
+    async def set_card_message(self, card_key: str, *, ts: str, digest: str) -> CardRecord: ...
+
+    async def set_card_digest(self, card_key: str, digest: str) -> None: ...
+
+    async def bump_card_epoch(self, card_key: str) -> int: ...
+
+    async def get_cursor(self, kind: str, namespace: str) -> str | None: ...
+
+    async def set_cursor(self, kind: str, namespace: str, resource_version: str) -> None: ...

@@ -1,0 +1,1 @@
+"""Fixtures for kube (filled in by its owner)."""
