@@ -1,0 +1,124 @@
+"""SlackChat (bot.adapters.slack) against the Slack sim over real HTTP.
+
+Aspects under test:
+- post / threaded post / update / post_ephemeral reach Slack with the right arguments and
+  the returned MessageRef points at the stored message;
+- usergroup_members and user_name read Slack and are cached for `ttl` (injected clock);
+- errors are translated: channel_not_found → SlackRefused (PermanentError with the code),
+  invalid_auth → Forbidden, connection refused → Unreachable, 429 beyond the client's
+  retries → TemporaryError with the Retry-After delay;
+- a 429 with Retry-After is obeyed by the client made by make_web_client.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from bot.adapters.slack import SlackChat, SlackRefused, make_web_client
+from bot.core.errors import Forbidden, PermanentError, TemporaryError, Unreachable
+from bot.core.model import MessageRef
+from bot.sim.slack import SlackSim
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def chat(slack_sim: SlackSim, bot_token: str, clock: FakeClock) -> SlackChat:
+    return SlackChat(make_web_client(bot_token, slack_sim.api_url), ttl=30.0, clock=clock)
+
+
+async def test_post_thread_update_ephemeral(chat: SlackChat, slack_sim: SlackSim) -> None:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*card*"}}]
+    ref = await chat.post("#payments-deploys", text="card", blocks=blocks)
+    assert ref.channel == "C0PAYDEPLOY"
+    reply = await chat.post(ref.channel, text="aborted", thread_ts=ref.ts)
+    await chat.update(ref, text="card v2", blocks=[{"type": "divider"}])
+    await chat.post_ephemeral("C0PAYDEPLOY", "U0OUTSIDER", text="not allowed")
+
+    messages = slack_sim.messages("C0PAYDEPLOY")
+    assert [m["ts"] for m in messages] == [ref.ts, reply.ts]
+    assert messages[0]["text"] == "card v2"
+    assert messages[0]["blocks"][0]["type"] == "divider"
+    assert "edited" in messages[0]
+    assert messages[1]["thread_ts"] == ref.ts
+    assert slack_sim.ephemerals[0]["user"] == "U0OUTSIDER"
+    post = slack_sim.calls_to("chat.postMessage")[0]
+    assert post.headers["authorization"].startswith("Bearer xoxb-")
+    assert post.args["blocks"] == blocks
+
+
+async def test_members_and_names_are_cached_for_ttl(
+    chat: SlackChat, slack_sim: SlackSim, clock: FakeClock
+) -> None:
+    assert await chat.usergroup_members("S0PAYMENTS") == frozenset({"U0ONCALL"})
+    slack_sim.set_usergroup_members("S0PAYMENTS", ["U0ONCALL", "U0OUTSIDER"])
+    clock.now += 29
+    assert await chat.usergroup_members("S0PAYMENTS") == frozenset({"U0ONCALL"})
+    assert len(slack_sim.calls_to("usergroups.users.list")) == 1
+    clock.now += 2
+    assert await chat.usergroup_members("S0PAYMENTS") == {"U0ONCALL", "U0OUTSIDER"}
+
+    assert await chat.user_name("U0ONCALL") == "On-call Engineer"
+    assert await chat.user_name("U0ONCALL") == "On-call Engineer"
+    assert len(slack_sim.calls_to("users.info")) == 1
+
+
+async def test_slack_errors_become_typed_errors(chat: SlackChat, slack_sim: SlackSim) -> None:
+    with pytest.raises(SlackRefused) as refused:
+        await chat.post("#nope", text="x")
+    assert refused.value.code == "channel_not_found"
+    assert isinstance(refused.value, PermanentError)
+
+    with pytest.raises(SlackRefused, match="message_not_found"):
+        await chat.update(MessageRef("C0PAYDEPLOY", "1.000001"), text="x", blocks=[])
+    with pytest.raises(SlackRefused, match="no_such_subteam"):
+        await chat.usergroup_members("S0NOPE")
+    with pytest.raises(SlackRefused, match="user_not_found"):
+        await chat.user_name("U0NOBODY")
+
+
+async def test_invalid_token_is_forbidden(slack_sim: SlackSim) -> None:
+    slack_sim.token = "xoxb-the-only-good-one"
+    chat = SlackChat(make_web_client("xoxb-a-wrong-one-123", slack_sim.api_url))
+    with pytest.raises(Forbidden, match="invalid_auth"):
+        await chat.post("C0PAYDEPLOY", text="x")
+
+
+async def test_unreachable_slack(bot_token: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    chat = SlackChat(make_web_client(bot_token, f"http://127.0.0.1:{port}/api/"))
+    with pytest.raises(Unreachable) as err:
+        await chat.post("C0PAYDEPLOY", text="x")
+    assert err.value.service == "Slack"
+
+
+async def test_ratelimit_obeyed_then_given_up(slack_sim: SlackSim, bot_token: str) -> None:
+    chat = SlackChat(make_web_client(bot_token, slack_sim.api_url, max_rate_limit_retries=1))
+    slack_sim.force_ratelimit("chat.postMessage", retry_after=1, times=1)
+    started = time.monotonic()
+    ref = await chat.post("C0PAYDEPLOY", text="after one 429")
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was waited out
+    assert ref.ts
+    assert [c.status for c in slack_sim.calls_to("chat.postMessage")] == [429, 200]
+
+    no_retry = SlackChat(make_web_client(bot_token, slack_sim.api_url, max_rate_limit_retries=0))
+    slack_sim.force_ratelimit("chat.update", retry_after=7)
+    with pytest.raises(TemporaryError) as err:
+        await no_retry.update(ref, text="x", blocks=[])
+    assert err.value.delay == 7
