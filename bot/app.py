@@ -1,0 +1,170 @@
+"""Composition root: builds the adapters from settings and wires HTTP, Slack and the watch.
+
+Nothing here is a global: `build(settings)` returns a `Rollbot` holding every collaborator,
+and `create_web_app(rollbot)` (bot.web.app) turns it into an ASGI app. Tests and the demo
+build theirs the same way, pointing the real clients at bot/sim servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.adapters.kubernetes import KubeRollouts
+from bot.adapters.slack import SlackChat, make_web_client
+from bot.cards import Cards
+from bot.core.errors import RollbotError
+from bot.core.ports import WatchEvent
+from bot.metrics import Metrics
+from bot.responder import Responder
+from bot.settings import Settings
+from bot.slack.app import create_bolt_app
+from bot.slack.listeners import Deps
+from bot.store import SqlStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rollbot:
+    settings: Settings
+    store: SqlStore
+    chat: SlackChat
+    rollouts: KubeRollouts
+    cards: Cards
+    responder: Responder
+    bolt: AsyncApp
+    metrics: Metrics
+    web_client: Any
+    watch_error: str | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _pending: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    def namespaces(self) -> list[str]:
+        configured = list(self.settings.kubernetes.namespaces or [])
+        return configured or sorted({s.namespace for s in self.settings.services.values()})
+
+    async def on_watch_event(self, event: WatchEvent) -> None:
+        self.metrics.watch_events.labels(event.kind, event.type).inc()
+        self.metrics.watch_healthy.set(1)
+        self.watch_error = None
+        meta = event.object.get("metadata") or {}
+        namespace = meta.get("namespace", "")
+        if event.kind == "Rollout":
+            name = meta.get("name", "")
+        else:
+            owners = [o for o in meta.get("ownerReferences") or [] if o.get("kind") == "Rollout"]
+            if not owners:
+                return
+            name = owners[0].get("name", "")
+        if event.type == "DELETED" and event.kind == "Rollout":
+            return
+        if self.cards.service_for(namespace, name) is None:
+            return
+        await self._refresh(namespace, name)
+
+    async def _refresh(self, namespace: str, name: str) -> None:
+        """Coalesce bursts: one refresh at a time per Rollout, re-run once if more came in."""
+        key = (namespace, name)
+        if key in self._pending:
+            self._pending[key] = True
+            return
+        self._pending[key] = False
+        try:
+            while True:
+                try:
+                    state = await self.rollouts.get_state(namespace, name)
+                    await self.cards.observe(state)
+                except RollbotError as err:
+                    log.warning("could not refresh the card of %s/%s: %s", namespace, name,
+                                err.message)
+                if not self._pending.get(key):
+                    break
+                self._pending[key] = False
+        finally:
+            self._pending.pop(key, None)
+
+    async def on_watch_error(self, message: str) -> None:
+        self.metrics.watch_errors.inc()
+        self.metrics.watch_healthy.set(0)
+        self.watch_error = message
+        log.warning("watch degraded: %s", message)
+
+    async def run_watch(self) -> None:
+        await self.rollouts.watch(self.namespaces(), self._dispatch)
+
+    async def _dispatch(self, event: WatchEvent) -> None:
+        # Card updates must not stall the watch: each event is handled in its own task,
+        # serialised per Rollout by _refresh.
+        task = asyncio.create_task(self.on_watch_event(event))
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    async def readiness_problems(self) -> list[str]:
+        problems: list[str] = []
+        try:
+            await self.store.ping()
+        except Exception as err:  # noqa: BLE001 - readiness reports, never raises
+            problems.append(f"database: {err}")
+        if self.watch_error:
+            problems.append(f"kubernetes watch: {self.watch_error}")
+        return problems
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        watch = asyncio.create_task(self.run_watch(), name="rollbot-watch")
+        try:
+            yield
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+            for task in list(self._tasks):
+                task.cancel()
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.store.close()
+        self.rollouts.close()
+
+
+async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> Rollbot:
+    slack = settings.slack
+    if slack.bot_token is None or slack.signing_secret is None:
+        raise RollbotError(
+            "Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN and "
+            "ROLLBOT_SLACK__SIGNING_SECRET (or their *_FILE variants)."
+        )
+    store = await open_store(settings.database.url)
+    web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
+    chat = SlackChat(web_client)
+    kube = settings.kubernetes
+    if rollouts is None:
+        rollouts = KubeRollouts.from_kubeconfig(
+            kubeconfig=kube.kubeconfig,
+            context=kube.context,
+            request_timeout=kube.request_timeout_seconds,
+            watch_timeout_seconds=int(kube.watch_timeout_seconds),
+            cursor_store=store,
+        )
+    metrics = Metrics()
+    cards = Cards(chat=chat, store=store, catalog=settings.services)
+    responder = Responder(
+        catalog=settings.services, rollouts=rollouts, chat=chat, store=store, cards=cards,
+        verify_timeout=kube.verify_timeout_seconds,
+    )
+    bolt = create_bolt_app(
+        signing_secret=slack.signing_secret.get_secret_value(),
+        client=web_client,
+        deps=Deps(responder=responder, chat=chat, command=slack.command),
+    )
+    rollbot = Rollbot(settings=settings, store=store, chat=chat, rollouts=rollouts, cards=cards,
+                      responder=responder, bolt=bolt, metrics=metrics, web_client=web_client)
+    rollouts.on_watch_error = rollbot.on_watch_error
+    return rollbot

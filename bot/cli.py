@@ -1,0 +1,161 @@
+"""`rollbot` command line.
+
+    rollbot serve [--config FILE] [--host H] [--port P]
+    rollbot demo [--speed N] [--port P] [--auto-abort] [--duration S]
+    rollbot drill SCENARIO            (tier1-abort)
+    rollbot check-config [--config FILE]
+    rollbot audit verify|export [--config FILE]
+    rollbot db upgrade [--config FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.core.errors import RollbotError
+
+DRILLS = ("tier1-abort",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rollbot", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    serve = sub.add_parser("serve", help="run the bot (HTTP + Slack + watch)")
+    serve.add_argument("--config", default=None, help="settings YAML (default rollbot.yaml)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+
+    demo = sub.add_parser("demo", help="run rollbot locally against bot/sim")
+    demo.add_argument("--speed", type=float, default=60.0,
+                      help="simulated seconds per real second (default 60)")
+    demo.add_argument("--port", type=int, default=0, help="bot HTTP port (default: any free)")
+    demo.add_argument("--auto-abort", action="store_true",
+                      help="click Abort as the on-call engineer as soon as the card appears")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="stop after this many seconds (default: run until Ctrl-C)")
+
+    drill = sub.add_parser("drill", help="run a rollback scenario headless; exit 0 only if verified")
+    drill.add_argument("scenario", choices=DRILLS)
+    drill.add_argument("--speed", type=float, default=120.0)
+    drill.add_argument("--timeout", type=float, default=60.0)
+
+    check = sub.add_parser("check-config", help="report every configuration problem")
+    check.add_argument("--config", default=None)
+
+    audit = sub.add_parser("audit", help="verify or export the audit log")
+    audit.add_argument("op", choices=("verify", "export"))
+    audit.add_argument("--config", default=None)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("op", choices=("upgrade",))
+    db.add_argument("--config", default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(asyncio.run(_dispatch(args)) or 0) if args.cmd != "check-config" \
+            else _check_config(args.config)
+    except RollbotError as err:
+        print(f"rollbot: {err.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _check_config(path: str | None) -> int:
+    from bot.settings import check_config
+
+    problems = check_config(path)
+    for problem in problems:
+        print(f"{problem.key_path}: {problem.message}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+        return 1
+    print("configuration OK")
+    return 0
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.cmd == "serve":
+        return await _serve(args)
+    if args.cmd == "demo":
+        from bot.sim.demo import run_demo
+
+        return await run_demo(speed=args.speed, port=args.port, auto_abort=args.auto_abort,
+                              duration=args.duration)
+    if args.cmd == "drill":
+        from bot.sim.demo import run_drill
+
+        return await run_drill(args.scenario, speed=args.speed, timeout=args.timeout)
+    if args.cmd == "audit":
+        return await _audit(args)
+    if args.cmd == "db":
+        from bot.settings import load_settings
+        from bot.store import open_store
+
+        store = await open_store(load_settings(args.config).database.url, migrate=True)
+        await store.close()
+        print("database at head")
+        return 0
+    raise AssertionError(args.cmd)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.app import build
+    from bot.settings import load_settings
+    from bot.web.app import create_web_app
+
+    settings = load_settings(args.config)
+    rollbot = await build(settings)
+    config = uvicorn.Config(
+        create_web_app(rollbot),
+        host=args.host or settings.server.host,
+        port=args.port or settings.server.port,
+        log_level="info",
+    )
+    await uvicorn.Server(config).serve()
+    return 0
+
+
+async def _audit(args: argparse.Namespace) -> int:
+    from bot.settings import load_settings
+    from bot.store import open_store
+
+    store = await open_store(load_settings(args.config).database.url, migrate=False)
+    try:
+        if args.op == "verify":
+            result = await store.verify_audit()
+            if result.ok:
+                print(f"audit log intact: {result.count} entries, hash chain verified")
+                return 0
+            print(f"audit log BROKEN at seq {result.first_bad_seq}: {result.reason}",
+                  file=sys.stderr)
+            return 1
+        for record in await store.audit_entries():
+            e = record.entry
+            print(json.dumps({
+                "seq": record.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
+                "target": e.target, "result": e.result, "before": e.before, "after": e.after,
+                "duration_ms": e.duration_ms, "detail": e.detail,
+                "prev_hash": record.prev_hash, "hash": record.hash,
+            }, sort_keys=True))
+        return 0
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

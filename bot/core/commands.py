@@ -1,0 +1,65 @@
+"""Parsing `/rollback` command text.
+
+    /rollback help
+    /rollback SERVICE                  → status
+    /rollback SERVICE status|abort|retry|promote|promote-full|pause|help
+
+Verbs are case-insensitive; `promote --full`, `promote full` and `promote_full` are
+accepted as `promote-full` (people type what the kubectl plugin taught them). Anything
+else is an `InvalidRequest` whose message is the usage, so the user learns the syntax
+from the error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bot.core.errors import InvalidRequest
+from bot.core.model import RolloutAction
+
+VERBS: tuple[str, ...] = ("status", "help", *(a.value for a in RolloutAction))
+_SERVICE_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+_ALIASES = {
+    "promote_full": "promote-full",
+    "promotefull": "promote-full",
+    "promote --full": "promote-full",
+    "promote full": "promote-full",
+    "get": "status",
+    "show": "status",
+}
+
+
+def usage(command: str = "/rollback") -> str:
+    return (
+        f"Usage: `{command} SERVICE [status|abort|retry|promote|promote-full|pause]` "
+        f"or `{command} help`."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    verb: str  # "help", "status" or a RolloutAction value
+    service: str | None
+
+    @property
+    def action(self) -> RolloutAction | None:
+        try:
+            return RolloutAction(self.verb)
+        except ValueError:
+            return None
+
+
+def parse(text: str, *, command: str = "/rollback") -> Command:
+    words = text.split()
+    if not words or (len(words) == 1 and words[0].lower() in ("help", "-h", "--help")):
+        return Command("help", None)
+    service, rest = words[0].lower(), " ".join(words[1:]).lower()
+    if not _SERVICE_RE.match(service):
+        shown = words[0][:64]
+        raise InvalidRequest(f"`{shown}` is not a service name. {usage(command)}")
+    verb = _ALIASES.get(rest, rest) or "status"
+    if verb not in VERBS:
+        shown = " ".join(words[1:])[:64]
+        raise InvalidRequest(f"Unknown action `{shown}` for `{service}`. {usage(command)}")
+    return Command(verb, service)

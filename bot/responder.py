@@ -1,0 +1,335 @@
+"""The action pipeline: authorise → idempotency → execute → verify → audit → report.
+
+Every way of asking for an action (a button, a slash command, later a PagerDuty workflow or
+a runbook page) builds an `ActionRequest` and calls `Responder.handle`. The pipeline:
+
+1. resolves the service in the catalog (UnknownService lists the known ones);
+2. authorises the actor (bot.core.policy; a refusal says who may act, and is audited);
+3. reads the Rollout (TargetNotFound names namespace and name) and refuses a button that
+   was rendered for an older revision;
+4. claims an idempotency key in the store. The key is the card's revision plus the card's
+   *epoch* (bumped after every executed action) plus the action, so a double click, a Slack
+   retry, two users or two replicas racing on the same card all compute the same key and a
+   unique constraint lets exactly one of them through; the others learn who won and when;
+5. executes the patches with `kubectl argo rollouts` semantics (the adapter);
+6. verifies by reading the Rollout back until the effect is observed or the deadline passes;
+7. appends the audit entry (actor, action, target, state before and after, result,
+   duration, the exact patches);
+8. bumps the card's epoch and reports: the card shows the outcome, the thread gets a line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from bot.cards import Cards, card_key
+from bot.core import policy
+from bot.core import rollouts as core_rollouts
+from bot.core.errors import (
+    InvalidRequest,
+    NotAuthorised,
+    RollbotError,
+    TemporaryError,
+    UnknownService,
+)
+from bot.core.model import (
+    Actor,
+    AuditEntry,
+    Patch,
+    RolloutAction,
+    RolloutState,
+    Verification,
+)
+from bot.core.ports import ActionRecord, Chat, Rollouts, Store
+from bot.slack import blocks
+
+if TYPE_CHECKING:
+    from bot.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+PAST_TENSE = {
+    RolloutAction.ABORT: "Aborted",
+    RolloutAction.RETRY: "Retried",
+    RolloutAction.PROMOTE: "Promoted",
+    RolloutAction.PROMOTE_FULL: "Fully promoted",
+    RolloutAction.PAUSE: "Paused",
+}
+# Actions whose patch can be sent twice with the same effect: safe to resend when the API
+# server could not be reached. A plain promote may advance currentStepIndex, so it is not.
+IDEMPOTENT = frozenset(
+    {RolloutAction.ABORT, RolloutAction.RETRY, RolloutAction.PROMOTE_FULL, RolloutAction.PAUSE}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    service: str
+    action: RolloutAction
+    actor: Actor
+    revision: int | None = None  # the revision the button was rendered for (None: a command)
+    epoch: int | None = None  # the card epoch the button was rendered with
+    retry_num: int = 0  # X-Slack-Retry-Num
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    status: str  # succeeded | failed | duplicate | refused
+    message: str  # what to tell the person who asked (mrkdwn)
+    record: ActionRecord | None = None
+    verification: Verification | None = None
+    before: RolloutState | None = None
+    after: RolloutState | None = None
+    patches: tuple[Patch, ...] = ()
+
+
+def state_summary(state: RolloutState | None) -> dict[str, Any]:
+    if state is None:
+        return {}
+    return {
+        "revision": state.revision,
+        "phase": state.phase,
+        "message": state.message,
+        "step": state.step_label,
+        "canary_weight": state.canary_weight,
+        "aborted": state.aborted,
+        "paused": state.paused,
+        "pause_reasons": list(state.pause_reasons),
+        "stable_rs": state.stable_rs,
+        "current_pod_hash": state.current_pod_hash,
+        "resource_version": state.resource_version,
+    }
+
+
+def patch_summary(patch: Patch) -> dict[str, Any]:
+    return {
+        "subresource": patch.subresource,
+        "content_type": patch.content_type,
+        "body": patch.body,
+    }
+
+
+class Responder:
+    def __init__(
+        self,
+        *,
+        catalog: Mapping[str, ServiceSettings],
+        rollouts: Rollouts,
+        chat: Chat,
+        store: Store,
+        cards: Cards,
+        verify_timeout: float = 30.0,
+        poll_interval: float = 0.1,
+        apply_attempts: int = 4,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._catalog = catalog
+        self._rollouts = rollouts
+        self._chat = chat
+        self._store = store
+        self._cards = cards
+        self._verify_timeout = verify_timeout
+        self._poll = poll_interval
+        self._apply_attempts = apply_attempts
+        self._now = now
+
+    def service(self, name: str) -> ServiceSettings:
+        try:
+            return self._catalog[name]
+        except KeyError:
+            raise UnknownService(name, self._catalog) from None
+
+    async def status(self, service: str) -> tuple[RolloutState, int]:
+        """Current state and the card epoch buttons must carry."""
+        cfg = self.service(service)
+        state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        return state, await self._cards.epoch(card_key(state))
+
+    async def handle(self, req: ActionRequest) -> ActionResult:
+        cfg = self.service(req.service)
+        target = f"{cfg.namespace}/{cfg.rollout}"
+
+        decision = await self._authorise(req, cfg)
+        if not decision.allowed:
+            await self._audit(req, target, "refused", detail={"reason": decision.reason})
+            raise NotAuthorised(decision.reason)
+
+        before = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        if req.revision is not None and req.revision != before.revision:
+            await self._audit(req, target, "refused", before=before,
+                              detail={"reason": "stale card", "card_revision": req.revision})
+            raise InvalidRequest(
+                f"This card is for revision {req.revision}, but `{target}` is now at revision "
+                f"{before.revision}. Nothing was done; ask `/rollback {req.service}` for the "
+                f"current state."
+            )
+        epoch = req.epoch if req.epoch is not None else await self._cards.epoch(card_key(before))
+        key = f"{card_key(before)}:{req.action.value}#{epoch}"
+        claim = await self._store.claim_action(
+            key, service=req.service, target=target, action=req.action.value,
+            actor_id=req.actor.id, actor_name=req.actor.name, source=req.actor.source,
+        )
+        if not claim.won:
+            return self._duplicate(req, claim.record, before)
+
+        started = time.monotonic()
+        try:
+            patches = await self._apply(req.action, cfg.namespace, cfg.rollout)
+        except RollbotError as err:
+            await self._finish(req, key, target, before, None, started, "failed",
+                               error=err.message)
+            await self._cards.bump_epoch(before)
+            raise
+        applied_at = time.monotonic()
+        verification, after = await self._verify(req.action, before, cfg)
+        result = "succeeded" if verification.ok else "failed"
+        record = await self._finish(req, key, target, before, after, started, result,
+                                    patches=patches, verification=verification)
+        await self._cards.bump_epoch(before)
+        outcome = blocks.Outcome(
+            action=req.action, actor_id=req.actor.id, at=self._now(),
+            verified=verification.ok, seconds=verification.seconds,
+            detail=verification.describe(),
+        )
+        verb = PAST_TENSE[req.action]
+        line = (
+            f"{verb} by <@{req.actor.id}> · verified in {verification.seconds:.1f} s · "
+            f"{verification.describe()}"
+            if verification.ok
+            else f"{req.action.value} by <@{req.actor.id}> NOT verified after "
+            f"{time.monotonic() - applied_at:.1f} s · {verification.describe()}"
+        )
+        await self._cards.report(req.service, after, outcome, line)
+        message = (
+            f"{verb} `{target}` (revision {before.revision}); verified in "
+            f"{verification.seconds:.1f} s."
+            if verification.ok
+            else f"Sent {req.action.value} to `{target}` but could not verify it within "
+            f"{self._verify_timeout:.0f} s: {verification.describe()}."
+        )
+        return ActionResult(result, message, record, verification, before, after, tuple(patches))
+
+    async def _authorise(self, req: ActionRequest, cfg: ServiceSettings) -> policy.Decision:
+        group = cfg.owners.slack_usergroup if cfg.owners else None
+        members: frozenset[str] | None = None
+        if group:
+            try:
+                members = await self._chat.usergroup_members(group)
+            except RollbotError as err:
+                log.warning("usergroup lookup failed: %s", err.message)
+        return policy.authorise(actor=req.actor, service=req.service, action=req.action,
+                                owners_usergroup=group, usergroup_members=members)
+
+    async def _apply(self, action: RolloutAction, namespace: str, name: str) -> list[Patch]:
+        attempts = self._apply_attempts if action in IDEMPOTENT else 1
+        delay = 0.2
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._rollouts.apply(action, namespace, name)
+            except TemporaryError as err:
+                if attempt == attempts:
+                    raise
+                log.warning("%s on %s/%s failed (attempt %d): %s", action, namespace, name,
+                            attempt, err.message)
+                await asyncio.sleep(err.delay or delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def _verify(
+        self, action: RolloutAction, before: RolloutState, cfg: ServiceSettings
+    ) -> tuple[Verification, RolloutState]:
+        started = time.monotonic()
+        deadline = started + self._verify_timeout
+        after = before
+        verification = core_rollouts.verify(action, before, before)
+        while True:
+            try:
+                after = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+                verification = core_rollouts.verify(action, before, after)
+            except TemporaryError as err:
+                log.warning("read-back failed: %s", err.message)
+            elapsed = time.monotonic() - started
+            if verification.ok or time.monotonic() >= deadline:
+                return Verification(verification.ok, verification.checks, elapsed), after
+            await asyncio.sleep(self._poll)
+
+    async def _finish(
+        self,
+        req: ActionRequest,
+        key: str,
+        target: str,
+        before: RolloutState,
+        after: RolloutState | None,
+        started: float,
+        result: str,
+        *,
+        patches: list[Patch] | None = None,
+        verification: Verification | None = None,
+        error: str | None = None,
+    ) -> ActionRecord:
+        duration_ms = int((time.monotonic() - started) * 1000)
+        detail: dict[str, Any] = {
+            "idempotency_key": key,
+            "patches": [patch_summary(p) for p in patches or []],
+        }
+        if verification is not None:
+            detail["verification"] = {
+                "ok": verification.ok,
+                "seconds": round(verification.seconds, 3),
+                "checks": [list(c) for c in verification.checks],
+            }
+        if error:
+            detail["error"] = error
+        await self._audit(req, target, result, before=before, after=after,
+                          duration_ms=duration_ms, detail=detail)
+        return await self._store.finish_action(key, status=result, result=detail)
+
+    async def _audit(
+        self,
+        req: ActionRequest,
+        target: str,
+        result: str,
+        *,
+        before: RolloutState | None = None,
+        after: RolloutState | None = None,
+        duration_ms: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await self._store.append_audit(
+            AuditEntry(
+                at=self._now(),
+                actor=f"{req.actor.source}:{req.actor.id}:{req.actor.name}",
+                action=req.action.value,
+                target=target,
+                result=result,
+                before=state_summary(before),
+                after=state_summary(after),
+                duration_ms=duration_ms,
+                detail={"service": req.service, **(detail or {})},
+            )
+        )
+
+    def _duplicate(
+        self, req: ActionRequest, winner: ActionRecord, before: RolloutState
+    ) -> ActionResult:
+        when = (winner.finished_at or winner.requested_at).strftime("%H:%M:%S UTC")
+        verb = PAST_TENSE.get(RolloutAction(winner.action), winner.action)
+        if winner.status == "running":
+            message = (
+                f"<@{winner.actor_id}> is already running {winner.action} on "
+                f"`{winner.target}` (since {when}); nothing more was sent."
+            )
+        elif winner.status == "succeeded":
+            message = f"Already {verb.lower()} by <@{winner.actor_id}> at {when}; nothing more was sent."
+        else:
+            message = (
+                f"<@{winner.actor_id}>'s {winner.action} at {when} ended `{winner.status}`; "
+                f"ask `/rollback {req.service}` for the current state before trying again."
+            )
+        return ActionResult("duplicate", message, winner, before=before)

@@ -1,0 +1,49 @@
+"""The one error handler for Slack.
+
+Domain errors (`RollbotError`) become an ephemeral message the user can act on: the typed
+error's own message says what is wrong and what to do. Anything else is logged with an id
+the user can quote, and the user gets that id; nothing else in the Slack layer catches.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.core.errors import NotAuthorised, RollbotError, TemporaryError
+from bot.slack import blocks
+
+log = logging.getLogger(__name__)
+
+
+def message_for(error: BaseException) -> tuple[str, str | None]:
+    """(text for the user, error id when it was unexpected)."""
+    if isinstance(error, NotAuthorised):
+        return f":no_entry: {error.message}", None
+    if isinstance(error, TemporaryError):
+        return f":warning: {error.message} Nothing was changed; try again shortly.", None
+    if isinstance(error, RollbotError):
+        return f":warning: {error.message}", None
+    error_id = secrets.token_hex(4)
+    return (
+        f":boom: Something went wrong inside rollbot (error id `{error_id}`). "
+        "Check the card's thread for what was done; quote the id to the rollbot owners.",
+        error_id,
+    )
+
+
+def register(app: AsyncApp) -> None:
+    @app.error
+    async def handle_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
+        text, error_id = message_for(error)
+        if error_id is not None:
+            log.error("unexpected error %s handling %s", error_id, body.get("type") or
+                      body.get("command"), exc_info=error)
+        else:
+            log.info("refused: %s", text)
+        if respond is not None:
+            await respond(text=text, blocks=blocks.error_blocks(text, error_id=error_id),
+                          response_type="ephemeral", replace_original=False)

@@ -1,0 +1,47 @@
+"""HTTP surface: Slack, health, readiness and metrics (webhooks arrive with later issues)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from bot.app import Rollbot
+
+
+def create_web_app(rollbot: Rollbot, *, run_background: bool = True) -> Starlette:
+    """The ASGI app. With `run_background`, its lifespan runs the watch (the leader's job)."""
+    handler = AsyncSlackRequestHandler(rollbot.bolt)
+    metrics = rollbot.metrics
+
+    async def slack_events(request: Request) -> Response:
+        response = await handler.handle(request)
+        metrics.http_requests.labels("/slack/events", str(response.status_code)).inc()
+        return response
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        problems = await rollbot.readiness_problems()
+        status = 503 if problems else 200
+        return JSONResponse({"ready": not problems, "problems": problems}, status_code=status)
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/slack/events", slack_events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ],
+        lifespan=rollbot.lifespan if run_background else None,
+    )
