@@ -1,0 +1,45 @@
+"""rollbot's database: SQLAlchemy 2 (asyncio) + Alembic, SQLite by default, PostgreSQL for
+several replicas.
+
+    store = await open_store("sqlite:///rollbot.db")     # or postgresql://…
+    claim = await store.claim_action(key, …)              # exactly once, across replicas
+    ...
+    await store.close()
+
+`SqlStore` implements `bot.core.ports.Store` (plus the webhook inbox and the outbox); the
+why of each choice is in `bot.store.sql`, `bot.store.engine` and `bot.store.audit`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL
+
+from bot.store.engine import DEFAULT_URL, async_url, create_engine
+from bot.store.migrate import current_revision, head_revision, upgrade, upgrade_engine
+from bot.store.sql import OutboxItem, RecordNotFound, SqlStore, WebhookRecord
+
+__all__ = [
+    "DEFAULT_URL",
+    "OutboxItem",
+    "RecordNotFound",
+    "SqlStore",
+    "WebhookRecord",
+    "async_url",
+    "current_revision",
+    "head_revision",
+    "open_store",
+    "upgrade",
+]
+
+
+async def open_store(url: str | URL = DEFAULT_URL, *, migrate: bool = True) -> SqlStore:
+    """Open the database at `url` (sync-driver URLs are upgraded to async ones), migrate it
+    to head when `migrate`, and return the store. Close it with `await store.close()`."""
+    engine = create_engine(url)
+    try:
+        if migrate:
+            await upgrade_engine(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return SqlStore(engine)

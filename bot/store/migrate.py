@@ -1,0 +1,78 @@
+"""Alembic, driven from code: the migrations ship inside the package (`bot/migrations`).
+
+`upgrade(url)` is what `rollbot db upgrade` and `open_store(migrate=True)` run. It holds a
+lock for the whole upgrade so that replicas starting together do not race each other's DDL:
+on PostgreSQL a transaction-scoped advisory lock (DDL is transactional there, so the second
+replica waits, then finds the schema at head and does nothing); on SQLite the `BEGIN
+IMMEDIATE` that every write transaction takes (see `bot.store.engine`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from bot.store.engine import create_engine, sync_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_PG_LOCK_KEY = 0x726F6C6C626F74  # "rollbot"
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this version of rollbot."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+async def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Migrate the database at `url` to `revision` (head by default)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        await upgrade_engine(engine, revision)
+    finally:
+        await engine.dispose()
+
+
+async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        await conn.run_sync(_upgrade_sync, revision)
+
+
+def _upgrade_sync(connection: sa.Connection, revision: str) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+def current_revision(url: str | URL) -> str | None:
+    """The revision the database at `url` is at; None when it was never migrated.
+
+    Blocking (a short sync connection), for the CLI and health checks outside an event loop.
+    A SQLite file that does not exist yet is reported as None without being created.
+    """
+    u = sync_url(url)
+    db = u.database or ""
+    is_file = u.get_backend_name() == "sqlite" and db not in ("", ":memory:")
+    if is_file and not db.startswith("file:") and not Path(db).expanduser().exists():
+        return None
+    engine = sa.create_engine(u, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()

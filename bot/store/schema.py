@@ -1,0 +1,156 @@
+"""The tables, as SQLAlchemy Core metadata (the queries' view of the schema).
+
+The migrations in `bot/migrations/versions/` are the source of truth for the DDL and are
+written out by hand, frozen at the revision that introduced them; this module must describe
+the same shape at head (a test compares the two with Alembic's autogenerate diff).
+
+Every timestamp column is `UTCDateTime`: aware UTC in, aware UTC out, on both backends.
+PostgreSQL stores `timestamptz`; SQLite has no timezone type, so the value is stored as
+naive UTC text (`YYYY-MM-DD HH:MM:SS.ffffff`, which also sorts correctly) and the zone is
+put back on the way out.
+
+JSON columns are plain `JSON` (PostgreSQL `json`, not `jsonb`): `json` keeps the text it
+was given, so numbers read back exactly as Python wrote them and the audit hashes, which
+are computed over the Python values, stay reproducible (`jsonb` would turn `1e+20` into
+`100000000000000000000`, an int, and break the chain on a value nobody tampered with).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+ZERO_HASH = "0" * 64
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend; naive input is taken as UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = to_utc(value)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # a value written by hand or by another tool
+            value = datetime.fromisoformat(value)
+        return to_utc(value)
+
+
+def to_utc(value: datetime) -> datetime:
+    """Aware UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("service", sa.String(255), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("actor_id", sa.String(255), nullable=False),
+    sa.Column("actor_name", sa.String(255), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("requested_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("result", sa.JSON, nullable=False),
+    sa.UniqueConstraint("key", name="uq_actions_key"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(255), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("result", sa.String(64), nullable=False),
+    sa.Column("before", sa.JSON, nullable=False),
+    sa.Column("after", sa.JSON, nullable=False),
+    sa.Column("duration_ms", sa.BigInteger, nullable=True),
+    sa.Column("detail", sa.JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    # Two entries can never hang off the same predecessor: a fork is impossible even if the
+    # head lock were bypassed.
+    sa.UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),
+)
+
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="ck_audit_head_single_row"),
+)
+
+cards = sa.Table(
+    "cards",
+    metadata,
+    sa.Column("card_key", sa.String(512), primary_key=True),
+    sa.Column("service", sa.String(255), nullable=False),
+    sa.Column("channel", sa.String(255), nullable=False),
+    sa.Column("ts", sa.String(64), nullable=True),
+    sa.Column("digest", sa.String(128), nullable=False),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+cursors = sa.Table(
+    "cursors",
+    metadata,
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("namespace", sa.String(255), primary_key=True),
+    sa.Column("resource_version", sa.String(255), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+webhook_inbox = sa.Table(
+    "webhook_inbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("headers", sa.JSON, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("processed_at", UTCDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_webhook_inbox_unprocessed", "processed_at", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("done_at", UTCDateTime, nullable=True),
+    sa.Column("dedup_key", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),
+    sa.Index("ix_outbox_due", "done_at", "next_attempt_at"),
+)
