@@ -1,0 +1,70 @@
+"""Block Kit as terminal text, for `rollbot demo` to show what Slack would show.
+
+    render_text(blocks) -> str
+
+Headers are underlined, section fields two to a line, context lines dimmed with `│`,
+buttons as `[ Abort (Tier 1) ]`, dividers as a rule. Emoji codes stay as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+WIDTH = 72
+
+
+def _text(obj: Any) -> str:
+    if isinstance(obj, dict):
+        return str(obj.get("text", ""))
+    return str(obj or "")
+
+
+def _section(block: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if block.get("text"):
+        lines.extend(_text(block["text"]).splitlines())
+    fields = [_text(f).splitlines() for f in block.get("fields") or []]
+    for i in range(0, len(fields), 2):
+        left = fields[i]
+        right = fields[i + 1] if i + 1 < len(fields) else []
+        for j in range(max(len(left), len(right))):
+            a = left[j] if j < len(left) else ""
+            b = right[j] if j < len(right) else ""
+            lines.append(f"{a:<34}  {b}".rstrip())
+    accessory = block.get("accessory")
+    if isinstance(accessory, dict) and accessory.get("type") == "button":
+        lines.append(_button(accessory))
+    return lines
+
+
+def _button(element: dict[str, Any]) -> str:
+    return f"[ {_text(element.get('text'))} ]"
+
+
+def render_text(blocks: list[dict[str, Any]]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            title = _text(block.get("text"))
+            out.extend([title, "═" * min(WIDTH, max(len(title), 8))])
+        elif kind == "section":
+            out.extend(_section(block))
+        elif kind == "context":
+            out.extend(
+                f"│ {line}"
+                for el in block.get("elements") or []
+                for line in (_text(el) if el.get("type") != "image" else "").splitlines()
+            )
+        elif kind == "actions":
+            buttons = [
+                _button(el) for el in block.get("elements") or [] if el.get("type") == "button"
+            ]
+            out.append("  ".join(buttons))
+        elif kind == "divider":
+            out.append("─" * WIDTH)
+        elif kind == "image":
+            out.append(f"[image: {block.get('alt_text', '')}]")
+        else:
+            out.append(f"[{kind}]")
+    return "\n".join(out)
