@@ -117,6 +117,11 @@ def humanise_age(start: datetime | None, now: datetime) -> str:
     return f"{secs}s"
 
 
+def _sentence(text: str) -> str:
+    """First letter up, a full stop at the end (unlike str.capitalize, keeps the rest)."""
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -205,7 +210,7 @@ def _confirm(action: RolloutAction, state: RolloutState) -> ConfirmObject | None
     if action is RolloutAction.ABORT:
         return ConfirmObject(
             title=f"Abort {_clip(state.name, 80)}?",
-            text=_clip(abort_effect(state).capitalize() + ".", 300),
+            text=_clip(_sentence(abort_effect(state)), 300),
             confirm="Abort",
             deny="Cancel",
             style="danger",
@@ -213,7 +218,7 @@ def _confirm(action: RolloutAction, state: RolloutState) -> ConfirmObject | None
     if action is RolloutAction.PROMOTE:
         return ConfirmObject(
             title=f"Promote {_clip(state.name, 80)}?",
-            text=_clip(promote_effect(state).capitalize() + ".", 300),
+            text=_clip(_sentence(promote_effect(state)), 300),
             confirm="Promote",
             deny="Cancel",
         )
@@ -249,7 +254,8 @@ def action_button(
 
 def outcome_line(outcome: Outcome) -> str:
     """`Aborted by <@U0ONCALL> at 14:03:12 UTC, verified in 0.8 s` (or `… not verified: …`)."""
-    verb = _PAST[outcome.action.value].capitalize()
+    verb = _PAST[outcome.action.value]
+    verb = verb[:1].upper() + verb[1:]
     head = f"{verb} by <@{outcome.actor_id}> at {clock(outcome.at)}"
     if outcome.verified:
         return f"{head}, verified in {outcome.seconds:.1f} s"
