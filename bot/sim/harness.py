@@ -1,0 +1,226 @@
+"""A whole simulated world with the real bot in it, for the demo, drills, e2e tests and benches.
+
+    async with SimWorld(speed=60) as world:
+        await world.wait_for_card()
+        await world.sender.click(...)
+
+It starts, on loopback: the Kubernetes API sim with the Argo Rollouts controller sim (on an
+accelerated clock), the Slack Web API sim, and rollbot itself, built by `bot.app.build` from
+a real settings file and served by uvicorn exactly as `rollbot serve` does. The bot reaches
+the sims through its real clients (a kubeconfig, Slack's `api_url`); nothing in the bot
+knows it is in a simulation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from bot.app import Rollbot, build
+from bot.settings import load_settings
+from bot.sim import world as sim_world
+from bot.sim.argo import ArgoController
+from bot.sim.kube import KubeSim
+from bot.sim.slack import SlackSender, SlackSim
+from bot.web.app import create_web_app
+
+SIGNING_SECRET = "demo-signing-secret-not-for-production"
+BOT_TOKEN = "xoxb-demo-0000-rollbot"
+CHANNEL_ID = "C0PAYDEPLOY"
+CHANNEL = "#payments-deploys"
+ONCALL = ("U0ONCALL", "oncall-engineer")
+OUTSIDER = ("U0OUTSIDER", "outsider")
+USERGROUP = "S0PAYMENTS"
+
+
+class AcceleratedClock:
+    """Simulated seconds run `speed` times faster than real ones."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> float:
+        return self._t0 + (time.monotonic() - self._t0) * self.speed
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class SimWorld:
+    def __init__(
+        self,
+        *,
+        speed: float = 60.0,
+        port: int = 0,
+        fail_analysis_at_weight: int | None = 25,
+        workdir: Path | None = None,
+        slack_rate_limits: bool = True,
+        database_url: str | None = None,
+        verify_timeout: float = 15.0,
+        extra_services: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.extra_services = extra_services or {}
+        self.speed = speed
+        self.port = port
+        self.fail_at = fail_analysis_at_weight
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.workdir = workdir
+        self.slack_rate_limits = slack_rate_limits
+        self.database_url = database_url
+        self.verify_timeout = verify_timeout
+        self.kube: KubeSim
+        self.argo: ArgoController
+        self.slack: SlackSim
+        self.rollbot: Rollbot
+        self.sender: SlackSender
+        self.url = ""
+        self._server: uvicorn.Server | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> SimWorld:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="rollbot-sim-")
+            self._stack.callback(self._tmp.cleanup)
+            self.workdir = Path(self._tmp.name)
+        self.kube = KubeSim().start()
+        self._stack.callback(self.kube.stop)
+        self.slack = SlackSim(rate_limits=self.slack_rate_limits).start()
+        self._stack.callback(self.slack.stop)
+        self.slack.add_channel(CHANNEL_ID, CHANNEL.lstrip("#"))
+        self.slack.add_user(ONCALL[0], ONCALL[1], real_name="On-call Engineer",
+                            email="oncall@example.com")
+        self.slack.add_user(OUTSIDER[0], OUTSIDER[1], real_name="Someone Else",
+                            email="outsider@example.com")
+        self.slack.add_usergroup(USERGROUP, "payments-oncall", [ONCALL[0]])
+
+        self.clock = AcceleratedClock(self.speed)
+        self.argo = ArgoController(self.kube, clock=self.clock)
+        sim_world.seed_payment_router(self.kube, self.argo, fail_analysis_at_weight=self.fail_at)
+        kubeconfig = self.kube.write_kubeconfig(self.workdir / "kubeconfig")
+
+        config = self.workdir / "rollbot.yaml"
+        config.write_text(json.dumps({
+            "slack": {"api_url": self.slack.api_url},
+            "kubernetes": {"kubeconfig": str(kubeconfig),
+                           "verify_timeout_seconds": self.verify_timeout},
+            "database": {"url": self.database_url
+                         or f"sqlite:///{self.workdir / 'rollbot.db'}"},
+            "services": {
+                "payment-router": {
+                    "namespace": "payments",
+                    "rollout": "payment-router",
+                    "channel": CHANNEL,
+                    "owners": {"slack_usergroup": USERGROUP},
+                    "flags": {"release": "payments.new-router.enabled",
+                              "circuit": "payments.new-router.circuit-open"},
+                },
+                **self.extra_services,
+            },
+        }))
+        settings = load_settings(config, environ={
+            "ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN,
+            "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
+        })
+        self.settings = settings
+        self.rollbot = await build(settings)
+        sock = _free_socket() if self.port == 0 else None
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self.port))
+        port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(
+            create_web_app(self.rollbot), log_level="warning", lifespan="on"))
+        self._serve_task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        self._stack.push_async_callback(self._stop_server)
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if self._serve_task.done():
+                self._serve_task.result()
+            if time.monotonic() > deadline:
+                raise TimeoutError("rollbot did not start within 10 s")
+            await asyncio.sleep(0.02)
+        self.sender = SlackSender(f"{self.url}/slack/events", SIGNING_SECRET,
+                                  sim=self.slack)
+        self.argo.run_in_thread(interval=0.02)
+        self._stack.callback(self.argo.stop)
+
+    async def _stop_server(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._serve_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._serve_task, timeout=10)
+
+    # -- observing ---------------------------------------------------------------------
+
+    def card(self) -> dict[str, Any] | None:
+        """The rollout card in the service channel (the top-level message with buttons)."""
+        for message in self.slack.messages(CHANNEL_ID):
+            if message.get("thread_ts") not in (None, message.get("ts")):
+                continue
+            if any(b.get("type") == "actions" for b in message.get("blocks") or []):
+                return message
+            if "payment-router" in (message.get("text") or ""):
+                return message
+        return None
+
+    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 30.0,
+                       what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    async def wait_for_card(self, *, timeout: float = 60.0) -> dict[str, Any]:
+        card = await self.wait_for(self.card, timeout=timeout, what="the rollout card")
+        assert isinstance(card, dict)
+        return card
+
+    @staticmethod
+    def button(message: dict[str, Any], action_id: str) -> dict[str, Any] | None:
+        for block in message.get("blocks") or []:
+            for element in block.get("elements") or []:
+                if element.get("action_id") == action_id:
+                    return element | {"block_id": block.get("block_id")}
+        return None
+
+    async def click(self, message: dict[str, Any], action_id: str, *,
+                    user: tuple[str, str] = ONCALL, **kw: Any) -> Any:
+        button = self.button(message, action_id)
+        if button is None:
+            raise LookupError(f"no {action_id} button on the card")
+        return await self.sender.click(
+            user[0], action_id, button["value"], message=message, channel_id=CHANNEL_ID,
+            block_id=button["block_id"], user_name=user[1], **kw)

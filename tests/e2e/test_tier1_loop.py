@@ -1,0 +1,218 @@
+"""The Tier 1 loop end to end: Argo Rollouts → Slack card → abort / retry / promote.
+
+Everything runs for real on loopback: the Kubernetes API sim with the Argo controller sim,
+the Slack Web API sim, and rollbot built from a settings file and served by uvicorn. Slack
+requests are signed exactly as Slack signs them.
+
+Aspects under test:
+- the watch posts one card, unasked, when the canary pauses on an inconclusive analysis,
+  with a timeline thread underneath;
+- clicking Abort (Tier 1): acked, one PATCH with the exact path, content type and body,
+  verified by reading back, audited, the card shows who and how fast, Retry replaces Abort;
+- exactly once: a double click, two users racing, and a Slack retry send one patch; the
+  others are told who did it;
+- the same through `/rollback payment-router abort`, then retry;
+- `/rollback payment-router` answers a status card; `/rollback help` the usage;
+- refusals: a non-owner is refused naming who may; forged and stale signatures get 401
+  and nothing runs or is audited; an unknown service lists the known ones;
+- the Kubernetes API unreachable or 403: the user is told which and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
+
+pytestmark = pytest.mark.timeout(90)
+
+STATUS_PATH = "/apis/argoproj.io/v1alpha1/namespaces/payments/rollouts/payment-router/status"
+MAIN_PATH = "/apis/argoproj.io/v1alpha1/namespaces/payments/rollouts/payment-router"
+
+
+def patches(world: SimWorld) -> list:
+    return [r for r in world.kube.requests if r.method == "PATCH"]
+
+
+def responses_text(world: SimWorld) -> str:
+    return "\n".join(json.dumps(r.body) for r in world.slack.responses())
+
+
+@pytest.fixture
+async def world(tmp_path):
+    async with SimWorld(speed=600, workdir=tmp_path) as w:
+        yield w
+
+
+async def paused_card(world: SimWorld) -> dict:
+    return await world.wait_for(
+        lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+        timeout=40, what="the card with Abort")
+
+
+async def audit(world: SimWorld, action: str) -> list:
+    return [r for r in await world.rollbot.store.audit_entries() if r.entry.action == action]
+
+
+async def test_card_posted_unasked_with_timeline(world):
+    card = await paused_card(world)
+    text = json.dumps(card["blocks"])
+    assert "payment-router" in text
+    assert "25%" in text
+    assert "Inconclusive" in text or "InconclusiveAnalysisRun" in text
+    assert world.button(card, "rollout_promote") is not None
+    # exactly one top-level card in the channel for this revision
+    tops = [m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m["ts"])]
+    assert len(tops) == 1
+    thread = world.slack.thread(CHANNEL_ID, card["ts"])
+    assert len(thread) >= 1
+
+
+async def test_click_abort_patches_verifies_audits_and_updates_card(world):
+    card = await paused_card(world)
+    confirm = world.button(card, "rollout_abort")["confirm"]
+    assert "status.abort=true on payments/payment-router" in json.dumps(confirm)
+    assert "stable revision 41" in json.dumps(confirm)
+
+    started = time.monotonic()
+    response = await world.click(card, "rollout_abort")
+    assert response.status_code == 200
+    assert time.monotonic() - started < 3.0  # acked well inside Slack's limit
+
+    await world.wait_for(lambda: "Aborted by <@U0ONCALL>" in json.dumps(world.card()),
+                         timeout=20, what="the outcome on the card")
+    sent = patches(world)
+    assert len(sent) == 1
+    assert sent[0].path == STATUS_PATH
+    assert sent[0].content_type.startswith("application/merge-patch+json")
+    assert sent[0].body == {"status": {"abort": True}}
+
+    final = world.card()
+    assert world.button(final, "rollout_retry") is not None
+    assert world.button(final, "rollout_abort") is None
+    assert "verified in" in json.dumps(final["blocks"])
+
+    (entry,) = await audit(world, "abort")
+    assert entry.entry.result == "succeeded"
+    assert entry.entry.before["phase"] == "Paused"
+    assert entry.entry.after["phase"] == "Degraded"
+    assert entry.entry.after["canary_weight"] == 0
+    assert entry.entry.actor.endswith("U0ONCALL:oncall-engineer")
+    assert entry.entry.duration_ms is not None
+    assert (await world.rollbot.store.verify_audit()).ok
+    rollout = world.kube.get("rollouts", "payments", "payment-router")
+    assert rollout["status"]["abort"] is True and rollout["status"]["phase"] == "Degraded"
+
+
+async def test_double_click_and_retry_execute_once(world):
+    card = await paused_card(world)
+    world.slack.set_usergroup_members("S0PAYMENTS", [ONCALL[0], "U0SECOND"])
+    world.slack.add_user("U0SECOND", "second-responder")
+    results = await asyncio.gather(
+        world.click(card, "rollout_abort"),
+        world.click(card, "rollout_abort"),
+        world.click(card, "rollout_abort", user=("U0SECOND", "second-responder")),
+    )
+    assert all(r.status_code == 200 for r in results)
+    await world.wait_for(lambda: "Aborted by" in json.dumps(world.card()), timeout=20,
+                         what="the outcome")
+    # a Slack retry of the same click, after the fact
+    retry = await world.click(card, "rollout_abort", retry_num=1, retry_reason="http_timeout")
+    assert retry.status_code == 200
+    await world.wait_for(lambda: "Already aborted by" in responses_text(world), timeout=10,
+                         what="a loser told who won")
+    await asyncio.sleep(0)  # let in-flight handlers settle before counting
+    assert len(patches(world)) == 1
+    entries = await audit(world, "abort")
+    assert [e.entry.result for e in entries].count("succeeded") == 1
+
+
+async def test_command_abort_then_retry(world):
+    await paused_card(world)
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
+    assert response.status_code == 200
+    assert "working on it" in response.text
+    await world.wait_for(lambda: "Aborted `payments/payment-router`" in responses_text(world),
+                         timeout=20, what="the abort reply")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry")
+    await world.wait_for(lambda: "Retried `payments/payment-router`" in responses_text(world),
+                         timeout=20, what="the retry reply")
+    bodies = [p.body for p in patches(world)]
+    assert bodies == [{"status": {"abort": True}}, {"status": {"abort": False}}]
+    assert all(p.path == STATUS_PATH for p in patches(world))
+
+
+async def test_status_and_help(world):
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help")
+    assert response.status_code == 200
+    assert "/rollback" in response.text
+    await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router")
+    body = await world.wait_for(
+        lambda: next((r.body for r in world.slack.responses() if r.body.get("blocks")), None),
+        timeout=10, what="a status card")
+    text = json.dumps(body["blocks"])
+    assert "payment-router" in text and "%" in text
+    assert patches(world) == []
+
+
+async def test_outsider_refused_and_audited(world):
+    card = await paused_card(world)
+    await world.click(card, "rollout_abort", user=OUTSIDER)
+    await world.wait_for(lambda: "S0PAYMENTS" in responses_text(world), timeout=10,
+                         what="the refusal")
+    assert "may not abort" in responses_text(world)
+    assert patches(world) == []
+    (entry,) = await audit(world, "abort")
+    assert entry.entry.result == "refused"
+
+
+async def test_forged_and_stale_requests_get_401_and_nothing_runs(world):
+    forged = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort",
+                                              bad_signature=True)
+    stale = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort",
+                                             timestamp=int(time.time()) - 600)
+    assert forged.status_code == 401 and stale.status_code == 401
+    await asyncio.sleep(0.2)
+    assert patches(world) == []
+    assert await world.rollbot.store.audit_entries() == []
+    assert world.slack.responses() == []
+
+
+async def test_unknown_service_lists_known(world):
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "checkout abort")
+    await world.wait_for(lambda: "Unknown service" in responses_text(world), timeout=10,
+                         what="the unknown-service reply")
+    assert "`payment-router`" in responses_text(world)
+    assert patches(world) == []
+
+
+async def test_kubernetes_unreachable_and_forbidden_are_explained(world):
+    world.kube.fail_next(1, status=403, path_contains="/rollouts/payment-router")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router status")
+    await world.wait_for(lambda: "403" in responses_text(world), timeout=10, what="403 reply")
+    assert "Kubernetes API" in responses_text(world)
+
+    world.kube.set_unreachable(True)
+    try:
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
+        await world.wait_for(lambda: "unreachable" in responses_text(world), timeout=30,
+                             what="unreachable reply")
+    finally:
+        world.kube.set_unreachable(False)
+    assert patches(world) == []
+
+
+async def test_rollout_missing_in_cluster_names_namespace_and_name(tmp_path):
+    extra = {"ledger": {"namespace": "payments", "rollout": "ledger-api",
+                        "channel": "#payments-deploys"}}
+    async with SimWorld(speed=600, workdir=tmp_path, extra_services=extra) as world:
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "ledger abort")
+        await world.wait_for(lambda: "not found" in responses_text(world), timeout=10,
+                             what="the not-found reply")
+        text = responses_text(world)
+        assert "ledger-api" in text and "payments" in text
+        assert patches(world) == []
