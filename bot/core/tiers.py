@@ -7,7 +7,8 @@ Pure: reads a RolloutState, returns actions in the order the card shows them.
             or phase Healthy                     → nothing to do
     paused (spec.paused, controllerPause, or
             a pause condition such as an
-            inconclusive analysis)               → abort, promote
+            inconclusive analysis), even when
+            the phase says Degraded              → abort, promote
     progressing canary / blue-green              → abort, promote
     degraded without abort (progress deadline,
             invalid spec, failed update)         → abort
@@ -30,6 +31,6 @@ def available_actions(state: RolloutState) -> list[RolloutAction]:
         return [RolloutAction.RETRY]
     if state.fully_promoted or state.phase == "Healthy":
         return []
-    if state.phase == "Degraded":
+    if state.phase == "Degraded" and not is_paused(state):
         return [RolloutAction.ABORT]
     return [RolloutAction.ABORT, RolloutAction.PROMOTE]

@@ -106,9 +106,10 @@ A, R, P = RolloutAction.ABORT, RolloutAction.RETRY, RolloutAction.PROMOTE
         (HEALTHY, []),
         (dataclasses.replace(PAUSED, phase="Healthy", current_pod_hash=None), []),
         (DEGRADED, [A]),
+        (dataclasses.replace(INCONCLUSIVE, phase="Degraded"), [A, P]),
     ],
     ids=["aborted", "progressing", "paused", "spec-paused", "inconclusive", "blue-green",
-         "healthy", "healthy-phase", "degraded"],
+         "healthy", "healthy-phase", "degraded", "degraded-but-paused-inconclusive"],
 )
 def test_available_actions(state: RolloutState, expected: list[RolloutAction]) -> None:
     assert available_actions(state) == expected
