@@ -428,10 +428,11 @@ class SqlStore:
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=[outbox.c.dedup_key])
+            .returning(outbox.c.id)  # a row back means inserted (rowcount is not portable)
         )
         async with self._engine.begin() as conn:
-            result = await conn.execute(stmt)
-        return bool(result.rowcount == 1)
+            new_id = (await conn.execute(stmt)).scalar_one_or_none()
+        return new_id is not None
 
     async def due_outbox(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
         """Items not done whose next attempt is at or before `now`, soonest first."""

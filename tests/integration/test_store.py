@@ -1,0 +1,389 @@
+"""The store (`bot.store.SqlStore`) against real SQLite and a real PostgreSQL 15.
+
+Aspects under test, each on both backends (`store_url` is parametrised):
+
+- migrations: `open_store` migrates an empty database to head; again is a no-op; two
+  replicas migrating at once do not trip over each other; the migrated schema matches the
+  metadata the queries use (no autogenerate diff); `current_revision` reports head.
+- URLs: sync URLs are upgraded to the async drivers.
+- exactly once: 50 concurrent `claim_action` on one key, one winner; two stores (two
+  engines = two replicas) racing on many keys, one winner each; losers get the winner's
+  record; `finish_action` records the outcome.
+- audit: appends from two stores at once stay one linear chain (contiguous seq, each
+  prev_hash the previous hash, first prev_hash 64 zeros); the database refuses UPDATE and
+  DELETE on the log; with the guard removed, `verify_audit` pinpoints a tampered row, a
+  deleted row, a truncated tail and reordered rows, and passes on an intact chain; values
+  that JSON reshapes (tuples, datetimes, floats, other time zones) still verify.
+- cards: one claim wins under concurrency; the message and digest are recorded; epoch
+  bumps are atomic under concurrency from two stores.
+- cursors: upsert; datetimes come back aware UTC on both backends.
+- webhook inbox and outbox basics: store, pending, processed; enqueue with dedup, due,
+  retry with backoff, done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from bot.core.model import AuditEntry
+from bot.core.ports import Claim
+from bot.store import (
+    RecordNotFound,
+    SqlStore,
+    async_url,
+    current_revision,
+    head_revision,
+    open_store,
+    upgrade,
+)
+from bot.store.schema import ZERO_HASH, metadata
+
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def two_stores(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
+    """Two stores on one database, each with its own engine and pool: two replicas."""
+    a = await open_store(store_url)
+    b = await open_store(store_url, migrate=False)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+def entry(n: int, **kw: object) -> AuditEntry:
+    fields: dict[str, object] = {
+        "at": T0 + timedelta(seconds=n),
+        "actor": f"U{n}",
+        "action": "abort",
+        "target": "payments/payment-router",
+        "result": "succeeded",
+        "before": {"phase": "Progressing", "weight": 25},
+        "after": {"phase": "Degraded", "weight": 0},
+        "duration_ms": 1200 + n,
+        "detail": {"n": n},
+    }
+    fields.update(kw)
+    return AuditEntry(**fields)  # type: ignore[arg-type]
+
+
+async def claim(store: SqlStore, key: str, who: str) -> Claim:
+    return await store.claim_action(
+        key,
+        service="payment-router",
+        target="payments/payment-router",
+        action="abort",
+        actor_id=who,
+        actor_name=f"name-{who}",
+        source="slack",
+    )
+
+
+async def tamper(store: SqlStore, *statements: str) -> None:
+    """Run raw SQL against the audit log, as someone with database access would."""
+    async with store.engine.begin() as conn:
+        if store.dialect == "postgresql":
+            await conn.exec_driver_sql("ALTER TABLE audit_log DISABLE TRIGGER USER")
+        else:
+            await conn.exec_driver_sql("DROP TRIGGER audit_log_no_update")
+            await conn.exec_driver_sql("DROP TRIGGER audit_log_no_delete")
+        for statement in statements:
+            await conn.exec_driver_sql(statement)
+
+
+# ── migrations and URLs ────────────────────────────────────────────────────────────────
+
+
+async def test_migrates_empty_database_to_head_and_matches_schema(store_url: str) -> None:
+    assert current_revision(store_url) is None
+    store = await open_store(store_url)
+    try:
+        assert await asyncio.to_thread(current_revision, store_url) == head_revision() == "0001"
+
+        def diff(conn: sa.Connection) -> list[object]:
+            return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+        assert await store.audit_head() == (0, ZERO_HASH)
+    finally:
+        await store.close()
+    await upgrade(store_url)  # again: nothing to do
+    assert current_revision(store_url) == "0001"
+
+
+async def test_replicas_migrating_at_once(store_url: str) -> None:
+    stores = await asyncio.gather(open_store(store_url), open_store(store_url))
+    try:
+        assert current_revision(store_url) == "0001"
+        assert (await stores[0].claim_card("a/b@1", service="s", channel="#c"))[0]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://u@h:5432/db", "postgresql+psycopg://u@h:5432/db"),
+        ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_sync_urls_are_upgraded_to_async_drivers(given: str, expected: str) -> None:
+    assert async_url(given).render_as_string(hide_password=False) == expected
+
+
+# ── exactly once ───────────────────────────────────────────────────────────────────────
+
+
+async def test_fifty_concurrent_claims_one_winner(sql_store: SqlStore) -> None:
+    claims = await asyncio.gather(*(claim(sql_store, "abort:rev7", f"U{i}") for i in range(50)))
+    winners = [c for c in claims if c.won]
+    assert len(winners) == 1
+    winner = winners[0].record
+    assert winner.status == "running" and winner.requested_at.tzinfo is not None
+    for c in claims:
+        assert c.record == winner
+
+
+async def test_two_replicas_race_one_winner_per_key(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    a, b = two_stores
+    keys = [f"abort:payment-router:{k}" for k in range(5)]
+    calls = [
+        claim(s, key, f"{name}{i}")
+        for key in keys
+        for i in range(5)
+        for s, name in ((a, "A"), (b, "B"))
+    ]
+    claims = await asyncio.gather(*calls)
+    for key in keys:
+        mine = [c for c in claims if c.record.key == key]
+        assert len(mine) == 10
+        assert sum(c.won for c in mine) == 1
+        winner = next(c.record for c in mine if c.won)
+        assert all(c.record == winner for c in mine)
+
+
+async def test_loser_is_told_who_won_and_how_it_ended(sql_store: SqlStore) -> None:
+    first = await claim(sql_store, "k1", "U-alice")
+    second = await claim(sql_store, "k1", "U-bob")
+    assert first.won and not second.won
+    assert second.record.actor_id == "U-alice"
+    done = await sql_store.finish_action(
+        "k1", status="succeeded", result={"verified": True, "checks": ("abort", "weight 0")}
+    )
+    assert done.status == "succeeded"
+    assert done.result == {"verified": True, "checks": ["abort", "weight 0"]}
+    assert done.finished_at is not None and done.finished_at.tzinfo == UTC
+    third = await claim(sql_store, "k1", "U-carol")
+    assert not third.won and third.record == done
+    with pytest.raises(RecordNotFound):
+        await sql_store.finish_action("nope", status="failed", result={})
+
+
+# ── audit log ──────────────────────────────────────────────────────────────────────────
+
+
+async def test_concurrent_appends_from_two_replicas_stay_linear(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    a, b = two_stores
+    appended = await asyncio.gather(*(s.append_audit(entry(i)) for i in range(20) for s in (a, b)))
+    records = await a.audit_entries()
+    assert [r.seq for r in records] == list(range(1, 41))
+    assert sorted(r.seq for r in appended) == list(range(1, 41))
+    assert records[0].prev_hash == ZERO_HASH
+    for prev, rec in itertools.pairwise(records):
+        assert rec.prev_hash == prev.hash
+    assert await b.audit_head() == (40, records[-1].hash)
+    assert await a.verify_audit() == await b.verify_audit()
+    assert (await a.verify_audit()).ok and (await a.verify_audit()).count == 40
+    assert [r.seq for r in await b.audit_entries(since_seq=38)] == [39, 40]
+
+
+async def test_the_database_refuses_to_change_the_log(sql_store: SqlStore) -> None:
+    await sql_store.append_audit(entry(1))
+    for statement in ("UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"):
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            async with sql_store.engine.begin() as conn:
+                await conn.exec_driver_sql(statement)
+    assert (await sql_store.verify_audit()).ok
+
+
+@pytest.mark.parametrize(
+    ("statements", "bad_seq", "reason"),
+    [
+        (["UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"], 3, "content"),
+        (['UPDATE audit_log SET after = \'{"phase": "Healthy"}\' WHERE seq = 4'], 4, "content"),
+        (["DELETE FROM audit_log WHERE seq = 2"], 2, "missing"),
+        (["DELETE FROM audit_log WHERE seq = 5"], 5, "truncated"),
+        (
+            [
+                "UPDATE audit_log SET seq = 100 WHERE seq = 2",
+                "UPDATE audit_log SET seq = 2 WHERE seq = 3",
+                "UPDATE audit_log SET seq = 3 WHERE seq = 100",
+            ],
+            2,
+            "prev_hash",
+        ),
+    ],
+    ids=["tampered-actor", "tampered-json", "deleted-row", "deleted-tail", "reordered"],
+)
+async def test_verify_pinpoints_tampering(
+    sql_store: SqlStore, statements: list[str], bad_seq: int, reason: str
+) -> None:
+    for i in range(5):
+        await sql_store.append_audit(entry(i))
+    assert (await sql_store.verify_audit()).ok
+    await tamper(sql_store, *statements)
+    result = await sql_store.verify_audit()
+    assert not result.ok
+    assert result.first_bad_seq == bad_seq
+    assert reason in result.reason
+
+
+async def test_entries_round_trip_exactly_and_verify(sql_store: SqlStore) -> None:
+    paris = timezone(timedelta(hours=1))
+    tricky = entry(
+        1,
+        at=datetime(2025, 3, 1, 13, 0, 0, 5, tzinfo=paris),
+        before={"weights": (10, 25), "ratio": 0.1, "big": 1e20, "when": T0, "ü": "ß"},
+        detail={"nested": {"b": [1, {"z": None}], "a": True}},
+        duration_ms=None,
+    )
+    rec = await sql_store.append_audit(tricky)
+    assert rec.entry.at == datetime(2025, 3, 1, 12, 0, 0, 5, tzinfo=UTC)
+    assert rec.entry.at.tzinfo == UTC
+    assert rec.entry.before["weights"] == [10, 25]
+    assert rec.entry.before["when"] == "2025-03-01T12:00:00.123456+00:00"
+    [stored] = await sql_store.audit_entries()
+    assert stored == rec
+    assert (await sql_store.verify_audit()).ok
+
+
+# ── cards ──────────────────────────────────────────────────────────────────────────────
+
+
+async def test_one_card_per_revision_under_concurrency(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    a, b = two_stores
+    key = "payments/payment-router@7"
+    results = await asyncio.gather(
+        *(
+            s.claim_card(key, service="payment-router", channel="#payments-deploys")
+            for _ in range(15)
+            for s in (a, b)
+        )
+    )
+    assert sum(won for won, _ in results) == 1
+    assert all(card.ts is None and card.epoch == 0 for _, card in results)
+
+    posted = await a.set_card_message(key, ts="1700000000.000100", digest="d1")
+    assert posted.ts == "1700000000.000100" and posted.digest == "d1"
+    won, again = await b.claim_card(key, service="payment-router", channel="#payments-deploys")
+    assert not won and again == posted
+    await b.set_card_digest(key, "d2")
+    assert (await a.get_card(key)).digest == "d2"  # type: ignore[union-attr]
+    assert await a.get_card("payments/other@1") is None
+    with pytest.raises(RecordNotFound):
+        await a.bump_card_epoch("payments/other@1")
+
+
+async def test_epoch_bumps_are_atomic(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    a, b = two_stores
+    await a.claim_card("ns/r@1", service="s", channel="#c")
+    epochs = await asyncio.gather(*(s.bump_card_epoch("ns/r@1") for _ in range(20) for s in (a, b)))
+    assert sorted(epochs) == list(range(1, 41))
+    assert (await b.get_card("ns/r@1")).epoch == 40  # type: ignore[union-attr]
+
+
+# ── cursors and datetimes ──────────────────────────────────────────────────────────────
+
+
+async def test_cursors_upsert(sql_store: SqlStore) -> None:
+    assert await sql_store.get_cursor("rollouts", "payments") is None
+    await sql_store.set_cursor("rollouts", "payments", "100")
+    await sql_store.set_cursor("rollouts", "payments", "105")
+    await sql_store.set_cursor("analysisruns", "payments", "7")
+    assert await sql_store.get_cursor("rollouts", "payments") == "105"
+    assert await sql_store.get_cursor("analysisruns", "payments") == "7"
+    assert await sql_store.get_cursor("rollouts", "other") is None
+
+
+async def test_datetimes_are_aware_utc_both_ways(sql_store: SqlStore) -> None:
+    tokyo = datetime(2025, 3, 1, 21, 0, 0, 999, tzinfo=timezone(timedelta(hours=9)))
+    clocked = SqlStore(sql_store.engine, clock=lambda: tokyo)  # shares the engine
+    won = await claim(clocked, "k", "U1")
+    stored = (await claim(sql_store, "k", "U2")).record
+    assert stored.requested_at == tokyo == won.record.requested_at
+    assert stored.requested_at.utcoffset() == timedelta(0)
+    assert stored.requested_at.tzinfo == UTC
+    naive = await sql_store.append_audit(entry(1, at=datetime(2025, 1, 1, 8, 30)))
+    assert naive.entry.at == datetime(2025, 1, 1, 8, 30, tzinfo=UTC)
+
+
+# ── webhook inbox and outbox ───────────────────────────────────────────────────────────
+
+
+async def test_webhook_inbox(sql_store: SqlStore) -> None:
+    body = b'{"version":"4","status":"firing","alerts":[]}'
+    first = await sql_store.store_webhook(
+        "alertmanager", {"content-type": "application/json"}, body
+    )
+    second = await sql_store.store_webhook("pagerduty", {"x-pagerduty-signature": "v1=ab"}, "{}")
+    pending = await sql_store.pending_webhooks()
+    assert [w.id for w in pending] == [first, second]
+    assert pending[0].body == body.decode() and pending[0].headers["content-type"]
+    assert pending[0].received_at.tzinfo == UTC
+    await sql_store.mark_webhook_processed(first)
+    await sql_store.mark_webhook_processed(second, error="bad signature")
+    assert await sql_store.pending_webhooks() == []
+    failed = await sql_store.get_webhook(second)
+    assert failed is not None and failed.error == "bad signature" and failed.processed_at
+    with pytest.raises(RecordNotFound):
+        await sql_store.mark_webhook_processed(999_999)
+
+
+async def test_outbox(sql_store: SqlStore) -> None:
+    now = datetime.now(UTC)
+    assert await sql_store.enqueue("slack.post", {"channel": "#c", "text": "hi"}, "post:1")
+    assert not await sql_store.enqueue("slack.post", {"channel": "#c", "text": "hi"}, "post:1")
+    assert await sql_store.enqueue("pd.note", {"incident": "P1"}, None)
+    assert await sql_store.enqueue("pd.note", {"incident": "P1"}, None)
+    later = await sql_store.enqueue("jira.create", {}, "j:1", not_before=now + timedelta(hours=1))
+    assert later
+
+    due = await sql_store.due_outbox(now + timedelta(seconds=5), limit=10)
+    assert [i.kind for i in due] == ["slack.post", "pd.note", "pd.note"]
+    assert due[0].payload == {"channel": "#c", "text": "hi"} and due[0].attempts == 0
+    assert len(await sql_store.due_outbox(now + timedelta(seconds=5), limit=2)) == 2
+
+    await sql_store.outbox_retry(due[0].id, "429 Retry-After 30", now + timedelta(seconds=30))
+    await sql_store.outbox_done(due[1].id)
+    due_now = await sql_store.due_outbox(now + timedelta(seconds=5), limit=10)
+    assert [i.id for i in due_now] == [due[2].id]
+    retried = await sql_store.get_outbox(due[0].id)
+    assert retried is not None and retried.attempts == 1
+    assert retried.last_error == "429 Retry-After 30"
+    assert retried.next_attempt_at == now + timedelta(seconds=30)
+    later_due = await sql_store.due_outbox(now + timedelta(hours=2), limit=10)
+    assert {i.kind for i in later_due} == {"slack.post", "pd.note", "jira.create"}
+    with pytest.raises(RecordNotFound):
+        await sql_store.outbox_done(999_999)
