@@ -754,6 +754,14 @@ def _short_id(n: int) -> str:
 # ---------------------------------------------------------------------- sender
 
 
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """A request body exactly as Slack sends it, with its signed headers."""
+
+    body: str
+    headers: dict[str, str]
+
+
 class SlackSender:
     """Posts slash commands and button clicks to the bot exactly as Slack does.
 
@@ -805,7 +813,7 @@ class SlackSender:
             f"{secrets.randbelow(10**12)}/{secrets.token_hex(12)}"
         )
 
-    async def slash_command(
+    def slash_command_request(
         self,
         user_id: str,
         user_name: str,
@@ -818,8 +826,8 @@ class SlackSender:
         retry_reason: str | None = None,
         bad_signature: bool = False,
         timestamp: int | None = None,
-    ) -> httpx.Response:
-        """POST a slash command, form-encoded with the fields Slack sends."""
+    ) -> SignedRequest:
+        """The signed form-encoded body and headers of a slash command, as Slack sends them."""
         self.last_trigger_id = self._trigger_id()
         self.last_response_url = self._response_url(channel_id, None)
         fields = {
@@ -839,9 +847,32 @@ class SlackSender:
             "response_url": self.last_response_url,
             "trigger_id": self.last_trigger_id,
         }
-        return await self._post(
+        return self.signed(
             urlencode(fields), retry_num=retry_num, retry_reason=retry_reason,
             bad_signature=bad_signature, timestamp=timestamp,
+        )
+
+    async def slash_command(
+        self,
+        user_id: str,
+        user_name: str,
+        text: str,
+        *,
+        command: str = "/rollback",
+        channel_id: str = "C0PAYDEPLOY",
+        channel_name: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> httpx.Response:
+        """POST a slash command to `events_url`, form-encoded and signed."""
+        return await self.send(
+            self.slash_command_request(
+                user_id, user_name, text, command=command, channel_id=channel_id,
+                channel_name=channel_name, retry_num=retry_num, retry_reason=retry_reason,
+                bad_signature=bad_signature, timestamp=timestamp,
+            )
         )
 
     def block_actions_payload(
@@ -897,6 +928,32 @@ class SlackSender:
             ],
         }
 
+    def click_request(
+        self,
+        user_id: str,
+        action_id: str,
+        value: str,
+        *,
+        message: dict[str, Any],
+        channel_id: str = "C0PAYDEPLOY",
+        block_id: str | None = None,
+        user_name: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """The signed `payload=<json>` body and headers of a button click."""
+        payload = self.block_actions_payload(
+            user_id, action_id, value, message=message, channel_id=channel_id,
+            block_id=block_id, user_name=user_name,
+        )
+        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
+        return self.signed(
+            body, retry_num=retry_num, retry_reason=retry_reason,
+            bad_signature=bad_signature, timestamp=timestamp,
+        )
+
     async def click(
         self,
         user_id: str,
@@ -912,26 +969,25 @@ class SlackSender:
         bad_signature: bool = False,
         timestamp: int | None = None,
     ) -> httpx.Response:
-        """POST a button click (`payload=<json>`, form-encoded), signed."""
-        payload = self.block_actions_payload(
-            user_id, action_id, value, message=message, channel_id=channel_id,
-            block_id=block_id, user_name=user_name,
-        )
-        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
-        return await self._post(
-            body, retry_num=retry_num, retry_reason=retry_reason,
-            bad_signature=bad_signature, timestamp=timestamp,
+        """POST a button click to `events_url` (`payload=<json>`, form-encoded), signed."""
+        return await self.send(
+            self.click_request(
+                user_id, action_id, value, message=message, channel_id=channel_id,
+                block_id=block_id, user_name=user_name, retry_num=retry_num,
+                retry_reason=retry_reason, bad_signature=bad_signature, timestamp=timestamp,
+            )
         )
 
-    async def _post(
+    def signed(
         self,
         body: str,
         *,
-        retry_num: int | None,
-        retry_reason: str | None,
-        bad_signature: bool,
-        timestamp: int | None,
-    ) -> httpx.Response:
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """Headers Slack adds: timestamp, `v0=` HMAC-SHA256 of `v0:{ts}:{body}`, retries."""
         ts = int(time.time()) if timestamp is None else int(timestamp)
         signature = self.sign(body, ts)
         if bad_signature:
@@ -945,8 +1001,13 @@ class SlackSender:
         if retry_num is not None:
             headers["X-Slack-Retry-Num"] = str(retry_num)
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        return SignedRequest(body, headers)
+
+    async def send(self, request: SignedRequest) -> httpx.Response:
         async with httpx.AsyncClient(timeout=self.timeout) as client:
-            return await client.post(self.events_url, content=body.encode(), headers=headers)
+            return await client.post(
+                self.events_url, content=request.body.encode(), headers=request.headers
+            )
 
 
 def _find_button(message: dict[str, Any], action_id: str) -> tuple[str | None, str | None]:
