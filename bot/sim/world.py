@@ -1,0 +1,177 @@
+"""The demo world: the payment-router Rollout from the case study, in a :class:`KubeSim`.
+
+Canary steps 10 % → pause 2m → analysis → 25 % → pause 3m → analysis → 50 % → pause 5m → 100 %,
+Istio traffic routing, 6 replicas, and an AnalysisTemplate gating on the SLOs (error rate < 2 %,
+p95 < 300 ms, p99 < 200 ms, measured every minute five times).  :func:`seed_payment_router`
+leaves stable revision 41 (``1.12.4``) fully rolled out and revision 42 (``1.13.0``) starting.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bot.sim.argo import ArgoController
+from bot.sim.kube import KubeSim
+
+NAMESPACE = "payments"
+ROLLOUT = "payment-router"
+TEMPLATE = "payment-router-slo"
+STABLE_IMAGE = "registry.example.com/payment-router:1.12.4"
+CANARY_IMAGE = "registry.example.com/payment-router:1.13.0"
+STABLE_REVISION = 41
+
+
+def _query(expr: str) -> str:
+    return expr.strip()
+
+
+def payment_router_analysis_template(namespace: str = NAMESPACE) -> dict[str, Any]:
+    prometheus = "http://prometheus.monitoring.svc.cluster.local:9090"
+    sel = "job='payment-router',version='{{args.version}}'"
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "AnalysisTemplate",
+        "metadata": {"name": TEMPLATE, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": ROLLOUT}},
+        "spec": {
+            "args": [{"name": "version", "value": "canary"}],
+            "metrics": [
+                {
+                    "name": "error-rate",
+                    "interval": "1m",
+                    "count": 5,
+                    "failureLimit": 0,
+                    "successCondition": "result[0] < 0.02",
+                    "failureCondition": "result[0] >= 0.02",
+                    "provider": {"prometheus": {"address": prometheus, "query": _query(
+                        f"sum(rate(http_requests_total{{{sel},status=~'5..'}}[1m])) / "
+                        f"sum(rate(http_requests_total{{{sel}}}[1m]))")}},
+                },
+                {
+                    "name": "latency-p95",
+                    "interval": "1m",
+                    "count": 5,
+                    "failureLimit": 0,
+                    "successCondition": "result[0] < 300",
+                    "failureCondition": "result[0] >= 300",
+                    "provider": {"prometheus": {"address": prometheus, "query": _query(
+                        "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket"
+                        f"{{{sel}}}[1m])) by (le)) * 1000")}},
+                },
+                {
+                    "name": "latency-p99",
+                    "interval": "1m",
+                    "count": 5,
+                    "failureLimit": 0,
+                    "successCondition": "result[0] < 200",
+                    "failureCondition": "result[0] >= 200",
+                    "provider": {"prometheus": {"address": prometheus, "query": _query(
+                        "histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket"
+                        f"{{{sel}}}[1m])) by (le)) * 1000")}},
+                },
+            ],
+        },
+    }
+
+
+def _analysis_step() -> dict[str, Any]:
+    return {"analysis": {"templates": [{"templateName": TEMPLATE}],
+                         "args": [{"name": "version", "value": "canary"}]}}
+
+
+def payment_router_rollout(namespace: str = NAMESPACE, image: str = CANARY_IMAGE) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": ROLLOUT, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": ROLLOUT, "team": "payments"}},
+        "spec": {
+            "replicas": 6,
+            "revisionHistoryLimit": 3,
+            "progressDeadlineSeconds": 600,
+            "selector": {"matchLabels": {"app": ROLLOUT}},
+            "template": {
+                "metadata": {"labels": {"app": ROLLOUT}},
+                "spec": {
+                    "containers": [{
+                        "name": "app",
+                        "image": image,
+                        "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                        "env": [{"name": "VERSION", "value": image.rsplit(":", 1)[-1]}],
+                        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+                    }],
+                },
+            },
+            "strategy": {
+                "canary": {
+                    "canaryService": f"{ROLLOUT}-canary",
+                    "stableService": f"{ROLLOUT}-stable",
+                    "trafficRouting": {"istio": {"virtualService": {
+                        "name": f"{ROLLOUT}-vs", "routes": ["primary"]}}},
+                    "steps": [
+                        {"setWeight": 10},
+                        {"pause": {"duration": "2m"}},
+                        _analysis_step(),
+                        {"setWeight": 25},
+                        {"pause": {"duration": "3m"}},
+                        _analysis_step(),
+                        {"setWeight": 50},
+                        {"pause": {"duration": "5m"}},
+                        {"setWeight": 100},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def seed_payment_router(
+    sim: KubeSim,
+    controller: ArgoController,
+    *,
+    namespace: str = NAMESPACE,
+    start_canary: bool = True,
+    fail_analysis_at_weight: int | None = None,
+) -> dict[str, Any]:
+    """Stable revision 41 (1.12.4) fully rolled out; then revision 42 (1.13.0) starting.
+
+    ``fail_analysis_at_weight`` (10 or 25) scripts the analysis that follows that weight to
+    fail, so the controller aborts by itself there.
+    """
+    if fail_analysis_at_weight is not None:
+        step = analysis_step_after_weight(fail_analysis_at_weight)
+        controller.script_analysis(namespace, ROLLOUT, step_index=step, outcome="Failed")
+    sim.create(payment_router_analysis_template(namespace))
+    sim.create(payment_router_rollout(namespace, STABLE_IMAGE))
+    controller.adopt_as_stable(namespace, ROLLOUT, revision=STABLE_REVISION)
+    controller.reconcile()
+    if start_canary:
+        start_new_revision(sim, namespace=namespace, image=CANARY_IMAGE)
+        controller.reconcile()
+    ro = sim.get("rollouts", namespace, ROLLOUT)
+    assert ro is not None
+    return ro
+
+
+def analysis_step_after_weight(weight: int) -> int:
+    """Index of the first analysis step after ``setWeight: weight``."""
+    steps = payment_router_rollout()["spec"]["strategy"]["canary"]["steps"]
+    seen = False
+    for i, step in enumerate(steps):
+        seen = seen or step.get("setWeight") == weight
+        if seen and "analysis" in step:
+            return i
+    raise ValueError(f"no analysis step after setWeight {weight}")
+
+
+def start_new_revision(sim: KubeSim, *, namespace: str = NAMESPACE,
+                       image: str = CANARY_IMAGE) -> dict[str, Any]:
+    """What a GitOps sync does: a new image in ``spec.template`` (the controller reacts)."""
+    ro = sim.get("rollouts", namespace, ROLLOUT)
+    assert ro is not None
+    template = copy.deepcopy(ro["spec"]["template"])
+    container = template["spec"]["containers"][0]
+    container["image"] = image
+    container["env"] = [{"name": "VERSION", "value": image.rsplit(":", 1)[-1]}]
+    return sim.patch("rollouts", namespace, ROLLOUT, {"spec": {"template": template}})
