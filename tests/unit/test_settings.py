@@ -61,6 +61,12 @@ def write(tmp_path: Path, text: str, name: str = "rollbot.yaml") -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ./rollbot.yaml or ./runbooks of the repository leaks into a test."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def catalog(tmp_path: Path) -> Path:
     (tmp_path / "runbooks").mkdir()
