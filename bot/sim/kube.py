@@ -1127,7 +1127,7 @@ class KubeSim:
             else:
                 message = "forbidden: User \"system:serviceaccount:rollbot:rollbot\" cannot " \
                           f'{verb} path "{path}"'
-        if code in (429, 503):
+        if code == 429:  # API Priority and Fairness answers 429 with Retry-After
             headers["Retry-After"] = "1"
             details = {"retryAfterSeconds": 1}
         raise ApiError(code, message, details=details, headers=headers)
