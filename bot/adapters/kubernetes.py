@@ -262,7 +262,11 @@ class KubeRollouts:
         try:
             obj = await asyncio.to_thread(
                 self._custom.get_namespaced_custom_object,
-                GROUP, VERSION, namespace, "rollouts", name,
+                GROUP,
+                VERSION,
+                namespace,
+                "rollouts",
+                name,
                 _request_timeout=self.request_timeout,
             )
         except (ApiException, *_TRANSPORT_ERRORS) as exc:
@@ -310,8 +314,9 @@ class KubeRollouts:
             except ApiException as exc:
                 if exc.status != 404 or not patch.fallback_to_main:
                     raise translate(exc, namespace=namespace, name=name) from exc
-                log.info("no status subresource on %s/%s: patching the main resource",
-                         namespace, name)
+                log.info(
+                    "no status subresource on %s/%s: patching the main resource", namespace, name
+                )
             except _TRANSPORT_ERRORS as exc:
                 raise translate(exc, namespace=namespace, name=name) from exc
         elif patch.subresource is not None:
@@ -329,7 +334,13 @@ class KubeRollouts:
             else self._custom.patch_namespaced_custom_object
         )
         return await asyncio.to_thread(
-            method, GROUP, VERSION, namespace, "rollouts", name, body,
+            method,
+            GROUP,
+            VERSION,
+            namespace,
+            "rollouts",
+            name,
+            body,
             _request_timeout=self.request_timeout,
         )
 
@@ -379,8 +390,9 @@ class KubeRollouts:
                     # An established stream broke off: reconnect, but not in a hot loop.
                     await asyncio.sleep(self._delay(0))
             except _Gone:
-                log.info("watch of %s in %s expired (410): listing again",
-                         WATCHED_KINDS[kind], namespace)
+                log.info(
+                    "watch of %s in %s expired (410): listing again", WATCHED_KINDS[kind], namespace
+                )
                 cursor.rv = None
             except (ApiException, _WatchFailed, *_TRANSPORT_ERRORS) as exc:
                 if isinstance(exc, ApiException) and exc.status == 410:
@@ -389,8 +401,13 @@ class KubeRollouts:
                 delay = self._delay(failures)
                 failures += 1
                 detail = translate(exc).message if not isinstance(exc, _WatchFailed) else str(exc)
-                log.warning("watch of %s in %s failed (%s); retrying in %.1fs",
-                            WATCHED_KINDS[kind], namespace, detail, delay)
+                log.warning(
+                    "watch of %s in %s failed (%s); retrying in %.1fs",
+                    WATCHED_KINDS[kind],
+                    namespace,
+                    detail,
+                    delay,
+                )
                 if not reported:
                     reported = True
                     await self._report(
@@ -421,7 +438,10 @@ class KubeRollouts:
         plural = WATCHED_KINDS[cursor.kind]
         result = await asyncio.to_thread(
             self._custom.list_namespaced_custom_object,
-            GROUP, VERSION, cursor.namespace, plural,
+            GROUP,
+            VERSION,
+            cursor.namespace,
+            plural,
             _request_timeout=self.request_timeout,
         )
         items = [i for i in result.get("items") or [] if isinstance(i, dict)]
@@ -454,7 +474,10 @@ class KubeRollouts:
 
         def call() -> Any:
             return self._custom.list_namespaced_custom_object(
-                GROUP, VERSION, cursor.namespace, plural,
+                GROUP,
+                VERSION,
+                cursor.namespace,
+                plural,
                 watch=True,
                 resource_version=rv,
                 allow_watch_bookmarks=True,
@@ -464,7 +487,9 @@ class KubeRollouts:
             )
 
         thread = threading.Thread(
-            target=stream.run, args=(call,), name=f"rollbot-watch:{plural}:{cursor.namespace}",
+            target=stream.run,
+            args=(call,),
+            name=f"rollbot-watch:{plural}:{cursor.namespace}",
             daemon=True,
         )
         thread.start()
@@ -483,8 +508,7 @@ class KubeRollouts:
                         raise payload
                     if isinstance(payload, urllib3.exceptions.ReadTimeoutError):
                         return False  # a quiet stream: resume from the last resourceVersion
-                    log.info("watch of %s in %s broke off: %s", plural, cursor.namespace,
-                             payload)
+                    log.info("watch of %s in %s broke off: %s", plural, cursor.namespace, payload)
                     return True
         finally:
             stream.cancel()
