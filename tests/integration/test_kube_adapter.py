@@ -23,7 +23,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +42,10 @@ MERGE = "application/merge-patch+json"
 
 
 @pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    with KubeSim(bookmark_interval=0.2) as server:
-        yield server
-
-
-@pytest.fixture
-def kubeconfig_path(sim: KubeSim, tmp_path: Path) -> Path:
-    return sim.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
+def sim(kube_sim: KubeSim) -> KubeSim:
+    """The shared sim (tests/plugins/kube.py), with frequent bookmarks."""
+    kube_sim.bookmark_interval = 0.2
+    return kube_sim
 
 
 def make(kubeconfig: Path, **kw: Any) -> KubeRollouts:
@@ -66,8 +62,8 @@ def make(kubeconfig: Path, **kw: Any) -> KubeRollouts:
 
 
 @pytest.fixture
-async def kube(kubeconfig_path: Path) -> AsyncIterator[KubeRollouts]:
-    adapter = make(kubeconfig_path)
+async def kube(kubeconfig: Path) -> AsyncIterator[KubeRollouts]:
+    adapter = make(kubeconfig)
     yield adapter
     adapter.close()
 
@@ -235,11 +231,10 @@ async def test_forbidden_carries_the_status_message(sim: KubeSim, kube: KubeRoll
 
 async def test_5xx_and_dead_server_are_unreachable(sim: KubeSim, kube: KubeRollouts) -> None:
     sim.create(paused_rollout())
-    # (a 503 with Retry-After is retried by urllib3 itself before the adapter sees it)
-    sim.fail_next(1, status=500)
+    sim.fail_next(1, status=503)
     with pytest.raises(Unreachable) as info:
         await kube.get_state(NS, NAME)
-    assert "500" in info.value.detail
+    assert "503" in info.value.detail
     sim.set_unreachable(True)
     with pytest.raises(Unreachable):
         await kube.get_state(NS, NAME)
@@ -383,11 +378,11 @@ class Cursors:
         self.saved[(kind, namespace)] = resource_version
 
 
-async def test_watch_resumes_from_the_persisted_cursor(sim: KubeSim, kubeconfig_path: Path) -> None:
+async def test_watch_resumes_from_the_persisted_cursor(sim: KubeSim, kubeconfig: Path) -> None:
     sim.create(paused_rollout(currentStepIndex=0))
     cursors = Cursors()
     first, second = Recorder(), Recorder()
-    kube = make(kubeconfig_path, cursor_store=cursors)
+    kube = make(kubeconfig, cursor_store=cursors)
     try:
         task = asyncio.create_task(kube.watch([NS], first.on_event))
         await eventually(lambda: len(first.events) == 1 and sim.open_watches() == 2)
