@@ -17,9 +17,9 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.core import rollouts as core_rollouts
 from bot.core.model import MessageRef, RolloutState
@@ -57,6 +57,7 @@ def summary_line(state: RolloutState) -> str:
 class _CardMemory:
     outcome: blocks.Outcome | None = None
     last_line: str = ""
+    digest: str = ""
 
 
 class Cards:
@@ -97,83 +98,86 @@ class Cards:
         key = card_key(state)
         async with self._lock(key):
             card = await self._store.get_card(key)
-            trouble = core_rollouts.trouble(state)
-            if card is None and trouble is None:
+            if card is None and core_rollouts.trouble(state) is None:
                 return None
-            return await self._render(service, state, card, thread_line=summary_line(state))
+            card = await self._ensure_posted(service, state, card)
+            if card is None:
+                return None
+            await self._refresh(service, state, card, line=summary_line(state))
+            return card
 
     async def report(
         self, service: str, state: RolloutState, outcome: blocks.Outcome, line: str
-    ) -> CardRecord:
-        """An action finished: show its outcome on the card (posting it if needed)."""
+    ) -> CardRecord | None:
+        """An action finished (or failed): new epoch, outcome on the card, a thread line."""
         key = card_key(state)
         async with self._lock(key):
             self._mem(key).outcome = outcome
-            card = await self._store.get_card(key)
-            record = await self._render(service, state, card, thread_line=line, force_line=True)
-            assert record is not None
-            return record
-
-    async def ensure(self, service: str, state: RolloutState) -> CardRecord:
-        """The card for this revision, posted now if it does not exist yet."""
-        key = card_key(state)
-        async with self._lock(key):
-            card = await self._store.get_card(key)
-            if card is not None and card.ts is not None:
-                return card
-            record = await self._render(service, state, card, thread_line=summary_line(state))
-            assert record is not None
-            return record
-
-    async def bump_epoch(self, state: RolloutState) -> int:
-        return await self._store.bump_card_epoch(card_key(state))
+            card = await self._ensure_posted(service, state, await self._store.get_card(key))
+            if card is None:
+                await self._store.bump_card_epoch(key)
+                return None
+            card = replace(card, epoch=await self._store.bump_card_epoch(key))
+            await self._refresh(service, state, card, line=line, always=True)
+            return card
 
     def render(
         self, service: str, state: RolloutState, *, epoch: int, outcome: blocks.Outcome | None
-    ) -> tuple[str, list[dict[str, object]]]:
+    ) -> tuple[str, list[dict[str, Any]]]:
         trouble = core_rollouts.trouble(state)
         now = self._now()
-        kw = {"service": service, "state": state, "trouble": trouble, "epoch": epoch,
-              "now": now, "outcome": outcome}
-        return blocks.rollout_card_text(**kw), blocks.rollout_card(**kw)  # type: ignore[arg-type]
+        text = blocks.rollout_card_text(service=service, state=state, trouble=trouble,
+                                        epoch=epoch, now=now, outcome=outcome)
+        body = blocks.rollout_card(service=service, state=state, trouble=trouble, epoch=epoch,
+                                   now=now, outcome=outcome)
+        return text, body
 
-    async def _render(
-        self,
-        service: str,
-        state: RolloutState,
-        card: CardRecord | None,
-        *,
-        thread_line: str,
-        force_line: bool = False,
+    async def _ensure_posted(
+        self, service: str, state: RolloutState, card: CardRecord | None
     ) -> CardRecord | None:
+        """The card's record with a message ts, posting it if we own it and it has none.
+
+        None means another replica claimed it and is posting it right now (it will own the
+        updates); a claim left without a message for longer than `claim_grace` seconds (its
+        poster died) is taken over.
+        """
         key = card_key(state)
-        mem = self._mem(key)
         cfg = self._catalog[service]
         if card is None:
             won, card = await self._store.claim_card(key, service=service, channel=cfg.channel)
             if not won and card.ts is None:
-                # Another replica is posting this card right now; it will own the updates.
-                return card
-        digest = _digest(state, mem.outcome, card.epoch)
+                return None
+        if card.ts is not None:
+            return card
+        mem = self._mem(key)
         text, body = self.render(service, state, epoch=card.epoch, outcome=mem.outcome)
-        if card.ts is None:
-            ref = await self._chat.post(cfg.channel, text=text, blocks=body)
-            card = await self._store.set_card_message(
-                key, ts=ref.ts, digest=digest, channel=ref.channel
-            )
-        elif card.digest != digest:
+        ref = await self._chat.post(cfg.channel, text=text, blocks=body)
+        mem.digest = _digest(state, mem.outcome, card.epoch)
+        return await self._store.set_card_message(
+            key, ts=ref.ts, digest=mem.digest, channel=ref.channel
+        )
+
+    async def _refresh(
+        self, service: str, state: RolloutState, card: CardRecord, *, line: str,
+        always: bool = False,
+    ) -> None:
+        key = card_key(state)
+        mem = self._mem(key)
+        digest = _digest(state, mem.outcome, card.epoch)
+        if digest != card.digest and digest != mem.digest:
+            text, body = self.render(service, state, epoch=card.epoch, outcome=mem.outcome)
+            assert card.ts is not None
             await self._chat.update(MessageRef(card.channel, card.ts), text=text, blocks=body)
             await self._store.set_card_digest(key, digest)
-        if force_line or thread_line != mem.last_line:
-            if not force_line:
-                mem.last_line = thread_line
+        mem.digest = digest
+        if always or line != mem.last_line:
+            if not always:
+                mem.last_line = line
             assert card.ts is not None
             await self._chat.post(
-                card.channel,
-                text=blocks.timeline_line(at=self._now(), text=thread_line),
+                card.channel, text=blocks.timeline_line(at=self._now(), text=line),
                 thread_ts=card.ts,
             )
-        return card
 
 
 def _digest(state: RolloutState, outcome: blocks.Outcome | None, epoch: int) -> str:

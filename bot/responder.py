@@ -176,6 +176,8 @@ class Responder:
             actor_id=req.actor.id, actor_name=req.actor.name, source=req.actor.source,
         )
         if not claim.won:
+            await self._audit(req, target, "duplicate", before=before,
+                              detail={"idempotency_key": key, "winner": claim.record.actor_id})
             return self._duplicate(req, claim.record, before)
 
         started = time.monotonic()
@@ -184,14 +186,20 @@ class Responder:
         except RollbotError as err:
             await self._finish(req, key, target, before, None, started, "failed",
                                error=err.message)
-            await self._cards.bump_epoch(before)
+            failed = blocks.Outcome(action=req.action, actor_id=req.actor.id, at=self._now(),
+                                    verified=False, seconds=0.0, detail=err.message)
+            try:
+                await self._cards.report(req.service, before, failed,
+                                         f"{req.action.value} by <@{req.actor.id}> FAILED: "
+                                         f"{err.message}")
+            except RollbotError as report_err:
+                log.warning("could not report the failure on the card: %s", report_err.message)
             raise
         applied_at = time.monotonic()
         verification, after = await self._verify(req.action, before, cfg)
         result = "succeeded" if verification.ok else "failed"
         record = await self._finish(req, key, target, before, after, started, result,
                                     patches=patches, verification=verification)
-        await self._cards.bump_epoch(before)
         outcome = blocks.Outcome(
             action=req.action, actor_id=req.actor.id, at=self._now(),
             verified=verification.ok, seconds=verification.seconds,

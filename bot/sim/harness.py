@@ -66,7 +66,7 @@ class SimWorld:
         *,
         speed: float = 60.0,
         port: int = 0,
-        fail_analysis_at_weight: int | None = 25,
+        analysis_at_25: str = "Inconclusive",
         workdir: Path | None = None,
         slack_rate_limits: bool = True,
         database_url: str | None = None,
@@ -76,7 +76,7 @@ class SimWorld:
         self.extra_services = extra_services or {}
         self.speed = speed
         self.port = port
-        self.fail_at = fail_analysis_at_weight
+        self.analysis_at_25 = analysis_at_25
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = workdir
         self.slack_rate_limits = slack_rate_limits
@@ -121,7 +121,17 @@ class SimWorld:
 
         self.clock = AcceleratedClock(self.speed)
         self.argo = ArgoController(self.kube, clock=self.clock)
-        sim_world.seed_payment_router(self.kube, self.argo, fail_analysis_at_weight=self.fail_at)
+        # The case study's incident: at 25 % the p95 latency crosses its SLO. Inconclusive
+        # pauses the canary for a human (the playbook's Tier 1); Failed makes the controller
+        # abort by itself; Successful lets it go on to 100 %.
+        self.argo.script_analysis(
+            "payments", "payment-router",
+            step_index=sim_world.analysis_step_after_weight(25), outcome=self.analysis_at_25,
+            message='Metric "latency-p95" assessed Inconclusive due to inconclusive (1) > '
+                    'inconclusiveLimit (0): p95 400 ms' if self.analysis_at_25 == "Inconclusive"
+            else "",
+        )
+        sim_world.seed_payment_router(self.kube, self.argo)
         kubeconfig = self.kube.write_kubeconfig(self.workdir / "kubeconfig")
 
         config = self.workdir / "rollbot.yaml"

@@ -15,8 +15,6 @@ def create_bolt_app(*, signing_secret: str, client: AsyncWebClient, deps: Deps) 
         client=client,
         # Answer Slack as soon as a listener acks; the work goes on after the ack.
         process_before_response=False,
-        # auth.test once, lazily, rather than at import or construction time.
-        token_verification_enabled=False,
     )
     errors.register(app)
     register_listeners(app, deps)

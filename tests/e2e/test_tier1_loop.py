@@ -39,7 +39,7 @@ def patches(world: SimWorld) -> list:
 
 
 def responses_text(world: SimWorld) -> str:
-    return "\n".join(json.dumps(r.body) for r in world.slack.responses())
+    return "\n".join(json.dumps(r.body) for r in world.slack.responses)
 
 
 @pytest.fixture
@@ -68,8 +68,9 @@ async def test_card_posted_unasked_with_timeline(world):
     # exactly one top-level card in the channel for this revision
     tops = [m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m["ts"])]
     assert len(tops) == 1
-    thread = world.slack.thread(CHANNEL_ID, card["ts"])
-    assert len(thread) >= 1
+    thread = await world.wait_for(lambda: world.slack.thread(CHANNEL_ID, card["ts"]),
+                                  timeout=10, what="a timeline line in the thread")
+    assert "Paused" in thread[0]["text"]
 
 
 async def test_click_abort_patches_verifies_audits_and_updates_card(world):
@@ -101,7 +102,7 @@ async def test_click_abort_patches_verifies_audits_and_updates_card(world):
     assert entry.entry.before["phase"] == "Paused"
     assert entry.entry.after["phase"] == "Degraded"
     assert entry.entry.after["canary_weight"] == 0
-    assert entry.entry.actor.endswith("U0ONCALL:oncall-engineer")
+    assert entry.entry.actor == "slack:U0ONCALL:On-call Engineer"
     assert entry.entry.duration_ms is not None
     assert (await world.rollbot.store.verify_audit()).ok
     rollout = world.kube.get("rollouts", "payments", "payment-router")
@@ -110,25 +111,43 @@ async def test_click_abort_patches_verifies_audits_and_updates_card(world):
 
 async def test_double_click_and_retry_execute_once(world):
     card = await paused_card(world)
-    world.slack.set_usergroup_members("S0PAYMENTS", [ONCALL[0], "U0SECOND"])
-    world.slack.add_user("U0SECOND", "second-responder")
+    second = ("U0SECOND", "second-responder")
+    world.slack.set_usergroup_members("S0PAYMENTS", [ONCALL[0], second[0]])
+    world.slack.add_user(second[0], second[1])
     results = await asyncio.gather(
         world.click(card, "rollout_abort"),
         world.click(card, "rollout_abort"),
-        world.click(card, "rollout_abort", user=("U0SECOND", "second-responder")),
+        world.click(card, "rollout_abort", user=second),
     )
     assert all(r.status_code == 200 for r in results)
-    await world.wait_for(lambda: "Aborted by" in json.dumps(world.card()), timeout=20,
-                         what="the outcome")
-    # a Slack retry of the same click, after the fact
-    retry = await world.click(card, "rollout_abort", retry_num=1, retry_reason="http_timeout")
+    await world.wait_for(lambda: len(world.slack.responses) >= 3, timeout=20,
+                         what="an answer to each of the three clicks")
+    (won,) = [e for e in await audit(world, "abort") if e.entry.result == "succeeded"]
+    winner = won.entry.actor.split(":")[1]
+    texts = [r.body["text"] for r in world.slack.responses]
+    assert sum("Aborted `payments/payment-router`" in t for t in texts) == 1
+    losers = [t for t in texts if "Aborted `payments" not in t]
+    assert len(losers) == 2
+    assert all(f"<@{winner}>" in t and "nothing more was sent" in t for t in losers)
+
+    # Slack re-sends the winner's click (X-Slack-Retry-Num): acked, nothing runs, and the
+    # winner is not told twice. A retry of someone else's click is told who won.
+    winner_user = ONCALL if winner == ONCALL[0] else second
+    other_user = second if winner_user is ONCALL else ONCALL
+    retry = await world.click(card, "rollout_abort", user=winner_user, retry_num=1,
+                              retry_reason="http_timeout")
     assert retry.status_code == 200
-    await world.wait_for(lambda: "Already aborted by" in responses_text(world), timeout=10,
-                         what="a loser told who won")
-    await asyncio.sleep(0)  # let in-flight handlers settle before counting
+    other = await world.click(card, "rollout_abort", user=other_user, retry_num=1,
+                              retry_reason="http_timeout")
+    assert other.status_code == 200
+    await world.wait_for(lambda: len(world.slack.responses) >= 4, timeout=10,
+                         what="the other user's retry answered")
+    assert f"Already aborted by <@{winner}>" in world.slack.responses[-1].body["text"]
+    assert len(world.slack.responses) == 4
     assert len(patches(world)) == 1
-    entries = await audit(world, "abort")
-    assert [e.entry.result for e in entries].count("succeeded") == 1
+    results = [e.entry.result for e in await audit(world, "abort")]
+    assert results.count("succeeded") == 1
+    assert results.count("duplicate") == 4
 
 
 async def test_command_abort_then_retry(world):
@@ -152,7 +171,7 @@ async def test_status_and_help(world):
     assert "/rollback" in response.text
     await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router")
     body = await world.wait_for(
-        lambda: next((r.body for r in world.slack.responses() if r.body.get("blocks")), None),
+        lambda: next((r.body for r in world.slack.responses if r.body.get("blocks")), None),
         timeout=10, what="a status card")
     text = json.dumps(body["blocks"])
     assert "payment-router" in text and "%" in text
@@ -179,7 +198,7 @@ async def test_forged_and_stale_requests_get_401_and_nothing_runs(world):
     await asyncio.sleep(0.2)
     assert patches(world) == []
     assert await world.rollbot.store.audit_entries() == []
-    assert world.slack.responses() == []
+    assert world.slack.responses == []
 
 
 async def test_unknown_service_lists_known(world):

@@ -32,7 +32,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
             deps.responder.service(cmd.service)  # UnknownService → the error handler
             state, epoch = await deps.responder.status(cmd.service)
-            kw = {"service": cmd.service, "state": state, "epoch": epoch,
+            kw: dict[str, Any] = {"service": cmd.service, "state": state, "epoch": epoch,
                   "trouble": core_rollouts.trouble(state), "now": datetime.now(UTC)}
             await respond(text=blocks.rollout_card_text(**kw), blocks=blocks.rollout_card(**kw),
                           response_type="ephemeral")
