@@ -12,7 +12,7 @@
   handling is switched off and every transaction is opened explicitly here: `BEGIN
   IMMEDIATE` (take the write lock up front, honouring the busy timeout) unless the
   connection asks for `DEFERRED` through the `rollbot_sqlite_begin` execution option, which
-  the store does for read-only work.
+  the store does for read-only work. One connection per engine (see `_sqlite_engine`).
 - PostgreSQL: psycopg 3's async mode, `pool_pre_ping` so a replica survives a database
   restart.
 """
@@ -68,12 +68,17 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
 
 
 def _sqlite_engine(u: URL, **kwargs: Any) -> AsyncEngine:
-    if _is_memory(u):
-        # Every new connection to :memory: is a new, empty database: keep exactly one.
-        kwargs.setdefault("poolclass", AsyncAdaptedQueuePool)
-        kwargs.setdefault("pool_size", 1)
-        kwargs.setdefault("max_overflow", 0)
-    elif u.database and not u.database.startswith("file:"):
+    # One connection per engine, and coroutines queue for it in asyncio (fairly, without
+    # polling). SQLite has one writer at a time anyway, so more connections buy no write
+    # throughput; and with dozens of connections in one process we saw WAL lock storms:
+    # readers and a writer each waiting out the whole busy timeout on the other. With one
+    # connection per engine, the only lock contention left is between processes (replicas),
+    # which the busy timeout handles. For :memory: it is also a must: every new connection
+    # would be a new, empty database.
+    if "poolclass" not in kwargs:
+        kwargs.update(poolclass=AsyncAdaptedQueuePool, pool_size=1, max_overflow=0)
+        kwargs.setdefault("pool_timeout", 60)
+    if not _is_memory(u) and u.database and not u.database.startswith("file:"):
         Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(u, **kwargs)
 
