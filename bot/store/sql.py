@@ -116,6 +116,11 @@ class SqlStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
+    async def ping(self) -> None:
+        """Raise unless the database answers (readiness)."""
+        async with self._reader.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     async def __aenter__(self) -> SqlStore:
         return self
 
@@ -299,8 +304,15 @@ class SqlStore:
             row = (await conn.execute(sa.select(cards).where(cards.c.card_key == card_key))).first()
         return None if row is None else _card_record(row)
 
-    async def set_card_message(self, card_key: str, *, ts: str, digest: str) -> CardRecord:
-        row = await self._update_card(card_key, ts=ts, digest=digest)
+    async def set_card_message(
+        self, card_key: str, *, ts: str, digest: str, channel: str | None = None
+    ) -> CardRecord:
+        """Record the posted message; `channel` is the id Slack answered with (chat.update
+        needs the id, while the catalog may name the channel)."""
+        values: dict[str, Any] = {"ts": ts, "digest": digest}
+        if channel:
+            values["channel"] = channel
+        row = await self._update_card(card_key, **values)
         return _card_record(row)
 
     async def set_card_digest(self, card_key: str, digest: str) -> None:
