@@ -27,6 +27,7 @@ from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
 from bot.store import SqlStore, open_store
+from bot.work import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Rollbot:
     bolt: AsyncApp
     metrics: Metrics
     web_client: Any
+    work: WorkQueue
     watch_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _pending: dict[tuple[str, str], bool] = field(default_factory=dict)
@@ -82,8 +84,9 @@ class Rollbot:
                     state = await self.rollouts.get_state(namespace, name)
                     await self.cards.observe(state)
                 except RollbotError as err:
-                    log.warning("could not refresh the card of %s/%s: %s", namespace, name,
-                                err.message)
+                    log.warning(
+                        "could not refresh the card of %s/%s: %s", namespace, name, err.message
+                    )
                 if not self._pending.get(key):
                     break
                 self._pending[key] = False
@@ -130,6 +133,7 @@ class Rollbot:
             await self.aclose()
 
     async def aclose(self) -> None:
+        await self.work.close()
         await self.store.close()
         self.rollouts.close()
 
@@ -156,15 +160,30 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
     metrics = Metrics()
     cards = Cards(chat=chat, store=store, catalog=settings.services)
     responder = Responder(
-        catalog=settings.services, rollouts=rollouts, chat=chat, store=store, cards=cards,
+        catalog=settings.services,
+        rollouts=rollouts,
+        chat=chat,
+        store=store,
+        cards=cards,
         verify_timeout=kube.verify_timeout_seconds,
     )
+    work = WorkQueue(workers=settings.server.workers)
     bolt = create_bolt_app(
         signing_secret=slack.signing_secret.get_secret_value(),
         client=web_client,
-        deps=Deps(responder=responder, chat=chat, command=slack.command),
+        deps=Deps(responder=responder, chat=chat, work=work, command=slack.command),
     )
-    rollbot = Rollbot(settings=settings, store=store, chat=chat, rollouts=rollouts, cards=cards,
-                      responder=responder, bolt=bolt, metrics=metrics, web_client=web_client)
+    rollbot = Rollbot(
+        settings=settings,
+        store=store,
+        chat=chat,
+        rollouts=rollouts,
+        cards=cards,
+        responder=responder,
+        bolt=bolt,
+        metrics=metrics,
+        web_client=web_client,
+        work=work,
+    )
     rollouts.on_watch_error = rollbot.on_watch_error
     return rollbot

@@ -371,6 +371,11 @@ class ServerSettings(_Section):
     port: int = Field(default=8080, ge=1, le=65535)
     """TCP port. 8080: unprivileged, so the container runs as non-root."""
 
+    workers: int = Field(default=4, ge=1, le=64)
+    """How many actions and status reads run at once after Slack has been answered. 4: a
+    burst of commands queues instead of flooding the Kubernetes API or delaying the acks of
+    later requests (see tests/bench); a handful of responders at 2 a.m. never wait."""
+
     public_url: str | None = None
     """URL at which people reach rollbot (``https://rollbot.example.com``), for runbook
     links on cards. None: cards link to the runbook path in the repository instead."""

@@ -72,7 +72,9 @@ class SimWorld:
         database_url: str | None = None,
         verify_timeout: float = 15.0,
         extra_services: dict[str, dict[str, Any]] | None = None,
+        start_bot: bool = True,
     ) -> None:
+        self.start_bot = start_bot
         self.extra_services = extra_services or {}
         self.speed = speed
         self.port = port
@@ -113,10 +115,12 @@ class SimWorld:
         self.slack = SlackSim(rate_limits=self.slack_rate_limits).start()
         self._stack.callback(self.slack.stop)
         self.slack.add_channel(CHANNEL_ID, CHANNEL.lstrip("#"))
-        self.slack.add_user(ONCALL[0], ONCALL[1], real_name="On-call Engineer",
-                            email="oncall@example.com")
-        self.slack.add_user(OUTSIDER[0], OUTSIDER[1], real_name="Someone Else",
-                            email="outsider@example.com")
+        self.slack.add_user(
+            ONCALL[0], ONCALL[1], real_name="On-call Engineer", email="oncall@example.com"
+        )
+        self.slack.add_user(
+            OUTSIDER[0], OUTSIDER[1], real_name="Someone Else", email="outsider@example.com"
+        )
         self.slack.add_usergroup(USERGROUP, "payments-oncall", [ONCALL[0]])
 
         self.clock = AcceleratedClock(self.speed)
@@ -125,38 +129,58 @@ class SimWorld:
         # pauses the canary for a human (the playbook's Tier 1); Failed makes the controller
         # abort by itself; Successful lets it go on to 100 %.
         self.argo.script_analysis(
-            "payments", "payment-router",
-            step_index=sim_world.analysis_step_after_weight(25), outcome=self.analysis_at_25,
+            "payments",
+            "payment-router",
+            step_index=sim_world.analysis_step_after_weight(25),
+            outcome=self.analysis_at_25,
             message='Metric "latency-p95" assessed Inconclusive due to inconclusive (1) > '
-                    'inconclusiveLimit (0): p95 400 ms' if self.analysis_at_25 == "Inconclusive"
+            "inconclusiveLimit (0): p95 400 ms"
+            if self.analysis_at_25 == "Inconclusive"
             else "",
         )
         sim_world.seed_payment_router(self.kube, self.argo)
         kubeconfig = self.kube.write_kubeconfig(self.workdir / "kubeconfig")
 
         config = self.workdir / "rollbot.yaml"
-        config.write_text(json.dumps({
-            "slack": {"api_url": self.slack.api_url},
-            "kubernetes": {"kubeconfig": str(kubeconfig),
-                           "verify_timeout_seconds": self.verify_timeout},
-            "database": {"url": self.database_url
-                         or f"sqlite:///{self.workdir / 'rollbot.db'}"},
-            "services": {
-                "payment-router": {
-                    "namespace": "payments",
-                    "rollout": "payment-router",
-                    "channel": CHANNEL,
-                    "owners": {"slack_usergroup": USERGROUP},
-                    "flags": {"release": "payments.new-router.enabled",
-                              "circuit": "payments.new-router.circuit-open"},
-                },
-                **self.extra_services,
-            },
-        }))
-        settings = load_settings(config, environ={
+        config.write_text(
+            json.dumps(
+                {
+                    "slack": {"api_url": self.slack.api_url},
+                    "kubernetes": {
+                        "kubeconfig": str(kubeconfig),
+                        "verify_timeout_seconds": self.verify_timeout,
+                    },
+                    "database": {
+                        "url": self.database_url or f"sqlite:///{self.workdir / 'rollbot.db'}"
+                    },
+                    "services": {
+                        "payment-router": {
+                            "namespace": "payments",
+                            "rollout": "payment-router",
+                            "channel": CHANNEL,
+                            "owners": {"slack_usergroup": USERGROUP},
+                            "flags": {
+                                "release": "payments.new-router.enabled",
+                                "circuit": "payments.new-router.circuit-open",
+                            },
+                        },
+                        **self.extra_services,
+                    },
+                }
+            )
+        )
+        self.config_path = config
+        self.bot_env = {
             "ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN,
             "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
-        })
+        }
+        if not self.start_bot:
+            # The bot runs elsewhere (e.g. `rollbot serve --config …` in its own process);
+            # call attach_bot(url) once it listens.
+            self.argo.run_in_thread(interval=0.02)
+            self._stack.callback(self.argo.stop)
+            return
+        settings = load_settings(config, environ=self.bot_env)
         self.settings = settings
         self.rollbot = await build(settings)
         sock = _free_socket() if self.port == 0 else None
@@ -166,8 +190,9 @@ class SimWorld:
             sock.bind(("127.0.0.1", self.port))
         port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(
-            create_web_app(self.rollbot), log_level="warning", lifespan="on"))
+        self._server = uvicorn.Server(
+            uvicorn.Config(create_web_app(self.rollbot), log_level="warning", lifespan="on")
+        )
         self._serve_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         self._stack.push_async_callback(self._stop_server)
         deadline = time.monotonic() + 10
@@ -177,10 +202,14 @@ class SimWorld:
             if time.monotonic() > deadline:
                 raise TimeoutError("rollbot did not start within 10 s")
             await asyncio.sleep(0.02)
-        self.sender = SlackSender(f"{self.url}/slack/events", SIGNING_SECRET,
-                                  sim=self.slack)
+        self.attach_bot(self.url)
         self.argo.run_in_thread(interval=0.02)
         self._stack.callback(self.argo.stop)
+
+    def attach_bot(self, url: str) -> None:
+        """Point the signed-request sender at a bot listening at `url`."""
+        self.url = url
+        self.sender = SlackSender(f"{url}/slack/events", SIGNING_SECRET, sim=self.slack)
 
     async def _stop_server(self) -> None:
         if self._server is not None:
@@ -202,8 +231,9 @@ class SimWorld:
                 return message
         return None
 
-    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 30.0,
-                       what: str = "condition") -> Any:
+    async def wait_for(
+        self, predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
+    ) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()
@@ -223,14 +253,23 @@ class SimWorld:
         for block in message.get("blocks") or []:
             for element in block.get("elements") or []:
                 if element.get("action_id") == action_id:
-                    return element | {"block_id": block.get("block_id")}
+                    found: dict[str, Any] = element | {"block_id": block.get("block_id")}
+                    return found
         return None
 
-    async def click(self, message: dict[str, Any], action_id: str, *,
-                    user: tuple[str, str] = ONCALL, **kw: Any) -> Any:
+    async def click(
+        self, message: dict[str, Any], action_id: str, *, user: tuple[str, str] = ONCALL, **kw: Any
+    ) -> Any:
         button = self.button(message, action_id)
         if button is None:
             raise LookupError(f"no {action_id} button on the card")
         return await self.sender.click(
-            user[0], action_id, button["value"], message=message, channel_id=CHANNEL_ID,
-            block_id=button["block_id"], user_name=user[1], **kw)
+            user[0],
+            action_id,
+            button["value"],
+            message=message,
+            channel_id=CHANNEL_ID,
+            block_id=button["block_id"],
+            user_name=user[1],
+            **kw,
+        )

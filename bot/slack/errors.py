@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -35,15 +36,32 @@ def message_for(error: BaseException) -> tuple[str, str | None]:
     )
 
 
+async def report(error: BaseException, respond: Any, *, what: str = "") -> None:
+    """Tell the person who asked; log the unexpected with an id they can quote."""
+    text, error_id = message_for(error)
+    if error_id is not None:
+        log.error("unexpected error %s handling %s", error_id, what, exc_info=error)
+    else:
+        log.info("refused: %s", text)
+    if respond is not None:
+        await respond(
+            text=text,
+            blocks=blocks.error_blocks(text, error_id=error_id),
+            response_type="ephemeral",
+            replace_original=False,
+        )
+
+
+def reporter(respond: Any, *, what: str = "") -> Callable[[BaseException], Awaitable[None]]:
+    """The error reporter for work continued after the ack (bot.work)."""
+
+    async def _report(error: BaseException) -> None:
+        await report(error, respond, what=what)
+
+    return _report
+
+
 def register(app: AsyncApp) -> None:
     @app.error
     async def handle_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
-        text, error_id = message_for(error)
-        if error_id is not None:
-            log.error("unexpected error %s handling %s", error_id, body.get("type") or
-                      body.get("command"), exc_info=error)
-        else:
-            log.info("refused: %s", text)
-        if respond is not None:
-            await respond(text=text, blocks=blocks.error_blocks(text, error_id=error_id),
-                          response_type="ephemeral", replace_original=False)
+        await report(error, respond, what=str(body.get("type") or body.get("command")))

@@ -51,7 +51,9 @@ async def world(tmp_path):
 async def paused_card(world: SimWorld) -> dict:
     return await world.wait_for(
         lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
-        timeout=40, what="the card with Abort")
+        timeout=40,
+        what="the card with Abort",
+    )
 
 
 async def audit(world: SimWorld, action: str) -> list:
@@ -68,8 +70,11 @@ async def test_card_posted_unasked_with_timeline(world):
     # exactly one top-level card in the channel for this revision
     tops = [m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m["ts"])]
     assert len(tops) == 1
-    thread = await world.wait_for(lambda: world.slack.thread(CHANNEL_ID, card["ts"]),
-                                  timeout=10, what="a timeline line in the thread")
+    thread = await world.wait_for(
+        lambda: world.slack.thread(CHANNEL_ID, card["ts"]),
+        timeout=10,
+        what="a timeline line in the thread",
+    )
     assert "Paused" in thread[0]["text"]
 
 
@@ -84,8 +89,11 @@ async def test_click_abort_patches_verifies_audits_and_updates_card(world):
     assert response.status_code == 200
     assert time.monotonic() - started < 3.0  # acked well inside Slack's limit
 
-    await world.wait_for(lambda: "Aborted by <@U0ONCALL>" in json.dumps(world.card()),
-                         timeout=20, what="the outcome on the card")
+    await world.wait_for(
+        lambda: "Aborted by <@U0ONCALL>" in json.dumps(world.card()),
+        timeout=20,
+        what="the outcome on the card",
+    )
     sent = patches(world)
     assert len(sent) == 1
     assert sent[0].path == STATUS_PATH
@@ -120,8 +128,11 @@ async def test_double_click_and_retry_execute_once(world):
         world.click(card, "rollout_abort", user=second),
     )
     assert all(r.status_code == 200 for r in results)
-    await world.wait_for(lambda: len(world.slack.responses) >= 3, timeout=20,
-                         what="an answer to each of the three clicks")
+    await world.wait_for(
+        lambda: len(world.slack.responses) >= 3,
+        timeout=20,
+        what="an answer to each of the three clicks",
+    )
     (won,) = [e for e in await audit(world, "abort") if e.entry.result == "succeeded"]
     winner = won.entry.actor.split(":")[1]
     texts = [r.body["text"] for r in world.slack.responses]
@@ -134,14 +145,17 @@ async def test_double_click_and_retry_execute_once(world):
     # winner is not told twice. A retry of someone else's click is told who won.
     winner_user = ONCALL if winner == ONCALL[0] else second
     other_user = second if winner_user is ONCALL else ONCALL
-    retry = await world.click(card, "rollout_abort", user=winner_user, retry_num=1,
-                              retry_reason="http_timeout")
+    retry = await world.click(
+        card, "rollout_abort", user=winner_user, retry_num=1, retry_reason="http_timeout"
+    )
     assert retry.status_code == 200
-    other = await world.click(card, "rollout_abort", user=other_user, retry_num=1,
-                              retry_reason="http_timeout")
+    other = await world.click(
+        card, "rollout_abort", user=other_user, retry_num=1, retry_reason="http_timeout"
+    )
     assert other.status_code == 200
-    await world.wait_for(lambda: len(world.slack.responses) >= 4, timeout=10,
-                         what="the other user's retry answered")
+    await world.wait_for(
+        lambda: len(world.slack.responses) >= 4, timeout=10, what="the other user's retry answered"
+    )
     assert f"Already aborted by <@{winner}>" in world.slack.responses[-1].body["text"]
     assert len(world.slack.responses) == 4
     assert len(patches(world)) == 1
@@ -155,11 +169,17 @@ async def test_command_abort_then_retry(world):
     response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
     assert response.status_code == 200
     assert "working on it" in response.text
-    await world.wait_for(lambda: "Aborted `payments/payment-router`" in responses_text(world),
-                         timeout=20, what="the abort reply")
+    await world.wait_for(
+        lambda: "Aborted `payments/payment-router`" in responses_text(world),
+        timeout=20,
+        what="the abort reply",
+    )
     await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry")
-    await world.wait_for(lambda: "Retried `payments/payment-router`" in responses_text(world),
-                         timeout=20, what="the retry reply")
+    await world.wait_for(
+        lambda: "Retried `payments/payment-router`" in responses_text(world),
+        timeout=20,
+        what="the retry reply",
+    )
     bodies = [p.body for p in patches(world)]
     assert bodies == [{"status": {"abort": True}}, {"status": {"abort": False}}]
     assert all(p.path == STATUS_PATH for p in patches(world))
@@ -172,7 +192,9 @@ async def test_status_and_help(world):
     await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router")
     body = await world.wait_for(
         lambda: next((r.body for r in world.slack.responses if r.body.get("blocks")), None),
-        timeout=10, what="a status card")
+        timeout=10,
+        what="a status card",
+    )
     text = json.dumps(body["blocks"])
     assert "payment-router" in text and "%" in text
     assert patches(world) == []
@@ -181,8 +203,9 @@ async def test_status_and_help(world):
 async def test_outsider_refused_and_audited(world):
     card = await paused_card(world)
     await world.click(card, "rollout_abort", user=OUTSIDER)
-    await world.wait_for(lambda: "S0PAYMENTS" in responses_text(world), timeout=10,
-                         what="the refusal")
+    await world.wait_for(
+        lambda: "S0PAYMENTS" in responses_text(world), timeout=10, what="the refusal"
+    )
     assert "may not abort" in responses_text(world)
     assert patches(world) == []
     (entry,) = await audit(world, "abort")
@@ -190,10 +213,12 @@ async def test_outsider_refused_and_audited(world):
 
 
 async def test_forged_and_stale_requests_get_401_and_nothing_runs(world):
-    forged = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort",
-                                              bad_signature=True)
-    stale = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort",
-                                             timestamp=int(time.time()) - 600)
+    forged = await world.sender.slash_command(
+        ONCALL[0], ONCALL[1], "payment-router abort", bad_signature=True
+    )
+    stale = await world.sender.slash_command(
+        ONCALL[0], ONCALL[1], "payment-router abort", timestamp=int(time.time()) - 600
+    )
     assert forged.status_code == 401 and stale.status_code == 401
     await asyncio.sleep(0.2)
     assert patches(world) == []
@@ -202,11 +227,20 @@ async def test_forged_and_stale_requests_get_401_and_nothing_runs(world):
 
 
 async def test_unknown_service_lists_known(world):
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "checkout abort")
-    await world.wait_for(lambda: "Unknown service" in responses_text(world), timeout=10,
-                         what="the unknown-service reply")
-    assert "`payment-router`" in responses_text(world)
+    # answered in the ack itself: no I/O is needed to know the catalog
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "checkout abort")
+    assert response.status_code == 200
+    assert "Unknown service `checkout`" in response.text
+    assert "`payment-router`" in response.text
     assert patches(world) == []
+    assert await world.rollbot.store.audit_entries() == []
+
+
+async def test_malformed_command_answers_usage(world):
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router nuke")
+    assert response.status_code == 200
+    assert "Unknown action `nuke`" in response.text
+    assert "Usage: `/rollback SERVICE" in response.text
 
 
 async def test_kubernetes_unreachable_and_forbidden_are_explained(world):
@@ -218,20 +252,23 @@ async def test_kubernetes_unreachable_and_forbidden_are_explained(world):
     world.kube.set_unreachable(True)
     try:
         await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
-        await world.wait_for(lambda: "unreachable" in responses_text(world), timeout=30,
-                             what="unreachable reply")
+        await world.wait_for(
+            lambda: "unreachable" in responses_text(world), timeout=30, what="unreachable reply"
+        )
     finally:
         world.kube.set_unreachable(False)
     assert patches(world) == []
 
 
 async def test_rollout_missing_in_cluster_names_namespace_and_name(tmp_path):
-    extra = {"ledger": {"namespace": "payments", "rollout": "ledger-api",
-                        "channel": "#payments-deploys"}}
+    extra = {
+        "ledger": {"namespace": "payments", "rollout": "ledger-api", "channel": "#payments-deploys"}
+    }
     async with SimWorld(speed=600, workdir=tmp_path, extra_services=extra) as world:
         await world.sender.slash_command(ONCALL[0], ONCALL[1], "ledger abort")
-        await world.wait_for(lambda: "not found" in responses_text(world), timeout=10,
-                             what="the not-found reply")
+        await world.wait_for(
+            lambda: "not found" in responses_text(world), timeout=10, what="the not-found reply"
+        )
         text = responses_text(world)
         assert "ledger-api" in text and "payments" in text
         assert patches(world) == []

@@ -8,12 +8,14 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.core.ports import Chat
 from bot.responder import Responder
+from bot.work import WorkQueue
 
 
 @dataclass(frozen=True)
 class Deps:
     responder: Responder
     chat: Chat
+    work: WorkQueue
     command: str = "/rollback"
 
 

@@ -1,13 +1,13 @@
 """Card buttons: `rollout_abort`, `rollout_retry`, `rollout_promote`, …
 
 Each button's value carries the service, the target, the revision and the card epoch it was
-rendered with (see bot.slack.blocks), so the responder can refuse stale cards and derive
-the idempotency key that makes double clicks and retries execute once.
+rendered with (bot.slack.blocks.button_value), so the responder can refuse stale cards and
+derive the idempotency key that makes double clicks and retries execute once. The click is
+acked at once; the action runs on the work queue.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.core.errors import InvalidRequest
 from bot.core.model import RolloutAction
 from bot.responder import ActionRequest
+from bot.slack import blocks, errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
 
@@ -24,32 +25,42 @@ ACTION_ID = re.compile(r"^rollout_(abort|retry|promote|promote_full|pause)$")
 
 def parse_value(raw: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
-        if not isinstance(value, dict) or not isinstance(value.get("s"), str):
-            raise ValueError
-        return value
-    except ValueError:
+        value = blocks.parse_button_value(raw)
+    except (ValueError, KeyError, TypeError):
         raise InvalidRequest("This button's payload is not one rollbot made.") from None
+    if not isinstance(value.get("s"), str):
+        raise InvalidRequest("This button's payload is not one rollbot made.")
+    return value
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.action(ACTION_ID)
-    async def on_click(ack: Any, action: dict[str, Any], body: dict[str, Any], respond: Any,
-                       request: Any) -> None:
+    async def on_click(
+        ack: Any, action: dict[str, Any], body: dict[str, Any], respond: Any, request: Any
+    ) -> None:
         await ack()
-        verb = ACTION_ID.match(action["action_id"]).group(1).replace("_", "-")  # type: ignore[union-attr]
+        match = ACTION_ID.match(action["action_id"])
+        assert match is not None
+        verb = RolloutAction(match.group(1).replace("_", "-"))
         value = parse_value(action.get("value", ""))
         user = body.get("user") or {}
-        who = await actor(deps, user.get("id", ""), user.get("username") or user.get("name", ""))
-        await run_and_tell(
-            deps,
-            ActionRequest(
-                service=value["s"],
-                action=RolloutAction(verb),
-                actor=who,
-                revision=int(value["r"]) if "r" in value else None,
-                epoch=int(value["e"]) if "e" in value else None,
-                retry_num=retry_num(request),
-            ),
-            respond,
-        )
+        retries = retry_num(request)
+
+        async def job() -> None:
+            who = await actor(
+                deps, user.get("id", ""), user.get("username") or user.get("name", "")
+            )
+            await run_and_tell(
+                deps,
+                ActionRequest(
+                    service=value["s"],
+                    action=verb,
+                    actor=who,
+                    revision=int(value["r"]) if "r" in value else None,
+                    epoch=int(value["e"]) if "e" in value else None,
+                    retry_num=retries,
+                ),
+                respond,
+            )
+
+        deps.work.submit(job, on_error=errors.reporter(respond, what=f"click {verb}"))

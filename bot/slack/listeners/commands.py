@@ -1,4 +1,9 @@
-"""`/rollback SERVICE [status|abort|retry|promote|promote-full|pause|help]`."""
+"""`/rollback SERVICE [status|abort|retry|promote|promote-full|pause|help]`.
+
+What can be answered without I/O (help, a malformed command, an unknown service) is
+answered in the ack itself; everything else is acked at once and continued on the work
+queue, reporting through `respond` (the command's response_url).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,10 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.core import commands as parser
 from bot.core import rollouts as core_rollouts
-from bot.core.errors import InvalidRequest
+from bot.core.errors import InvalidRequest, UnknownService
+from bot.core.model import Actor, RolloutAction
 from bot.responder import ActionRequest
-from bot.slack import blocks
+from bot.slack import blocks, errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
 
@@ -19,30 +25,69 @@ from bot.slack.listeners.common import actor, retry_num, run_and_tell
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command(deps.command)
     async def rollback(ack: Any, command: dict[str, Any], respond: Any, request: Any) -> None:
-        text = command.get("text") or ""
         try:
-            cmd = parser.parse(text, command=deps.command)
-        except InvalidRequest:
-            await ack()
-            raise  # the one error handler tells the user, with the usage
+            cmd = parser.parse(command.get("text") or "", command=deps.command)
+            if cmd.service is not None:
+                deps.responder.service(cmd.service)
+        except (InvalidRequest, UnknownService) as err:
+            text, _ = errors.message_for(err)
+            await ack(text=text)
+            return
         if cmd.verb == "help" or cmd.service is None:
             await ack(blocks=blocks.help_blocks(deps.command), text="rollbot help")
             return
-        if cmd.action is None:  # status
+        service, action = cmd.service, cmd.action
+        if action is None:
             await ack()
-            deps.responder.service(cmd.service)  # UnknownService → the error handler
-            state, epoch = await deps.responder.status(cmd.service)
-            kw: dict[str, Any] = {"service": cmd.service, "state": state, "epoch": epoch,
-                  "trouble": core_rollouts.trouble(state), "now": datetime.now(UTC)}
-            await respond(text=blocks.rollout_card_text(**kw), blocks=blocks.rollout_card(**kw),
-                          response_type="ephemeral")
+            deps.work.submit(
+                lambda: _status(deps, service, respond),
+                on_error=errors.reporter(respond, what=f"status {service}"),
+            )
             return
-        await ack(text=f":hourglass_flowing_sand: {cmd.verb} `{cmd.service}`: working on it…")
-        who = await actor(deps, command["user_id"], command.get("user_name", ""))
-        who = type(who)(who.id, who.name, "slash-command")
-        await run_and_tell(
-            deps,
-            ActionRequest(service=cmd.service, action=cmd.action, actor=who,
-                          retry_num=retry_num(request)),
-            respond,
+        await ack(text=f":hourglass_flowing_sand: {cmd.verb} `{service}`: working on it…")
+        user_id, user_name, retries = (
+            command["user_id"],
+            command.get("user_name", ""),
+            retry_num(request),
         )
+        deps.work.submit(
+            lambda: _act(deps, service, action, user_id, user_name, retries, respond),
+            on_error=errors.reporter(respond, what=f"{action} {service}"),
+        )
+
+
+async def _status(deps: Deps, service: str, respond: Any) -> None:
+    state, epoch = await deps.responder.status(service)
+    now = datetime.now(UTC)
+    trouble = core_rollouts.trouble(state)
+    await respond(
+        text=blocks.rollout_card_text(
+            service=service, state=state, trouble=trouble, epoch=epoch, now=now
+        ),
+        blocks=blocks.rollout_card(
+            service=service, state=state, trouble=trouble, epoch=epoch, now=now
+        ),
+        response_type="ephemeral",
+    )
+
+
+async def _act(
+    deps: Deps,
+    service: str,
+    action: RolloutAction,
+    user_id: str,
+    user_name: str,
+    retries: int,
+    respond: Any,
+) -> None:
+    who = await actor(deps, user_id, user_name)
+    await run_and_tell(
+        deps,
+        ActionRequest(
+            service=service,
+            action=action,
+            actor=Actor(who.id, who.name, "slash-command"),
+            retry_num=retries,
+        ),
+        respond,
+    )

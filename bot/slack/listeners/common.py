@@ -28,11 +28,18 @@ async def actor(deps: Deps, user_id: str, fallback_name: str = "") -> Actor:
 
 async def run_and_tell(deps: Deps, req: ActionRequest, respond: Any) -> ActionResult:
     result = await deps.responder.handle(req)
-    if result.status == "duplicate" and req.retry_num and result.record is not None \
-            and result.record.actor_id == req.actor.id:
+    if (
+        result.status == "duplicate"
+        and req.retry_num
+        and result.record is not None
+        and result.record.actor_id == req.actor.id
+    ):
         # Slack re-sent the same request; the first delivery already answered.
         return result
     icon = {"succeeded": ":white_check_mark:", "failed": ":x:", "duplicate": ":information_source:"}
-    await respond(text=f"{icon.get(result.status, '')} {result.message}",
-                  response_type="ephemeral", replace_original=False)
+    await respond(
+        text=f"{icon.get(result.status, '')} {result.message}",
+        response_type="ephemeral",
+        replace_original=False,
+    )
     return result

@@ -1,0 +1,71 @@
+"""Work that continues after Slack has been answered, with bounded concurrency.
+
+Listeners ack first, then `submit` the rest here. A few workers drain the queue, so a burst
+of 200 commands neither starves the acks of later requests (the event loop stays free to
+answer Slack) nor sends 200 simultaneous reads to the Kubernetes API. Every job carries its
+own error reporter (the Slack layer's one error handler), so a failure still reaches the
+person who asked. On shutdown the queue is drained, within a deadline, before the process
+exits: an acked request is not dropped by a rolling restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[], Awaitable[object]]
+ErrorReporter = Callable[[BaseException], Awaitable[None]]
+
+
+class WorkQueue:
+    def __init__(self, *, workers: int = 4) -> None:
+        self._size = workers
+        self._queue: asyncio.Queue[tuple[Job, ErrorReporter | None]] = asyncio.Queue()
+        self._workers: list[asyncio.Task[None]] = []
+
+    def submit(self, job: Job, *, on_error: ErrorReporter | None = None) -> None:
+        if not self._workers:
+            self._workers = [
+                asyncio.create_task(self._work(), name=f"rollbot-worker-{i}")
+                for i in range(self._size)
+            ]
+        self._queue.put_nowait((job, on_error))
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def join(self) -> None:
+        await self._queue.join()
+
+    async def _work(self) -> None:
+        while True:
+            job, on_error = await self._queue.get()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except BaseException as err:
+                if on_error is None:
+                    log.exception("background job failed", exc_info=err)
+                else:
+                    try:
+                        await on_error(err)
+                    except Exception:
+                        log.exception("could not report a failed job", exc_info=err)
+            finally:
+                self._queue.task_done()
+
+    async def close(self, *, drain_timeout: float = 20.0) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout=drain_timeout)
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
