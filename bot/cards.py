@@ -126,10 +126,12 @@ class Cards:
     ) -> tuple[str, list[dict[str, Any]]]:
         trouble = core_rollouts.trouble(state)
         now = self._now()
-        text = blocks.rollout_card_text(service=service, state=state, trouble=trouble,
-                                        epoch=epoch, now=now, outcome=outcome)
-        body = blocks.rollout_card(service=service, state=state, trouble=trouble, epoch=epoch,
-                                   now=now, outcome=outcome)
+        text = blocks.rollout_card_text(
+            service=service, state=state, trouble=trouble, epoch=epoch, now=now, outcome=outcome
+        )
+        body = blocks.rollout_card(
+            service=service, state=state, trouble=trouble, epoch=epoch, now=now, outcome=outcome
+        )
         return text, body
 
     async def _ensure_posted(
@@ -158,7 +160,12 @@ class Cards:
         )
 
     async def _refresh(
-        self, service: str, state: RolloutState, card: CardRecord, *, line: str,
+        self,
+        service: str,
+        state: RolloutState,
+        card: CardRecord,
+        *,
+        line: str,
         always: bool = False,
     ) -> None:
         key = card_key(state)
@@ -175,7 +182,8 @@ class Cards:
                 mem.last_line = line
             assert card.ts is not None
             await self._chat.post(
-                card.channel, text=blocks.timeline_line(at=self._now(), text=line),
+                card.channel,
+                text=blocks.timeline_line(at=self._now(), text=line),
                 thread_ts=card.ts,
             )
 
@@ -189,12 +197,14 @@ def _digest(state: RolloutState, outcome: blocks.Outcome | None, epoch: int) -> 
         "weight": state.canary_weight,
         "aborted": state.aborted,
         "paused": [state.paused, state.controller_pause, list(state.pause_reasons)],
-        "analysis": None if state.analysis is None else [state.analysis.status,
-                                                          state.analysis.message],
+        "analysis": None
+        if state.analysis is None
+        else [state.analysis.status, state.analysis.message],
         "stable": [state.stable_rs, state.stable_revision, state.stable_image],
         "canary_image": state.canary_image,
-        "outcome": None if outcome is None else [str(outcome.action), outcome.actor_id,
-                                                 outcome.at.isoformat(), outcome.verified],
+        "outcome": None
+        if outcome is None
+        else [str(outcome.action), outcome.actor_id, outcome.at.isoformat(), outcome.verified],
         "epoch": epoch,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

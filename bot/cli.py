@@ -1,11 +1,11 @@
 """`rollbot` command line.
 
-    rollbot serve [--config FILE] [--host H] [--port P]
-    rollbot demo [--speed N] [--port P] [--auto-abort] [--duration S]
-    rollbot drill SCENARIO            (tier1-abort)
-    rollbot check-config [--config FILE]
-    rollbot audit verify|export [--config FILE]
-    rollbot db upgrade [--config FILE]
+rollbot serve [--config FILE] [--host H] [--port P]
+rollbot demo [--speed N] [--port P] [--auto-abort] [--duration S]
+rollbot drill SCENARIO            (tier1-abort)
+rollbot check-config [--config FILE]
+rollbot audit verify|export [--config FILE]
+rollbot db upgrade [--config FILE]
 """
 
 from __future__ import annotations
@@ -32,15 +32,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
 
     demo = sub.add_parser("demo", help="run rollbot locally against bot/sim")
-    demo.add_argument("--speed", type=float, default=60.0,
-                      help="simulated seconds per real second (default 60)")
+    demo.add_argument(
+        "--speed", type=float, default=60.0, help="simulated seconds per real second (default 60)"
+    )
     demo.add_argument("--port", type=int, default=0, help="bot HTTP port (default: any free)")
-    demo.add_argument("--auto-abort", action="store_true",
-                      help="click Abort as the on-call engineer as soon as the card appears")
-    demo.add_argument("--duration", type=float, default=None,
-                      help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument(
+        "--auto-abort",
+        action="store_true",
+        help="click Abort as the on-call engineer as soon as the card appears",
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
 
-    drill = sub.add_parser("drill", help="run a rollback scenario headless; exit 0 only if verified")
+    drill = sub.add_parser(
+        "drill", help="run a rollback scenario headless; exit 0 only if verified"
+    )
     drill.add_argument("scenario", choices=DRILLS)
     drill.add_argument("--speed", type=float, default=120.0)
     drill.add_argument("--timeout", type=float, default=60.0)
@@ -64,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        return int(asyncio.run(_dispatch(args)) or 0) if args.cmd != "check-config" \
+        return (
+            int(asyncio.run(_dispatch(args)) or 0)
+            if args.cmd != "check-config"
             else _check_config(args.config)
+        )
     except RollbotError as err:
         print(f"rollbot: {err.message}", file=sys.stderr)
         return 2
@@ -92,8 +105,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "demo":
         from bot.sim.demo import run_demo
 
-        return await run_demo(speed=args.speed, port=args.port, auto_abort=args.auto_abort,
-                              duration=args.duration)
+        return await run_demo(
+            speed=args.speed, port=args.port, auto_abort=args.auto_abort, duration=args.duration
+        )
     if args.cmd == "drill":
         from bot.sim.demo import run_drill
 
@@ -141,17 +155,31 @@ async def _audit(args: argparse.Namespace) -> int:
             if result.ok:
                 print(f"audit log intact: {result.count} entries, hash chain verified")
                 return 0
-            print(f"audit log BROKEN at seq {result.first_bad_seq}: {result.reason}",
-                  file=sys.stderr)
+            print(
+                f"audit log BROKEN at seq {result.first_bad_seq}: {result.reason}", file=sys.stderr
+            )
             return 1
         for record in await store.audit_entries():
             e = record.entry
-            print(json.dumps({
-                "seq": record.seq, "at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-                "target": e.target, "result": e.result, "before": e.before, "after": e.after,
-                "duration_ms": e.duration_ms, "detail": e.detail,
-                "prev_hash": record.prev_hash, "hash": record.hash,
-            }, sort_keys=True))
+            print(
+                json.dumps(
+                    {
+                        "seq": record.seq,
+                        "at": e.at.isoformat(),
+                        "actor": e.actor,
+                        "action": e.action,
+                        "target": e.target,
+                        "result": e.result,
+                        "before": e.before,
+                        "after": e.after,
+                        "duration_ms": e.duration_ms,
+                        "detail": e.detail,
+                        "prev_hash": record.prev_hash,
+                        "hash": record.hash,
+                    },
+                    sort_keys=True,
+                )
+            )
         return 0
     finally:
         await store.close()

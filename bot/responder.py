@@ -162,8 +162,13 @@ class Responder:
 
         before = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
         if req.revision is not None and req.revision != before.revision:
-            await self._audit(req, target, "refused", before=before,
-                              detail={"reason": "stale card", "card_revision": req.revision})
+            await self._audit(
+                req,
+                target,
+                "refused",
+                before=before,
+                detail={"reason": "stale card", "card_revision": req.revision},
+            )
             raise InvalidRequest(
                 f"This card is for revision {req.revision}, but `{target}` is now at revision "
                 f"{before.revision}. Nothing was done; ask `/rollback {req.service}` for the "
@@ -172,37 +177,67 @@ class Responder:
         epoch = req.epoch if req.epoch is not None else await self._cards.epoch(card_key(before))
         key = f"{card_key(before)}:{req.action.value}#{epoch}"
         claim = await self._store.claim_action(
-            key, service=req.service, target=target, action=req.action.value,
-            actor_id=req.actor.id, actor_name=req.actor.name, source=req.actor.source,
+            key,
+            service=req.service,
+            target=target,
+            action=req.action.value,
+            actor_id=req.actor.id,
+            actor_name=req.actor.name,
+            source=req.actor.source,
         )
         if not claim.won:
-            await self._audit(req, target, "duplicate", before=before,
-                              detail={"idempotency_key": key, "winner": claim.record.actor_id})
+            await self._audit(
+                req,
+                target,
+                "duplicate",
+                before=before,
+                detail={"idempotency_key": key, "winner": claim.record.actor_id},
+            )
             return self._duplicate(req, claim.record, before)
 
         started = time.monotonic()
         try:
             patches = await self._apply(req.action, cfg.namespace, cfg.rollout)
         except RollbotError as err:
-            await self._finish(req, key, target, before, None, started, "failed",
-                               error=err.message)
-            failed = blocks.Outcome(action=req.action, actor_id=req.actor.id, at=self._now(),
-                                    verified=False, seconds=0.0, detail=err.message)
+            await self._finish(req, key, target, before, None, started, "failed", error=err.message)
+            failed = blocks.Outcome(
+                action=req.action,
+                actor_id=req.actor.id,
+                at=self._now(),
+                verified=False,
+                seconds=0.0,
+                detail=err.message,
+            )
             try:
-                await self._cards.report(req.service, before, failed,
-                                         f"{req.action.value} by <@{req.actor.id}> FAILED: "
-                                         f"{err.message}")
+                await self._cards.report(
+                    req.service,
+                    before,
+                    failed,
+                    f"{req.action.value} by <@{req.actor.id}> FAILED: {err.message}",
+                )
             except RollbotError as report_err:
                 log.warning("could not report the failure on the card: %s", report_err.message)
             raise
         applied_at = time.monotonic()
         verification, after = await self._verify(req.action, before, cfg)
         result = "succeeded" if verification.ok else "failed"
-        record = await self._finish(req, key, target, before, after, started, result,
-                                    patches=patches, verification=verification)
+        record = await self._finish(
+            req,
+            key,
+            target,
+            before,
+            after,
+            started,
+            result,
+            patches=patches,
+            verification=verification,
+        )
         outcome = blocks.Outcome(
-            action=req.action, actor_id=req.actor.id, at=self._now(),
-            verified=verification.ok, seconds=verification.seconds,
+            action=req.action,
+            actor_id=req.actor.id,
+            at=self._now(),
+            verified=verification.ok,
+            seconds=verification.seconds,
             detail=verification.describe(),
         )
         verb = PAST_TENSE[req.action]
@@ -231,8 +266,13 @@ class Responder:
                 members = await self._chat.usergroup_members(group)
             except RollbotError as err:
                 log.warning("usergroup lookup failed: %s", err.message)
-        return policy.authorise(actor=req.actor, service=req.service, action=req.action,
-                                owners_usergroup=group, usergroup_members=members)
+        return policy.authorise(
+            actor=req.actor,
+            service=req.service,
+            action=req.action,
+            owners_usergroup=group,
+            usergroup_members=members,
+        )
 
     async def _apply(self, action: RolloutAction, namespace: str, name: str) -> list[Patch]:
         attempts = self._apply_attempts if action in IDEMPOTENT else 1
@@ -243,8 +283,14 @@ class Responder:
             except TemporaryError as err:
                 if attempt == attempts:
                     raise
-                log.warning("%s on %s/%s failed (attempt %d): %s", action, namespace, name,
-                            attempt, err.message)
+                log.warning(
+                    "%s on %s/%s failed (attempt %d): %s",
+                    action,
+                    namespace,
+                    name,
+                    attempt,
+                    err.message,
+                )
                 await asyncio.sleep(err.delay or delay)
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
@@ -294,8 +340,9 @@ class Responder:
             }
         if error:
             detail["error"] = error
-        await self._audit(req, target, result, before=before, after=after,
-                          duration_ms=duration_ms, detail=detail)
+        await self._audit(
+            req, target, result, before=before, after=after, duration_ms=duration_ms, detail=detail
+        )
         return await self._store.finish_action(key, status=result, result=detail)
 
     async def _audit(
@@ -334,7 +381,9 @@ class Responder:
                 f"`{winner.target}` (since {when}); nothing more was sent."
             )
         elif winner.status == "succeeded":
-            message = f"Already {verb.lower()} by <@{winner.actor_id}> at {when}; nothing more was sent."
+            message = (
+                f"Already {verb.lower()} by <@{winner.actor_id}> at {when}; nothing more was sent."
+            )
         else:
             message = (
                 f"<@{winner.actor_id}>'s {winner.action} at {when} ended `{winner.status}`; "

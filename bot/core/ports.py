@@ -50,13 +50,20 @@ class Rollouts(Protocol):
 class Chat(Protocol):
     """Slack, as rollbot uses it."""
 
-    async def post(self, channel: str, *, text: str, blocks: list[dict[str, Any]] | None = None,
-                   thread_ts: str | None = None) -> MessageRef: ...
+    async def post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> MessageRef: ...
 
     async def update(self, ref: MessageRef, *, text: str, blocks: list[dict[str, Any]]) -> None: ...
 
-    async def post_ephemeral(self, channel: str, user: str, *, text: str,
-                             blocks: list[dict[str, Any]] | None = None) -> None: ...
+    async def post_ephemeral(
+        self, channel: str, user: str, *, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None: ...
 
     async def usergroup_members(self, usergroup: str) -> frozenset[str]: ...
 
@@ -117,10 +124,21 @@ class CardRecord:
 class Store(Protocol):
     """rollbot's own database."""
 
-    async def claim_action(self, key: str, *, service: str, target: str, action: str,
-                           actor_id: str, actor_name: str, source: str) -> Claim: ...
+    async def claim_action(
+        self,
+        key: str,
+        *,
+        service: str,
+        target: str,
+        action: str,
+        actor_id: str,
+        actor_name: str,
+        source: str,
+    ) -> Claim: ...
 
-    async def finish_action(self, key: str, *, status: str, result: dict[str, Any]) -> ActionRecord: ...
+    async def finish_action(
+        self, key: str, *, status: str, result: dict[str, Any]
+    ) -> ActionRecord: ...
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord: ...
 
@@ -128,12 +146,15 @@ class Store(Protocol):
 
     async def verify_audit(self) -> AuditVerification: ...
 
-    async def claim_card(self, card_key: str, *, service: str, channel: str) -> tuple[bool, CardRecord]: ...
+    async def claim_card(
+        self, card_key: str, *, service: str, channel: str
+    ) -> tuple[bool, CardRecord]: ...
 
     async def get_card(self, card_key: str) -> CardRecord | None: ...
 
-    async def set_card_message(self, card_key: str, *, ts: str, digest: str,
-                               channel: str | None = None) -> CardRecord:
+    async def set_card_message(
+        self, card_key: str, *, ts: str, digest: str, channel: str | None = None
+    ) -> CardRecord:
         """Record the posted message; `channel` is the id Slack answered with."""
         ...
 

@@ -20,8 +20,11 @@ from bot.core.model import RolloutAction, RolloutState
 
 
 def is_paused(state: RolloutState) -> bool:
-    return state.paused or state.controller_pause or bool(state.pause_reasons) or (
-        state.phase == "Paused"
+    return (
+        state.paused
+        or state.controller_pause
+        or bool(state.pause_reasons)
+        or (state.phase == "Paused")
     )
 
 

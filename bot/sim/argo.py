@@ -201,14 +201,17 @@ class ArgoController:
             return ro
         meta = ro["metadata"]
         return self.sim.patch(
-            "rollouts", meta["namespace"], meta["name"],
+            "rollouts",
+            meta["namespace"],
+            meta["name"],
             {"metadata": {"annotations": {REVISION: str(revision)}}},
         )
 
     def _replicasets(self, ro: dict[str, Any]) -> list[dict[str, Any]]:
         uid = ro["metadata"]["uid"]
         return [
-            rs for rs in self.sim.list("replicasets", ro["metadata"]["namespace"])
+            rs
+            for rs in self.sim.list("replicasets", ro["metadata"]["namespace"])
             if any(ref.get("uid") == uid for ref in rs["metadata"].get("ownerReferences") or [])
         ]
 
@@ -229,30 +232,36 @@ class ArgoController:
         existing = self.sim.get("replicasets", meta["namespace"], name)
         if existing is not None:
             if (existing["metadata"].get("annotations") or {}).get(REVISION) != str(revision):
-                self.sim.patch("replicasets", meta["namespace"], name,
-                               {"metadata": {"annotations": {REVISION: str(revision)}}})
+                self.sim.patch(
+                    "replicasets",
+                    meta["namespace"],
+                    name,
+                    {"metadata": {"annotations": {REVISION: str(revision)}}},
+                )
             return
         template = copy.deepcopy(ro["spec"]["template"])
         tmeta = template.setdefault("metadata", {})
         tmeta.setdefault("labels", {})[HASH_LABEL] = pod_hash
         selector = copy.deepcopy(ro["spec"].get("selector") or {"matchLabels": {}})
         selector.setdefault("matchLabels", {})[HASH_LABEL] = pod_hash
-        self.sim.create({
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "metadata": {
-                "name": name,
-                "namespace": meta["namespace"],
-                "labels": dict(tmeta["labels"]),
-                "annotations": {
-                    REVISION: str(revision),
-                    "rollout.argoproj.io/desired-replicas": str(ro["spec"].get("replicas", 1)),
+        self.sim.create(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": name,
+                    "namespace": meta["namespace"],
+                    "labels": dict(tmeta["labels"]),
+                    "annotations": {
+                        REVISION: str(revision),
+                        "rollout.argoproj.io/desired-replicas": str(ro["spec"].get("replicas", 1)),
+                    },
+                    "ownerReferences": [self._owner_ref(ro)],
                 },
-                "ownerReferences": [self._owner_ref(ro)],
-            },
-            "spec": {"replicas": 0, "selector": selector, "template": template},
-            "status": {"replicas": 0},
-        })
+                "spec": {"replicas": 0, "selector": selector, "template": template},
+                "status": {"replicas": 0},
+            }
+        )
 
     def _scale_replicasets(self, ro: dict[str, Any], status: dict[str, Any], weight: int) -> None:
         replicas = int(ro["spec"].get("replicas", 1))
@@ -268,14 +277,19 @@ class ArgoController:
             if rs["spec"].get("replicas") != want:
                 rs["spec"]["replicas"] = want
                 rs = self.sim.replace(rs)
-            rs_status = {"replicas": want, "readyReplicas": want, "availableReplicas": want,
-                         "fullyLabeledReplicas": want,
-                         "observedGeneration": rs["metadata"]["generation"]}
+            rs_status = {
+                "replicas": want,
+                "readyReplicas": want,
+                "availableReplicas": want,
+                "fullyLabeledReplicas": want,
+                "observedGeneration": rs["metadata"]["generation"],
+            }
             if want == 0:
                 rs_status = {"replicas": 0, "observedGeneration": rs["metadata"]["generation"]}
             if rs.get("status") != rs_status:
-                self.sim.update_status("replicasets", rs["metadata"]["namespace"],
-                                       rs["metadata"]["name"], rs_status)
+                self.sim.update_status(
+                    "replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"], rs_status
+                )
 
     # ---------------------------------------------------------------- analysis
 
@@ -288,9 +302,9 @@ class ArgoController:
             longest = max(longest, parse_duration(metric.get("initialDelay")) + interval * count)
         return longest
 
-    def _analysis_metrics(self, ro: dict[str, Any], step: dict[str, Any]) -> tuple[
-        list[dict[str, Any]], list[dict[str, Any]]
-    ]:
+    def _analysis_metrics(
+        self, ro: dict[str, Any], step: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         ns = ro["metadata"]["namespace"]
         metrics: list[dict[str, Any]] = []
         args: list[dict[str, Any]] = []
@@ -307,13 +321,14 @@ class ArgoController:
                 args.append(merged)
         return metrics, args
 
-    def _ensure_run(self, ro: dict[str, Any], status: dict[str, Any], idx: int,
-                    step: dict[str, Any]) -> dict[str, Any]:
+    def _ensure_run(
+        self, ro: dict[str, Any], status: dict[str, Any], idx: int, step: dict[str, Any]
+    ) -> dict[str, Any]:
         meta = ro["metadata"]
         ns = meta["namespace"]
         pod_hash = status["currentPodHash"]
         base = f"{meta['name']}-{pod_hash}-{self._revision(ro)}-{idx}"
-        current = ((status.get("canary") or {}).get("currentStepAnalysisRunStatus") or {})
+        current = (status.get("canary") or {}).get("currentStepAnalysisRunStatus") or {}
         name = current.get("name", "")
         if name == base or name.startswith(base + "."):
             run = self.sim.get("analysisruns", ns, name)
@@ -327,23 +342,30 @@ class ArgoController:
         spec: dict[str, Any] = {"metrics": metrics}
         if args:
             spec["args"] = args
-        run = self.sim.create({
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "AnalysisRun",
-            "metadata": {
-                "name": name,
-                "namespace": ns,
-                "labels": {"rollout-type": "Step", "step-index": str(idx),
-                           HASH_LABEL: pod_hash},
-                "annotations": {REVISION: str(self._revision(ro))},
-                "ownerReferences": [self._owner_ref(ro)],
-            },
-            "spec": spec,
-            "status": {"phase": "Running", "startedAt": self._wall()},
-        })
+        run = self.sim.create(
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "AnalysisRun",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "labels": {
+                        "rollout-type": "Step",
+                        "step-index": str(idx),
+                        HASH_LABEL: pod_hash,
+                    },
+                    "annotations": {REVISION: str(self._revision(ro))},
+                    "ownerReferences": [self._owner_ref(ro)],
+                },
+                "spec": spec,
+                "status": {"phase": "Running", "startedAt": self._wall()},
+            }
+        )
         self._run_started[(ns, name)] = self.clock()
         status.setdefault("canary", {})["currentStepAnalysisRunStatus"] = {
-            "name": name, "status": "Running"}
+            "name": name,
+            "status": "Running",
+        }
         return run
 
     def _advance_run(self, ro: dict[str, Any], run: dict[str, Any], idx: int) -> dict[str, Any]:
@@ -356,8 +378,7 @@ class ArgoController:
         metrics = run["spec"].get("metrics") or []
         if self.clock() < started + self._metric_seconds(metrics):
             return run
-        outcome, message = self._outcomes.get(
-            (ns, ro["metadata"]["name"], idx), ("Successful", ""))
+        outcome, message = self._outcomes.get((ns, ro["metadata"]["name"], idx), ("Successful", ""))
         metric_name = metrics[0]["name"] if metrics else "analysis"
         if not message and outcome != "Successful":
             counter, limit = {
@@ -371,13 +392,19 @@ class ArgoController:
         summary = {"count": 0, "successful": 0, "failed": 0, "inconclusive": 0, "error": 0}
         for i, metric in enumerate(metrics):
             phase = outcome if i == 0 else "Successful"
-            key = {"Successful": "successful", "Failed": "failed",
-                   "Inconclusive": "inconclusive", "Error": "error"}[phase]
+            key = {
+                "Successful": "successful",
+                "Failed": "failed",
+                "Inconclusive": "inconclusive",
+                "Error": "error",
+            }[phase]
             summary["count"] += 1
             summary[key] += 1
             measurement = {"phase": phase, "startedAt": now, "finishedAt": now}
             result: dict[str, Any] = {
-                "name": metric["name"], "phase": phase, "count": 1,
+                "name": metric["name"],
+                "phase": phase,
+                "count": 1,
                 "measurements": [measurement],
             }
             if phase == "Error":
@@ -389,8 +416,7 @@ class ArgoController:
                 measurement["value"] = "[0.001]" if phase == "Successful" else "[0.05]"
             results.append(result)
         new_status = dict(rstatus)
-        new_status.update(phase=outcome, metricResults=results, runSummary=summary,
-                          completedAt=now)
+        new_status.update(phase=outcome, metricResults=results, runSummary=summary, completedAt=now)
         new_status.setdefault("startedAt", now)
         if message:
             new_status["message"] = message
@@ -411,8 +437,9 @@ class ArgoController:
         if status.get("currentPodHash") != pod_hash:
             # a new revision
             rss = self._replicasets(ro)
-            revisions = [int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0)
-                         for rs in rss]
+            revisions = [
+                int((rs["metadata"].get("annotations") or {}).get(REVISION, "0") or 0) for rs in rss
+            ]
             revision = max([*revisions, self._revision(ro) if rss else 0]) + 1
             ro = self._set_revision_annotation(ro, revision)
             self._ensure_replicaset(ro, pod_hash, revision)
@@ -459,8 +486,9 @@ class ArgoController:
                 status.pop("abort", None)
                 status["currentStepIndex"] = idx = 0
                 status.setdefault("canary", {}).pop("currentStepAnalysisRunStatus", None)
-                self._set_condition(status, "Progressing", "Unknown", "RolloutRetry",
-                                    "Retrying Rollout after abort")
+                self._set_condition(
+                    status, "Progressing", "Unknown", "RolloutRetry", "Retrying Rollout after abort"
+                )
                 self._stalled.discard(key)
                 user_moved_step = False
             if user_moved_step:
@@ -481,12 +509,21 @@ class ArgoController:
         self._last_step[key] = status["currentStepIndex"]
         self._write_status(ro, status, weight=weight)
 
-    def _walk_steps(self, ro: dict[str, Any], status: dict[str, Any],
-                    steps: list[dict[str, Any]], idx: int, user_moved_step: bool) -> int:
+    def _walk_steps(
+        self,
+        ro: dict[str, Any],
+        status: dict[str, Any],
+        steps: list[dict[str, Any]],
+        idx: int,
+        user_moved_step: bool,
+    ) -> int:
         ns, name = ro["metadata"]["namespace"], ro["metadata"]["name"]
         revision = str(self._revision(ro))
-        unpausing = bool(status.get("controllerPause")) and not status.get("pauseConditions") \
+        unpausing = (
+            bool(status.get("controllerPause"))
+            and not status.get("pauseConditions")
             and not user_moved_step
+        )
         while idx < len(steps):
             step = steps[idx]
             if "setWeight" in step:
@@ -504,7 +541,9 @@ class ArgoController:
                 duration = (step.get("pause") or {}).get("duration")
                 if not any(c.get("reason") == "CanaryPauseStep" for c in conds):
                     status["pauseConditions"] = [
-                        *conds, {"reason": "CanaryPauseStep", "startTime": self._wall()}]
+                        *conds,
+                        {"reason": "CanaryPauseStep", "startTime": self._wall()},
+                    ]
                     status["controllerPause"] = True
                     self._pause_started[pause_key] = self.clock()
                 started = self._pause_started.setdefault(pause_key, self.clock())
@@ -538,8 +577,9 @@ class ArgoController:
                         continue
                     if not any(c.get("reason") == "InconclusiveAnalysisRun" for c in conds):
                         status["pauseConditions"] = [
-                            *conds, {"reason": "InconclusiveAnalysisRun",
-                                     "startTime": self._wall()}]
+                            *conds,
+                            {"reason": "InconclusiveAnalysisRun", "startTime": self._wall()},
+                        ]
                         status["controllerPause"] = True
                     break
                 if phase in ("Failed", "Error"):
@@ -547,8 +587,13 @@ class ArgoController:
                     status["abortedAt"] = self._wall()
                     status.pop("pauseConditions", None)
                     status.pop("controllerPause", None)
-                    self._set_condition(status, "Progressing", "False", "RolloutAborted",
-                                        self._abort_message(ro, status))
+                    self._set_condition(
+                        status,
+                        "Progressing",
+                        "False",
+                        "RolloutAborted",
+                        self._abort_message(ro, status),
+                    )
                     status["currentStepIndex"] = 0
                     return 0
                 break
@@ -574,26 +619,32 @@ class ArgoController:
 
     # ---------------------------------------------------------------- status writing
 
-    def _set_condition(self, status: dict[str, Any], type_: str, cond_status: str, reason: str,
-                       message: str) -> None:
+    def _set_condition(
+        self, status: dict[str, Any], type_: str, cond_status: str, reason: str, message: str
+    ) -> None:
         conds = status.setdefault("conditions", [])
         current = next((c for c in conds if c.get("type") == type_), None)
         now = self._wall()
-        if current is not None and current["status"] == cond_status \
-                and current["reason"] == reason:
+        if current is not None and current["status"] == cond_status and current["reason"] == reason:
             if current.get("message") != message:
                 current["message"] = message
                 current["lastUpdateTime"] = now
             return
-        new = {"lastTransitionTime": now, "lastUpdateTime": now, "message": message,
-               "reason": reason, "status": cond_status, "type": type_}
+        new = {
+            "lastTransitionTime": now,
+            "lastUpdateTime": now,
+            "message": message,
+            "reason": reason,
+            "status": cond_status,
+            "type": type_,
+        }
         if current is not None and current["status"] == cond_status:
             new["lastTransitionTime"] = current["lastTransitionTime"]
         status["conditions"] = [c for c in conds if c.get("type") != type_] + [new]
 
-    def _write_status(self, ro: dict[str, Any], status: dict[str, Any], *, weight: int) -> dict[
-        str, Any
-    ]:
+    def _write_status(
+        self, ro: dict[str, Any], status: dict[str, Any], *, weight: int
+    ) -> dict[str, Any]:
         meta, spec = ro["metadata"], ro["spec"]
         ns, name = meta["namespace"], meta["name"]
         canary_spec = (spec.get("strategy") or {}).get("canary") or {}
@@ -606,10 +657,17 @@ class ArgoController:
 
         updated = replicas if promoted else math.ceil(replicas * weight / 100)
         total = replicas if promoted else replicas + updated
-        status.update(replicas=total, updatedReplicas=updated, readyReplicas=total,
-                      availableReplicas=total, HPAReplicas=total)
-        selector = ",".join(f"{k}={v}" for k, v in sorted(
-            ((spec.get("selector") or {}).get("matchLabels") or {}).items()))
+        status.update(
+            replicas=total,
+            updatedReplicas=updated,
+            readyReplicas=total,
+            availableReplicas=total,
+            HPAReplicas=total,
+        )
+        selector = ",".join(
+            f"{k}={v}"
+            for k, v in sorted(((spec.get("selector") or {}).get("matchLabels") or {}).items())
+        )
         if selector:
             status["selector"] = selector
         status["observedGeneration"] = str(meta.get("generation", 1))
@@ -624,35 +682,65 @@ class ArgoController:
             status["canary"] = {}
         status.setdefault("blueGreen", {})
 
-        self._set_condition(status, "Available", "True", "AvailableReason",
-                            "Rollout has minimum availability")
+        self._set_condition(
+            status, "Available", "True", "AvailableReason", "Rollout has minimum availability"
+        )
         rs_name = f"{name}-{pod_hash}"
         if (ns, name) in self._stalled and not aborted:
-            self._set_condition(status, "Progressing", "False", "ProgressDeadlineExceeded",
-                                f'ReplicaSet "{rs_name}" has timed out progressing.')
+            self._set_condition(
+                status,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.',
+            )
         elif aborted:
             pass  # set by the abort paths
         elif paused:
-            self._set_condition(status, "Progressing", "Unknown", "RolloutPaused",
-                                "Rollout is paused")
+            self._set_condition(
+                status, "Progressing", "Unknown", "RolloutPaused", "Rollout is paused"
+            )
         elif promoted:
-            self._set_condition(status, "Progressing", "True", "NewReplicaSetAvailable",
-                                f'ReplicaSet "{rs_name}" has successfully progressed.')
+            self._set_condition(
+                status,
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                f'ReplicaSet "{rs_name}" has successfully progressed.',
+            )
         else:
-            self._set_condition(status, "Progressing", "True", "ReplicaSetUpdated",
-                                f'ReplicaSet "{rs_name}" is progressing.')
-        pause_cond = next((c for c in status.get("conditions", []) if c["type"] == "Paused"),
-                          None)
+            self._set_condition(
+                status,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                f'ReplicaSet "{rs_name}" is progressing.',
+            )
+        pause_cond = next((c for c in status.get("conditions", []) if c["type"] == "Paused"), None)
         if (paused or pause_cond is not None) and not aborted:
-            self._set_condition(status, "Paused", "True" if paused else "False",
-                                "RolloutPaused", "Rollout is paused")
-        self._set_condition(status, "Completed", "True" if promoted else "False",
-                            "RolloutCompleted", "RolloutCompleted")
+            self._set_condition(
+                status,
+                "Paused",
+                "True" if paused else "False",
+                "RolloutPaused",
+                "Rollout is paused",
+            )
+        self._set_condition(
+            status,
+            "Completed",
+            "True" if promoted else "False",
+            "RolloutCompleted",
+            "RolloutCompleted",
+        )
         healthy = promoted and not paused and not aborted
         if healthy or any(c["type"] == "Healthy" for c in status["conditions"]):
-            self._set_condition(status, "Healthy", "True" if healthy else "False",
-                                "RolloutHealthy",
-                                "Rollout is healthy" if healthy else "Rollout is not healthy")
+            self._set_condition(
+                status,
+                "Healthy",
+                "True" if healthy else "False",
+                "RolloutHealthy",
+                "Rollout is healthy" if healthy else "Rollout is not healthy",
+            )
         status["phase"], status["message"] = self._phase(spec, status, replicas)
         if not status["message"]:
             status.pop("message")
@@ -680,4 +768,3 @@ class ArgoController:
         if not status.get("stableRS") or status.get("stableRS") != status.get("currentPodHash"):
             return "Progressing", "waiting for all steps to complete"
         return "Healthy", ""
-

@@ -53,13 +53,25 @@ async def _stdin_line() -> str:
     return await loop.run_in_executor(None, sys.stdin.readline)
 
 
-async def run_demo(*, speed: float = 60.0, port: int = 0, auto_abort: bool = False,
-                   duration: float | None = None, out: TextIO = sys.stdout) -> int:
+async def run_demo(
+    *,
+    speed: float = 60.0,
+    port: int = 0,
+    auto_abort: bool = False,
+    duration: float | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
     async with SimWorld(speed=speed, port=port) as world:
-        print(f"rollbot demo: bot at {world.url} · Kubernetes sim at {world.kube.url} · "
-              f"Slack sim at {world.slack.url} · clock ×{speed:g}", file=out)
-        print("payment-router: canary 1.13.0 (revision 42) over stable 1.12.4 (revision 41), "
-              "steps 10 → 25 → 50 → 100 %", file=out)
+        print(
+            f"rollbot demo: bot at {world.url} · Kubernetes sim at {world.kube.url} · "
+            f"Slack sim at {world.slack.url} · clock ×{speed:g}",
+            file=out,
+        )
+        print(
+            "payment-router: canary 1.13.0 (revision 42) over stable 1.12.4 (revision 41), "
+            "steps 10 → 25 → 50 → 100 %",
+            file=out,
+        )
         printer = SlackPrinter(world, out)
         started = time.monotonic()
         clicked = False
@@ -76,8 +88,11 @@ async def run_demo(*, speed: float = 60.0, port: int = 0, auto_abort: bool = Fal
                         print(f"\n» clicking Abort (Tier 1) as @{ONCALL[1]}", file=out)
                         await world.click(card, "rollout_abort")  # type: ignore[arg-type]
                     elif interactive and enter is None:
-                        print("\n» press Enter to click Abort (Tier 1) as "
-                              f"@{ONCALL[1]} (Ctrl-C to quit)", file=out)
+                        print(
+                            "\n» press Enter to click Abort (Tier 1) as "
+                            f"@{ONCALL[1]} (Ctrl-C to quit)",
+                            file=out,
+                        )
                         enter = asyncio.create_task(_stdin_line())
                 if enter is not None and enter.done() and not clicked and card is not None:
                     clicked = True
@@ -90,8 +105,9 @@ async def run_demo(*, speed: float = 60.0, port: int = 0, auto_abort: bool = Fal
     return 0
 
 
-async def run_drill(scenario: str, *, speed: float = 120.0, timeout: float = 60.0,
-                    out: TextIO = sys.stdout) -> int:
+async def run_drill(
+    scenario: str, *, speed: float = 120.0, timeout: float = 60.0, out: TextIO = sys.stdout
+) -> int:
     if scenario != "tier1-abort":
         print(f"unknown drill {scenario}", file=out)
         return 2
@@ -106,7 +122,9 @@ async def run_drill(scenario: str, *, speed: float = 120.0, timeout: float = 60.
         mark("world up")
         card = await world.wait_for(
             lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
-            timeout=timeout, what="a card with Abort (Tier 1)")
+            timeout=timeout,
+            what="a card with Abort (Tier 1)",
+        )
         mark("card posted")
         clicked = time.monotonic()
         response = await world.click(card, "rollout_abort")
@@ -118,7 +136,9 @@ async def run_drill(scenario: str, *, speed: float = 120.0, timeout: float = 60.
         async def audited() -> Any:
             for record in await world.rollbot.store.audit_entries():
                 if record.entry.action == "abort" and record.entry.result in (
-                        "succeeded", "failed"):
+                    "succeeded",
+                    "failed",
+                ):
                     return record
             return None
 
@@ -133,20 +153,25 @@ async def run_drill(scenario: str, *, speed: float = 120.0, timeout: float = 60.
         else:
             mark(f"audit entry {record.seq}: {record.entry.result}")
             if record.entry.result != "succeeded":
-                failures.append(f"abort {record.entry.result}: "
-                                f"{json.dumps(record.entry.detail.get('verification'))}")
+                failures.append(
+                    f"abort {record.entry.result}: "
+                    f"{json.dumps(record.entry.detail.get('verification'))}"
+                )
         rollout = world.kube.get("rollouts", "payments", "payment-router") or {}
         status = rollout.get("status") or {}
         if status.get("abort") is not True or status.get("phase") != "Degraded":
-            failures.append(f"cluster shows abort={status.get('abort')} "
-                            f"phase={status.get('phase')}")
+            failures.append(
+                f"cluster shows abort={status.get('abort')} phase={status.get('phase')}"
+            )
         chain = await world.rollbot.store.verify_audit()
         if not chain.ok:
             failures.append(f"audit chain broken at {chain.first_bad_seq}: {chain.reason}")
         with contextlib.suppress(TimeoutError):
             await world.wait_for(
                 lambda: "Aborted by" in json.dumps((world.card() or {}).get("blocks")),
-                timeout=5, what="the card to show the outcome")
+                timeout=5,
+                what="the card to show the outcome",
+            )
         if "Aborted by" not in json.dumps((world.card() or {}).get("blocks")):
             failures.append("the card does not show who aborted")
         else:
@@ -155,8 +180,10 @@ async def run_drill(scenario: str, *, speed: float = 120.0, timeout: float = 60.
     for at, what in timeline:
         print(f"  {at:7.2f} s  {what}", file=out)
     verified = (record.entry.detail.get("verification") or {}) if record else {}
-    summary = (f"ack {ack_ms:.0f} ms · abort verified in {verified.get('seconds', float('nan')):.2f} s"
-               f" · audit chain {'ok' if not failures else 'checked'}")
+    summary = (
+        f"ack {ack_ms:.0f} ms · abort verified in {verified.get('seconds', float('nan')):.2f} s"
+        f" · audit chain {'ok' if not failures else 'checked'}"
+    )
     if failures:
         print(f"drill tier1-abort: FAIL · {summary} · " + "; ".join(failures), file=out)
         return 1

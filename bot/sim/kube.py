@@ -125,19 +125,36 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
     rt.plural: rt
     for rt in (
         ResourceType(
-            "argoproj.io", "v1alpha1", "rollouts", "rollout", "Rollout", ("ro",),
-            status_subresource=True, scale_subresource=True,
+            "argoproj.io",
+            "v1alpha1",
+            "rollouts",
+            "rollout",
+            "Rollout",
+            ("ro",),
+            status_subresource=True,
+            scale_subresource=True,
         ),
         ResourceType(
             "argoproj.io", "v1alpha1", "analysisruns", "analysisrun", "AnalysisRun", ("ar",)
         ),
         ResourceType(
-            "argoproj.io", "v1alpha1", "analysistemplates", "analysistemplate", "AnalysisTemplate",
+            "argoproj.io",
+            "v1alpha1",
+            "analysistemplates",
+            "analysistemplate",
+            "AnalysisTemplate",
             ("at",),
         ),
         ResourceType(
-            "apps", "v1", "replicasets", "replicaset", "ReplicaSet", ("rs",),
-            status_subresource=True, scale_subresource=True, custom=False,
+            "apps",
+            "v1",
+            "replicasets",
+            "replicaset",
+            "ReplicaSet",
+            ("rs",),
+            status_subresource=True,
+            scale_subresource=True,
+            custom=False,
         ),
         ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", custom=False),
     )
@@ -237,8 +254,9 @@ def _already_exists(rt: ResourceType, name: str) -> ApiError:
 
 
 def _invalid(rt: ResourceType, name: str, causes: list[dict[str, str]]) -> ApiError:
-    summary = ", ".join(c["message"] if not c.get("field") else f"{c['field']}: {c['message']}"
-                        for c in causes[:10])
+    summary = ", ".join(
+        c["message"] if not c.get("field") else f"{c['field']}: {c['message']}" for c in causes[:10]
+    )
     if len(causes) > 1:
         summary = f"[{summary}]"
     return ApiError(
@@ -371,8 +389,9 @@ def schema_errors(schema: _CrdSchema, obj: dict[str, Any]) -> list[dict[str, str
         if err.validator == "required":
             missing = err.message.split("'")[1] if "'" in err.message else ""
             field = f"{field}.{missing}" if field else missing
-            causes.append({"reason": "FieldValueRequired", "message": "Required value",
-                           "field": field})
+            causes.append(
+                {"reason": "FieldValueRequired", "message": "Required value", "field": field}
+            )
             continue
         reason = "FieldValueTypeInvalid" if err.validator == "type" else "FieldValueInvalid"
         value = json.dumps(err.instance)[:200]
@@ -383,8 +402,15 @@ def schema_errors(schema: _CrdSchema, obj: dict[str, Any]) -> list[dict[str, str
             allowed = ", ".join(json.dumps(v) for v in err.validator_value)
             reason = "FieldValueNotSupported"
             detail = f"Unsupported value: {value}: supported values: {allowed}"
-        causes.append({"reason": reason, "message": f"Invalid value: {value}: {detail}"
-                        if reason != "FieldValueNotSupported" else detail, "field": field})
+        causes.append(
+            {
+                "reason": reason,
+                "message": f"Invalid value: {value}: {detail}"
+                if reason != "FieldValueNotSupported"
+                else detail,
+                "field": field,
+            }
+        )
     return causes
 
 
@@ -511,27 +537,59 @@ def _parse_label_selector(selector: str) -> list[Callable[[dict[str, str]], bool
         if m:
             key, op, vals = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
             if op == "in":
-                preds.append(lambda lb, k=key, vs=vals: lb.get(k) in vs)
+                preds.append(functools.partial(_label_in, key, vals))
             else:
-                preds.append(lambda lb, k=key, vs=vals: lb.get(k) not in vs)
+                preds.append(functools.partial(_label_not_in, key, vals))
             continue
         m = re.match(r"^([\w./-]+)\s*(==|=|!=)\s*([\w./-]*)$", term)
         if m:
             key, op, val = m.groups()
             if op == "!=":
-                preds.append(lambda lb, k=key, v=val: lb.get(k) != v)
+                preds.append(functools.partial(_label_ne, key, val))
             else:
-                preds.append(lambda lb, k=key, v=val: lb.get(k) == v)
+                preds.append(functools.partial(_label_eq, key, val))
             continue
         if term.startswith("!"):
             absent = term[1:].strip()
-            preds.append(lambda lb, k=absent: k not in lb)
+            preds.append(functools.partial(_label_absent, absent))
             continue
         if re.match(r"^[\w./-]+$", term):
-            preds.append(lambda lb, k=term: k in lb)
+            preds.append(functools.partial(_label_present, term))
             continue
         raise ApiError(400, f"unable to parse requirement: {term!r}")
     return preds
+
+
+def _label_in(key: str, values: set[str], labels: dict[str, str]) -> bool:
+    return labels.get(key) in values
+
+
+def _label_not_in(key: str, values: set[str], labels: dict[str, str]) -> bool:
+    return labels.get(key) not in values
+
+
+def _label_eq(key: str, value: str, labels: dict[str, str]) -> bool:
+    return labels.get(key) == value
+
+
+def _label_ne(key: str, value: str, labels: dict[str, str]) -> bool:
+    return labels.get(key) != value
+
+
+def _label_absent(key: str, labels: dict[str, str]) -> bool:
+    return key not in labels
+
+
+def _label_present(key: str, labels: dict[str, str]) -> bool:
+    return key in labels
+
+
+def _meta_eq(key: str, value: str, obj: dict[str, Any]) -> bool:
+    return bool(obj["metadata"].get(key) == value)
+
+
+def _meta_ne(key: str, value: str, obj: dict[str, Any]) -> bool:
+    return bool(obj["metadata"].get(key) != value)
 
 
 def _parse_field_selector(selector: str) -> list[Callable[[dict[str, Any]], bool]]:
@@ -542,14 +600,17 @@ def _parse_field_selector(selector: str) -> list[Callable[[dict[str, Any]], bool
             continue
         m = re.match(r"^(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*(.*)$", term)
         if not m:
-            raise ApiError(400, f'"{term.split("=")[0]}" is not a known field selector: only '
-                                '"metadata.name", "metadata.namespace"')
+            raise ApiError(
+                400,
+                f'"{term.split("=")[0]}" is not a known field selector: only '
+                '"metadata.name", "metadata.namespace"',
+            )
         field, op, val = m.groups()
         key = field.split(".")[1]
         if op == "!=":
-            preds.append(lambda o, k=key, v=val: o["metadata"].get(k) != v)
+            preds.append(functools.partial(_meta_ne, key, val))
         else:
-            preds.append(lambda o, k=key, v=val: o["metadata"].get(k) == v)
+            preds.append(functools.partial(_meta_eq, key, val))
     return preds
 
 
@@ -746,8 +807,11 @@ class KubeSim:
             "contexts": [
                 {
                     "name": "rollbot-sim",
-                    "context": {"cluster": "rollbot-sim", "user": "rollbot",
-                                "namespace": namespace},
+                    "context": {
+                        "cluster": "rollbot-sim",
+                        "user": "rollbot",
+                        "namespace": namespace,
+                    },
                 }
             ],
             "current-context": "rollbot-sim",
@@ -797,12 +861,13 @@ class KubeSim:
         with self._lock:
             return len(self._watchers)
 
-    def requests_matching(self, method: str | None = None, path_contains: str = "") -> list[
-        RecordedRequest
-    ]:
+    def requests_matching(
+        self, method: str | None = None, path_contains: str = ""
+    ) -> list[RecordedRequest]:
         with self._lock:
             return [
-                r for r in self.requests
+                r
+                for r in self.requests
                 if (method is None or r.method == method) and path_contains in r.path
             ]
 
@@ -828,8 +893,9 @@ class KubeSim:
         """Like PUT on the main resource (``.status`` is kept as stored when subresourced)."""
         rt = self._rt(obj.get("kind", ""))
         meta = obj.get("metadata", {})
-        return self._update(rt, meta.get("namespace") or "default", meta["name"], obj,
-                            subresource=None)
+        return self._update(
+            rt, meta.get("namespace") or "default", meta["name"], obj, subresource=None
+        )
 
     def update_status(
         self, kind_plural: str, namespace: str, name: str, status: dict[str, Any]
@@ -854,8 +920,7 @@ class KubeSim:
         content_type: str = "application/merge-patch+json",
         subresource: str | None = None,
     ) -> dict[str, Any]:
-        return self._patch(self._rt(kind_plural), namespace, name, patch, content_type,
-                           subresource)
+        return self._patch(self._rt(kind_plural), namespace, name, patch, content_type, subresource)
 
     def get(self, kind_plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         rt = self._rt(kind_plural)
@@ -887,13 +952,19 @@ class KubeSim:
                 if causes:
                     raise _invalid(rt, name, causes)
         if not _NAME_RE.match(name) or len(name) > 253:
-            raise _invalid(rt, name, [{
-                "reason": "FieldValueInvalid",
-                "field": "metadata.name",
-                "message": f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
-                           "consist of lower case alphanumeric characters, '-' or '.', and must "
-                           "start and end with an alphanumeric character",
-            }])
+            raise _invalid(
+                rt,
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "metadata.name",
+                        "message": f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must '
+                        "consist of lower case alphanumeric characters, '-' or '.', and must "
+                        "start and end with an alphanumeric character",
+                    }
+                ],
+            )
         return obj
 
     def _create(
@@ -904,38 +975,59 @@ class KubeSim:
         obj["kind"] = rt.kind
         meta = obj.setdefault("metadata", {})
         if meta.get("namespace") and meta["namespace"] != namespace:
-            raise ApiError(400, "the namespace of the provided object does not match the "
-                                "namespace sent on the request")
+            raise ApiError(
+                400,
+                "the namespace of the provided object does not match the "
+                "namespace sent on the request",
+            )
         meta["namespace"] = namespace
         if not meta.get("name") and meta.get("generateName"):
-            suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits)
-                             for _ in range(5))
+            suffix = "".join(
+                secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5)
+            )
             meta["name"] = meta["generateName"] + suffix
         if not meta.get("name"):
-            raise _invalid(rt, "", [{"reason": "FieldValueRequired", "field": "metadata.name",
-                                     "message": "Required value: name or generateName is "
-                                                "required"}])
+            raise _invalid(
+                rt,
+                "",
+                [
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": "metadata.name",
+                        "message": "Required value: name or generateName is required",
+                    }
+                ],
+            )
         if self._status_sub[rt.plural] and not keep_status:
             obj.pop("status", None)
-        for key in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp",
-                    "selfLink", "managedFields"):
+        for key in (
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "selfLink",
+            "managedFields",
+        ):
             meta.pop(key, None)
         self._check(rt, obj)
         with self._lock:
-            key = (rt.plural, namespace, meta["name"])
-            if key in self._objects:
+            obj_key = (rt.plural, namespace, meta["name"])
+            if obj_key in self._objects:
                 raise _already_exists(rt, meta["name"])
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = _now()
             meta["generation"] = 1
             self._rv += 1
             meta["resourceVersion"] = str(self._rv)
-            self._objects[key] = obj
+            self._objects[obj_key] = obj
             self._emit(rt, "ADDED", obj)
             return copy.deepcopy(obj)
 
     def _merge_for_subresource(
-        self, rt: ResourceType, current: dict[str, Any], incoming: dict[str, Any],
+        self,
+        rt: ResourceType,
+        current: dict[str, Any],
+        incoming: dict[str, Any],
         subresource: str | None,
     ) -> dict[str, Any]:
         """What a write through the main resource or ``/status`` may change."""
@@ -956,8 +1048,14 @@ class KubeSim:
                 new.pop("status", None)
         meta = new.setdefault("metadata", {})
         cur_meta = current["metadata"]
-        for key in ("name", "namespace", "uid", "creationTimestamp", "generation",
-                    "resourceVersion"):
+        for key in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+        ):
             if key in cur_meta:
                 meta[key] = cur_meta[key]
         return new
@@ -983,39 +1081,67 @@ class KubeSim:
         return copy.deepcopy(new)
 
     def _update(
-        self, rt: ResourceType, namespace: str, name: str, obj: dict[str, Any],
-        *, subresource: str | None, require_rv: bool = False,
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        obj: dict[str, Any],
+        *,
+        subresource: str | None,
+        require_rv: bool = False,
     ) -> dict[str, Any]:
         meta = obj.get("metadata") or {}
         if meta.get("name") and meta["name"] != name:
-            raise ApiError(400, "the name of the object "
-                                f"({meta['name']}) does not match the name on the URL ({name})")
+            raise ApiError(
+                400,
+                "the name of the object "
+                f"({meta['name']}) does not match the name on the URL ({name})",
+            )
         if meta.get("namespace") and meta["namespace"] != namespace:
-            raise ApiError(400, "the namespace of the provided object does not match the "
-                                "namespace sent on the request")
+            raise ApiError(
+                400,
+                "the namespace of the provided object does not match the "
+                "namespace sent on the request",
+            )
         with self._lock:
             current = self._objects.get((rt.plural, namespace, name))
             if current is None:
                 raise _not_found(rt, name)
             given_rv = meta.get("resourceVersion")
             if require_rv and not given_rv and rt.custom:
-                raise _invalid(rt, name, [{
-                    "reason": "FieldValueInvalid", "field": "metadata.resourceVersion",
-                    "message": "Invalid value: 0x0: must be specified for an update"}])
+                raise _invalid(
+                    rt,
+                    name,
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "metadata.resourceVersion",
+                            "message": "Invalid value: 0x0: must be specified for an update",
+                        }
+                    ],
+                )
             if given_rv and given_rv != current["metadata"]["resourceVersion"]:
                 raise _conflict(rt, name)
             new = self._merge_for_subresource(rt, current, obj, subresource)
             return self._commit(rt, current, new)
 
     def _patch(
-        self, rt: ResourceType, namespace: str, name: str, patch: Any, content_type: str,
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
         subresource: str | None,
     ) -> dict[str, Any]:
         accepted = CUSTOM_PATCH_TYPES if rt.custom else BUILTIN_PATCH_TYPES
         if content_type not in accepted:
             listed = ", ".join((*accepted, "application/apply-patch+yaml"))
-            raise ApiError(415, "the body of the request was in an unknown format - accepted "
-                                f"media types include: {listed}")
+            raise ApiError(
+                415,
+                "the body of the request was in an unknown format - accepted "
+                f"media types include: {listed}",
+            )
         with self._lock:
             current = self._objects.get((rt.plural, namespace, name))
             if current is None:
@@ -1023,20 +1149,25 @@ class KubeSim:
             if content_type == "application/json-patch+json":
                 if not isinstance(patch, list):
                     kind = "object" if isinstance(patch, dict) else type(patch).__name__
-                    raise ApiError(400, f"json: cannot unmarshal {kind} into Go value of type "
-                                        "jsonpatch.Patch")
+                    raise ApiError(
+                        400, f"json: cannot unmarshal {kind} into Go value of type jsonpatch.Patch"
+                    )
                 try:
                     patched = json_patch(current, patch)
                 except JsonPatchError as exc:
                     raise ApiError(422, str(exc)) from None
             else:
                 if not isinstance(patch, dict):
-                    raise ApiError(400, "json: cannot unmarshal array into Go value of type "
-                                        "map[string]interface {}")
+                    raise ApiError(
+                        400,
+                        "json: cannot unmarshal array into Go value of type "
+                        "map[string]interface {}",
+                    )
                 patched = merge_patch(current, patch)
             if not isinstance(patched, dict):
-                raise ApiError(400, "json: cannot unmarshal into Go value of type "
-                                    "map[string]interface {}")
+                raise ApiError(
+                    400, "json: cannot unmarshal into Go value of type map[string]interface {}"
+                )
             given_rv = (patched.get("metadata") or {}).get("resourceVersion")
             if given_rv and given_rv != current["metadata"]["resourceVersion"]:
                 raise _conflict(rt, name)
@@ -1085,11 +1216,17 @@ class KubeSim:
         path = request.url.path
         query = dict(request.query_params)
         with self._lock:
-            self.requests.append(RecordedRequest(
-                method=request.method, path=path, query=query,
-                content_type=content_type.split(";")[0].strip() if content_type else None,
-                body=body, at=time.monotonic(), headers=dict(request.headers),
-            ))
+            self.requests.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=path,
+                    query=query,
+                    content_type=content_type.split(";")[0].strip() if content_type else None,
+                    body=body,
+                    at=time.monotonic(),
+                    headers=dict(request.headers),
+                )
+            )
         try:
             self._maybe_fail(request.method, path)
             return await self._route(request, path, query, body, raw, content_type)
@@ -1112,21 +1249,30 @@ class KubeSim:
         headers: dict[str, str] = {}
         if code == 403:
             parsed = _parse_resource_path(path)
-            verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
-                    "DELETE": "delete"}.get(method, method.lower())
+            verb = {
+                "GET": "get",
+                "POST": "create",
+                "PUT": "update",
+                "PATCH": "patch",
+                "DELETE": "delete",
+            }.get(method, method.lower())
             if parsed:
                 rt, ns, name, sub = parsed
                 resource = f"{rt.plural}/{sub}" if sub else rt.plural
                 target = f'{rt.group_resource} "{name}"' if name else rt.group_resource
-                message = (f'{target} is forbidden: User "system:serviceaccount:rollbot:rollbot" '
-                           f'cannot {verb} resource "{resource}" in API group "{rt.group}"'
-                           + (f' in the namespace "{ns}"' if ns else " at the cluster scope"))
+                message = (
+                    f'{target} is forbidden: User "system:serviceaccount:rollbot:rollbot" '
+                    f'cannot {verb} resource "{resource}" in API group "{rt.group}"'
+                    + (f' in the namespace "{ns}"' if ns else " at the cluster scope")
+                )
                 details = {"group": rt.group, "kind": rt.plural}
                 if name:
                     details["name"] = name
             else:
-                message = "forbidden: User \"system:serviceaccount:rollbot:rollbot\" cannot " \
-                          f'{verb} path "{path}"'
+                message = (
+                    'forbidden: User "system:serviceaccount:rollbot:rollbot" cannot '
+                    f'{verb} path "{path}"'
+                )
         if code == 429:  # API Priority and Fairness answers 429 with Retry-After
             headers["Retry-After"] = "1"
             details = {"retryAfterSeconds": 1}
@@ -1139,7 +1285,12 @@ class KubeSim:
             raise ApiError(401, "Unauthorized")
 
     async def _route(
-        self, request: Request, path: str, query: dict[str, str], body: Any, raw: bytes,
+        self,
+        request: Request,
+        path: str,
+        query: dict[str, str],
+        body: Any,
+        raw: bytes,
         content_type: str | None,
     ) -> Response:
         method = request.method
@@ -1147,16 +1298,25 @@ class KubeSim:
         if method == "GET" and path in ("/version", "/version/"):
             return JSONResponse(_VERSION)
         if method == "GET" and parts == ["api"]:
-            return JSONResponse({"kind": "APIVersions", "versions": ["v1"],
-                                 "serverAddressByClientCIDRs": [
-                                     {"clientCIDR": "0.0.0.0/0",
-                                      "serverAddress": f"{self.host}:{self.port}"}]})
+            return JSONResponse(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}
+                    ],
+                }
+            )
         if method == "GET" and parts == ["api", "v1"]:
-            return JSONResponse({"kind": "APIResourceList", "groupVersion": "v1",
-                                 "resources": []})
+            return JSONResponse({"kind": "APIResourceList", "groupVersion": "v1", "resources": []})
         if method == "GET" and parts == ["apis"]:
-            return JSONResponse({"kind": "APIGroupList", "apiVersion": "v1",
-                                 "groups": [_api_group(g) for g in GROUP_VERSIONS]})
+            return JSONResponse(
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [_api_group(g) for g in GROUP_VERSIONS],
+                }
+            )
         if method == "GET" and len(parts) == 2 and parts[0] == "apis":
             if parts[1] not in GROUP_VERSIONS:
                 raise _path_not_found()
@@ -1185,8 +1345,7 @@ class KubeSim:
                     raise ApiError(400, "the body of the request could not be decoded")
                 created = self._create(rt, ns, body, keep_status=False)
                 return JSONResponse(created, status_code=201)
-            raise ApiError(405, "the server does not allow this method on the requested "
-                                "resource")
+            raise ApiError(405, "the server does not allow this method on the requested resource")
         if ns is None:
             raise _path_not_found()
         if method == "GET":
@@ -1197,8 +1356,7 @@ class KubeSim:
         if method == "PUT":
             if not isinstance(body, dict):
                 raise ApiError(400, "the body of the request could not be decoded")
-            return JSONResponse(self._update(rt, ns, name, body, subresource=sub,
-                                             require_rv=True))
+            return JSONResponse(self._update(rt, ns, name, body, subresource=sub, require_rv=True))
         if method == "PATCH":
             ctype = (content_type or "").split(";")[0].strip().lower()
             if raw and body is None and ctype in BUILTIN_PATCH_TYPES:
@@ -1208,11 +1366,20 @@ class KubeSim:
             deleted = self._delete(rt, ns, name)
             if rt.custom:
                 return JSONResponse(deleted)
-            return JSONResponse({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                "details": {"name": name, "group": rt.group, "kind": rt.plural,
-                            "uid": deleted["metadata"]["uid"]},
-            })
+            return JSONResponse(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {
+                        "name": name,
+                        "group": rt.group,
+                        "kind": rt.plural,
+                        "uid": deleted["metadata"]["uid"],
+                    },
+                }
+            )
         raise ApiError(405, "the server does not allow this method on the requested resource")
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
@@ -1221,8 +1388,11 @@ class KubeSim:
             if rt.group != group or rt.version != version:
                 continue
             entry: dict[str, Any] = {
-                "name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                "kind": rt.kind, "verbs": VERBS,
+                "name": rt.plural,
+                "singularName": rt.singular,
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": VERBS,
             }
             if rt.short_names:
                 entry["shortNames"] = list(rt.short_names)
@@ -1233,15 +1403,33 @@ class KubeSim:
             entry["storageVersionHash"] = _storage_hash(rt)
             resources.append(entry)
             if self._status_sub[rt.plural]:
-                resources.append({"name": f"{rt.plural}/status", "singularName": "",
-                                  "namespaced": True, "kind": rt.kind,
-                                  "verbs": ["get", "patch", "update"]})
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/status",
+                        "singularName": "",
+                        "namespaced": True,
+                        "kind": rt.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
             if rt.scale_subresource:
-                resources.append({"name": f"{rt.plural}/scale", "singularName": "",
-                                  "namespaced": True, "group": "autoscaling", "version": "v1",
-                                  "kind": "Scale", "verbs": ["get", "patch", "update"]})
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}", "resources": resources}
+                resources.append(
+                    {
+                        "name": f"{rt.plural}/scale",
+                        "singularName": "",
+                        "namespaced": True,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}",
+            "resources": resources,
+        }
 
     def _list_body(self, rt: ResourceType, ns: str | None, query: dict[str, str]) -> dict[str, Any]:
         flt = _Filter(ns, query.get("labelSelector", ""), query.get("fieldSelector", ""))
@@ -1256,8 +1444,12 @@ class KubeSim:
             if not rt.custom:
                 item.pop("apiVersion", None)
                 item.pop("kind", None)
-        return {"apiVersion": rt.api_version, "kind": rt.list_kind,
-                "metadata": {"resourceVersion": rv}, "items": items}
+        return {
+            "apiVersion": rt.api_version,
+            "kind": rt.list_kind,
+            "metadata": {"resourceVersion": rv},
+            "items": items,
+        }
 
     async def _watch(self, rt: ResourceType, ns: str | None, query: dict[str, str]) -> Response:
         flt = _Filter(ns, query.get("labelSelector", ""), query.get("fieldSelector", ""))
@@ -1302,8 +1494,9 @@ class KubeSim:
                         batch = list(watcher.pending)
                         watcher.pending.clear()
                         current_rv = self._rv
-                    for ev in batch:
-                        yield (json.dumps({"type": ev.type, "object": ev.obj}) + "\n").encode()
+                    for pending in batch:
+                        line = {"type": pending.type, "object": pending.obj}
+                        yield (json.dumps(line) + "\n").encode()
                     if watcher.dropped:
                         raise _DroppedWatch()
                     if watcher.closing:
@@ -1312,9 +1505,19 @@ class KubeSim:
                     if deadline is not None and now >= deadline:
                         return
                     if bookmarks and now >= next_bookmark and not batch:
-                        yield (json.dumps({"type": "BOOKMARK", "object": {
-                            "kind": rt.kind, "apiVersion": rt.api_version,
-                            "metadata": {"resourceVersion": str(current_rv)}}}) + "\n").encode()
+                        yield (
+                            json.dumps(
+                                {
+                                    "type": "BOOKMARK",
+                                    "object": {
+                                        "kind": rt.kind,
+                                        "apiVersion": rt.api_version,
+                                        "metadata": {"resourceVersion": str(current_rv)},
+                                    },
+                                }
+                            )
+                            + "\n"
+                        ).encode()
                         next_bookmark = now + self.bookmark_interval
                     wait = (next_bookmark - now) if bookmarks else 3600.0
                     if deadline is not None:

@@ -174,9 +174,7 @@ class SlackSim:
         sock.bind((self.host, self._port))
         sock.listen(128)
         self._socket = sock
-        config = uvicorn.Config(
-            self._app(), log_level="warning", access_log=False, lifespan="off"
-        )
+        config = uvicorn.Config(self._app(), log_level="warning", access_log=False, lifespan="off")
         server = uvicorn.Server(config)
         self._server = server
 
@@ -308,8 +306,7 @@ class SlackSim:
         with self._lock:
             cid = self._resolve(channel)
             return [
-                json.loads(json.dumps(m))
-                for _, m in sorted(self._messages.get(cid, {}).items())
+                json.loads(json.dumps(m)) for _, m in sorted(self._messages.get(cid, {}).items())
             ]
 
     def message(self, channel: str, ts: str) -> dict[str, Any] | None:
@@ -326,7 +323,7 @@ class SlackSim:
         self,
         predicate: Callable[[], T],
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a polling deadline, not a cancel scope
+        timeout: float = 5.0,
         interval: float = 0.01,
     ) -> T:
         """Poll `predicate` until it returns something truthy; return it (else TimeoutError)."""
@@ -380,7 +377,7 @@ class SlackSim:
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         auth = headers.get("authorization", "")
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else args.pop("token", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else args.pop("token", "")
         args.pop("token", None)
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
@@ -464,8 +461,13 @@ class SlackSim:
             )
         else:
             self._ephemerals.append(
-                {"channel": channel, "user": None, "text": body.get("text", ""),
-                 "blocks": body.get("blocks") or [], "via": "response_url"}
+                {
+                    "channel": channel,
+                    "user": None,
+                    "text": body.get("text", ""),
+                    "blocks": body.get("blocks") or [],
+                    "via": "response_url",
+                }
             )
 
     # ------------------------------------------------------------------ state helpers
@@ -586,8 +588,15 @@ def _post_ephemeral(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
     text, blocks = _require_text(args)
     ts = sim._next_ts()
     sim._ephemerals.append(
-        {"channel": channel, "user": user, "text": text, "blocks": blocks or [],
-         "ts": ts, "thread_ts": args.get("thread_ts"), "via": "chat.postEphemeral"}
+        {
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "blocks": blocks or [],
+            "ts": ts,
+            "thread_ts": args.get("thread_ts"),
+            "via": "chat.postEphemeral",
+        }
     )
     return {"message_ts": ts}
 
@@ -848,8 +857,11 @@ class SlackSender:
             "trigger_id": self.last_trigger_id,
         }
         return self.signed(
-            urlencode(fields), retry_num=retry_num, retry_reason=retry_reason,
-            bad_signature=bad_signature, timestamp=timestamp,
+            urlencode(fields),
+            retry_num=retry_num,
+            retry_reason=retry_reason,
+            bad_signature=bad_signature,
+            timestamp=timestamp,
         )
 
     async def slash_command(
@@ -869,9 +881,16 @@ class SlackSender:
         """POST a slash command to `events_url`, form-encoded and signed."""
         return await self.send(
             self.slash_command_request(
-                user_id, user_name, text, command=command, channel_id=channel_id,
-                channel_name=channel_name, retry_num=retry_num, retry_reason=retry_reason,
-                bad_signature=bad_signature, timestamp=timestamp,
+                user_id,
+                user_name,
+                text,
+                command=command,
+                channel_id=channel_id,
+                channel_name=channel_name,
+                retry_num=retry_num,
+                retry_reason=retry_reason,
+                bad_signature=bad_signature,
+                timestamp=timestamp,
             )
         )
 
@@ -945,13 +964,21 @@ class SlackSender:
     ) -> SignedRequest:
         """The signed `payload=<json>` body and headers of a button click."""
         payload = self.block_actions_payload(
-            user_id, action_id, value, message=message, channel_id=channel_id,
-            block_id=block_id, user_name=user_name,
+            user_id,
+            action_id,
+            value,
+            message=message,
+            channel_id=channel_id,
+            block_id=block_id,
+            user_name=user_name,
         )
         body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
         return self.signed(
-            body, retry_num=retry_num, retry_reason=retry_reason,
-            bad_signature=bad_signature, timestamp=timestamp,
+            body,
+            retry_num=retry_num,
+            retry_reason=retry_reason,
+            bad_signature=bad_signature,
+            timestamp=timestamp,
         )
 
     async def click(
@@ -972,9 +999,17 @@ class SlackSender:
         """POST a button click to `events_url` (`payload=<json>`, form-encoded), signed."""
         return await self.send(
             self.click_request(
-                user_id, action_id, value, message=message, channel_id=channel_id,
-                block_id=block_id, user_name=user_name, retry_num=retry_num,
-                retry_reason=retry_reason, bad_signature=bad_signature, timestamp=timestamp,
+                user_id,
+                action_id,
+                value,
+                message=message,
+                channel_id=channel_id,
+                block_id=block_id,
+                user_name=user_name,
+                retry_num=retry_num,
+                retry_reason=retry_reason,
+                bad_signature=bad_signature,
+                timestamp=timestamp,
             )
         )
 

@@ -32,8 +32,11 @@ def payment_router_analysis_template(namespace: str = NAMESPACE) -> dict[str, An
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AnalysisTemplate",
-        "metadata": {"name": TEMPLATE, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/name": ROLLOUT}},
+        "metadata": {
+            "name": TEMPLATE,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": ROLLOUT},
+        },
         "spec": {
             "args": [{"name": "version", "value": "canary"}],
             "metrics": [
@@ -44,9 +47,15 @@ def payment_router_analysis_template(namespace: str = NAMESPACE) -> dict[str, An
                     "failureLimit": 0,
                     "successCondition": "result[0] < 0.02",
                     "failureCondition": "result[0] >= 0.02",
-                    "provider": {"prometheus": {"address": prometheus, "query": _query(
-                        f"sum(rate(http_requests_total{{{sel},status=~'5..'}}[1m])) / "
-                        f"sum(rate(http_requests_total{{{sel}}}[1m]))")}},
+                    "provider": {
+                        "prometheus": {
+                            "address": prometheus,
+                            "query": _query(
+                                f"sum(rate(http_requests_total{{{sel},status=~'5..'}}[1m])) / "
+                                f"sum(rate(http_requests_total{{{sel}}}[1m]))"
+                            ),
+                        }
+                    },
                 },
                 {
                     "name": "latency-p95",
@@ -55,9 +64,16 @@ def payment_router_analysis_template(namespace: str = NAMESPACE) -> dict[str, An
                     "failureLimit": 0,
                     "successCondition": "result[0] < 300",
                     "failureCondition": "result[0] >= 300",
-                    "provider": {"prometheus": {"address": prometheus, "query": _query(
-                        "histogram_quantile(0.95, sum(rate(http_request_duration_seconds_bucket"
-                        f"{{{sel}}}[1m])) by (le)) * 1000")}},
+                    "provider": {
+                        "prometheus": {
+                            "address": prometheus,
+                            "query": _query(
+                                "histogram_quantile(0.95, sum(rate("
+                                "http_request_duration_seconds_bucket"
+                                f"{{{sel}}}[1m])) by (le)) * 1000"
+                            ),
+                        }
+                    },
                 },
                 {
                     "name": "latency-p99",
@@ -66,9 +82,16 @@ def payment_router_analysis_template(namespace: str = NAMESPACE) -> dict[str, An
                     "failureLimit": 0,
                     "successCondition": "result[0] < 200",
                     "failureCondition": "result[0] >= 200",
-                    "provider": {"prometheus": {"address": prometheus, "query": _query(
-                        "histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket"
-                        f"{{{sel}}}[1m])) by (le)) * 1000")}},
+                    "provider": {
+                        "prometheus": {
+                            "address": prometheus,
+                            "query": _query(
+                                "histogram_quantile(0.99, sum(rate("
+                                "http_request_duration_seconds_bucket"
+                                f"{{{sel}}}[1m])) by (le)) * 1000"
+                            ),
+                        }
+                    },
                 },
             ],
         },
@@ -76,16 +99,23 @@ def payment_router_analysis_template(namespace: str = NAMESPACE) -> dict[str, An
 
 
 def _analysis_step() -> dict[str, Any]:
-    return {"analysis": {"templates": [{"templateName": TEMPLATE}],
-                         "args": [{"name": "version", "value": "canary"}]}}
+    return {
+        "analysis": {
+            "templates": [{"templateName": TEMPLATE}],
+            "args": [{"name": "version", "value": "canary"}],
+        }
+    }
 
 
 def payment_router_rollout(namespace: str = NAMESPACE, image: str = CANARY_IMAGE) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
-        "metadata": {"name": ROLLOUT, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/name": ROLLOUT, "team": "payments"}},
+        "metadata": {
+            "name": ROLLOUT,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": ROLLOUT, "team": "payments"},
+        },
         "spec": {
             "replicas": 6,
             "revisionHistoryLimit": 3,
@@ -94,21 +124,26 @@ def payment_router_rollout(namespace: str = NAMESPACE, image: str = CANARY_IMAGE
             "template": {
                 "metadata": {"labels": {"app": ROLLOUT}},
                 "spec": {
-                    "containers": [{
-                        "name": "app",
-                        "image": image,
-                        "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
-                        "env": [{"name": "VERSION", "value": image.rsplit(":", 1)[-1]}],
-                        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
-                    }],
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image,
+                            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+                            "env": [{"name": "VERSION", "value": image.rsplit(":", 1)[-1]}],
+                            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+                        }
+                    ],
                 },
             },
             "strategy": {
                 "canary": {
                     "canaryService": f"{ROLLOUT}-canary",
                     "stableService": f"{ROLLOUT}-stable",
-                    "trafficRouting": {"istio": {"virtualService": {
-                        "name": f"{ROLLOUT}-vs", "routes": ["primary"]}}},
+                    "trafficRouting": {
+                        "istio": {
+                            "virtualService": {"name": f"{ROLLOUT}-vs", "routes": ["primary"]}
+                        }
+                    },
                     "steps": [
                         {"setWeight": 10},
                         {"pause": {"duration": "2m"}},
@@ -165,8 +200,9 @@ def analysis_step_after_weight(weight: int) -> int:
     raise ValueError(f"no analysis step after setWeight {weight}")
 
 
-def start_new_revision(sim: KubeSim, *, namespace: str = NAMESPACE,
-                       image: str = CANARY_IMAGE) -> dict[str, Any]:
+def start_new_revision(
+    sim: KubeSim, *, namespace: str = NAMESPACE, image: str = CANARY_IMAGE
+) -> dict[str, Any]:
     """What a GitOps sync does: a new image in ``spec.template`` (the controller reacts)."""
     ro = sim.get("rollouts", namespace, ROLLOUT)
     assert ro is not None

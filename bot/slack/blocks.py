@@ -175,8 +175,7 @@ def parse_button_value(value: str) -> dict[str, Any]:
 
 def abort_effect(state: RolloutState) -> str:
     return (
-        f"patch status.abort=true on {state.key}; "
-        f"traffic returns to stable {stable_label(state)}"
+        f"patch status.abort=true on {state.key}; traffic returns to stable {stable_label(state)}"
     )
 
 
@@ -200,10 +199,7 @@ def promote_effect(state: RolloutState) -> str:
             f"clear the pause on {state.key} at {step} (canary {state.canary_weight}%) "
             "and continue to the next step; the remaining steps still run"
         )
-    return (
-        f"skip {step} of {state.key} (canary {state.canary_weight}%) "
-        "and go on to the next step"
-    )
+    return f"skip {step} of {state.key} (canary {state.canary_weight}%) and go on to the next step"
 
 
 def _confirm(action: RolloutAction, state: RolloutState) -> ConfirmObject | None:

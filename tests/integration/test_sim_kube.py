@@ -41,21 +41,26 @@ def _rollout(name: str = "checkout", image: str = "example/checkout:1") -> dict[
         "spec": {
             "replicas": 2,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "app", "image": image}]}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
             "strategy": {"canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}},
         },
-        "status": {"phase": "Paused", "currentStepIndex": 1,
-                   "pauseConditions": [{"reason": "CanaryPauseStep",
-                                        "startTime": "2024-01-01T00:00:00Z"}]},
+        "status": {
+            "phase": "Paused",
+            "currentStepIndex": 1,
+            "pauseConditions": [{"reason": "CanaryPauseStep", "startTime": "2024-01-01T00:00:00Z"}],
+        },
     }
 
 
 @pytest.fixture
 def api(kubeconfig: Path) -> kubernetes.client.ApiClient:
     configuration = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(kubeconfig),
-                                       client_configuration=configuration)
+    kubernetes.config.load_kube_config(
+        config_file=str(kubeconfig), client_configuration=configuration
+    )
     client = kubernetes.client.ApiClient(configuration)
     yield client
     client.close()
@@ -69,8 +74,12 @@ def custom(api: kubernetes.client.ApiClient) -> kubernetes.client.CustomObjectsA
 def _raw_patch(api: kubernetes.client.ApiClient, path: str, body: Any, content_type: str) -> Any:
     """A PATCH through the real client with an explicit content type."""
     return api.call_api(
-        path, "PATCH", header_params={"Content-Type": content_type, "Accept": "application/json"},
-        body=body, auth_settings=["BearerToken"], response_type="object",
+        path,
+        "PATCH",
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+        response_type="object",
         _return_http_data_only=True,
     )
 
@@ -104,8 +113,9 @@ def test_unauthenticated_request_is_401(kube_sim: KubeSim) -> None:
     assert r.json()["reason"] == "Unauthorized"
 
 
-def test_list_get_and_not_found(custom: kubernetes.client.CustomObjectsApi,
-                                kube_sim: KubeSim) -> None:
+def test_list_get_and_not_found(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     kube_sim.create(_rollout("a"))
     kube_sim.create(_rollout("b"))
     listed = custom.list_namespaced_custom_object(G, V, NS, "rollouts")
@@ -121,29 +131,45 @@ def test_list_get_and_not_found(custom: kubernetes.client.CustomObjectsApi,
         custom.get_namespaced_custom_object(G, V, NS, "rollouts", "x")
     assert err.value.status == 404
     assert json.loads(err.value.body) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'rollouts.argoproj.io "x" not found', "reason": "NotFound",
-        "details": {"name": "x", "group": "argoproj.io", "kind": "rollouts"}, "code": 404,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'rollouts.argoproj.io "x" not found',
+        "reason": "NotFound",
+        "details": {"name": "x", "group": "argoproj.io", "kind": "rollouts"},
+        "code": 404,
     }
 
 
-def test_label_selector_and_conflict(api: kubernetes.client.ApiClient,
-                                     custom: kubernetes.client.CustomObjectsApi,
-                                     kube_sim: KubeSim) -> None:
+def test_label_selector_and_conflict(
+    api: kubernetes.client.ApiClient, custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     for h in ("abc", "def"):
-        kube_sim.create({
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
-            "metadata": {"name": f"checkout-{h}", "namespace": NS,
-                         "labels": {"app": "checkout", "rollouts-pod-template-hash": h}},
-            "spec": {"selector": {"matchLabels": {"rollouts-pod-template-hash": h}},
-                     "template": {"metadata": {"labels": {"rollouts-pod-template-hash": h}},
-                                  "spec": {"containers": [{"name": "a", "image": "b"}]}}},
-        })
+        kube_sim.create(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ReplicaSet",
+                "metadata": {
+                    "name": f"checkout-{h}",
+                    "namespace": NS,
+                    "labels": {"app": "checkout", "rollouts-pod-template-hash": h},
+                },
+                "spec": {
+                    "selector": {"matchLabels": {"rollouts-pod-template-hash": h}},
+                    "template": {
+                        "metadata": {"labels": {"rollouts-pod-template-hash": h}},
+                        "spec": {"containers": [{"name": "a", "image": "b"}]},
+                    },
+                },
+            }
+        )
     apps = kubernetes.client.AppsV1Api(api)
     found = apps.list_namespaced_replica_set(NS, label_selector="rollouts-pod-template-hash=abc")
     assert [rs.metadata.name for rs in found.items] == ["checkout-abc"]
-    found = apps.list_namespaced_replica_set(NS, label_selector="app=checkout,"
-                                                 "rollouts-pod-template-hash notin (abc)")
+    found = apps.list_namespaced_replica_set(
+        NS, label_selector="app=checkout,rollouts-pod-template-hash notin (abc)"
+    )
     assert [rs.metadata.name for rs in found.items] == ["checkout-def"]
 
     kube_sim.create(_rollout())
@@ -156,8 +182,9 @@ def test_label_selector_and_conflict(api: kubernetes.client.ApiClient,
     assert json.loads(err.value.body)["reason"] == "Conflict"
 
 
-def test_watch_replays_from_resource_version(custom: kubernetes.client.CustomObjectsApi,
-                                             kube_sim: KubeSim) -> None:
+def test_watch_replays_from_resource_version(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     first = kube_sim.create(_rollout("a"))
     since = first["metadata"]["resourceVersion"]
     kube_sim.patch("rollouts", NS, "a", {"spec": {"replicas": 5}})
@@ -165,30 +192,47 @@ def test_watch_replays_from_resource_version(custom: kubernetes.client.CustomObj
     kube_sim.delete("rollouts", NS, "b")
     w = kubernetes.watch.Watch()
     seen = []
-    for event in w.stream(custom.list_namespaced_custom_object, G, V, NS, "rollouts",
-                          resource_version=since):
-        seen.append((event["type"], event["object"]["metadata"]["name"],
-                     event["object"]["metadata"]["resourceVersion"]))
+    for event in w.stream(
+        custom.list_namespaced_custom_object, G, V, NS, "rollouts", resource_version=since
+    ):
+        seen.append(
+            (
+                event["type"],
+                event["object"]["metadata"]["name"],
+                event["object"]["metadata"]["resourceVersion"],
+            )
+        )
         if len(seen) == 3:
             w.stop()
     assert seen == [("MODIFIED", "a", "2"), ("ADDED", "b", "3"), ("DELETED", "b", "4")]
 
 
-def test_watch_sends_live_events_and_bookmarks(custom: kubernetes.client.CustomObjectsApi,
-                                               kube_sim: KubeSim) -> None:
+def test_watch_sends_live_events_and_bookmarks(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     kube_sim.bookmark_interval = 0.1
     kube_sim.create(_rollout("a"))
     w = kubernetes.watch.Watch()
     types = []
-    for event in w.stream(custom.list_namespaced_custom_object, G, V, NS, "rollouts",
-                          allow_watch_bookmarks=True, timeout_seconds=10):
+    for event in w.stream(
+        custom.list_namespaced_custom_object,
+        G,
+        V,
+        NS,
+        "rollouts",
+        allow_watch_bookmarks=True,
+        timeout_seconds=10,
+    ):
         types.append(event["type"])
         if event["type"] == "ADDED":
             kube_sim.update_status("rollouts", NS, "a", {"phase": "Healthy"})
         if event["type"] == "BOOKMARK":
             obj = event["object"]
-            assert obj == {"kind": "Rollout", "apiVersion": f"{G}/{V}",
-                           "metadata": {"resourceVersion": kube_sim.resource_version}}
+            assert obj == {
+                "kind": "Rollout",
+                "apiVersion": f"{G}/{V}",
+                "metadata": {"resourceVersion": kube_sim.resource_version},
+            }
             w.stop()
     assert types == ["ADDED", "MODIFIED", "BOOKMARK"]
     watch_req = kube_sim.requests_matching("GET", "/rollouts")[-1]
@@ -196,52 +240,82 @@ def test_watch_sends_live_events_and_bookmarks(custom: kubernetes.client.CustomO
     assert watch_req.query["allowWatchBookmarks"] in ("True", "true")
 
 
-def test_watch_timeout_ends_cleanly(custom: kubernetes.client.CustomObjectsApi,
-                                    kube_sim: KubeSim) -> None:
+def test_watch_timeout_ends_cleanly(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     started = time.monotonic()
-    events = list(kubernetes.watch.Watch().stream(
-        custom.list_namespaced_custom_object, G, V, NS, "rollouts", timeout_seconds=1))
+    events = list(
+        kubernetes.watch.Watch().stream(
+            custom.list_namespaced_custom_object, G, V, NS, "rollouts", timeout_seconds=1
+        )
+    )
     assert events == []
     assert 0.9 < time.monotonic() - started < 5
 
 
-def test_compact_makes_old_resource_version_expire(custom: kubernetes.client.CustomObjectsApi,
-                                                   kube_sim: KubeSim) -> None:
+def test_compact_makes_old_resource_version_expire(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     kube_sim.create(_rollout("a"))
     kube_sim.patch("rollouts", NS, "a", {"spec": {"replicas": 3}})
     kube_sim.compact()
     # on the wire: one ERROR event with a 410 Expired Status, then the stream ends
-    r = httpx.get(f"{kube_sim.url}/apis/{G}/{V}/namespaces/{NS}/rollouts",
-                  params={"watch": "true", "resourceVersion": "1"},
-                  headers={"Authorization": f"Bearer {kube_sim.token}"})
+    r = httpx.get(
+        f"{kube_sim.url}/apis/{G}/{V}/namespaces/{NS}/rollouts",
+        params={"watch": "true", "resourceVersion": "1"},
+        headers={"Authorization": f"Bearer {kube_sim.token}"},
+    )
     assert r.status_code == 200
     lines = r.text.splitlines()
-    assert [json.loads(line) for line in lines] == [{"type": "ERROR", "object": {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": "too old resource version: 1 (2)", "reason": "Expired", "code": 410}}]
+    assert [json.loads(line) for line in lines] == [
+        {
+            "type": "ERROR",
+            "object": {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": "too old resource version: 1 (2)",
+                "reason": "Expired",
+                "code": 410,
+            },
+        }
+    ]
     # the real client retries once, then raises
     with pytest.raises(ApiException) as err:
-        list(kubernetes.watch.Watch().stream(custom.list_namespaced_custom_object, G, V, NS,
-                                             "rollouts", resource_version="1"))
+        list(
+            kubernetes.watch.Watch().stream(
+                custom.list_namespaced_custom_object, G, V, NS, "rollouts", resource_version="1"
+            )
+        )
     assert err.value.status == 410
     assert "Expired" in err.value.reason
     # a watch from the current resourceVersion is fine
-    events = list(kubernetes.watch.Watch().stream(
-        custom.list_namespaced_custom_object, G, V, NS, "rollouts",
-        resource_version=kube_sim.resource_version, timeout_seconds=1))
+    events = list(
+        kubernetes.watch.Watch().stream(
+            custom.list_namespaced_custom_object,
+            G,
+            V,
+            NS,
+            "rollouts",
+            resource_version=kube_sim.resource_version,
+            timeout_seconds=1,
+        )
+    )
     assert events == []
 
 
-def test_drop_watches_cuts_the_stream(custom: kubernetes.client.CustomObjectsApi,
-                                      kube_sim: KubeSim) -> None:
+def test_drop_watches_cuts_the_stream(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     kube_sim.create(_rollout("a"))
     outcome: dict[str, Any] = {"events": []}
 
     def watch() -> None:
         try:
             for event in kubernetes.watch.Watch().stream(
-                    custom.list_namespaced_custom_object, G, V, NS, "rollouts",
-                    resource_version="1"):
+                custom.list_namespaced_custom_object, G, V, NS, "rollouts", resource_version="1"
+            ):
                 outcome["events"].append(event["type"])
         except urllib3.exceptions.HTTPError as exc:
             outcome["error"] = exc
@@ -257,22 +331,36 @@ def test_drop_watches_cuts_the_stream(custom: kubernetes.client.CustomObjectsApi
     assert isinstance(outcome.get("error"), urllib3.exceptions.HTTPError)
 
 
-def test_merge_patch_main_and_status(custom: kubernetes.client.CustomObjectsApi,
-                                     kube_sim: KubeSim) -> None:
+def test_merge_patch_main_and_status(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     kube_sim.create(_rollout())
     # main resource: spec changes (generation +1), status changes ignored
     out = custom.patch_namespaced_custom_object(
-        G, V, NS, "rollouts", "checkout",
-        {"spec": {"paused": True}, "status": {"abort": True},
-         "metadata": {"annotations": {"a": "b"}}})
+        G,
+        V,
+        NS,
+        "rollouts",
+        "checkout",
+        {
+            "spec": {"paused": True},
+            "status": {"abort": True},
+            "metadata": {"annotations": {"a": "b"}},
+        },
+    )
     assert out["spec"]["paused"] is True
     assert "abort" not in out["status"]
     assert out["metadata"]["generation"] == 2
     assert out["metadata"]["annotations"] == {"a": "b"}
     # status subresource: only .status changes; null deletes
     out = custom.patch_namespaced_custom_object_status(
-        G, V, NS, "rollouts", "checkout",
-        {"status": {"abort": True, "pauseConditions": None}, "spec": {"replicas": 9}})
+        G,
+        V,
+        NS,
+        "rollouts",
+        "checkout",
+        {"status": {"abort": True, "pauseConditions": None}, "spec": {"replicas": 9}},
+    )
     assert out["status"]["abort"] is True
     assert "pauseConditions" not in out["status"]
     assert out["spec"]["replicas"] == 2
@@ -280,41 +368,55 @@ def test_merge_patch_main_and_status(custom: kubernetes.client.CustomObjectsApi,
     # a no-op patch writes nothing
     rv = out["metadata"]["resourceVersion"]
     again = custom.patch_namespaced_custom_object_status(
-        G, V, NS, "rollouts", "checkout", {"status": {"abort": True}})
+        G, V, NS, "rollouts", "checkout", {"status": {"abort": True}}
+    )
     assert again["metadata"]["resourceVersion"] == rv
     patches = kube_sim.requests_matching("PATCH")
     assert [(r.path, r.content_type) for r in patches] == [
         (f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout", "application/merge-patch+json"),
-        (f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout/status",
-         "application/merge-patch+json"),
-        (f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout/status",
-         "application/merge-patch+json"),
+        (f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout/status", "application/merge-patch+json"),
+        (f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout/status", "application/merge-patch+json"),
     ]
-    assert patches[1].body == {"status": {"abort": True, "pauseConditions": None},
-                               "spec": {"replicas": 9}}
+    assert patches[1].body == {
+        "status": {"abort": True, "pauseConditions": None},
+        "spec": {"replicas": 9},
+    }
 
 
-def test_json_patch_main_and_status(api: kubernetes.client.ApiClient,
-                                    kube_sim: KubeSim) -> None:
+def test_json_patch_main_and_status(api: kubernetes.client.ApiClient, kube_sim: KubeSim) -> None:
     kube_sim.create(_rollout())
     base = f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout"
-    out = _raw_patch(api, base + "/status", [
-        {"op": "test", "path": "/status/currentStepIndex", "value": 1},
-        {"op": "remove", "path": "/status/pauseConditions"},
-        {"op": "replace", "path": "/status/currentStepIndex", "value": 2},
-        {"op": "add", "path": "/spec/paused", "value": True},
-    ], "application/json-patch+json")
+    out = _raw_patch(
+        api,
+        base + "/status",
+        [
+            {"op": "test", "path": "/status/currentStepIndex", "value": 1},
+            {"op": "remove", "path": "/status/pauseConditions"},
+            {"op": "replace", "path": "/status/currentStepIndex", "value": 2},
+            {"op": "add", "path": "/spec/paused", "value": True},
+        ],
+        "application/json-patch+json",
+    )
     assert out["status"]["currentStepIndex"] == 2
     assert "pauseConditions" not in out["status"]
     assert "paused" not in out["spec"]  # /status ignores the rest
-    out = _raw_patch(api, base, [
-        {"op": "add", "path": "/spec/paused", "value": True},
-        {"op": "add", "path": "/status/abort", "value": True},
-    ], "application/json-patch+json")
+    out = _raw_patch(
+        api,
+        base,
+        [
+            {"op": "add", "path": "/spec/paused", "value": True},
+            {"op": "add", "path": "/status/abort", "value": True},
+        ],
+        "application/json-patch+json",
+    )
     assert out["spec"]["paused"] is True and "abort" not in out["status"]
     with pytest.raises(ApiException) as err:
-        _raw_patch(api, base, [{"op": "test", "path": "/spec/replicas", "value": 7}],
-                   "application/json-patch+json")
+        _raw_patch(
+            api,
+            base,
+            [{"op": "test", "path": "/spec/replicas", "value": 7}],
+            "application/json-patch+json",
+        )
     assert err.value.status == 422
     recorded = kube_sim.requests_matching("PATCH")[0]
     assert recorded.content_type == "application/json-patch+json"
@@ -326,50 +428,69 @@ def test_json_patch_type_with_object_body_is_refused(kube_sim: KubeSim) -> None:
     r = httpx.patch(
         f"{kube_sim.url}/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout/status",
         content=json.dumps({"status": {"abort": True}}),
-        headers={"Authorization": f"Bearer {kube_sim.token}",
-                 "Content-Type": "application/json-patch+json"})
+        headers={
+            "Authorization": f"Bearer {kube_sim.token}",
+            "Content-Type": "application/json-patch+json",
+        },
+    )
     assert r.status_code == 400
     assert r.json() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
         "message": "json: cannot unmarshal object into Go value of type jsonpatch.Patch",
-        "reason": "BadRequest", "code": 400}
+        "reason": "BadRequest",
+        "code": 400,
+    }
     assert "abort" not in kube_sim.get("rollouts", NS, "checkout")["status"]
 
 
-def test_strategic_merge_on_custom_resource_is_415(api: kubernetes.client.ApiClient,
-                                                   kube_sim: KubeSim) -> None:
+def test_strategic_merge_on_custom_resource_is_415(
+    api: kubernetes.client.ApiClient, kube_sim: KubeSim
+) -> None:
     kube_sim.create(_rollout())
     with pytest.raises(ApiException) as err:
-        _raw_patch(api, f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout",
-                   {"spec": {"paused": True}}, "application/strategic-merge-patch+json")
+        _raw_patch(
+            api,
+            f"/apis/{G}/{V}/namespaces/{NS}/rollouts/checkout",
+            {"spec": {"paused": True}},
+            "application/strategic-merge-patch+json",
+        )
     assert err.value.status == 415
     body = json.loads(err.value.body)
     assert body["reason"] == "UnsupportedMediaType"
-    assert body["message"].startswith("the body of the request was in an unknown format - "
-                                      "accepted media types include: "
-                                      "application/json-patch+json, "
-                                      "application/merge-patch+json")
+    assert body["message"].startswith(
+        "the body of the request was in an unknown format - "
+        "accepted media types include: "
+        "application/json-patch+json, "
+        "application/merge-patch+json"
+    )
 
 
-def test_invalid_object_is_422(custom: kubernetes.client.CustomObjectsApi,
-                               kube_sim: KubeSim) -> None:
+def test_invalid_object_is_422(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     kube_sim.create(_rollout())
     with pytest.raises(ApiException) as err:
-        custom.patch_namespaced_custom_object(G, V, NS, "rollouts", "checkout",
-                                              {"spec": {"replicas": "six"}})
+        custom.patch_namespaced_custom_object(
+            G, V, NS, "rollouts", "checkout", {"spec": {"replicas": "six"}}
+        )
     assert err.value.status == 422
     body = json.loads(err.value.body)
     assert body["reason"] == "Invalid"
     assert body["details"]["causes"][0]["field"] == "spec.replicas"
 
 
-def test_fail_next_and_unreachable(custom: kubernetes.client.CustomObjectsApi,
-                                   kube_sim: KubeSim) -> None:
+def test_fail_next_and_unreachable(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
     kube_sim.create(_rollout())
     kube_sim.fail_next(1, status=403, path_contains="/status")
     with pytest.raises(ApiException) as err:
-        custom.patch_namespaced_custom_object_status(G, V, NS, "rollouts", "checkout",
-                                                     {"status": {"abort": True}})
+        custom.patch_namespaced_custom_object_status(
+            G, V, NS, "rollouts", "checkout", {"status": {"abort": True}}
+        )
     assert err.value.status == 403
     body = json.loads(err.value.body)
     assert body["reason"] == "Forbidden"
@@ -383,7 +504,6 @@ def test_fail_next_and_unreachable(custom: kubernetes.client.CustomObjectsApi,
     assert custom.get_namespaced_custom_object(G, V, NS, "rollouts", "checkout")
     kube_sim.set_unreachable(True)
     with pytest.raises(urllib3.exceptions.HTTPError):
-        custom.get_namespaced_custom_object(G, V, NS, "rollouts", "checkout",
-                                            _request_timeout=2)
+        custom.get_namespaced_custom_object(G, V, NS, "rollouts", "checkout", _request_timeout=2)
     kube_sim.set_unreachable(False)
     assert custom.get_namespaced_custom_object(G, V, NS, "rollouts", "checkout")

@@ -46,8 +46,13 @@ CARD = [
     {
         "type": "actions",
         "elements": [
-            {"type": "button", "action_id": "rollout_abort", "value": '{"e":1}',
-             "text": {"type": "plain_text", "text": "Abort (Tier 1)"}, "style": "danger"},
+            {
+                "type": "button",
+                "action_id": "rollout_abort",
+                "value": '{"e":1}',
+                "text": {"type": "plain_text", "text": "Abort (Tier 1)"},
+                "style": "danger",
+            },
         ],
     },
 ]
@@ -77,8 +82,9 @@ async def test_post_thread_update_and_history(client: AsyncWebClient, slack_sim:
     ts = posted["ts"]
     assert len(ts.split(".")[1]) == 6
     reply = await client.chat_postMessage(channel="C0PAYDEPLOY", text="abort sent", thread_ts=ts)
-    updated = await client.chat_update(channel="C0PAYDEPLOY", ts=ts, text="card v2",
-                                       blocks=CARD[:1])
+    updated = await client.chat_update(
+        channel="C0PAYDEPLOY", ts=ts, text="card v2", blocks=CARD[:1]
+    )
     assert updated["ts"] == ts and updated["text"] == "card v2"
 
     parent, child = slack_sim.messages("#payments-deploys")
@@ -88,7 +94,9 @@ async def test_post_thread_update_and_history(client: AsyncWebClient, slack_sim:
     assert child["ts"] == reply["ts"] and child["thread_ts"] == ts
     assert slack_sim.thread("C0PAYDEPLOY", ts) == [child]
     assert [c.method for c in slack_sim.calls] == [
-        "chat.postMessage", "chat.postMessage", "chat.update"
+        "chat.postMessage",
+        "chat.postMessage",
+        "chat.update",
     ]
     assert slack_sim.calls_to("chat.update")[0].args["ts"] == ts
 
@@ -98,8 +106,12 @@ async def test_ephemeral_and_views(client: AsyncWebClient, slack_sim: SlackSim) 
     assert eph["message_ts"]
     assert slack_sim.ephemerals[0]["user"] == "U0OUTSIDER"
     trigger = slack_sim.mint_trigger_id()
-    view = {"type": "modal", "callback_id": "confirm", "title": {"type": "plain_text",
-            "text": "Confirm"}, "blocks": CARD[:1]}
+    view = {
+        "type": "modal",
+        "callback_id": "confirm",
+        "title": {"type": "plain_text", "text": "Confirm"},
+        "blocks": CARD[:1],
+    }
     opened = await client.views_open(trigger_id=trigger, view=view)
     assert opened["view"]["id"].startswith("V") and opened["view"]["callback_id"] == "confirm"
     slack_sim.trigger_ttl = 0.0
@@ -112,13 +124,19 @@ async def test_ephemeral_and_views(client: AsyncWebClient, slack_sim: SlackSim) 
     ("call", "error"),
     [
         (lambda c: c.chat_postMessage(channel="#nope", text="x"), "channel_not_found"),
-        (lambda c: c.chat_update(channel="C0PAYDEPLOY", ts="1.000001", text="x"),
-         "message_not_found"),
+        (
+            lambda c: c.chat_update(channel="C0PAYDEPLOY", ts="1.000001", text="x"),
+            "message_not_found",
+        ),
         (lambda c: c.users_info(user="U0NOBODY"), "user_not_found"),
         (lambda c: c.conversations_info(channel="C0NOPE"), "channel_not_found"),
         (lambda c: c.usergroups_users_list(usergroup="S0NOPE"), "no_such_subteam"),
-        (lambda c: c.chat_postMessage(channel="C0PAYDEPLOY", text="x",
-                                      blocks=[{"type": "divider"}] * 51), "invalid_blocks"),
+        (
+            lambda c: c.chat_postMessage(
+                channel="C0PAYDEPLOY", text="x", blocks=[{"type": "divider"}] * 51
+            ),
+            "invalid_blocks",
+        ),
     ],
 )
 async def test_slack_errors(client: AsyncWebClient, call: Any, error: str) -> None:
@@ -164,7 +182,9 @@ async def test_ratelimit_429_with_retry_after_per_channel(bot_token: str) -> Non
         assert statuses[:3] == [200, 200, 429]
         assert statuses[-1] == 200 and 429 in statuses[4:]
         assert [m["text"] for m in sim.messages("C0PAYDEPLOY")] == [
-            "burst", "burst", "waits, then goes"
+            "burst",
+            "burst",
+            "waits, then goes",
         ]
 
 
@@ -195,17 +215,24 @@ def test_signatures_checked_by_slack_sdk(signing_secret: str) -> None:
     verifier = SignatureVerifier(signing_secret)
     good = sender.slash_command_request("U0ONCALL", "oncall-engineer", "payment-router abort")
     assert verifier.is_valid_request(good.body, good.headers)
-    forged = sender.slash_command_request("U0ONCALL", "x", "payment-router abort",
-                                          bad_signature=True)
+    forged = sender.slash_command_request(
+        "U0ONCALL", "x", "payment-router abort", bad_signature=True
+    )
     assert not verifier.is_valid_request(forged.body, forged.headers)
-    stale = sender.click_request("U0ONCALL", "rollout_abort", "{}",
-                                 message={"ts": "1.2", "blocks": []},
-                                 timestamp=int(time.time()) - 600)
+    stale = sender.click_request(
+        "U0ONCALL",
+        "rollout_abort",
+        "{}",
+        message={"ts": "1.2", "blocks": []},
+        timestamp=int(time.time()) - 600,
+    )
     assert stale.headers["X-Slack-Signature"] == sender.sign(
-        stale.body, int(stale.headers["X-Slack-Request-Timestamp"]))
+        stale.body, int(stale.headers["X-Slack-Request-Timestamp"])
+    )
     assert not verifier.is_valid_request(stale.body, stale.headers)
-    retried = sender.slash_command_request("U0ONCALL", "o", "x", retry_num=1,
-                                           retry_reason="http_timeout")
+    retried = sender.slash_command_request(
+        "U0ONCALL", "o", "x", retry_num=1, retry_reason="http_timeout"
+    )
     assert retried.headers["X-Slack-Retry-Num"] == "1"
     assert retried.headers["X-Slack-Retry-Reason"] == "http_timeout"
 
@@ -243,8 +270,10 @@ async def bolt_app(
     slack_sim: SlackSim, bot_token: str, signing_secret: str
 ) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     """A real Bolt AsyncApp on Starlette + uvicorn, recording what its listeners got."""
-    app = AsyncApp(client=AsyncWebClient(token=bot_token, base_url=slack_sim.api_url),
-                   signing_secret=signing_secret)
+    app = AsyncApp(
+        client=AsyncWebClient(token=bot_token, base_url=slack_sim.api_url),
+        signing_secret=signing_secret,
+    )
     seen: list[dict[str, Any]] = []
 
     @app.command("/rollback")
@@ -266,9 +295,13 @@ async def bolt_app(
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(
-        Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
-        log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
+            log_level="warning",
+            lifespan="off",
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await slack_sim.wait_for(lambda: server.started)
     try:
@@ -280,7 +313,9 @@ async def bolt_app(
 
 
 async def test_bolt_accepts_sender_requests(
-    bolt_app: tuple[str, list[dict[str, Any]]], slack_sim: SlackSim, signing_secret: str,
+    bolt_app: tuple[str, list[dict[str, Any]]],
+    slack_sim: SlackSim,
+    signing_secret: str,
     client: AsyncWebClient,
 ) -> None:
     url, seen = bolt_app
@@ -296,8 +331,9 @@ async def test_bolt_accepts_sender_requests(
     posted = await client.chat_postMessage(channel="C0PAYDEPLOY", text="card", blocks=CARD)
     message = slack_sim.message("C0PAYDEPLOY", posted["ts"])
     assert message is not None
-    response = await sender.click("U0ONCALL", "rollout_abort", '{"e":1}', message=message,
-                                  channel_id="C0PAYDEPLOY")
+    response = await sender.click(
+        "U0ONCALL", "rollout_abort", '{"e":1}', message=message, channel_id="C0PAYDEPLOY"
+    )
     assert response.status_code == 200
     assert seen[1]["actions"][0]["value"] == '{"e":1}'
     assert seen[1]["container"]["message_ts"] == posted["ts"]
@@ -307,7 +343,8 @@ async def test_bolt_accepts_sender_requests(
     )
 
     forged = await sender.slash_command("U0ONCALL", "x", "payment-router", bad_signature=True)
-    stale = await sender.click("U0ONCALL", "rollout_abort", "{}", message=message,
-                               timestamp=int(time.time()) - 600)
+    stale = await sender.click(
+        "U0ONCALL", "rollout_abort", "{}", message=message, timestamp=int(time.time()) - 600
+    )
     assert (forged.status_code, stale.status_code) == (401, 401)
     assert len(seen) == 2

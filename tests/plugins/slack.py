@@ -21,8 +21,9 @@ def bot_token() -> str:
 
 def seed_payments(sim: SlackSim) -> SlackSim:
     """The workspace every test starts from: an on-call engineer, an outsider, one channel."""
-    sim.add_user("U0ONCALL", "oncall-engineer", real_name="On-call Engineer",
-                 email="oncall@example.com")
+    sim.add_user(
+        "U0ONCALL", "oncall-engineer", real_name="On-call Engineer", email="oncall@example.com"
+    )
     sim.add_user("U0OUTSIDER", "outsider", real_name="Out Sider", email="outsider@example.com")
     sim.add_usergroup("S0PAYMENTS", "payments-oncall", ["U0ONCALL"])
     sim.add_channel("C0PAYDEPLOY", "#payments-deploys")

@@ -63,30 +63,57 @@ PAUSED = RolloutState(
     strategy="canary",
 )
 PROGRESSING = dataclasses.replace(
-    PAUSED, phase="Progressing", message="", controller_pause=False, pause_reasons=(),
+    PAUSED,
+    phase="Progressing",
+    message="",
+    controller_pause=False,
+    pause_reasons=(),
     progressing_reason="ReplicaSetUpdated",
 )
 ABORTED = dataclasses.replace(
-    PAUSED, phase="Degraded", message="RolloutAborted: Rollout aborted update to revision 42",
-    aborted=True, aborted_at=NOW, canary_weight=0, controller_pause=False, pause_reasons=(),
+    PAUSED,
+    phase="Degraded",
+    message="RolloutAborted: Rollout aborted update to revision 42",
+    aborted=True,
+    aborted_at=NOW,
+    canary_weight=0,
+    controller_pause=False,
+    pause_reasons=(),
     analysis=AnalysisStatus("payment-router-42-3", "Failed", 'metric "error-rate" assessed Failed'),
 )
 INCONCLUSIVE = dataclasses.replace(
-    PAUSED, pause_reasons=("InconclusiveAnalysisRun",), message="InconclusiveAnalysisRun",
+    PAUSED,
+    pause_reasons=("InconclusiveAnalysisRun",),
+    message="InconclusiveAnalysisRun",
     analysis=AnalysisStatus("payment-router-42-3", "Inconclusive", "p95 between limits"),
 )
 HEALTHY = dataclasses.replace(
-    PAUSED, phase="Healthy", message="", step_index=8, canary_weight=100, set_weight=100,
-    controller_pause=False, pause_reasons=(), current_pod_hash="6f7c9b8d4", analysis=None,
+    PAUSED,
+    phase="Healthy",
+    message="",
+    step_index=8,
+    canary_weight=100,
+    set_weight=100,
+    controller_pause=False,
+    pause_reasons=(),
+    current_pod_hash="6f7c9b8d4",
+    analysis=None,
     stable_revision=42,
 )
 DEGRADED = dataclasses.replace(
-    PROGRESSING, phase="Degraded", message="ProgressDeadlineExceeded: ReplicaSet has timed out",
+    PROGRESSING,
+    phase="Degraded",
+    message="ProgressDeadlineExceeded: ReplicaSet has timed out",
     progressing_reason="ProgressDeadlineExceeded",
 )
 BLUE_GREEN = dataclasses.replace(
-    PAUSED, strategy="blueGreen", step_index=None, step_count=0, set_weight=None,
-    pause_reasons=("BlueGreenPause",), message="BlueGreenPause",
+    PAUSED,
+    strategy="blueGreen",
+    step_index=None,
+    step_count=0,
+    set_weight=None,
+    pause_reasons=("BlueGreenPause",),
+    message="BlueGreenPause",
 )
 SPEC_PAUSED = dataclasses.replace(PROGRESSING, phase="Paused", paused=True)
 NO_STABLE_REVISION = dataclasses.replace(PAUSED, stable_revision=None, stable_image=None)
@@ -108,8 +135,18 @@ A, R, P = RolloutAction.ABORT, RolloutAction.RETRY, RolloutAction.PROMOTE
         (DEGRADED, [A]),
         (dataclasses.replace(INCONCLUSIVE, phase="Degraded"), [A, P]),
     ],
-    ids=["aborted", "progressing", "paused", "spec-paused", "inconclusive", "blue-green",
-         "healthy", "healthy-phase", "degraded", "degraded-but-paused-inconclusive"],
+    ids=[
+        "aborted",
+        "progressing",
+        "paused",
+        "spec-paused",
+        "inconclusive",
+        "blue-green",
+        "healthy",
+        "healthy-phase",
+        "degraded",
+        "degraded-but-paused-inconclusive",
+    ],
 )
 def test_available_actions(state: RolloutState, expected: list[RolloutAction]) -> None:
     assert available_actions(state) == expected
@@ -145,7 +182,8 @@ def card(state: RolloutState, **kw: Any) -> list[dict[str, Any]]:
 def buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         el["action_id"]: el
-        for block in blocks if block["type"] == "actions"
+        for block in blocks
+        if block["type"] == "actions"
         for el in block["elements"]
     }
 
@@ -179,8 +217,7 @@ def test_abort_button_is_danger_with_an_exact_confirm() -> None:
     assert abort["text"]["text"] == "Abort (Tier 1)"
     assert abort["style"] == "danger"
     assert abort["confirm"]["text"]["text"] == (
-        "Patch status.abort=true on payments/payment-router; "
-        "traffic returns to stable revision 41."
+        "Patch status.abort=true on payments/payment-router; traffic returns to stable revision 41."
     )
     assert abort["confirm"]["style"] == "danger"
     assert abort["confirm"]["confirm"]["text"] == "Abort"
@@ -192,7 +229,11 @@ def test_button_value_is_compact_json_that_round_trips() -> None:
     value = buttons(card(PAUSED))["rollout_promote"]["value"]
     assert value == '{"s":"payment-router","ns":"payments","n":"payment-router","r":42,"e":3}'
     assert b.parse_button_value(value) == {
-        "s": "payment-router", "ns": "payments", "n": "payment-router", "r": 42, "e": 3
+        "s": "payment-router",
+        "ns": "payments",
+        "n": "payment-router",
+        "r": 42,
+        "e": 3,
     }
     with pytest.raises(ValueError, match="not a rollbot button value"):
         b.parse_button_value('{"s": "x"}')
@@ -207,9 +248,7 @@ def test_button_value_is_compact_json_that_round_trips() -> None:
         (BLUE_GREEN, "switch the active service to revision 42"),
     ],
 )
-def test_promote_confirm_says_what_happens_at_this_step(
-    state: RolloutState, expected: str
-) -> None:
+def test_promote_confirm_says_what_happens_at_this_step(state: RolloutState, expected: str) -> None:
     promote = buttons(card(state))["rollout_promote"]
     assert expected in promote["confirm"]["text"]["text"].lower()
     assert "style" not in promote
@@ -259,7 +298,9 @@ def test_card_text_is_the_notification_summary() -> None:
 
 def test_long_values_are_clipped_to_slack_limits() -> None:
     huge = dataclasses.replace(
-        PAUSED, name="x" * 200, message="m" * 5000,
+        PAUSED,
+        name="x" * 200,
+        message="m" * 5000,
         analysis=AnalysisStatus("a", "Failed", "e" * 5000),
     )
     blocks = card(huge, trouble=Trouble(TroubleKind.DEGRADED, "t" * 5000), notice="n" * 5000)
@@ -285,19 +326,33 @@ def test_small_texts() -> None:
     assert b.unknown_service_text("pay", {"payment-router", "ledger"}) == (
         "Unknown service `pay`. Known services: `ledger`, `payment-router`."
     )
-    refusal = b.refusal_text(actor_id="U0OUTSIDER", action=RolloutAction.ABORT,
-                             service="payment-router", reason="not on call",
-                             allowed="<!subteam^S0PAYMENTS>")
-    assert refusal == (":no_entry: <@U0OUTSIDER>, you may not abort `payment-router`: not on "
-                       "call Who may: <!subteam^S0PAYMENTS>.")
-    record = ActionRecord("k", "payment-router", "payments/payment-router", "abort", "U0ONCALL",
-                          "oncall-engineer", "slack", "succeeded", NOW - timedelta(seconds=1),
-                          NOW, {})
+    refusal = b.refusal_text(
+        actor_id="U0OUTSIDER",
+        action=RolloutAction.ABORT,
+        service="payment-router",
+        reason="not on call",
+        allowed="<!subteam^S0PAYMENTS>",
+    )
+    assert refusal == (
+        ":no_entry: <@U0OUTSIDER>, you may not abort `payment-router`: not on "
+        "call Who may: <!subteam^S0PAYMENTS>."
+    )
+    record = ActionRecord(
+        "k",
+        "payment-router",
+        "payments/payment-router",
+        "abort",
+        "U0ONCALL",
+        "oncall-engineer",
+        "slack",
+        "succeeded",
+        NOW - timedelta(seconds=1),
+        NOW,
+        {},
+    )
     assert b.already_done_text(record) == "Already aborted by <@U0ONCALL> at 14:03:12 UTC"
     running = dataclasses.replace(record, status="running", finished_at=None)
-    assert b.already_done_text(running) == (
-        "Already aborting: <@U0ONCALL> started at 14:03:11 UTC"
-    )
+    assert b.already_done_text(running) == ("Already aborting: <@U0ONCALL> started at 14:03:11 UTC")
     help_ = b.help_blocks()
     assert_valid_block_kit(help_)
     assert "/rollback SERVICE [status|abort|retry|promote|promote-full|pause|help]" in (

@@ -43,7 +43,9 @@ def test_action_property():
     assert parse("svc status").action is None
 
 
-@pytest.mark.parametrize("text", ["payment-router nuke", "payment-router abort now", "../etc", "a b c d"])
+@pytest.mark.parametrize(
+    "text", ["payment-router nuke", "payment-router abort now", "../etc", "a b c d"]
+)
 def test_rejects_with_usage(text):
     with pytest.raises(InvalidRequest) as err:
         parse(text)

@@ -68,8 +68,10 @@ def test_seed_starts_revision_42_over_stable_41(seeded: KubeSim) -> None:
     ro = rollout(seeded)
     st = ro["status"]
     assert ro["metadata"]["annotations"]["rollout.argoproj.io/revision"] == "42"
-    rss = {rs["metadata"]["annotations"]["rollout.argoproj.io/revision"]: rs
-           for rs in seeded.list("replicasets", NS)}
+    rss = {
+        rs["metadata"]["annotations"]["rollout.argoproj.io/revision"]: rs
+        for rs in seeded.list("replicasets", NS)
+    }
     assert set(rss) == {"41", "42"}
     stable, canary = rss["41"], rss["42"]
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == world.STABLE_IMAGE
@@ -89,21 +91,24 @@ def test_seed_starts_revision_42_over_stable_41(seeded: KubeSim) -> None:
     assert st["observedGeneration"] == str(ro["metadata"]["generation"])
 
 
-def test_walks_all_steps_to_fully_promoted(seeded: KubeSim, argo: ArgoController,
-                                           fake_clock: FakeClock) -> None:
+def test_walks_all_steps_to_fully_promoted(
+    seeded: KubeSim, argo: ArgoController, fake_clock: FakeClock
+) -> None:
     tick(argo, fake_clock, 119)
     assert status(seeded)["currentStepIndex"] == 1
     tick(argo, fake_clock, 1)
     st = status(seeded)
     assert st["currentStepIndex"] == ANALYSIS_1 and st["phase"] == "Progressing"
     run_name = f"{NAME}-{st['currentPodHash']}-42-{ANALYSIS_1}"
-    assert st["canary"]["currentStepAnalysisRunStatus"] == {"name": run_name,
-                                                             "status": "Running"}
+    assert st["canary"]["currentStepAnalysisRunStatus"] == {"name": run_name, "status": "Running"}
     run = seeded.get("analysisruns", NS, run_name)
     assert run is not None and run["status"]["phase"] == "Running"
     assert run["metadata"]["ownerReferences"][0]["name"] == NAME
-    assert [m["name"] for m in run["spec"]["metrics"]] == ["error-rate", "latency-p95",
-                                                            "latency-p99"]
+    assert [m["name"] for m in run["spec"]["metrics"]] == [
+        "error-rate",
+        "latency-p95",
+        "latency-p99",
+    ]
     tick(argo, fake_clock, 300)  # 5 × 1m
     assert seeded.get("analysisruns", NS, run_name)["status"]["phase"] == "Successful"
     st = status(seeded)
@@ -118,8 +123,10 @@ def test_walks_all_steps_to_fully_promoted(seeded: KubeSim, argo: ArgoController
     assert st["phase"] == "Healthy" and "message" not in st
     assert st["currentStepIndex"] == 9
     assert st["stableRS"] == st["currentPodHash"]
-    assert st["canary"]["weights"]["stable"] == {"podTemplateHash": st["currentPodHash"],
-                                                 "weight": 100}
+    assert st["canary"]["weights"]["stable"] == {
+        "podTemplateHash": st["currentPodHash"],
+        "weight": 100,
+    }
     assert condition(st, "Completed")["status"] == "True"
     assert condition(st, "Healthy")["status"] == "True"
     assert condition(st, "Progressing")["reason"] == "NewReplicaSetAvailable"
@@ -133,8 +140,9 @@ def test_reconcile_is_idempotent(seeded: KubeSim, argo: ArgoController) -> None:
     assert seeded.resource_version == rv
 
 
-def test_failed_analysis_aborts(seeded: KubeSim, argo: ArgoController,
-                                fake_clock: FakeClock) -> None:
+def test_failed_analysis_aborts(
+    seeded: KubeSim, argo: ArgoController, fake_clock: FakeClock
+) -> None:
     argo.script_analysis(NS, NAME, step_index=ANALYSIS_1, outcome="Failed")
     tick(argo, fake_clock, 120)
     tick(argo, fake_clock, 300)
@@ -156,16 +164,18 @@ def test_failed_analysis_aborts(seeded: KubeSim, argo: ArgoController,
     assert status(seeded)["phase"] == "Degraded"
 
 
-def test_world_can_script_the_failure(kube_sim: KubeSim, argo: ArgoController,
-                                      fake_clock: FakeClock) -> None:
+def test_world_can_script_the_failure(
+    kube_sim: KubeSim, argo: ArgoController, fake_clock: FakeClock
+) -> None:
     world.seed_payment_router(kube_sim, argo, fail_analysis_at_weight=10)
     tick(argo, fake_clock, 120)
     tick(argo, fake_clock, 300)
     assert status(kube_sim)["abort"] is True
 
 
-def test_inconclusive_pauses_then_promote_continues(seeded: KubeSim, argo: ArgoController,
-                                                    fake_clock: FakeClock) -> None:
+def test_inconclusive_pauses_then_promote_continues(
+    seeded: KubeSim, argo: ArgoController, fake_clock: FakeClock
+) -> None:
     argo.script_analysis(NS, NAME, step_index=ANALYSIS_1, outcome="Inconclusive")
     tick(argo, fake_clock, 120)
     tick(argo, fake_clock, 300)
@@ -176,16 +186,21 @@ def test_inconclusive_pauses_then_promote_continues(seeded: KubeSim, argo: ArgoC
     assert condition(st, "Paused")["status"] == "True"
     assert st["canary"]["currentStepAnalysisRunStatus"]["status"] == "Inconclusive"
     # kubectl argo rollouts promote: clear pauseConditions, step past the analysis
-    seeded.patch("rollouts", NS, NAME, {"status": {"pauseConditions": None,
-                                                   "currentStepIndex": ANALYSIS_1 + 1}},
-                 subresource="status")
+    seeded.patch(
+        "rollouts",
+        NS,
+        NAME,
+        {"status": {"pauseConditions": None, "currentStepIndex": ANALYSIS_1 + 1}},
+        subresource="status",
+    )
     tick(argo, fake_clock)
     st = status(seeded)
     assert st["currentStepIndex"] == 4 and st["canary"]["weights"]["canary"]["weight"] == 25
 
 
-def test_user_abort_then_retry(seeded: KubeSim, argo: ArgoController,
-                               fake_clock: FakeClock) -> None:
+def test_user_abort_then_retry(
+    seeded: KubeSim, argo: ArgoController, fake_clock: FakeClock
+) -> None:
     seeded.patch("rollouts", NS, NAME, {"status": {"abort": True}}, subresource="status")
     tick(argo, fake_clock)
     st = status(seeded)
@@ -201,10 +216,8 @@ def test_user_abort_then_retry(seeded: KubeSim, argo: ArgoController,
     assert st["canary"]["weights"]["canary"]["weight"] == 10
 
 
-def test_promote_clears_pause(seeded: KubeSim, argo: ArgoController,
-                              fake_clock: FakeClock) -> None:
-    seeded.patch("rollouts", NS, NAME, {"status": {"pauseConditions": None}},
-                 subresource="status")
+def test_promote_clears_pause(seeded: KubeSim, argo: ArgoController, fake_clock: FakeClock) -> None:
+    seeded.patch("rollouts", NS, NAME, {"status": {"pauseConditions": None}}, subresource="status")
     tick(argo, fake_clock)
     st = status(seeded)
     assert st["currentStepIndex"] == ANALYSIS_1 and st["phase"] == "Progressing"
@@ -219,10 +232,10 @@ def test_promote_full(seeded: KubeSim, argo: ArgoController, fake_clock: FakeClo
     assert "promoteFull" not in st and st["currentStepIndex"] == 9
 
 
-def test_manual_pause_and_resume(seeded: KubeSim, argo: ArgoController,
-                                 fake_clock: FakeClock) -> None:
-    seeded.patch("rollouts", NS, NAME, {"status": {"pauseConditions": None}},
-                 subresource="status")
+def test_manual_pause_and_resume(
+    seeded: KubeSim, argo: ArgoController, fake_clock: FakeClock
+) -> None:
+    seeded.patch("rollouts", NS, NAME, {"status": {"pauseConditions": None}}, subresource="status")
     seeded.patch("rollouts", NS, NAME, {"spec": {"paused": True}})
     tick(argo, fake_clock, 3600)
     st = status(seeded)
@@ -240,14 +253,15 @@ def test_stall(seeded: KubeSim, argo: ArgoController) -> None:
     rs = f"{NAME}-{st['currentPodHash']}"
     assert st["phase"] == "Degraded"
     assert st["message"] == (
-        f'ProgressDeadlineExceeded: ReplicaSet "{rs}" has timed out progressing.')
+        f'ProgressDeadlineExceeded: ReplicaSet "{rs}" has timed out progressing.'
+    )
     progressing = condition(st, "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("False", "ProgressDeadlineExceeded")
 
 
-def test_every_stored_object_validates_against_the_crds(kube_sim: KubeSim,
-                                                         argo: ArgoController,
-                                                         fake_clock: FakeClock) -> None:
+def test_every_stored_object_validates_against_the_crds(
+    kube_sim: KubeSim, argo: ArgoController, fake_clock: FakeClock
+) -> None:
     schemas = load_crd_schemas(str(default_crd_dir().resolve()))
     stored: list[dict[str, Any]] = []
     kube_sim.subscribe(lambda _type, obj: stored.append(obj))
@@ -255,9 +269,13 @@ def test_every_stored_object_validates_against_the_crds(kube_sim: KubeSim,
     world.seed_payment_router(kube_sim, argo)
     for seconds in (120, 300, 180, 300):
         tick(argo, fake_clock, seconds)
-    kube_sim.patch("rollouts", NS, NAME, {"status": {"pauseConditions": None,
-                                                     "currentStepIndex": ANALYSIS_2 + 1}},
-                   subresource="status")
+    kube_sim.patch(
+        "rollouts",
+        NS,
+        NAME,
+        {"status": {"pauseConditions": None, "currentStepIndex": ANALYSIS_2 + 1}},
+        subresource="status",
+    )
     tick(argo, fake_clock)
     kube_sim.patch("rollouts", NS, NAME, {"status": {"abort": True}}, subresource="status")
     tick(argo, fake_clock)
@@ -281,14 +299,16 @@ def test_shared_fixtures_against_the_crds() -> None:
     schemas = load_crd_schemas(str(default_crd_dir().resolve()))
     root = default_crd_dir().parent
     report: dict[str, list[str]] = {}
-    for path in sorted([*root.glob("testdata/*.yaml"),
-                        *root.glob("argo-cd-health-testdata/*.yaml")]):
+    for path in sorted(
+        [*root.glob("testdata/*.yaml"), *root.glob("argo-cd-health-testdata/*.yaml")]
+    ):
         doc = yaml.safe_load(Path(path).read_text())
         if not isinstance(doc, dict) or doc.get("kind") not in schemas:
             continue
         pruned = prune(copy.deepcopy(doc), schemas[doc["kind"]].raw, root=True)
         report[str(path.relative_to(root))] = [
-            f"{c['field']}: {c['message']}" for c in schema_errors(schemas[doc["kind"]], pruned)]
+            f"{c['field']}: {c['message']}" for c in schema_errors(schemas[doc["kind"]], pruned)
+        ]
     print("\nfixture validation against the CRDs:")
     for name, errors in report.items():
         print(f"  {'ok     ' if not errors else 'INVALID'} {name} {'; '.join(errors)[:300]}")

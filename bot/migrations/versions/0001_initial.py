@@ -13,6 +13,7 @@ chain that makes any change that gets past them evident.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,7 +26,7 @@ depends_on: str | Sequence[str] | None = None
 ZERO_HASH = "0" * 64
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column[object]:
+def _ts(name: str, nullable: bool = False) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
