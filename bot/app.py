@@ -166,6 +166,8 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         store=store,
         cards=cards,
         verify_timeout=kube.verify_timeout_seconds,
+        poll_interval=kube.verify_interval_seconds,
+        metrics=metrics,
     )
     work = WorkQueue(workers=settings.server.workers)
     bolt = create_bolt_app(

@@ -47,6 +47,7 @@ from bot.core.model import (
     Verification,
 )
 from bot.core.ports import ActionRecord, Chat, Rollouts, Store
+from bot.metrics import Metrics
 from bot.slack import blocks
 
 if TYPE_CHECKING:
@@ -128,7 +129,9 @@ class Responder:
         poll_interval: float = 0.1,
         apply_attempts: int = 4,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._catalog = catalog
         self._rollouts = rollouts
         self._chat = chat
@@ -152,6 +155,26 @@ class Responder:
         return state, await self._cards.epoch(card_key(state))
 
     async def handle(self, req: ActionRequest) -> ActionResult:
+        outcome = "error"
+        try:
+            result = await self._handle(req)
+            outcome = result.status
+            if result.verification is not None and self._metrics is not None:
+                self._metrics.action_seconds.labels(req.action.value).observe(
+                    result.verification.seconds
+                )
+            return result
+        except NotAuthorised:
+            outcome = "refused"
+            raise
+        except RollbotError:
+            outcome = "failed"
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.actions.labels(req.action.value, outcome).inc()
+
+    async def _handle(self, req: ActionRequest) -> ActionResult:
         cfg = self.service(req.service)
         target = f"{cfg.namespace}/{cfg.rollout}"
 

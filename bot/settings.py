@@ -216,9 +216,10 @@ class KubernetesSettings(_Section):
     unverified. The controller usually reflects an abort within a few seconds; 30 s is
     half of Tier 1's 60 s budget, leaving the rest for a human to react."""
 
-    verify_interval_seconds: float = Field(default=1.0, gt=0)
-    """Seconds between read-backs while verifying. One request a second is negligible load
-    and keeps the reported time-to-verified accurate to a second."""
+    verify_interval_seconds: float = Field(default=0.25, gt=0)
+    """Seconds between read-backs while verifying. 0.25: four GETs a second for the few
+    seconds an action takes is negligible load, and the card's "verified in 0.8 s" is then
+    accurate to a quarter second (an abort takes effect in well under a second)."""
 
     backoff_initial_seconds: float = Field(default=0.5, gt=0)
     """First delay before retrying a failed request or a dropped watch; doubled each time."""

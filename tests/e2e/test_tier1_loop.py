@@ -272,3 +272,66 @@ async def test_rollout_missing_in_cluster_names_namespace_and_name(tmp_path):
         text = responses_text(world)
         assert "ledger-api" in text and "payments" in text
         assert patches(world) == []
+
+
+async def test_controller_abort_on_failed_analysis_posts_card_with_retry(tmp_path):
+    async with SimWorld(speed=600, workdir=tmp_path, analysis_at_25="Failed") as world:
+        card = await world.wait_for(
+            lambda: (c := world.card()) and world.button(c, "rollout_retry") and c,
+            timeout=40,
+            what="the card of the aborted rollout",
+        )
+        text = json.dumps(card["blocks"])
+        assert "Failed" in text and "revision 42" in text
+        assert world.button(card, "rollout_abort") is None
+        assert patches(world) == []  # the controller aborted, not rollbot
+
+
+async def test_progress_deadline_posts_card(tmp_path):
+    async with SimWorld(speed=600, workdir=tmp_path, analysis_at_25="Successful") as world:
+        await world.wait_for(
+            lambda: (
+                (world.kube.get("rollouts", "payments", "payment-router") or {})
+                .get("status", {})
+                .get("currentStepIndex", 0)
+                >= 1
+            ),
+            timeout=20,
+            what="the canary to start",
+        )
+        world.argo.stall("payments", "payment-router")
+        card = await world.wait_for(world.card, timeout=20, what="the card")
+        assert "ProgressDeadlineExceeded" in json.dumps(card["blocks"])
+
+
+async def test_promote_pause_promote_full_commands(world):
+    await paused_card(world)
+
+    async def command(text: str, reply: str) -> None:
+        before = len(world.slack.responses)
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], text)
+        body = await world.wait_for(
+            lambda: len(world.slack.responses) > before and world.slack.responses[-1].body,
+            timeout=20,
+            what=f"the reply to {text}",
+        )
+        assert reply in body["text"], body["text"]
+
+    await command("payment-router promote", "Promoted `payments/payment-router`")
+    await command("payment-router pause", "Paused `payments/payment-router`")
+    await command("payment-router promote-full", "Fully promoted `payments/payment-router`")
+    sent = patches(world)
+    assert all(p.content_type.startswith("application/merge-patch+json") for p in sent)
+    assert {"spec": {"paused": True}} in [p.body for p in sent if p.path == MAIN_PATH]
+    assert {"status": {"promoteFull": True}} in [p.body for p in sent if p.path == STATUS_PATH]
+    await world.wait_for(
+        lambda: (
+            (s := world.kube.get("rollouts", "payments", "payment-router")["status"])
+            and s.get("phase") == "Healthy"
+            and s.get("currentPodHash") == s.get("stableRS")
+        ),
+        timeout=20,
+        what="the rollout fully promoted",
+    )
+    results = [e.entry.result for e in await world.rollbot.store.audit_entries()]
+    assert results == ["succeeded"] * 3

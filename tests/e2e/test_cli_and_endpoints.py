@@ -1,0 +1,153 @@
+"""The command line and the HTTP surface, as a user and an operator meet them.
+
+Aspects under test:
+- `rollbot drill tier1-abort` exits 0 and prints a PASS line with timings;
+- `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
+- `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
+  on a good file;
+- `rollbot audit verify|export` on the database a real abort wrote;
+- `/healthz`, `/readyz`, `/metrics` (actions counted by action and result);
+- the watch survives a compaction (410) and dropped streams at the app level: a Rollout
+  aborted from outside rollbot (as `kubectl argo rollouts abort` would) still updates the card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.sim.harness import BOT_TOKEN, SIGNING_SECRET, SimWorld
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {
+    **os.environ,
+    "ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN,
+    "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
+}
+
+
+def rollbot(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        cwd=cwd,
+        env=env or ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.timeout(150)
+def test_drill_tier1_abort_exits_zero():
+    done = rollbot("drill", "tier1-abort", "--speed", "600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "drill tier1-abort: PASS" in done.stdout
+    assert "abort verified in" in done.stdout
+
+
+@pytest.mark.timeout(150)
+def test_demo_shows_card_and_verified_abort():
+    done = rollbot("demo", "--auto-abort", "--duration", "20", "--speed", "300")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "[ Abort (Tier 1) ]" in out
+    assert "clicking Abort (Tier 1) as @oncall-engineer" in out
+    assert "Aborted by <@U0ONCALL>" in out and "verified in" in out
+    assert "[ Retry ]" in out
+
+
+def test_check_config_reports_every_problem(tmp_path):
+    bad = tmp_path / "rollbot.yaml"
+    bad.write_text(
+        "services:\n"
+        "  payment-router:\n"
+        "    namespace: payments\n"
+        "    channel: payments-deploys\n"
+        "    slo: {error_rate: 7}\n"
+        "slack:\n"
+        "  bot_token: xoxb-in-the-yaml\n"
+    )
+    done = rollbot(
+        "check-config", "--config", str(bad), env={"PATH": os.environ["PATH"]}, cwd=tmp_path
+    )
+    assert done.returncode == 1
+    err = done.stderr
+    for path in (
+        "services.payment-router.rollout",
+        "services.payment-router.channel",
+        "services.payment-router.slo.error_rate",
+        "slack.bot_token",
+    ):
+        assert path in err, err
+    assert "xoxb-in-the-yaml" not in err  # a secret is never echoed
+
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "services:\n  payment-router:\n    namespace: payments\n    rollout: payment-router\n"
+        '    channel: "#payments-deploys"\n'
+    )
+    ok = rollbot("check-config", "--config", str(good), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "configuration OK" in ok.stdout
+
+
+async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
+    async with (
+        SimWorld(speed=600, workdir=tmp_path) as world,
+        httpx.AsyncClient(base_url=world.url) as http,
+    ):
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+
+        card = await world.wait_for(
+            lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+            timeout=40,
+            what="the card",
+        )
+        # Compaction and dropped streams while the canary is paused...
+        world.kube.compact()
+        world.kube.drop_watches()
+        # ...then someone aborts with kubectl, not through rollbot.
+        world.kube.patch(
+            "rollouts",
+            "payments",
+            "payment-router",
+            {"status": {"abort": True}},
+            subresource="status",
+        )
+        await world.wait_for(
+            lambda: world.button(world.card() or {}, "rollout_retry") is not None,
+            timeout=30,
+            what="the card to show the outside abort",
+        )
+        assert world.card()["ts"] == card["ts"]  # updated in place, not reposted
+
+        await world.sender.slash_command("U0ONCALL", "oncall-engineer", "payment-router retry")
+        await world.wait_for(
+            lambda: any("Retried" in r.body.get("text", "") for r in world.slack.responses),
+            timeout=20,
+            what="the retry",
+        )
+        metrics = (await http.get("/metrics")).text
+        assert 'rollbot_actions_total{action="retry",result="succeeded"} 1.0' in metrics
+        assert "rollbot_watch_events_total" in metrics
+
+    config = str(tmp_path / "rollbot.yaml")
+    verify = rollbot("audit", "verify", "--config", config)
+    assert verify.returncode == 0, verify.stderr
+    assert "hash chain verified" in verify.stdout
+    export = rollbot("audit", "export", "--config", config)
+    lines = [json.loads(line) for line in export.stdout.splitlines()]
+    assert [e["action"] for e in lines] == ["retry"]
+    assert lines[0]["result"] == "succeeded"
+    assert lines[0]["prev_hash"] == "0" * 64
