@@ -60,16 +60,8 @@ def _list(value: Any) -> list[Any]:
 
 
 def _int(value: Any, default: int = 0) -> int:
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return default
-    return default
+    parsed = _opt_int(value)
+    return default if parsed is None else parsed
 
 
 def _opt_int(value: Any) -> int | None:

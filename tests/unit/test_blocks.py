@@ -30,7 +30,7 @@ from bot.core.ports import ActionRecord
 from bot.core.tiers import available_actions
 from bot.slack import blocks as b
 from bot.slack.render import render_text
-from tests.plugins.fixtures import rollout_fixture_paths
+from tests.plugins.fixtures import FIXTURES, analysisrun_fixture_paths, rollout_fixture_paths
 
 NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
 
@@ -319,6 +319,26 @@ def test_every_rollout_fixture_renders(path: Any) -> None:
         b.ACTION_IDS[a] for a in available_actions(state)
     ]
     assert state.name in render_text(blocks)
+
+
+@pytest.mark.parametrize("path", analysisrun_fixture_paths(), ids=lambda p: p.name)
+def test_every_analysisrun_fixture_renders_on_a_card(path: Any) -> None:
+    """Each AnalysisRun fixture, joined to a Rollout, shows its phase and message."""
+    rollouts = pytest.importorskip("bot.core.rollouts")
+    run = yaml.safe_load(path.read_text())
+    base = FIXTURES / "argo-rollouts" / "testdata" / "rollout-aborted.rollout.yaml"
+    state = rollouts.parse_rollout(yaml.safe_load(base.read_text()), analysis_run=run)
+    assert state.analysis is not None
+    assert state.analysis.status == run["status"]["phase"]
+    blocks = b.rollout_card(
+        service=state.name, state=state, trouble=rollouts.trouble(state), epoch=0, now=NOW
+    )
+    assert_valid_block_kit(blocks)
+    text = render_text(blocks)
+    assert state.analysis.status in text
+    message = run["status"].get("message")
+    if message:
+        assert json.dumps(message)[1:41] in json.dumps(blocks)
 
 
 def test_small_texts() -> None:
