@@ -86,6 +86,8 @@ class RolloutState:
     resource_version: str
     generation: int
     strategy: str  # canary | blueGreen
+    # spec.template.metadata.annotations, sorted; Tier 3 reads the release's Git SHA here
+    template_annotations: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -167,3 +169,105 @@ class MessageRef:
 
     channel: str
     ts: str
+
+
+# ── SLO alerts, incidents, evidence and tier options (issue 3) ─────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert of an Alertmanager webhook (version 4), as rollbot reads it."""
+
+    fingerprint: str  # Alertmanager's, or a stable hash of the labels when absent
+    name: str  # labels.alertname
+    status: str  # firing | resolved
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    generator_url: str = ""
+
+    @property
+    def firing(self) -> bool:
+        return self.status == "firing"
+
+
+class IncidentState(enum.StrEnum):
+    OPEN = "open"  # something is firing
+    RECOVERING = "recovering"  # nothing fires any more; waiting out the quiet period
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Something that says a service is (or is no longer) hurting.
+
+    `key` identifies the signal within its incident: an alert's fingerprint, or
+    "rollout" for the watch's own verdict on the Rollout.
+    """
+
+    service: str
+    source: str  # watch | alertmanager
+    key: str
+    firing: bool
+    summary: str
+    at: datetime
+    alert: Alert | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """One incident per service and Rollout revision: every signal about it lands here."""
+
+    service: str
+    namespace: str
+    rollout: str
+    revision: int
+    state: IncidentState
+    opened_at: datetime
+    changed_at: datetime  # when `state` last changed
+    firing: frozenset[str]  # keys of the signals firing now
+    seen: frozenset[str]  # keys of every signal ever seen
+    first_breach_at: datetime | None  # earliest startsAt of its alerts
+    summaries: tuple[tuple[str, str], ...] = ()  # (key, summary) of the firing signals
+
+    @property
+    def card_key(self) -> str:
+        return f"{self.namespace}/{self.rollout}@{self.revision}"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPair:
+    """A metric for the canary and the stable version (None: no data)."""
+
+    canary: float | None
+    stable: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What Prometheus says about the canary against stable, and the SLO it is held to."""
+
+    available: bool
+    detail: str  # "" when available, else why not ("Prometheus timed out after 2 s")
+    error_rate: MetricPair = MetricPair(None, None)  # fraction of requests, 0..1
+    p95_ms: MetricPair = MetricPair(None, None)
+    p99_ms: MetricPair = MetricPair(None, None)
+    slo_error_rate: float | None = None
+    slo_p95_ms: float | None = None
+    slo_p99_ms: float | None = None
+    graph_url: str | None = None
+    queried_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TierOption:
+    """One rollback tier as it fits the moment: can it be used now, why, and is it advised."""
+
+    tier: Tier
+    title: str  # "Abort the rollout"
+    available: bool
+    reason: str  # one line: why this tier fits now, or why it cannot be used
+    recommended: bool = False
+    steps: tuple[str, ...] = ()  # Tier 3: the exact revert steps
+    link: str | None = None  # runbook link
