@@ -361,6 +361,15 @@ def parse_rollout(
         resource_version=str(metadata.get("resourceVersion") or ""),
         generation=_int(metadata.get("generation")),
         strategy="blueGreen" if blue_green else "canary",
+        template_annotations=_template_annotations(spec.get("template")),
+    )
+
+
+def _template_annotations(pod_template: Any) -> tuple[tuple[str, str], ...]:
+    """`spec.template.metadata.annotations`, sorted; non-string values as their text."""
+    annotations = _dict(_dict(_dict(pod_template).get("metadata")).get("annotations"))
+    return tuple(
+        sorted((str(k), v if isinstance(v, str) else str(v)) for k, v in annotations.items())
     )
 
 

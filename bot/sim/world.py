@@ -20,6 +20,14 @@ TEMPLATE = "payment-router-slo"
 STABLE_IMAGE = "registry.example.com/payment-router:1.12.4"
 CANARY_IMAGE = "registry.example.com/payment-router:1.13.0"
 STABLE_REVISION = 41
+GIT_SHA_ANNOTATION = "rollbot.io/git-sha"
+#: The GitOps commit each image was released from (what CI writes on the pod template).
+RELEASE_SHAS = {STABLE_IMAGE: "9b1e04c7d2a3", CANARY_IMAGE: "3f9c2d1e8b7a"}
+
+
+def _template_annotations(image: str) -> dict[str, str]:
+    sha = RELEASE_SHAS.get(image)
+    return {GIT_SHA_ANNOTATION: sha} if sha else {}
 
 
 def _query(expr: str) -> str:
@@ -122,7 +130,10 @@ def payment_router_rollout(namespace: str = NAMESPACE, image: str = CANARY_IMAGE
             "progressDeadlineSeconds": 600,
             "selector": {"matchLabels": {"app": ROLLOUT}},
             "template": {
-                "metadata": {"labels": {"app": ROLLOUT}},
+                "metadata": {
+                    "labels": {"app": ROLLOUT},
+                    "annotations": _template_annotations(image),
+                },
                 "spec": {
                     "containers": [
                         {
@@ -210,4 +221,5 @@ def start_new_revision(
     container = template["spec"]["containers"][0]
     container["image"] = image
     container["env"] = [{"name": "VERSION", "value": image.rsplit(":", 1)[-1]}]
+    template.setdefault("metadata", {})["annotations"] = _template_annotations(image)
     return sim.patch("rollouts", namespace, ROLLOUT, {"spec": {"template": template}})

@@ -542,3 +542,21 @@ def test_verify_retry_promote_full_pause() -> None:
         ("spec.paused=true", True),
     )
     assert not rollouts.verify(RolloutAction.PAUSE, paused, paused).ok
+
+
+def test_template_annotations_sorted_pairs() -> None:
+    ro = load_fixture("argo-rollouts/argo-cd-health-testdata/suspended_v1.0_pausedRollout.yaml")
+    assert rollouts.parse_rollout(ro).template_annotations == ()
+    ro = copy.deepcopy(ro)
+    ro["spec"]["template"].setdefault("metadata", {})["annotations"] = {
+        "rollbot.io/git-sha": "3f9c2d1e8b7a",
+        "prometheus.io/scrape": "true",
+        "odd": 5,  # not a string: kept as text rather than dropped
+    }
+    assert rollouts.parse_rollout(ro).template_annotations == (
+        ("odd", "5"),
+        ("prometheus.io/scrape", "true"),
+        ("rollbot.io/git-sha", "3f9c2d1e8b7a"),
+    )
+    ro["spec"]["template"]["metadata"]["annotations"] = None
+    assert rollouts.parse_rollout(ro).template_annotations == ()
