@@ -219,30 +219,17 @@ class Responder:
             return self._duplicate(req, claim.record, before)
 
         started = time.monotonic()
+        patches: list[Patch] = []
         try:
             patches = await self._apply(req.action, cfg.namespace, cfg.rollout)
-        except RollbotError as err:
-            await self._finish(req, key, target, before, None, started, "failed", error=err.message)
-            failed = blocks.Outcome(
-                action=req.action,
-                actor_id=req.actor.id,
-                at=self._now(),
-                verified=False,
-                seconds=0.0,
-                detail=err.message,
-            )
-            try:
-                await self._cards.report(
-                    req.service,
-                    before,
-                    failed,
-                    f"{req.action.value} by <@{req.actor.id}> FAILED: {err.message}",
-                )
-            except RollbotError as report_err:
-                log.warning("could not report the failure on the card: %s", report_err.message)
+            applied_at = time.monotonic()
+            verification, after = await self._verify(req.action, before, cfg)
+        except BaseException as err:
+            # Whatever ended it (the API refusing the patch, the Rollout deleted while we
+            # read it back, a bug, cancellation at shutdown), the won claim must not stay
+            # `running` forever, and patches already sent must reach the audit log.
+            await self._fail(req, key, target, before, started, err, patches)
             raise
-        applied_at = time.monotonic()
-        verification, after = await self._verify(req.action, before, cfg)
         result = "succeeded" if verification.ok else "failed"
         record = await self._finish(
             req,
@@ -280,6 +267,50 @@ class Responder:
             f"{self._verify_timeout:.0f} s: {verification.describe()}."
         )
         return ActionResult(result, message, record, verification, before, after, tuple(patches))
+
+    async def _fail(
+        self,
+        req: ActionRequest,
+        key: str,
+        target: str,
+        before: RolloutState,
+        started: float,
+        err: BaseException,
+        patches: list[Patch],
+    ) -> None:
+        """Audit and finish a won claim that did not reach a verdict; tell the card."""
+        if isinstance(err, RollbotError):
+            reason = err.message
+        elif isinstance(err, asyncio.CancelledError):
+            reason = "rollbot stopped before the result was verified"
+        else:
+            reason = f"unexpected {type(err).__name__} inside rollbot"
+        if patches:
+            reason += " (the patches were sent: check the Rollout's state)"
+        await self._finish(
+            req, key, target, before, None, started, "failed", patches=patches, error=reason
+        )
+        failed = blocks.Outcome(
+            action=req.action,
+            actor_id=req.actor.id,
+            at=self._now(),
+            verified=False,
+            seconds=0.0,
+            detail=reason,
+        )
+        try:
+            await self._cards.report(
+                req.service,
+                before,
+                failed,
+                f"{req.action.value} by <@{req.actor.id}> FAILED: {reason}",
+            )
+        except Exception as report_err:  # never hide the error that ended the action
+            log.warning(
+                "could not report the failure on the card: %s",
+                report_err.message if isinstance(report_err, RollbotError) else repr(report_err),
+                exc_info=not isinstance(report_err, RollbotError),
+            )
 
     async def _authorise(self, req: ActionRequest, cfg: ServiceSettings) -> policy.Decision:
         group = cfg.owners.slack_usergroup if cfg.owners else None
