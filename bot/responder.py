@@ -258,7 +258,15 @@ class Responder:
             else f"{req.action.value} by <@{req.actor.id}> NOT verified after "
             f"{time.monotonic() - applied_at:.1f} s · {verification.describe()}"
         )
-        await self._cards.report(req.service, after, outcome, line)
+        try:
+            await self._cards.report(req.service, after, outcome, line)
+        except Exception as err:  # the action is done and audited: its outcome must be told
+            log.warning(
+                "could not report %s on the card: %s",
+                req.action.value,
+                err.message if isinstance(err, RollbotError) else repr(err),
+                exc_info=not isinstance(err, RollbotError),
+            )
         message = (
             f"{verb} `{target}` (revision {before.revision}); verified in "
             f"{verification.seconds:.1f} s."

@@ -5,6 +5,8 @@ Aspects under test:
   shutdown) still writes the audit entry with the patches that were sent, finishes the
   claim and bumps the card's epoch, so the action can be asked for again instead of being
   answered "already running" forever;
+- a Slack failure while reporting a verified action does not turn the success into an
+  error for the person who asked.
 
 The Rollouts and Chat ports are small in-memory fakes (they are rollbot's own Protocols,
 not an SDK); the store is the real SqlStore on a SQLite file.
@@ -193,6 +195,18 @@ async def test_cancelled_while_verifying_is_audited(store):
     with pytest.raises(asyncio.CancelledError):
         await task
     await assert_closed_and_audited(store)
+
+
+async def test_slack_failure_after_a_verified_abort_still_reports_success(store):
+    responder, rollouts, chat, cards = build(store)
+    await cards.observe(_trouble())  # the card exists, so reporting calls chat.update
+    chat.update_error = TemporaryError("Slack rate-limited chat.update", delay=1)
+    result = await responder.handle(abort(epoch=0))
+    assert rollouts.applied == [RolloutAction.ABORT]
+    assert result.status == "succeeded"
+    assert result.verification is not None and result.verification.ok
+    entries = [r.entry for r in await store.audit_entries() if r.entry.action == "abort"]
+    assert [e.result for e in entries] == ["succeeded"]
 
 
 def _trouble() -> RolloutState:
