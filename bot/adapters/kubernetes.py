@@ -415,6 +415,26 @@ class KubeRollouts:
                         "Retrying with backoff; changes will be caught up on reconnect."
                     )
                 await asyncio.sleep(delay)
+            except Exception as exc:  # boundary: a surprise must not end every watch
+                # e.g. a proxy answering the list with an HTML page (the client hands back a
+                # str): one loop failing would cancel all of them through the TaskGroup and
+                # leave rollbot blind while /readyz still said ready.
+                delay = self._delay(failures)
+                failures += 1
+                log.exception(
+                    "watch of %s in %s failed unexpectedly; retrying in %.1fs",
+                    WATCHED_KINDS[kind],
+                    namespace,
+                    delay,
+                )
+                if not reported:
+                    reported = True
+                    await self._report(
+                        f"Watching {WATCHED_KINDS[kind]} in `{namespace}` is degraded: "
+                        f"unexpected {type(exc).__name__}. Retrying with backoff; changes "
+                        "will be caught up on reconnect."
+                    )
+                await asyncio.sleep(delay)
 
     def _delay(self, failures: int) -> float:
         ceiling = min(self.backoff_max, self.backoff_initial * (2 ** min(failures, 30)))
@@ -522,8 +542,11 @@ class KubeRollouts:
         except ValueError:
             log.warning("unparseable watch line: %.200s", line)
             return
-        type_ = event.get("type")
-        obj = event.get("object") or {}
+        type_ = event.get("type") if isinstance(event, dict) else None
+        obj = event.get("object") if isinstance(event, dict) else None
+        if type_ is None or not isinstance(obj, dict):
+            log.warning("malformed watch event: %.200s", line)
+            return
         if type_ == "ERROR":
             if obj.get("code") == 410:
                 raise _Gone(obj.get("message", ""))

@@ -424,3 +424,42 @@ async def test_watch_resumes_from_the_persisted_cursor(sim: KubeSim, kubeconfig:
             await task
     finally:
         kube.close()
+
+
+async def test_an_unexpected_error_in_one_watch_loop_does_not_end_the_watch(
+    sim: KubeSim, kubeconfig: Path
+) -> None:
+    """A surprise (here: a list answered by something that is not the API server) is
+    reported and retried like an outage; before, it ended every loop and the watch task."""
+
+    class ListAnsweredByAProxy(KubeRollouts):
+        failed = 0
+
+        async def _relist(self, cursor: Any, on_event: Any) -> None:
+            if cursor.kind == "Rollout" and not self.failed:
+                self.failed += 1
+                raise AttributeError("'str' object has no attribute 'get'")
+            await super()._relist(cursor, on_event)
+
+    sim.create(paused_rollout(currentStepIndex=0))
+    recorder = Recorder()
+    kube = ListAnsweredByAProxy.from_kubeconfig(
+        kubeconfig=str(kubeconfig),
+        request_timeout=2.0,
+        watch_read_timeout=2.0,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        on_watch_error=recorder.on_error,
+    )
+    try:
+        task = asyncio.create_task(kube.watch([NS], recorder.on_event))
+        await eventually(lambda: len(recorder.events) == 1, what="the list after the retry")
+        step_to(sim, 1)
+        await eventually(lambda: recorder.steps() == [1], what="watching")
+        assert not task.done()
+        assert len(recorder.errors) == 1 and "AttributeError" in recorder.errors[0]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        kube.close()
