@@ -87,6 +87,8 @@ class Rollbot:
                     log.warning(
                         "could not refresh the card of %s/%s: %s", namespace, name, err.message
                     )
+                except Exception:  # boundary: nobody awaits this task; keep the re-run below
+                    log.exception("could not refresh the card of %s/%s", namespace, name)
                 if not self._pending.get(key):
                     break
                 self._pending[key] = False
