@@ -64,6 +64,7 @@ from pydantic import (
     model_validator,
 )
 
+from bot.core.alerts import AlertMatcher, default_matchers
 from bot.core.errors import PermanentError, UnknownService
 
 ENV_PREFIX = "ROLLBOT_"
@@ -280,10 +281,19 @@ class PrometheusSettings(_Section):
     query_timeout_seconds: float = Field(default=5.0, gt=0)
     """Seconds per query. Metrics decorate a card; they must never delay it."""
 
-    @field_validator("url")
+    graph_url: str | None = None
+    """External base URL for the graph links on cards (``https://prometheus.example.com``),
+    for when people reach Prometheus at another address than rollbot does. None: ``url``."""
+
+    @field_validator("url", "graph_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
+
+    @property
+    def graph_base_url(self) -> str | None:
+        """Where graph links point: ``graph_url``, else ``url``."""
+        return self.graph_url or self.url
 
 
 class AlertmanagerSettings(_Section):
@@ -292,6 +302,20 @@ class AlertmanagerSettings(_Section):
     bearer_token: SecretStr | None = None
     """Token Alertmanager sends as ``Authorization: Bearer``. Secret. None: the endpoint
     refuses every request (no unauthenticated webhooks)."""
+
+    unknown_notice_interval_seconds: int = Field(default=3600, ge=0)
+    """Seconds between two notices about the same alert name that matches no service in
+    the catalog. An hour: a misrouted alert is reported, not repeated at every group
+    interval. 0: every time."""
+
+
+class IncidentsSettings(_Section):
+    """How signals become incidents and when an incident is over."""
+
+    quiet_period_seconds: int = Field(default=300, ge=0)
+    """Seconds an incident stays RECOVERING (nothing firing) before it is RESOLVED. Five
+    minutes: Alertmanager's default ``group_interval`` is 5 m and a flapping alert usually
+    fires again within it, so it reopens the same incident instead of starting a new one."""
 
 
 class PagerDutySettings(_Section):
@@ -470,6 +494,66 @@ class ServiceGitOps(_Section):
     path: str | None = None
     """Directory of the service inside that repository."""
 
+    sha_annotation: str = "rollbot.io/git-sha"
+    """Pod template annotation (``spec.template.metadata.annotations``) that names the Git
+    SHA of the release; Tier 3 reverts that commit. CI sets it when it renders the
+    manifests; rollbot's own key by default."""
+
+
+class ServiceAlerts(_Section):
+    """Which Alertmanager alerts belong to the service."""
+
+    match: dict[str, str] | None = None
+    """Label matchers, all of which must equal (``{team: payments, app: router}``). None:
+    label ``service``, ``app`` or ``rollout`` equals the service's name or its Rollout's
+    name, and ``namespace``, when the alert has one, equals the service's namespace."""
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None and not value:
+            raise ValueError("is empty: it would match every alert; leave it out for the default")
+        return value
+
+
+class ServiceMetrics(_Section):
+    """How to read the service's canary and stable metrics from Prometheus.
+
+    The queries are PromQL templates in which the placeholders ``{job}`` and ``{version}``
+    are replaced literally (``version`` is ``canary`` or ``stable``); every other brace is
+    PromQL's own and is written as usual, e.g.
+    ``sum(rate(http_requests_total{job="{job}",version="{version}",code=~"5.."}[1m]))
+    / sum(rate(http_requests_total{job="{job}",version="{version}"}[1m]))``.
+    None: the Prometheus adapter's defaults.
+    """
+
+    job: str | None = None
+    """Value of the ``job`` label of the service's metrics. None: the Rollout's name."""
+
+    error_rate: str | None = None
+    """PromQL template for the error ratio (a fraction, 0..1)."""
+
+    latency_p95_ms: str | None = None
+    """PromQL template for the p95 latency, in milliseconds."""
+
+    latency_p99_ms: str | None = None
+    """PromQL template for the p99 latency, in milliseconds."""
+
+    @field_validator("error_rate", "latency_p95_ms", "latency_p99_ms")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is not None and "{version}" not in value:
+            raise ValueError(
+                "has no {version} placeholder, so canary and stable would read the same "
+                'series (select with version="{version}")'
+            )
+        return value
+
+    @staticmethod
+    def render(template: str, *, job: str, version: str) -> str:
+        """The query for one version: ``{job}`` and ``{version}`` replaced literally."""
+        return template.replace("{job}", job).replace("{version}", version)
+
 
 class ServiceSettings(_Section):
     """One service in the catalog: the Rollout it is and everything about it."""
@@ -505,6 +589,19 @@ class ServiceSettings(_Section):
     gitops: ServiceGitOps = Field(default_factory=ServiceGitOps)
     """Its GitOps location."""
 
+    alerts: ServiceAlerts = Field(default_factory=ServiceAlerts)
+    """Which Alertmanager alerts are about it."""
+
+    metrics: ServiceMetrics = Field(default_factory=ServiceMetrics)
+    """Its Prometheus queries for the canary-vs-stable evidence."""
+
+    def alert_matchers(self, name: str) -> list[AlertMatcher]:
+        """Matchers for its alerts, as plain data for `bot.core.alerts.route_alerts`:
+        ``alerts.match`` when set, else `bot.core.alerts.default_matchers`."""
+        if self.alerts.match is not None:
+            return [AlertMatcher(equal=dict(self.alerts.match))]
+        return default_matchers(name, rollout=self.rollout, namespace=self.namespace)
+
     @field_validator("channel")
     @classmethod
     def _channel(cls, value: str) -> str:
@@ -537,6 +634,9 @@ class Settings(BaseModel):
 
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     """Alertmanager webhook auth."""
+
+    incidents: IncidentsSettings = Field(default_factory=IncidentsSettings)
+    """Incident lifecycle (quiet period)."""
 
     pagerduty: PagerDutySettings = Field(default_factory=PagerDutySettings)
     """PagerDuty APIs."""
@@ -574,6 +674,10 @@ class Settings(BaseModel):
             return self.services[name]
         except KeyError:
             raise UnknownService(name, self.services) from None
+
+    def alert_matchers(self) -> dict[str, list[AlertMatcher]]:
+        """Every service's alert matchers, for `bot.core.alerts.route_alerts`."""
+        return {name: svc.alert_matchers(name) for name, svc in self.services.items()}
 
     def service_for_rollout(self, namespace: str, rollout: str) -> str | None:
         """The name of the service whose target is Rollout `namespace/rollout`, if any."""

@@ -12,7 +12,9 @@ Aspects:
 - semantic checks: Slack secrets for serve, runbook files, channel format, namespaces,
   SLO ranges, duplicate rollout targets, database URL scheme;
 - secrets absent from repr/str and from problem messages;
-- Settings.service raises UnknownService listing the known services.
+- Settings.service raises UnknownService listing the known services;
+- alert routing, incident, metrics and GitOps keys: defaults, loading, env override, the
+  default and explicit alert matchers, literal {job}/{version} query templates, checks.
 """
 
 from __future__ import annotations
@@ -544,3 +546,117 @@ def test_every_field_is_documented() -> None:
                     walk(sub)
 
     walk(Settings)
+
+
+# ----------------------------------------------------------------------------- issue 3 keys
+
+
+def test_alert_incident_metric_and_gitops_defaults(catalog: Path) -> None:
+    settings = load_settings(catalog, environ={})
+    assert settings.alertmanager.unknown_notice_interval_seconds == 3600
+    assert settings.incidents.quiet_period_seconds == 300
+    assert settings.prometheus.graph_url is None
+    assert settings.prometheus.graph_base_url is None
+    svc = settings.service("payment-router")
+    assert svc.gitops.sha_annotation == "rollbot.io/git-sha"
+    assert svc.alerts.match is None
+    assert (svc.metrics.job, svc.metrics.error_rate) == (None, None)
+    assert (svc.metrics.latency_p95_ms, svc.metrics.latency_p99_ms) == (None, None)
+
+
+def test_alert_incident_metric_and_gitops_keys_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        prometheus:
+          url: http://prometheus.monitoring.svc:9090
+          graph_url: https://prometheus.example.com
+        alertmanager: {unknown_notice_interval_seconds: 600}
+        incidents: {quiet_period_seconds: 120}
+        services:
+          payment-router:
+            namespace: payments
+            rollout: payment-router
+            channel: "#payments-deploys"
+            alerts: {match: {team: payments, component: router}}
+            metrics:
+              job: payment-router-http
+              error_rate: >-
+                sum(rate(http_requests_total{job="{job}",version="{version}",code=~"5.."}[1m]))
+                / sum(rate(http_requests_total{job="{job}",version="{version}"}[1m]))
+            gitops: {sha_annotation: ci.example.com/commit}
+        """,
+    )
+    settings = load_settings(path, environ={"ROLLBOT_INCIDENTS__QUIET_PERIOD_SECONDS": "60"})
+    assert settings.prometheus.graph_base_url == "https://prometheus.example.com"
+    assert settings.alertmanager.unknown_notice_interval_seconds == 600
+    assert settings.incidents.quiet_period_seconds == 60  # the environment wins
+    svc = settings.service("payment-router")
+    assert svc.alerts.match == {"team": "payments", "component": "router"}
+    assert svc.gitops.sha_annotation == "ci.example.com/commit"
+    assert svc.metrics.job == "payment-router-http"
+    assert svc.metrics.error_rate is not None
+    query = svc.metrics.render(svc.metrics.error_rate, job="payment-router-http", version="canary")
+    assert query == (
+        'sum(rate(http_requests_total{job="payment-router-http",version="canary",code=~"5.."}'
+        '[1m])) / sum(rate(http_requests_total{job="payment-router-http",version="canary"}[1m]))'
+    )
+
+
+def test_graph_url_defaults_to_the_prometheus_url(tmp_path: Path) -> None:
+    path = write(tmp_path, "prometheus: {url: 'http://prom:9090'}")
+    assert load_settings(path, environ={}).prometheus.graph_base_url == "http://prom:9090"
+
+
+def test_alert_matchers_default_and_explicit(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        services:
+          payment-router: {namespace: payments, rollout: router-v2, channel: "#pay"}
+          fx-rates:
+            namespace: payments
+            rollout: fx-rates
+            channel: "#pay"
+            alerts: {match: {team: fx}}
+        """,
+    )
+    matchers = load_settings(path, environ={}).alert_matchers()
+    assert [dict(m.equal) for m in matchers["payment-router"]] == [
+        {"service": "payment-router"},
+        {"service": "router-v2"},
+        {"app": "payment-router"},
+        {"app": "router-v2"},
+        {"rollout": "payment-router"},
+        {"rollout": "router-v2"},
+    ]
+    assert all(
+        dict(m.equal_if_present) == {"namespace": "payments"} for m in matchers["payment-router"]
+    )
+    assert [(dict(m.equal), dict(m.equal_if_present)) for m in matchers["fx-rates"]] == [
+        ({"team": "fx"}, {})
+    ]
+
+
+def test_issue_3_keys_are_checked(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        prometheus: {graph_url: not-a-url}
+        alertmanager: {unknown_notice_interval_seconds: -1}
+        incidents: {quiet_period_seconds: -5}
+        services:
+          payment-router:
+            namespace: payments
+            rollout: payment-router
+            channel: "#pay"
+            alerts: {match: {}}
+            metrics: {error_rate: 'sum(rate(errors{job="{job}"}[1m]))'}
+        """,
+    )
+    problems = {p.key_path: p.message for p in check_config(path, environ={})}
+    assert "not-a-url" in problems["prometheus.graph_url"]
+    assert "alertmanager.unknown_notice_interval_seconds" in problems
+    assert "incidents.quiet_period_seconds" in problems
+    assert "would match every alert" in problems["services.payment-router.alerts.match"]
+    assert "{version}" in problems["services.payment-router.metrics.error_rate"]

@@ -1,0 +1,264 @@
+"""Alertmanager webhooks read as `Alert`s, and alerts routed to the services they are about.
+
+Pure: bytes in, model objects out; the catalog's matchers come in as plain data.
+
+    parse_webhook(body)                 -> (alerts, group)     MalformedWebhook when unusable
+    route_alerts(alerts, matchers)      -> (by_service, unknown)
+    default_matchers(service, …)        -> the matchers used when a service declares none
+    alert_signal(service, alert, now)   -> Signal              (what the incident engine reads)
+    NoticeThrottle                      -> at most one notice per alert name per interval
+
+The payload is Alertmanager's webhook version 4 (`notify/webhook/webhook.go`, unchanged
+since 0.x apart from added keys). Tolerated differences between senders:
+
+- `truncatedAlerts` (0.22+), `notification_reason` and `routeLabels` (newer) may be absent;
+- per alert, `status`, `fingerprint` and `generatorURL` may be absent (the
+  prometheus-msteams test bodies lack them): the status then comes from the group's, the
+  fingerprint from a stable hash of the sorted labels;
+- `endsAt`/`startsAt` of `0001-01-01T00:00:00Z` (Go's zero time) mean "not set"; fractional
+  seconds may have nanosecond precision.
+
+Everything else that makes a body unusable raises `MalformedWebhook` (a `ValueError`) with a
+message naming exactly what is wrong and where (`alerts[3].labels has no alertname`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.core.errors import InvalidRequest
+from bot.core.model import Alert, Signal
+
+WEBHOOK_VERSION = "4"
+STATUSES = ("firing", "resolved")
+_ZERO_TIME_PREFIX = "0001-01-01"
+
+
+class MalformedWebhook(InvalidRequest, ValueError):
+    """The webhook body cannot be used; the message says what is wrong (for a 400)."""
+
+
+# ── parsing ──────────────────────────────────────────────────────────────────
+
+
+def labels_fingerprint(labels: Mapping[str, str]) -> str:
+    """A stable 16-hex-digit fingerprint of a label set (for senders that send none)."""
+    canonical = json.dumps(sorted(labels.items()), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _string_map(value: Any, where: str, *, required: bool) -> dict[str, str]:
+    if value is None and not required:
+        return {}
+    if value is None:
+        raise MalformedWebhook(f"{where} is missing")
+    if not isinstance(value, dict):
+        raise MalformedWebhook(f"{where} must be an object, got {_kind(value)}")
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise MalformedWebhook(f"{where}.{key} must be a string, got {_kind(item)}")
+    return dict(value)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MalformedWebhook(f"{where} must be an RFC 3339 time string, got {_kind(value)}")
+    if value.startswith(_ZERO_TIME_PREFIX):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise MalformedWebhook(f"{where} is not an RFC 3339 time: {value[:64]!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _status(value: Any, where: str) -> str:
+    if value not in STATUSES:
+        shown = repr(value[:32]) if isinstance(value, str) else _kind(value)
+        raise MalformedWebhook(f'{where} must be "firing" or "resolved", got {shown}')
+    return str(value)
+
+
+def _alert(raw: Any, index: int, group_status: str | None) -> Alert:
+    where = f"alerts[{index}]"
+    if not isinstance(raw, dict):
+        raise MalformedWebhook(f"{where} must be an object, got {_kind(raw)}")
+    if raw.get("labels") is None:
+        raise MalformedWebhook(f"{where} has no labels")
+    labels = _string_map(raw.get("labels"), f"{where}.labels", required=True)
+    name = labels.get("alertname", "")
+    if not name:
+        raise MalformedWebhook(f"{where}.labels has no alertname")
+    annotations = _string_map(raw.get("annotations"), f"{where}.annotations", required=False)
+    if raw.get("status") is not None:
+        status = _status(raw.get("status"), f"{where}.status")
+    elif group_status is not None:
+        status = group_status
+    else:
+        raise MalformedWebhook(f"{where} has no status, and neither has the group")
+    fingerprint = raw.get("fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, str):
+        raise MalformedWebhook(f"{where}.fingerprint must be a string, got {_kind(fingerprint)}")
+    generator_url = raw.get("generatorURL")
+    if generator_url is not None and not isinstance(generator_url, str):
+        raise MalformedWebhook(f"{where}.generatorURL must be a string, got {_kind(generator_url)}")
+    return Alert(
+        fingerprint=fingerprint or labels_fingerprint(labels),
+        name=name,
+        status=status,
+        labels=labels,
+        annotations=annotations,
+        starts_at=_time(raw.get("startsAt"), f"{where}.startsAt"),
+        ends_at=_time(raw.get("endsAt"), f"{where}.endsAt"),
+        generator_url=generator_url or "",
+    )
+
+
+def parse_webhook(body: bytes) -> tuple[list[Alert], dict[str, Any]]:
+    """Read an Alertmanager webhook body (version 4).
+
+    Returns the alerts in payload order and the group: every top-level key except
+    `alerts`, with `truncatedAlerts` defaulting to 0. Raises `MalformedWebhook`.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedWebhook(f"body is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise MalformedWebhook("body is empty; expected an Alertmanager webhook (JSON)")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedWebhook(
+            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting
+        raise MalformedWebhook(f"body is not usable JSON: {type(exc).__name__}") from None
+    if not isinstance(payload, dict):
+        raise MalformedWebhook(f"body must be a JSON object, got {_kind(payload)}")
+    version = payload.get("version")
+    if version is None:
+        raise MalformedWebhook('version is missing; expected "4"')
+    if version != WEBHOOK_VERSION:
+        shown = repr(version[:16]) if isinstance(version, str) else _kind(version)
+        raise MalformedWebhook(f'version must be "4", got {shown}')
+    if "alerts" not in payload:
+        raise MalformedWebhook("alerts is missing")
+    raw_alerts = payload["alerts"]
+    if not isinstance(raw_alerts, list):
+        raise MalformedWebhook(f"alerts must be an array, got {_kind(raw_alerts)}")
+    group_status = None
+    if payload.get("status") is not None:
+        group_status = _status(payload.get("status"), "status")
+    alerts = [_alert(raw, i, group_status) for i, raw in enumerate(raw_alerts)]
+    truncated = payload.get("truncatedAlerts", 0)
+    group = {key: value for key, value in payload.items() if key != "alerts"}
+    group["truncatedAlerts"] = truncated if isinstance(truncated, int) else 0
+    return alerts, group
+
+
+# ── routing ──────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class AlertMatcher:
+    """Labels an alert must carry to be about a service.
+
+    `equal`: every label must be present and equal. `equal_if_present`: a label the alert
+    may lack, but must equal when it has it (the default `namespace` check).
+    """
+
+    equal: Mapping[str, str]
+    equal_if_present: Mapping[str, str] = field(default_factory=dict)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.equal.items()) and all(
+            labels.get(k, v) == v for k, v in self.equal_if_present.items()
+        )
+
+
+def default_matchers(service: str, *, rollout: str, namespace: str) -> list[AlertMatcher]:
+    """Label `service`, `app` or `rollout` equal to the service's name or its Rollout's
+    name; and `namespace`, when the alert has one, equal to the service's namespace."""
+    return [
+        AlertMatcher(equal={label: value}, equal_if_present={"namespace": namespace})
+        for label in ("service", "app", "rollout")
+        for value in dict.fromkeys((service, rollout))
+    ]
+
+
+def route_alerts(
+    alerts: Sequence[Alert], catalog_matchers: Mapping[str, Sequence[AlertMatcher]]
+) -> tuple[dict[str, list[Alert]], list[Alert]]:
+    """Which service each alert is about (any one of its matchers matching is enough).
+
+    An alert that matches several services is routed to each of them; one that matches
+    none is returned in `unknown`. Order within each list is the order of `alerts`.
+    """
+    by_service: dict[str, list[Alert]] = {}
+    unknown: list[Alert] = []
+    for alert in alerts:
+        hit = False
+        for service, matchers in catalog_matchers.items():
+            if any(m.matches(alert.labels) for m in matchers):
+                by_service.setdefault(service, []).append(alert)
+                hit = True
+        if not hit:
+            unknown.append(alert)
+    return by_service, unknown
+
+
+def alert_signal(service: str, alert: Alert, *, now: datetime) -> Signal:
+    """The incident engine's view of one alert (keyed by its fingerprint)."""
+    detail = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+    summary = f"{alert.name}: {detail}" if detail else alert.name
+    at = alert.starts_at if alert.firing else alert.ends_at
+    return Signal(
+        service=service,
+        source="alertmanager",
+        key=alert.fingerprint,
+        firing=alert.firing,
+        summary=summary,
+        at=at or now,
+        alert=alert,
+    )
+
+
+@dataclass
+class NoticeThrottle:
+    """At most one notice per key (an unknown alert's name) per `interval`.
+
+    In memory, per replica: after a restart a misrouted alert is reported once more.
+    """
+
+    interval: timedelta
+    _last: dict[str, datetime] = field(default_factory=dict)
+
+    def due(self, key: str, now: datetime) -> bool:
+        """True (and remembered) when no notice for `key` went out within the interval."""
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[key] = now
+        return True
