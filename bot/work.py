@@ -47,9 +47,12 @@ class WorkQueue:
             job, on_error = await self._queue.get()
             try:
                 await job()
-            except asyncio.CancelledError:
-                raise
             except BaseException as err:
+                if isinstance(err, asyncio.CancelledError) and _being_cancelled():
+                    raise  # close(): this worker is stopping
+                # A CancelledError from inside the job (an inner task cancelled under it) is
+                # a failure like any other: re-raising it would end this worker for good,
+                # and with all workers gone acked requests would wait in the queue forever.
                 if on_error is None:
                     log.exception("background job failed", exc_info=err)
                 else:
@@ -69,3 +72,8 @@ class WorkQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers = []
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,62 @@
+"""bot.work.WorkQueue: work continued after Slack's ack.
+
+Aspects under test:
+- a job that fails, or that raises CancelledError while its worker is not being cancelled
+  (an inner task cancelled under it), is reported and the worker goes on to the next job;
+- close() drains what was queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.work import WorkQueue
+
+pytestmark = pytest.mark.timeout(10)
+
+
+async def test_a_job_raising_cancelled_error_does_not_kill_its_worker():
+    work = WorkQueue(workers=1)
+    reported: list[BaseException] = []
+    done: list[str] = []
+
+    async def report(err: BaseException) -> None:
+        reported.append(err)
+
+    async def cancelled_inside() -> None:
+        inner = asyncio.create_task(asyncio.sleep(10))
+        asyncio.get_running_loop().call_soon(inner.cancel)
+        await inner  # raises CancelledError into the job, not because the worker was cancelled
+
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    async def fine() -> None:
+        done.append("fine")
+
+    work.submit(cancelled_inside, on_error=report)
+    work.submit(failing, on_error=report)
+    work.submit(fine, on_error=report)
+    await asyncio.wait_for(work.join(), timeout=2)
+    assert done == ["fine"]
+    assert [type(e) for e in reported] == [asyncio.CancelledError, RuntimeError]
+    await work.close(drain_timeout=1)
+
+
+async def test_close_drains_then_stops_the_workers():
+    work = WorkQueue(workers=2)
+    done: list[int] = []
+
+    def job(i: int):
+        async def run() -> None:
+            await asyncio.sleep(0.01)
+            done.append(i)
+
+        return run
+
+    for i in range(5):
+        work.submit(job(i))
+    await work.close(drain_timeout=2)
+    assert sorted(done) == [0, 1, 2, 3, 4]
