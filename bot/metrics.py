@@ -41,3 +41,27 @@ class Metrics:
             registry=self.registry,
             buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60),
         )
+        self.alertmanager_webhooks = Counter(
+            "rollbot_alertmanager_webhooks_total",
+            "Alertmanager webhook requests by outcome: accepted, unauthorized, unconfigured, "
+            "invalid, too-large, store-failed",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "rollbot_alerts_total",
+            "Alerts received for a service in the catalog, by service and status",
+            ["service", "status"],
+            registry=self.registry,
+        )
+        self.alerts_unknown = Counter(
+            "rollbot_alerts_unknown_total",
+            "Alerts that match no service in the catalog, by alert name",
+            ["alertname"],
+            registry=self.registry,
+        )
+        self.alert_batches_failed = Counter(
+            "rollbot_alertmanager_processing_errors_total",
+            "Stored Alertmanager webhooks whose processing raised (the inbox row keeps the error)",
+            registry=self.registry,
+        )

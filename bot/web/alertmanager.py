@@ -1,0 +1,222 @@
+"""`POST /webhooks/alertmanager`: Alertmanager's webhook receiver.
+
+Per request, in this order:
+
+1. no token configured → 503 ``alertmanager.bearer_token is not configured`` (fail closed);
+2. ``Authorization: Bearer <token>`` compared in constant time; missing, another scheme or a
+   wrong token → 401; nothing is stored or run;
+3. a body over `max_body_bytes` → 413; a body `bot.core.alerts.parse_webhook` refuses → 400
+   with exactly what is wrong (Alertmanager does not retry 4xx);
+4. the raw body goes to the webhook inbox (headers without ``Authorization``) BEFORE the
+   2xx; when that fails → 503, so Alertmanager retries, and nothing is processed;
+5. 200 at once; the alerts are processed in a background task: counted per service and
+   status (or as unknown), handed to `on_alerts(alerts, group)`, and the inbox row marked
+   processed (with the error, when `on_alerts` raised, kept for the operator).
+
+A replica that dies between 4 and 5 leaves the row pending; `replay_pending` runs those
+on the leader's start. Counters: ``rollbot_alertmanager_webhooks_total{outcome}``,
+``rollbot_alerts_total{service,status}``, ``rollbot_alerts_unknown_total{alertname}``,
+``rollbot_alertmanager_processing_errors_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
+from bot.core.model import Alert
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+PATH = "/webhooks/alertmanager"
+SOURCE = "alertmanager"
+MAX_BODY_BYTES = 8 * 1024 * 1024  # Alertmanager bodies are kilobytes; thousands of alerts fit
+
+OnAlerts = Callable[[list[Alert], dict[str, Any]], Awaitable[None]]
+
+
+class WebhookInbox(Protocol):
+    """The part of the store the receiver needs (`bot.store.SqlStore` has it)."""
+
+    async def store_webhook(
+        self, source: str, headers: Mapping[str, str], body: str | bytes
+    ) -> int: ...
+
+    async def mark_webhook_processed(self, id: int, error: str | None = None) -> None: ...
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+
+class AlertmanagerReceiver:
+    """The endpoint's state: its collaborators and the background tasks in flight."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        store: WebhookInbox,
+        on_alerts: OnAlerts,
+        metrics: Metrics,
+        matchers: Mapping[str, Sequence[AlertMatcher]] | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ) -> None:
+        self._token = token.encode("utf-8") if token else None
+        self._store = store
+        self._on_alerts = on_alerts
+        self._metrics = metrics
+        self._matchers = matchers
+        self._max_body_bytes = max_body_bytes
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _outcome(self, outcome: str) -> None:
+        self._metrics.alertmanager_webhooks.labels(outcome).inc()
+        self._metrics.http_requests.labels(PATH, _STATUS[outcome]).inc()
+
+    def _authorised(self, request: Request) -> str | None:
+        """None when authorised, else why not."""
+        assert self._token is not None
+        header = request.headers.get("authorization")
+        if not header:
+            return "missing Authorization: Bearer token"
+        scheme, _, credentials = header.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return "Authorization must use the Bearer scheme"
+        if not hmac.compare_digest(credentials.strip().encode("utf-8"), self._token):
+            return "invalid bearer token"
+        return None
+
+    async def handle(self, request: Request) -> Response:
+        if self._token is None:
+            self._outcome("unconfigured")
+            return _error(503, "alertmanager.bearer_token is not configured")
+        refused = self._authorised(request)
+        if refused is not None:
+            self._outcome("unauthorized")
+            return _error(401, refused, **{"WWW-Authenticate": 'Bearer realm="rollbot"'})
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body_bytes:
+            self._outcome("too-large")
+            return _error(413, f"body over {self._max_body_bytes} bytes")
+        body = await request.body()
+        if len(body) > self._max_body_bytes:
+            self._outcome("too-large")
+            return _error(413, f"body over {self._max_body_bytes} bytes")
+        try:
+            alerts, group = parse_webhook(body)
+        except MalformedWebhook as exc:
+            self._outcome("invalid")
+            return _error(400, exc.message)
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+        try:
+            webhook_id = await self._store.store_webhook(SOURCE, headers, body)
+        except Exception:  # any store failure must become a retryable 503
+            log.exception("alertmanager webhook: could not store the body; answering 503")
+            self._outcome("store-failed")
+            return _error(503, "could not store the webhook; retry later")
+        task = asyncio.create_task(self.process(webhook_id, alerts, group))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        self._outcome("accepted")
+        return JSONResponse({"status": "accepted", "id": webhook_id, "alerts": len(alerts)})
+
+    async def process(self, webhook_id: int, alerts: list[Alert], group: dict[str, Any]) -> None:
+        """Count, hand over, mark processed. Never raises (it runs after the 200)."""
+        self.count(alerts)
+        error: str | None = None
+        try:
+            await self._on_alerts(alerts, group)
+        except Exception as exc:  # recorded in the inbox row, not lost
+            log.exception("alertmanager webhook %s: processing failed", webhook_id)
+            self._metrics.alert_batches_failed.inc()
+            error = f"{type(exc).__name__}: {exc}"
+        try:
+            await self._store.mark_webhook_processed(webhook_id, error=error)
+        except Exception:  # the row stays pending and is replayed
+            log.exception("alertmanager webhook %s: could not mark it processed", webhook_id)
+
+    def count(self, alerts: list[Alert]) -> None:
+        if self._matchers is None:
+            return
+        by_service, unknown = route_alerts(alerts, self._matchers)
+        for service, routed in by_service.items():
+            for alert in routed:
+                self._metrics.alerts.labels(service, alert.status).inc()
+        for alert in unknown:
+            self._metrics.alerts_unknown.labels(alert.name).inc()
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait for the background tasks (at shutdown); what is left stays pending."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=timeout)
+
+
+_STATUS = {
+    "accepted": "200",
+    "unconfigured": "503",
+    "unauthorized": "401",
+    "too-large": "413",
+    "invalid": "400",
+    "store-failed": "503",
+}
+
+
+def alertmanager_route(
+    *,
+    token: str | None,
+    store: WebhookInbox,
+    on_alerts: OnAlerts,
+    metrics: Metrics,
+    matchers: Mapping[str, Sequence[AlertMatcher]] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Route:
+    """The route for ``POST /webhooks/alertmanager``.
+
+    `token`: the configured bearer token (``settings.alertmanager.bearer_token``'s secret
+    value) or None. `matchers`: the catalog's (``settings.alert_matchers()``), for the
+    per-service and unknown counters; None counts no alerts. The receiver (its background
+    tasks, `drain`) is ``route.endpoint.__self__``.
+    """
+    receiver = AlertmanagerReceiver(
+        token=token,
+        store=store,
+        on_alerts=on_alerts,
+        metrics=metrics,
+        matchers=matchers,
+        max_body_bytes=max_body_bytes,
+    )
+    return Route(PATH, receiver.handle, methods=["POST"], name="alertmanager_webhook")
+
+
+async def replay_pending(*, store: Any, on_alerts: OnAlerts, limit: int = 100) -> int:
+    """Process inbox rows of this source stored but never processed (a replica died after
+    its 200). Returns how many were replayed; a row that no longer parses is marked with
+    the reason. `store` is a `bot.store.SqlStore` (``pending_webhooks``)."""
+    replayed = 0
+    for record in await store.pending_webhooks(limit=limit):
+        if record.source != SOURCE:
+            continue
+        try:
+            alerts, group = parse_webhook(record.body.encode("utf-8"))
+        except MalformedWebhook as exc:
+            await store.mark_webhook_processed(record.id, error=f"unparseable: {exc.message}")
+            continue
+        error: str | None = None
+        try:
+            await on_alerts(alerts, group)
+        except Exception as exc:  # recorded in the inbox row
+            log.exception("alertmanager webhook %s: replay failed", record.id)
+            error = f"{type(exc).__name__}: {exc}"
+        await store.mark_webhook_processed(record.id, error=error)
+        replayed += 1
+    return replayed
