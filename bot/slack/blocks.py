@@ -4,7 +4,9 @@ Built with the typed `slack_sdk.models.blocks` classes, which raise
 `SlackObjectFormationError` when a limit is broken (button text > 75, value > 2000, …);
 each builder returns plain dicts (`.to_dict()`) ready for `chat.postMessage`.
 
-    rollout_card(...) / rollout_card_text(...)   the card of one Rollout revision
+    rollout_card(...) / rollout_card_text(...)   the card of one Rollout revision, and of the
+                                                 incident around it (state, evidence, firing
+                                                 alerts, the three rollback tiers)
     button_value(...) / parse_button_value(...)  what a card button carries
     timeline_line, help_blocks, error_blocks, unknown_service_text, refusal_text,
     already_done_text                            the smaller messages
@@ -13,6 +15,8 @@ each builder returns plain dicts (`.to_dict()`) ready for `chat.postMessage`.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +34,18 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.core.model import RolloutAction, RolloutState, Trouble, TroubleKind
+from bot.core.model import (
+    Evidence,
+    Incident,
+    IncidentState,
+    MetricPair,
+    RolloutAction,
+    RolloutState,
+    Tier,
+    TierOption,
+    Trouble,
+    TroubleKind,
+)
 from bot.core.ports import ActionRecord
 from bot.core.tiers import available_actions, is_paused
 
@@ -42,6 +57,11 @@ ACTION_IDS: dict[RolloutAction, str] = {
     RolloutAction.PAUSE: "rollout_pause",
 }
 ACTIONS_BLOCK_ID = "rollout_actions"
+# Buttons of Tier 2 and 3, in their own actions block below the Rollout's buttons.
+CIRCUIT_ACTION_ID = "circuit_open"  # Tier 2: flip the ops flag …circuit-open to true
+RUNBOOK_ACTION_ID = "runbook_open"  # Tier 3: a URL button; Slack still sends block_actions
+TIER_ACTIONS_BLOCK_ID = "tier_actions"
+MAX_ALERTS_SHOWN = 5
 
 _LABELS: dict[RolloutAction, str] = {
     RolloutAction.ABORT: "Abort (Tier 1)",
@@ -72,6 +92,14 @@ _TROUBLE_EMOJI: dict[TroubleKind, str] = {
     TroubleKind.DEGRADED: ":red_circle:",
     TroubleKind.INVALID_SPEC: ":warning:",
 }
+_INCIDENT_EMOJI: dict[IncidentState, str] = {
+    IncidentState.OPEN: "🚨",
+    IncidentState.RECOVERING: "🩹",
+    IncidentState.RESOLVED: "✅",
+}
+# The key of the watch's own verdict among an incident's signals (see model.Signal):
+# it is not an alert, so "N alerts firing" does not count it.
+_ROLLOUT_SIGNAL_KEY = "rollout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +273,302 @@ def action_button(
     )
 
 
+# ── incident, evidence, alerts and tiers ─────────────────────────────────────
+
+
+def _escape(text: str) -> str:
+    """Slack's three control characters as entities, for text that is not ours to format."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _safe(text: str, limit: int) -> str:
+    """`text` on one line, escaped for mrkdwn, clipped to `limit` without cutting an entity."""
+    escaped = _escape(" ".join(text.split()))
+    if len(escaped) <= limit:
+        return escaped
+    cut = escaped[: limit - 1]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    return cut + "…"
+
+
+def _is_web_url(url: str | None) -> bool:
+    """Slack accepts only http(s) URLs up to 3000 characters in URL buttons and links."""
+    return (
+        bool(url)
+        and str(url).startswith(("https://", "http://"))
+        and len(str(url)) <= 3000
+        and not any(c.isspace() for c in str(url))
+    )
+
+
+def _link(url: str, label: str) -> str:
+    """`<url|label>`, with the characters that would end the link percent-encoded."""
+    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
+    return f"<{safe}|{label}>"
+
+
+def _utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def duration_minutes(start: datetime, end: datetime) -> str:
+    """`under 1 min`, `6 min`, `2 h 5 min` (whole minutes, rounded down)."""
+    minutes = max(0, int((_utc(end) - _utc(start)).total_seconds()) // 60)
+    if minutes < 1:
+        return "under 1 min"
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def incident_emoji(incident: Incident) -> str:
+    return _INCIDENT_EMOJI.get(incident.state, "🚨")
+
+
+def incident_label(incident: Incident) -> str:
+    """`Incident open`, `Incident recovering`, `Incident resolved`."""
+    return f"Incident {incident.state.value}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def incident_line(incident: Incident, now: datetime) -> str:
+    """`Incident opened 14:02:55 UTC · breaching for 6 min · 3 alerts firing`.
+
+    Recovering: how long it breached and since when it is quiet; resolved: when, and
+    after how long. The watch's own verdict on the Rollout is a signal, not an alert.
+    """
+    parts = [f"Incident opened {clock(incident.opened_at)}"]
+    first = incident.first_breach_at
+    if incident.state is IncidentState.OPEN:
+        if first is not None:
+            parts.append(f"breaching for {duration_minutes(first, now)}")
+        alerts = len(incident.firing - {_ROLLOUT_SIGNAL_KEY})
+        if alerts:
+            parts.append(f"{_plural(alerts, 'alert')} firing")
+        if _ROLLOUT_SIGNAL_KEY in incident.firing:
+            parts.append("Rollout unhealthy")
+    elif incident.state is IncidentState.RECOVERING:
+        if first is not None:
+            parts.append(f"breached for {duration_minutes(first, incident.changed_at)}")
+        parts.append(f"quiet since {clock(incident.changed_at)}")
+    else:
+        parts.append(
+            f"resolved {clock(incident.changed_at)} "
+            f"after {duration_minutes(incident.opened_at, incident.changed_at)}"
+        )
+    return " · ".join(parts)
+
+
+def _fraction_pct(value: float) -> str:
+    return f"{value * 100:.2f} %"
+
+
+def _slo_pct(value: float) -> str:
+    return f"{round(value * 100, 4):g} %"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def _slo_ms(value: float) -> str:
+    return f"{value:g} ms"
+
+
+def breaches(value: float | None, slo: float | None) -> bool:
+    """Whether a measured value is at or over its SLO (the SLO reads `value < slo`).
+
+    The same rule as `bot.core.evidence.breaches`; NaN (no traffic) never breaches.
+    """
+    return value is not None and slo is not None and not math.isnan(value) and value >= slo
+
+
+def _metric_field(
+    title: str,
+    pair: MetricPair,
+    slo: float | None,
+    fmt: Callable[[float], str],
+    slo_fmt: Callable[[float], str],
+) -> MarkdownTextObject:
+    def show(value: float | None) -> str:
+        if value is None or math.isnan(value) or value == -math.inf:
+            return "no data"
+        # +Inf: histogram_quantile says the quantile is beyond the highest bucket
+        shown = "∞" if value == math.inf else fmt(value)
+        return shown + (" ⚠️" if breaches(value, slo) else "")
+
+    line = f"canary {show(pair.canary)} · stable {show(pair.stable)}"
+    line += f" · SLO < {slo_fmt(slo)}" if slo is not None else " · no SLO set"
+    return MarkdownTextObject(text=_clip(f"*{title}*\n{line}", 2000))
+
+
+def unavailable_text(evidence: Evidence) -> str:
+    detail = _safe(evidence.detail, 2500)
+    head = f"Metrics unavailable: {detail}" if detail else "Metrics unavailable"
+    return f"{head} — will fill in when Prometheus answers"
+
+
+def _evidence_block(evidence: Evidence) -> Block:
+    """Canary against stable next to the SLO, or why the numbers are not there yet."""
+    if not evidence.available:
+        return ContextBlock(elements=[MarkdownTextObject(text=unavailable_text(evidence))])
+    head = "*Canary vs stable*"
+    if evidence.queried_at is not None:
+        head += f" · at {clock(evidence.queried_at)}"
+    if evidence.graph_url and _is_web_url(evidence.graph_url):
+        head += f" · {_link(evidence.graph_url, 'graph')}"
+    fields = [
+        _metric_field(
+            "Error rate", evidence.error_rate, evidence.slo_error_rate, _fraction_pct, _slo_pct
+        ),
+        _metric_field("p95", evidence.p95_ms, evidence.slo_p95_ms, _ms, _slo_ms),
+        _metric_field("p99", evidence.p99_ms, evidence.slo_p99_ms, _ms, _slo_ms),
+    ]
+    return SectionBlock(text=MarkdownTextObject(text=head), fields=fields)
+
+
+def _alerts_block(alerts: Sequence[str]) -> Block | None:
+    """The first MAX_ALERTS_SHOWN firing alerts, one line each, then `+N more`."""
+    if not alerts:
+        return None
+    shown = [f"• {_safe(summary, 400)}" for summary in list(alerts[:MAX_ALERTS_SHOWN])]
+    lines = [f"*Firing alerts* ({len(alerts):,})", *shown]
+    if len(alerts) > len(shown):
+        lines.append(f"+{len(alerts) - len(shown):,} more")
+    return SectionBlock(text=MarkdownTextObject(text="\n".join(lines)))
+
+
+def tier_options(tiers: Sequence[TierOption]) -> list[TierOption]:
+    """One option per tier (the first given for it), in tier order."""
+    by_tier: dict[Tier, TierOption] = {}
+    for option in tiers:
+        by_tier.setdefault(option.tier, option)
+    return [by_tier[t] for t in sorted(by_tier)]
+
+
+def recommended_option(tiers: Sequence[TierOption]) -> TierOption | None:
+    """The one option the card marks: the lowest available tier flagged `recommended`.
+
+    An unavailable option is never marked, even when flagged: the card must not advise
+    something nobody can do.
+    """
+    return next((o for o in tier_options(tiers) if o.recommended and o.available), None)
+
+
+def tier_label(option: TierOption) -> str:
+    """`Tier 1 — Abort the rollout`."""
+    return f"Tier {int(option.tier)} — {option.title}"
+
+
+_COMMANDS = frozenset(
+    {"argocd", "cd", "curl", "docker", "gh", "git", "helm", "kubectl", "kustomize", "make"}
+    | {"rollbot"}
+)
+
+
+def _looks_like_command(text: str) -> bool:
+    words = text.split(maxsplit=1)
+    return bool(words) and (words[0] in _COMMANDS or words[0].startswith("./"))
+
+
+def format_step(step: str) -> str:
+    """One Tier 3 step as mrkdwn: commands in code, `Do this: git …` as text plus code.
+
+    Steps that already carry backticks keep their own formatting; everything is escaped,
+    so placeholders such as `<release SHA>` show as written.
+    """
+    one = " ".join(step.split())
+    if "`" in one:
+        return _safe(one, 400)
+    if one.startswith("$ "):
+        return f"`{_safe(one[2:], 400)}`"
+    head, sep, tail = one.partition(": ")
+    if sep and _looks_like_command(tail):
+        return f"{_safe(head, 150)}: `{_safe(tail, 350)}`"
+    if _looks_like_command(one):
+        return f"`{_safe(one, 400)}`"
+    return _safe(one, 400)
+
+
+_TIER_TEXT_BUDGET = 2900  # of Slack's 3000 per section, with room for the last line
+
+
+def _tier_block(option: TierOption, *, recommended: bool) -> SectionBlock:
+    """`⭐ *Tier 1 — Abort the rollout* (recommended)`, the reason, and Tier 3's steps."""
+    title = _safe(tier_label(option), 200)
+    if not option.available:
+        head = f"🚫 *{title}* (unavailable)"
+    elif recommended:
+        head = f"⭐ *{title}* (recommended)"
+    else:
+        head = f"*{title}*"
+    lines = [head]
+    if option.reason:
+        lines.append(_safe(option.reason, 500))
+    if option.available and option.tier is Tier.FULL_REVERT:
+        if option.link and not _is_web_url(option.link):
+            lines.append(f"Runbook: `{_safe(option.link, 300)}`")
+        used = sum(len(line) + 1 for line in lines)
+        for i, step in enumerate(option.steps, start=1):
+            line = f"{i}. {format_step(step)}"
+            if used + len(line) + 1 > _TIER_TEXT_BUDGET:
+                rest = len(option.steps) - i + 1
+                lines.append(f"_+{rest} more {'step' if rest == 1 else 'steps'} in the runbook_")
+                break
+            lines.append(line)
+            used += len(line) + 1
+    return SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines), 3000)))
+
+
+def recommended_line(option: TierOption) -> str:
+    """`👉 *Recommended: Tier 1 (Abort the rollout)* — <reason>`, right above the buttons."""
+    line = f"👉 *Recommended: Tier {int(option.tier)} ({_safe(option.title, 200)})*"
+    if option.reason:
+        line += f" — {_safe(option.reason, 500)}"
+    return line
+
+
+def circuit_button(
+    *, service: str, state: RolloutState, epoch: int, flag: str | None
+) -> ButtonElement:
+    """Tier 2: set the service's ops flag `…circuit-open` to true, after a confirm naming it."""
+    name = f"`{_safe(flag, 150)}`" if flag else "the service's circuit-breaker flag"
+    return ButtonElement(
+        text=PlainTextObject(text="Open circuit breaker (Tier 2)", emoji=True),
+        action_id=CIRCUIT_ACTION_ID,
+        value=button_value(service=service, state=state, epoch=epoch),
+        style="danger",
+        confirm=ConfirmObject(
+            title=f"Open the circuit breaker of {_clip(service, 60)}?",
+            text=_clip(
+                f"Set {name} to true: all traffic of {_safe(service, 60)} takes the legacy "
+                "path, whatever the other flags say. No pod restart; SDKs see it within "
+                "their refresh interval.",
+                300,
+            ),
+            confirm="Open circuit",
+            deny="Cancel",
+            style="danger",
+        ),
+    )
+
+
+def runbook_button(*, service: str, state: RolloutState, epoch: int, url: str) -> ButtonElement:
+    """Tier 3: a link to the runbook (Slack still sends block_actions: ack `runbook_open`)."""
+    return ButtonElement(
+        text=PlainTextObject(text="Runbook (Tier 3)", emoji=True),
+        action_id=RUNBOOK_ACTION_ID,
+        url=url,
+        value=button_value(service=service, state=state, epoch=epoch),
+    )
+
+
 # ── the card ─────────────────────────────────────────────────────────────────
 
 
@@ -287,6 +611,15 @@ def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
     return [MarkdownTextObject(text=_clip(f"*{k}*\n{v}", 2000)) for k, v in pairs]
 
 
+def _header_text(service: str, state: RolloutState, incident: Incident | None) -> str:
+    if incident is None:
+        return f"{status_emoji(state)} {service} · {status_label(state)}"
+    return (
+        f"{incident_emoji(incident)} {service} · {incident_label(incident)}"
+        f" · Rollout {status_label(state)}"
+    )
+
+
 def rollout_card(
     *,
     service: str,
@@ -296,20 +629,45 @@ def rollout_card(
     now: datetime,
     outcome: Outcome | None = None,
     notice: str | None = None,
+    incident: Incident | None = None,
+    evidence: Evidence | None = None,
+    tiers: Sequence[TierOption] | None = None,
+    alerts: Sequence[str] | None = None,
+    circuit_flag: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The card of one Rollout revision: status, facts, trouble, outcome, then the buttons."""
+    """The card of one Rollout revision and of the incident around it.
+
+    Top to bottom: header (incident state when there is one, else the Rollout's status),
+    the incident line, trouble, firing alerts (first 5, then `+N more`), canary-vs-stable
+    evidence, the Rollout's facts, its message, outcome, notice; then the tiers in order
+    with the recommended one starred, a `Recommended:` line, the Rollout's buttons
+    (`available_actions`, unchanged) and the tier buttons (Tier 2 `circuit_open`, Tier 3
+    runbook link `runbook_open`). Without the incident arguments the card is what it
+    always was. `circuit_flag` names the ops flag in Tier 2's confirm dialog.
+    """
+    options = tier_options(tiers or ())
+    by_tier = {o.tier: o for o in options}
+    recommended = recommended_option(options)
     blocks: list[Block] = [
         HeaderBlock(
             text=PlainTextObject(
-                text=_clip(f"{status_emoji(state)} {service} · {status_label(state)}", 150),
-                emoji=True,
+                text=_clip(_header_text(service, state, incident), 150), emoji=True
             )
         )
     ]
+    if incident is not None:
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=incident_line(incident, now))])
+        )
     if trouble is not None:
         emoji = _TROUBLE_EMOJI.get(trouble.kind, ":warning:")
         summary = _clip(f"{emoji} {trouble.summary}", 3000)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=summary)))
+    alerts_block = _alerts_block(alerts or ())
+    if alerts_block is not None:
+        blocks.append(alerts_block)
+    if evidence is not None:
+        blocks.append(_evidence_block(evidence))
     blocks.append(SectionBlock(fields=_fields(state, now)))
     if state.message:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(state.message, 3000))]))
@@ -318,9 +676,29 @@ def rollout_card(
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{mark} {outcome_line(outcome)}")))
     if notice:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(notice, 3000))]))
+
     actions = available_actions(state)
-    if actions:
+    tier1 = by_tier.get(Tier.ABORT)
+    if tier1 is not None and not tier1.available:  # the card never offers what it says is not
+        actions = [a for a in actions if a is not RolloutAction.ABORT]
+    tier_buttons: list[ButtonElement] = []
+    tier2 = by_tier.get(Tier.CIRCUIT_BREAKER)
+    if tier2 is not None and tier2.available:
+        tier_buttons.append(
+            circuit_button(service=service, state=state, epoch=epoch, flag=circuit_flag)
+        )
+    tier3 = by_tier.get(Tier.FULL_REVERT)
+    if tier3 is not None and tier3.available and tier3.link and _is_web_url(tier3.link):
+        tier_buttons.append(
+            runbook_button(service=service, state=state, epoch=epoch, url=tier3.link)
+        )
+
+    if actions or options or tier_buttons:
         blocks.append(DividerBlock())
+    blocks.extend(_tier_block(o, recommended=o is recommended) for o in options)
+    if recommended is not None:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=recommended_line(recommended))))
+    if actions:
         blocks.append(
             ActionsBlock(
                 block_id=ACTIONS_BLOCK_ID,
@@ -329,6 +707,8 @@ def rollout_card(
                 ],
             )
         )
+    if tier_buttons:
+        blocks.append(ActionsBlock(block_id=TIER_ACTIONS_BLOCK_ID, elements=tier_buttons))
     return [b.to_dict() for b in blocks]
 
 
@@ -341,12 +721,29 @@ def rollout_card_text(
     now: datetime | None = None,
     outcome: Outcome | None = None,
     notice: str | None = None,
+    incident: Incident | None = None,
+    evidence: Evidence | None = None,
+    tiers: Sequence[TierOption] | None = None,
+    alerts: Sequence[str] | None = None,
+    circuit_flag: str | None = None,
 ) -> str:
-    """The notification/fallback text of the card (what a phone shows)."""
+    """The notification/fallback text of the card (what a phone shows).
+
+    With an incident or tiers it leads with them:
+    `🚨 Incident open · Recommended: Tier 1 — Abort the rollout · payment-router revision 42: …`.
+    """
+    lead: list[str] = []
+    if incident is not None:
+        lead.append(f"{incident_emoji(incident)} {incident_label(incident)}")
+    recommended = recommended_option(tiers or ())
+    if recommended is not None:
+        lead.append(f"Recommended: {tier_label(recommended)}")
     text = (
         f"{service} revision {state.revision}: {status_label(state)}, "
         f"step {state.step_label}, canary {state.canary_weight}%"
     )
+    if lead:
+        text = " · ".join([*lead, text])
     if trouble is not None:
         text += f" — {trouble.summary}"
     if outcome is not None:

@@ -2,20 +2,34 @@
 
     render_text(blocks) -> str
 
-Headers are underlined, section fields two to a line, context lines dimmed with `│`,
-buttons as `[ Abort (Tier 1) ]`, dividers as a rule. Emoji codes stay as they are.
+Headers are underlined, section fields two to a line (a pair too wide for two columns is
+stacked), context lines dimmed with `│`, buttons as `[ Abort (Tier 1) ]`, URL buttons as
+`[ Runbook (Tier 3) ↗ ]`, dividers as a rule. In mrkdwn, links `<url|graph>` show as
+`graph ↗` and `&lt; &gt; &amp;` as the characters Slack shows. Emoji codes stay as they are.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 WIDTH = 72
+COLUMN = 34
+
+_LABELLED_LINK = re.compile(r"<(https?://[^|>\s]+)\|([^>]*)>")
+_BARE_LINK = re.compile(r"<(https?://[^|>\s]+)>")
+
+
+def _mrkdwn(text: str) -> str:
+    text = _LABELLED_LINK.sub(lambda m: f"{m.group(2)} ↗", text)
+    text = _BARE_LINK.sub(lambda m: m.group(1), text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _text(obj: Any) -> str:
     if isinstance(obj, dict):
-        return str(obj.get("text", ""))
+        text = str(obj.get("text", ""))
+        return _mrkdwn(text) if obj.get("type") == "mrkdwn" else text
     return str(obj or "")
 
 
@@ -27,10 +41,14 @@ def _section(block: dict[str, Any]) -> list[str]:
     for i in range(0, len(fields), 2):
         left = fields[i]
         right = fields[i + 1] if i + 1 < len(fields) else []
+        if any(len(line) > COLUMN for line in left):
+            lines.extend(left)
+            lines.extend(right)
+            continue
         for j in range(max(len(left), len(right))):
             a = left[j] if j < len(left) else ""
             b = right[j] if j < len(right) else ""
-            lines.append(f"{a:<34}  {b}".rstrip())
+            lines.append(f"{a:<{COLUMN}}  {b}".rstrip())
     accessory = block.get("accessory")
     if isinstance(accessory, dict) and accessory.get("type") == "button":
         lines.append(_button(accessory))
@@ -38,7 +56,8 @@ def _section(block: dict[str, Any]) -> list[str]:
 
 
 def _button(element: dict[str, Any]) -> str:
-    return f"[ {_text(element.get('text'))} ]"
+    arrow = " ↗" if element.get("url") else ""
+    return f"[ {_text(element.get('text'))}{arrow} ]"
 
 
 def render_text(blocks: list[dict[str, Any]]) -> str:

@@ -11,13 +11,25 @@ Aspects under test:
   (≤ 50 blocks, text ≤ 3000, header ≤ 150, button text ≤ 75, value ≤ 2000, unique action_id);
 - every Rollout fixture in ../shared/fixtures/argo-rollouts renders through parse_rollout;
 - the small texts (timeline, help, error, unknown service, refusal, already done);
-- render_text turns a card into readable terminal text.
+- render_text turns a card into readable terminal text;
+- the incident card (one card for a Rollout in trouble and an SLO incident): header with
+  the incident state, the incident line ("breaching for N min", alerts firing), firing
+  alerts (5, then "+N more"), canary-vs-stable evidence against the SLO with breach
+  markers and a graph link, "Metrics unavailable" when Prometheus does not answer, the
+  three tiers in order with exactly one recommended, no button for an unavailable tier,
+  Tier 2's `circuit_open` with a confirm naming the flag, Tier 3's numbered steps and its
+  runbook URL button (`runbook_open`);
+- the limits hold with hostile input (1,000 alerts, huge reasons and steps, `<>&`), and for
+  every combination of incident state × evidence × recommended tier × Rollout state;
+- the notification text leads with the incident state and the recommended tier.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +37,19 @@ import pytest
 import yaml
 from slack_sdk.models.blocks import Block
 
-from bot.core.model import AnalysisStatus, RolloutAction, RolloutState, Trouble, TroubleKind
+from bot.core.model import (
+    AnalysisStatus,
+    Evidence,
+    Incident,
+    IncidentState,
+    MetricPair,
+    RolloutAction,
+    RolloutState,
+    Tier,
+    TierOption,
+    Trouble,
+    TroubleKind,
+)
 from bot.core.ports import ActionRecord
 from bot.core.tiers import available_actions
 from bot.slack import blocks as b
@@ -156,18 +180,31 @@ def assert_valid_block_kit(blocks: list[dict[str, Any]]) -> None:
     """What Slack would check: the typed models accept each block again, plus the limits."""
     assert 0 < len(blocks) <= 50
     action_ids: list[str] = []
+    block_ids = [block["block_id"] for block in blocks if "block_id" in block]
+    assert len(block_ids) == len(set(block_ids))
     for block in blocks:
         parsed = Block.parse(block)
         assert parsed is not None, block
         assert parsed.to_dict() == block  # validates on the way out
         text = block.get("text") or {}
         assert len(text.get("text", "")) <= (150 if block["type"] == "header" else 3000)
+        assert len(block.get("fields") or []) <= 10
         for field in block.get("fields") or []:
             assert len(field["text"]) <= 2000
+        if block["type"] == "context":
+            assert len(block["elements"]) <= 10
+        if block["type"] == "actions":
+            assert len(block["elements"]) <= 25
         for el in block.get("elements") or []:
+            if el.get("type") in ("mrkdwn", "plain_text"):
+                assert len(el["text"]) <= 3000
             if el.get("type") == "button":
                 assert len(el["text"]["text"]) <= 75
-                assert len(el["value"]) <= 2000
+                assert len(el.get("value", "")) <= 2000
+                assert len(el.get("url", "")) <= 3000
+                if "confirm" in el:
+                    assert len(el["confirm"]["title"]["text"]) <= 100
+                    assert len(el["confirm"]["text"]["text"]) <= 300
                 action_ids.append(el["action_id"])
     assert len(action_ids) == len(set(action_ids))
 
@@ -392,3 +429,511 @@ def test_render_text_for_the_terminal() -> None:
     assert "*Step*" in out and "3/8" in out
     assert "│ watching" in out
     assert lines[-1] == "[ Abort (Tier 1) ]  [ Promote ]"
+
+
+# ── the incident card ─────────────────────────────────────────────────────────
+
+CIRCUIT_FLAG = "payments.new-router.circuit-open"
+RUNBOOK = "https://rollbot.example.com/runbooks/payment-router#tier-3"
+GRAPH = (
+    "https://prometheus.example.com/graph?g0.expr=sum(rate(x%7Bv%3D%22c%22%7D%5B5m%5D))&g0.tab=0"
+)
+
+INCIDENT = Incident(
+    service="payment-router",
+    namespace="payments",
+    rollout="payment-router",
+    revision=42,
+    state=IncidentState.OPEN,
+    opened_at=NOW - timedelta(seconds=17),  # 14:02:55 UTC
+    changed_at=NOW - timedelta(seconds=17),
+    firing=frozenset({"fp-1", "fp-2", "fp-3"}),
+    seen=frozenset({"fp-1", "fp-2", "fp-3"}),
+    first_breach_at=NOW - timedelta(minutes=6, seconds=40),
+)
+EVIDENCE = Evidence(
+    available=True,
+    detail="",
+    error_rate=MetricPair(0.312, 0.001),
+    p95_ms=MetricPair(412.0, 180.0),
+    p99_ms=MetricPair(150.0, 120.0),
+    slo_error_rate=0.02,
+    slo_p95_ms=300,
+    slo_p99_ms=200,
+    graph_url=GRAPH,
+    queried_at=NOW - timedelta(seconds=5),
+)
+UNAVAILABLE = Evidence(available=False, detail="Prometheus timed out after 2 s")
+ALERTS = [
+    "PaymentRouterErrorRate: canary 5xx ratio 31 % > 2 % for 5m",
+    "PaymentRouterLatencyP95: p95 412 ms > 300 ms",
+    "PaymentRouterCanaryErrors: 1,204 errors in 5m",
+]
+STEPS = (
+    "Clone the GitOps repo: git clone git@example.com:platform/configs.git && cd configs",
+    "git revert <release SHA>",
+    "Open a PR with `revert-payment-router-1.8.0` and get one approval",
+    "Wait for CI and Argo CD to sync (30–120 min)",
+)
+
+
+def tier_set(recommend: Tier | None = Tier.ABORT, *, tier2: bool = False) -> list[TierOption]:
+    return [
+        TierOption(
+            Tier.ABORT,
+            "Abort the rollout",
+            True,
+            "canary error rate 31.20 % breaks the 2 % SLO; stable is healthy",
+            recommended=recommend is Tier.ABORT,
+        ),
+        TierOption(
+            Tier.CIRCUIT_BREAKER,
+            "Open the circuit breaker",
+            tier2,
+            f"sets {CIRCUIT_FLAG}: all traffic to the legacy path in seconds"
+            if tier2
+            else "no circuit flag is wired to a flag provider yet",
+            recommended=recommend is Tier.CIRCUIT_BREAKER,
+        ),
+        TierOption(
+            Tier.FULL_REVERT,
+            "Full revert in Git",
+            True,
+            "abort leaves spec.template on 1.8.0; only Git brings 1.7.3 back for good",
+            recommended=recommend is Tier.FULL_REVERT,
+            steps=STEPS,
+            link=RUNBOOK,
+        ),
+    ]
+
+
+def incident_card(state: RolloutState = PAUSED, **kw: Any) -> list[dict[str, Any]]:
+    kw.setdefault("incident", INCIDENT)
+    kw.setdefault("evidence", EVIDENCE)
+    kw.setdefault("tiers", tier_set())
+    kw.setdefault("alerts", ALERTS)
+    kw.setdefault("circuit_flag", CIRCUIT_FLAG)
+    return card(state, **kw)
+
+
+def texts(blocks: list[dict[str, Any]]) -> list[str]:
+    """Every text of the card, block by block (section text and fields, context elements)."""
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block.get("text"), dict):
+            out.append(block["text"]["text"])
+        out.extend(f["text"] for f in block.get("fields") or [])
+        if block["type"] == "context":
+            out.extend(el["text"] for el in block["elements"])
+    return out
+
+
+def tier_sections(blocks: list[dict[str, Any]]) -> list[str]:
+    return [t for t in texts(blocks) if "*Tier " in t.split("\n")[0]]
+
+
+def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
+    blocks = incident_card(trouble=Trouble(TroubleKind.ANALYSIS_FAILED, "Analysis failed"))
+    assert blocks[0]["text"]["text"] == "🚨 payment-router · Incident open · Rollout Paused"
+    assert blocks[1] == {
+        "type": "context",
+        "elements": [
+            {
+                "type": "mrkdwn",
+                "text": "Incident opened 14:02:55 UTC · breaching for 6 min · 3 alerts firing",
+            }
+        ],
+    }
+    assert blocks[2]["text"]["text"] == ":rotating_light: Analysis failed"
+    assert blocks[3]["text"]["text"] == "\n".join(
+        ["*Firing alerts* (3)", *(f"• {a.replace('>', '&gt;')}" for a in ALERTS)]
+    )
+    evidence = blocks[4]
+    assert evidence["text"]["text"] == f"*Canary vs stable* · at 14:03:07 UTC · <{GRAPH}|graph>"
+    assert [f["text"] for f in evidence["fields"]] == [
+        "*Error rate*\ncanary 31.20 % ⚠️ · stable 0.10 % · SLO < 2 %",
+        "*p95*\ncanary 412 ms ⚠️ · stable 180 ms · SLO < 300 ms",
+        "*p99*\ncanary 150 ms · stable 120 ms · SLO < 200 ms",
+    ]
+    assert blocks[5]["fields"][0]["text"] == "*Phase*\nPaused"  # the Rollout's facts follow
+    assert tier_sections(blocks) == [
+        "⭐ *Tier 1 — Abort the rollout* (recommended)\n"
+        "canary error rate 31.20 % breaks the 2 % SLO; stable is healthy",
+        "🚫 *Tier 2 — Open the circuit breaker* (unavailable)\n"
+        "no circuit flag is wired to a flag provider yet",
+        "*Tier 3 — Full revert in Git*\n"
+        "abort leaves spec.template on 1.8.0; only Git brings 1.7.3 back for good\n"
+        "1. Clone the GitOps repo: "
+        "`git clone git@example.com:platform/configs.git &amp;&amp; cd configs`\n"
+        "2. `git revert &lt;release SHA&gt;`\n"
+        "3. Open a PR with `revert-payment-router-1.8.0` and get one approval\n"
+        "4. Wait for CI and Argo CD to sync (30–120 min)",
+    ]
+    recommended, rollout_actions, tier_actions = blocks[-3:]
+    assert recommended["text"]["text"] == (
+        "👉 *Recommended: Tier 1 (Abort the rollout)* — "
+        "canary error rate 31.20 % breaks the 2 % SLO; stable is healthy"
+    )
+    assert rollout_actions["block_id"] == b.ACTIONS_BLOCK_ID
+    assert [el["action_id"] for el in rollout_actions["elements"]] == [
+        "rollout_abort",
+        "rollout_promote",
+    ]
+    assert tier_actions["block_id"] == b.TIER_ACTIONS_BLOCK_ID
+    assert tier_actions["elements"] == [
+        {
+            "type": "button",
+            "action_id": "runbook_open",
+            "text": {"type": "plain_text", "text": "Runbook (Tier 3)", "emoji": True},
+            "url": RUNBOOK,
+            "value": buttons(blocks)["rollout_abort"]["value"],
+        }
+    ]
+
+
+def test_without_incident_arguments_the_card_is_unchanged() -> None:
+    for state in (PAUSED, ABORTED, HEALTHY):
+        plain = card(state)
+        assert card(state, incident=None, evidence=None, tiers=None, alerts=None) == plain
+        assert card(state, tiers=[], alerts=[]) == plain
+    assert b.rollout_card_text(
+        service="payment-router", state=PAUSED, trouble=None, tiers=[], alerts=[]
+    ) == b.rollout_card_text(service="payment-router", state=PAUSED, trouble=None)
+
+
+def test_abort_button_keeps_its_value_and_confirm_on_the_incident_card() -> None:
+    assert buttons(incident_card())["rollout_abort"] == buttons(card(PAUSED))["rollout_abort"]
+
+
+@pytest.mark.parametrize("recommend", list(Tier))
+def test_the_recommended_tier_is_marked_exactly_once(recommend: Tier) -> None:
+    blocks = incident_card(tiers=tier_set(recommend, tier2=True))
+    text = all_text(blocks)
+    assert text.count("⭐") == 1
+    assert text.count("(recommended)") == 1
+    assert text.count("Recommended:") == 1
+    starred = [t for t in tier_sections(blocks) if t.startswith("⭐")]
+    assert starred[0].startswith(f"⭐ *Tier {int(recommend)} — ")
+    assert f"👉 *Recommended: Tier {int(recommend)} (" in text
+    # the line sits right above the buttons
+    assert blocks[-3]["text"]["text"].startswith("👉 *Recommended:")
+    assert [x["type"] for x in blocks[-2:]] == ["actions", "actions"]
+
+
+def test_only_one_recommendation_even_when_several_are_flagged() -> None:
+    tiers = [dataclasses.replace(o, recommended=True) for o in tier_set(tier2=True)]
+    text = all_text(incident_card(tiers=tiers))
+    assert text.count("⭐") == 1
+    assert "⭐ *Tier 1 — " in text
+
+
+def test_an_unavailable_tier_is_never_recommended() -> None:
+    tiers = tier_set(Tier.CIRCUIT_BREAKER, tier2=False)
+    blocks = incident_card(tiers=tiers)
+    text = all_text(blocks)
+    assert "⭐" not in text
+    assert "Recommended" not in text
+    assert "Recommended" not in b.rollout_card_text(
+        service="payment-router", state=PAUSED, trouble=None, tiers=tiers
+    )
+
+
+def test_unavailable_tiers_have_no_button() -> None:
+    tiers = [
+        dataclasses.replace(o, available=False, reason=f"not now ({int(o.tier)})")
+        for o in tier_set(None, tier2=True)
+    ]
+    blocks = incident_card(tiers=tiers)
+    assert set(buttons(blocks)) == {"rollout_promote"}  # abort gone, promote is not a tier
+    sections = tier_sections(blocks)
+    assert all(s.startswith("🚫 *Tier ") for s in sections)
+    assert [s.split("\n")[1] for s in sections] == ["not now (1)", "not now (2)", "not now (3)"]
+    assert "git revert" not in all_text(blocks)  # an unavailable Tier 3 shows no steps
+    assert b.TIER_ACTIONS_BLOCK_ID not in all_text(blocks)
+
+
+def test_available_tier_2_has_a_danger_button_whose_confirm_names_the_flag() -> None:
+    blocks = incident_card(tiers=tier_set(Tier.CIRCUIT_BREAKER, tier2=True))
+    circuit = buttons(blocks)["circuit_open"]
+    assert circuit["text"]["text"] == "Open circuit breaker (Tier 2)"
+    assert circuit["style"] == "danger"
+    assert circuit["confirm"]["style"] == "danger"
+    assert f"Set `{CIRCUIT_FLAG}` to true" in circuit["confirm"]["text"]["text"]
+    assert circuit["confirm"]["title"]["text"] == "Open the circuit breaker of payment-router?"
+    assert b.parse_button_value(circuit["value"]) == {
+        "s": "payment-router",
+        "ns": "payments",
+        "n": "payment-router",
+        "r": 42,
+        "e": 3,
+    }
+    assert [el["action_id"] for el in blocks[-1]["elements"]] == ["circuit_open", "runbook_open"]
+    unnamed = buttons(incident_card(tiers=tier_set(tier2=True), circuit_flag=None))
+    assert (
+        "the service's circuit-breaker flag" in unnamed["circuit_open"]["confirm"]["text"]["text"]
+    )
+
+
+def test_tier_3_runbook_that_is_not_a_web_url_is_text_not_a_button() -> None:
+    tiers = tier_set()
+    tiers[2] = dataclasses.replace(tiers[2], link="runbooks/payment-router.md")
+    blocks = incident_card(tiers=tiers)
+    assert "runbook_open" not in buttons(blocks)
+    assert "Runbook: `runbooks/payment-router.md`" in tier_sections(blocks)[2]
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        ("git revert abc123", "`git revert abc123`"),
+        ("$ make release", "`make release`"),
+        ("Revert the release: git revert abc123", "Revert the release: `git revert abc123`"),
+        ("Run `kubectl get rollout`", "Run `kubectl get rollout`"),
+        ("Ask for one approval", "Ask for one approval"),
+        ("Note: ask first", "Note: ask first"),
+        (
+            "kubectl argo rollouts get rollout x\n  -n payments",
+            "`kubectl argo rollouts get rollout x -n payments`",
+        ),
+    ],
+)
+def test_tier_3_steps_put_commands_in_code(step: str, expected: str) -> None:
+    assert b.format_step(step) == expected
+
+
+def test_evidence_unavailable_and_absent() -> None:
+    blocks = incident_card(evidence=UNAVAILABLE)
+    assert (
+        "Metrics unavailable: Prometheus timed out after 2 s — will fill in when Prometheus answers"
+    ) in texts(blocks)
+    assert "Canary vs stable" not in all_text(blocks)
+    no_detail = incident_card(evidence=Evidence(available=False, detail=""))
+    assert "Metrics unavailable — will fill in when Prometheus answers" in texts(no_detail)
+    none = all_text(incident_card(evidence=None))
+    assert "Metrics unavailable" not in none
+    assert "Canary vs stable" not in none
+    assert "Error rate" not in none
+    assert "⚠️" not in none
+
+
+def test_breach_markers() -> None:
+    evidence = dataclasses.replace(
+        EVIDENCE,
+        error_rate=MetricPair(0.02, 0.05),  # exactly at the SLO is a breach; so is stable's
+        p95_ms=MetricPair(math.inf, math.nan),
+        p99_ms=MetricPair(5.25, 250.0),
+        slo_p99_ms=None,
+        graph_url="not a url",
+        queried_at=None,
+    )
+    section = next(
+        x for x in incident_card(evidence=evidence) if "Canary vs stable" in all_text([x])
+    )
+    assert section["text"]["text"] == "*Canary vs stable*"
+    assert [f["text"] for f in section["fields"]] == [
+        "*Error rate*\ncanary 2.00 % ⚠️ · stable 5.00 % ⚠️ · SLO < 2 %",
+        "*p95*\ncanary ∞ ⚠️ · stable no data · SLO < 300 ms",
+        "*p99*\ncanary 5.2 ms · stable 250 ms · no SLO set",
+    ]
+    assert all_text(incident_card()).count("⚠️") == 2  # the default evidence: two breaches
+    assert b.breaches(0.019, 0.02) is False
+    assert b.breaches(math.nan, 0.02) is False
+    assert b.breaches(None, 0.02) is False
+    assert b.breaches(0.5, None) is False
+
+
+@pytest.mark.parametrize(
+    ("incident", "expected"),
+    [
+        (INCIDENT, "Incident opened 14:02:55 UTC · breaching for 6 min · 3 alerts firing"),
+        (
+            dataclasses.replace(INCIDENT, firing=frozenset({"rollout"}), first_breach_at=None),
+            "Incident opened 14:02:55 UTC · Rollout unhealthy",
+        ),
+        (
+            dataclasses.replace(
+                INCIDENT,
+                firing=frozenset({"fp-1", "rollout"}),
+                first_breach_at=NOW - timedelta(seconds=20),
+            ),
+            "Incident opened 14:02:55 UTC · breaching for under 1 min · 1 alert firing"
+            " · Rollout unhealthy",
+        ),
+        (
+            dataclasses.replace(INCIDENT, first_breach_at=NOW - timedelta(hours=2, minutes=5)),
+            "Incident opened 14:02:55 UTC · breaching for 2 h 5 min · 3 alerts firing",
+        ),
+        (
+            dataclasses.replace(
+                INCIDENT,
+                state=IncidentState.RECOVERING,
+                changed_at=NOW - timedelta(seconds=12),
+                firing=frozenset(),
+            ),
+            "Incident opened 14:02:55 UTC · breached for 6 min · quiet since 14:03:00 UTC",
+        ),
+        (
+            dataclasses.replace(
+                INCIDENT,
+                state=IncidentState.RESOLVED,
+                changed_at=NOW + timedelta(minutes=10),
+                firing=frozenset(),
+            ),
+            "Incident opened 14:02:55 UTC · resolved 14:13:12 UTC after 10 min",
+        ),
+    ],
+    ids=["open", "rollout-only", "just-now", "hours", "recovering", "resolved"],
+)
+def test_incident_line(incident: Incident, expected: str) -> None:
+    assert b.incident_line(incident, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("state", "header"),
+    [
+        (IncidentState.OPEN, "🚨 payment-router · Incident open · Rollout Paused"),
+        (IncidentState.RECOVERING, "🩹 payment-router · Incident recovering · Rollout Paused"),
+        (IncidentState.RESOLVED, "✅ payment-router · Incident resolved · Rollout Paused"),
+    ],
+)
+def test_header_shows_the_incident_state(state: IncidentState, header: str) -> None:
+    blocks = incident_card(incident=dataclasses.replace(INCIDENT, state=state))
+    assert blocks[0]["text"]["text"] == header
+
+
+def test_a_thousand_alerts_stay_within_limits() -> None:
+    alerts = [f"Alert {i} <{'x' * 5000}> & more" for i in range(1000)]
+    blocks = incident_card(alerts=alerts)
+    section = next(x for x in blocks if "*Firing alerts*" in all_text([x]))
+    lines = section["text"]["text"].split("\n")
+    assert lines[0] == "*Firing alerts* (1,000)"
+    assert [line.split()[:3] for line in lines[1:6]] == [["•", "Alert", str(i)] for i in range(5)]
+    assert all(line.endswith("…") and "&lt;" in line for line in lines[1:6])
+    assert lines[6:] == ["+995 more"]
+    assert len(section["text"]["text"]) <= 3000
+
+
+def test_huge_tiers_stay_within_limits() -> None:
+    huge = [
+        TierOption(
+            t,
+            "T" * 500,
+            True,
+            "<r> & " * 2000,
+            recommended=t is Tier.FULL_REVERT,
+            steps=tuple(f"git revert {'a' * 1000} {i}" for i in range(500)),
+            link=RUNBOOK,
+        )
+        for t in Tier
+    ] + [TierOption(Tier.ABORT, "duplicate", True, "ignored")]
+    blocks = incident_card(tiers=huge, circuit_flag="f" * 5000, alerts=["s" * 10_000] * 7)
+    sections = tier_sections(blocks)
+    assert len(sections) == 3  # one per tier, the first option given for it
+    assert "duplicate" not in all_text(blocks)
+    assert sections[2].endswith("more steps in the runbook_")
+    assert "\n1. `git revert" in sections[2]
+    assert not any("&l…" in s or "&am…" in s for s in sections)  # no entity cut in half
+
+
+@pytest.mark.parametrize("rollout", [PAUSED, ABORTED, HEALTHY, DEGRADED, BLUE_GREEN])
+def test_every_combination_renders(rollout: RolloutState) -> None:
+    outcome = b.Outcome(RolloutAction.ABORT, "U0ONCALL", NOW, True, 0.8)
+    evidences: list[Evidence | None] = [EVIDENCE, UNAVAILABLE, None]
+    recommendations: list[Tier | None] = [*Tier, None]
+    for state, evidence, recommend, tier2 in itertools.product(
+        IncidentState, evidences, recommendations, [False, True]
+    ):
+        incident = dataclasses.replace(INCIDENT, state=state)
+        tiers = tier_set(recommend, tier2=tier2)
+        blocks = incident_card(
+            rollout,
+            incident=incident,
+            evidence=evidence,
+            tiers=tiers,
+            trouble=Trouble(TroubleKind.DEGRADED, "trouble"),
+            outcome=outcome,
+            notice="notice",
+        )
+        assert f"Incident {state.value}" in blocks[0]["text"]["text"]
+        text = all_text(blocks)
+        expected_marks = (
+            0 if recommend is None or (recommend is Tier.CIRCUIT_BREAKER and not tier2) else 1
+        )
+        assert text.count("⭐") == expected_marks
+        assert ("circuit_open" in buttons(blocks)) is tier2
+        out = render_text(blocks)
+        for option in tiers:
+            assert b.tier_label(option) in out
+        summary = b.rollout_card_text(
+            service="payment-router", state=rollout, trouble=None, incident=incident, tiers=tiers
+        )
+        assert summary.startswith(f"{b.incident_emoji(incident)} Incident {state.value}")
+
+
+def test_card_text_leads_with_incident_and_recommended_tier() -> None:
+    text = b.rollout_card_text(
+        service="payment-router",
+        state=PAUSED,
+        trouble=Trouble(TroubleKind.ANALYSIS_FAILED, "Analysis failed"),
+        incident=INCIDENT,
+        evidence=EVIDENCE,
+        tiers=tier_set(),
+        alerts=ALERTS,
+    )
+    assert text == (
+        "🚨 Incident open · Recommended: Tier 1 — Abort the rollout · "
+        "payment-router revision 42: Paused, step 3/8, canary 25% — Analysis failed"
+    )
+    only_tiers = b.rollout_card_text(
+        service="payment-router", state=PAUSED, trouble=None, tiers=tier_set(Tier.FULL_REVERT)
+    )
+    assert only_tiers.startswith("Recommended: Tier 3 — Full revert in Git · payment-router")
+
+
+def test_render_text_shows_the_incident_and_the_tiers() -> None:
+    out = render_text(incident_card(tiers=tier_set(Tier.ABORT, tier2=True)))
+    lines = out.splitlines()
+    assert lines[0] == "🚨 payment-router · Incident open · Rollout Paused"
+    assert "│ Incident opened 14:02:55 UTC · breaching for 6 min · 3 alerts firing" in lines
+    assert "*Canary vs stable* · at 14:03:07 UTC · graph ↗" in lines
+    assert "canary 31.20 % ⚠️ · stable 0.10 % · SLO < 2 %" in lines
+    assert "• PaymentRouterErrorRate: canary 5xx ratio 31 % > 2 % for 5m" in lines
+    assert "⭐ *Tier 1 — Abort the rollout* (recommended)" in lines
+    assert "*Tier 2 — Open the circuit breaker*" in lines
+    assert "2. `git revert <release SHA>`" in lines
+    assert lines[-2] == "[ Abort (Tier 1) ]  [ Promote ]"
+    assert lines[-1] == "[ Open circuit breaker (Tier 2) ]  [ Runbook (Tier 3) ↗ ]"
+    unavailable = render_text(incident_card(evidence=UNAVAILABLE))
+    assert "│ Metrics unavailable: Prometheus timed out after 2 s" in unavailable
+    assert "🚫 *Tier 2 — Open the circuit breaker* (unavailable)" in unavailable
+
+
+def test_cards_from_the_core_tier_options() -> None:
+    """What bot.core.tiers.tier_options really produces: mrkdwn reasons, `<sha>` placeholders."""
+    tiers_mod = pytest.importorskip("bot.core.tiers")
+    for state, flag, runbook in itertools.product(
+        [PAUSED, ABORTED, HEALTHY, None],
+        [CIRCUIT_FLAG, None],
+        [RUNBOOK, "runbooks/payment-router.md", None],
+    ):
+        options = tiers_mod.tier_options(
+            service="payment-router",
+            state=state,
+            incident=INCIDENT,
+            circuit_flag=flag,
+            circuit_available=False,
+            gitops_repo="git@example.com:platform/configs.git",
+            gitops_path="services/payment-router",
+            sha_annotation="rollbot.io/git-sha",
+            runbook_url=runbook,
+            state_error=None if state is not None else "the Kubernetes API is unreachable",
+        )
+        blocks = incident_card(state or PAUSED, tiers=options, circuit_flag=flag)
+        text = all_text(blocks)
+        assert text.count("⭐") == 1
+        assert "<sha>" not in text and "&lt;sha&gt;" in text
+        assert ("runbook_open" in buttons(blocks)) is (runbook == RUNBOOK)
+        assert text.count("Runbook: `runbooks/payment-router.md`") == (
+            1 if runbook == "runbooks/payment-router.md" else 0
+        )
+        assert "<sha>" in render_text(blocks)
