@@ -524,7 +524,7 @@ class ServiceMetrics(_Section):
     PromQL's own and is written as usual, e.g.
     ``sum(rate(http_requests_total{job="{job}",version="{version}",code=~"5.."}[1m]))
     / sum(rate(http_requests_total{job="{job}",version="{version}"}[1m]))``.
-    None: the Prometheus adapter's defaults.
+    None: the Prometheus adapter's defaults. `bot.adapters.prometheus.render` fills them in.
     """
 
     job: str | None = None
@@ -548,11 +548,6 @@ class ServiceMetrics(_Section):
                 'series (select with version="{version}")'
             )
         return value
-
-    @staticmethod
-    def render(template: str, *, job: str, version: str) -> str:
-        """The query for one version: ``{job}`` and ``{version}`` replaced literally."""
-        return template.replace("{job}", job).replace("{version}", version)
 
 
 class ServiceSettings(_Section):

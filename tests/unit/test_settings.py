@@ -596,7 +596,9 @@ def test_alert_incident_metric_and_gitops_keys_load(tmp_path: Path) -> None:
     assert svc.gitops.sha_annotation == "ci.example.com/commit"
     assert svc.metrics.job == "payment-router-http"
     assert svc.metrics.error_rate is not None
-    query = svc.metrics.render(svc.metrics.error_rate, job="payment-router-http", version="canary")
+    from bot.adapters.prometheus import render
+
+    query = render(svc.metrics.error_rate, job="payment-router-http", version="canary")
     assert query == (
         'sum(rate(http_requests_total{job="payment-router-http",version="canary",code=~"5.."}'
         '[1m])) / sum(rate(http_requests_total{job="payment-router-http",version="canary"}[1m]))'
