@@ -116,7 +116,9 @@ class Rollbot:
         try:
             await self.store.ping()
         except Exception as err:  # noqa: BLE001 - readiness reports, never raises
-            problems.append(f"database: {err}")
+            # The probe's answer is public: name the failure, keep hosts and SQL in the log.
+            log.warning("readiness: database check failed: %r", err)
+            problems.append(f"database: {type(err).__name__}")
         if self.watch_error:
             problems.append(f"kubernetes watch: {self.watch_error}")
         return problems

@@ -34,6 +34,7 @@ from bot.core import rollouts as core_rollouts
 from bot.core.errors import (
     InvalidRequest,
     NotAuthorised,
+    OutcomeUnknown,
     RollbotError,
     TemporaryError,
     UnknownService,
@@ -197,8 +198,38 @@ class Responder:
                 f"{before.revision}. Nothing was done; ask `/rollback {req.service}` for the "
                 f"current state."
             )
-        epoch = req.epoch if req.epoch is not None else await self._cards.epoch(card_key(before))
+        current_epoch = await self._cards.epoch(card_key(before))
+        epoch = req.epoch if req.epoch is not None else current_epoch
         key = f"{card_key(before)}:{req.action.value}#{epoch}"
+        if epoch < current_epoch:
+            # The button was rendered before someone else acted on this revision.
+            earlier = await self._store.get_action(key)
+            if earlier is not None:
+                await self._audit(
+                    req,
+                    target,
+                    "duplicate",
+                    before=before,
+                    detail={"idempotency_key": key, "winner": earlier.actor_id},
+                )
+                return self._duplicate(req, earlier, before)
+            await self._audit(
+                req,
+                target,
+                "refused",
+                before=before,
+                detail={
+                    "reason": "stale card",
+                    "card_epoch": epoch,
+                    "current_epoch": current_epoch,
+                },
+            )
+            raise InvalidRequest(
+                f"This card is out of date: someone acted on `{target}` after it was shown, "
+                f"so nothing was done. The card in the channel shows the current state "
+                f"(phase {before.phase}, step {before.step_label}); press its button again "
+                f"if {req.action.value} is still right."
+            )
         claim = await self._store.claim_action(
             key,
             service=req.service,
@@ -229,6 +260,12 @@ class Responder:
             # read it back, a bug, cancellation at shutdown), the won claim must not stay
             # `running` forever, and patches already sent must reach the audit log.
             await self._fail(req, key, target, before, started, err, patches)
+            if isinstance(err, TemporaryError):
+                raise OutcomeUnknown(
+                    f"{req.action.value} on `{target}` did not complete: {err.message}. "
+                    f"rollbot cannot tell whether the change reached the cluster; check the "
+                    f"card or `/rollback {req.service}` before trying again."
+                ) from err
             raise
         result = "succeeded" if verification.ok else "failed"
         record = await self._finish(

@@ -12,4 +12,5 @@ pytest_plugins = [
     "tests.plugins.postgres",
     "tests.plugins.kube",
     "tests.plugins.slack",
+    "tests.plugins.prometheus",
 ]

@@ -1,6 +1,8 @@
 """Typed errors that say what to do next.
 
     RollbotError                 anything rollbot reports to a person
+    ├── OutcomeUnknown           an action was under way when something failed: it may or
+    │                            may not have taken effect; look before trying again
     ├── PermanentError           retrying will not help; tell the user what to change
     │   ├── UnknownService       not in the catalog (lists the known ones)
     │   ├── TargetNotFound       the Rollout is not in the cluster (says namespace/name)
@@ -29,6 +31,12 @@ class RollbotError(Exception):
 
 class PermanentError(RollbotError):
     pass
+
+
+class OutcomeUnknown(RollbotError):
+    """An action was claimed and possibly sent, then something failed before its effect was
+    verified. Unlike a TemporaryError, retrying blindly is not safe (a promote may advance
+    twice), so the message tells the person to look first."""
 
 
 class TemporaryError(RollbotError):

@@ -35,6 +35,7 @@ from bot.web.app import create_web_app
 
 SIGNING_SECRET = "demo-signing-secret-not-for-production"
 BOT_TOKEN = "xoxb-demo-0000-rollbot"
+ALERTMANAGER_TOKEN = "demo-alertmanager-token-not-for-production"
 CHANNEL_ID = "C0PAYDEPLOY"
 CHANNEL = "#payments-deploys"
 ONCALL = ("U0ONCALL", "oncall-engineer")
@@ -51,6 +52,17 @@ class AcceleratedClock:
 
     def __call__(self) -> float:
         return self._t0 + (time.monotonic() - self._t0) * self.speed
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in, recursively for mappings."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _free_socket() -> socket.socket:
@@ -73,8 +85,10 @@ class SimWorld:
         verify_timeout: float = 15.0,
         extra_services: dict[str, dict[str, Any]] | None = None,
         start_bot: bool = True,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         self.start_bot = start_bot
+        self.settings_overrides = settings or {}
         self.extra_services = extra_services or {}
         self.speed = speed
         self.port = port
@@ -144,35 +158,39 @@ class SimWorld:
         config = self.workdir / "rollbot.yaml"
         config.write_text(
             json.dumps(
-                {
-                    "slack": {"api_url": self.slack.api_url},
-                    "kubernetes": {
-                        "kubeconfig": str(kubeconfig),
-                        "verify_timeout_seconds": self.verify_timeout,
-                    },
-                    "database": {
-                        "url": self.database_url or f"sqlite:///{self.workdir / 'rollbot.db'}"
-                    },
-                    "services": {
-                        "payment-router": {
-                            "namespace": "payments",
-                            "rollout": "payment-router",
-                            "channel": CHANNEL,
-                            "owners": {"slack_usergroup": USERGROUP},
-                            "flags": {
-                                "release": "payments.new-router.enabled",
-                                "circuit": "payments.new-router.circuit-open",
-                            },
+                _merge(
+                    {
+                        "slack": {"api_url": self.slack.api_url},
+                        "kubernetes": {
+                            "kubeconfig": str(kubeconfig),
+                            "verify_timeout_seconds": self.verify_timeout,
                         },
-                        **self.extra_services,
+                        "database": {
+                            "url": self.database_url or f"sqlite:///{self.workdir / 'rollbot.db'}"
+                        },
+                        "services": {
+                            "payment-router": {
+                                "namespace": "payments",
+                                "rollout": "payment-router",
+                                "channel": CHANNEL,
+                                "owners": {"slack_usergroup": USERGROUP},
+                                "flags": {
+                                    "release": "payments.new-router.enabled",
+                                    "circuit": "payments.new-router.circuit-open",
+                                },
+                            },
+                            **self.extra_services,
+                        },
                     },
-                }
+                    self.settings_overrides,
+                )
             )
         )
         self.config_path = config
         self.bot_env = {
             "ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN,
             "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
+            "ROLLBOT_ALERTMANAGER__BEARER_TOKEN": ALERTMANAGER_TOKEN,
         }
         if not self.start_bot:
             # The bot runs elsewhere (e.g. `rollbot serve --config …` in its own process);

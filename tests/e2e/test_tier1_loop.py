@@ -196,7 +196,9 @@ async def test_status_and_help(world):
         what="a status card",
     )
     text = json.dumps(body["blocks"])
-    assert "payment-router" in text and "%" in text
+    assert "payment-router" in text
+    assert "revision 41" in text and "registry.example.com/payment-router:1.13.0" in text
+    assert "Step" in text and "Canary weight" in text and "Analysis" in text
     assert patches(world) == []
 
 
@@ -335,3 +337,30 @@ async def test_promote_pause_promote_full_commands(world):
     )
     results = [e.entry.result for e in await world.rollbot.store.audit_entries()]
     assert results == ["succeeded"] * 3
+
+
+async def test_stale_card_buttons_are_refused_or_told_who_acted(world):
+    card = await paused_card(world)  # rendered at epoch 0: Abort and Promote
+    await world.click(card, "rollout_abort")
+    await world.wait_for(
+        lambda: "Aborted by" in json.dumps(world.card()), timeout=20, what="the abort"
+    )
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry")
+    await world.wait_for(lambda: "Retried" in responses_text(world), timeout=20, what="the retry")
+    sent = len(patches(world))
+
+    # The old card's Promote: never claimed at epoch 0, and someone acted since → refused.
+    await world.click(card, "rollout_promote")
+    await world.wait_for(
+        lambda: "out of date" in responses_text(world), timeout=10, what="the stale-card refusal"
+    )
+    # The old card's Abort: that very click already ran → told who did it.
+    await world.click(card, "rollout_abort", user=ONCALL, retry_num=None)
+    await world.wait_for(
+        lambda: responses_text(world).count("Already aborted by") == 1,
+        timeout=10,
+        what="the duplicate answer",
+    )
+    assert len(patches(world)) == sent
+    results = [e.entry.result for e in await world.rollbot.store.audit_entries()]
+    assert results.count("refused") == 1

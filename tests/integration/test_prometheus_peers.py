@@ -37,7 +37,6 @@ from bot.core.alerts import parse_webhook
 from bot.sim.metrics_app import MetricsApp
 from tests.plugins.fixtures import load_fixture
 from tests.plugins.peers import require_peer
-from tests.plugins.prometheus import *  # noqa: F403  (fixtures, until registered in conftest)
 from tests.plugins.prometheus import (
     AlertmanagerPeer,
     PrometheusPeer,

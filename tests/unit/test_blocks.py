@@ -346,7 +346,8 @@ def test_long_values_are_clipped_to_slack_limits() -> None:
 
 @pytest.mark.parametrize("path", rollout_fixture_paths(), ids=lambda p: p.name)
 def test_every_rollout_fixture_renders(path: Any) -> None:
-    rollouts = pytest.importorskip("bot.core.rollouts")
+    from bot.core import rollouts
+
     state = rollouts.parse_rollout(yaml.safe_load(path.read_text()))
     blocks = b.rollout_card(
         service=state.name, state=state, trouble=rollouts.trouble(state), epoch=0, now=NOW
@@ -361,7 +362,8 @@ def test_every_rollout_fixture_renders(path: Any) -> None:
 @pytest.mark.parametrize("path", analysisrun_fixture_paths(), ids=lambda p: p.name)
 def test_every_analysisrun_fixture_renders_on_a_card(path: Any) -> None:
     """Each AnalysisRun fixture, joined to a Rollout, shows its phase and message."""
-    rollouts = pytest.importorskip("bot.core.rollouts")
+    from bot.core import rollouts
+
     run = yaml.safe_load(path.read_text())
     base = FIXTURES / "argo-rollouts" / "testdata" / "rollout-aborted.rollout.yaml"
     state = rollouts.parse_rollout(yaml.safe_load(base.read_text()), analysis_run=run)

@@ -8,7 +8,7 @@ Aspects:
   case study's steps and SLO gates;
 - RBAC grants exactly the verbs the adapter needs and nothing cluster-wide beyond that;
   leases only through a namespaced Role;
-- the Deployment: 2 replicas, probes, secrets from rollbot-secrets under the env names
+- the Deployment: 1 replica (Recreate), probes, secrets from rollbot-secrets under the env names
   settings reads, config mounted where ROLLBOT_CONFIG points, non-root, read-only root;
 - kustomization lists every manifest;
 - rollbot.example.yaml and the ConfigMap's rollbot.yaml load and pass check_config once
@@ -240,7 +240,9 @@ def test_rbac_is_least_privilege() -> None:
 def test_deployment() -> None:
     (deployment,) = load_all(DEPLOY / "kubernetes" / "deployment.yaml")
     spec = deployment["spec"]
-    assert spec["replicas"] == 2
+    # one voice: a single replica (and no surge) until leader election exists
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "rollbot"
     assert pod["securityContext"]["runAsNonRoot"] is True
