@@ -17,10 +17,12 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.adapters.kubernetes import KubeRollouts
+from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards
 from bot.core.errors import RollbotError
 from bot.core.ports import WatchEvent
+from bot.incidents import IncidentEngine
 from bot.metrics import Metrics
 from bot.responder import Responder
 from bot.settings import Settings
@@ -44,6 +46,9 @@ class Rollbot:
     metrics: Metrics
     web_client: Any
     work: WorkQueue
+    incidents: IncidentEngine
+    prometheus: PrometheusMetrics | None = None
+    alert_receiver: Any = None  # set by bot.web.app when the route is mounted
     watch_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _pending: dict[tuple[str, str], bool] = field(default_factory=dict)
@@ -82,7 +87,7 @@ class Rollbot:
             while True:
                 try:
                     state = await self.rollouts.get_state(namespace, name)
-                    await self.cards.observe(state)
+                    await self.incidents.on_rollout(state)
                 except RollbotError as err:
                     log.warning(
                         "could not refresh the card of %s/%s: %s", namespace, name, err.message
@@ -125,20 +130,37 @@ class Rollbot:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
-        watch = asyncio.create_task(self.run_watch(), name="rollbot-watch")
+        from bot.web.alertmanager import replay_pending
+
+        background = [
+            asyncio.create_task(self.run_watch(), name="rollbot-watch"),
+            asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker"),
+        ]
+        # Alert webhooks stored but never processed (the process died after its 200).
+        replayed = await replay_pending(store=self.store, on_alerts=self.incidents.on_alerts)
+        if replayed:
+            log.info("replayed %d stored Alertmanager webhook(s)", replayed)
         try:
             yield
         finally:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if self.alert_receiver is not None:
+                await self.alert_receiver.drain(timeout=10)
             for task in list(self._tasks):
                 task.cancel()
             await self.aclose()
 
     async def aclose(self) -> None:
         await self.work.close()
+        await self.incidents.close()
+        await self.cards.close()
         await self.store.close()
+        if self.prometheus is not None:
+            await self.prometheus.aclose()
         self.rollouts.close()
 
 
@@ -162,7 +184,21 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
             cursor_store=store,
         )
     metrics = Metrics()
-    cards = Cards(chat=chat, store=store, catalog=settings.services)
+    cards = Cards(
+        chat=chat, store=store, catalog=settings.services, public_url=settings.server.public_url
+    )
+    prometheus = (
+        PrometheusMetrics(
+            base_url=settings.prometheus.url,
+            timeout=settings.prometheus.query_timeout_seconds,
+            graph_url=settings.prometheus.graph_base_url,
+        )
+        if settings.prometheus.url
+        else None
+    )
+    incidents = IncidentEngine(
+        settings=settings, rollouts=rollouts, cards=cards, chat=chat, prometheus=prometheus
+    )
     responder = Responder(
         catalog=settings.services,
         rollouts=rollouts,
@@ -190,6 +226,8 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         metrics=metrics,
         web_client=web_client,
         work=work,
+        incidents=incidents,
+        prometheus=prometheus,
     )
     rollouts.on_watch_error = rollbot.on_watch_error
     return rollbot

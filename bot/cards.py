@@ -1,28 +1,38 @@
 """The one Slack card per Rollout revision, and its thread.
 
-The watch feeds every Rollout change here. A Rollout that turns bad by itself gets its
-card posted into the service's channel; once a card exists, every change updates it in
-place (`chat.update`) and each change of the one-line summary adds a line to the thread
-underneath, so the thread is the incident's timeline. Actions report here too.
+A card is the view of one incident: the Rollout's state (from the watch), the incident
+built from every signal about that revision (the watch's own verdict and SLO alerts), the
+canary-vs-stable evidence from Prometheus, the rollback tiers that fit, and the outcome of
+the last action. Every source updates its part of the card's memory here and asks for a
+render; the card is posted into the service's channel when something hurts, then updated
+in place (`chat.update`), and its thread is the timeline.
 
-Two rules keep Slack calm: a card is re-rendered only when its digest (the state that
-matters, not the ever-changing age) differs, and updates for one card are serialised by a
-per-card lock so a burst of watch events cannot interleave their posts.
+Three rules keep Slack calm under an alert storm:
+- a card is re-rendered only when its digest (what the card shows, not the ever-changing
+  age) differs from the last one sent;
+- `chat.update` for one card is sent at most once per `update_interval` seconds: a render
+  asked for sooner is coalesced into one delayed flush that sends the latest state;
+- thread lines are written for state changes and actions only, never for repeats.
+Updates for one card are serialised by a per-card lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.core import rollouts as core_rollouts
-from bot.core.model import MessageRef, RolloutState
+from bot.core import tiers as core_tiers
+from bot.core.errors import RollbotError
+from bot.core.model import Evidence, Incident, IncidentState, MessageRef, RolloutState
 from bot.core.ports import CardRecord, Chat, Store
 from bot.slack import blocks
 
@@ -55,9 +65,16 @@ def summary_line(state: RolloutState) -> str:
 
 @dataclass
 class _CardMemory:
+    service: str
+    state: RolloutState
     outcome: blocks.Outcome | None = None
+    incident: Incident | None = None
+    evidence: Evidence | None = None
+    alerts: tuple[str, ...] = ()
     last_line: str = ""
     digest: str = ""
+    last_update: float = 0.0  # monotonic time of the last chat.update
+    flush: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class Cards:
@@ -67,11 +84,15 @@ class Cards:
         chat: Chat,
         store: Store,
         catalog: Mapping[str, ServiceSettings],
+        public_url: str | None = None,
+        update_interval: float = 1.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._chat = chat
         self._store = store
         self._catalog = catalog
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self._interval = update_interval
         self._now = now
         self._locks: dict[str, asyncio.Lock] = {}
         self._memory: dict[str, _CardMemory] = {}
@@ -83,28 +104,64 @@ class Cards:
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    def _mem(self, key: str) -> _CardMemory:
-        return self._memory.setdefault(key, _CardMemory())
+    def _mem(self, service: str, state: RolloutState) -> _CardMemory:
+        mem = self._memory.get(card_key(state))
+        if mem is None:
+            mem = self._memory[card_key(state)] = _CardMemory(service, state)
+        else:
+            mem.state = state
+        return mem
 
     async def epoch(self, key: str) -> int:
         card = await self._store.get_card(key)
         return card.epoch if card else 0
 
+    # ── what changes a card ─────────────────────────────────────────────────────────────
+
     async def observe(self, state: RolloutState) -> CardRecord | None:
-        """A Rollout changed: post its card if it went bad, update it if it exists."""
+        """A Rollout changed: post its card if it hurts, update the card if it exists."""
         service = self.service_for(state.namespace, state.name)
         if service is None:
             return None
         key = card_key(state)
         async with self._lock(key):
+            mem = self._mem(service, state)
             card = await self._store.get_card(key)
-            if card is None and core_rollouts.trouble(state) is None:
+            if card is None and not self._hurts(mem):
                 return None
-            card = await self._ensure_posted(service, state, card)
-            if card is None:
+            return await self._show(mem, card, line=summary_line(state))
+
+    async def incident_changed(
+        self,
+        service: str,
+        state: RolloutState,
+        incident: Incident,
+        *,
+        alerts: Sequence[str] = (),
+        line: str | None = None,
+    ) -> CardRecord | None:
+        """The incident of this revision changed (an alert fired or resolved, a tick)."""
+        key = card_key(state)
+        async with self._lock(key):
+            mem = self._mem(service, state)
+            mem.incident = incident
+            mem.alerts = tuple(alerts)
+            card = await self._store.get_card(key)
+            if card is None and not self._hurts(mem):
                 return None
-            await self._refresh(service, state, card, line=summary_line(state))
-            return card
+            return await self._show(mem, card, line=line, always=line is not None)
+
+    async def set_evidence(self, service: str, state: RolloutState, evidence: Evidence) -> None:
+        """Prometheus answered: fill in the evidence on an existing card (never posts)."""
+        key = card_key(state)
+        async with self._lock(key):
+            mem = self._memory.get(key)
+            if mem is None:
+                return
+            mem.evidence = evidence
+            card = await self._store.get_card(key)
+            if card is not None and card.ts is not None:
+                await self._render_update(mem, card)
 
     async def report(
         self, service: str, state: RolloutState, outcome: blocks.Outcome, line: str
@@ -112,72 +169,116 @@ class Cards:
         """An action finished (or failed): new epoch, outcome on the card, a thread line."""
         key = card_key(state)
         async with self._lock(key):
-            self._mem(key).outcome = outcome
-            card = await self._ensure_posted(service, state, await self._store.get_card(key))
+            mem = self._mem(service, state)
+            mem.outcome = outcome
+            card = await self._ensure_posted(mem, await self._store.get_card(key))
             if card is None:
                 await self._store.bump_card_epoch(key)
                 return None
             card = replace(card, epoch=await self._store.bump_card_epoch(key))
-            await self._refresh(service, state, card, line=line, always=True)
+            await self._refresh(mem, card, line=line, always=True, immediate=True)
             return card
 
-    def render(
-        self, service: str, state: RolloutState, *, epoch: int, outcome: blocks.Outcome | None
-    ) -> tuple[str, list[dict[str, Any]]]:
-        trouble = core_rollouts.trouble(state)
-        now = self._now()
-        text = blocks.rollout_card_text(
-            service=service, state=state, trouble=trouble, epoch=epoch, now=now, outcome=outcome
-        )
-        body = blocks.rollout_card(
-            service=service, state=state, trouble=trouble, epoch=epoch, now=now, outcome=outcome
-        )
-        return text, body
+    async def close(self) -> None:
+        """Send the pending coalesced updates now (shutdown)."""
+        for mem in list(self._memory.values()):
+            if mem.flush is not None and not mem.flush.done():
+                mem.flush.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await mem.flush
+                await self._flush_now(mem)
 
-    async def _ensure_posted(
-        self, service: str, state: RolloutState, card: CardRecord | None
+    # ── rendering ───────────────────────────────────────────────────────────────────────
+
+    @staticmethod
+    def _hurts(mem: _CardMemory) -> bool:
+        if core_rollouts.trouble(mem.state) is not None:
+            return True
+        return mem.incident is not None and mem.incident.state is not IncidentState.RESOLVED
+
+    def runbook_url(self, service: str) -> str | None:
+        cfg = self._catalog[service]
+        if self._public_url:
+            return f"{self._public_url}/runbooks/{service}"
+        return cfg.runbook
+
+    def tiers(self, mem: _CardMemory) -> list[Any]:
+        cfg = self._catalog[mem.service]
+        return core_tiers.tier_options(
+            service=mem.service,
+            state=mem.state,
+            incident=mem.incident,
+            circuit_flag=cfg.flags.circuit if cfg.flags else None,
+            circuit_available=False,  # the flip arrives with the flags integration
+            gitops_repo=cfg.gitops.repo,
+            gitops_path=cfg.gitops.path,
+            sha_annotation=cfg.gitops.sha_annotation,
+            runbook_url=self.runbook_url(mem.service),
+        )
+
+    def render(self, mem: _CardMemory, *, epoch: int) -> tuple[str, list[dict[str, Any]]]:
+        cfg = self._catalog[mem.service]
+        kw: dict[str, Any] = {
+            "service": mem.service,
+            "state": mem.state,
+            "trouble": core_rollouts.trouble(mem.state),
+            "epoch": epoch,
+            "now": self._now(),
+            "outcome": mem.outcome,
+            "incident": mem.incident,
+            "evidence": mem.evidence,
+            "tiers": self.tiers(mem),
+            "alerts": mem.alerts,
+            "circuit_flag": cfg.flags.circuit if cfg.flags else None,
+        }
+        return blocks.rollout_card_text(**kw), blocks.rollout_card(**kw)
+
+    async def _show(
+        self, mem: _CardMemory, card: CardRecord | None, *, line: str | None, always: bool = False
     ) -> CardRecord | None:
+        card = await self._ensure_posted(mem, card)
+        if card is None:
+            return None
+        await self._refresh(mem, card, line=line, always=always)
+        return card
+
+    async def _ensure_posted(self, mem: _CardMemory, card: CardRecord | None) -> CardRecord | None:
         """The card's record with a message ts, posting it if we own it and it has none.
 
-        None means another replica claimed it and is posting it right now (it will own the
-        updates); a claim left without a message for longer than `claim_grace` seconds (its
-        poster died) is taken over.
+        None means another poster claimed it and has not posted yet (it owns the first
+        post). A claim whose poster died stays without a message; see the README's known
+        limits (leader election and claim takeover come with several replicas).
         """
-        key = card_key(state)
-        cfg = self._catalog[service]
+        key = card_key(mem.state)
+        cfg = self._catalog[mem.service]
         if card is None:
-            won, card = await self._store.claim_card(key, service=service, channel=cfg.channel)
+            won, card = await self._store.claim_card(key, service=mem.service, channel=cfg.channel)
             if not won and card.ts is None:
                 return None
         if card.ts is not None:
             return card
-        mem = self._mem(key)
-        text, body = self.render(service, state, epoch=card.epoch, outcome=mem.outcome)
+        text, body = self.render(mem, epoch=card.epoch)
         ref = await self._chat.post(cfg.channel, text=text, blocks=body)
-        mem.digest = _digest(state, mem.outcome, card.epoch)
+        mem.digest = _digest(mem, card.epoch)
+        mem.last_update = time.monotonic()
         return await self._store.set_card_message(
             key, ts=ref.ts, digest=mem.digest, channel=ref.channel
         )
 
     async def _refresh(
         self,
-        service: str,
-        state: RolloutState,
+        mem: _CardMemory,
         card: CardRecord,
         *,
-        line: str,
+        line: str | None,
         always: bool = False,
+        immediate: bool = False,
     ) -> None:
-        key = card_key(state)
-        mem = self._mem(key)
-        digest = _digest(state, mem.outcome, card.epoch)
-        if digest != card.digest and digest != mem.digest:
-            text, body = self.render(service, state, epoch=card.epoch, outcome=mem.outcome)
-            assert card.ts is not None
-            await self._chat.update(MessageRef(card.channel, card.ts), text=text, blocks=body)
-            await self._store.set_card_digest(key, digest)
-        mem.digest = digest
-        if always or line != mem.last_line:
+        if immediate or time.monotonic() - mem.last_update >= self._interval:
+            await self._render_update(mem, card)
+        elif mem.flush is None or mem.flush.done():
+            mem.flush = asyncio.create_task(self._flush_later(mem))
+        if line is not None and (always or line != mem.last_line):
             if not always:
                 mem.last_line = line
             assert card.ts is not None
@@ -187,8 +288,35 @@ class Cards:
                 thread_ts=card.ts,
             )
 
+    async def _render_update(self, mem: _CardMemory, card: CardRecord) -> None:
+        digest = _digest(mem, card.epoch)
+        if digest == card.digest or digest == mem.digest:
+            return
+        text, body = self.render(mem, epoch=card.epoch)
+        assert card.ts is not None
+        await self._chat.update(MessageRef(card.channel, card.ts), text=text, blocks=body)
+        mem.digest = digest
+        mem.last_update = time.monotonic()
+        await self._store.set_card_digest(card.card_key, digest)
 
-def _digest(state: RolloutState, outcome: blocks.Outcome | None, epoch: int) -> str:
+    async def _flush_later(self, mem: _CardMemory) -> None:
+        await asyncio.sleep(max(0.0, mem.last_update + self._interval - time.monotonic()))
+        await self._flush_now(mem)
+
+    async def _flush_now(self, mem: _CardMemory) -> None:
+        key = card_key(mem.state)
+        async with self._lock(key):
+            card = await self._store.get_card(key)
+            if card is None or card.ts is None:
+                return
+            try:
+                await self._render_update(mem, card)
+            except RollbotError as err:
+                log.warning("coalesced update of %s failed: %s", key, err.message)
+
+
+def _digest(mem: _CardMemory, epoch: int) -> str:
+    state, outcome, incident, evidence = mem.state, mem.outcome, mem.incident, mem.evidence
     material = {
         "rev": state.revision,
         "phase": state.phase,
@@ -205,6 +333,11 @@ def _digest(state: RolloutState, outcome: blocks.Outcome | None, epoch: int) -> 
         "outcome": None
         if outcome is None
         else [str(outcome.action), outcome.actor_id, outcome.at.isoformat(), outcome.verified],
+        "incident": None
+        if incident is None
+        else [str(incident.state), sorted(incident.firing), len(incident.seen)],
+        "alerts": list(mem.alerts),
+        "evidence": None if evidence is None else repr(replace(evidence, queried_at=None)),
         "epoch": epoch,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

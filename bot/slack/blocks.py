@@ -433,12 +433,19 @@ def _evidence_block(evidence: Evidence) -> Block:
     return SectionBlock(text=MarkdownTextObject(text=head), fields=fields)
 
 
-def _alerts_block(alerts: Sequence[str]) -> Block | None:
-    """The first MAX_ALERTS_SHOWN firing alerts, one line each, then `+N more`."""
+def _alerts_block(alerts: Sequence[str], incident: Incident | None = None) -> Block | None:
+    """The first MAX_ALERTS_SHOWN firing alert lines, then `+N more`.
+
+    Lines may group identical alerts ("… ×1,000"), so the heading counts the incident's
+    firing alerts when there is an incident, else the lines.
+    """
     if not alerts:
         return None
+    total = len(alerts)
+    if incident is not None:
+        total = max(total, len(incident.firing - {_ROLLOUT_SIGNAL_KEY}))
     shown = [f"• {_safe(summary, 400)}" for summary in list(alerts[:MAX_ALERTS_SHOWN])]
-    lines = [f"*Firing alerts* ({len(alerts):,})", *shown]
+    lines = [f"*Firing alerts* ({total:,})", *shown]
     if len(alerts) > len(shown):
         lines.append(f"+{len(alerts) - len(shown):,} more")
     return SectionBlock(text=MarkdownTextObject(text="\n".join(lines)))
@@ -663,7 +670,7 @@ def rollout_card(
         emoji = _TROUBLE_EMOJI.get(trouble.kind, ":warning:")
         summary = _clip(f"{emoji} {trouble.summary}", 3000)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=summary)))
-    alerts_block = _alerts_block(alerts or ())
+    alerts_block = _alerts_block(alerts or (), incident)
     if alerts_block is not None:
         blocks.append(alerts_block)
     if evidence is not None:

@@ -1,4 +1,4 @@
-"""HTTP surface: Slack, health, readiness and metrics (webhooks arrive with later issues)."""
+"""HTTP surface: Slack, the Alertmanager webhook, health, readiness and metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from bot.web.alertmanager import alertmanager_route
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
@@ -36,9 +38,20 @@ def create_web_app(rollbot: Rollbot, *, run_background: bool = True) -> Starlett
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    token = rollbot.settings.alertmanager.bearer_token
+    alerts = alertmanager_route(
+        token=token.get_secret_value() if token is not None else None,
+        store=rollbot.store,
+        on_alerts=rollbot.incidents.on_alerts,
+        metrics=metrics,
+        matchers=rollbot.settings.alert_matchers(),
+    )
+    rollbot.alert_receiver = alerts.endpoint.__self__  # type: ignore[attr-defined]
+
     return Starlette(
         routes=[
             Route("/slack/events", slack_events, methods=["POST"]),
+            alerts,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -306,7 +306,14 @@ async def test_progress_deadline_posts_card(tmp_path):
         assert "ProgressDeadlineExceeded" in json.dumps(card["blocks"])
 
 
-async def test_promote_pause_promote_full_commands(world):
+async def test_promote_pause_promote_full_commands(tmp_path):
+    # 60x: after the promote, the 5-minute pause at 50 % lasts 5 real seconds, time enough
+    # for the pause command to land before the controller reaches 100 % by itself.
+    async with SimWorld(speed=60, workdir=tmp_path) as world:
+        await _promote_pause_promote_full(world)
+
+
+async def _promote_pause_promote_full(world: SimWorld) -> None:
     await paused_card(world)
 
     async def command(text: str, reply: str) -> None:

@@ -64,3 +64,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
 
         deps.work.submit(job, on_error=errors.reporter(respond, what=f"click {verb}"))
+
+    @app.action(blocks.RUNBOOK_ACTION_ID)
+    async def on_runbook(ack: Any) -> None:
+        # A URL button: Slack opens the link itself and still sends the click; just ack.
+        await ack()
+
+    @app.action(blocks.CIRCUIT_ACTION_ID)
+    async def on_circuit(ack: Any, respond: Any) -> None:
+        await ack()
+        await respond(
+            text=":construction: The circuit-breaker flip (Tier 2) is not wired to a flag "
+            "provider yet; flip the flag in its console, or use Tier 1 or Tier 3.",
+            response_type="ephemeral",
+            replace_original=False,
+        )

@@ -1,0 +1,306 @@
+"""The incident engine: every signal about a service's revision becomes one incident card.
+
+Signals come from two places: the Rollout watch (the Rollout's own verdict: an inconclusive
+pause, a progress deadline, a degraded canary) and Alertmanager (SLO alerts). Both are
+correlated by `bot.core.incidents` into one incident per service and Rollout revision, so
+an analysis failure seen by the watch and an SLO alert for the same canary are one card.
+
+For each change the engine:
+- updates the card (`bot.cards.Cards`): posted when the incident opens, updated in place,
+  a thread line only when the incident's state changes (alert storms stay quiet);
+- asks Prometheus for canary-vs-stable evidence in the background (best effort: the card
+  never waits for it; "metrics unavailable" until it answers), refreshed while open;
+- resolves incidents that stayed quiet for `incidents.quiet_period_seconds` (a ticker);
+- tells the fallback channel, at most once per alert name per interval, about alerts that
+  match no service in the catalog (they are counted in /metrics either way).
+
+Incidents live in memory (one replica); their inputs are durable: alert webhooks are
+stored before they are acknowledged and replayed after a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.cards import Cards, card_key
+from bot.core import alerts as core_alerts
+from bot.core import incidents as core_incidents
+from bot.core import rollouts as core_rollouts
+from bot.core.errors import RollbotError
+from bot.core.model import Alert, Incident, IncidentState, RolloutState
+from bot.core.ports import Chat, Rollouts
+
+if TYPE_CHECKING:
+    from bot.adapters.prometheus import PrometheusMetrics
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_ALERT_LINES = 50  # distinct firing summaries for the card (it shows 5, "+N more")
+
+
+class IncidentEngine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        rollouts: Rollouts,
+        cards: Cards,
+        chat: Chat,
+        prometheus: PrometheusMetrics | None = None,
+        evidence_interval: float = 15.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self._catalog = settings.services
+        self._matchers = settings.alert_matchers()
+        self._rollouts = rollouts
+        self._cards = cards
+        self._chat = chat
+        self._prometheus = prometheus
+        self._evidence_interval = evidence_interval
+        self._now = now
+        self._quiet = timedelta(seconds=settings.incidents.quiet_period_seconds)
+        self._throttle = core_alerts.NoticeThrottle(
+            timedelta(seconds=settings.alertmanager.unknown_notice_interval_seconds)
+        )
+        self.incidents: dict[str, Incident] = {}
+        self._states: dict[str, RolloutState] = {}  # last known state per service
+        self._card_states: dict[str, RolloutState] = {}  # last known state per card key
+        self._alert_text: dict[str, dict[str, str]] = {}  # card key → fingerprint → summary
+        self._evidence_due: dict[str, float] = {}  # card key → loop time of next refresh
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    # ── signals ─────────────────────────────────────────────────────────────────────────
+
+    async def on_rollout(self, state: RolloutState) -> None:
+        """The watch saw the Rollout change (called once per coalesced refresh)."""
+        service = self._cards.service_for(state.namespace, state.name)
+        if service is None:
+            return
+        self._remember(service, state)
+        trouble = core_rollouts.trouble(state)
+        signal = core_incidents.rollout_signal(service, state, trouble, self._now())
+        key = card_key(state)
+        async with self._lock:
+            previous = self.incidents.get(key)
+            if previous is None and not signal.firing:
+                incident, change = None, None
+            else:
+                incident, change = core_incidents.open_or_update(
+                    previous,
+                    signal,
+                    namespace=state.namespace,
+                    rollout=state.name,
+                    revision=state.revision,
+                    now=self._now(),
+                )
+                self.incidents[key] = incident
+        await self._cards.observe(state)
+        if incident is not None and (change is not None or previous is None):
+            await self._show(service, state, incident, change)
+
+    async def on_alerts(self, alerts: list[Alert], payload: dict[str, Any]) -> None:
+        """One Alertmanager webhook's alerts (already stored and acknowledged)."""
+        by_service, unknown = core_alerts.route_alerts(alerts, self._matchers)
+        if unknown:
+            await self._notice_unknown(unknown)
+        for service, service_alerts in by_service.items():
+            try:
+                state = await self._state(service)
+            except RollbotError as err:
+                log.warning("alerts for %s: Rollout unreadable: %s", service, err.message)
+                await self._notice(
+                    service,
+                    f":warning: {len(service_alerts)} SLO alert(s) for `{service}`, but its "
+                    f"Rollout could not be read: {err.message}",
+                )
+                continue
+            await self._apply_alerts(service, state, service_alerts)
+
+    async def _apply_alerts(self, service: str, state: RolloutState, alerts: list[Alert]) -> None:
+        key = card_key(state)
+        now = self._now()
+        lines: list[str] = []
+        async with self._lock:
+            incident = self.incidents.get(key)
+            texts = self._alert_text.setdefault(key, {})
+            changed = False
+            for alert in alerts:
+                signal = core_alerts.alert_signal(service, alert, now=now)
+                updated, change = core_incidents.open_or_update(
+                    incident,
+                    signal,
+                    namespace=state.namespace,
+                    rollout=state.name,
+                    revision=state.revision,
+                    now=now,
+                )
+                if alert.firing:
+                    texts[alert.fingerprint] = signal.summary
+                else:
+                    texts.pop(alert.fingerprint, None)
+                if change is not None:
+                    changed = True
+                    if change.state_changed:
+                        lines.append(change.text)
+                incident = updated
+            if incident is None or not changed:
+                return
+            self.incidents[key] = incident
+        await self._show(service, state, incident, None, lines=lines)
+
+    async def _show(
+        self,
+        service: str,
+        state: RolloutState,
+        incident: Incident,
+        change: core_incidents.Change | None,
+        *,
+        lines: list[str] | None = None,
+    ) -> None:
+        key = card_key(state)
+        if lines is None:
+            lines = [change.text] if change is not None and change.state_changed else []
+        counts = Counter(
+            t for fp, t in self._alert_text.get(key, {}).items() if fp in incident.firing
+        )
+        alerts = [
+            f"{text} ×{n:,}" if n > 1 else text for text, n in counts.most_common(MAX_ALERT_LINES)
+        ]
+        # One thread line per state change; the card itself is updated (coalesced) once.
+        line = " · ".join(lines) if lines else None
+        await self._cards.incident_changed(service, state, incident, alerts=alerts, line=line)
+        if incident.state is IncidentState.OPEN:
+            self._fetch_evidence(service, state, key)
+
+    # ── evidence ────────────────────────────────────────────────────────────────────────
+
+    def _fetch_evidence(
+        self, service: str, state: RolloutState, key: str, *, force: bool = False
+    ) -> None:
+        if self._prometheus is None:
+            return
+        loop = asyncio.get_running_loop()
+        if not force and loop.time() < self._evidence_due.get(key, 0.0):
+            return
+        self._evidence_due[key] = loop.time() + self._evidence_interval
+        task = asyncio.create_task(self._evidence(service, state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _evidence(self, service: str, state: RolloutState) -> None:
+        assert self._prometheus is not None
+        cfg = self._catalog[service]
+        templates = {
+            "error_rate": cfg.metrics.error_rate,
+            "latency_p95_ms": cfg.metrics.latency_p95_ms,
+            "latency_p99_ms": cfg.metrics.latency_p99_ms,
+        }
+        try:
+            evidence = await self._prometheus.evidence(
+                job=cfg.metrics.job or cfg.rollout,
+                templates=templates,
+                slo_error_rate=cfg.slo.error_rate if cfg.slo else None,
+                slo_p95_ms=cfg.slo.latency_p95_ms if cfg.slo else None,
+                slo_p99_ms=cfg.slo.latency_p99_ms if cfg.slo else None,
+                now=self._now(),
+            )
+            await self._cards.set_evidence(service, state, evidence)
+        except RollbotError as err:
+            log.warning("evidence for %s failed: %s", service, err.message)
+
+    # ── the ticker ──────────────────────────────────────────────────────────────────────
+
+    async def tick(self) -> None:
+        """Resolve incidents quiet for the quiet period; refresh evidence of open ones."""
+        now = self._now()
+        resolved: list[tuple[str, Incident, core_incidents.Change]] = []
+        async with self._lock:
+            for key, incident in list(self.incidents.items()):
+                updated, change = core_incidents.tick(incident, now=now, quiet_period=self._quiet)
+                if change is not None:
+                    self.incidents[key] = updated
+                    resolved.append((key, updated, change))
+        for _key, incident, change in resolved:
+            state = self._state_for(incident)
+            if state is not None:
+                await self._show(incident.service, state, incident, change)
+        for key, incident in list(self.incidents.items()):
+            if incident.state is IncidentState.OPEN:
+                state = self._state_for(incident)
+                if state is not None:
+                    self._fetch_evidence(incident.service, state, key)
+
+    async def run_ticker(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.tick()
+            except RollbotError as err:
+                log.warning("incident tick failed: %s", err.message)
+            except Exception:
+                log.exception("incident tick failed")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ── helpers ─────────────────────────────────────────────────────────────────────────
+
+    def _remember(self, service: str, state: RolloutState) -> None:
+        self._states[service] = state
+        self._card_states[card_key(state)] = state
+
+    def _state_for(self, incident: Incident) -> RolloutState | None:
+        """The last state seen of the incident's own revision (its card's key)."""
+        return self._card_states.get(incident.card_key)
+
+    async def _state(self, service: str) -> RolloutState:
+        cfg = self._catalog[service]
+        try:
+            state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        except RollbotError:
+            known = self._states.get(service)
+            if known is None:
+                raise
+            return known  # the watch's last word beats no card at all
+        self._remember(service, state)
+        return state
+
+    async def _notice_unknown(self, alerts: list[Alert]) -> None:
+        channel = self._settings.slack.fallback_channel
+        now = self._now()
+        names = sorted({a.name for a in alerts if a.firing})
+        due = [n for n in names if self._throttle.due(n, now)]
+        if not due or not channel:
+            return
+        known = ", ".join(f"`{s}`" for s in sorted(self._catalog))
+        sample = next(a for a in alerts if a.name == due[0])
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+        text = (
+            f":grey_question: Alert{'s' if len(due) > 1 else ''} "
+            f"{', '.join(f'`{n}`' for n in due)} match no service in rollbot's catalog "
+            f"(e.g. {labels}). Known services: {known}. Add `alerts.match` to the service "
+            f"that owns them; rollbot reports each alert name at most once an hour."
+        )
+        try:
+            await self._chat.post(channel, text=text)
+        except RollbotError as err:
+            log.warning("could not post the unknown-alert notice: %s", err.message)
+
+    async def _notice(self, service: str, text: str) -> None:
+        try:
+            await self._chat.post(self._catalog[service].channel, text=text)
+        except RollbotError as err:
+            log.warning("could not post a notice for %s: %s", service, err.message)

@@ -1,0 +1,233 @@
+"""SLO alerts → the incident card with tiers, in the simulated world over real HTTP.
+
+Aspects under test:
+- an Alertmanager webhook (Bearer token) for a canary in progress opens one incident card
+  with the three tiers, Tier 1 recommended, Tier 2 shown unavailable with its reason, Tier 3
+  with the revert steps and the release SHA; the recommended abort then runs and verifies;
+- correlation: the watch's own card (inconclusive pause) and an SLO alert for the same
+  revision are one incident and one card;
+- an alert storm (1,000 distinct alerts in 10 concurrent webhooks, plus repeats) gives one
+  card, a handful of updates and one thread line, and every alert is recorded;
+- resolved alerts mark the incident recovering, then resolved after the quiet period;
+- alerts for no known service: 200, counted, one notice to the fallback channel per alert
+  name per interval;
+- wrong token → 401, malformed body → 400 saying what is wrong, nothing processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from bot.sim import alerts as sim_alerts
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
+
+pytestmark = pytest.mark.timeout(120)
+
+SETTINGS = {
+    "incidents": {"quiet_period_seconds": 1},
+    "slack": {"fallback_channel": "#rollbot-alerts"},
+}
+
+
+def tops(world: SimWorld) -> list[dict]:
+    return [m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m["ts"])]
+
+
+def card_text(world: SimWorld) -> str:
+    return json.dumps((world.card() or {}).get("blocks"), ensure_ascii=False)
+
+
+async def send(world: SimWorld, alerts: list[dict], token: str | None = ALERTMANAGER_TOKEN):
+    return await sim_alerts.send(
+        f"{world.url}/webhooks/alertmanager", token, sim_alerts.webhook(alerts)
+    )
+
+
+def error_rate(status: str = "firing", **labels: str) -> dict:
+    return sim_alerts.alert(
+        "RollbotErrorRateHigh",
+        service="payment-router",
+        status=status,
+        labels={"version": "canary", "slo": "error_rate", **labels},
+        summary="canary 5xx ratio 31 % ≥ 2 % for 5m",
+    )
+
+
+async def canary_started(world: SimWorld) -> None:
+    await world.wait_for(
+        lambda: (
+            (world.kube.get("rollouts", "payments", "payment-router") or {})
+            .get("status", {})
+            .get("currentStepIndex", 0)
+            >= 1
+        ),
+        timeout=20,
+        what="the canary at 10 %",
+    )
+
+
+@pytest.fixture
+async def progressing(tmp_path):
+    """A canary that progresses by itself (analyses pass), slowly enough to act on."""
+    async with SimWorld(
+        speed=20, workdir=tmp_path, analysis_at_25="Successful", settings=SETTINGS
+    ) as w:
+        w.slack.add_channel("C0FALLBACK", "rollbot-alerts")
+        yield w
+
+
+async def test_alert_opens_incident_card_with_three_tiers_and_recommended_abort(progressing):
+    world = progressing
+    await canary_started(world)
+    assert world.card() is None  # nothing hurts yet
+    response = await send(world, [error_rate()])
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+
+    card = await world.wait_for(world.card, timeout=10, what="the incident card")
+    text = json.dumps(card["blocks"])
+    assert "Incident open" in text
+    assert "Tier 1" in text and "Tier 2" in text and "Tier 3" in text
+    assert "Recommended: Tier 1" in text
+    assert "payments.new-router.circuit-open" in text  # Tier 2 named, not yet available
+    assert "3f9c2d1e8b7a" in text  # Tier 3: the release SHA from the pod template
+    assert "RollbotErrorRateHigh" in text
+    assert world.button(card, "rollout_abort") is not None
+
+    await world.click(card, "rollout_abort")
+    await world.wait_for(
+        lambda: "Aborted by <@U0ONCALL>" in card_text(world), timeout=20, what="the verified abort"
+    )
+    (entry,) = [e for e in await world.rollbot.store.audit_entries() if e.entry.action == "abort"]
+    assert entry.entry.result == "succeeded"
+    assert len(tops(world)) == 1
+
+
+async def test_watch_card_and_alert_for_same_revision_are_one_incident(tmp_path):
+    async with SimWorld(speed=600, workdir=tmp_path, settings=SETTINGS) as world:
+        card = await world.wait_for(
+            lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+            timeout=40,
+            what="the watch's card",
+        )
+        await send(world, [error_rate()])
+        await world.wait_for(
+            lambda: "RollbotErrorRateHigh" in card_text(world),
+            timeout=10,
+            what="the alert on the same card",
+        )
+        assert world.card()["ts"] == card["ts"]
+        assert len(tops(world)) == 1
+        incidents = world.rollbot.incidents.incidents
+        assert list(incidents) == ["payments/payment-router@42"]
+        assert incidents["payments/payment-router@42"].firing == {
+            "rollout",
+            next(iter(incidents["payments/payment-router@42"].firing - {"rollout"})),
+        }
+
+
+async def test_alert_storm_is_one_card_few_updates_every_alert_recorded(progressing):
+    world = progressing
+    await canary_started(world)
+    batches = [
+        [error_rate(pod=f"payment-router-canary-{b}-{i}") for i in range(100)] for b in range(10)
+    ]
+    async with httpx.AsyncClient(timeout=30) as client:
+        url = f"{world.url}/webhooks/alertmanager"
+        responses = await asyncio.gather(
+            *(
+                sim_alerts.send(url, ALERTMANAGER_TOKEN, sim_alerts.webhook(batch), client=client)
+                for batch in batches
+            )
+        )
+        # Alertmanager re-sends the same groups on its group_interval: repeats change nothing.
+        responses += await asyncio.gather(
+            *(
+                sim_alerts.send(url, ALERTMANAGER_TOKEN, sim_alerts.webhook(batch), client=client)
+                for batch in batches[:3]
+            )
+        )
+    assert all(r.status_code == 200 for r in responses)
+    incident = await world.wait_for(
+        lambda: (
+            (i := world.rollbot.incidents.incidents.get("payments/payment-router@42"))
+            and len(i.seen) == 1000
+            and i
+        ),
+        timeout=30,
+        what="all 1,000 alerts in the incident",
+    )
+    assert len(incident.firing) == 1000
+    card = await world.wait_for(world.card, timeout=10, what="the card")
+    await world.wait_for(
+        lambda: "1,000 alerts firing" in card_text(world),
+        timeout=10,
+        what="the coalesced count on the card",
+    )
+    assert "Firing alerts* (1,000)" in card_text(world)
+    assert "×1,000" in card_text(world)  # identical summaries grouped, not listed 1,000 times
+    assert len(tops(world)) == 1
+    updates = [c for c in world.slack.calls_to("chat.update") if c.args.get("ts") == card["ts"]]
+    assert 1 <= len(updates) <= 6, len(updates)
+    thread = world.slack.thread(CHANNEL_ID, card["ts"])
+    assert len(thread) <= 2, [m["text"] for m in thread]
+    # every alert recorded: the 13 bodies are in the inbox, and counted
+    webhooks = await world.rollbot.store.pending_webhooks(limit=100)
+    assert webhooks == []  # all processed
+    metrics = (await httpx.AsyncClient().get(f"{world.url}/metrics")).text
+    assert 'rollbot_alerts_total{service="payment-router",status="firing"} 1300.0' in metrics
+
+
+async def test_resolved_alerts_recover_then_resolve(progressing):
+    world = progressing
+    await canary_started(world)
+    await send(world, [error_rate()])
+    card = await world.wait_for(world.card, timeout=10, what="the card")
+    await send(world, [error_rate(status="resolved")])
+    await world.wait_for(
+        lambda: "Resolved" in card_text(world) or "resolved" in card_text(world),
+        timeout=15,
+        what="the incident resolved",
+    )
+    lines = [m["text"] for m in world.slack.thread(CHANNEL_ID, card["ts"])]
+    assert any("ecovering" in line for line in lines), lines
+    assert any("Resolved" in line for line in lines), lines
+    assert world.card()["ts"] == card["ts"]
+
+
+async def test_unknown_service_counted_and_noticed_once(progressing):
+    world = progressing
+    stray = sim_alerts.alert("CheckoutDown", service="checkout")
+    for _ in range(3):
+        response = await send(world, [stray])
+        assert response.status_code == 200
+    notices = await world.wait_for(
+        lambda: world.slack.messages("C0FALLBACK"), timeout=10, what="the fallback notice"
+    )
+    await asyncio.sleep(0.3)  # let the other two deliveries finish before counting notices
+    notices = world.slack.messages("C0FALLBACK")
+    assert len(notices) == 1
+    assert "CheckoutDown" in notices[0]["text"] and "`payment-router`" in notices[0]["text"]
+    metrics = (await httpx.AsyncClient().get(f"{world.url}/metrics")).text
+    assert 'rollbot_alerts_unknown_total{alertname="CheckoutDown"} 3.0' in metrics
+    assert world.card() is None
+
+
+async def test_wrong_token_and_malformed_bodies(progressing):
+    world = progressing
+    assert (await send(world, [error_rate()], token="wrong")).status_code == 401
+    assert (await send(world, [error_rate()], token=None)).status_code == 401
+    async with httpx.AsyncClient() as client:
+        bad = await client.post(
+            f"{world.url}/webhooks/alertmanager",
+            content=b'{"version": "3", "alerts": []}',
+            headers={"Authorization": f"Bearer {ALERTMANAGER_TOKEN}"},
+        )
+    assert bad.status_code == 400 and "version" in bad.json()["error"]
+    await asyncio.sleep(0.2)
+    assert world.card() is None
+    assert world.rollbot.incidents.incidents == {}
+    assert ONCALL  # the on-call was never paged by a forged alert
