@@ -199,10 +199,15 @@ class IncidentEngine:
     async def _evidence(self, service: str, state: RolloutState) -> None:
         assert self._prometheus is not None
         cfg = self._catalog[service]
+        # Only the templates the catalog overrides: the adapter reads None as "switched off".
         templates = {
-            "error_rate": cfg.metrics.error_rate,
-            "latency_p95_ms": cfg.metrics.latency_p95_ms,
-            "latency_p99_ms": cfg.metrics.latency_p99_ms,
+            name: template
+            for name, template in (
+                ("error_rate", cfg.metrics.error_rate),
+                ("latency_p95_ms", cfg.metrics.latency_p95_ms),
+                ("latency_p99_ms", cfg.metrics.latency_p99_ms),
+            )
+            if template is not None
         }
         try:
             evidence = await self._prometheus.evidence(
