@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from bot.core.errors import RollbotError
 
-DRILLS = ("tier1-abort",)
+DRILLS = ("tier1-abort", "slo-alert")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+from bot.sim import alerts as sim_alerts
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
 from bot.slack.render import render_text
 
 
@@ -105,87 +106,176 @@ async def run_demo(
     return 0
 
 
-async def run_drill(
-    scenario: str, *, speed: float = 120.0, timeout: float = 60.0, out: TextIO = sys.stdout
-) -> int:
-    if scenario != "tier1-abort":
-        print(f"unknown drill {scenario}", file=out)
-        return 2
-    failures: list[str] = []
-    timeline: list[tuple[float, str]] = []
-    t0 = time.monotonic()
+class Drill:
+    """A headless rehearsal: a timeline of what happened and the checks that failed."""
 
-    def mark(what: str) -> None:
-        timeline.append((time.monotonic() - t0, what))
+    def __init__(self, name: str, out: TextIO) -> None:
+        self.name = name
+        self.out = out
+        self.t0 = time.monotonic()
+        self.timeline: list[tuple[float, str]] = []
+        self.failures: list[str] = []
 
+    def mark(self, what: str) -> None:
+        self.timeline.append((time.monotonic() - self.t0, what))
+
+    def check(self, ok: bool, failure: str) -> bool:
+        if not ok:
+            self.failures.append(failure)
+        return ok
+
+    def finish(self, summary: str) -> int:
+        for at, what in self.timeline:
+            print(f"  {at:7.2f} s  {what}", file=self.out)
+        total = time.monotonic() - self.t0
+        if self.failures:
+            print(
+                f"drill {self.name}: FAIL · {summary} · " + "; ".join(self.failures), file=self.out
+            )
+            return 1
+        print(f"drill {self.name}: PASS · {summary} · total {total:.1f} s", file=self.out)
+        return 0
+
+
+async def _abort_and_verify(
+    world: SimWorld, drill: Drill, card: dict[str, Any], timeout: float
+) -> tuple[float, dict[str, Any]]:
+    """Click Abort (Tier 1) on `card` as the on-call engineer; check the cluster, the audit
+    log and the card. Returns (ack ms, the verification recorded in the audit entry)."""
+    clicked = time.monotonic()
+    response = await world.click(card, "rollout_abort")
+    ack_ms = (time.monotonic() - clicked) * 1000
+    drill.mark(f"click acked (HTTP {response.status_code})")
+    drill.check(response.status_code == 200, f"click answered HTTP {response.status_code}")
+
+    async def audited() -> Any:
+        for record in await world.rollbot.store.audit_entries():
+            if record.entry.action == "abort" and record.entry.result in ("succeeded", "failed"):
+                return record
+        return None
+
+    record = None
+    deadline = time.monotonic() + timeout
+    while record is None and time.monotonic() < deadline:
+        record = await audited()
+        if record is None:
+            await asyncio.sleep(0.05)
+    verification: dict[str, Any] = {}
+    drill.check(record is not None, "no audit entry for the abort")
+    if record is not None:
+        drill.mark(f"audit entry {record.seq}: {record.entry.result}")
+        verification = record.entry.detail.get("verification") or {}
+        drill.check(
+            record.entry.result == "succeeded",
+            f"abort {record.entry.result}: {json.dumps(verification)}",
+        )
+    status = (world.kube.get("rollouts", "payments", "payment-router") or {}).get("status") or {}
+    drill.check(
+        status.get("abort") is True and status.get("phase") == "Degraded",
+        f"cluster shows abort={status.get('abort')} phase={status.get('phase')}",
+    )
+    chain = await world.rollbot.store.verify_audit()
+    drill.check(chain.ok, f"audit chain broken at {chain.first_bad_seq}: {chain.reason}")
+    with contextlib.suppress(TimeoutError):
+        await world.wait_for(
+            lambda: "Aborted by" in json.dumps((world.card() or {}).get("blocks")),
+            timeout=5,
+            what="the card to show the outcome",
+        )
+    if drill.check(
+        "Aborted by" in json.dumps((world.card() or {}).get("blocks")),
+        "the card does not show who aborted",
+    ):
+        drill.mark("card shows the outcome")
+    return ack_ms, verification
+
+
+async def _drill_tier1_abort(drill: Drill, *, speed: float, timeout: float) -> str:
     async with SimWorld(speed=speed) as world:
-        mark("world up")
+        drill.mark("world up")
         card = await world.wait_for(
             lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
             timeout=timeout,
             what="a card with Abort (Tier 1)",
         )
-        mark("card posted")
-        clicked = time.monotonic()
-        response = await world.click(card, "rollout_abort")
-        ack_ms = (time.monotonic() - clicked) * 1000
-        mark(f"click acked (HTTP {response.status_code})")
-        if response.status_code != 200:
-            failures.append(f"click answered HTTP {response.status_code}")
-
-        async def audited() -> Any:
-            for record in await world.rollbot.store.audit_entries():
-                if record.entry.action == "abort" and record.entry.result in (
-                    "succeeded",
-                    "failed",
-                ):
-                    return record
-            return None
-
-        record = None
-        deadline = time.monotonic() + timeout
-        while record is None and time.monotonic() < deadline:
-            record = await audited()
-            if record is None:
-                await asyncio.sleep(0.05)
-        if record is None:
-            failures.append("no audit entry for the abort")
-        else:
-            mark(f"audit entry {record.seq}: {record.entry.result}")
-            if record.entry.result != "succeeded":
-                failures.append(
-                    f"abort {record.entry.result}: "
-                    f"{json.dumps(record.entry.detail.get('verification'))}"
-                )
-        rollout = world.kube.get("rollouts", "payments", "payment-router") or {}
-        status = rollout.get("status") or {}
-        if status.get("abort") is not True or status.get("phase") != "Degraded":
-            failures.append(
-                f"cluster shows abort={status.get('abort')} phase={status.get('phase')}"
-            )
-        chain = await world.rollbot.store.verify_audit()
-        if not chain.ok:
-            failures.append(f"audit chain broken at {chain.first_bad_seq}: {chain.reason}")
-        with contextlib.suppress(TimeoutError):
-            await world.wait_for(
-                lambda: "Aborted by" in json.dumps((world.card() or {}).get("blocks")),
-                timeout=5,
-                what="the card to show the outcome",
-            )
-        if "Aborted by" not in json.dumps((world.card() or {}).get("blocks")):
-            failures.append("the card does not show who aborted")
-        else:
-            mark("card shows the outcome")
-
-    for at, what in timeline:
-        print(f"  {at:7.2f} s  {what}", file=out)
-    verified = (record.entry.detail.get("verification") or {}) if record else {}
-    summary = (
-        f"ack {ack_ms:.0f} ms · abort verified in {verified.get('seconds', float('nan')):.2f} s"
-        f" · audit chain {'ok' if not failures else 'checked'}"
+        drill.mark("card posted (canary paused on an inconclusive analysis)")
+        ack_ms, verified = await _abort_and_verify(world, drill, card, timeout)
+    return (
+        f"ack {ack_ms:.0f} ms · abort verified in "
+        f"{verified.get('seconds', float('nan')):.2f} s · audit chain checked"
     )
-    if failures:
-        print(f"drill tier1-abort: FAIL · {summary} · " + "; ".join(failures), file=out)
-        return 1
-    print(f"drill tier1-abort: PASS · {summary} · total {time.monotonic() - t0:.1f} s", file=out)
-    return 0
+
+
+async def _drill_slo_alert(drill: Drill, *, speed: float, timeout: float) -> str:
+    # Analyses pass: nothing but the SLO alert says the canary hurts customers.
+    async with SimWorld(speed=min(speed, 20.0), analysis_at_25="Successful") as world:
+        drill.mark("world up")
+        await world.wait_for(
+            lambda: (
+                (world.kube.get("rollouts", "payments", "payment-router") or {})
+                .get("status", {})
+                .get("currentStepIndex", 0)
+                >= 1
+            ),
+            timeout=timeout,
+            what="the canary at 10 %",
+        )
+        drill.mark("canary at 10 %")
+        drill.check(world.card() is None, "a card was posted before any signal")
+        body = sim_alerts.webhook(
+            [
+                sim_alerts.alert(
+                    "RollbotErrorRateHigh",
+                    service="payment-router",
+                    labels={"version": "canary", "slo": "error_rate"},
+                    summary="payment-router canary: 5xx ratio 31 % (SLO < 2 %)",
+                )
+            ]
+        )
+        response = await sim_alerts.send(
+            f"{world.url}/webhooks/alertmanager", ALERTMANAGER_TOKEN, body
+        )
+        drill.mark(f"Alertmanager webhook delivered (HTTP {response.status_code})")
+        drill.check(response.status_code == 200, f"webhook answered HTTP {response.status_code}")
+        card = await world.wait_for(
+            lambda: (c := world.card()) and "Incident open" in json.dumps(c["blocks"]) and c,
+            timeout=timeout,
+            what="the incident card",
+        )
+        text = json.dumps(card["blocks"], ensure_ascii=False)
+        drill.mark("incident card posted")
+        for tier in ("Tier 1", "Tier 2", "Tier 3"):
+            drill.check(tier in text, f"the card does not offer {tier}")
+        recommended = "Tier 1" if "Recommended: Tier 1" in text else None
+        drill.check(
+            recommended == "Tier 1", "Tier 1 is not the recommendation for a canary in progress"
+        )
+        drill.mark(f"recommended: {recommended}")
+        ack_ms, verified = await _abort_and_verify(world, drill, card, timeout)
+        tops = [
+            m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m.get("ts"))
+        ]
+        drill.check(len(tops) == 1, f"{len(tops)} cards in the channel, expected one")
+    return (
+        f"one card, three tiers, recommended {recommended} executed · ack {ack_ms:.0f} ms"
+        f" · abort verified in {verified.get('seconds', float('nan')):.2f} s"
+    )
+
+
+DRILLS = {"tier1-abort": _drill_tier1_abort, "slo-alert": _drill_slo_alert}
+
+
+async def run_drill(
+    scenario: str, *, speed: float = 120.0, timeout: float = 60.0, out: TextIO = sys.stdout
+) -> int:
+    run = DRILLS.get(scenario)
+    if run is None:
+        print(f"unknown drill {scenario}; known: {', '.join(DRILLS)}", file=out)
+        return 2
+    drill = Drill(scenario, out)
+    try:
+        summary = await run(drill, speed=speed, timeout=timeout)
+    except TimeoutError as err:
+        drill.failures.append(str(err))
+        summary = "timed out"
+    return drill.finish(summary)

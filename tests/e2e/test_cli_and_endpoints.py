@@ -1,7 +1,8 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
-- `rollbot drill tier1-abort` exits 0 and prints a PASS line with timings;
+- `rollbot drill tier1-abort` and `rollbot drill slo-alert` exit 0 and print a PASS line
+  with their timeline; an unknown drill is refused listing the known ones;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
   on a good file;
@@ -47,11 +48,19 @@ def rollbot(
 
 
 @pytest.mark.timeout(150)
-def test_drill_tier1_abort_exits_zero():
-    done = rollbot("drill", "tier1-abort", "--speed", "600")
+@pytest.mark.parametrize("scenario", ["tier1-abort", "slo-alert"])
+def test_drills_exit_zero(scenario):
+    done = rollbot("drill", scenario, "--speed", "600")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "drill tier1-abort: PASS" in done.stdout
+    assert f"drill {scenario}: PASS" in done.stdout
     assert "abort verified in" in done.stdout
+    assert "audit entry 1: succeeded" in done.stdout
+
+
+def test_unknown_drill_is_refused():
+    done = rollbot("drill", "nope")
+    assert done.returncode == 2
+    assert "tier1-abort" in done.stderr and "slo-alert" in done.stderr
 
 
 @pytest.mark.timeout(150)

@@ -1,4 +1,5 @@
-"""Rollbot's watch-event handling (bot.app), with the Rollouts and Cards collaborators faked.
+"""Rollbot's watch-event handling (bot.app), with the Rollouts and incident-engine
+collaborators faked.
 
 Aspects under test:
 - a card refresh that fails unexpectedly does not drop the refresh coalesced behind it
@@ -19,12 +20,12 @@ pytestmark = pytest.mark.timeout(10)
 KEY = ("payments", "payment-router")
 
 
-class FlakyCards:
+class FlakyIncidents:
     def __init__(self, rollbot: Rollbot) -> None:
         self.rollbot = rollbot
         self.observed: list[str] = []
 
-    async def observe(self, state: str) -> None:
+    async def on_rollout(self, state: str) -> None:
         self.observed.append(state)
         if len(self.observed) == 1:
             self.rollbot._pending[KEY] = True  # another watch event arrived meanwhile
@@ -53,15 +54,16 @@ def rollbot() -> Rollbot:
         metrics=Metrics(),
         web_client=none,
         work=none,
+        incidents=none,
     )
-    bot.cards = FlakyCards(bot)  # type: ignore[assignment]
+    bot.incidents = FlakyIncidents(bot)  # type: ignore[assignment]
     return bot
 
 
 async def test_an_unexpected_refresh_failure_keeps_the_coalesced_refresh(caplog):
     bot = rollbot()
     await bot._refresh(*KEY)
-    assert bot.cards.observed == ["state 1", "state 2"]  # type: ignore[attr-defined]
+    assert bot.incidents.observed == ["state 1", "state 2"]  # type: ignore[attr-defined]
     assert bot._pending == {}
     logged = [r for r in caplog.records if "could not refresh the card" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
