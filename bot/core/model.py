@@ -271,3 +271,18 @@ class TierOption:
     recommended: bool = False
     steps: tuple[str, ...] = ()  # Tier 3: the exact revert steps
     link: str | None = None  # runbook link
+
+
+# ── feature flags and on-call (issue 4) ─────────────────────────────────────────────────
+
+
+@dataclass(frozen=True, slots=True)
+class FlagState:
+    """A flag in one environment of a flag provider, as read back from its admin API."""
+
+    key: str  # payments.new-router.circuit-open
+    project: str
+    environment: str
+    enabled: bool
+    provider: str  # unleash | launchdarkly
+    updated_at: datetime | None = None

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from bot.core.model import (
     AuditEntry,
+    FlagState,
     MessageRef,
     Patch,
     RolloutAction,
@@ -66,6 +67,10 @@ class Chat(Protocol):
     ) -> None: ...
 
     async def usergroup_members(self, usergroup: str) -> frozenset[str]: ...
+
+    async def user_id_by_email(self, email: str) -> str | None:
+        """users.lookupByEmail: the Slack user id, or None when no user has that email."""
+        ...
 
     async def user_name(self, user_id: str) -> str: ...
 
@@ -167,3 +172,30 @@ class Store(Protocol):
     async def get_cursor(self, kind: str, namespace: str) -> str | None: ...
 
     async def set_cursor(self, kind: str, namespace: str, resource_version: str) -> None: ...
+
+
+class Flags(Protocol):
+    """A feature-flag provider's admin API (Unleash, LaunchDarkly), for one environment."""
+
+    provider: str
+
+    async def get(self, flag: str) -> FlagState:
+        """The flag's state now. TargetNotFound("flag", "<project>/<env>", flag) when absent."""
+        ...
+
+    async def set(self, flag: str, enabled: bool, *, comment: str) -> FlagState:
+        """Turn the flag on or off, then read it back; returns what was read back."""
+        ...
+
+    async def sdk_sees(self, flag: str) -> bool | None:
+        """The state the provider serves to SDKs now (client/streaming API), or None when
+        it cannot be told; used to report when SDKs actually see a flip."""
+        ...
+
+
+class OnCall(Protocol):
+    """Who is on call (PagerDuty)."""
+
+    async def on_call_emails(self, escalation_policy_id: str) -> frozenset[str]:
+        """Emails of the users on call now for the escalation policy (any level)."""
+        ...
