@@ -85,6 +85,7 @@ class Cards:
         store: Store,
         catalog: Mapping[str, ServiceSettings],
         public_url: str | None = None,
+        circuit_available: bool = False,
         update_interval: float = 1.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -93,6 +94,7 @@ class Cards:
         self._catalog = catalog
         self._public_url = public_url.rstrip("/") if public_url else None
         self._interval = update_interval
+        self._circuit_available = circuit_available
         self._now = now
         self._locks: dict[str, asyncio.Lock] = {}
         self._memory: dict[str, _CardMemory] = {}
@@ -209,7 +211,7 @@ class Cards:
             state=mem.state,
             incident=mem.incident,
             circuit_flag=cfg.flags.circuit if cfg.flags else None,
-            circuit_available=False,  # the flip arrives with the flags integration
+            circuit_available=self._circuit_available and bool(cfg.flags and cfg.flags.circuit),
             gitops_repo=cfg.gitops.repo,
             gitops_path=cfg.gitops.path,
             sha_annotation=cfg.gitops.sha_annotation,

@@ -42,12 +42,14 @@ from bot.core.errors import (
 from bot.core.model import (
     Actor,
     AuditEntry,
+    FlagAction,
+    FlagState,
     Patch,
     RolloutAction,
     RolloutState,
     Verification,
 )
-from bot.core.ports import ActionRecord, Chat, Rollouts, Store
+from bot.core.ports import ActionRecord, Chat, Flags, Rollouts, Store
 from bot.metrics import Metrics
 from bot.slack import blocks
 
@@ -56,7 +58,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAST_TENSE = {
+PAST_TENSE: dict[str, str] = {
+    FlagAction.CIRCUIT_OPEN: "Opened the circuit",
+    FlagAction.CIRCUIT_CLOSE: "Closed the circuit",
     RolloutAction.ABORT: "Aborted",
     RolloutAction.RETRY: "Retried",
     RolloutAction.PROMOTE: "Promoted",
@@ -81,6 +85,17 @@ class ActionRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class FlagRequest:
+    """Tier 2: open or close the service's circuit-breaker flag."""
+
+    service: str
+    action: FlagAction
+    actor: Actor
+    break_glass_reason: str | None = None
+    retry_num: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ActionResult:
     status: str  # succeeded | failed | duplicate | refused
     message: str  # what to tell the person who asked (mrkdwn)
@@ -89,6 +104,7 @@ class ActionResult:
     before: RolloutState | None = None
     after: RolloutState | None = None
     patches: tuple[Patch, ...] = ()
+    flag: FlagState | None = None
 
 
 def state_summary(state: RolloutState | None) -> dict[str, Any]:
@@ -107,6 +123,24 @@ def state_summary(state: RolloutState | None) -> dict[str, Any]:
         "current_pod_hash": state.current_pod_hash,
         "resource_version": state.resource_version,
     }
+
+
+def flag_summary(flag: FlagState | None) -> dict[str, Any]:
+    if flag is None:
+        return {}
+    return {
+        "flag": flag.key,
+        "provider": flag.provider,
+        "project": flag.project,
+        "environment": flag.environment,
+        "enabled": flag.enabled,
+    }
+
+
+def _facts(value: RolloutState | FlagState | None) -> dict[str, Any]:
+    if isinstance(value, FlagState):
+        return flag_summary(value)
+    return state_summary(value)
 
 
 def patch_summary(patch: Patch) -> dict[str, Any]:
@@ -131,8 +165,13 @@ class Responder:
         apply_attempts: int = 4,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
+        flags: Flags | None = None,
+        sdk_wait: float = 30.0,
     ) -> None:
         self._metrics = metrics
+        self._flags = flags
+        self._sdk_wait = sdk_wait
+        self._background: set[asyncio.Task[None]] = set()
         self._catalog = catalog
         self._rollouts = rollouts
         self._chat = chat
@@ -357,7 +396,238 @@ class Responder:
                 exc_info=not isinstance(report_err, RollbotError),
             )
 
-    async def _authorise(self, req: ActionRequest, cfg: ServiceSettings) -> policy.Decision:
+    # ── Tier 2: the circuit breaker ────────────────────────────────────────────────────
+
+    def circuit_flag(self, service: str) -> str:
+        cfg = self.service(service)
+        flag = cfg.flags.circuit if cfg.flags else None
+        if not flag:
+            raise InvalidRequest(
+                f"`{service}` has no circuit-breaker flag: set `services.{service}.flags."
+                f"circuit` in the catalog. Tier 1 (abort) and Tier 3 (revert) remain."
+            )
+        if self._flags is None:
+            raise InvalidRequest(
+                f"No flag provider is configured (flags.provider, flags.url, "
+                f"ROLLBOT_FLAGS__API_TOKEN): flip `{flag}` in the provider's console."
+            )
+        return flag
+
+    async def flag_states(self, service: str) -> list[tuple[str, str, FlagState | str]]:
+        """(role, key, state or why not) for the service's release/experiment/circuit flags."""
+        cfg = self.service(service)
+        roles = [
+            ("release", cfg.flags.release if cfg.flags else None),
+            ("experiment", cfg.flags.experiment if cfg.flags else None),
+            ("circuit", cfg.flags.circuit if cfg.flags else None),
+        ]
+        out: list[tuple[str, str, FlagState | str]] = []
+        for role, key in roles:
+            if not key:
+                continue
+            if self._flags is None:
+                out.append((role, key, "no flag provider configured"))
+                continue
+            try:
+                out.append((role, key, await self._flags.get(key)))
+            except RollbotError as err:
+                out.append((role, key, err.message))
+        return out
+
+    async def handle_flag(self, req: FlagRequest) -> ActionResult:
+        outcome = "error"
+        try:
+            result = await self._handle_flag(req)
+            outcome = result.status
+            return result
+        except NotAuthorised:
+            outcome = "refused"
+            raise
+        except RollbotError:
+            outcome = "failed"
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.actions.labels(req.action.value, outcome).inc()
+
+    async def _handle_flag(self, req: FlagRequest) -> ActionResult:
+        cfg = self.service(req.service)
+        flag = self.circuit_flag(req.service)
+        assert self._flags is not None
+        target = f"{self._flags.provider}:{flag}"
+        decision = await self._authorise(req, cfg)
+        if not decision.allowed:
+            await self._audit(req, target, "refused", detail={"reason": decision.reason})
+            raise NotAuthorised(decision.reason)
+
+        before = await self._flags.get(flag)  # TargetNotFound names the key tried
+        want = req.action is FlagAction.CIRCUIT_OPEN
+        # The flag's own epoch (how many flips were executed on it) keys the action, so a
+        # double click or two responders racing flip once; it is kept in the cards table
+        # under a `flag:` key that never becomes a Slack message.
+        counter = f"flag:{req.service}:{flag}"
+        epoch = await self._cards.epoch(counter)
+        key = f"{counter}:{req.action.value}#{epoch}"
+        claim = await self._store.claim_action(
+            key,
+            service=req.service,
+            target=target,
+            action=req.action.value,
+            actor_id=req.actor.id,
+            actor_name=req.actor.name,
+            source=req.actor.source,
+        )
+        if not claim.won:
+            await self._audit(
+                req,
+                target,
+                "duplicate",
+                before=before,
+                detail={"idempotency_key": key, "winner": claim.record.actor_id},
+            )
+            return self._duplicate(req, claim.record, None)
+
+        comment = f"rollbot: {req.action.value} by {req.actor.name} ({req.actor.id})"
+        if req.break_glass_reason:
+            comment += f" — BREAK-GLASS: {req.break_glass_reason}"
+        started = time.monotonic()
+        detail: dict[str, Any] = {"idempotency_key": key, "break_glass": req.break_glass_reason}
+        try:
+            after = await self._flags.set(flag, want, comment=comment)
+        except BaseException as err:
+            reason = err.message if isinstance(err, RollbotError) else type(err).__name__
+            await self._audit(
+                req,
+                target,
+                "failed",
+                before=before,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                detail={**detail, "error": reason},
+            )
+            await self._store.finish_action(key, status="failed", result={"error": reason})
+            await self._bump_flag_epoch(counter, req.service, cfg.channel)
+            if isinstance(err, TemporaryError):
+                raise OutcomeUnknown(
+                    f"{req.action.value} on `{flag}` did not complete: {err.message}. rollbot "
+                    f"cannot tell whether the flip reached {self._flags.provider}; check "
+                    f"`/rollback {req.service} flags` before trying again."
+                ) from err
+            raise
+        seconds = time.monotonic() - started
+        ok = after.enabled == want
+        verification = Verification(
+            ok, ((f"{flag}={'on' if want else 'off'} read back", ok),), seconds
+        )
+        detail["verification"] = {"ok": ok, "seconds": round(seconds, 3)}
+        result = "succeeded" if ok else "failed"
+        await self._audit(
+            req,
+            target,
+            result,
+            before=before,
+            after=after,
+            duration_ms=int(seconds * 1000),
+            detail=detail,
+        )
+        record = await self._store.finish_action(key, status=result, result=detail)
+        await self._bump_flag_epoch(counter, req.service, cfg.channel)
+
+        verb = PAST_TENSE[req.action]
+        effect = (
+            "all traffic takes the legacy path; the other flags are ignored"
+            if want
+            else "traffic follows the release and experiment flags again"
+        )
+        line = (
+            f"{verb} `{flag}` ({after.environment}) by <@{req.actor.id}> · read back "
+            f"{'on' if after.enabled else 'off'} in {seconds:.1f} s · {effect}"
+        )
+        if req.break_glass_reason:
+            line = f":rotating_light: BREAK-GLASS · {line} · reason: {req.break_glass_reason}"
+        ref = await self._report_flag(req, cfg, line, verification)
+        if ok:
+            self._watch_sdks(flag, want, started, cfg.channel, ref)
+        message = (
+            f"{verb} `{flag}` in {after.environment}: read back {'on' if want else 'off'} "
+            f"in {seconds:.1f} s; {effect}."
+            if ok
+            else f"{req.action.value} on `{flag}` was sent but reads back "
+            f"{'on' if after.enabled else 'off'}: NOT done."
+        )
+        return ActionResult(result, message, record, verification, flag=after)
+
+    async def _bump_flag_epoch(self, counter: str, service: str, channel: str) -> None:
+        await self._store.claim_card(counter, service=service, channel=channel)
+        await self._store.bump_card_epoch(counter)
+
+    async def _report_flag(
+        self, req: FlagRequest, cfg: ServiceSettings, line: str, verification: Verification
+    ) -> tuple[str, str] | None:
+        """The flip on the Rollout's card (and its thread) when the cluster answers, else a
+        message in the service's channel. Returns (channel, thread ts) for later lines."""
+        try:
+            state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+            outcome = blocks.Outcome(
+                action=req.action,
+                actor_id=req.actor.id,
+                at=self._now(),
+                verified=verification.ok,
+                seconds=verification.seconds,
+                detail=verification.describe(),
+            )
+            card = await self._cards.report(req.service, state, outcome, line)
+            if card is not None and card.ts is not None:
+                return card.channel, card.ts
+        except RollbotError as err:
+            log.warning("flip reported without the card: %s", err.message)
+        try:
+            ref = await self._chat.post(cfg.channel, text=line)
+            return ref.channel, ref.ts
+        except RollbotError as err:
+            log.warning("could not report the flip in %s: %s", cfg.channel, err.message)
+            return None
+
+    def _watch_sdks(
+        self,
+        flag: str,
+        want: bool,
+        started: float,
+        channel: str,
+        ref: tuple[str, str] | None,
+    ) -> None:
+        async def watch() -> None:
+            assert self._flags is not None
+            deadline = started + self._sdk_wait
+            seen: bool | None = None
+            while time.monotonic() < deadline:
+                try:
+                    seen = await self._flags.sdk_sees(flag)
+                except RollbotError as err:
+                    log.warning("SDK view of %s unavailable: %s", flag, err.message)
+                    seen = None
+                if seen is None or seen == want:
+                    break
+                await asyncio.sleep(0.2)
+            if seen is None:
+                return
+            elapsed = time.monotonic() - started
+            text = (
+                f"`{flag}` is {'on' if want else 'off'} for SDKs: effective for SDKs after "
+                f"{elapsed:.1f} s"
+                if seen == want
+                else f"SDKs still see `{flag}` {'off' if want else 'on'} after "
+                f"{self._sdk_wait:.0f} s: check the SDKs' refresh interval or streaming"
+            )
+            if ref is not None:
+                await self._chat.post(ref[0], text=text, thread_ts=ref[1])
+
+        task = asyncio.create_task(watch())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _authorise(
+        self, req: ActionRequest | FlagRequest, cfg: ServiceSettings
+    ) -> policy.Decision:
         group = cfg.owners.slack_usergroup if cfg.owners else None
         members: frozenset[str] | None = None
         if group:
@@ -446,12 +716,12 @@ class Responder:
 
     async def _audit(
         self,
-        req: ActionRequest,
+        req: ActionRequest | FlagRequest,
         target: str,
         result: str,
         *,
-        before: RolloutState | None = None,
-        after: RolloutState | None = None,
+        before: RolloutState | FlagState | None = None,
+        after: RolloutState | FlagState | None = None,
         duration_ms: int | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
@@ -462,18 +732,21 @@ class Responder:
                 action=req.action.value,
                 target=target,
                 result=result,
-                before=state_summary(before),
-                after=state_summary(after),
+                before=_facts(before),
+                after=_facts(after),
                 duration_ms=duration_ms,
                 detail={"service": req.service, **(detail or {})},
             )
         )
 
     def _duplicate(
-        self, req: ActionRequest, winner: ActionRecord, before: RolloutState
+        self,
+        req: ActionRequest | FlagRequest,
+        winner: ActionRecord,
+        before: RolloutState | None,
     ) -> ActionResult:
         when = (winner.finished_at or winner.requested_at).strftime("%H:%M:%S UTC")
-        verb = PAST_TENSE.get(RolloutAction(winner.action), winner.action)
+        verb = PAST_TENSE.get(winner.action, winner.action)
         if winner.status == "running":
             message = (
                 f"<@{winner.actor_id}> is already running {winner.action} on "

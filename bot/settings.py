@@ -374,6 +374,10 @@ class FlagsSettings(_Section):
     api_token: SecretStr | None = None
     """Admin API token. Secret."""
 
+    client_token: SecretStr | None = None
+    """Unleash client (backend SDK) token, to read what SDKs are served and report when a
+    flip is effective for them. Secret. None: the card says only that the flag reads back."""
+
     project: str = "default"
     """Flag project (Unleash project id / LaunchDarkly project key). Unleash's default
     project name."""

@@ -3,6 +3,8 @@
     /rollback help
     /rollback SERVICE                  → status
     /rollback SERVICE status|abort|retry|promote|promote-full|pause|help
+    /rollback SERVICE circuit open|close      (Tier 2: the circuit-breaker flag)
+    /rollback SERVICE flags                   (the service's flags and their live states)
 
 Verbs are case-insensitive; `promote --full`, `promote full` and `promote_full` are
 accepted as `promote-full` (people type what the kubectl plugin taught them). Anything
@@ -16,9 +18,15 @@ import re
 from dataclasses import dataclass
 
 from bot.core.errors import InvalidRequest
-from bot.core.model import RolloutAction
+from bot.core.model import FlagAction, RolloutAction
 
-VERBS: tuple[str, ...] = ("status", "help", *(a.value for a in RolloutAction))
+VERBS: tuple[str, ...] = (
+    "status",
+    "help",
+    "flags",
+    *(a.value for a in RolloutAction),
+    *(a.value for a in FlagAction),
+)
 _SERVICE_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 _ALIASES = {
     "promote_full": "promote-full",
@@ -27,13 +35,20 @@ _ALIASES = {
     "promote full": "promote-full",
     "get": "status",
     "show": "status",
+    "circuit open": "circuit-open",
+    "circuit close": "circuit-close",
+    "circuit-open": "circuit-open",
+    "circuit-close": "circuit-close",
+    "open circuit": "circuit-open",
+    "close circuit": "circuit-close",
+    "flag": "flags",
 }
 
 
 def usage(command: str = "/rollback") -> str:
     return (
-        f"Usage: `{command} SERVICE [status|abort|retry|promote|promote-full|pause]` "
-        f"or `{command} help`."
+        f"Usage: `{command} SERVICE [status|abort|retry|promote|promote-full|pause|flags]`, "
+        f"`{command} SERVICE circuit open|close` or `{command} help`."
     )
 
 
@@ -46,6 +61,13 @@ class Command:
     def action(self) -> RolloutAction | None:
         try:
             return RolloutAction(self.verb)
+        except ValueError:
+            return None
+
+    @property
+    def flag_action(self) -> FlagAction | None:
+        try:
+            return FlagAction(self.verb)
         except ValueError:
             return None
 

@@ -23,6 +23,13 @@ class RolloutAction(enum.StrEnum):
     PAUSE = "pause"
 
 
+class FlagAction(enum.StrEnum):
+    """Tier 2: the circuit breaker (the service's ops flag `…circuit-open`)."""
+
+    CIRCUIT_OPEN = "circuit-open"  # flag on: everything takes the legacy path
+    CIRCUIT_CLOSE = "circuit-close"  # flag off: the new path again
+
+
 class Tier(enum.IntEnum):
     """The three rollback tiers of the playbook."""
 

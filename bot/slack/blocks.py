@@ -36,6 +36,8 @@ from slack_sdk.models.blocks import (
 
 from bot.core.model import (
     Evidence,
+    FlagAction,
+    FlagState,
     Incident,
     IncidentState,
     MetricPair,
@@ -76,6 +78,8 @@ _PAST: dict[str, str] = {
     "promote": "promoted",
     "promote-full": "fully promoted",
     "pause": "paused",
+    "circuit-open": "circuit opened",
+    "circuit-close": "circuit closed",
 }
 _PRESENT: dict[str, str] = {
     "abort": "aborting",
@@ -106,7 +110,7 @@ _ROLLOUT_SIGNAL_KEY = "rollout"
 class Outcome:
     """What the last executed action did, for the card's outcome line."""
 
-    action: RolloutAction
+    action: RolloutAction | FlagAction
     actor_id: str
     at: datetime
     verified: bool
@@ -845,3 +849,19 @@ def already_done_text(record: ActionRecord) -> str:
     if record.status == "failed":
         text += " (it failed; see the thread)"
     return text
+
+
+def flags_text(service: str, states: Sequence[tuple[str, str, FlagState | str]]) -> str:
+    """`/rollback SERVICE flags`: each flag of the hierarchy with its live state."""
+    if not states:
+        return f"`{service}` lists no flags in the catalog (services.{service}.flags)."
+    lines = [f"*Flags of `{service}`*"]
+    for role, key, state in states:
+        if isinstance(state, FlagState):
+            shown = "on" if state.enabled else "off"
+            lines.append(
+                f"• {role}: `{key}` is *{shown}* in {state.environment} ({state.provider})"
+            )
+        else:
+            lines.append(f"• {role}: `{key}` — {_safe(state, 300)}")
+    return "\n".join(lines)

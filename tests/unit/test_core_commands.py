@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bot.core.commands import VERBS, Command, parse
 from bot.core.errors import InvalidRequest
-from bot.core.model import RolloutAction
+from bot.core.model import FlagAction, RolloutAction
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,10 @@ from bot.core.model import RolloutAction
         ("payment-router promote_full", Command("promote-full", "payment-router")),
         ("payment-router pause", Command("pause", "payment-router")),
         ("payment-router help", Command("help", "payment-router")),
+        ("payment-router circuit open", Command("circuit-open", "payment-router")),
+        ("payment-router circuit CLOSE", Command("circuit-close", "payment-router")),
+        ("payment-router open circuit", Command("circuit-open", "payment-router")),
+        ("payment-router flags", Command("flags", "payment-router")),
     ],
 )
 def test_parse(text, expected):
@@ -41,6 +45,9 @@ def test_parse(text, expected):
 def test_action_property():
     assert parse("svc abort").action is RolloutAction.ABORT
     assert parse("svc status").action is None
+    assert parse("svc abort").flag_action is None
+    assert parse("svc circuit open").flag_action is FlagAction.CIRCUIT_OPEN
+    assert parse("svc circuit open").action is None
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.errors import InvalidRequest
-from bot.core.model import RolloutAction
-from bot.responder import ActionRequest
+from bot.core.model import FlagAction, RolloutAction
+from bot.responder import ActionRequest, FlagRequest
 from bot.slack import blocks, errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
@@ -71,11 +71,24 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
 
     @app.action(blocks.CIRCUIT_ACTION_ID)
-    async def on_circuit(ack: Any, respond: Any) -> None:
+    async def on_circuit(
+        ack: Any, action: dict[str, Any], body: dict[str, Any], respond: Any, request: Any
+    ) -> None:
         await ack()
-        await respond(
-            text=":construction: The circuit-breaker flip (Tier 2) is not wired to a flag "
-            "provider yet; flip the flag in its console, or use Tier 1 or Tier 3.",
-            response_type="ephemeral",
-            replace_original=False,
-        )
+        value = parse_value(action.get("value", ""))
+        user = body.get("user") or {}
+        retries = retry_num(request)
+
+        async def job() -> None:
+            who = await actor(
+                deps, user.get("id", ""), user.get("username") or user.get("name", "")
+            )
+            await run_and_tell(
+                deps,
+                FlagRequest(
+                    service=value["s"], action=FlagAction.CIRCUIT_OPEN, actor=who, retry_num=retries
+                ),
+                respond,
+            )
+
+        deps.work.submit(job, on_error=errors.reporter(respond, what="circuit open"))

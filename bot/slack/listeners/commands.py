@@ -15,8 +15,8 @@ from slack_bolt.async_app import AsyncApp
 from bot.core import commands as parser
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import InvalidRequest, UnknownService
-from bot.core.model import Actor, RolloutAction
-from bot.responder import ActionRequest
+from bot.core.model import Actor, FlagAction, RolloutAction
+from bot.responder import ActionRequest, FlagRequest
 from bot.slack import blocks, errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
@@ -37,6 +37,29 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(blocks=blocks.help_blocks(deps.command), text="rollbot help")
             return
         service, action = cmd.service, cmd.action
+        if cmd.verb == "flags":
+            await ack()
+            deps.work.submit(
+                lambda: _flags(deps, service, respond),
+                on_error=errors.reporter(respond, what=f"flags {service}"),
+            )
+            return
+        flag_action = cmd.flag_action
+        if flag_action is not None:
+            try:
+                deps.responder.circuit_flag(service)
+            except InvalidRequest as err:
+                text, _ = errors.message_for(err)
+                await ack(text=text)
+                return
+            await ack(text=f":hourglass_flowing_sand: {cmd.verb} `{service}`: working on it…")
+            user_id, user_name = command["user_id"], command.get("user_name", "")
+            retries = retry_num(request)
+            deps.work.submit(
+                lambda: _flip(deps, service, flag_action, user_id, user_name, retries, respond),
+                on_error=errors.reporter(respond, what=f"{flag_action} {service}"),
+            )
+            return
         if action is None:
             await ack()
             deps.work.submit(
@@ -68,6 +91,33 @@ async def _status(deps: Deps, service: str, respond: Any) -> None:
             service=service, state=state, trouble=trouble, epoch=epoch, now=now
         ),
         response_type="ephemeral",
+    )
+
+
+async def _flags(deps: Deps, service: str, respond: Any) -> None:
+    states = await deps.responder.flag_states(service)
+    await respond(text=blocks.flags_text(service, states), response_type="ephemeral")
+
+
+async def _flip(
+    deps: Deps,
+    service: str,
+    action: FlagAction,
+    user_id: str,
+    user_name: str,
+    retries: int,
+    respond: Any,
+) -> None:
+    who = await actor(deps, user_id, user_name)
+    await run_and_tell(
+        deps,
+        FlagRequest(
+            service=service,
+            action=action,
+            actor=Actor(who.id, who.name, "slash-command"),
+            retry_num=retries,
+        ),
+        respond,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.core.errors import RollbotError
 from bot.core.model import Actor
-from bot.responder import ActionRequest, ActionResult
+from bot.responder import ActionRequest, ActionResult, FlagRequest
 from bot.slack.listeners import Deps
 
 
@@ -26,8 +26,11 @@ async def actor(deps: Deps, user_id: str, fallback_name: str = "") -> Actor:
     return Actor(user_id, name or fallback_name or user_id)
 
 
-async def run_and_tell(deps: Deps, req: ActionRequest, respond: Any) -> ActionResult:
-    result = await deps.responder.handle(req)
+async def run_and_tell(deps: Deps, req: ActionRequest | FlagRequest, respond: Any) -> ActionResult:
+    if isinstance(req, FlagRequest):
+        result = await deps.responder.handle_flag(req)
+    else:
+        result = await deps.responder.handle(req)
     if (
         result.status == "duplicate"
         and req.retry_num
