@@ -1,9 +1,46 @@
 """Who may do what: pure decisions, explained.
 
-For now (Tier 1 only) the rule is the catalog's: when a service names an owners usergroup,
-only its members may act on the service's Rollout; when it names none, anyone in the
-workspace may. Every refusal says who may act instead, so a refused responder knows whom
-to call at 2 a.m.
+The inputs are the actor, the service's catalog entry (its owners usergroup and its
+PagerDuty escalation policy), the action, who is on call now (Slack user ids, already
+mapped from PagerDuty by the caller) and whether the actor asked for break-glass.
+
+Actions come in three kinds:
+
+    read      status, help                                   never restricted
+    Tier 1    abort, retry, promote, promote-full, pause     Rollout commands
+    Tier 2    circuit-open, circuit-close                    the ops flag (circuit breaker)
+
+Any other verb is treated as Tier 2 (the strictest), so a new action is never more open
+than the circuit breaker until someone decides otherwise.
+
+The rules, first match wins:
+
+ 1. Reading is open to everyone.
+ 2. A service with neither an escalation policy nor an owners group: anyone may act.
+ 3. The person on call for the service's escalation policy may do any action (Tier 1 and 2),
+    even when the owners group cannot be read.
+ 4. Members of the owners group may do Tier 1 actions.
+ 5. Tier 2 is for the on-call only. A member of the owners group who is not on call may
+    flip it only through break-glass, and break-glass needs a reason (an empty reason is
+    refused, saying a reason is required). Break-glass is for the owners group only:
+    anyone else asking for it is refused. Asking for break-glass when it is not needed
+    (the actor is allowed anyway) is no error: the decision says so and is not marked
+    `break_glass`.
+ 6. When on-call data is unavailable (PagerDuty down: `on_call=None`, with
+    `on_call_error`), rollbot falls back to the owners group: its members may do every
+    action, Tier 2 included, and the reason says "PagerDuty unavailable (<error>): fell
+    back to the owners group". Without an owners group nobody can be confirmed, so the
+    action is refused (fail closed).
+ 7. A service with an owners group but no escalation policy has nobody on call to defer
+    to: the owners group may do every action, Tier 2 included.
+ 8. When the owners group is configured but its members cannot be read, only a confirmed
+    on-call may act (rule 3); everyone else is refused (fail closed).
+
+Every refusal names who may act instead: the on-call as `<@U…>` when known, and the owners
+group as `<!subteam^S…>`, so a refused responder knows whom to call at 2 a.m.
+
+Callers that pass no on-call data (no `escalation_policy`) get the Tier 1 behaviour of the
+owners group alone: members may act, others are refused, no group means anyone may.
 """
 
 from __future__ import annotations
@@ -15,12 +52,25 @@ from bot.core.model import Actor, RolloutAction
 
 # Reading state is never restricted; changing it is.
 READ_ONLY: frozenset[str] = frozenset({"status", "help"})
+TIER1: frozenset[str] = frozenset(a.value for a in RolloutAction)
+TIER2: frozenset[str] = frozenset({"circuit-open", "circuit-close"})
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
     reason: str
+    break_glass: bool = False  # True only when break-glass is what allowed the action
+
+
+def tier_of(action: RolloutAction | str) -> int:
+    """0 for reading, 1 for Rollout commands, 2 for the circuit breaker (and unknown verbs)."""
+    verb = str(action)
+    if verb in READ_ONLY:
+        return 0
+    if verb in TIER1:
+        return 1
+    return 2
 
 
 def authorise(
@@ -30,28 +80,151 @@ def authorise(
     action: RolloutAction | str,
     owners_usergroup: str | None,
     usergroup_members: Collection[str] | None,
+    escalation_policy: str | None = None,
+    on_call: Collection[str] | None = None,
+    on_call_error: str | None = None,
+    break_glass: bool = False,
+    break_glass_reason: str = "",
 ) -> Decision:
-    """Decide whether `actor` may perform `action` on `service`.
+    """Decide whether `actor` may perform `action` on `service` (see the module's rules).
 
     `usergroup_members` is None when the members could not be read; with an owners group
-    configured that is a refusal (fail closed), never an allowance.
+    configured that is never an allowance (fail closed). `on_call` holds the Slack user ids
+    of the people on call now for `escalation_policy`; None means PagerDuty could not be
+    asked (`on_call_error` says why). `on_call` is ignored without `escalation_policy`.
     """
     verb = str(action)
-    if verb in READ_ONLY:
+    tier = tier_of(verb)
+    if tier == 0:
         return Decision(True, "reading state is open to everyone")
-    if not owners_usergroup:
-        return Decision(True, f"{service} has no owners group configured: anyone may act")
-    group = f"<!subteam^{owners_usergroup}>"
-    if usergroup_members is None:
+    if not owners_usergroup and not escalation_policy:
+        return Decision(
+            True,
+            f"{service} has neither an escalation policy nor an owners group configured: "
+            f"anyone may act{_not_needed(break_glass)}",
+        )
+
+    group = f"<!subteam^{owners_usergroup}>" if owners_usergroup else None
+    on_call_known = bool(escalation_policy) and on_call is not None
+    oncall_ids = sorted(on_call or ()) if on_call_known else []
+    member: bool | None = None  # None: unknown (no group, or unreadable)
+    if owners_usergroup and usergroup_members is not None:
+        member = actor.id in usergroup_members
+    who = f"<@{actor.id}>"
+
+    # 3. the on-call may do anything
+    if on_call_known and actor.id in oncall_ids:
+        return Decision(
+            True,
+            f"{who} is on call for {service} (escalation policy {escalation_policy})"
+            f"{_not_needed(break_glass)}",
+        )
+
+    # 6. PagerDuty unavailable: fall back to the owners group
+    if escalation_policy and not on_call_known:
+        prefix = (
+            f"PagerDuty unavailable ({on_call_error or 'no on-call data'}): "
+            f"fell back to the owners group"
+        )
+        if group is None:
+            return Decision(
+                False,
+                f"{prefix}, but {service} has none configured, so nobody can be confirmed "
+                f"to {verb} {service} (rollbot fails closed). Try again once PagerDuty "
+                f"answers, or ask the service's on-call to act from PagerDuty.",
+            )
+        if member is None:
+            return Decision(
+                False,
+                f"{prefix}, and the members of {group} could not be read either, so "
+                f"{verb} on {service} is refused (rollbot fails closed). Members of {group} "
+                f"may {verb} once Slack or PagerDuty answers.",
+            )
+        if member:
+            return Decision(
+                True, f"{prefix}: {who} is a member of {group}{_not_needed(break_glass)}"
+            )
+        return Decision(
+            False,
+            f"{prefix}: {who} may not {verb} {service}, only members of {group} may. "
+            f"Ask one of them.",
+        )
+
+    instead = _who_may_instead(oncall_ids, group, tier, escalation_policy)
+
+    # 8. owners group unreadable: only a confirmed on-call may act
+    if group is not None and member is None:
         return Decision(
             False,
             f"Could not read the members of {group}, so {verb} on {service} is refused "
-            f"(rollbot fails closed). Members of {group} may {verb} once Slack answers.",
+            f"for {who} (rollbot fails closed). {instead}",
         )
-    if actor.id in usergroup_members:
-        return Decision(True, f"<@{actor.id}> is a member of {group}")
-    return Decision(
-        False,
-        f"<@{actor.id}> may not {verb} {service}: only members of {group} may. "
-        f"Ask one of them, or the service's on-call.",
-    )
+
+    if member:
+        # 4 and 7: owners may do Tier 1, and Tier 2 when nobody is on call to defer to
+        if tier == 1:
+            return Decision(True, f"{who} is a member of {group}{_not_needed(break_glass)}")
+        if not escalation_policy:
+            return Decision(
+                True,
+                f"{who} is a member of {group}, and {service} has no escalation policy: "
+                f"the owners group may {verb}{_not_needed(break_glass)}",
+            )
+        # 5. Tier 2 for an owner who is not on call: break-glass only
+        if not break_glass:
+            return Decision(
+                False,
+                f"<@{actor.id}> may not {verb} {service} without break-glass: {verb} is "
+                f"for the on-call only. {instead}",
+            )
+        if not break_glass_reason.strip():
+            return Decision(
+                False,
+                f"Break-glass on {service} requires a reason: say why {verb} cannot wait "
+                f"for the on-call. {instead}",
+            )
+        return Decision(
+            True,
+            f"break-glass: {who} (a member of {group}, not on call) may {verb} {service}; "
+            f"reason given: {break_glass_reason.strip()}",
+            break_glass=True,
+        )
+
+    # not on call, not an owner (or no owners group)
+    if break_glass:
+        if group is None:
+            why = f"{service} has no owners group, so break-glass is not available"
+        else:
+            why = f"break-glass is for members of {group} only"
+        return Decision(False, f"{who} may not {verb} {service}: {why}. {instead}")
+    return Decision(False, f"{who} may not {verb} {service}. {instead}")
+
+
+def _not_needed(break_glass: bool) -> str:
+    return " (break-glass not needed)" if break_glass else ""
+
+
+def _who_may_instead(
+    on_call: list[str], group: str | None, tier: int, escalation_policy: str | None
+) -> str:
+    """The sentence a refusal ends with: whom to ask instead."""
+    if on_call:
+        people = ", ".join(f"<@{u}>" for u in on_call)
+        oncall = f"the on-call ({people})"
+    elif escalation_policy:
+        oncall = (
+            f"the on-call of escalation policy {escalation_policy} (nobody on call could be "
+            f"matched to a Slack user)"
+        )
+    else:
+        oncall = ""
+    if tier == 1:
+        parts = [p for p in (oncall, f"a member of {group}" if group else "") if p]
+        return f"Ask {' or '.join(parts)}." if parts else "Nobody may."
+    if group and oncall:
+        return f"Ask {oncall}; members of {group} may use break-glass with a reason."
+    if oncall:
+        return f"Ask {oncall}."
+    if group:
+        return f"Members of {group} may use break-glass with a reason."
+    return "Nobody may."
