@@ -21,7 +21,7 @@ from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards
 from bot.core.errors import RollbotError
-from bot.core.ports import WatchEvent
+from bot.core.ports import Flags, WatchEvent
 from bot.incidents import IncidentEngine
 from bot.metrics import Metrics
 from bot.responder import Responder
@@ -164,6 +164,36 @@ class Rollbot:
         self.rollouts.close()
 
 
+def make_flags(settings: Settings) -> Flags | None:
+    """The configured flag provider's adapter, or None (Tier 2 then shows manual steps)."""
+    cfg = settings.flags
+    if cfg.provider is None:
+        return None
+    if not cfg.url or cfg.api_token is None:
+        raise RollbotError(
+            f"flags.provider is {cfg.provider} but flags.url or ROLLBOT_FLAGS__API_TOKEN is "
+            f"missing (run `rollbot check-config`)."
+        )
+    if cfg.provider == "unleash":
+        from bot.adapters.unleash import UnleashFlags
+
+        return UnleashFlags(
+            base_url=cfg.url,
+            admin_token=cfg.api_token.get_secret_value(),
+            project=cfg.project,
+            environment=cfg.environment,
+            client_token=cfg.client_token.get_secret_value() if cfg.client_token else None,
+        )
+    from bot.adapters.launchdarkly import LaunchDarklyFlags
+
+    return LaunchDarklyFlags(
+        base_url=cfg.url,
+        api_token=cfg.api_token.get_secret_value(),
+        project=cfg.project,
+        environment=cfg.environment,
+    )
+
+
 async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> Rollbot:
     slack = settings.slack
     if slack.bot_token is None or slack.signing_secret is None:
@@ -184,8 +214,13 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
             cursor_store=store,
         )
     metrics = Metrics()
+    flags = make_flags(settings)
     cards = Cards(
-        chat=chat, store=store, catalog=settings.services, public_url=settings.server.public_url
+        chat=chat,
+        store=store,
+        catalog=settings.services,
+        public_url=settings.server.public_url,
+        circuit_available=flags is not None,
     )
     prometheus = (
         PrometheusMetrics(
@@ -208,6 +243,7 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         verify_timeout=kube.verify_timeout_seconds,
         poll_interval=kube.verify_interval_seconds,
         metrics=metrics,
+        flags=flags,
     )
     work = WorkQueue(workers=settings.server.workers)
     bolt = create_bolt_app(

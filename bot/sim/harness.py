@@ -86,7 +86,9 @@ class SimWorld:
         extra_services: dict[str, dict[str, Any]] | None = None,
         start_bot: bool = True,
         settings: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        self.extra_env = env or {}
         self.start_bot = start_bot
         self.settings_overrides = settings or {}
         self.extra_services = extra_services or {}
@@ -191,6 +193,7 @@ class SimWorld:
             "ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN,
             "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
             "ROLLBOT_ALERTMANAGER__BEARER_TOKEN": ALERTMANAGER_TOKEN,
+            **self.extra_env,
         }
         if not self.start_bot:
             # The bot runs elsewhere (e.g. `rollbot serve --config …` in its own process);

@@ -270,6 +270,11 @@ class LaunchDarklySim:
         with self._lock:
             self._apply(project, self._flags[(project, key)], environment, on, "changed in the UI")
 
+    def remove_flag(self, project: str, key: str) -> None:
+        """Delete a flag (someone archived it): rollbot then gets LD's 404."""
+        with self._lock:
+            self._flags.pop((project, key), None)
+
     # ── inspection ────────────────────────────────────────────────────────────────────
 
     @property

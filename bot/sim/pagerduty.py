@@ -15,7 +15,7 @@ PagerDuty's error body ``{"error": {"message": "Authentication failed", "code": 
 Errors always use that envelope (2001 invalid input, 2010 access denied, 2020 rate limit,
 2100 not found).
 
-Test controls: `add_user`, `set_oncall`, `force_status` (the next *n* requests answer a
+Test controls: `add_user`, `set_oncall`, `ignore_include`, `force_status` (the next *n* requests answer a
 status, e.g. 429 with ``Retry-After``), `set_down` (connection refused until brought back
 on the same port), and `requests` (everything received, refused requests included).
 
@@ -135,6 +135,7 @@ class PagerDutySim:
         self._lock = threading.RLock()
         self._state = _State()
         self._down = False
+        self.ignore_include = False  # answer bare references whatever include[] asks
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
@@ -385,7 +386,7 @@ class PagerDutySim:
         policies = set(q.getlist("escalation_policy_ids[]"))
         users = set(q.getlist("user_ids[]"))
         schedules = set(q.getlist("schedule_ids[]"))
-        include = set(q.getlist("include[]"))
+        include = set() if self.ignore_include else set(q.getlist("include[]"))
         now = datetime.now(UTC)
         since = _time_param(q.get("since"), "since") or now
         until = _time_param(q.get("until"), "until") or now
