@@ -15,9 +15,10 @@ PagerDuty's error body ``{"error": {"message": "Authentication failed", "code": 
 Errors always use that envelope (2001 invalid input, 2010 access denied, 2020 rate limit,
 2100 not found).
 
-Test controls: `add_user`, `set_oncall`, `ignore_include`, `force_status` (the next *n* requests answer a
-status, e.g. 429 with ``Retry-After``), `set_down` (connection refused until brought back
-on the same port), and `requests` (everything received, refused requests included).
+Test controls: `add_user`, `set_oncall`, `ignore_include`, `force_status` (the next *n*
+requests answer a status, e.g. 429 with ``Retry-After``), `set_down` (connection refused
+until brought back on the same port), `reset`, and `requests` (everything received,
+refused requests included).
 
 Routes are grouped by API (`_rest_routes`; incidents, notes and the Events API v2 belong
 next to them as further groups of the same app).
@@ -313,6 +314,13 @@ class PagerDutySim:
     def clear_requests(self) -> None:
         with self._lock:
             self._state.requests.clear()
+
+    def reset(self) -> None:
+        """Forget users, policies, on-calls, forced statuses and requests; bring it up."""
+        self.set_down(False)
+        with self._lock:
+            self._state = _State()
+            self.ignore_include = False
 
     # ------------------------------------------------------------------ HTTP
 

@@ -51,11 +51,7 @@ def module_sim() -> Iterator[PagerDutySim]:
 def pd_sim(module_sim: PagerDutySim) -> PagerDutySim:
     """The module's sim, reseeded: five on call for PESC123 over two levels, one elsewhere."""
     sim = module_sim
-    sim.set_down(False)
-    with sim._lock:  # a fresh world for every test, same server
-        sim._state.oncalls.clear()
-        sim._state.forced.clear()
-        sim._state.requests.clear()
+    sim.reset()  # a fresh world for every test, same server
     for i in range(7):
         sim.add_user(f"PUSER{i}", f"Engineer {i}", f"engineer{i}@example.com")
     sim.set_oncall(POLICY, ["PUSER0", "PUSER1", "PUSER2"], level=1)
