@@ -106,7 +106,8 @@ def _retry_after(headers: Any) -> float | None:
 
 
 class SlackChat:
-    """`Chat` over an AsyncWebClient. Usergroup members and user names are cached `ttl` s."""
+    """`Chat` over an AsyncWebClient. Usergroup members, user names and the user ids found
+    by email (misses included) are cached `ttl` s."""
 
     def __init__(
         self,
@@ -120,6 +121,7 @@ class SlackChat:
         self.clock = clock
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
         self._names: dict[str, tuple[float, str]] = {}
+        self._by_email: dict[str, tuple[float, str | None]] = {}
 
     async def _call(self, method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
         try:
@@ -184,7 +186,28 @@ class SlackChat:
         self._names[user_id] = (now, name)
         return name
 
+    async def user_id_by_email(self, email: str) -> str | None:
+        """users.lookupByEmail: the Slack user id, or None when no user has that email."""
+        key = email.strip().lower()
+        now = self.clock()
+        cached = self._by_email.get(key)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            response = await self._call(
+                "users.lookupByEmail", self.client.users_lookupByEmail(email=email.strip())
+            )
+        except SlackRefused as e:
+            if e.code != "users_not_found":
+                raise
+            user_id: str | None = None
+        else:
+            user_id = str((response.get("user") or {}).get("id") or "") or None
+        self._by_email[key] = (now, user_id)
+        return user_id
+
     def forget(self) -> None:
         """Drop the caches (e.g. after a usergroup change is announced)."""
         self._members.clear()
         self._names.clear()
+        self._by_email.clear()

@@ -53,6 +53,7 @@ METHOD_TIERS: dict[str, int] = {
     "chat.postEphemeral": 100,  # Tier 4
     "views.open": 100,  # Tier 4
     "users.info": 100,  # Tier 4
+    "users.lookupByEmail": 50,  # Tier 3
     "usergroups.users.list": 20,  # Tier 2
     "conversations.info": 50,  # Tier 3
 }
@@ -637,6 +638,16 @@ def _users_info(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
     return {"user": json.loads(json.dumps(user))}
 
 
+def _users_lookup_by_email(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
+    email = str(args.get("email") or "").strip().lower()
+    if not email:
+        raise _ApiError("invalid_arguments")
+    for user in sim._users.values():
+        if str(user["profile"].get("email") or "").lower() == email and not user["deleted"]:
+            return {"user": json.loads(json.dumps(user))}
+    raise _ApiError("users_not_found")
+
+
 def _usergroup_users(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
     group = sim._usergroups.get(str(args.get("usergroup") or ""))
     if group is None:
@@ -670,6 +681,7 @@ _HANDLERS: dict[str, Callable[[SlackSim, dict[str, Any]], dict[str, Any]]] = {
     "chat.postEphemeral": _post_ephemeral,
     "views.open": _views_open,
     "users.info": _users_info,
+    "users.lookupByEmail": _users_lookup_by_email,
     "usergroups.users.list": _usergroup_users,
     "conversations.info": _conversations_info,
 }

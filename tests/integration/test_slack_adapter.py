@@ -4,6 +4,8 @@ Aspects under test:
 - post / threaded post / update / post_ephemeral reach Slack with the right arguments and
   the returned MessageRef points at the stored message;
 - usergroup_members and user_name read Slack and are cached for `ttl` (injected clock);
+- user_id_by_email (users.lookupByEmail): the id, None on users_not_found, both cached for
+  `ttl`, case-insensitive on the email; other refusals still raise;
 - errors are translated: channel_not_found → SlackRefused (PermanentError with the code),
   invalid_auth → Forbidden, connection refused → Unreachable, 429 beyond the client's
   retries → TemporaryError with the Retry-After delay;
@@ -122,3 +124,29 @@ async def test_ratelimit_obeyed_then_given_up(slack_sim: SlackSim, bot_token: st
     with pytest.raises(TemporaryError) as err:
         await no_retry.update(ref, text="x", blocks=[])
     assert err.value.delay == 7
+
+
+async def test_user_id_by_email_found_missing_and_cached(
+    chat: SlackChat, slack_sim: SlackSim, clock: FakeClock
+) -> None:
+    assert await chat.user_id_by_email("oncall@example.com") == "U0ONCALL"
+    assert await chat.user_id_by_email(" OnCall@Example.com ") == "U0ONCALL"  # cached
+    assert await chat.user_id_by_email("nobody@example.com") is None
+    assert await chat.user_id_by_email("nobody@example.com") is None  # miss cached too
+    calls = slack_sim.calls_to("users.lookupByEmail")
+    assert [c.args["email"] for c in calls] == ["oncall@example.com", "nobody@example.com"]
+    assert calls[0].response["user"]["id"] == "U0ONCALL"
+    assert calls[1].response == {"ok": False, "error": "users_not_found"}
+
+    slack_sim.add_user("U0NEWBIE", "newbie", email="nobody@example.com")
+    clock.now += 29
+    assert await chat.user_id_by_email("nobody@example.com") is None
+    clock.now += 2
+    assert await chat.user_id_by_email("nobody@example.com") == "U0NEWBIE"
+
+
+async def test_user_id_by_email_other_errors_raise(slack_sim: SlackSim) -> None:
+    slack_sim.token = "xoxb-the-only-good-one"
+    chat = SlackChat(make_web_client("xoxb-a-wrong-one-123", slack_sim.api_url))
+    with pytest.raises(Forbidden, match="invalid_auth"):
+        await chat.user_id_by_email("oncall@example.com")
