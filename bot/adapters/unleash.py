@@ -156,7 +156,8 @@ class UnleashFlags:
         This is the feature's `enabled` in the client API, the switch SDKs obey before they
         evaluate strategies: a flag that is on with a partial rollout reads True here.
         A flag the client API does not serve (404) reads False: SDKs treat unknown flags
-        as off.
+        as off. Unleash caches the client API per revision, so this can trail the admin
+        API briefly (about a second); callers poll it with a deadline.
         """
         if self._client_token is None:
             return None

@@ -10,7 +10,8 @@
   that the ``production`` environment exists, is enabled, and is on the ``default``
   project, turning it on through the admin API when it is not. At the end of the session
   the process gets SIGTERM (Unleash shuts down gracefully), then SIGKILL after
-  ``STOP_TIMEOUT`` s, and its database is dropped.
+  ``STOP_TIMEOUT`` s, and its database is dropped. If pytest itself is killed, server.js
+  sees its stdin (a pipe pytest holds) close and shuts down: no orphaned Unleash.
 
   ``UnleashPeer`` has ``.url`` (no trailing slash; SDKs take ``url + "/api"``),
   ``.admin_token``, ``.client_token``, ``.project`` ("default"), ``.environment``
@@ -242,13 +243,14 @@ def _start(
             "INIT_ADMIN_API_TOKENS": admin_token,
             "INIT_BACKEND_API_TOKENS": client_token,
             "LOG_LEVEL": "warn",
+            "EXIT_ON_STDIN_CLOSE": "1",  # our end of stdin closes when pytest dies
         }
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 [node, str(UNLEASH_DIR / "server.js")],
                 cwd=UNLEASH_DIR,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -257,6 +259,7 @@ def _start(
             _wait_healthy(proc, url, log_path)
             return proc, url, log_path
         except _EarlyExit as exc:
+            _stop(proc)  # reaps it and closes our end of its stdin
             last = exc
             if "EADDRINUSE" not in _log_tail(log_path):
                 raise
@@ -285,6 +288,8 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> No
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -295,11 +300,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def unleash_peer(postgres_server: PostgresServer) -> Iterator[UnleashPeer]:
+def unleash_peer(request: pytest.FixtureRequest) -> Iterator[UnleashPeer]:
     node = node_binary()
     require_peer("unleash", node is not None, f"node >= {MIN_NODE_MAJOR} not found")
     require_peer("unleash", _installed(), f"unleash-server is not installed; {INSTALL_HINT}")
     assert node is not None
+    # Only now: no PostgreSQL is started for a test that skips for want of Unleash.
+    postgres_server: PostgresServer = request.getfixturevalue("postgres_server")
     database = f"unleash_{uuid.uuid4().hex[:12]}"
     postgres_server.create_database(database)
     database_url = f"postgres://postgres@127.0.0.1:{postgres_server.port}/{database}"

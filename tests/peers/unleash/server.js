@@ -5,6 +5,8 @@
 //   INIT_ADMIN_API_TOKENS   "*:*.<secret>" admin tokens, read by unleash-server itself
 //   INIT_BACKEND_API_TOKENS "default:production.<secret>" backend (SDK) tokens, idem
 //   LOG_LEVEL               debug | info | warn | error (default warn)
+//   EXIT_ON_STDIN_CLOSE=1   shut down when stdin reaches EOF: the test process holds the
+//                           pipe, so a killed pytest cannot leave an orphaned Unleash behind
 //
 // Nothing here may reach the internet: the version check and telemetry are off (telemetry
 // through the environment too, because createConfig reads `options.telemetry || SEND_TELEMETRY`),
@@ -22,6 +24,14 @@ delete process.env.CDN_PREFIX;
 delete process.env.UNLEASH_VERSION_URL;
 
 const level = process.env.LOG_LEVEL || 'warn';
+
+if (process.env.EXIT_ON_STDIN_CLOSE === '1') {
+  // SIGTERM to ourselves: the same graceful shutdown as a normal stop.
+  const shutdown = () => process.kill(process.pid, 'SIGTERM');
+  process.stdin.on('end', shutdown);
+  process.stdin.on('error', shutdown);
+  process.stdin.resume();
+}
 
 try {
   await start({
