@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.plugins.kube",
     "tests.plugins.slack",
     "tests.plugins.prometheus",
+    "tests.plugins.unleash",
 ]

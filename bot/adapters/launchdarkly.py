@@ -57,9 +57,9 @@ from typing import Any
 import httpx
 
 from bot.core.errors import (
+    FlipNotApplied,
     Forbidden,
     InvalidRequest,
-    PermanentError,
     TargetNotFound,
     TemporaryError,
     Unreachable,
@@ -73,19 +73,6 @@ SEMANTIC_PATCH = "application/json; domain-model=launchdarkly.semanticpatch"
 _GLOBAL = "*"
 #: Seconds added to a wait for `X-Ratelimit-Reset`.
 RESET_MARGIN = 0.05
-
-
-class FlipNotApplied(PermanentError):
-    """LaunchDarkly accepted the change, but reading the flag back shows the other state."""
-
-    def __init__(self, *, key: str, project: str, environment: str, wanted: bool) -> None:
-        self.key, self.project, self.environment, self.wanted = key, project, environment, wanted
-        want, seen = ("on", "off") if wanted else ("off", "on")
-        super().__init__(
-            f"LaunchDarkly accepted turning `{key}` {want} in `{project}/{environment}`, but "
-            f"reading it back shows it {seen}. Check the flag in LaunchDarkly (an approval "
-            "workflow, a scheduled change or someone else may have changed it)."
-        )
 
 
 class LaunchDarklyFlags:
@@ -153,7 +140,11 @@ class LaunchDarklyFlags:
         state = await self.get(flag)
         if state.enabled != enabled:
             raise FlipNotApplied(
-                key=flag, project=self.project, environment=self.environment, wanted=enabled
+                provider="LaunchDarkly",
+                key=flag,
+                project=self.project,
+                environment=self.environment,
+                wanted=enabled,
             )
         return state
 

@@ -45,9 +45,9 @@ from typing import Any
 import httpx
 
 from bot.core.errors import (
+    FlipNotApplied,
     Forbidden,
     InvalidRequest,
-    PermanentError,
     TargetNotFound,
     TemporaryError,
     Unreachable,
@@ -56,24 +56,6 @@ from bot.core.model import FlagState
 
 SERVICE = "Unleash"
 PROVIDER = "unleash"
-
-
-class FlipNotApplied(PermanentError):
-    """Unleash accepted the flip (2xx) but reading the flag back shows the other state.
-
-    Something else decides the state (a concurrent change, a change-request workflow, a
-    proxy answering for Unleash): retrying blindly will not help; look at Unleash. Same
-    constructor as LaunchDarkly's, so the two can become one in bot.core.errors.
-    """
-
-    def __init__(self, *, key: str, project: str, environment: str, wanted: bool) -> None:
-        self.key, self.project, self.environment, self.wanted = key, project, environment, wanted
-        want, seen = ("on", "off") if wanted else ("off", "on")
-        super().__init__(
-            f"Unleash accepted turning `{key}` {want} in `{project}/{environment}`, but reading "
-            f"it back shows it {seen}. Check the flag in Unleash (a change request, a concurrent "
-            "change or a proxy in front of Unleash may have decided otherwise)."
-        )
 
 
 class UnleashFlags:
@@ -145,7 +127,11 @@ class UnleashFlags:
         state = await self.get(flag)
         if state.enabled != enabled:
             raise FlipNotApplied(
-                key=flag, project=self.project, environment=self.environment, wanted=enabled
+                provider="Unleash",
+                key=flag,
+                project=self.project,
+                environment=self.environment,
+                wanted=enabled,
             )
         return state
 

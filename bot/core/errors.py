@@ -8,6 +8,7 @@
     │   ├── TargetNotFound       the Rollout is not in the cluster (says namespace/name)
     │   ├── NotAuthorised        the actor may not do this (says who may)
     │   ├── Forbidden            the outside service refused rollbot's own credentials (403)
+    │   ├── FlipNotApplied       a flag provider accepted a flip that does not read back
     │   └── InvalidRequest       the request itself is malformed (says what is wrong)
     └── TemporaryError           try again later (`delay` seconds, when known)
         └── Unreachable          the outside service could not be reached or answered 5xx
@@ -80,3 +81,21 @@ class Forbidden(PermanentError):
 
 class InvalidRequest(PermanentError):
     pass
+
+
+class FlipNotApplied(PermanentError):
+    """A flag provider accepted the flip (2xx) but reading the flag back shows the other
+    state: something else decides it (a concurrent change, an approval or change-request
+    workflow, a proxy answering for the provider). Reported as failed, never as done."""
+
+    def __init__(
+        self, *, provider: str, key: str, project: str, environment: str, wanted: bool
+    ) -> None:
+        self.provider, self.key, self.project = provider, key, project
+        self.environment, self.wanted = environment, wanted
+        want, seen = ("on", "off") if wanted else ("off", "on")
+        super().__init__(
+            f"{provider} accepted turning `{key}` {want} in `{project}/{environment}`, but "
+            f"reading it back shows it {seen}: NOT done. Look at the flag in {provider} (a "
+            f"change request, a concurrent change or a proxy may have decided otherwise)."
+        )

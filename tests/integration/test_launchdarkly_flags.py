@@ -35,8 +35,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from bot.adapters.launchdarkly import API_VERSION, SEMANTIC_PATCH, FlipNotApplied, LaunchDarklyFlags
-from bot.core.errors import Forbidden, TargetNotFound, TemporaryError, Unreachable
+from bot.adapters.launchdarkly import API_VERSION, SEMANTIC_PATCH, LaunchDarklyFlags
+from bot.core.errors import FlipNotApplied, Forbidden, TargetNotFound, TemporaryError, Unreachable
 from bot.sim.launchdarkly import LaunchDarklySim
 
 TOKEN = "api-11111111-2222-4333-8444-555555555555"

@@ -34,10 +34,9 @@ import pytest
 from UnleashClient.clients.unleash_client import UnleashClient
 from UnleashClient.utils import InstanceAllowType
 
-from bot.adapters.unleash import FlipNotApplied, UnleashFlags
-from bot.core.errors import Forbidden, TargetNotFound, TemporaryError, Unreachable
+from bot.adapters.unleash import UnleashFlags
+from bot.core.errors import FlipNotApplied, Forbidden, TargetNotFound, TemporaryError, Unreachable
 from bot.core.ports import Flags
-from tests.plugins.unleash import *  # noqa: F403
 from tests.plugins.unleash import UnleashPeer
 
 CIRCUIT = "payments.new-router.circuit-open"
