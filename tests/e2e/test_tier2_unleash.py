@@ -18,7 +18,7 @@ import time
 
 import pytest
 from UnleashClient import UnleashClient
-from UnleashClient.constants import InstanceAllowType
+from UnleashClient.utils import InstanceAllowType
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
 
