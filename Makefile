@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test check bench drill clean
+.PHONY: venv demo test check bench drill peers clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ check: venv
 ## Benchmarks (not part of make test): prints figures and ratios against a baseline.
 bench: venv
 	$(BIN)/python -m pytest tests/bench -p no:randomly -s -q $(PYTEST_ARGS)
+
+## The real Unleash server used by the Tier 2 tests (npm; needs Node >= 20). Without it
+## those tests skip locally (CI installs it and requires it).
+peers:
+	npm ci --no-audit --no-fund --ignore-scripts --prefix tests/peers/unleash
 
 drill: venv
 	$(BIN)/rollbot drill tier1-abort

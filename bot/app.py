@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.adapters.kubernetes import KubeRollouts
+from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards
@@ -194,6 +195,16 @@ def make_flags(settings: Settings) -> Flags | None:
     )
 
 
+def make_on_call(settings: Settings) -> PagerDutyOnCall | None:
+    """PagerDuty on-call lookup, or None without an API token (owners-group policy only)."""
+    pd = settings.pagerduty
+    if pd.api_token is None:
+        return None
+    return PagerDutyOnCall(
+        api_token=pd.api_token.get_secret_value(), base_url=pd.api_url, ca_file=pd.ca_file
+    )
+
+
 async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> Rollbot:
     slack = settings.slack
     if slack.bot_token is None or slack.signing_secret is None:
@@ -215,6 +226,7 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         )
     metrics = Metrics()
     flags = make_flags(settings)
+    on_call = make_on_call(settings)
     cards = Cards(
         chat=chat,
         store=store,
@@ -244,6 +256,8 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         poll_interval=kube.verify_interval_seconds,
         metrics=metrics,
         flags=flags,
+        on_call=on_call,
+        on_call_timeout=settings.pagerduty.on_call_timeout_seconds,
     )
     work = WorkQueue(workers=settings.server.workers)
     bolt = create_bolt_app(

@@ -49,7 +49,7 @@ from bot.core.model import (
     RolloutState,
     Verification,
 )
-from bot.core.ports import ActionRecord, Chat, Flags, Rollouts, Store
+from bot.core.ports import ActionRecord, Chat, Flags, OnCall, Rollouts, Store
 from bot.metrics import Metrics
 from bot.slack import blocks
 
@@ -167,8 +167,12 @@ class Responder:
         metrics: Metrics | None = None,
         flags: Flags | None = None,
         sdk_wait: float = 30.0,
+        on_call: OnCall | None = None,
+        on_call_timeout: float = 3.0,
     ) -> None:
         self._metrics = metrics
+        self._on_call = on_call
+        self._on_call_timeout = on_call_timeout
         self._flags = flags
         self._sdk_wait = sdk_wait
         self._background: set[asyncio.Task[None]] = set()
@@ -487,11 +491,16 @@ class Responder:
             )
             return self._duplicate(req, claim.record, None)
 
+        break_glass = decision.break_glass
         comment = f"rollbot: {req.action.value} by {req.actor.name} ({req.actor.id})"
-        if req.break_glass_reason:
+        if break_glass:
             comment += f" — BREAK-GLASS: {req.break_glass_reason}"
         started = time.monotonic()
-        detail: dict[str, Any] = {"idempotency_key": key, "break_glass": req.break_glass_reason}
+        detail: dict[str, Any] = {
+            "idempotency_key": key,
+            "authorised": decision.reason,
+            "break_glass": req.break_glass_reason if break_glass else None,
+        }
         try:
             after = await self._flags.set(flag, want, comment=comment)
         except BaseException as err:
@@ -542,8 +551,14 @@ class Responder:
             f"{verb} `{flag}` ({after.environment}) by <@{req.actor.id}> · read back "
             f"{'on' if after.enabled else 'off'} in {seconds:.1f} s · {effect}"
         )
-        if req.break_glass_reason:
+        if break_glass:
             line = f":rotating_light: BREAK-GLASS · {line} · reason: {req.break_glass_reason}"
+            await self._loud(
+                cfg,
+                f"<!subteam^{cfg.owners.slack_usergroup}> {line}"
+                if cfg.owners and cfg.owners.slack_usergroup
+                else line,
+            )
         ref = await self._report_flag(req, cfg, line, verification)
         if ok:
             self._watch_sdks(flag, want, started, cfg.channel, ref)
@@ -555,6 +570,13 @@ class Responder:
             f"{'on' if after.enabled else 'off'}: NOT done."
         )
         return ActionResult(result, message, record, verification, flag=after)
+
+    async def _loud(self, cfg: ServiceSettings, text: str) -> None:
+        """A top-level message in the service's channel (break-glass is never quiet)."""
+        try:
+            await self._chat.post(cfg.channel, text=text)
+        except RollbotError as err:
+            log.warning("could not post the break-glass notice: %s", err.message)
 
     async def _bump_flag_epoch(self, counter: str, service: str, channel: str) -> None:
         await self._store.claim_card(counter, service=service, channel=channel)
@@ -635,13 +657,39 @@ class Responder:
                 members = await self._chat.usergroup_members(group)
             except RollbotError as err:
                 log.warning("usergroup lookup failed: %s", err.message)
+        escalation = cfg.pagerduty.escalation_policy_id if cfg.pagerduty else None
+        on_call, on_call_error = await self._on_call_ids(escalation)
+        reason = getattr(req, "break_glass_reason", None) or ""
         return policy.authorise(
             actor=req.actor,
             service=req.service,
             action=req.action,
             owners_usergroup=group,
             usergroup_members=members,
+            escalation_policy=escalation,
+            on_call=on_call,
+            on_call_error=on_call_error,
+            break_glass=bool(reason),
+            break_glass_reason=reason,
         )
+
+    async def _on_call_ids(
+        self, escalation_policy: str | None
+    ) -> tuple[frozenset[str] | None, str | None]:
+        """Slack ids of who is on call for the policy, or (None, why) when unknown."""
+        if not escalation_policy:
+            return None, None
+        if self._on_call is None:
+            return None, "no PagerDuty API token configured"
+        try:
+            async with asyncio.timeout(self._on_call_timeout):
+                emails = await self._on_call.on_call_emails(escalation_policy)
+                ids = [await self._chat.user_id_by_email(email) for email in sorted(emails)]
+        except TimeoutError:
+            return None, f"no answer within {self._on_call_timeout:.0f} s"
+        except RollbotError as err:
+            return None, err.message
+        return frozenset(i for i in ids if i), None
 
     async def _apply(self, action: RolloutAction, namespace: str, name: str) -> list[Patch]:
         attempts = self._apply_attempts if action in IDEMPOTENT else 1

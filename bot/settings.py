@@ -328,7 +328,16 @@ class PagerDutySettings(_Section):
     """Events API v2 base URL. PagerDuty's own by default; tests point it at bot/sim."""
 
     api_token: SecretStr | None = None
-    """REST API token. Secret. None: no incident notes from rollbot."""
+    """REST API token. Secret. None: no incident notes from rollbot, and no on-call lookup
+    (services with an escalation policy then fall back to their owners group)."""
+
+    ca_file: str | None = None
+    """PEM file of extra certificate authorities to trust for ``api_url`` (a corporate proxy,
+    or bot/sim's PagerDuty). None: the system's."""
+
+    on_call_timeout_seconds: float = Field(default=3.0, gt=0)
+    """How long an authorisation waits for PagerDuty's on-call answer before falling back
+    to the owners group. 3 s: a responder at 2 a.m. must not wait on a slow PagerDuty."""
 
     webhook_secret: SecretStr | None = None
     """Signing secret of the v3 webhook subscription (``X-PagerDuty-Signature``). Secret.
@@ -341,7 +350,10 @@ class PagerDutySettings(_Section):
     @field_validator("api_url", "events_url")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
-        return _check_http_url(value)
+        value = _check_http_url(value)
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be https:// (the pagerduty client refuses plain http)")
+        return value
 
 
 class JiraSettings(_Section):

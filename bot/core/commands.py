@@ -4,6 +4,7 @@
     /rollback SERVICE                  → status
     /rollback SERVICE status|abort|retry|promote|promote-full|pause|help
     /rollback SERVICE circuit open|close      (Tier 2: the circuit-breaker flag)
+    /rollback SERVICE circuit open break-glass REASON…   (owners not on call; loud, audited)
     /rollback SERVICE flags                   (the service's flags and their live states)
 
 Verbs are case-insensitive; `promote --full`, `promote full` and `promote_full` are
@@ -54,8 +55,9 @@ def usage(command: str = "/rollback") -> str:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    verb: str  # "help", "status" or a RolloutAction value
+    verb: str  # "help", "status", "flags", a RolloutAction or a FlagAction value
     service: str | None
+    break_glass: str | None = None  # the reason given after `break-glass`
 
     @property
     def action(self) -> RolloutAction | None:
@@ -77,6 +79,17 @@ def parse(text: str, *, command: str = "/rollback") -> Command:
     if not words or (len(words) == 1 and words[0].lower() in ("help", "-h", "--help")):
         return Command("help", None)
     service, rest = words[0].lower(), " ".join(words[1:]).lower()
+    reason: str | None = None
+    if " break-glass" in f" {rest}":
+        head, _, _ = rest.partition("break-glass")
+        original = " ".join(words[1:])
+        reason = original[original.lower().index("break-glass") + len("break-glass") :].strip()
+        rest = head.strip()
+        if not reason:
+            raise InvalidRequest(
+                f"break-glass needs a reason: `{command} {service} {rest} break-glass "
+                f"<why, in a few words>`."
+            )
     if not _SERVICE_RE.match(service):
         shown = words[0][:64]
         raise InvalidRequest(f"`{shown}` is not a service name. {usage(command)}")
@@ -84,4 +97,9 @@ def parse(text: str, *, command: str = "/rollback") -> Command:
     if verb not in VERBS:
         shown = " ".join(words[1:])[:64]
         raise InvalidRequest(f"Unknown action `{shown}` for `{service}`. {usage(command)}")
-    return Command(verb, service)
+    if reason is not None and verb not in {a.value for a in FlagAction}:
+        raise InvalidRequest(
+            f"break-glass applies to the circuit breaker only (`{command} {service} circuit "
+            f"open break-glass <reason>`); {verb} needs no override."
+        )
+    return Command(verb, service, reason[:500] if reason else None)

@@ -36,6 +36,10 @@ from bot.core.model import FlagAction, RolloutAction
         ("payment-router circuit CLOSE", Command("circuit-close", "payment-router")),
         ("payment-router open circuit", Command("circuit-open", "payment-router")),
         ("payment-router flags", Command("flags", "payment-router")),
+        (
+            "payment-router circuit open break-glass PD down, 5xx at 40 %",
+            Command("circuit-open", "payment-router", "PD down, 5xx at 40 %"),
+        ),
     ],
 )
 def test_parse(text, expected):
@@ -80,3 +84,25 @@ def test_fuzz_any_text(text):
 )
 def test_fuzz_valid_commands_roundtrip(service, verb, pad):
     assert parse(f"{pad}{service}{pad} {verb.upper()}{pad}") == Command(verb, service)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("svc circuit half", "Usage: `/rollback SERVICE"),
+        ("svc circuit open break-glass", "break-glass needs a reason"),
+        ("svc circuit open break-glass   ", "break-glass needs a reason"),
+        ("svc abort break-glass because", "applies to the circuit breaker only"),
+    ],
+)
+def test_circuit_and_break_glass_errors(text, says):
+    with pytest.raises(InvalidRequest) as err:
+        parse(text)
+    assert says in err.value.message
+
+
+def test_break_glass_reason_keeps_its_case_and_is_bounded():
+    cmd = parse("svc CIRCUIT OPEN Break-Glass PagerDuty DOWN " + "x" * 600)
+    assert cmd == Command("circuit-open", "svc", cmd.break_glass)
+    assert cmd.break_glass is not None and cmd.break_glass.startswith("PagerDuty DOWN")
+    assert len(cmd.break_glass) == 500

@@ -54,9 +54,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 return
             await ack(text=f":hourglass_flowing_sand: {cmd.verb} `{service}`: working on it…")
             user_id, user_name = command["user_id"], command.get("user_name", "")
-            retries = retry_num(request)
+            retries, reason = retry_num(request), cmd.break_glass
             deps.work.submit(
-                lambda: _flip(deps, service, flag_action, user_id, user_name, retries, respond),
+                lambda: _flip(
+                    deps, service, flag_action, user_id, user_name, retries, respond, reason
+                ),
                 on_error=errors.reporter(respond, what=f"{flag_action} {service}"),
             )
             return
@@ -107,6 +109,7 @@ async def _flip(
     user_name: str,
     retries: int,
     respond: Any,
+    reason: str | None = None,
 ) -> None:
     who = await actor(deps, user_id, user_name)
     await run_and_tell(
@@ -116,6 +119,7 @@ async def _flip(
             action=action,
             actor=Actor(who.id, who.name, "slash-command"),
             retry_num=retries,
+            break_glass_reason=reason,
         ),
         respond,
     )
