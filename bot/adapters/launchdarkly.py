@@ -48,7 +48,6 @@ token; the admin API's `environments.{env}.on` is not evidence that any SDK has 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -56,6 +55,7 @@ from typing import Any
 
 import httpx
 
+from bot.adapters._http import connect_reason, retry_after
 from bot.core.errors import (
     FlipNotApplied,
     Forbidden,
@@ -183,7 +183,7 @@ class LaunchDarklyFlags:
             self._note_limits(route, response)
             if response.status_code != 429:
                 break
-            delay = _retry_after(response) or _until_reset(response) or float(2**attempt)
+            delay = retry_after(response) or _until_reset(response) or float(2**attempt)
             if attempt >= self.max_retries or delay > self.max_wait:
                 tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
                 raise TemporaryError(
@@ -211,7 +211,9 @@ class LaunchDarklyFlags:
         except httpx.TimeoutException as e:
             raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
         except httpx.ConnectError as e:
-            raise Unreachable(SERVICE, f"cannot connect to {self.base_url}: {_reason(e)}") from e
+            raise Unreachable(
+                SERVICE, f"cannot connect to {self.base_url}: {connect_reason(e)}"
+            ) from e
         except httpx.TransportError as e:
             raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
 
@@ -253,7 +255,7 @@ class LaunchDarklyFlags:
             message = str(body.get("message") or body.get("code") or "")
         detail = f"HTTP {status}" + (f": {message}" if message else "")
         if status >= 500:
-            return Unreachable(SERVICE, detail, delay=_retry_after(response))
+            return Unreachable(SERVICE, detail, delay=retry_after(response))
         if status in (401, 403):
             return Forbidden(SERVICE, detail)
         if status == 404:
@@ -317,23 +319,6 @@ def _json(response: httpx.Response) -> Any:
         return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _reset_at(response: httpx.Response) -> float | None:
     """`X-Ratelimit-Reset` (epoch milliseconds) as epoch seconds."""
     raw = response.headers.get("x-ratelimit-reset")
@@ -350,16 +335,3 @@ def _until_reset(response: httpx.Response) -> float | None:
     if reset is None:
         return None
     return max(0.0, reset - time.time()) or None
-
-
-def _reason(error: BaseException) -> str:
-    """The OS' reason under httpx's "All connection attempts failed": "connection refused"."""
-    seen: BaseException | None = error
-    reason = str(error)
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, OSError) and seen.strerror:
-            reason = seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    return reason

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import math
-import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from bot.adapters._http import connect_reason, retry_after
 from bot.core.errors import (
     Forbidden,
     InvalidRequest,
@@ -175,7 +174,7 @@ class PrometheusMetrics:
         except httpx.TimeoutException as e:
             raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
         except httpx.ConnectError as e:
-            reason = _connect_reason(e)
+            reason = connect_reason(e)
             raise Unreachable(SERVICE, f"cannot connect to {self.base_url}: {reason}") from e
         except httpx.TransportError as e:
             raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
@@ -287,13 +286,13 @@ def _parse(response: httpx.Response, query: str) -> list[Sample]:
     if isinstance(body, dict) and body.get("status") == "error":
         error = f"{body.get('errorType', 'error')}: {body.get('error', '')}".strip()
     if status == 429:
-        delay = _retry_after(response)
+        delay = retry_after(response)
         raise TemporaryError(
             f"Prometheus rate-limited the query; retry in {_seconds(delay)}", delay=delay
         )
     if status >= 500:
         detail = f"HTTP {status}" + (f": {error}" if error else "")
-        raise Unreachable(SERVICE, detail, delay=_retry_after(response))
+        raise Unreachable(SERVICE, detail, delay=retry_after(response))
     if status in (401, 403):
         raise Forbidden(SERVICE, f"HTTP {status}" + (f": {error}" if error else ""))
     if status in (400, 422):
@@ -331,19 +330,6 @@ def _parse(response: httpx.Response, query: str) -> list[Sample]:
     )
 
 
-def _connect_reason(error: BaseException) -> str:
-    """The OS' reason under httpx's "All connection attempts failed": "connection refused"."""
-    seen: BaseException | None = error
-    reason = str(error)
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, OSError) and seen.strerror:
-            reason = seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    return reason
-
-
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
@@ -355,23 +341,6 @@ def _value(pair: Any) -> float | None:
     """[<unix time>, "<value>"] → float, None for NaN."""
     value = float(pair[1])  # Go's strconv formatting: "NaN", "+Inf", "-Inf", "1e-05", …
     return None if math.isnan(value) else value
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _seconds(delay: float | None) -> str:

@@ -36,14 +36,12 @@ rollbot's own audit log.
 
 from __future__ import annotations
 
-import email.utils
-import time
 import urllib.parse
-from datetime import UTC
 from typing import Any
 
 import httpx
 
+from bot.adapters._http import connect_reason, retry_after
 from bot.core.errors import (
     FlipNotApplied,
     Forbidden,
@@ -170,7 +168,7 @@ class UnleashFlags:
         except httpx.TimeoutException as e:
             raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
         except httpx.ConnectError as e:
-            reason = _connect_reason(e)
+            reason = connect_reason(e)
             raise Unreachable(SERVICE, f"cannot connect to {self.base_url}: {reason}") from e
         except httpx.TransportError as e:
             raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
@@ -189,12 +187,12 @@ class UnleashFlags:
         message = _message(response)
         said = f": {message}" if message else ""
         if status == 429:
-            delay = _retry_after(response)
+            delay = retry_after(response)
             raise TemporaryError(
                 f"Unleash rate-limited rollbot; retry in {_seconds(delay)}", delay=delay
             )
         if status >= 500:
-            raise Unreachable(SERVICE, f"HTTP {status}{said}", delay=_retry_after(response))
+            raise Unreachable(SERVICE, f"HTTP {status}{said}", delay=retry_after(response))
         if status in (401, 403):
             raise Forbidden(SERVICE, f"HTTP {status} from {what}{said}")
         if status == 404:
@@ -227,37 +225,6 @@ class UnleashFlags:
                     provider=PROVIDER,
                 )
         raise TargetNotFound("environment", self.project, self.environment)
-
-
-def _connect_reason(error: BaseException) -> str:
-    """The OS' reason under httpx's "All connection attempts failed": "connection refused"."""
-    seen: BaseException | None = error
-    reason = str(error)
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(seen, OSError) and seen.strerror:
-            reason = seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    return reason
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (delta-seconds or an HTTP date), None when absent or unreadable."""
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _seconds(delay: float | None) -> str:
