@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from bot.core.errors import RollbotError
 
-DRILLS = ("tier1-abort", "slo-alert")
+DRILLS = ("tier1-abort", "slo-alert", "tier2-circuit")
 
 
 def _parser() -> argparse.ArgumentParser:

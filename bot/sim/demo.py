@@ -20,6 +20,8 @@ from typing import Any, TextIO
 
 from bot.sim import alerts as sim_alerts
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.pagerduty import PagerDutySim
+from bot.sim.unleash import UnleashSim
 from bot.slack.render import render_text
 
 
@@ -262,7 +264,101 @@ async def _drill_slo_alert(drill: Drill, *, speed: float, timeout: float) -> str
     )
 
 
-DRILLS = {"tier1-abort": _drill_tier1_abort, "slo-alert": _drill_slo_alert}
+async def _drill_tier2_circuit(drill: Drill, *, speed: float, timeout: float) -> str:
+    """On-call opens the circuit from the card; confirmed open and served to SDKs; a
+    responder who is not on call is refused."""
+    flag = "payments.new-router.circuit-open"
+    paged = ("U0PAGED", "paged-engineer")
+    with UnleashSim() as unleash, PagerDutySim() as pd:
+        unleash.add_flag(flag)
+        pd.add_user("PUSER1", "Paged Engineer", "paged@example.com")
+        pd.add_escalation_policy("PESC123", "Payments")
+        pd.set_oncall("PESC123", ["PUSER1"])
+        settings = {
+            "flags": {"provider": "unleash", "url": unleash.url},
+            "pagerduty": {"api_url": pd.url, "ca_file": pd.ca_file},
+            "services": {
+                "payment-router": {
+                    "pagerduty": {"service_id": "PSVC123", "escalation_policy_id": "PESC123"}
+                }
+            },
+        }
+        env = {
+            "ROLLBOT_FLAGS__API_TOKEN": unleash.admin_token,
+            "ROLLBOT_FLAGS__CLIENT_TOKEN": unleash.client_token,
+            "ROLLBOT_PAGERDUTY__API_TOKEN": pd.token,
+        }
+        async with SimWorld(speed=speed, settings=settings, env=env) as world:
+            world.slack.add_user(
+                paged[0], paged[1], real_name="Paged Engineer", email="paged@example.com"
+            )
+            drill.mark("world up (Unleash and PagerDuty sims, paged-engineer on call)")
+            card = await world.wait_for(
+                lambda: (c := world.card()) and world.button(c, "circuit_open") and c,
+                timeout=timeout,
+                what="the card with Open circuit (Tier 2)",
+            )
+            drill.mark("card posted with Tier 2")
+
+            def replies() -> str:
+                return "\n".join(json.dumps(r.body) for r in world.slack.responses)
+
+            await world.click(card, "circuit_open", user=ONCALL)  # owners group, not on call
+            await world.wait_for(
+                lambda: "may not" in replies(),
+                timeout=timeout,
+                what="the refusal of a responder not on call",
+            )
+            drill.check(not unleash.enabled(flag), "a responder not on call flipped the flag")
+            drill.mark(f"@{ONCALL[1]} (owner, not on call) refused")
+
+            clicked = time.monotonic()
+            await world.click(card, "circuit_open", user=paged)
+            await world.wait_for(
+                lambda: "Opened the circuit" in replies(),
+                timeout=timeout,
+                what="the on-call's flip confirmed",
+            )
+            confirmed = time.monotonic() - clicked
+            drill.mark(f"@{paged[1]} (on call) opened the circuit, read back on")
+            drill.check(unleash.enabled(flag), "the flag does not read back on")
+            line = await world.wait_for(
+                lambda: next(
+                    (
+                        m["text"]
+                        for m in world.slack.thread(CHANNEL_ID, card["ts"])
+                        if "effective for SDKs after" in m["text"]
+                    ),
+                    None,
+                ),
+                timeout=timeout,
+                what="SDKs served the flag on",
+            )
+            posted = time.monotonic() - clicked
+            sdk = line.split("effective for SDKs after")[-1].strip()
+            drill.mark(f"SDKs are served the flag on after {sdk} (thread line posted)")
+            entries = [
+                e.entry
+                for e in await world.rollbot.store.audit_entries()
+                if e.entry.action == "circuit-open"
+            ]
+            drill.check(
+                [e.result for e in entries] == ["refused", "succeeded"],
+                f"audit shows {[e.result for e in entries]}",
+            )
+            chain = await world.rollbot.store.verify_audit()
+            drill.check(chain.ok, f"audit chain broken at {chain.first_bad_seq}")
+    return (
+        f"refused the owner not on call · flip confirmed {confirmed:.2f} s after the click"
+        f" · SDKs served it {sdk:.2f} s after · audit chain checked"
+    )
+
+
+DRILLS = {
+    "tier1-abort": _drill_tier1_abort,
+    "slo-alert": _drill_slo_alert,
+    "tier2-circuit": _drill_tier2_circuit,
+}
 
 
 async def run_drill(

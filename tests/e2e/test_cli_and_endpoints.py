@@ -1,8 +1,8 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
-- `rollbot drill tier1-abort` and `rollbot drill slo-alert` exit 0 and print a PASS line
-  with their timeline; an unknown drill is refused listing the known ones;
+- `rollbot drill tier1-abort`, `slo-alert` and `tier2-circuit` exit 0 and print a PASS
+  line with their timeline; an unknown drill is refused listing the known ones;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
   on a good file;
@@ -57,10 +57,21 @@ def test_drills_exit_zero(scenario):
     assert "audit entry 1: succeeded" in done.stdout
 
 
+@pytest.mark.timeout(150)
+def test_drill_tier2_circuit_exits_zero():
+    done = rollbot("drill", "tier2-circuit", "--speed", "600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "drill tier2-circuit: PASS" in out
+    assert "(owner, not on call) refused" in out
+    assert "(on call) opened the circuit, read back on" in out
+    assert "SDKs are served the flag on after" in out
+
+
 def test_unknown_drill_is_refused():
     done = rollbot("drill", "nope")
     assert done.returncode == 2
-    assert "tier1-abort" in done.stderr and "slo-alert" in done.stderr
+    assert "tier1-abort" in done.stderr and "tier2-circuit" in done.stderr
 
 
 @pytest.mark.timeout(150)
