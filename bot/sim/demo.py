@@ -350,7 +350,8 @@ async def _drill_tier2_circuit(drill: Drill, *, speed: float, timeout: float) ->
             drill.check(chain.ok, f"audit chain broken at {chain.first_bad_seq}")
     return (
         f"refused the owner not on call · flip confirmed {confirmed:.2f} s after the click"
-        f" · SDKs served it {sdk:.2f} s after · audit chain checked"
+        f" · SDKs served it {sdk} after the flip (reported in the thread at {posted:.2f} s)"
+        " · audit chain checked"
     )
 
 
