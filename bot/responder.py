@@ -39,6 +39,7 @@ from bot.core.errors import (
     TemporaryError,
     UnknownService,
 )
+from bot.core.flags import FlagStatus, removal_note
 from bot.core.model import (
     Actor,
     AuditEntry,
@@ -417,25 +418,21 @@ class Responder:
             )
         return flag
 
-    async def flag_states(self, service: str) -> list[tuple[str, str, FlagState | str]]:
-        """(role, key, state or why not) for the service's release/experiment/circuit flags."""
-        cfg = self.service(service)
-        roles = [
-            ("release", cfg.flags.release if cfg.flags else None),
-            ("experiment", cfg.flags.experiment if cfg.flags else None),
-            ("circuit", cfg.flags.circuit if cfg.flags else None),
-        ]
-        out: list[tuple[str, str, FlagState | str]] = []
-        for role, key in roles:
-            if not key:
-                continue
+    async def flag_states(self, service: str) -> list[FlagStatus]:
+        """The service's release/experiment/circuit flags: catalog metadata, live state (or
+        why not) and when each should be removed."""
+        today = self._now().date()
+        out: list[FlagStatus] = []
+        for info in self.service(service).flags.entries():
+            state: FlagState | str
             if self._flags is None:
-                out.append((role, key, "no flag provider configured"))
-                continue
-            try:
-                out.append((role, key, await self._flags.get(key)))
-            except RollbotError as err:
-                out.append((role, key, err.message))
+                state = "no flag provider configured"
+            else:
+                try:
+                    state = await self._flags.get(info.key)
+                except RollbotError as err:
+                    state = err.message
+            out.append(FlagStatus(info, state, removal_note(info, today)))
         return out
 
     async def handle_flag(self, req: FlagRequest) -> ActionResult:

@@ -47,6 +47,7 @@ import re
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -56,6 +57,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     SecretStr,
     StringConstraints,
@@ -63,9 +65,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.core.alerts import AlertMatcher, default_matchers
 from bot.core.errors import PermanentError, UnknownService
+from bot.core.flags import FLAG_TYPES, ROLES, FlagInfo
 
 ENV_PREFIX = "ROLLBOT_"
 CONFIG_ENV = "ROLLBOT_CONFIG"
@@ -457,8 +461,29 @@ class ServiceJira(_Section):
     """Project key (``PAY``) cleanup tickets are filed in."""
 
 
+class FlagSpec(_Section):
+    """A flag written as a mapping under ``services.X.flags.<role>``: its key and the
+    metadata of the flag inventory. Its type is implied by the role."""
+
+    key: str
+    """The flag's key in the provider (``payments.new-router.enabled``)."""
+
+    owner: str | None = None
+    """Who owns the flag and removes it (``payments team``, ``payments on-call``)."""
+
+    description: str | None = None
+    """What the flag does, in a sentence."""
+
+    created: date | None = None
+    """When the flag was created (``2026-10-01``)."""
+
+    remove_after: date | None = None
+    """Planned removal date. None: not planned (an ops toggle is long-lived)."""
+
+
 class ServiceFlags(_Section):
-    """The release's three-flag hierarchy."""
+    """The release's three-flag hierarchy. Each role is a flag key, or a mapping with
+    ``key``, ``owner``, ``description``, ``created`` and ``remove_after``."""
 
     release: str | None = None
     """Release toggle (``payments.new-router.enabled``); removed 30 days after 100 %."""
@@ -470,6 +495,104 @@ class ServiceFlags(_Section):
     circuit: str | None = None
     """Ops toggle / circuit breaker (``payments.new-router.circuit-open``): true sends
     everything to the legacy path. Tier 2 flips it."""
+
+    _meta: dict[str, FlagSpec] = PrivateAttr(default_factory=dict)
+    """The metadata of the roles written as mappings, by role."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _mappings(cls, data: Any, handler: ModelWrapValidatorHandler[ServiceFlags]) -> Any:
+        """Take the metadata out of the roles written as mappings; leave their keys."""
+        specs: dict[str, FlagSpec] = {}
+        errors: list[InitErrorDetails] = []
+        if isinstance(data, Mapping):
+            data = dict(data)
+            for role in ROLES:
+                raw = data.get(role)
+                if not isinstance(raw, Mapping):
+                    continue
+                key = raw.get("key")
+                data[role] = key if isinstance(key, str) else "-"  # errors come from spec
+                try:
+                    spec = FlagSpec.model_validate(raw)
+                except ValidationError as exc:
+                    errors.extend(_spec_errors(role, exc))
+                    continue
+                if spec.created and spec.remove_after and spec.remove_after < spec.created:
+                    errors.append(
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "flag_dates",
+                                "{remove_after} is before created ({created})",
+                                {
+                                    "remove_after": spec.remove_after.isoformat(),
+                                    "created": spec.created.isoformat(),
+                                },
+                            ),
+                            loc=(role, "remove_after"),
+                            input=raw.get("remove_after"),
+                        )
+                    )
+                    continue
+                specs[role] = spec
+        try:
+            flags = handler(data)
+        except ValidationError as exc:
+            errors.extend(_reraised(exc))
+            flags = None
+        if errors or flags is None:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        flags._meta = {**flags._meta, **specs}
+        return flags
+
+    def entries(self) -> list[FlagInfo]:
+        """The flags set, in hierarchy order, with their type and metadata."""
+        out = []
+        for role in ROLES:
+            key = getattr(self, role)
+            if not key:
+                continue
+            spec = self._meta.get(role)
+            if spec is not None and spec.key != key:  # the key was reassigned since
+                spec = None
+            out.append(
+                FlagInfo(
+                    role=role,
+                    key=key,
+                    type=FLAG_TYPES[role],
+                    owner=spec.owner if spec else None,
+                    description=spec.description if spec else None,
+                    created=spec.created if spec else None,
+                    remove_after=spec.remove_after if spec else None,
+                )
+            )
+        return out
+
+
+def _reraised(exc: ValidationError) -> list[InitErrorDetails]:
+    out = []
+    for err in exc.errors(include_url=False):
+        details = InitErrorDetails(type=err["type"], loc=err["loc"], input=err["input"])
+        if "ctx" in err:
+            details["ctx"] = err["ctx"]
+        out.append(details)
+    return out
+
+
+def _spec_errors(role: str, exc: ValidationError) -> list[InitErrorDetails]:
+    """FlagSpec's errors, located under the role; unknown keys list the known ones."""
+    known = ", ".join(sorted(FlagSpec.model_fields))
+    out = []
+    for details in _reraised(exc):
+        details["loc"] = (role, *details["loc"])
+        if details["type"] == "extra_forbidden":
+            details["type"] = PydanticCustomError(
+                "flag_key_unknown",
+                "unknown key (a typo?); known keys: {known} (the type is implied by the role)",
+                {"known": known},
+            )
+        out.append(details)
+    return out
 
 
 class ServiceSlo(_Section):

@@ -34,6 +34,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.core.flags import FlagStatus
 from bot.core.model import (
     Evidence,
     FlagAction,
@@ -851,17 +852,25 @@ def already_done_text(record: ActionRecord) -> str:
     return text
 
 
-def flags_text(service: str, states: Sequence[tuple[str, str, FlagState | str]]) -> str:
-    """`/rollback SERVICE flags`: each flag of the hierarchy with its live state."""
+def flags_text(service: str, states: Sequence[FlagStatus]) -> str:
+    """`/rollback SERVICE flags`: each flag of the hierarchy with its live state, owner,
+    creation date and when it should be removed."""
     if not states:
         return f"`{service}` lists no flags in the catalog (services.{service}.flags)."
     lines = [f"*Flags of `{service}`*"]
-    for role, key, state in states:
+    for status in states:
+        info, state = status.info, status.state
+        head = f"• *{info.type}* `{info.key}`"
         if isinstance(state, FlagState):
             shown = "on" if state.enabled else "off"
-            lines.append(
-                f"• {role}: `{key}` is *{shown}* in {state.environment} ({state.provider})"
-            )
+            lines.append(f"{head} is *{shown}* in {state.environment} ({state.provider})")
         else:
-            lines.append(f"• {role}: `{key}` — {_safe(state, 300)}")
+            lines.append(f"{head} — {_safe(state, 300)}")
+        details = [f"owner {_safe(info.owner, 80)}" if info.owner else "no owner set"]
+        if info.created is not None:
+            details.append(f"created {info.created.isoformat()}")
+        details.append(status.removal)
+        lines.append("    " + " · ".join(details))
+        if info.description:
+            lines.append(f"    _{_safe(info.description, 200)}_")
     return "\n".join(lines)

@@ -126,8 +126,9 @@ async def test_commands_close_flags_and_missing_flag(world_ld):
         lambda: "Flags of" in responses_text(world), timeout=10, what="the flags listing"
     )
     text = responses_text(world)
-    assert "payments.new-router.enabled` is *on*" in text
-    assert f"{FLAG}` is *off*" in text
+    assert "*release toggle* `payments.new-router.enabled` is *on*" in text
+    assert f"*ops toggle (circuit breaker)* `{FLAG}` is *off*" in text
+    assert "long-lived (ops toggle)" in text  # the circuit breaker is never due for removal
 
     ld.remove_flag("default", FLAG)
     sent = len(flips(ld))

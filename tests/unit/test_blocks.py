@@ -30,16 +30,18 @@ import dataclasses
 import itertools
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 import yaml
 from slack_sdk.models.blocks import Block
 
+from bot.core.flags import FLAG_TYPES, FlagInfo, FlagRole, FlagStatus, removal_note
 from bot.core.model import (
     AnalysisStatus,
     Evidence,
+    FlagState,
     Incident,
     IncidentState,
     MetricPair,
@@ -939,3 +941,62 @@ def test_cards_from_the_core_tier_options() -> None:
             1 if runbook == "runbooks/payment-router.md" else 0
         )
         assert "<sha>" in render_text(blocks)
+
+
+# ----------------------------------------------------------------------------- flags listing
+
+
+def _flag(role: FlagRole, key: str, **meta: Any) -> FlagInfo:
+    return FlagInfo(role=role, key=key, type=FLAG_TYPES[role], **meta)
+
+
+def test_flags_text_shows_type_state_owner_age_and_removal() -> None:
+    today = date(2026, 11, 22)
+    release = _flag(
+        "release",
+        "payments.new-router.enabled",
+        owner="payments team",
+        description="traffic through the new <routing> engine",
+        created=date(2026, 10, 1),
+        remove_after=date(2026, 12, 21),
+    )
+    experiment = _flag("experiment", "payments.dynamic-currency.enabled")
+    circuit = _flag("circuit", "payments.new-router.circuit-open", owner="payments on-call")
+    on = FlagState(
+        key=release.key,
+        project="default",
+        environment="production",
+        enabled=True,
+        provider="launchdarkly",
+    )
+    off = dataclasses.replace(on, key=circuit.key, enabled=False)
+    text = b.flags_text(
+        "payment-router",
+        [
+            FlagStatus(release, on, removal_note(release, today)),
+            FlagStatus(
+                experiment,
+                "flag `payments.dynamic-currency.enabled` not found in project default",
+                removal_note(experiment, today),
+            ),
+            FlagStatus(circuit, off, removal_note(circuit, today)),
+        ],
+    )
+    assert text.splitlines() == [
+        "*Flags of `payment-router`*",
+        "• *release toggle* `payments.new-router.enabled` is *on* in production (launchdarkly)",
+        "    owner payments team · created 2026-10-01 · remove by 2026-12-21 (in 29 days)",
+        "    _traffic through the new &lt;routing&gt; engine_",
+        "• *experiment toggle* `payments.dynamic-currency.enabled` — flag "
+        "`payments.dynamic-currency.enabled` not found in project default",
+        "    no owner set · no removal date set",
+        "• *ops toggle (circuit breaker)* `payments.new-router.circuit-open` is *off* in "
+        "production (launchdarkly)",
+        "    owner payments on-call · long-lived (ops toggle)",
+    ]
+
+
+def test_flags_text_without_flags_says_where_to_set_them() -> None:
+    assert b.flags_text("fx-rates", []) == (
+        "`fx-rates` lists no flags in the catalog (services.fx-rates.flags)."
+    )

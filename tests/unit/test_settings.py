@@ -20,14 +20,17 @@ Aspects:
 from __future__ import annotations
 
 import textwrap
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from bot.core.errors import UnknownService
+from bot.core.flags import FlagInfo
 from bot.settings import (
     ConfigError,
     ConfigProblem,
+    ServiceFlags,
     Settings,
     check_config,
     load_settings,
@@ -453,6 +456,104 @@ def test_unknown_keys_are_caught_everywhere(tmp_path: Path) -> None:
     assert sorted(paths(problems)) == ["services.a.flags.circuit_breaker", "slack.bot_tokn", "slak"]
     by_path = {p.key_path: p.message for p in problems}
     assert "known keys: circuit, experiment, release" in by_path["services.a.flags.circuit_breaker"]
+
+
+FLAG_MAPPINGS = """
+    services:
+      a:
+        namespace: payments
+        rollout: a
+        channel: "#a"
+        flags:
+          release:
+            key: payments.new-router.enabled
+            owner: payments team
+            description: traffic through the new routing engine
+            created: 2026-10-01
+            remove_after: 2026-12-21
+          experiment: payments.dynamic-currency.enabled
+          circuit: {key: payments.new-router.circuit-open, owner: payments on-call,
+                    created: "2026-10-01", remove_after: null}
+    """
+
+
+def test_flags_accept_a_key_or_a_mapping_with_metadata(tmp_path: Path) -> None:
+    flags = load_settings(write(tmp_path, FLAG_MAPPINGS), environ=SECRETS).service("a").flags
+    # the roles stay the keys: the circuit breaker, cards and sim read them as strings
+    assert flags.release == "payments.new-router.enabled"
+    assert flags.experiment == "payments.dynamic-currency.enabled"
+    assert flags.circuit == "payments.new-router.circuit-open"
+    assert flags.entries() == [
+        FlagInfo(
+            role="release",
+            key="payments.new-router.enabled",
+            type="release toggle",
+            owner="payments team",
+            description="traffic through the new routing engine",
+            created=date(2026, 10, 1),
+            remove_after=date(2026, 12, 21),
+        ),
+        FlagInfo(
+            role="experiment", key="payments.dynamic-currency.enabled", type="experiment toggle"
+        ),
+        FlagInfo(
+            role="circuit",
+            key="payments.new-router.circuit-open",
+            type="ops toggle (circuit breaker)",
+            owner="payments on-call",
+            created=date(2026, 10, 1),
+        ),
+    ]
+
+
+def test_flags_entries_skip_unset_roles() -> None:
+    assert ServiceFlags().entries() == []
+    flags = ServiceFlags(circuit="x.open")
+    assert [(e.role, e.key, e.owner) for e in flags.entries()] == [("circuit", "x.open", None)]
+
+
+def test_flag_mapping_problems_name_their_key_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        services:
+          a:
+            namespace: payments
+            rollout: a
+            channel: "#a"
+            flags:
+              release: {key: r, ownr: me, type: release toggle}
+              experiment: {key: e, created: 2026-10-01, remove_after: 2026-09-30}
+              circuit: {owner: payments on-call, created: soon}
+        """,
+    )
+    problems = check_config(path, environ=SECRETS)
+    by_path = {p.key_path: p.message for p in problems}
+    assert sorted(by_path) == [
+        "services.a.flags.circuit.created",
+        "services.a.flags.circuit.key",
+        "services.a.flags.experiment.remove_after",
+        "services.a.flags.release.ownr",
+        "services.a.flags.release.type",
+    ]
+    known = "known keys: created, description, key, owner, remove_after"
+    assert known in by_path["services.a.flags.release.ownr"]
+    assert "implied by the role" in by_path["services.a.flags.release.type"]
+    assert by_path["services.a.flags.experiment.remove_after"] == (
+        "2026-09-30 is before created (2026-10-01)"
+    )
+    assert by_path["services.a.flags.circuit.key"] == "required key is missing"
+
+
+def test_example_config_shows_the_flag_mapping_form() -> None:
+    example = Path(__file__).resolve().parents[2] / "rollbot.example.yaml"
+    (fx,) = load_settings(example, environ=SECRETS).service("fx-rates").flags.entries()
+    assert (fx.role, fx.key, fx.owner, fx.remove_after) == (
+        "circuit",
+        "payments.fx-rates.circuit-open",
+        "payments on-call",
+        None,
+    )
 
 
 def test_service_names_must_be_kubernetes_like(tmp_path: Path) -> None:
