@@ -20,7 +20,7 @@ from bot.adapters.kubernetes import KubeRollouts
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
-from bot.cards import Cards
+from bot.cards import Cards, card_key
 from bot.core.errors import RollbotError
 from bot.core.ports import Flags, WatchEvent
 from bot.incidents import IncidentEngine
@@ -89,6 +89,7 @@ class Rollbot:
                 try:
                     state = await self.rollouts.get_state(namespace, name)
                     await self.incidents.on_rollout(state)
+                    await self._show_circuit(namespace, name, state)
                 except RollbotError as err:
                     log.warning(
                         "could not refresh the card of %s/%s: %s", namespace, name, err.message
@@ -100,6 +101,14 @@ class Rollbot:
                 self._pending[key] = False
         finally:
             self._pending.pop(key, None)
+
+    async def _show_circuit(self, namespace: str, name: str, state: Any) -> None:
+        """Once a card exists, read the service's breaker so the card shows it (once)."""
+        service = self.cards.service_for(namespace, name)
+        if service is None or self.cards.circuit_known(service):
+            return
+        if await self.store.get_card(card_key(state)) is not None:
+            await self.responder.read_circuit(service)
 
     async def on_watch_error(self, message: str) -> None:
         self.metrics.watch_errors.inc()

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
 from bot.core.errors import RollbotError
-from bot.core.model import Evidence, Incident, IncidentState, MessageRef, RolloutState
+from bot.core.model import (
+    Evidence,
+    FlagState,
+    Incident,
+    IncidentState,
+    MessageRef,
+    RolloutState,
+)
 from bot.core.ports import CardRecord, Chat, Store
 from bot.slack import blocks
 
@@ -71,6 +78,7 @@ class _CardMemory:
     incident: Incident | None = None
     evidence: Evidence | None = None
     alerts: tuple[str, ...] = ()
+    circuit: FlagState | None = None
     last_line: str = ""
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
@@ -95,6 +103,7 @@ class Cards:
         self._public_url = public_url.rstrip("/") if public_url else None
         self._interval = update_interval
         self._circuit_available = circuit_available
+        self._circuit: dict[str, FlagState] = {}  # service → its breaker's last known state
         self._now = now
         self._locks: dict[str, asyncio.Lock] = {}
         self._memory: dict[str, _CardMemory] = {}
@@ -165,6 +174,22 @@ class Cards:
             if card is not None and card.ts is not None:
                 await self._render_update(mem, card)
 
+    def circuit_known(self, service: str) -> bool:
+        return service in self._circuit
+
+    async def set_circuit(self, service: str, circuit: FlagState) -> None:
+        """The breaker's state changed or was read: show it on the service's open cards."""
+        if self._circuit.get(service) == circuit:
+            return
+        self._circuit[service] = circuit
+        for key, mem in list(self._memory.items()):
+            if mem.service != service:
+                continue
+            async with self._lock(key):
+                card = await self._store.get_card(key)
+                if card is not None and card.ts is not None:
+                    await self._render_update(mem, card)
+
     async def report(
         self, service: str, state: RolloutState, outcome: blocks.Outcome, line: str
     ) -> CardRecord | None:
@@ -232,6 +257,7 @@ class Cards:
             "tiers": self.tiers(mem),
             "alerts": mem.alerts,
             "circuit_flag": cfg.flags.circuit if cfg.flags else None,
+            "circuit": mem.circuit,
         }
         return blocks.rollout_card_text(**kw), blocks.rollout_card(**kw)
 
@@ -259,6 +285,7 @@ class Cards:
                 return None
         if card.ts is not None:
             return card
+        mem.circuit = self._circuit.get(mem.service)
         text, body = self.render(mem, epoch=card.epoch)
         ref = await self._chat.post(cfg.channel, text=text, blocks=body)
         mem.digest = _digest(mem, card.epoch)
@@ -291,6 +318,7 @@ class Cards:
             )
 
     async def _render_update(self, mem: _CardMemory, card: CardRecord) -> None:
+        mem.circuit = self._circuit.get(mem.service)
         digest = _digest(mem, card.epoch)
         if digest == card.digest or digest == mem.digest:
             return
@@ -339,6 +367,7 @@ def _digest(mem: _CardMemory, epoch: int) -> str:
         if incident is None
         else [str(incident.state), sorted(incident.firing), len(incident.seen)],
         "alerts": list(mem.alerts),
+        "circuit": None if mem.circuit is None else [mem.circuit.key, mem.circuit.enabled],
         "evidence": None if evidence is None else repr(replace(evidence, queried_at=None)),
         "epoch": epoch,
     }

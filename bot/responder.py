@@ -556,6 +556,7 @@ class Responder:
                 if cfg.owners and cfg.owners.slack_usergroup
                 else line,
             )
+        await self._cards.set_circuit(req.service, after)
         ref = await self._report_flag(req, cfg, line, verification)
         if ok:
             self._watch_sdks(flag, want, started, cfg.channel, ref)
@@ -574,6 +575,18 @@ class Responder:
             await self._chat.post(cfg.channel, text=text)
         except RollbotError as err:
             log.warning("could not post the break-glass notice: %s", err.message)
+
+    async def read_circuit(self, service: str) -> None:
+        """Best effort: read the service's breaker so its card shows the live state."""
+        cfg = self.service(service)
+        if self._flags is None or not (cfg.flags and cfg.flags.circuit):
+            return
+        try:
+            state = await self._flags.get(cfg.flags.circuit)
+        except RollbotError as err:
+            log.warning("circuit state of %s unavailable: %s", service, err.message)
+            return
+        await self._cards.set_circuit(service, state)
 
     async def _bump_flag_epoch(self, counter: str, service: str, channel: str) -> None:
         await self._store.claim_card(counter, service=service, channel=channel)

@@ -571,6 +571,43 @@ def circuit_button(
     )
 
 
+CIRCUIT_CLOSE_ACTION_ID = "circuit_close"
+
+
+def circuit_close_button(
+    *, service: str, state: RolloutState, epoch: int, circuit: FlagState
+) -> ButtonElement:
+    """Tier 2, once open: back to the new path (the flag off), after a confirm naming it."""
+    return ButtonElement(
+        text=PlainTextObject(text="Close circuit breaker", emoji=True),
+        action_id=CIRCUIT_CLOSE_ACTION_ID,
+        value=button_value(service=service, state=state, epoch=epoch),
+        confirm=ConfirmObject(
+            title=f"Close the circuit breaker of {_clip(service, 60)}?",
+            text=_clip(
+                f"Set `{_safe(circuit.key, 150)}` to false in {_safe(circuit.environment, 40)}:"
+                " traffic follows the release and experiment flags again.",
+                300,
+            ),
+            confirm="Close circuit",
+            deny="Cancel",
+        ),
+    )
+
+
+def circuit_line(circuit: FlagState) -> str:
+    """The breaker's live state, for the card."""
+    if circuit.enabled:
+        return (
+            f":electric_plug: Circuit breaker `{_safe(circuit.key, 150)}` is *OPEN* in "
+            f"{_safe(circuit.environment, 40)}: all traffic takes the legacy path"
+        )
+    return (
+        f":electric_plug: Circuit breaker `{_safe(circuit.key, 150)}` is closed in "
+        f"{_safe(circuit.environment, 40)} ({_safe(circuit.provider, 20)})"
+    )
+
+
 def runbook_button(*, service: str, state: RolloutState, epoch: int, url: str) -> ButtonElement:
     """Tier 3: a link to the runbook (Slack still sends block_actions: ack `runbook_open`)."""
     return ButtonElement(
@@ -646,6 +683,7 @@ def rollout_card(
     tiers: Sequence[TierOption] | None = None,
     alerts: Sequence[str] | None = None,
     circuit_flag: str | None = None,
+    circuit: FlagState | None = None,
 ) -> list[dict[str, Any]]:
     """The card of one Rollout revision and of the incident around it.
 
@@ -688,6 +726,8 @@ def rollout_card(
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{mark} {outcome_line(outcome)}")))
     if notice:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(notice, 3000))]))
+    if circuit is not None:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=circuit_line(circuit))]))
 
     actions = available_actions(state)
     tier1 = by_tier.get(Tier.ABORT)
@@ -696,9 +736,14 @@ def rollout_card(
     tier_buttons: list[ButtonElement] = []
     tier2 = by_tier.get(Tier.CIRCUIT_BREAKER)
     if tier2 is not None and tier2.available:
-        tier_buttons.append(
-            circuit_button(service=service, state=state, epoch=epoch, flag=circuit_flag)
-        )
+        if circuit is not None and circuit.enabled:
+            tier_buttons.append(
+                circuit_close_button(service=service, state=state, epoch=epoch, circuit=circuit)
+            )
+        else:
+            tier_buttons.append(
+                circuit_button(service=service, state=state, epoch=epoch, flag=circuit_flag)
+            )
     tier3 = by_tier.get(Tier.FULL_REVERT)
     if tier3 is not None and tier3.available and tier3.link and _is_web_url(tier3.link):
         tier_buttons.append(
@@ -738,6 +783,7 @@ def rollout_card_text(
     tiers: Sequence[TierOption] | None = None,
     alerts: Sequence[str] | None = None,
     circuit_flag: str | None = None,
+    circuit: FlagState | None = None,
 ) -> str:
     """The notification/fallback text of the card (what a phone shows).
 
@@ -760,6 +806,8 @@ def rollout_card_text(
         text += f" — {trouble.summary}"
     if outcome is not None:
         text += f". {outcome_line(outcome)}"
+    if circuit is not None and circuit.enabled:
+        text += f". Circuit breaker `{circuit.key}` OPEN"
     return _clip(text, 3000)
 
 

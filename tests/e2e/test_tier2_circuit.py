@@ -138,3 +138,38 @@ async def test_commands_close_flags_and_missing_flag(world_ld):
     )
     assert f"`{FLAG}` not found" in responses_text(world)  # names the key tried
     assert len(flips(ld)) == sent
+
+
+async def test_circuit_state_shows_on_the_card_and_closes_from_it(world_ld):
+    world, ld = world_ld
+    card = await card_with_circuit(world)
+    await world.wait_for(
+        lambda: "is closed in production" in json.dumps(world.card()),
+        timeout=20,
+        what="the breaker's state on the card",
+    )
+    await world.click(card, "circuit_open")
+    await world.wait_for(
+        lambda: "is *OPEN* in production" in json.dumps(world.card()),
+        timeout=20,
+        what="the open breaker on the card",
+    )
+    opened = world.card()
+    assert world.button(opened, "circuit_open") is None
+    close = world.button(opened, "circuit_close")
+    assert close is not None and FLAG in json.dumps(close["confirm"])
+    assert "Circuit breaker `payments.new-router.circuit-open` OPEN" in opened["text"]
+
+    response = await world.click(opened, "circuit_close")
+    assert response.status_code == 200
+    await world.wait_for(
+        lambda: "is closed in production" in json.dumps(world.card()),
+        timeout=20,
+        what="the closed breaker on the card",
+    )
+    assert not ld.is_on("default", FLAG)
+    assert world.button(world.card(), "circuit_open") is not None
+    assert [b["instructions"] for b in (r.body for r in flips(ld))] == [
+        [{"kind": "turnFlagOn"}],
+        [{"kind": "turnFlagOff"}],
+    ]

@@ -70,11 +70,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
         # A URL button: Slack opens the link itself and still sends the click; just ack.
         await ack()
 
-    @app.action(blocks.CIRCUIT_ACTION_ID)
+    circuit_actions = {
+        blocks.CIRCUIT_ACTION_ID: FlagAction.CIRCUIT_OPEN,
+        blocks.CIRCUIT_CLOSE_ACTION_ID: FlagAction.CIRCUIT_CLOSE,
+    }
+
+    @app.action(re.compile("^(" + "|".join(circuit_actions) + ")$"))
     async def on_circuit(
         ack: Any, action: dict[str, Any], body: dict[str, Any], respond: Any, request: Any
     ) -> None:
         await ack()
+        flip = circuit_actions[action["action_id"]]
         value = parse_value(action.get("value", ""))
         user = body.get("user") or {}
         retries = retry_num(request)
@@ -85,10 +91,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
             await run_and_tell(
                 deps,
-                FlagRequest(
-                    service=value["s"], action=FlagAction.CIRCUIT_OPEN, actor=who, retry_num=retries
-                ),
+                FlagRequest(service=value["s"], action=flip, actor=who, retry_num=retries),
                 respond,
             )
 
-        deps.work.submit(job, on_error=errors.reporter(respond, what="circuit open"))
+        deps.work.submit(job, on_error=errors.reporter(respond, what=str(flip)))
