@@ -32,6 +32,13 @@ class FlakyIncidents:
             raise RuntimeError("database is locked")
 
 
+class NoCards:
+    """No Rollout here belongs to a catalog service: nothing to show a breaker on."""
+
+    def service_for(self, namespace: str, name: str) -> None:
+        return None
+
+
 class Rollouts:
     def __init__(self) -> None:
         self.reads = 0
@@ -57,6 +64,7 @@ def rollbot() -> Rollbot:
         incidents=none,
     )
     bot.incidents = FlakyIncidents(bot)  # type: ignore[assignment]
+    bot.cards = NoCards()  # type: ignore[assignment]
     return bot
 
 
