@@ -242,6 +242,7 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         catalog=settings.services,
         public_url=settings.server.public_url,
         circuit_available=flags is not None,
+        circuit_environment=settings.flags.environment if flags is not None else None,
     )
     prometheus = (
         PrometheusMetrics(

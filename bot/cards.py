@@ -94,6 +94,7 @@ class Cards:
         catalog: Mapping[str, ServiceSettings],
         public_url: str | None = None,
         circuit_available: bool = False,
+        circuit_environment: str | None = None,
         update_interval: float = 1.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -103,6 +104,7 @@ class Cards:
         self._public_url = public_url.rstrip("/") if public_url else None
         self._interval = update_interval
         self._circuit_available = circuit_available
+        self._circuit_environment = circuit_environment
         self._circuit: dict[str, FlagState] = {}  # service → its breaker's last known state
         self._now = now
         self._locks: dict[str, asyncio.Lock] = {}
@@ -258,6 +260,7 @@ class Cards:
             "alerts": mem.alerts,
             "circuit_flag": cfg.flags.circuit if cfg.flags else None,
             "circuit": mem.circuit,
+            "circuit_environment": self._circuit_environment,
         }
         return blocks.rollout_card_text(**kw), blocks.rollout_card(**kw)
 

@@ -126,6 +126,13 @@ def state_summary(state: RolloutState | None) -> dict[str, Any]:
     }
 
 
+def _with_fallback(message: str, decision: policy.Decision) -> str:
+    """Say so when authorisation could not ask PagerDuty and fell back to the owners group."""
+    if "PagerDuty unavailable" in decision.reason:
+        return f"{message} :warning: {decision.reason}."
+    return message
+
+
 def flag_summary(flag: FlagState | None) -> dict[str, Any]:
     if flag is None:
         return {}
@@ -355,7 +362,15 @@ class Responder:
             else f"Sent {req.action.value} to `{target}` but could not verify it within "
             f"{self._verify_timeout:.0f} s: {verification.describe()}."
         )
-        return ActionResult(result, message, record, verification, before, after, tuple(patches))
+        return ActionResult(
+            result,
+            _with_fallback(message, decision),
+            record,
+            verification,
+            before,
+            after,
+            tuple(patches),
+        )
 
     async def _fail(
         self,
@@ -567,7 +582,9 @@ class Responder:
             else f"{req.action.value} on `{flag}` was sent but reads back "
             f"{'on' if after.enabled else 'off'}: NOT done."
         )
-        return ActionResult(result, message, record, verification, flag=after)
+        return ActionResult(
+            result, _with_fallback(message, decision), record, verification, flag=after
+        )
 
     async def _loud(self, cfg: ServiceSettings, text: str) -> None:
         """A top-level message in the service's channel (break-glass is never quiet)."""

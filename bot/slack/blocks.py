@@ -547,10 +547,18 @@ def recommended_line(option: TierOption) -> str:
 
 
 def circuit_button(
-    *, service: str, state: RolloutState, epoch: int, flag: str | None
+    *,
+    service: str,
+    state: RolloutState,
+    epoch: int,
+    flag: str | None,
+    environment: str | None = None,
 ) -> ButtonElement:
-    """Tier 2: set the service's ops flag `…circuit-open` to true, after a confirm naming it."""
+    """Tier 2: set the service's ops flag `…circuit-open` to true, after a confirm naming the
+    flag, the environment and the effect."""
     name = f"`{_safe(flag, 150)}`" if flag else "the service's circuit-breaker flag"
+    if environment:
+        name += f" in {_safe(environment, 40)}"
     return ButtonElement(
         text=PlainTextObject(text="Open circuit breaker (Tier 2)", emoji=True),
         action_id=CIRCUIT_ACTION_ID,
@@ -560,7 +568,7 @@ def circuit_button(
             title=f"Open the circuit breaker of {_clip(service, 60)}?",
             text=_clip(
                 f"Set {name} to true: all traffic of {_safe(service, 60)} takes the legacy "
-                "path, whatever the other flags say. No pod restart; SDKs see it within "
+                "path; the other flags are ignored. No pod restart; SDKs see it within "
                 "their refresh interval.",
                 300,
             ),
@@ -684,6 +692,7 @@ def rollout_card(
     alerts: Sequence[str] | None = None,
     circuit_flag: str | None = None,
     circuit: FlagState | None = None,
+    circuit_environment: str | None = None,
 ) -> list[dict[str, Any]]:
     """The card of one Rollout revision and of the incident around it.
 
@@ -742,7 +751,13 @@ def rollout_card(
             )
         else:
             tier_buttons.append(
-                circuit_button(service=service, state=state, epoch=epoch, flag=circuit_flag)
+                circuit_button(
+                    service=service,
+                    state=state,
+                    epoch=epoch,
+                    flag=circuit_flag,
+                    environment=circuit_environment,
+                )
             )
     tier3 = by_tier.get(Tier.FULL_REVERT)
     if tier3 is not None and tier3.available and tier3.link and _is_web_url(tier3.link):
@@ -784,6 +799,7 @@ def rollout_card_text(
     alerts: Sequence[str] | None = None,
     circuit_flag: str | None = None,
     circuit: FlagState | None = None,
+    circuit_environment: str | None = None,
 ) -> str:
     """The notification/fallback text of the card (what a phone shows).
 

@@ -68,6 +68,9 @@ async def card_with_circuit(world: SimWorld) -> dict:
 async def test_click_opens_the_circuit_once_verified_audited_reported(world_ld):
     world, ld = world_ld
     card = await card_with_circuit(world)
+    confirm = json.dumps(world.button(card, "circuit_open")["confirm"])
+    assert FLAG in confirm and "in production" in confirm  # the flag, its environment,
+    assert "legacy path" in confirm and "other flags are ignored" in confirm  # the effect
     results = await asyncio.gather(
         world.click(card, "circuit_open"), world.click(card, "circuit_open")
     )

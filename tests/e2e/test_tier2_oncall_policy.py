@@ -117,7 +117,8 @@ async def test_pagerduty_down_falls_back_to_owners_and_says_so(world_pd):
     world, ld, pd = world_pd
     await world.wait_for(lambda: world.card(), timeout=40, what="the card")
     pd.set_down(True)
-    await command(world, ONCALL, "payment-router circuit open", "Opened the circuit")
+    text = await command(world, ONCALL, "payment-router circuit open", "Opened the circuit")
+    assert "PagerDuty unavailable" in text  # the responder is told, not only the audit log
     assert ld.is_on("default", FLAG)
     (flip,) = await audits(world, "circuit-open")
     assert "PagerDuty unavailable" in flip.detail["authorised"]
