@@ -281,24 +281,9 @@ class Responder:
                 f"(phase {before.phase}, step {before.step_label}); press its button again "
                 f"if {req.action.value} is still right."
             )
-        claim = await self._store.claim_action(
-            key,
-            service=req.service,
-            target=target,
-            action=req.action.value,
-            actor_id=req.actor.id,
-            actor_name=req.actor.name,
-            source=req.actor.source,
-        )
-        if not claim.won:
-            await self._audit(
-                req,
-                target,
-                "duplicate",
-                before=before,
-                detail={"idempotency_key": key, "winner": claim.record.actor_id},
-            )
-            return self._duplicate(req, claim.record, before)
+        lost = await self._claim(req, target, key, before)
+        if lost is not None:
+            return lost
 
         started = time.monotonic()
         patches: list[Patch] = []
@@ -484,24 +469,9 @@ class Responder:
         counter = f"flag:{req.service}:{flag}"
         epoch = await self._cards.epoch(counter)
         key = f"{counter}:{req.action.value}#{epoch}"
-        claim = await self._store.claim_action(
-            key,
-            service=req.service,
-            target=target,
-            action=req.action.value,
-            actor_id=req.actor.id,
-            actor_name=req.actor.name,
-            source=req.actor.source,
-        )
-        if not claim.won:
-            await self._audit(
-                req,
-                target,
-                "duplicate",
-                before=before,
-                detail={"idempotency_key": key, "winner": claim.record.actor_id},
-            )
-            return self._duplicate(req, claim.record, None)
+        lost = await self._claim(req, target, key, before)
+        if lost is not None:
+            return lost
 
         break_glass = decision.break_glass
         comment = f"rollbot: {req.action.value} by {req.actor.name} ({req.actor.id})"
@@ -673,6 +643,37 @@ class Responder:
         task = asyncio.create_task(watch())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _claim(
+        self,
+        req: ActionRequest | FlagRequest,
+        target: str,
+        key: str,
+        before: RolloutState | FlagState,
+    ) -> ActionResult | None:
+        """Claim the idempotency key; None when won, else the answer for the loser (who
+        won, and when), audited as a duplicate."""
+        claim = await self._store.claim_action(
+            key,
+            service=req.service,
+            target=target,
+            action=req.action.value,
+            actor_id=req.actor.id,
+            actor_name=req.actor.name,
+            source=req.actor.source,
+        )
+        if claim.won:
+            return None
+        await self._audit(
+            req,
+            target,
+            "duplicate",
+            before=before,
+            detail={"idempotency_key": key, "winner": claim.record.actor_id},
+        )
+        return self._duplicate(
+            req, claim.record, before if isinstance(before, RolloutState) else None
+        )
 
     async def _authorise(
         self, req: ActionRequest | FlagRequest, cfg: ServiceSettings
