@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -207,14 +207,16 @@ class Responder:
         return state, await self._cards.epoch(card_key(state))
 
     async def handle(self, req: ActionRequest) -> ActionResult:
+        return await self._counted(req.action.value, self._handle(req))
+
+    async def _counted(self, action: str, run: Awaitable[ActionResult]) -> ActionResult:
+        """Run one request's pipeline, counting its result (and time to verified) in /metrics."""
         outcome = "error"
         try:
-            result = await self._handle(req)
+            result = await run
             outcome = result.status
             if result.verification is not None and self._metrics is not None:
-                self._metrics.action_seconds.labels(req.action.value).observe(
-                    result.verification.seconds
-                )
+                self._metrics.action_seconds.labels(action).observe(result.verification.seconds)
             return result
         except NotAuthorised:
             outcome = "refused"
@@ -224,7 +226,7 @@ class Responder:
             raise
         finally:
             if self._metrics is not None:
-                self._metrics.actions.labels(req.action.value, outcome).inc()
+                self._metrics.actions.labels(action, outcome).inc()
 
     async def _handle(self, req: ActionRequest) -> ActionResult:
         cfg = self.service(req.service)
@@ -436,20 +438,7 @@ class Responder:
         return out
 
     async def handle_flag(self, req: FlagRequest) -> ActionResult:
-        outcome = "error"
-        try:
-            result = await self._handle_flag(req)
-            outcome = result.status
-            return result
-        except NotAuthorised:
-            outcome = "refused"
-            raise
-        except RollbotError:
-            outcome = "failed"
-            raise
-        finally:
-            if self._metrics is not None:
-                self._metrics.actions.labels(req.action.value, outcome).inc()
+        return await self._counted(req.action.value, self._handle_flag(req))
 
     async def _handle_flag(self, req: FlagRequest) -> ActionResult:
         cfg = self.service(req.service)
