@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 
@@ -293,3 +293,90 @@ class FlagState:
     enabled: bool
     provider: str  # unleash | launchdarkly
     updated_at: datetime | None = None
+
+
+# ── releases and their cleanup tickets (issue 5) ────────────────────────────────────────
+
+
+class ReleasePhase(enum.StrEnum):
+    """Where a release is. Clocks run in STARTED, PROGRESSING and FULLY_ROLLED_OUT."""
+
+    STARTED = "started"  # recorded; its Rollout revision not seen yet
+    PROGRESSING = "progressing"  # its revision is rolling out (or was retried)
+    FULLY_ROLLED_OUT = "fully-rolled-out"  # currentPodHash == stableRS, phase Healthy
+    ABORTED = "aborted"  # the Rollout was aborted: clocks stop
+    REVERTED = "reverted"  # a later revision replaced it (Git revert): clocks stop
+
+    @property
+    def clock_running(self) -> bool:
+        return self not in (ReleasePhase.ABORTED, ReleasePhase.REVERTED)
+
+
+class TicketKind(enum.StrEnum):
+    """The cleanup tickets every release leaves behind (the checkout case study's three,
+    plus the experiment flag when the service has one)."""
+
+    REMOVE_RELEASE_FLAG = "remove-release-flag"  # due 30 days after full rollout
+    CONTRACT_MIGRATION = "contract-migration"  # NOT NULL: not before 72 h after full rollout
+    DELETE_LEGACY_CODE = "delete-legacy-code"  # due with the flag removal
+    REMOVE_EXPERIMENT_FLAG = "remove-experiment-flag"  # due 14 days after a winner
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """One release of a service: the facts its cleanup dates are computed from.
+
+    `clock_started_at` is `started_at`, or the moment the last retry restarted the clocks.
+    `full_rollout_at` is None until the Rollout is seen fully promoted on `revision`.
+    All datetimes are timezone-aware (UTC in the store).
+    """
+
+    id: str  # "payment-router@1.13.0"
+    service: str
+    version: str
+    phase: ReleasePhase
+    started_at: datetime
+    clock_started_at: datetime
+    source: str = "slack"  # slack | cli | watch | drill
+    started_by: str = ""  # Slack user id, "ci", "watch"
+    owner: str | None = None  # Jira assignee: email or account id
+    owner_slack: str | None = None  # Slack user id reminders go to
+    revision: int | None = None  # the Rollout revision it is bound to
+    previous_version: str | None = None  # the stable version when it was bound (revert target)
+    full_rollout_at: datetime | None = None
+    winner: str | None = None
+    winner_at: datetime | None = None
+    stopped_at: datetime | None = None  # when an abort or revert stopped the clocks
+    channel: str | None = None  # the release thread
+    thread_ts: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TicketRef:
+    """A Jira issue as rollbot reads it back."""
+
+    key: str  # PAY-123
+    url: str  # browse link
+    status: str  # "To Do", "Done", …
+    status_category: str  # new | indeterminate | done (Jira's statusCategory.key)
+    due: date | None = None
+    labels: tuple[str, ...] = ()
+    resolved_at: datetime | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status_category == "done"
+
+
+@dataclass(frozen=True, slots=True)
+class TicketSpec:
+    """A Jira issue to create."""
+
+    project: str  # key, "PAY"
+    summary: str
+    description: str  # Jira wiki markup (REST v2)
+    labels: tuple[str, ...]
+    due: date | None
+    assignee: str | None = None  # email (looked up) or account id / user name
+    issue_type: str = "Task"
+    extra_fields: tuple[tuple[str, Any], ...] = ()  # e.g. (("priority", {"name": "Medium"}),)

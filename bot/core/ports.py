@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from bot.core.model import (
@@ -18,6 +18,8 @@ from bot.core.model import (
     Patch,
     RolloutAction,
     RolloutState,
+    TicketRef,
+    TicketSpec,
 )
 
 
@@ -198,4 +200,35 @@ class OnCall(Protocol):
 
     async def on_call_emails(self, escalation_policy_id: str) -> frozenset[str]:
         """Emails of the users on call now for the escalation policy (any level)."""
+        ...
+
+
+class Tickets(Protocol):
+    """Jira, for the release cleanup tickets.
+
+    Errors: `Unreachable` (down, timeout, 5xx, 429 with `delay`), `Forbidden` (401/403),
+    `TargetNotFound` (no such issue), `InvalidRequest` naming the field Jira refused (400).
+    """
+
+    async def check(self) -> str:
+        """serverInfo: "Jira Cloud 1001.0.0" or "Jira Server 9.12.0"; raises when down."""
+        ...
+
+    async def find_by_label(self, project: str, label: str) -> list[TicketRef]:
+        """Issues of `project` carrying `label` (JQL search; eventually consistent)."""
+        ...
+
+    async def create(self, spec: TicketSpec) -> TicketRef:
+        """Create the issue (assignee looked up by email when it is one)."""
+        ...
+
+    async def get(self, key: str) -> TicketRef: ...
+
+    async def set_due(self, key: str, due: date | None) -> None: ...
+
+    async def comment(self, key: str, body: str) -> None: ...
+
+    async def reopen(self, key: str) -> str | None:
+        """Move a done issue back to a not-done status; the status name, or None when the
+        workflow offers no such transition."""
         ...
