@@ -349,6 +349,7 @@ class Release:
     stopped_at: datetime | None = None  # when an abort or revert stopped the clocks
     channel: str | None = None  # the release thread
     thread_ts: str | None = None
+    checklist_ts: str | None = None  # the checklist message in that thread
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,30 @@ class CardRecord:
     epoch: int  # bumps on every executed action; buttons carry it
 
 
+@dataclass(frozen=True, slots=True)
+class TicketRecord:
+    """rollbot's own record of one cleanup ticket (Jira search is eventually consistent:
+    this row, not a search, says whether a ticket was filed).
+
+    state: pending (not tried) | creating (a create was sent; its answer may be lost) |
+    filed (key known) | failed (Jira refused it: `error` says why; a person must act).
+    """
+
+    release_id: str
+    kind: str  # TicketKind value
+    label: str
+    state: str
+    key: str | None = None
+    url: str | None = None
+    due: date | None = None  # the due date Jira has (as last set by rollbot)
+    provisional: bool = True
+    status: str | None = None  # Jira status name, as last polled
+    status_category: str | None = None  # new | indeterminate | done
+    error: str | None = None
+    attempted_at: datetime | None = None
+    filed_at: datetime | None = None
+
+
 class Store(Protocol):
     """rollbot's own database."""
 

@@ -12,6 +12,9 @@ why of each choice is in `bot.store.sql`, `bot.store.engine` and `bot.store.audi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from sqlalchemy.engine import URL
 
 from bot.store.engine import DEFAULT_URL, async_url, create_engine
@@ -32,7 +35,12 @@ __all__ = [
 ]
 
 
-async def open_store(url: str | URL = DEFAULT_URL, *, migrate: bool = True) -> SqlStore:
+async def open_store(
+    url: str | URL = DEFAULT_URL,
+    *,
+    migrate: bool = True,
+    clock: Callable[[], datetime] | None = None,
+) -> SqlStore:
     """Open the database at `url` (sync-driver URLs are upgraded to async ones), migrate it
     to head when `migrate`, and return the store. Close it with `await store.close()`."""
     engine = create_engine(url)
@@ -42,4 +50,4 @@ async def open_store(url: str | URL = DEFAULT_URL, *, migrate: bool = True) -> S
     except BaseException:
         await engine.dispose()
         raise
-    return SqlStore(engine)
+    return SqlStore(engine) if clock is None else SqlStore(engine, clock=clock)

@@ -154,3 +154,79 @@ outbox = sa.Table(
     sa.UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),
     sa.Index("ix_outbox_due", "done_at", "next_attempt_at"),
 )
+
+# ── releases and their cleanup tickets (issue 5) ───────────────────────────────────────
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),  # "payment-router@1.13.0": once only
+    sa.Column("service", sa.String(255), nullable=False),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("started_by", sa.String(255), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("owner_slack", sa.String(64), nullable=True),
+    sa.Column("revision", sa.Integer, nullable=True),
+    sa.Column("previous_version", sa.String(128), nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("clock_started_at", UTCDateTime, nullable=False),
+    sa.Column("full_rollout_at", UTCDateTime, nullable=True),
+    sa.Column("winner", sa.String(255), nullable=True),
+    sa.Column("winner_at", UTCDateTime, nullable=True),
+    sa.Column("stopped_at", UTCDateTime, nullable=True),
+    sa.Column("channel", sa.String(255), nullable=True),
+    sa.Column("thread_ts", sa.String(64), nullable=True),
+    sa.Column("checklist_ts", sa.String(64), nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_releases_service", "service", "started_at"),
+)
+
+release_tickets = sa.Table(
+    "release_tickets",
+    metadata,
+    sa.Column("release_id", sa.String(255), primary_key=True),
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(64), nullable=True),
+    sa.Column("url", sa.String(1024), nullable=True),
+    sa.Column("due", sa.Date, nullable=True),
+    sa.Column("provisional", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(128), nullable=True),
+    sa.Column("status_category", sa.String(32), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempted_at", UTCDateTime, nullable=True),
+    sa.Column("filed_at", UTCDateTime, nullable=True),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Reminders, escalations and refusals sent: a notice id is sent at most once.
+notices_sent = sa.Table(
+    "notices_sent",
+    metadata,
+    sa.Column("id", sa.String(512), primary_key=True),
+    sa.Column("release_id", sa.String(255), nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+)
+
+# Who runs the scheduler (and, later, the watches): one holder per name at a time.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# APScheduler 3.11's SQLAlchemyJobStore table, as it defines it (it creates it when missing;
+# the migration owns it so `rollbot db upgrade` makes the whole schema).
+apscheduler_jobs = sa.Table(
+    "apscheduler_jobs",
+    metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25), index=True),
+    sa.Column("job_state", sa.LargeBinary, nullable=False),
+)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,8 +39,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.core.errors import PermanentError
-from bot.core.model import AuditEntry
-from bot.core.ports import ActionRecord, AuditRecord, AuditVerification, CardRecord, Claim
+from bot.core.model import AuditEntry, Release, ReleasePhase
+from bot.core.ports import (
+    ActionRecord,
+    AuditRecord,
+    AuditVerification,
+    CardRecord,
+    Claim,
+    TicketRecord,
+)
 from bot.store import audit
 from bot.store.engine import BEGIN_OPTION
 from bot.store.schema import (
@@ -49,7 +56,11 @@ from bot.store.schema import (
     audit_log,
     cards,
     cursors,
+    leases,
+    notices_sent,
     outbox,
+    release_tickets,
+    releases,
     webhook_inbox,
 )
 
@@ -478,6 +489,174 @@ class SqlStore:
         if result.rowcount == 0:
             raise RecordNotFound("outbox item", id)
 
+    # ── releases and cleanup tickets ───────────────────────────────────────────────────
+
+    async def create_release(self, release: Release) -> tuple[bool, Release]:
+        """Record a release once: (True, it) when new, else (False, the one recorded)."""
+        stmt = (
+            self._insert(releases)
+            .values(**_release_values(release), updated_at=self._clock())
+            .on_conflict_do_nothing(index_elements=[releases.c.id])
+            .returning(releases.c.id)
+        )
+        async with self._engine.begin() as conn:
+            inserted = (await conn.execute(stmt)).scalar_one_or_none()
+        if inserted is not None:
+            return True, release
+        existing = await self.get_release(release.id)
+        if existing is None:  # pragma: no cover - deleted in between; nothing deletes releases
+            raise RecordNotFound("release", release.id)
+        return False, existing
+
+    async def get_release(self, id: str) -> Release | None:
+        async with self._reader.begin() as conn:
+            row = (await conn.execute(sa.select(releases).where(releases.c.id == id))).first()
+        return None if row is None else _release(row)
+
+    async def save_release(self, release: Release) -> None:
+        """Write every field of an existing release."""
+        values = _release_values(release)
+        values.pop("id")
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                releases.update()
+                .where(releases.c.id == release.id)
+                .values(**values, updated_at=self._clock())
+            )
+        if result.rowcount == 0:
+            raise RecordNotFound("release", release.id)
+
+    async def list_releases(
+        self, *, service: str | None = None, active: bool = False
+    ) -> list[Release]:
+        """Releases, newest first; `active`: clocks running or tickets not all filed."""
+        query = sa.select(releases).order_by(releases.c.started_at.desc(), releases.c.id)
+        if service is not None:
+            query = query.where(releases.c.service == service)
+        if active:
+            query = query.where(
+                releases.c.phase.in_([p.value for p in ReleasePhase if p.clock_running])
+            )
+        async with self._reader.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_release(r) for r in rows]
+
+    async def ensure_ticket(self, release_id: str, kind: str, *, label: str) -> TicketRecord:
+        """The ticket's record, created `pending` if it has none yet."""
+        now = self._clock()
+        stmt = (
+            self._insert(release_tickets)
+            .values(
+                release_id=release_id,
+                kind=kind,
+                label=label,
+                state="pending",
+                provisional=True,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[release_tickets.c.release_id, release_tickets.c.kind]
+            )
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+        found = await self.get_ticket(release_id, kind)
+        assert found is not None
+        return found
+
+    async def get_ticket(self, release_id: str, kind: str) -> TicketRecord | None:
+        async with self._reader.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(release_tickets).where(
+                        release_tickets.c.release_id == release_id,
+                        release_tickets.c.kind == kind,
+                    )
+                )
+            ).first()
+        return None if row is None else _ticket(row)
+
+    async def tickets(self, release_id: str) -> list[TicketRecord]:
+        async with self._reader.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(release_tickets)
+                    .where(release_tickets.c.release_id == release_id)
+                    .order_by(release_tickets.c.kind)
+                )
+            ).all()
+        return [_ticket(r) for r in rows]
+
+    async def update_ticket(self, release_id: str, kind: str, **values: Any) -> TicketRecord:
+        """Set some columns of a ticket's record (state, key, url, due, provisional, status,
+        status_category, error, attempted_at, filed_at)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                release_tickets.update()
+                .where(release_tickets.c.release_id == release_id, release_tickets.c.kind == kind)
+                .values(**values, updated_at=self._clock())
+            )
+        if result.rowcount == 0:
+            raise RecordNotFound("release ticket", f"{release_id}/{kind}")
+        found = await self.get_ticket(release_id, kind)
+        assert found is not None
+        return found
+
+    async def mark_notice_sent(self, id: str, *, release_id: str) -> bool:
+        """True the first time `id` is marked; False when it was sent before."""
+        stmt = (
+            self._insert(notices_sent)
+            .values(id=id, release_id=release_id, sent_at=self._clock())
+            .on_conflict_do_nothing(index_elements=[notices_sent.c.id])
+            .returning(notices_sent.c.id)
+        )
+        async with self._engine.begin() as conn:
+            return (await conn.execute(stmt)).scalar_one_or_none() is not None
+
+    async def unmark_notice(self, id: str) -> None:
+        """Forget a notice whose sending failed, so that it is tried again."""
+        async with self._engine.begin() as conn:
+            await conn.execute(notices_sent.delete().where(notices_sent.c.id == id))
+
+    async def notice_sent(self, id: str) -> bool:
+        async with self._reader.begin() as conn:
+            row = (
+                await conn.execute(sa.select(notices_sent.c.id).where(notices_sent.c.id == id))
+            ).first()
+        return row is not None
+
+    # ── leases: one holder per name ────────────────────────────────────────────────────
+
+    async def acquire_lease(self, name: str, holder: str, *, ttl: float) -> bool:
+        """Take or renew the lease `name` for `ttl` seconds; False while someone else
+        holds an unexpired one. One statement, so two contenders cannot both win."""
+        now = self._clock()
+        expires = now + timedelta(seconds=ttl)
+        stmt = (
+            self._insert(leases)
+            .values(name=name, holder=holder, acquired_at=now, expires_at=expires)
+            .on_conflict_do_update(
+                index_elements=[leases.c.name],
+                set_={"holder": holder, "expires_at": expires, "acquired_at": now},
+                where=sa.or_(leases.c.holder == holder, leases.c.expires_at < now),
+            )
+            .returning(leases.c.holder)
+        )
+        async with self._engine.begin() as conn:
+            won = (await conn.execute(stmt)).scalar_one_or_none()
+        return won == holder
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                leases.delete().where(leases.c.name == name, leases.c.holder == holder)
+            )
+
+    async def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        async with self._reader.begin() as conn:
+            row = (await conn.execute(sa.select(leases).where(leases.c.name == name))).first()
+        return None if row is None else (row.holder, row.expires_at)
+
 
 # ── rows → records ─────────────────────────────────────────────────────────────────────
 
@@ -550,4 +729,57 @@ def _outbox_item(r: sa.Row[Any]) -> OutboxItem:
         last_error=r.last_error,
         done_at=r.done_at,
         dedup_key=r.dedup_key,
+    )
+
+
+_RELEASE_FIELDS = (
+    "id",
+    "service",
+    "version",
+    "phase",
+    "source",
+    "started_by",
+    "owner",
+    "owner_slack",
+    "revision",
+    "previous_version",
+    "started_at",
+    "clock_started_at",
+    "full_rollout_at",
+    "winner",
+    "winner_at",
+    "stopped_at",
+    "channel",
+    "thread_ts",
+    "checklist_ts",
+)
+
+
+def _release_values(r: Release) -> dict[str, Any]:
+    values = {name: getattr(r, name) for name in _RELEASE_FIELDS}
+    values["phase"] = r.phase.value
+    return values
+
+
+def _release(row: sa.Row[Any]) -> Release:
+    values = {name: getattr(row, name) for name in _RELEASE_FIELDS}
+    values["phase"] = ReleasePhase(row.phase)
+    return Release(**values)
+
+
+def _ticket(r: sa.Row[Any]) -> TicketRecord:
+    return TicketRecord(
+        release_id=r.release_id,
+        kind=r.kind,
+        label=r.label,
+        state=r.state,
+        key=r.key,
+        url=r.url,
+        due=r.due,
+        provisional=bool(r.provisional),
+        status=r.status,
+        status_category=r.status_category,
+        error=r.error,
+        attempted_at=r.attempted_at,
+        filed_at=r.filed_at,
     )
