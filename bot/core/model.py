@@ -381,3 +381,41 @@ class TicketSpec:
     assignee: str | None = None  # email (looked up) or account id / user name
     issue_type: str = "Task"
     extra_fields: tuple[tuple[str, Any], ...] = ()  # e.g. (("priority", {"name": "Medium"}),)
+
+
+@dataclass(frozen=True, slots=True)
+class ChecklistItem:
+    """One line of the release checklist: ✅ (ok), ❌ (not ok) or ❔ (could not be checked)."""
+
+    name: str  # "Runbook present"
+    ok: bool | None
+    evidence: str  # what was looked at: "runbooks/payment-router.md (4.1 kB)", the error…
+
+
+@dataclass(frozen=True, slots=True)
+class TicketView:
+    """A cleanup ticket as people see it: planned dates plus what Jira has."""
+
+    kind: TicketKind
+    summary: str
+    state: str  # pending | creating | filed | failed
+    key: str | None
+    url: str | None
+    due: date | None
+    provisional: bool
+    not_before: datetime | None = None
+    status: str | None = None  # Jira status name, as last polled
+    done: bool = False
+    error: str | None = None  # why Jira refused it (state failed)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseView:
+    """Everything `/release status`, `/release list` and the App Home show of a release."""
+
+    release: Release
+    tickets: tuple[TicketView, ...]
+    checklist: tuple[ChecklistItem, ...]
+    timezone: str = "UTC"  # the service's, for showing dates
+    rollout_link: str | None = None
+    thread_link: str | None = None
