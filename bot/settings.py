@@ -47,7 +47,8 @@ import re
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -370,12 +371,50 @@ class JiraSettings(_Section):
     """Account email for basic auth with ``api_token`` (Jira Cloud)."""
 
     api_token: SecretStr | None = None
-    """API token. Secret."""
+    """API token (Cloud, with ``email``) or personal access token (Server/Data Center,
+    without ``email``: sent as a Bearer token). Secret."""
+
+    issue_type: str = "Task"
+    """Issue type of the cleanup tickets, by name (``services.X.jira.issue_type`` overrides)."""
+
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """Per-request timeout. 10 s: a Jira outage fails the attempt quickly; the tickets are
+    retried from rollbot's own schedule, never lost."""
+
+    search_settle_seconds: float = Field(default=60.0, ge=0, le=3600)
+    """After a create whose answer was lost (crash, timeout), how long rollbot keeps
+    searching for the ticket by its label before filing it again. Jira Cloud's search is
+    eventually consistent: a ticket created a moment ago may not be found yet."""
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
+
+
+class ReleasesSettings(_Section):
+    """Release cleanup: the schedule that files tickets and keeps their dates."""
+
+    scheduler: bool = True
+    """Run the job scheduler (reminders, escalations, due-date moves) in this process. Only
+    the replica holding the ``scheduler`` lease in the database runs jobs, so several
+    replicas never run two schedulers on one job store."""
+
+    lease_ttl_seconds: float = Field(default=30.0, ge=1, le=600)
+    """How long the scheduler lease lasts without renewal; a crashed holder is replaced
+    after at most this long."""
+
+    reconcile_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    """How often the schedule is rebuilt from the releases in the database (it is also
+    rebuilt on every release change this process sees). Catches releases started by
+    `rollbot release start` from CI, which writes only the database."""
+
+    retry_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    """First retry delay when Jira is down; doubles per attempt up to 15 minutes."""
+
+    jira_poll_seconds: float = Field(default=900.0, ge=1, le=86400)
+    """How often the status of open cleanup tickets is read from Jira (a NOT NULL ticket
+    marked done before its 72 hours is refused). `/release status` also reads it."""
 
 
 class FlagsSettings(_Section):
@@ -458,7 +497,73 @@ class ServiceJira(_Section):
     """The service in Jira."""
 
     project: str | None = None
-    """Project key (``PAY``) cleanup tickets are filed in."""
+    """Project key (``PAY``) cleanup tickets are filed in. None: no tickets are filed for
+    it (the release checklist says so)."""
+
+    issue_type: str | None = None
+    """Issue type by name; None: ``jira.issue_type``."""
+
+    fields: dict[str, Any] = Field(default_factory=dict)
+    """Extra fields the project requires, as Jira's REST v2 takes them, e.g.
+    ``{priority: {name: Medium}, components: [{name: payments}]}``."""
+
+
+class ServiceRelease(_Section):
+    """How the service's releases are started and their cleanup scheduled."""
+
+    auto_start: bool = False
+    """Start a release automatically when the watch sees a new Rollout revision rolling
+    out (the version is the image tag). Off: releases start by `/release start` or
+    `rollbot release start` from CI."""
+
+    timezone: str = "UTC"
+    """IANA time zone of the owning team: due dates are its calendar dates, reminders and
+    escalations are sent at ``notify_at`` its local time (DST included)."""
+
+    notify_at: time = time(9, 30)
+    """Local time of day for reminders and escalations."""
+
+    expected_rollout_hours: float = Field(default=24.0, gt=0, le=24 * 90)
+    """How long a rollout usually takes; until rollbot sees the full rollout, due dates are
+    provisional and counted from start + this."""
+
+    flag_removal_days: int = Field(default=30, ge=1, le=365)
+    """Release flag removal (and the legacy code deletion): days after full rollout."""
+
+    contract_not_before_hours: float = Field(default=72.0, ge=0, le=24 * 90)
+    """The contract migration (NOT NULL) may not be applied sooner than this after full
+    rollout, so that an emergency rollback does not break the column contract."""
+
+    contract_due_days: int = Field(default=14, ge=1, le=365)
+    """The contract migration is due this many days after full rollout."""
+
+    experiment_removal_days: int = Field(default=14, ge=1, le=365)
+    """Experiment flag removal: days after the winner is declared (and full rollout)."""
+
+    reminder_days_before: int = Field(default=2, ge=0, le=30)
+    """The owner is reminded in Slack this many days before a due date."""
+
+    escalate_every_days: int = Field(default=7, ge=1, le=90)
+    """An overdue ticket is escalated to the channel the day after its due date, then again
+    every this many days while it stays open."""
+
+    risk_surface: str | None = None
+    """Link to the release's risk surface document (the checklist looks for it)."""
+
+    legacy_code: str = "legacy code path"
+    """What the legacy-deletion ticket deletes (``legacy routing code``)."""
+
+    contract_step: str = "NOT NULL constraint"
+    """What the contract-migration ticket applies."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown IANA time zone {value!r}") from err
+        return value
 
 
 class FlagSpec(_Section):
@@ -714,6 +819,9 @@ class ServiceSettings(_Section):
     jira: ServiceJira = Field(default_factory=ServiceJira)
     """Its Jira project."""
 
+    release: ServiceRelease = Field(default_factory=ServiceRelease)
+    """How its releases start and their cleanup schedule."""
+
     flags: ServiceFlags = Field(default_factory=ServiceFlags)
     """Its flag hierarchy."""
 
@@ -777,6 +885,9 @@ class Settings(BaseModel):
 
     jira: JiraSettings = Field(default_factory=JiraSettings)
     """Jira."""
+
+    releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
+    """Release cleanup scheduling."""
 
     flags: FlagsSettings = Field(default_factory=FlagsSettings)
     """Feature flag provider."""
