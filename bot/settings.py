@@ -48,10 +48,10 @@ import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -167,6 +167,13 @@ class SlackSettings(_Section):
     command: str = "/rollback"
     """The slash command, exactly as registered in the app manifest."""
 
+    release_command: str = "/release"
+    """The release slash command (``/release start SERVICE VERSION``), as in the manifest."""
+
+    team_url: str | None = None
+    """Workspace URL (``https://acme.slack.com``), to link release threads from Jira
+    tickets. None: tickets carry no thread link."""
+
     fallback_channel: str | None = None
     """Channel (``#name`` or ID) for cards that cannot go to the service's channel. None:
     no fallback, such a failure is logged and audited instead."""
@@ -181,7 +188,13 @@ class SlackSettings(_Section):
         _check_http_url(value)
         return value if value.endswith("/") else value + "/"
 
-    @field_validator("command")
+    @field_validator("team_url")
+    @classmethod
+    def _team_url(cls, value: str | None) -> str | None:
+        value = _check_http_url(value)
+        return value.rstrip("/") if value else value
+
+    @field_validator("command", "release_command")
     @classmethod
     def _command(cls, value: str) -> str:
         if not re.fullmatch(r"/[a-z0-9_-]{1,31}", value):

@@ -273,6 +273,44 @@ class KubeRollouts:
             raise translate(exc, namespace=namespace, name=name) from exc
         return dict(obj)
 
+    async def analysis_templates(self, namespace: str, name: str) -> dict[str, bool]:
+        """The AnalysisTemplates (and ClusterAnalysisTemplates) the Rollout refers to, in its
+        steps and its background analysis, each with whether it exists in the cluster."""
+        obj = await self.get_object(namespace, name)
+        found: dict[str, bool] = {}
+        for ref in core.analysis_template_refs(obj):
+            cluster = ref.startswith("cluster/")
+            plain = ref.removeprefix("cluster/")
+            try:
+                if cluster:
+                    await asyncio.to_thread(
+                        self._custom.get_cluster_custom_object,
+                        GROUP,
+                        VERSION,
+                        "clusteranalysistemplates",
+                        plain,
+                        _request_timeout=self.request_timeout,
+                    )
+                else:
+                    await asyncio.to_thread(
+                        self._custom.get_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        "analysistemplates",
+                        plain,
+                        _request_timeout=self.request_timeout,
+                    )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise translate(exc, namespace=namespace, name=plain) from exc
+                found[ref] = False
+            except _TRANSPORT_ERRORS as exc:
+                raise translate(exc, namespace=namespace, name=plain) from exc
+            else:
+                found[ref] = True
+        return found
+
     async def _stable_replicaset(self, namespace: str, stable_rs: str) -> dict[str, Any] | None:
         try:
             result = await asyncio.to_thread(

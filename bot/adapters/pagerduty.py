@@ -107,6 +107,10 @@ class PagerDutyOnCall:
             self._on_call[escalation_policy_id] = (self.clock(), emails)
             return emails
 
+    async def service_description(self, service_id: str) -> str:
+        """The PagerDuty service's description (where teams link the runbook)."""
+        return await asyncio.to_thread(self._read_service_description, service_id)
+
     def forget(self) -> None:
         """Drop the cache (e.g. after a hand-off is announced)."""
         self._on_call.clear()
@@ -121,6 +125,13 @@ class PagerDutyOnCall:
         return None
 
     # ------------------------------------------------------------------ in a worker thread
+
+    def _read_service_description(self, service_id: str) -> str:
+        try:
+            service = self.client.rget(f"/services/{service_id}")
+        except pagerduty.Error as e:
+            raise translate(f"service {service_id}", e) from e
+        return str((service or {}).get("description") or "")
 
     def _read_on_call(self, escalation_policy_id: str) -> frozenset[str]:
         what = f"the on-calls of escalation policy {escalation_policy_id}"

@@ -186,6 +186,12 @@ class SlackChat:
         self._names[user_id] = (now, name)
         return name
 
+    async def user_email(self, user_id: str) -> str | None:
+        """users.info: the user's profile email (needs users:read.email), or None."""
+        response = await self._call("users.info", self.client.users_info(user=user_id))
+        profile = (response.get("user") or {}).get("profile") or {}
+        return str(profile.get("email") or "") or None
+
     async def user_id_by_email(self, email: str) -> str | None:
         """users.lookupByEmail: the Slack user id, or None when no user has that email."""
         key = email.strip().lower()

@@ -76,6 +76,10 @@ class Chat(Protocol):
 
     async def user_name(self, user_id: str) -> str: ...
 
+    async def user_email(self, user_id: str) -> str | None:
+        """users.info: the user's profile email, or None when it is not visible."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ActionRecord:

@@ -594,3 +594,30 @@ def verify(action: RolloutAction, before: RolloutState, after: RolloutState) -> 
     else:  # pragma: no cover
         raise InvalidRequest(f"Unknown Rollout action `{action}`.")
     return Verification(ok=all(ok for _, ok in checks), checks=tuple(checks))
+
+
+def analysis_template_refs(rollout: dict[str, Any]) -> list[str]:
+    """Names of the analysis templates a Rollout object refers to (steps, background
+    analysis, pre/post-promotion for blue-green), in order, without repeats;
+    ClusterAnalysisTemplates as ``cluster/NAME``."""
+    spec = _dict(rollout.get("spec"))
+    strategy = _dict(spec.get("strategy"))
+    analyses: list[dict[str, Any]] = []
+    canary = _dict(strategy.get("canary"))
+    for step in canary.get("steps") or []:
+        analyses.append(_dict(_dict(step).get("analysis")))
+    analyses.append(_dict(canary.get("analysis")))
+    blue_green = _dict(strategy.get("blueGreen"))
+    for key in ("prePromotionAnalysis", "postPromotionAnalysis"):
+        analyses.append(_dict(blue_green.get(key)))
+    refs: list[str] = []
+    for analysis in analyses:
+        for template in analysis.get("templates") or []:
+            t = _dict(template)
+            name = str(t.get("templateName") or "")
+            if not name:
+                continue
+            ref = f"cluster/{name}" if t.get("clusterScope") else name
+            if ref not in refs:
+                refs.append(ref)
+    return refs

@@ -104,6 +104,7 @@ class _State:
     policies: dict[str, str] = field(default_factory=dict)  # id -> name
     schedules: dict[str, str] = field(default_factory=dict)
     oncalls: list[_OnCall] = field(default_factory=list)
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
     forced: list[_Forced] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
 
@@ -212,6 +213,29 @@ class PagerDutySim:
             self.start()
 
     # ------------------------------------------------------------------ seed data
+
+    def add_service(
+        self, id: str, name: str, *, description: str = "", escalation_policy_id: str = ""
+    ) -> None:
+        """A service, shaped like REST v2 ``GET /services/{id}``'s ``service``."""
+        with self._lock:
+            self._state.services[id] = {
+                "id": id,
+                "type": "service",
+                "summary": name,
+                "self": f"{API_HOST}/services/{id}",
+                "html_url": f"{WEB_HOST}/services/{id}",
+                "name": name,
+                "description": description,
+                "status": "active",
+                "alert_creation": "create_alerts_and_incidents",
+                "escalation_policy": _reference(
+                    "escalation_policy",
+                    escalation_policy_id,
+                    self._state.policies.get(escalation_policy_id, ""),
+                ),
+                "teams": [],
+            }
 
     def add_user(
         self,
@@ -333,6 +357,7 @@ class PagerDutySim:
             Route("/oncalls", self._rest(self._list_oncalls), methods=["GET"]),
             Route("/users", self._rest(self._list_users), methods=["GET"]),
             Route("/users/{id}", self._rest(self._get_user), methods=["GET"]),
+            Route("/services/{id}", self._rest(self._get_service), methods=["GET"]),
             Route(
                 "/{path:path}",
                 self._rest(self._not_found),
@@ -455,6 +480,13 @@ class PagerDutySim:
                 if not query or query in u["name"].lower() or query in u["email"].lower()
             ]
         return _page(request, "users", found)
+
+    async def _get_service(self, request: Request) -> Response:
+        with self._lock:
+            service = self._state.services.get(request.path_params["id"])
+            if service is None:
+                raise _PdError(404)
+            return JSONResponse({"service": _copy(service)})
 
     async def _get_user(self, request: Request) -> Response:
         with self._lock:
