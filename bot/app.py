@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +21,13 @@ from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards, card_key
-from bot.core.errors import RollbotError
-from bot.core.ports import Flags, WatchEvent
+from bot.core.errors import RollbotError, Unreachable
+from bot.core.ports import Flags, Tickets, WatchEvent
 from bot.incidents import IncidentEngine
 from bot.metrics import Metrics
+from bot.releases import ReleaseEngine
 from bot.responder import Responder
+from bot.scheduler import Clock, JobScheduler, SystemClock
 from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
@@ -48,6 +50,8 @@ class Rollbot:
     web_client: Any
     work: WorkQueue
     incidents: IncidentEngine
+    releases: ReleaseEngine
+    scheduler: JobScheduler | None = None
     prometheus: PrometheusMetrics | None = None
     alert_receiver: Any = None  # set by bot.web.app when the route is mounted
     watch_error: str | None = None
@@ -90,6 +94,9 @@ class Rollbot:
                     state = await self.rollouts.get_state(namespace, name)
                     await self.incidents.on_rollout(state)
                     await self._show_circuit(namespace, name, state)
+                    service = self.cards.service_for(namespace, name)
+                    if service is not None:
+                        await self.releases.on_rollout(service, state)
                 except RollbotError as err:
                     log.warning(
                         "could not refresh the card of %s/%s: %s", namespace, name, err.message
@@ -146,6 +153,11 @@ class Rollbot:
             asyncio.create_task(self.run_watch(), name="rollbot-watch"),
             asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker"),
         ]
+        if self.scheduler is not None:
+            await self.scheduler.start(self.releases.run_job)
+            background.append(
+                asyncio.create_task(self.releases.run_reconciler(), name="rollbot-reconciler")
+            )
         # Alert webhooks stored but never processed (the process died after its 200).
         replayed = await replay_pending(store=self.store, on_alerts=self.incidents.on_alerts)
         if replayed:
@@ -165,6 +177,8 @@ class Rollbot:
             await self.aclose()
 
     async def aclose(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.work.close()
         await self.incidents.close()
         await self.cards.close()
@@ -214,7 +228,115 @@ def make_on_call(settings: Settings) -> PagerDutyOnCall | None:
     )
 
 
-async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> Rollbot:
+def make_tickets(settings: Settings) -> Tickets | None:
+    """The Jira adapter, or None without ``jira.url`` (no tickets are filed)."""
+    jira = settings.jira
+    if not jira.url:
+        return None
+    if jira.api_token is None:
+        raise RollbotError(
+            "jira.url is set but ROLLBOT_JIRA__API_TOKEN is missing (run `rollbot check-config`)."
+        )
+    from bot.adapters.jira import JiraTickets
+
+    return JiraTickets(
+        url=jira.url,
+        email=jira.email,
+        api_token=jira.api_token.get_secret_value(),
+        timeout=jira.timeout_seconds,
+        # No retries inside the client: it would re-send a POST after a connection error
+        # (a duplicate ticket). rollbot retries itself: search by label, then create.
+        max_retries=0,
+    )
+
+
+def make_release_engine(
+    settings: Settings,
+    *,
+    store: SqlStore,
+    chat: SlackChat,
+    rollouts: Any,
+    clock: Clock,
+    scheduler: JobScheduler | None,
+    flags: Flags | None = None,
+    on_call: PagerDutyOnCall | None = None,
+) -> ReleaseEngine:
+    return ReleaseEngine(
+        settings=settings,
+        store=store,
+        chat=chat,
+        rollouts=rollouts,
+        tickets=make_tickets(settings),
+        clock=clock,
+        flags=flags,
+        pagerduty=on_call,
+        scheduler=scheduler,
+        public_url=settings.server.public_url,
+        slack_team_url=settings.slack.team_url,
+    )
+
+
+class _NoCluster:
+    """Rollouts for a process without cluster access: every read says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def get_state(self, namespace: str, name: str) -> Any:
+        raise Unreachable("Kubernetes", self.reason)
+
+    async def analysis_templates(self, namespace: str, name: str) -> dict[str, bool]:
+        raise Unreachable("Kubernetes", self.reason)
+
+    def close(self) -> None:
+        pass
+
+
+async def build_release_engine(
+    settings: Settings, *, clock: Clock | None = None
+) -> tuple[ReleaseEngine, Callable[[], Awaitable[None]]]:
+    """Just what `rollbot release …` needs, without HTTP, watch or scheduler. Returns the
+    engine and a coroutine function that closes what it opened."""
+    slack = settings.slack
+    if slack.bot_token is None:
+        raise RollbotError("Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN.")
+    store = await open_store(settings.database.url)
+    web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
+    kube = settings.kubernetes
+    rollouts: KubeRollouts | _NoCluster
+    try:
+        rollouts = KubeRollouts.from_kubeconfig(
+            kubeconfig=kube.kubeconfig,
+            context=kube.context,
+            request_timeout=kube.request_timeout_seconds,
+            watch_timeout_seconds=int(kube.watch_timeout_seconds),
+            cursor_store=store,
+        )
+    except RollbotError as err:
+        # A CI job often has no cluster access: the release still starts; the checklist
+        # says the cluster was not checked, and the bot's watch binds the revision.
+        rollouts = _NoCluster(err.message)
+    engine = make_release_engine(
+        settings,
+        store=store,
+        chat=SlackChat(web_client),
+        rollouts=rollouts,
+        clock=clock or SystemClock(),
+        scheduler=None,
+        flags=make_flags(settings),
+        on_call=make_on_call(settings),
+    )
+
+    async def close() -> None:
+        await store.close()
+        rollouts.close()
+
+    return engine, close
+
+
+async def build(
+    settings: Settings, *, rollouts: KubeRollouts | None = None, clock: Clock | None = None
+) -> Rollbot:
     slack = settings.slack
     if slack.bot_token is None or slack.signing_secret is None:
         raise RollbotError(
@@ -269,11 +391,40 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         on_call=on_call,
         on_call_timeout=settings.pagerduty.on_call_timeout_seconds,
     )
+    clock = clock or SystemClock()
+    scheduler = (
+        JobScheduler(
+            database_url=settings.database.url,
+            store=store,
+            clock=clock,
+            lease_ttl=settings.releases.lease_ttl_seconds,
+            renew_every=settings.releases.lease_ttl_seconds / 3,
+        )
+        if settings.releases.scheduler
+        else None
+    )
+    releases = make_release_engine(
+        settings,
+        store=store,
+        chat=chat,
+        rollouts=rollouts,
+        clock=clock,
+        scheduler=scheduler,
+        flags=flags,
+        on_call=on_call,
+    )
     work = WorkQueue(workers=settings.server.workers)
     bolt = create_bolt_app(
         signing_secret=slack.signing_secret.get_secret_value(),
         client=web_client,
-        deps=Deps(responder=responder, chat=chat, work=work, command=slack.command),
+        deps=Deps(
+            responder=responder,
+            chat=chat,
+            work=work,
+            command=slack.command,
+            releases=releases,
+            release_command=slack.release_command,
+        ),
     )
     rollbot = Rollbot(
         settings=settings,
@@ -287,6 +438,8 @@ async def build(settings: Settings, *, rollouts: KubeRollouts | None = None) -> 
         web_client=web_client,
         work=work,
         incidents=incidents,
+        releases=releases,
+        scheduler=scheduler,
         prometheus=prometheus,
     )
     rollouts.on_watch_error = rollbot.on_watch_error

@@ -4,6 +4,8 @@ rollbot serve [--config FILE] [--host H] [--port P]
 rollbot demo [--speed N] [--port P] [--auto-abort] [--duration S]
 rollbot drill SCENARIO            (tier1-abort)
 rollbot check-config [--config FILE]
+rollbot release start SERVICE VERSION [--owner EMAIL] [--config FILE]
+rollbot release status SERVICE | list [--config FILE]
 rollbot audit verify|export [--config FILE]
 rollbot db upgrade [--config FILE]
 """
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 
 from bot.core.errors import RollbotError
 
-DRILLS = ("tier1-abort", "slo-alert", "tier2-circuit")
+DRILLS = ("tier1-abort", "slo-alert", "tier2-circuit", "release-cleanup")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +59,21 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="report every configuration problem")
     check.add_argument("--config", default=None)
+
+    release = sub.add_parser(
+        "release", help="start a release (from CI) or show releases and their cleanup tickets"
+    )
+    rsub = release.add_subparsers(dest="op", required=True)
+    start = rsub.add_parser("start", help="start SERVICE VERSION once; file its cleanup tickets")
+    start.add_argument("service")
+    start.add_argument("version")
+    start.add_argument("--owner", default=None, help="Jira assignee (email); default: catalog")
+    start.add_argument("--config", default=None)
+    status = rsub.add_parser("status", help="a service's releases, tickets and due dates")
+    status.add_argument("service")
+    status.add_argument("--config", default=None)
+    listing = rsub.add_parser("list", help="active releases")
+    listing.add_argument("--config", default=None)
 
     audit = sub.add_parser("audit", help="verify or export the audit log")
     audit.add_argument("op", choices=("verify", "export"))
@@ -114,6 +131,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await run_drill(args.scenario, speed=args.speed, timeout=args.timeout)
     if args.cmd == "audit":
         return await _audit(args)
+    if args.cmd == "release":
+        return await _release(args)
     if args.cmd == "db":
         from bot.settings import load_settings
         from bot.store import open_store
@@ -142,6 +161,61 @@ async def _serve(args: argparse.Namespace) -> int:
     )
     await uvicorn.Server(config).serve()
     return 0
+
+
+async def _release(args: argparse.Namespace) -> int:
+    """`rollbot release …` in this process: it writes the database and files the tickets
+    itself; the running bot's scheduler picks the release up (reminders, retries)."""
+    from bot.app import build_release_engine
+    from bot.core.model import Actor
+    from bot.settings import load_settings
+
+    settings = load_settings(args.config)
+    engine, close = await build_release_engine(settings)
+    try:
+        if args.op == "start":
+            created, view = await engine.start(
+                args.service, args.version, actor=Actor("ci", "CI", source="cli"), owner=args.owner
+            )
+            if not created:
+                r = view.release
+                print(
+                    f"{r.id} was already started {r.started_at:%Y-%m-%d %H:%M %Z} by "
+                    f"{r.started_by or r.source} (phase {r.phase.value}); nothing done."
+                )
+            else:
+                print(f"{view.release.id} started.")
+            _print_view(view)
+            failed = [t for t in view.tickets if t.state == "failed"]
+            return 1 if failed else 0
+        views = (
+            await engine.status(args.service) if args.op == "status" else await engine.list_active()
+        )
+        for view in views:
+            _print_view(view)
+        if not views:
+            print("no releases")
+        return 0
+    finally:
+        await close()
+
+
+def _print_view(view: object) -> None:
+    from bot.core.model import ReleaseView
+
+    assert isinstance(view, ReleaseView)
+    r = view.release
+    full = r.full_rollout_at.isoformat() if r.full_rollout_at else "not yet"
+    print(f"{r.id}  phase {r.phase.value}  full rollout {full}")
+    for t in view.tickets:
+        due = t.due.isoformat() if t.due else "-"
+        prov = " (provisional)" if t.provisional and t.due else ""
+        where = t.key or t.state
+        extra = f"  {t.error}" if t.error else ""
+        print(f"  {where:<10} due {due}{prov}  {t.summary}{extra}")
+    for item in view.checklist:
+        mark = {True: "OK ", False: "NO ", None: "?? "}[item.ok]
+        print(f"  [{mark}] {item.name}: {item.evidence}")
 
 
 async def _audit(args: argparse.Namespace) -> int:

@@ -425,7 +425,7 @@ class ReleasesSettings(_Section):
     retry_seconds: float = Field(default=30.0, ge=0.1, le=3600)
     """First retry delay when Jira is down; doubles per attempt up to 15 minutes."""
 
-    jira_poll_seconds: float = Field(default=900.0, ge=1, le=86400)
+    jira_poll_seconds: float = Field(default=900.0, ge=1, le=30 * 86400)
     """How often the status of open cleanup tickets is read from Jira (a NOT NULL ticket
     marked done before its 72 hours is refused). `/release status` also reads it."""
 

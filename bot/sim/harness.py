@@ -29,6 +29,7 @@ from bot.app import Rollbot, build
 from bot.settings import load_settings
 from bot.sim import world as sim_world
 from bot.sim.argo import ArgoController
+from bot.sim.jira import JiraSim
 from bot.sim.kube import KubeSim
 from bot.sim.slack import SlackSender, SlackSim
 from bot.web.app import create_web_app
@@ -40,6 +41,9 @@ CHANNEL_ID = "C0PAYDEPLOY"
 CHANNEL = "#payments-deploys"
 ONCALL = ("U0ONCALL", "oncall-engineer")
 OUTSIDER = ("U0OUTSIDER", "outsider")
+LEAD = ("U0LEAD", "payments-lead")
+LEAD_EMAIL = "payments-lead@example.com"
+RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "payment-router.md"
 USERGROUP = "S0PAYMENTS"
 
 
@@ -87,7 +91,15 @@ class SimWorld:
         start_bot: bool = True,
         settings: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        jira: bool | dict[str, Any] = False,
+        clock: Any = None,
     ) -> None:
+        """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
+        it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates)."""
+        self.jira_options: dict[str, Any] | None = (
+            None if jira is False else ({} if jira is True else dict(jira))
+        )
+        self.bot_clock = clock
         self.extra_env = env or {}
         self.start_bot = start_bot
         self.settings_overrides = settings or {}
@@ -137,7 +149,15 @@ class SimWorld:
         self.slack.add_user(
             OUTSIDER[0], OUTSIDER[1], real_name="Someone Else", email="outsider@example.com"
         )
+        self.slack.add_user(LEAD[0], LEAD[1], real_name="Payments Lead", email=LEAD_EMAIL)
         self.slack.add_usergroup(USERGROUP, "payments-oncall", [ONCALL[0]])
+        jira_settings: dict[str, Any] = {}
+        if self.jira_options is not None:
+            self.jira = JiraSim(**self.jira_options).start()
+            self._stack.callback(self.jira.stop)
+            self.jira.add_user(LEAD_EMAIL, "Payments Lead")
+            jira_settings = {"url": self.jira.url, "email": self.jira.email}
+            self.extra_env.setdefault("ROLLBOT_JIRA__API_TOKEN", self.jira.api_token)
 
         self.clock = AcceleratedClock(self.speed)
         self.argo = ArgoController(self.kube, clock=self.clock)
@@ -170,12 +190,18 @@ class SimWorld:
                         "database": {
                             "url": self.database_url or f"sqlite:///{self.workdir / 'rollbot.db'}"
                         },
+                        **({"jira": jira_settings} if jira_settings else {}),
                         "services": {
                             "payment-router": {
                                 "namespace": "payments",
                                 "rollout": "payment-router",
                                 "channel": CHANNEL,
-                                "owners": {"slack_usergroup": USERGROUP},
+                                "owners": {
+                                    "slack_usergroup": USERGROUP,
+                                    "jira_assignee": LEAD_EMAIL,
+                                },
+                                "jira": {"project": "PAY"},
+                                "runbook": str(RUNBOOK),
                                 "flags": {
                                     "release": "payments.new-router.enabled",
                                     "circuit": "payments.new-router.circuit-open",
@@ -203,7 +229,7 @@ class SimWorld:
             return
         settings = load_settings(config, environ=self.bot_env)
         self.settings = settings
-        self.rollbot = await build(settings)
+        self.rollbot = await build(settings, clock=self.bot_clock)
         sock = _free_socket() if self.port == 0 else None
         if sock is None:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

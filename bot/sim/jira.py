@@ -321,6 +321,10 @@ class JiraSim:
         self.search_lag = search_lag
         self.validation_errors_as_messages = False
         self.latency = 0.0  # seconds every answer waits (read timeouts)
+        self._hold: tuple[int, bool] | None = None
+        self._hold_released = threading.Event()
+        self._held = 0
+        self._create_calls = 0
         self._lock = threading.RLock()
         self._projects: dict[str, _Project] = {}
         for i, (key, config) in enumerate((projects or {"PAY": {}}).items()):
@@ -715,7 +719,52 @@ class JiraSim:
                 )
             return JSONResponse(self._render_project(project))
 
+    def hold_creates(self, after: int, *, answered: bool = False) -> None:
+        """The create after the first `after` hangs, to kill a process mid-filing. With
+        `answered=False` the issue is created only if the caller is still connected when
+        `release_creates()` lets it go (a killed caller never reached Jira); with
+        `answered=True` it is created at once and only the answer hangs (the create
+        happened; the caller never learns its key). Later creates pass."""
+        with self._lock:
+            self._hold = (self._create_calls + after, answered)
+            self._hold_released.clear()
+
+    def release_creates(self) -> None:
+        self._hold_released.set()
+
+    @property
+    def held_creates(self) -> int:
+        """How many create requests are hanging now."""
+        with self._lock:
+            return self._held
+
+    async def _wait_released(self, request: Request) -> bool:
+        """Wait for release_creates(); False when the caller went away meanwhile."""
+        with self._lock:
+            self._held += 1
+        try:
+            while not self._hold_released.is_set():
+                if await request.is_disconnected():
+                    return False
+                await asyncio.sleep(0.02)
+            return True
+        finally:
+            with self._lock:
+                self._held -= 1
+
     async def _create(self, call: _Call) -> Response:
+        with self._lock:
+            self._create_calls += 1
+            hold = self._hold is not None and self._create_calls == self._hold[0] + 1
+            answered = bool(hold and self._hold and self._hold[1])
+        if hold and not answered and not await self._wait_released(call.request):
+            return Response(status_code=499)  # nobody is listening; nothing was created
+        response = await self._create_now(call)
+        if hold and answered:
+            await self._wait_released(call.request)
+        return response
+
+    async def _create_now(self, call: _Call) -> Response:
         body = call.body if isinstance(call.body, dict) else {}
         fields = body.get("fields")
         if not isinstance(fields, dict):
