@@ -7,7 +7,12 @@ replies linked by `thread_ts`) so tests assert on what reached Slack, not on SDK
 
 `SlackSender` plays Slack's side of the Events/Interactivity endpoints: it posts slash
 commands and button clicks to the bot exactly as Slack does (form-encoded, signed with the
-signing secret, with `X-Slack-Retry-*` on retries), and can forge or age a request.
+signing secret, with `X-Slack-Retry-*` on retries), Events API callbacks (JSON, signed the
+same way; `app_home_opened`), and can forge or age a request.
+
+The App Home: `views.publish` validates the home view's blocks (at most 100) and keeps
+every view published per user (`published_views(user)`); the sender's `app_home_opened`
+carries the user's current home view, as Slack does once one was published.
 
 Shapes follow the Slack API docs and the payloads in ../shared/fixtures/slack/.
 """
@@ -52,6 +57,7 @@ METHOD_TIERS: dict[str, int] = {
     "chat.update": 50,  # Tier 3
     "chat.postEphemeral": 100,  # Tier 4
     "views.open": 100,  # Tier 4
+    "views.publish": 100,  # Tier 4
     "users.info": 100,  # Tier 4
     "users.lookupByEmail": 50,  # Tier 3
     "usergroups.users.list": 20,  # Tier 2
@@ -146,6 +152,8 @@ class SlackSim:
         self._messages: dict[str, dict[str, dict[str, Any]]] = {}  # channel -> ts -> message
         self._ephemerals: list[dict[str, Any]] = []
         self._views: list[dict[str, Any]] = []
+        self._home: dict[str, list[dict[str, Any]]] = {}  # user -> home views published
+        self.home_tab_enabled = True  # False: views.publish answers not_enabled
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._forced: dict[str, list[int]] = {}  # method -> Retry-After of forced 429s
         self._triggers: dict[str, float] = {}
@@ -296,6 +304,17 @@ class SlackSim:
     def views(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(v) for v in self._views]
+
+    def published_views(self, user: str) -> list[dict[str, Any]]:
+        """Every home view published for `user` with views.publish, oldest first."""
+        with self._lock:
+            views: list[dict[str, Any]] = json.loads(json.dumps(self._home.get(user, [])))
+        return views
+
+    def home_view(self, user: str) -> dict[str, Any] | None:
+        """The home view `user` sees now (the last one published), or None."""
+        views = self.published_views(user)
+        return views[-1] if views else None
 
     def channel_id(self, channel: str) -> str:
         """`#payments-deploys`, `payments-deploys` or `C0…` → the channel id (else KeyError)."""
@@ -631,6 +650,52 @@ def _views_open(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
     return {"view": opened}
 
 
+def _views_publish(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
+    """Publish a user's Home tab: the same view id per user, a new hash each time."""
+    user = str(args.get("user_id") or "")
+    view = _json_arg(args.get("view"))
+    if not user or not isinstance(view, dict) or view.get("type") != "home":
+        raise _ApiError("invalid_arguments")
+    if not sim.home_tab_enabled:
+        raise _ApiError("not_enabled")
+    if len(json.dumps(view)) > 250_000:
+        raise _ApiError("view_too_large")
+    errors = _block_errors(view.get("blocks"), max_blocks=100, pointer="/view/blocks")
+    if errors:
+        raise _ApiError(
+            "invalid_arguments",
+            response_metadata={"messages": [f"[ERROR] {e}" for e in errors]},
+        )
+    history = sim._home.setdefault(user, [])
+    current = history[-1] if history else None
+    wanted_hash = args.get("hash")
+    if wanted_hash and current is not None and wanted_hash != current["hash"]:
+        raise _ApiError("hash_conflict")
+    view_id = current["id"] if current is not None else "V" + secrets.token_hex(5).upper()
+    published = {
+        "id": view_id,
+        "team_id": TEAM_ID,
+        "type": "home",
+        "close": None,
+        "submit": None,
+        "blocks": sim._with_block_ids(view.get("blocks")),
+        "private_metadata": view.get("private_metadata", ""),
+        "callback_id": view.get("callback_id", ""),
+        "state": {"values": {}},
+        "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+        "clear_on_close": False,
+        "notify_on_close": False,
+        "root_view_id": view_id,
+        "previous_view_id": None,
+        "app_id": APP_ID,
+        "external_id": view.get("external_id", ""),
+        "app_installed_team_id": TEAM_ID,
+        "bot_id": BOT_ID,
+    }
+    history.append(published)
+    return {"view": json.loads(json.dumps(published))}
+
+
 def _users_info(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
     user = sim._users.get(str(args.get("user") or ""))
     if user is None:
@@ -680,6 +745,7 @@ _HANDLERS: dict[str, Callable[[SlackSim, dict[str, Any]], dict[str, Any]]] = {
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,
     "views.open": _views_open,
+    "views.publish": _views_publish,
     "users.info": _users_info,
     "users.lookupByEmail": _users_lookup_by_email,
     "usergroups.users.list": _usergroup_users,
@@ -716,20 +782,29 @@ def _json_arg(value: Any) -> Any:
     return value
 
 
-def _block_errors(blocks: Any) -> list[str]:
-    """The Block Kit limits Slack enforces on a message (a subset; enough to catch bugs)."""
+def _block_errors(blocks: Any, *, max_blocks: int = 50, pointer: str = "/blocks") -> list[str]:
+    """The Block Kit limits Slack enforces on a message (a subset; enough to catch bugs).
+
+    A message takes at most 50 blocks, a modal or the Home tab 100 (`max_blocks`).
+    """
     if not isinstance(blocks, list):
         return ["blocks must be an array"]
     errors = []
-    if len(blocks) > 50:
-        errors.append("must provide no more than 50 items [json-pointer:/blocks]")
+    if len(blocks) > max_blocks:
+        errors.append(f"must provide no more than {max_blocks} items [json-pointer:{pointer}]")
     action_ids: set[str] = set()
     for i, block in enumerate(blocks):
-        where = f"[json-pointer:/blocks/{i}]"
+        where = f"[json-pointer:{pointer}/{i}]"
         if not isinstance(block, dict) or "type" not in block:
             errors.append(f"missing required field: type {where}")
             continue
         text = block.get("text")
+        if block["type"] == "header" and (
+            not isinstance(text, dict) or text.get("type") != "plain_text"
+        ):
+            errors.append(f"must be a plain_text object {where}/text")
+        if block["type"] == "context" and len(block.get("elements") or []) > 10:
+            errors.append(f"must provide no more than 10 items {where}/elements")
         if isinstance(text, dict):
             limit = 150 if block["type"] == "header" else 3000
             if len(str(text.get("text", ""))) > limit:
@@ -784,7 +859,8 @@ class SignedRequest:
 
 
 class SlackSender:
-    """Posts slash commands and button clicks to the bot exactly as Slack does.
+    """Posts slash commands (`command="/release"` for another one), button clicks and Events
+    API callbacks (`app_home_opened`) to the bot exactly as Slack does.
 
     With `sim`, response_urls and trigger_ids are minted by the sim, so what the bot sends
     to `response_url` is recorded there (and replaces/deletes the clicked message as Slack
@@ -1025,10 +1101,114 @@ class SlackSender:
             )
         )
 
+    def event_callback_request(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """The signed JSON body of an Events API `event_callback` wrapping `event`."""
+        now = int(time.time())
+        body = {
+            "token": "verification_token_unused",
+            "team_id": self.team_id,
+            "api_app_id": self.api_app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or "Ev" + secrets.token_hex(5).upper(),
+            "event_time": now,
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": "4-" + secrets.token_hex(16),
+        }
+        return self.signed(
+            json.dumps(body, separators=(",", ":")),
+            content_type="application/json",
+            retry_num=retry_num,
+            retry_reason=retry_reason,
+            bad_signature=bad_signature,
+            timestamp=timestamp,
+        )
+
+    def app_home_opened_event(
+        self, user_id: str, *, tab: str = "home", channel: str | None = None
+    ) -> dict[str, Any]:
+        """The `app_home_opened` event: with the user's current home view once one was
+        published (when the sim knows it), as Slack sends it."""
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "user": user_id,
+            "channel": channel or "D" + user_id[1:],
+            "tab": tab,
+            "event_ts": f"{time.time():.6f}",
+        }
+        if tab == "home" and self.sim is not None:
+            current = self.sim.home_view(user_id)
+            if current is not None:
+                event["view"] = current
+        return event
+
+    def app_home_opened_request(
+        self,
+        user_id: str,
+        *,
+        tab: str = "home",
+        channel: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """The signed `event_callback` of a user opening the app's Home (or Messages) tab."""
+        return self.event_callback_request(
+            self.app_home_opened_event(user_id, tab=tab, channel=channel),
+            retry_num=retry_num,
+            retry_reason=retry_reason,
+            bad_signature=bad_signature,
+            timestamp=timestamp,
+        )
+
+    async def app_home_opened(
+        self,
+        user_id: str,
+        *,
+        tab: str = "home",
+        channel: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> httpx.Response:
+        """POST `app_home_opened` to `events_url` as Slack's Events API does, signed."""
+        return await self.send(
+            self.app_home_opened_request(
+                user_id,
+                tab=tab,
+                channel=channel,
+                retry_num=retry_num,
+                retry_reason=retry_reason,
+                bad_signature=bad_signature,
+                timestamp=timestamp,
+            )
+        )
+
     def signed(
         self,
         body: str,
         *,
+        content_type: str = "application/x-www-form-urlencoded",
         retry_num: int | None = None,
         retry_reason: str | None = None,
         bad_signature: bool = False,
@@ -1040,7 +1220,7 @@ class SlackSender:
         if bad_signature:
             signature = "v0=" + hashlib.sha256(b"forged" + body.encode()).hexdigest()
         headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Type": content_type,
             "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
             "X-Slack-Request-Timestamp": str(ts),
             "X-Slack-Signature": signature,

@@ -1,8 +1,9 @@
 """deploy/, rollbot.example.yaml and the runbooks hold together.
 
 Aspects:
-- the Slack app manifest parses, has the /rollback command, interactivity on
-  /slack/events, the bot scopes rollbot needs and no socket mode;
+- the Slack app manifest parses, has the /rollback and /release commands, the Home tab
+  and its app_home_opened event, interactivity on /slack/events, the bot scopes rollbot
+  needs and no socket mode;
 - the payment-router Rollout and AnalysisTemplate validate against the real Argo Rollouts
   CRD schemas (unknown fields rejected, as the API server would prune them), with the
   case study's steps and SLO gates;
@@ -53,11 +54,23 @@ def test_slack_manifest() -> None:
     manifest = yaml.safe_load((DEPLOY / "slack" / "manifest.yaml").read_text())
     assert manifest["display_information"]["name"] == "rollbot"
     assert manifest["features"]["bot_user"]["display_name"] == "rollbot"
-    (command,) = manifest["features"]["slash_commands"]
+    command, release = manifest["features"]["slash_commands"]
     assert command["command"] == "/rollback"
     assert command["url"] == "https://rollbot.example.com/slack/events"
     assert command["usage_hint"]
+    assert release["command"] == "/release"
+    assert release["url"] == "https://rollbot.example.com/slack/events"
+    assert release["usage_hint"].startswith("start SERVICE VERSION")
+    assert release["should_escape"] is True  # an owner's @mention arrives as <@U…|name>
+    assert manifest["features"]["app_home"] == {
+        "home_tab_enabled": True,
+        "messages_tab_enabled": False,
+    }
     settings = manifest["settings"]
+    assert settings["event_subscriptions"] == {
+        "request_url": "https://rollbot.example.com/slack/events",
+        "bot_events": ["app_home_opened"],
+    }
     assert settings["interactivity"] == {
         "is_enabled": True,
         "request_url": "https://rollbot.example.com/slack/events",

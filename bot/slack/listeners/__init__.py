@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core.model import Actor, ReleaseView
 from bot.core.ports import Chat
 from bot.responder import Responder
 from bot.work import WorkQueue
+
+
+class ReleaseDesk(Protocol):
+    """Releases and their cleanup tickets, as `/release` and the App Home use them.
+
+    Errors are bot.core.errors: UnknownService (not in the catalog), InvalidRequest (e.g. a
+    winner for a service without an experiment flag), TemporaryError/Unreachable.
+    """
+
+    async def start(
+        self, service: str, version: str, *, actor: Actor, owner: str | None
+    ) -> tuple[bool, ReleaseView]:
+        """Record the release once: (True, it) when new, (False, the one recorded before).
+
+        `owner` is `<@U123>` (a Slack user) or an email, as `/release start` parsed it."""
+        ...
+
+    async def status(self, service: str) -> list[ReleaseView]:
+        """The service's releases, newest first; UnknownService when not in the catalog."""
+        ...
+
+    async def list_active(self) -> list[ReleaseView]:
+        """Every release whose clocks still run or whose tickets are not all done."""
+        ...
+
+    async def declare_winner(self, service: str, variant: str, *, actor: Actor) -> ReleaseView:
+        """The experiment's winner: dates the experiment flag's removal ticket."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -17,10 +47,13 @@ class Deps:
     chat: Chat
     work: WorkQueue
     command: str = "/rollback"
+    releases: ReleaseDesk | None = None  # None: `/release` answers that it is not enabled
+    release_command: str = "/release"
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:
-    from bot.slack.listeners import actions, commands
+    from bot.slack.listeners import actions, commands, releases
 
     commands.register(app, deps)
     actions.register(app, deps)
+    releases.register(app, deps)
