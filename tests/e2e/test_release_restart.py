@@ -76,14 +76,18 @@ async def _ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     async with httpx.AsyncClient() as client:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise AssertionError(f"rollbot serve exited: {log.read_text()[-3000:]}")
+                raise AssertionError(f"rollbot serve exited: {_tail(log)}")
             try:
                 if (await client.get(f"{url}/healthz")).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.1)
-    raise AssertionError(f"rollbot serve did not start: {log.read_text()[-3000:]}")
+    raise AssertionError(f"rollbot serve did not start: {_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-3000:]
 
 
 @pytest.mark.parametrize("answered", [False, True], ids=["before-jira", "after-jira-created"])
