@@ -355,7 +355,93 @@ async def _drill_tier2_circuit(drill: Drill, *, speed: float, timeout: float) ->
     )
 
 
+async def _drill_release_cleanup(drill: Drill, *, speed: float, timeout: float) -> str:
+    """A release starts; its three cleanup tickets are filed once; the Rollout reaches
+    100 %; the due dates move from provisional to the real ones (Jira and the thread)."""
+    from datetime import timedelta
+
+    async with SimWorld(speed=speed, analysis_at_25="Successful", jira=True) as world:
+        drill.mark("world up (Kubernetes, Argo, Slack and Jira sims; rollbot)")
+        response = await world.sender.slash_command(
+            ONCALL[0], ONCALL[1], "start payment-router 1.13.0", command="/release"
+        )
+        drill.mark(f"/release start payment-router 1.13.0 acked (HTTP {response.status_code})")
+        drill.check(response.status_code == 200, f"command answered {response.status_code}")
+        await world.wait_for(
+            lambda: world.jira.created_count >= 3, timeout=timeout, what="three Jira tickets"
+        )
+        store = world.rollbot.store
+        rid = "payment-router@1.13.0"
+        records = await store.tickets(rid)
+        deadline = time.monotonic() + timeout
+        while not (records and all(r.key for r in records)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            records = await store.tickets(rid)
+        provisional = {r.key: r.due for r in records}
+        drill.mark(
+            "tickets filed: "
+            + ", ".join(f"{k} due {d} (provisional)" for k, d in sorted(provisional.items(), key=str))
+        )
+
+        async def fully_rolled_out() -> Any:
+            release = await store.get_release(rid)
+            return release if release and release.full_rollout_at else None
+
+        release = None
+        deadline = time.monotonic() + timeout
+        while release is None and time.monotonic() < deadline:
+            release = await fully_rolled_out()
+            await asyncio.sleep(0.05)
+        if not drill.check(release is not None, "the Rollout was not seen fully promoted"):
+            return "no full rollout"
+        assert release is not None
+        drill.mark(f"Rollout fully promoted (revision {release.revision}); rollbot saw it")
+        real = release.full_rollout_at.date() if release.full_rollout_at else None
+        assert real is not None
+        wanted = {
+            "remove-release-flag": real + timedelta(days=30),
+            "contract-migration": real + timedelta(days=14),
+            "delete-legacy-code": real + timedelta(days=30),
+        }
+
+        def jira_dates() -> dict[str, str | None]:
+            out: dict[str, str | None] = {}
+            for issue in world.jira.issues.values():
+                for label in issue["fields"]["labels"]:
+                    kind = label.removeprefix("rollbot-payment-router-1.13.0-")
+                    if kind in wanted:
+                        out[kind] = issue["fields"]["duedate"]
+            return out
+
+        with contextlib.suppress(TimeoutError):
+            await world.wait_for(
+                lambda: jira_dates() == {k: v.isoformat() for k, v in wanted.items()},
+                timeout=timeout,
+                what="the real due dates in Jira",
+            )
+        moved = jira_dates()
+        drill.check(
+            moved == {k: v.isoformat() for k, v in wanted.items()},
+            f"Jira due dates {moved}, expected {wanted}",
+        )
+        drill.mark(
+            "due dates moved to the real ones: " + ", ".join(f"{k} {v}" for k, v in moved.items())
+        )
+        drill.check(
+            world.jira.created_count == 3,
+            f"{world.jira.created_count} tickets in Jira, expected exactly 3",
+        )
+        filed = [
+            r.entry for r in await store.audit_entries() if r.entry.action == "release.ticket.file"
+        ]
+        drill.check(len(filed) == 3, f"{len(filed)} filing audit entries, expected 3")
+        chain = await store.verify_audit()
+        drill.check(chain.ok, f"audit chain broken: {chain.reason}")
+    return f"3 tickets filed once · due dates real after full rollout ({real})"
+
+
 DRILLS = {
+    "release-cleanup": _drill_release_cleanup,
     "tier1-abort": _drill_tier1_abort,
     "slo-alert": _drill_slo_alert,
     "tier2-circuit": _drill_tier2_circuit,

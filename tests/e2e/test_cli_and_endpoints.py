@@ -1,7 +1,7 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
-- `rollbot drill tier1-abort`, `slo-alert` and `tier2-circuit` exit 0 and print a PASS
+- `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit` and `release-cleanup` exit 0 and print a PASS
   line with their timeline; an unknown drill is refused listing the known ones;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
@@ -66,6 +66,16 @@ def test_drill_tier2_circuit_exits_zero():
     assert "(owner, not on call) refused" in out
     assert "(on call) opened the circuit, read back on" in out
     assert "SDKs are served the flag on after" in out
+
+
+@pytest.mark.timeout(150)
+def test_drill_release_cleanup_exits_zero():
+    done = rollbot("drill", "release-cleanup", "--speed", "600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "drill release-cleanup: PASS" in out
+    assert "tickets filed: PAY-1 due" in out and "(provisional)" in out
+    assert "due dates moved to the real ones" in out
 
 
 def test_unknown_drill_is_refused():

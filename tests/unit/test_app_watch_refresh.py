@@ -62,6 +62,7 @@ def rollbot() -> Rollbot:
         web_client=none,
         work=none,
         incidents=none,
+        releases=none,
     )
     bot.incidents = FlakyIncidents(bot)  # type: ignore[assignment]
     bot.cards = NoCards()  # type: ignore[assignment]
