@@ -377,11 +377,8 @@ async def _drill_release_cleanup(drill: Drill, *, speed: float, timeout: float) 
         while not (records and all(r.key for r in records)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
             records = await store.tickets(rid)
-        provisional = {r.key: r.due for r in records}
-        drill.mark(
-            "tickets filed: "
-            + ", ".join(f"{k} due {d} (provisional)" for k, d in sorted(provisional.items(), key=str))
-        )
+        filed = sorted(f"{r.key} due {r.due} (provisional)" for r in records)
+        drill.mark("tickets filed: " + ", ".join(filed))
 
         async def fully_rolled_out() -> Any:
             release = await store.get_release(rid)
@@ -431,10 +428,10 @@ async def _drill_release_cleanup(drill: Drill, *, speed: float, timeout: float) 
             world.jira.created_count == 3,
             f"{world.jira.created_count} tickets in Jira, expected exactly 3",
         )
-        filed = [
+        audited = [
             r.entry for r in await store.audit_entries() if r.entry.action == "release.ticket.file"
         ]
-        drill.check(len(filed) == 3, f"{len(filed)} filing audit entries, expected 3")
+        drill.check(len(audited) == 3, f"{len(audited)} filing audit entries, expected 3")
         chain = await store.verify_audit()
         drill.check(chain.ok, f"audit chain broken: {chain.reason}")
     return f"3 tickets filed once · due dates real after full rollout ({real})"

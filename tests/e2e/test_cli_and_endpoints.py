@@ -1,8 +1,8 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
-- `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit` and `release-cleanup` exit 0 and print a PASS
-  line with their timeline; an unknown drill is refused listing the known ones;
+- `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit` and `release-cleanup` exit 0
+  and print a PASS line with their timeline; an unknown drill is refused listing the known ones;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
   on a good file;
