@@ -747,7 +747,8 @@ class JiraSim:
                 if await request.is_disconnected():
                     return False
                 await asyncio.sleep(0.02)
-            return True
+            await asyncio.sleep(0.05)  # a disconnect racing the release is still seen
+            return not await request.is_disconnected()
         finally:
             with self._lock:
                 self._held -= 1

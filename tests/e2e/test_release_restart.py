@@ -113,6 +113,7 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
+        await asyncio.sleep(0.5)  # the sim sees the dead connection
         world.jira.release_creates()
         await asyncio.sleep(0.3)
         assert world.jira.created_count == (2 if answered else 1)  # the dead never reached it
