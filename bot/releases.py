@@ -1093,7 +1093,9 @@ class ReleaseEngine:
             return
         async with self._reconcile_lock:
             if release_id is None:
-                releases = await self.store.list_releases()
+                # Aborted and reverted releases had their notices removed when they
+                # stopped; their filing retries are already scheduled.
+                releases = await self.store.list_releases(active=True)
             else:
                 releases = [await self._get(release_id)]
             now = self.clock.now()
