@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -65,6 +66,8 @@ from bot.store import SqlStore
 log = logging.getLogger(__name__)
 
 MAX_RETRY = timedelta(minutes=15)
+# The image tag; 64 keeps every scheduler job id within APScheduler's 191 characters.
+_VERSION = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 _SLACK_USER = "<@{}>"
 
 
@@ -154,9 +157,10 @@ class ReleaseEngine:
         """Start `service` `version` once. (False, the existing one) when started before."""
         svc = self._service(service)
         version = version.strip()
-        if not version or len(version) > 128 or any(c.isspace() for c in version):
+        if not _VERSION.fullmatch(version):
             raise InvalidRequest(
-                f"`{version[:64]}` is not a version (1–128 characters, no spaces)."
+                f"`{version[:64]}` is not a version (1–64 of letters, digits and `._+-`; "
+                "the image tag the Rollout runs)."
             )
         now = self.clock.now()
         owner_email, owner_slack = await self._owner(svc, owner, actor)
@@ -550,7 +554,7 @@ class ReleaseEngine:
             if rec.key is None:
                 continue
             stamp = release.stopped_at or release.full_rollout_at or release.clock_started_at
-            notice = f"{release.id}:comment:{event}:{stamp.isoformat()}:{rec.kind}"
+            notice = f"{release.id}:comment:{event}:{int(stamp.timestamp())}:{rec.kind}"
             if await self.store.notice_sent(notice):
                 continue
             try:

@@ -25,7 +25,7 @@ from bot.core.errors import InvalidRequest
 VERBS: tuple[str, ...] = ("help", "start", "status", "list", "winner")
 # The same rule as bot.core.commands: what `/rollback SERVICE` accepts.
 _SERVICE_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9._+-]{1,128}$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 _VARIANT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _MENTION_RE = re.compile(r"^<@([UW][A-Z0-9]{1,20})(?:\|[^<>]{0,80})?>$")
 _EMAIL_RE = re.compile(r"^[^@\s<>|]{1,64}@[^@\s<>|.]+(?:\.[^@\s<>|.]+)+$")
@@ -91,7 +91,7 @@ def _service(word: str, command: str) -> str:
 def _version(word: str, command: str) -> str:
     if not _VERSION_RE.match(word):
         raise InvalidRequest(
-            f"`{_shown(word)}` is not a version (1–128 of letters, digits and `._+-`). "
+            f"`{_shown(word)}` is not a version (1–64 of letters, digits and `._+-`). "
             f"{usage(command)}"
         )
     return word

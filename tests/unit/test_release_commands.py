@@ -96,7 +96,7 @@ def test_parse(text: str, expected: ReleaseCommand | None) -> None:
         ("start -svc 1.0", "is not a service name"),
         ("status " + "a" * 64, "is not a service name"),
         ("start payment-router 1.0/evil", "`1.0/evil` is not a version"),
-        ("start payment-router " + "1" * 129, "is not a version"),
+        ("start payment-router " + "1" * 65, "is not a version"),
         ("start payment-router 1.0 bob", "`bob` is not an owner"),
         ("start payment-router 1.0 <@U0LEAD", "is not an owner"),
         ("start payment-router 1.0 <#C0CHAN|deploys>", "is not an owner"),
@@ -135,7 +135,7 @@ def test_owner_slack_id() -> None:
     assert owner_slack_id(parse("start a 1 <@W0ABC|x>").owner) == "W0ABC"
 
 
-_VERSION = re.compile(r"^[A-Za-z0-9._+-]{1,128}$")
+_VERSION = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 _VARIANT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
