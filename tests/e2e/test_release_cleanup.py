@@ -466,3 +466,28 @@ async def test_auto_start_from_the_watch_when_the_service_enables_it() -> None:
         await world.wait_for(lambda: world.jira.created_count == 3, what="three tickets")
         await _wait_thread(world, "Cleanup tickets filed")
         assert len(await world.rollbot.store.list_releases()) == 1
+
+
+async def test_a_git_revert_to_the_previous_version_stops_the_clocks() -> None:
+    from bot.sim import world as sim_world
+
+    async with SimWorld(speed=600, analysis_at_25="Successful", jira=True) as world:
+        await _start(world)
+        release = await _wait_release(
+            world, lambda r: r.phase is ReleasePhase.FULLY_ROLLED_OUT, "full rollout"
+        )
+        assert release.previous_version == "1.12.4"
+        await world.wait_for(lambda: world.jira.created_count == 3, what="three tickets")
+        # Tier 3: the release's commit is reverted in Git; the sync brings 1.12.4 back.
+        sim_world.start_new_revision(world.kube, image=sim_world.STABLE_IMAGE)
+        reverted = await _wait_release(
+            world, lambda r: r.phase is ReleasePhase.REVERTED, "the revert"
+        )
+        assert reverted.stopped_at is not None
+        await _wait_thread(world, "Release reverted")
+        for issue in world.jira.issues.values():
+            await world.wait_for(
+                lambda key=issue["key"]: any("reverted" in c for c in world.jira.comments(key)),
+                what=f"the revert comment on {issue['key']}",
+            )
+        await _wait_no_jobs(world, f"{RID}:notice:")
