@@ -177,6 +177,7 @@ async def _release(args: argparse.Namespace) -> int:
             created, view = await engine.start(
                 args.service, args.version, actor=Actor("ci", "CI", source="cli"), owner=args.owner
             )
+            view = await engine.view(view.release)  # with the checklist
             if not created:
                 r = view.release
                 print(

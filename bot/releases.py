@@ -55,6 +55,7 @@ from bot.core.model import (
     ReleaseView,
     RolloutState,
     TicketKind,
+    TicketRef,
     TicketSpec,
     TicketView,
 )
@@ -178,7 +179,7 @@ class ReleaseEngine:
         )
         created, release = await self.store.create_release(release)
         if not created:
-            return False, await self.view(release)
+            return False, await self.view(release, with_checklist=False)
         await self.store.append_audit(
             AuditEntry(
                 at=now,
@@ -192,12 +193,12 @@ class ReleaseEngine:
         for planned in self.plan(release):
             await self.store.ensure_ticket(release.id, planned.kind.value, label=planned.label)
         release = await self._post_thread(release, actor)
-        # Bind to the Rollout now if it already runs this version (CI may start the
-        # release after the sync).
-        await self._observe_now(release)
         await self.file_tickets(release.id)
+        # Bind to the Rollout now if it already runs this version (CI may start the
+        # release after the sync); the watch does it otherwise.
+        await self._observe_now(release)
         await self.reconcile(release.id)
-        return True, await self.view(await self._get(release.id))
+        return True, await self.view(await self._get(release.id), with_checklist=False)
 
     async def _owner(
         self, svc: ServiceSettings, owner: str | None, actor: Actor
@@ -264,14 +265,44 @@ class ReleaseEngine:
             failed: list[str] = []
             pending = False
             first_attempt = all(r.attempted_at is None for r in records.values())
-            for planned in self.plan(release):
+            plan = self.plan(release)
+            # One search for the whole release (its label is on every ticket) instead of
+            # one per ticket; grouped by the tickets' own labels.
+            existing: dict[str, list[TicketRef]] = {}
+            unfiled = [
+                p
+                for p in plan
+                if p.kind.value not in records
+                or records[p.kind.value].state in ("pending", "creating")
+            ]
+            if unfiled:
+                try:
+                    for ref in await self.tickets.find_by_label(
+                        svc.jira.project, cleanup.release_label(release)
+                    ):
+                        for label in ref.labels:
+                            existing.setdefault(label, []).append(ref)
+                except TemporaryError as err:
+                    pending = True
+                    await self._jira_down(release, err, first_attempt=first_attempt)
+                    plan = []  # nothing can be filed now; retried later
+                except PermanentError as err:  # e.g. no such project: say it per ticket
+                    for p in unfiled:
+                        await self.store.update_ticket(
+                            release.id, p.kind.value, state="failed", error=err.message
+                        )
+                        failed.append(f"{p.kind.value}: {err.message}")
+                    plan = []
+            for planned in plan:
                 rec = records.get(planned.kind.value) or await self.store.ensure_ticket(
                     release.id, planned.kind.value, label=planned.label
                 )
                 if rec.state in ("filed", "failed"):
                     continue
                 try:
-                    key = await self._file_one(release, svc, planned, rec)
+                    key = await self._file_one(
+                        release, svc, planned, rec, existing.get(planned.label, [])
+                    )
                 except TemporaryError as err:
                     pending = True
                     await self._jira_down(release, err, first_attempt=first_attempt)
@@ -297,12 +328,12 @@ class ReleaseEngine:
         svc: ServiceSettings,
         planned: cleanup.PlannedTicket,
         rec: TicketRecord,
+        found: list[TicketRef],
     ) -> str | None:
-        """The key of the ticket, filed now or found; None when a lost create may still
-        show up in search (the caller retries later)."""
+        """The key of the ticket, found by the release's search or filed now; None when a
+        lost create may still show up in search (the caller retries later)."""
         assert self.tickets is not None and svc.jira.project
         project = svc.jira.project
-        found = await self.tickets.find_by_label(project, planned.label)
         if found:
             chosen = sorted(found, key=lambda t: _key_number(t.key))[0]
             await self.store.update_ticket(
@@ -810,7 +841,8 @@ class ReleaseEngine:
         name = "Rollout and AnalysisTemplate in the cluster"
         templates = getattr(self.rollouts, "analysis_templates", None)
         try:
-            await self.rollouts.get_state(svc.namespace, svc.rollout)
+            if templates is None:
+                await self.rollouts.get_state(svc.namespace, svc.rollout)
             found: dict[str, bool] = (
                 await templates(svc.namespace, svc.rollout) if templates else {}
             )
