@@ -111,7 +111,10 @@ class ReleaseEngine:
         self.slack_team_url = slack_team_url
         self._locks: dict[str, asyncio.Lock] = {}
         self._reconcile_lock = asyncio.Lock()
-        self._attempts: dict[str, int] = {}  # Jira filing attempts that failed, per release
+        self._attempts: dict[str, int] = {}
+        self._checklist_locks: dict[
+            str, asyncio.Lock
+        ] = {}  # one checklist message each  # Jira filing attempts that failed, per release
 
     # ── the catalog ─────────────────────────────────────────────────────────────────────
 
@@ -177,9 +180,24 @@ class ReleaseEngine:
             owner=owner_email,
             owner_slack=owner_slack,
         )
-        created, release = await self.store.create_release(release)
-        if not created:
-            return False, await self.view(release, with_checklist=False)
+        # Filing, the watch and the scheduler wait for the thread to exist: what they say
+        # belongs in it.
+        async with self._lock(release.id):
+            created, release = await self.store.create_release(release)
+            if not created:
+                return False, await self.view(release, with_checklist=False)
+            release = await self._record_start(release, actor, owner_email)
+        await self.file_tickets(release.id)
+        # Bind to the Rollout now if it already runs this version (CI may start the
+        # release after the sync); the watch does it otherwise.
+        await self._observe_now(release)
+        await self.reconcile(release.id)
+        return True, await self.view(await self._get(release.id), with_checklist=False)
+
+    async def _record_start(
+        self, release: Release, actor: Actor, owner_email: str | None
+    ) -> Release:
+        now = release.started_at
         await self.store.append_audit(
             AuditEntry(
                 at=now,
@@ -192,13 +210,7 @@ class ReleaseEngine:
         )
         for planned in self.plan(release):
             await self.store.ensure_ticket(release.id, planned.kind.value, label=planned.label)
-        release = await self._post_thread(release, actor)
-        await self.file_tickets(release.id)
-        # Bind to the Rollout now if it already runs this version (CI may start the
-        # release after the sync); the watch does it otherwise.
-        await self._observe_now(release)
-        await self.reconcile(release.id)
-        return True, await self.view(await self._get(release.id), with_checklist=False)
+        return await self._post_thread(release, actor)
 
     async def _owner(
         self, svc: ServiceSettings, owner: str | None, actor: Actor
@@ -417,11 +429,16 @@ class ReleaseEngine:
         await self._retry_filing(release.id, delay=delay)
         notice = f"{release.id}:jira-down"
         if await self.store.mark_notice_sent(notice, release_id=release.id):
-            await self._thread(
-                release,
-                f":warning: Jira is unreachable ({err.message}). The cleanup tickets are not "
-                f"filed yet; rollbot keeps trying and will say here when they are.",
-            )
+            try:
+                await self._thread(
+                    release,
+                    f":warning: Jira is unreachable ({err.message}). The cleanup tickets are "
+                    f"not filed yet; rollbot keeps trying and will say here when they are.",
+                    raise_errors=True,
+                )
+            except RollbotError as slack:
+                log.warning("release thread of %s: %s (said next time)", release.id, slack)
+                await self.store.unmark_notice(notice)
 
     async def _bump_attempts(self, release_id: str) -> int:
         self._attempts[release_id] = self._attempts.get(release_id, 0) + 1
@@ -894,6 +911,11 @@ class ReleaseEngine:
         )
 
     async def post_checklist(self, release_id: str) -> None:
+
+        async with self._checklist_locks.setdefault(release_id, asyncio.Lock()):
+            await self._post_checklist(release_id)
+
+    async def _post_checklist(self, release_id: str) -> None:
         from bot.slack import release_blocks
 
         release = await self._get(release_id)

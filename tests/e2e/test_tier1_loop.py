@@ -253,6 +253,9 @@ async def test_malformed_command_answers_usage(world):
 
 
 async def test_kubernetes_unreachable_and_forbidden_are_explained(world):
+    # A still world: otherwise the watch's own card refresh may take the injected 403.
+    world.argo.stop()
+    await asyncio.sleep(0.5)
     world.kube.fail_next(1, status=403, path_contains="/rollouts/payment-router")
     await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router status")
     await world.wait_for(lambda: "403" in responses_text(world), timeout=10, what="403 reply")
