@@ -346,20 +346,9 @@ class ReleaseEngine:
         lost create may still show up in search (the caller retries later)."""
         assert self.tickets is not None and svc.jira.project
         project = svc.jira.project
-        if found:
+        if found:  # filed before (a create whose answer was lost): adopt the first
             chosen = sorted(found, key=lambda t: _key_number(t.key))[0]
-            await self.store.update_ticket(
-                release.id,
-                planned.kind.value,
-                state="filed",
-                key=chosen.key,
-                url=chosen.url,
-                due=chosen.due,
-                status=chosen.status,
-                status_category=chosen.status_category,
-                filed_at=self.clock.now(),
-                error=None,
-            )
+            await self._mark_filed(release, planned, chosen, due=chosen.due)
             return chosen.key
         now = self.clock.now()
         if rec.state == "creating" and rec.attempted_at is not None:
@@ -386,19 +375,7 @@ class ReleaseEngine:
             release.id, planned.kind.value, state="creating", attempted_at=now
         )
         ref = await self.tickets.create(spec)
-        await self.store.update_ticket(
-            release.id,
-            planned.kind.value,
-            state="filed",
-            key=ref.key,
-            url=ref.url,
-            due=planned.due,
-            provisional=planned.provisional,
-            status=ref.status,
-            status_category=ref.status_category,
-            filed_at=self.clock.now(),
-            error=None,
-        )
+        await self._mark_filed(release, planned, ref, due=planned.due)
         await self.store.append_audit(
             AuditEntry(
                 at=self.clock.now(),
@@ -410,6 +387,24 @@ class ReleaseEngine:
             )
         )
         return ref.key
+
+    async def _mark_filed(
+        self, release: Release, planned: cleanup.PlannedTicket, ref: TicketRef, *, due: Any
+    ) -> None:
+        """Record the ticket as filed under `ref.key`, with the due date Jira has."""
+        await self.store.update_ticket(
+            release.id,
+            planned.kind.value,
+            state="filed",
+            key=ref.key,
+            url=ref.url,
+            due=due,
+            provisional=planned.provisional,
+            status=ref.status,
+            status_category=ref.status_category,
+            filed_at=self.clock.now(),
+            error=None,
+        )
 
     def _settle_delay(self, rec: TicketRecord) -> float:
         if rec.attempted_at is None:
@@ -1168,6 +1163,12 @@ class ReleaseEngine:
             if not existing:
                 await self._schedule_now(
                     f"{release.id}:file-tickets", "file-tickets", {"release": release.id}
+                )
+        if release.phase.clock_running and self.tickets is not None:
+            planned_due = {p.kind.value: p.due for p in self.plan(release)}
+            if any(r.key and r.due != planned_due.get(r.kind) for r in records):
+                await self._schedule_now(
+                    f"{release.id}:move-dates", "move-dates", {"release": release.id}
                 )
         done = {TicketKind(r.kind) for r in records if r.status_category == "done"}
         wanted: list[ScheduledJob] = []

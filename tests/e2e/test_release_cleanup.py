@@ -217,6 +217,10 @@ async def test_abort_stops_the_clocks_and_retry_restarts_them() -> None:
         assert retried.clock_started_at > release.clock_started_at
         assert retried.stopped_at is None and retried.full_rollout_at is None
         await _wait_thread(world, "Release retried")
+        for _ in range(200):  # the schedule is rebuilt right after the thread message
+            if await scheduler.jobs(f"{RID}:notice:"):
+                break
+            await asyncio.sleep(0.05)
         assert await scheduler.jobs(f"{RID}:notice:")
         assert world.jira.created_count == 3
 
