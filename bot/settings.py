@@ -359,7 +359,17 @@ class PagerDutySettings(_Section):
 
     webhook_secret: SecretStr | None = None
     """Signing secret of the v3 webhook subscription (``X-PagerDuty-Signature``). Secret.
+    Several, comma-separated, while a secret is rotated (any one verifying is enough).
     None: ``/webhooks/pagerduty`` refuses every request."""
+
+    workflow_secret: SecretStr | None = None
+    """Shared secret of the Incident Workflow "Send a Webhook POST" actions (the workflow
+    sends it as ``X-Rollbot-Signature: v1=<HMAC-SHA256 of the body>`` or as a Bearer
+    token). Secret. None: the signing ``webhook_secret`` is used."""
+
+    max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a PagerDuty call (429, 5xx, network) before rollbot's own outbox takes
+    over. Bounded: a page must not be held for minutes inside the client."""
 
     from_email: str | None = None
     """Email of the PagerDuty user rollbot acts as (the REST API's ``From`` header, required
@@ -477,6 +487,14 @@ class ServerSettings(_Section):
     """URL at which people reach rollbot (``https://rollbot.example.com``), for runbook
     links on cards. None: cards link to the runbook path in the repository instead."""
 
+    link_secret: SecretStr | None = None
+    """Key that signs runbook-page links issued to a named responder. Secret. None: the
+    runbook pages are read-only (no buttons)."""
+
+    link_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    """How long a signed runbook link works (once). 15 minutes: long enough to act on a
+    page, short enough that a forwarded link is soon useless."""
+
     @field_validator("public_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -504,6 +522,14 @@ class ServicePagerDuty(_Section):
 
     escalation_policy_id: str | None = None
     """Escalation policy ID (``P…``) whose on-call may act."""
+
+    routing_key: SecretStr | None = None
+    """Events API v2 integration key of the service. Secret (set
+    ``ROLLBOT_SERVICES__<NAME>__PAGERDUTY__ROUTING_KEY``). None: rollbot opens no
+    PagerDuty incidents for it."""
+
+    severity: Literal["critical", "error", "warning", "info"] = "critical"
+    """Severity of the incidents rollbot triggers (Events API v2 ``payload.severity``)."""
 
 
 class ServiceJira(_Section):
