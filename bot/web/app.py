@@ -12,6 +12,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.web.alertmanager import alertmanager_route
+from bot.web.pagerduty import pagerduty_routes
+from bot.web.runbooks import runbook_routes
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
@@ -55,6 +57,8 @@ def create_web_app(rollbot: Rollbot, *, run_background: bool = True) -> Starlett
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *pagerduty_routes(rollbot),
+            *runbook_routes(rollbot),
         ],
         lifespan=rollbot.lifespan if run_background else None,
     )
