@@ -8,6 +8,7 @@ rollbot release start SERVICE VERSION [--owner EMAIL] [--config FILE]
 rollbot release status SERVICE | list [--config FILE]
 rollbot audit verify|export [--config FILE]
 rollbot db upgrade [--config FILE]
+rollbot runbook lint [PATHS…] [--config FILE]
 """
 
 from __future__ import annotations
@@ -82,6 +83,18 @@ def _parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("op", choices=("upgrade",))
     db.add_argument("--config", default=None)
+
+    runbook = sub.add_parser("runbook", help="check the runbooks against the three-tier playbook")
+    rbsub = runbook.add_subparsers(dest="op", required=True)
+    lint = rbsub.add_parser(
+        "lint", help="report every runbook problem as path:line: message; exit 1 if any"
+    )
+    lint.add_argument(
+        "paths", nargs="*", default=["runbooks/"], help="runbook files or directories"
+    )
+    lint.add_argument(
+        "--config", default=None, help="settings YAML: also compare with the service catalog"
+    )
     return p
 
 
@@ -133,6 +146,8 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _audit(args)
     if args.cmd == "release":
         return await _release(args)
+    if args.cmd == "runbook":
+        return _runbook(args)
     if args.cmd == "db":
         from bot.settings import load_settings
         from bot.store import open_store
@@ -142,6 +157,19 @@ async def _dispatch(args: argparse.Namespace) -> int:
         print("database at head")
         return 0
     raise AssertionError(args.cmd)
+
+
+def _runbook(args: argparse.Namespace) -> int:
+    """`rollbot runbook lint`: every problem as ``path:line: message``, then a summary."""
+    from bot.runbooks import lint_paths
+    from bot.settings import load_settings
+
+    settings = load_settings(args.config) if args.config else None
+    report = lint_paths(args.paths, settings=settings)
+    for problem in report.problems:
+        print(problem)
+    print(report.summary(against=args.config))
+    return 1 if report.problems else 0
 
 
 async def _serve(args: argparse.Namespace) -> int:
