@@ -25,6 +25,7 @@ from bot.core.errors import RollbotError, Unreachable
 from bot.core.ports import Flags, Tickets, WatchEvent
 from bot.incidents import IncidentEngine
 from bot.metrics import Metrics
+from bot.paging import PagingEngine
 from bot.releases import ReleaseEngine
 from bot.responder import Responder
 from bot.scheduler import Clock, JobScheduler, SystemClock
@@ -32,6 +33,7 @@ from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
 from bot.store import SqlStore, open_store
+from bot.web.runbooks import slack_link_issuer
 from bot.work import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Rollbot:
     incidents: IncidentEngine
     releases: ReleaseEngine
     scheduler: JobScheduler | None = None
+    paging: PagingEngine | None = None
     prometheus: PrometheusMetrics | None = None
     alert_receiver: Any = None  # set by bot.web.app when the route is mounted
     watch_error: str | None = None
@@ -153,6 +156,15 @@ class Rollbot:
             asyncio.create_task(self.run_watch(), name="rollbot-watch"),
             asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker"),
         ]
+        if self.paging is not None:
+            from bot.web.pagerduty import replay_pending as replay_pagerduty
+
+            background.append(
+                asyncio.create_task(self.paging.run_outbox(), name="rollbot-pagerduty-outbox")
+            )
+            replayed_pd = await replay_pagerduty(store=self.store, paging=self.paging)
+            if replayed_pd:
+                log.info("replayed %d stored PagerDuty webhook(s)", replayed_pd)
         if self.scheduler is not None:
             await self.scheduler.start(self.releases.run_job)
             background.append(
@@ -228,6 +240,25 @@ def make_on_call(settings: Settings) -> PagerDutyOnCall | None:
     )
 
 
+def make_paging(settings: Settings) -> Any:
+    """PagerDuty incidents and notes (`PagerDutyPaging`), or None when no service has a
+    routing key and no API token is set."""
+    pd = settings.pagerduty
+    routed = any(s.pagerduty.routing_key is not None for s in settings.services.values())
+    if not routed and pd.api_token is None:
+        return None
+    from bot.adapters.pagerduty import PagerDutyPaging
+
+    return PagerDutyPaging(
+        api_token=pd.api_token.get_secret_value() if pd.api_token else None,
+        api_url=pd.api_url,
+        events_url=pd.events_url,
+        from_email=pd.from_email,
+        ca_file=pd.ca_file,
+        max_retries=pd.max_retries,
+    )
+
+
 def make_tickets(settings: Settings) -> Tickets | None:
     """The Jira adapter, or None without ``jira.url`` (no tickets are filed)."""
     jira = settings.jira
@@ -274,6 +305,19 @@ def make_release_engine(
         public_url=settings.server.public_url,
         slack_team_url=settings.slack.team_url,
     )
+
+
+def _link_issuer(settings: Settings) -> Any:
+    """Issues signed runbook links for a named responder (None without a link key)."""
+    try:
+        from bot.web.runbooks import issue_runbook_link
+    except ImportError:  # the runbook pages are not there
+        return None
+
+    def issue(service: str, user_id: str, user_name: str) -> str | None:
+        return issue_runbook_link(settings, service, user_id, user_name)
+
+    return issue
 
 
 class _NoCluster:
@@ -424,8 +468,24 @@ async def build(
             command=slack.command,
             releases=releases,
             release_command=slack.release_command,
+            runbook_link=slack_link_issuer(settings),
         ),
     )
+    pager = make_paging(settings)
+    paging = None
+    if pager is not None:
+        paging = PagingEngine(
+            settings=settings,
+            store=store,
+            chat=chat,
+            cards=cards,
+            paging=pager,
+            incidents=incidents,
+            responder=responder,
+            link_issuer=_link_issuer(settings),
+        )
+        incidents.listeners.append(paging.on_incident)
+        responder.listeners.append(paging.after_action)
     rollbot = Rollbot(
         settings=settings,
         store=store,
@@ -440,6 +500,7 @@ async def build(
         incidents=incidents,
         releases=releases,
         scheduler=scheduler,
+        paging=paging,
         prometheus=prometheus,
     )
     rollouts.on_watch_error = rollbot.on_watch_error

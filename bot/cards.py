@@ -79,6 +79,7 @@ class _CardMemory:
     evidence: Evidence | None = None
     alerts: tuple[str, ...] = ()
     circuit: FlagState | None = None
+    pager: str | None = None  # the PagerDuty incident, as the card's notice line
     last_line: str = ""
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
@@ -208,6 +209,21 @@ class Cards:
             await self._refresh(mem, card, line=line, always=True, immediate=True)
             return card
 
+    async def pager_changed(self, key: str, text: str, *, line: str | None) -> bool:
+        """The card's PagerDuty incident changed (triggered, acknowledged, escalated,
+        resolved): show `text` on the card and add `line` to its thread. False when this
+        process has no card for `key`."""
+        mem = self._memory.get(key)
+        if mem is None:
+            return False
+        async with self._lock(key):
+            mem.pager = text
+            card = await self._store.get_card(key)
+            if card is None or card.ts is None:
+                return False
+            await self._refresh(mem, card, line=line, always=True, immediate=True)
+        return True
+
     async def close(self) -> None:
         """Send the pending coalesced updates now (shutdown)."""
         for mem in list(self._memory.values()):
@@ -261,6 +277,7 @@ class Cards:
             "circuit_flag": cfg.flags.circuit if cfg.flags else None,
             "circuit": mem.circuit,
             "circuit_environment": self._circuit_environment,
+            "notice": mem.pager,
         }
         return blocks.rollout_card_text(**kw), blocks.rollout_card(**kw)
 
@@ -372,6 +389,7 @@ def _digest(mem: _CardMemory, epoch: int) -> str:
         "alerts": list(mem.alerts),
         "circuit": None if mem.circuit is None else [mem.circuit.key, mem.circuit.enabled],
         "evidence": None if evidence is None else repr(replace(evidence, queried_at=None)),
+        "pager": mem.pager,
         "epoch": epoch,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

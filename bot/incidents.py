@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,9 @@ class IncidentEngine:
         self._evidence_due: dict[str, float] = {}  # card key → loop time of next refresh
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        # Told of every shown incident change: (service, state, incident). PagerDuty's
+        # trigger and resolve hang here.
+        self.listeners: list[Callable[[str, RolloutState, Incident], Awaitable[None]]] = []
 
     # ── signals ─────────────────────────────────────────────────────────────────────────
 
@@ -180,6 +183,11 @@ class IncidentEngine:
         await self._cards.incident_changed(service, state, incident, alerts=alerts, line=line)
         if incident.state is IncidentState.OPEN:
             self._fetch_evidence(service, state, key)
+        for listener in self.listeners:
+            try:
+                await listener(service, state, incident)
+            except Exception:  # boundary: paging never stops the card
+                log.exception("incident listener failed for %s", key)
 
     # ── evidence ────────────────────────────────────────────────────────────────────────
 
@@ -262,6 +270,16 @@ class IncidentEngine:
                 await task
 
     # ── helpers ─────────────────────────────────────────────────────────────────────────
+
+    def open_incident(self, service: str) -> Incident | None:
+        """The service's newest incident that is not resolved, or None (read-only: the
+        runbook pages show it)."""
+        live = [
+            i
+            for i in self.incidents.values()
+            if i.service == service and i.state is not IncidentState.RESOLVED
+        ]
+        return max(live, key=lambda i: i.opened_at, default=None)
 
     def _remember(self, service: str, state: RolloutState) -> None:
         self._states[service] = state

@@ -96,6 +96,9 @@ class FlagRequest:
     retry_num: int = 0
 
 
+ActionListener = Callable[[str, str, Actor, "ActionResult", str | None], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class ActionResult:
     status: str  # succeeded | failed | duplicate | refused
@@ -179,6 +182,9 @@ class Responder:
         on_call_timeout: float = 3.0,
     ) -> None:
         self._metrics = metrics
+        # Called after every executed action (succeeded or failed): (service, action,
+        # actor, result, card key or None). The PagerDuty notes hang here.
+        self.listeners: list[ActionListener] = []
         self._on_call = on_call
         self._on_call_timeout = on_call_timeout
         self._flags = flags
@@ -207,16 +213,21 @@ class Responder:
         return state, await self._cards.epoch(card_key(state))
 
     async def handle(self, req: ActionRequest) -> ActionResult:
-        return await self._counted(req.action.value, self._handle(req))
+        return await self._counted(req, req.action.value, self._handle(req))
 
-    async def _counted(self, action: str, run: Awaitable[ActionResult]) -> ActionResult:
-        """Run one request's pipeline, counting its result (and time to verified) in /metrics."""
+    async def _counted(
+        self, req: ActionRequest | FlagRequest, action: str, run: Awaitable[ActionResult]
+    ) -> ActionResult:
+        """Run one request's pipeline, counting its result (and time to verified) in /metrics,
+        then tell the listeners (PagerDuty notes) what was done."""
         outcome = "error"
         try:
             result = await run
             outcome = result.status
             if result.verification is not None and self._metrics is not None:
                 self._metrics.action_seconds.labels(action).observe(result.verification.seconds)
+            if result.status in ("succeeded", "failed"):
+                await self._tell_listeners(req, action, result)
             return result
         except NotAuthorised:
             outcome = "refused"
@@ -227,6 +238,16 @@ class Responder:
         finally:
             if self._metrics is not None:
                 self._metrics.actions.labels(action, outcome).inc()
+
+    async def _tell_listeners(
+        self, req: ActionRequest | FlagRequest, action: str, result: ActionResult
+    ) -> None:
+        card = card_key(result.before) if result.before is not None else None
+        for listener in self.listeners:
+            try:
+                await listener(req.service, action, req.actor, result, card)
+            except Exception:  # boundary: a listener never undoes or hides the action
+                log.exception("action listener failed after %s on %s", action, req.service)
 
     async def _handle(self, req: ActionRequest) -> ActionResult:
         cfg = self.service(req.service)
@@ -438,7 +459,7 @@ class Responder:
         return out
 
     async def handle_flag(self, req: FlagRequest) -> ActionResult:
-        return await self._counted(req.action.value, self._handle_flag(req))
+        return await self._counted(req, req.action.value, self._handle_flag(req))
 
     async def _handle_flag(self, req: FlagRequest) -> ActionResult:
         cfg = self.service(req.service)

@@ -1,0 +1,581 @@
+"""PagerDuty, both ways: incidents for cards, notes for actions, webhooks back to the card,
+and PagerDuty-linked runbook buttons (Incident Workflows) executed through the responder.
+
+    card opens (incident OPEN) ─► outbox ─► Events API v2 trigger (dedup_key per service and
+                                            revision, runbook + thread links, evidence)
+    action (any source) ─► outbox ─► REST note on the PagerDuty incident (From: rollbot)
+    verified mitigation (abort, circuit open) or incident resolved ─► Events API resolve
+    v3 webhook (acknowledged, resolved, annotated, escalated, reassigned) ─► card + thread
+    workflow webhook ("Rollback Tier 1: abort") ─► PagerDuty user → email → Slack user ─►
+        the same responder and policy as Slack ─► note with the verified result
+
+Outgoing calls go through the durable outbox (bot.store), drained by `run_outbox`: when
+PagerDuty is down the work waits and is retried with backoff, and the card's thread says
+so once. Each outgoing event is enqueued once (dedup keys), so nothing is paged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bot.core.errors import (
+    NotAuthorised,
+    PermanentError,
+    RollbotError,
+    TemporaryError,
+    UnknownService,
+)
+from bot.core.model import (
+    Actor,
+    FlagAction,
+    Incident,
+    IncidentState,
+    RolloutAction,
+    RolloutState,
+)
+
+if TYPE_CHECKING:
+    from bot.cards import Cards
+    from bot.core.ports import Chat
+    from bot.incidents import IncidentEngine
+    from bot.responder import ActionResult, Responder
+    from bot.settings import ServiceSettings, Settings
+    from bot.store import SqlStore
+
+log = logging.getLogger(__name__)
+
+OUTBOX_EVENT = "pagerduty.event"
+OUTBOX_NOTE = "pagerduty.note"
+MAX_BACKOFF = 300.0
+MITIGATIONS = {RolloutAction.ABORT.value, FlagAction.CIRCUIT_OPEN.value}
+
+LinkIssuer = Callable[[str, str, str], str | None]  # (service, slack user, name) → URL
+
+
+def dedup_key(service: str, card_key: str) -> str:
+    """Stable per service and Rollout revision: ``rollbot/payment-router/payments/…@42``."""
+    return f"rollbot/{service}/{card_key}"
+
+
+def parse_dedup_key(key: str) -> tuple[str, str] | None:
+    """(service, card key) of a dedup key rollbot made, else None."""
+    prefix, _, rest = key.partition("/")
+    service, _, card = rest.partition("/")
+    if prefix != "rollbot" or not service or "@" not in card:
+        return None
+    return service, card
+
+
+class PagingEngine:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: SqlStore,
+        chat: Chat,
+        cards: Cards,
+        paging: Any,  # bot.adapters.pagerduty.PagerDutyPaging
+        incidents: IncidentEngine | None = None,
+        responder: Responder | None = None,
+        link_issuer: LinkIssuer | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.settings = settings
+        self.catalog = settings.services
+        self.store = store
+        self.chat = chat
+        self.cards = cards
+        self.paging = paging
+        self.incidents = incidents
+        self.responder = responder
+        self.link_issuer = link_issuer
+        self.now = now
+        self.poll_interval = poll_interval
+        self._incident_ids: dict[str, str] = {}  # dedup key → PagerDuty incident id
+        self._wake = asyncio.Event()
+
+    # ── which services page ─────────────────────────────────────────────────────────────
+
+    def _pages(self, service: str) -> bool:
+        cfg = self.catalog.get(service)
+        return self.paging is not None and cfg is not None and cfg.pagerduty.routing_key is not None
+
+    def _service_by_pd_id(self, service_id: str) -> str | None:
+        for name, cfg in self.catalog.items():
+            if cfg.pagerduty.service_id == service_id:
+                return name
+        return None
+
+    def _open_incident(self, service: str) -> Incident | None:
+        if self.incidents is None:
+            return None
+        found = [
+            i
+            for i in self.incidents.incidents.values()
+            if i.service == service and i.state is not IncidentState.RESOLVED
+        ]
+        return max(found, key=lambda i: i.opened_at) if found else None
+
+    # ── cards → PagerDuty ───────────────────────────────────────────────────────────────
+
+    async def on_incident(self, service: str, state: RolloutState, incident: Incident) -> None:
+        """The incident engine's listener: trigger when a card's incident opens, resolve
+        when it is over."""
+        if not self._pages(service):
+            return
+        cfg = self.catalog[service]
+        key = dedup_key(service, incident.card_key)
+        opened = incident.opened_at.isoformat()
+        if incident.state is IncidentState.OPEN:
+            summary = _summary(service, state, incident)
+            await self._enqueue_event(
+                f"trigger:{key}:{opened}",
+                {
+                    "action": "trigger",
+                    "service": service,
+                    "dedup_key": key,
+                    "summary": summary,
+                    "source": f"{state.namespace}/{state.name}",
+                    "severity": cfg.pagerduty.severity,
+                    "component": service,
+                    "group": state.namespace,
+                    "class": "canary",
+                    "custom_details": _details(service, state, incident, cfg),
+                    "links": await self._links(service, incident.card_key),
+                },
+            )
+        elif incident.state is IncidentState.RESOLVED:
+            await self._enqueue_event(
+                f"resolve:{key}:{opened}",
+                {"action": "resolve", "service": service, "dedup_key": key},
+            )
+
+    async def after_action(
+        self, service: str, action: str, actor: Actor, result: ActionResult, card: str | None
+    ) -> None:
+        """The responder's listener: a note for every action and its verified result; a
+        verified mitigation resolves the PagerDuty incident."""
+        if not self._pages(service):
+            return
+        if card is None:
+            incident = self._open_incident(service)
+            card = incident.card_key if incident is not None else None
+        if card is None:
+            return
+        key = dedup_key(service, card)
+        verification = result.verification
+        checks = f" ({verification.describe()})" if verification is not None else ""
+        seconds = f", verified in {verification.seconds:.1f} s" if verification else ""
+        via = {"pagerduty": "PagerDuty", "runbook": "the runbook page"}.get(actor.source, "Slack")
+        content = (
+            f"rollbot: {action} by {actor.name} (via {via}): {result.status}{seconds}{checks}. "
+            f"{_plain(result.message)}"
+        )
+        stamp = self.now().isoformat()
+        await self.store.enqueue(
+            OUTBOX_NOTE,
+            {"service": service, "dedup_key": key, "content": content[:20000]},
+            f"pd-note:{key}:{action}:{actor.id}:{stamp}",
+        )
+        if result.status == "succeeded" and action in MITIGATIONS:
+            await self._enqueue_event(
+                f"resolve:{key}:mitigated",
+                {"action": "resolve", "service": service, "dedup_key": key},
+            )
+        self._wake.set()
+
+    async def acknowledge(self, service: str, actor: Actor) -> str:
+        """Slack → PagerDuty: acknowledge the service's open incident. Returns what to say."""
+        if service not in self.catalog:
+            raise UnknownService(service, self.catalog)
+        if not self._pages(service):
+            return f"`{service}` does not page PagerDuty (no routing key configured)."
+        incident = self._open_incident(service)
+        if incident is None:
+            return f"`{service}` has no open incident to acknowledge."
+        key = dedup_key(service, incident.card_key)
+        await self._enqueue_event(
+            f"ack:{key}:{actor.id}:{self.now().isoformat()}",
+            {"action": "acknowledge", "service": service, "dedup_key": key},
+        )
+        await self.store.enqueue(
+            OUTBOX_NOTE,
+            {
+                "service": service,
+                "dedup_key": key,
+                "content": f"Acknowledged in Slack by {actor.name}.",
+            },
+            f"pd-note:{key}:ack:{actor.id}:{self.now().isoformat()}",
+        )
+        self._wake.set()
+        return (
+            f"Acknowledging the PagerDuty incident of `{service}` (revision {incident.revision})."
+        )
+
+    async def _enqueue_event(self, dedup: str, payload: dict[str, Any]) -> None:
+        if await self.store.enqueue(OUTBOX_EVENT, payload, f"pd-event:{dedup}"):
+            self._wake.set()
+
+    async def _links(self, service: str, card: str) -> list[dict[str, str]]:
+        links: list[dict[str, str]] = []
+        public = self.settings.server.public_url
+        if public:
+            links.append({"href": f"{public}/runbooks/{service}", "text": "Runbook (rollbot)"})
+        record = await self.store.get_card(card)
+        team = self.settings.slack.team_url
+        if record is not None and record.ts and team:
+            ts = record.ts.replace(".", "")
+            links.append(
+                {"href": f"{team}/archives/{record.channel}/p{ts}", "text": "Slack card and thread"}
+            )
+        return links
+
+    # ── the outbox ──────────────────────────────────────────────────────────────────────
+
+    async def run_outbox(self) -> None:
+        """Drain the PagerDuty outbox until cancelled (retries with backoff)."""
+        while True:
+            try:
+                await self.drain()
+            except Exception:  # boundary: the loop must survive one bad pass
+                log.exception("PagerDuty outbox pass failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+
+    async def drain(self) -> int:
+        done = 0
+        for item in await self.store.due_outbox(self.now()):
+            if item.kind not in (OUTBOX_EVENT, OUTBOX_NOTE):
+                continue
+            try:
+                if item.kind == OUTBOX_EVENT:
+                    await self._send_event(item.payload)
+                else:
+                    await self._send_note(item.payload)
+            except TemporaryError as err:
+                delay = err.delay or min(MAX_BACKOFF, 0.5 * 2 ** min(item.attempts, 10))
+                await self.store.outbox_retry(
+                    item.id, err.message, self.now() + timedelta(seconds=delay)
+                )
+                await self._tell_down(item.payload, err)
+                continue
+            except RollbotError as err:
+                log.warning("PagerDuty %s refused for good: %s", item.kind, err.message)
+                await self.store.outbox_retry(item.id, f"refused: {err.message}", _NEVER)
+                continue
+            await self.store.outbox_done(item.id)
+            done += 1
+        return done
+
+    async def _send_event(self, payload: dict[str, Any]) -> None:
+        service = str(payload["service"])
+        cfg = self.catalog.get(service)
+        if cfg is None or cfg.pagerduty.routing_key is None:
+            raise PermanentError(f"{service} has no PagerDuty routing key any more")
+        routing = cfg.pagerduty.routing_key.get_secret_value()
+        action = payload["action"]
+        if action == "trigger":
+            await self.paging.trigger(
+                routing,
+                dedup_key=payload["dedup_key"],
+                summary=payload["summary"],
+                source=payload["source"],
+                severity=payload["severity"],
+                custom_details=payload["custom_details"],
+                links=payload["links"],
+                component=payload.get("component"),
+                group=payload.get("group"),
+                class_=payload.get("class"),
+            )
+        elif action == "acknowledge":
+            await self.paging.acknowledge(routing, payload["dedup_key"])
+        else:
+            await self.paging.resolve(routing, payload["dedup_key"])
+
+    async def _send_note(self, payload: dict[str, Any]) -> None:
+        incident_id = await self._incident_id(str(payload["dedup_key"]))
+        if incident_id is None:
+            raise TemporaryError("the PagerDuty incident is not there yet", delay=1.0)
+        await self.paging.add_note(incident_id, payload["content"])
+
+    async def _incident_id(self, key: str) -> str | None:
+        known = self._incident_ids.get(key)
+        if known is not None:
+            return known
+        incident = await self.paging.incident_by_key(key)
+        if incident is None:
+            return None
+        self._incident_ids[key] = str(incident["id"])
+        return self._incident_ids[key]
+
+    async def _tell_down(self, payload: dict[str, Any], err: TemporaryError) -> None:
+        service = str(payload.get("service", ""))
+        parsed = parse_dedup_key(str(payload.get("dedup_key", "")))
+        if parsed is None or "not there yet" in err.message:
+            return
+        notice = f"pd-down:{payload.get('dedup_key')}"
+        if not await self.store.mark_notice_sent(notice, release_id="pagerduty"):
+            return
+        await self._thread(
+            parsed[1],
+            f":warning: PagerDuty is unreachable ({err.message}); rollbot keeps retrying "
+            f"the page and its notes for `{service}`.",
+        )
+
+    # ── PagerDuty → cards ───────────────────────────────────────────────────────────────
+
+    async def on_webhook(self, payload: dict[str, Any]) -> None:
+        """One verified, de-duplicated delivery: a v3 event or a workflow action."""
+        event = payload.get("event")
+        if isinstance(event, dict) and "event_type" in event:
+            await self._on_event(event)
+        elif "action" in payload:
+            await self.on_workflow(payload)
+        else:
+            log.info("PagerDuty delivery of an unknown shape ignored (keys %s)", sorted(payload))
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("event_type", ""))
+        data = event.get("data") or {}
+        agent = event.get("agent") or {}
+        who = str(agent.get("summary") or "someone")
+        incident = data if data.get("type") == "incident" else data.get("incident") or {}
+        key = str(incident.get("incident_key") or "")
+        if incident.get("id") and key:
+            self._incident_ids[key] = str(incident["id"])
+        parsed = parse_dedup_key(key) if key else None
+        if parsed is None and incident.get("id"):
+            parsed = await self._parsed_from_id(str(incident["id"]))
+        if parsed is None:
+            log.info("PagerDuty %s for an incident rollbot did not open: ignored", kind)
+            return
+        service, card = parsed
+        url = incident.get("html_url") or ""
+        link = f"<{url}|PagerDuty incident>" if url else "PagerDuty incident"
+        if kind == "incident.triggered":
+            await self.cards.pager_changed(card, f":pager: {link} triggered", line=None)
+        elif kind == "incident.acknowledged":
+            await self.cards.pager_changed(
+                card,
+                f":pager: {link} acknowledged by {who}",
+                line=f"PagerDuty: acknowledged by {who}",
+            )
+            await self._send_link(service, card, agent)
+        elif kind == "incident.resolved":
+            await self.cards.pager_changed(
+                card, f":pager: {link} resolved", line=f"PagerDuty: resolved by {who}"
+            )
+        elif kind == "incident.escalated":
+            assigned = ", ".join(
+                str((a.get("assignee") or a).get("summary", ""))
+                for a in incident.get("assignments") or []
+            )
+            text = f"PagerDuty: escalated{' to ' + assigned if assigned else ''}"
+            await self.cards.pager_changed(card, f":pager: {link} escalated", line=text)
+        elif kind == "incident.reassigned":
+            await self._thread(card, f"PagerDuty: reassigned by {who}")
+        elif kind == "incident.annotated":
+            content = str(data.get("content") or "")
+            if content.startswith("rollbot:") or self._is_rollbot(agent):
+                return  # our own notes come back as annotations
+            await self._thread(card, f"PagerDuty note by {who}: {_plain(content)[:2000]}")
+        else:
+            log.debug("PagerDuty %s: nothing to show", kind)
+
+    def _is_rollbot(self, agent: dict[str, Any]) -> bool:
+        mine = (self.settings.pagerduty.from_email or "").lower()
+        return bool(mine) and str(agent.get("email", "")).lower() == mine
+
+    async def _parsed_from_id(self, incident_id: str) -> tuple[str, str] | None:
+        for key, known in self._incident_ids.items():
+            if known == incident_id:
+                return parse_dedup_key(key)
+        try:
+            incident = await self.paging.incident(incident_id)
+        except RollbotError as err:
+            log.info("PagerDuty incident %s not read: %s", incident_id, err.message)
+            return None
+        key = str(incident.get("incident_key") or "")
+        if key:
+            self._incident_ids[key] = incident_id
+        return parse_dedup_key(key)
+
+    async def _send_link(self, service: str, card: str, agent: dict[str, Any]) -> None:
+        """A signed runbook link for the responder who acknowledged, as a note."""
+        if self.link_issuer is None or not agent.get("id"):
+            return
+        try:
+            user = await self.paging.user(str(agent["id"]))
+        except RollbotError as err:
+            log.info("PagerDuty user %s not read: %s", agent.get("id"), err.message)
+            return
+        slack_id = await self._slack_user(str(user.get("email") or ""))
+        if slack_id is None:
+            return
+        url = self.link_issuer(service, slack_id, str(user.get("name") or slack_id))
+        if url is None:
+            return
+        key = dedup_key(service, card)
+        await self.store.enqueue(
+            OUTBOX_NOTE,
+            {
+                "service": service,
+                "dedup_key": key,
+                "content": f"rollbot: runbook with rollback buttons for {user.get('name')} "
+                f"(signed, single use, valid {self.settings.server.link_ttl_seconds // 60} "
+                f"min): {url}",
+            },
+            f"pd-note:{key}:link:{agent['id']}:{self.now().isoformat()}",
+        )
+        self._wake.set()
+
+    # ── PagerDuty-linked runbook buttons ────────────────────────────────────────────────
+
+    async def on_workflow(self, payload: dict[str, Any]) -> None:
+        """An Incident Workflow (or custom incident action) asked for a rollback."""
+        from bot.responder import ActionRequest, FlagRequest
+
+        incident = payload.get("incident") or {}
+        user = payload.get("user") or {}
+        name = str(payload.get("action") or "")
+        key = str(incident.get("incident_key") or "")
+        incident_id = str(incident.get("id") or "")
+        if key and incident_id:
+            self._incident_ids[key] = incident_id
+        parsed = parse_dedup_key(key) if key else None
+        service = parsed[0] if parsed else None
+        if service is None and incident.get("service_id"):
+            service = self._service_by_pd_id(str(incident["service_id"]))
+        action = _workflow_action(name)
+
+        async def refuse(why: str) -> None:
+            log.warning("PagerDuty workflow %r refused: %s", name, why)
+            if incident_id:
+                await self._note_now(incident_id, f"rollbot did nothing: {why}")
+
+        if service is None or service not in self.catalog:
+            known = ", ".join(sorted(self.catalog)) or "none"
+            await refuse(
+                f"this incident's service ({incident.get('service_id') or 'unknown'}) is not "
+                f"in rollbot's catalog (known services: {known})."
+            )
+            return
+        if action is None:
+            await refuse(
+                f"unknown action {name!r}; name the workflow after one of: "
+                "'Rollback Tier 1: abort', 'Tier 2: open circuit', 'Tier 2: close circuit'."
+            )
+            return
+        email = str(user.get("email") or "")
+        if not email and user.get("id"):
+            try:
+                email = str((await self.paging.user(str(user["id"]))).get("email") or "")
+            except RollbotError as err:
+                log.info("PagerDuty user not read: %s", err.message)
+        slack_id = await self._slack_user(email)
+        if slack_id is None:
+            who = user.get("name") or user.get("id") or "the PagerDuty user"
+            await refuse(
+                f"{who} ({email or 'no email'}) has no Slack account rollbot can map by email, "
+                "so rollbot cannot tell whether they may act."
+            )
+            return
+        assert self.responder is not None
+        actor = Actor(slack_id, str(user.get("name") or email), source="pagerduty")
+        try:
+            if isinstance(action, RolloutAction):
+                await self.responder.handle(ActionRequest(service, action, actor))
+            else:
+                await self.responder.handle_flag(FlagRequest(service, action, actor))
+        except NotAuthorised as err:
+            await refuse(f"{actor.name} may not do this: {err.message}")
+        except RollbotError as err:
+            await refuse(f"{name} failed: {err.message}")
+
+    async def _note_now(self, incident_id: str, content: str) -> None:
+        try:
+            await self.paging.add_note(incident_id, content)
+        except RollbotError as err:
+            log.warning("note on %s not added: %s", incident_id, err.message)
+
+    async def _slack_user(self, email: str) -> str | None:
+        if not email:
+            return None
+        try:
+            return await self.chat.user_id_by_email(email)
+        except RollbotError as err:
+            log.info("Slack lookup of %s failed: %s", email, err.message)
+            return None
+
+    async def _thread(self, card: str, text: str) -> None:
+        record = await self.store.get_card(card)
+        if record is None or record.ts is None:
+            return
+        try:
+            await self.chat.post(record.channel, text=text, thread_ts=record.ts)
+        except RollbotError as err:
+            log.warning("thread line on %s not posted: %s", card, err.message)
+
+
+_NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _workflow_action(name: str) -> RolloutAction | FlagAction | None:
+    text = name.lower()
+    if "abort" in text or "tier 1" in text or "tier1" in text:
+        return RolloutAction.ABORT
+    if "circuit" in text or "tier 2" in text or "tier2" in text:
+        return FlagAction.CIRCUIT_CLOSE if "close" in text else FlagAction.CIRCUIT_OPEN
+    return None
+
+
+def _summary(service: str, state: RolloutState, incident: Incident) -> str:
+    why = "; ".join(text for _, text in incident.summaries[:3]) or "canary unhealthy"
+    return (f"{service} canary revision {state.revision} at {state.canary_weight}%: {why}")[:1024]
+
+
+def _details(
+    service: str, state: RolloutState, incident: Incident, cfg: ServiceSettings
+) -> dict[str, Any]:
+    slo = cfg.slo
+    return {
+        "service": service,
+        "rollout": f"{state.namespace}/{state.name}",
+        "revision": state.revision,
+        "phase": state.phase,
+        "step": state.step_label,
+        "canary_weight": state.canary_weight,
+        "canary_image": state.canary_image,
+        "stable_image": state.stable_image,
+        "analysis": None
+        if state.analysis is None
+        else f"{state.analysis.status}: {state.analysis.message}",
+        "signals": [text for _, text in incident.summaries],
+        "slo": {
+            "error_rate": slo.error_rate,
+            "latency_p95_ms": slo.latency_p95_ms,
+            "latency_p99_ms": slo.latency_p99_ms,
+        },
+        "first_breach_at": incident.first_breach_at.isoformat()
+        if incident.first_breach_at
+        else None,
+    }
+
+
+def _plain(text: str) -> str:
+    """Slack mrkdwn to plain text for PagerDuty notes (links and emphasis)."""
+    out = text.replace("*", "").replace("`", "")
+    while "<" in out and ">" in out[out.index("<") :]:
+        start = out.index("<")
+        end = out.index(">", start)
+        inner = out[start + 1 : end]
+        shown = inner.split("|", 1)[-1]
+        out = out[:start] + shown + out[end + 1 :]
+    return out
