@@ -31,6 +31,7 @@ from bot.sim import world as sim_world
 from bot.sim.argo import ArgoController
 from bot.sim.jira import JiraSim
 from bot.sim.kube import KubeSim
+from bot.sim.pagerduty import PagerDutySim
 from bot.sim.slack import SlackSender, SlackSim
 from bot.web.app import create_web_app
 
@@ -44,6 +45,17 @@ OUTSIDER = ("U0OUTSIDER", "outsider")
 LEAD = ("U0LEAD", "payments-lead")
 LEAD_EMAIL = "payments-lead@example.com"
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "payment-router.md"
+# PagerDuty (SimWorld(pagerduty=True)): the on-call engineer is the same person as in Slack.
+PD_ONCALL = "PONCALL1"
+PD_STRANGER = "PCONTRCT"  # a PagerDuty user with no Slack account
+PD_ROLLBOT = "PROLLBOT"
+PD_FROM = "rollbot@example.com"
+PD_POLICY = "PESC123"
+PD_SERVICE = "PSVC123"
+PD_ROUTING_KEY = "R0UTINGKEYPAYMENTROUTER00000000"
+PD_WEBHOOK_SECRET = "demo-pagerduty-webhook-secret-not-for-production"
+PD_WORKFLOW_SECRET = "demo-pagerduty-workflow-secret-not-for-production"
+PD_WORKFLOWS = ("Rollback Tier 1: abort", "Tier 2: open circuit", "Tier 2: close circuit")
 USERGROUP = "S0PAYMENTS"
 
 
@@ -93,6 +105,7 @@ class SimWorld:
         env: dict[str, str] | None = None,
         jira: bool | dict[str, Any] = False,
         clock: Any = None,
+        pagerduty: bool = False,
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
         it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates)."""
@@ -100,6 +113,7 @@ class SimWorld:
             None if jira is False else ({} if jira is True else dict(jira))
         )
         self.bot_clock = clock
+        self.pagerduty = pagerduty
         self.extra_env = env or {}
         self.start_bot = start_bot
         self.settings_overrides = settings or {}
@@ -151,6 +165,36 @@ class SimWorld:
         )
         self.slack.add_user(LEAD[0], LEAD[1], real_name="Payments Lead", email=LEAD_EMAIL)
         self.slack.add_usergroup(USERGROUP, "payments-oncall", [ONCALL[0]])
+        pd_settings: dict[str, Any] = {}
+        pd_service: dict[str, Any] = {}
+        if self.pagerduty:
+            self.pd = PagerDutySim().start()
+            self._stack.callback(self.pd.stop)
+            self.pd.add_user(PD_ONCALL, "On-call Engineer", "oncall@example.com")
+            self.pd.add_user(PD_STRANGER, "Contractor", "contractor@elsewhere.example")
+            self.pd.add_user(PD_ROLLBOT, "rollbot", PD_FROM)
+            self.pd.add_escalation_policy(PD_POLICY, "Payments")
+            self.pd.set_oncall(PD_POLICY, [PD_ONCALL])
+            self.pd.add_service(
+                PD_SERVICE,
+                "payment-router",
+                description="Runbook: runbooks/payment-router.md",
+                escalation_policy_id=PD_POLICY,
+            )
+            self.pd.add_integration(PD_ROUTING_KEY, PD_SERVICE)
+            pd_settings = {
+                "api_url": self.pd.url,
+                "events_url": self.pd.url,
+                "ca_file": self.pd.ca_file,
+                "from_email": PD_FROM,
+            }
+            pd_service = {"service_id": PD_SERVICE, "escalation_policy_id": PD_POLICY}
+            self.extra_env.setdefault("ROLLBOT_PAGERDUTY__API_TOKEN", self.pd.token)
+            self.extra_env.setdefault("ROLLBOT_PAGERDUTY__WEBHOOK_SECRET", PD_WEBHOOK_SECRET)
+            self.extra_env.setdefault("ROLLBOT_PAGERDUTY__WORKFLOW_SECRET", PD_WORKFLOW_SECRET)
+            self.extra_env.setdefault(
+                "ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY", PD_ROUTING_KEY
+            )
         jira_settings: dict[str, Any] = {}
         if self.jira_options is not None:
             self.jira = JiraSim(**self.jira_options).start()
@@ -191,6 +235,7 @@ class SimWorld:
                             "url": self.database_url or f"sqlite:///{self.workdir / 'rollbot.db'}"
                         },
                         **({"jira": jira_settings} if jira_settings else {}),
+                        **({"pagerduty": pd_settings} if pd_settings else {}),
                         "services": {
                             "payment-router": {
                                 "namespace": "payments",
@@ -201,6 +246,7 @@ class SimWorld:
                                     "jira_assignee": LEAD_EMAIL,
                                 },
                                 "jira": {"project": "PAY"},
+                                **({"pagerduty": pd_service} if pd_service else {}),
                                 "runbook": str(RUNBOOK),
                                 "flags": {
                                     "release": "payments.new-router.enabled",
@@ -254,9 +300,16 @@ class SimWorld:
         self._stack.callback(self.argo.stop)
 
     def attach_bot(self, url: str) -> None:
-        """Point the signed-request sender at a bot listening at `url`."""
+        """Point the signed-request sender at a bot listening at `url` (and PagerDuty's
+        webhooks and the "Rollback" Incident Workflows at it, when PagerDuty runs)."""
         self.url = url
         self.sender = SlackSender(f"{url}/slack/events", SIGNING_SECRET, sim=self.slack)
+        if self.pagerduty:
+            hook = f"{url}/webhooks/pagerduty"
+            self.pd_subscription = self.pd.subscribe(hook, PD_WEBHOOK_SECRET)
+            bearer = {"Authorization": f"Bearer {PD_WORKFLOW_SECRET}"}
+            for name in PD_WORKFLOWS:
+                self.pd.add_workflow(name, hook, headers=bearer)
 
     async def _stop_server(self) -> None:
         if self._server is not None:

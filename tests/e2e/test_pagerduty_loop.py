@@ -1,0 +1,254 @@
+"""Issue 6 end to end: card → PagerDuty incident → workflow button → abort → note → resolve.
+
+The PagerDuty sim (HTTPS, REST + Events API v2, signed v3 webhooks, Incident Workflows)
+runs beside the Kubernetes, Argo and Slack sims; rollbot reaches it through the real
+`pagerduty` client and receives its webhooks on `POST /webhooks/pagerduty`.
+
+- the card opens a PagerDuty incident (dedup key per service and revision, summary,
+  source, severity, evidence in custom_details); the card shows it;
+- a "Rollback Tier 1: abort" workflow run by the on-call user aborts the Rollout through
+  the responder (authorised as that person, found by email), a note with the verified
+  result reaches the incident, and the incident is resolved;
+- acknowledged / annotated / escalated in PagerDuty show on the card and in its thread;
+- bad signatures: 401, nothing done, counted in /metrics; a redelivery (same
+  X-Webhook-Id) is processed once; unknown event types are accepted and ignored;
+- a workflow from a PagerDuty user rollbot cannot map, or for an unknown service: a
+  note on the incident saying why nothing was done, and nothing done;
+- PagerDuty down when the card opens: the thread says so; the incident is opened once
+  when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.core.signatures import pagerduty_signature
+from bot.sim.harness import (
+    CHANNEL_ID,
+    PD_ONCALL,
+    PD_STRANGER,
+    PD_WEBHOOK_SECRET,
+    SimWorld,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+KEY = "rollbot/payment-router/payments/payment-router@42"
+
+
+def _rollout(world: SimWorld) -> dict[str, Any]:
+    ro = world.kube.get("rollouts", "payments", "payment-router")
+    assert ro is not None
+    return ro
+
+
+def _thread(world: SimWorld) -> list[str]:
+    card = world.card()
+    if card is None:
+        return []
+    return [m.get("text") or "" for m in world.slack.thread(CHANNEL_ID, card["ts"])]
+
+
+async def _incident(world: SimWorld) -> dict[str, Any]:
+    found = await world.wait_for(
+        lambda: world.pd.incident_by_key(KEY), timeout=30, what="the PagerDuty incident"
+    )
+    assert isinstance(found, dict)
+    return found
+
+
+async def _run(world: SimWorld, incident_id: str, workflow: str, user: str) -> Any:
+    delivery = world.pd.run_workflow(incident_id, workflow, user)
+    return await asyncio.to_thread(delivery.wait, 15)
+
+
+async def test_card_incident_workflow_abort_note_resolve() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        await world.wait_for_card()
+        incident = await _incident(world)
+        assert incident["status"] == "triggered"
+        assert incident["service"]["id"] == "PSVC123"
+        assert "payment-router canary revision 42" in incident["title"]
+        trigger = next(e for e in world.pd.events() if e["event_action"] == "trigger")
+        assert trigger["dedup_key"] == KEY
+        assert trigger["payload"]["severity"] == "critical"
+        assert trigger["payload"]["source"] == "payments/payment-router"
+        details = trigger["payload"]["custom_details"]
+        assert details["revision"] == 42 and details["canary_weight"] == 25
+        assert details["signals"], "the incident's evidence travels with the page"
+        await world.wait_for(
+            lambda: ":pager:" in json.dumps((world.card() or {}).get("blocks")),
+            what="the card showing the PagerDuty incident",
+        )
+
+        delivery = await _run(world, incident["id"], "Rollback Tier 1: abort", PD_ONCALL)
+        assert delivery.status == 202
+        await world.wait_for(
+            lambda: _rollout(world)["status"].get("abort") is True, what="the abort"
+        )
+        notes = await world.wait_for(
+            lambda: [n for n in world.pd.notes(incident["id"]) if "abort by" in n["content"]],
+            what="the note with the verified result",
+        )
+        note = notes[0]["content"]
+        assert "On-call Engineer (via PagerDuty): succeeded" in note
+        assert "status.abort=true ✓" in note
+        assert notes[0]["user"]["summary"] == "rollbot"  # written as rollbot (From)
+        await world.wait_for(
+            lambda: world.pd.incident(incident["id"])["status"] == "resolved",
+            what="the incident resolved after the verified abort",
+        )
+        await world.wait_for(
+            lambda: any("PagerDuty: resolved" in t for t in _thread(world)),
+            what="the resolve in the thread",
+        )
+        audit = [r.entry for r in await world.rollbot.store.audit_entries()]
+        aborts = [e for e in audit if e.action == "abort" and e.result == "succeeded"]
+        assert len(aborts) == 1 and aborts[0].actor.startswith("pagerduty:U0ONCALL")
+        # One incident for the revision, opened once.
+        assert len([e for e in world.pd.events() if e["event_action"] == "trigger"]) == 1
+
+
+async def test_acknowledged_annotated_escalated_reach_the_card_and_thread() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        await world.wait_for_card()
+        incident = await _incident(world)
+        world.pd.acknowledge(incident["id"], PD_ONCALL)
+        await world.wait_for(
+            lambda: "acknowledged by On-call Engineer" in json.dumps(world.card()["blocks"]),
+            what="the card showing the acknowledgement",
+        )
+        await world.wait_for(
+            lambda: any("PagerDuty: acknowledged by On-call Engineer" in t for t in _thread(world)),
+            what="the acknowledgement in the thread",
+        )
+        world.pd.annotate(incident["id"], PD_ONCALL, "Looking at the p95 graph now")
+        await world.wait_for(
+            lambda: any("Looking at the p95 graph now" in t for t in _thread(world)),
+            what="the note in the thread",
+        )
+        world.pd.escalate(incident["id"], PD_STRANGER, by_user_id=PD_ONCALL)
+        await world.wait_for(
+            lambda: any("PagerDuty: escalated" in t for t in _thread(world)),
+            what="the escalation in the thread",
+        )
+        # rollbot's own notes are not echoed back into the thread.
+        assert not any(t.startswith("PagerDuty note by rollbot") for t in _thread(world))
+
+
+async def test_bad_signatures_duplicates_and_unknown_events() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        await world.wait_for_card()
+        incident = await _incident(world)
+        url = f"{world.url}/webhooks/pagerduty"
+        body = json.dumps(
+            {
+                "event": {
+                    "id": "01FORGED",
+                    "event_type": "incident.resolved",
+                    "resource_type": "incident",
+                    "occurred_at": "2026-11-22T02:00:00Z",
+                    "agent": {"id": PD_ONCALL, "summary": "Mallory", "type": "user_reference"},
+                    "data": {"id": incident["id"], "type": "incident", "incident_key": KEY},
+                }
+            }
+        ).encode()
+        async with httpx.AsyncClient() as client:
+            forged = await client.post(
+                url,
+                content=body,
+                headers={"X-PagerDuty-Signature": pagerduty_signature("wrong", body)},
+            )
+            unsigned = await client.post(url, content=body)
+            assert forged.status_code == unsigned.status_code == 401
+            # a v3 signature on another body does not carry over
+            other = await client.post(
+                url,
+                content=body + b" ",
+                headers={"X-PagerDuty-Signature": pagerduty_signature(PD_WEBHOOK_SECRET, body)},
+            )
+            assert other.status_code == 401
+            metrics = (await client.get(f"{world.url}/metrics")).text
+            assert (
+                'rollbot_http_requests_total{route="/webhooks/pagerduty",status="401"} 3.0'
+                in metrics
+            )
+
+            unknown = json.dumps(
+                {"event": {"id": "01X", "event_type": "service.updated", "data": {}}}
+            ).encode()
+            accepted = await client.post(
+                url,
+                content=unknown,
+                headers={
+                    "X-PagerDuty-Signature": pagerduty_signature(PD_WEBHOOK_SECRET, unknown),
+                    "X-Webhook-Id": "delivery-unknown",
+                },
+            )
+            assert accepted.status_code == 202
+        assert not any("Mallory" in t for t in _thread(world))
+
+        world.pd.annotate(incident["id"], PD_ONCALL, "once only")
+        await world.wait_for(lambda: any("once only" in t for t in _thread(world)), what="the note")
+        annotated = next(d for d in world.pd.deliveries() if d.event_type == "incident.annotated")
+        again = await asyncio.to_thread(world.pd.redeliver(annotated.id).wait, 15)
+        assert again.status == 200  # "duplicate": same X-Webhook-Id
+        await asyncio.sleep(0.5)
+        assert sum("once only" in t for t in _thread(world)) == 1
+
+
+async def test_workflow_from_an_unmappable_user_or_unknown_service_is_refused_in_a_note() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        await world.wait_for_card()
+        incident = await _incident(world)
+        await _run(world, incident["id"], "Rollback Tier 1: abort", PD_STRANGER)
+        refusal = await world.wait_for(
+            lambda: [n for n in world.pd.notes(incident["id"]) if "did nothing" in n["content"]],
+            what="the refusal note",
+        )
+        assert "no Slack account" in refusal[0]["content"]
+        assert "contractor@elsewhere.example" in refusal[0]["content"]
+        assert _rollout(world)["status"].get("abort") is not True
+
+        # A workflow body naming a service rollbot does not know.
+        hook = f"{world.url}/webhooks/pagerduty"
+        world.pd.add_workflow(
+            "Rollback Tier 1: abort (other team)",
+            hook,
+            headers={"Authorization": "Bearer demo-pagerduty-workflow-secret-not-for-production"},
+            body={
+                "action": "Rollback Tier 1: abort",
+                "incident": {"id": "{{incident.id}}", "service_id": "PUNKNOWN"},
+                "user": {"email": "{{current_user.email}}", "name": "{{current_user.name}}"},
+            },
+        )
+        await _run(world, incident["id"], "Rollback Tier 1: abort (other team)", PD_ONCALL)
+        unknown = await world.wait_for(
+            lambda: [n for n in world.pd.notes(incident["id"]) if "catalog" in n["content"]],
+            what="the unknown-service note",
+        )
+        assert "payment-router" in unknown[0]["content"]  # lists the known services
+        assert _rollout(world)["status"].get("abort") is not True
+
+
+async def test_pagerduty_down_when_the_card_opens_pages_once_when_back() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        world.pd.set_down(True, status=503)
+        await world.wait_for_card()
+        await world.wait_for(
+            lambda: any("PagerDuty is unreachable" in t for t in _thread(world)),
+            timeout=30,
+            what="the thread saying PagerDuty is unreachable",
+        )
+        assert world.pd.incidents() == []
+        world.pd.set_down(False)
+        incident = await _incident(world)
+        assert incident["incident_key"] == KEY
+        await asyncio.sleep(1.0)
+        assert len(world.pd.incidents()) == 1
+        assert sum("PagerDuty is unreachable" in t for t in _thread(world)) == 1
