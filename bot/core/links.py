@@ -1,0 +1,231 @@
+"""Signed, short-lived links for a named responder (the runbook pages' buttons).
+
+A link proves *who it was issued to*, for *which service*, and *until when*; it grants
+nothing by itself: the responder still authorises the named person (on call / owners),
+exactly as for a Slack click. Single use is enforced by the caller (an insert-once record
+of the nonce in the store); this module is pure.
+
+    token  = b64url(claims JSON) "." b64url(HMAC-SHA256(secret, "rollbot-link.v1." + part1))
+    claims = {"v": 1, "svc": SERVICE, "sub": SLACK_USER_ID, "name": DISPLAY_NAME,
+              "iat": EPOCH_S, "exp": EPOCH_S, "nonce": NONCE}
+
+The claims are canonical JSON (sorted keys, no spaces, UTF-8), base64url without padding.
+The MAC covers the encoded claims exactly as sent, so changing any character of the token
+either breaks the encoding (`malformed`) or the MAC (`bad-signature`). Expiry is reported
+only for a good MAC, and still says whom the link was for (`LinkError.claims`), so a page
+can offer to send that person a fresh link. The CSRF token of a page is derived from the
+link's nonce with its own domain-separation label, never equal to the link's MAC.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+VERSION = 1
+MAX_TOKEN_LENGTH = 2048  # a link is a URL; anything longer is not ours
+_LINK_LABEL = b"rollbot-link.v1."
+_CSRF_LABEL = b"rollbot-csrf.v1."
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+_NONCE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+
+Reason = Literal["malformed", "bad-signature", "expired"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClaims:
+    """What a verified link says: for whom, for which service, valid when."""
+
+    service: str
+    user_id: str  # Slack user id: what the responder authorises
+    user_name: str  # shown on the page ("Signed link for On-call Engineer")
+    issued_at: datetime
+    expires_at: datetime
+    nonce: str  # single-use key
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
+class LinkError(Exception):
+    """A link that cannot be used. `reason`: malformed | bad-signature | expired.
+
+    `claims` is set only when the MAC is good (expired), so a caller never trusts claims
+    it did not sign."""
+
+    def __init__(self, reason: Reason, message: str, *, claims: LinkClaims | None = None) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+        self.message = message
+        self.claims = claims
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedLink:
+    """A link handed to a person: the URL and until when it works."""
+
+    url: str
+    service: str
+    user_id: str
+    user_name: str
+    expires_at: datetime
+    ttl: timedelta
+
+
+def validity(link: IssuedLink) -> str:
+    """What every message says of a link: "valid 15 minutes (until 02:15 UTC), single use"."""
+    minutes = max(1, round(link.ttl.total_seconds() / 60))
+    unit = "minute" if minutes == 1 else "minutes"
+    return f"valid {minutes} {unit} (until {link.expires_at:%H:%M} UTC), single use"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    """Strict base64url without padding: only the alphabet, and canonical (re-encodes to
+    the same text), so two spellings of one value cannot both be accepted."""
+    if not _B64URL.match(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as err:
+        raise ValueError("not base64url") from err
+    if _b64(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+def _mac(secret: bytes, label: bytes, message: bytes) -> str:
+    return _b64(hmac.new(secret, label + message, hashlib.sha256).digest())
+
+
+def _epoch(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return int(value.timestamp())
+
+
+def _at(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def expiry(issued_at: datetime, ttl: timedelta) -> datetime:
+    """When a link issued at `issued_at` for `ttl` stops working (whole seconds, as signed)."""
+    return _at(_epoch(issued_at) + int(ttl.total_seconds()))
+
+
+def issue(
+    secret: bytes,
+    *,
+    service: str,
+    user_id: str,
+    user_name: str,
+    issued_at: datetime,
+    ttl: timedelta,
+    nonce: str,
+) -> str:
+    """A token for `user_id` on `service`, valid from `issued_at` for `ttl` (whole seconds).
+
+    `nonce` must be unpredictable and unique (e.g. `secrets.token_urlsafe(16)`); it is the
+    single-use key and the seed of the page's CSRF token."""
+    if not secret:
+        raise ValueError("an empty secret signs nothing")
+    if not _NONCE.match(nonce):
+        raise ValueError("nonce: 8 to 128 base64url characters")
+    seconds = int(ttl.total_seconds())
+    if seconds <= 0:
+        raise ValueError("ttl must be at least one second")
+    iat = _epoch(issued_at)
+    claims = {
+        "v": VERSION,
+        "svc": service,
+        "sub": user_id,
+        "name": user_name,
+        "iat": iat,
+        "exp": iat + seconds,
+        "nonce": nonce,
+    }
+    body = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    part = _b64(body.encode("utf-8"))
+    return f"{part}.{_mac(secret, _LINK_LABEL, part.encode('ascii'))}"
+
+
+def _claims(data: Any) -> LinkClaims:
+    if not isinstance(data, dict) or data.get("v") != VERSION:
+        raise ValueError("unknown claims version")
+    text = {k: data.get(k) for k in ("svc", "sub", "name", "nonce")}
+    times = {k: data.get(k) for k in ("iat", "exp")}
+    if not all(isinstance(v, str) for v in text.values()):
+        raise ValueError("claims: text fields")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in times.values()):
+        raise ValueError("claims: times")
+    try:
+        return LinkClaims(
+            service=data["svc"],
+            user_id=data["sub"],
+            user_name=data["name"],
+            issued_at=_at(data["iat"]),
+            expires_at=_at(data["exp"]),
+            nonce=data["nonce"],
+        )
+    except (OverflowError, OSError, ValueError) as err:
+        raise ValueError("claims: times out of range") from err
+
+
+def verify(secret: bytes, token: str, *, now: datetime) -> LinkClaims:
+    """The claims of a token this secret signed and that has not expired at `now`.
+
+    Raises LinkError: `malformed` (not a token), `bad-signature` (not signed with this
+    secret, or altered), `expired` (good signature, `now` >= its expiry; `.claims` set)."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        raise LinkError("malformed", "This is not a rollbot link (empty or too long).")
+    part, dot, mac = token.partition(".")
+    if not dot or not _B64URL.match(part) or not _B64URL.match(mac):
+        raise LinkError("malformed", "This is not a rollbot link (its token is garbled).")
+    expected = _mac(secret, _LINK_LABEL, part.encode("ascii"))
+    if not hmac.compare_digest(expected, mac):
+        raise LinkError(
+            "bad-signature",
+            "This link's signature does not check out: it was altered, or signed with "
+            "another key (rotated since it was issued?).",
+        )
+    try:
+        claims = _claims(json.loads(_unb64(part).decode("utf-8")))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise LinkError("malformed", f"This link's claims are unreadable ({err}).") from None
+    if claims.expired(now):
+        raise LinkError(
+            "expired",
+            f"This link expired at {claims.expires_at:%H:%M} UTC ({claims.expires_at:%Y-%m-%d}).",
+            claims=claims,
+        )
+    return claims
+
+
+def csrf_token(secret: bytes, nonce: str) -> str:
+    """The CSRF token of pages opened with the link whose nonce is `nonce`."""
+    return _mac(secret, _CSRF_LABEL, nonce.encode("utf-8"))
+
+
+def csrf_ok(secret: bytes, nonce: str, *given: str | None) -> bool:
+    """Whether every value in `given` (the form field, the cookie) is the CSRF token of
+    `nonce`: constant-time, and False when any is missing."""
+    expected = csrf_token(secret, nonce)
+    ok = bool(given)
+    for value in given:
+        ok &= hmac.compare_digest(expected, value or "")
+    return ok
+
+
+def runbook_url(base_url: str, service: str, token: str) -> str:
+    """`{base_url}/runbooks/{service}?token=…` (the token is base64url and a dot: URL-safe)."""
+    return f"{base_url.rstrip('/')}/runbooks/{service}?token={token}"
