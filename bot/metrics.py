@@ -65,3 +65,16 @@ class Metrics:
             "Stored Alertmanager webhooks whose processing raised (the inbox row keeps the error)",
             registry=self.registry,
         )
+        self.runbook_requests = Counter(
+            "rollbot_runbook_requests_total",
+            "Runbook page requests by kind (page, result, action, renew) and HTTP status",
+            ["kind", "status"],
+            registry=self.registry,
+        )
+        self.runbook_links_refused = Counter(
+            "rollbot_runbook_links_refused_total",
+            "Signed runbook link uses refused, by reason: malformed, bad-signature, expired, "
+            "used, wrong-service, csrf, origin, disabled, renew-used, not-authorised",
+            ["reason"],
+            registry=self.registry,
+        )

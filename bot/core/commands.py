@@ -6,6 +6,7 @@
     /rollback SERVICE circuit open|close      (Tier 2: the circuit-breaker flag)
     /rollback SERVICE circuit open break-glass REASON…   (owners not on call; loud, audited)
     /rollback SERVICE flags                   (the service's flags and their live states)
+    /rollback SERVICE runbook                 (a signed, single-use link to its runbook page)
 
 Verbs are case-insensitive; `promote --full`, `promote full` and `promote_full` are
 accepted as `promote-full` (people type what the kubectl plugin taught them). Anything
@@ -25,6 +26,7 @@ VERBS: tuple[str, ...] = (
     "status",
     "help",
     "flags",
+    "runbook",
     *(a.value for a in RolloutAction),
     *(a.value for a in FlagAction),
 )
@@ -43,19 +45,22 @@ _ALIASES = {
     "open circuit": "circuit-open",
     "close circuit": "circuit-close",
     "flag": "flags",
+    "link": "runbook",
+    "runbook link": "runbook",
+    "page": "runbook",
 }
 
 
 def usage(command: str = "/rollback") -> str:
     return (
-        f"Usage: `{command} SERVICE [status|abort|retry|promote|promote-full|pause|flags]`, "
-        f"`{command} SERVICE circuit open|close` or `{command} help`."
+        f"Usage: `{command} SERVICE [status|abort|retry|promote|promote-full|pause|flags|"
+        f"runbook]`, `{command} SERVICE circuit open|close` or `{command} help`."
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    verb: str  # "help", "status", "flags", a RolloutAction or a FlagAction value
+    verb: str  # "help", "status", "flags", "runbook", a RolloutAction or a FlagAction value
     service: str | None
     break_glass: str | None = None  # the reason given after `break-glass`
 

@@ -4,6 +4,8 @@
 HTTP 200 and `{"ok": false, "error": …}` for API errors, HTTP 429 with `Retry-After` for
 rate limits. It records every call and keeps the channel history (edits applied, thread
 replies linked by `thread_ts`) so tests assert on what reached Slack, not on SDK calls.
+A chat.postMessage to a user id lands in the app's DM with that user, answered with its
+`D…` conversation id, as Slack does (`direct_messages(user)`).
 
 `SlackSender` plays Slack's side of the Events/Interactivity endpoints: it posts slash
 commands and button clicks to the bot exactly as Slack does (form-encoded, signed with the
@@ -335,6 +337,15 @@ class SlackSim:
                 return m
         return None
 
+    def direct_messages(self, user: str) -> list[dict[str, Any]]:
+        """What the app posted in its direct-message conversation with `user` (a
+        chat.postMessage to the user id), oldest first; [] when it never wrote."""
+        with self._lock:
+            cid = _dm_id(user)
+            if cid not in self._channels:
+                return []
+        return self.messages(cid)
+
     def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
         """The replies in the thread of `ts` (not the parent), oldest first."""
         return [m for m in self.messages(channel) if m.get("thread_ts") == ts and m["ts"] != ts]
@@ -578,7 +589,21 @@ def _auth_test(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _dm_id(user: str) -> str:
+    """The id of the app's DM conversation with `user` (U0ONCALL → D0ONCALL)."""
+    return "D" + user[1:]
+
+
 def _post_message(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
+    # A user id as the channel posts in the app's DM with that user, as Slack does: the
+    # answer names the DM conversation (D…), which chat.update then takes.
+    user = str(args.get("channel") or "")
+    if user in sim._users and user not in sim._channels:
+        cid = _dm_id(user)
+        if cid not in sim._channels:
+            sim._channels[cid] = {"id": cid, "name": cid, "is_im": True, "user": user}
+            sim._messages.setdefault(cid, {})
+        args = {**args, "channel": cid}
     channel = sim._channel(args)
     text, blocks = _require_text(args)
     thread_ts = args.get("thread_ts") or None

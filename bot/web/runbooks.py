@@ -1,15 +1,853 @@
-"""Runbook pages: GET /runbooks/{service} and its signed-link actions (issue 6)."""
+"""Runbook pages: GET /runbooks/{service}, and the signed-link actions on them (issue 6).
+
+    GET  /runbooks/{service}              the runbook, the live Rollout, flags and incident;
+                                          with ?token= (a signed link): buttons as well
+    POST /runbooks/{service}/actions      token, csrf, action=abort|circuit-open|circuit-close
+    POST /runbooks/{service}/renew        token, csrf: a fresh link to the same person (DM)
+
+Anyone who reaches rollbot can read a runbook page (it holds no more than the runbook and
+the Rollout's status). Acting needs a *signed link* (`bot.core.links`), issued to one named
+responder by `/rollback SERVICE runbook` in Slack (or a PagerDuty note, through
+`issue_runbook_link`): it names the person, the service and an expiry
+(`server.link_ttl_seconds`), and works once. A link proves who it was given to; it grants
+nothing itself: the action runs through the same `Responder` as a Slack click, with
+`Actor(user_id, user_name, source="runbook")`, so the on-call / owners policy decides.
+
+A POST is accepted only when, in this order: the token verifies for this service and has
+not expired; the Origin (or Referer), when the browser sends one, is this host or
+`server.public_url` (`Origin: null`, which browsers send under `Referrer-Policy:
+no-referrer`, carries nothing to compare and is left to the next check); the CSRF token is
+the double-submit pair (cookie `rollbot_csrf`, HttpOnly, SameSite=Strict, set by the GET
+page, equal to the form field and to `csrf_token(secret, nonce)`); the action fits the
+moment (nothing to abort → refused, the link stays usable). Only then is the link's nonce
+consumed, insert-once in the store (`runbook-link:{nonce}`), so a second POST with the same
+token, on any replica, is refused (410) and executes nothing. The answer is a 303 to
+`GET /runbooks/{service}?done=ACTION&token=…` (post/redirect/get): the outcome and the
+state after it.
+
+Refusals are pages that say why: 403 for a token that is not ours (malformed, bad
+signature), for another service, a failed CSRF or Origin check and a refused actor; 410
+Gone for an expired or used link, with "Send me a fresh link in Slack" when the signature
+is good (once per old link: `runbook-renew:{nonce}`). Every response carries
+Content-Security-Policy (no scripts at all, styles by nonce, forms to self, no framing),
+nosniff, `Referrer-Policy: no-referrer` (tokens are in URLs) and `Cache-Control: no-store`.
+No external assets, no JavaScript: the confirm step is a `<details>` element.
+
+Links are absolute: `server.public_url` + path. In the browser (renew) the request's own
+host stands in when `public_url` is unset; Slack and PagerDuty need `public_url`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlsplit
 
-from starlette.routing import BaseRoute
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot.core import links
+from bot.core import markdown as md
+from bot.core import tiers as core_tiers
+from bot.core.errors import (
+    InvalidRequest,
+    NotAuthorised,
+    OutcomeUnknown,
+    PermanentError,
+    RollbotError,
+    TargetNotFound,
+    TemporaryError,
+    UnknownService,
+)
+from bot.core.flags import FlagStatus
+from bot.core.model import Actor, FlagAction, RolloutAction, RolloutState
+from bot.responder import ActionRequest, ActionResult, FlagRequest
+from bot.store import schema
+from bot.web import runbook_html as pages
+from bot.web.runbook_html import esc
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CSRF_COOKIE = "rollbot_csrf"
+COOKIE_PATH = "/runbooks/"
+LINK_NOTICE = "runbook-link:{nonce}"  # the single-use record of a link (store notices)
+RENEW_NOTICE = "runbook-renew:{nonce}"  # one fresh link per old link
+NOTICE_KIND = "runbook-link"
+MAX_FORM_BYTES = 8 * 1024
+MAX_RUNBOOK_BYTES = 512 * 1024
+READ_TIMEOUT = 5.0  # live state and flags: a slow provider never hangs the page
+RESULTS_KEPT = 500  # outcomes kept in memory for the redirect after a POST
+
+ACTIONS: dict[str, RolloutAction | FlagAction] = {
+    "abort": RolloutAction.ABORT,
+    "circuit-open": FlagAction.CIRCUIT_OPEN,
+    "circuit-close": FlagAction.CIRCUIT_CLOSE,
+}
+
+
+# ── issuing links ──────────────────────────────────────────────────────────────────────
+
+
+def link_setup_problem(settings: Settings, *, need_public_url: bool = True) -> str | None:
+    """Why signed links cannot be issued with these settings, or None when they can."""
+    missing = []
+    if settings.server.link_secret is None:
+        missing.append("a link key (`ROLLBOT_SERVER__LINK_SECRET`)")
+    if need_public_url and not settings.server.public_url:
+        missing.append("the URL people reach rollbot at (`server.public_url`)")
+    if not missing:
+        return None
+    return (
+        "Signed runbook links are not set up on this rollbot: it needs "
+        + " and ".join(missing)
+        + ". Until then the runbook pages are read-only."
+    )
+
+
+def issue_link(
+    settings: Settings,
+    service: str,
+    user_id: str,
+    user_name: str,
+    *,
+    now: datetime | None = None,
+    base_url: str | None = None,
+) -> links.IssuedLink:
+    """A signed, single-use link to `service`'s runbook page for one named responder.
+
+    Raises UnknownService (not in the catalog) or InvalidRequest (links not set up, saying
+    what is missing). `base_url` overrides `server.public_url`."""
+    if service not in settings.services:
+        raise UnknownService(service, settings.services)
+    problem = link_setup_problem(settings, need_public_url=base_url is None)
+    secret = settings.server.link_secret
+    base = base_url or settings.server.public_url
+    if problem is not None or secret is None or not base:
+        raise InvalidRequest(problem or "Signed runbook links are not set up.")
+    issued_at = now or datetime.now(UTC)
+    ttl = timedelta(seconds=settings.server.link_ttl_seconds)
+    token = links.issue(
+        secret.get_secret_value().encode("utf-8"),
+        service=service,
+        user_id=user_id,
+        user_name=user_name or user_id,
+        issued_at=issued_at,
+        ttl=ttl,
+        nonce=secrets.token_urlsafe(18),
+    )
+    return links.IssuedLink(
+        url=links.runbook_url(base, service, token),
+        service=service,
+        user_id=user_id,
+        user_name=user_name or user_id,
+        expires_at=links.expiry(issued_at, ttl),
+        ttl=ttl,
+    )
+
+
+def issue_runbook_link(
+    settings: Settings,
+    service: str,
+    user_id: str,
+    user_name: str,
+    now: datetime | None = None,
+    *,
+    base_url: str | None = None,
+) -> str | None:
+    """The URL of a signed, single-use runbook link for the named responder (Slack user
+    id), or None when links are not set up (no `server.link_secret` or `public_url`) or the
+    service is unknown. For integrations (a PagerDuty note for whoever acknowledged)."""
+    try:
+        return issue_link(settings, service, user_id, user_name, now=now, base_url=base_url).url
+    except (InvalidRequest, UnknownService):
+        return None
+
+
+def slack_link_issuer(settings: Settings) -> Callable[[str, str, str], links.IssuedLink]:
+    """`/rollback SERVICE runbook`: (service, user id, name) → the link, or InvalidRequest
+    saying what is not set up. Reads the settings at each call."""
+
+    def issue(service: str, user_id: str, user_name: str) -> links.IssuedLink:
+        return issue_link(settings, service, user_id, user_name)
+
+    return issue
+
+
+def link_message(link: links.IssuedLink, *, why: str = "") -> str:
+    """The Slack text that hands a link to its person (mrkdwn)."""
+    return (
+        f":closed_lock_with_key: {why}Your signed link to the *{link.service}* runbook page: "
+        f"<{link.url}|open the runbook page> ({links.validity(link)}). It is for you only: it "
+        "acts as you, and rollbot still checks that you may."
+    )
+
+
+# ── the routes ─────────────────────────────────────────────────────────────────────────
+
+
+class _Refused(Exception):
+    """A request answered with an explanation page (never a stack trace)."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        body_html: str,
+        *,
+        reason: str | None = None,
+        renew: links.LinkClaims | None = None,
+        token: str | None = None,
+    ) -> None:
+        super().__init__(title)
+        self.status, self.title, self.body_html = status, title, body_html
+        self.reason = reason  # counted as a refused link use when set
+        self.renew, self.token = renew, token
+
+
+@dataclass(frozen=True)
+class _Done:
+    action: str
+    status: str
+    message: str
+    at: datetime
+
+
+class RunbookPages:
+    """The handlers; one per app, holding the outcomes for the redirect after a POST."""
+
+    def __init__(self, rollbot: Rollbot) -> None:
+        self.rollbot = rollbot
+        self._done: dict[str, _Done] = {}
+
+    # ── helpers ───────────────────────────────────────────────────────────────────────
+
+    @property
+    def settings(self) -> Settings:
+        return self.rollbot.settings
+
+    def _secret(self) -> bytes | None:
+        secret = self.settings.server.link_secret
+        return secret.get_secret_value().encode("utf-8") if secret is not None else None
+
+    def _count(self, kind: str, status: int) -> None:
+        metrics = self.rollbot.metrics
+        metrics.runbook_requests.labels(kind, str(status)).inc()
+        route = ROUTE_OF_KIND.get(kind, "/runbooks/{service}")
+        metrics.http_requests.labels(route, str(status)).inc()
+
+    def _respond(
+        self,
+        kind: str,
+        title: str,
+        body: str,
+        style_nonce: str,
+        *,
+        status: int = 200,
+        csrf: str | None = None,
+        ttl: float | None = None,
+    ) -> Response:
+        response = HTMLResponse(
+            pages.layout(title, body, style_nonce=style_nonce),
+            status_code=status,
+            headers=pages.security_headers(style_nonce),
+        )
+        if csrf is not None:
+            response.set_cookie(
+                CSRF_COOKIE,
+                csrf,
+                max_age=int(ttl or self.settings.server.link_ttl_seconds),
+                path=COOKIE_PATH,
+                secure=(self.settings.server.public_url or "").startswith("https:"),
+                httponly=True,
+                samesite="strict",
+            )
+        self._count(kind, status)
+        return response
+
+    async def _view(self, service: str) -> pages.PageView:
+        cfg = self.rollbot.responder.service(service)
+        responder = self.rollbot.responder
+        runbook_html = front = None
+        path = self.settings.runbook_path(service)
+        if path is not None:
+            try:
+                text = await asyncio.to_thread(_read_capped, path)
+                front, body = md.split_front_matter(text)
+                runbook_html = md.render(body, heading_offset=1)
+            except OSError as err:
+                log.warning("runbook of %s unreadable: %s", service, err)
+
+        async def state() -> tuple[RolloutState | None, str | None]:
+            try:
+                async with asyncio.timeout(READ_TIMEOUT):
+                    current, _ = await responder.status(service)
+                return current, None
+            except RollbotError as err:
+                return None, err.message
+            except TimeoutError:
+                return None, f"the Kubernetes API did not answer within {READ_TIMEOUT:.0f} s"
+
+        async def flags() -> tuple[list[FlagStatus], str | None]:
+            try:
+                async with asyncio.timeout(READ_TIMEOUT):
+                    return await responder.flag_states(service), None
+            except RollbotError as err:
+                return [], err.message
+            except TimeoutError:
+                return [], f"the flag provider did not answer within {READ_TIMEOUT:.0f} s"
+
+        (current, state_error), (flag_states, flags_error) = await asyncio.gather(state(), flags())
+        circuit = cfg.flags.circuit if cfg.flags else None
+        try:
+            responder.circuit_flag(service)
+            circuit_problem = None
+        except InvalidRequest as err:
+            circuit_problem = err.message
+        incident = self.rollbot.incidents.open_incident(service)
+        tiers = core_tiers.tier_options(
+            service=service,
+            state=current,
+            incident=incident,
+            circuit_flag=circuit,
+            circuit_available=circuit_problem is None,
+            gitops_repo=cfg.gitops.repo,
+            gitops_path=cfg.gitops.path,
+            sha_annotation=cfg.gitops.sha_annotation,
+            runbook_url=None,
+            state_error=state_error,
+        )
+        return pages.PageView(
+            service=service,
+            namespace=cfg.namespace,
+            rollout=cfg.rollout,
+            channel=cfg.channel,
+            runbook_path=cfg.runbook,
+            runbook_html=runbook_html,
+            front_matter=front,
+            state=current,
+            state_error=state_error,
+            flags=flag_states,
+            flags_error=flags_error,
+            incident=incident,
+            circuit_flag=circuit,
+            circuit_problem=circuit_problem,
+            tiers=tiers,
+            read_at=datetime.now(UTC),
+        )
+
+    def _service_list(self) -> str:
+        known = sorted(self.settings.services)
+        items = "".join(
+            f'<li><a href="/runbooks/{esc(quote(name))}">{esc(name)}</a></li>' for name in known
+        )
+        return f"<ul>{items}</ul>" if items else "<p>(no services configured)</p>"
+
+    async def index(self, request: Request) -> Response:
+        """GET /runbooks: the services that have a page."""
+        style_nonce = secrets.token_urlsafe(12)
+        body = "<header><h1>Runbooks</h1></header>" + self._service_list()
+        return self._respond("index", "Runbooks", body, style_nonce)
+
+    async def not_found(self, request: Request) -> Response:
+        """Any other GET under /runbooks/: the 404 page (with the security headers)."""
+        return self._unknown(request.path_params.get("rest", ""), "page", secrets.token_urlsafe(12))
+
+    def _unknown(self, service: str, kind: str, nonce: str) -> Response:
+        body = "<header><h1>Unknown service</h1></header>" + pages.banner(
+            "warn",
+            f"No service called “{service[:80]}”",
+            "<p>rollbot has a runbook page for each service in its catalog:</p>"
+            + self._service_list(),
+        )
+        return self._respond(kind, "Unknown service", body, nonce, status=404)
+
+    async def _used_at(self, nonce: str) -> datetime | None:
+        """When the link with this nonce was used, or None (not used)."""
+        key = LINK_NOTICE.format(nonce=nonce)
+        store = self.rollbot.store
+        async with store.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(schema.notices_sent.c.sent_at).where(schema.notices_sent.c.id == key)
+                )
+            ).first()
+        if row is None:
+            return None
+        at: datetime = row[0]
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+    def _check_token(
+        self, secret: bytes, token: str | None, service: str, *, allow_expired: bool = False
+    ) -> links.LinkClaims:
+        now = datetime.now(UTC)
+        try:
+            claims = links.verify(secret, token or "", now=now)
+        except links.LinkError as err:
+            if err.reason == "expired" and err.claims is not None:
+                if allow_expired:
+                    claims = err.claims
+                else:
+                    raise _Refused(
+                        410,
+                        "This link has expired",
+                        f"<p>{esc(err.message)} Signed links work for "
+                        f"{_minutes(self.settings.server.link_ttl_seconds)} minutes, once.</p>",
+                        reason="expired",
+                        renew=err.claims,
+                        token=token,
+                    ) from None
+            else:
+                raise _Refused(
+                    403,
+                    "This link is not valid",
+                    f"<p>{esc(err.message)} Nothing was done. Ask for a new one with "
+                    f"<code>{esc(self.settings.slack.command)} {esc(service)} runbook</code> "
+                    "in Slack.</p>",
+                    reason=err.reason,
+                ) from None
+        if claims.service != service:
+            raise _Refused(
+                403,
+                "This link is for another service",
+                f"<p>It was issued to {esc(claims.user_name)} for <strong>{esc(claims.service)}"
+                f"</strong>, not {esc(service)}. Nothing was done. "
+                f'<a href="/runbooks/{esc(quote(claims.service))}?token={esc(token or "")}">'
+                f"Open the {esc(claims.service)} page</a>.</p>",
+                reason="wrong-service",
+            )
+        return claims
+
+    def _check_origin(self, request: Request) -> None:
+        allowed = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
+        public = self.settings.server.public_url
+        if public:
+            parts = urlsplit(public)
+            allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
+        origin = request.headers.get("origin")
+        seen: str | None = None
+        if origin and origin != "null":
+            seen = origin.lower().rstrip("/")
+        elif request.headers.get("referer"):
+            parts = urlsplit(request.headers["referer"])
+            seen = f"{parts.scheme}://{parts.netloc}".lower()
+        if seen is not None and seen not in allowed:
+            raise _Refused(
+                403,
+                "Refused: the form came from another site",
+                f"<p>This request came from <code>{esc(seen)}</code>, not from rollbot's own "
+                "page. Nothing was done. Open your link again and use its buttons.</p>",
+                reason="origin",
+            )
+
+    def _check_csrf(
+        self, request: Request, secret: bytes, claims: links.LinkClaims, form: dict[str, str]
+    ) -> None:
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if not links.csrf_ok(secret, claims.nonce, form.get("csrf"), cookie):
+            raise _Refused(
+                403,
+                "Refused: the page's security check failed",
+                "<p>The form's CSRF token is missing or does not match this browser's "
+                f'cookie. Nothing was done and the link is still unused: <a href="/runbooks/'
+                f'{esc(quote(claims.service))}?token={esc(form.get("token", ""))}">reload the '
+                "page</a> and press the button again.</p>",
+                reason="csrf",
+            )
+
+    # ── GET /runbooks/{service} ────────────────────────────────────────────────────────
+
+    async def page(self, request: Request) -> Response:
+        style_nonce = secrets.token_urlsafe(12)
+        service = request.path_params["service"]
+        if service not in self.settings.services:
+            return self._unknown(service, "page", style_nonce)
+        try:
+            return await self._page(request, service, style_nonce)
+        except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
+            return self._refusal_page("page", _unexpected("the page"), style_nonce, service=service)
+
+    async def _page(self, request: Request, service: str, style_nonce: str) -> Response:
+        token = request.query_params.get("token")
+        done = request.query_params.get("done")
+        view = await self._view(service)
+        secret = self._secret()
+        title = f"{service} — runbook"
+        command = self.settings.slack.command
+        if token is None or secret is None:
+            top = pages.readonly_note(service, command)
+            if token is not None:
+                top = pages.banner(
+                    "warn",
+                    "Signed links are off",
+                    "<p>This rollbot has no link key (<code>server.link_secret</code>), so "
+                    "the page is read-only.</p>",
+                )
+            return self._respond("page", title, pages.page_body(view, top=top), style_nonce)
+        try:
+            claims = self._check_token(secret, token, service, allow_expired=done is not None)
+            used_at = await self._used_at(claims.nonce)
+            if done is not None and used_at is not None:
+                top = await self._outcome(claims, done, used_at)
+                return self._respond("result", title, pages.page_body(view, top=top), style_nonce)
+            if claims.expired(datetime.now(UTC)):
+                raise _Refused(
+                    410,
+                    "This link has expired",
+                    f"<p>It expired at {claims.expires_at:%H:%M} UTC.</p>",
+                    reason="expired",
+                    renew=claims,
+                    token=token,
+                )
+            if used_at is not None:
+                raise await self._used(claims, token)
+        except _Refused as refused:
+            return self._refusal_page("page", refused, style_nonce, service=service, view=view)
+        csrf = links.csrf_token(secret, claims.nonce)
+        top = pages.banner(
+            "ok",
+            f"Signed link for {claims.user_name}, valid until {claims.expires_at:%H:%M} UTC, "
+            "single use",
+            f"<p>Issued to Slack user <code>{esc(claims.user_id)}</code>. The buttons below act "
+            "as this person, once; rollbot still checks that they may (on call or in the "
+            "owners group), verifies the effect and records it in the audit log.</p>",
+        )
+        remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
+        return self._respond(
+            "page",
+            title,
+            pages.page_body(
+                view, top=top, actions=pages.actions_section(view, token=token, csrf=csrf)
+            ),
+            style_nonce,
+            csrf=csrf,
+            ttl=max(60.0, remaining + 60),
+        )
+
+    async def _outcome(self, claims: links.LinkClaims, action: str, used_at: datetime) -> str:
+        done = self._done.get(claims.nonce)
+        label = pages.ACTION_LABELS.get(action, action)
+        if done is None:
+            done = await self._outcome_from_audit(claims, action)
+        if done is None:
+            return pages.banner(
+                "info",
+                f"{label}: sent",
+                f"<p>This link was used at {used_at:%H:%M:%S} UTC. Its outcome is in the "
+                "service's Slack thread and the audit log (<code>rollbot audit export</code>)."
+                "</p>",
+            )
+        kind = {"succeeded": "ok", "duplicate": "info"}.get(done.status, "bad")
+        names = {claims.user_id: claims.user_name}
+        return pages.banner(
+            kind,
+            f"{label}: {done.status}",
+            f"<p>{pages.mrkdwn_html(done.message, names)}</p>"
+            f'<p class="muted">By {esc(claims.user_name)} at {done.at:%H:%M:%S} UTC. '
+            "The live state below was read after the action. The link is used up: for "
+            f"another action, ask <code>{esc(self.settings.slack.command)} "
+            f"{esc(claims.service)} runbook</code> in Slack.</p>",
+        )
+
+    async def _outcome_from_audit(self, claims: links.LinkClaims, action: str) -> _Done | None:
+        """Another replica ran the action: its audit entry says how it ended."""
+        store = self.rollbot.store
+        head, _ = await store.audit_head()
+        prefix = f"runbook:{claims.user_id}:"
+        for record in reversed(await store.audit_entries(since_seq=max(0, head - 200))):
+            entry = record.entry
+            if (
+                entry.actor.startswith(prefix)
+                and entry.action == action
+                and entry.at >= claims.issued_at
+            ):
+                verified = (entry.detail.get("verification") or {}).get("ok")
+                text = f"{action} on `{entry.target}`: {entry.result}" + (
+                    " (verified)" if verified else ""
+                )
+                return _Done(action, entry.result, text, entry.at)
+        return None
+
+    def _refusal_page(
+        self,
+        kind: str,
+        refused: _Refused,
+        style_nonce: str,
+        *,
+        service: str,
+        view: pages.PageView | None = None,
+    ) -> Response:
+        if refused.reason is not None:
+            self.rollbot.metrics.runbook_links_refused.labels(refused.reason).inc()
+        secret = self._secret()
+        body = refused.body_html
+        csrf: str | None = None
+        if refused.renew is not None and refused.token and secret is not None:
+            csrf = links.csrf_token(secret, refused.renew.nonce)
+            body += (
+                f"<p>The link was issued to <strong>{esc(refused.renew.user_name)}</strong>. "
+                "rollbot can send that person a fresh link as a direct message in Slack:</p>"
+                + pages.renew_form(refused.renew.service, token=refused.token, csrf=csrf)
+            )
+        kind_css = "warn" if refused.status == 410 else "bad"
+        top = pages.banner(kind_css, refused.title, body)
+        if view is not None:
+            page = pages.page_body(
+                view, top=top + pages.readonly_note(view.service, self.settings.slack.command)
+            )
+        else:
+            page = (
+                f"<header><h1>{esc(service)} — runbook</h1></header>{top}"
+                f'<p><a href="/runbooks/{esc(quote(service))}">Open the read-only page</a> '
+                "(the runbook and the live state).</p>"
+            )
+        return self._respond(
+            kind, refused.title, page, style_nonce, status=refused.status, csrf=csrf
+        )
+
+    # ── POST /runbooks/{service}/actions ───────────────────────────────────────────────
+
+    async def act(self, request: Request) -> Response:
+        style_nonce = secrets.token_urlsafe(12)
+        service = request.path_params["service"]
+        if service not in self.settings.services:
+            return self._unknown(service, "action", style_nonce)
+        try:
+            return await self._act(request, service)
+        except _Refused as refused:
+            return self._refusal_page("action", refused, style_nonce, service=service)
+        except RollbotError as err:
+            return self._refusal_page("action", _error_refusal(err), style_nonce, service=service)
+        except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
+            return self._refusal_page(
+                "action", _unexpected("an action"), style_nonce, service=service
+            )
+
+    async def _act(self, request: Request, service: str) -> Response:
+        form = await _form(request)
+        secret = self._secret()
+        if secret is None:
+            raise _Refused(
+                403,
+                "Signed links are off",
+                "<p>This rollbot has no link key; nothing can be done from its pages.</p>",
+                reason="disabled",
+            )
+        token = form.get("token", "")
+        claims = self._check_token(secret, token, service)
+        self._check_origin(request)
+        self._check_csrf(request, secret, claims, form)
+        action = form.get("action", "")
+        if action not in ACTIONS:
+            raise _Refused(
+                400,
+                "Unknown action",
+                f"<p>“{esc(action[:40])}” is not an action of this page. Nothing was done.</p>",
+            )
+        if await self._used_at(claims.nonce) is not None:
+            raise await self._used(claims, token)
+        kind = ACTIONS[action]
+        if isinstance(kind, RolloutAction):
+            state, _ = await self.rollbot.responder.status(service)
+            if not core_tiers.canary_in_progress(state):
+                raise _Refused(
+                    409,
+                    "Nothing to abort",
+                    f"<p>{esc(service)} is {esc(state.phase)}"
+                    + (", already aborted" if state.aborted else "")
+                    + f" (canary at {state.canary_weight} %): there is no canary to abort. "
+                    "Nothing was done and the link is still unused.</p>",
+                )
+        else:
+            self.rollbot.responder.circuit_flag(service)  # InvalidRequest says why not
+
+        notice = LINK_NOTICE.format(nonce=claims.nonce)
+        if not await self.rollbot.store.mark_notice_sent(notice, release_id=NOTICE_KIND):
+            raise await self._used(claims, token)  # lost a race with another POST
+        actor = Actor(claims.user_id, claims.user_name, source="runbook")
+        log.info(
+            "runbook %s on %s by %s (%s)",
+            action,
+            service,
+            claims.user_id,
+            claims.user_name,
+            extra={"service": service, "actor": claims.user_id, "action": action},
+        )
+        result: ActionResult
+        if isinstance(kind, RolloutAction):
+            result = await self.rollbot.responder.handle(ActionRequest(service, kind, actor))
+        else:
+            result = await self.rollbot.responder.handle_flag(FlagRequest(service, kind, actor))
+        self._remember(
+            claims.nonce, _Done(action, result.status, result.message, datetime.now(UTC))
+        )
+        location = f"/runbooks/{quote(service)}?done={quote(action)}&token={quote(token)}"
+        response = RedirectResponse(
+            location, status_code=303, headers=pages.security_headers(secrets.token_urlsafe(12))
+        )
+        self._count("action", 303)
+        return response
+
+    async def _used(self, claims: links.LinkClaims, token: str) -> _Refused:
+        used_at = await self._used_at(claims.nonce)
+        when = f"{used_at:%H:%M:%S} UTC" if used_at else "an earlier moment"
+        return _Refused(
+            410,
+            "This link was already used",
+            f"<p>Link already used at {when}. A signed link works for one action: nothing "
+            "was done this time.</p>",
+            reason="used",
+            renew=claims,
+            token=token,
+        )
+
+    def _remember(self, nonce: str, done: _Done) -> None:
+        self._done[nonce] = done
+        while len(self._done) > RESULTS_KEPT:
+            self._done.pop(next(iter(self._done)))
+
+    # ── POST /runbooks/{service}/renew ─────────────────────────────────────────────────
+
+    async def renew(self, request: Request) -> Response:
+        style_nonce = secrets.token_urlsafe(12)
+        service = request.path_params["service"]
+        if service not in self.settings.services:
+            return self._unknown(service, "renew", style_nonce)
+        try:
+            return await self._renew(request, service, style_nonce)
+        except _Refused as refused:
+            return self._refusal_page("renew", refused, style_nonce, service=service)
+        except RollbotError as err:
+            return self._refusal_page("renew", _error_refusal(err), style_nonce, service=service)
+        except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
+            return self._refusal_page(
+                "renew", _unexpected("a fresh link"), style_nonce, service=service
+            )
+
+    async def _renew(self, request: Request, service: str, style_nonce: str) -> Response:
+        form = await _form(request)
+        secret = self._secret()
+        if secret is None:
+            raise _Refused(403, "Signed links are off", "<p>No link key is set.</p>")
+        claims = self._check_token(secret, form.get("token"), service, allow_expired=True)
+        self._check_origin(request)
+        self._check_csrf(request, secret, claims, form)
+        notice = RENEW_NOTICE.format(nonce=claims.nonce)
+        store = self.rollbot.store
+        if not await store.mark_notice_sent(notice, release_id=NOTICE_KIND):
+            raise _Refused(
+                410,
+                "A fresh link was already sent",
+                f"<p>rollbot already sent {esc(claims.user_name)} a fresh link for this one. "
+                "Look for rollbot's direct message in Slack, or ask with "
+                f"<code>{esc(self.settings.slack.command)} {esc(service)} runbook</code>.</p>",
+                reason="renew-used",
+            )
+        base = self.settings.server.public_url or str(request.base_url).rstrip("/")
+        try:
+            link = issue_link(
+                self.settings, service, claims.user_id, claims.user_name, base_url=base
+            )
+            await self.rollbot.chat.post(
+                claims.user_id,
+                text=link_message(link, why="You asked for a fresh link on the runbook page. "),
+            )
+        except BaseException:
+            await store.unmark_notice(notice)  # not sent: the old link may ask again
+            raise
+        body = f"<header><h1>{esc(service)} — fresh link sent</h1></header>" + pages.banner(
+            "ok",
+            "Check Slack",
+            f"<p>rollbot sent <strong>{esc(claims.user_name)}</strong> a fresh signed link as "
+            f"a direct message in Slack. It is valid until {link.expires_at:%H:%M} UTC, "
+            "single use.</p>"
+            f'<p><a href="/runbooks/{esc(quote(service))}">Back to the read-only page</a></p>',
+        )
+        return self._respond("renew", "Fresh link sent", body, style_nonce)
+
+
+ROUTE_OF_KIND = {
+    "index": "/runbooks",
+    "action": "/runbooks/{service}/actions",
+    "renew": "/runbooks/{service}/renew",
+}
+
+
+def _minutes(seconds: int) -> int:
+    return max(1, round(seconds / 60))
+
+
+def _read_capped(path: Any) -> str:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return handle.read(MAX_RUNBOOK_BYTES)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An HTML form's fields (urlencoded, at most MAX_FORM_BYTES); first value of each."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise _Refused(415, "Not a form", "<p>Send the page's form. Nothing was done.</p>")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise _Refused(413, "Too large", "<p>The form is too large. Nothing was done.</p>")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise _Refused(413, "Too large", "<p>The form is too large. Nothing was done.</p>")
+    try:
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=16, keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        raise _Refused(400, "Unreadable form", "<p>Nothing was done.</p>") from None
+    return {key: values[0] for key, values in fields.items() if values}
+
+
+def _error_refusal(err: RollbotError) -> _Refused:
+    """A domain error from the responder, as a page: what happened, what to do next."""
+    message = f"<p>{pages.mrkdwn_html(err.message)}</p>"
+    if isinstance(err, NotAuthorised):
+        return _Refused(403, "Not authorised", message, reason="not-authorised")
+    if isinstance(err, UnknownService | TargetNotFound):
+        return _Refused(404, "Not found", message)
+    if isinstance(err, OutcomeUnknown):
+        return _Refused(502, "Outcome unknown: look before trying again", message)
+    if isinstance(err, TemporaryError):
+        return _Refused(503, "Try again shortly", message + "<p>Nothing was changed.</p>")
+    if isinstance(err, InvalidRequest | PermanentError):
+        return _Refused(409, "Not done", message)
+    return _Refused(500, "Not done", message)
+
+
+def _unexpected(what: str) -> _Refused:
+    error_id = secrets.token_hex(4)
+    log.exception("unexpected error %s handling %s on a runbook page", error_id, what)
+    return _Refused(
+        500,
+        "Something went wrong inside rollbot",
+        f"<p>Error id <code>{error_id}</code>: quote it to the rollbot owners. Check the "
+        "service's Slack thread for what was done before trying again.</p>",
+    )
 
 
 def runbook_routes(rollbot: Rollbot) -> list[BaseRoute]:
     """The runbook pages' routes."""
-    return []
+    web = RunbookPages(rollbot)
+    handlers: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
+        ("/runbooks", web.index, "GET"),
+        ("/runbooks/", web.index, "GET"),
+        ("/runbooks/{service}", web.page, "GET"),
+        ("/runbooks/{service}/actions", web.act, "POST"),
+        ("/runbooks/{service}/renew", web.renew, "POST"),
+        ("/runbooks/{rest:path}", web.not_found, "GET"),
+    ]
+    return [Route(path, handler, methods=[method]) for path, handler, method in handlers]

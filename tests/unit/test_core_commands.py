@@ -1,8 +1,9 @@
 """bot.core.commands: the /rollback text parser.
 
-Aspects: every verb; default status; help forms; aliases for promote-full; case
-insensitivity; bad service names and unknown verbs raise InvalidRequest carrying the usage;
-fuzzing: any text either parses to a known verb or raises InvalidRequest, never anything else.
+Aspects: every verb (`runbook` too: a signed link to the runbook page); default status;
+help forms; aliases for promote-full; case insensitivity; bad service names and unknown
+verbs raise InvalidRequest carrying the usage; fuzzing: any text either parses to a known
+verb or raises InvalidRequest, never anything else.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from bot.core.model import FlagAction, RolloutAction
         ("payment-router circuit CLOSE", Command("circuit-close", "payment-router")),
         ("payment-router open circuit", Command("circuit-open", "payment-router")),
         ("payment-router flags", Command("flags", "payment-router")),
+        ("payment-router runbook", Command("runbook", "payment-router")),
+        ("payment-router RUNBOOK link", Command("runbook", "payment-router")),
+        ("payment-router link", Command("runbook", "payment-router")),
         (
             "payment-router circuit open break-glass PD down, 5xx at 40 %",
             Command("circuit-open", "payment-router", "PD down, 5xx at 40 %"),
@@ -44,6 +48,19 @@ from bot.core.model import FlagAction, RolloutAction
 )
 def test_parse(text, expected):
     assert parse(text) == expected
+
+
+def test_runbook_is_not_an_action():
+    cmd = parse("payment-router runbook")
+    assert cmd.action is None and cmd.flag_action is None
+    with pytest.raises(InvalidRequest, match="break-glass applies to the circuit breaker"):
+        parse("payment-router runbook break-glass because")
+
+
+def test_usage_names_runbook():
+    with pytest.raises(InvalidRequest) as err:
+        parse("payment-router nuke")
+    assert "runbook" in err.value.message
 
 
 def test_action_property():

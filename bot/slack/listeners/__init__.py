@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core.links import IssuedLink
 from bot.core.model import Actor, ReleaseView
 from bot.core.ports import Chat
 from bot.responder import Responder
@@ -49,6 +51,9 @@ class Deps:
     command: str = "/rollback"
     releases: ReleaseDesk | None = None  # None: `/release` answers that it is not enabled
     release_command: str = "/release"
+    # `/rollback SERVICE runbook`: (service, user id, name) → a signed runbook-page link for
+    # that person; raises InvalidRequest saying what is not set up. None: not offered.
+    runbook_link: Callable[[str, str, str], IssuedLink] | None = None
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:

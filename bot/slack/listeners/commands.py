@@ -1,4 +1,4 @@
-"""`/rollback SERVICE [status|abort|retry|promote|promote-full|pause|help]`.
+"""`/rollback SERVICE [status|abort|retry|promote|promote-full|pause|flags|runbook|help]`.
 
 What can be answered without I/O (help, a malformed command, an unknown service) is
 answered in the ack itself; everything else is acked at once and continued on the work
@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core import commands as parser
+from bot.core import links
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import InvalidRequest, UnknownService
 from bot.core.model import Actor, FlagAction, RolloutAction
@@ -42,6 +43,17 @@ def register(app: AsyncApp, deps: Deps) -> None:
             deps.work.submit(
                 lambda: _flags(deps, service, respond),
                 on_error=errors.reporter(respond, what=f"flags {service}"),
+            )
+            return
+        if cmd.verb == "runbook":
+            if deps.runbook_link is None:
+                await ack(text=":warning: This rollbot does not issue runbook links.")
+                return
+            await ack()
+            user_id, user_name = command["user_id"], command.get("user_name", "")
+            deps.work.submit(
+                lambda: _runbook_link(deps, service, user_id, user_name, respond),
+                on_error=errors.reporter(respond, what=f"runbook {service}"),
             )
             return
         flag_action = cmd.flag_action
@@ -99,6 +111,25 @@ async def _status(deps: Deps, service: str, respond: Any) -> None:
 async def _flags(deps: Deps, service: str, respond: Any) -> None:
     states = await deps.responder.flag_states(service)
     await respond(text=blocks.flags_text(service, states), response_type="ephemeral")
+
+
+async def _runbook_link(
+    deps: Deps, service: str, user_id: str, user_name: str, respond: Any
+) -> None:
+    """A signed, single-use link to the service's runbook page, for the asker only."""
+    assert deps.runbook_link is not None
+    who = await actor(deps, user_id, user_name)
+    link = deps.runbook_link(service, who.id, who.name)  # InvalidRequest: not set up
+    await respond(
+        text=(
+            f":closed_lock_with_key: Your signed link to the *{service}* runbook page: "
+            f"<{link.url}|open the runbook page> ({links.validity(link)}). It is for "
+            f"{who.name} only: its buttons act as you, and rollbot still checks that you may. "
+            "Do not forward it."
+        ),
+        response_type="ephemeral",
+        replace_original=False,
+    )
 
 
 async def _flip(
