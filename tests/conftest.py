@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.plugins.slack",
     "tests.plugins.prometheus",
     "tests.plugins.unleash",
+    "tests.plugins.chromium",
 ]
