@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from bot.core.errors import RollbotError
 
-DRILLS = ("tier1-abort", "slo-alert", "tier2-circuit", "release-cleanup")
+DRILLS = ("tier1-abort", "slo-alert", "tier2-circuit", "release-cleanup", "pagerduty-workflow")
 
 
 def _parser() -> argparse.ArgumentParser:

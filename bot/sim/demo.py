@@ -437,7 +437,67 @@ async def _drill_release_cleanup(drill: Drill, *, speed: float, timeout: float) 
     return f"3 tickets filed once · due dates real after full rollout ({real})"
 
 
+async def _drill_pagerduty_workflow(drill: Drill, *, speed: float, timeout: float) -> str:
+    """A bad canary opens a PagerDuty incident with the runbook link; a signed workflow
+    webhook from the on-call user aborts the Rollout; the note and the resolve reach
+    PagerDuty."""
+    from bot.sim.harness import PD_ONCALL
+
+    key = "rollbot/payment-router/payments/payment-router@42"
+    async with SimWorld(speed=speed, pagerduty=True) as world:
+        drill.mark("world up (Kubernetes, Argo, Slack and PagerDuty sims; rollbot)")
+        await world.wait_for_card(timeout=timeout)
+        drill.mark("card posted (canary paused on an inconclusive analysis)")
+        incident = await world.wait_for(
+            lambda: world.pd.incident_by_key(key), timeout=timeout, what="the PagerDuty incident"
+        )
+        trigger = next(e for e in world.pd.events() if e.get("event_action") == "trigger")
+        links = [link.get("href", "") for link in trigger.get("links") or []]
+        drill.mark(f"PagerDuty incident {incident['id']} triggered: {incident['title'][:80]}")
+        drill.check(
+            any("/runbooks/payment-router" in href for href in links),
+            f"no runbook link on the PagerDuty event (links: {links})",
+        )
+        delivery = world.pd.run_workflow(incident["id"], "Rollback Tier 1: abort", PD_ONCALL)
+        done = await asyncio.to_thread(delivery.wait, timeout)
+        drill.mark(f"workflow 'Rollback Tier 1: abort' by the on-call user: HTTP {done.status}")
+        drill.check(done.status == 202, f"rollbot answered the workflow {done.status}")
+        signed = "X-PagerDuty-Signature" not in done.headers  # workflows carry a bearer
+        drill.check(signed, "workflow request unexpectedly signed")
+
+        def aborted() -> bool:
+            ro = world.kube.get("rollouts", "payments", "payment-router") or {}
+            return bool((ro.get("status") or {}).get("abort"))
+
+        with contextlib.suppress(TimeoutError):
+            await world.wait_for(aborted, timeout=timeout, what="the abort")
+        if drill.check(aborted(), "the Rollout was not aborted"):
+            drill.mark("Rollout aborted in the cluster (traffic back on stable)")
+        with contextlib.suppress(TimeoutError):
+            await world.wait_for(
+                lambda: any("succeeded" in n["content"] for n in world.pd.notes(incident["id"])),
+                timeout=timeout,
+                what="the note",
+            )
+        notes = [n["content"] for n in world.pd.notes(incident["id"])]
+        if drill.check(any("succeeded" in n for n in notes), f"no result note ({notes})"):
+            drill.mark("note on the incident: " + next(n for n in notes if "succeeded" in n)[:90])
+        with contextlib.suppress(TimeoutError):
+            await world.wait_for(
+                lambda: world.pd.incident(incident["id"])["status"] == "resolved",
+                timeout=timeout,
+                what="the resolve",
+            )
+        status = world.pd.incident(incident["id"])["status"]
+        if drill.check(status == "resolved", f"PagerDuty incident is {status}"):
+            drill.mark("PagerDuty incident resolved")
+        chain = await world.rollbot.store.verify_audit()
+        drill.check(chain.ok, f"audit chain broken: {chain.reason}")
+    return "incident opened, workflow abort verified, note and resolve in PagerDuty"
+
+
 DRILLS = {
+    "pagerduty-workflow": _drill_pagerduty_workflow,
     "release-cleanup": _drill_release_cleanup,
     "tier1-abort": _drill_tier1_abort,
     "slo-alert": _drill_slo_alert,

@@ -221,6 +221,19 @@ class SimWorld:
         sim_world.seed_payment_router(self.kube, self.argo)
         kubeconfig = self.kube.write_kubeconfig(self.workdir / "kubeconfig")
 
+        # The bot's socket first, so that its public URL (runbook links in PagerDuty
+        # events, signed links) is known to the settings it starts with.
+        sock: socket.socket | None = None
+        public: dict[str, Any] = {}
+        if self.start_bot:
+            sock = _free_socket() if self.port == 0 else None
+            if sock is None:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", self.port))
+            self._stack.callback(sock.close)
+            port = sock.getsockname()[1]
+            public = {"server": {"public_url": f"http://127.0.0.1:{port}"}}
         config = self.workdir / "rollbot.yaml"
         config.write_text(
             json.dumps(
@@ -234,6 +247,7 @@ class SimWorld:
                         "database": {
                             "url": self.database_url or f"sqlite:///{self.workdir / 'rollbot.db'}"
                         },
+                        **public,
                         **({"jira": jira_settings} if jira_settings else {}),
                         **({"pagerduty": pd_settings} if pd_settings else {}),
                         "services": {
@@ -276,12 +290,7 @@ class SimWorld:
         settings = load_settings(config, environ=self.bot_env)
         self.settings = settings
         self.rollbot = await build(settings, clock=self.bot_clock)
-        sock = _free_socket() if self.port == 0 else None
-        if sock is None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", self.port))
-        port = sock.getsockname()[1]
+        assert sock is not None
         self.url = f"http://127.0.0.1:{port}"
         self._server = uvicorn.Server(
             uvicorn.Config(create_web_app(self.rollbot), log_level="warning", lifespan="on")

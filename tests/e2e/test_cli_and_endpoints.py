@@ -1,7 +1,8 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
-- `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit` and `release-cleanup` exit 0
+- `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit`, `release-cleanup` and
+  `pagerduty-workflow` exit 0
   and print a PASS line with their timeline; an unknown drill is refused listing the known ones;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
@@ -76,6 +77,17 @@ def test_drill_release_cleanup_exits_zero():
     assert "drill release-cleanup: PASS" in out
     assert "tickets filed: PAY-1 due" in out and "(provisional)" in out
     assert "due dates moved to the real ones" in out
+
+
+@pytest.mark.timeout(150)
+def test_drill_pagerduty_workflow_exits_zero():
+    done = rollbot("drill", "pagerduty-workflow", "--speed", "600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "drill pagerduty-workflow: PASS" in out
+    assert "workflow 'Rollback Tier 1: abort' by the on-call user: HTTP 202" in out
+    assert "note on the incident: rollbot: abort by On-call Engineer" in out
+    assert "PagerDuty incident resolved" in out
 
 
 def test_unknown_drill_is_refused():

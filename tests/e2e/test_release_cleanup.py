@@ -117,7 +117,7 @@ async def test_start_files_three_tickets_once_then_dates_move_at_full_promotion(
         assert flag["assignee"]["emailAddress"] == LEAD_EMAIL
         assert {"rollbot", "rollbot-payment-router-1.13.0"} <= set(flag["labels"])
         assert "provisional" in flag["description"]
-        assert "runbooks/payment-router.md" in flag["description"]
+        assert "/runbooks/payment-router" in flag["description"]  # the runbook page
         # Provisional: counted from start + the expected rollout (24 h by default).
         estimate = (release.clock_started_at + timedelta(hours=24)).date()
         assert flag["duedate"] == (estimate + timedelta(days=30)).isoformat()
