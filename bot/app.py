@@ -457,20 +457,6 @@ async def build(
         flags=flags,
         on_call=on_call,
     )
-    work = WorkQueue(workers=settings.server.workers)
-    bolt = create_bolt_app(
-        signing_secret=slack.signing_secret.get_secret_value(),
-        client=web_client,
-        deps=Deps(
-            responder=responder,
-            chat=chat,
-            work=work,
-            command=slack.command,
-            releases=releases,
-            release_command=slack.release_command,
-            runbook_link=slack_link_issuer(settings),
-        ),
-    )
     pager = make_paging(settings)
     paging = None
     if pager is not None:
@@ -486,6 +472,21 @@ async def build(
         )
         incidents.listeners.append(paging.on_incident)
         responder.listeners.append(paging.after_action)
+    work = WorkQueue(workers=settings.server.workers)
+    bolt = create_bolt_app(
+        signing_secret=slack.signing_secret.get_secret_value(),
+        client=web_client,
+        deps=Deps(
+            responder=responder,
+            chat=chat,
+            work=work,
+            command=slack.command,
+            releases=releases,
+            release_command=slack.release_command,
+            runbook_link=slack_link_issuer(settings),
+            acknowledge=paging.acknowledge if paging is not None else None,
+        ),
+    )
     rollbot = Rollbot(
         settings=settings,
         store=store,

@@ -7,6 +7,7 @@
     /rollback SERVICE circuit open break-glass REASON…   (owners not on call; loud, audited)
     /rollback SERVICE flags                   (the service's flags and their live states)
     /rollback SERVICE runbook                 (a signed, single-use link to its runbook page)
+    /rollback SERVICE ack                     (acknowledge its PagerDuty incident)
 
 Verbs are case-insensitive; `promote --full`, `promote full` and `promote_full` are
 accepted as `promote-full` (people type what the kubectl plugin taught them). Anything
@@ -27,6 +28,7 @@ VERBS: tuple[str, ...] = (
     "help",
     "flags",
     "runbook",
+    "ack",
     *(a.value for a in RolloutAction),
     *(a.value for a in FlagAction),
 )
@@ -48,13 +50,14 @@ _ALIASES = {
     "link": "runbook",
     "runbook link": "runbook",
     "page": "runbook",
+    "acknowledge": "ack",
 }
 
 
 def usage(command: str = "/rollback") -> str:
     return (
         f"Usage: `{command} SERVICE [status|abort|retry|promote|promote-full|pause|flags|"
-        f"runbook]`, `{command} SERVICE circuit open|close` or `{command} help`."
+        f"runbook|ack]`, `{command} SERVICE circuit open|close` or `{command} help`."
     )
 
 

@@ -55,6 +55,7 @@ PD_SERVICE = "PSVC123"
 PD_ROUTING_KEY = "R0UTINGKEYPAYMENTROUTER00000000"
 PD_WEBHOOK_SECRET = "demo-pagerduty-webhook-secret-not-for-production"
 PD_WORKFLOW_SECRET = "demo-pagerduty-workflow-secret-not-for-production"
+PD_LINK_SECRET = "demo-runbook-link-secret-not-for-production"
 PD_WORKFLOWS = ("Rollback Tier 1: abort", "Tier 2: open circuit", "Tier 2: close circuit")
 USERGROUP = "S0PAYMENTS"
 
@@ -192,6 +193,8 @@ class SimWorld:
             self.extra_env.setdefault("ROLLBOT_PAGERDUTY__API_TOKEN", self.pd.token)
             self.extra_env.setdefault("ROLLBOT_PAGERDUTY__WEBHOOK_SECRET", PD_WEBHOOK_SECRET)
             self.extra_env.setdefault("ROLLBOT_PAGERDUTY__WORKFLOW_SECRET", PD_WORKFLOW_SECRET)
+            # Signed runbook links for the responder who acknowledges (a PagerDuty note).
+            self.extra_env.setdefault("ROLLBOT_SERVER__LINK_SECRET", PD_LINK_SECRET)
             self.extra_env.setdefault(
                 "ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY", PD_ROUTING_KEY
             )

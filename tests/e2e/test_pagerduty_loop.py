@@ -30,6 +30,7 @@ import pytest
 from bot.core.signatures import pagerduty_signature
 from bot.sim.harness import (
     CHANNEL_ID,
+    ONCALL,
     PD_ONCALL,
     PD_STRANGER,
     PD_WEBHOOK_SECRET,
@@ -139,6 +140,33 @@ async def test_acknowledged_annotated_escalated_reach_the_card_and_thread() -> N
         )
         # rollbot's own notes are not echoed back into the thread.
         assert not any(t.startswith("PagerDuty note by rollbot") for t in _thread(world))
+        # The responder who acknowledged got a signed runbook link, as a note.
+        links = [
+            n["content"] for n in world.pd.notes(incident["id"]) if "/runbooks/" in n["content"]
+        ]
+        assert links and "On-call Engineer" in links[0] and "token=" in links[0]
+
+
+async def test_acknowledge_from_slack_reaches_pagerduty() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        await world.wait_for_card()
+        incident = await _incident(world)
+        response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router ack")
+        assert response.status_code == 200
+        await world.wait_for(
+            lambda: world.pd.incident(incident["id"])["status"] == "acknowledged",
+            what="the incident acknowledged in PagerDuty",
+        )
+        await world.wait_for(
+            lambda: any(
+                "Acknowledged in Slack by" in n["content"] for n in world.pd.notes(incident["id"])
+            ),
+            what="the note saying who acknowledged in Slack",
+        )
+        await world.wait_for(
+            lambda: "acknowledged" in json.dumps(world.card()["blocks"]),
+            what="the card showing it",
+        )
 
 
 async def test_bad_signatures_duplicates_and_unknown_events() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +54,8 @@ class Deps:
     # `/rollback SERVICE runbook`: (service, user id, name) → a signed runbook-page link for
     # that person; raises InvalidRequest saying what is not set up. None: not offered.
     runbook_link: Callable[[str, str, str], IssuedLink] | None = None
+    # Slack → PagerDuty: acknowledge the service's open incident; returns what to say.
+    acknowledge: Callable[[str, Actor], Awaitable[str]] | None = None
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:

@@ -7,6 +7,7 @@ queue, reporting through `respond` (the command's response_url).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
             deps.work.submit(
                 lambda: _flags(deps, service, respond),
                 on_error=errors.reporter(respond, what=f"flags {service}"),
+            )
+            return
+        if cmd.verb == "ack":
+            if deps.acknowledge is None:
+                await ack(text=":warning: This rollbot does not page PagerDuty.")
+                return
+            await ack()
+            acknowledge = deps.acknowledge
+            who = Actor(command["user_id"], command.get("user_name", ""), source="slash-command")
+            deps.work.submit(
+                lambda: _acknowledge(acknowledge, service, who, respond),
+                on_error=errors.reporter(respond, what=f"ack {service}"),
             )
             return
         if cmd.verb == "runbook":
@@ -111,6 +124,15 @@ async def _status(deps: Deps, service: str, respond: Any) -> None:
 async def _flags(deps: Deps, service: str, respond: Any) -> None:
     states = await deps.responder.flag_states(service)
     await respond(text=blocks.flags_text(service, states), response_type="ephemeral")
+
+
+async def _acknowledge(
+    acknowledge: Callable[[str, Actor], Awaitable[str]],
+    service: str,
+    who: Actor,
+    respond: Any,
+) -> None:
+    await respond(response_type="ephemeral", text=await acknowledge(service, who))
 
 
 async def _runbook_link(
