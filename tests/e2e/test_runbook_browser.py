@@ -2,10 +2,10 @@
 
 The whole world runs on loopback (bot/sim/harness.py: the Kubernetes API with the Argo
 Rollouts controller, the Slack Web API, the LaunchDarkly API as the flag provider, rollbot
-served by uvicorn). The bot's port is only
-known once it listens, so the test sets `server.public_url` to `world.url` right after the
-start: the bot reads `public_url` each time it issues a link, so the link Slack hands out
-points at this bot. (The pages themselves only use paths, so they work on any host.)
+served by uvicorn). Links are absolute (`server.public_url` + path): SimWorld binds the
+bot's socket before it builds the bot, so `public_url` is the bot's own loopback URL from
+the start, and the link Slack hands out points at this bot. (The pages themselves only
+use paths, so they work on any host.)
 
 Aspects under test:
 - `/rollback payment-router runbook` from the on-call engineer: the ephemeral reply holds
@@ -60,7 +60,7 @@ async def world(tmp_path):
         }
         env = {"ROLLBOT_SERVER__LINK_SECRET": SECRET, "ROLLBOT_FLAGS__API_TOKEN": DEFAULT_TOKEN}
         async with SimWorld(speed=600, workdir=tmp_path, settings=settings, env=env) as w:
-            w.rollbot.settings.server.public_url = w.url  # known only now: see the docstring
+            assert w.rollbot.settings.server.public_url == w.url  # see the docstring
             yield w
 
 

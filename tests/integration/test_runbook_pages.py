@@ -1,8 +1,8 @@
 """Runbook pages over HTTP, without a browser: httpx against the bot in a SimWorld.
 
 The bot, the Kubernetes API with the Argo Rollouts controller and the Slack Web API run
-for real on loopback (bot/sim/harness.py); `server.public_url` is set to the bot's own URL
-once it listens (the port is picked at start), which links read at each issue.
+for real on loopback (bot/sim/harness.py); `server.public_url` is the bot's own URL
+(SimWorld binds the bot's socket first; links read `public_url` at each issue).
 
 Aspects under test:
 - every answer carries the security headers (CSP without scripts, nosniff, no-referrer,
@@ -66,7 +66,7 @@ async def world(tmp_path):
             }
         },
     ) as w:
-        w.rollbot.settings.server.public_url = w.url
+        assert w.rollbot.settings.server.public_url == w.url
         yield w
 
 
@@ -401,7 +401,6 @@ async def test_circuit_open_from_the_page_with_a_flag_provider(tmp_path):
             SimWorld(speed=600, workdir=tmp_path, settings=settings, env=env) as world,
             httpx.AsyncClient(base_url=world.url, timeout=30) as client,
         ):
-            world.rollbot.settings.server.public_url = world.url
             url = link_for(world)
             page = await client.get(url)
             assert 'name="action" value="circuit-open"' in page.text
@@ -442,6 +441,7 @@ async def test_slash_command_issues_a_link_to_the_asker(world, client):
 
 async def test_slash_command_without_a_link_key_says_what_is_missing(tmp_path):
     async with SimWorld(speed=600, workdir=tmp_path) as world:
+        world.rollbot.settings.server.public_url = None  # neither is set: both are named
         await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook")
         text = await world.wait_for(
             lambda: "\n".join(json.dumps(r.body) for r in world.slack.responses),
