@@ -842,12 +842,19 @@ _HELP = [
     ("promote", "clear the current pause or analysis gate and go to the next step"),
     ("promote-full", "skip every remaining step and analysis: 100% to the new revision"),
     ("pause", "pause the Rollout at its current step"),
+    ("circuit open|close", "Tier 2: flip the circuit-breaker flag (on call)"),
+    ("flags", "the release, experiment and circuit flags and their live state"),
+    ("runbook", "a signed, single-use link to the runbook page, for you"),
+    ("ack", "acknowledge the service's PagerDuty incident"),
     ("help", "this message"),
 ]
 
 
 def help_blocks(command: str = "/rollback") -> list[dict[str, Any]]:
-    usage = f"*Usage:* `{command} SERVICE [status|abort|retry|promote|promote-full|pause|help]`"
+    usage = (
+        f"*Usage:* `{command} SERVICE [status|abort|retry|promote|promote-full|pause|"
+        f"flags|runbook|ack|help]` or `{command} SERVICE circuit open|close`"
+    )
     lines = "\n".join(f"• `{command} SERVICE {verb}`: {what}" for verb, what in _HELP)
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=usage)),
@@ -857,8 +864,8 @@ def help_blocks(command: str = "/rollback") -> list[dict[str, Any]]:
                 MarkdownTextObject(
                     text=(
                         "Without a verb, `status` is assumed. Actions other than status need "
-                        "the service's on-call group. Tier 2 (circuit breaker) and Tier 3 "
-                        "(Git revert) are in the service's runbook."
+                        "the service's on-call group. Tier 3 (Git revert) is in the "
+                        "service's runbook."
                     )
                 )
             ]

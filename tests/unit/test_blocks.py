@@ -416,9 +416,10 @@ def test_small_texts() -> None:
     assert b.already_done_text(running) == ("Already aborting: <@U0ONCALL> started at 14:03:11 UTC")
     help_ = b.help_blocks()
     assert_valid_block_kit(help_)
-    assert "/rollback SERVICE [status|abort|retry|promote|promote-full|pause|help]" in (
-        all_text(help_)
-    )
+    text = all_text(help_)
+    assert "/rollback SERVICE [status|abort|retry|promote|promote-full|pause|" in text
+    for verb in ("circuit open|close", "flags", "runbook", "ack"):
+        assert f"`/rollback SERVICE {verb}`" in text
     err = b.error_blocks("Kubernetes is unreachable", error_id="e-7f3a")
     assert_valid_block_kit(err)
     assert "`e-7f3a`" in err[1]["elements"][0]["text"]
