@@ -440,7 +440,9 @@ async def test_slash_command_issues_a_link_to_the_asker(world, client):
 
 
 async def test_slash_command_without_a_link_key_says_what_is_missing(tmp_path):
-    async with SimWorld(speed=600, workdir=tmp_path) as world:
+    # Neither a link key nor a public URL (SimWorld sets one by default).
+    unset = {"server": {"public_url": None}}
+    async with SimWorld(speed=600, workdir=tmp_path, settings=unset) as world:
         world.rollbot.settings.server.public_url = None  # neither is set: both are named
         await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook")
         text = await world.wait_for(
