@@ -1,7 +1,7 @@
 """`rollbot` command line.
 
 rollbot serve [--config FILE] [--host H] [--port P]
-rollbot demo [--speed N] [--port P] [--auto-abort] [--duration S]
+rollbot demo [--speed N] [--port P] [--ui-port P | --no-browser-ui] [--auto-abort] [--duration S]
 rollbot drill SCENARIO            (tier1-abort)
 rollbot check-config [--config FILE]
 rollbot release start SERVICE VERSION [--owner EMAIL] [--config FILE]
@@ -49,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="stop after this many seconds (default: run until Ctrl-C)",
+    )
+    demo.add_argument(
+        "--ui-port",
+        type=int,
+        default=8088,
+        help="port of the workbench page on 127.0.0.1 (default 8088; 0: any free)",
+    )
+    demo.add_argument(
+        "--no-browser-ui",
+        dest="ui",
+        action="store_false",
+        help="terminal only: no workbench page (nor its PagerDuty, Jira and flag sims)",
     )
 
     drill = sub.add_parser(
@@ -136,7 +148,12 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from bot.sim.demo import run_demo
 
         return await run_demo(
-            speed=args.speed, port=args.port, auto_abort=args.auto_abort, duration=args.duration
+            speed=args.speed,
+            port=args.port,
+            auto_abort=args.auto_abort,
+            duration=args.duration,
+            ui=args.ui,
+            ui_port=args.ui_port,
         )
     if args.cmd == "drill":
         from bot.sim.demo import run_drill

@@ -5,8 +5,11 @@ pauses and analysis on an accelerated clock. At 25 % the p95 latency analysis co
 Inconclusive, the controller pauses the canary, and rollbot posts the card with
 Abort (Tier 1). The demo prints every Slack message as readable text; press Enter (or pass
 --auto-abort) to click Abort as the on-call engineer, through a signed request exactly as
-Slack sends it. `rollbot drill tier1-abort` does the same headless and exits 0 only when the
-abort was verified in the cluster and audited in an intact hash chain.
+Slack sends it. Unless --no-browser-ui, the demo also runs the PagerDuty, Jira and
+LaunchDarkly sims and serves the workbench page (bot/sim/workbench.py) on --ui-port, with
+one line `open http://127.0.0.1:PORT`; SIGINT/SIGTERM stop everything.
+`rollbot drill tier1-abort` does the same headless and exits 0 only when the abort was
+verified in the cluster and audited in an intact hash chain.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from typing import Any, TextIO
 
 from bot.sim import alerts as sim_alerts
+from bot.sim import workbench
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.launchdarkly import DEFAULT_TOKEN as LD_TOKEN
+from bot.sim.launchdarkly import LaunchDarklySim
 from bot.sim.pagerduty import PagerDutySim
 from bot.sim.unleash import UnleashSim
 from bot.slack.render import render_text
@@ -56,6 +63,25 @@ async def _stdin_line() -> str:
     return await loop.run_in_executor(None, sys.stdin.readline)
 
 
+DEMO_FLAGS = ("payments.new-router.enabled", "payments.new-router.circuit-open")
+DEFAULT_UI_PORT = 8088
+
+
+def _flag_settings(ld: LaunchDarklySim) -> tuple[dict[str, Any], dict[str, str]]:
+    """Settings and environment that point the bot at the LaunchDarkly sim."""
+    ld.add_flag("default", DEMO_FLAGS[0], on=True)
+    ld.add_flag("default", DEMO_FLAGS[1], on=False)
+    settings = {
+        "flags": {
+            "provider": "launchdarkly",
+            "url": ld.url,
+            "project": "default",
+            "environment": "production",
+        }
+    }
+    return settings, {"ROLLBOT_FLAGS__API_TOKEN": LD_TOKEN}
+
+
 async def run_demo(
     *,
     speed: float = 60.0,
@@ -63,49 +89,112 @@ async def run_demo(
     auto_abort: bool = False,
     duration: float | None = None,
     out: TextIO = sys.stdout,
+    ui: bool = True,
+    ui_port: int = DEFAULT_UI_PORT,
 ) -> int:
-    async with SimWorld(speed=speed, port=port) as world:
-        print(
-            f"rollbot demo: bot at {world.url} · Kubernetes sim at {world.kube.url} · "
-            f"Slack sim at {world.slack.url} · clock ×{speed:g}",
-            file=out,
-        )
-        print(
-            "payment-router: canary 1.13.0 (revision 42) over stable 1.12.4 (revision 41), "
-            "steps 10 → 25 → 50 → 100 %",
-            file=out,
-        )
-        printer = SlackPrinter(world, out)
-        started = time.monotonic()
-        clicked = False
-        interactive = sys.stdin is not None and sys.stdin.isatty() and not auto_abort
-        enter: asyncio.Task[str] | None = None
-        try:
-            while duration is None or time.monotonic() - started < duration:
-                printer.poll()
-                card = world.card()
-                abort = card is not None and world.button(card, "rollout_abort") is not None
-                if abort and not clicked:
-                    if auto_abort:
-                        clicked = True
-                        print(f"\n» clicking Abort (Tier 1) as @{ONCALL[1]}", file=out)
-                        await world.click(card, "rollout_abort")  # type: ignore[arg-type]
-                    elif interactive and enter is None:
-                        print(
-                            "\n» press Enter to click Abort (Tier 1) as "
-                            f"@{ONCALL[1]} (Ctrl-C to quit)",
-                            file=out,
-                        )
-                        enter = asyncio.create_task(_stdin_line())
-                if enter is not None and enter.done() and not clicked and card is not None:
-                    clicked = True
-                    await world.click(card, "rollout_abort")
-                await asyncio.sleep(0.1)
-        finally:
-            if enter is not None:
-                enter.cancel()
-            printer.poll()
+    """The demo: the terminal printout and, with `ui`, the workbench page on `ui_port`.
+
+    Returns 2 (with a message) when a port is taken; SIGINT/SIGTERM stop it cleanly."""
+    ui_sock = None
+    try:
+        if port:
+            workbench.bind(port, option="--port").close()
+        if ui:
+            ui_sock = workbench.bind(ui_port, option="--ui-port")
+    except workbench.PortInUseError as err:
+        print(f"rollbot demo: {err}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            options: dict[str, Any] = {}
+            flag_sources: list[workbench.FlagSource] = []
+            if ui:
+                ld = stack.enter_context(LaunchDarklySim())
+                settings, env = _flag_settings(ld)
+                options = {"pagerduty": True, "jira": True, "settings": settings, "env": env}
+                flag_sources.append(
+                    workbench.FlagSource(
+                        "LaunchDarkly", DEMO_FLAGS, lambda key: ld.is_on("default", key)
+                    )
+                )
+            world = await stack.enter_async_context(SimWorld(speed=speed, port=port, **options))
+            url = None
+            if ui_sock is not None:
+                bench = workbench.Workbench(world, flags=flag_sources)
+                url = await stack.enter_async_context(
+                    workbench.serve_workbench(bench, sock=ui_sock)
+                )
+                ui_sock = None
+            await _run_terminal(world, speed, auto_abort, duration, out, stop, url)
+    finally:
+        if ui_sock is not None:
+            ui_sock.close()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
     return 0
+
+
+async def _run_terminal(
+    world: SimWorld,
+    speed: float,
+    auto_abort: bool,
+    duration: float | None,
+    out: TextIO,
+    stop: asyncio.Event,
+    url: str | None,
+) -> None:
+    print(
+        f"rollbot demo: bot at {world.url} · Kubernetes sim at {world.kube.url} · "
+        f"Slack sim at {world.slack.url} · clock ×{speed:g}",
+        file=out,
+    )
+    print(
+        "payment-router: canary 1.13.0 (revision 42) over stable 1.12.4 (revision 41), "
+        "steps 10 → 25 → 50 → 100 %",
+        file=out,
+    )
+    if url is not None:
+        print(f"open {url}", file=out)
+    out.flush()
+    printer = SlackPrinter(world, out)
+    started = time.monotonic()
+    clicked = False
+    interactive = sys.stdin is not None and sys.stdin.isatty() and not auto_abort and url is None
+    enter: asyncio.Task[str] | None = None
+    try:
+        while not stop.is_set() and (duration is None or time.monotonic() - started < duration):
+            printer.poll()
+            card = world.card()
+            abort = card is not None and world.button(card, "rollout_abort") is not None
+            if abort and not clicked:
+                if auto_abort:
+                    clicked = True
+                    print(f"\n» clicking Abort (Tier 1) as @{ONCALL[1]}", file=out)
+                    await world.click(card, "rollout_abort")  # type: ignore[arg-type]
+                elif interactive and enter is None:
+                    print(
+                        f"\n» press Enter to click Abort (Tier 1) as @{ONCALL[1]} (Ctrl-C to quit)",
+                        file=out,
+                    )
+                    enter = asyncio.create_task(_stdin_line())
+            if enter is not None and enter.done() and not clicked and card is not None:
+                clicked = True
+                await world.click(card, "rollout_abort")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.1)
+    finally:
+        if enter is not None:
+            enter.cancel()
+        printer.poll()
+        if stop.is_set():
+            print("\nrollbot demo: stopping", file=out)
 
 
 class Drill:

@@ -1,0 +1,478 @@
+"""The demo workbench: a Slack-like page in the browser over a running :class:`SimWorld`.
+
+    async with SimWorld(pagerduty=True, jira=True) as world:
+        async with serve_workbench(Workbench(world), port=8088) as url:
+            ...  # open url
+
+- ``GET /`` — one page (``workbench_static/``: HTML, CSS and a little JavaScript; nothing
+  fetched from elsewhere): #payments-deploys as the Slack sim recorded it, rendered from the
+  real Block Kit by :mod:`bot.sim.blockkit`, threads, a composer for slash commands, and
+  panels with the simulated world (Rollouts, flags, PagerDuty, Jira, the audit log).
+- ``GET /api/state`` — the rendered fragments the page polls and swaps.
+- ``POST /api/command`` ``{"text": "/rollback payment-router", "user": "U0ONCALL"}`` — a
+  SIGNED slash command through ``world.sender``, exactly as Slack sends it.
+- ``POST /api/click`` ``{"message_ts", "action_id", "block_id", "value", "user"}`` — a
+  signed ``block_actions`` for a button that is on that message (else 4xx saying why).
+
+The bot does not know about any of this: every request reaches it at ``/slack/events``
+signed, and every answer is read back from what the sims recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import html
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from bot.sim import blockkit
+from bot.sim.argo import ArgoController
+from bot.sim.harness import CHANNEL, CHANNEL_ID, ONCALL, SimWorld
+
+COMMANDS = ("/rollback", "/release")
+POLL_MS = 500
+
+
+class PortInUseError(OSError):
+    """The workbench's port is taken; the message says which option picks another."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSource:
+    """A flag panel row source: the provider's name, the flag keys and how to read one."""
+
+    provider: str
+    keys: tuple[str, ...]
+    is_on: Callable[[str], bool]
+
+
+@dataclass(slots=True)
+class _Sent:
+    """What the page sent to the bot as someone: for the "Only visible to you" answers."""
+
+    user: str
+    at: float
+    label: str
+    response_rid: str
+    ack: dict[str, Any] = field(default_factory=dict)
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _rid(response_url: str | None) -> str:
+    return (response_url or "").rsplit("/", 1)[-1]
+
+
+class Workbench:
+    """The page's model over a world: renders its state and sends signed requests."""
+
+    def __init__(self, world: SimWorld, *, flags: Iterable[FlagSource] = ()) -> None:
+        self.world = world
+        self.flags = list(flags)
+        self.default_user = ONCALL[0]
+        self._sent: list[_Sent] = []
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ names
+
+    def users(self) -> dict[str, str]:
+        with self.world.slack._lock:
+            return {uid: str(u["name"]) for uid, u in self.world.slack._users.items()}
+
+    def channels(self) -> dict[str, str]:
+        with self.world.slack._lock:
+            return {cid: str(c["name"]) for cid, c in self.world.slack._channels.items()}
+
+    def groups(self) -> dict[str, str]:
+        with self.world.slack._lock:
+            return {gid: str(g["handle"]) for gid, g in self.world.slack._usergroups.items()}
+
+    def _names(self) -> dict[str, dict[str, str]]:
+        return {"users": self.users(), "channels": self.channels(), "groups": self.groups()}
+
+    # ------------------------------------------------------------------ state
+
+    async def state(self, user: str | None = None) -> dict[str, Any]:
+        user = user or self.default_user
+        names = self._names()
+        messages = self.world.slack.messages(CHANNEL_ID)
+        tops = [m for m in messages if m.get("thread_ts") in (None, m.get("ts"))]
+        channel = "".join(
+            f'<div class="wb-message" data-ts="{_esc(m["ts"])}">'
+            + blockkit.render_message(
+                m,
+                users=names["users"],
+                channels=names["channels"],
+                groups=names["groups"],
+                thread_count=int(m.get("reply_count") or 0),
+            )
+            + "</div>"
+            for m in tops
+        )
+        threads = {
+            m["ts"]: "".join(
+                f'<div class="wb-message wb-reply" data-ts="{_esc(r["ts"])}">'
+                + blockkit.render_message(
+                    r, users=names["users"], channels=names["channels"], groups=names["groups"]
+                )
+                + "</div>"
+                for r in self.world.slack.thread(CHANNEL_ID, m["ts"])
+            )
+            for m in tops
+            if m.get("reply_count")
+        }
+        return {
+            "channel": {"id": CHANNEL_ID, "name": CHANNEL, "html": channel},
+            "threads": threads,
+            "confirms": self._confirms(messages),
+            "ephemerals": self._ephemerals(user, names),
+            "users": [{"id": uid, "name": name} for uid, name in names["users"].items()],
+            "user": user,
+            "panels": {
+                "rollouts": self._rollouts_panel(),
+                "flags": self._flags_panel(),
+                "pagerduty": self._pagerduty_panel(),
+                "jira": self._jira_panel(),
+                "audit": await self._audit_panel(),
+            },
+        }
+
+    @staticmethod
+    def _buttons(message: dict[str, Any]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
+        for block in message.get("blocks") or []:
+            elements = list(block.get("elements") or [])
+            if isinstance(block.get("accessory"), dict):
+                elements.append(block["accessory"])
+            for element in elements:
+                if isinstance(element, dict) and element.get("action_id"):
+                    yield block, element
+
+    def _confirms(self, messages: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        """`"{ts} {action_id}"` → the button's confirm dialog texts (from the real blocks)."""
+        out: dict[str, dict[str, str]] = {}
+        for message in messages:
+            for _, button in self._buttons(message):
+                confirm = button.get("confirm")
+                if not isinstance(confirm, dict):
+                    continue
+                out[f"{message['ts']} {button['action_id']}"] = {
+                    key: str((confirm.get(key) or {}).get("text", ""))
+                    for key in ("title", "text", "confirm", "deny")
+                } | {"style": str(confirm.get("style", ""))}
+        return out
+
+    def _ephemerals(self, user: str, names: dict[str, dict[str, str]]) -> str:
+        """Answers only `user` sees: response_url bodies of what they sent, their acks and
+        chat.postEphemeral messages addressed to them; oldest first."""
+        sent = {s.response_rid: s for s in self._sent if s.user == user}
+        items: list[tuple[float, str, str]] = []
+        for s in sent.values():
+            if s.ack.get("text") or s.ack.get("blocks"):
+                items.append((s.at, s.label, self._body_html(s.ack, names)))
+        for r in self.world.slack.responses:
+            if r.id not in sent:
+                continue
+            body = r.body
+            if body.get("replace_original") in (True, "true") or body.get("delete_original"):
+                continue
+            if body.get("response_type") == "in_channel":
+                continue
+            items.append((r.at, sent[r.id].label, self._body_html(body, names)))
+        for e in self.world.slack.ephemerals:
+            if e.get("via") == "chat.postEphemeral" and e.get("user") == user:
+                ts = float(e.get("ts") or 0)
+                items.append((ts, "", self._body_html(e, names)))
+        items.sort(key=lambda item: item[0])
+        return "".join(
+            '<div class="wb-ephemeral"><div class="wb-ephemeral-head">Only visible to you'
+            + (f" · {_esc(label)}" if label else "")
+            + f"</div>{body}</div>"
+            for _, label, body in items[-20:]
+        )
+
+    @staticmethod
+    def _body_html(body: dict[str, Any], names: dict[str, dict[str, str]]) -> str:
+        if body.get("blocks"):
+            return blockkit.render_blocks(
+                body["blocks"],
+                users=names["users"],
+                channels=names["channels"],
+                groups=names["groups"],
+            )
+        return blockkit.render_mrkdwn(
+            str(body.get("text", "")),
+            users=names["users"],
+            channels=names["channels"],
+            groups=names["groups"],
+        )
+
+    def _rollouts_panel(self) -> str:
+        rows = []
+        for ro in self.world.kube.list("rollouts"):
+            meta, spec, status = ro["metadata"], ro.get("spec") or {}, ro.get("status") or {}
+            steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+            idx = int(status.get("currentStepIndex", 0) or 0)
+            weight = ArgoController._current_weight(status, steps, idx)
+            revision = (meta.get("annotations") or {}).get("rollout.argoproj.io/revision", "?")
+            phase = str(status.get("phase", ""))
+            flags = " · aborted" if status.get("abort") else ""
+            flags += " · paused" if status.get("pauseConditions") else ""
+            image = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+            version = str(image[0].get("image", "")).rsplit(":", 1)[-1]
+            rows.append(
+                f'<tr data-rollout="{_esc(meta["name"])}"><td>{_esc(meta["namespace"])}/'
+                f"{_esc(meta['name'])}</td><td>{_esc(revision)} ({_esc(version)})</td>"
+                f"<td>{min(idx, len(steps))}/{len(steps)}</td>"
+                f'<td class="wb-weight">canary {weight} %</td>'
+                f'<td class="wb-phase">{_esc(phase)}{_esc(flags)}</td></tr>'
+            )
+        return _table(("Rollout", "Revision", "Step", "Weight", "Phase"), rows)
+
+    def _flags_panel(self) -> str:
+        rows = []
+        for source in self.flags:
+            for key in source.keys:
+                on = source.is_on(key)
+                rows.append(
+                    f"<tr><td>{_esc(source.provider)}</td><td><code>{_esc(key)}</code></td>"
+                    f'<td class="{"wb-on" if on else "wb-off"}">{"on" if on else "off"}</td></tr>'
+                )
+        return _table(("Provider", "Flag", "State"), rows) if self.flags else ""
+
+    def _pagerduty_panel(self) -> str:
+        pd = getattr(self.world, "pd", None)
+        if pd is None:
+            return ""
+        rows = [
+            f"<tr><td>{_esc(i.get('id'))}</td><td>{_esc(i.get('status'))}</td>"
+            f"<td>{_esc(i.get('title'))}</td></tr>"
+            for i in pd.incidents()
+        ]
+        return _table(("Incident", "Status", "Title"), rows)
+
+    def _jira_panel(self) -> str:
+        jira = getattr(self.world, "jira", None)
+        if jira is None:
+            return ""
+        rows = []
+        for key, issue in sorted(jira.issues.items()):
+            fields = issue.get("fields") or {}
+            status = (fields.get("status") or {}).get("name", "")
+            rows.append(
+                f"<tr><td>{_esc(key)}</td><td>{_esc(status)}</td>"
+                f"<td>{_esc(fields.get('duedate') or '')}</td>"
+                f"<td>{_esc(fields.get('summary', ''))}</td></tr>"
+            )
+        return _table(("Key", "Status", "Due", "Summary"), rows)
+
+    async def _audit_panel(self) -> str:
+        records = await self.world.rollbot.store.audit_entries()
+        rows = [
+            f"<tr><td>{r.seq}</td><td>{_esc(r.entry.at.strftime('%H:%M:%S'))}</td>"
+            f"<td>{_esc(r.entry.actor)}</td><td>{_esc(r.entry.action)}</td>"
+            f"<td>{_esc(r.entry.target)}</td><td>{_esc(r.entry.result)}</td></tr>"
+            for r in records[-30:]
+        ]
+        return _table(("#", "At", "Actor", "Action", "Target", "Result"), rows[::-1])
+
+    # ------------------------------------------------------------------ actions
+
+    def _user(self, user_id: Any) -> tuple[str, str]:
+        uid = str(user_id or self.default_user)
+        users = self.users()
+        if uid not in users:
+            raise _BadRequest(f"unknown user {uid!r}; known: {', '.join(users)}", 400)
+        return uid, users[uid]
+
+    async def command(self, text: str, user_id: Any = None) -> dict[str, Any]:
+        text = text.strip()
+        command, _, rest = text.partition(" ")
+        if command not in COMMANDS:
+            raise _BadRequest(
+                f"not a slash command this app has: {command or text!r} "
+                f"(try {' or '.join(COMMANDS)})",
+                400,
+            )
+        uid, name = self._user(user_id)
+        async with self._lock:
+            request = self.world.sender.slash_command_request(
+                uid, name, rest.strip(), command=command, channel_id=CHANNEL_ID
+            )
+            sent = _Sent(uid, time.time(), text, _rid(self.world.sender.last_response_url))
+            self._sent.append(sent)
+        response = await self.world.sender.send(request)
+        sent.ack = _ack_body(response)
+        return {"status": response.status_code}
+
+    async def click(self, body: dict[str, Any]) -> dict[str, Any]:
+        ts, action_id = str(body.get("message_ts") or ""), str(body.get("action_id") or "")
+        if not ts or not action_id:
+            raise _BadRequest("message_ts and action_id are required", 400)
+        message = self.world.slack.message(CHANNEL_ID, ts)
+        if message is None:
+            raise _BadRequest(f"no message {ts} in {CHANNEL}", 404)
+        found = [
+            (block, el) for block, el in self._buttons(message) if el["action_id"] == action_id
+        ]
+        if not found:
+            have = sorted({el["action_id"] for _, el in self._buttons(message)})
+            raise _BadRequest(
+                f"message {ts} has no button {action_id!r} (it has: {', '.join(have) or 'none'})",
+                404,
+            )
+        block, button = found[0]
+        if body.get("block_id") and body["block_id"] != block.get("block_id"):
+            raise _BadRequest(
+                f"button {action_id!r} is in block {block.get('block_id')!r}, "
+                f"not {body['block_id']!r}",
+                409,
+            )
+        uid, name = self._user(body.get("user"))
+        async with self._lock:
+            request = self.world.sender.click_request(
+                uid,
+                action_id,
+                str(button.get("value", "")),
+                message=message,
+                channel_id=CHANNEL_ID,
+                block_id=block.get("block_id"),
+                user_name=name,
+            )
+            label = str((button.get("text") or {}).get("text") or action_id)
+            sent = _Sent(uid, time.time(), label, _rid(self.world.sender.last_response_url))
+            self._sent.append(sent)
+        response = await self.world.sender.send(request)
+        sent.ack = _ack_body(response)
+        return {"status": response.status_code}
+
+    # ------------------------------------------------------------------ the app
+
+    def app(self) -> Starlette:
+        async def index(request: Request) -> Response:
+            page = _static("index.html")
+            page = page.replace("/*CSS*/", blockkit.CSS + "\n" + _static("workbench.css"))
+            page = page.replace("/*JS*/", _static("workbench.js"))
+            page = page.replace("__POLL_MS__", str(POLL_MS))
+            page = page.replace("__CHANNEL__", _esc(CHANNEL))
+            return HTMLResponse(page)
+
+        async def state(request: Request) -> Response:
+            try:
+                return JSONResponse(await self.state(request.query_params.get("user")))
+            except _BadRequest as err:
+                return JSONResponse({"error": str(err)}, status_code=err.status)
+
+        async def command(request: Request) -> Response:
+            return await _json_call(
+                request, lambda b: self.command(b.get("text", ""), b.get("user"))
+            )
+
+        async def click(request: Request) -> Response:
+            return await _json_call(request, self.click)
+
+        return Starlette(
+            routes=[
+                Route("/", index),
+                Route("/api/state", state),
+                Route("/api/command", command, methods=["POST"]),
+                Route("/api/click", click, methods=["POST"]),
+            ]
+        )
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _json_call(request: Request, call: Callable[[dict[str, Any]], Any]) -> Response:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except json.JSONDecodeError as err:
+        return JSONResponse({"error": f"the body is not JSON: {err}"}, status_code=400)
+    if not isinstance(body, dict):
+        return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+    try:
+        return JSONResponse(await call(body))
+    except _BadRequest as err:
+        return JSONResponse({"error": str(err)}, status_code=err.status)
+
+
+def _ack_body(response: Any) -> dict[str, Any]:
+    """The bot's immediate answer to a slash command or click (Slack shows a body's text)."""
+    if response.status_code != 200 or not response.content:
+        return {}
+    if "json" in response.headers.get("content-type", ""):
+        with contextlib.suppress(ValueError):
+            body = response.json()
+            return body if isinstance(body, dict) else {}
+    return {"text": response.text}
+
+
+def _table(head: Iterable[str], rows: list[str]) -> str:
+    if not rows:
+        return '<p class="wb-empty">nothing yet</p>'
+    th = "".join(f"<th>{_esc(h)}</th>" for h in head)
+    body = "".join(rows)
+    return f'<table class="wb-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _static(name: str) -> str:
+    return (resources.files("bot.sim") / "workbench_static" / name).read_text(encoding="utf-8")
+
+
+def bind(port: int, *, option: str = "--ui-port") -> socket.socket:
+    """A loopback socket on `port` (0: any free), or PortInUseError naming `option`."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener still refuses
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise PortInUseError(f"port {port} is in use: pass {option} N") from None
+        raise
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_workbench(
+    workbench: Workbench, *, port: int = 0, sock: socket.socket | None = None
+) -> AsyncIterator[str]:
+    """Serve the workbench on loopback in this event loop (the world's); yield its URL."""
+    sock = sock or bind(port)
+    server = uvicorn.Server(uvicorn.Config(workbench.app(), log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if task.done():
+                task.result()
+            if time.monotonic() > deadline:
+                raise TimeoutError("the workbench did not start within 10 s")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(task, timeout=5)
+        sock.close()
+
+
+__all__ = ["FlagSource", "PortInUseError", "Workbench", "bind", "serve_workbench"]

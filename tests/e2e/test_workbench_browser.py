@@ -1,0 +1,135 @@
+"""The demo workbench in a real browser: Debian's Chromium, headless, JavaScript on.
+
+A SimWorld (PagerDuty and Jira sims on, a LaunchDarkly sim as the flag provider) and the
+workbench served by uvicorn in the test's event loop, on loopback.
+
+Aspects under test:
+- typing `/rollback payment-router` in the composer sends a signed slash command; the
+  status answer appears as "Only visible to you"; the composer is emptied;
+- the card (the canary paused at 25 % on the inconclusive analysis) appears in the channel,
+  rendered from the Slack sim's Block Kit; the Rollouts panel shows canary 25 %;
+- clicking "Abort (Tier 1)" opens the button's confirm dialog in the page; "Abort" sends the
+  signed block_actions; the card changes to aborted and verified; the Rollouts panel shows
+  canary 0 % and aborted; the audit panel shows the abort; the cluster has `abort: true`;
+- the text typed in the composer survives the polling refreshes;
+- a screenshot is kept with the test's files (and written to docs/screenshots/workbench.png
+  when ROLLBOT_UPDATE_SCREENSHOTS=1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.sim import workbench
+from bot.sim.harness import SimWorld
+from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
+from tests.plugins.chromium import CHROMIUM_FLAGS
+
+pytestmark = [pytest.mark.timeout(150), pytest.mark.peer("chromium")]
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOT = REPO / "docs" / "screenshots" / "workbench.png"
+FLAGS = ("payments.new-router.enabled", "payments.new-router.circuit-open")
+
+
+@pytest.fixture
+async def workbench_url(tmp_path):
+    with LaunchDarklySim() as ld:
+        ld.add_flag("default", FLAGS[0], on=True)
+        ld.add_flag("default", FLAGS[1], on=False)
+        settings = {
+            "flags": {
+                "provider": "launchdarkly",
+                "url": ld.url,
+                "project": "default",
+                "environment": "production",
+            }
+        }
+        env = {"ROLLBOT_FLAGS__API_TOKEN": DEFAULT_TOKEN}
+        async with SimWorld(
+            speed=300, workdir=tmp_path, pagerduty=True, jira=True, settings=settings, env=env
+        ) as world:
+            bench = workbench.Workbench(
+                world,
+                flags=[
+                    workbench.FlagSource(
+                        "LaunchDarkly", FLAGS, lambda key: ld.is_on("default", key)
+                    )
+                ],
+            )
+            async with workbench.serve_workbench(bench, port=0) as url:
+                yield world, url
+
+
+@pytest.fixture
+async def page(chromium, tmp_path):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1600, "height": 1000},
+        )
+        try:
+            yield await context.new_page()
+        finally:
+            await context.close()
+
+
+async def test_status_then_abort_from_the_card(workbench_url, page, tmp_path):
+    from playwright.async_api import expect
+
+    world, url = workbench_url
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    await page.goto(url)
+    await expect(page.locator("#wb-panel-rollouts")).to_contain_text("payment-router")
+
+    await page.fill("#wb-text", "/rollback payment-router")
+    await page.press("#wb-text", "Enter")
+    answer = page.locator("#wb-ephemerals .wb-ephemeral")
+    await expect(answer.first).to_contain_text("Only visible to you", timeout=20_000)
+    await expect(answer.first).to_contain_text("payment-router")
+    await expect(page.locator("#wb-text")).to_have_value("")
+
+    abort = page.locator('#wb-channel button[data-action-id="rollout_abort"]')
+    await expect(abort).to_be_visible(timeout=60_000)
+    await expect(page.locator("#wb-panel-rollouts")).to_contain_text("canary 25 %")
+    await expect(page.locator("#wb-panel-flags")).to_contain_text(FLAGS[1])
+
+    # Half-typed text survives the refreshes (the page polls every 500 ms).
+    await page.fill("#wb-text", "/rollback payment-rou")
+    await page.wait_for_timeout(1200)
+    await expect(page.locator("#wb-text")).to_have_value("/rollback payment-rou")
+    await page.fill("#wb-text", "")
+
+    await abort.click()
+    dialog = page.locator("#wb-confirm")
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("Abort")
+    await page.click("#wb-confirm-ok")
+
+    card = page.locator("#wb-channel")
+    await expect(card).to_contain_text("Aborted by", timeout=30_000)
+    await expect(card).to_contain_text("verified", timeout=30_000)
+    rollouts = page.locator("#wb-panel-rollouts")
+    await expect(rollouts).to_contain_text("canary 0 %", timeout=20_000)
+    await expect(rollouts).to_contain_text("aborted")
+    await expect(page.locator("#wb-panel-audit")).to_contain_text("abort", timeout=20_000)
+    status = (world.kube.get("rollouts", "payments", "payment-router") or {})["status"]
+    assert status.get("abort") is True
+    assert errors == []
+
+    shot = tmp_path / "workbench.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("ROLLBOT_UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOT)

@@ -1,0 +1,212 @@
+"""The demo workbench (bot/sim/workbench.py) without a browser, over a real SimWorld.
+
+Aspects under test:
+- `/api/state`: the channel rendered from the Slack sim's real Block Kit, the confirm
+  dialogs of its buttons, the user list, and the panels (Rollouts, flags, PagerDuty, Jira,
+  audit log) — each present only when the world has that sim;
+- `/api/command`: a SIGNED slash command reaches `/slack/events` (the bot answers 200 and
+  verifies the signature), and the reply the Slack sim recorded comes back to the user who
+  sent it as "Only visible to you" (not to another user);
+- `/api/command` and `/api/click` refuse what Slack could not send, with a 4xx that says
+  what is wrong (not a command of this app, unknown message, unknown button, unknown user);
+- `/api/click` on the card's Abort sends a signed block_actions and the Rollout aborts;
+- the page fetches nothing from elsewhere (no http(s):// URL but loopback placeholders);
+- `bind` on a taken port: PortInUseError naming `--ui-port`; `rollbot demo` then exits 2
+  with that message; otherwise it prints one `open http://127.0.0.1:PORT` line, serves the
+  page there, and SIGINT/SIGTERM stop the whole process cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.sim import workbench
+from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
+
+pytestmark = pytest.mark.timeout(90)
+
+ROLLBOT = str(Path(sys.executable).with_name("rollbot"))
+
+
+@pytest.fixture
+async def bench(tmp_path):
+    async with SimWorld(speed=600, workdir=tmp_path, pagerduty=True, jira=True) as world:
+        wb = workbench.Workbench(world)
+        transport = httpx.ASGITransport(app=wb.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://workbench") as client:
+            yield world, wb, client
+
+
+async def card_with_abort(world: SimWorld) -> dict:
+    return await world.wait_for(
+        lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+        timeout=60,
+        what="the card with Abort (Tier 1)",
+    )
+
+
+async def test_state_shape(bench):
+    world, _, client = bench
+    card = await card_with_abort(world)
+    state = (await client.get("/api/state")).json()
+    assert set(state) >= {"channel", "threads", "confirms", "ephemerals", "users", "user", "panels"}
+    assert state["user"] == ONCALL[0]
+    assert {u["id"] for u in state["users"]} >= {ONCALL[0], OUTSIDER[0]}
+    assert state["channel"]["id"] == CHANNEL_ID
+    assert 'data-action-id="rollout_abort"' in state["channel"]["html"]
+    assert f'data-message-ts="{card["ts"]}"' in state["channel"]["html"]
+    confirm = state["confirms"][f"{card['ts']} rollout_abort"]
+    assert confirm["confirm"] == "Abort" and confirm["title"]
+    panels = state["panels"]
+    assert set(panels) == {"rollouts", "flags", "pagerduty", "jira", "audit"}
+    assert "payments/payment-router" in panels["rollouts"] and "canary 25 %" in panels["rollouts"]
+    assert panels["flags"] == ""  # no flag sim given to this workbench
+    await world.wait_for(lambda: world.pd.incidents(), timeout=20, what="the PagerDuty incident")
+    state = (await client.get("/api/state")).json()
+    assert "triggered" in state["panels"]["pagerduty"]
+
+
+async def test_command_is_signed_and_the_reply_shown_to_its_sender_only(bench):
+    world, _, client = bench
+    before = len(world.slack.responses)
+    answer = await client.post(
+        "/api/command", json={"text": "/rollback payment-router", "user": ONCALL[0]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"status": 200}  # the bot verified the signature and acked
+    await world.wait_for(
+        lambda: len(world.slack.responses) > before, timeout=20, what="the status reply"
+    )
+    reply = json.dumps(world.slack.responses[-1].body)
+    assert "payment-router" in reply
+    state = (await client.get("/api/state", params={"user": ONCALL[0]})).json()
+    assert "Only visible to you" in state["ephemerals"]
+    assert "/rollback payment-router" in state["ephemerals"]
+    other = (await client.get("/api/state", params={"user": OUTSIDER[0]})).json()
+    assert other["ephemerals"] == ""
+
+
+async def test_refusals_say_what_is_wrong(bench):
+    world, _, client = bench
+    bad = await client.post("/api/command", json={"text": "/deploy payment-router"})
+    assert bad.status_code == 400 and "/rollback" in bad.json()["error"]
+    who = await client.post("/api/command", json={"text": "/rollback help", "user": "U0NOBODY"})
+    assert who.status_code == 400 and "unknown user" in who.json()["error"]
+    card = await card_with_abort(world)
+    nomsg = await client.post("/api/click", json={"message_ts": "1.000001", "action_id": "x"})
+    assert nomsg.status_code == 404 and "no message 1.000001" in nomsg.json()["error"]
+    nobutton = await client.post(
+        "/api/click", json={"message_ts": card["ts"], "action_id": "rollout_explode"}
+    )
+    assert nobutton.status_code == 404
+    error = nobutton.json()["error"]
+    assert "no button 'rollout_explode'" in error and "rollout_abort" in error
+    missing = await client.post("/api/click", json={"message_ts": card["ts"]})
+    assert missing.status_code == 400 and "action_id" in missing.json()["error"]
+    notjson = await client.post("/api/click", content=b"{nope")
+    assert notjson.status_code == 400 and "not JSON" in notjson.json()["error"]
+
+
+async def test_click_abort_is_signed_and_aborts(bench):
+    world, _, client = bench
+    card = await card_with_abort(world)
+    button = world.button(card, "rollout_abort")
+    answer = await client.post(
+        "/api/click",
+        json={
+            "message_ts": card["ts"],
+            "action_id": "rollout_abort",
+            "block_id": button["block_id"],
+            "value": button["value"],
+        },
+    )
+    assert answer.status_code == 200 and answer.json() == {"status": 200}
+    await world.wait_for(
+        lambda: (
+            (world.kube.get("rollouts", "payments", "payment-router") or {})
+            .get("status", {})
+            .get("abort")
+        ),
+        timeout=30,
+        what="the abort",
+    )
+    await world.wait_for(
+        lambda: "Aborted by" in json.dumps(world.card()), timeout=30, what="the card outcome"
+    )
+    state = (await client.get("/api/state")).json()
+    assert "aborted" in state["panels"]["rollouts"] and "canary 0 %" in state["panels"]["rollouts"]
+    assert "abort" in state["panels"]["audit"]
+
+
+async def test_page_fetches_nothing_from_elsewhere(bench):
+    _, _, client = bench
+    page = (await client.get("/")).text
+    assert "/api/state" in page and 'id="wb-text"' in page
+    urls = re.findall(r"https?://[^\s\"'<>)]+", page)
+    assert [u for u in urls if not re.match(r"https?://(127\.0\.0\.1|localhost)\b", u)] == []
+    assert "<link" not in page and "src=" not in page
+
+
+async def test_taken_port_is_reported():
+    taken = workbench.bind(0)
+    try:
+        port = taken.getsockname()[1]
+        taken.listen()
+        wanted = f"port {port} is in use: pass --ui-port"
+        with pytest.raises(workbench.PortInUseError, match=wanted):
+            workbench.bind(port)
+    finally:
+        taken.close()
+
+
+def rollbot_demo(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [ROLLBOT, "demo", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_demo_exits_2_when_the_ui_port_is_taken():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = rollbot_demo("--ui-port", str(port))
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert f"port {port} is in use: pass --ui-port N" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_demo_prints_one_url_serves_the_page_and_stops_on_a_signal(sig):
+    proc = rollbot_demo("--ui-port", "0", "--speed", "300")
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if line.startswith("open http://127.0.0.1:"):
+                break
+        urls = [line.split()[1] for line in lines if line.startswith("open ")]
+        assert len(urls) == 1, lines
+        assert "payments-deploys" in httpx.get(urls[0], timeout=10).text
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert "rollbot demo: stopping" in out
