@@ -98,7 +98,7 @@ def test_unknown_drill_is_refused():
 
 @pytest.mark.timeout(150)
 def test_demo_shows_card_and_verified_abort():
-    done = rollbot("demo", "--auto-abort", "--duration", "20", "--speed", "300")
+    done = rollbot("demo", "--auto-abort", "--duration", "20", "--speed", "300", "--ui-port", "0")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "[ Abort (Tier 1) ]" in out

@@ -160,7 +160,8 @@ async def test_unknown_service_is_404_listing_the_known(client):
     assert '<a href="/runbooks/payment-router">payment-router</a>' in index.text
 
 
-async def test_read_only_page_shows_runbook_state_and_how_to_act(client):
+async def test_read_only_page_shows_runbook_state_and_how_to_act(world, client):
+    await world.wait_for_card()  # the canary has paused at 25 % (the live state shown)
     response = await client.get(f"/runbooks/{SERVICE}")
     assert response.status_code == 200
     assert_secure_headers(response)
