@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
 from bot.store import SqlStore, open_store
-from bot.web.runbooks import slack_link_issuer
+from bot.web.runbooks import issue_runbook_link, slack_link_issuer
 from bot.work import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -307,19 +308,6 @@ def make_release_engine(
     )
 
 
-def _link_issuer(settings: Settings) -> Any:
-    """Issues signed runbook links for a named responder (None without a link key)."""
-    try:
-        from bot.web.runbooks import issue_runbook_link
-    except ImportError:  # the runbook pages are not there
-        return None
-
-    def issue(service: str, user_id: str, user_name: str) -> str | None:
-        return issue_runbook_link(settings, service, user_id, user_name)
-
-    return issue
-
-
 class _NoCluster:
     """Rollouts for a process without cluster access: every read says why."""
 
@@ -468,7 +456,7 @@ async def build(
             paging=pager,
             incidents=incidents,
             responder=responder,
-            link_issuer=_link_issuer(settings),
+            link_issuer=functools.partial(issue_runbook_link, settings),
         )
         incidents.listeners.append(paging.on_incident)
         responder.listeners.append(paging.after_action)

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
 from bot.core.model import Alert
 from bot.metrics import Metrics
+from bot.web.inbox import replay_inbox
 
 log = logging.getLogger(__name__)
 
@@ -202,21 +203,15 @@ async def replay_pending(*, store: Any, on_alerts: OnAlerts, limit: int = 100) -
     """Process inbox rows of this source stored but never processed (a replica died after
     its 200). Returns how many were replayed; a row that no longer parses is marked with
     the reason. `store` is a `bot.store.SqlStore` (``pending_webhooks``)."""
-    replayed = 0
-    for record in await store.pending_webhooks(limit=limit):
-        if record.source != SOURCE:
-            continue
-        try:
-            alerts, group = parse_webhook(record.body.encode("utf-8"))
-        except MalformedWebhook as exc:
-            await store.mark_webhook_processed(record.id, error=f"unparseable: {exc.message}")
-            continue
-        error: str | None = None
-        try:
-            await on_alerts(alerts, group)
-        except Exception as exc:  # recorded in the inbox row
-            log.exception("alertmanager webhook %s: replay failed", record.id)
-            error = f"{type(exc).__name__}: {exc}"
-        await store.mark_webhook_processed(record.id, error=error)
-        replayed += 1
-    return replayed
+
+    async def process(parsed: tuple[list[Any], dict[str, Any]]) -> None:
+        await on_alerts(*parsed)
+
+    return await replay_inbox(
+        store,
+        SOURCE,
+        parse=lambda body: parse_webhook(body.encode("utf-8")),
+        process=process,
+        malformed=MalformedWebhook,
+        limit=limit,
+    )

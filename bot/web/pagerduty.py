@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.core.signatures import split_secrets, verify_pagerduty
+from bot.web.inbox import replay_inbox
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
@@ -119,16 +120,6 @@ def pagerduty_routes(rollbot: Rollbot) -> list[BaseRoute]:
 
 async def replay_pending(*, store: Any, paging: Any, limit: int = 100) -> int:
     """Process PagerDuty deliveries stored but never processed (the process died)."""
-    replayed = 0
-    for record in await store.pending_webhooks(limit=limit):
-        if record.source != SOURCE:
-            continue
-        error: str | None = None
-        try:
-            await paging.on_webhook(json.loads(record.body))
-        except Exception as exc:  # recorded in the inbox row
-            log.exception("PagerDuty delivery %s: replay failed", record.id)
-            error = f"{type(exc).__name__}: {exc}"
-        await store.mark_webhook_processed(record.id, error=error)
-        replayed += 1
-    return replayed
+    return await replay_inbox(
+        store, SOURCE, parse=json.loads, process=paging.on_webhook, limit=limit
+    )
