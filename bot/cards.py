@@ -39,6 +39,8 @@ from bot.core.model import (
     IncidentState,
     MessageRef,
     RolloutState,
+    Tier,
+    TierOption,
 )
 from bot.core.ports import CardRecord, Chat, Store
 from bot.slack import blocks
@@ -68,6 +70,17 @@ def summary_line(state: RolloutState) -> str:
     if state.message:
         parts.append(state.message)
     return " · ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class RevertPlan:
+    """Tier 3 for one Rollout revision: the exact Git steps, and the release SHA if known
+    (`state` None: the revision could not be read; the steps then carry placeholders)."""
+
+    service: str
+    state: RolloutState | None
+    steps: tuple[str, ...]
+    sha: str | None
 
 
 @dataclass
@@ -248,18 +261,35 @@ class Cards:
         return cfg.runbook
 
     def tiers(self, mem: _CardMemory) -> list[Any]:
-        cfg = self._catalog[mem.service]
+        return self.tier_options(mem.service, mem.state, incident=mem.incident)
+
+    def tier_options(
+        self, service: str, state: RolloutState | None, *, incident: Incident | None = None
+    ) -> list[TierOption]:
+        """The three tiers for `service` at `state`, from its catalog entry (the card's)."""
+        cfg = self._catalog[service]
         return core_tiers.tier_options(
-            service=mem.service,
-            state=mem.state,
-            incident=mem.incident,
+            service=service,
+            state=state,
+            incident=incident,
             circuit_flag=cfg.flags.circuit if cfg.flags else None,
             circuit_available=self._circuit_available and bool(cfg.flags and cfg.flags.circuit),
             gitops_repo=cfg.gitops.repo,
             gitops_path=cfg.gitops.path,
             sha_annotation=cfg.gitops.sha_annotation,
-            runbook_url=self.runbook_url(mem.service),
+            runbook_url=self.runbook_url(service),
         )
+
+    def known_state(self, key: str) -> RolloutState | None:
+        """The Rollout state this process last showed on the card `key`, if any."""
+        mem = self._memory.get(key)
+        return mem.state if mem is not None else None
+
+    def revert_plan(self, service: str, state: RolloutState | None) -> RevertPlan:
+        """Tier 3 as the card shows it: the exact steps and the release SHA when known."""
+        revert = next(o for o in self.tier_options(service, state) if o.tier is Tier.FULL_REVERT)
+        sha = core_tiers.release_sha(state, self._catalog[service].gitops.sha_annotation)
+        return RevertPlan(service=service, state=state, steps=revert.steps, sha=sha)
 
     def render(self, mem: _CardMemory, *, epoch: int) -> tuple[str, list[dict[str, Any]]]:
         cfg = self._catalog[mem.service]

@@ -16,6 +16,10 @@ a runbook page) builds an `ActionRequest` and calls `Responder.handle`. The pipe
 7. appends the audit entry (actor, action, target, state before and after, result,
    duration, the exact patches);
 8. bumps the card's epoch and reports: the card shows the outcome, the thread gets a line.
+
+Tier 3 (a full revert in Git) is done by people, not by rollbot: `record_revert` records
+that someone started it (from the card's revert modal), with Tier 1's guard, once per
+submission, in the audit log, the card's thread and the listeners (PagerDuty notes).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.cards import Cards, card_key
+from bot.cards import Cards, RevertPlan, card_key
 from bot.core import policy
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import (
@@ -67,6 +71,7 @@ PAST_TENSE: dict[str, str] = {
     RolloutAction.PROMOTE: "Promoted",
     RolloutAction.PROMOTE_FULL: "Fully promoted",
     RolloutAction.PAUSE: "Paused",
+    "revert-started": "Recorded the revert",
 }
 # Actions whose patch can be sent twice with the same effect: safe to resend when the API
 # server could not be reached. A plain promote may advance currentStepIndex, so it is not.
@@ -96,6 +101,27 @@ class FlagRequest:
     retry_num: int = 0
 
 
+REVERT_ACTION = "revert-started"  # the audit log's action for a recorded Tier 3 revert
+
+
+@dataclass(frozen=True, slots=True)
+class RevertRequest:
+    """Tier 3: `actor` says they started reverting the release of `service` in Git."""
+
+    service: str
+    actor: Actor
+    url: str  # the revert commit or pull request (http/https)
+    note: str = ""
+    revision: int | None = None  # the card's revision (None: not from a card)
+    epoch: int | None = None
+    channel: str | None = None  # the card's message, for the thread line
+    message_ts: str | None = None
+    submission: str = ""  # what makes Slack's retries of one submission the same: view id+hash
+    retry_num: int = 0
+    action: str = REVERT_ACTION
+
+
+Request = ActionRequest | FlagRequest | RevertRequest
 ActionListener = Callable[[str, str, Actor, "ActionResult", str | None], Awaitable[None]]
 
 
@@ -216,7 +242,7 @@ class Responder:
         return await self._counted(req, req.action.value, self._handle(req))
 
     async def _counted(
-        self, req: ActionRequest | FlagRequest, action: str, run: Awaitable[ActionResult]
+        self, req: Request, action: str, run: Awaitable[ActionResult], card: str | None = None
     ) -> ActionResult:
         """Run one request's pipeline, counting its result (and time to verified) in /metrics,
         then tell the listeners (PagerDuty notes) what was done."""
@@ -227,7 +253,7 @@ class Responder:
             if result.verification is not None and self._metrics is not None:
                 self._metrics.action_seconds.labels(action).observe(result.verification.seconds)
             if result.status in ("succeeded", "failed"):
-                await self._tell_listeners(req, action, result)
+                await self._tell_listeners(req, action, result, card)
             return result
         except NotAuthorised:
             outcome = "refused"
@@ -240,9 +266,10 @@ class Responder:
                 self._metrics.actions.labels(action, outcome).inc()
 
     async def _tell_listeners(
-        self, req: ActionRequest | FlagRequest, action: str, result: ActionResult
+        self, req: Request, action: str, result: ActionResult, card: str | None = None
     ) -> None:
-        card = card_key(result.before) if result.before is not None else None
+        if card is None and result.before is not None:
+            card = card_key(result.before)
         for listener in self.listeners:
             try:
                 await listener(req.service, action, req.actor, result, card)
@@ -423,6 +450,103 @@ class Responder:
                 report_err.message if isinstance(report_err, RollbotError) else repr(report_err),
                 exc_info=not isinstance(report_err, RollbotError),
             )
+
+    # ── Tier 3: recording a revert in Git ──────────────────────────────────────────────
+
+    async def revert_plan(self, service: str, *, revision: int | None = None) -> RevertPlan:
+        """Tier 3's steps for the card of `revision` (as the card shows them): the card's
+        last known state, else the Rollout read now when it is still at that revision;
+        else the steps with placeholders (the release SHA unknown)."""
+        cfg = self.service(service)
+        state: RolloutState | None = None
+        if revision is not None:
+            state = self._cards.known_state(f"{cfg.namespace}/{cfg.rollout}@{revision}")
+        if state is None:
+            try:
+                live = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+            except RollbotError as err:
+                log.warning("revert steps without the Rollout's state: %s", err.message)
+            else:
+                state = live if revision is None or live.revision == revision else None
+        return self._cards.revert_plan(service, state)
+
+    async def authorise_revert(self, req: RevertRequest) -> policy.Decision:
+        """Whether `req.actor` may record a revert of the service (Tier 1's guard: the
+        on-call or the owners group). A refusal is audited and raised as NotAuthorised,
+        saying who may; an unknown service raises UnknownService naming the known ones."""
+        cfg = self.service(req.service)
+        decision = await self._authorise(req, cfg)
+        if not decision.allowed:
+            await self._audit(
+                req, self._revert_target(req, cfg), "refused", detail={"reason": decision.reason}
+            )
+            raise NotAuthorised(decision.reason)
+        return decision
+
+    async def record_revert(
+        self, req: RevertRequest, *, decision: policy.Decision | None = None
+    ) -> ActionResult:
+        """Record that a Tier 3 revert was started: once per submission (`req.submission`;
+        a retry is a `duplicate` naming who recorded it), audited, a line in the card's
+        thread, and the listeners told (a PagerDuty note). `decision`: the authorisation
+        already given for this request (else it is asked now)."""
+        cfg = self.service(req.service)
+        card = f"{cfg.namespace}/{cfg.rollout}@{req.revision}" if req.revision is not None else None
+        return await self._counted(
+            req, req.action, self._record_revert(req, cfg, decision), card=card
+        )
+
+    @staticmethod
+    def _revert_target(req: RevertRequest, cfg: ServiceSettings) -> str:
+        target = f"{cfg.namespace}/{cfg.rollout}"
+        return f"{target}@{req.revision}" if req.revision is not None else target
+
+    async def _record_revert(
+        self, req: RevertRequest, cfg: ServiceSettings, decision: policy.Decision | None
+    ) -> ActionResult:
+        if not blocks.is_revert_url(req.url):
+            raise InvalidRequest("Give the revert's commit or pull request URL (https://…).")
+        if decision is None:
+            decision = await self.authorise_revert(req)
+        target = self._revert_target(req, cfg)
+        key = f"revert:{target}:{req.submission or req.url}"
+        lost = await self._claim(req, target, key, None)
+        if lost is not None:
+            return lost
+        plan = await self.revert_plan(req.service, revision=req.revision)
+        detail: dict[str, Any] = {
+            "idempotency_key": key,
+            "authorised": decision.reason,
+            "url": req.url,
+            "note": req.note,
+            "revision": req.revision,
+            "sha": plan.sha,
+            "steps": list(plan.steps),
+        }
+        await self._audit(req, target, "succeeded", before=plan.state, detail=detail)
+        record = await self._store.finish_action(key, status="succeeded", result=detail)
+        line = blocks.revert_line(actor_id=req.actor.id, url=req.url, note=req.note)
+        await self._revert_thread(req, cfg, line)
+        message = blocks.revert_recorded_text(
+            service=req.service, revision=req.revision, url=req.url, sha=plan.sha, note=req.note
+        )
+        return ActionResult(
+            "succeeded", _with_fallback(message, decision), record, before=plan.state
+        )
+
+    async def _revert_thread(self, req: RevertRequest, cfg: ServiceSettings, line: str) -> None:
+        """The revert's line under the card it was recorded from (else the card of that
+        revision, else the service's channel). Best effort: the record is already kept."""
+        channel, ts = req.channel, req.message_ts
+        if (channel is None or ts is None) and req.revision is not None:
+            found = await self._store.get_card(f"{cfg.namespace}/{cfg.rollout}@{req.revision}")
+            if found is not None and found.ts is not None:
+                channel, ts = found.channel, found.ts
+        text = blocks.timeline_line(at=self._now(), text=line)
+        try:
+            await self._chat.post(channel or cfg.channel, text=text, thread_ts=ts)
+        except RollbotError as err:
+            log.warning("could not write the revert to the thread: %s", err.message)
 
     # ── Tier 2: the circuit breaker ────────────────────────────────────────────────────
 
@@ -656,10 +780,10 @@ class Responder:
 
     async def _claim(
         self,
-        req: ActionRequest | FlagRequest,
+        req: Request,
         target: str,
         key: str,
-        before: RolloutState | FlagState,
+        before: RolloutState | FlagState | None,
     ) -> ActionResult | None:
         """Claim the idempotency key; None when won, else the answer for the loser (who
         won, and when), audited as a duplicate."""
@@ -667,7 +791,7 @@ class Responder:
             key,
             service=req.service,
             target=target,
-            action=req.action.value,
+            action=str(req.action),
             actor_id=req.actor.id,
             actor_name=req.actor.name,
             source=req.actor.source,
@@ -685,9 +809,7 @@ class Responder:
             req, claim.record, before if isinstance(before, RolloutState) else None
         )
 
-    async def _authorise(
-        self, req: ActionRequest | FlagRequest, cfg: ServiceSettings
-    ) -> policy.Decision:
+    async def _authorise(self, req: Request, cfg: ServiceSettings) -> policy.Decision:
         group = cfg.owners.slack_usergroup if cfg.owners else None
         members: frozenset[str] | None = None
         if group:
@@ -701,7 +823,7 @@ class Responder:
         return policy.authorise(
             actor=req.actor,
             service=req.service,
-            action=req.action,
+            action=policy.REVERT if isinstance(req, RevertRequest) else req.action,
             owners_usergroup=group,
             usergroup_members=members,
             escalation_policy=escalation,
@@ -802,7 +924,7 @@ class Responder:
 
     async def _audit(
         self,
-        req: ActionRequest | FlagRequest,
+        req: Request,
         target: str,
         result: str,
         *,
@@ -815,7 +937,7 @@ class Responder:
             AuditEntry(
                 at=self._now(),
                 actor=f"{req.actor.source}:{req.actor.id}:{req.actor.name}",
-                action=req.action.value,
+                action=str(req.action),
                 target=target,
                 result=result,
                 before=_facts(before),
@@ -827,7 +949,7 @@ class Responder:
 
     def _duplicate(
         self,
-        req: ActionRequest | FlagRequest,
+        req: Request,
         winner: ActionRecord,
         before: RolloutState | None,
     ) -> ActionResult:

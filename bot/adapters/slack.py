@@ -159,6 +159,12 @@ class SlackChat:
             kwargs["blocks"] = blocks
         await self._call("chat.postEphemeral", self.client.chat_postEphemeral(**kwargs))
 
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> str:
+        response = await self._call(
+            "views.open", self.client.views_open(trigger_id=trigger_id, view=view)
+        )
+        return str((response.get("view") or {}).get("id") or "")
+
     async def usergroup_members(self, usergroup: str) -> frozenset[str]:
         now = self.clock()
         cached = self._members.get(usergroup)

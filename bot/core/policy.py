@@ -10,6 +10,9 @@ Actions come in three kinds:
     Tier 1    abort, retry, promote, promote-full, pause     Rollout commands
     Tier 2    circuit-open, circuit-close                    the ops flag (circuit breaker)
 
+Recording a Tier 3 revert (`revert`: someone says they started reverting the release in
+Git) is guarded like the Tier 1 commands: the on-call or the owners group.
+
 Any other verb is treated as Tier 2 (the strictest), so a new action is never more open
 than the circuit breaker until someone decides otherwise.
 
@@ -54,6 +57,8 @@ from bot.core.model import Actor, RolloutAction
 READ_ONLY: frozenset[str] = frozenset({"status", "help"})
 TIER1: frozenset[str] = frozenset(a.value for a in RolloutAction)
 TIER2: frozenset[str] = frozenset({"circuit-open", "circuit-close"})
+# Tier 3 is done in Git; rollbot only records that it was started, with Tier 1's guard.
+REVERT = "revert"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +69,12 @@ class Decision:
 
 
 def tier_of(action: RolloutAction | str) -> int:
-    """0 for reading, 1 for Rollout commands, 2 for the circuit breaker (and unknown verbs)."""
+    """0 for reading, 1 for Rollout commands (and recording a revert), 2 for the circuit
+    breaker (and unknown verbs)."""
     verb = str(action)
     if verb in READ_ONLY:
         return 0
-    if verb in TIER1:
+    if verb in TIER1 or verb == REVERT:
         return 1
     return 2
 

@@ -70,6 +70,11 @@ class Chat(Protocol):
 
     async def usergroup_members(self, usergroup: str) -> frozenset[str]: ...
 
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> str:
+        """views.open: show `view` (a modal) to whoever the trigger was given for; returns
+        the view id. The trigger expires 3 s after the click that gave it."""
+        ...
+
     async def user_id_by_email(self, email: str) -> str | None:
         """users.lookupByEmail: the Slack user id, or None when no user has that email."""
         ...

@@ -119,6 +119,13 @@ def _circuit_option(flag: str | None, available: bool) -> TierOption:
     )
 
 
+def release_sha(state: RolloutState | None, sha_annotation: str) -> str | None:
+    """The release's Git SHA, from the pod template's annotation; None when not set."""
+    if state is None:
+        return None
+    return dict(state.template_annotations).get(sha_annotation) or None
+
+
 def revert_steps(
     *,
     service: str,
@@ -128,7 +135,7 @@ def revert_steps(
     sha_annotation: str,
 ) -> tuple[str, ...]:
     """The exact Tier 3 steps: revert the release's commit in the GitOps repo, let it sync."""
-    sha = dict(state.template_annotations).get(sha_annotation) if state is not None else None
+    sha = release_sha(state, sha_annotation)
     sha_ref = sha or "<sha>"
     if sha:
         first = f"Release commit: `{sha}` (annotation `{sha_annotation}` on the pod template)"

@@ -12,6 +12,14 @@ commands and button clicks to the bot exactly as Slack does (form-encoded, signe
 signing secret, with `X-Slack-Retry-*` on retries), Events API callbacks (JSON, signed the
 same way; `app_home_opened`), and can forge or age a request.
 
+Modals: `views.open` validates the view as Slack does (title, submit when there are input
+blocks, at most 100 blocks) and opens it for the user the trigger id was minted for
+(`mint_trigger_id(user)`; the sender's clicks and commands mint them for the clicking
+user). `open_views(user)` lists what is open; the sender's `view_submission` posts a
+submission exactly as Slack does and applies the bot's answer (an empty ack closes the
+view, `response_action: errors` keeps it open with `view_errors(view_id)`, `update`
+replaces it, `clear` closes it); `close_view` is the user pressing Cancel.
+
 The App Home: `views.publish` validates the home view's blocks (at most 100) and keeps
 every view published per user (`published_views(user)`); the sender's `app_home_opened`
 carries the user's current home view, as Slack does once one was published.
@@ -159,6 +167,11 @@ class SlackSim:
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._forced: dict[str, list[int]] = {}  # method -> Retry-After of forced 429s
         self._triggers: dict[str, float] = {}
+        self._trigger_users: dict[str, str | None] = {}  # trigger id → the user it is for
+        self._used_triggers: set[str] = set()
+        self._open: dict[str, dict[str, Any]] = {}  # view id → open modal, oldest first
+        self._view_users: dict[str, str | None] = {}  # view id → the user it was opened for
+        self._view_errors: dict[str, dict[str, str]] = {}  # view id → last errors answered
         self._response_urls: dict[str, tuple[str | None, str | None]] = {}
         self._last_ts = 0
         self._block_ids = itertools.count(1)
@@ -267,10 +280,13 @@ class SlackSim:
         with self._lock:
             self._forced.setdefault(method, []).extend([retry_after] * times)
 
-    def mint_trigger_id(self) -> str:
+    def mint_trigger_id(self, user: str | None = None) -> str:
+        """A trigger id as a click or command carries it, valid `trigger_ttl` s; a view
+        opened with it is open for `user`."""
         trigger = f"{int(time.time())}.{secrets.randbelow(10**12)}.{secrets.token_hex(8)}"
         with self._lock:
             self._triggers[trigger] = time.monotonic()
+            self._trigger_users[trigger] = user
         return trigger
 
     def mint_response_url(
@@ -306,6 +322,85 @@ class SlackSim:
     def views(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(v) for v in self._views]
+
+    def open_views(self, user: str) -> list[dict[str, Any]]:
+        """The modals open for `user` now (opened for a trigger minted for them, not yet
+        closed), oldest first."""
+        with self._lock:
+            views: list[dict[str, Any]] = json.loads(
+                json.dumps(
+                    [v for vid, v in self._open.items() if self._view_users.get(vid) == user]
+                )
+            )
+        return views
+
+    def view_errors(self, view_id: str) -> dict[str, str]:
+        """The errors (block id → message) the bot answered to the last submission of the
+        view; {} when its last answer had none."""
+        with self._lock:
+            return dict(self._view_errors.get(view_id, {}))
+
+    def close_view(self, view_id: str) -> None:
+        """The view is gone (the user pressed Cancel, or an answer closed it)."""
+        with self._lock:
+            self._open.pop(view_id, None)
+
+    def _view_answered(self, view_id: str, body: dict[str, Any]) -> None:
+        """Apply the bot's answer to a view_submission as Slack does."""
+        action = body.get("response_action")
+        with self._lock:
+            view = self._open.get(view_id)
+            if action == "errors":
+                errors = body.get("errors")
+                self._view_errors[view_id] = (
+                    {str(k): str(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
+                )
+                return
+            self._view_errors[view_id] = {}
+            if action == "update" and view is not None and isinstance(body.get("view"), dict):
+                self._open[view_id] = self._opened_view(
+                    body["view"], view_id=view_id, root=view["root_view_id"]
+                )
+            elif action == "push" and view is not None and isinstance(body.get("view"), dict):
+                pushed = self._opened_view(body["view"], root=view["root_view_id"])
+                pushed["previous_view_id"] = view_id
+                self._open[pushed["id"]] = pushed
+                self._view_users[pushed["id"]] = self._view_users.get(view_id)
+            elif action == "clear" and view is not None:
+                for vid, v in list(self._open.items()):
+                    if v.get("root_view_id") == view["root_view_id"]:
+                        self._open.pop(vid, None)
+            else:  # an empty 200 (or {}, or response_action "clear" of a lone view)
+                self._open.pop(view_id, None)
+
+    def _opened_view(
+        self, view: dict[str, Any], *, view_id: str | None = None, root: str | None = None
+    ) -> dict[str, Any]:
+        """A view as Slack keeps and returns it: ids, a fresh hash, empty state."""
+        vid = view_id or "V" + secrets.token_hex(5).upper()
+        opened = {
+            "id": vid,
+            "team_id": TEAM_ID,
+            "type": view.get("type", "modal"),
+            "blocks": [],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
+            "title": view.get("title"),
+            "clear_on_close": bool(view.get("clear_on_close", False)),
+            "notify_on_close": bool(view.get("notify_on_close", False)),
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "previous_view_id": None,
+            "root_view_id": root or vid,
+            "app_id": APP_ID,
+            "external_id": view.get("external_id", ""),
+            "app_installed_team_id": TEAM_ID,
+            "bot_id": BOT_ID,
+        }
+        opened["blocks"] = self._with_block_ids(view.get("blocks"))
+        return opened
 
     def published_views(self, user: str) -> list[dict[str, Any]]:
         """Every home view published for `user` with views.publish, oldest first."""
@@ -654,25 +749,53 @@ def _views_open(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
     minted = sim._triggers.get(trigger)
     if minted is not None and time.monotonic() - minted > sim.trigger_ttl:
         raise _ApiError("expired_trigger_id")
+    if trigger in sim._used_triggers:
+        raise _ApiError("exchanged_trigger_id")
     if not isinstance(view, dict) or view.get("type") not in ("modal", "home"):
         raise _ApiError("invalid_arguments")
-    opened = {
-        "id": "V" + secrets.token_hex(5).upper(),
-        "team_id": TEAM_ID,
-        "app_id": APP_ID,
-        "bot_id": BOT_ID,
-        "hash": f"{int(time.time())}.{secrets.token_hex(4)}",
-        "state": {"values": {}},
-        "previous_view_id": None,
-        "root_view_id": None,
-        "external_id": view.get("external_id", ""),
-        "private_metadata": view.get("private_metadata", ""),
-        "callback_id": view.get("callback_id", ""),
-        **view,
-    }
-    opened["root_view_id"] = opened["id"]
+    if len(json.dumps(view)) > 250_000:
+        raise _ApiError("view_too_large")
+    errors = _modal_errors(view)
+    if errors:
+        raise _ApiError(
+            "invalid_arguments",
+            response_metadata={"messages": [f"[ERROR] {e}" for e in errors]},
+        )
+    sim._used_triggers.add(trigger)
+    opened = sim._opened_view(view)
     sim._views.append(opened)
-    return {"view": opened}
+    sim._open[opened["id"]] = opened
+    sim._view_users[opened["id"]] = sim._trigger_users.get(trigger)
+    return {"view": json.loads(json.dumps(opened))}
+
+
+def _modal_errors(view: dict[str, Any]) -> list[str]:
+    """What Slack refuses in a modal: a title (plain_text, at most 24 characters), submit
+    and close likewise, a submit button when there are input blocks, private_metadata at
+    most 3000 characters, callback_id at most 255, and the blocks' limits (100 blocks)."""
+    errors: list[str] = []
+    for name, required in (("title", True), ("submit", False), ("close", False)):
+        obj = view.get(name)
+        if obj is None:
+            if required:
+                errors.append(f"missing required field: {name} [json-pointer:/view/{name}]")
+            continue
+        if not isinstance(obj, dict) or obj.get("type") != "plain_text":
+            errors.append(f"must be a plain_text object [json-pointer:/view/{name}]")
+        elif len(str(obj.get("text", ""))) > 24:
+            errors.append(f"must be less than 25 characters [json-pointer:/view/{name}/text]")
+    blocks = view.get("blocks")
+    has_input = isinstance(blocks, list) and any(
+        isinstance(b, dict) and b.get("type") == "input" for b in blocks
+    )
+    if has_input and view.get("submit") is None:
+        errors.append("must provide submit when using input blocks [json-pointer:/view/submit]")
+    if len(str(view.get("private_metadata") or "")) > 3000:
+        errors.append("must be less than 3001 characters [json-pointer:/view/private_metadata]")
+    if len(str(view.get("callback_id") or "")) > 255:
+        errors.append("must be less than 256 characters [json-pointer:/view/callback_id]")
+    errors.extend(_block_errors(blocks, max_blocks=100, pointer="/view/blocks"))
+    return errors
 
 
 def _views_publish(sim: SlackSim, args: dict[str, Any]) -> dict[str, Any]:
@@ -922,9 +1045,9 @@ class SlackSender:
                 return str(self.sim._channels[channel_id]["name"])
         return "payments-deploys"
 
-    def _trigger_id(self) -> str:
+    def _trigger_id(self, user: str | None = None) -> str:
         if self.sim is not None:
-            return self.sim.mint_trigger_id()
+            return self.sim.mint_trigger_id(user)
         return f"{int(time.time())}.{secrets.randbelow(10**12)}.{secrets.token_hex(8)}"
 
     def _response_url(self, channel: str, message_ts: str | None) -> str:
@@ -950,7 +1073,7 @@ class SlackSender:
         timestamp: int | None = None,
     ) -> SignedRequest:
         """The signed form-encoded body and headers of a slash command, as Slack sends them."""
-        self.last_trigger_id = self._trigger_id()
+        self.last_trigger_id = self._trigger_id(user_id)
         self.last_response_url = self._response_url(channel_id, None)
         fields = {
             "token": "verification_token_unused",
@@ -1021,7 +1144,7 @@ class SlackSender:
         """The `block_actions` payload Slack sends for a button click on `message`."""
         found_block, label = _find_button(message, action_id)
         block_id = block_id or found_block or "actions"
-        self.last_trigger_id = self._trigger_id()
+        self.last_trigger_id = self._trigger_id(user_id)
         self.last_response_url = self._response_url(channel_id, message.get("ts"))
         now = time.time()
         return {
@@ -1125,6 +1248,123 @@ class SlackSender:
                 timestamp=timestamp,
             )
         )
+
+    def view_submission_payload(
+        self,
+        user_id: str,
+        view: dict[str, Any],
+        values: dict[str, dict[str, str]],
+        *,
+        user_name: str | None = None,
+    ) -> dict[str, Any]:
+        """The `view_submission` payload Slack sends when `user_id` presses the submit button
+        of `view` (as views.open answered it) with `values` ({block_id: {action_id: text}})
+        typed into its plain_text_input elements."""
+        state = {
+            block_id: {
+                action_id: {"type": "plain_text_input", "value": text}
+                for action_id, text in by_action.items()
+            }
+            for block_id, by_action in values.items()
+        }
+        self.last_trigger_id = self._trigger_id(user_id)
+        submitted = {
+            "id": view.get("id"),
+            "team_id": view.get("team_id", self.team_id),
+            "type": view.get("type", "modal"),
+            "blocks": view.get("blocks") or [],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": state},
+            "hash": view.get("hash", ""),
+            "title": view.get("title"),
+            "clear_on_close": view.get("clear_on_close", False),
+            "notify_on_close": view.get("notify_on_close", False),
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "previous_view_id": view.get("previous_view_id"),
+            "root_view_id": view.get("root_view_id", view.get("id")),
+            "app_id": view.get("app_id", APP_ID),
+            "external_id": view.get("external_id", ""),
+            "app_installed_team_id": view.get("app_installed_team_id", self.team_id),
+            "bot_id": view.get("bot_id", BOT_ID),
+        }
+        return {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "user": {
+                "id": user_id,
+                "username": user_name or user_id.lower(),
+                "name": user_name or user_id.lower(),
+                "team_id": self.team_id,
+            },
+            "api_app_id": self.api_app_id,
+            "token": "verification_token_unused",
+            "trigger_id": self.last_trigger_id,
+            "view": submitted,
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+
+    def view_submission_request(
+        self,
+        user_id: str,
+        view: dict[str, Any],
+        values: dict[str, dict[str, str]],
+        *,
+        user_name: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """The signed `payload=<json>` body and headers of a view submission."""
+        payload = self.view_submission_payload(user_id, view, values, user_name=user_name)
+        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
+        return self.signed(
+            body,
+            retry_num=retry_num,
+            retry_reason=retry_reason,
+            bad_signature=bad_signature,
+            timestamp=timestamp,
+        )
+
+    async def view_submission(
+        self,
+        user_id: str,
+        view: dict[str, Any],
+        values: dict[str, dict[str, str]],
+        *,
+        user_name: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> httpx.Response:
+        """POST a view submission to `events_url`, signed; then, with a sim, apply the
+        answer as Slack does: a 200 with an empty body or `{}` closes the view,
+        `response_action` `errors` keeps it open (`sim.view_errors`), `update` replaces it,
+        `push` stacks a new one, `clear` closes them all. Other statuses change nothing."""
+        response = await self.send(
+            self.view_submission_request(
+                user_id,
+                view,
+                values,
+                user_name=user_name,
+                retry_num=retry_num,
+                retry_reason=retry_reason,
+                bad_signature=bad_signature,
+                timestamp=timestamp,
+            )
+        )
+        if self.sim is not None and response.status_code == 200 and view.get("id"):
+            try:
+                answer = json.loads(response.content) if response.content.strip() else {}
+            except json.JSONDecodeError:
+                answer = {}
+            self.sim._view_answered(str(view["id"]), answer if isinstance(answer, dict) else {})
+        return response
 
     def event_callback_request(
         self,

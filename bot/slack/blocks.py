@@ -8,6 +8,8 @@ each builder returns plain dicts (`.to_dict()`) ready for `chat.postMessage`.
                                                  incident around it (state, evidence, firing
                                                  alerts, the three rollback tiers)
     button_value(...) / parse_button_value(...)  what a card button carries
+    revert_modal(...) / revert_metadata(...)     Tier 3: the modal recording a revert in Git
+    revert_line(...)                             …and its line in the card's thread
     timeline_line, help_blocks, error_blocks, unknown_service_text, refusal_text,
     already_done_text                            the smaller messages
 """
@@ -29,10 +31,13 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     DividerBlock,
     HeaderBlock,
+    InputBlock,
     MarkdownTextObject,
+    PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
 )
+from slack_sdk.models.views import View
 
 from bot.core.flags import FlagStatus
 from bot.core.model import (
@@ -63,6 +68,14 @@ ACTIONS_BLOCK_ID = "rollout_actions"
 # Buttons of Tier 2 and 3, in their own actions block below the Rollout's buttons.
 CIRCUIT_ACTION_ID = "circuit_open"  # Tier 2: flip the ops flag …circuit-open to true
 RUNBOOK_ACTION_ID = "runbook_open"  # Tier 3: a URL button; Slack still sends block_actions
+REVERT_OPEN_ACTION_ID = "revert_open"  # Tier 3: opens the modal recording a revert in Git
+# The modal recording a Tier 3 revert: its callback id, input blocks and their elements.
+REVERT_CALLBACK_ID = "revert_record"
+REVERT_URL_BLOCK_ID = "revert_url"
+REVERT_URL_ACTION_ID = "url"
+REVERT_NOTE_BLOCK_ID = "revert_note"
+REVERT_NOTE_ACTION_ID = "note"
+MAX_PRIVATE_METADATA = 3000  # Slack's limit for a view's private_metadata
 TIER_ACTIONS_BLOCK_ID = "tier_actions"
 MAX_ALERTS_SHOWN = 5
 
@@ -81,6 +94,7 @@ _PAST: dict[str, str] = {
     "pause": "paused",
     "circuit-open": "circuit opened",
     "circuit-close": "circuit closed",
+    "revert-started": "revert recorded",
 }
 _PRESENT: dict[str, str] = {
     "abort": "aborting",
@@ -616,6 +630,15 @@ def circuit_line(circuit: FlagState) -> str:
     )
 
 
+def revert_button(*, service: str, state: RolloutState, epoch: int) -> ButtonElement:
+    """Tier 3: open the modal where the responder records the revert they started in Git."""
+    return ButtonElement(
+        text=PlainTextObject(text="Record Tier 3 revert…", emoji=True),
+        action_id=REVERT_OPEN_ACTION_ID,
+        value=button_value(service=service, state=state, epoch=epoch),
+    )
+
+
 def runbook_button(*, service: str, state: RolloutState, epoch: int, url: str) -> ButtonElement:
     """Tier 3: a link to the runbook (Slack still sends block_actions: ack `runbook_open`)."""
     return ButtonElement(
@@ -701,8 +724,9 @@ def rollout_card(
     evidence, the Rollout's facts, its message, outcome, notice; then the tiers in order
     with the recommended one starred, a `Recommended:` line, the Rollout's buttons
     (`available_actions`, unchanged) and the tier buttons (Tier 2 `circuit_open`, Tier 3
-    runbook link `runbook_open`). Without the incident arguments the card is what it
-    always was. `circuit_flag` names the ops flag in Tier 2's confirm dialog.
+    runbook link `runbook_open` and `revert_open`, which opens the revert modal). Without
+    the incident arguments the card is what it always was. `circuit_flag` names the ops
+    flag in Tier 2's confirm dialog.
     """
     options = tier_options(tiers or ())
     by_tier = {o.tier: o for o in options}
@@ -764,6 +788,8 @@ def rollout_card(
         tier_buttons.append(
             runbook_button(service=service, state=state, epoch=epoch, url=tier3.link)
         )
+    if tier3 is not None and tier3.available:
+        tier_buttons.append(revert_button(service=service, state=state, epoch=epoch))
 
     if actions or options or tier_buttons:
         blocks.append(DividerBlock())
@@ -945,3 +971,138 @@ def flags_text(service: str, states: Sequence[FlagStatus]) -> str:
         if info.description:
             lines.append(f"    _{_safe(info.description, 200)}_")
     return "\n".join(lines)
+
+
+# ── Tier 3: recording a revert in Git ────────────────────────────────────────
+
+
+def revert_metadata(
+    *,
+    service: str,
+    revision: int | None,
+    epoch: int | None,
+    channel: str | None,
+    message_ts: str | None,
+) -> str:
+    """The revert modal's `private_metadata`: which card it was opened from (compact JSON)."""
+    value = json.dumps(
+        {"s": service, "r": revision, "e": epoch, "c": channel, "ts": message_ts},
+        separators=(",", ":"),
+    )
+    if len(value) > MAX_PRIVATE_METADATA:
+        raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
+    return value
+
+
+def parse_revert_metadata(raw: str) -> dict[str, Any]:
+    """The inverse of `revert_metadata`; ValueError when it is not one of ours."""
+    data = json.loads(raw)
+    if not isinstance(data, dict) or not isinstance(data.get("s"), str):
+        raise ValueError(f"not a rollbot revert modal: {raw[:100]!r}")
+    return data
+
+
+def revert_modal(
+    *,
+    service: str,
+    state: RolloutState | None,
+    steps: Sequence[str],
+    metadata: str,
+    sha: str | None = None,
+) -> dict[str, Any]:
+    """The modal `revert_open` opens: what to revert (service, revision, release SHA), the
+    exact Tier 3 steps as the card shows them, the revert's URL and an optional note.
+
+    Submitted as `revert_record`; the values are under `revert_url`/`url` and
+    `revert_note`/`note`. `metadata` comes from `revert_metadata` (at most 3000 characters).
+    """
+    if len(metadata) > MAX_PRIVATE_METADATA:
+        raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
+    what = _safe(service, 200)
+    if state is not None:
+        what += f" revision {state.revision}"
+    lines = [f"*Revert {what} in Git* (Tier 3, 30–120 min)"]
+    if state is not None:
+        lines.append(f"Rollout `{_safe(state.key, 300)}`")
+    lines.append(
+        f"Release commit `{_safe(sha, 100)}`" if sha else "Release commit unknown: see step 1"
+    )
+    used = sum(len(line) + 1 for line in lines)
+    for i, step in enumerate(steps, start=1):
+        line = f"{i}. {format_step(step)}"
+        if used + len(line) + 1 > _TIER_TEXT_BUDGET:
+            lines.append("_+ more steps in the runbook_")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines), 3000))),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text="Record it once the revert commit or pull request exists: rollbot "
+                    "writes it to the card's thread, the audit log and the PagerDuty incident."
+                )
+            ]
+        ),
+        InputBlock(
+            block_id=REVERT_URL_BLOCK_ID,
+            label=PlainTextObject(text="Revert commit or pull request URL"),
+            element=PlainTextInputElement(
+                action_id=REVERT_URL_ACTION_ID,
+                placeholder=PlainTextObject(text="https://github.com/acme/gitops/pull/123"),
+                max_length=3000,
+            ),
+        ),
+        InputBlock(
+            block_id=REVERT_NOTE_BLOCK_ID,
+            label=PlainTextObject(text="Note for the thread and the audit log"),
+            element=PlainTextInputElement(
+                action_id=REVERT_NOTE_ACTION_ID, multiline=True, max_length=2000
+            ),
+            optional=True,
+        ),
+    ]
+    view = View(
+        type="modal",
+        callback_id=REVERT_CALLBACK_ID,
+        title=PlainTextObject(text="Tier 3: revert in Git"),
+        submit=PlainTextObject(text="Record"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=metadata,
+        blocks=blocks,
+    )
+    return view.to_dict()
+
+
+def revert_line(*, actor_id: str, url: str, note: str = "") -> str:
+    """`:rewind: Tier 3: <@U…> started a revert in Git: <url|url>`, then the note quoted;
+    the URL and the note are the user's text, escaped."""
+    shown = _safe(url, 300)
+    link = _link(url, shown) if _is_web_url(url) else f"`{shown}`"
+    line = f":rewind: Tier 3: <@{actor_id}> started a revert in Git: {link}"
+    if note.strip():
+        line += f"\n>{_safe(note, 2000)}"
+    return line
+
+
+def is_revert_url(url: str) -> bool:
+    """A revert commit or pull request URL rollbot accepts: http(s) with a host, no spaces,
+    at most 3000 characters."""
+    return _is_web_url(url) and bool(url.split("://", 1)[-1].split("/", 1)[0])
+
+
+def revert_recorded_text(
+    *, service: str, revision: int | None, url: str, sha: str | None, note: str = ""
+) -> str:
+    """What the person who recorded a revert is told (and the PagerDuty note says)."""
+    where = f"`{_safe(service, 200)}`"
+    if revision is not None:
+        where += f" revision {revision}"
+    text = f"Recorded the Tier 3 revert of {where}: {_link(url, _safe(url, 300))}"
+    if sha:
+        text += f" (release commit `{_safe(sha, 100)}`)"
+    text += "."
+    if note.strip():
+        text += f" Note: {_safe(note, 2000)}"
+    return text

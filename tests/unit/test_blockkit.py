@@ -118,7 +118,7 @@ _BLOCKISH = {
     "ButtonElement",
 }
 # Functions with a block-like return annotation that do not build Slack output.
-NOT_BUILDERS = {"parse_button_value"}
+NOT_BUILDERS = {"parse_button_value", "parse_revert_metadata"}
 
 
 def public_builders(module: ModuleType) -> set[str]:
@@ -182,6 +182,7 @@ def _buttons() -> Iterator[ButtonElement]:
     yield b.circuit_button(**kw, flag=None)  # type: ignore[arg-type]
     yield b.circuit_close_button(**kw, circuit=CIRCUIT)  # type: ignore[arg-type]
     yield b.runbook_button(**kw, url=tb.RUNBOOK)  # type: ignore[arg-type]
+    yield b.revert_button(**kw)  # type: ignore[arg-type]
 
 
 def _views() -> list[Any]:
@@ -225,6 +226,14 @@ CASES: dict[str, Callable[[], Iterator[Any]]] = {
         x for x in _buttons() if x.action_id == b.CIRCUIT_CLOSE_ACTION_ID
     ),
     "runbook_button": lambda: (x for x in _buttons() if x.action_id == b.RUNBOOK_ACTION_ID),
+    "revert_button": lambda: (x for x in _buttons() if x.action_id == b.REVERT_OPEN_ACTION_ID),
+    "revert_modal": lambda: iter(
+        [
+            tb.modal_view(sha="0a1b2c3d"),
+            tb.modal_view(state=None, steps=()),
+            tb.modal_view(service="<script>&", steps=[f"git revert <{i}>" for i in range(50)]),
+        ]
+    ),
     **{
         name: (lambda n=name: _release_outputs(n))  # type: ignore[misc]
         for name in (

@@ -21,7 +21,12 @@ Aspects under test:
   runbook URL button (`runbook_open`);
 - the limits hold with hostile input (1,000 alerts, huge reasons and steps, `<>&`), and for
   every combination of incident state × evidence × recommended tier × Rollout state;
-- the notification text leads with the incident state and the recommended tier.
+- the notification text leads with the incident state and the recommended tier;
+- Tier 3's `revert_open` button (no style, no confirm, the card's value) whenever Tier 3 is
+  offered, and its modal `revert_record`: title/submit/close, the steps as the card shows
+  them, the release SHA, the `revert_url`/`url` and optional `revert_note`/`note` inputs,
+  private_metadata that round-trips and stays within 3000 characters; the thread line
+  and the reply escape the user's URL and note.
 """
 
 from __future__ import annotations
@@ -592,7 +597,13 @@ def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
             "text": {"type": "plain_text", "text": "Runbook (Tier 3)", "emoji": True},
             "url": RUNBOOK,
             "value": buttons(blocks)["rollout_abort"]["value"],
-        }
+        },
+        {
+            "type": "button",
+            "action_id": "revert_open",
+            "text": {"type": "plain_text", "text": "Record Tier 3 revert…", "emoji": True},
+            "value": buttons(blocks)["rollout_abort"]["value"],
+        },
     ]
 
 
@@ -672,7 +683,11 @@ def test_available_tier_2_has_a_danger_button_whose_confirm_names_the_flag() -> 
         "r": 42,
         "e": 3,
     }
-    assert [el["action_id"] for el in blocks[-1]["elements"]] == ["circuit_open", "runbook_open"]
+    assert [el["action_id"] for el in blocks[-1]["elements"]] == [
+        "circuit_open",
+        "runbook_open",
+        "revert_open",
+    ]
     unnamed = buttons(incident_card(tiers=tier_set(tier2=True), circuit_flag=None))
     assert (
         "the service's circuit-breaker flag" in unnamed["circuit_open"]["confirm"]["text"]["text"]
@@ -907,7 +922,9 @@ def test_render_text_shows_the_incident_and_the_tiers() -> None:
     assert "*Tier 2 — Open the circuit breaker*" in lines
     assert "2. `git revert <release SHA>`" in lines
     assert lines[-2] == "[ Abort (Tier 1) ]  [ Promote ]"
-    assert lines[-1] == "[ Open circuit breaker (Tier 2) ]  [ Runbook (Tier 3) ↗ ]"
+    assert lines[-1] == (
+        "[ Open circuit breaker (Tier 2) ]  [ Runbook (Tier 3) ↗ ]  [ Record Tier 3 revert… ]"
+    )
     unavailable = render_text(incident_card(evidence=UNAVAILABLE))
     assert "│ Metrics unavailable: Prometheus timed out after 2 s" in unavailable
     assert "🚫 *Tier 2 — Open the circuit breaker* (unavailable)" in unavailable
@@ -1001,3 +1018,105 @@ def test_flags_text_without_flags_says_where_to_set_them() -> None:
     assert b.flags_text("fx-rates", []) == (
         "`fx-rates` lists no flags in the catalog (services.fx-rates.flags)."
     )
+
+
+# ── Tier 3: the revert modal ─────────────────────────────────────────────────
+
+
+def test_card_offers_revert_open_whenever_tier_3_is_offered() -> None:
+    for recommend in [*Tier, None]:
+        for state in (PAUSED, ABORTED, HEALTHY):
+            blocks = incident_card(state, tiers=tier_set(recommend))
+            revert = buttons(blocks)["revert_open"]
+            assert revert["text"]["text"] == "Record Tier 3 revert…"
+            assert "style" not in revert and "confirm" not in revert and "url" not in revert
+            assert b.parse_button_value(revert["value"])["r"] == state.revision
+            assert revert in blocks[-1]["elements"]  # the tier buttons' actions block
+    assert "revert_open" not in buttons(card(PAUSED))  # no tiers, no Tier 3 button
+    tiers = tier_set()
+    tiers[2] = dataclasses.replace(tiers[2], available=False)
+    assert "revert_open" not in buttons(incident_card(tiers=tiers))
+
+
+def modal_view(**kw: Any) -> dict[str, Any]:
+    kw.setdefault("service", "payment-router")
+    kw.setdefault("state", PAUSED)
+    kw.setdefault("steps", tier_set()[2].steps)
+    kw.setdefault(
+        "metadata",
+        b.revert_metadata(
+            service="payment-router",
+            revision=42,
+            epoch=3,
+            channel="C0PAYDEPLOY",
+            message_ts="1715695392.000100",
+        ),
+    )
+    return b.revert_modal(**kw)
+
+
+def test_revert_modal_shape() -> None:
+    view = modal_view(sha="0a1b2c3d")
+    assert view["type"] == "modal" and view["callback_id"] == b.REVERT_CALLBACK_ID
+    assert view["callback_id"] == "revert_record"
+    assert view["title"] == {"type": "plain_text", "text": "Tier 3: revert in Git"}
+    assert view["submit"] == {"type": "plain_text", "text": "Record"}
+    assert view["close"] == {"type": "plain_text", "text": "Cancel"}
+    head = view["blocks"][0]["text"]["text"]
+    assert "payment-router revision 42" in head and "`0a1b2c3d`" in head
+    steps = [f"{i}. {b.format_step(s)}" for i, s in enumerate(tier_set()[2].steps, start=1)]
+    assert all(step in head.splitlines() for step in steps)
+    inputs = {blk["block_id"]: blk for blk in view["blocks"] if blk["type"] == "input"}
+    assert set(inputs) == {"revert_url", "revert_note"}
+    url = inputs["revert_url"]
+    assert url["element"]["type"] == "plain_text_input"
+    assert url["element"]["action_id"] == "url"
+    assert url["label"]["text"] == "Revert commit or pull request URL"
+    assert "placeholder" in url["element"] and not url.get("optional", False)
+    note = inputs["revert_note"]
+    assert note["element"] == {
+        "type": "plain_text_input",
+        "action_id": "note",
+        "multiline": True,
+        "max_length": 2000,
+    }
+    assert note["optional"] is True
+    assert note["label"]["text"] == "Note for the thread and the audit log"
+    assert b.parse_revert_metadata(view["private_metadata"]) == {
+        "s": "payment-router",
+        "r": 42,
+        "e": 3,
+        "c": "C0PAYDEPLOY",
+        "ts": "1715695392.000100",
+    }
+    unknown = modal_view(state=None)["blocks"][0]["text"]["text"]
+    assert "Release commit unknown" in unknown
+
+
+def test_revert_metadata_limits_and_hostile_text() -> None:
+    with pytest.raises(ValueError, match="3000"):
+        b.revert_metadata(service="x" * 3000, revision=1, epoch=0, channel="C", message_ts="1.0")
+    with pytest.raises(ValueError, match="3000"):
+        modal_view(metadata="m" * 3001)
+    with pytest.raises(ValueError):
+        b.parse_revert_metadata('{"no": "service"}')
+    huge = modal_view(service="<evil>&", steps=[f"git revert <{i}> " * 40 for i in range(200)])
+    assert len(huge["blocks"][0]["text"]["text"]) <= 3000
+    assert "<evil>" not in json.dumps(huge)
+    assert len(huge["private_metadata"]) <= 3000
+
+
+def test_revert_line_and_reply_escape_user_text() -> None:
+    line = b.revert_line(
+        actor_id="U0ONCALL", url="https://git.example.com/pr/1?a=1&b=<2>", note="<!channel> *x*"
+    )
+    assert line.startswith(":rewind: Tier 3: <@U0ONCALL> started a revert in Git: <https://")
+    assert "<!channel>" not in line and "&lt;!channel&gt;" in line
+    assert "%3C2%3E" in line  # the link's target cannot end early
+    reply = b.revert_recorded_text(
+        service="payment-router", revision=42, url="https://x.example/1", sha="abc", note="n>"
+    )
+    assert "revision 42" in reply and "`abc`" in reply and "n&gt;" in reply
+    assert b.is_revert_url("https://github.com/acme/gitops/pull/123")
+    for bad in ("", "github.com/x", "ftp://x/y", "https://", "https://x/ y", "javascript:x"):
+        assert not b.is_revert_url(bad), bad

@@ -59,8 +59,9 @@ class Deps:
 
 
 def register_listeners(app: AsyncApp, deps: Deps) -> None:
-    from bot.slack.listeners import actions, commands, releases
+    from bot.slack.listeners import actions, commands, releases, views
 
     commands.register(app, deps)
     actions.register(app, deps)
+    views.register(app, deps)
     releases.register(app, deps)

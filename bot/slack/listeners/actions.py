@@ -1,9 +1,13 @@
-"""Card buttons: `rollout_abort`, `rollout_retry`, `rollout_promote`, …
+"""Card buttons: `rollout_abort`, `rollout_retry`, `rollout_promote`, …, and `revert_open`.
 
 Each button's value carries the service, the target, the revision and the card epoch it was
 rendered with (bot.slack.blocks.button_value), so the responder can refuse stale cards and
 derive the idempotency key that makes double clicks and retries execute once. The click is
 acked at once; the action runs on the work queue.
+
+`revert_open` (Tier 3) opens the revert modal with views.open in the listener itself, right
+after the ack: its trigger id expires 3 s after the click, too soon for the work queue. The
+modal's submission is handled in bot.slack.listeners.views.
 """
 
 from __future__ import annotations
@@ -96,3 +100,26 @@ def register(app: AsyncApp, deps: Deps) -> None:
             )
 
         deps.work.submit(job, on_error=errors.reporter(respond, what=str(flip)))
+
+    @app.action(blocks.REVERT_OPEN_ACTION_ID)
+    async def on_revert_open(ack: Any, action: dict[str, Any], body: dict[str, Any]) -> None:
+        await ack()
+        value = parse_value(action.get("value", ""))
+        container = body.get("container") or {}
+        revision = int(value["r"]) if value.get("r") is not None else None
+        plan = await deps.responder.revert_plan(value["s"], revision=revision)
+        metadata = blocks.revert_metadata(
+            service=value["s"],
+            revision=revision,
+            epoch=int(value["e"]) if value.get("e") is not None else None,
+            channel=container.get("channel_id") or (body.get("channel") or {}).get("id"),
+            message_ts=container.get("message_ts") or (body.get("message") or {}).get("ts"),
+        )
+        view = blocks.revert_modal(
+            service=value["s"],
+            state=plan.state,
+            steps=plan.steps,
+            sha=plan.sha,
+            metadata=metadata,
+        )
+        await deps.chat.open_view(str(body.get("trigger_id") or ""), view)

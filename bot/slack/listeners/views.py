@@ -1,0 +1,107 @@
+"""Modal submissions: `revert_record`, the Tier 3 revert modal (opened by `revert_open`).
+
+Slack waits 3 s for the answer to a `view_submission`, and the answer decides what the
+person sees: `response_action="errors"` keeps the modal open with a message under the
+input block; an empty ack closes it. So what can be refused is checked before the ack (a
+URL that is not http(s), a service no longer configured, someone the service's Tier 1
+guard refuses: the refusal is audited); the recording itself (audit entry, thread line,
+PagerDuty note) runs after the ack on the work queue, keyed on the view id and hash so
+that Slack's retries of one submission record once.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.core.errors import RollbotError
+from bot.responder import RevertRequest
+from bot.slack import blocks, errors
+from bot.slack.listeners import Deps
+from bot.slack.listeners.common import actor, retry_num
+
+URL_ERROR = "Give the revert's commit or pull request URL (https://…)."
+_USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+_GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>")
+
+
+def value_of(view: dict[str, Any], block_id: str, action_id: str) -> str:
+    """A plain_text_input's value from a submitted view's state ("" when empty)."""
+    values = (view.get("state") or {}).get("values") or {}
+    element = (values.get(block_id) or {}).get(action_id) or {}
+    return str(element.get("value") or "")
+
+
+async def plain(deps: Deps, text: str) -> str:
+    """Modal errors are plain text: mentions become names, usergroups their handle or id,
+    entities and mrkdwn markers the characters they stand for."""
+    names: dict[str, str] = {}
+    for user_id in set(_USER.findall(text)):
+        try:
+            names[user_id] = await deps.chat.user_name(user_id)
+        except RollbotError:
+            names[user_id] = user_id
+    text = _USER.sub(lambda m: "@" + names.get(m.group(1), m.group(1)), text)
+    text = _GROUP.sub(lambda m: "@" + (m.group(2) or f"usergroup {m.group(1)}"), text)
+    text = text.replace("`", "").replace("*", "")
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    @app.view(blocks.REVERT_CALLBACK_ID)
+    async def on_revert_record(
+        ack: Any, body: dict[str, Any], view: dict[str, Any], request: Any
+    ) -> None:
+        url = value_of(view, blocks.REVERT_URL_BLOCK_ID, blocks.REVERT_URL_ACTION_ID).strip()
+        note = value_of(view, blocks.REVERT_NOTE_BLOCK_ID, blocks.REVERT_NOTE_ACTION_ID).strip()
+        if not blocks.is_revert_url(url):
+            await ack(response_action="errors", errors={blocks.REVERT_URL_BLOCK_ID: URL_ERROR})
+            return
+        try:
+            meta = blocks.parse_revert_metadata(str(view.get("private_metadata") or ""))
+        except (ValueError, TypeError):
+            await ack(
+                response_action="errors",
+                errors={
+                    blocks.REVERT_URL_BLOCK_ID: "This form is not one rollbot made: open it "
+                    "again from the card's “Record Tier 3 revert…” button."
+                },
+            )
+            return
+        user = body.get("user") or {}
+        who = await actor(deps, user.get("id", ""), user.get("username") or user.get("name", ""))
+        req = RevertRequest(
+            service=meta["s"],
+            actor=who,
+            url=url,
+            note=note,
+            revision=int(meta["r"]) if meta.get("r") is not None else None,
+            epoch=int(meta["e"]) if meta.get("e") is not None else None,
+            channel=meta.get("c") or None,
+            message_ts=meta.get("ts") or None,
+            submission=f"{view.get('id', '')}#{view.get('hash', '')}",
+            retry_num=retry_num(request),
+        )
+        try:
+            decision = await deps.responder.authorise_revert(req)
+        except RollbotError as err:  # unknown service, refused, Slack/PagerDuty unreadable
+            await ack(
+                response_action="errors",
+                errors={blocks.REVERT_URL_BLOCK_ID: await plain(deps, err.message)},
+            )
+            return
+        await ack()
+
+        async def tell(**message: Any) -> None:
+            """Errors after the ack: only the submitter sees them, in the card's channel."""
+            if req.channel:
+                await deps.chat.post_ephemeral(
+                    req.channel, who.id, text=message["text"], blocks=message.get("blocks")
+                )
+
+        async def job() -> None:
+            await deps.responder.record_revert(req, decision=decision)
+
+        deps.work.submit(job, on_error=errors.reporter(tell, what="record revert"))

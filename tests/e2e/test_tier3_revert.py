@@ -1,0 +1,168 @@
+"""Tier 3 end to end: recording a revert in Git from the card (Slack sim, signed requests).
+
+Aspects under test:
+- the card's "Record Tier 3 revert…" button (`revert_open`) opens the revert modal with
+  views.open for the person who clicked (within the trigger's 3 s), naming the service and
+  revision and listing the exact Tier 3 steps;
+- a submission without an http(s) URL keeps the modal open with an error under
+  `revert_url`, and nothing is audited;
+- someone outside the service's on-call/owners is refused in the modal, naming who may
+  (the owners group), and the refusal is audited, nothing recorded;
+- a good URL closes the modal, audits `revert-started` (actor, URL, note, revision, steps),
+  writes `:rewind: Tier 3: <@U…> started a revert in Git: <url|url>` and the note under the
+  card; Slack retrying the same submission (same view id and hash) records once;
+- a forged submission gets 401 and records nothing;
+- with PagerDuty, the incident gets a note saying the revert was started, with the URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
+
+pytestmark = pytest.mark.timeout(120)
+LINK = "https://github.com/acme/gitops/pull/812"
+KEY = "rollbot/payment-router/payments/payment-router@42"
+
+
+async def _entries(world: SimWorld, action: str = "revert-started") -> list[Any]:
+    return [r.entry for r in await world.rollbot.store.audit_entries() if r.entry.action == action]
+
+
+async def _wait_entries(world: SimWorld, result: str, n: int = 1) -> list[Any]:
+    for _ in range(600):
+        found = [e for e in await _entries(world) if e.result == result]
+        if len(found) >= n:
+            return found
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no {result} revert-started entry")
+
+
+async def _open_modal(world: SimWorld, user: tuple[str, str] = ONCALL) -> dict[str, Any]:
+    card = await world.wait_for(
+        lambda: (c := world.card()) and world.button(c, "revert_open") and c,
+        timeout=60,
+        what="the card with Record Tier 3 revert",
+    )
+    response = await world.click(card, "revert_open", user=user)
+    assert response.status_code == 200
+    views = await world.wait_for(
+        lambda: world.slack.open_views(user[0]), timeout=20, what="the revert modal"
+    )
+    return dict(views[-1])
+
+
+def _thread(world: SimWorld) -> list[str]:
+    card = world.card()
+    assert card is not None
+    return [m.get("text") or "" for m in world.slack.thread(CHANNEL_ID, card["ts"])]
+
+
+def _values(url: str, note: str = "") -> dict[str, dict[str, str]]:
+    values = {"revert_url": {"url": url}}
+    if note:
+        values["revert_note"] = {"note": note}
+    return values
+
+
+async def test_record_a_revert_from_the_card() -> None:
+    async with SimWorld(speed=600) as world:
+        view = await _open_modal(world)
+        assert view["callback_id"] == "revert_record"
+        assert view["title"]["text"] == "Tier 3: revert in Git"
+        shown = json.dumps(view["blocks"])
+        assert "payment-router revision 42" in shown and "git -C" in shown
+        assert {b.get("block_id") for b in view["blocks"]} >= {"revert_url", "revert_note"}
+        metadata = json.loads(view["private_metadata"])
+        assert metadata["s"] == "payment-router" and metadata["r"] == 42
+        assert metadata["c"] == CHANNEL_ID and metadata["ts"] == world.card()["ts"]
+        assert world.slack.open_views(OUTSIDER[0]) == []
+
+        # No URL: the modal stays open with an error under the URL; nothing audited.
+        bad = await world.sender.view_submission(
+            ONCALL[0], view, _values("not a link"), user_name=ONCALL[1]
+        )
+        assert bad.status_code == 200
+        assert "https://" in world.slack.view_errors(view["id"])["revert_url"]
+        assert [v["id"] for v in world.slack.open_views(ONCALL[0])] == [view["id"]]
+        assert await _entries(world) == []
+
+        # A forged submission: 401, nothing recorded, the modal untouched.
+        forged = await world.sender.view_submission(
+            ONCALL[0], view, _values(LINK), user_name=ONCALL[1], bad_signature=True
+        )
+        assert forged.status_code == 401
+        assert [v["id"] for v in world.slack.open_views(ONCALL[0])] == [view["id"]]
+
+        note = "tax <engine> broke"
+        good = await world.sender.view_submission(
+            ONCALL[0], view, _values(LINK, note), user_name=ONCALL[1]
+        )
+        assert good.status_code == 200
+        assert world.slack.open_views(ONCALL[0]) == []
+        assert world.slack.view_errors(view["id"]) == {}
+        (entry,) = await _wait_entries(world, "succeeded")
+        assert entry.actor.startswith("slack:U0ONCALL:")
+        assert entry.target == "payments/payment-router@42"
+        assert entry.detail["url"] == LINK and entry.detail["note"] == note
+        assert entry.detail["revision"] == 42 and entry.detail["steps"]
+        line = await world.wait_for(
+            lambda: next((t for t in _thread(world) if ":rewind:" in t), None),
+            timeout=20,
+            what="the revert in the card's thread",
+        )
+        assert f":rewind: Tier 3: <@{ONCALL[0]}> started a revert in Git: <{LINK}|{LINK}>" in line
+        assert "tax &lt;engine&gt; broke" in line
+
+        # Slack retries the same submission: recorded once, the loser audited as a duplicate.
+        retry = await world.sender.view_submission(
+            ONCALL[0], view, _values(LINK, note), user_name=ONCALL[1], retry_num=1
+        )
+        assert retry.status_code == 200
+        await _wait_entries(world, "duplicate")
+        assert len([e for e in await _entries(world) if e.result == "succeeded"]) == 1
+        assert len([t for t in _thread(world) if ":rewind:" in t]) == 1
+
+
+async def test_outsider_is_refused_in_the_modal() -> None:
+    async with SimWorld(speed=600) as world:
+        view = await _open_modal(world, user=OUTSIDER)
+        response = await world.sender.view_submission(
+            OUTSIDER[0], view, _values(LINK), user_name=OUTSIDER[1]
+        )
+        assert response.status_code == 200
+        error = world.slack.view_errors(view["id"])["revert_url"]
+        assert "may not revert payment-router" in error
+        assert "payments-oncall" in error or "S0PAYMENTS" in error  # who may
+        assert "<@" not in error  # plain text: names, not mention markup
+        assert [v["id"] for v in world.slack.open_views(OUTSIDER[0])] == [view["id"]]
+        entries = await _entries(world)
+        assert [e.result for e in entries] == ["refused"]
+        assert entries[0].actor.startswith("slack:U0OUTSIDER:")
+        assert not any(":rewind:" in t for t in _thread(world))
+
+
+async def test_pagerduty_gets_a_note_about_the_revert() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        await world.wait_for_card()
+        incident = await world.wait_for(
+            lambda: world.pd.incident_by_key(KEY), timeout=30, what="the PagerDuty incident"
+        )
+        view = await _open_modal(world)
+        await world.sender.view_submission(
+            ONCALL[0], view, _values(LINK, "reverting"), user_name=ONCALL[1]
+        )
+        notes = await world.wait_for(
+            lambda: [n for n in world.pd.notes(incident["id"]) if "revert" in n["content"]],
+            timeout=30,
+            what="the PagerDuty note about the revert",
+        )
+        content = notes[0]["content"]
+        assert "revert-started by" in content and "succeeded" in content
+        assert LINK in content and "Tier 3" in content and "reverting" in content
+        assert world.pd.incident(incident["id"])["status"] != "resolved"  # not a mitigation
