@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 from bot.sim import alerts as sim_alerts
 from bot.sim import workbench
+from bot.sim import world as sim_world
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN as LD_TOKEN
 from bot.sim.launchdarkly import LaunchDarklySim
@@ -63,14 +64,27 @@ async def _stdin_line() -> str:
     return await loop.run_in_executor(None, sys.stdin.readline)
 
 
-DEMO_FLAGS = ("payments.new-router.enabled", "payments.new-router.circuit-open")
+DEMO_FLAGS = (
+    "payments.new-router.enabled",
+    "payments.new-router.circuit-open",
+    sim_world.CHECKOUT_FLAGS["release"],
+    sim_world.CHECKOUT_FLAGS["circuit"],
+)
+#: The workbench's scenario button: checkout (fully rolled out) starts failing, so its card
+#: recommends the circuit breaker (Tier 2), there being no canary to abort.
+CHECKOUT_ALERT = workbench.AlertScenario(
+    sim_world.CHECKOUT,
+    "RollbotErrorRateHigh",
+    "checkout: 5xx ratio 9 % on the new tax engine (SLO < 1 %)",
+    (("slo", "error_rate"),),
+)
 DEFAULT_UI_PORT = 8088
 
 
 def _flag_settings(ld: LaunchDarklySim) -> tuple[dict[str, Any], dict[str, str]]:
     """Settings and environment that point the bot at the LaunchDarkly sim."""
-    ld.add_flag("default", DEMO_FLAGS[0], on=True)
-    ld.add_flag("default", DEMO_FLAGS[1], on=False)
+    for key in DEMO_FLAGS:
+        ld.add_flag("default", key, on=not key.endswith(".circuit-open"))
     settings = {
         "flags": {
             "provider": "launchdarkly",
@@ -118,7 +132,13 @@ async def run_demo(
             if ui:
                 ld = stack.enter_context(LaunchDarklySim())
                 settings, env = _flag_settings(ld)
-                options = {"pagerduty": True, "jira": True, "settings": settings, "env": env}
+                options = {
+                    "pagerduty": True,
+                    "jira": True,
+                    "checkout": True,
+                    "settings": settings,
+                    "env": env,
+                }
                 flag_sources.append(
                     workbench.FlagSource(
                         "LaunchDarkly", DEMO_FLAGS, lambda key: ld.is_on("default", key)
@@ -127,7 +147,7 @@ async def run_demo(
             world = await stack.enter_async_context(SimWorld(speed=speed, port=port, **options))
             url = None
             if ui_sock is not None:
-                bench = workbench.Workbench(world, flags=flag_sources)
+                bench = workbench.Workbench(world, flags=flag_sources, alerts=[CHECKOUT_ALERT])
                 url = await stack.enter_async_context(
                     workbench.serve_workbench(bench, sock=ui_sock)
                 )
@@ -160,6 +180,13 @@ async def _run_terminal(
         "steps 10 → 25 → 50 → 100 %",
         file=out,
     )
+    if world.checkout:
+        print(
+            "checkout: revision 17 (2.4.0) fully rolled out; its new tax engine is behind "
+            f"the circuit-breaker flag {sim_world.CHECKOUT_FLAGS['circuit']} (fire its SLO "
+            "alert from the Scenarios panel)",
+            file=out,
+        )
     if url is not None:
         print(f"open {url}", file=out)
     out.flush()

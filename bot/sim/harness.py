@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import tempfile
 import time
@@ -53,6 +54,8 @@ PD_FROM = "rollbot@example.com"
 PD_POLICY = "PESC123"
 PD_SERVICE = "PSVC123"
 PD_ROUTING_KEY = "R0UTINGKEYPAYMENTROUTER00000000"
+PD_CHECKOUT_SERVICE = "PSVC456"
+PD_CHECKOUT_ROUTING_KEY = "R0UTINGKEYCHECKOUT0000000000000"
 PD_WEBHOOK_SECRET = "demo-pagerduty-webhook-secret-not-for-production"
 PD_WORKFLOW_SECRET = "demo-pagerduty-workflow-secret-not-for-production"
 PD_LINK_SECRET = "demo-runbook-link-secret-not-for-production"
@@ -82,6 +85,19 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_TEXT_SERVICE = re.compile(r"(?:^|· )([a-z0-9][a-z0-9.-]*) revision \d+:")
+
+
+def _card_service(message: dict[str, Any]) -> str | None:
+    """The service a card is about: the name after the header's status emoji."""
+    for block in message.get("blocks") or []:
+        if block.get("type") == "header":
+            words = str((block.get("text") or {}).get("text", "")).split()
+            return words[1] if len(words) > 1 else None
+    found = _TEXT_SERVICE.search(str(message.get("text") or ""))
+    return found.group(1) if found else None
+
+
 def _free_socket() -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,9 +123,14 @@ class SimWorld:
         jira: bool | dict[str, Any] = False,
         clock: Any = None,
         pagerduty: bool = False,
+        checkout: bool = False,
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
-        it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates)."""
+        it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates);
+        `checkout`: the second service too (`bot.sim.world.seed_checkout`: fully rolled
+        out, its circuit-breaker flag `CHECKOUT_FLAGS["circuit"]`, the same channel and
+        owners, its own PagerDuty service on the same escalation policy)."""
+        self.checkout = checkout
         self.jira_options: dict[str, Any] | None = (
             None if jira is False else ({} if jira is True else dict(jira))
         )
@@ -183,6 +204,12 @@ class SimWorld:
                 escalation_policy_id=PD_POLICY,
             )
             self.pd.add_integration(PD_ROUTING_KEY, PD_SERVICE)
+            if self.checkout:
+                self.pd.add_service(PD_CHECKOUT_SERVICE, "checkout", escalation_policy_id=PD_POLICY)
+                self.pd.add_integration(PD_CHECKOUT_ROUTING_KEY, PD_CHECKOUT_SERVICE)
+                self.extra_env.setdefault(
+                    "ROLLBOT_SERVICES__CHECKOUT__PAGERDUTY__ROUTING_KEY", PD_CHECKOUT_ROUTING_KEY
+                )
             pd_settings = {
                 "api_url": self.pd.url,
                 "events_url": self.pd.url,
@@ -222,6 +249,27 @@ class SimWorld:
             else "",
         )
         sim_world.seed_payment_router(self.kube, self.argo)
+        services: dict[str, Any] = {}
+        if self.checkout:
+            sim_world.seed_checkout(self.kube, self.argo)
+            services[sim_world.CHECKOUT] = {
+                "namespace": sim_world.CHECKOUT_NAMESPACE,
+                "rollout": sim_world.CHECKOUT,
+                "channel": CHANNEL,
+                "owners": {"slack_usergroup": USERGROUP, "jira_assignee": LEAD_EMAIL},
+                "jira": {"project": "CHK"},
+                **(
+                    {
+                        "pagerduty": {
+                            "service_id": PD_CHECKOUT_SERVICE,
+                            "escalation_policy_id": PD_POLICY,
+                        }
+                    }
+                    if self.pagerduty
+                    else {}
+                ),
+                "flags": dict(sim_world.CHECKOUT_FLAGS),
+            }
         kubeconfig = self.kube.write_kubeconfig(self.workdir / "kubeconfig")
 
         # The bot's socket first, so that its public URL (runbook links in PagerDuty
@@ -270,6 +318,7 @@ class SimWorld:
                                     "circuit": "payments.new-router.circuit-open",
                                 },
                             },
+                            **services,
                             **self.extra_services,
                         },
                     },
@@ -332,14 +381,13 @@ class SimWorld:
 
     # -- observing ---------------------------------------------------------------------
 
-    def card(self) -> dict[str, Any] | None:
-        """The rollout card in the service channel (the top-level message with buttons)."""
+    def card(self, service: str = sim_world.ROLLOUT) -> dict[str, Any] | None:
+        """`service`'s rollout card in the channel: the top-level message whose header
+        (or, without blocks, whose text) starts with the service's name."""
         for message in self.slack.messages(CHANNEL_ID):
             if message.get("thread_ts") not in (None, message.get("ts")):
                 continue
-            if any(b.get("type") == "actions" for b in message.get("blocks") or []):
-                return message
-            if "payment-router" in (message.get("text") or ""):
+            if _card_service(message) == service:
                 return message
         return None
 

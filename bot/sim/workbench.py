@@ -13,6 +13,12 @@
   SIGNED slash command through ``world.sender``, exactly as Slack sends it.
 - ``POST /api/click`` ``{"message_ts", "action_id", "block_id", "value", "user"}`` — a
   signed ``block_actions`` for a button that is on that message (else 4xx saying why).
+- ``POST /api/submit`` ``{"view_id", "values": {block_id: {action_id: text}}, "user"}`` — a
+  signed ``view_submission`` of a modal the bot opened for that user (``views.open``); the
+  modal closes or shows the errors the bot answered, as Slack does.
+  ``POST /api/close`` ``{"view_id", "user"}`` — the user dismissed it (Cancel or ×).
+- ``POST /api/alert`` ``{"service", "status": "firing" | "resolved"}`` — the scenario
+  buttons: an Alertmanager webhook for one of the demo's SLO alerts (bearer token and all).
 
 The bot does not know about any of this: every request reaches it at ``/slack/events``
 signed, and every answer is read back from what the sims recorded.
@@ -38,9 +44,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from bot.sim import alerts as sim_alerts
 from bot.sim import blockkit
 from bot.sim.argo import ArgoController
-from bot.sim.harness import CHANNEL, CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL, CHANNEL_ID, ONCALL, SimWorld
 
 COMMANDS = ("/rollback", "/release")
 POLL_MS = 500
@@ -57,6 +64,16 @@ class FlagSource:
     provider: str
     keys: tuple[str, ...]
     is_on: Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertScenario:
+    """A scenario button: the SLO alert Alertmanager would send about `service`."""
+
+    service: str
+    alertname: str
+    summary: str
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -81,9 +98,17 @@ def _rid(response_url: str | None) -> str:
 class Workbench:
     """The page's model over a world: renders its state and sends signed requests."""
 
-    def __init__(self, world: SimWorld, *, flags: Iterable[FlagSource] = ()) -> None:
+    def __init__(
+        self,
+        world: SimWorld,
+        *,
+        flags: Iterable[FlagSource] = (),
+        alerts: Iterable[AlertScenario] = (),
+    ) -> None:
         self.world = world
         self.flags = list(flags)
+        self.alerts = {a.service: a for a in alerts}
+        self._firing: set[str] = set()
         self.default_user = ONCALL[0]
         self._sent: list[_Sent] = []
         self._lock = asyncio.Lock()
@@ -143,7 +168,9 @@ class Workbench:
             "ephemerals": self._ephemerals(user, names),
             "users": [{"id": uid, "name": name} for uid, name in names["users"].items()],
             "user": user,
+            "modal": self._modal(user, names),
             "panels": {
+                "scenarios": self._scenarios_panel(),
                 "rollouts": self._rollouts_panel(),
                 "flags": self._flags_panel(),
                 "pagerduty": self._pagerduty_panel(),
@@ -205,6 +232,21 @@ class Workbench:
             for _, label, body in items[-20:]
         )
 
+    def _modal(self, user: str, names: dict[str, dict[str, str]]) -> dict[str, Any] | None:
+        """The top modal open for `user` (the last views.open), with the errors the bot
+        answered to its last submission, keyed by block id."""
+        views = self.world.slack.open_views(user)
+        if not views:
+            return None
+        view = views[-1]
+        return {
+            "id": view["id"],
+            "html": blockkit.render_view(
+                view, users=names["users"], channels=names["channels"], groups=names["groups"]
+            ),
+            "errors": self.world.slack.view_errors(view["id"]),
+        }
+
     @staticmethod
     def _body_html(body: dict[str, Any], names: dict[str, dict[str, str]]) -> str:
         if body.get("blocks"):
@@ -232,16 +274,36 @@ class Workbench:
             phase = str(status.get("phase", ""))
             flags = " · aborted" if status.get("abort") else ""
             flags += " · paused" if status.get("pauseConditions") else ""
+            promoted = bool(status.get("stableRS")) and status.get("stableRS") == status.get(
+                "currentPodHash"
+            )
+            where = "stable 100 %" if promoted else f"canary {weight} %"
             image = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
             version = str(image[0].get("image", "")).rsplit(":", 1)[-1]
             rows.append(
                 f'<tr data-rollout="{_esc(meta["name"])}"><td>{_esc(meta["namespace"])}/'
                 f"{_esc(meta['name'])}</td><td>{_esc(revision)} ({_esc(version)})</td>"
                 f"<td>{min(idx, len(steps))}/{len(steps)}</td>"
-                f'<td class="wb-weight">canary {weight} %</td>'
+                f'<td class="wb-weight">{where}</td>'
                 f'<td class="wb-phase">{_esc(phase)}{_esc(flags)}</td></tr>'
             )
         return _table(("Rollout", "Revision", "Step", "Weight", "Phase"), rows)
+
+    def _scenarios_panel(self) -> str:
+        if not self.alerts:
+            return ""
+        rows = []
+        for service, scenario in self.alerts.items():
+            firing = service in self._firing
+            action = "resolved" if firing else "firing"
+            label = "Resolve the alert" if firing else "Fire the SLO alert"
+            rows.append(
+                f"<tr><td>{_esc(service)}</td><td><code>{_esc(scenario.alertname)}</code> "
+                f"{_esc(scenario.summary)}</td><td>"
+                f'<button type="button" class="wb-scenario" data-service="{_esc(service)}" '
+                f'data-status="{action}">{label}</button></td></tr>'
+            )
+        return _table(("Service", "Alertmanager alert", ""), rows)
 
     def _flags_panel(self) -> str:
         rows = []
@@ -360,6 +422,63 @@ class Workbench:
         sent.ack = _ack_body(response)
         return {"status": response.status_code}
 
+    def _open_view(self, user: str, view_id: str) -> dict[str, Any]:
+        views = self.world.slack.open_views(user)
+        for view in views:
+            if view["id"] == view_id:
+                return view
+        have = ", ".join(v["id"] for v in views) or "none"
+        raise _BadRequest(f"no open modal {view_id!r} for {user} (open: {have})", 404)
+
+    async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        uid, name = self._user(body.get("user"))
+        view = self._open_view(uid, str(body.get("view_id") or ""))
+        values = body.get("values") or {}
+        if not isinstance(values, dict) or not all(
+            isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+            for v in values.values()
+        ):
+            raise _BadRequest("values must be {block_id: {action_id: text}}", 400)
+        response = await self.world.sender.view_submission(uid, view, values, user_name=name)
+        return {"status": response.status_code, "errors": self.world.slack.view_errors(view["id"])}
+
+    async def close(self, body: dict[str, Any]) -> dict[str, Any]:
+        uid, _ = self._user(body.get("user"))
+        view = self._open_view(uid, str(body.get("view_id") or ""))
+        self.world.slack.close_view(view["id"])
+        return {"closed": view["id"]}
+
+    async def alert(self, body: dict[str, Any]) -> dict[str, Any]:
+        service, status = str(body.get("service") or ""), str(body.get("status") or "firing")
+        scenario = self.alerts.get(service)
+        if scenario is None:
+            raise _BadRequest(
+                f"no alert scenario for {service!r} (have: {', '.join(self.alerts) or 'none'})",
+                404,
+            )
+        if status not in ("firing", "resolved"):
+            raise _BadRequest(f"status must be firing or resolved, not {status!r}", 400)
+        payload = sim_alerts.webhook(
+            [
+                sim_alerts.alert(
+                    scenario.alertname,
+                    service=service,
+                    status=status,
+                    labels=dict(scenario.labels),
+                    summary=scenario.summary,
+                )
+            ]
+        )
+        response = await sim_alerts.send(
+            f"{self.world.url}/webhooks/alertmanager", ALERTMANAGER_TOKEN, payload
+        )
+        if response.status_code == 200:
+            if status == "firing":
+                self._firing.add(service)
+            else:
+                self._firing.discard(service)
+        return {"status": response.status_code}
+
     # ------------------------------------------------------------------ the app
 
     def app(self) -> Starlette:
@@ -385,12 +504,24 @@ class Workbench:
         async def click(request: Request) -> Response:
             return await _json_call(request, self.click)
 
+        async def submit(request: Request) -> Response:
+            return await _json_call(request, self.submit)
+
+        async def close(request: Request) -> Response:
+            return await _json_call(request, self.close)
+
+        async def alert(request: Request) -> Response:
+            return await _json_call(request, self.alert)
+
         return Starlette(
             routes=[
                 Route("/", index),
                 Route("/api/state", state),
                 Route("/api/command", command, methods=["POST"]),
                 Route("/api/click", click, methods=["POST"]),
+                Route("/api/submit", submit, methods=["POST"]),
+                Route("/api/close", close, methods=["POST"]),
+                Route("/api/alert", alert, methods=["POST"]),
             ]
         )
 
@@ -475,4 +606,4 @@ async def serve_workbench(
         sock.close()
 
 
-__all__ = ["FlagSource", "PortInUseError", "Workbench", "bind", "serve_workbench"]
+__all__ = ["AlertScenario", "FlagSource", "PortInUseError", "Workbench", "bind", "serve_workbench"]

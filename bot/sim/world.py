@@ -21,8 +21,22 @@ STABLE_IMAGE = "registry.example.com/payment-router:1.12.4"
 CANARY_IMAGE = "registry.example.com/payment-router:1.13.0"
 STABLE_REVISION = 41
 GIT_SHA_ANNOTATION = "rollbot.io/git-sha"
+#: The second demo service: checkout, fully rolled out, its new tax engine behind a
+#: circuit-breaker flag (the one to flip when it misbehaves with no canary in progress).
+CHECKOUT = "checkout"
+CHECKOUT_NAMESPACE = "checkout"
+CHECKOUT_IMAGE = "registry.example.com/checkout:2.4.0"
+CHECKOUT_REVISION = 17
+CHECKOUT_FLAGS = {
+    "release": "checkout.new-tax-engine.enabled",
+    "circuit": "checkout.new-tax-engine.circuit-open",
+}
 #: The GitOps commit each image was released from (what CI writes on the pod template).
-RELEASE_SHAS = {STABLE_IMAGE: "9b1e04c7d2a3", CANARY_IMAGE: "3f9c2d1e8b7a"}
+RELEASE_SHAS = {
+    STABLE_IMAGE: "9b1e04c7d2a3",
+    CANARY_IMAGE: "3f9c2d1e8b7a",
+    CHECKOUT_IMAGE: "c41d7a09e2f5",
+}
 
 
 def _template_annotations(image: str) -> dict[str, str]:
@@ -223,3 +237,30 @@ def start_new_revision(
     container["env"] = [{"name": "VERSION", "value": image.rsplit(":", 1)[-1]}]
     template.setdefault("metadata", {})["annotations"] = _template_annotations(image)
     return sim.patch("rollouts", namespace, ROLLOUT, {"spec": {"template": template}})
+
+
+def _renamed(value: Any, old: str, new: str) -> Any:
+    """`value` with every string's `old` replaced by `new` (names, selectors, queries)."""
+    if isinstance(value, dict):
+        return {k: _renamed(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_renamed(v, old, new) for v in value]
+    return value.replace(old, new) if isinstance(value, str) else value
+
+
+def seed_checkout(sim: KubeSim, controller: ArgoController) -> dict[str, Any]:
+    """The second service: checkout revision 17 (2.4.0), fully rolled out and Healthy, with
+    the same canary steps and SLO analysis as payment-router under its own names. No canary
+    is in progress, so an incident on it offers the circuit breaker (Tier 2) first."""
+    template = _renamed(payment_router_analysis_template(CHECKOUT_NAMESPACE), ROLLOUT, CHECKOUT)
+    rollout = _renamed(
+        payment_router_rollout(CHECKOUT_NAMESPACE, CHECKOUT_IMAGE), ROLLOUT, CHECKOUT
+    )
+    rollout["metadata"]["labels"]["team"] = "checkout"
+    sim.create(template)
+    sim.create(rollout)
+    controller.adopt_as_stable(CHECKOUT_NAMESPACE, CHECKOUT, revision=CHECKOUT_REVISION)
+    controller.reconcile()
+    ro = sim.get("rollouts", CHECKOUT_NAMESPACE, CHECKOUT)
+    assert ro is not None
+    return ro

@@ -13,7 +13,13 @@ Aspects under test:
   canary 0 % and aborted; the audit panel shows the abort; the cluster has `abort: true`;
 - the text typed in the composer survives the polling refreshes;
 - a screenshot is kept with the test's files (and written to docs/screenshots/workbench.png
-  when ROLLBOT_UPDATE_SCREENSHOTS=1).
+  when ROLLBOT_UPDATE_SCREENSHOTS=1);
+- the second service: "Fire the SLO alert" in the Scenarios panel brings checkout's card
+  recommending Tier 2; Open circuit breaker → its confirm dialog → the flag shows on in the
+  flags panel; "Record Tier 3 revert…" opens the bot's modal (views.open) over the page;
+  submitting it without a URL shows the bot's error under the field and keeps what was
+  typed in the note; with a URL the modal closes, the thread and the audit log show the
+  revert (docs/screenshots/workbench-modal.png with ROLLBOT_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from pathlib import Path
 import pytest
 
 from bot.sim import workbench
+from bot.sim import world as sim_world
+from bot.sim.demo import CHECKOUT_ALERT
 from bot.sim.harness import SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
 from tests.plugins.chromium import CHROMIUM_FLAGS
@@ -33,7 +41,9 @@ pytestmark = [pytest.mark.timeout(150), pytest.mark.peer("chromium")]
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "screenshots" / "workbench.png"
-FLAGS = ("payments.new-router.enabled", "payments.new-router.circuit-open")
+MODAL_SCREENSHOT = REPO / "docs" / "screenshots" / "workbench-modal.png"
+CIRCUIT = sim_world.CHECKOUT_FLAGS["circuit"]
+FLAGS = ("payments.new-router.enabled", "payments.new-router.circuit-open", CIRCUIT)
 
 
 @pytest.fixture
@@ -41,6 +51,7 @@ async def workbench_url(tmp_path):
     with LaunchDarklySim() as ld:
         ld.add_flag("default", FLAGS[0], on=True)
         ld.add_flag("default", FLAGS[1], on=False)
+        ld.add_flag("default", CIRCUIT, on=False)
         settings = {
             "flags": {
                 "provider": "launchdarkly",
@@ -51,7 +62,13 @@ async def workbench_url(tmp_path):
         }
         env = {"ROLLBOT_FLAGS__API_TOKEN": DEFAULT_TOKEN}
         async with SimWorld(
-            speed=300, workdir=tmp_path, pagerduty=True, jira=True, settings=settings, env=env
+            speed=300,
+            workdir=tmp_path,
+            pagerduty=True,
+            jira=True,
+            checkout=True,
+            settings=settings,
+            env=env,
         ) as world:
             bench = workbench.Workbench(
                 world,
@@ -60,6 +77,7 @@ async def workbench_url(tmp_path):
                         "LaunchDarkly", FLAGS, lambda key: ld.is_on("default", key)
                     )
                 ],
+                alerts=[CHECKOUT_ALERT],
             )
             async with workbench.serve_workbench(bench, port=0) as url:
                 yield world, url
@@ -133,3 +151,57 @@ async def test_status_then_abort_from_the_card(workbench_url, page, tmp_path):
     if os.environ.get("ROLLBOT_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+async def test_circuit_breaker_and_the_revert_modal(workbench_url, page, tmp_path):
+    from playwright.async_api import expect
+
+    world, url = workbench_url
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    await page.goto(url)
+    await expect(page.locator("#wb-panel-rollouts")).to_contain_text("stable 100 %")
+    await page.click('#wb-panel-scenarios button.wb-scenario[data-service="checkout"]')
+    await expect(page.locator("#wb-panel-scenarios")).to_contain_text("Resolve the alert")
+
+    card = page.locator("#wb-channel .wb-message").filter(has_text="checkout/checkout")
+    await expect(card).to_contain_text("Recommended: Tier 2", timeout=30_000)
+    await card.locator('button[data-action-id="circuit_open"]').click()
+    await expect(page.locator("#wb-confirm")).to_be_visible()
+    await page.click("#wb-confirm-ok")
+    flag = page.locator("#wb-panel-flags tr").filter(has_text=CIRCUIT)
+    await expect(flag.locator("td.wb-on")).to_have_text("on", timeout=30_000)
+    await expect(card).to_contain_text("Circuit opened by", timeout=30_000)
+
+    await card.locator('button[data-action-id="revert_open"]').click()
+    modal = page.locator("#wb-modal")
+    await expect(modal).to_be_visible(timeout=20_000)
+    await expect(modal).to_contain_text("revert")
+    await page.fill('#wb-modal-form textarea[data-action-id="note"]', "tax engine rounding")
+    await page.click("#wb-modal-form .bk-view-submit")
+    await expect(modal.locator(".wb-field-error")).to_be_visible(timeout=20_000)
+    await page.wait_for_timeout(1200)  # refreshes keep the typed note and the error
+    await expect(page.locator('#wb-modal-form textarea[data-action-id="note"]')).to_have_value(
+        "tax engine rounding"
+    )
+    await expect(modal.locator(".wb-field-error")).to_be_visible()
+    shot = tmp_path / "workbench-modal.png"
+    await page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("ROLLBOT_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, MODAL_SCREENSHOT)
+
+    link = "https://git.example.com/acme/gitops/pull/812"
+    await page.fill('#wb-modal-form input[data-action-id="url"]', link)
+    await page.click("#wb-modal-form .bk-view-submit")
+    await expect(modal).to_be_hidden(timeout=20_000)
+    await expect(page.locator("#wb-panel-audit")).to_contain_text("revert-started", timeout=20_000)
+    await card.locator(".bk-replies").click()
+    await expect(page.locator("#wb-thread-body")).to_contain_text(link, timeout=20_000)
+    recorded = [
+        r.entry.detail.get("url")
+        for r in await world.rollbot.store.audit_entries()
+        if r.entry.action == "revert-started" and r.entry.result == "succeeded"
+    ]
+    assert recorded == [link]
+    assert errors == []

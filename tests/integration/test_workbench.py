@@ -59,7 +59,17 @@ async def test_state_shape(bench):
     world, _, client = bench
     card = await card_with_abort(world)
     state = (await client.get("/api/state")).json()
-    assert set(state) >= {"channel", "threads", "confirms", "ephemerals", "users", "user", "panels"}
+    assert set(state) >= {
+        "channel",
+        "threads",
+        "confirms",
+        "ephemerals",
+        "users",
+        "user",
+        "panels",
+        "modal",
+    }
+    assert state["modal"] is None
     assert state["user"] == ONCALL[0]
     assert {u["id"] for u in state["users"]} >= {ONCALL[0], OUTSIDER[0]}
     assert state["channel"]["id"] == CHANNEL_ID
@@ -68,7 +78,8 @@ async def test_state_shape(bench):
     confirm = state["confirms"][f"{card['ts']} rollout_abort"]
     assert confirm["confirm"] == "Abort" and confirm["title"]
     panels = state["panels"]
-    assert set(panels) == {"rollouts", "flags", "pagerduty", "jira", "audit"}
+    assert set(panels) == {"scenarios", "rollouts", "flags", "pagerduty", "jira", "audit"}
+    assert panels["scenarios"] == ""  # no alert scenario given to this workbench
     assert "payments/payment-router" in panels["rollouts"] and "canary 25 %" in panels["rollouts"]
     assert panels["flags"] == ""  # no flag sim given to this workbench
     await world.wait_for(lambda: world.pd.incidents(), timeout=20, what="the PagerDuty incident")

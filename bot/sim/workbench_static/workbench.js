@@ -53,7 +53,8 @@
     swap("wb-channel", state.channel.html);
     if (atBottom) channel.scrollTop = channel.scrollHeight;
     swap("wb-ephemerals", state.ephemerals);
-    for (const name of ["rollouts", "flags", "pagerduty", "jira", "audit"]) {
+    renderModal();
+    for (const name of ["scenarios", "rollouts", "flags", "pagerduty", "jira", "audit"]) {
       swap("wb-panel-" + name, state.panels[name]);
       const section = $("wb-sec-" + name);
       if (section) section.hidden = !state.panels[name];
@@ -62,6 +63,46 @@
       $("wb-thread").hidden = false;
       swap("wb-thread-body", state.threads[openThread] || "");
     }
+  }
+
+  // The modal the bot opened (views.open) for the user acting; what is typed survives
+  // every refresh because the form is only replaced when the view itself changes.
+  function renderModal() {
+    const modal = state.modal;
+    const backdrop = $("wb-modal");
+    const form = $("wb-modal-form");
+    if (!modal) {
+      backdrop.hidden = true;
+      form.innerHTML = "";
+      shown["wb-modal-form"] = null;
+      return;
+    }
+    backdrop.hidden = false;
+    if (shown["wb-modal-form"] !== modal.html) {
+      form.innerHTML = modal.html;
+      shown["wb-modal-form"] = modal.html;
+      form.dataset.viewId = modal.id;
+    }
+    for (const old of form.querySelectorAll(".wb-field-error")) old.remove();
+    for (const [blockId, message] of Object.entries(modal.errors || {})) {
+      const field = form.querySelector('[data-block-id="' + CSS.escape(blockId) + '"]');
+      const note = document.createElement("div");
+      note.className = "wb-field-error";
+      note.setAttribute("role", "alert");
+      note.textContent = message;
+      const holder = field ? field.closest(".bk-input-element") || field : form.querySelector(".bk-modal-body");
+      if (holder) holder.after(note);
+    }
+  }
+
+  function modalValues(form) {
+    const values = {};
+    for (const field of form.querySelectorAll("input[data-action-id], textarea[data-action-id]")) {
+      const block = field.dataset.blockId || "";
+      values[block] = values[block] || {};
+      values[block][field.dataset.actionId] = field.value;
+    }
+    return values;
   }
 
   async function refresh() {
@@ -89,6 +130,18 @@
   }
 
   document.addEventListener("click", async (event) => {
+    const dismiss = event.target.closest(".bk-view-close, .bk-modal-x");
+    if (dismiss) {
+      event.preventDefault();
+      await post("/api/close", { view_id: $("wb-modal-form").dataset.viewId || "" });
+      return;
+    }
+    const scenario = event.target.closest("button.wb-scenario");
+    if (scenario) {
+      event.preventDefault();
+      await post("/api/alert", { service: scenario.dataset.service, status: scenario.dataset.status });
+      return;
+    }
     const button = event.target.closest("button[data-action-id]");
     if (button) {
       event.preventDefault();
@@ -121,6 +174,12 @@
   });
 
   $("wb-user").addEventListener("change", refresh);
+
+  $("wb-modal-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = $("wb-modal-form");
+    await post("/api/submit", { view_id: form.dataset.viewId || "", values: modalValues(form) });
+  });
 
   $("wb-composer").addEventListener("submit", async (event) => {
     event.preventDefault();
