@@ -672,6 +672,10 @@ def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
     canary = f"revision {state.revision}"
     if state.canary_image:
         canary += f"\n`{state.canary_image}`"
+    if state.fully_promoted and not state.aborted:
+        # No update in progress: the Rollout's revision is the stable one.
+        weight = "none: fully promoted"
+        canary = f"none (revision {state.revision} is stable)"
     if state.analysis is not None:
         analysis = f"{state.analysis.status} ({state.analysis.name})"
         if state.analysis.message:

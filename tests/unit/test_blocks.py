@@ -1120,3 +1120,13 @@ def test_revert_line_and_reply_escape_user_text() -> None:
     assert b.is_revert_url("https://github.com/acme/gitops/pull/123")
     for bad in ("", "github.com/x", "ftp://x/y", "https://", "https://x/ y", "javascript:x"):
         assert not b.is_revert_url(bad), bad
+
+
+def test_fully_promoted_card_shows_no_canary() -> None:
+    """A fully promoted Rollout has no canary: its fields say so instead of 100 %."""
+    fields = dict(f["text"].split("\n", 1) for f in card(HEALTHY)[1]["fields"])
+    assert fields["*Canary weight*"] == "none: fully promoted"
+    assert fields["*Canary*"] == f"none (revision {HEALTHY.revision} is stable)"
+    assert HEALTHY.fully_promoted and not HEALTHY.aborted
+    running = dict(f["text"].split("\n", 1) for f in card(PAUSED)[1]["fields"])
+    assert running["*Canary*"].startswith("revision 42")
