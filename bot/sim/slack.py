@@ -166,6 +166,7 @@ class SlackSim:
         self.home_tab_enabled = True  # False: views.publish answers not_enabled
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._forced: dict[str, list[int]] = {}  # method -> Retry-After of forced 429s
+        self._slow: dict[str, list[float]] = {}  # method -> delays before answering
         self._triggers: dict[str, float] = {}
         self._trigger_users: dict[str, str | None] = {}  # trigger id → the user it is for
         self._used_triggers: set[str] = set()
@@ -279,6 +280,11 @@ class SlackSim:
         """Answer the next `times` calls of `method` with 429 whatever the buckets say."""
         with self._lock:
             self._forced.setdefault(method, []).extend([retry_after] * times)
+
+    def slow_down(self, method: str, *, seconds: float, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` only after `seconds` (a slow Slack)."""
+        with self._lock:
+            self._slow.setdefault(method, []).extend([seconds] * times)
 
     def mint_trigger_id(self, user: str | None = None) -> str:
         """A trigger id as a click or command carries it, valid `trigger_ttl` s; a view
@@ -488,6 +494,11 @@ class SlackSim:
     async def _handle_api(self, request: Request) -> Response:
         method = request.path_params["method"]
         args = await _read_args(request)
+        with self._lock:
+            delays = self._slow.get(method)
+            delay = delays.pop(0) if delays else 0.0
+        if delay:
+            await asyncio.sleep(delay)
         headers = {k.lower(): v for k, v in request.headers.items()}
         status, body, extra_headers = self._dispatch(method, args, headers)
         with self._lock:

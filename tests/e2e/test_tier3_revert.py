@@ -166,3 +166,44 @@ async def test_pagerduty_gets_a_note_about_the_revert() -> None:
         assert "revert-started by" in content and "succeeded" in content
         assert LINK in content and "Tier 3" in content and "reverting" in content
         assert world.pd.incident(incident["id"])["status"] != "resolved"  # not a mitigation
+
+
+@pytest.mark.parametrize("who", [ONCALL, OUTSIDER], ids=["on-call", "outsider"])
+async def test_slow_authorisation_closes_the_modal_in_time_and_still_decides(who) -> None:
+    """Slack drops a view_submission unanswered after 3 s: when asking who is on the owners
+    group is slow (usergroups.users.list answering after 3.5 s), the modal closes within the
+    budget and the decision is made after the ack — recorded for the on-call, refused (and
+    told to the outsider alone) for someone else."""
+    from bot.slack.listeners.views import AUTHORISE_BUDGET_SECONDS
+
+    async with SimWorld(speed=600) as world:
+        view = await _open_modal(world, user=who)
+        world.slack.slow_down("usergroups.users.list", seconds=3.5)
+        started = asyncio.get_running_loop().time()
+        response = await world.sender.view_submission(who[0], view, _values(LINK), user_name=who[1])
+        took = asyncio.get_running_loop().time() - started
+        assert response.status_code == 200
+        assert took < AUTHORISE_BUDGET_SECONDS + 0.8, f"answered after {took:.2f} s"
+        assert world.slack.open_views(who[0]) == []  # closed, no error in the modal
+        assert world.slack.calls_to("usergroups.users.list")  # it was asked
+        if who == ONCALL:
+            recorded = await _wait_entries(world, "succeeded")
+            assert [e.actor.split(":")[1] for e in recorded] == [ONCALL[0]]
+            await world.wait_for(
+                lambda: sum(":rewind:" in t for t in _thread(world)) == 1,
+                timeout=20,
+                what="the thread line",
+            )
+        else:
+            refused = await _wait_entries(world, "refused")
+            assert [e.actor.split(":")[1] for e in refused] == [OUTSIDER[0]]
+            await world.wait_for(
+                lambda: any(
+                    e.get("user") == OUTSIDER[0] and "may not revert" in json.dumps(e)
+                    for e in world.slack.ephemerals
+                ),
+                timeout=20,
+                what="the refusal told to the outsider",
+            )
+            assert await _entries(world) == refused  # nothing recorded
+            assert not any(":rewind:" in t for t in _thread(world))

@@ -4,13 +4,16 @@ Slack waits 3 s for the answer to a `view_submission`, and the answer decides wh
 person sees: `response_action="errors"` keeps the modal open with a message under the
 input block; an empty ack closes it. So what can be refused is checked before the ack (a
 URL that is not http(s), a service no longer configured, someone the service's Tier 1
-guard refuses: the refusal is audited); the recording itself (audit entry, thread line,
+guard refuses: the refusal is audited; when that check takes longer than
+`AUTHORISE_BUDGET_SECONDS` the modal is closed and it is made after the ack, a refusal then
+told to the submitter alone); the recording itself (audit entry, thread line,
 PagerDuty note) runs after the ack on the work queue, keyed on the view id and hash so
 that Slack's retries of one submission record once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -22,6 +25,9 @@ from bot.slack import blocks, errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num
 
+#: Of Slack's 3 s for answering a view_submission, what the authorisation (which may ask
+#: Slack and PagerDuty who is on call) may take before the modal is closed without it.
+AUTHORISE_BUDGET_SECONDS = 2.0
 URL_ERROR = "Give the revert's commit or pull request URL (https://…)."
 _USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>")
@@ -84,8 +90,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
             submission=f"{view.get('id', '')}#{view.get('hash', '')}",
             retry_num=retry_num(request),
         )
+        decision: Any = None
         try:
-            decision = await deps.responder.authorise_revert(req)
+            decision = await asyncio.wait_for(
+                deps.responder.authorise_revert(req), timeout=AUTHORISE_BUDGET_SECONDS
+            )
+        except TimeoutError:
+            # Slack gives up on the submission after 3 s: close the modal now and decide
+            # on the work queue; a refusal then reaches the submitter as an ephemeral.
+            decision = None
         except RollbotError as err:  # unknown service, refused, Slack/PagerDuty unreadable
             await ack(
                 response_action="errors",
