@@ -2,7 +2,7 @@
 
 rollbot serve [--config FILE] [--host H] [--port P]
 rollbot demo [--speed N] [--port P] [--ui-port P | --no-browser-ui] [--auto-abort] [--duration S]
-rollbot drill SCENARIO            (tier1-abort)
+rollbot drill SCENARIO            (tier1-abort, slo-alert, tier2-circuit, checkout-circuit, …)
 rollbot check-config [--config FILE]
 rollbot release start SERVICE VERSION [--owner EMAIL] [--config FILE]
 rollbot release status SERVICE | list [--config FILE]
@@ -22,7 +22,14 @@ from collections.abc import Sequence
 
 from bot.core.errors import RollbotError
 
-DRILLS = ("tier1-abort", "slo-alert", "tier2-circuit", "release-cleanup", "pagerduty-workflow")
+DRILLS = (
+    "tier1-abort",
+    "slo-alert",
+    "tier2-circuit",
+    "checkout-circuit",
+    "release-cleanup",
+    "pagerduty-workflow",
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -612,7 +612,95 @@ async def _drill_pagerduty_workflow(drill: Drill, *, speed: float, timeout: floa
     return "incident opened, workflow abort verified, note and resolve in PagerDuty"
 
 
+async def _drill_checkout_circuit(drill: Drill, *, speed: float, timeout: float) -> str:
+    """The demo's second service: checkout is fully rolled out when its SLO alert fires;
+    the card recommends Tier 2 (nothing to abort); the on-call opens the circuit from the
+    card; the flag reads back on, the PagerDuty incident resolves, the audit chain holds."""
+    from bot.sim.harness import PD_CHECKOUT_SERVICE
+
+    circuit = sim_world.CHECKOUT_FLAGS["circuit"]
+    with LaunchDarklySim() as ld:
+        settings, env = _flag_settings(ld)
+        async with SimWorld(
+            speed=speed, pagerduty=True, checkout=True, settings=settings, env=env
+        ) as world:
+            drill.mark("world up (checkout fully rolled out; LaunchDarkly and PagerDuty sims)")
+            scenario = CHECKOUT_ALERT
+            body = sim_alerts.webhook(
+                [
+                    sim_alerts.alert(
+                        scenario.alertname,
+                        service=scenario.service,
+                        labels=dict(scenario.labels),
+                        summary=scenario.summary,
+                    )
+                ]
+            )
+            response = await sim_alerts.send(
+                f"{world.url}/webhooks/alertmanager", ALERTMANAGER_TOKEN, body
+            )
+            drill.mark(f"Alertmanager webhook for checkout delivered (HTTP {response.status_code})")
+            drill.check(response.status_code == 200, f"webhook answered {response.status_code}")
+            card = await world.wait_for(
+                lambda: (c := world.card("checkout")) and world.button(c, "circuit_open") and c,
+                timeout=timeout,
+                what="the checkout card with Open circuit (Tier 2)",
+            )
+            text = json.dumps(card["blocks"], ensure_ascii=False)
+            drill.check("Recommended: Tier 2" in text, "Tier 2 is not the recommendation")
+            drill.check(world.button(card, "rollout_abort") is None, "Abort offered with no canary")
+            drill.mark("card posted: Tier 1 unavailable (fully promoted), Tier 2 recommended")
+            incident = await world.wait_for(
+                lambda: next(
+                    (
+                        i
+                        for i in world.pd.incidents()
+                        if (i.get("service") or {}).get("id") == PD_CHECKOUT_SERVICE
+                    ),
+                    None,
+                ),
+                timeout=timeout,
+                what="checkout's PagerDuty incident",
+            )
+            drill.mark(f"PagerDuty incident {incident['id']} triggered on checkout's service")
+            clicked = time.monotonic()
+            await world.click(card, "circuit_open")
+            await world.wait_for(
+                lambda: ld.is_on("default", circuit), timeout=timeout, what="the flag on"
+            )
+            flipped = time.monotonic() - clicked
+            drill.mark(f"@{ONCALL[1]} (on call) opened {circuit}: on in LaunchDarkly")
+
+            async def audited() -> Any:
+                for record in await world.rollbot.store.audit_entries():
+                    entry = record.entry
+                    if entry.action == "circuit-open" and entry.result == "succeeded":
+                        return record
+                return None
+
+            record = None
+            deadline = time.monotonic() + timeout
+            while record is None and time.monotonic() < deadline:
+                record = await audited()
+                await asyncio.sleep(0.05)
+            if drill.check(record is not None, "no succeeded circuit-open audit entry"):
+                drill.mark(f"audit entry {record.seq}: circuit-open succeeded (read back)")
+            with contextlib.suppress(TimeoutError):
+                await world.wait_for(
+                    lambda: world.pd.incident(incident["id"])["status"] == "resolved",
+                    timeout=timeout,
+                    what="the resolve",
+                )
+            status = world.pd.incident(incident["id"])["status"]
+            if drill.check(status == "resolved", f"PagerDuty incident is {status}"):
+                drill.mark("PagerDuty incident resolved (verified mitigation)")
+            chain = await world.rollbot.store.verify_audit()
+            drill.check(chain.ok, f"audit chain broken: {chain.reason}")
+    return f"Tier 2 recommended and executed on checkout · flag on {flipped:.2f} s after the click"
+
+
 DRILLS = {
+    "checkout-circuit": _drill_checkout_circuit,
     "pagerduty-workflow": _drill_pagerduty_workflow,
     "release-cleanup": _drill_release_cleanup,
     "tier1-abort": _drill_tier1_abort,

@@ -1,8 +1,8 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
-- `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit`, `release-cleanup` and
-  `pagerduty-workflow` exit 0
+- `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit`, `checkout-circuit`,
+  `release-cleanup` and `pagerduty-workflow` exit 0
   and print a PASS line with their timeline; an unknown drill is refused listing the known ones;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
@@ -70,6 +70,18 @@ def test_drill_tier2_circuit_exits_zero():
 
 
 @pytest.mark.timeout(150)
+def test_drill_checkout_circuit_exits_zero():
+    done = rollbot("drill", "checkout-circuit", "--speed", "600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "drill checkout-circuit: PASS" in out
+    assert "Tier 1 unavailable (fully promoted), Tier 2 recommended" in out
+    assert "opened checkout.new-tax-engine.circuit-open: on in LaunchDarkly" in out
+    assert "circuit-open succeeded (read back)" in out
+    assert "PagerDuty incident resolved" in out
+
+
+@pytest.mark.timeout(150)
 def test_drill_release_cleanup_exits_zero():
     done = rollbot("drill", "release-cleanup", "--speed", "600")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -94,6 +106,7 @@ def test_unknown_drill_is_refused():
     done = rollbot("drill", "nope")
     assert done.returncode == 2
     assert "tier1-abort" in done.stderr and "tier2-circuit" in done.stderr
+    assert "checkout-circuit" in done.stderr
 
 
 @pytest.mark.timeout(150)
@@ -193,3 +206,10 @@ async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
     assert [e["action"] for e in lines] == ["retry"]
     assert lines[0]["result"] == "succeeded"
     assert lines[0]["prev_hash"] == "0" * 64
+
+
+def test_the_command_line_offers_every_drill():
+    from bot import cli
+    from bot.sim.demo import DRILLS
+
+    assert sorted(cli.DRILLS) == sorted(DRILLS)
