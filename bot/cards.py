@@ -190,6 +190,12 @@ class Cards:
             if card is not None and card.ts is not None:
                 await self._render_update(mem, card)
 
+    @property
+    def circuit_environment(self) -> str | None:
+        """The flag provider's environment the circuit breakers are flipped in (None: the
+        provider's default, not configured here)."""
+        return self._circuit_environment
+
     def circuit_known(self, service: str) -> bool:
         return service in self._circuit
 

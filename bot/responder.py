@@ -99,6 +99,9 @@ class FlagRequest:
     actor: Actor
     break_glass_reason: str | None = None
     retry_num: int = 0
+    # What makes Slack's retries of one modal submission the same (view id + hash): such a
+    # request flips once per submission, even after the first has finished. "" otherwise.
+    submission: str = ""
 
 
 REVERT_ACTION = "revert-started"  # the audit log's action for a recorded Tier 3 revert
@@ -565,6 +568,11 @@ class Responder:
             )
         return flag
 
+    def circuit_target(self, service: str) -> tuple[str, str | None]:
+        """(the service's circuit-breaker flag, the provider environment it is flipped in,
+        when configured); InvalidRequest as `circuit_flag`."""
+        return self.circuit_flag(service), self._cards.circuit_environment
+
     async def flag_states(self, service: str) -> list[FlagStatus]:
         """The service's release/experiment/circuit flags: catalog metadata, live state (or
         why not) and when each should be removed."""
@@ -593,14 +601,44 @@ class Responder:
         decision = await self._authorise(req, cfg)
         if not decision.allowed:
             await self._audit(req, target, "refused", detail={"reason": decision.reason})
-            raise NotAuthorised(decision.reason)
+            raise NotAuthorised(decision.reason, break_glass_possible=decision.break_glass_possible)
 
         before = await self._flags.get(flag)  # TargetNotFound names the key tried
-        want = req.action is FlagAction.CIRCUIT_OPEN
         # The flag's own epoch (how many flips were executed on it) keys the action, so a
         # double click or two responders racing flip once; it is kept in the cards table
         # under a `flag:` key that never becomes a Slack message.
         counter = f"flag:{req.service}:{flag}"
+        if not req.submission:
+            return await self._flip(req, cfg, flag, target, decision, before, counter)
+        # A modal submission is also keyed on itself: Slack's retry of it arriving after the
+        # flip finished (the flag's epoch bumped) is a duplicate, not a second flip.
+        key = f"{counter}:{req.action.value}@{req.submission}"
+        lost = await self._claim(req, target, key, before)
+        if lost is not None:
+            return lost
+        try:
+            result = await self._flip(req, cfg, flag, target, decision, before, counter)
+        except BaseException as err:
+            reason = err.message if isinstance(err, RollbotError) else type(err).__name__
+            await self._store.finish_action(key, status="failed", result={"error": reason})
+            raise
+        await self._store.finish_action(
+            key, status=result.status, result={"message": result.message}
+        )
+        return result
+
+    async def _flip(
+        self,
+        req: FlagRequest,
+        cfg: ServiceSettings,
+        flag: str,
+        target: str,
+        decision: policy.Decision,
+        before: FlagState,
+        counter: str,
+    ) -> ActionResult:
+        assert self._flags is not None
+        want = req.action is FlagAction.CIRCUIT_OPEN
         epoch = await self._cards.epoch(counter)
         key = f"{counter}:{req.action.value}#{epoch}"
         lost = await self._claim(req, target, key, before)

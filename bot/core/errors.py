@@ -68,9 +68,15 @@ class TargetNotFound(PermanentError):
 
 
 class NotAuthorised(PermanentError):
-    def __init__(self, message: str, *, allowed: str = "") -> None:
+    """`break_glass_possible`: the refusal is only for want of break-glass (policy rule 5),
+    so asking again with a reason would be allowed."""
+
+    def __init__(
+        self, message: str, *, allowed: str = "", break_glass_possible: bool = False
+    ) -> None:
         super().__init__(message)
         self.allowed = allowed
+        self.break_glass_possible = break_glass_possible
 
 
 class Forbidden(PermanentError):

@@ -28,7 +28,9 @@ The rules, first match wins:
     refused, saying a reason is required). Break-glass is for the owners group only:
     anyone else asking for it is refused. Asking for break-glass when it is not needed
     (the actor is allowed anyway) is no error: the decision says so and is not marked
-    `break_glass`.
+    `break_glass`. The two refusals of this rule (no break-glass asked, or no reason
+    given) are marked `break_glass_possible`: only there would break-glass help, so only
+    there does the card offer it.
  6. When on-call data is unavailable (PagerDuty down: `on_call=None`, with
     `on_call_error`), rollbot falls back to the owners group: its members may do every
     action, Tier 2 included, and the reason says "PagerDuty unavailable (<error>): fell
@@ -66,6 +68,9 @@ class Decision:
     allowed: bool
     reason: str
     break_glass: bool = False  # True only when break-glass is what allowed the action
+    # True only on a refusal that break-glass with a reason would turn into an allowance
+    # (rule 5: an owner, not on call, Tier 2): the card offers its break-glass modal then.
+    break_glass_possible: bool = False
 
 
 def tier_of(action: RolloutAction | str) -> int:
@@ -182,12 +187,14 @@ def authorise(
                 False,
                 f"<@{actor.id}> may not {verb} {service} without break-glass: {verb} is "
                 f"for the on-call only. {instead}",
+                break_glass_possible=True,
             )
         if not break_glass_reason.strip():
             return Decision(
                 False,
                 f"Break-glass on {service} requires a reason: say why {verb} cannot wait "
                 f"for the on-call. {instead}",
+                break_glass_possible=True,
             )
         return Decision(
             True,

@@ -76,6 +76,14 @@ REVERT_URL_ACTION_ID = "url"
 REVERT_NOTE_BLOCK_ID = "revert_note"
 REVERT_NOTE_ACTION_ID = "note"
 MAX_PRIVATE_METADATA = 3000  # Slack's limit for a view's private_metadata
+# Tier 2 break-glass from the card: the button on a refusal (owner, not on call) and the
+# modal it opens, asking for the reason.
+BREAK_GLASS_ACTION_ID = "circuit_break_glass"
+BREAK_GLASS_CALLBACK_ID = "circuit_break_glass"
+BREAK_GLASS_REASON_BLOCK_ID = "break_glass_reason"
+BREAK_GLASS_REASON_ACTION_ID = "reason"
+BREAK_GLASS_MIN_REASON = 10  # characters, as the modal's min_length and the submission check
+BREAK_GLASS_MAX_REASON = 1000
 TIER_ACTIONS_BLOCK_ID = "tier_actions"
 MAX_ALERTS_SHOWN = 5
 
@@ -570,9 +578,6 @@ def circuit_button(
 ) -> ButtonElement:
     """Tier 2: set the service's ops flag `…circuit-open` to true, after a confirm naming the
     flag, the environment and the effect."""
-    name = f"`{_safe(flag, 150)}`" if flag else "the service's circuit-breaker flag"
-    if environment:
-        name += f" in {_safe(environment, 40)}"
     return ButtonElement(
         text=PlainTextObject(text="Open circuit breaker (Tier 2)", emoji=True),
         action_id=CIRCUIT_ACTION_ID,
@@ -580,16 +585,24 @@ def circuit_button(
         style="danger",
         confirm=ConfirmObject(
             title=f"Open the circuit breaker of {_clip(service, 60)}?",
-            text=_clip(
-                f"Set {name} to true: all traffic of {_safe(service, 60)} takes the legacy "
-                "path; the other flags are ignored. No pod restart; SDKs see it within "
-                "their refresh interval.",
-                300,
-            ),
+            text=_clip(circuit_open_text(service=service, flag=flag, environment=environment), 300),
             confirm="Open circuit",
             deny="Cancel",
             style="danger",
         ),
+    )
+
+
+def circuit_open_text(*, service: str, flag: str | None, environment: str | None) -> str:
+    """What opening the circuit does, naming the flag and its environment (the circuit
+    button's confirm and the break-glass modal say the same)."""
+    name = f"`{_safe(flag, 150)}`" if flag else "the service's circuit-breaker flag"
+    if environment:
+        name += f" in {_safe(environment, 40)}"
+    return (
+        f"Set {name} to true: all traffic of {_safe(service, 60)} takes the legacy "
+        "path; the other flags are ignored. No pod restart; SDKs see it within "
+        "their refresh interval."
     )
 
 
@@ -1110,3 +1123,116 @@ def revert_recorded_text(
     if note.strip():
         text += f" Note: {_safe(note, 2000)}"
     return text
+
+
+# ── Tier 2: break-glass from the card ────────────────────────────────────────
+
+
+def break_glass_value(*, value: str, channel: str | None, message_ts: str | None) -> str:
+    """The "Break glass…" button's value: the card's circuit button value (service,
+    namespace, name, revision, epoch) plus the card's channel and message ts (`c`, `ts`),
+    so that the result can be told in the card's channel later."""
+    data = parse_button_value(value)
+    data.update({"c": channel, "ts": message_ts})
+    out = json.dumps(data, separators=(",", ":"))
+    if len(out) > 2000:  # Slack's limit for a button value
+        raise ValueError("button value over 2000 characters")
+    return out
+
+
+def circuit_refusal_blocks(text: str, *, break_glass: str | None = None) -> list[dict[str, Any]]:
+    """A refused circuit click, told to the clicker alone. `break_glass` (a
+    `break_glass_value`): the refusal is only for want of break-glass, so it offers the
+    "Break glass…" button opening the modal that asks for the reason."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_clip(text, 3000)))]
+    if break_glass is not None:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text=PlainTextObject(text="Break glass…", emoji=True),
+                        action_id=BREAK_GLASS_ACTION_ID,
+                        value=break_glass,
+                        style="danger",
+                    )
+                ]
+            )
+        )
+    return [b.to_dict() for b in blocks]
+
+
+def break_glass_metadata(
+    *,
+    service: str,
+    revision: int | None,
+    epoch: int | None,
+    channel: str | None,
+    message_ts: str | None,
+) -> str:
+    """The break-glass modal's `private_metadata` (compact JSON, as `revert_metadata`)."""
+    return revert_metadata(
+        service=service, revision=revision, epoch=epoch, channel=channel, message_ts=message_ts
+    )
+
+
+def parse_break_glass_metadata(raw: str) -> dict[str, Any]:
+    """The inverse of `break_glass_metadata`; ValueError when it is not one of ours."""
+    return parse_revert_metadata(raw)
+
+
+def break_glass_modal(
+    *,
+    service: str,
+    flag: str,
+    environment: str | None,
+    channel: str,
+    owners_group: str | None,
+    metadata: str,
+) -> dict[str, Any]:
+    """The modal the "Break glass…" button opens: which flag, environment and effect (as the
+    circuit button's confirm), what makes break-glass loud, and the required reason.
+
+    Submitted as `circuit_break_glass`; the reason is under `break_glass_reason`/`reason`
+    (at least `BREAK_GLASS_MIN_REASON` characters). `metadata` comes from
+    `break_glass_metadata` (at most 3000 characters).
+    """
+    if len(metadata) > MAX_PRIVATE_METADATA:
+        raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
+    head = (
+        f"*Open the circuit breaker of {_safe(service, 200)}* (Tier 2) without the on-call\n"
+        + circuit_open_text(service=service, flag=flag, environment=environment)
+    )
+    group = f" mentioning <!subteam^{_safe(owners_group, 40)}>" if owners_group else ""
+    loud = (
+        f":rotating_light: Break-glass is loud: the flip and your reason are posted as a "
+        f"top-level message in <#{_safe(channel, 40)}>{group}, written to the card's thread, "
+        f"the audit log and the flag's change comment. If the service has an open PagerDuty "
+        f"incident, its on-call sees a note with the result there."
+    )
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip(head, 3000))),
+        SectionBlock(text=MarkdownTextObject(text=_clip(loud, 3000))),
+        InputBlock(
+            block_id=BREAK_GLASS_REASON_BLOCK_ID,
+            label=PlainTextObject(text="Why (goes to the channel and the audit log)"),
+            element=PlainTextInputElement(
+                action_id=BREAK_GLASS_REASON_ACTION_ID,
+                multiline=True,
+                min_length=BREAK_GLASS_MIN_REASON,
+                max_length=BREAK_GLASS_MAX_REASON,
+                placeholder=PlainTextObject(
+                    text="e.g. on-call unreachable for 10 min, checkout 5xx at 40 %"
+                ),
+            ),
+        ),
+    ]
+    view = View(
+        type="modal",
+        callback_id=BREAK_GLASS_CALLBACK_ID,
+        title=PlainTextObject(text="Break glass"),
+        submit=PlainTextObject(text="Open circuit"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=metadata,
+        blocks=blocks,
+    )
+    return view.to_dict()

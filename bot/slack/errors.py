@@ -36,27 +36,40 @@ def message_for(error: BaseException) -> tuple[str, str | None]:
     )
 
 
-async def report(error: BaseException, respond: Any, *, what: str = "") -> None:
-    """Tell the person who asked; log the unexpected with an id they can quote."""
+async def report(
+    error: BaseException, respond: Any, *, what: str = "", break_glass: str | None = None
+) -> None:
+    """Tell the person who asked; log the unexpected with an id they can quote.
+
+    `break_glass` (a `blocks.break_glass_value`): a circuit click's refusal that only wants
+    break-glass offers the "Break glass…" button with it."""
     text, error_id = message_for(error)
     if error_id is not None:
         log.error("unexpected error %s handling %s", error_id, what, exc_info=error)
     else:
         log.info("refused: %s", text)
+    if break_glass is not None and isinstance(error, NotAuthorised):
+        shown = blocks.circuit_refusal_blocks(
+            text, break_glass=break_glass if error.break_glass_possible else None
+        )
+    else:
+        shown = blocks.error_blocks(text, error_id=error_id)
     if respond is not None:
         await respond(
             text=text,
-            blocks=blocks.error_blocks(text, error_id=error_id),
+            blocks=shown,
             response_type="ephemeral",
             replace_original=False,
         )
 
 
-def reporter(respond: Any, *, what: str = "") -> Callable[[BaseException], Awaitable[None]]:
+def reporter(
+    respond: Any, *, what: str = "", break_glass: str | None = None
+) -> Callable[[BaseException], Awaitable[None]]:
     """The error reporter for work continued after the ack (bot.work)."""
 
     async def _report(error: BaseException) -> None:
-        await report(error, respond, what=what)
+        await report(error, respond, what=what, break_glass=break_glass)
 
     return _report
 

@@ -118,7 +118,7 @@ _BLOCKISH = {
     "ButtonElement",
 }
 # Functions with a block-like return annotation that do not build Slack output.
-NOT_BUILDERS = {"parse_button_value", "parse_revert_metadata"}
+NOT_BUILDERS = {"parse_button_value", "parse_revert_metadata", "parse_break_glass_metadata"}
 
 
 def public_builders(module: ModuleType) -> set[str]:
@@ -232,6 +232,25 @@ CASES: dict[str, Callable[[], Iterator[Any]]] = {
             tb.modal_view(sha="0a1b2c3d"),
             tb.modal_view(state=None, steps=()),
             tb.modal_view(service="<script>&", steps=[f"git revert <{i}>" for i in range(50)]),
+        ]
+    ),
+    "circuit_refusal_blocks": lambda: iter(
+        [
+            b.circuit_refusal_blocks(":no_entry: <@U0ONCALL> may not circuit-open <x>"),
+            b.circuit_refusal_blocks(
+                ":no_entry: may not without break-glass",
+                break_glass=b.break_glass_value(
+                    value=b.button_value(service="payment-router", state=tb.PAUSED, epoch=3),
+                    channel="C0PAYDEPLOY",
+                    message_ts="1715695392.000100",
+                ),
+            ),
+        ]
+    ),
+    "break_glass_modal": lambda: iter(
+        [
+            tb.break_glass_view(),
+            tb.break_glass_view(service="<script>&", owners_group=None, environment=None),
         ]
     ),
     **{

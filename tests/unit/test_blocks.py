@@ -26,7 +26,12 @@ Aspects under test:
   offered, and its modal `revert_record`: title/submit/close, the steps as the card shows
   them, the release SHA, the `revert_url`/`url` and optional `revert_note`/`note` inputs,
   private_metadata that round-trips and stays within 3000 characters; the thread line
-  and the reply escape the user's URL and note.
+  and the reply escape the user's URL and note;
+- Tier 2 break-glass from the card: a refused circuit click's blocks carry the danger
+  "Break glass…" button (`circuit_break_glass`, the card's button value plus its channel
+  and ts) only when offered; the `circuit_break_glass` modal: title/submit/close, the flag,
+  environment, effect and what makes it loud, the required multiline reason
+  `break_glass_reason`/`reason` with min_length 10, private_metadata that round-trips.
 """
 
 from __future__ import annotations
@@ -1130,3 +1135,83 @@ def test_fully_promoted_card_shows_no_canary() -> None:
     assert HEALTHY.fully_promoted and not HEALTHY.aborted
     running = dict(f["text"].split("\n", 1) for f in card(PAUSED)[1]["fields"])
     assert running["*Canary*"].startswith("revision 42")
+
+
+CARD_VALUE = b.button_value(service="payment-router", state=PAUSED, epoch=3)
+
+
+def break_glass_view(**kw: Any) -> dict[str, Any]:
+    kw.setdefault("service", "payment-router")
+    kw.setdefault("flag", "payments.new-router.circuit-open")
+    kw.setdefault("environment", "production")
+    kw.setdefault("channel", "C0PAYDEPLOY")
+    kw.setdefault("owners_group", "S0PAYMENTS")
+    kw.setdefault(
+        "metadata",
+        b.break_glass_metadata(
+            service="payment-router",
+            revision=42,
+            epoch=3,
+            channel="C0PAYDEPLOY",
+            message_ts="1715695392.000100",
+        ),
+    )
+    return b.break_glass_modal(**kw)
+
+
+def test_circuit_refusal_offers_break_glass_only_when_asked() -> None:
+    value = b.break_glass_value(
+        value=CARD_VALUE, channel="C0PAYDEPLOY", message_ts="1715695392.000100"
+    )
+    assert json.loads(value) == {
+        **json.loads(CARD_VALUE),
+        "c": "C0PAYDEPLOY",
+        "ts": "1715695392.000100",
+    }
+    assert b.parse_button_value(value)["s"] == "payment-router"  # still a card button value
+    offered = b.circuit_refusal_blocks(":no_entry: may not without break-glass", break_glass=value)
+    assert offered[0]["text"]["text"] == ":no_entry: may not without break-glass"
+    (button,) = offered[1]["elements"]
+    assert button["action_id"] == "circuit_break_glass" == b.BREAK_GLASS_ACTION_ID
+    assert button["text"]["text"] == "Break glass…" and button["style"] == "danger"
+    assert button["value"] == value
+    plain = b.circuit_refusal_blocks(":no_entry: may not")
+    assert len(plain) == 1 and "circuit_break_glass" not in json.dumps(plain)
+
+
+def test_break_glass_modal_shape() -> None:
+    view = break_glass_view()
+    assert view["type"] == "modal" and view["callback_id"] == "circuit_break_glass"
+    assert view["title"] == {"type": "plain_text", "text": "Break glass"}
+    assert len(view["title"]["text"]) <= 24
+    assert view["submit"] == {"type": "plain_text", "text": "Open circuit"}
+    assert view["close"] == {"type": "plain_text", "text": "Cancel"}
+    said = " ".join(blk["text"]["text"] for blk in view["blocks"] if blk["type"] == "section")
+    assert "`payments.new-router.circuit-open` in production" in said
+    assert "legacy path" in said and "other flags are ignored" in said  # as the confirm
+    assert "<#C0PAYDEPLOY>" in said and "<!subteam^S0PAYMENTS>" in said  # where it is loud
+    assert "audit log" in said and "PagerDuty" in said
+    (reason,) = [blk for blk in view["blocks"] if blk["type"] == "input"]
+    assert reason["block_id"] == "break_glass_reason" and not reason.get("optional", False)
+    assert reason["label"]["text"] == "Why (goes to the channel and the audit log)"
+    element = reason["element"]
+    assert element["type"] == "plain_text_input" and element["action_id"] == "reason"
+    assert element["multiline"] is True and element["min_length"] == 10
+    assert b.parse_break_glass_metadata(view["private_metadata"]) == {
+        "s": "payment-router",
+        "r": 42,
+        "e": 3,
+        "c": "C0PAYDEPLOY",
+        "ts": "1715695392.000100",
+    }
+    no_group = json.dumps(break_glass_view(owners_group=None, environment=None))
+    assert "subteam" not in no_group and "in production" not in no_group
+
+
+def test_break_glass_modal_limits_and_hostile_text() -> None:
+    with pytest.raises(ValueError, match="3000"):
+        break_glass_view(metadata="m" * 3001)
+    with pytest.raises(ValueError):
+        b.parse_break_glass_metadata('{"no": "service"}')
+    hostile = json.dumps(break_glass_view(service="<evil>&", flag="<!channel>"))
+    assert "<evil>" not in hostile and "<!channel>" not in hostile

@@ -1,7 +1,8 @@
 """bot.core.policy: who may act.
 
 Aspects: read-only verbs open to all; no owners group → anyone; member allowed; non-member
-refused with who may; unreadable membership fails closed; every refusal names the group.
+refused with who may; unreadable membership fails closed; every refusal names the group;
+`break_glass_possible` marks exactly the refusals break-glass with a reason would allow.
 """
 
 from __future__ import annotations
@@ -125,6 +126,10 @@ def test_policy_table(actor, action, config, members, on_call, break_glass):
     allowed, used_break_glass = expected(actor, action, config, members, on_call, break_glass)
     assert (decision.allowed, decision.break_glass) == (allowed, used_break_glass), decision.reason
     assert decision.reason
+    # break_glass_possible: refused now, but break-glass with a reason would be allowed
+    # (what makes the card offer its break-glass modal)
+    could = expected(actor, action, config, members, on_call, "with-reason")[0]
+    assert decision.break_glass_possible == (not allowed and could), decision.reason
 
     pd_down = ep is not None and on_call == "unavailable" and action != "status"
     if pd_down:
@@ -163,17 +168,17 @@ def test_owner_tier2_needs_break_glass_then_a_reason():
         on_call={"U0PAGED"},
     )
     plain = authorise(**common)
-    assert not plain.allowed
+    assert not plain.allowed and plain.break_glass_possible
     assert "for the on-call only" in plain.reason
     assert "<@U0PAGED>" in plain.reason
     assert "break-glass" in plain.reason
 
     empty = authorise(**common, break_glass=True, break_glass_reason="")
-    assert not empty.allowed
+    assert not empty.allowed and empty.break_glass_possible
     assert "requires a reason" in empty.reason
 
     ok = authorise(**common, break_glass=True, break_glass_reason="on-call unreachable")
-    assert ok.allowed and ok.break_glass
+    assert ok.allowed and ok.break_glass and not ok.break_glass_possible
     assert "on-call unreachable" in ok.reason
 
 
@@ -190,6 +195,7 @@ def test_break_glass_refused_outside_the_owners_group():
         break_glass_reason="I really want to",
     )
     assert not decision.allowed and not decision.break_glass
+    assert not decision.break_glass_possible  # break-glass would not help an outsider
     assert "break-glass is for members of <!subteam^S0PAY> only" in decision.reason
     assert "<@U0PAGED>" in decision.reason
 

@@ -1,4 +1,5 @@
-"""Card buttons: `rollout_abort`, `rollout_retry`, `rollout_promote`, …, and `revert_open`.
+"""Card buttons: `rollout_abort`, `rollout_retry`, `rollout_promote`, …, `revert_open`, and
+`circuit_break_glass` (on a refused circuit click).
 
 Each button's value carries the service, the target, the revision and the card epoch it was
 rendered with (bot.slack.blocks.button_value), so the responder can refuse stale cards and
@@ -8,6 +9,11 @@ acked at once; the action runs on the work queue.
 `revert_open` (Tier 3) opens the revert modal with views.open in the listener itself, right
 after the ack: its trigger id expires 3 s after the click, too soon for the work queue. The
 modal's submission is handled in bot.slack.listeners.views.
+
+`circuit_open` refused only for want of break-glass (an owner who is not on call) tells the
+clicker so with a "Break glass…" button (`circuit_break_glass`, carrying the card's button
+value and message); that click opens the break-glass modal the same way, asking for the
+reason; its submission is handled in bot.slack.listeners.views too.
 """
 
 from __future__ import annotations
@@ -35,6 +41,14 @@ def parse_value(raw: str) -> dict[str, Any]:
     if not isinstance(value.get("s"), str):
         raise InvalidRequest("This button's payload is not one rollbot made.")
     return value
+
+
+def _card_message(body: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(channel, message ts) of the message whose button was clicked."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    return channel, ts
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -88,6 +102,13 @@ def register(app: AsyncApp, deps: Deps) -> None:
         value = parse_value(action.get("value", ""))
         user = body.get("user") or {}
         retries = retry_num(request)
+        # Opening, refused only for want of break-glass: the refusal offers the modal.
+        channel, ts = _card_message(body)
+        break_glass = (
+            blocks.break_glass_value(value=action["value"], channel=channel, message_ts=ts)
+            if flip is FlagAction.CIRCUIT_OPEN
+            else None
+        )
 
         async def job() -> None:
             who = await actor(
@@ -99,21 +120,46 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 respond,
             )
 
-        deps.work.submit(job, on_error=errors.reporter(respond, what=str(flip)))
+        deps.work.submit(
+            job, on_error=errors.reporter(respond, what=str(flip), break_glass=break_glass)
+        )
+
+    @app.action(blocks.BREAK_GLASS_ACTION_ID)
+    async def on_break_glass(ack: Any, action: dict[str, Any], body: dict[str, Any]) -> None:
+        await ack()
+        value = parse_value(action.get("value", ""))
+        cfg = deps.responder.service(value["s"])
+        flag, environment = deps.responder.circuit_target(value["s"])
+        metadata = blocks.break_glass_metadata(
+            service=value["s"],
+            revision=int(value["r"]) if value.get("r") is not None else None,
+            epoch=int(value["e"]) if value.get("e") is not None else None,
+            channel=value.get("c") or cfg.channel,
+            message_ts=value.get("ts"),
+        )
+        view = blocks.break_glass_modal(
+            service=value["s"],
+            flag=flag,
+            environment=environment,
+            channel=cfg.channel,
+            owners_group=cfg.owners.slack_usergroup if cfg.owners else None,
+            metadata=metadata,
+        )
+        await deps.chat.open_view(str(body.get("trigger_id") or ""), view)
 
     @app.action(blocks.REVERT_OPEN_ACTION_ID)
     async def on_revert_open(ack: Any, action: dict[str, Any], body: dict[str, Any]) -> None:
         await ack()
         value = parse_value(action.get("value", ""))
-        container = body.get("container") or {}
         revision = int(value["r"]) if value.get("r") is not None else None
         plan = await deps.responder.revert_plan(value["s"], revision=revision)
+        channel, ts = _card_message(body)
         metadata = blocks.revert_metadata(
             service=value["s"],
             revision=revision,
             epoch=int(value["e"]) if value.get("e") is not None else None,
-            channel=container.get("channel_id") or (body.get("channel") or {}).get("id"),
-            message_ts=container.get("message_ts") or (body.get("message") or {}).get("ts"),
+            channel=channel,
+            message_ts=ts,
         )
         view = blocks.revert_modal(
             service=value["s"],

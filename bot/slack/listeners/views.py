@@ -1,4 +1,6 @@
-"""Modal submissions: `revert_record`, the Tier 3 revert modal (opened by `revert_open`).
+"""Modal submissions: `revert_record`, the Tier 3 revert modal (opened by `revert_open`),
+and `circuit_break_glass`, the Tier 2 break-glass modal (opened from a refused circuit
+click's "Break glass…" button).
 
 Slack waits 3 s for the answer to a `view_submission`, and the answer decides what the
 person sees: `response_action="errors"` keeps the modal open with a message under the
@@ -9,6 +11,12 @@ guard refuses: the refusal is audited; when that check takes longer than
 told to the submitter alone); the recording itself (audit entry, thread line,
 PagerDuty note) runs after the ack on the work queue, keyed on the view id and hash so
 that Slack's retries of one submission record once.
+
+The break-glass modal checks only its reason before the ack (at least
+`blocks.BREAK_GLASS_MIN_REASON` characters, else an error under `break_glass_reason`); the
+flip then runs on the work queue as `/rollback SERVICE circuit open break-glass REASON`
+does (the same policy, audit and loud channel notice), keyed on the view id and hash as
+well, and its result or refusal is told to the submitter alone in the card's channel.
 """
 
 from __future__ import annotations
@@ -20,15 +28,20 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.errors import RollbotError
-from bot.responder import RevertRequest
+from bot.core.model import FlagAction
+from bot.responder import FlagRequest, RevertRequest
 from bot.slack import blocks, errors
 from bot.slack.listeners import Deps
-from bot.slack.listeners.common import actor, retry_num
+from bot.slack.listeners.common import actor, retry_num, run_and_tell
 
 #: Of Slack's 3 s for answering a view_submission, what the authorisation (which may ask
 #: Slack and PagerDuty who is on call) may take before the modal is closed without it.
 AUTHORISE_BUDGET_SECONDS = 2.0
 URL_ERROR = "Give the revert's commit or pull request URL (https://…)."
+REASON_ERROR = (
+    f"Say why this cannot wait for the on-call, in at least {blocks.BREAK_GLASS_MIN_REASON} "
+    "characters: it goes to the channel and the audit log."
+)
 _USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>")
 
@@ -118,3 +131,56 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await deps.responder.record_revert(req, decision=decision)
 
         deps.work.submit(job, on_error=errors.reporter(tell, what="record revert"))
+
+    @app.view(blocks.BREAK_GLASS_CALLBACK_ID)
+    async def on_break_glass(
+        ack: Any, body: dict[str, Any], view: dict[str, Any], request: Any
+    ) -> None:
+        reason = value_of(
+            view, blocks.BREAK_GLASS_REASON_BLOCK_ID, blocks.BREAK_GLASS_REASON_ACTION_ID
+        ).strip()
+        if len(reason) < blocks.BREAK_GLASS_MIN_REASON:
+            await ack(
+                response_action="errors", errors={blocks.BREAK_GLASS_REASON_BLOCK_ID: REASON_ERROR}
+            )
+            return
+        try:
+            meta = blocks.parse_break_glass_metadata(str(view.get("private_metadata") or ""))
+        except (ValueError, TypeError):
+            await ack(
+                response_action="errors",
+                errors={
+                    blocks.BREAK_GLASS_REASON_BLOCK_ID: "This form is not one rollbot made: "
+                    "click the card's “Open circuit breaker (Tier 2)” button again."
+                },
+            )
+            return
+        # Authorising may ask Slack and PagerDuty: after the ack; the flip tells a refusal.
+        await ack()
+        user = body.get("user") or {}
+        service = str(meta["s"])
+        submission = f"{view.get('id', '')}#{view.get('hash', '')}"
+        retries = retry_num(request)
+
+        async def tell(**message: Any) -> None:
+            """Only the submitter sees the result, in the card's channel."""
+            channel = meta.get("c") or deps.responder.service(service).channel
+            await deps.chat.post_ephemeral(
+                channel, str(user.get("id", "")), text=message["text"], blocks=message.get("blocks")
+            )
+
+        async def job() -> None:
+            who = await actor(
+                deps, user.get("id", ""), user.get("username") or user.get("name", "")
+            )
+            req = FlagRequest(
+                service=service,
+                action=FlagAction.CIRCUIT_OPEN,
+                actor=who,
+                break_glass_reason=reason,
+                retry_num=retries,
+                submission=submission,
+            )
+            await run_and_tell(deps, req, tell)
+
+        deps.work.submit(job, on_error=errors.reporter(tell, what="break-glass circuit-open"))
