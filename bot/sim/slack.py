@@ -1152,13 +1152,19 @@ class SlackSender:
         block_id: str | None = None,
         user_name: str | None = None,
     ) -> dict[str, Any]:
-        """The `block_actions` payload Slack sends for a button click on `message`."""
+        """The `block_actions` payload Slack sends for a button click on `message`.
+
+        On an ephemeral message (a response_url or chat.postEphemeral body: `response_type`
+        "ephemeral" or `is_ephemeral`), Slack says `container.is_ephemeral: true` and sends
+        no `message` (as in the fixture slack/bolt-python.block_actions.json)."""
         found_block, label = _find_button(message, action_id)
         block_id = block_id or found_block or "actions"
+        ephemeral = message.get("response_type") == "ephemeral" or bool(message.get("is_ephemeral"))
+        message_ts = message.get("ts") or (f"{time.time():.6f}" if ephemeral else None)
         self.last_trigger_id = self._trigger_id(user_id)
-        self.last_response_url = self._response_url(channel_id, message.get("ts"))
+        self.last_response_url = self._response_url(channel_id, message_ts)
         now = time.time()
-        return {
+        payload: dict[str, Any] = {
             "type": "block_actions",
             "user": {
                 "id": user_id,
@@ -1170,9 +1176,9 @@ class SlackSender:
             "token": "verification_token_unused",
             "container": {
                 "type": "message",
-                "message_ts": message.get("ts"),
+                "message_ts": message_ts,
                 "channel_id": channel_id,
-                "is_ephemeral": False,
+                "is_ephemeral": ephemeral,
             },
             "trigger_id": self.last_trigger_id,
             "team": {"id": self.team_id, "domain": self.team_domain},
@@ -1193,6 +1199,9 @@ class SlackSender:
                 }
             ],
         }
+        if ephemeral:
+            del payload["message"]
+        return payload
 
     def click_request(
         self,

@@ -203,15 +203,16 @@ class Workbench:
                 } | {"style": str(confirm.get("style", ""))}
         return out
 
-    def _ephemerals(self, user: str, names: dict[str, dict[str, str]]) -> str:
-        """Answers only `user` sees: response_url bodies of what they sent, their acks and
-        chat.postEphemeral messages addressed to them; oldest first."""
+    def _ephemeral_bodies(self, user: str) -> list[tuple[float, str, str, dict[str, Any]]]:
+        """(at, key, label, body) of what only `user` sees: the acks of what they sent,
+        response_url bodies of their commands and clicks, and chat.postEphemeral messages
+        addressed to them; oldest first. `key` names one for a click on its buttons."""
         sent = {s.response_rid: s for s in self._sent if s.user == user}
-        items: list[tuple[float, str, str]] = []
-        for s in sent.values():
-            if s.ack.get("text") or s.ack.get("blocks"):
-                items.append((s.at, s.label, self._body_html(s.ack, names)))
-        for r in self.world.slack.responses:
+        items: list[tuple[float, str, str, dict[str, Any]]] = []
+        for i, s in enumerate(self._sent):
+            if s.user == user and (s.ack.get("text") or s.ack.get("blocks")):
+                items.append((s.at, f"a{i}", s.label, s.ack))
+        for i, r in enumerate(self.world.slack.responses):
             if r.id not in sent:
                 continue
             body = r.body
@@ -219,17 +220,20 @@ class Workbench:
                 continue
             if body.get("response_type") == "in_channel":
                 continue
-            items.append((r.at, sent[r.id].label, self._body_html(body, names)))
-        for e in self.world.slack.ephemerals:
+            items.append((r.at, f"r{i}", sent[r.id].label, body))
+        for i, e in enumerate(self.world.slack.ephemerals):
             if e.get("via") == "chat.postEphemeral" and e.get("user") == user:
-                ts = float(e.get("ts") or 0)
-                items.append((ts, "", self._body_html(e, names)))
+                items.append((float(e.get("ts") or 0), f"e{i}", "", e))
         items.sort(key=lambda item: item[0])
+        return items
+
+    def _ephemerals(self, user: str, names: dict[str, dict[str, str]]) -> str:
         return "".join(
-            '<div class="wb-ephemeral"><div class="wb-ephemeral-head">Only visible to you'
+            f'<div class="wb-ephemeral" data-ephemeral="{_esc(key)}">'
+            '<div class="wb-ephemeral-head">Only visible to you'
             + (f" · {_esc(label)}" if label else "")
-            + f"</div>{body}</div>"
-            for _, label, body in items[-20:]
+            + f"</div>{self._body_html(body, names)}</div>"
+            for _, key, label, body in self._ephemeral_bodies(user)[-20:]
         )
 
     def _modal(self, user: str, names: dict[str, dict[str, str]]) -> dict[str, Any] | None:
@@ -383,9 +387,21 @@ class Workbench:
 
     async def click(self, body: dict[str, Any]) -> dict[str, Any]:
         ts, action_id = str(body.get("message_ts") or ""), str(body.get("action_id") or "")
-        if not ts or not action_id:
-            raise _BadRequest("message_ts and action_id are required", 400)
-        message = self.world.slack.message(CHANNEL_ID, ts)
+        key = str(body.get("ephemeral") or "")
+        if not (ts or key) or not action_id:
+            raise _BadRequest("action_id and message_ts (or ephemeral) are required", 400)
+        if key:
+            # A button on an "Only visible to you" message: only its recipient sees it.
+            uid, _ = self._user(body.get("user"))
+            found_message = next(
+                (dict(b) for _, k, _, b in self._ephemeral_bodies(uid) if k == key), None
+            )
+            if found_message is None:
+                raise _BadRequest(f"no ephemeral message {key!r} for {uid}", 404)
+            message: dict[str, Any] | None = {"response_type": "ephemeral", **found_message}
+            ts = key
+        else:
+            message = self.world.slack.message(CHANNEL_ID, ts)
         if message is None:
             raise _BadRequest(f"no message {ts} in {CHANNEL}", 404)
         found = [

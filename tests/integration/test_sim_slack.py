@@ -257,6 +257,17 @@ def test_payload_shapes_match_the_fixtures(slack_sim: SlackSim, signing_secret: 
     assert payload["actions"][0]["block_id"] == "abc"  # found in the clicked message
     assert payload["actions"][0]["text"]["text"] == "Abort (Tier 1)"
     assert payload["container"]["message_ts"] == message["ts"]
+    assert payload["container"]["is_ephemeral"] is False and payload["message"] == message
+
+    # A click on an ephemeral message (a response_url body): no `message`, is_ephemeral.
+    ephemeral = load_fixture("slack/bolt-python.block_actions.json")
+    body = {"response_type": "ephemeral", "text": "refused", "blocks": CARD}
+    click = sender.click_request("U0ONCALL", "rollout_abort", '{"e":1}', message=body)
+    payload = json.loads(parse_qs(click.body)["payload"][0])
+    assert "message" not in payload and "message" not in ephemeral
+    assert set(ephemeral) <= set(payload)
+    assert payload["container"]["is_ephemeral"] is True is ephemeral["container"]["is_ephemeral"]
+    assert payload["container"]["message_ts"]  # Slack gives ephemeral messages a ts too
 
 
 async def test_sim_messages_have_the_fixture_message_keys(client: AsyncWebClient) -> None:

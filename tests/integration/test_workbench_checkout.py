@@ -12,7 +12,10 @@ Aspects under test:
 - a modal the bot opens with views.open shows in `/api/state["modal"]` for the user who
   clicked only; `/api/submit` sends a signed view_submission: errors answered by the bot come
   back per block and the modal stays; a valid one closes it and is audited; `/api/close`
-  dismisses; a view that is not open for that user is a 404 naming the open ones.
+  dismisses; a view that is not open for that user is a 404 naming the open ones;
+- a button on an "Only visible to you" message is clickable by its recipient alone: the
+  lead (an owner, not on call) is refused the circuit with "Break glass…", which opens the
+  break-glass modal; a reason flips the flag, loudly.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import pytest
 
 from bot.sim import workbench
 from bot.sim import world as sim_world
-from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
+from bot.sim.harness import CHANNEL_ID, LEAD, ONCALL, OUTSIDER, USERGROUP, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
 
 pytestmark = pytest.mark.timeout(90)
@@ -57,6 +60,8 @@ async def bench(tmp_path):
             settings=settings,
             env={"ROLLBOT_FLAGS__API_TOKEN": DEFAULT_TOKEN},
         ) as world:
+            # The lead owns the service but is not on call: break-glass territory.
+            world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
             flags = workbench.FlagSource(
                 "LaunchDarkly", (CIRCUIT,), lambda key: ld.is_on("default", key)
             )
@@ -228,3 +233,72 @@ async def test_modal_close_and_unknown_view(bench):
     assert (await client.get("/api/state")).json()["modal"] is None
     audit = [r.entry.action for r in await world.rollbot.store.audit_entries()]
     assert "revert-started" not in audit
+
+
+async def test_break_glass_from_an_ephemeral_button(bench):
+    world, ld, client = bench
+    await fire(client)
+    card = await world.wait_for(
+        lambda: (c := world.card("checkout")) and world.button(c, "circuit_open") and c,
+        timeout=30,
+        what="the checkout card",
+    )
+    refused = await client.post(
+        "/api/click",
+        json={"message_ts": card["ts"], "action_id": "circuit_open", "user": LEAD[0]},
+    )
+    assert refused.status_code == 200
+    for _ in range(400):
+        html = (await client.get("/api/state", params={"user": LEAD[0]})).json()["ephemerals"]
+        if 'data-action-id="circuit_break_glass"' in html:
+            break
+        await asyncio.sleep(0.05)
+    assert 'data-action-id="circuit_break_glass"' in html
+    key = html.split('data-action-id="circuit_break_glass"')[0].rsplit('data-ephemeral="', 1)[1]
+    key = key.split('"', 1)[0]
+    assert not ld.is_on("default", CIRCUIT)
+
+    # Not theirs: another user cannot click a button on the lead's ephemeral message.
+    other = await client.post(
+        "/api/click",
+        json={"ephemeral": key, "action_id": "circuit_break_glass", "user": OUTSIDER[0]},
+    )
+    assert other.status_code == 404 and "no ephemeral message" in other.json()["error"]
+    assert world.slack.open_views(OUTSIDER[0]) == []
+
+    opened = await client.post(
+        "/api/click", json={"ephemeral": key, "action_id": "circuit_break_glass", "user": LEAD[0]}
+    )
+    assert opened.status_code == 200, opened.text
+    await world.wait_for(lambda: world.slack.open_views(LEAD[0]), timeout=20, what="modal")
+    modal = (await client.get("/api/state", params={"user": LEAD[0]})).json()["modal"]
+    assert 'data-block-id="break_glass_reason"' in modal["html"]
+    short = await client.post(
+        "/api/submit",
+        json={
+            "view_id": modal["id"],
+            "values": {"break_glass_reason": {"reason": "now"}},
+            "user": LEAD[0],
+        },
+    )
+    assert "break_glass_reason" in short.json()["errors"]
+    assert not ld.is_on("default", CIRCUIT)
+    reason = "on-call unreachable, checkout 5xx at 9 %"
+    good = await client.post(
+        "/api/submit",
+        json={
+            "view_id": modal["id"],
+            "values": {"break_glass_reason": {"reason": reason}},
+            "user": LEAD[0],
+        },
+    )
+    assert good.json()["errors"] == {}
+    await world.wait_for(lambda: ld.is_on("default", CIRCUIT), timeout=30, what="the flip")
+    await world.wait_for(
+        lambda: any(
+            "BREAK-GLASS" in (m.get("text") or "") and reason in (m.get("text") or "")
+            for m in world.slack.messages(CHANNEL_ID)
+        ),
+        timeout=20,
+        what="the loud break-glass notice",
+    )

@@ -145,13 +145,15 @@
     const button = event.target.closest("button[data-action-id]");
     if (button) {
       event.preventDefault();
+      const ephemeral = button.closest("[data-ephemeral]");
       const holder = button.closest("[data-ts]");
-      const ts = button.dataset.messageTs || (holder && holder.dataset.ts) || "";
+      const ts = ephemeral ? "" : button.dataset.messageTs || (holder && holder.dataset.ts) || "";
       const actionId = button.dataset.actionId;
       const confirm = state && state.confirms[ts + " " + actionId];
       if (confirm && !(await ask(confirm))) return;
       await post("/api/click", {
         message_ts: ts,
+        ephemeral: ephemeral ? ephemeral.dataset.ephemeral : "",
         action_id: actionId,
         block_id: button.dataset.blockId || "",
         value: button.dataset.value || "",
