@@ -3,7 +3,9 @@
 - URLs: `sqlite:///x.db` and `postgresql://…` (also `postgres://`, `postgresql+psycopg2://`)
   are upgraded to the async drivers rollbot ships with (`sqlite+aiosqlite`,
   `postgresql+psycopg`), so a user can paste the URL every other tool accepts.
-- SQLite: WAL (readers never block the writer, the writer never blocks readers), a 30 s busy
+- SQLite: WAL (readers never block the writer, the writer never blocks readers; switching a
+  new file to it is retried, as SQLite refuses it at once while another connection holds
+  the file), a 30 s busy
   timeout (a second writer, in this process or another replica's, waits instead of failing
   with "database is locked"), `synchronous=NORMAL` (durable across crashes of the process,
   the usual pairing with WAL), foreign keys on. Python's sqlite3 module opens transactions
@@ -19,6 +21,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.util import await_only
 
 DEFAULT_URL = "sqlite+aiosqlite:///rollbot.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -33,6 +38,24 @@ BEGIN_OPTION = "rollbot_sqlite_begin"
 
 _PG_NAMES = {"postgres", "postgresql"}
 _PG_SYNC_DRIVERS = {"", "psycopg2", "psycopg", "psycopg_async", "pg8000"}
+
+
+def _set_wal(cur: Any) -> None:
+    """`PRAGMA journal_mode = WAL`, retried: switching a new database to WAL needs it
+    exclusively and SQLite answers "database is locked" at once, without the busy timeout,
+    while another connection (a second replica starting) holds it. The waits yield to the
+    event loop (this runs in SQLAlchemy's greenlet), so that other connection proceeds."""
+    delay = 0.01
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as err:  # the driver's OperationalError, through the adapter
+            if "database is locked" not in str(err) or time.monotonic() > deadline:
+                raise
+        await_only(asyncio.sleep(delay))
+        delay = min(delay * 2, 0.25)
 
 
 def async_url(url: str | URL) -> URL:
@@ -88,7 +111,7 @@ def _sqlite_engine(u: URL, **kwargs: Any) -> AsyncEngine:
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if not _is_memory(u):
-            cur.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cur)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
