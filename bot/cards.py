@@ -267,12 +267,21 @@ class Cards:
         return cfg.runbook
 
     def tiers(self, mem: _CardMemory) -> list[Any]:
-        return self.tier_options(mem.service, mem.state, incident=mem.incident)
+        circuit_open = mem.circuit is not None and mem.circuit.enabled
+        return self.tier_options(
+            mem.service, mem.state, incident=mem.incident, circuit_open=circuit_open
+        )
 
     def tier_options(
-        self, service: str, state: RolloutState | None, *, incident: Incident | None = None
+        self,
+        service: str,
+        state: RolloutState | None,
+        *,
+        incident: Incident | None = None,
+        circuit_open: bool = False,
     ) -> list[TierOption]:
-        """The three tiers for `service` at `state`, from its catalog entry (the card's)."""
+        """The three tiers for `service` at `state`, from its catalog entry (the card's);
+        `circuit_open`: its breaker's live state."""
         cfg = self._catalog[service]
         return core_tiers.tier_options(
             service=service,
@@ -284,6 +293,7 @@ class Cards:
             gitops_path=cfg.gitops.path,
             sha_annotation=cfg.gitops.sha_annotation,
             runbook_url=self.runbook_url(service),
+            circuit_open=circuit_open,
         )
 
     def known_state(self, key: str) -> RolloutState | None:

@@ -99,10 +99,18 @@ def _abort_option(state: RolloutState | None, state_error: str | None) -> TierOp
     )
 
 
-def _circuit_option(flag: str | None, available: bool) -> TierOption:
+def _circuit_option(flag: str | None, available: bool, *, is_open: bool = False) -> TierOption:
     title = TIER_TITLES[Tier.CIRCUIT_BREAKER]
     if flag is None:
         return TierOption(Tier.CIRCUIT_BREAKER, title, False, "no circuit flag configured")
+    if is_open:
+        return TierOption(
+            Tier.CIRCUIT_BREAKER,
+            title,
+            available,
+            f"`{flag}` is already open: every request takes the legacy path; close it once "
+            "the fix or the revert is out",
+        )
     if not available:
         return TierOption(
             Tier.CIRCUIT_BREAKER,
@@ -172,18 +180,20 @@ def tier_options(
     sha_annotation: str,
     runbook_url: str | None,
     state_error: str | None = None,
+    circuit_open: bool = False,
 ) -> list[TierOption]:
     """The three tiers in tier order, each with a one-line reason; exactly one recommended.
 
     Recommended: Tier 1 while a canary is in progress (fastest, fully reversible); else
-    Tier 2 when its flip is available; else Tier 3, which is always available. The
+    Tier 2 when its flip is available and the breaker is not open already (`circuit_open`:
+    its live state); else Tier 3, which is always available. The
     recommendation follows the Rollout and flag state alone: whether the incident is open,
     recovering or absent does not change which tier is fastest. `state_error` says why
     `state` is None ("the Kubernetes API is unreachable").
     """
     del incident  # accepted for the cards' sake; the advice depends on the Rollout alone
     abort = _abort_option(state, state_error)
-    circuit = _circuit_option(circuit_flag, circuit_available)
+    circuit = _circuit_option(circuit_flag, circuit_available, is_open=circuit_open)
     steps = revert_steps(
         service=service,
         state=state,
@@ -203,5 +213,10 @@ def tier_options(
         steps=steps,
     )
     options = [abort, circuit, revert]
-    pick = abort if abort.available else circuit if circuit.available else revert
+    if abort.available:
+        pick = abort
+    elif circuit.available and not circuit_open:
+        pick = circuit
+    else:  # nothing faster left to do (or already done): the lasting return
+        pick = revert
     return [replace(option, recommended=option is pick, link=runbook_url) for option in options]

@@ -67,7 +67,7 @@ from bot.core.errors import (
     UnknownService,
 )
 from bot.core.flags import FlagStatus
-from bot.core.model import Actor, FlagAction, RolloutAction, RolloutState
+from bot.core.model import Actor, FlagAction, FlagState, RolloutAction, RolloutState
 from bot.responder import ActionRequest, ActionResult, FlagRequest
 from bot.store import schema
 from bot.web import runbook_html as pages
@@ -326,6 +326,10 @@ class RunbookPages:
             sha_annotation=cfg.gitops.sha_annotation,
             runbook_url=None,
             state_error=state_error,
+            circuit_open=any(
+                isinstance(f.state, FlagState) and f.state.key == circuit and f.state.enabled
+                for f in flag_states
+            ),
         )
         return pages.PageView(
             service=service,

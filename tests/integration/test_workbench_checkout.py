@@ -126,6 +126,14 @@ async def test_alert_then_open_the_circuit(bench):
             break
         await asyncio.sleep(0.05)
     assert "circuit-open" in state["panels"]["audit"]
+    # With the breaker open, what is left is the lasting return: the card now says Tier 3.
+    await world.wait_for(
+        lambda: "Recommended: Tier 3" in json.dumps(world.card("checkout"), ensure_ascii=False),
+        timeout=20,
+        what="the card recommending Tier 3 once the circuit is open",
+    )
+    text = json.dumps(world.card("checkout"), ensure_ascii=False)
+    assert "is already open" in text and world.button(world.card("checkout"), "circuit_close")
     # The payment-router card is another card: the checkout alert did not touch it.
     assert world.card() is None or world.card()["ts"] != card["ts"]
 

@@ -119,6 +119,7 @@ def options(
     gitops_path: str | None = "services/payment-router",
     runbook_url: str | None = RUNBOOK,
     state_error: str | None = None,
+    circuit_open: bool = False,
 ) -> list[TierOption]:
     return tiers.tier_options(
         service="payment-router",
@@ -131,6 +132,7 @@ def options(
         sha_annotation=SHA_KEY,
         runbook_url=runbook_url,
         state_error=state_error,
+        circuit_open=circuit_open,
     )
 
 
@@ -180,11 +182,11 @@ TIER3_REASON_ABORTED = (
 
 
 @pytest.mark.parametrize(
-    ("state_name", "has_flag", "circuit_available", "incident_name"),
-    list(itertools.product(STATES, [True, False], [True, False], INCIDENTS)),
+    ("state_name", "has_flag", "circuit_available", "incident_name", "circuit_open"),
+    list(itertools.product(STATES, [True, False], [True, False], INCIDENTS, [False, True])),
 )
 def test_every_combination(
-    state_name: str, has_flag: bool, circuit_available: bool, incident_name: str
+    state_name: str, has_flag: bool, circuit_available: bool, incident_name: str, circuit_open: bool
 ) -> None:
     state = STATES[state_name]
     result = options(
@@ -192,6 +194,7 @@ def test_every_combination(
         flag=FLAG if has_flag else None,
         circuit_available=circuit_available,
         the_incident=INCIDENTS[incident_name],
+        circuit_open=circuit_open,
     )
     assert [o.tier for o in result] == [Tier.ABORT, Tier.CIRCUIT_BREAKER, Tier.FULL_REVERT]
     assert [o.title for o in result] == [
@@ -208,6 +211,12 @@ def test_every_combination(
 
     if not has_flag:
         assert (circuit.available, circuit.reason) == (False, "no circuit flag configured")
+    elif circuit_open:  # already done: say so, whatever the provider's availability
+        assert circuit.available is circuit_available
+        assert circuit.reason == (
+            "`payments.new-router.circuit-open` is already open: every request takes the "
+            "legacy path; close it once the fix or the revert is out"
+        )
     elif not circuit_available:
         assert (circuit.available, circuit.reason) == (
             False,
@@ -227,9 +236,9 @@ def test_every_combination(
 
     if state_name in ("in-progress", "paused"):
         expected = Tier.ABORT
-    elif has_flag and circuit_available:
+    elif has_flag and circuit_available and not circuit_open:
         expected = Tier.CIRCUIT_BREAKER
-    else:
+    else:  # with the breaker already open, the lasting return is what is left
         expected = Tier.FULL_REVERT
     assert [o.tier for o in result if o.recommended] == [expected]
     recommended = next(o for o in result if o.recommended)
