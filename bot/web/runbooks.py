@@ -51,7 +51,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 
 from bot.core import links
 from bot.core import markdown as md
@@ -366,6 +366,22 @@ class RunbookPages:
     async def not_found(self, request: Request) -> Response:
         """Any other GET under /runbooks/: the 404 page (with the security headers)."""
         return self._unknown(request.path_params.get("rest", ""), "page", secrets.token_urlsafe(12))
+
+    def method_not_allowed(self, method: str, allow: list[str]) -> Response:
+        """405: what this path takes instead (or the 404 page's advice when nothing)."""
+        if not allow:
+            allow = ["GET"]
+        body = "<header><h1>Method not allowed</h1></header>" + pages.banner(
+            "warn",
+            f"{method[:16]} is not something this address takes",
+            f"<p>It takes {esc(', '.join(allow))}. The runbook pages are read with GET; "
+            "their buttons POST a form with a signed link.</p>",
+        )
+        response = self._respond(
+            "page", "Method not allowed", body, secrets.token_urlsafe(12), status=405
+        )
+        response.headers["Allow"] = ", ".join(allow)
+        return response
 
     def _unknown(self, service: str, kind: str, nonce: str) -> Response:
         body = "<header><h1>Unknown service</h1></header>" + pages.banner(
@@ -854,4 +870,23 @@ def runbook_routes(rollbot: Rollbot) -> list[BaseRoute]:
         ("/runbooks/{service}/renew", web.renew, "POST"),
         ("/runbooks/{rest:path}", web.not_found, "GET"),
     ]
-    return [Route(path, handler, methods=[method]) for path, handler, method in handlers]
+    routes = [Route(path, handler, methods=[method]) for path, handler, method in handlers]
+    specific = routes[:-1]  # not the catch-all 404
+
+    async def not_allowed(request: Request) -> Response:
+        """A method no route under /runbooks takes for this path: 405 with `Allow`, as a
+        page with the same security headers (Starlette's own 405 has none)."""
+        allow = sorted(
+            {
+                method
+                for route in specific
+                if route.matches(request.scope)[0] is not Match.NONE
+                for method in route.methods or ()
+            }
+        )
+        return web.method_not_allowed(request.method, allow)
+
+    catch_all = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    routes.append(Route("/runbooks/{rest:path}", not_allowed, methods=catch_all))
+    routes.append(Route("/runbooks", not_allowed, methods=catch_all))
+    return list[BaseRoute](routes)

@@ -498,3 +498,24 @@ async def test_hostile_runbook_renders_as_text(tmp_path: Path):
         assert "(javascript:alert(3))" in page.text  # a refused link shows as its text
         assert 'href="https://example.com"' in page.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", f"/runbooks/{SERVICE}", "GET, HEAD"),
+        ("DELETE", f"/runbooks/{SERVICE}/actions", "POST"),
+        ("PUT", "/runbooks", "GET, HEAD"),
+        ("PATCH", "/runbooks/nope/deeper", "GET"),
+    ],
+)
+async def test_other_methods_are_405_with_allow_and_the_security_headers(
+    world, client, method, path, allow
+):
+    before = await executed(world)
+    response = await client.request(method, path, data={"action": "abort"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert "Method not allowed" in response.text and f"{method} is not" in response.text
+    assert_secure_headers(response)
+    assert await executed(world) == before  # nothing ran
