@@ -619,11 +619,18 @@ class SqlStore:
             await conn.execute(notices_sent.delete().where(notices_sent.c.id == id))
 
     async def notice_sent(self, id: str) -> bool:
+        return await self.notice_sent_at(id) is not None
+
+    async def notice_sent_at(self, id: str) -> datetime | None:
+        """When `id` was marked sent (UTC), or None when it was not."""
         async with self._reader.begin() as conn:
             row = (
-                await conn.execute(sa.select(notices_sent.c.id).where(notices_sent.c.id == id))
+                await conn.execute(sa.select(notices_sent.c.sent_at).where(notices_sent.c.id == id))
             ).first()
-        return row is not None
+        if row is None:
+            return None
+        at: datetime = row[0]
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
     # ── leases: one holder per name ────────────────────────────────────────────────────
 

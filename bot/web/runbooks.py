@@ -48,7 +48,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route
@@ -69,7 +68,6 @@ from bot.core.errors import (
 from bot.core.flags import FlagStatus
 from bot.core.model import Actor, FlagAction, FlagState, RolloutAction, RolloutState
 from bot.responder import ActionRequest, ActionResult, FlagRequest
-from bot.store import schema
 from bot.web import runbook_html as pages
 from bot.web.runbook_html import esc
 
@@ -394,18 +392,7 @@ class RunbookPages:
 
     async def _used_at(self, nonce: str) -> datetime | None:
         """When the link with this nonce was used, or None (not used)."""
-        key = LINK_NOTICE.format(nonce=nonce)
-        store = self.rollbot.store
-        async with store.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(schema.notices_sent.c.sent_at).where(schema.notices_sent.c.id == key)
-                )
-            ).first()
-        if row is None:
-            return None
-        at: datetime = row[0]
-        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return await self.rollbot.store.notice_sent_at(LINK_NOTICE.format(nonce=nonce))
 
     def _check_token(
         self, secret: bytes, token: str | None, service: str, *, allow_expired: bool = False

@@ -146,7 +146,12 @@ async def test_a_notice_is_sent_once(two_stores: tuple[SqlStore, SqlStore]) -> N
     assert await a.notice_sent("n1")
     await a.unmark_notice("n1")
     assert not await b.notice_sent("n1")
+    assert await b.notice_sent_at("n1") is None
+    before = datetime.now(UTC)
     assert await b.mark_notice_sent("n1", release_id="r")
+    at = await a.notice_sent_at("n1")
+    assert at is not None and at.tzinfo is not None
+    assert abs((at - before).total_seconds()) < 60
 
 
 async def test_a_lease_has_one_holder(two_stores: tuple[SqlStore, SqlStore]) -> None:
