@@ -300,10 +300,18 @@ class PagingEngine:
             await self.paging.resolve(routing, payload["dedup_key"])
 
     async def _send_note(self, payload: dict[str, Any]) -> None:
+        """Notes are not idempotent in PagerDuty, and an attempt whose answer was lost (or
+        a crash before the outbox heard back) leaves the note made but the item due: so
+        the incident's notes are read first, and a note with this content already there is
+        not added again."""
         incident_id = await self._incident_id(str(payload["dedup_key"]))
         if incident_id is None:
             raise TemporaryError("the PagerDuty incident is not there yet", delay=1.0)
-        await self.paging.add_note(incident_id, payload["content"])
+        content = str(payload["content"])
+        if content in await self.paging.note_contents(incident_id):
+            log.info("note on %s was added by an earlier attempt; not adding it again", incident_id)
+            return
+        await self.paging.add_note(incident_id, content)
 
     async def _incident_id(self, key: str) -> str | None:
         known = self._incident_ids.get(key)

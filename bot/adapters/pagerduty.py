@@ -291,6 +291,10 @@ class PagerDutyPaging:
         """Add a note to the incident as `from_email`; returns the note's id."""
         return await asyncio.to_thread(self._add_note, _pd_id(incident_id), content)
 
+    async def note_contents(self, incident_id: str) -> list[str]:
+        """The contents of the incident's notes (``GET /incidents/{id}/notes``)."""
+        return await asyncio.to_thread(self._note_contents, _pd_id(incident_id))
+
     def close(self) -> None:
         if self.rest is not None:
             self.rest.close()
@@ -361,6 +365,17 @@ class PagerDutyPaging:
         if not isinstance(found, dict):
             raise Unreachable(SERVICE, f"{what}: unexpected answer")
         return found
+
+    def _note_contents(self, incident_id: str) -> list[str]:
+        what = f"the notes of incident {incident_id}"
+        rest = self._rest_client(f"read {what}")
+        try:
+            notes = rest.rget(f"/incidents/{incident_id}/notes")
+        except pagerduty.Error as e:
+            raise translate(what, e) from e
+        if not isinstance(notes, list):
+            raise Unreachable(SERVICE, f"{what}: unexpected answer")
+        return [str(n.get("content", "")) for n in notes if isinstance(n, dict)]
 
     def _add_note(self, incident_id: str, content: str) -> str:
         what = f"a note on incident {incident_id}"

@@ -374,6 +374,7 @@ class _State:
     oncalls: list[_OnCall] = field(default_factory=list)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     forced: list[_Forced] = field(default_factory=list)
+    lost: list[tuple[str | None, str | None, int]] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     integrations: dict[str, _Integration] = field(default_factory=dict)  # by routing key
     incidents: dict[str, _Incident] = field(default_factory=dict)  # in creation order
@@ -776,6 +777,20 @@ class PagerDutySim:
         with self._lock:
             self._state.forced.extend(_Forced(status, retry_after, path) for _ in range(n))
 
+    def lose_answers(
+        self,
+        n: int = 1,
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        status: int = 502,
+    ) -> None:
+        """The next `n` REST requests (whose path starts with `path` and whose method is
+        `method`, when given) are carried out, then answered `status` as a proxy losing
+        the real answer would: the client cannot tell that its note (or change) was made."""
+        with self._lock:
+            self._state.lost.extend((path, method, status) for _ in range(n))
+
     # ------------------------------------------------------------------ a person in the UI
 
     def acknowledge(self, incident_id: str, user_id: str) -> None:
@@ -1113,6 +1128,7 @@ class PagerDutySim:
                 response = self._forced_response(request, events=False) or self._auth_error(request)
                 if response is None:
                     response = await handler(request)
+                    response = self._lose(request, response)
             except _PdError as e:
                 response = _error(e.status, errors=e.errors, message=e.message)
             self._record(request, body, response.status_code)
@@ -1133,6 +1149,19 @@ class PagerDutySim:
                     body=body,
                 )
             )
+
+    def _lose(self, request: Request, response: Response) -> Response:
+        """`lose_answers`: the work is done, the answer replaced by a gateway error."""
+        if response.status_code >= 400:
+            return response
+        with self._lock:
+            for i, (path, method, status) in enumerate(self._state.lost):
+                if (path is None or request.url.path.startswith(path)) and (
+                    method is None or request.method == method
+                ):
+                    del self._state.lost[i]
+                    return _error(status)
+        return response
 
     def _forced_response(self, request: Request, *, events: bool) -> Response | None:
         error = _events_error if events else _error

@@ -15,7 +15,9 @@ runs beside the Kubernetes, Argo and Slack sims; rollbot reaches it through the 
 - a workflow from a PagerDuty user rollbot cannot map, or for an unknown service: a
   note on the incident saying why nothing was done, and nothing done;
 - PagerDuty down when the card opens: the thread says so; the incident is opened once
-  when it is back.
+  when it is back;
+- a note whose answer is lost (PagerDuty made it, the client saw a 502) is not added a
+  second time by the retry: the incident has it once.
 """
 
 from __future__ import annotations
@@ -167,6 +169,39 @@ async def test_acknowledge_from_slack_reaches_pagerduty() -> None:
             lambda: "acknowledged" in json.dumps(world.card()["blocks"]),
             what="the card showing it",
         )
+
+
+async def test_a_note_whose_answer_was_lost_is_not_added_twice() -> None:
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        await world.wait_for_card()
+        incident = await _incident(world)
+        notes = f"/incidents/{incident['id']}/notes"
+        world.pd.lose_answers(1, path=notes, method="POST")
+        response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router ack")
+        assert response.status_code == 200
+
+        def acked() -> list[str]:
+            return [
+                n["content"]
+                for n in world.pd.notes(incident["id"])
+                if "Acknowledged in Slack by" in n["content"]
+            ]
+
+        await world.wait_for(acked, what="the note, made although its answer was lost")
+
+        def posts() -> list[Any]:
+            return [r for r in world.pd.requests_to(notes) if r.method == "POST"]
+
+        assert [r.status for r in posts()] == [502]  # the client saw a failure
+        # The retry reads the notes first and finds it: no second POST, one note.
+        await world.wait_for(
+            lambda: sum(1 for r in world.pd.requests_to(notes) if r.method == "GET") >= 2,
+            timeout=30,
+            what="the retry reading the incident's notes",
+        )
+        await asyncio.sleep(0.5)
+        assert len(acked()) == 1
+        assert [r.status for r in posts()] == [502]
 
 
 async def test_bad_signatures_duplicates_and_unknown_events() -> None:
