@@ -164,7 +164,7 @@ class Workbench:
         return {
             "channel": {"id": CHANNEL_ID, "name": CHANNEL, "html": channel},
             "threads": threads,
-            "confirms": self._confirms(messages),
+            "confirms": self._confirms(messages) | self._ephemeral_confirms(user),
             "ephemerals": self._ephemerals(user, names),
             "users": [{"id": uid, "name": name} for uid, name in names["users"].items()],
             "user": user,
@@ -202,6 +202,14 @@ class Workbench:
                     for key in ("title", "text", "confirm", "deny")
                 } | {"style": str(confirm.get("style", ""))}
         return out
+
+    def _ephemeral_confirms(self, user: str) -> dict[str, dict[str, str]]:
+        """The confirm dialogs of buttons on `user`'s ephemeral messages, keyed
+        `"eph:{key} {action_id}"` (those messages have no ts in the channel)."""
+        bodies = [
+            {**body, "ts": f"eph:{key}"} for _, key, _, body in self._ephemeral_bodies(user)
+        ]
+        return self._confirms(bodies)
 
     def _ephemeral_bodies(self, user: str) -> list[tuple[float, str, str, dict[str, Any]]]:
         """(at, key, label, body) of what only `user` sees: the acks of what they sent,

@@ -18,6 +18,7 @@ Aspects under test:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -105,6 +106,21 @@ async def test_command_is_signed_and_the_reply_shown_to_its_sender_only(bench):
     assert "/rollback payment-router" in state["ephemerals"]
     other = (await client.get("/api/state", params={"user": OUTSIDER[0]})).json()
     assert other["ephemerals"] == ""
+    # The status answer is a card with buttons: their confirm dialogs come along, keyed by
+    # the ephemeral message (it has no ts in the channel), for its recipient only.
+    await card_with_abort(world)
+    await client.post("/api/command", json={"text": "/rollback payment-router", "user": ONCALL[0]})
+    for _ in range(200):
+        state = (await client.get("/api/state", params={"user": ONCALL[0]})).json()
+        keys = [k for k in state["confirms"] if k.startswith("eph:") and "rollout_abort" in k]
+        if keys:
+            break
+        await asyncio.sleep(0.05)
+    assert keys and state["confirms"][keys[0]]["confirm"] == "Abort"
+    key = keys[0].removeprefix("eph:").split(" ")[0]
+    assert f'data-ephemeral="{key}"' in state["ephemerals"]
+    other = (await client.get("/api/state", params={"user": OUTSIDER[0]})).json()
+    assert not [k for k in other["confirms"] if k.startswith("eph:")]
 
 
 async def test_refusals_say_what_is_wrong(bench):

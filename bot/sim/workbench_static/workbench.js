@@ -149,7 +149,8 @@
       const holder = button.closest("[data-ts]");
       const ts = ephemeral ? "" : button.dataset.messageTs || (holder && holder.dataset.ts) || "";
       const actionId = button.dataset.actionId;
-      const confirm = state && state.confirms[ts + " " + actionId];
+      const where = ephemeral ? "eph:" + ephemeral.dataset.ephemeral : ts;
+      const confirm = state && state.confirms[where + " " + actionId];
       if (confirm && !(await ask(confirm))) return;
       await post("/api/click", {
         message_ts: ts,
