@@ -206,9 +206,7 @@ class Workbench:
     def _ephemeral_confirms(self, user: str) -> dict[str, dict[str, str]]:
         """The confirm dialogs of buttons on `user`'s ephemeral messages, keyed
         `"eph:{key} {action_id}"` (those messages have no ts in the channel)."""
-        bodies = [
-            {**body, "ts": f"eph:{key}"} for _, key, _, body in self._ephemeral_bodies(user)
-        ]
+        bodies = [{**body, "ts": f"eph:{key}"} for _, key, _, body in self._ephemeral_bodies(user)]
         return self._confirms(bodies)
 
     def _ephemeral_bodies(self, user: str) -> list[tuple[float, str, str, dict[str, Any]]]:
