@@ -25,6 +25,7 @@ from bot.cards import Cards, card_key
 from bot.core.errors import RollbotError, Unreachable
 from bot.core.ports import Flags, Tickets, WatchEvent
 from bot.incidents import IncidentEngine
+from bot.leader import Leadership
 from bot.metrics import Metrics
 from bot.paging import PagingEngine
 from bot.releases import ReleaseEngine
@@ -59,7 +60,13 @@ class Rollbot:
     prometheus: PrometheusMetrics | None = None
     alert_receiver: Any = None  # set by bot.web.app when the route is mounted
     watch_error: str | None = None
+    leadership: Leadership | None = None
+    # Called once the leader lease is lost (the server's way to exit and come back as a
+    # standby); None: the process stays up, answering 503 and not ready.
+    on_leadership_lost: Callable[[], None] | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _background: list[asyncio.Task[None]] = field(default_factory=list)
+    _scheduler_stopped: bool = False
     _pending: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def namespaces(self) -> list[str]:
@@ -147,16 +154,27 @@ class Rollbot:
             problems.append(f"database: {type(err).__name__}")
         if self.watch_error:
             problems.append(f"kubernetes watch: {self.watch_error}")
+        if self.leadership is not None:
+            standby = await self.leadership.problem()
+            if standby is not None:
+                problems.append(standby)
         return problems
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+    def fenced(self) -> bool:
+        """True when this replica must not act on requests: it is a standby, or it lost
+        the leader lease (bot.leader)."""
+        return self.leadership is not None and self.leadership.fenced
+
+    async def _start_background(self) -> None:
+        """The leader's work: the watch, the incident ticker, the PagerDuty outbox, the
+        scheduler and the replays of webhooks stored but never processed."""
         from bot.web.alertmanager import replay_pending
 
-        background = [
-            asyncio.create_task(self.run_watch(), name="rollbot-watch"),
-            asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker"),
-        ]
+        background = self._background
+        background.append(asyncio.create_task(self.run_watch(), name="rollbot-watch"))
+        background.append(
+            asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker")
+        )
         if self.paging is not None:
             from bot.web.pagerduty import replay_pending as replay_pagerduty
 
@@ -175,14 +193,54 @@ class Rollbot:
         replayed = await replay_pending(store=self.store, on_alerts=self.incidents.on_alerts)
         if replayed:
             log.info("replayed %d stored Alertmanager webhook(s)", replayed)
+
+    async def _stop_background(self) -> None:
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+
+    async def _stop_scheduler(self) -> None:
+        if self.scheduler is not None and not self._scheduler_stopped:
+            self._scheduler_stopped = True
+            await self.scheduler.stop()
+
+    async def _lead(self, leadership: Leadership) -> None:
+        """Standby until the lease is ours; then act until it is lost, and stop."""
+        if not leadership.leading:
+            log.info("standby: waiting for the leader lease (%s)", leadership.holder)
+            await leadership.wait_until_leader()
+            self.metrics.leader.set(1)
+            await self._start_background()
+        await leadership.keep()
+        self.metrics.leader.set(0)
+        log.critical("lost the leader lease: stopping the watch, scheduler and outbox")
+        await self._stop_background()
+        await self._stop_scheduler()
+        if self.on_leadership_lost is not None:
+            self.on_leadership_lost()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        leadership = self.leadership
+        # One attempt before serving: a lone replica (or the first) leads from its first
+        # request on, as before there were standbys.
+        if leadership is None or await leadership.try_acquire():
+            self.metrics.leader.set(1)
+            await self._start_background()
+        leading: asyncio.Task[None] | None = None
+        if leadership is not None:
+            leading = asyncio.create_task(self._lead(leadership), name="rollbot-leader")
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            for task in background:
+            if leading is not None:
+                leading.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await leading
+            await self._stop_background()
             if self.alert_receiver is not None:
                 await self.alert_receiver.drain(timeout=10)
             for task in list(self._tasks):
@@ -190,11 +248,14 @@ class Rollbot:
             await self.aclose()
 
     async def aclose(self) -> None:
-        if self.scheduler is not None:
-            await self.scheduler.stop()
+        await self._stop_scheduler()
         await self.work.close()
         await self.incidents.close()
         await self.cards.close()
+        if self.leadership is not None:
+            # After the acked backlog is done: the standby takes over at its next try.
+            await self.leadership.release()
+            self.metrics.leader.set(0)
         await self.store.close()
         if self.prometheus is not None:
             await self.prometheus.aclose()
@@ -491,6 +552,7 @@ async def build(
         scheduler=scheduler,
         paging=paging,
         prometheus=prometheus,
+        leadership=Leadership(store, ttl=settings.server.leader_lease_seconds),
     )
     rollouts.on_watch_error = rollbot.on_watch_error
     return rollbot

@@ -211,8 +211,17 @@ async def _serve(args: argparse.Namespace) -> int:
         port=args.port or settings.server.port,
         log_level="info",
     )
-    await uvicorn.Server(config).serve()
-    return 0
+    server = uvicorn.Server(config)
+    lost: list[bool] = []
+
+    def step_down() -> None:
+        # Lost the leader lease: exit (non-zero), to come back as a standby.
+        lost.append(True)
+        server.should_exit = True
+
+    rollbot.on_leadership_lost = step_down
+    await server.serve()
+    return 1 if lost else 0
 
 
 async def _release(args: argparse.Namespace) -> int:

@@ -29,6 +29,11 @@ class Metrics:
         self.watch_errors = Counter(
             "rollbot_watch_errors_total", "Watch errors (each retried)", registry=self.registry
         )
+        self.leader = Gauge(
+            "rollbot_leader",
+            "1 while this replica holds the leader lease (acts and answers requests)",
+            registry=self.registry,
+        )
         self.watch_healthy = Gauge(
             "rollbot_watch_healthy",
             "1 while the last watch attempt succeeded",

@@ -491,6 +491,14 @@ class ServerSettings(_Section):
     """Key that signs runbook-page links issued to a named responder. Secret. None: the
     runbook pages are read-only (no buttons)."""
 
+    leader_lease_seconds: float = Field(default=15.0, gt=0, le=300)
+    """Active/standby between replicas: the one holding the database lease ``leader`` acts
+    (watch, cards, scheduler, outbox) and answers requests; the others answer 503 and are
+    not ready. The lease lasts this long unless renewed (every third of it), so a standby
+    takes over at most this long after the leader died; a graceful stop hands it over at
+    once. 15 s: a dead leader is replaced well within a minute, and a database that is
+    slow for a few seconds does not make the leader step down."""
+
     link_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     """How long a signed runbook link works (once). 15 minutes: long enough to act on a
     page, short enough that a forwarded link is soon useless."""

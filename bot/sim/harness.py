@@ -347,6 +347,12 @@ class SimWorld:
         self._server = uvicorn.Server(
             uvicorn.Config(create_web_app(self.rollbot), log_level="warning", lifespan="on")
         )
+        server = self._server
+
+        def step_down() -> None:
+            server.should_exit = True
+
+        self.rollbot.on_leadership_lost = step_down
         self._serve_task = asyncio.create_task(self._server.serve(sockets=[sock]))
         self._stack.push_async_callback(self._stop_server)
         deadline = time.monotonic() + 10

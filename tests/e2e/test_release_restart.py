@@ -38,6 +38,8 @@ pytestmark = pytest.mark.timeout(150)
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {
     "releases": {"lease_ttl_seconds": 1.5, "reconcile_seconds": 0.3, "retry_seconds": 0.3},
+    # The killed process's leader lease lingers this long before the new one may act.
+    "server": {"leader_lease_seconds": 1.5},
     "jira": {"search_settle_seconds": 2.0},
 }
 

@@ -8,7 +8,7 @@ Aspects:
   CRD schemas (unknown fields rejected, as the API server would prune them), with the
   case study's steps and SLO gates;
 - RBAC grants exactly the verbs the adapter needs and nothing cluster-wide beyond that;
-  leases only through a namespaced Role;
+  no Lease permissions (the leader is elected in the database);
 - the Deployment: 1 replica (Recreate), probes, secrets from rollbot-secrets under the env names
   settings reads, config mounted where ROLLBOT_CONFIG points, non-root, read-only root;
 - kustomization lists every manifest;
@@ -233,16 +233,13 @@ def test_rbac_is_least_privilege() -> None:
         ("argoproj.io", "analysistemplates"): {"get", "list"},
         ("apps", "replicasets"): {"get", "list"},
     }
-    (role,) = by_kind(docs, "Role")
-    assert "namespace" not in role["metadata"]  # set by kustomize: rollbot's own namespace
-    assert rules_of(role) == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
-    for doc in (cluster_role, role):
-        for rule in doc["rules"]:
-            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
-    bindings = by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding")
+    # The leader is elected in rollbot's database: no Lease, no namespaced Role at all.
+    assert by_kind(docs, "Role") == [] and by_kind(docs, "RoleBinding") == []
+    for rule in cluster_role["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+    bindings = by_kind(docs, "ClusterRoleBinding")
     assert {(b["kind"], b["roleRef"]["name"]) for b in bindings} == {
         ("ClusterRoleBinding", cluster_role["metadata"]["name"]),
-        ("RoleBinding", role["metadata"]["name"]),
     }
     for binding in bindings:
         assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [
@@ -253,7 +250,8 @@ def test_rbac_is_least_privilege() -> None:
 def test_deployment() -> None:
     (deployment,) = load_all(DEPLOY / "kubernetes" / "deployment.yaml")
     spec = deployment["spec"]
-    # one voice: a single replica (and no surge) until leader election exists
+    # one voice: with SQLite (the base's database, one file per pod) a single replica and
+    # no surge; several replicas need a shared PostgreSQL for their leader lease
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
     pod = spec["template"]["spec"]
