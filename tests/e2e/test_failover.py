@@ -1,0 +1,320 @@
+"""Active/standby between two real `rollbot serve` processes sharing one SQLite database.
+
+Both processes read the same config, hence the same database file, and compete for the
+lease `leader` (bot/leader.py). Both serve HTTP; only the holder acts:
+
+- the first process leads (`/readyz` 200, `rollbot_leader 1.0`); the second is a standby:
+  `/healthz` 200, `/readyz` 503 naming the leader's lease, `rollbot_leader 0.0`, a signed
+  slash command answered 503 with `Retry-After` and nothing done; both watch the same
+  cluster but only the leader posts the rollout card (one card, not two);
+- `kill -9` of the leader: the standby takes the lease within about the TTL, becomes
+  ready, and an Abort clicked on the dead leader's card through it aborts the Rollout and
+  updates that card in place (no second card);
+- SIGTERM of the leader: it exits 0 and releases the lease, so the standby takes over at
+  its next try (a third of the TTL), not after the TTL;
+- a leader whose lease is taken by someone else (written straight into the database)
+  stops and exits 1, saying it lost the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE = 1.5  # server.leader_lease_seconds for the kill -9 and lease-taken tests
+
+
+def _settings(lease: float) -> dict[str, Any]:
+    return {"server": {"leader_lease_seconds": lease}}
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(world: SimWorld, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **world.bot_env}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "serve",
+            "--config",
+            str(world.config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+class Replica:
+    """One `rollbot serve` process, its URL and its log."""
+
+    def __init__(self, world: SimWorld, name: str, tmp_path: Path) -> None:
+        self.name = name
+        self.port = _port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp_path / f"{name}.log"
+        self.proc = _serve(world, self.port, self.log)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail(self) -> str:
+        return f"--- {self.name} log ---\n" + self.log.read_text()[-3000:]
+
+    def stop(self) -> None:
+        """Never leave a process running: SIGTERM, then SIGKILL."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await client.get(f"{self.url}{path}")
+
+    async def wait_status(self, path: str, status: int, *, timeout: float = 30) -> httpx.Response:
+        """Poll `path` until it answers `status`; fail at once if the process exits."""
+        deadline = time.monotonic() + timeout
+        last: str = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited ({self.proc.returncode}) waiting for {path} "
+                    f"{status}:\n{self.tail()}"
+                )
+            try:
+                response = await self.get(path)
+            except httpx.TransportError as err:
+                last = repr(err)
+            else:
+                if response.status_code == status:
+                    return response
+                last = f"{response.status_code} {response.text[:300]}"
+            await asyncio.sleep(0.05)
+        raise AssertionError(
+            f"{self.name}: {path} not {status} within {timeout} s (last: {last})\n{self.tail()}"
+        )
+
+    async def leader_gauge(self) -> float:
+        response = await self.get("/metrics")
+        assert response.status_code == 200
+        for line in response.text.splitlines():
+            if line.startswith("rollbot_leader "):
+                return float(line.split()[1])
+        raise AssertionError(f"no rollbot_leader in {self.name}'s /metrics")
+
+
+@contextlib.contextmanager
+def _stopping(replicas: list[Replica]) -> Iterator[None]:
+    """Stop every replica started in the block (appended to `replicas`), whatever happens."""
+    try:
+        yield
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+async def _leader_and_standby(
+    world: SimWorld, tmp_path: Path, replicas: list[Replica]
+) -> tuple[Replica, Replica]:
+    """A started first and ready (it leads), then B started and serving (standby)."""
+    a = Replica(world, "a", tmp_path)
+    replicas.append(a)
+    await a.wait_status("/healthz", 200)
+    await a.wait_status("/readyz", 200)
+    b = Replica(world, "b", tmp_path)
+    replicas.append(b)
+    await b.wait_status("/healthz", 200)
+    return a, b
+
+
+def _top_level(world: SimWorld) -> list[dict[str, Any]]:
+    return [
+        m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m.get("ts"))
+    ]
+
+
+async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> None:
+    async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
+        replicas: list[Replica] = []
+        with _stopping(replicas):
+            a, b = await _leader_and_standby(world, tmp_path, replicas)
+
+            # B is a standby: alive, not ready, naming A's lease.
+            ready_b = await b.wait_status("/readyz", 503, timeout=5)
+            problems = ready_b.json()["problems"]
+            standby = [p for p in problems if p.startswith("standby:")]
+            assert standby, problems
+            assert f":{a.pid}:" in standby[0], (standby, a.pid)  # A's holder id: host:pid:nonce
+            assert (await a.get("/readyz")).status_code == 200
+            assert await a.leader_gauge() == 1.0
+            assert await b.leader_gauge() == 0.0
+
+            # A signed slash command to the standby: 503, Retry-After, nothing done.
+            before = len(world.slack.responses)
+            ephemerals = len(world.slack.ephemerals)
+            world.attach_bot(b.url)
+            refused = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router")
+            assert refused.status_code == 503, refused.text
+            assert refused.headers.get("Retry-After") == "5"
+            await asyncio.sleep(1.0)
+            assert len(world.slack.responses) == before
+            assert len(world.slack.ephemerals) == ephemerals
+
+            # The same to the leader: answered, and its reply reaches the response_url.
+            world.attach_bot(a.url)
+            answered = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router")
+            assert answered.status_code == 200, answered.text
+            await world.wait_for(
+                lambda: len(world.slack.responses) > before,
+                timeout=20,
+                what="the leader's status reply",
+            )
+
+            # Both watch the same cluster; only the leader posts the card.
+            card = await world.wait_for(
+                lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+                timeout=60,
+                what="the card with Abort",
+            )
+            await asyncio.sleep(2.5)
+            assert len(_top_level(world)) == 1, _top_level(world)
+
+            # kill -9 the leader: B takes over within about the TTL.
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(timeout=10)
+            killed = time.monotonic()
+            await b.wait_status("/readyz", 200, timeout=15)
+            takeover = time.monotonic() - killed
+            print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE} s)")
+            assert await b.leader_gauge() == 1.0
+
+            # Abort on the dead leader's card, through the new leader: the Rollout is
+            # aborted and that card is updated in place.
+            world.attach_bot(b.url)
+            clicked = await world.click(card, "rollout_abort")
+            assert clicked.status_code == 200, clicked.text
+            await world.wait_for(
+                lambda: (
+                    (world.kube.get("rollouts", "payments", "payment-router") or {})
+                    .get("status", {})
+                    .get("abort")
+                    is True
+                ),
+                timeout=20,
+                what="the Rollout aborted",
+            )
+            await world.wait_for(
+                lambda: (
+                    (m := world.slack.message(CHANNEL_ID, card["ts"])) is not None
+                    and "Aborted by" in json.dumps(m.get("blocks"))
+                ),
+                timeout=20,
+                what="the card updated with 'Aborted by'",
+            )
+            await asyncio.sleep(2.0)
+            tops = _top_level(world)
+            assert [m["ts"] for m in tops] == [card["ts"]], tops  # no second card
+            assert "Aborted by" in json.dumps(tops[0].get("blocks"))
+
+
+async def test_graceful_stop_hands_over_quickly(tmp_path: Path) -> None:
+    # A long lease, so that a release that did not happen (B waiting out the TTL) cannot
+    # pass for a quick hand-over: without it B would wait at least 2/3 of the TTL (10 s).
+    lease = 15.0
+    async with SimWorld(speed=600, start_bot=False, settings=_settings(lease)) as world:
+        replicas: list[Replica] = []
+        with _stopping(replicas):
+            a, b = await _leader_and_standby(world, tmp_path, replicas)
+            await b.wait_status("/readyz", 503, timeout=5)
+
+            signalled = time.monotonic()
+            a.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.to_thread(a.proc.wait, 30)
+            exited = time.monotonic()
+            # uvicorn (0.54) re-raises the SIGTERM it caught once the shutdown is complete,
+            # so a graceful stop ends "killed by SIGTERM" (143 in a shell), not 0; graceful
+            # either way: the lifespan ran to its end (and released the lease).
+            assert code in (0, -signal.SIGTERM), a.tail()
+            assert "Application shutdown complete" in a.log.read_text(), a.tail()
+            await b.wait_status("/readyz", 200, timeout=2 * lease)
+            handover = time.monotonic() - exited
+            print(
+                f"takeover after SIGTERM: {handover:.2f} s after the exit, "
+                f"{time.monotonic() - signalled:.2f} s after the signal (lease {lease} s)"
+            )
+            # B's next try after the release: at most a third of the TTL, plus slack.
+            assert handover <= lease / 3 + 2.0, handover
+            assert handover <= 2 * (lease / 3) + 2.0, handover
+
+
+def _database(world: SimWorld) -> Path:
+    url = json.loads(world.config_path.read_text())["database"]["url"]
+    assert url.startswith("sqlite:///"), url
+    return Path(url.removeprefix("sqlite:///"))
+
+
+async def test_a_leader_whose_lease_is_taken_exits_1(tmp_path: Path) -> None:
+    async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
+        replicas: list[Replica] = []
+        with _stopping(replicas):
+            a = Replica(world, "a", tmp_path)
+            replicas.append(a)
+            await a.wait_status("/readyz", 200)
+
+            db = sqlite3.connect(_database(world), timeout=10)
+            try:
+                (holder, expires) = db.execute(
+                    "SELECT holder, expires_at FROM leases WHERE name = 'leader'"
+                ).fetchone()
+                assert f":{a.pid}:" in holder
+                assert len(expires) == len("2024-01-01 00:00:00.000000"), expires  # naive UTC
+                with db:
+                    db.execute(
+                        "UPDATE leases SET holder = 'someone-else', "
+                        "expires_at = '2999-01-01 00:00:00.000000' WHERE name = 'leader'"
+                    )
+            finally:
+                db.close()
+            taken = time.monotonic()
+
+            code = await asyncio.to_thread(a.proc.wait, 10 * LEASE)
+            print(f"exit after the lease was taken: {time.monotonic() - taken:.2f} s")
+            assert code == 1, a.tail()
+            assert "lost the leader lease" in a.log.read_text(), a.tail()
