@@ -10,7 +10,8 @@ lease `leader` (bot/leader.py). Both serve HTTP; only the holder acts:
 - `kill -9` of the leader: the standby takes the lease within about the TTL, becomes
   ready, and an Abort clicked on the dead leader's card through it aborts the Rollout and
   updates that card in place (no second card);
-- SIGTERM of the leader: it exits 0 and releases the lease, so the standby takes over at
+- SIGTERM of the leader: it shuts down gracefully (uvicorn re-raises the signal once
+  done, so the status is 0 or -15) and releases the lease, so the standby takes over at
   its next try (a third of the TTL), not after the TTL;
 - a leader whose lease is taken by someone else (written straight into the database)
   stops and exits 1, saying it lost the lease.
