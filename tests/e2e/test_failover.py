@@ -22,12 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,10 +34,10 @@ import httpx
 import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+from tests.e2e.serving import free_port, serve
 
 pytestmark = pytest.mark.timeout(120)
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE = 1.5  # server.leader_lease_seconds for the kill -9 and lease-taken tests
 
 
@@ -48,44 +45,15 @@ def _settings(lease: float) -> dict[str, Any]:
     return {"server": {"leader_lease_seconds": lease}}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(world: SimWorld, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **world.bot_env}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "serve",
-            "--config",
-            str(world.config_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
 class Replica:
     """One `rollbot serve` process, its URL and its log."""
 
     def __init__(self, world: SimWorld, name: str, tmp_path: Path) -> None:
         self.name = name
-        self.port = _port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"{name}.log"
-        self.proc = _serve(world, self.port, self.log)
+        self.proc = serve(world, self.port, self.log)
 
     @property
     def pid(self) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,45 +31,16 @@ import httpx
 import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+from tests.e2e.serving import ROOT, free_port, serve
 
 pytestmark = pytest.mark.timeout(150)
 
-ROOT = Path(__file__).resolve().parents[2]
 FAST = {
     "releases": {"lease_ttl_seconds": 1.5, "reconcile_seconds": 0.3, "retry_seconds": 0.3},
     # The killed process's leader lease lingers this long before the new one may act.
     "server": {"leader_lease_seconds": 1.5},
     "jira": {"search_settle_seconds": 2.0},
 }
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(world: SimWorld, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **world.bot_env}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "serve",
-            "--config",
-            str(world.config_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
 
 
 async def _ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -97,9 +67,9 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
     jira = {"search_lag": 1.0} if answered else {}
     async with SimWorld(speed=60, start_bot=False, jira=jira, settings=FAST) as world:
         log = tmp_path / "serve.log"
-        port = _port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
-        first = _serve(world, port, log)
+        first = serve(world, port, log)
         try:
             await _ready(url, first, log)
             world.attach_bot(url)
@@ -120,7 +90,7 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
         await asyncio.sleep(0.3)
         assert world.jira.created_count == (2 if answered else 1)  # the dead never reached it
 
-        second = _serve(world, port, log)
+        second = serve(world, port, log)
         try:
             await _ready(url, second, log)
             await world.wait_for(
