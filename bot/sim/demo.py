@@ -259,6 +259,21 @@ class Drill:
         return 0
 
 
+async def _audit_entry(
+    world: SimWorld, action: str, results: tuple[str, ...], timeout: float
+) -> Any:
+    """The first audit record of `action` with one of `results`, waited for up to
+    `timeout` s; None when none came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in await world.rollbot.store.audit_entries():
+            if record.entry.action == action and record.entry.result in results:
+                return record
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(0.05)
+
+
 async def _abort_and_verify(
     world: SimWorld, drill: Drill, card: dict[str, Any], timeout: float
 ) -> tuple[float, dict[str, Any]]:
@@ -270,18 +285,7 @@ async def _abort_and_verify(
     drill.mark(f"click acked (HTTP {response.status_code})")
     drill.check(response.status_code == 200, f"click answered HTTP {response.status_code}")
 
-    async def audited() -> Any:
-        for record in await world.rollbot.store.audit_entries():
-            if record.entry.action == "abort" and record.entry.result in ("succeeded", "failed"):
-                return record
-        return None
-
-    record = None
-    deadline = time.monotonic() + timeout
-    while record is None and time.monotonic() < deadline:
-        record = await audited()
-        if record is None:
-            await asyncio.sleep(0.05)
+    record = await _audit_entry(world, "abort", ("succeeded", "failed"), timeout)
     verification: dict[str, Any] = {}
     drill.check(record is not None, "no audit entry for the abort")
     if record is not None:
@@ -675,18 +679,7 @@ async def _drill_checkout_circuit(drill: Drill, *, speed: float, timeout: float)
             flipped = time.monotonic() - clicked
             drill.mark(f"@{ONCALL[1]} (on call) opened {circuit}: on in LaunchDarkly")
 
-            async def audited() -> Any:
-                for record in await world.rollbot.store.audit_entries():
-                    entry = record.entry
-                    if entry.action == "circuit-open" and entry.result == "succeeded":
-                        return record
-                return None
-
-            record = None
-            deadline = time.monotonic() + timeout
-            while record is None and time.monotonic() < deadline:
-                record = await audited()
-                await asyncio.sleep(0.05)
+            record = await _audit_entry(world, "circuit-open", ("succeeded",), timeout)
             if record is not None:
                 drill.mark(f"audit entry {record.seq}: circuit-open succeeded (read back)")
             else:
