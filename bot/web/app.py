@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -13,9 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.metrics import Metrics
 from bot.web.alertmanager import alertmanager_route
+from bot.web.guard import BODY_TIMEOUT, RequestGuard
+from bot.web.inbox import PoisonBin
 from bot.web.pagerduty import pagerduty_routes
 from bot.web.runbooks import runbook_routes
+from bot.web.slack import slack_route
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
@@ -48,15 +52,38 @@ class StandbyGate:
         await self.app(scope, receive, send)
 
 
-def create_web_app(rollbot: Rollbot, *, run_background: bool = True) -> Starlette:
-    """The ASGI app. With `run_background`, its lifespan runs the watch (the leader's job)."""
-    handler = AsyncSlackRequestHandler(rollbot.bolt)
-    metrics = rollbot.metrics
+def _count_refused(metrics: Metrics) -> Callable[[str, int], None]:
+    def count(path: str, status: int) -> None:
+        metrics.http_requests.labels(path, str(status)).inc()
 
-    async def slack_events(request: Request) -> Response:
-        response = await handler.handle(request)
-        metrics.http_requests.labels("/slack/events", str(response.status_code)).inc()
-        return response
+    return count
+
+
+def _fallback_teller(rollbot: Rollbot) -> Callable[[str], Awaitable[None]] | None:
+    """Posts an operator's notice in ``slack.fallback_channel`` (None without one)."""
+    channel = rollbot.settings.slack.fallback_channel
+    if not channel:
+        return None
+
+    async def tell(text: str) -> None:
+        await rollbot.chat.post(channel, text=text)
+
+    return tell
+
+
+def create_web_app(
+    rollbot: Rollbot, *, run_background: bool = True, body_timeout: float = BODY_TIMEOUT
+) -> Starlette:
+    """The ASGI app. With `run_background`, its lifespan runs the watch (the leader's job)."""
+    metrics = rollbot.metrics
+    secret = rollbot.settings.slack.signing_secret
+    assert secret is not None  # build() refuses to start without it
+    slack = slack_route(
+        bolt=rollbot.bolt,
+        signing_secret=secret.get_secret_value(),
+        replays=rollbot.store,
+        metrics=metrics,
+    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -69,6 +96,7 @@ def create_web_app(rollbot: Rollbot, *, run_background: bool = True) -> Starlett
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    poison = PoisonBin(store=rollbot.store, metrics=metrics, tell=_fallback_teller(rollbot))
     token = rollbot.settings.alertmanager.bearer_token
     alerts = alertmanager_route(
         token=token.get_secret_value() if token is not None else None,
@@ -76,19 +104,23 @@ def create_web_app(rollbot: Rollbot, *, run_background: bool = True) -> Starlett
         on_alerts=rollbot.incidents.on_alerts,
         metrics=metrics,
         matchers=rollbot.settings.alert_matchers(),
+        poison=poison,
     )
     rollbot.alert_receiver = alerts.endpoint.__self__  # type: ignore[attr-defined]
 
     return Starlette(
         routes=[
-            Route("/slack/events", slack_events, methods=["POST"]),
+            slack,
             alerts,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            *pagerduty_routes(rollbot),
+            *pagerduty_routes(rollbot, poison=poison),
             *runbook_routes(rollbot),
         ],
         lifespan=rollbot.lifespan if run_background else None,
-        middleware=[Middleware(StandbyGate, rollbot=rollbot)],
+        middleware=[
+            Middleware(RequestGuard, body_timeout=body_timeout, on_refused=_count_refused(metrics)),
+            Middleware(StandbyGate, rollbot=rollbot),
+        ],
     )
