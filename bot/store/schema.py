@@ -136,7 +136,19 @@ webhook_inbox = sa.Table(
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("processed_at", UTCDateTime, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # A body that was authentic but cannot be processed: kept, never replayed (0003).
+    sa.Column("poison", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_webhook_inbox_unprocessed", "processed_at", "id"),
+)
+
+# Signed requests already seen, so a replay inside the sender's window runs nothing (0003).
+seen_requests = sa.Table(
+    "seen_requests",
+    metadata,
+    sa.Column("digest", sa.String(128), primary_key=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.Index("ix_seen_requests_seen_at", "seen_at"),
 )
 
 outbox = sa.Table(

@@ -61,6 +61,7 @@ from bot.store.schema import (
     outbox,
     release_tickets,
     releases,
+    seen_requests,
     webhook_inbox,
 )
 
@@ -416,6 +417,60 @@ class SqlStore:
             WebhookRecord(r.id, r.source, r.received_at, r.headers, r.body, r.processed_at, r.error)
             for r in rows
         ]
+
+    async def store_poison(
+        self, source: str, headers: Mapping[str, str], body: bytes, why: str
+    ) -> int:
+        """Keep an authentic body that cannot be processed: stored already processed (so
+        it is never replayed), marked poison, with why. Bytes that are not UTF-8 and NUL
+        characters (which PostgreSQL text refuses) are kept as backslash escapes."""
+        text = body.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            new_id = (
+                await conn.execute(
+                    webhook_inbox.insert()
+                    .values(
+                        source=source,
+                        received_at=now,
+                        headers=dict(headers),
+                        body=text,
+                        processed_at=now,
+                        error=f"poison: {why}",
+                        poison=True,
+                    )
+                    .returning(webhook_inbox.c.id)
+                )
+            ).scalar_one()
+        return int(new_id)
+
+    async def poison_count(self, source: str | None = None) -> int:
+        """How many poison bodies are kept (of `source`, or of all)."""
+        query = sa.select(sa.func.count()).select_from(webhook_inbox).where(webhook_inbox.c.poison)
+        if source is not None:
+            query = query.where(webhook_inbox.c.source == source)
+        async with self._reader.begin() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    # ── signed requests seen: a byte-for-byte replay runs nothing ──────────────────────
+
+    async def first_seen(self, digest: str, *, source: str, forget_after: timedelta) -> bool:
+        """True the first time `digest` (a signed request's signature) is seen; False for a
+        replay. Digests older than `forget_after` (longer than the sender's replay window,
+        after which the signature check refuses the request anyway) are deleted here, in the
+        same transaction, so the table stays small."""
+        now = self._clock()
+        stmt = (
+            self._insert(seen_requests)
+            .values(digest=digest, source=source, seen_at=now)
+            .on_conflict_do_nothing(index_elements=[seen_requests.c.digest])
+            .returning(seen_requests.c.digest)
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                seen_requests.delete().where(seen_requests.c.seen_at < now - forget_after)
+            )
+            return (await conn.execute(stmt)).scalar_one_or_none() is not None
 
     async def get_webhook(self, id: int) -> WebhookRecord | None:
         async with self._reader.begin() as conn:
