@@ -33,6 +33,7 @@ from typing import Any
 
 from bot.core.errors import InvalidRequest
 from bot.core.model import Alert, Signal
+from bot.core.payloads import MalformedBody, kind, parse_json_object
 
 WEBHOOK_VERSION = "4"
 STATUSES = ("firing", "resolved")
@@ -58,32 +59,18 @@ def _string_map(value: Any, where: str, *, required: bool) -> dict[str, str]:
     if value is None:
         raise MalformedWebhook(f"{where} is missing")
     if not isinstance(value, dict):
-        raise MalformedWebhook(f"{where} must be an object, got {_kind(value)}")
+        raise MalformedWebhook(f"{where} must be an object, got {kind(value)}")
     for key, item in value.items():
         if not isinstance(item, str):
-            raise MalformedWebhook(f"{where}.{key} must be a string, got {_kind(item)}")
+            raise MalformedWebhook(f"{where}.{key} must be a string, got {kind(item)}")
     return dict(value)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def _time(value: Any, where: str) -> datetime | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise MalformedWebhook(f"{where} must be an RFC 3339 time string, got {_kind(value)}")
+        raise MalformedWebhook(f"{where} must be an RFC 3339 time string, got {kind(value)}")
     if value.startswith(_ZERO_TIME_PREFIX):
         return None
     try:
@@ -95,7 +82,7 @@ def _time(value: Any, where: str) -> datetime | None:
 
 def _status(value: Any, where: str) -> str:
     if value not in STATUSES:
-        shown = repr(value[:32]) if isinstance(value, str) else _kind(value)
+        shown = repr(value[:32]) if isinstance(value, str) else kind(value)
         raise MalformedWebhook(f'{where} must be "firing" or "resolved", got {shown}')
     return str(value)
 
@@ -103,7 +90,7 @@ def _status(value: Any, where: str) -> str:
 def _alert(raw: Any, index: int, group_status: str | None) -> Alert:
     where = f"alerts[{index}]"
     if not isinstance(raw, dict):
-        raise MalformedWebhook(f"{where} must be an object, got {_kind(raw)}")
+        raise MalformedWebhook(f"{where} must be an object, got {kind(raw)}")
     if raw.get("labels") is None:
         raise MalformedWebhook(f"{where} has no labels")
     labels = _string_map(raw.get("labels"), f"{where}.labels", required=True)
@@ -119,10 +106,10 @@ def _alert(raw: Any, index: int, group_status: str | None) -> Alert:
         raise MalformedWebhook(f"{where} has no status, and neither has the group")
     fingerprint = raw.get("fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, str):
-        raise MalformedWebhook(f"{where}.fingerprint must be a string, got {_kind(fingerprint)}")
+        raise MalformedWebhook(f"{where}.fingerprint must be a string, got {kind(fingerprint)}")
     generator_url = raw.get("generatorURL")
     if generator_url is not None and not isinstance(generator_url, str):
-        raise MalformedWebhook(f"{where}.generatorURL must be a string, got {_kind(generator_url)}")
+        raise MalformedWebhook(f"{where}.generatorURL must be a string, got {kind(generator_url)}")
     return Alert(
         fingerprint=fingerprint or labels_fingerprint(labels),
         name=name,
@@ -142,32 +129,20 @@ def parse_webhook(body: bytes) -> tuple[list[Alert], dict[str, Any]]:
     `alerts`, with `truncatedAlerts` defaulting to 0. Raises `MalformedWebhook`.
     """
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedWebhook(f"body is not UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        raise MalformedWebhook("body is empty; expected an Alertmanager webhook (JSON)")
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise MalformedWebhook(
-            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting
-        raise MalformedWebhook(f"body is not usable JSON: {type(exc).__name__}") from None
-    if not isinstance(payload, dict):
-        raise MalformedWebhook(f"body must be a JSON object, got {_kind(payload)}")
+        payload = parse_json_object(body, expected="an Alertmanager webhook (JSON)")
+    except MalformedBody as exc:
+        raise MalformedWebhook(exc.message) from None
     version = payload.get("version")
     if version is None:
         raise MalformedWebhook('version is missing; expected "4"')
     if version != WEBHOOK_VERSION:
-        shown = repr(version[:16]) if isinstance(version, str) else _kind(version)
+        shown = repr(version[:16]) if isinstance(version, str) else kind(version)
         raise MalformedWebhook(f'version must be "4", got {shown}')
     if "alerts" not in payload:
         raise MalformedWebhook("alerts is missing")
     raw_alerts = payload["alerts"]
     if not isinstance(raw_alerts, list):
-        raise MalformedWebhook(f"alerts must be an array, got {_kind(raw_alerts)}")
+        raise MalformedWebhook(f"alerts must be an array, got {kind(raw_alerts)}")
     group_status = None
     if payload.get("status") is not None:
         group_status = _status(payload.get("status"), "status")
