@@ -74,7 +74,17 @@ def reporter(
     return _report
 
 
+#: Set in the context by `bot.web.slack` once a request's signature verified.
+VERIFIED = "rollbot_verified"
+
+
 def register(app: AsyncApp) -> None:
     @app.error
-    async def handle_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
+    async def handle_error(
+        error: Exception, body: dict[str, Any], respond: Any, context: Any
+    ) -> None:
+        if not context.get(VERIFIED):
+            # Never act on an unverified request: no response_url, user or channel of it.
+            log.warning("error on an unverified Slack request: %s", type(error).__name__)
+            return
         await report(error, respond, what=str(body.get("type") or body.get("command")))

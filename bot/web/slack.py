@@ -1,0 +1,126 @@
+"""`POST /slack/events`: Slack's requests, verified on the raw bytes before anything is parsed.
+
+Per request, in this order (the body limit was enforced while reading, by `bot.web.guard`):
+
+1. ``X-Slack-Request-Timestamp`` must be a plain integer and ``X-Slack-Signature`` present,
+   the body valid UTF-8 (Slack sends nothing else), and the signature must verify under the
+   signing secret within Slack's 5 minutes (slack_sdk's `SignatureVerifier`). Otherwise
+   **401**, and nothing of the request is used: no body, no ``response_url``, no user. (Bolt's
+   own check raised on a timestamp like ``abc`` and handed the unverified body to the error
+   handler, which posted to its ``response_url``.)
+2. A request replayed byte for byte (the same signature: Slack signs timestamp and body) is
+   answered **200** with an empty body and runs nothing. The signatures seen are kept in the
+   database (`seen_requests`), so replicas share them.
+3. A verified body that is not a form, JSON or a ``payload`` of JSON object → **400**.
+4. Bolt runs the listeners, with ``rollbot_verified`` in the context (the error handler
+   answers only requests that carry it).
+
+No body reaches a log line: a refusal logs why, never what.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any, Protocol
+
+from slack_bolt.adapter.starlette.async_handler import to_starlette_response
+from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.metrics import Metrics
+from bot.slack.errors import VERIFIED
+
+log = logging.getLogger(__name__)
+
+PATH = "/slack/events"
+SOURCE = "slack"
+#: Slack refuses to sign for more than 5 minutes; a digest is kept a little longer than that.
+REPLAY_WINDOW = timedelta(minutes=5)
+FORGET_AFTER = timedelta(minutes=10)
+
+
+class ReplayLog(Protocol):
+    """The part of the store that remembers signed requests (`bot.store.SqlStore`)."""
+
+    async def first_seen(self, digest: str, *, source: str, forget_after: timedelta) -> bool: ...
+
+
+def _timestamp_ok(value: str | None) -> bool:
+    return value is not None and value.isascii() and value.isdigit() and len(value) <= 12
+
+
+class SlackReceiver:
+    """The endpoint and its collaborators."""
+
+    def __init__(
+        self, *, bolt: AsyncApp, signing_secret: str, replays: ReplayLog, metrics: Metrics
+    ) -> None:
+        self._bolt = bolt
+        self._verifier = SignatureVerifier(signing_secret)
+        self._replays = replays
+        self._metrics = metrics
+
+    def _answer(self, response: Response) -> Response:
+        self._metrics.http_requests.labels(PATH, str(response.status_code)).inc()
+        return response
+
+    def _refuse(self, status: int, why: str) -> Response:
+        return self._answer(JSONResponse({"error": why}, status_code=status))
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        timestamp = request.headers.get("x-slack-request-timestamp")
+        signature = request.headers.get("x-slack-signature")
+        if not _timestamp_ok(timestamp) or not signature:
+            log.warning("Slack request refused: missing or malformed signature headers")
+            return self._refuse(401, "missing or malformed X-Slack-Signature headers")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("Slack request refused: body is not UTF-8")
+            return self._refuse(401, "invalid signature")
+        if not self._verifier.is_valid(text, timestamp, signature):
+            log.warning("Slack request refused: invalid or expired signature")
+            return self._refuse(401, "invalid signature")
+        if not await self._replays.first_seen(signature, source=SOURCE, forget_after=FORGET_AFTER):
+            log.warning("Slack request refused: a replay of a request already received")
+            return self._answer(Response(status_code=200))
+        parsed = _parse(request, text)
+        if parsed is None:
+            log.warning("Slack request refused: signed, but not a Slack payload")
+            return self._refuse(400, "body is not a Slack payload (form or JSON object)")
+        response = to_starlette_response(await self._bolt.async_dispatch(parsed))
+        return self._answer(response)
+
+
+def _parse(request: Request, text: str) -> AsyncBoltRequest | None:
+    """Bolt's request, or None when the body is not a JSON object, a form, or a form whose
+    ``payload`` is a JSON object (what Slack sends)."""
+    try:
+        parsed = AsyncBoltRequest(
+            body=text,
+            query=request.query_params,  # type: ignore[arg-type]
+            headers=request.headers,  # type: ignore[arg-type]
+            context={VERIFIED: True},
+        )
+    except (ValueError, RecursionError, TypeError, AttributeError, KeyError, IndexError):
+        return None  # Bolt reads team, user and channel out of the body as it parses
+    return parsed if _is_object(parsed.body) else None
+
+
+def _is_object(body: Any) -> bool:
+    return isinstance(body, dict) and all(isinstance(k, str) for k in body)
+
+
+def slack_route(
+    *, bolt: AsyncApp, signing_secret: str, replays: ReplayLog, metrics: Metrics
+) -> Route:
+    """The route for ``POST /slack/events``."""
+    receiver = SlackReceiver(
+        bolt=bolt, signing_secret=signing_secret, replays=replays, metrics=metrics
+    )
+    return Route(PATH, receiver.handle, methods=["POST"], name="slack_events")
