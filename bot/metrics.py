@@ -70,6 +70,13 @@ class Metrics:
             "Stored Alertmanager webhooks whose processing raised (the inbox row keeps the error)",
             registry=self.registry,
         )
+        self.webhook_poison = Counter(
+            "rollbot_webhook_poison_total",
+            "Authentic webhook bodies that cannot be processed: answered 400 and kept in the "
+            "inbox as poison (never retried), by source",
+            ["source"],
+            registry=self.registry,
+        )
         self.runbook_requests = Counter(
             "rollbot_runbook_requests_total",
             "Runbook page requests by kind (page, result, action, renew) and HTTP status",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -340,12 +340,11 @@ class PagingEngine:
     # ── PagerDuty → cards ───────────────────────────────────────────────────────────────
 
     async def on_webhook(self, payload: dict[str, Any]) -> None:
-        """One verified, de-duplicated delivery: a v3 event or a workflow action."""
+        """One signed, de-duplicated v3 delivery. (Workflow actions come by their own path,
+        `on_workflow`: a signed body is never taken as one, nor a bearer one as an event.)"""
         event = payload.get("event")
         if isinstance(event, dict) and "event_type" in event:
             await self._on_event(event)
-        elif "action" in payload:
-            await self.on_workflow(payload)
         else:
             log.info("PagerDuty delivery of an unknown shape ignored (keys %s)", sorted(payload))
 
@@ -481,22 +480,19 @@ class PagingEngine:
                 "'Rollback Tier 1: abort', 'Tier 2: open circuit', 'Tier 2: close circuit'."
             )
             return
-        email = str(user.get("email") or "")
-        if not email and user.get("id"):
-            try:
-                email = str((await self.paging.user(str(user["id"]))).get("email") or "")
-            except RollbotError as err:
-                log.info("PagerDuty user not read: %s", err.message)
+        confirmed = await self._workflow_user(user, refuse)
+        if confirmed is None:
+            return
+        email, who = confirmed
         slack_id = await self._slack_user(email)
         if slack_id is None:
-            who = user.get("name") or user.get("id") or "the PagerDuty user"
             await refuse(
-                f"{who} ({email or 'no email'}) has no Slack account rollbot can map by email, "
+                f"{who} ({email}) has no Slack account rollbot can map by email, "
                 "so rollbot cannot tell whether they may act."
             )
             return
         assert self.responder is not None
-        actor = Actor(slack_id, str(user.get("name") or email), source="pagerduty")
+        actor = Actor(slack_id, who, source="pagerduty")
         try:
             if isinstance(action, RolloutAction):
                 await self.responder.handle(ActionRequest(service, action, actor))
@@ -506,6 +502,40 @@ class PagingEngine:
             await refuse(f"{actor.name} may not do this: {err.message}")
         except RollbotError as err:
             await refuse(f"{name} failed: {err.message}")
+
+    async def _workflow_user(
+        self, user: dict[str, Any], refuse: Callable[[str], Awaitable[None]]
+    ) -> tuple[str, str] | None:
+        """(email, name) of the workflow's user as PagerDuty itself knows them, or None
+        after refusing. The body's user is only a claim: whoever holds the workflow secret
+        can write any email there. So the user is read by id through the REST API, and
+        PagerDuty's email is the one used; a user PagerDuty does not know, or whose email
+        differs from the body's, is refused."""
+        user_id = str(user.get("id") or "")
+        if not user_id:
+            await refuse("the workflow request names no PagerDuty user id.")
+            return None
+        try:
+            known = await self.paging.user(user_id)
+        except RollbotError as err:
+            log.warning("PagerDuty user %s not read: %s", user_id, err.message)
+            await refuse(
+                f"PagerDuty does not confirm user {user_id} ({err.message}); nothing was run."
+            )
+            return None
+        email = str(known.get("email") or "")
+        claimed = str(user.get("email") or "")
+        if not email:
+            await refuse(f"PagerDuty user {user_id} has no email; rollbot cannot map them.")
+            return None
+        if claimed and claimed.casefold() != email.casefold():
+            log.warning("PagerDuty workflow refused: the body's email is not user %s's", user_id)
+            await refuse(
+                f"the request's email for user {user_id} is not the one PagerDuty has; "
+                "nothing was run."
+            )
+            return None
+        return email, str(known.get("name") or email)
 
     async def _note_now(self, incident_id: str, content: str) -> None:
         try:

@@ -6,7 +6,8 @@ Per request, in this order:
 2. ``Authorization: Bearer <token>`` compared in constant time; missing, another scheme or a
    wrong token → 401; nothing is stored or run;
 3. a body over `max_body_bytes` → 413; a body `bot.core.alerts.parse_webhook` refuses → 400
-   with exactly what is wrong (Alertmanager does not retry 4xx);
+   with exactly what is wrong (Alertmanager does not retry 4xx), kept as poison
+   (`bot.web.inbox.PoisonBin`: in the inbox, counted, said once in the fallback channel);
 4. the raw body goes to the webhook inbox (headers without ``Authorization``) BEFORE the
    2xx; when that fails → 503, so Alertmanager retries, and nothing is processed;
 5. 200 at once; the alerts are processed in a background task: counted per service and
@@ -34,7 +35,7 @@ from starlette.routing import Route
 from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
 from bot.core.model import Alert
 from bot.metrics import Metrics
-from bot.web.inbox import replay_inbox
+from bot.web.inbox import PoisonBin, replay_inbox
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ class AlertmanagerReceiver:
         metrics: Metrics,
         matchers: Mapping[str, Sequence[AlertMatcher]] | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        poison: PoisonBin | None = None,
     ) -> None:
+        self._poison = poison
         self._token = token.encode("utf-8") if token else None
         self._store = store
         self._on_alerts = on_alerts
@@ -117,8 +120,12 @@ class AlertmanagerReceiver:
             alerts, group = parse_webhook(body)
         except MalformedWebhook as exc:
             self._outcome("invalid")
-            return _error(400, exc.message)
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+            answer: dict[str, Any] = {"error": exc.message}
+            if self._poison is not None:
+                row = await self._poison.park(SOURCE, _kept_headers(request), body, exc.message)
+                answer["kept_as"] = row
+            return JSONResponse(answer, status_code=400)
+        headers = _kept_headers(request)
         try:
             webhook_id = await self._store.store_webhook(SOURCE, headers, body)
         except Exception:  # any store failure must become a retryable 503
@@ -162,6 +169,10 @@ class AlertmanagerReceiver:
             await asyncio.wait(set(self.tasks), timeout=timeout)
 
 
+def _kept_headers(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+
+
 _STATUS = {
     "accepted": "200",
     "unconfigured": "503",
@@ -180,6 +191,7 @@ def alertmanager_route(
     metrics: Metrics,
     matchers: Mapping[str, Sequence[AlertMatcher]] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    poison: PoisonBin | None = None,
 ) -> Route:
     """The route for ``POST /webhooks/alertmanager``.
 
@@ -195,6 +207,7 @@ def alertmanager_route(
         metrics=metrics,
         matchers=matchers,
         max_body_bytes=max_body_bytes,
+        poison=poison,
     )
     return Route(PATH, receiver.handle, methods=["POST"], name="alertmanager_webhook")
 

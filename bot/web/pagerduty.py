@@ -4,10 +4,16 @@
   of the raw body; several during a secret rotation), checked in constant time against
   ``pagerduty.webhook_secret`` (comma-separated: old and new). An Incident Workflow's
   "Send a Webhook POST" step cannot compute a signature, so it sends a static header,
-  ``Authorization: Bearer <pagerduty.workflow_secret>``. Anything else: 401, nothing stored
-  or done, counted in /metrics. Not configured at all: 503.
-- Exactly once: a delivery is known by ``X-Webhook-Id`` (PagerDuty re-sends the same id);
-  the first one is stored (inbox) before the 202, later copies get 200 "duplicate".
+  ``Authorization: Bearer <pagerduty.workflow_secret>``; such a request can only run a
+  workflow action, never pass for a v3 event, and without a workflow secret the path is off.
+  Anything else: 401, nothing stored or done, counted in /metrics. Not configured: 503.
+- The body limit is enforced while reading (`bot.web.guard`), before any of it is kept.
+- Exactly once: a signed delivery is known by the event id INSIDE the signed body, so a
+  replay with another (unsigned) ``X-Webhook-Id`` is still a duplicate; a workflow request,
+  which has no id, by its body's digest. The first copy is stored (inbox) before the 202,
+  later copies get 200 "duplicate".
+- Authentic but unprocessable (not JSON, nested too deep, not an object, a workflow body
+  without an action): 400, kept as poison (`PoisonBin`), never retried.
 - Answered quickly, processed after: the body is handled in a background task; bodies
   stored but never processed (the process died) are replayed at start.
 - Unknown event types are accepted and ignored.
@@ -26,8 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.core.payloads import MalformedBody, parse_json_object
 from bot.core.signatures import split_secrets, verify_pagerduty
-from bot.web.inbox import replay_inbox
+from bot.web.inbox import PoisonBin, replay_inbox
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
@@ -35,8 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SOURCE = "pagerduty"
+WORKFLOW_SOURCE = "pagerduty-workflow"
 PATH = "/webhooks/pagerduty"
-MAX_BODY = 1_000_000
 
 
 def _bearer_ok(header: str | None, secret: str | None) -> bool:
@@ -48,7 +55,7 @@ def _bearer_ok(header: str | None, secret: str | None) -> bool:
     )
 
 
-def pagerduty_routes(rollbot: Rollbot) -> list[BaseRoute]:
+def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
     """The PagerDuty webhook's route (none without a paging engine)."""
     paging = getattr(rollbot, "paging", None)
     if paging is None:
@@ -57,11 +64,8 @@ def pagerduty_routes(rollbot: Rollbot) -> list[BaseRoute]:
     secrets = split_secrets(
         settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     )
-    workflow = (
-        settings.workflow_secret.get_secret_value()
-        if settings.workflow_secret
-        else (secrets[0] if secrets else None)
-    )
+    # No workflow secret: the workflow path is off (the signing secret never doubles as it).
+    workflow = settings.workflow_secret.get_secret_value() if settings.workflow_secret else None
     metrics = rollbot.metrics
     store = rollbot.store
     tasks: set[asyncio.Task[None]] = set()
@@ -70,47 +74,57 @@ def pagerduty_routes(rollbot: Rollbot) -> list[BaseRoute]:
         metrics.http_requests.labels(PATH, str(status)).inc()
         return JSONResponse(body, status_code=status)
 
-    async def process(row: int, payload: dict[str, Any]) -> None:
+    async def process(row: int, source: str, payload: dict[str, Any]) -> None:
         error: str | None = None
         try:
-            await paging.on_webhook(payload)
+            if source == WORKFLOW_SOURCE:
+                await paging.on_workflow(payload)
+            else:
+                await paging.on_webhook(payload)
         except Exception as exc:  # boundary: recorded in the inbox row
             log.exception("PagerDuty delivery %s failed", row)
             error = f"{type(exc).__name__}: {exc}"
         await store.mark_webhook_processed(row, error=error)
 
+    async def refuse_poison(
+        source: str, headers: dict[str, str], body: bytes, why: str
+    ) -> Response:
+        row = await poison.park(source, headers, body, why)
+        return answer(400, {"error": why, "kept_as": row})
+
     async def receive(request: Request) -> Response:
         if not secrets and not workflow:
             return answer(503, {"error": "PagerDuty webhooks are not configured on rollbot"})
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return answer(413, {"error": f"body over {MAX_BODY} bytes"})
-        signed = verify_pagerduty(body, request.headers.get("x-pagerduty-signature"), secrets)
-        if not signed and not _bearer_ok(request.headers.get("authorization"), workflow):
+        body = await request.body()  # bounded by bot.web.guard while it is read
+        if verify_pagerduty(body, request.headers.get("x-pagerduty-signature"), secrets):
+            source = SOURCE
+        elif _bearer_ok(request.headers.get("authorization"), workflow):
+            source = WORKFLOW_SOURCE
+        else:
             log.warning("PagerDuty webhook refused: bad or missing signature")
             return answer(401, {"error": "bad or missing signature"})
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return answer(400, {"error": f"body is not JSON: {exc}"})
-        if not isinstance(payload, dict):
-            return answer(400, {"error": "body must be a JSON object"})
-        delivery = request.headers.get("x-webhook-id") or hashlib.sha256(body).hexdigest()
-        seen = f"pd-webhook:{delivery}"
-        if not await store.mark_notice_sent(seen, release_id=SOURCE):
-            return answer(200, {"status": "duplicate", "id": delivery})
         headers = {
             k: v
             for k, v in request.headers.items()
             if k.lower() in ("x-webhook-id", "x-webhook-subscription", "user-agent")
         }
         try:
-            row = await store.store_webhook(SOURCE, headers, body)
+            payload = parse_json_object(body)
+        except MalformedBody as exc:
+            return await refuse_poison(source, headers, body, exc.message)
+        if source == WORKFLOW_SOURCE and "action" not in payload:
+            return await refuse_poison(source, headers, body, "a workflow body names no action")
+        delivery = _delivery_id(source, payload, body)
+        seen = f"pd-webhook:{delivery}"
+        if not await store.mark_notice_sent(seen, release_id=SOURCE):
+            return answer(200, {"status": "duplicate", "id": delivery})
+        try:
+            row = await store.store_webhook(source, headers, body)
         except Exception:
             await store.unmark_notice(seen)
             log.exception("PagerDuty delivery %s not stored", delivery)
             return answer(503, {"error": "could not store the delivery; retry"})
-        task = asyncio.create_task(process(row, payload))
+        task = asyncio.create_task(process(row, source, payload))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return answer(202, {"status": "accepted", "id": delivery})
@@ -118,8 +132,22 @@ def pagerduty_routes(rollbot: Rollbot) -> list[BaseRoute]:
     return [Route(PATH, receive, methods=["POST"])]
 
 
+def _delivery_id(source: str, payload: dict[str, Any], body: bytes) -> str:
+    """What makes a delivery the same delivery: for a signed v3 webhook, the event id inside
+    the signed body (``X-Webhook-Id`` is not signed: changing or dropping it made a replay
+    look new); for a workflow request, which carries no id, the digest of its body."""
+    event = payload.get("event")
+    if source == SOURCE and isinstance(event, dict) and isinstance(event.get("id"), str):
+        return f"event:{event['id']}"
+    return f"body:{hashlib.sha256(body).hexdigest()}"
+
+
 async def replay_pending(*, store: Any, paging: Any, limit: int = 100) -> int:
     """Process PagerDuty deliveries stored but never processed (the process died)."""
-    return await replay_inbox(
+    events = await replay_inbox(
         store, SOURCE, parse=json.loads, process=paging.on_webhook, limit=limit
     )
+    workflows = await replay_inbox(
+        store, WORKFLOW_SOURCE, parse=json.loads, process=paging.on_workflow, limit=limit
+    )
+    return events + workflows

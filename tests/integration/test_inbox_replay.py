@@ -21,6 +21,9 @@ class Paging:
         if self.fail:
             raise RuntimeError("card unavailable")
 
+    async def on_workflow(self, payload: dict[str, Any]) -> None:
+        self.seen.append({"workflow": payload})
+
 
 async def test_pagerduty_deliveries_are_replayed_once(sql_store: SqlStore) -> None:
     event = {"event": {"id": "01", "event_type": "incident.acknowledged", "data": {}}}
@@ -43,3 +46,17 @@ async def test_a_failing_replay_is_recorded_with_its_error(sql_store: SqlStore) 
     assert await replay_pending(store=sql_store, paging=Paging(fail=True)) == 1
     record = await sql_store.get_webhook(row)
     assert record is not None and record.error == "RuntimeError: card unavailable"
+
+
+async def test_workflow_requests_replay_as_workflows_and_events_as_events(
+    sql_store: SqlStore,
+) -> None:
+    """The inbox keeps how a body was authenticated (its source): a bearer workflow request
+    is replayed through on_workflow, a signed event through on_webhook, never crosswise."""
+    event = {"event": {"id": "02", "event_type": "incident.resolved", "data": {}}}
+    action = {"action": "Rollback Tier 1: abort", "incident": {}, "user": {"id": "PU1"}}
+    await sql_store.store_webhook("pagerduty-workflow", {}, json.dumps(action))
+    await sql_store.store_webhook("pagerduty", {}, json.dumps(event))
+    paging = Paging()
+    assert await replay_pending(store=sql_store, paging=paging) == 2
+    assert paging.seen == [event, {"workflow": action}]
