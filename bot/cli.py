@@ -202,14 +202,22 @@ async def _serve(args: argparse.Namespace) -> int:
     from bot.app import build
     from bot.settings import load_settings
     from bot.web.app import create_web_app
+    from bot.web.server import guarded_h11
 
     settings = load_settings(args.config)
     rollbot = await build(settings)
+    server_settings = settings.server
     config = uvicorn.Config(
-        create_web_app(rollbot),
-        host=args.host or settings.server.host,
-        port=args.port or settings.server.port,
+        create_web_app(rollbot, body_timeout=server_settings.request_read_timeout_seconds),
+        host=args.host or server_settings.host,
+        port=args.port or server_settings.port,
         log_level="info",
+        http=guarded_h11(
+            header_timeout=server_settings.request_read_timeout_seconds,
+            max_waiting=server_settings.max_waiting_connections,
+        ),
+        limit_concurrency=server_settings.max_connections,
+        timeout_keep_alive=5,
     )
     server = uvicorn.Server(config)
     lost: list[bool] = []

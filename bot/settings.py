@@ -499,6 +499,22 @@ class ServerSettings(_Section):
     once. 15 s: a dead leader is replaced well within a minute, and a database that is
     slow for a few seconds does not make the leader step down."""
 
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """How long a client has to send a request's headers (from connecting, or from the end
+    of its previous response) and, separately, its whole body; past it the connection is
+    closed (headers) or answered 408 (body). 10 s: Slack, Alertmanager and PagerDuty send a
+    whole request in milliseconds, and Slack itself gives up after 3 s; a client that
+    trickles bytes (slowloris) holds a connection for seconds, not for ever."""
+
+    max_waiting_connections: int = Field(default=100, ge=1, le=100_000)
+    """At most this many connections may be open without having sent their request headers;
+    one more closes the one that has waited longest. 100: far above what Slack and the
+    webhooks open at once, far below what exhausts a pod's file descriptors."""
+
+    max_connections: int = Field(default=1000, ge=1, le=100_000)
+    """Connections and requests in flight at once; beyond it uvicorn answers 503 (Slack and
+    the webhooks retry). Bounds memory under a flood."""
+
     link_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     """How long a signed runbook link works (once). 15 minutes: long enough to act on a
     page, short enough that a forwarded link is soon useless."""

@@ -1,0 +1,81 @@
+"""The HTTP server's own defences: a deadline on request headers and a cap on connections
+that have not yet sent them.
+
+uvicorn closes an idle keep-alive connection after `timeout_keep_alive`, but only once a
+first response was sent, and any byte received disarms that timer; it has no deadline on
+request headers at all. A client that opens a connection and sends nothing, or trickles a
+header byte every few seconds (slowloris), holds a socket and a protocol object for ever:
+600 such connections were still held after 30 s. So rollbot runs uvicorn's own h11
+protocol with two additions (`guarded_h11`):
+
+- **Header deadline.** From the moment a connection opens, or finishes a response and waits
+  for the next request, its request headers must be complete within `header_timeout`
+  seconds, or the connection is closed. Slowly trickled bytes do not extend it.
+- **Waiting connections are capped.** At most `max_waiting` connections may be waiting for
+  their headers at once; one more closes the one that has waited longest. An attacker's
+  open sockets are evicted by new clients instead of locking them out, and a real request
+  (Slack, Alertmanager, PagerDuty send theirs at once) is never waiting long enough to be
+  the oldest.
+
+The body's deadline and size are `bot.web.guard`'s; the total number of connections is
+uvicorn's `limit_concurrency` (a 503 beyond it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
+
+
+def guarded_h11(*, header_timeout: float, max_waiting: int) -> type[H11Protocol]:
+    """An h11 protocol class for `uvicorn.Config(http=…)`; each server gets its own class,
+    since the set of waiting connections is shared by that server's connections."""
+    waiting: dict[GuardedH11, None] = {}  # insertion order: the longest waiting first
+
+    class GuardedH11(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._await_headers()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self in waiting and self.conn.their_state is not h11.IDLE:
+                self._stop_waiting()  # headers complete: the request is under way
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._await_headers()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_waiting()
+            super().connection_lost(exc)
+
+        def _await_headers(self) -> None:
+            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+                return
+            self._stop_waiting()
+            waiting[self] = None
+            self._header_timer = self.loop.call_later(header_timeout, self._drop, "timeout")
+            while len(waiting) > max_waiting:
+                next(iter(waiting))._drop("evicted")
+
+        def _stop_waiting(self) -> None:
+            waiting.pop(self, None)
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _drop(self, why: str) -> None:
+            self._stop_waiting()
+            if not self.transport.is_closing():
+                log.debug("closing a connection waiting for request headers (%s)", why)
+                self.transport.close()
+
+    return GuardedH11

@@ -1,0 +1,132 @@
+"""Slow and idle clients cannot hold rollbot's connections (issue 12, finding 13).
+
+`rollbot serve` runs as its own process, as in production (its uvicorn with rollbot's
+guarded h11 protocol), with a 1 s read timeout and room for 20 waiting connections.
+
+Aspects under test:
+- a connection that sends nothing is closed once the header deadline passes;
+- a client trickling header bytes (slowloris) is closed at the same deadline: bytes do not
+  extend it;
+- more waiting connections than the cap: the longest-waiting ones are closed at once, and
+  a real request is still answered;
+- a body trickled slower than the deadline is answered 408;
+- a keep-alive connection gets a fresh header deadline after each response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from bot.sim.harness import SimWorld
+from tests.e2e.serving import free_port, serve
+
+pytestmark = pytest.mark.timeout(120)
+
+TIMEOUT = 1.0
+WAITING = 20
+
+
+@pytest.fixture
+async def served(tmp_path):
+    settings = {
+        "server": {"request_read_timeout_seconds": TIMEOUT, "max_waiting_connections": WAITING}
+    }
+    async with SimWorld(speed=600, workdir=tmp_path, start_bot=False, settings=settings) as world:
+        port = free_port()
+        process = serve(world, port, tmp_path / "serve.log")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            async with httpx.AsyncClient(timeout=2) as client:
+                while True:
+                    try:
+                        if (await client.get(f"{url}/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert process.poll() is None, (tmp_path / "serve.log").read_text()
+                    assert time.monotonic() < deadline, "rollbot serve did not start"
+                    await asyncio.sleep(0.1)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:
+    """Seconds until the server closed the connection (EOF), failing after `seconds`."""
+    start = time.monotonic()
+    data = await asyncio.wait_for(reader.read(), seconds)
+    assert b"HTTP/1.1 2" not in data
+    return time.monotonic() - start
+
+
+async def test_a_silent_connection_is_closed_at_the_header_deadline(served):
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    took = await _closed_within(reader, TIMEOUT * 10)
+    assert took >= TIMEOUT * 0.5
+    writer.close()
+
+
+async def test_trickled_header_bytes_do_not_extend_the_deadline(served):
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    start = time.monotonic()
+    line = b"POST /slack/events HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+    closed = asyncio.create_task(reader.read())
+    for byte in line:
+        if closed.done():
+            break
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    await asyncio.wait_for(closed, TIMEOUT * 10)
+    assert time.monotonic() - start < TIMEOUT * 5  # 200 bytes at 20/s would take 10 s
+    writer.close()
+
+
+async def test_waiting_connections_beyond_the_cap_evict_the_oldest(served):
+    opened = [await asyncio.open_connection("127.0.0.1", served) for _ in range(WAITING + 10)]
+    # The ten oldest are closed at once, well before the header deadline.
+    for reader, _ in opened[:10]:
+        await asyncio.wait_for(reader.read(), TIMEOUT * 0.9)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(f"http://127.0.0.1:{served}/healthz")).status_code == 200
+    for _, writer in opened:
+        writer.close()
+
+
+async def test_a_trickled_body_is_answered_408(served):
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    writer.write(
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    await writer.drain()
+    answer = asyncio.create_task(reader.readline())
+    for _ in range(200):
+        if answer.done():
+            break
+        writer.write(b" ")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    status = await asyncio.wait_for(answer, TIMEOUT * 10)
+    assert status.split()[1] == b"408"
+    writer.close()
+
+
+async def test_keep_alive_gets_a_fresh_deadline_after_each_response(served):
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    for _ in range(3):
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readline(), 5)).split()[1] == b"200"
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        await reader.readexactly(len(b'{"status":"ok"}'))
+        await asyncio.sleep(TIMEOUT * 0.3)
+    await _closed_within(reader, TIMEOUT * 10)
+    writer.close()
