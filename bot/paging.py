@@ -191,11 +191,23 @@ class PagingEngine:
         self._wake.set()
 
     async def acknowledge(self, service: str, actor: Actor) -> str:
-        """Slack → PagerDuty: acknowledge the service's open incident. Returns what to say."""
+        """Slack → PagerDuty: acknowledge the service's open incident. Returns what to say.
+
+        Acknowledging stops the page's escalation, so it takes Tier 1's guard (the on-call
+        or the owners group, bot.core.policy) before anything is queued for PagerDuty: a
+        refusal is audited and raised as NotAuthorised, saying whom to ask. Without a
+        responder to ask, nobody may (fail closed)."""
+        from bot.core.policy import ACKNOWLEDGE
+
         if service not in self.catalog:
             raise UnknownService(service, self.catalog)
         if not self._pages(service):
             return f"`{service}` does not page PagerDuty (no routing key configured)."
+        if self.responder is None:
+            raise NotAuthorised(
+                "rollbot cannot check here who may acknowledge; acknowledge in PagerDuty."
+            )
+        await self.responder.authorise(service, ACKNOWLEDGE, actor)
         incident = self._open_incident(service)
         if incident is None:
             return f"`{service}` has no open incident to acknowledge."

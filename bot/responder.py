@@ -20,6 +20,10 @@ a runbook page) builds an `ActionRequest` and calls `Responder.handle`. The pipe
 Tier 3 (a full revert in Git) is done by people, not by rollbot: `record_revert` records
 that someone started it (from the card's revert modal), with Tier 1's guard, once per
 submission, in the audit log, the card's thread and the listeners (PagerDuty notes).
+
+`authorise` is Tier 1's guard alone, for what changes no Rollout but must not be open to
+anyone (acknowledging the page, starting a release, declaring a winner): the caller asks it
+before doing anything, and a refusal is audited like any other.
 """
 
 from __future__ import annotations
@@ -124,7 +128,17 @@ class RevertRequest:
     action: str = REVERT_ACTION
 
 
-Request = ActionRequest | FlagRequest | RevertRequest
+@dataclass(frozen=True, slots=True)
+class GuardedRequest:
+    """An action that changes no Rollout but takes Tier 1's guard (`policy.TIER1_GUARDED`:
+    acknowledging the page, starting a release, declaring a winner)."""
+
+    service: str
+    action: str  # a policy.TIER1_GUARDED verb
+    actor: Actor
+
+
+Request = ActionRequest | FlagRequest | RevertRequest | GuardedRequest
 ActionListener = Callable[[str, str, Actor, "ActionResult", str | None], Awaitable[None]]
 
 
@@ -483,6 +497,22 @@ class Responder:
             await self._audit(
                 req, self._revert_target(req, cfg), "refused", detail={"reason": decision.reason}
             )
+            raise NotAuthorised(decision.reason)
+        return decision
+
+    async def authorise(
+        self, service: str, action: str, actor: Actor, *, target: str | None = None
+    ) -> policy.Decision:
+        """Tier 1's guard for an action that is not a Rollout command (`action`, one of
+        `policy.TIER1_GUARDED`): the on-call or the owners group may. Ask it before doing
+        anything. A refusal is audited (on `target`, else the service's Rollout) and raised
+        as NotAuthorised saying whom to ask; UnknownService names the known services."""
+        cfg = self.service(service)
+        req = GuardedRequest(service, action, actor)
+        decision = await self._authorise(req, cfg)
+        if not decision.allowed:
+            where = target or f"{cfg.namespace}/{cfg.rollout}"
+            await self._audit(req, where, "refused", detail={"reason": decision.reason})
             raise NotAuthorised(decision.reason)
         return decision
 

@@ -11,7 +11,15 @@ Actions come in three kinds:
     Tier 2    circuit-open, circuit-close                    the ops flag (circuit breaker)
 
 Recording a Tier 3 revert (`revert`: someone says they started reverting the release in
-Git) is guarded like the Tier 1 commands: the on-call or the owners group.
+Git) is guarded like the Tier 1 commands: the on-call or the owners group. So are three
+more actions that change no Rollout (`TIER1_GUARDED`):
+
+    ack             acknowledge the service's PagerDuty incident (it stops the escalation)
+    release.start   start a release from Slack (files its cleanup tickets in Jira)
+    release.winner  declare the experiment's winner (dates the experiment flag's removal)
+
+(`rollbot release start` from CI is not asked: it runs with the database credentials, so
+whoever runs it is already trusted.)
 
 Any other verb is treated as Tier 2 (the strictest), so a new action is never more open
 than the circuit breaker until someone decides otherwise.
@@ -61,6 +69,12 @@ TIER1: frozenset[str] = frozenset(a.value for a in RolloutAction)
 TIER2: frozenset[str] = frozenset({"circuit-open", "circuit-close"})
 # Tier 3 is done in Git; rollbot only records that it was started, with Tier 1's guard.
 REVERT = "revert"
+# Not Rollout commands, but guarded like them (the on-call or the owners group). The release
+# verbs are the audit log's, so a refusal and a success are filed under one action.
+ACKNOWLEDGE = "ack"
+RELEASE_START = "release.start"
+RELEASE_WINNER = "release.winner"
+TIER1_GUARDED: frozenset[str] = frozenset({REVERT, ACKNOWLEDGE, RELEASE_START, RELEASE_WINNER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +88,13 @@ class Decision:
 
 
 def tier_of(action: RolloutAction | str) -> int:
-    """0 for reading, 1 for Rollout commands (and recording a revert), 2 for the circuit
+    """0 for reading, 1 for Rollout commands (and `TIER1_GUARDED`: recording a revert,
+    acknowledging the page, starting a release, declaring a winner), 2 for the circuit
     breaker (and unknown verbs)."""
     verb = str(action)
     if verb in READ_ONLY:
         return 0
-    if verb in TIER1 or verb == REVERT:
+    if verb in TIER1 or verb in TIER1_GUARDED:
         return 1
     return 2
 

@@ -56,6 +56,7 @@ from bot.core.model import (
     TicketView,
 )
 from bot.responder import Responder
+from bot.settings import ServiceSettings
 from bot.sim.slack import SlackSender, SlackSim, _block_errors
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps, ReleaseDesk
@@ -181,10 +182,17 @@ async def serve(
     client = AsyncWebClient(token=bot_token, base_url=sim.api_url)
     chat = SlackChat(client)
     work = WorkQueue(workers=2)
-    # /rollback is registered too but not exercised here: its Responder needs no collaborators
-    # until a /rollback command arrives.
+    # The responder answers who may start a release or declare a winner (Tier 1's guard):
+    # the owners group S0PAYMENTS, of which ONCALL is a member. /rollback is registered too
+    # but not exercised here: the responder needs no other collaborators until it is.
+    owned = {"owners": {"slack_usergroup": "S0PAYMENTS"}}
     responder = Responder(
-        catalog={},
+        catalog={
+            name: ServiceSettings(
+                namespace="payments", rollout=name, channel="#payments-deploys", **owned
+            )
+            for name in ("payment-router", "checkout-api")
+        },
         rollouts=cast(Any, None),
         chat=chat,
         store=cast(Any, None),

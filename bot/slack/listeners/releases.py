@@ -5,6 +5,14 @@ is answered in the ack itself; everything else is acked at once and continued on
 queue, reporting through `respond` (the command's response_url, ephemeral). Errors go to
 the one error reporter (bot.slack.errors): an unknown service lists the known ones.
 
+Who may: reading (`status`, `list`, `help`, the App Home) is open to anyone who can run the
+command. What changes state, `start` and `winner`, takes Tier 1's guard (bot.core.policy):
+the person on call for the service (PagerDuty) or a member of its owners group, asked
+through the responder before the desk does anything (nothing written, nothing filed in
+Jira). A refusal is audited and told to the asker alone, naming whom to ask. The CLI's
+`rollbot release start` does not come through here and is not asked: it runs with the
+database credentials (CI), so it is already trusted.
+
 The App Home: on `app_home_opened` for the Home tab, the releases in flight are published
 for that user with `views.publish`.
 """
@@ -16,6 +24,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core import cleanup, policy
 from bot.core import release_commands as parser
 from bot.core.errors import InvalidRequest
 from bot.core.model import Actor
@@ -103,6 +112,9 @@ async def _start(
     respond: Any,
 ) -> None:
     who = await _who(deps, user_id, user_name)
+    await deps.responder.authorise(
+        service, policy.RELEASE_START, who, target=cleanup.release_id(service, version)
+    )
     created, view = await desk.start(service, version, actor=who, owner=owner)
     await respond(
         text=release_blocks.start_reply(created, view),
@@ -133,6 +145,7 @@ async def _winner(
     respond: Any,
 ) -> None:
     who = await _who(deps, user_id, user_name)
+    await deps.responder.authorise(service, policy.RELEASE_WINNER, who)
     view = await desk.declare_winner(service, variant, actor=who)
     await respond(
         text=release_blocks.winner_reply(view, datetime.now(UTC), variant),
