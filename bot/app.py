@@ -35,7 +35,7 @@ from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
 from bot.store import SqlStore, open_store
-from bot.web.runbooks import issue_runbook_link, slack_link_issuer
+from bot.web.runbooks import send_runbook_link, slack_link_issuer
 from bot.work import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -517,7 +517,7 @@ async def build(
             paging=pager,
             incidents=incidents,
             responder=responder,
-            link_issuer=functools.partial(issue_runbook_link, settings),
+            link_issuer=functools.partial(send_runbook_link, settings, chat),
         )
         incidents.listeners.append(paging.on_incident)
         responder.listeners.append(paging.after_action)

@@ -20,6 +20,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import log_redaction
 from bot.core.errors import RollbotError
 
 DRILLS = (
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_redaction.install()  # no link token in any log line, uvicorn's access log included
     try:
         return (
             int(asyncio.run(_dispatch(args)) or 0)

@@ -41,6 +41,7 @@ from bot.core.model import (
 
 if TYPE_CHECKING:
     from bot.cards import Cards
+    from bot.core.links import IssuedLink
     from bot.core.ports import Chat
     from bot.incidents import IncidentEngine
     from bot.responder import ActionResult, Responder
@@ -54,7 +55,10 @@ OUTBOX_NOTE = "pagerduty.note"
 MAX_BACKOFF = 300.0
 MITIGATIONS = {RolloutAction.ABORT.value, FlagAction.CIRCUIT_OPEN.value}
 
-LinkIssuer = Callable[[str, str, str], str | None]  # (service, slack user, name) → URL
+# (service, Slack user, name, why) → the link sent to that person only (a Slack DM), or
+# None when none was (links off; or not set up, and the DM said why).
+LinkIssuer = Callable[[str, str, str, str], Awaitable["IssuedLink | None"]]
+LINK_NOTICE_KIND = "runbook-link"
 
 
 def dedup_key(service: str, card_key: str) -> str:
@@ -427,7 +431,14 @@ class PagingEngine:
         return parse_dedup_key(key)
 
     async def _send_link(self, service: str, card: str, agent: dict[str, Any]) -> None:
-        """A signed runbook link for the responder who acknowledged, as a note."""
+        """A signed runbook link for the responder who acknowledged, to that person only:
+        a Slack DM. Never an incident note: everyone on the incident reads those, and the
+        link acts as its person. The incident's note says a link was sent, without it.
+
+        Once per acknowledgement: the link sent to this person for this incident is
+        recorded (`runbook-link-dm:{dedup key}:{PagerDuty user}`); while it is still
+        valid, the same acknowledgement delivered again sends nothing. A later
+        acknowledgement by them, after it expired, gets a fresh one."""
         if self.link_issuer is None or not agent.get("id"):
             return
         try:
@@ -438,18 +449,34 @@ class PagingEngine:
         slack_id = await self._slack_user(str(user.get("email") or ""))
         if slack_id is None:
             return
-        url = self.link_issuer(service, slack_id, str(user.get("name") or slack_id))
-        if url is None:
-            return
+        name = str(user.get("name") or slack_id)
         key = dedup_key(service, card)
+        notice = f"runbook-link-dm:{key}:{agent['id']}"
+        sent_at = await self.store.notice_sent_at(notice)
+        ttl = timedelta(seconds=self.settings.server.link_ttl_seconds)
+        if sent_at is not None and self.now() - sent_at < ttl:
+            return  # this acknowledgement's link went out and still works
+        if sent_at is not None:
+            await self.store.unmark_notice(notice)
+        if not await self.store.mark_notice_sent(notice, release_id=LINK_NOTICE_KIND):
+            return
+        why = "You acknowledged the PagerDuty incident. "
+        try:
+            link = await self.link_issuer(service, slack_id, name, why)
+        except RollbotError as err:
+            await self.store.unmark_notice(notice)  # not sent: a redelivery may try again
+            log.warning("runbook link for %s not sent: %s", slack_id, err.message)
+            return
+        if link is None:
+            return
+        minutes = max(1, round(link.ttl.total_seconds() / 60))
         await self.store.enqueue(
             OUTBOX_NOTE,
             {
                 "service": service,
                 "dedup_key": key,
-                "content": f"rollbot: runbook with rollback buttons for {user.get('name')} "
-                f"(signed, single use, valid {self.settings.server.link_ttl_seconds // 60} "
-                f"min): {url}",
+                "content": f"rollbot: sent {name} a signed runbook link with rollback buttons "
+                f"as a Slack direct message (personal, single use, valid {minutes} min).",
             },
             f"pd-note:{key}:link:{agent['id']}:{self.now().isoformat()}",
         )

@@ -485,7 +485,9 @@ class ServerSettings(_Section):
 
     public_url: str | None = None
     """URL at which people reach rollbot (``https://rollbot.example.com``), for runbook
-    links on cards. None: cards link to the runbook path in the repository instead."""
+    links on cards and the base of every signed link. None: cards link to the runbook path
+    in the repository instead, and no signed link is issued (never one built from a
+    request's Host header); check-config reports it when ``link_secret`` is set."""
 
     link_secret: SecretStr | None = None
     """Key that signs runbook-page links issued to a named responder. Secret. None: the
@@ -1401,6 +1403,16 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
                         f"required when flags.provider is set (set {_env_name(('flags', key))})",
                     )
                 )
+    server = _mapping(data.get("server"))
+    if server.get("link_secret") is not None and not server.get("public_url"):
+        problems.append(
+            ConfigProblem(
+                "server.public_url",
+                "required when server.link_secret is set: signed runbook links (Slack, "
+                "PagerDuty acknowledgements, fresh links) are built on it, never on a "
+                "request's Host header; without it rollbot issues none",
+            )
+        )
     jira = _mapping(data.get("jira"))
     if jira.get("url") is not None:
         for key in ("email", "api_token"):
@@ -1448,7 +1460,8 @@ def check_config(
 
     Same sources as `load_settings`. Beyond what makes loading fail, reports what would
     stop ``rollbot serve`` from doing its job: missing Slack secrets, missing runbook
-    files, nothing to watch, a flag provider or Jira without credentials. The
+    files, nothing to watch, a flag provider or Jira without credentials, a link key
+    without `server.public_url`. The
     cross-checks read the merged values as written, so one invalid service does not hide
     the problems of the next. Empty list: all good.
     """

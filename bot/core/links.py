@@ -226,6 +226,24 @@ def csrf_ok(secret: bytes, nonce: str, *given: str | None) -> bool:
     return ok
 
 
+# What a link token looks like wherever it is pasted: base64url of the claims' JSON
+# ('{"exp":' encodes as "eyJ…"), a dot, the base64url MAC. JWTs match too: fine.
+_TOKEN_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+# Any token-like query or form value: `?token=`, `&t=`, `access_token=`, `csrf=`.
+_SECRET_VALUE = re.compile(r"(?i)((?:[?&;]|\b)(?:access_token|token|csrf)=|[?&;]t=)[^&;#\s\"'<>|]+")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """`text` with every link token replaced by "[redacted]": the value of any `token=`,
+    `t=` (in a query), `access_token=` or `csrf=`, and anything shaped like a signed token
+    wherever it stands (a path segment, a pasted URL). For log lines: a token in a log is
+    a working key to whoever reads the log."""
+    if "=" not in text and "eyJ" not in text:
+        return text
+    return _TOKEN_SHAPE.sub(REDACTED, _SECRET_VALUE.sub(rf"\1{REDACTED}", text))
+
+
 def runbook_url(base_url: str, service: str, token: str) -> str:
     """`{base_url}/runbooks/{service}?token=…` (the token is base64url and a dot: URL-safe)."""
     return f"{base_url.rstrip('/')}/runbooks/{service}?token={token}"

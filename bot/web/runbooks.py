@@ -7,8 +7,10 @@
 
 Anyone who reaches rollbot can read a runbook page (it holds no more than the runbook and
 the Rollout's status). Acting needs a *signed link* (`bot.core.links`), issued to one named
-responder by `/rollback SERVICE runbook` in Slack (or a PagerDuty note, through
-`issue_runbook_link`): it names the person, the service and an expiry
+responder, and handed to that person only: `/rollback SERVICE runbook` answers the asker
+(ephemeral), whoever acknowledges the PagerDuty incident gets theirs as a Slack DM
+(`send_runbook_link`; the incident's note only says one was sent), and so does a fresh
+link (renew). It names the person, the service and an expiry
 (`server.link_ttl_seconds`), and works once. A link proves who it was given to; it grants
 nothing itself: the action runs through the same `Responder` as a Slack click, with
 `Actor(user_id, user_name, source="runbook")`, so the on-call / owners policy decides.
@@ -21,7 +23,9 @@ the double-submit pair (cookie `rollbot_csrf`, HttpOnly, SameSite=Strict, set by
 page, equal to the form field and to `csrf_token(secret, nonce)`); the action fits the
 moment (nothing to abort → refused, the link stays usable). Only then is the link's nonce
 consumed, insert-once in the store (`runbook-link:{nonce}`), so a second POST with the same
-token, on any replica, is refused (410) and executes nothing. The answer is a 303 to
+token, on any replica, is refused (410) and executes nothing. A POST the responder
+refuses (not on call, not in the owners group) gives the nonce back: the refusal is shown
+(403) and audited, and the link works once its person may act. The answer is a 303 to
 `GET /runbooks/{service}?done=ACTION&token=…` (post/redirect/get): the outcome and the
 state after it.
 
@@ -33,8 +37,11 @@ Content-Security-Policy (no scripts at all, styles by nonce, forms to self, no f
 nosniff, `Referrer-Policy: no-referrer` (tokens are in URLs) and `Cache-Control: no-store`.
 No external assets, no JavaScript: the confirm step is a `<details>` element.
 
-Links are absolute: `server.public_url` + path. In the browser (renew) the request's own
-host stands in when `public_url` is unset; Slack and PagerDuty need `public_url`.
+Links are absolute: `server.public_url` + path, and only that. Without `public_url` no
+link is issued (the log says so once at start; the person is told where the link would
+have gone: the DM, the slash command's reply, the renew page), and `rollbot check-config`
+reports it when a link key is set. A link is never built from a request's `Host` header,
+which anyone can forge. Tokens never reach a log line (`bot.log_redaction`).
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ from bot.web.runbook_html import esc
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
+    from bot.core.ports import Chat
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,12 +105,16 @@ ACTIONS: dict[str, RolloutAction | FlagAction] = {
 # ── issuing links ──────────────────────────────────────────────────────────────────────
 
 
-def link_setup_problem(settings: Settings, *, need_public_url: bool = True) -> str | None:
-    """Why signed links cannot be issued with these settings, or None when they can."""
+def link_setup_problem(settings: Settings) -> str | None:
+    """Why signed links cannot be issued with these settings, or None when they can.
+
+    Both are needed: the key that signs, and `server.public_url`, the one base a link is
+    built on. A link is never built from a request's `Host` header: anyone can send one,
+    and a link to their host would hand them the token."""
     missing = []
     if settings.server.link_secret is None:
         missing.append("a link key (`ROLLBOT_SERVER__LINK_SECRET`)")
-    if need_public_url and not settings.server.public_url:
+    if not settings.server.public_url:
         missing.append("the URL people reach rollbot at (`server.public_url`)")
     if not missing:
         return None
@@ -120,17 +132,17 @@ def issue_link(
     user_name: str,
     *,
     now: datetime | None = None,
-    base_url: str | None = None,
 ) -> links.IssuedLink:
-    """A signed, single-use link to `service`'s runbook page for one named responder.
+    """A signed, single-use link to `service`'s runbook page for one named responder,
+    at `server.public_url`.
 
     Raises UnknownService (not in the catalog) or InvalidRequest (links not set up, saying
-    what is missing). `base_url` overrides `server.public_url`."""
+    what is missing)."""
     if service not in settings.services:
         raise UnknownService(service, settings.services)
-    problem = link_setup_problem(settings, need_public_url=base_url is None)
+    problem = link_setup_problem(settings)
     secret = settings.server.link_secret
-    base = base_url or settings.server.public_url
+    base = settings.server.public_url
     if problem is not None or secret is None or not base:
         raise InvalidRequest(problem or "Signed runbook links are not set up.")
     issued_at = now or datetime.now(UTC)
@@ -160,26 +172,52 @@ def issue_runbook_link(
     user_id: str,
     user_name: str,
     now: datetime | None = None,
-    *,
-    base_url: str | None = None,
 ) -> str | None:
     """The URL of a signed, single-use runbook link for the named responder (Slack user
     id), or None when links are not set up (no `server.link_secret` or `public_url`) or the
-    service is unknown. For integrations (a PagerDuty note for whoever acknowledged)."""
+    service is unknown. The caller hands it to that person only."""
     try:
-        return issue_link(settings, service, user_id, user_name, now=now, base_url=base_url).url
+        return issue_link(settings, service, user_id, user_name, now=now).url
     except (InvalidRequest, UnknownService):
         return None
 
 
 def slack_link_issuer(settings: Settings) -> Callable[[str, str, str], links.IssuedLink]:
     """`/rollback SERVICE runbook`: (service, user id, name) → the link, or InvalidRequest
-    saying what is not set up. Reads the settings at each call."""
+    saying what is not set up. Reads the settings at each call. The command answers the
+    asker only (an ephemeral reply)."""
 
     def issue(service: str, user_id: str, user_name: str) -> links.IssuedLink:
         return issue_link(settings, service, user_id, user_name)
 
     return issue
+
+
+async def send_runbook_link(
+    settings: Settings,
+    chat: Chat,
+    service: str,
+    user_id: str,
+    user_name: str,
+    why: str = "",
+) -> links.IssuedLink | None:
+    """Issue a link and hand it to its person only: a Slack direct message
+    (chat.postMessage with their user id as the channel posts in the app's DM with them).
+    Never a channel, a thread or an incident note: everyone there could act as that person.
+
+    No link key: links are off by choice; None, nothing sent. A key but no
+    `server.public_url`: no link (it is never built from a request's Host); the person is
+    told why in the DM, where the link would have gone; None. Raises UnknownService, or
+    the chat's error when the DM could not be sent."""
+    if settings.server.link_secret is None:
+        return None
+    problem = link_setup_problem(settings)
+    if problem is not None:
+        await chat.post(user_id, text=f":warning: {why}No signed runbook link for you: {problem}")
+        return None
+    link = issue_link(settings, service, user_id, user_name)
+    await chat.post(user_id, text=link_message(link, why=why))
+    return link
 
 
 def link_message(link: links.IssuedLink, *, why: str = "") -> str:
@@ -691,10 +729,23 @@ class RunbookPages:
             extra={"service": service, "actor": claims.user_id, "action": action},
         )
         result: ActionResult
-        if isinstance(kind, RolloutAction):
-            result = await self.rollbot.responder.handle(ActionRequest(service, kind, actor))
-        else:
-            result = await self.rollbot.responder.handle_flag(FlagRequest(service, kind, actor))
+        try:
+            if isinstance(kind, RolloutAction):
+                result = await self.rollbot.responder.handle(ActionRequest(service, kind, actor))
+            else:
+                result = await self.rollbot.responder.handle_flag(FlagRequest(service, kind, actor))
+        except NotAuthorised as err:
+            # Refused before anything ran (the responder audited it): the link is not used
+            # up, so its person can act with it once they may (on call, in the group).
+            await self.rollbot.store.unmark_notice(notice)
+            raise _Refused(
+                403,
+                "Not authorised",
+                f"<p>{pages.mrkdwn_html(err.message)}</p><p>Nothing was done, and your link "
+                f"is still unused: once you may act, press the button again (until "
+                f"{claims.expires_at:%H:%M} UTC).</p>",
+                reason="not-authorised",
+            ) from None
         self._remember(
             claims.nonce, _Done(action, result.status, result.message, datetime.now(UTC))
         )
@@ -749,6 +800,15 @@ class RunbookPages:
         claims = self._check_token(secret, form.get("token"), service, allow_expired=True)
         self._check_origin(request)
         self._check_csrf(request, secret, claims, form)
+        problem = link_setup_problem(self.settings)
+        if problem is not None:  # no public_url: never a link built from this request's Host
+            raise _Refused(
+                409,
+                "No fresh link",
+                f"<p>{pages.mrkdwn_html(problem)}</p><p>Nothing was sent. Tell the rollbot "
+                "owners.</p>",
+                reason="not-set-up",
+            )
         notice = RENEW_NOTICE.format(nonce=claims.nonce)
         store = self.rollbot.store
         if not await store.mark_notice_sent(notice, release_id=NOTICE_KIND):
@@ -760,15 +820,17 @@ class RunbookPages:
                 f"<code>{esc(self.settings.slack.command)} {esc(service)} runbook</code>.</p>",
                 reason="renew-used",
             )
-        base = self.settings.server.public_url or str(request.base_url).rstrip("/")
         try:
-            link = issue_link(
-                self.settings, service, claims.user_id, claims.user_name, base_url=base
-            )
-            await self.rollbot.chat.post(
+            link = await send_runbook_link(
+                self.settings,
+                self.rollbot.chat,
+                service,
                 claims.user_id,
-                text=link_message(link, why="You asked for a fresh link on the runbook page. "),
+                claims.user_name,
+                why="You asked for a fresh link on the runbook page. ",
             )
+            if link is None:  # the settings changed since the check above
+                raise InvalidRequest(link_setup_problem(self.settings) or "No link was issued.")
         except BaseException:
             await store.unmark_notice(notice)  # not sent: the old link may ask again
             raise
@@ -849,6 +911,11 @@ def _unexpected(what: str) -> _Refused:
 def runbook_routes(rollbot: Rollbot) -> list[BaseRoute]:
     """The runbook pages' routes."""
     web = RunbookPages(rollbot)
+    problem = link_setup_problem(rollbot.settings)
+    if problem is not None and rollbot.settings.server.link_secret is not None:
+        # Said once here; each person who would have had a link is told where it would
+        # have gone (their DM, the slash command's reply, the renew page).
+        log.warning("%s No signed links will be issued.", problem)
     handlers: list[tuple[str, Callable[[Request], Awaitable[Response]], str]] = [
         ("/runbooks", web.index, "GET"),
         ("/runbooks/", web.index, "GET"),

@@ -259,3 +259,30 @@ def test_validity_and_url():
         links.runbook_url("https://rollbot.example.com/", "payment-router", "a.b")
         == "https://rollbot.example.com/runbooks/payment-router?token=a.b"
     )
+
+
+def test_redact_hides_tokens_wherever_they_stand():
+    token = links.issue(
+        SECRET,
+        service="payment-router",
+        user_id="U0ONCALL",
+        user_name="On-call Engineer",
+        issued_at=T0,
+        ttl=TTL,
+        nonce=NONCE,
+    )
+    cases = {
+        f"GET /runbooks/payment-router?token={token} HTTP/1.1": (
+            "GET /runbooks/payment-router?token=[redacted] HTTP/1.1"
+        ),
+        f"/runbooks/payment-router?done=abort&token={token}": (
+            "/runbooks/payment-router?done=abort&token=[redacted]"
+        ),
+        f"/runbooks/{token}": "/runbooks/[redacted]",  # pasted as a path segment
+        f"<https://rb.example/x?t={token}|open>": "<https://rb.example/x?t=[redacted]|open>",
+        "token=abc&csrf=def&action=abort": "token=[redacted]&csrf=[redacted]&action=abort",
+    }
+    for text, redacted in cases.items():
+        assert links.redact(text) == redacted
+    for untouched in ("verified in t=1.2 s", "status.abort=true", "plain text"):
+        assert links.redact(untouched) == untouched
