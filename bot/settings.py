@@ -363,9 +363,11 @@ class PagerDutySettings(_Section):
     None: ``/webhooks/pagerduty`` refuses every request."""
 
     workflow_secret: SecretStr | None = None
-    """Shared secret of the Incident Workflow "Send a Webhook POST" actions (the workflow
-    sends it as ``X-Rollbot-Signature: v1=<HMAC-SHA256 of the body>`` or as a Bearer
-    token). Secret. None: the signing ``webhook_secret`` is used."""
+    """Shared secret of the Incident Workflow "Send a Webhook POST" actions, sent as
+    ``Authorization: Bearer <secret>`` (a workflow step cannot sign its body). Secret.
+    None: the workflow path is off; the signing ``webhook_secret`` never doubles as it,
+    since the two protect different things (an event rollbot only shows, an action it
+    runs)."""
 
     max_retries: int = Field(default=2, ge=0, le=10)
     """Retries of a PagerDuty call (429, 5xx, network) before rollbot's own outbox takes
