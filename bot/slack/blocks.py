@@ -54,6 +54,10 @@ from bot.core.model import (
     Trouble,
     TroubleKind,
 )
+from bot.core.mrkdwn import clip as _clip
+from bot.core.mrkdwn import is_web_url as _is_web_url
+from bot.core.mrkdwn import link as _link
+from bot.core.mrkdwn import safe as _safe
 from bot.core.ports import ActionRecord
 from bot.core.tiers import available_actions, is_paused
 
@@ -177,10 +181,6 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def status_emoji(state: RolloutState) -> str:
     if state.aborted:
         return "🛑"
@@ -301,39 +301,6 @@ def action_button(
 
 
 # ── incident, evidence, alerts and tiers ─────────────────────────────────────
-
-
-def _escape(text: str) -> str:
-    """Slack's three control characters as entities, for text that is not ours to format."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _safe(text: str, limit: int) -> str:
-    """`text` on one line, escaped for mrkdwn, clipped to `limit` without cutting an entity."""
-    escaped = _escape(" ".join(text.split()))
-    if len(escaped) <= limit:
-        return escaped
-    cut = escaped[: limit - 1]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
-
-
-def _is_web_url(url: str | None) -> bool:
-    """Slack accepts only http(s) URLs up to 3000 characters in URL buttons and links."""
-    return (
-        bool(url)
-        and str(url).startswith(("https://", "http://"))
-        and len(str(url)) <= 3000
-        and not any(c.isspace() for c in str(url))
-    )
-
-
-def _link(url: str, label: str) -> str:
-    """`<url|label>`, with the characters that would end the link percent-encoded."""
-    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
-    return f"<{safe}|{label}>"
 
 
 def _utc(at: datetime) -> datetime:
