@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.core import mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
 from bot.core.errors import RollbotError
@@ -56,19 +57,22 @@ def card_key(state: RolloutState) -> str:
 
 
 def summary_line(state: RolloutState) -> str:
-    """One line saying where the Rollout is; a new thread line whenever it changes."""
-    parts = [state.phase]
+    """One line saying where the Rollout is; a new thread line whenever it changes.
+
+    mrkdwn: the status strings are the cluster's (an Argo message can quote anything a
+    metric provider answered), so each is escaped."""
+    parts = [mrkdwn.escape(state.phase)]
     if state.step_index is not None:
         parts.append(f"step {state.step_label}")
     parts.append(f"canary {state.canary_weight}%")
     if state.pause_reasons:
-        parts.append("paused: " + ", ".join(state.pause_reasons))
+        parts.append("paused: " + mrkdwn.escape(", ".join(state.pause_reasons)))
     if state.analysis is not None:
-        parts.append(f"analysis {state.analysis.status}")
+        parts.append(f"analysis {mrkdwn.escape(state.analysis.status)}")
     if state.aborted:
         parts.append("aborted")
     if state.message:
-        parts.append(state.message)
+        parts.append(mrkdwn.escape(state.message))
     return " · ".join(parts)
 
 
@@ -230,8 +234,9 @@ class Cards:
 
     async def pager_changed(self, key: str, text: str, *, line: str | None) -> bool:
         """The card's PagerDuty incident changed (triggered, acknowledged, escalated,
-        resolved): show `text` on the card and add `line` to its thread. False when this
-        process has no card for `key`."""
+        resolved): show `text` on the card and add `line` to its thread (both mrkdwn, with
+        PagerDuty's words escaped by the caller). False when this process has no card for
+        `key`."""
         mem = self._memory.get(key)
         if mem is None:
             return False

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from bot.cards import Cards, card_key
 from bot.core import alerts as core_alerts
 from bot.core import incidents as core_incidents
+from bot.core import mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import RollbotError
 from bot.core.model import Alert, Incident, IncidentState, RolloutState
@@ -123,7 +124,7 @@ class IncidentEngine:
                 await self._notice(
                     service,
                     f":warning: {len(service_alerts)} SLO alert(s) for `{service}`, but its "
-                    f"Rollout could not be read: {err.message}",
+                    f"Rollout could not be read: {mrkdwn.escape(err.message)}",
                 )
                 continue
             await self._apply_alerts(service, state, service_alerts)
@@ -179,7 +180,8 @@ class IncidentEngine:
             f"{text} ×{n:,}" if n > 1 else text for text, n in counts.most_common(MAX_ALERT_LINES)
         ]
         # One thread line per state change; the card itself is updated (coalesced) once.
-        line = " · ".join(lines) if lines else None
+        # A change's text is plain and quotes the alert's summary or Argo's message: escaped.
+        line = " · ".join(mrkdwn.escape(text) for text in lines) if lines else None
         await self._cards.incident_changed(service, state, incident, alerts=alerts, line=line)
         if incident.state is IncidentState.OPEN:
             self._fetch_evidence(service, state, key)
@@ -310,10 +312,12 @@ class IncidentEngine:
             return
         known = ", ".join(f"`{s}`" for s in sorted(self._catalog))
         sample = next(a for a in alerts if a.name == due[0])
-        labels = ", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+        # Whoever can reach Alertmanager writes these names and labels: escaped.
+        labels = mrkdwn.escape(", ".join(f"{k}={v}" for k, v in sorted(sample.labels.items())))
+        shown = ", ".join(f"`{mrkdwn.escape(n)}`" for n in due)
         text = (
             f":grey_question: Alert{'s' if len(due) > 1 else ''} "
-            f"{', '.join(f'`{n}`' for n in due)} match no service in rollbot's catalog "
+            f"{shown} match no service in rollbot's catalog "
             f"(e.g. {labels}). Known services: {known}. Add `alerts.match` to the service "
             f"that owns them; rollbot reports each alert name at most once an hour."
         )

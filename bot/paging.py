@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot.core import mrkdwn
 from bot.core.errors import (
     NotAuthorised,
     PermanentError,
@@ -349,8 +350,8 @@ class PagingEngine:
             return
         await self._thread(
             parsed[1],
-            f":warning: PagerDuty is unreachable ({err.message}); rollbot keeps retrying "
-            f"the page and its notes for `{service}`.",
+            f":warning: PagerDuty is unreachable ({mrkdwn.escape(err.message)}); rollbot keeps "
+            f"retrying the page and its notes for `{mrkdwn.escape(service)}`.",
         )
 
     # ── PagerDuty → cards ───────────────────────────────────────────────────────────────
@@ -365,10 +366,13 @@ class PagingEngine:
             log.info("PagerDuty delivery of an unknown shape ignored (keys %s)", sorted(payload))
 
     async def _on_event(self, event: dict[str, Any]) -> None:
+        """A v3 event on the card and in its thread. Everything in it is PagerDuty's (a
+        user's name, a note, the incident's URL): escaped, and the URL linked only when it
+        is a web URL."""
         kind = str(event.get("event_type", ""))
         data = event.get("data") or {}
         agent = event.get("agent") or {}
-        who = str(agent.get("summary") or "someone")
+        who = mrkdwn.safe(str(agent.get("summary") or "someone"), 200)
         incident = data if data.get("type") == "incident" else data.get("incident") or {}
         key = str(incident.get("incident_key") or "")
         if incident.get("id") and key:
@@ -380,8 +384,12 @@ class PagingEngine:
             log.info("PagerDuty %s for an incident rollbot did not open: ignored", kind)
             return
         service, card = parsed
-        url = incident.get("html_url") or ""
-        link = f"<{url}|PagerDuty incident>" if url else "PagerDuty incident"
+        url = str(incident.get("html_url") or "")
+        link = (
+            mrkdwn.link(url, "PagerDuty incident")
+            if mrkdwn.is_web_url(url)
+            else "PagerDuty incident"
+        )
         if kind == "incident.triggered":
             await self.cards.pager_changed(card, f":pager: {link} triggered", line=None)
         elif kind == "incident.acknowledged":
@@ -396,9 +404,12 @@ class PagingEngine:
                 card, f":pager: {link} resolved", line=f"PagerDuty: resolved by {who}"
             )
         elif kind == "incident.escalated":
-            assigned = ", ".join(
-                str((a.get("assignee") or a).get("summary", ""))
-                for a in incident.get("assignments") or []
+            assigned = mrkdwn.safe(
+                ", ".join(
+                    str((a.get("assignee") or a).get("summary", ""))
+                    for a in incident.get("assignments") or []
+                ),
+                500,
             )
             text = f"PagerDuty: escalated{' to ' + assigned if assigned else ''}"
             await self.cards.pager_changed(card, f":pager: {link} escalated", line=text)
@@ -408,7 +419,8 @@ class PagingEngine:
             content = str(data.get("content") or "")
             if content.startswith("rollbot:") or self._is_rollbot(agent):
                 return  # our own notes come back as annotations
-            await self._thread(card, f"PagerDuty note by {who}: {_plain(content)[:2000]}")
+            note = mrkdwn.escape(mrkdwn.clip(content, 2000))
+            await self._thread(card, f"PagerDuty note by {who}: {note}")
         else:
             log.debug("PagerDuty %s: nothing to show", kind)
 
@@ -647,12 +659,5 @@ def _details(
 
 
 def _plain(text: str) -> str:
-    """Slack mrkdwn to plain text for PagerDuty notes (links and emphasis)."""
-    out = text.replace("*", "").replace("`", "")
-    while "<" in out and ">" in out[out.index("<") :]:
-        start = out.index("<")
-        end = out.index(">", start)
-        inner = out[start + 1 : end]
-        shown = inner.split("|", 1)[-1]
-        out = out[:start] + shown + out[end + 1 :]
-    return out
+    """Slack mrkdwn to plain text for PagerDuty notes (links, emphasis and entities)."""
+    return mrkdwn.plain(text)

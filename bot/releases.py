@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.core import cleanup
+from bot.core import cleanup, mrkdwn
 from bot.core.errors import (
     InvalidRequest,
     PermanentError,
@@ -427,8 +427,9 @@ class ReleaseEngine:
             try:
                 await self._thread(
                     release,
-                    f":warning: Jira is unreachable ({err.message}). The cleanup tickets are "
-                    f"not filed yet; rollbot keeps trying and will say here when they are.",
+                    f":warning: Jira is unreachable ({mrkdwn.escape(err.message)}). The cleanup "
+                    "tickets are not filed yet; rollbot keeps trying and will say here when "
+                    "they are.",
                     raise_errors=True,
                 )
             except RollbotError as slack:
@@ -453,7 +454,8 @@ class ReleaseEngine:
         release = await self._get(release_id)
         records = _in_order(await self.store.tickets(release_id))
         if result.failed:
-            lines = "\n".join(f"• {f}" for f in result.failed)
+            # Jira's refusals quote what it was sent and what it thinks: escaped.
+            lines = "\n".join(f"• {mrkdwn.escape(f)}" for f in result.failed)
             await self._thread(
                 release,
                 f":x: Jira refused some cleanup tickets; nothing else is hidden:\n{lines}\n"
@@ -613,7 +615,8 @@ class ReleaseEngine:
             await self.store.mark_notice_sent(notice, release_id=release.id)
 
     async def move_dates(self, release_id: str) -> str:
-        """Set Jira's due dates to the plan's; returns "PAY-1 → 2026-04-28, …" of the moves."""
+        """Set Jira's due dates to the plan's; returns "PAY-1 → 2026-04-28, …" of the moves
+        (mrkdwn for the release thread: Jira's keys escaped)."""
         release = await self._get(release_id)
         if self.tickets is None:
             return ""
@@ -643,7 +646,7 @@ class ReleaseEngine:
             if rec.due != p.due:
                 old = f"{rec.due.isoformat()}" if rec.due else "none"
                 new = p.due.isoformat() if p.due else "none"
-                moves.append(f"{rec.key} {old} → {new}")
+                moves.append(f"{mrkdwn.escape(rec.key or '')} {old} → {new}")
         return ", ".join(moves)
 
     # ── winner ──────────────────────────────────────────────────────────────────────────
@@ -683,7 +686,8 @@ class ReleaseEngine:
             moved = await self.move_dates(release.id)
             await self._thread(
                 updated,
-                f":trophy: Winner `{variant}` declared by {actor.name}: the experiment flag "
+                f":trophy: Winner `{mrkdwn.safe(variant, 64)}` declared by "
+                f"{mrkdwn.safe(actor.name, 80)}: the experiment flag "
                 f"`{svc.flags.experiment}` is due for removal "
                 f"{self._due_of(updated, TicketKind.REMOVE_EXPERIMENT_FLAG)}"
                 + (f" ({moved})" if moved else "")
@@ -813,8 +817,8 @@ class ReleaseEngine:
         else:
             filed = [r for r in records if r.state == "filed"]
             ok = bool(records) and len(filed) == len(records)
-            evidence = ", ".join(
-                _link(r)
+            evidence = ", ".join(  # plain text: the checklist escapes it
+                (r.key or r.kind)
                 if r.state == "filed"
                 else f"{r.kind}: {r.state}{' (' + r.error + ')' if r.error else ''}"
                 for r in records
@@ -1047,7 +1051,8 @@ class ReleaseEngine:
                 else "owners"
             )
         )
-        what = f"{_link_key(rec.key, rec.url) if rec.key else '(not filed)'} *{planned.summary}*"
+        summary = mrkdwn.safe(planned.summary, 300)
+        what = f"{_link_key(rec.key, rec.url) if rec.key else '(not filed)'} *{summary}*"
         prov = " (provisional)" if planned.provisional else ""
         try:
             if kind == "reminder":
@@ -1073,7 +1078,7 @@ class ReleaseEngine:
                 await self.chat.post(
                     svc.channel,
                     text=":rotating_light: Overdue cleanup for "
-                    f"{release.service} {release.version}: "
+                    f"{release.service} {mrkdwn.safe(release.version, 128)}: "
                     f"{what} was due on {planned.due.isoformat()}{prov}. Owner: {owner}.{group}",
                 )
         except RollbotError:
@@ -1256,9 +1261,11 @@ def _link(rec: TicketRecord) -> str:
 
 
 def _link_key(key: str | None, url: str | None) -> str:
-    if key and url:
-        return f"<{url}|{key}>"
-    return key or "?"
+    """A Jira key as mrkdwn, linked to its URL when that is a web URL (both are Jira's)."""
+    shown = mrkdwn.safe(key, 40) if key else "?"
+    if key and url and mrkdwn.is_web_url(url):
+        return mrkdwn.link(url, shown)
+    return shown
 
 
 def _human(seconds: float) -> str:

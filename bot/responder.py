@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.cards import Cards, RevertPlan, card_key
-from bot.core import policy
+from bot.core import mrkdwn, policy
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import (
     InvalidRequest,
@@ -459,7 +459,7 @@ class Responder:
                 req.service,
                 before,
                 failed,
-                f"{req.action.value} by <@{req.actor.id}> FAILED: {reason}",
+                f"{req.action.value} by <@{req.actor.id}> FAILED: {mrkdwn.escape(reason)}",
             )
         except Exception as report_err:  # never hide the error that ended the action
             log.warning(
@@ -732,11 +732,14 @@ class Responder:
             else "traffic follows the release and experiment flags again"
         )
         line = (
-            f"{verb} `{flag}` ({after.environment}) by <@{req.actor.id}> · read back "
-            f"{'on' if after.enabled else 'off'} in {seconds:.1f} s · {effect}"
+            f"{verb} `{flag}` ({mrkdwn.escape(after.environment)}) by <@{req.actor.id}> · "
+            f"read back {'on' if after.enabled else 'off'} in {seconds:.1f} s · {effect}"
         )
         if break_glass:
-            line = f":rotating_light: BREAK-GLASS · {line} · reason: {req.break_glass_reason}"
+            # The reason is typed by a person and posted top-level, loudly: as written,
+            # never as a mention or a link.
+            reason = mrkdwn.escape(req.break_glass_reason or "")
+            line = f":rotating_light: BREAK-GLASS · {line} · reason: {reason}"
             await self._loud(
                 cfg,
                 f"<!subteam^{cfg.owners.slack_usergroup}> {line}"

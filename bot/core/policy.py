@@ -50,7 +50,9 @@ The rules, first match wins:
     on-call may act (rule 3); everyone else is refused (fail closed).
 
 Every refusal names who may act instead: the on-call as `<@U…>` when known, and the owners
-group as `<!subteam^S…>`, so a refused responder knows whom to call at 2 a.m.
+group as `<!subteam^S…>`, so a refused responder knows whom to call at 2 a.m. A reason is
+Slack mrkdwn: the words that come from elsewhere in it (PagerDuty's error, the break-glass
+reason a person typed) are escaped (`bot.core.mrkdwn`), so they never mention or link.
 
 Callers that pass no on-call data (no `escalation_policy`) get the Tier 1 behaviour of the
 owners group alone: members may act, others are refused, no group means anyone may.
@@ -61,6 +63,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from bot.core import mrkdwn
 from bot.core.model import Actor, RolloutAction
 
 # Reading state is never restricted; changing it is.
@@ -149,7 +152,7 @@ def authorise(
     # 6. PagerDuty unavailable: fall back to the owners group
     if escalation_policy and not on_call_known:
         prefix = (
-            f"PagerDuty unavailable ({on_call_error or 'no on-call data'}): "
+            f"PagerDuty unavailable ({mrkdwn.escape(on_call_error or 'no on-call data')}): "
             f"fell back to the owners group"
         )
         if group is None:
@@ -214,7 +217,7 @@ def authorise(
         return Decision(
             True,
             f"break-glass: {who} (a member of {group}, not on call) may {verb} {service}; "
-            f"reason given: {break_glass_reason.strip()}",
+            f"reason given: {mrkdwn.escape(break_glass_reason.strip())}",
             break_glass=True,
         )
 

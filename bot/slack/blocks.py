@@ -12,6 +12,11 @@ each builder returns plain dicts (`.to_dict()`) ready for `chat.postMessage`.
     revert_line(...)                             …and its line in the card's thread
     timeline_line, help_blocks, error_blocks, unknown_service_text, refusal_text,
     already_done_text                            the smaller messages
+
+Text that rollbot did not write (the Rollout's status, Argo's messages, alert summaries,
+error details, what people typed) is escaped with `bot.core.mrkdwn` where it is put into
+mrkdwn; arguments documented as mrkdwn (`notice`, thread lines, refusal reasons) are
+rollbot's own and already carry escaped outside pieces.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ from bot.core.model import (
     Trouble,
     TroubleKind,
 )
+from bot.core.mrkdwn import clip as _clip
+from bot.core.mrkdwn import escape as _escape
+from bot.core.mrkdwn import is_web_url as _is_web_url
+from bot.core.mrkdwn import link as _link
+from bot.core.mrkdwn import safe as _safe
 from bot.core.ports import ActionRecord
 from bot.core.tiers import available_actions, is_paused
 
@@ -131,7 +141,8 @@ _ROLLOUT_SIGNAL_KEY = "rollout"
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the last executed action did, for the card's outcome line."""
+    """What the last executed action did, for the card's outcome line (`detail` is plain
+    text: an error's message may quote an outside service, so the card escapes it)."""
 
     action: RolloutAction | FlagAction
     actor_id: str
@@ -177,10 +188,6 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def status_emoji(state: RolloutState) -> str:
     if state.aborted:
         return "🛑"
@@ -198,11 +205,11 @@ def status_label(state: RolloutState) -> str:
 
 
 def stable_label(state: RolloutState) -> str:
-    """`revision 41`, else the stable ReplicaSet hash, else `unknown`."""
+    """`revision 41`, else the stable ReplicaSet hash, else `unknown` (mrkdwn)."""
     if state.stable_revision is not None:
         return f"revision {state.stable_revision}"
     if state.stable_rs:
-        return f"ReplicaSet {state.stable_rs}"
+        return f"ReplicaSet {_escape(state.stable_rs)}"
     return "the stable ReplicaSet"
 
 
@@ -301,39 +308,6 @@ def action_button(
 
 
 # ── incident, evidence, alerts and tiers ─────────────────────────────────────
-
-
-def _escape(text: str) -> str:
-    """Slack's three control characters as entities, for text that is not ours to format."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _safe(text: str, limit: int) -> str:
-    """`text` on one line, escaped for mrkdwn, clipped to `limit` without cutting an entity."""
-    escaped = _escape(" ".join(text.split()))
-    if len(escaped) <= limit:
-        return escaped
-    cut = escaped[: limit - 1]
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:]:
-        cut = cut[:amp]
-    return cut + "…"
-
-
-def _is_web_url(url: str | None) -> bool:
-    """Slack accepts only http(s) URLs up to 3000 characters in URL buttons and links."""
-    return (
-        bool(url)
-        and str(url).startswith(("https://", "http://"))
-        and len(str(url)) <= 3000
-        and not any(c.isspace() for c in str(url))
-    )
-
-
-def _link(url: str, label: str) -> str:
-    """`<url|label>`, with the characters that would end the link percent-encoded."""
-    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E")
-    return f"<{safe}|{label}>"
 
 
 def _utc(at: datetime) -> datetime:
@@ -672,38 +646,40 @@ def outcome_line(outcome: Outcome) -> str:
     head = f"{verb} by <@{outcome.actor_id}> at {clock(outcome.at)}"
     if outcome.verified:
         return f"{head}, verified in {outcome.seconds:.1f} s"
-    return f"{head}, not verified: {outcome.detail or 'the change was not observed'}"
+    return f"{head}, not verified: {_escape(outcome.detail or 'the change was not observed')}"
 
 
 def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
+    """The Rollout's facts; its status strings (phase, images, the analysis and its
+    message) are the cluster's words, escaped."""
     weight = f"{state.canary_weight}%"
     if state.set_weight is not None and state.set_weight != state.canary_weight:
         weight += f" (step asks {state.set_weight}%)"
     stable = stable_label(state)
     if state.stable_image:
-        stable += f"\n`{state.stable_image}`"
+        stable += f"\n`{_escape(state.stable_image)}`"
     canary = f"revision {state.revision}"
     if state.canary_image:
-        canary += f"\n`{state.canary_image}`"
+        canary += f"\n`{_escape(state.canary_image)}`"
     if state.fully_promoted and not state.aborted:
         # No update in progress: the Rollout's revision is the stable one.
         weight = "none: fully promoted"
         canary = f"none (revision {state.revision} is stable)"
     if state.analysis is not None:
-        analysis = f"{state.analysis.status} ({state.analysis.name})"
+        analysis = f"{_escape(state.analysis.status)} ({_escape(state.analysis.name)})"
         if state.analysis.message:
-            analysis += f"\n{state.analysis.message}"
+            analysis += f"\n{_escape(state.analysis.message)}"
     else:
         analysis = "-"
     pairs = [
-        ("Phase", status_label(state)),
+        ("Phase", _escape(status_label(state))),
         ("Step", state.step_label),
         ("Canary weight", weight),
         ("Stable", stable),
         ("Canary", canary),
         ("Analysis", analysis),
         ("Age", humanise_age(state.created_at, now)),
-        ("Rollout", f"`{state.key}`"),
+        ("Rollout", f"`{_escape(state.key)}`"),
     ]
     return [MarkdownTextObject(text=_clip(f"*{k}*\n{v}", 2000)) for k, v in pairs]
 
@@ -743,7 +719,8 @@ def rollout_card(
     (`available_actions`, unchanged) and the tier buttons (Tier 2 `circuit_open`, Tier 3
     runbook link `runbook_open` and `revert_open`, which opens the revert modal). Without
     the incident arguments the card is what it always was. `circuit_flag` names the ops
-    flag in Tier 2's confirm dialog.
+    flag in Tier 2's confirm dialog. `notice` is mrkdwn (its outside pieces escaped by
+    whoever wrote it); `alerts` are plain summaries, escaped here.
     """
     options = tier_options(tiers or ())
     by_tier = {o.tier: o for o in options}
@@ -761,7 +738,7 @@ def rollout_card(
         )
     if trouble is not None:
         emoji = _TROUBLE_EMOJI.get(trouble.kind, ":warning:")
-        summary = _clip(f"{emoji} {trouble.summary}", 3000)
+        summary = _clip(f"{emoji} {_escape(trouble.summary)}", 3000)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=summary)))
     alerts_block = _alerts_block(alerts or (), incident)
     if alerts_block is not None:
@@ -770,7 +747,8 @@ def rollout_card(
         blocks.append(_evidence_block(evidence))
     blocks.append(SectionBlock(fields=_fields(state, now)))
     if state.message:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(state.message, 3000))]))
+        message = _clip(_escape(state.message), 3000)
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=message)]))
     if outcome is not None:
         mark = ":white_check_mark:" if outcome.verified else ":x:"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{mark} {outcome_line(outcome)}")))
@@ -854,15 +832,15 @@ def rollout_card_text(
         lead.append(f"{incident_emoji(incident)} {incident_label(incident)}")
     recommended = recommended_option(tiers or ())
     if recommended is not None:
-        lead.append(f"Recommended: {tier_label(recommended)}")
+        lead.append(f"Recommended: {_escape(tier_label(recommended))}")
     text = (
-        f"{service} revision {state.revision}: {status_label(state)}, "
+        f"{service} revision {state.revision}: {_escape(status_label(state))}, "
         f"step {state.step_label}, canary {state.canary_weight}%"
     )
     if lead:
         text = " · ".join([*lead, text])
     if trouble is not None:
-        text += f" — {trouble.summary}"
+        text += f" — {_escape(trouble.summary)}"
     if outcome is not None:
         text += f". {outcome_line(outcome)}"
     if circuit is not None and circuit.enabled:
@@ -874,7 +852,8 @@ def rollout_card_text(
 
 
 def timeline_line(*, at: datetime, text: str) -> str:
-    """One line of a card's thread: `` `14:03:12 UTC` text ``."""
+    """One line of a card's thread: `` `14:03:12 UTC` text `` (`text` is mrkdwn: escape the
+    outside pieces in it with `bot.core.mrkdwn.escape`)."""
     return f"`{clock(at)}` {text}"
 
 
@@ -940,7 +919,7 @@ def error_blocks(message: str, *, error_id: str | None = None) -> list[dict[str,
 
 def unknown_service_text(name: str, known: list[str] | tuple[str, ...] | set[str]) -> str:
     listed = ", ".join(f"`{k}`" for k in sorted(known)) or "(none configured)"
-    return f"Unknown service `{name}`. Known services: {listed}."
+    return f"Unknown service `{_safe(name, 200)}`. Known services: {listed}."
 
 
 def refusal_text(

@@ -3,6 +3,12 @@
 Domain errors (`RollbotError`) become an ephemeral message the user can act on: the typed
 error's own message says what is wrong and what to do. Anything else is logged with an id
 the user can quote, and the user gets that id; nothing else in the Slack layer catches.
+
+An error's message is plain text (backticks aside) and often quotes an outside service
+(Kubernetes' status message, PagerDuty's or Jira's error, a transport error) or what the
+user typed, so it is escaped here. A refusal (`NotAuthorised`) is the exception: its
+message is mrkdwn written by `bot.core.policy`, naming who may act as mentions, with the
+outside words in it already escaped.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core import mrkdwn
 from bot.core.errors import NotAuthorised, RollbotError, TemporaryError
 from bot.slack import blocks
 
@@ -21,13 +28,14 @@ log = logging.getLogger(__name__)
 
 
 def message_for(error: BaseException) -> tuple[str, str | None]:
-    """(text for the user, error id when it was unexpected)."""
+    """(mrkdwn for the user, error id when it was unexpected)."""
     if isinstance(error, NotAuthorised):
         return f":no_entry: {error.message}", None
     if isinstance(error, TemporaryError):
-        return f":warning: {error.message} Nothing was changed; try again shortly.", None
+        text = mrkdwn.escape(error.message)
+        return f":warning: {text} Nothing was changed; try again shortly.", None
     if isinstance(error, RollbotError):
-        return f":warning: {error.message}", None
+        return f":warning: {mrkdwn.escape(error.message)}", None
     error_id = secrets.token_hex(4)
     return (
         f":boom: Something went wrong inside rollbot (error id `{error_id}`). "

@@ -1,7 +1,8 @@
 """Every Slack message about releases, as pure Block Kit builders (no I/O).
 
-Built with the typed `slack_sdk.models.blocks` classes like bot.slack.blocks, whose small
-mrkdwn helpers (escaping, clipping, links) they share.
+Built with the typed `slack_sdk.models.blocks` classes like bot.slack.blocks; every outside
+string (Jira keys, summaries, statuses and errors, versions, owners, variants) is escaped
+with `bot.core.mrkdwn`, which also clips and builds the links.
 
     release_started(view)           the release thread's root message in the service channel
     release_checklist(view)         the checklist, posted in that thread
@@ -45,9 +46,13 @@ from bot.core.model import (
     TicketKind,
     TicketView,
 )
+from bot.core.mrkdwn import clip as _clip
+from bot.core.mrkdwn import is_web_url as _is_web_url
+from bot.core.mrkdwn import link as _link
+from bot.core.mrkdwn import safe as _safe
 from bot.core.release_commands import owner_slack_id
 from bot.core.release_commands import usage as release_usage
-from bot.slack.blocks import _clip, _is_web_url, _link, _safe, clock
+from bot.slack.blocks import clock
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_HOME_BLOCKS = 100

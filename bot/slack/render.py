@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from bot.core import mrkdwn
+
 WIDTH = 72
 COLUMN = 34
 
@@ -23,7 +25,7 @@ _BARE_LINK = re.compile(r"<(https?://[^|>\s]+)>")
 def _mrkdwn(text: str) -> str:
     text = _LABELLED_LINK.sub(lambda m: f"{m.group(2)} ↗", text)
     text = _BARE_LINK.sub(lambda m: m.group(1), text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return mrkdwn.unescape(text)
 
 
 def _text(obj: Any) -> str:

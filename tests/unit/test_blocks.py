@@ -564,7 +564,8 @@ def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
         ["*Firing alerts* (3)", *(f"• {a.replace('>', '&gt;')}" for a in ALERTS)]
     )
     evidence = blocks[4]
-    assert evidence["text"]["text"] == f"*Canary vs stable* · at 14:03:07 UTC · <{GRAPH}|graph>"
+    link = GRAPH.replace("&", "&amp;")  # Slack's escaping, in URLs too
+    assert evidence["text"]["text"] == f"*Canary vs stable* · at 14:03:07 UTC · <{link}|graph>"
     assert [f["text"] for f in evidence["fields"]] == [
         "*Error rate*\ncanary 31.20 % ⚠️ · stable 0.10 % · SLO < 2 %",
         "*p95*\ncanary 412 ms ⚠️ · stable 180 ms · SLO < 300 ms",

@@ -14,7 +14,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core import commands as parser
-from bot.core import links
+from bot.core import links, mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import InvalidRequest, UnknownService
 from bot.core.model import Actor, FlagAction, RolloutAction
@@ -79,7 +79,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 return
             await ack(text=f":hourglass_flowing_sand: {cmd.verb} `{service}`: working on it…")
             user_id, user_name = command["user_id"], command.get("user_name", "")
-            retries, reason = retry_num(request), cmd.break_glass
+            # Slack sends a command's text with `&`, `<`, `>` escaped: the reason is kept as
+            # the person typed it (audit, flag comment) and escaped again where it is shown.
+            reason = mrkdwn.unescape(cmd.break_glass) if cmd.break_glass else None
+            retries = retry_num(request)
             deps.work.submit(
                 lambda: _flip(
                     deps, service, flag_action, user_id, user_name, retries, respond, reason

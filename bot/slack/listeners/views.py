@@ -27,6 +27,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core import mrkdwn
 from bot.core.errors import RollbotError
 from bot.core.model import FlagAction
 from bot.responder import FlagRequest, RevertRequest
@@ -65,7 +66,7 @@ async def plain(deps: Deps, text: str) -> str:
     text = _USER.sub(lambda m: "@" + names.get(m.group(1), m.group(1)), text)
     text = _GROUP.sub(lambda m: "@" + (m.group(2) or f"usergroup {m.group(1)}"), text)
     text = text.replace("`", "").replace("*", "")
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return mrkdwn.unescape(text)
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
