@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from bot.core import mrkdwn
+
 VERSION = 1
 MAX_TOKEN_LENGTH = 2048  # a link is a URL; anything longer is not ours
 _LINK_LABEL = b"rollbot-link.v1."
@@ -84,6 +86,18 @@ def validity(link: IssuedLink) -> str:
     minutes = max(1, round(link.ttl.total_seconds() / 60))
     unit = "minute" if minutes == 1 else "minutes"
     return f"valid {minutes} {unit} (until {link.expires_at:%H:%M} UTC), single use"
+
+
+def message(link: IssuedLink, *, why: str = "") -> str:
+    """The Slack text (mrkdwn) that hands a link to its person, in a DM or an ephemeral
+    reply. `why` is rollbot's own mrkdwn; the person's name, which they choose in Slack, is
+    escaped."""
+    return (
+        f":closed_lock_with_key: {why}Your signed link to the *{mrkdwn.escape(link.service)}* "
+        f"runbook page: {mrkdwn.link(link.url, 'open the runbook page')} ({validity(link)}). "
+        f"It is for {mrkdwn.escape(link.user_name)} only: its buttons act as you, and rollbot "
+        "still checks that you may. Do not forward it."
+    )
 
 
 def _b64(data: bytes) -> str:

@@ -216,17 +216,8 @@ async def send_runbook_link(
         await chat.post(user_id, text=f":warning: {why}No signed runbook link for you: {problem}")
         return None
     link = issue_link(settings, service, user_id, user_name)
-    await chat.post(user_id, text=link_message(link, why=why))
+    await chat.post(user_id, text=links.message(link, why=why))
     return link
-
-
-def link_message(link: links.IssuedLink, *, why: str = "") -> str:
-    """The Slack text that hands a link to its person (mrkdwn)."""
-    return (
-        f":closed_lock_with_key: {why}Your signed link to the *{link.service}* runbook page: "
-        f"<{link.url}|open the runbook page> ({links.validity(link)}). It is for you only: it "
-        "acts as you, and rollbot still checks that you may."
-    )
 
 
 # ── the routes ─────────────────────────────────────────────────────────────────────────

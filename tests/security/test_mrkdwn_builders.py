@@ -357,3 +357,24 @@ def test_rollbots_own_markup_survives_around_escaped_pieces() -> None:
     line = b.revert_line(actor_id="U0ACTOR", url="https://git.example/pr/1", note="<!here>")
     assert "<@U0ACTOR>" in line and "<https://git.example/pr/1|" in line
     assert "<!here>" not in line
+
+
+def test_the_link_message_escapes_the_persons_chosen_name() -> None:
+    """A Slack display name is the person's own text: `<!channel>` as a name must not ping
+    the channel when the link message names them (DM or ephemeral)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.core import links
+
+    issued = links.IssuedLink(
+        url="https://rollbot.example.com/runbooks/payment-router?token=abc&x=1",
+        service="payment-router",
+        user_id="U0ONCALL",
+        user_name="<!channel> <https://evil.example|click>",
+        expires_at=datetime(2026, 12, 6, 2, 15, tzinfo=UTC),
+        ttl=timedelta(minutes=15),
+    )
+    text = links.message(issued)
+    assert "<!channel>" not in text and "<https://evil" not in text
+    assert "&lt;!channel&gt;" in text
+    assert "<https://rollbot.example.com/runbooks/payment-router?token=abc&amp;x=1|" in text

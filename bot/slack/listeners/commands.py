@@ -145,16 +145,7 @@ async def _runbook_link(
     assert deps.runbook_link is not None
     who = await actor(deps, user_id, user_name)
     link = deps.runbook_link(service, who.id, who.name)  # InvalidRequest: not set up
-    await respond(
-        text=(
-            f":closed_lock_with_key: Your signed link to the *{service}* runbook page: "
-            f"<{link.url}|open the runbook page> ({links.validity(link)}). It is for "
-            f"{who.name} only: its buttons act as you, and rollbot still checks that you may. "
-            "Do not forward it."
-        ),
-        response_type="ephemeral",
-        replace_original=False,
-    )
+    await respond(text=links.message(link), response_type="ephemeral", replace_original=False)
 
 
 async def _flip(
