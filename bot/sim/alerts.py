@@ -1,5 +1,5 @@
 """Alertmanager webhooks as Alertmanager 0.25 sends them (see the real capture in
-../shared/fixtures/alertmanager/alertmanager-0.25.firing.json), for drills and tests."""
+tests/fixtures/alertmanager/alertmanager-0.25.firing.json), for drills and tests."""
 
 from __future__ import annotations
 

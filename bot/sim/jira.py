@@ -3,7 +3,7 @@ the tests.
 
 `JiraSim` answers over real HTTP on loopback, in its own thread and event loop, like the
 other sims in `bot.sim`, with Jira's shapes (checked against the Jira Cloud OpenAPI examples
-in ../shared/fixtures/jira/):
+in tests/fixtures/jira/):
 
     GET  /rest/api/2/serverInfo               anonymous allowed (as in Jira); `deploymentType`
                                               "Cloud" or "Server", `versionNumbers`, `baseUrl`

@@ -21,7 +21,8 @@ Faithful behaviour (as the real kube-apiserver does it):
   to ``/status`` change only ``.status``.  The Argo CRDs decide which kinds have one: Rollouts do,
   AnalysisRuns and AnalysisTemplates do not (their CRDs declare ``subresources: {}``).
 * Custom resources are pruned (unknown fields dropped, ``null`` dropped unless ``nullable``) and
-  validated against the real CRD ``openAPIV3Schema``; invalid objects get ``422 Invalid``.
+  validated against the real CRD ``openAPIV3Schema`` (shipped in ``bot/sim/crds``); invalid
+  objects get ``422 Invalid``.
 * A JSON-patch body that is not a list is ``400 BadRequest`` with Go's decoding message; a
   strategic merge patch on a custom resource is ``415 UnsupportedMediaType``.
 * A stale ``metadata.resourceVersion`` in an update is ``409 Conflict``; creating an existing
@@ -79,14 +80,8 @@ BUILTIN_PATCH_TYPES = (
 
 
 def default_crd_dir() -> pathlib.Path:
-    """``../shared/fixtures/argo-rollouts/crds`` next to the repository."""
-    return (
-        pathlib.Path(__file__).resolve().parents[2].parent
-        / "shared"
-        / "fixtures"
-        / "argo-rollouts"
-        / "crds"
-    )
+    """The Argo Rollouts CRDs shipped in the package (``bot/sim/crds``, see its SOURCES.md)."""
+    return pathlib.Path(__file__).resolve().parent / "crds"
 
 
 # --------------------------------------------------------------------------------------------

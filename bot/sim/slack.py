@@ -24,7 +24,7 @@ The App Home: `views.publish` validates the home view's blocks (at most 100) and
 every view published per user (`published_views(user)`); the sender's `app_home_opened`
 carries the user's current home view, as Slack does once one was published.
 
-Shapes follow the Slack API docs and the payloads in ../shared/fixtures/slack/.
+Shapes follow the Slack API docs and the payloads in tests/fixtures/slack/.
 """
 
 from __future__ import annotations

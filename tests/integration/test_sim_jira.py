@@ -1,5 +1,5 @@
 """JiraSim (bot.sim.jira) on the wire, checked against the Jira fixtures in
-../shared/fixtures/jira/ (Jira Cloud platform OpenAPI examples).
+tests/fixtures/jira/ (Jira Cloud platform OpenAPI examples).
 
 Aspects under test:
 - serverInfo: the fixture's keys (plus `deploymentType`), with the fixture's value types;

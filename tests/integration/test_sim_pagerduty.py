@@ -1,5 +1,5 @@
 """PagerDutySim's Events API v2, incidents, notes, v3 webhooks and Incident Workflows, over
-HTTPS with plain httpx, checked against ../shared/fixtures/pagerduty.
+HTTPS with plain httpx, checked against tests/fixtures/pagerduty.
 
 Aspects under test:
 - the Events API v2 fixtures (trigger, acknowledge, resolve) are accepted as they are (only

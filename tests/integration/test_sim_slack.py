@@ -12,7 +12,7 @@ Aspects under test:
 - SlackSender: its signatures pass slack_sdk's SignatureVerifier, forged and stale ones do
   not; a real Bolt AsyncApp served over HTTP accepts its slash commands and clicks, rejects
   forged ones with 401, and Bolt's respond() lands on the sim's response_url receiver;
-- payload shapes carry the same keys as the real fixtures in ../shared/fixtures/slack.
+- payload shapes carry the same keys as the real fixtures in tests/fixtures/slack.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Aspects under test:
   (`open_views`), oldest first; `close_view` closes it;
 - the sender's clicks and slash commands mint their trigger ids for the clicking user;
 - `view_submission` payloads have the keys of the real fixture
-  (../shared/fixtures/slack/bolt-python.view_submission.json), the typed values under
+  (tests/fixtures/slack/bolt-python.view_submission.json), the typed values under
   state.values, the view's id, hash and private_metadata;
 - a real Bolt AsyncApp over HTTP: a click opens a modal with views.open; its answers are
   applied as Slack does: `errors` keeps the view open with `view_errors`, `update` replaces

@@ -1,4 +1,4 @@
-"""Paths to ../shared/fixtures and loaders for them."""
+"""Paths to tests/fixtures (real payloads, see tests/fixtures/SOURCES.md) and loaders for them."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def load_fixture(relpath: str) -> Any:
-    """Load a JSON or YAML fixture from ../shared/fixtures by relative path."""
+    """Load a JSON or YAML fixture from tests/fixtures by relative path."""
     path = FIXTURES / relpath
     text = path.read_text()
     if path.suffix in (".yaml", ".yml"):
@@ -51,5 +49,5 @@ def analysisrun_fixture_paths() -> list[Path]:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.fail(f"../shared/fixtures not found at {FIXTURES}")
+        pytest.fail(f"tests/fixtures not found at {FIXTURES}")
     return FIXTURES

@@ -22,7 +22,6 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from html.parser import HTMLParser
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -41,10 +40,11 @@ from bot.sim.blockkit import (
 )
 from bot.slack import blocks as b
 from bot.slack import release_blocks as rb
+from tests.plugins.fixtures import FIXTURES
 from tests.unit import test_blocks as tb
 from tests.unit import test_release_blocks as trb
 
-SLACK_FIXTURES = Path("/work/shared/fixtures/slack")
+SLACK_FIXTURES = FIXTURES / "slack"
 USERS = {"U0ONCALL": "Olivia Oncall", "U0LEAD": "Lee Lead", "U0OUTSIDER": "Otto"}
 GROUPS = {"S0PAYMENTS": "payments-oncall"}
 CHANNELS = {"C0PAYDEPLOY": "pay-deploys"}

@@ -9,7 +9,7 @@ Aspects under test:
   happen, compact JSON value that round-trips;
 - every card is valid Block Kit: the typed models accept it again and Slack's limits hold
   (≤ 50 blocks, text ≤ 3000, header ≤ 150, button text ≤ 75, value ≤ 2000, unique action_id);
-- every Rollout fixture in ../shared/fixtures/argo-rollouts renders through parse_rollout;
+- every Rollout fixture in tests/fixtures/argo-rollouts renders through parse_rollout;
 - the small texts (timeline, help, error, unknown service, refusal, already done);
 - render_text turns a card into readable terminal text;
 - the incident card (one card for a Rollout in trouble and an SLO incident): header with

@@ -29,10 +29,12 @@ import pytest
 import yaml
 
 from bot.settings import check_config, load_settings
+from bot.sim.kube import default_crd_dir
+from tests.plugins.fixtures import FIXTURES
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-CRDS = REPO.parent / "shared" / "fixtures" / "argo-rollouts" / "crds"
+CRDS = default_crd_dir()
 SECRETS = {
     "ROLLBOT_SLACK__BOT_TOKEN": "xoxb-test",
     "ROLLBOT_SLACK__SIGNING_SECRET": "signing-test",
@@ -91,8 +93,8 @@ def test_slack_manifest() -> None:
 
 
 def test_slack_manifest_has_the_fixture_shape() -> None:
-    """Same top-level keys as the real manifests in ../shared/fixtures/slack."""
-    fixture_dir = REPO.parent / "shared" / "fixtures" / "slack"
+    """Same top-level keys as the real manifests in tests/fixtures/slack."""
+    fixture_dir = FIXTURES / "slack"
     fixtures = sorted(fixture_dir.glob("*manifest*.json"))
     if not fixtures:
         pytest.fail(f"no Slack manifest fixtures in {fixture_dir}")

@@ -10,7 +10,8 @@ Aspects under test:
 * the user's patches: abort, retry, promote (pause conditions cleared, step index moved),
   promote-full, pause / resume; ``stall`` (ProgressDeadlineExceeded);
 * idempotent reconcile passes; every stored Rollout / AnalysisRun validates against the real
-  CRD schemas; which shared fixtures validate (reported, not enforced).
+  CRD schemas; which Argo fixtures (tests/fixtures/argo-rollouts) validate (reported, not
+  enforced).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 from bot.sim import world
 from bot.sim.argo import ArgoController, parse_duration, pod_template_hash
 from bot.sim.kube import KubeSim, default_crd_dir, load_crd_schemas, prune, schema_errors
+from tests.plugins.fixtures import FIXTURES
 from tests.plugins.kube import FakeClock
 
 NS, NAME = world.NAMESPACE, world.ROLLOUT
@@ -295,9 +297,9 @@ def test_every_stored_object_validates_against_the_crds(
 
 
 def test_shared_fixtures_against_the_crds() -> None:
-    """Reports which shared fixtures validate; old fixtures may not (not enforced)."""
+    """Reports which Argo fixtures validate; old fixtures may not (not enforced)."""
     schemas = load_crd_schemas(str(default_crd_dir().resolve()))
-    root = default_crd_dir().parent
+    root = FIXTURES / "argo-rollouts"
     report: dict[str, list[str]] = {}
     for path in sorted(
         [*root.glob("testdata/*.yaml"), *root.glob("argo-cd-health-testdata/*.yaml")]
