@@ -4,14 +4,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test check bench drill peers clean
+.PHONY: venv demo test check bench drill peers lock clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+# requirements.lock: the runtime set (what an image installs); requirements-dev.lock: the
+# same pins plus the test and lint tools (compiled with -c requirements.lock). Both hashed.
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
@@ -41,6 +43,12 @@ peers:
 
 drill: venv
 	$(BIN)/rollbot drill tier1-abort
+
+## Re-pin both locks after a change to pyproject.toml's dependencies (needs uv).
+lock:
+	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+		-c requirements.lock -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache rollbot-demo.db
