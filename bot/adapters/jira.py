@@ -55,6 +55,7 @@ import jira
 import requests
 from jira.exceptions import JIRAError
 
+from bot.adapters._http import header, parse_retry_after
 from bot.core.errors import Forbidden, InvalidRequest, TargetNotFound, Unreachable
 from bot.core.model import TicketRef, TicketSpec
 
@@ -361,11 +362,13 @@ def translate(
         return Unreachable(
             SERVICE,
             f"rate-limited (HTTP 429) on {what}, still after the retries",
-            delay=_retry_after(response),
+            delay=parse_retry_after(header(getattr(response, "headers", None), "Retry-After")),
         )
     if status >= 500:
         return Unreachable(
-            SERVICE, f"HTTP {status} {messages}, on {what}", delay=_retry_after(response)
+            SERVICE,
+            f"HTTP {status} {messages}, on {what}",
+            delay=parse_retry_after(header(getattr(response, "headers", None), "Retry-After")),
         )
     if status == 404:
         return InvalidRequest(
@@ -401,14 +404,6 @@ def _messages(response: Any, given: dict[str, str]) -> str:
         if not parts and body.get(single):
             parts.append(str(body[single]))
     return "; ".join(parts)
-
-
-def _retry_after(response: Any) -> float | None:
-    raw = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _network_detail(error: requests.RequestException, timeout: float) -> str:

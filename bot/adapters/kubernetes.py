@@ -47,6 +47,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.watch.watch import iter_resp_lines
 
+from bot.adapters._http import header, parse_retry_after
 from bot.core import rollouts as core
 from bot.core.errors import (
     Forbidden,
@@ -109,15 +110,6 @@ def _status_message(exc: ApiException) -> str:
     return str(exc.reason or f"HTTP {exc.status}")
 
 
-def _retry_after(exc: ApiException) -> float | None:
-    headers = exc.headers or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _describe_transport(exc: BaseException) -> str:
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         exc = exc.reason
@@ -138,7 +130,11 @@ def translate(
         if status in (401, 403):
             return Forbidden(SERVICE, message)
         if status == 0 or status == 429 or status >= 500:
-            return Unreachable(SERVICE, f"HTTP {status}: {message}", delay=_retry_after(exc))
+            return Unreachable(
+                SERVICE,
+                f"HTTP {status}: {message}",
+                delay=parse_retry_after(header(exc.headers, "Retry-After")),
+            )
         return InvalidRequest(f"The Kubernetes API rejected the request (HTTP {status}): {message}")
     return Unreachable(SERVICE, _describe_transport(exc))
 

@@ -44,6 +44,7 @@ from typing import Any
 
 import pagerduty
 
+from bot.adapters._http import header, parse_retry_after
 from bot.core.errors import Forbidden, InvalidRequest, PermanentError, Unreachable
 
 SERVICE = "PagerDuty"
@@ -478,7 +479,7 @@ def translate(what: str, error: pagerduty.Error) -> Exception:
     if status in (401, 403):
         return Forbidden(SERVICE, f"HTTP {status} {message}".strip())
     if status == 429:
-        retry_after = _retry_after(response.headers)
+        retry_after = parse_retry_after(header(response.headers, "Retry-After"))
         return Unreachable(
             SERVICE,
             f"rate-limited (HTTP 429) on {what}, still after retries",
@@ -518,11 +519,3 @@ def _error_message(response: Any) -> str:
     if isinstance(errors, list) and errors:
         text = f"{text}: {'; '.join(str(e) for e in errors)}"
     return text
-
-
-def _retry_after(headers: Any) -> float | None:
-    raw = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(raw) if raw is not None else None
-    except (TypeError, ValueError):
-        return None

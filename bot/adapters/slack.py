@@ -26,6 +26,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.adapters._http import header, parse_retry_after
 from bot.core.errors import Forbidden, PermanentError, TemporaryError, Unreachable
 from bot.core.model import MessageRef
 
@@ -80,7 +81,7 @@ def translate(method: str, error: Exception) -> Exception:
         if isinstance(getattr(response, "data", None), dict):
             code = str(response.get("error", ""))
         if status == 429:
-            retry_after = _retry_after(response.headers)
+            retry_after = parse_retry_after(header(response.headers, "Retry-After"))
             return TemporaryError(
                 f"Slack rate-limited {method}; retry in {retry_after or '?'} s", delay=retry_after
             )
@@ -92,17 +93,6 @@ def translate(method: str, error: Exception) -> Exception:
     if isinstance(error, aiohttp.ClientError | TimeoutError | SlackClientError):
         return Unreachable("Slack", f"{method}: {type(error).__name__}: {error}")
     return error
-
-
-def _retry_after(headers: Any) -> float | None:
-    for key, value in (headers or {}).items():
-        if str(key).lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
-            try:
-                return float(raw)
-            except (TypeError, ValueError):
-                return None
-    return None
 
 
 class SlackChat:
