@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from bot.core.payloads import MalformedBody, parse_json_object
 from bot.core.signatures import split_secrets, verify_pagerduty
 from bot.web.inbox import PoisonBin, replay_inbox
+from bot.web.refusals import RefusalLog
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
@@ -69,6 +70,7 @@ def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
     metrics = rollbot.metrics
     store = rollbot.store
     tasks: set[asyncio.Task[None]] = set()
+    refusals = RefusalLog(log)
 
     def answer(status: int, body: dict[str, Any]) -> Response:
         metrics.http_requests.labels(PATH, str(status)).inc()
@@ -101,7 +103,7 @@ def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
         elif _bearer_ok(request.headers.get("authorization"), workflow):
             source = WORKFLOW_SOURCE
         else:
-            log.warning("PagerDuty webhook refused: bad or missing signature")
+            refusals.refused("PagerDuty webhook refused: bad or missing signature")
             return answer(401, {"error": "bad or missing signature"})
         headers = {
             k: v

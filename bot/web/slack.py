@@ -15,7 +15,8 @@ Per request, in this order (the body limit was enforced while reading, by `bot.w
 4. Bolt runs the listeners, with ``rollbot_verified`` in the context (the error handler
    answers only requests that carry it).
 
-No body reaches a log line: a refusal logs why, never what.
+No body reaches a log line: a refusal logs why, never what, and at most once per 10 s per
+reason (`bot.web.refusals`): a flood must not write the log.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from starlette.routing import Route
 
 from bot.metrics import Metrics
 from bot.slack.errors import VERIFIED
+from bot.web.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class SlackReceiver:
         self._verifier = SignatureVerifier(signing_secret)
         self._replays = replays
         self._metrics = metrics
+        self._refusals = RefusalLog(log)
 
     def _answer(self, response: Response) -> Response:
         self._metrics.http_requests.labels(PATH, str(response.status_code)).inc()
@@ -76,22 +79,22 @@ class SlackReceiver:
         timestamp = request.headers.get("x-slack-request-timestamp")
         signature = request.headers.get("x-slack-signature")
         if not _timestamp_ok(timestamp) or not signature:
-            log.warning("Slack request refused: missing or malformed signature headers")
+            self._refusals.refused("Slack request refused: missing or malformed signature headers")
             return self._refuse(401, "missing or malformed X-Slack-Signature headers")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            log.warning("Slack request refused: body is not UTF-8")
+            self._refusals.refused("Slack request refused: body is not UTF-8")
             return self._refuse(401, "invalid signature")
         if not self._verifier.is_valid(text, timestamp, signature):
-            log.warning("Slack request refused: invalid or expired signature")
+            self._refusals.refused("Slack request refused: invalid or expired signature")
             return self._refuse(401, "invalid signature")
         if not await self._replays.first_seen(signature, source=SOURCE, forget_after=FORGET_AFTER):
-            log.warning("Slack request refused: a replay of a request already received")
+            self._refusals.refused("Slack request refused: a replay of a request already received")
             return self._answer(Response(status_code=200))
         parsed = _parse(request, text)
         if parsed is None:
-            log.warning("Slack request refused: signed, but not a Slack payload")
+            self._refusals.refused("Slack request refused: signed, but not a Slack payload")
             return self._refuse(400, "body is not a Slack payload (form or JSON object)")
         response = to_starlette_response(await self._bolt.async_dispatch(parsed))
         return self._answer(response)
