@@ -21,6 +21,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from bot.sim import world as sim_world
 from bot.sim.argo import ArgoController
 from bot.sim.jira import JiraSim
 from bot.sim.kube import KubeSim
+from bot.sim.pagerduty import DEFAULT_TOKEN as PD_API_TOKEN
 from bot.sim.pagerduty import PagerDutySim
 from bot.sim.slack import SlackSender, SlackSim
 from bot.web.app import create_web_app
@@ -61,6 +63,25 @@ PD_WORKFLOW_SECRET = "demo-pagerduty-workflow-secret-not-for-production"
 PD_LINK_SECRET = "demo-runbook-link-secret-not-for-production"
 PD_WORKFLOWS = ("Rollback Tier 1: abort", "Tier 2: open circuit", "Tier 2: close circuit")
 USERGROUP = "S0PAYMENTS"
+
+
+@dataclass(frozen=True)
+class WorldSecrets:
+    """The secrets a SimWorld shares between the bot's environment and the sims that check
+    them. The defaults are the demo's constants; `SimWorld(secrets=WorldSecrets(...))` with
+    values of its own also makes the Slack sim accept only `slack_bot_token` (the PagerDuty
+    sim always accepts only its token), so a test can tell that each value reaches the bot
+    and that none leaks (tests/security/test_secrets_never_leak.py)."""
+
+    slack_bot_token: str = BOT_TOKEN
+    slack_signing_secret: str = SIGNING_SECRET
+    alertmanager_token: str = ALERTMANAGER_TOKEN
+    pd_api_token: str = PD_API_TOKEN
+    pd_webhook_secret: str = PD_WEBHOOK_SECRET
+    pd_workflow_secret: str = PD_WORKFLOW_SECRET
+    link_secret: str = PD_LINK_SECRET
+    pd_routing_key: str = PD_ROUTING_KEY
+    pd_checkout_routing_key: str = PD_CHECKOUT_ROUTING_KEY
 
 
 class AcceleratedClock:
@@ -124,13 +145,17 @@ class SimWorld:
         clock: Any = None,
         pagerduty: bool = False,
         checkout: bool = False,
+        secrets: WorldSecrets | None = None,
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
         it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates);
         `checkout`: the second service too (`bot.sim.world.seed_checkout`: fully rolled
         out, its circuit-breaker flag `CHECKOUT_FLAGS["circuit"]`, the same channel and
-        owners, its own PagerDuty service on the same escalation policy)."""
+        owners, its own PagerDuty service on the same escalation policy); `secrets`: the
+        values given to the bot and its sims (`WorldSecrets`; the demo's by default)."""
         self.checkout = checkout
+        self.secrets = secrets or WorldSecrets()
+        self._pin_slack_token = secrets is not None
         self.jira_options: dict[str, Any] | None = (
             None if jira is False else ({} if jira is True else dict(jira))
         )
@@ -176,7 +201,10 @@ class SimWorld:
             self.workdir = Path(self._tmp.name)
         self.kube = KubeSim().start()
         self._stack.callback(self.kube.stop)
-        self.slack = SlackSim(rate_limits=self.slack_rate_limits).start()
+        self.slack = SlackSim(
+            rate_limits=self.slack_rate_limits,
+            token=self.secrets.slack_bot_token if self._pin_slack_token else None,
+        ).start()
         self._stack.callback(self.slack.stop)
         self.slack.add_channel(CHANNEL_ID, CHANNEL.lstrip("#"))
         self.slack.add_user(
@@ -190,7 +218,7 @@ class SimWorld:
         pd_settings: dict[str, Any] = {}
         pd_service: dict[str, Any] = {}
         if self.pagerduty:
-            self.pd = PagerDutySim().start()
+            self.pd = PagerDutySim(token=self.secrets.pd_api_token).start()
             self._stack.callback(self.pd.stop)
             self.pd.add_user(PD_ONCALL, "On-call Engineer", "oncall@example.com")
             self.pd.add_user(PD_STRANGER, "Contractor", "contractor@elsewhere.example")
@@ -203,12 +231,13 @@ class SimWorld:
                 description="Runbook: runbooks/payment-router.md",
                 escalation_policy_id=PD_POLICY,
             )
-            self.pd.add_integration(PD_ROUTING_KEY, PD_SERVICE)
+            self.pd.add_integration(self.secrets.pd_routing_key, PD_SERVICE)
             if self.checkout:
                 self.pd.add_service(PD_CHECKOUT_SERVICE, "checkout", escalation_policy_id=PD_POLICY)
-                self.pd.add_integration(PD_CHECKOUT_ROUTING_KEY, PD_CHECKOUT_SERVICE)
+                self.pd.add_integration(self.secrets.pd_checkout_routing_key, PD_CHECKOUT_SERVICE)
                 self.extra_env.setdefault(
-                    "ROLLBOT_SERVICES__CHECKOUT__PAGERDUTY__ROUTING_KEY", PD_CHECKOUT_ROUTING_KEY
+                    "ROLLBOT_SERVICES__CHECKOUT__PAGERDUTY__ROUTING_KEY",
+                    self.secrets.pd_checkout_routing_key,
                 )
             pd_settings = {
                 "api_url": self.pd.url,
@@ -218,12 +247,17 @@ class SimWorld:
             }
             pd_service = {"service_id": PD_SERVICE, "escalation_policy_id": PD_POLICY}
             self.extra_env.setdefault("ROLLBOT_PAGERDUTY__API_TOKEN", self.pd.token)
-            self.extra_env.setdefault("ROLLBOT_PAGERDUTY__WEBHOOK_SECRET", PD_WEBHOOK_SECRET)
-            self.extra_env.setdefault("ROLLBOT_PAGERDUTY__WORKFLOW_SECRET", PD_WORKFLOW_SECRET)
-            # Signed runbook links for the responder who acknowledges (a PagerDuty note).
-            self.extra_env.setdefault("ROLLBOT_SERVER__LINK_SECRET", PD_LINK_SECRET)
             self.extra_env.setdefault(
-                "ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY", PD_ROUTING_KEY
+                "ROLLBOT_PAGERDUTY__WEBHOOK_SECRET", self.secrets.pd_webhook_secret
+            )
+            self.extra_env.setdefault(
+                "ROLLBOT_PAGERDUTY__WORKFLOW_SECRET", self.secrets.pd_workflow_secret
+            )
+            # Signed runbook links for the responder who acknowledges (a PagerDuty note).
+            self.extra_env.setdefault("ROLLBOT_SERVER__LINK_SECRET", self.secrets.link_secret)
+            self.extra_env.setdefault(
+                "ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY",
+                self.secrets.pd_routing_key,
             )
         jira_settings: dict[str, Any] = {}
         if self.jira_options is not None:
@@ -328,9 +362,9 @@ class SimWorld:
         )
         self.config_path = config
         self.bot_env = {
-            "ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN,
-            "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET,
-            "ROLLBOT_ALERTMANAGER__BEARER_TOKEN": ALERTMANAGER_TOKEN,
+            "ROLLBOT_SLACK__BOT_TOKEN": self.secrets.slack_bot_token,
+            "ROLLBOT_SLACK__SIGNING_SECRET": self.secrets.slack_signing_secret,
+            "ROLLBOT_ALERTMANAGER__BEARER_TOKEN": self.secrets.alertmanager_token,
             **self.extra_env,
         }
         if not self.start_bot:
@@ -370,11 +404,13 @@ class SimWorld:
         """Point the signed-request sender at a bot listening at `url` (and PagerDuty's
         webhooks and the "Rollback" Incident Workflows at it, when PagerDuty runs)."""
         self.url = url
-        self.sender = SlackSender(f"{url}/slack/events", SIGNING_SECRET, sim=self.slack)
+        self.sender = SlackSender(
+            f"{url}/slack/events", self.secrets.slack_signing_secret, sim=self.slack
+        )
         if self.pagerduty:
             hook = f"{url}/webhooks/pagerduty"
-            self.pd_subscription = self.pd.subscribe(hook, PD_WEBHOOK_SECRET)
-            bearer = {"Authorization": f"Bearer {PD_WORKFLOW_SECRET}"}
+            self.pd_subscription = self.pd.subscribe(hook, self.secrets.pd_webhook_secret)
+            bearer = {"Authorization": f"Bearer {self.secrets.pd_workflow_secret}"}
             for name in PD_WORKFLOWS:
                 self.pd.add_workflow(name, hook, headers=bearer)
 

@@ -133,6 +133,7 @@ WEB_HOST = f"https://{SUBDOMAIN}.pagerduty.com"
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 EVENTS_PATH = "/v2/enqueue"
+DEFAULT_TOKEN = "u+sim-pagerduty-token"  # the REST API token accepted unless another is given
 
 # PagerDuty's error codes (https://developer.pagerduty.com/docs/rest-api-v2/errors/)
 ERRORS: dict[int, tuple[str, int]] = {
@@ -541,7 +542,7 @@ class PagerDutySim:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        token: str = "u+sim-pagerduty-token",
+        token: str = DEFAULT_TOKEN,
         tls_enabled: bool = True,
         webhook_retry_delays: tuple[float, ...] = (0.05, 0.1, 0.2, 0.4),
         webhook_timeout: float = 5.0,

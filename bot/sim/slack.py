@@ -166,6 +166,8 @@ class SlackSim:
         self.home_tab_enabled = True  # False: views.publish answers not_enabled
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._forced: dict[str, list[int]] = {}  # method -> Retry-After of forced 429s
+        # method -> (HTTP status, channel or None for any) of forced errors, in order
+        self._failing: dict[str, list[tuple[int, str | None]]] = {}
         self._slow: dict[str, list[float]] = {}  # method -> delays before answering
         self._triggers: dict[str, float] = {}
         self._trigger_users: dict[str, str | None] = {}  # trigger id → the user it is for
@@ -280,6 +282,15 @@ class SlackSim:
         """Answer the next `times` calls of `method` with 429 whatever the buckets say."""
         with self._lock:
             self._forced.setdefault(method, []).extend([retry_after] * times)
+
+    def force_status(
+        self, method: str, *, status: int = 500, times: int = 1, channel: str | None = None
+    ) -> None:
+        """Answer the next `times` calls of `method` (to `channel`, an id or a name, when
+        given) with HTTP `status` (Slack's own trouble: 500, 502, 503); nothing is done."""
+        with self._lock:
+            target = self._resolve(channel) if channel is not None else None
+            self._failing.setdefault(method, []).extend([(status, target)] * times)
 
     def slow_down(self, method: str, *, seconds: float, times: int = 1) -> None:
         """Answer the next `times` calls of `method` only after `seconds` (a slow Slack)."""
@@ -516,6 +527,10 @@ class SlackSim:
         auth = headers.get("authorization", "")
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else args.pop("token", "")
         args.pop("token", None)
+        with self._lock:
+            status = self._forced_status(method, args)
+        if status is not None:
+            return status, {"ok": False, "error": "internal_error"}, {}
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
         if not self._token_ok(token):
@@ -532,6 +547,21 @@ class SlackSim:
                 return 200, {"ok": True, **handler(self, args)}, {}
             except _ApiError as e:
                 return 200, {"ok": False, "error": e.error, **e.extra}, {}
+
+    def _forced_status(self, method: str, args: dict[str, Any]) -> int | None:
+        """The first forced error for this call, taken; None when there is none."""
+        failing = self._failing.get(method) or []
+        for i, (status, channel) in enumerate(failing):
+            if channel is None or self._resolve_or_none(args.get("channel")) == channel:
+                del failing[i]
+                return status
+        return None
+
+    def _resolve_or_none(self, channel: Any) -> str | None:
+        try:
+            return self._resolve(str(channel)) if channel else None
+        except KeyError:
+            return None
 
     def _token_ok(self, token: str) -> bool:
         if self.token is not None:

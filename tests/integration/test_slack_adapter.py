@@ -126,6 +126,25 @@ async def test_ratelimit_obeyed_then_given_up(slack_sim: SlackSim, bot_token: st
     assert err.value.delay == 7
 
 
+async def test_slack_server_error_is_unreachable(chat: SlackChat, slack_sim: SlackSim) -> None:
+    """Slack's own 500 (SlackSim.force_status, here for one channel only) is Unreachable:
+    a temporary failure the callers retry or report, never a crash."""
+    slack_sim.add_channel("C0OTHER", "other")
+    slack_sim.force_status("chat.postMessage", status=500, channel="#other")
+    assert (await chat.post("C0PAYDEPLOY", text="elsewhere")).ts
+    with pytest.raises(Unreachable) as err:
+        await chat.post("C0OTHER", text="refused")
+    assert err.value.service == "Slack"
+    assert (await chat.post("C0OTHER", text="once only")).ts
+    calls = slack_sim.calls_to("chat.postMessage")
+    assert [(c.args["channel"], c.status) for c in calls] == [
+        ("C0PAYDEPLOY", 200),
+        ("C0OTHER", 500),
+        ("C0OTHER", 200),
+    ]
+    assert [m["text"] for m in slack_sim.messages("C0OTHER")] == ["once only"]
+
+
 async def test_user_id_by_email_found_missing_and_cached(
     chat: SlackChat, slack_sim: SlackSim, clock: FakeClock
 ) -> None:
