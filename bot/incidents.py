@@ -107,9 +107,18 @@ class IncidentEngine:
                     now=self._now(),
                 )
                 self.incidents[key] = incident
-        await self._cards.observe(state)
+        # The incident's change is committed above, so it is shown (and paged) even when
+        # the card could not be posted: the next refresh sees no change and would never
+        # show it (a Slack 500 on the card lost the page). The card's error is raised after.
+        card_error: Exception | None = None
+        try:
+            await self._cards.observe(state)
+        except Exception as err:  # noqa: BLE001 - re-raised below, once the incident is shown
+            card_error = err
         if incident is not None and (change is not None or previous is None):
             await self._show(service, state, incident, change)
+        if card_error is not None:
+            raise card_error
 
     async def on_alerts(self, alerts: list[Alert], payload: dict[str, Any]) -> None:
         """One Alertmanager webhook's alerts (already stored and acknowledged)."""
@@ -182,7 +191,13 @@ class IncidentEngine:
         # One thread line per state change; the card itself is updated (coalesced) once.
         # A change's text is plain and quotes the alert's summary or Argo's message: escaped.
         line = " · ".join(mrkdwn.escape(text) for text in lines) if lines else None
-        await self._cards.incident_changed(service, state, incident, alerts=alerts, line=line)
+        # Slack failing must not stop the page either: the listeners run whatever the card
+        # did, and the card's error is raised after them.
+        card_error: Exception | None = None
+        try:
+            await self._cards.incident_changed(service, state, incident, alerts=alerts, line=line)
+        except Exception as err:  # noqa: BLE001 - re-raised below, after the listeners
+            card_error = err
         if incident.state is IncidentState.OPEN:
             self._fetch_evidence(service, state, key)
         for listener in self.listeners:
@@ -190,6 +205,8 @@ class IncidentEngine:
                 await listener(service, state, incident)
             except Exception:  # boundary: paging never stops the card
                 log.exception("incident listener failed for %s", key)
+        if card_error is not None:
+            raise card_error
 
     # ── evidence ────────────────────────────────────────────────────────────────────────
 

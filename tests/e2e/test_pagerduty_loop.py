@@ -320,3 +320,15 @@ async def test_pagerduty_down_when_the_card_opens_pages_once_when_back() -> None
         await asyncio.sleep(1.0)
         assert len(world.pd.incidents()) == 1
         assert sum("PagerDuty is unreachable" in t for t in _thread(world)) == 1
+
+
+async def test_slack_failing_on_the_card_does_not_lose_the_page() -> None:
+    """Slack answering 500 to the card and to its first thread line: the incident is opened
+    in PagerDuty all the same (the failed post used to skip the page, and the next refresh
+    saw no change, so it was never sent)."""
+    async with SimWorld(speed=600, pagerduty=True) as world:
+        world.slack.force_status("chat.postMessage", status=500, times=2)
+        incident = await _incident(world)
+        assert incident["status"] == "triggered"
+        statuses = [c.status for c in world.slack.calls_to("chat.postMessage")]
+        assert statuses[:2] == [500, 500]
