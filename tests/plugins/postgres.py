@@ -141,6 +141,10 @@ class PostgresServer:
             check=False,
         )
 
+    def reload(self) -> None:
+        """Re-read the configuration files (pg_hba.conf); takes effect shortly after."""
+        self._run(self.bindir / "pg_ctl", "-D", self.datadir, "reload", timeout=30, check=True)
+
     def admin(self, sql: str) -> None:
         import psycopg
 
