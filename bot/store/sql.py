@@ -115,6 +115,7 @@ class SqlStore:
         # Read-only work: SQLite may start a plain deferred transaction (a WAL snapshot) and
         # not queue behind writers; the option means nothing to PostgreSQL.
         self._reader = engine.execution_options(**{BEGIN_OPTION: "DEFERRED"})
+        self._last_seen_prune: datetime | None = None
         self._clock = clock
 
     @property
@@ -457,8 +458,8 @@ class SqlStore:
     async def first_seen(self, digest: str, *, source: str, forget_after: timedelta) -> bool:
         """True the first time `digest` (a signed request's signature) is seen; False for a
         replay. Digests older than `forget_after` (longer than the sender's replay window,
-        after which the signature check refuses the request anyway) are deleted here, in the
-        same transaction, so the table stays small."""
+        after which the signature check refuses the request anyway) are deleted here, at most
+        every tenth of `forget_after`, so the table stays small."""
         now = self._clock()
         stmt = (
             self._insert(seen_requests)
@@ -466,10 +467,13 @@ class SqlStore:
             .on_conflict_do_nothing(index_elements=[seen_requests.c.digest])
             .returning(seen_requests.c.digest)
         )
+        prune = self._last_seen_prune is None or now - self._last_seen_prune >= forget_after / 10
         async with self._engine.begin() as conn:
-            await conn.execute(
-                seen_requests.delete().where(seen_requests.c.seen_at < now - forget_after)
-            )
+            if prune:  # now and then, not per request: this is on every Slack request's path
+                self._last_seen_prune = now
+                await conn.execute(
+                    seen_requests.delete().where(seen_requests.c.seen_at < now - forget_after)
+                )
             return (await conn.execute(stmt)).scalar_one_or_none() is not None
 
     async def get_webhook(self, id: int) -> WebhookRecord | None:
