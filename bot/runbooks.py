@@ -8,22 +8,25 @@ The I/O side of `bot.core.runbook` (the rules live there):
     lint_paths(paths, settings=…)             -> LintReport           all of them
 
 A runbook is Markdown with YAML front matter between a ``---`` line at the very top and
-the next ``---`` (or ``...``) line. The front matter is parsed with ``yaml.safe_load``; a
-YAML error is a problem at its line, and the body is still linted. ``TEMPLATE.md`` is
-linted as the template (placeholders allowed, every key required). With settings, each
-runbook is compared with the catalog entry of its ``service``, and the catalog's
-``runbook`` path must lead to it.
+the next ``---`` (or ``...``) line. The file is parsed once with `bot.core.markdown.parse`,
+the parser the runbook page renders with, so the linter finds the front matter, headings,
+code and links exactly where the page shows them. The front matter is parsed with
+``yaml.safe_load``; a YAML error is a problem at its line, and the body is still linted.
+``TEMPLATE.md`` is linted as the template (placeholders allowed, every key required).
+With settings, each runbook is compared with the catalog entry of its ``service``, and the
+catalog's ``runbook`` path must lead to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from bot.core import markdown
 from bot.core import runbook as rules
 from bot.core.runbook import KeyPath, RunbookProblem
 
@@ -41,12 +44,14 @@ class FrontMatter:
 
     `text`: the YAML between the fences (None: no front matter); `start_line`: the line
     of the opening fence; `body`, `body_line`: the rest and the line it starts on;
-    `error`: why the fences could not be read (an unclosed front matter).
+    `error`: why the fences could not be read (an unclosed front matter); `document`: the
+    whole file as the runbook page parses it.
     """
 
     text: str | None
     body: str
     body_line: int
+    document: markdown.Document
     start_line: int = 1
     error: str | None = None
 
@@ -77,20 +82,16 @@ class LintReport:
 
 
 def split_front_matter(text: str) -> FrontMatter:
-    """Split `text` at its ``---`` fences (a BOM and CRLF line ends are tolerated)."""
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
-    lines = text.split("\n")
-    if not lines or lines[0].rstrip() != "---":
-        return FrontMatter(None, text, 1)
-    for index in range(1, len(lines)):
-        if lines[index].rstrip() in ("---", "..."):
-            return FrontMatter("\n".join(lines[1:index]), "\n".join(lines[index + 1 :]), index + 2)
-    return FrontMatter(
-        None,
-        text,
-        1,
-        error="the front matter opened on line 1 is never closed: end it with a `---` line",
-    )
+    """Parse `text` and split it at its ``---`` fences (a BOM and CRLF line ends are
+    tolerated)."""
+    document = markdown.parse(text)
+    split = FrontMatter(document.front_matter, document.body, document.body_line, document)
+    if document.front_matter is None and document.lines[0].rstrip() == "---":
+        return replace(
+            split,
+            error="the front matter opened on line 1 is never closed: end it with a `---` line",
+        )
+    return split
 
 
 def parse_front_matter(
@@ -184,13 +185,7 @@ def lint_file(
 
     if error is not None:
         problems = [RunbookProblem(name, error_line, error)]
-        problems += rules.lint_body(
-            split.body,
-            path=name,
-            exists=exists,
-            template=as_template,
-            body_line=split.body_line,
-        )
+        problems += rules.lint_body(split.document, path=name, exists=exists, template=as_template)
         return sorted(problems, key=lambda p: p.line)
 
     catalog_entry = None
@@ -201,12 +196,11 @@ def lint_file(
         )
     problems = rules.lint(
         front_matter,
-        split.body,
+        split.document,
         path=name,
         catalog_entry=catalog_entry,
         exists=exists,
         template=as_template,
-        body_line=split.body_line,
         key_lines=key_lines,
     )
     return sorted(catalog_problems + problems, key=lambda p: p.line)

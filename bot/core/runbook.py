@@ -1,10 +1,11 @@
 """Linting a service runbook against the three-tier rollback playbook.
 
-Pure: the caller reads the file, splits off and parses its YAML front matter, and passes
-a callable that says whether a relative link's target exists (`bot.runbooks` does all
-that for ``rollbot runbook lint``). Every problem carries the file line it is about:
-``key_lines`` maps front-matter key paths to their lines, ``body_line`` is the line the
-body starts on.
+Pure: the caller reads the file, parses it with `bot.core.markdown.parse` (the same
+markdown-it tokens the runbook page renders, so the linter and the page agree on what is a
+heading, a code block, a link), parses the YAML of its front matter, and passes a callable
+that says whether a relative link's target exists (`bot.runbooks` does all that for
+``rollbot runbook lint``). Every problem carries the file line it is about: ``key_lines``
+maps front-matter key paths to their lines; body lines come from the tokens' line maps.
 
 The rules (the problems come back sorted by line):
 
@@ -19,11 +20,11 @@ The rules (the problems come back sorted by line):
                    it on namespace, rollout and channel (when the front matter names them),
                    the three flags, the owners usergroup and the escalation policy; each
                    disagreement names both values
-    body           a heading for each tier ("## Tier 1 — abort (0–60 s)"), once; a window in
-                   a tier heading agrees with the playbook and the front matter; each tier
-                   section (up to the next heading of the same or a higher level) holds at
-                   least one command or step: a code span, a fenced code block or a
-                   numbered list item
+    body           a heading for each tier ("## Tier 1 — abort (0–60 s)", or a setext
+                   heading), once; a window in a tier heading agrees with the playbook and
+                   the front matter; each tier section (up to the next heading of the same
+                   or a higher level) holds at least one command or step: a code span, a
+                   fenced or indented code block or a numbered list item
     links          a relative link (``[text](../deploy/x.yaml)``, images and reference
                    definitions too) points at something that exists; URLs, ``#anchors``
                    and absolute paths are not checked
@@ -46,6 +47,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
+
+from markdown_it.token import Token
+
+from bot.core import markdown
 
 KeyPath = tuple[str | int, ...]
 
@@ -117,13 +122,7 @@ _RANGE = (
 _WINDOW = re.compile(rf"^\s*{_RANGE}\s*$", re.IGNORECASE)
 _WINDOW_IN_TEXT = re.compile(rf"(?<![\w.]){_RANGE}\b", re.IGNORECASE)
 
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _TIER_IN_HEADING = re.compile(r"\btier\s*([1-9])\b", re.IGNORECASE)
-_CODE_SPAN = re.compile(r"(`+)(?!`)(.+?)(?<!`)\1(?!`)")
-_NUMBERED = re.compile(r"^\s*\d{1,9}[.)]\s+\S")
-_INLINE_LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*(<[^>\n]*>|[^)\s]*)(?:\s+[^)]*)?\)")
-_REFERENCE_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s*(<[^>\n]*>|\S+)")
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 _MARKER_WORD = re.compile(r"\b(?:TODO|TBD|FIXME)\b")  # upper case: "to do" is prose
 _FILL_ME = re.compile(r"<\s*fill[\s_-]*(?:me|in)\b[^<>\n]*>", re.IGNORECASE)
@@ -141,7 +140,7 @@ _HTML_TAGS = frozenset(_HTML_TAG_NAMES.split())
 
 def lint(
     front_matter: Mapping[str, Any] | None,
-    body: str,
+    body: str | markdown.Document,
     *,
     path: str,
     catalog_entry: Mapping[str, Any] | None = None,
@@ -153,14 +152,16 @@ def lint(
     """Every problem of one runbook, in file order.
 
     `front_matter`: the parsed YAML mapping, or None when the file has none. `body`: the
-    text after the closing ``---`` (the whole file without front matter), starting at file
-    line `body_line`. `catalog_entry`: the service's catalog entry as plain data (the shape
-    of ``services.<name>`` in rollbot.yaml, e.g. ``ServiceSettings.model_dump()``), None
-    to skip the comparison. `exists`: says whether a relative link target (as written,
-    without ``#fragment``; the caller resolves it against the runbook's directory)
-    exists; None skips the link check. `template`: lint as the template (see the module
-    docstring). `key_lines`: front-matter key paths (``("tiers", 0, "time")``) to file
-    lines; a path not in it is reported at its nearest listed parent, else line 1.
+    whole file parsed (`bot.core.markdown.parse`: the tokens the runbook page renders,
+    with file lines), or the text after the closing ``---`` (the whole file without front
+    matter) starting at file line `body_line`. `catalog_entry`: the service's catalog
+    entry as plain data (the shape of ``services.<name>`` in rollbot.yaml, e.g.
+    ``ServiceSettings.model_dump()``), None to skip the comparison. `exists`: says whether
+    a relative link target (percent-decoded, without ``#fragment``; the caller resolves it
+    against the runbook's directory) exists; None skips the link check. `template`: lint
+    as the template (see the module docstring). `key_lines`: front-matter key paths
+    (``("tiers", 0, "time")``) to file lines; a path not in it is reported at its nearest
+    listed parent, else line 1.
     """
     problems = lint_front_matter(
         front_matter,
@@ -207,7 +208,7 @@ def lint_front_matter(
 
 
 def lint_body(
-    body: str,
+    body: str | markdown.Document,
     *,
     path: str,
     exists: Callable[[str], bool] | None = None,
@@ -219,10 +220,10 @@ def lint_body(
 
     `windows`: the front matter's tier windows in seconds, to compare the headings with.
     """
-    lines = list(_scan(body, body_line))
-    problems = _tier_sections(lines, path, windows or {})
-    problems += _links(lines, path, exists, template=template)
-    problems += _body_placeholders(lines, path, template=template)
+    parsed = _body(body, body_line)
+    problems = _tier_sections(parsed, path, windows or {})
+    problems += _links(parsed, path, exists, template=template)
+    problems += _body_placeholders(parsed, path, template=template)
     return sorted(problems, key=lambda p: p.line)
 
 
@@ -572,62 +573,82 @@ def _number(value: float) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Line:
-    number: int  # in the file
-    text: str
-    code: bool  # inside a fenced code block (fences included)
-    fence: bool  # a fence line itself
-    prose: str  # the text with code spans blanked out ("" in code blocks)
+class _Body:
+    """The body as markdown-it parsed it. `offset`: file line = 1-based document line +
+    offset; `lines`: (file line, text) of each body line; `first`: its first file line."""
+
+    tokens: tuple[Token, ...]
+    lines: tuple[tuple[int, str], ...]
+    offset: int
+    first: int
+
+    def line(self, token: Token) -> int:
+        """The file line a block token starts on."""
+        return (token.map[0] if token.map else 0) + 1 + self.offset
+
+    def inline(self) -> Iterator[tuple[int, Token]]:
+        """Every inline token (text, code span, link, image and what an image holds) with
+        the file line it is on, and the reference definitions, in document order."""
+        for token in self.tokens:
+            if token.type == "definition":
+                yield self.line(token), token
+            if token.type != "inline":
+                continue
+            number = self.line(token)
+            for child in token.children or ():
+                yield number, child
+                for grandchild in child.children or ():  # an image's alt text
+                    yield number, grandchild
+                if child.type in ("softbreak", "hardbreak"):
+                    number += 1
 
 
-def _scan(body: str, first: int) -> Iterator[_Line]:
-    fence: str | None = None
-    for offset, text in enumerate(body.splitlines()):
-        number = first + offset
-        opened = _FENCE.match(text)
-        if fence is None and opened:
-            fence = opened.group(1)
-            yield _Line(number, text, code=True, fence=True, prose="")
-        elif fence is not None:
-            closes = (
-                opened is not None
-                and opened.group(1)[0] == fence[0]
-                and len(opened.group(1)) >= len(fence)
-                and not text.strip().lstrip(fence[0])
-            )
-            if closes:
-                fence = None
-            yield _Line(number, text, code=True, fence=closes, prose="")
-        else:
-            prose = _CODE_SPAN.sub(lambda m: " " * len(m.group(0)), text)
-            yield _Line(number, text, code=False, fence=False, prose=prose)
+def _body(body: str | markdown.Document, body_line: int) -> _Body:
+    document, offset = (
+        (body, 0) if isinstance(body, markdown.Document) else (markdown.parse(body), body_line - 1)
+    )
+    start = document.body_line
+    lines = tuple(
+        (offset + number, text) for number, text in enumerate(document.lines[start - 1 :], start)
+    )
+    return _Body(document.tokens, lines, offset, offset + start)
 
 
-def _heading(line: _Line) -> tuple[int, str] | None:
-    if line.code:
-        return None
-    match = _HEADING.match(line.text)
-    if not match:
-        return None
-    return len(match.group(1)), (match.group(2) or "").strip()
+@dataclass(frozen=True, slots=True)
+class _Heading:
+    index: int  # of its heading_open token
+    level: int
+    title: str  # as written
+    line: int
+
+
+def _headings(body: _Body) -> list[_Heading]:
+    return [
+        _Heading(
+            index, int(token.tag[1:]), body.tokens[index + 1].content.strip(), body.line(token)
+        )
+        for index, token in enumerate(body.tokens)
+        if token.type == "heading_open"
+    ]
 
 
 def _tier_sections(
-    lines: list[_Line], path: str, windows: Mapping[int, tuple[float, float]]
+    body: _Body, path: str, windows: Mapping[int, tuple[float, float]]
 ) -> list[RunbookProblem]:
     problems = []
-    headings = [(i, h) for i, line in enumerate(lines) if (h := _heading(line)) is not None]
+    headings = _headings(body)
     found: dict[int, int] = {}  # tier → file line of its heading
-    for position, (index, (level, title)) in enumerate(headings):
-        tier_match = _TIER_IN_HEADING.search(title)
+    for position, heading in enumerate(headings):
+        tier_match = _TIER_IN_HEADING.search(heading.title)
         if tier_match is None:
             continue
         spec = _playbook(int(tier_match.group(1)))
-        line = lines[index]
         if spec is None:
             problems.append(
                 RunbookProblem(
-                    path, line.number, f"heading {title!r}: the playbook has tiers 1, 2 and 3"
+                    path,
+                    heading.line,
+                    f"heading {heading.title!r}: the playbook has tiers 1, 2 and 3",
                 )
             )
             continue
@@ -635,30 +656,30 @@ def _tier_sections(
             problems.append(
                 RunbookProblem(
                     path,
-                    line.number,
+                    heading.line,
                     f"a second heading for Tier {spec.tier} (the first is at line "
                     f"{found[spec.tier]})",
                 )
             )
             continue
-        found[spec.tier] = line.number
-        problems += _heading_window(title, spec, windows, path, line.number)
+        found[spec.tier] = heading.line
+        problems += _heading_window(heading.title, spec, windows, path, heading.line)
         end = next(
-            (j for j, (lvl, _) in headings[position + 1 :] if lvl <= level),
-            len(lines),
+            (h.index for h in headings[position + 1 :] if h.level <= heading.level),
+            len(body.tokens),
         )
-        section = lines[index + 1 : end]
-        if not any(_is_step(s) for s in section):
+        # the section: after the heading's open, inline and close tokens, up to `end`
+        if not _has_step(body.tokens[heading.index + 3 : end]):
             problems.append(
                 RunbookProblem(
                     path,
-                    line.number,
+                    heading.line,
                     f"the Tier {spec.tier} section has no command or step: add the exact "
                     "command (a `code span` or a fenced block) or a numbered list of steps",
                 )
             )
     # a missing tier is reported at the title (the first heading), else the body's start
-    anchor = lines[headings[0][0]].number if headings else (lines[0].number if lines else 1)
+    anchor = headings[0].line if headings else body.first
     problems += [
         RunbookProblem(
             path,
@@ -706,56 +727,89 @@ def _heading_window(
     return []
 
 
-def _is_step(line: _Line) -> bool:
-    if line.code:
-        return not line.fence and bool(line.text.strip())
-    return bool(_CODE_SPAN.search(line.text)) or bool(_NUMBERED.match(line.text))
+def _has_step(tokens: Sequence[Token]) -> bool:
+    """A command or a step: a code block with something in it, a code span, or an item
+    of a numbered list with something in it."""
+    numbered = 0
+    for token in tokens:
+        numbered += {"ordered_list_open": 1, "ordered_list_close": -1}.get(token.type, 0)
+        code = token.type in ("fence", "code_block") and token.content.strip()
+        inline = token.type == "inline"
+        item = inline and numbered > 0 and token.content.strip()
+        span = inline and any(child.type == "code_inline" for child in token.children or ())
+        if code or item or span:
+            return True
+    return False
+
+
+def _targets(body: _Body) -> Iterator[tuple[int, str]]:
+    """(file line, target as markdown-it normalised it) of every link, image and reference
+    definition. A reference link or image is checked at its definition (markdown-it
+    labels reference links; an image whose target a definition holds is taken for one)."""
+    defined = {t.meta.get("url") for t in body.tokens if t.type == "definition"}
+    for number, token in body.inline():
+        if token.type == "link_open" and not token.meta.get("label"):
+            yield number, str(token.attrGet("href") or "")
+        elif token.type == "image" and token.attrGet("src") not in defined:
+            yield number, str(token.attrGet("src") or "")
+        elif token.type == "definition":
+            yield number, str(token.meta.get("url", ""))
 
 
 def _links(
-    lines: list[_Line], path: str, exists: Callable[[str], bool] | None, *, template: bool
+    body: _Body, path: str, exists: Callable[[str], bool] | None, *, template: bool
 ) -> list[RunbookProblem]:
     if exists is None:
         return []
     problems = []
-    for line in lines:
-        if line.code:
+    for number, target in _targets(body):
+        if not target:
+            problems.append(RunbookProblem(path, number, "a link with no target"))
             continue
-        targets = [m.group(1) for m in _INLINE_LINK.finditer(line.prose)]
-        if (ref := _REFERENCE_DEF.match(line.prose)) is not None:
-            targets.append(ref.group(1))
-        for raw in targets:
-            target = raw[1:-1] if raw.startswith("<") and raw.endswith(">") else raw
-            if not target:
-                problems.append(RunbookProblem(path, line.number, "a link with no target"))
-                continue
-            if _SCHEME.match(target) or target.startswith(("#", "/")):
-                continue
-            if "<" in target or ">" in target or _MARKER_WORD.search(target):
-                continue  # a placeholder: reported (or allowed in the template) as such
-            file = unquote(target.split("#", 1)[0].split("?", 1)[0])
-            if file and not exists(file):
-                problems.append(
-                    RunbookProblem(
-                        path,
-                        line.number,
-                        f"link to {file!r}: no such file (relative to the runbook's directory)",
-                    )
+        if _SCHEME.match(target) or target.startswith(("#", "/")):
+            continue
+        if "<" in unquote(target) or ">" in unquote(target) or _MARKER_WORD.search(target):
+            continue  # a placeholder: reported (or allowed in the template) as such
+        file = unquote(target.split("#", 1)[0].split("?", 1)[0])
+        if file and not exists(file):
+            problems.append(
+                RunbookProblem(
+                    path,
+                    number,
+                    f"link to {file!r}: no such file (relative to the runbook's directory)",
                 )
+            )
     return problems
 
 
-def _body_placeholders(lines: list[_Line], path: str, *, template: bool) -> list[RunbookProblem]:
+def _prose(body: _Body) -> dict[int, list[str]]:
+    """The prose of each file line, as the page shows it: text, link and image targets;
+    code spans and code blocks left out (a code span is a space, so ``<`` `x` ``>``
+    joins nothing)."""
+    prose: dict[int, list[str]] = {}
+    for number, token in body.inline():
+        if token.type == "text":
+            prose.setdefault(number, []).append(token.content)
+        elif token.type == "code_inline":
+            prose.setdefault(number, []).append(" ")
+    for number, target in _targets(body):
+        prose.setdefault(number, []).append(" " + unquote(target))
+    return prose
+
+
+def _body_placeholders(body: _Body, path: str, *, template: bool) -> list[RunbookProblem]:
+    prose = _prose(body) if not template else {}
     problems = []
-    for line in lines:
-        found = [m.group(0) for m in _MARKER_WORD.finditer(line.text)]
+    for number, text in body.lines:
+        found = [m.group(0) for m in _MARKER_WORD.finditer(text)]
         if not template:
             # <fill me> anywhere; other <placeholders> in prose only (in code they are
             # the arguments a responder types: <release SHA>)
-            found += [m.group(0) for m in _FILL_ME.finditer(line.text)]
-            found += [p for p in _placeholders(line.prose) if not _FILL_ME.fullmatch(p)]
+            found += [m.group(0) for m in _FILL_ME.finditer(text)]
+            words = "".join(prose.get(number, []))
+            found += [p for p in _placeholders(words) if not _FILL_ME.fullmatch(p)]
         problems += [
-            RunbookProblem(path, line.number, f"placeholder {text!r} left in the runbook")
+            RunbookProblem(path, number, f"placeholder {text!r} left in the runbook")
             for text in found
         ]
     return problems

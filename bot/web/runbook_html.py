@@ -1,8 +1,9 @@
 """HTML of the runbook pages: one layout, the live panels, the action forms.
 
 Pure string building; every value is escaped here (`esc`) or rendered by the safe Markdown
-renderer (`bot.core.markdown`). No scripts, no external assets: one inline stylesheet
-allowed by a per-response CSP nonce, and `<details>` as the confirm step.
+renderer (`bot.core.markdown`: markdown-it-py, then nh3's allow-list). No scripts, no
+external assets: one inline stylesheet allowed by a per-response CSP nonce, and `<details>`
+as the confirm step.
 """
 
 from __future__ import annotations

@@ -310,8 +310,9 @@ class RunbookPages:
         if path is not None:
             try:
                 text = await asyncio.to_thread(_read_capped, path)
-                front, body = md.split_front_matter(text)
-                runbook_html = md.render(body, heading_offset=1)
+                document = md.parse(text)
+                front = document.front_matter
+                runbook_html = md.render(document, heading_offset=1)
             except OSError as err:
                 log.warning("runbook of %s unreadable: %s", service, err)
 

@@ -8,9 +8,10 @@ Aspects under test:
   window inside the playbook's (0–60 s, 0–10 s, 30–120 min);
 - time windows: "0-60 s", "0–60 s", "30-120 min", "0 to 10 seconds", "1-2 h", "30 min-2 h"
   parse; anything else does not;
-- body: a heading per tier, once; a window in a tier heading agrees with the playbook and
-  the front matter; each tier section has a command or a step (code span, fenced block,
-  numbered list), up to the next heading of the same level; headings in code do not count;
+- body: a heading per tier (ATX or setext, as the page shows it), once; a window in a tier
+  heading agrees with the playbook and the front matter; each tier section has a command
+  or a step (code span, fenced or indented code block, numbered list), up to the next
+  heading of the same level; headings in code do not count;
 - catalog: namespace, rollout, channel (when written), the three flags, the owners group and
   the escalation policy agree, each disagreement naming both values; skipped for the template;
 - links: relative targets must exist (fragment dropped, percent-decoding), URLs, anchors,
@@ -19,7 +20,8 @@ Aspects under test:
   front-matter values; <release SHA> in code, autolinks, HTML tags and comparisons are fine;
   the template allows <placeholders> but not TODO, and requires every key;
 - every problem is at its line: front-matter keys through key_lines (nearest parent), body
-  lines offset by body_line; problems come sorted by line.
+  lines offset by body_line, or the file's lines when given the parsed file (the runbook
+  page's tokens), lines inside a paragraph counted; problems come sorted by line.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from bot.core import runbook
+from bot.core import markdown, runbook
 from bot.core.runbook import RunbookProblem, format_window, lint, parse_window
 
 PATH = "runbooks/payment-router.md"
@@ -524,6 +526,42 @@ BODY_CASES: list[tuple[str, str, list[tuple[int, str]]]] = [
         ],
     ),
     (
+        "a setext heading is a heading, as on the page",
+        body_with(2, "Tier 2 — circuit breaker\n------------------------\n\n`flip`\n"),
+        [],
+    ),
+    (
+        "an indented code block is a command",
+        body_with(2, "## Tier 2 — circuit breaker\n\nRun:\n\n    flip --now\n"),
+        [],
+    ),
+    (
+        "a numbered list item with nothing in it is no step",
+        body_with(2, "## Tier 2 — circuit breaker\n\n1.\n"),
+        [
+            (
+                12,
+                "the Tier 2 section has no command or step: add the exact command (a `code "
+                "span` or a fenced block) or a numbered list of steps",
+            )
+        ],
+    ),
+    (
+        "a heading in an indented code block does not count",
+        GOOD_BODY + "\nThe end.\n\n    ## Tier 1 again\n",
+        [],
+    ),
+    (
+        "a placeholder on the third line of a paragraph",
+        GOOD_BODY + "\nOne,\ntwo,\nthree <team>.\n",
+        [(27, "placeholder '<team>' left in the runbook")],
+    ),
+    (
+        "a placeholder in a link target",
+        GOOD_BODY + "\nSee\n[the page](../<page>.md).\n",
+        [(26, "placeholder '<page>' left in the runbook")],
+    ),
+    (
         "a heading window outside the playbook",
         body_with(2, "## Tier 2 — circuit breaker (0-30 s)\n\n`flip`\n"),
         [(12, "Tier 2 heading says '0-30 s', outside the playbook's 0–10 s for circuit breaker")],
@@ -625,6 +663,19 @@ LINK_CASES: list[tuple[str, str, list[str]]] = [
 def test_links(line: str, expected: list[str]) -> None:
     problems = run(body=GOOD_BODY + "\n" + line + "\n")
     assert [(p.line, p.message) for p in problems] == [(25, m) for m in expected]
+
+
+def test_reference_links_and_links_inside_paragraphs_are_at_their_lines() -> None:
+    body = (
+        GOOD_BODY + "\nSee [one][a] and\n[two](../gone.md), ![img](../pic.png) ![b][b].\n\n"
+        "[a]: ../nope.md\n[b]: ../nope.png\n"
+    )
+    assert [(p.line, p.message) for p in run(body=body)] == [
+        (26, "link to '../gone.md': no such file (relative to the runbook's directory)"),
+        (26, "link to '../pic.png': no such file (relative to the runbook's directory)"),
+        (28, "link to '../nope.md': no such file (relative to the runbook's directory)"),
+        (29, "link to '../nope.png': no such file (relative to the runbook's directory)"),
+    ]
 
 
 def test_links_in_code_blocks_are_not_checked_and_without_exists_none_are() -> None:
@@ -824,3 +875,13 @@ def test_body_problems_are_offset_by_the_body_line_and_sorted() -> None:
         (20, "placeholder 'TODO' left in the runbook"),
     ]
     assert str(problems[1]) == f"{PATH}:20: placeholder 'TODO' left in the runbook"
+
+
+def test_the_parsed_file_gives_file_lines() -> None:
+    text = "---\nservice: payment-router\n---\n" + GOOD_BODY + "\nTODO\n"
+    document = markdown.parse(text)
+    problems = run(body=document)
+    assert [(p.line, p.message) for p in problems] == [
+        (28, "placeholder 'TODO' left in the runbook")
+    ]
+    assert problems == run(body=document.body, body_line=document.body_line)
