@@ -26,7 +26,9 @@ Aspects under test:
   while the circuit is off), and it flips once, read back and audited;
 - `/rollback payment-router runbook` answers the asker with a working link; without a
   link key it says what is missing;
-- a runbook full of XSS renders as text; the metrics count pages and refused link uses.
+- a runbook full of XSS renders as text; so do a hostile user name in a link's claims
+  (signed, expired and wrong-service pages), action and Origin; the metrics count pages
+  and refused link uses.
 """
 
 from __future__ import annotations
@@ -498,6 +500,37 @@ async def test_hostile_runbook_renders_as_text(tmp_path: Path):
         assert "(javascript:alert(3))" in page.text  # a refused link shows as its text
         assert 'href="https://example.com"' in page.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def escaped(page: httpx.Response, marker: str) -> None:
+    """`<script>marker</script>` is on the page as text, and no `<script` is raw."""
+    assert "<script" not in page.text.lower()
+    assert f"&lt;script&gt;{marker}&lt;/script&gt;" in page.text
+
+
+async def test_hostile_values_from_the_link_and_the_request_are_escaped(world, client):
+    name = "<script>name</script>"
+    url = link_for(world, name=name)
+    signed = await client.get(url)
+    assert signed.status_code == 200
+    escaped(signed, "name")
+    csrf = csrf_of(signed)
+    action = await post_action(client, token_of(url), csrf, action="<script>action</script>")
+    assert action.status_code == 400
+    escaped(action, "action")
+    origin = await post_action(client, token_of(url), csrf, origin="https://<script>o</script>")
+    assert origin.status_code == 403
+    escaped(origin, "o")
+    other = token_of(link_for(world, service="checkout", name=name))
+    wrong = await client.get(f"/runbooks/{SERVICE}", params={"token": other})
+    assert wrong.status_code == 403
+    escaped(wrong, "name")
+    expired = await client.get(
+        link_for(world, name=name, now=datetime.now(UTC) - timedelta(hours=1))
+    )
+    assert expired.status_code == 410 and "Send me a fresh link in Slack" in expired.text
+    escaped(expired, "name")
+    assert await executed(world) == (0, [])
 
 
 @pytest.mark.parametrize(
