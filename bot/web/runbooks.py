@@ -20,7 +20,7 @@ not expired; the Origin (or Referer), when the browser sends one, is this host o
 `server.public_url` (`Origin: null`, which browsers send under `Referrer-Policy:
 no-referrer`, carries nothing to compare and is left to the next check); the CSRF token is
 the double-submit pair (cookie `rollbot_csrf`, HttpOnly, SameSite=Strict, set by the GET
-page, equal to the form field and to `csrf_token(secret, nonce)`); the action fits the
+page, equal to the form field and to `csrf_token(keys, nonce)`); the action fits the
 moment (nothing to abort → refused, the link stays usable). Only then is the link's nonce
 consumed, insert-once in the store (`runbook-link:{nonce}`), so a second POST with the same
 token, on any replica, is refused (410) and executes nothing. A POST the responder
@@ -38,6 +38,9 @@ nosniff, `Referrer-Policy: no-referrer` (tokens are in URLs) and `Cache-Control:
 No external assets, no JavaScript: the confirm step is a `<details>` element. The HTML
 is `bot.web.runbook_html`'s Jinja2 templates, autoescaped: a refusal names its template
 macro (`_Refused.why`) and hands it the facts, never HTML.
+
+Links are signed with the first key of `server.link_secret` and accepted under any of its
+keys (comma-separated, new first, while a key is rotated).
 
 Links are absolute: `server.public_url` + path, and only that. Without `public_url` no
 link is issued (the log says so once at start; the person is told where the link would
@@ -142,14 +145,14 @@ def issue_link(
     if service not in settings.services:
         raise UnknownService(service, settings.services)
     problem = link_setup_problem(settings)
-    secret = settings.server.link_secret
+    keys = settings.server.link_keys()
     base = settings.server.public_url
-    if problem is not None or secret is None or not base:
+    if problem is not None or not keys or not base:
         raise InvalidRequest(problem or "Signed runbook links are not set up.")
     issued_at = now or datetime.now(UTC)
     ttl = timedelta(seconds=settings.server.link_ttl_seconds)
     token = links.issue(
-        secret.get_secret_value().encode("utf-8"),
+        keys,
         service=service,
         user_id=user_id,
         user_name=user_name or user_id,
@@ -268,9 +271,9 @@ class RunbookPages:
     def settings(self) -> Settings:
         return self.rollbot.settings
 
-    def _secret(self) -> bytes | None:
-        secret = self.settings.server.link_secret
-        return secret.get_secret_value().encode("utf-8") if secret is not None else None
+    def _keys(self) -> list[bytes] | None:
+        """The link keys, the one that signs first (None: links are off)."""
+        return self.settings.server.link_keys() or None
 
     def _count(self, kind: str, status: int) -> None:
         metrics = self.rollbot.metrics
@@ -418,11 +421,11 @@ class RunbookPages:
         return await self.rollbot.store.notice_sent_at(LINK_NOTICE.format(nonce=nonce))
 
     def _check_token(
-        self, secret: bytes, token: str | None, service: str, *, allow_expired: bool = False
+        self, keys: list[bytes], token: str | None, service: str, *, allow_expired: bool = False
     ) -> links.LinkClaims:
         now = datetime.now(UTC)
         try:
-            claims = links.verify(secret, token or "", now=now)
+            claims = links.verify(keys, token or "", now=now)
         except links.LinkError as err:
             if err.reason == "expired" and err.claims is not None:
                 if allow_expired:
@@ -490,10 +493,10 @@ class RunbookPages:
             )
 
     def _check_csrf(
-        self, request: Request, secret: bytes, claims: links.LinkClaims, form: dict[str, str]
+        self, request: Request, keys: list[bytes], claims: links.LinkClaims, form: dict[str, str]
     ) -> None:
         cookie = request.cookies.get(CSRF_COOKIE)
-        if not links.csrf_ok(secret, claims.nonce, form.get("csrf"), cookie):
+        if not links.csrf_ok(keys, claims.nonce, form.get("csrf"), cookie):
             raise _Refused(
                 403,
                 "Refused: the page's security check failed",
@@ -520,12 +523,12 @@ class RunbookPages:
         token = request.query_params.get("token")
         done = request.query_params.get("done")
         view = await self._view(service)
-        secret = self._secret()
-        if token is None or secret is None:
+        keys = self._keys()
+        if token is None or keys is None:
             context = {"view": view, "links_off": token is not None}
             return self._respond(request, "page", "page_readonly.html", context, style_nonce)
         try:
-            claims = self._check_token(secret, token, service, allow_expired=done is not None)
+            claims = self._check_token(keys, token, service, allow_expired=done is not None)
             used_at = await self._used_at(claims.nonce)
             if done is not None and used_at is not None:
                 outcome = await self._outcome(claims, done, used_at)
@@ -547,7 +550,7 @@ class RunbookPages:
             return self._refusal_page(
                 request, "page", refused, style_nonce, service=service, view=view
             )
-        csrf = links.csrf_token(secret, claims.nonce)
+        csrf = links.csrf_token(keys, claims.nonce)
         remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
         return self._respond(
             request,
@@ -600,10 +603,10 @@ class RunbookPages:
     ) -> Response:
         if refused.reason is not None:
             self.rollbot.metrics.runbook_links_refused.labels(refused.reason).inc()
-        secret = self._secret()
+        keys = self._keys()
         csrf: str | None = None  # set: the signature was good, offer a fresh link
-        if refused.renew is not None and refused.token and secret is not None:
-            csrf = links.csrf_token(secret, refused.renew.nonce)
+        if refused.renew is not None and refused.token and keys is not None:
+            csrf = links.csrf_token(keys, refused.renew.nonce)
         context: dict[str, Any] = {"refused": refused, "renew_csrf": csrf, "service": service}
         template = "refused.html"
         if view is not None:
@@ -635,13 +638,13 @@ class RunbookPages:
 
     async def _act(self, request: Request, service: str) -> Response:
         form = await _form(request)
-        secret = self._secret()
-        if secret is None:
+        keys = self._keys()
+        if keys is None:
             raise _Refused(403, "Signed links are off", "links_off", reason="disabled")
         token = form.get("token", "")
-        claims = self._check_token(secret, token, service)
+        claims = self._check_token(keys, token, service)
         self._check_origin(request)
-        self._check_csrf(request, secret, claims, form)
+        self._check_csrf(request, keys, claims, form)
         action = form.get("action", "")
         if action not in ACTIONS:
             raise _Refused(400, "Unknown action", "unknown_action", {"action": action[:40]})
@@ -742,12 +745,12 @@ class RunbookPages:
 
     async def _renew(self, request: Request, service: str, style_nonce: str) -> Response:
         form = await _form(request)
-        secret = self._secret()
-        if secret is None:
+        keys = self._keys()
+        if keys is None:
             raise _Refused(403, "Signed links are off", "no_link_key")
-        claims = self._check_token(secret, form.get("token"), service, allow_expired=True)
+        claims = self._check_token(keys, form.get("token"), service, allow_expired=True)
         self._check_origin(request)
-        self._check_csrf(request, secret, claims, form)
+        self._check_csrf(request, keys, claims, form)
         problem = link_setup_problem(self.settings)
         if problem is not None:  # no public_url: never a link built from this request's Host
             raise _Refused(

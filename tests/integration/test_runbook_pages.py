@@ -26,6 +26,9 @@ Aspects under test:
   while the circuit is off), and it flips once, read back and audited;
 - `/rollback payment-router runbook` answers the asker with a working link; without a
   link key it says what is missing;
+- key rotation (`new,old`): new links are signed with the new key, a link and a page
+  (its CSRF token) from before the rotation still act; once the old key is dropped, its
+  links are refused as not valid (bad signature);
 - a runbook full of XSS renders as text; so do a hostile user name in a link's claims
   (signed, expired and wrong-service pages), action and Origin; the metrics count pages
   and refused link uses.
@@ -419,6 +422,30 @@ async def test_circuit_open_from_the_page_with_a_flag_provider(tmp_path):
             assert [(e.entry.action, e.entry.result) for e in entries] == [
                 ("circuit-open", "succeeded")
             ]
+
+
+async def test_link_key_rotation_keeps_earlier_links_until_the_old_key_is_dropped(world, client):
+    before = link_for(world)  # signed with SECRET, its page opened before the rotation
+    page = await client.get(before)
+    unused = link_for(world)
+    new_key = "the-new-link-key-after-rotation-0123456789"
+    world.rollbot.settings.server.link_secret = f"{new_key},{SECRET}"  # read at each request
+
+    acted = await post_action(client, token_of(before), csrf_of(page), origin=world.url)
+    assert acted.status_code == 303  # the old link and its page's CSRF token still work
+    assert (await client.get(unused)).status_code == 200
+    fresh = link_for(world)
+    claims = links.verify(new_key.encode(), token_of(fresh), now=datetime.now(UTC))
+    assert claims.user_id == ONCALL[0]  # signed with the first key
+    assert (await client.get(fresh)).status_code == 200
+
+    world.rollbot.settings.server.link_secret = new_key  # the old key dropped
+    dropped = await client.get(unused)
+    assert dropped.status_code == 403 and "This link is not valid" in dropped.text
+    assert "signed with another key" in dropped.text
+    assert (await client.get(fresh)).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert metric(metrics, "rollbot_runbook_links_refused_total", reason="bad-signature") == 1
 
 
 # ── Slack ──────────────────────────────────────────────────────────────────────────────
