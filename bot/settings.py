@@ -71,6 +71,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from bot.core.alerts import AlertMatcher, default_matchers
 from bot.core.errors import PermanentError, UnknownService
 from bot.core.flags import FLAG_TYPES, ROLES, FlagInfo
+from bot.core.signatures import split_secrets
 
 ENV_PREFIX = "ROLLBOT_"
 CONFIG_ENV = "ROLLBOT_CONFIG"
@@ -492,8 +493,12 @@ class ServerSettings(_Section):
     request's Host header); check-config reports it when ``link_secret`` is set."""
 
     link_secret: SecretStr | None = None
-    """Key that signs runbook-page links issued to a named responder. Secret. None: the
-    runbook pages are read-only (no buttons)."""
+    """Key that signs runbook-page links issued to a named responder; several,
+    comma-separated, while the key is rotated: the first signs new links, and a link (or a
+    page's CSRF token) signed with any of them is accepted. To rotate: put the new key
+    first (``new,old``), wait at least ``link_ttl_seconds`` (the old key's last links
+    expire), then remove the old key; a link signed only with a removed key is refused as
+    altered. Secret. None: the runbook pages are read-only (no buttons)."""
 
     leader_lease_seconds: float = Field(default=15.0, gt=0, le=300)
     """Active/standby between replicas: the one holding the database lease ``leader`` acts
@@ -529,6 +534,19 @@ class ServerSettings(_Section):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
+
+    @field_validator("link_secret")
+    @classmethod
+    def _link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not split_secrets(value.get_secret_value()):
+            raise ValueError("holds no key (one key, or several comma-separated: new,old)")
+        return value
+
+    def link_keys(self) -> list[bytes]:
+        """The keys of ``link_secret``, the one that signs first; empty: links are off."""
+        if self.link_secret is None:
+            return []
+        return [key.encode("utf-8") for key in split_secrets(self.link_secret.get_secret_value())]
 
 
 # --------------------------------------------------------------------------- catalog

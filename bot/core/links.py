@@ -5,16 +5,26 @@ nothing by itself: the responder still authorises the named person (on call / ow
 exactly as for a Slack click. Single use is enforced by the caller (an insert-once record
 of the nonce in the store); this module is pure.
 
-    token  = b64url(claims JSON) "." b64url(HMAC-SHA256(secret, "rollbot-link.v1." + part1))
+    token  = b64url(claims JSON) "." b64url(HMAC-SHA256(K, b64url(claims JSON)))
+    K      = HMAC-SHA256(secret, "rollbot-link.v2")
     claims = {"v": 1, "svc": SERVICE, "sub": SLACK_USER_ID, "name": DISPLAY_NAME,
               "iat": EPOCH_S, "exp": EPOCH_S, "nonce": NONCE}
+    csrf   = b64url(HMAC-SHA256(HMAC-SHA256(secret, "rollbot-csrf.v2"), NONCE))
 
-The claims are canonical JSON (sorted keys, no spaces, UTF-8), base64url without padding.
-The MAC covers the encoded claims exactly as sent, so changing any character of the token
-either breaks the encoding (`malformed`) or the MAC (`bad-signature`). Expiry is reported
-only for a good MAC, and still says whom the link was for (`LinkError.claims`), so a page
-can offer to send that person a fresh link. The CSRF token of a page is derived from the
-link's nonce with its own domain-separation label, never equal to the link's MAC.
+Signing is itsdangerous' (a `Serializer` over a `Signer` with SHA-256 and its "hmac" key
+derivation, the label as salt); the claims codec is ours: canonical JSON (sorted keys, no
+spaces, UTF-8) as strict base64url without padding. The MAC covers the encoded claims
+exactly as sent, so changing any character of the token either breaks the encoding
+(`malformed`) or the MAC (`bad-signature`). Expiry is ours too (to the microsecond, not
+itsdangerous' whole-second age): reported only for a good MAC, and still saying whom the
+link was for (`LinkError.claims`), so a page can offer to send that person a fresh link.
+The CSRF token of a page is the link's nonce signed under its own label, never equal to
+the link's MAC.
+
+Several keys, for rotation (`Keys`): the first signs, every one verifies. To rotate, put
+the new key first and keep the old one after it for a link's lifetime, then drop it.
+itsdangerous wants the list the other way round (oldest first, the last signs): `_keyring`
+turns it.
 """
 
 from __future__ import annotations
@@ -25,20 +35,25 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+from itsdangerous import BadPayload, BadSignature, Serializer, Signer
 
 from bot.core import mrkdwn
 
 VERSION = 1
 MAX_TOKEN_LENGTH = 2048  # a link is a URL; anything longer is not ours
-_LINK_LABEL = b"rollbot-link.v1."
-_CSRF_LABEL = b"rollbot-csrf.v1."
+LINK_SALT = b"rollbot-link.v2"
+CSRF_SALT = b"rollbot-csrf.v2"
+SIGNER_OPTIONS: dict[str, Any] = {"key_derivation": "hmac", "digest_method": hashlib.sha256}
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
 Reason = Literal["malformed", "bad-signature", "expired"]
+Keys = bytes | Sequence[bytes]  # one key, or several: the first signs, any one verifies
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +133,43 @@ def _unb64(text: str) -> bytes:
     return data
 
 
-def _mac(secret: bytes, label: bytes, message: bytes) -> str:
-    return _b64(hmac.new(secret, label + message, hashlib.sha256).digest())
+def _canonical(text: str) -> bool:
+    try:
+        _unb64(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _keyring(keys: Keys) -> list[bytes]:
+    """`keys` (rollbot's order: the first signs) in itsdangerous' order (the last signs)."""
+    listed = [keys] if isinstance(keys, bytes) else list(keys)
+    if not listed or not all(listed):
+        raise ValueError("an empty secret signs nothing")
+    return listed[::-1]
+
+
+class _ClaimsCodec:
+    """itsdangerous' payload serializer: claims <-> base64url(canonical JSON)."""
+
+    @staticmethod
+    def dumps(claims: dict[str, Any]) -> str:
+        body = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return _b64(body.encode("utf-8"))
+
+    @staticmethod
+    def loads(part: str) -> Any:
+        return json.loads(_unb64(part).decode("utf-8"))
+
+
+def _serializer(keys: Keys) -> Serializer[str]:
+    return Serializer(
+        _keyring(keys), salt=LINK_SALT, serializer=_ClaimsCodec, signer_kwargs=SIGNER_OPTIONS
+    )
+
+
+def _csrf_signer(keys: Keys) -> Signer:
+    return Signer(_keyring(keys), salt=CSRF_SALT, **SIGNER_OPTIONS)
 
 
 def _epoch(value: datetime) -> int:
@@ -138,7 +188,7 @@ def expiry(issued_at: datetime, ttl: timedelta) -> datetime:
 
 
 def issue(
-    secret: bytes,
+    keys: Keys,
     *,
     service: str,
     user_id: str,
@@ -147,12 +197,12 @@ def issue(
     ttl: timedelta,
     nonce: str,
 ) -> str:
-    """A token for `user_id` on `service`, valid from `issued_at` for `ttl` (whole seconds).
+    """A token for `user_id` on `service`, valid from `issued_at` for `ttl` (whole seconds),
+    signed with the first of `keys`.
 
     `nonce` must be unpredictable and unique (e.g. `secrets.token_urlsafe(16)`); it is the
     single-use key and the seed of the page's CSRF token."""
-    if not secret:
-        raise ValueError("an empty secret signs nothing")
+    serializer = _serializer(keys)
     if not _NONCE.match(nonce):
         raise ValueError("nonce: 8 to 128 base64url characters")
     seconds = int(ttl.total_seconds())
@@ -168,9 +218,7 @@ def issue(
         "exp": iat + seconds,
         "nonce": nonce,
     }
-    body = json.dumps(claims, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    part = _b64(body.encode("utf-8"))
-    return f"{part}.{_mac(secret, _LINK_LABEL, part.encode('ascii'))}"
+    return serializer.dumps(claims)
 
 
 def _claims(data: Any) -> LinkClaims:
@@ -195,26 +243,33 @@ def _claims(data: Any) -> LinkClaims:
         raise ValueError("claims: times out of range") from err
 
 
-def verify(secret: bytes, token: str, *, now: datetime) -> LinkClaims:
-    """The claims of a token this secret signed and that has not expired at `now`.
+def verify(keys: Keys, token: str, *, now: datetime) -> LinkClaims:
+    """The claims of a token one of `keys` signed and that has not expired at `now`.
 
-    Raises LinkError: `malformed` (not a token), `bad-signature` (not signed with this
-    secret, or altered), `expired` (good signature, `now` >= its expiry; `.claims` set)."""
+    Raises LinkError: `malformed` (not a token), `bad-signature` (not signed with any of
+    these keys, or altered), `expired` (good signature, `now` >= its expiry; `.claims` set)."""
+    serializer = _serializer(keys)
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise LinkError("malformed", "This is not a rollbot link (empty or too long).")
     part, dot, mac = token.partition(".")
     if not dot or not _B64URL.match(part) or not _B64URL.match(mac):
         raise LinkError("malformed", "This is not a rollbot link (its token is garbled).")
-    expected = _mac(secret, _LINK_LABEL, part.encode("ascii"))
-    if not hmac.compare_digest(expected, mac):
+    try:
+        if not _canonical(mac):  # itsdangerous decodes leniently: one spelling per MAC
+            raise BadSignature("not canonical base64url")
+        data = serializer.loads(token)
+    except BadPayload as err:  # a good MAC over something that is not our claims
+        cause = err.original_error or err
+        raise LinkError("malformed", f"This link's claims are unreadable ({cause}).") from None
+    except BadSignature:
         raise LinkError(
             "bad-signature",
             "This link's signature does not check out: it was altered, or signed with "
             "another key (rotated since it was issued?).",
-        )
+        ) from None
     try:
-        claims = _claims(json.loads(_unb64(part).decode("utf-8")))
-    except (ValueError, UnicodeDecodeError) as err:
+        claims = _claims(data)
+    except ValueError as err:
         raise LinkError("malformed", f"This link's claims are unreadable ({err}).") from None
     if claims.expired(now):
         raise LinkError(
@@ -225,19 +280,24 @@ def verify(secret: bytes, token: str, *, now: datetime) -> LinkClaims:
     return claims
 
 
-def csrf_token(secret: bytes, nonce: str) -> str:
-    """The CSRF token of pages opened with the link whose nonce is `nonce`."""
-    return _mac(secret, _CSRF_LABEL, nonce.encode("utf-8"))
+def csrf_token(keys: Keys, nonce: str) -> str:
+    """The CSRF token of pages opened with the link whose nonce is `nonce` (signed with the
+    first of `keys`)."""
+    return _csrf_signer(keys).get_signature(nonce.encode("utf-8")).decode("ascii")
 
 
-def csrf_ok(secret: bytes, nonce: str, *given: str | None) -> bool:
-    """Whether every value in `given` (the form field, the cookie) is the CSRF token of
-    `nonce`: constant-time, and False when any is missing."""
-    expected = csrf_token(secret, nonce)
-    ok = bool(given)
-    for value in given:
-        ok &= hmac.compare_digest(expected, value or "")
-    return ok
+def csrf_ok(keys: Keys, nonce: str, *given: str | None) -> bool:
+    """Whether every value in `given` (the form field, the cookie) is the same CSRF token
+    of `nonce`, under any of `keys` (a page opened before a rotation still works): False
+    when any is missing."""
+    values = [(value or "").encode("utf-8") for value in given]
+    if not values or not all(values):
+        return False
+    ok = True
+    for value in values[1:]:
+        ok &= hmac.compare_digest(values[0], value)
+    token = values[0].decode("utf-8")
+    return ok and _canonical(token) and _csrf_signer(keys).verify_signature(nonce, token)
 
 
 # What a link token looks like wherever it is pasted: base64url of the claims' JSON

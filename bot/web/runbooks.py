@@ -20,7 +20,7 @@ not expired; the Origin (or Referer), when the browser sends one, is this host o
 `server.public_url` (`Origin: null`, which browsers send under `Referrer-Policy:
 no-referrer`, carries nothing to compare and is left to the next check); the CSRF token is
 the double-submit pair (cookie `rollbot_csrf`, HttpOnly, SameSite=Strict, set by the GET
-page, equal to the form field and to `csrf_token(secret, nonce)`); the action fits the
+page, equal to the form field and to `csrf_token(keys, nonce)`); the action fits the
 moment (nothing to abort → refused, the link stays usable). Only then is the link's nonce
 consumed, insert-once in the store (`runbook-link:{nonce}`), so a second POST with the same
 token, on any replica, is refused (410) and executes nothing. A POST the responder
@@ -35,7 +35,12 @@ Gone for an expired or used link, with "Send me a fresh link in Slack" when the 
 is good (once per old link: `runbook-renew:{nonce}`). Every response carries
 Content-Security-Policy (no scripts at all, styles by nonce, forms to self, no framing),
 nosniff, `Referrer-Policy: no-referrer` (tokens are in URLs) and `Cache-Control: no-store`.
-No external assets, no JavaScript: the confirm step is a `<details>` element.
+No external assets, no JavaScript: the confirm step is a `<details>` element. The HTML
+is `bot.web.runbook_html`'s Jinja2 templates, autoescaped: a refusal names its template
+macro (`_Refused.why`) and hands it the facts, never HTML.
+
+Links are signed with the first key of `server.link_secret` and accepted under any of its
+keys (comma-separated, new first, while a key is rotated).
 
 Links are absolute: `server.public_url` + path, and only that. Without `public_url` no
 link is issued (the log says so once at start; the person is told where the link would
@@ -56,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
 from bot.core import links
@@ -76,7 +81,6 @@ from bot.core.flags import FlagStatus
 from bot.core.model import Actor, FlagAction, FlagState, RolloutAction, RolloutState
 from bot.responder import ActionRequest, ActionResult, FlagRequest
 from bot.web import runbook_html as pages
-from bot.web.runbook_html import esc
 
 if TYPE_CHECKING:
     from bot.app import Rollbot
@@ -141,14 +145,14 @@ def issue_link(
     if service not in settings.services:
         raise UnknownService(service, settings.services)
     problem = link_setup_problem(settings)
-    secret = settings.server.link_secret
+    keys = settings.server.link_keys()
     base = settings.server.public_url
-    if problem is not None or secret is None or not base:
+    if problem is not None or not keys or not base:
         raise InvalidRequest(problem or "Signed runbook links are not set up.")
     issued_at = now or datetime.now(UTC)
     ttl = timedelta(seconds=settings.server.link_ttl_seconds)
     token = links.issue(
-        secret.get_secret_value().encode("utf-8"),
+        keys,
         service=service,
         user_id=user_id,
         user_name=user_name or user_id,
@@ -224,20 +228,24 @@ async def send_runbook_link(
 
 
 class _Refused(Exception):
-    """A request answered with an explanation page (never a stack trace)."""
+    """A request answered with an explanation page (never a stack trace).
+
+    `why` names the macro of `templates/runbooks/refusals.html` that says why and what to
+    do next, `facts` are its arguments (escaped where the template writes them)."""
 
     def __init__(
         self,
         status: int,
         title: str,
-        body_html: str,
+        why: str,
+        facts: dict[str, Any] | None = None,
         *,
         reason: str | None = None,
         renew: links.LinkClaims | None = None,
         token: str | None = None,
     ) -> None:
         super().__init__(title)
-        self.status, self.title, self.body_html = status, title, body_html
+        self.status, self.title, self.why, self.facts = status, title, why, facts or {}
         self.reason = reason  # counted as a refused link use when set
         self.renew, self.token = renew, token
 
@@ -263,9 +271,9 @@ class RunbookPages:
     def settings(self) -> Settings:
         return self.rollbot.settings
 
-    def _secret(self) -> bytes | None:
-        secret = self.settings.server.link_secret
-        return secret.get_secret_value().encode("utf-8") if secret is not None else None
+    def _keys(self) -> list[bytes] | None:
+        """The link keys, the one that signs first (None: links are off)."""
+        return self.settings.server.link_keys() or None
 
     def _count(self, kind: str, status: int) -> None:
         metrics = self.rollbot.metrics
@@ -275,19 +283,22 @@ class RunbookPages:
 
     def _respond(
         self,
+        request: Request,
         kind: str,
-        title: str,
-        body: str,
+        template: str,
+        context: dict[str, Any],
         style_nonce: str,
         *,
         status: int = 200,
         csrf: str | None = None,
         ttl: float | None = None,
     ) -> Response:
-        response = HTMLResponse(
-            pages.layout(title, body, style_nonce=style_nonce),
-            status_code=status,
-            headers=pages.security_headers(style_nonce),
+        response = pages.render(
+            request,
+            template,
+            {"command": self.settings.slack.command, **context},
+            style_nonce=style_nonce,
+            status=status,
         )
         if csrf is not None:
             response.set_cookie(
@@ -312,7 +323,7 @@ class RunbookPages:
                 text = await asyncio.to_thread(_read_capped, path)
                 document = md.parse(text)
                 front = document.front_matter
-                runbook_html = md.render(document, heading_offset=1)
+                runbook_html = pages.render_runbook(document)
             except OSError as err:
                 log.warning("runbook of %s unreadable: %s", service, err)
 
@@ -378,58 +389,44 @@ class RunbookPages:
             read_at=datetime.now(UTC),
         )
 
-    def _service_list(self) -> str:
-        known = sorted(self.settings.services)
-        items = "".join(
-            f'<li><a href="/runbooks/{esc(quote(name))}">{esc(name)}</a></li>' for name in known
-        )
-        return f"<ul>{items}</ul>" if items else "<p>(no services configured)</p>"
-
     async def index(self, request: Request) -> Response:
         """GET /runbooks: the services that have a page."""
-        style_nonce = secrets.token_urlsafe(12)
-        body = "<header><h1>Runbooks</h1></header>" + self._service_list()
-        return self._respond("index", "Runbooks", body, style_nonce)
+        services = sorted(self.settings.services)
+        return self._respond(
+            request, "index", "index.html", {"services": services}, secrets.token_urlsafe(12)
+        )
 
     async def not_found(self, request: Request) -> Response:
         """Any other GET under /runbooks/: the 404 page (with the security headers)."""
-        return self._unknown(request.path_params.get("rest", ""), "page", secrets.token_urlsafe(12))
+        return self._unknown(
+            request, request.path_params.get("rest", ""), "page", secrets.token_urlsafe(12)
+        )
 
-    def method_not_allowed(self, method: str, allow: list[str]) -> Response:
+    def method_not_allowed(self, request: Request, allow: list[str]) -> Response:
         """405: what this path takes instead (or the 404 page's advice when nothing)."""
         if not allow:
             allow = ["GET"]
-        body = "<header><h1>Method not allowed</h1></header>" + pages.banner(
-            "warn",
-            f"{method[:16]} is not something this address takes",
-            f"<p>It takes {esc(', '.join(allow))}. The runbook pages are read with GET; "
-            "their buttons POST a form with a signed link.</p>",
-        )
+        context = {"method": request.method[:16], "allow": allow}
         response = self._respond(
-            "page", "Method not allowed", body, secrets.token_urlsafe(12), status=405
+            request, "page", "not_allowed.html", context, secrets.token_urlsafe(12), status=405
         )
         response.headers["Allow"] = ", ".join(allow)
         return response
 
-    def _unknown(self, service: str, kind: str, nonce: str) -> Response:
-        body = "<header><h1>Unknown service</h1></header>" + pages.banner(
-            "warn",
-            f"No service called “{service[:80]}”",
-            "<p>rollbot has a runbook page for each service in its catalog:</p>"
-            + self._service_list(),
-        )
-        return self._respond(kind, "Unknown service", body, nonce, status=404)
+    def _unknown(self, request: Request, service: str, kind: str, nonce: str) -> Response:
+        context = {"name": service[:80], "services": sorted(self.settings.services)}
+        return self._respond(request, kind, "unknown.html", context, nonce, status=404)
 
     async def _used_at(self, nonce: str) -> datetime | None:
         """When the link with this nonce was used, or None (not used)."""
         return await self.rollbot.store.notice_sent_at(LINK_NOTICE.format(nonce=nonce))
 
     def _check_token(
-        self, secret: bytes, token: str | None, service: str, *, allow_expired: bool = False
+        self, keys: list[bytes], token: str | None, service: str, *, allow_expired: bool = False
     ) -> links.LinkClaims:
         now = datetime.now(UTC)
         try:
-            claims = links.verify(secret, token or "", now=now)
+            claims = links.verify(keys, token or "", now=now)
         except links.LinkError as err:
             if err.reason == "expired" and err.claims is not None:
                 if allow_expired:
@@ -438,8 +435,11 @@ class RunbookPages:
                     raise _Refused(
                         410,
                         "This link has expired",
-                        f"<p>{esc(err.message)} Signed links work for "
-                        f"{_minutes(self.settings.server.link_ttl_seconds)} minutes, once.</p>",
+                        "expired",
+                        {
+                            "message": err.message,
+                            "minutes": _minutes(self.settings.server.link_ttl_seconds),
+                        },
                         reason="expired",
                         renew=err.claims,
                         token=token,
@@ -448,19 +448,25 @@ class RunbookPages:
                 raise _Refused(
                     403,
                     "This link is not valid",
-                    f"<p>{esc(err.message)} Nothing was done. Ask for a new one with "
-                    f"<code>{esc(self.settings.slack.command)} {esc(service)} runbook</code> "
-                    "in Slack.</p>",
+                    "invalid",
+                    {
+                        "message": err.message,
+                        "command": self.settings.slack.command,
+                        "service": service,
+                    },
                     reason=err.reason,
                 ) from None
         if claims.service != service:
             raise _Refused(
                 403,
                 "This link is for another service",
-                f"<p>It was issued to {esc(claims.user_name)} for <strong>{esc(claims.service)}"
-                f"</strong>, not {esc(service)}. Nothing was done. "
-                f'<a href="/runbooks/{esc(quote(claims.service))}?token={esc(token or "")}">'
-                f"Open the {esc(claims.service)} page</a>.</p>",
+                "wrong_service",
+                {
+                    "user_name": claims.user_name,
+                    "link_service": claims.service,
+                    "service": service,
+                    "token": token or "",
+                },
                 reason="wrong-service",
             )
         return claims
@@ -482,23 +488,21 @@ class RunbookPages:
             raise _Refused(
                 403,
                 "Refused: the form came from another site",
-                f"<p>This request came from <code>{esc(seen)}</code>, not from rollbot's own "
-                "page. Nothing was done. Open your link again and use its buttons.</p>",
+                "origin",
+                {"seen": seen},
                 reason="origin",
             )
 
     def _check_csrf(
-        self, request: Request, secret: bytes, claims: links.LinkClaims, form: dict[str, str]
+        self, request: Request, keys: list[bytes], claims: links.LinkClaims, form: dict[str, str]
     ) -> None:
         cookie = request.cookies.get(CSRF_COOKIE)
-        if not links.csrf_ok(secret, claims.nonce, form.get("csrf"), cookie):
+        if not links.csrf_ok(keys, claims.nonce, form.get("csrf"), cookie):
             raise _Refused(
                 403,
                 "Refused: the page's security check failed",
-                "<p>The form's CSRF token is missing or does not match this browser's "
-                f'cookie. Nothing was done and the link is still unused: <a href="/runbooks/'
-                f'{esc(quote(claims.service))}?token={esc(form.get("token", ""))}">reload the '
-                "page</a> and press the button again.</p>",
+                "csrf",
+                {"service": claims.service, "token": form.get("token", "")},
                 reason="csrf",
             )
 
@@ -508,40 +512,35 @@ class RunbookPages:
         style_nonce = secrets.token_urlsafe(12)
         service = request.path_params["service"]
         if service not in self.settings.services:
-            return self._unknown(service, "page", style_nonce)
+            return self._unknown(request, service, "page", style_nonce)
         try:
             return await self._page(request, service, style_nonce)
         except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
-            return self._refusal_page("page", _unexpected("the page"), style_nonce, service=service)
+            return self._refusal_page(
+                request, "page", _unexpected("the page"), style_nonce, service=service
+            )
 
     async def _page(self, request: Request, service: str, style_nonce: str) -> Response:
         token = request.query_params.get("token")
         done = request.query_params.get("done")
         view = await self._view(service)
-        secret = self._secret()
-        title = f"{service} — runbook"
-        command = self.settings.slack.command
-        if token is None or secret is None:
-            top = pages.readonly_note(service, command)
-            if token is not None:
-                top = pages.banner(
-                    "warn",
-                    "Signed links are off",
-                    "<p>This rollbot has no link key (<code>server.link_secret</code>), so "
-                    "the page is read-only.</p>",
-                )
-            return self._respond("page", title, pages.page_body(view, top=top), style_nonce)
+        keys = self._keys()
+        if token is None or keys is None:
+            context = {"view": view, "links_off": token is not None}
+            return self._respond(request, "page", "page_readonly.html", context, style_nonce)
         try:
-            claims = self._check_token(secret, token, service, allow_expired=done is not None)
+            claims = self._check_token(keys, token, service, allow_expired=done is not None)
             used_at = await self._used_at(claims.nonce)
             if done is not None and used_at is not None:
-                top = await self._outcome(claims, done, used_at)
-                return self._respond("result", title, pages.page_body(view, top=top), style_nonce)
+                outcome = await self._outcome(claims, done, used_at)
+                context = {"view": view, "claims": claims, "used_at": used_at, **outcome}
+                return self._respond(request, "result", "page_outcome.html", context, style_nonce)
             if claims.expired(datetime.now(UTC)):
                 raise _Refused(
                     410,
                     "This link has expired",
-                    f"<p>It expired at {claims.expires_at:%H:%M} UTC.</p>",
+                    "expired_at",
+                    {"expires_at": claims.expires_at},
                     reason="expired",
                     renew=claims,
                     token=token,
@@ -549,52 +548,30 @@ class RunbookPages:
             if used_at is not None:
                 raise await self._used(claims, token)
         except _Refused as refused:
-            return self._refusal_page("page", refused, style_nonce, service=service, view=view)
-        csrf = links.csrf_token(secret, claims.nonce)
-        top = pages.banner(
-            "ok",
-            f"Signed link for {claims.user_name}, valid until {claims.expires_at:%H:%M} UTC, "
-            "single use",
-            f"<p>Issued to Slack user <code>{esc(claims.user_id)}</code>. The buttons below act "
-            "as this person, once; rollbot still checks that they may (on call or in the "
-            "owners group), verifies the effect and records it in the audit log.</p>",
-        )
+            return self._refusal_page(
+                request, "page", refused, style_nonce, service=service, view=view
+            )
+        csrf = links.csrf_token(keys, claims.nonce)
         remaining = (claims.expires_at - datetime.now(UTC)).total_seconds()
         return self._respond(
+            request,
             "page",
-            title,
-            pages.page_body(
-                view, top=top, actions=pages.actions_section(view, token=token, csrf=csrf)
-            ),
+            "page_signed.html",
+            {"view": view, "claims": claims, "token": token, "csrf": csrf},
             style_nonce,
             csrf=csrf,
             ttl=max(60.0, remaining + 60),
         )
 
-    async def _outcome(self, claims: links.LinkClaims, action: str, used_at: datetime) -> str:
+    async def _outcome(
+        self, claims: links.LinkClaims, action: str, used_at: datetime
+    ) -> dict[str, Any]:
+        """What the result page says of the action this link ran: `label`, and `done`
+        (how it ended, or None when neither this replica nor the audit log knows)."""
         done = self._done.get(claims.nonce)
-        label = pages.ACTION_LABELS.get(action, action)
         if done is None:
             done = await self._outcome_from_audit(claims, action)
-        if done is None:
-            return pages.banner(
-                "info",
-                f"{label}: sent",
-                f"<p>This link was used at {used_at:%H:%M:%S} UTC. Its outcome is in the "
-                "service's Slack thread and the audit log (<code>rollbot audit export</code>)."
-                "</p>",
-            )
-        kind = {"succeeded": "ok", "duplicate": "info"}.get(done.status, "bad")
-        names = {claims.user_id: claims.user_name}
-        return pages.banner(
-            kind,
-            f"{label}: {done.status}",
-            f"<p>{pages.mrkdwn_html(done.message, names)}</p>"
-            f'<p class="muted">By {esc(claims.user_name)} at {done.at:%H:%M:%S} UTC. '
-            "The live state below was read after the action. The link is used up: for "
-            f"another action, ask <code>{esc(self.settings.slack.command)} "
-            f"{esc(claims.service)} runbook</code> in Slack.</p>",
-        )
+        return {"label": pages.ACTION_LABELS.get(action, action), "done": done}
 
     async def _outcome_from_audit(self, claims: links.LinkClaims, action: str) -> _Done | None:
         """Another replica ran the action: its audit entry says how it ended."""
@@ -617,6 +594,7 @@ class RunbookPages:
 
     def _refusal_page(
         self,
+        request: Request,
         kind: str,
         refused: _Refused,
         style_nonce: str,
@@ -626,30 +604,17 @@ class RunbookPages:
     ) -> Response:
         if refused.reason is not None:
             self.rollbot.metrics.runbook_links_refused.labels(refused.reason).inc()
-        secret = self._secret()
-        body = refused.body_html
-        csrf: str | None = None
-        if refused.renew is not None and refused.token and secret is not None:
-            csrf = links.csrf_token(secret, refused.renew.nonce)
-            body += (
-                f"<p>The link was issued to <strong>{esc(refused.renew.user_name)}</strong>. "
-                "rollbot can send that person a fresh link as a direct message in Slack:</p>"
-                + pages.renew_form(refused.renew.service, token=refused.token, csrf=csrf)
-            )
-        kind_css = "warn" if refused.status == 410 else "bad"
-        top = pages.banner(kind_css, refused.title, body)
+        keys = self._keys()
+        csrf: str | None = None  # set: the signature was good, offer a fresh link
+        if refused.renew is not None and refused.token and keys is not None:
+            csrf = links.csrf_token(keys, refused.renew.nonce)
+        context: dict[str, Any] = {"refused": refused, "renew_csrf": csrf, "service": service}
+        template = "refused.html"
         if view is not None:
-            page = pages.page_body(
-                view, top=top + pages.readonly_note(view.service, self.settings.slack.command)
-            )
-        else:
-            page = (
-                f"<header><h1>{esc(service)} — runbook</h1></header>{top}"
-                f'<p><a href="/runbooks/{esc(quote(service))}">Open the read-only page</a> '
-                "(the runbook and the live state).</p>"
-            )
+            context["view"] = view
+            template = "page_refused.html"
         return self._respond(
-            kind, refused.title, page, style_nonce, status=refused.status, csrf=csrf
+            request, kind, template, context, style_nonce, status=refused.status, csrf=csrf
         )
 
     # ── POST /runbooks/{service}/actions ───────────────────────────────────────────────
@@ -658,39 +623,32 @@ class RunbookPages:
         style_nonce = secrets.token_urlsafe(12)
         service = request.path_params["service"]
         if service not in self.settings.services:
-            return self._unknown(service, "action", style_nonce)
+            return self._unknown(request, service, "action", style_nonce)
         try:
             return await self._act(request, service)
         except _Refused as refused:
-            return self._refusal_page("action", refused, style_nonce, service=service)
+            return self._refusal_page(request, "action", refused, style_nonce, service=service)
         except RollbotError as err:
-            return self._refusal_page("action", _error_refusal(err), style_nonce, service=service)
+            return self._refusal_page(
+                request, "action", _error_refusal(err), style_nonce, service=service
+            )
         except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
             return self._refusal_page(
-                "action", _unexpected("an action"), style_nonce, service=service
+                request, "action", _unexpected("an action"), style_nonce, service=service
             )
 
     async def _act(self, request: Request, service: str) -> Response:
         form = await _form(request)
-        secret = self._secret()
-        if secret is None:
-            raise _Refused(
-                403,
-                "Signed links are off",
-                "<p>This rollbot has no link key; nothing can be done from its pages.</p>",
-                reason="disabled",
-            )
+        keys = self._keys()
+        if keys is None:
+            raise _Refused(403, "Signed links are off", "links_off", reason="disabled")
         token = form.get("token", "")
-        claims = self._check_token(secret, token, service)
+        claims = self._check_token(keys, token, service)
         self._check_origin(request)
-        self._check_csrf(request, secret, claims, form)
+        self._check_csrf(request, keys, claims, form)
         action = form.get("action", "")
         if action not in ACTIONS:
-            raise _Refused(
-                400,
-                "Unknown action",
-                f"<p>“{esc(action[:40])}” is not an action of this page. Nothing was done.</p>",
-            )
+            raise _Refused(400, "Unknown action", "unknown_action", {"action": action[:40]})
         if await self._used_at(claims.nonce) is not None:
             raise await self._used(claims, token)
         kind = ACTIONS[action]
@@ -700,10 +658,13 @@ class RunbookPages:
                 raise _Refused(
                     409,
                     "Nothing to abort",
-                    f"<p>{esc(service)} is {esc(state.phase)}"
-                    + (", already aborted" if state.aborted else "")
-                    + f" (canary at {state.canary_weight} %): there is no canary to abort. "
-                    "Nothing was done and the link is still unused.</p>",
+                    "nothing_to_abort",
+                    {
+                        "service": service,
+                        "phase": state.phase,
+                        "aborted": state.aborted,
+                        "weight": state.canary_weight,
+                    },
                 )
         else:
             self.rollbot.responder.circuit_flag(service)  # InvalidRequest says why not
@@ -733,9 +694,8 @@ class RunbookPages:
             raise _Refused(
                 403,
                 "Not authorised",
-                f"<p>{pages.mrkdwn_html(err.message)}</p><p>Nothing was done, and your link "
-                f"is still unused: once you may act, press the button again (until "
-                f"{claims.expires_at:%H:%M} UTC).</p>",
+                "not_authorised_unused",
+                {"message": err.message, "until": claims.expires_at},
                 reason="not-authorised",
             ) from None
         self._remember(
@@ -749,13 +709,11 @@ class RunbookPages:
         return response
 
     async def _used(self, claims: links.LinkClaims, token: str) -> _Refused:
-        used_at = await self._used_at(claims.nonce)
-        when = f"{used_at:%H:%M:%S} UTC" if used_at else "an earlier moment"
         return _Refused(
             410,
             "This link was already used",
-            f"<p>Link already used at {when}. A signed link works for one action: nothing "
-            "was done this time.</p>",
+            "used",
+            {"used_at": await self._used_at(claims.nonce)},
             reason="used",
             renew=claims,
             token=token,
@@ -772,34 +730,32 @@ class RunbookPages:
         style_nonce = secrets.token_urlsafe(12)
         service = request.path_params["service"]
         if service not in self.settings.services:
-            return self._unknown(service, "renew", style_nonce)
+            return self._unknown(request, service, "renew", style_nonce)
         try:
             return await self._renew(request, service, style_nonce)
         except _Refused as refused:
-            return self._refusal_page("renew", refused, style_nonce, service=service)
+            return self._refusal_page(request, "renew", refused, style_nonce, service=service)
         except RollbotError as err:
-            return self._refusal_page("renew", _error_refusal(err), style_nonce, service=service)
+            return self._refusal_page(
+                request, "renew", _error_refusal(err), style_nonce, service=service
+            )
         except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
             return self._refusal_page(
-                "renew", _unexpected("a fresh link"), style_nonce, service=service
+                request, "renew", _unexpected("a fresh link"), style_nonce, service=service
             )
 
     async def _renew(self, request: Request, service: str, style_nonce: str) -> Response:
         form = await _form(request)
-        secret = self._secret()
-        if secret is None:
-            raise _Refused(403, "Signed links are off", "<p>No link key is set.</p>")
-        claims = self._check_token(secret, form.get("token"), service, allow_expired=True)
+        keys = self._keys()
+        if keys is None:
+            raise _Refused(403, "Signed links are off", "no_link_key")
+        claims = self._check_token(keys, form.get("token"), service, allow_expired=True)
         self._check_origin(request)
-        self._check_csrf(request, secret, claims, form)
+        self._check_csrf(request, keys, claims, form)
         problem = link_setup_problem(self.settings)
         if problem is not None:  # no public_url: never a link built from this request's Host
             raise _Refused(
-                409,
-                "No fresh link",
-                f"<p>{pages.mrkdwn_html(problem)}</p><p>Nothing was sent. Tell the rollbot "
-                "owners.</p>",
-                reason="not-set-up",
+                409, "No fresh link", "not_set_up", {"problem": problem}, reason="not-set-up"
             )
         notice = RENEW_NOTICE.format(nonce=claims.nonce)
         store = self.rollbot.store
@@ -807,9 +763,12 @@ class RunbookPages:
             raise _Refused(
                 410,
                 "A fresh link was already sent",
-                f"<p>rollbot already sent {esc(claims.user_name)} a fresh link for this one. "
-                "Look for rollbot's direct message in Slack, or ask with "
-                f"<code>{esc(self.settings.slack.command)} {esc(service)} runbook</code>.</p>",
+                "renew_used",
+                {
+                    "user_name": claims.user_name,
+                    "command": self.settings.slack.command,
+                    "service": service,
+                },
                 reason="renew-used",
             )
         try:
@@ -826,15 +785,12 @@ class RunbookPages:
         except BaseException:
             await store.unmark_notice(notice)  # not sent: the old link may ask again
             raise
-        body = f"<header><h1>{esc(service)} — fresh link sent</h1></header>" + pages.banner(
-            "ok",
-            "Check Slack",
-            f"<p>rollbot sent <strong>{esc(claims.user_name)}</strong> a fresh signed link as "
-            f"a direct message in Slack. It is valid until {link.expires_at:%H:%M} UTC, "
-            "single use.</p>"
-            f'<p><a href="/runbooks/{esc(quote(service))}">Back to the read-only page</a></p>',
-        )
-        return self._respond("renew", "Fresh link sent", body, style_nonce)
+        context = {
+            "service": service,
+            "user_name": claims.user_name,
+            "expires_at": link.expires_at,
+        }
+        return self._respond(request, "renew", "renew_sent.html", context, style_nonce)
 
 
 ROUTE_OF_KIND = {
@@ -857,46 +813,43 @@ async def _form(request: Request) -> dict[str, str]:
     """An HTML form's fields (urlencoded, at most MAX_FORM_BYTES); first value of each."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise _Refused(415, "Not a form", "<p>Send the page's form. Nothing was done.</p>")
+        raise _Refused(415, "Not a form", "not_a_form")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise _Refused(413, "Too large", "<p>The form is too large. Nothing was done.</p>")
+        raise _Refused(413, "Too large", "too_large")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
-            raise _Refused(413, "Too large", "<p>The form is too large. Nothing was done.</p>")
+            raise _Refused(413, "Too large", "too_large")
     try:
         fields = parse_qs(body.decode("utf-8"), max_num_fields=16, keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
-        raise _Refused(400, "Unreadable form", "<p>Nothing was done.</p>") from None
+        raise _Refused(400, "Unreadable form", "unreadable_form") from None
     return {key: values[0] for key, values in fields.items() if values}
 
 
 def _error_refusal(err: RollbotError) -> _Refused:
     """A domain error from the responder, as a page: what happened, what to do next."""
-    message = f"<p>{pages.mrkdwn_html(err.message)}</p>"
+    message = {"message": err.message}
     if isinstance(err, NotAuthorised):
-        return _Refused(403, "Not authorised", message, reason="not-authorised")
+        return _Refused(403, "Not authorised", "error", message, reason="not-authorised")
     if isinstance(err, UnknownService | TargetNotFound):
-        return _Refused(404, "Not found", message)
+        return _Refused(404, "Not found", "error", message)
     if isinstance(err, OutcomeUnknown):
-        return _Refused(502, "Outcome unknown: look before trying again", message)
+        return _Refused(502, "Outcome unknown: look before trying again", "error", message)
     if isinstance(err, TemporaryError):
-        return _Refused(503, "Try again shortly", message + "<p>Nothing was changed.</p>")
+        return _Refused(503, "Try again shortly", "error", {**message, "unchanged": True})
     if isinstance(err, InvalidRequest | PermanentError):
-        return _Refused(409, "Not done", message)
-    return _Refused(500, "Not done", message)
+        return _Refused(409, "Not done", "error", message)
+    return _Refused(500, "Not done", "error", message)
 
 
 def _unexpected(what: str) -> _Refused:
     error_id = secrets.token_hex(4)
     log.exception("unexpected error %s handling %s on a runbook page", error_id, what)
     return _Refused(
-        500,
-        "Something went wrong inside rollbot",
-        f"<p>Error id <code>{error_id}</code>: quote it to the rollbot owners. Check the "
-        "service's Slack thread for what was done before trying again.</p>",
+        500, "Something went wrong inside rollbot", "unexpected", {"error_id": error_id}
     )
 
 
@@ -930,7 +883,7 @@ def runbook_routes(rollbot: Rollbot) -> list[BaseRoute]:
                 for method in route.methods or ()
             }
         )
-        return web.method_not_allowed(request.method, allow)
+        return web.method_not_allowed(request, allow)
 
     catch_all = ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     routes.append(Route("/runbooks/{rest:path}", not_allowed, methods=catch_all))

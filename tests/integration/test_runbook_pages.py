@@ -26,7 +26,12 @@ Aspects under test:
   while the circuit is off), and it flips once, read back and audited;
 - `/rollback payment-router runbook` answers the asker with a working link; without a
   link key it says what is missing;
-- a runbook full of XSS renders as text; the metrics count pages and refused link uses.
+- key rotation (`new,old`): new links are signed with the new key, a link and a page
+  (its CSRF token) from before the rotation still act; once the old key is dropped, its
+  links are refused as not valid (bad signature);
+- a runbook full of XSS renders as text; so do a hostile user name in a link's claims
+  (signed, expired and wrong-service pages), action and Origin; the metrics count pages
+  and refused link uses.
 """
 
 from __future__ import annotations
@@ -419,6 +424,30 @@ async def test_circuit_open_from_the_page_with_a_flag_provider(tmp_path):
             ]
 
 
+async def test_link_key_rotation_keeps_earlier_links_until_the_old_key_is_dropped(world, client):
+    before = link_for(world)  # signed with SECRET, its page opened before the rotation
+    page = await client.get(before)
+    unused = link_for(world)
+    new_key = "the-new-link-key-after-rotation-0123456789"
+    world.rollbot.settings.server.link_secret = f"{new_key},{SECRET}"  # read at each request
+
+    acted = await post_action(client, token_of(before), csrf_of(page), origin=world.url)
+    assert acted.status_code == 303  # the old link and its page's CSRF token still work
+    assert (await client.get(unused)).status_code == 200
+    fresh = link_for(world)
+    claims = links.verify(new_key.encode(), token_of(fresh), now=datetime.now(UTC))
+    assert claims.user_id == ONCALL[0]  # signed with the first key
+    assert (await client.get(fresh)).status_code == 200
+
+    world.rollbot.settings.server.link_secret = new_key  # the old key dropped
+    dropped = await client.get(unused)
+    assert dropped.status_code == 403 and "This link is not valid" in dropped.text
+    assert "signed with another key" in dropped.text
+    assert (await client.get(fresh)).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    assert metric(metrics, "rollbot_runbook_links_refused_total", reason="bad-signature") == 1
+
+
 # ── Slack ──────────────────────────────────────────────────────────────────────────────
 
 
@@ -498,6 +527,37 @@ async def test_hostile_runbook_renders_as_text(tmp_path: Path):
         assert "(javascript:alert(3))" in page.text  # a refused link shows as its text
         assert 'href="https://example.com"' in page.text
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+def escaped(page: httpx.Response, marker: str) -> None:
+    """`<script>marker</script>` is on the page as text, and no `<script` is raw."""
+    assert "<script" not in page.text.lower()
+    assert f"&lt;script&gt;{marker}&lt;/script&gt;" in page.text
+
+
+async def test_hostile_values_from_the_link_and_the_request_are_escaped(world, client):
+    name = "<script>name</script>"
+    url = link_for(world, name=name)
+    signed = await client.get(url)
+    assert signed.status_code == 200
+    escaped(signed, "name")
+    csrf = csrf_of(signed)
+    action = await post_action(client, token_of(url), csrf, action="<script>action</script>")
+    assert action.status_code == 400
+    escaped(action, "action")
+    origin = await post_action(client, token_of(url), csrf, origin="https://<script>o</script>")
+    assert origin.status_code == 403
+    escaped(origin, "o")
+    other = token_of(link_for(world, service="checkout", name=name))
+    wrong = await client.get(f"/runbooks/{SERVICE}", params={"token": other})
+    assert wrong.status_code == 403
+    escaped(wrong, "name")
+    expired = await client.get(
+        link_for(world, name=name, now=datetime.now(UTC) - timedelta(hours=1))
+    )
+    assert expired.status_code == 410 and "Send me a fresh link in Slack" in expired.text
+    escaped(expired, "name")
+    assert await executed(world) == (0, [])
 
 
 @pytest.mark.parametrize(

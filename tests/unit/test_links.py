@@ -2,15 +2,21 @@
 
 Aspects under test:
 - a token round-trips its claims (service, user id and name, issue and expiry times,
-  nonce), unicode names included; its format is base64url(canonical JSON) "." base64url(MAC);
+  nonce), unicode names included; its format is base64url(canonical JSON) "." base64url(MAC),
+  the MAC as the module docstring writes it (itsdangerous' Signer, SHA-256, "hmac" key
+  derivation, the link label as salt);
+- rotation: with several keys the first signs and any one verifies, so a link signed with
+  the old key works while the new key is first and is a `bad-signature` once the old key
+  is dropped; the CSRF token follows the same rule; an empty key list or key is refused;
 - tampering with any character of a token, or signing with another key, is refused as
-  `bad-signature` or `malformed`, never accepted and never reported as expired;
+  `bad-signature` or `malformed`, never accepted and never reported as expired; a MAC
+  spelt another way (the unused bits of its last character) is refused too;
 - the expiry boundary: valid up to the last microsecond before `exp`, `expired` at `exp`,
   and an expired token still says who it was for (`.claims`), only when its MAC is good;
 - garbage (empty, one part, three parts, too long, a good MAC over a non-JSON body) is
   `malformed`;
 - the CSRF token is bound to the nonce and the key, differs from the link's MAC, and
-  `csrf_ok` wants every value present and equal;
+  `csrf_ok` wants every value present and equal (a non-ASCII value is refused, not an error);
 - `issue` refuses naive datetimes, weak nonces, empty keys and a zero lifetime;
 - `validity` and `runbook_url`, as messages and pages show them.
 """
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import json
 import string
 from datetime import UTC, datetime, timedelta
@@ -26,10 +34,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from itsdangerous import Signer
 
 from bot.core import links
 
 SECRET = b"a-test-key-of-reasonable-length-0123456789"
+NEW = b"the-new-key-after-rotation-0123456789abcdef"
 T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
 TTL = timedelta(minutes=15)
 NONCE = "n0nce-abcdefgh-1234"
@@ -74,6 +84,9 @@ def test_round_trip_and_format():
     assert raw == json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
     assert links.expiry(T0, TTL) == claims.expires_at
     assert len(mac) == 43 and "=" not in token  # 32-byte HMAC-SHA256, unpadded
+    key = hmac.new(SECRET, b"rollbot-link.v2", hashlib.sha256).digest()
+    expected = hmac.new(key, body.encode(), hashlib.sha256).digest()
+    assert base64.urlsafe_b64encode(expected).rstrip(b"=").decode() == mac
     assert set(token) <= set(B64_ALPHABET + ".")  # safe in a URL as it is
 
 
@@ -195,16 +208,32 @@ def test_good_mac_over_unreadable_claims_is_malformed():
         base64.urlsafe_b64encode(b'{"v":1,"svc":1}').rstrip(b"=").decode(),
         base64.urlsafe_b64encode(b"\xff\xfe").rstrip(b"=").decode(),
     ):
-        mac = links._mac(SECRET, links._LINK_LABEL, body.encode())
+        token = Signer(SECRET, salt=links.LINK_SALT, **links.SIGNER_OPTIONS).sign(body)
         with pytest.raises(links.LinkError) as err:
-            links.verify(SECRET, f"{body}.{mac}", now=T0)
+            links.verify(SECRET, token.decode(), now=T0)
         assert err.value.reason == "malformed", body
+
+
+def test_a_mac_spelt_another_way_is_refused():
+    # 43 base64url characters carry 258 bits for a 256-bit MAC: the last character's two
+    # low bits are unused, so a lenient decoder reads four spellings as one MAC.
+    body, mac = make().split(".")
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    index = alphabet.index(mac[-1])
+    for other in (index ^ 1, index ^ 2, index ^ 3):
+        respelt = mac[:-1] + alphabet[other]
+        assert base64.urlsafe_b64decode(respelt + "=") == base64.urlsafe_b64decode(mac + "=")
+        with pytest.raises(links.LinkError) as err:
+            links.verify(SECRET, f"{body}.{respelt}", now=T0)
+        assert err.value.reason == "bad-signature"
 
 
 def test_csrf_token_is_bound_to_nonce_and_key():
     token = make()
     csrf = links.csrf_token(SECRET, NONCE)
-    assert csrf == links.csrf_token(SECRET, NONCE)
+    key = hmac.new(SECRET, b"rollbot-csrf.v2", hashlib.sha256).digest()
+    expected = hmac.new(key, NONCE.encode(), hashlib.sha256).digest()
+    assert csrf == base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
     assert csrf != links.csrf_token(SECRET, NONCE + "x")
     assert csrf != links.csrf_token(b"other-key", NONCE)
     assert csrf != token.split(".")[1]
@@ -214,6 +243,60 @@ def test_csrf_token_is_bound_to_nonce_and_key():
     assert not links.csrf_ok(SECRET, NONCE, csrf, csrf[:-1] + "A")
     assert not links.csrf_ok(SECRET, NONCE, "", "")
     assert not links.csrf_ok(SECRET, NONCE)
+    assert not links.csrf_ok(SECRET, NONCE, "é" * 43, "é" * 43)
+
+
+# ── rotation ───────────────────────────────────────────────────────────────────────────
+
+
+def test_an_old_link_verifies_while_the_new_key_is_first_and_not_after_it_is_dropped():
+    old_token = make()  # signed before the rotation, with SECRET alone
+    claims = links.verify([NEW, SECRET], old_token, now=T0)
+    assert claims.user_id == "U0ONCALL" and claims.nonce == NONCE
+    with pytest.raises(links.LinkError) as err:
+        links.verify([NEW], old_token, now=T0)
+    assert err.value.reason == "bad-signature" and err.value.claims is None
+    # Still who it was for when it has expired, under either key of the list.
+    with pytest.raises(links.LinkError) as err:
+        links.verify([NEW, SECRET], old_token, now=T0 + TTL)
+    assert err.value.reason == "expired" and err.value.claims == claims
+
+
+def test_new_links_are_signed_with_the_first_key():
+    token = links.issue(
+        [NEW, SECRET],
+        service="payment-router",
+        user_id="U0ONCALL",
+        user_name="On-call Engineer",
+        issued_at=T0,
+        ttl=TTL,
+        nonce=NONCE,
+    )
+    assert links.verify([NEW], token, now=T0).nonce == NONCE
+    assert links.verify(NEW, token, now=T0).nonce == NONCE
+    with pytest.raises(links.LinkError) as err:
+        links.verify([SECRET], token, now=T0)
+    assert err.value.reason == "bad-signature"
+
+
+def test_the_csrf_token_rotates_the_same_way():
+    old = links.csrf_token(SECRET, NONCE)  # a page opened before the rotation
+    new = links.csrf_token([NEW, SECRET], NONCE)
+    assert new == links.csrf_token(NEW, NONCE) != old
+    assert links.csrf_ok([NEW, SECRET], NONCE, old, old)
+    assert links.csrf_ok([NEW, SECRET], NONCE, new, new)
+    assert not links.csrf_ok([NEW, SECRET], NONCE, old, new)  # both values must agree
+    assert not links.csrf_ok([NEW], NONCE, old, old)
+
+
+@pytest.mark.parametrize("keys", [[], [NEW, b""], b""])
+def test_no_key_or_an_empty_key_signs_and_verifies_nothing(keys):
+    with pytest.raises(ValueError, match="empty secret"):
+        links.issue(
+            keys, service="s", user_id="U", user_name="n", issued_at=T0, ttl=TTL, nonce=NONCE
+        )
+    with pytest.raises(ValueError, match="empty secret"):
+        links.verify(keys, make(), now=T0)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ Aspects:
 - namespaces derived from the services unless set;
 - *_FILE variants read secrets from files; both set is an error;
 - secrets in the YAML rejected with the env/file names to use;
+- server.link_secret: one key or several comma-separated (rotation), the first signing
+  first in `link_keys()`; a value holding no key is a problem;
 - every problem reported at once, each with its key path; unknown keys caught (YAML and env);
 - semantic checks: Slack secrets for serve, runbook files, channel format, namespaces,
   SLO ranges, duplicate rollout targets, database URL scheme;
@@ -334,6 +336,21 @@ def test_secrets_in_yaml_are_rejected(tmp_path: Path) -> None:
     assert paths(problems) == ["slack.bot_token", "pagerduty.webhook_secret", "database.url"]
     text = str(caught.value)
     assert "xoxb-in-yaml" not in text and "whsec" not in text and "hunter2" not in text
+
+
+def test_link_secret_holds_one_key_or_several_the_first_signs(catalog: Path) -> None:
+    rotating = {**SECRETS, "ROLLBOT_SERVER__LINK_SECRET": " new-key , old-key "}
+    assert load_settings(catalog, environ=rotating).server.link_keys() == [
+        b"new-key",
+        b"old-key",
+    ]
+    single = {**SECRETS, "ROLLBOT_SERVER__LINK_SECRET": "only-key"}
+    assert load_settings(catalog, environ=single).server.link_keys() == [b"only-key"]
+    assert load_settings(catalog, environ=SECRETS).server.link_keys() == []  # links off
+    empty = {**SECRETS, "ROLLBOT_SERVER__LINK_SECRET": " , "}
+    problems = check_config(catalog, environ=empty)
+    assert "server.link_secret" in paths(problems)
+    assert "holds no key" in next(p.message for p in problems if p.key_path == "server.link_secret")
 
 
 def test_secrets_never_in_repr_or_str(catalog: Path) -> None:
