@@ -34,6 +34,7 @@ from bot.scheduler import Clock, JobScheduler, SystemClock
 from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
+from bot.slack.verified import REPLAY_MEMORY
 from bot.store import SqlStore, open_store
 from bot.web.runbooks import send_runbook_link, slack_link_issuer
 from bot.work import WorkQueue
@@ -528,6 +529,9 @@ async def build(
         deps=Deps(
             responder=responder,
             chat=chat,
+            first_seen=functools.partial(
+                store.first_seen, source="slack", forget_after=REPLAY_MEMORY
+            ),
             work=work,
             command=slack.command,
             releases=releases,

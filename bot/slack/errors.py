@@ -23,6 +23,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.core import mrkdwn
 from bot.core.errors import NotAuthorised, RollbotError, TemporaryError
 from bot.slack import blocks
+from bot.slack.verified import VERIFIED
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,6 @@ def reporter(
         await report(error, respond, what=what, break_glass=break_glass)
 
     return _report
-
-
-#: Set in the context by `bot.web.slack` once a request's signature verified.
-VERIFIED = "rollbot_verified"
 
 
 def register(app: AsyncApp) -> None:

@@ -81,7 +81,6 @@ def create_web_app(
     slack = slack_route(
         bolt=rollbot.bolt,
         signing_secret=secret.get_secret_value(),
-        replays=rollbot.store,
         metrics=metrics,
     )
 

@@ -8,12 +8,13 @@ Per request, in this order (the body limit was enforced while reading, by `bot.w
    **401**, and nothing of the request is used: no body, no ``response_url``, no user. (Bolt's
    own check raised on a timestamp like ``abc`` and handed the unverified body to the error
    handler, which posted to its ``response_url``.)
-2. A request replayed byte for byte (the same signature: Slack signs timestamp and body) is
-   answered **200** with an empty body and runs nothing. The signatures seen are kept in the
-   database (`seen_requests`), so replicas share them.
-3. A verified body that is not a form, JSON or a ``payload`` of JSON object → **400**.
-4. Bolt runs the listeners, with ``rollbot_verified`` in the context (the error handler
-   answers only requests that carry it).
+2. A verified body that is not a form, JSON or a ``payload`` of JSON object → **400**.
+3. Bolt runs the listeners, with the verified mark and the signature in the context
+   (`bot.slack.verified`): the error handler answers only verified requests, and a slash
+   command replayed byte for byte (the same signature) is acked but its work is not run
+   (`bot.slack.listeners.common.once`; the signatures seen are kept in the database, shared
+   by replicas). That check is after the ack, not here: a database write on this path made
+   every ack wait on it.
 
 No body reaches a log line: a refusal logs why, never what, and at most once per 10 s per
 reason (`bot.web.refusals`): a flood must not write the log.
@@ -22,8 +23,7 @@ reason (`bot.web.refusals`): a flood must not write the log.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from slack_bolt.adapter.starlette.async_handler import to_starlette_response
 from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
@@ -33,22 +33,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.metrics import Metrics
-from bot.slack.errors import VERIFIED
+from bot.slack.verified import SIGNATURE, VERIFIED
 from bot.web.refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
 PATH = "/slack/events"
-SOURCE = "slack"
-#: Slack refuses to sign for more than 5 minutes; a digest is kept a little longer than that.
-REPLAY_WINDOW = timedelta(minutes=5)
-FORGET_AFTER = timedelta(minutes=10)
-
-
-class ReplayLog(Protocol):
-    """The part of the store that remembers signed requests (`bot.store.SqlStore`)."""
-
-    async def first_seen(self, digest: str, *, source: str, forget_after: timedelta) -> bool: ...
 
 
 def _timestamp_ok(value: str | None) -> bool:
@@ -58,12 +48,9 @@ def _timestamp_ok(value: str | None) -> bool:
 class SlackReceiver:
     """The endpoint and its collaborators."""
 
-    def __init__(
-        self, *, bolt: AsyncApp, signing_secret: str, replays: ReplayLog, metrics: Metrics
-    ) -> None:
+    def __init__(self, *, bolt: AsyncApp, signing_secret: str, metrics: Metrics) -> None:
         self._bolt = bolt
         self._verifier = SignatureVerifier(signing_secret)
-        self._replays = replays
         self._metrics = metrics
         self._refusals = RefusalLog(log)
 
@@ -89,10 +76,7 @@ class SlackReceiver:
         if not self._verifier.is_valid(text, timestamp, signature):
             self._refusals.refused("Slack request refused: invalid or expired signature")
             return self._refuse(401, "invalid signature")
-        if not await self._replays.first_seen(signature, source=SOURCE, forget_after=FORGET_AFTER):
-            self._refusals.refused("Slack request refused: a replay of a request already received")
-            return self._answer(Response(status_code=200))
-        parsed = _parse(request, text)
+        parsed = _parse(request, text, signature)
         if parsed is None:
             self._refusals.refused("Slack request refused: signed, but not a Slack payload")
             return self._refuse(400, "body is not a Slack payload (form or JSON object)")
@@ -100,7 +84,7 @@ class SlackReceiver:
         return self._answer(response)
 
 
-def _parse(request: Request, text: str) -> AsyncBoltRequest | None:
+def _parse(request: Request, text: str, signature: str) -> AsyncBoltRequest | None:
     """Bolt's request, or None when the body is not a JSON object, a form, or a form whose
     ``payload`` is a JSON object (what Slack sends)."""
     try:
@@ -108,7 +92,7 @@ def _parse(request: Request, text: str) -> AsyncBoltRequest | None:
             body=text,
             query=request.query_params,  # type: ignore[arg-type]
             headers=request.headers,  # type: ignore[arg-type]
-            context={VERIFIED: True},
+            context={VERIFIED: True, SIGNATURE: signature},
         )
     except (ValueError, RecursionError, TypeError, AttributeError, KeyError, IndexError):
         return None  # Bolt reads team, user and channel out of the body as it parses
@@ -119,11 +103,7 @@ def _is_object(body: Any) -> bool:
     return isinstance(body, dict) and all(isinstance(k, str) for k in body)
 
 
-def slack_route(
-    *, bolt: AsyncApp, signing_secret: str, replays: ReplayLog, metrics: Metrics
-) -> Route:
+def slack_route(*, bolt: AsyncApp, signing_secret: str, metrics: Metrics) -> Route:
     """The route for ``POST /slack/events``."""
-    receiver = SlackReceiver(
-        bolt=bolt, signing_secret=signing_secret, replays=replays, metrics=metrics
-    )
+    receiver = SlackReceiver(bolt=bolt, signing_secret=signing_secret, metrics=metrics)
     return Route(PATH, receiver.handle, methods=["POST"], name="slack_events")

@@ -21,12 +21,14 @@ from bot.core.model import Actor, FlagAction, RolloutAction
 from bot.responder import ActionRequest, FlagRequest
 from bot.slack import blocks, errors
 from bot.slack.listeners import Deps
-from bot.slack.listeners.common import actor, retry_num, run_and_tell
+from bot.slack.listeners.common import actor, once, retry_num, run_and_tell
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     @app.command(deps.command)
-    async def rollback(ack: Any, command: dict[str, Any], respond: Any, request: Any) -> None:
+    async def rollback(
+        ack: Any, command: dict[str, Any], respond: Any, request: Any, context: Any
+    ) -> None:
         try:
             cmd = parser.parse(command.get("text") or "", command=deps.command)
             if cmd.service is not None:
@@ -42,7 +44,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if cmd.verb == "flags":
             await ack()
             deps.work.submit(
-                lambda: _flags(deps, service, respond),
+                once(deps, context, lambda: _flags(deps, service, respond)),
                 on_error=errors.reporter(respond, what=f"flags {service}"),
             )
             return
@@ -54,7 +56,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             acknowledge = deps.acknowledge
             who = Actor(command["user_id"], command.get("user_name", ""), source="slash-command")
             deps.work.submit(
-                lambda: _acknowledge(acknowledge, service, who, respond),
+                once(deps, context, lambda: _acknowledge(acknowledge, service, who, respond)),
                 on_error=errors.reporter(respond, what=f"ack {service}"),
             )
             return
@@ -65,7 +67,9 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack()
             user_id, user_name = command["user_id"], command.get("user_name", "")
             deps.work.submit(
-                lambda: _runbook_link(deps, service, user_id, user_name, respond),
+                once(
+                    deps, context, lambda: _runbook_link(deps, service, user_id, user_name, respond)
+                ),
                 on_error=errors.reporter(respond, what=f"runbook {service}"),
             )
             return
@@ -84,8 +88,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
             reason = mrkdwn.unescape(cmd.break_glass) if cmd.break_glass else None
             retries = retry_num(request)
             deps.work.submit(
-                lambda: _flip(
-                    deps, service, flag_action, user_id, user_name, retries, respond, reason
+                once(
+                    deps,
+                    context,
+                    lambda: _flip(
+                        deps, service, flag_action, user_id, user_name, retries, respond, reason
+                    ),
                 ),
                 on_error=errors.reporter(respond, what=f"{flag_action} {service}"),
             )
@@ -93,7 +101,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if action is None:
             await ack()
             deps.work.submit(
-                lambda: _status(deps, service, respond),
+                once(deps, context, lambda: _status(deps, service, respond)),
                 on_error=errors.reporter(respond, what=f"status {service}"),
             )
             return
@@ -104,7 +112,11 @@ def register(app: AsyncApp, deps: Deps) -> None:
             retry_num(request),
         )
         deps.work.submit(
-            lambda: _act(deps, service, action, user_id, user_name, retries, respond),
+            once(
+                deps,
+                context,
+                lambda: _act(deps, service, action, user_id, user_name, retries, respond),
+            ),
             on_error=errors.reporter(respond, what=f"{action} {service}"),
         )
 

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from bot.core.errors import RollbotError
 from bot.core.model import Actor
 from bot.responder import ActionRequest, ActionResult, FlagRequest
 from bot.slack.listeners import Deps
+from bot.slack.verified import SIGNATURE
+from bot.work import Job
+
+log = logging.getLogger(__name__)
+
+
+def once(deps: Deps, context: Any, job: Job) -> Job:
+    """`job`, run only the first time this signed request is seen. A slash command replayed
+    byte for byte within Slack's five minutes is acked like any other (the check is not on
+    the ack's path: a database write there made every ack wait on it), and its work is
+    skipped. Clicks and modal submissions carry their own idempotency keys."""
+    signature = context.get(SIGNATURE) if context is not None else None
+    first_seen = deps.first_seen
+    if not signature or first_seen is None:
+        return job
+
+    async def guarded() -> object:
+        if not await first_seen(str(signature)):
+            log.warning("a replayed Slack request was acked and not run")
+            return None
+        return await job()
+
+    return guarded
 
 
 def retry_num(request: Any) -> int:

@@ -30,14 +30,14 @@ from bot.core.errors import InvalidRequest
 from bot.core.model import Actor
 from bot.slack import errors, release_blocks
 from bot.slack.listeners import Deps, ReleaseDesk
-from bot.slack.listeners.common import actor
+from bot.slack.listeners.common import actor, once
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     name = deps.release_command
 
     @app.command(name)
-    async def release(ack: Any, command: dict[str, Any], respond: Any) -> None:
+    async def release(ack: Any, command: dict[str, Any], respond: Any, context: Any) -> None:
         try:
             cmd = parser.parse(command.get("text") or "", command=name)
         except InvalidRequest as err:
@@ -56,14 +56,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
         if cmd.verb == "list":
             await ack()
             deps.work.submit(
-                lambda: _list(desk, respond), on_error=errors.reporter(respond, what="release list")
+                once(deps, context, lambda: _list(desk, respond)),
+                on_error=errors.reporter(respond, what="release list"),
             )
             return
         service = str(cmd.service)
         if cmd.verb == "status":
             await ack()
             deps.work.submit(
-                lambda: _status(desk, service, respond),
+                once(deps, context, lambda: _status(desk, service, respond)),
                 on_error=errors.reporter(respond, what=f"release status {service}"),
             )
             return
@@ -74,14 +75,22 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 f"`{service}`'s experiment…"
             )
             deps.work.submit(
-                lambda: _winner(deps, desk, service, variant, user_id, user_name, respond),
+                once(
+                    deps,
+                    context,
+                    lambda: _winner(deps, desk, service, variant, user_id, user_name, respond),
+                ),
                 on_error=errors.reporter(respond, what=f"release winner {service}"),
             )
             return
         version, owner = str(cmd.version), cmd.owner
         await ack(text=f":hourglass_flowing_sand: Starting release {service} {version}…")
         deps.work.submit(
-            lambda: _start(deps, desk, service, version, owner, user_id, user_name, respond),
+            once(
+                deps,
+                context,
+                lambda: _start(deps, desk, service, version, owner, user_id, user_name, respond),
+            ),
             on_error=errors.reporter(respond, what=f"release start {service} {version}"),
         )
 
