@@ -204,6 +204,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from bot.app import build
     from bot.settings import load_settings
     from bot.web.app import create_web_app
+    from bot.web.refusals import quiet_refusals
     from bot.web.server import guarded_h11
 
     settings = load_settings(args.config)
@@ -221,6 +222,7 @@ async def _serve(args: argparse.Namespace) -> int:
         limit_concurrency=server_settings.max_connections,
         timeout_keep_alive=5,
     )
+    quiet_refusals()  # refusals are counted and summarised, not logged one line each
     server = uvicorn.Server(config)
     lost: list[bool] = []
 

@@ -43,3 +43,27 @@ class RefusalLog:
             self._log.warning("%s (and %d more in the last %.0f s)", reason, held, now - last)
         else:
             self._log.warning("%s", reason)
+
+
+#: Statuses rollbot answers to requests it refuses before doing anything: they are counted
+#: in /metrics and summarised by `RefusalLog`, not written one access-log line each.
+REFUSED_STATUSES = frozenset({401, 408, 413})
+
+
+class QuietRefusals(logging.Filter):
+    """Drops uvicorn's access-log line of a refused request (401, 408, 413): a flood of
+    unauthenticated requests would otherwise write one line each, costing rollbot a
+    formatted record and a write per request and burying the log. Every other request keeps
+    its line. uvicorn's access records carry (client, method, path, version, status)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) == 5 and args[4] in REFUSED_STATUSES)
+
+
+def quiet_refusals(logger_name: str = "uvicorn.access") -> None:
+    """Install `QuietRefusals` on uvicorn's access logger (idempotent; survives uvicorn's
+    dictConfig, which replaces handlers but keeps a logger's filters)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, QuietRefusals) for f in logger.filters):
+        logger.addFilter(QuietRefusals())
