@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test check bench drill peers lock clean
+.PHONY: venv demo test test-fast check bench drill peers lock clean
 
 venv: $(STAMP)
 
@@ -21,9 +21,15 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 demo: venv
 	$(BIN)/rollbot demo
 
-## Unit + integration + e2e tests (benchmarks excluded).
+## Unit + integration + e2e + security tests (benchmarks excluded), on TEST_WORKERS
+## processes (pytest-xdist): most tests wait on servers, so 3 workers fit 2 cores.
+TEST_WORKERS ?= 3
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+
+## The quick local loop: unit and integration tests only.
+test-fast: venv
+	$(BIN)/python -m pytest -n 2 tests/unit tests/integration $(PYTEST_ARGS)
 
 ## Lint, types and layer contracts.
 check: venv
