@@ -149,7 +149,9 @@ async def test_stable_ids_replace_and_sync_owns_one_prefix(store_url: str) -> No
 async def test_a_job_due_during_downtime_runs_once_on_the_next_start(store_url: str) -> None:
     clock = SystemClock()
     first, second = Recorder(), Recorder()
-    due = clock.now() + timedelta(seconds=0.5)
+    # Due after the first replica has surely stopped: put and stop take well under a second,
+    # but 0.5 s was not always enough on a loaded 2-core machine (the first replica ran it).
+    due = clock.now() + timedelta(seconds=2)
     async with replica(store_url, clock, first) as scheduler:
         assert await scheduler.wait_leader(5)
         assert await scheduler.put(ScheduledJob(id="j:late", at=due, kind="notice", args={"x": 1}))
