@@ -24,7 +24,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -32,6 +31,7 @@ import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
 from tests.e2e.serving import ROOT, free_port, serve
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -44,18 +44,19 @@ FAST = {
 
 
 async def _ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
     async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
+
+        async def healthy() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"rollbot serve exited: {_tail(log)}")
             try:
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
+                return (await client.get(f"{url}/healthz")).status_code == 200
             except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"rollbot serve did not start: {_tail(log)}")
+                return False
+
+        await eventually(
+            healthy, timeout=30, interval=0.1, what=lambda: f"rollbot serve up: {_tail(log)}"
+        )
 
 
 def _tail(log: Path) -> str:
@@ -85,9 +86,12 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=10)
-        await asyncio.sleep(0.5)  # the sim sees the dead connection
+        # The held create ends once the sim sees its caller's connection gone (without
+        # creating, when it was held before creating): then nothing is left to release.
+        await world.wait_for(
+            lambda: world.jira.held_creates == 0, timeout=10, what="the held create dropped"
+        )
         world.jira.release_creates()
-        await asyncio.sleep(0.3)
         assert world.jira.created_count == (2 if answered else 1)  # the dead never reached it
 
         second = serve(world, port, log)
@@ -96,7 +100,16 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
             await world.wait_for(
                 lambda: world.jira.created_count == 3, timeout=40, what="all three tickets"
             )
-            await asyncio.sleep(2.5)  # past the settle time: still no duplicate
+            # "Cleanup tickets filed" is said once every ticket record is `filed`; a later
+            # filing run finds nothing left to file, so a duplicate would exist by then.
+            await world.wait_for(
+                lambda: any(
+                    "Cleanup tickets filed" in (m.get("text") or "")
+                    for m in world.slack.messages(CHANNEL_ID)
+                ),
+                timeout=20,
+                what="the thread saying the tickets are filed",
+            )
             assert world.jira.created_count == 3
             kinds = sorted(
                 label
@@ -107,14 +120,6 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
             assert kinds == sorted(
                 f"rollbot-payment-router-1.13.0-{k}"
                 for k in ("remove-release-flag", "contract-migration", "delete-legacy-code")
-            )
-            await world.wait_for(
-                lambda: any(
-                    "Cleanup tickets filed" in (m.get("text") or "")
-                    for m in world.slack.messages(CHANNEL_ID)
-                ),
-                timeout=20,
-                what="the thread saying the tickets are filed",
             )
         finally:
             second.send_signal(signal.SIGTERM)

@@ -26,6 +26,7 @@ import pytest
 
 from bot.sim import alerts as sim_alerts
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, USERGROUP, SimWorld
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -206,10 +207,14 @@ async def test_unknown_service_counted_and_noticed_once(progressing):
     for _ in range(3):
         response = await send(world, [stray])
         assert response.status_code == 200
-    notices = await world.wait_for(
+    await world.wait_for(
         lambda: world.slack.messages("C0FALLBACK"), timeout=10, what="the fallback notice"
     )
-    await asyncio.sleep(0.3)  # let the other two deliveries finish before counting notices
+
+    async def all_processed() -> bool:  # an inbox row is marked after its notice was decided
+        return await world.rollbot.store.pending_webhooks() == []
+
+    await eventually(all_processed, what="the three deliveries processed")
     notices = world.slack.messages("C0FALLBACK")
     assert len(notices) == 1
     assert "CheckoutDown" in notices[0]["text"] and "`payment-router`" in notices[0]["text"]
