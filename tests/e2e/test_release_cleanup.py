@@ -263,7 +263,15 @@ async def test_reminder_and_escalation_fire_on_a_controlled_clock() -> None:
         # When, in rollbot time: the reminder at 09:30 Berlin two days before the due
         # date, the escalation at 09:30 Berlin the day after it.
         due = release.full_rollout_at.astimezone(_berlin()).date() + timedelta(days=14)
-        entries = [r.entry for r in await world.rollbot.store.audit_entries()]
+
+        # A notice is audited after it was posted (the entry says it went out), so the
+        # escalation can be in Slack a moment before its audit entry: wait for the entry.
+        async def audited() -> list[Any] | None:
+            entries = [r.entry for r in await world.rollbot.store.audit_entries()]
+            kinds = {e.action for e in entries}
+            return entries if {"release.reminder", "release.escalation"} <= kinds else None
+
+        entries = await eventually(audited, what="the reminder and escalation audited")
         reminders = [e for e in entries if e.action == "release.reminder"]
         escalations = [e for e in entries if e.action == "release.escalation"]
         assert [e.detail["key"] for e in reminders] == [contract_key]
