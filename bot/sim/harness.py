@@ -124,12 +124,17 @@ class SimWorld:
         clock: Any = None,
         pagerduty: bool = False,
         checkout: bool = False,
+        sock: socket.socket | None = None,
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
         it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates);
         `checkout`: the second service too (`bot.sim.world.seed_checkout`: fully rolled
         out, its circuit-breaker flag `CHECKOUT_FLAGS["circuit"]`, the same channel and
-        owners, its own PagerDuty service on the same escalation policy)."""
+        owners, its own PagerDuty service on the same escalation policy); `sock`: a TCP
+        socket already bound (not listening) for the bot to serve on, instead of `port`:
+        its port can be named elsewhere (say, in an Alertmanager's webhook URL) before the
+        world starts, with no window for another process to take it. The world closes it."""
+        self._sock = sock
         self.checkout = checkout
         self.jira_options: dict[str, Any] | None = (
             None if jira is False else ({} if jira is True else dict(jira))
@@ -170,6 +175,8 @@ class SimWorld:
         await self._stack.aclose()
 
     async def _start(self) -> None:
+        if self._sock is not None:
+            self._stack.callback(self._sock.close)
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="rollbot-sim-")
             self._stack.callback(self._tmp.cleanup)
@@ -277,7 +284,7 @@ class SimWorld:
         sock: socket.socket | None = None
         public: dict[str, Any] = {}
         if self.start_bot:
-            sock = _free_socket() if self.port == 0 else None
+            sock = self._sock or (_free_socket() if self.port == 0 else None)
             if sock is None:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -34,7 +34,7 @@ import httpx
 import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
-from tests.e2e.serving import free_port, serve
+from tests.e2e.serving import Served, start
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -49,12 +49,17 @@ def _settings(lease: float) -> dict[str, Any]:
 class Replica:
     """One `rollbot serve` process, its URL and its log."""
 
-    def __init__(self, world: SimWorld, name: str, tmp_path: Path) -> None:
+    def __init__(self, name: str, served: Served) -> None:
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"{name}.log"
-        self.proc = serve(world, self.port, self.log)
+        self.port = served.port
+        self.url = served.url
+        self.log = served.log
+        self.proc = served.proc
+
+    @classmethod
+    async def start(cls, world: SimWorld, name: str, tmp_path: Path) -> Replica:
+        """Started and answering /healthz (alive; ready or standby)."""
+        return cls(name, await start(world, tmp_path / f"{name}.log"))
 
     @property
     def pid(self) -> int:
@@ -135,13 +140,11 @@ async def _leader_and_standby(
     world: SimWorld, tmp_path: Path, replicas: list[Replica]
 ) -> tuple[Replica, Replica]:
     """A started first and ready (it leads), then B started and serving (standby)."""
-    a = Replica(world, "a", tmp_path)
+    a = await Replica.start(world, "a", tmp_path)
     replicas.append(a)
-    await a.wait_status("/healthz", 200)
     await a.wait_status("/readyz", 200)
-    b = Replica(world, "b", tmp_path)
+    b = await Replica.start(world, "b", tmp_path)
     replicas.append(b)
-    await b.wait_status("/healthz", 200)
     return a, b
 
 
@@ -291,7 +294,7 @@ async def test_a_leader_whose_lease_is_taken_exits_1(tmp_path: Path) -> None:
     async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
         replicas: list[Replica] = []
         with _stopping(replicas):
-            a = Replica(world, "a", tmp_path)
+            a = await Replica.start(world, "a", tmp_path)
             replicas.append(a)
             await a.wait_status("/readyz", 200)
 
