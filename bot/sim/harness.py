@@ -146,13 +146,19 @@ class SimWorld:
         pagerduty: bool = False,
         checkout: bool = False,
         secrets: WorldSecrets | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
         it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates);
         `checkout`: the second service too (`bot.sim.world.seed_checkout`: fully rolled
         out, its circuit-breaker flag `CHECKOUT_FLAGS["circuit"]`, the same channel and
         owners, its own PagerDuty service on the same escalation policy); `secrets`: the
-        values given to the bot and its sims (`WorldSecrets`; the demo's by default)."""
+        values given to the bot and its sims (`WorldSecrets`; the demo's by default); `sock`:
+        a TCP socket already bound (not listening) for the bot to serve on, instead of
+        `port`: its port can be named elsewhere (say, in an Alertmanager's webhook URL)
+        before the world starts, with no window for another process to take it. The world
+        closes it."""
+        self._sock = sock
         self.checkout = checkout
         self.secrets = secrets or WorldSecrets()
         self._pin_slack_token = secrets is not None
@@ -195,6 +201,8 @@ class SimWorld:
         await self._stack.aclose()
 
     async def _start(self) -> None:
+        if self._sock is not None:
+            self._stack.callback(self._sock.close)
         if self.workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="rollbot-sim-")
             self._stack.callback(self._tmp.cleanup)
@@ -311,7 +319,7 @@ class SimWorld:
         sock: socket.socket | None = None
         public: dict[str, Any] = {}
         if self.start_bot:
-            sock = _free_socket() if self.port == 0 else None
+            sock = self._sock or (_free_socket() if self.port == 0 else None)
             if sock is None:
                 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -17,19 +17,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import sys
 from typing import Any
 
-import uvicorn
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.routing import Route
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SIGNING_SECRET, SimWorld
+from tests.plugins.slack import bolt_on_uvicorn
 
 N = 200
 
@@ -98,22 +93,9 @@ async def serve_bare() -> None:
     async def action(ack: Any) -> None:
         await ack()
 
-    handler = AsyncSlackRequestHandler(app)
-
-    async def events(request: Request) -> Any:
-        return await handler.handle(request)
-
-    web = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(web, log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    print(f"READY http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
-    await _until_stdin_closes()
-    server.should_exit = True
-    await task
+    async with bolt_on_uvicorn(app) as url:
+        print(f"READY {url.removesuffix('/slack/events')}", flush=True)
+        await _until_stdin_closes()
 
 
 if __name__ == "__main__":

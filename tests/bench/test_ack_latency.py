@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import httpx
 import pytest
 
 from bot.sim.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.e2e.serving import start_serving
 
 BOT_ENV = {"ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN}
 
@@ -55,49 +54,6 @@ def read_until(proc: subprocess.Popen[str], prefix: str) -> str:
             break
     proc.kill()
     raise RuntimeError(f"{proc.args} did not print {prefix}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_rollbot(config: str) -> tuple[subprocess.Popen[str], str]:
-    """`rollbot serve`, exactly as in production, configured by the world's settings file."""
-    port = free_port()
-    env = {**os.environ, **BOT_ENV, "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bot.cli",
-            "serve",
-            "--config",
-            config,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError("rollbot serve did not come up")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -134,7 +90,10 @@ def pct(values: list[float], p: float) -> float:
 def test_ack_latency_vs_bare_bolt(tmp_path):
     requests_file = tmp_path / "requests.json"
     world, config = start("world", str(requests_file), until="CONFIG ")
-    bot, bot_url = start_rollbot(config)
+    # `rollbot serve`, exactly as in production, configured by the world's settings file.
+    env = {**BOT_ENV, "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET}
+    bot = start_serving(config, env, tmp_path / "rollbot.log")
+    bot_url = bot.url
     assert world.stdin is not None
     world.stdin.write(bot_url + "\n")
     world.stdin.flush()
@@ -161,11 +120,11 @@ def test_ack_latency_vs_bare_bolt(tmp_path):
     finally:
         # SIGTERM: rollbot drains the work it acked (up to its drain deadline) and exits.
         t_term = time.monotonic()
-        bot.terminate()
+        bot.proc.terminate()
         try:
-            bot.wait(timeout=60)
+            bot.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            bot.kill()
+            bot.proc.kill()
         drain = time.monotonic() - t_term
         stop(world)
         stop(bare)

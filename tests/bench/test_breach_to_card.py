@@ -15,7 +15,6 @@ which in production is dominated by `for: 5m`. Run with `make bench`.
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import time
 from datetime import UTC, datetime
@@ -24,17 +23,12 @@ from pathlib import Path
 import pytest
 
 from bot.sim.harness import ALERTMANAGER_TOKEN, SimWorld
+from tests.helpers import bound_socket
 from tests.plugins.prometheus import shorten_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rollbot-canary.rules.yaml"
 ROUNDS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.timeout(600)
@@ -44,7 +38,10 @@ async def test_breach_to_card(tmp_path, metrics_app, prometheus_peer, alertmanag
     rules.write_text(shorten_rules(RULES.read_text(), windows={"1m": "10s"}))
     rows = []
     for round_ in range(ROUNDS):
-        port = free_port()
+        # Alertmanager must know rollbot's URL before the world starts: a socket bound now
+        # and handed to the world (probing a free port and binding it later lost a race).
+        sock = bound_socket()
+        port = sock.getsockname()[1]
         am = alertmanager_peer(
             webhook_url=f"http://127.0.0.1:{port}/webhooks/alertmanager", token=ALERTMANAGER_TOKEN
         )
@@ -53,7 +50,7 @@ async def test_breach_to_card(tmp_path, metrics_app, prometheus_peer, alertmanag
         workdir.mkdir()
         settings = {"prometheus": {"url": prom.url}}
         async with SimWorld(
-            speed=2, port=port, workdir=workdir, analysis_at_25="Successful", settings=settings
+            speed=2, sock=sock, workdir=workdir, analysis_at_25="Successful", settings=settings
         ) as world:
             prom.wait_for(
                 lambda p=prom: len(p.query("http_requests_total")) >= 4,

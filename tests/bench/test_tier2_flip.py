@@ -39,6 +39,7 @@ from UnleashClient import UnleashClient
 from UnleashClient.utils import InstanceAllowType
 
 from bot.sim.harness import ONCALL, SimWorld
+from tests.helpers import eventually
 from tests.plugins.unleash import UnleashPeer
 
 FLAG = "payments.new-router.circuit-open"
@@ -55,10 +56,12 @@ def ms(seconds: float) -> float:
 
 async def sdk_sees(sdk: UnleashClient, flag: str, expected: bool, t0: float) -> float:
     """Seconds from t0 (time.time()) until the SDK returns `expected` for `flag`."""
-    while sdk.is_enabled(flag) is not expected:
-        if time.time() - t0 > SDK_TIMEOUT:
-            raise AssertionError(f"the SDK still sees {flag} {not expected} after {SDK_TIMEOUT} s")
-        await asyncio.sleep(POLL)
+    await eventually(
+        lambda: sdk.is_enabled(flag) is expected,
+        timeout=max(0.0, t0 + SDK_TIMEOUT - time.time()),
+        interval=POLL,
+        what=f"the SDK sees {flag} {expected}",
+    )
     return time.time() - t0
 
 

@@ -34,7 +34,8 @@ import httpx
 import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
-from tests.e2e.serving import free_port, serve
+from tests.e2e.serving import Served, start
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,12 +49,17 @@ def _settings(lease: float) -> dict[str, Any]:
 class Replica:
     """One `rollbot serve` process, its URL and its log."""
 
-    def __init__(self, world: SimWorld, name: str, tmp_path: Path) -> None:
+    def __init__(self, name: str, served: Served) -> None:
         self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"{name}.log"
-        self.proc = serve(world, self.port, self.log)
+        self.port = served.port
+        self.url = served.url
+        self.log = served.log
+        self.proc = served.proc
+
+    @classmethod
+    async def start(cls, world: SimWorld, name: str, tmp_path: Path) -> Replica:
+        """Started and answering /healthz (alive; ready or standby)."""
+        return cls(name, await start(world, tmp_path / f"{name}.log"))
 
     @property
     def pid(self) -> int:
@@ -79,9 +85,10 @@ class Replica:
 
     async def wait_status(self, path: str, status: int, *, timeout: float = 30) -> httpx.Response:
         """Poll `path` until it answers `status`; fail at once if the process exits."""
-        deadline = time.monotonic() + timeout
         last: str = "no answer"
-        while time.monotonic() < deadline:
+
+        async def answered() -> httpx.Response | None:
+            nonlocal last
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"{self.name} exited ({self.proc.returncode}) waiting for {path} "
@@ -91,14 +98,24 @@ class Replica:
                 response = await self.get(path)
             except httpx.TransportError as err:
                 last = repr(err)
-            else:
-                if response.status_code == status:
-                    return response
-                last = f"{response.status_code} {response.text[:300]}"
-            await asyncio.sleep(0.05)
-        raise AssertionError(
-            f"{self.name}: {path} not {status} within {timeout} s (last: {last})\n{self.tail()}"
+                return None
+            if response.status_code == status:
+                return response
+            last = f"{response.status_code} {response.text[:300]}"
+            return None
+
+        return await eventually(
+            answered,
+            timeout=timeout,
+            interval=0.05,
+            what=lambda: f"{self.name}: {path} {status} (last: {last})\n{self.tail()}",
         )
+
+    async def metric(self, name: str) -> list[str]:
+        """The sample lines of `name` in this replica's /metrics."""
+        response = await self.get("/metrics")
+        assert response.status_code == 200
+        return [line for line in response.text.splitlines() if line.startswith(name)]
 
     async def leader_gauge(self) -> float:
         response = await self.get("/metrics")
@@ -123,13 +140,11 @@ async def _leader_and_standby(
     world: SimWorld, tmp_path: Path, replicas: list[Replica]
 ) -> tuple[Replica, Replica]:
     """A started first and ready (it leads), then B started and serving (standby)."""
-    a = Replica(world, "a", tmp_path)
+    a = await Replica.start(world, "a", tmp_path)
     replicas.append(a)
-    await a.wait_status("/healthz", 200)
     await a.wait_status("/readyz", 200)
-    b = Replica(world, "b", tmp_path)
+    b = await Replica.start(world, "b", tmp_path)
     replicas.append(b)
-    await b.wait_status("/healthz", 200)
     return a, b
 
 
@@ -162,7 +177,9 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
             refused = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router")
             assert refused.status_code == 503, refused.text
             assert refused.headers.get("Retry-After") == "5"
-            await asyncio.sleep(1.0)
+            # No waiting: the standby's gate answers 503 before reading the body, so nothing
+            # was started that could still answer (counted in its /metrics as refused).
+            assert await b.metric('rollbot_http_requests_total{route="standby",status="503"}')
             assert len(world.slack.responses) == before
             assert len(world.slack.ephemerals) == ephemerals
 
@@ -182,7 +199,11 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
                 timeout=60,
                 what="the card with Abort",
             )
-            await asyncio.sleep(2.5)
+            # B could only post a card from its own watch, and a standby does not watch: it
+            # has seen no watch event (the leader's work starts with the lease).
+            assert await b.metric("rollbot_watch_events_total{") == []
+            assert await a.metric("rollbot_watch_events_total{") != []
+            assert await b.leader_gauge() == 0.0
             assert len(_top_level(world)) == 1, _top_level(world)
 
             # kill -9 the leader: B takes over within about the TTL.
@@ -217,7 +238,17 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
                 timeout=20,
                 what="the card updated with 'Aborted by'",
             )
-            await asyncio.sleep(2.0)
+            # B's watch has seen the aborted Rollout (the controller's last state) once its
+            # timeline line is in the card's thread: it found A's card in the shared database
+            # and answered under it, instead of posting a card of its own.
+            await world.wait_for(
+                lambda: any(
+                    "Degraded" in (m.get("text") or "") and "aborted" in (m.get("text") or "")
+                    for m in world.slack.thread(CHANNEL_ID, card["ts"])
+                ),
+                timeout=20,
+                what="the aborted Rollout in the card's thread",
+            )
             tops = _top_level(world)
             assert [m["ts"] for m in tops] == [card["ts"]], tops  # no second card
             assert "Aborted by" in json.dumps(tops[0].get("blocks"))
@@ -263,7 +294,7 @@ async def test_a_leader_whose_lease_is_taken_exits_1(tmp_path: Path) -> None:
     async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
         replicas: list[Replica] = []
         with _stopping(replicas):
-            a = Replica(world, "a", tmp_path)
+            a = await Replica.start(world, "a", tmp_path)
             replicas.append(a)
             await a.wait_status("/readyz", 200)
 

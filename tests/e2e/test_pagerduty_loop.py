@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -38,6 +39,7 @@ from bot.sim.harness import (
     PD_WEBHOOK_SECRET,
     SimWorld,
 )
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,6 +65,12 @@ async def _incident(world: SimWorld) -> dict[str, Any]:
     )
     assert isinstance(found, dict)
     return found
+
+
+async def _outbox_drained(world: SimWorld) -> bool:
+    """Every outbox item done (none due within a day): the last attempt of each, a retry
+    included, has run to its end, and nothing is left to send."""
+    return not await world.rollbot.store.due_outbox(datetime.now(UTC) + timedelta(days=1))
 
 
 async def _run(world: SimWorld, incident_id: str, workflow: str, user: str) -> Any:
@@ -204,7 +212,9 @@ async def test_a_note_whose_answer_was_lost_is_not_added_twice() -> None:
             timeout=30,
             what="the retry reading the incident's notes",
         )
-        await asyncio.sleep(0.5)
+        # The retry's outbox item is marked done once it has read the notes and decided:
+        # after that nothing can POST the note again.
+        await eventually(lambda: _outbox_drained(world), timeout=30, what="the outbox drained")
         assert len(acked()) == 1
         assert [r.status for r in posts()] == [502]
 
@@ -265,8 +275,10 @@ async def test_bad_signatures_duplicates_and_unknown_events() -> None:
         await world.wait_for(lambda: any("once only" in t for t in _thread(world)), what="the note")
         annotated = next(d for d in world.pd.deliveries() if d.event_type == "incident.annotated")
         again = await asyncio.to_thread(world.pd.redeliver(annotated.id).wait, 15)
-        assert again.status == 200  # "duplicate": same X-Webhook-Id
-        await asyncio.sleep(0.5)
+        # 200 "duplicate" (same X-Webhook-Id), not 202 "accepted". No waiting: the route
+        # answers a duplicate before anything is stored or started (only an accepted
+        # delivery gets a background task), so nothing can still add a thread line.
+        assert again.status == 200
         assert sum("once only" in t for t in _thread(world)) == 1
 
 
@@ -317,7 +329,9 @@ async def test_pagerduty_down_when_the_card_opens_pages_once_when_back() -> None
         world.pd.set_down(False)
         incident = await _incident(world)
         assert incident["incident_key"] == KEY
-        await asyncio.sleep(1.0)
+        # Every page is sent from the outbox: once it is drained (the trigger marked done,
+        # no retry left), nothing can open a second incident or say "unreachable" again.
+        await eventually(lambda: _outbox_drained(world), timeout=30, what="the outbox drained")
         assert len(world.pd.incidents()) == 1
         assert sum("PagerDuty is unreachable" in t for t in _thread(world)) == 1
 

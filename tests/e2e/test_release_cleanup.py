@@ -24,7 +24,6 @@ What is proven here:
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ import pytest
 from bot.core.model import ReleasePhase
 from bot.scheduler import ScaledClock
 from bot.sim.harness import CHANNEL_ID, LEAD, LEAD_EMAIL, ONCALL, SimWorld
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,33 +68,29 @@ def _thread_texts(world: SimWorld, release: Any) -> list[str]:
 
 
 async def _wait_thread(world: SimWorld, fragment: str, *, timeout: float = 30) -> str:
+    seen: list[str] = []
+
     async def find() -> str | None:
         release = await _release(world)
         if release is None or release.thread_ts is None:
             return None
-        return next((t for t in _thread_texts(world, release) if fragment in t), None)
+        seen[:] = _thread_texts(world, release)
+        return next((t for t in seen if fragment in t), None)
 
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        found = await find()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            release = await _release(world)
-            seen = _thread_texts(world, release) if release and release.thread_ts else []
-            raise TimeoutError(f"no thread message with {fragment!r}; thread: {seen}")
-        await asyncio.sleep(0.05)
+    return await eventually(
+        find,
+        timeout=timeout,
+        interval=0.05,
+        what=lambda: f"a thread message with {fragment!r}; thread: {seen}",
+    )
 
 
 async def _wait_release(world: SimWorld, predicate: Any, what: str, timeout: float = 40) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    async def matching() -> Any:
         release = await _release(world)
-        if release is not None and predicate(release):
-            return release
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}: {release}")
-        await asyncio.sleep(0.05)
+        return release if release is not None and predicate(release) else None
+
+    return await eventually(matching, timeout=timeout, interval=0.05, what=what)
 
 
 # ── start, tickets, dates ───────────────────────────────────────────────────────────────
@@ -217,11 +213,10 @@ async def test_abort_stops_the_clocks_and_retry_restarts_them() -> None:
         assert retried.clock_started_at > release.clock_started_at
         assert retried.stopped_at is None and retried.full_rollout_at is None
         await _wait_thread(world, "Release retried")
-        for _ in range(200):  # the schedule is rebuilt right after the thread message
-            if await scheduler.jobs(f"{RID}:notice:"):
-                break
-            await asyncio.sleep(0.05)
-        assert await scheduler.jobs(f"{RID}:notice:")
+        # the schedule is rebuilt right after the thread message
+        await eventually(
+            lambda: scheduler.jobs(f"{RID}:notice:"), interval=0.05, what="the notice jobs back"
+        )
         assert world.jira.created_count == 3
 
 
@@ -268,7 +263,15 @@ async def test_reminder_and_escalation_fire_on_a_controlled_clock() -> None:
         # When, in rollbot time: the reminder at 09:30 Berlin two days before the due
         # date, the escalation at 09:30 Berlin the day after it.
         due = release.full_rollout_at.astimezone(_berlin()).date() + timedelta(days=14)
-        entries = [r.entry for r in await world.rollbot.store.audit_entries()]
+
+        # A notice is audited after it was posted (the entry says it went out), so the
+        # escalation can be in Slack a moment before its audit entry: wait for the entry.
+        async def audited() -> list[Any] | None:
+            entries = [r.entry for r in await world.rollbot.store.audit_entries()]
+            kinds = {e.action for e in entries}
+            return entries if {"release.reminder", "release.escalation"} <= kinds else None
+
+        entries = await eventually(audited, what="the reminder and escalation audited")
         reminders = [e for e in entries if e.action == "release.reminder"]
         escalations = [e for e in entries if e.action == "release.escalation"]
         assert [e.detail["key"] for e in reminders] == [contract_key]
@@ -354,11 +357,11 @@ async def test_experiment_flag_gives_a_fourth_ticket_dated_by_the_winner() -> No
 async def _wait_no_jobs(world: SimWorld, prefix: str) -> None:
     scheduler = world.rollbot.scheduler
     assert scheduler is not None
-    for _ in range(200):
-        if not await scheduler.jobs(prefix):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"jobs left under {prefix}: {await scheduler.jobs(prefix)}")
+
+    async def none_left() -> bool:
+        return not await scheduler.jobs(prefix)
+
+    await eventually(none_left, interval=0.05, what=f"no jobs left under {prefix}")
 
 
 # ── faults ──────────────────────────────────────────────────────────────────────────────
@@ -374,19 +377,26 @@ async def test_jira_down_ten_minutes_at_start_files_late_exactly_once() -> None:
         settings={"releases": {"retry_seconds": 30}},
     ) as world:
         world.jira.set_down(True, down_mode="refuse")
+        down_since = clock.now()
         await _start(world)
         down = await _wait_thread(world, "Jira is unreachable")
         assert "keeps trying" in down
         assert world.jira.created_count == 0
         records = await world.rollbot.store.tickets(RID)
         assert {r.state for r in records} == {"pending"}
-        await asyncio.sleep(2.0)  # ten minutes of rollbot time
+        # Down for ten minutes of rollbot time: wait for the bot's clock, not a fixed sleep.
+        back_at = down_since + timedelta(minutes=10)
+        await world.wait_for(lambda: clock.now() >= back_at, timeout=30, what="ten minutes")
         world.jira.set_down(False)
         late = await _wait_thread(world, "filed *late*", timeout=30)
         assert "Jira was unreachable" in late
         assert world.jira.created_count == 3
         assert sorted(i["key"] for i in world.jira.issues.values()) == ["PAY-1", "PAY-2", "PAY-3"]
-        await asyncio.sleep(0.5)
+        # "filed *late*" is said once every record is `filed`; a later filing run finds
+        # nothing to file, and no filing retry is left in the schedule.
+        records = await world.rollbot.store.tickets(RID)
+        assert {r.state for r in records} == {"filed"}
+        await _wait_no_jobs(world, f"{RID}:file-tickets")
         assert world.jira.created_count == 3
         release = await _release(world)
         assert sum("Jira is unreachable" in t for t in _thread_texts(world, release)) == 1

@@ -24,14 +24,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
-from tests.e2e.serving import ROOT, free_port, serve
+from tests.e2e.serving import ROOT, start
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -43,36 +41,14 @@ FAST = {
 }
 
 
-async def _ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"rollbot serve exited: {_tail(log)}")
-            try:
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"rollbot serve did not start: {_tail(log)}")
-
-
-def _tail(log: Path) -> str:
-    return log.read_text()[-3000:]
-
-
 @pytest.mark.parametrize("answered", [False, True], ids=["before-jira", "after-jira-created"])
 async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: Path) -> None:
     jira = {"search_lag": 1.0} if answered else {}
     async with SimWorld(speed=60, start_bot=False, jira=jira, settings=FAST) as world:
         log = tmp_path / "serve.log"
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        first = serve(world, port, log)
+        first = await start(world, log)
         try:
-            await _ready(url, first, log)
-            world.attach_bot(url)
+            world.attach_bot(first.url)
             world.jira.hold_creates(after=1, answered=answered)
             response = await world.sender.slash_command(
                 ONCALL[0], ONCALL[1], "start payment-router 1.13.0", command="/release"
@@ -83,20 +59,32 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
             )
             assert world.jira.created_count == (2 if answered else 1)
         finally:
-            first.send_signal(signal.SIGKILL)
-            first.wait(timeout=10)
-        await asyncio.sleep(0.5)  # the sim sees the dead connection
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(timeout=10)
+        # The held create ends once the sim sees its caller's connection gone (without
+        # creating, when it was held before creating): then nothing is left to release.
+        await world.wait_for(
+            lambda: world.jira.held_creates == 0, timeout=10, what="the held create dropped"
+        )
         world.jira.release_creates()
-        await asyncio.sleep(0.3)
         assert world.jira.created_count == (2 if answered else 1)  # the dead never reached it
 
-        second = serve(world, port, log)
+        second = await start(world, log)  # on another port: Slack is told the new URL
         try:
-            await _ready(url, second, log)
+            world.attach_bot(second.url)
             await world.wait_for(
                 lambda: world.jira.created_count == 3, timeout=40, what="all three tickets"
             )
-            await asyncio.sleep(2.5)  # past the settle time: still no duplicate
+            # "Cleanup tickets filed" is said once every ticket record is `filed`; a later
+            # filing run finds nothing left to file, so a duplicate would exist by then.
+            await world.wait_for(
+                lambda: any(
+                    "Cleanup tickets filed" in (m.get("text") or "")
+                    for m in world.slack.messages(CHANNEL_ID)
+                ),
+                timeout=20,
+                what="the thread saying the tickets are filed",
+            )
             assert world.jira.created_count == 3
             kinds = sorted(
                 label
@@ -108,20 +96,8 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
                 f"rollbot-payment-router-1.13.0-{k}"
                 for k in ("remove-release-flag", "contract-migration", "delete-legacy-code")
             )
-            await world.wait_for(
-                lambda: any(
-                    "Cleanup tickets filed" in (m.get("text") or "")
-                    for m in world.slack.messages(CHANNEL_ID)
-                ),
-                timeout=20,
-                what="the thread saying the tickets are filed",
-            )
         finally:
-            second.send_signal(signal.SIGTERM)
-            try:
-                second.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                second.kill()
+            second.stop()
 
 
 def _cli(world: SimWorld, *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,19 +11,22 @@ Aspects under test:
 - resolved alerts mark the incident recovering, then resolved after the quiet period;
 - alerts for no known service: 200, counted, one notice to the fallback channel per alert
   name per interval;
-- wrong token → 401, malformed body → 400 saying what is wrong, nothing processed.
+- wrong token → 401, malformed body → 400 saying what is wrong, nothing processed, and
+  nobody paged: nothing queued for or sent to PagerDuty, no message to or about the on-call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from bot.sim import alerts as sim_alerts
-from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, USERGROUP, SimWorld
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,10 +207,14 @@ async def test_unknown_service_counted_and_noticed_once(progressing):
     for _ in range(3):
         response = await send(world, [stray])
         assert response.status_code == 200
-    notices = await world.wait_for(
+    await world.wait_for(
         lambda: world.slack.messages("C0FALLBACK"), timeout=10, what="the fallback notice"
     )
-    await asyncio.sleep(0.3)  # let the other two deliveries finish before counting notices
+
+    async def all_processed() -> bool:  # an inbox row is marked after its notice was decided
+        return await world.rollbot.store.pending_webhooks() == []
+
+    await eventually(all_processed, what="the three deliveries processed")
     notices = world.slack.messages("C0FALLBACK")
     assert len(notices) == 1
     assert "CheckoutDown" in notices[0]["text"] and "`payment-router`" in notices[0]["text"]
@@ -216,18 +223,35 @@ async def test_unknown_service_counted_and_noticed_once(progressing):
     assert world.card() is None
 
 
-async def test_wrong_token_and_malformed_bodies(progressing):
-    world = progressing
-    assert (await send(world, [error_rate()], token="wrong")).status_code == 401
-    assert (await send(world, [error_rate()], token=None)).status_code == 401
-    async with httpx.AsyncClient() as client:
-        bad = await client.post(
-            f"{world.url}/webhooks/alertmanager",
-            content=b'{"version": "3", "alerts": []}',
-            headers={"Authorization": f"Bearer {ALERTMANAGER_TOKEN}"},
-        )
-    assert bad.status_code == 400 and "version" in bad.json()["error"]
-    await asyncio.sleep(0.2)
-    assert world.card() is None
-    assert world.rollbot.incidents.incidents == {}
-    assert ONCALL  # the on-call was never paged by a forged alert
+async def test_wrong_token_and_malformed_bodies(tmp_path):
+    # PagerDuty is configured here, so that a page would be seen where it would go.
+    async with SimWorld(speed=20, workdir=tmp_path, settings=SETTINGS, pagerduty=True) as world:
+        world.slack.add_channel("C0FALLBACK", "rollbot-alerts")
+        assert (await send(world, [error_rate()], token="wrong")).status_code == 401
+        assert (await send(world, [error_rate()], token=None)).status_code == 401
+        async with httpx.AsyncClient() as client:
+            bad = await client.post(
+                f"{world.url}/webhooks/alertmanager",
+                content=b'{"version": "3", "alerts": []}',
+                headers={"Authorization": f"Bearer {ALERTMANAGER_TOKEN}"},
+            )
+            assert bad.status_code == 400 and "version" in bad.json()["error"]
+            metrics = (await client.get(f"{world.url}/metrics")).text
+        # Nothing to wait for: the receiver answers 401 and 400 only after deciding not to
+        # process (it starts its background task only on the accepted path, and counts
+        # every outcome first), and none was accepted.
+        outcomes = "rollbot_alertmanager_webhooks_total{outcome="
+        assert f'{outcomes}"unauthorized"}} 2.0' in metrics
+        assert f'{outcomes}"invalid"}} 1.0' in metrics
+        assert f'{outcomes}"accepted"}}' not in metrics
+        assert await world.rollbot.store.pending_webhooks() == []
+        assert world.card() is None
+        assert world.rollbot.incidents.incidents == {}
+        # The on-call was never paged by a forged alert: nothing queued for PagerDuty,
+        # nothing sent to it, no direct message, no mention of them or their group.
+        far = datetime.now(UTC) + timedelta(days=1)
+        assert await world.rollbot.store.due_outbox(far) == []
+        assert world.pd.events() == [] and world.pd.incidents() == []
+        assert world.slack.direct_messages(ONCALL[0]) == []
+        said = [json.dumps(c.args) for c in world.slack.calls if c.method.startswith("chat.")]
+        assert not [s for s in said if ONCALL[0] in s or USERGROUP in s], said

@@ -17,23 +17,17 @@ Aspects under test:
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, SimWorld
+from tests.helpers import bound_socket
 from tests.plugins.prometheus import shorten_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_RULES = ROOT / "deploy" / "prometheus" / "rollbot-canary.rules.yaml"
 WINDOWS = {w: "10s" for w in ("1m", "5m", "30m", "1h", "2h", "6h", "1d", "3d")}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def card_text(world: SimWorld) -> str:
@@ -46,7 +40,10 @@ async def test_breach_to_card_to_resolved_through_real_prometheus_and_alertmanag
 ):
     rules = tmp_path / DEPLOY_RULES.name
     rules.write_text(shorten_rules(DEPLOY_RULES.read_text(), windows=WINDOWS))
-    port = free_port()
+    # Alertmanager must know rollbot's URL before the world starts: a socket bound now and
+    # handed to the world, so no other process can take the port in between.
+    sock = bound_socket()
+    port = sock.getsockname()[1]
     am = alertmanager_peer(
         webhook_url=f"http://127.0.0.1:{port}/webhooks/alertmanager", token=ALERTMANAGER_TOKEN
     )
@@ -62,7 +59,7 @@ async def test_breach_to_card_to_resolved_through_real_prometheus_and_alertmanag
         },
     }
     async with SimWorld(
-        speed=5, port=port, workdir=tmp_path, analysis_at_25="Successful", settings=settings
+        speed=5, sock=sock, workdir=tmp_path, analysis_at_25="Successful", settings=settings
     ) as world:
         await world.wait_for(
             lambda: (

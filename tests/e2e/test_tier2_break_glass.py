@@ -21,7 +21,6 @@ Aspects under test:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
 from bot.sim.pagerduty import PagerDutySim
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 FLAG = "payments.new-router.circuit-open"
@@ -67,12 +67,13 @@ async def _entries(world: SimWorld) -> list[Any]:
 
 
 async def _wait_entries(world: SimWorld, result: str, n: int = 1) -> list[Any]:
-    for _ in range(600):
-        found = [e for e in await _entries(world) if e.result == result]
-        if len(found) >= n:
-            return found
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"no {result} circuit-open entry")
+    async def found() -> list[Any] | None:
+        entries = [e for e in await _entries(world) if e.result == result]
+        return entries if len(entries) >= n else None
+
+    return await eventually(
+        found, timeout=30, interval=0.05, what=f"{n} {result} circuit-open entries"
+    )
 
 
 async def _refused_click(world: SimWorld, user: tuple[str, str]) -> dict[str, Any]:

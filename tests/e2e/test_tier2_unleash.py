@@ -12,7 +12,6 @@ Aspects under test:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -21,6 +20,7 @@ from UnleashClient import UnleashClient
 from UnleashClient.utils import InstanceAllowType
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 FLAG = "payments.new-router.circuit-open"
@@ -32,10 +32,12 @@ def responses_text(world: SimWorld) -> str:
 
 async def sdk_sees(client: UnleashClient, expected: bool, timeout: float = 15.0) -> float:
     started = time.monotonic()
-    while client.is_enabled(FLAG) is not expected:
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"the SDK still sees {FLAG} {not expected} after {timeout} s")
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: client.is_enabled(FLAG) is expected,
+        timeout=timeout,
+        interval=0.1,
+        what=f"the SDK sees {FLAG} {expected}",
+    )
     return time.monotonic() - started
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
 LINK = "https://github.com/acme/gitops/pull/812"
@@ -35,12 +36,13 @@ async def _entries(world: SimWorld, action: str = "revert-started") -> list[Any]
 
 
 async def _wait_entries(world: SimWorld, result: str, n: int = 1) -> list[Any]:
-    for _ in range(600):
-        found = [e for e in await _entries(world) if e.result == result]
-        if len(found) >= n:
-            return found
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"no {result} revert-started entry")
+    async def found() -> list[Any] | None:
+        entries = [e for e in await _entries(world) if e.result == result]
+        return entries if len(entries) >= n else None
+
+    return await eventually(
+        found, timeout=30, interval=0.05, what=f"{n} {result} revert-started entries"
+    )
 
 
 async def _open_modal(world: SimWorld, user: tuple[str, str] = ONCALL) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from bot.core.model import Alert
 from bot.metrics import Metrics
 from bot.store import SqlStore, open_store
 from bot.web.alertmanager import PATH, AlertmanagerReceiver, alertmanager_route, replay_pending
+from tests.helpers import eventually
 from tests.plugins.fixtures import FIXTURES
 
 TOKEN = "am-token-0123456789"
@@ -103,13 +103,13 @@ class Harness:
             return list((await conn.execute(sa.text("SELECT * FROM webhook_inbox"))).mappings())
 
     async def processed(self, webhook_id: int, timeout: float = 5.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        async def done() -> Any:
             record = await self.store.get_webhook(webhook_id)
-            if record is not None and record.processed_at is not None:
-                return record
-            await asyncio.sleep(0.01)
-        pytest.fail(f"webhook {webhook_id} not processed within {timeout} s")
+            return record if record is not None and record.processed_at is not None else None
+
+        return await eventually(
+            done, timeout=timeout, interval=0.01, what=f"webhook {webhook_id} processed"
+        )
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ Aspects under test:
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from bot.adapters.jira import JiraTickets
 from bot.core.errors import Forbidden, InvalidRequest, TargetNotFound, Unreachable
 from bot.core.model import TicketRef, TicketSpec
 from bot.sim.jira import JiraSim
+from tests.helpers import eventually
 
 EMAIL, TOKEN = "rollbot@example.com", "jira-sim-token"
 LEAD = "payments-lead@example.com"
@@ -86,11 +86,12 @@ def spec(project: str = "PAY", **kw: Any) -> TicketSpec:
 
 
 async def until_found(tickets: JiraTickets, project: str, label: str) -> list[TicketRef]:
-    deadline = time.monotonic() + 5
-    while not (found := await tickets.find_by_label(project, label)):
-        assert time.monotonic() < deadline, "never found"
-        await asyncio.sleep(0.05)
-    return found
+    return await eventually(
+        lambda: tickets.find_by_label(project, label),
+        timeout=5,
+        interval=0.05,
+        what=f"a ticket labelled {label} found",
+    )
 
 
 # ---------------------------------------------------------------------- check

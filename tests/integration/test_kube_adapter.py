@@ -23,7 +23,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from bot.core.errors import Forbidden, TargetNotFound, Unreachable
 from bot.core.model import Patch, RolloutAction
 from bot.core.ports import WatchEvent
 from bot.sim.kube import KubeSim
+from tests.helpers import eventually
 from tests.plugins.fixtures import load_fixture
 
 NS, NAME = "payments", "payment-router"
@@ -84,14 +85,6 @@ def paused_rollout(**status: Any) -> dict[str, Any]:
 
 def patches_sent(sim: KubeSim) -> list[tuple[str, str | None, Any]]:
     return [(r.path, r.content_type, r.body) for r in sim.requests_matching("PATCH")]
-
-
-async def eventually(pred: Callable[[], bool], within: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + within
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or pred}")
-        await asyncio.sleep(0.02)
 
 
 # ── apply ────────────────────────────────────────────────────────────────────
@@ -363,8 +356,8 @@ async def test_cancel_stops_watch_and_threads_within_a_second(
     def threads() -> list[str]:
         return [t.name for t in threading.enumerate() if t.name.startswith("rollbot-watch")]
 
-    await eventually(lambda: threads() == [], within=1.0, what="watch threads to end")
-    await eventually(lambda: sim.open_watches() == 0, within=1.0)
+    await eventually(lambda: threads() == [], timeout=1.0, what="watch threads to end")
+    await eventually(lambda: sim.open_watches() == 0, timeout=1.0)
 
 
 class Cursors:

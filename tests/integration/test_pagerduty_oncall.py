@@ -28,17 +28,10 @@ import pytest
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.core.errors import Forbidden, Unreachable
 from bot.sim.pagerduty import PagerDutySim
+from tests.helpers import FakeClock
 
 TOKEN = "u+test-pagerduty-token"
 POLICY = "PESC123"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")

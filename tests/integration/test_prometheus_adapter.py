@@ -50,18 +50,13 @@ from bot.adapters.prometheus import PrometheusMetrics, QueryRejected, render
 from bot.core.errors import Forbidden, InvalidRequest, TemporaryError, Unreachable
 from bot.core.evidence import breaches, describe
 from bot.core.model import Evidence
+from tests.helpers import eventually, eventually_sync, free_port, on_a_free_port
 from tests.plugins.peers import require_peer
 
 PROMETHEUS = os.environ.get("ROLLBOT_PROMETHEUS_BIN", "/usr/bin/prometheus")
 JOB = "payment-router"
 SLO_ERROR_RATE, SLO_P95_MS, SLO_P99_MS = 0.02, 300.0, 500.0
 BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ── the exporter: a tiny payment-router whose canary can be made to misbehave ──────────
@@ -156,32 +151,47 @@ def start_prometheus(base: Path, scrape_target: str | None) -> PromProcess:
     else:
         lines[-1] = "scrape_configs: []"
     config.write_text("\n".join(lines) + "\n")
-    port = _free_port()
     log = base / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={base / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    prom = PromProcess(url=f"http://127.0.0.1:{port}", process=process, log=log)
-    deadline = time.monotonic() + 30
-    with httpx.Client(timeout=1.0) as client:
-        while True:
+
+    def start(port: int) -> PromProcess:
+        with log.open("wb") as out:  # this attempt's output only
+            process = subprocess.Popen(
+                [
+                    PROMETHEUS,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={base / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        prom = PromProcess(url=f"http://127.0.0.1:{port}", process=process, log=log)
+
+        def ready() -> bool:
             if process.poll() is not None:
-                pytest.fail(f"prometheus exited {process.returncode}:\n{log.read_text()[-3000:]}")
+                raise _Exited(f"prometheus exited {process.returncode}:\n{_tail(log)}")
             with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{prom.url}/-/ready").status_code == 200:
-                    return prom
-            if time.monotonic() > deadline:
-                prom.stop()
-                pytest.fail(f"prometheus not ready after 30 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.05)
+                return client.get(f"{prom.url}/-/ready").status_code == 200
+            return False
+
+        try:
+            with httpx.Client(timeout=1.0) as client:
+                eventually_sync(ready, timeout=30, what=lambda: f"prometheus ready:\n{_tail(log)}")
+        except BaseException:
+            prom.stop()
+            raise
+        return prom
+
+    # --web.listen-address needs a port number: a port taken between probe and bind is retried
+    return on_a_free_port(start, taken=lambda exc: "address already in use" in str(exc))
+
+
+class _Exited(RuntimeError):
+    pass
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -190,15 +200,15 @@ def prometheus(traffic: Traffic, tmp_path_factory: pytest.TempPathFactory) -> It
     try:
         # first samples of both versions, with a deadline
         query = f'count(http_requests_total{{job="{JOB}"}}) == 4'
-        deadline = time.monotonic() + 30
         with httpx.Client(timeout=2.0) as client:
-            while True:
-                body = client.get(f"{prom.url}/api/v1/query", params={"query": query}).json()
-                if body["data"]["result"]:
-                    break
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no samples scraped after 30 s:\n{prom.log.read_text()[-3000:]}")
-                time.sleep(0.1)
+            eventually_sync(
+                lambda: client.get(f"{prom.url}/api/v1/query", params={"query": query}).json()[
+                    "data"
+                ]["result"],
+                timeout=30,
+                interval=0.1,
+                what=lambda: f"samples scraped:\n{_tail(prom.log)}",
+            )
         yield prom
     finally:
         prom.stop()
@@ -236,14 +246,18 @@ async def poll_evidence(
     within: float = 45.0,
 ) -> Evidence:
     """Evidence, re-read every 0.25 s until `check(evidence)` holds; fails after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        evidence = await evidence_of(metrics)
-        if check(evidence):
-            return evidence
-        if time.monotonic() > deadline:
-            pytest.fail(f"not {until} after {within} s; last evidence: {evidence}")
-        await asyncio.sleep(0.25)
+    last: list[Evidence] = []
+
+    async def checked() -> Evidence | None:
+        last[:] = [await evidence_of(metrics)]
+        return last[0] if check(last[0]) else None
+
+    return await eventually(
+        checked,
+        timeout=within,
+        interval=0.25,
+        what=lambda: f"{until}; last evidence: {last[0] if last else None}",
+    )
 
 
 # ── instant queries ─────────────────────────────────────────────────────────────────
@@ -446,7 +460,7 @@ async def test_stopped_prometheus_and_closed_port_are_unreachable(
     assert describe(evidence) == [evidence.detail]
     assert breaches(evidence) == []
 
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     async with PrometheusMetrics(base_url=closed, timeout=2.0) as m:
         started = time.monotonic()
         evidence = await evidence_of(m)

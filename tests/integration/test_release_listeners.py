@@ -29,20 +29,14 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
 
 import pytest
-import uvicorn
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.routing import Route
 
 from bot.adapters.slack import SlackChat
 from bot.core.errors import UnknownService
@@ -61,6 +55,7 @@ from bot.sim.slack import SlackSender, SlackSim, _block_errors
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps, ReleaseDesk
 from bot.work import WorkQueue
+from tests.plugins.slack import bolt_on_uvicorn
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -205,30 +200,11 @@ async def serve(
         releases=cast(ReleaseDesk, desk) if desk is not None else None,
     )
     app = create_bolt_app(signing_secret=signing_secret, client=client, deps=deps)
-    handler = AsyncSlackRequestHandler(app)
-
-    async def events(request: Request) -> Any:
-        return await handler.handle(request)
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await sim.wait_for(lambda: server.started)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
-    try:
-        yield Bot(SlackSender(url, signing_secret, sim=sim), sim, desk)
-    finally:
-        await work.close(drain_timeout=5)
-        server.should_exit = True
-        await task
-        sock.close()
+    async with bolt_on_uvicorn(app) as url:
+        try:
+            yield Bot(SlackSender(url, signing_secret, sim=sim), sim, desk)
+        finally:
+            await work.close(drain_timeout=5)
 
 
 @pytest.fixture

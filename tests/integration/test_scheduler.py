@@ -46,6 +46,7 @@ from bot.scheduler import (
 )
 from bot.store import SqlStore, open_store
 from bot.store.schema import apscheduler_jobs, leases
+from tests.helpers import eventually
 
 T0 = datetime(2026, 4, 28, 9, 0, tzinfo=UTC)
 FAST_LEASE: dict[str, float] = {"lease_ttl": 1.0, "renew_every": 0.3}
@@ -62,14 +63,6 @@ class Recorder:
         self.calls.append((kind, args))
         if kind in self.fail:
             raise RuntimeError(f"{kind} failed on purpose")
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 async def stays(cond: Callable[[], bool], seconds: float) -> None:
@@ -117,7 +110,7 @@ async def test_a_job_two_hours_ahead_runs_a_second_later_at_7200x(store_url: str
             args={"release": "payment-router@1.13.0", "flag": "payments.new-router.enabled"},
         )
         assert await scheduler.put(job)
-        await until(lambda: bool(ran.calls), timeout=4)
+        await eventually(lambda: bool(ran.calls), timeout=4)
         elapsed = time.monotonic() - put_at
         assert 0.7 < elapsed < 2.5, elapsed
         await stays(lambda: len(ran.calls) == 1, 0.5)
@@ -156,17 +149,19 @@ async def test_stable_ids_replace_and_sync_owns_one_prefix(store_url: str) -> No
 async def test_a_job_due_during_downtime_runs_once_on_the_next_start(store_url: str) -> None:
     clock = SystemClock()
     first, second = Recorder(), Recorder()
-    due = clock.now() + timedelta(seconds=0.5)
+    # Due after the first replica has surely stopped: put and stop take well under a second,
+    # but 0.5 s was not always enough on a loaded 2-core machine (the first replica ran it).
+    due = clock.now() + timedelta(seconds=2)
     async with replica(store_url, clock, first) as scheduler:
         assert await scheduler.wait_leader(5)
         assert await scheduler.put(ScheduledJob(id="j:late", at=due, kind="notice", args={"x": 1}))
     # Down for longer than APScheduler's default 1 s grace time.
-    await until(lambda: clock.now() > due + timedelta(seconds=1.5))
+    await eventually(lambda: clock.now() > due + timedelta(seconds=1.5))
     assert first.calls == []
     async with replica(store_url, clock, second, migrate=False) as scheduler:
         assert [j.id for j in await scheduler.jobs()] == ["j:late"]
         assert await scheduler.wait_leader(5)
-        await until(lambda: bool(second.calls), timeout=3)
+        await eventually(lambda: bool(second.calls), timeout=3)
         await stays(lambda: len(second.calls) == 1, 0.5)
         assert second.calls == [("notice", {"x": 1})]
         assert await scheduler.jobs() == []
@@ -190,7 +185,7 @@ async def test_a_repeating_job_that_missed_several_runs_runs_once(store_url: str
             id="poll:rollouts",
             next_run_time=missed_since,
         )
-        await until(lambda: bool(ran.calls), timeout=3)
+        await eventually(lambda: bool(ran.calls), timeout=3)
         await stays(lambda: len(ran.calls) == 1, 0.6)
         assert await scheduler.jobs() == []
 
@@ -208,7 +203,7 @@ async def test_two_replicas_one_voice_and_takeover(store_url: str) -> None:
             running[name] = await cm.__aenter__()
         a, b = running["a"], running["b"]
         key = a.key
-        await until(lambda: a.leader or b.leader)
+        await eventually(lambda: a.leader or b.leader)
         await stays(lambda: a.leader + b.leader == 1, 1.2)  # several renewals
         lead, follow = ("a", "b") if a.leader else ("b", "a")
         leader, follower = running[lead], running[follow]
@@ -218,7 +213,7 @@ async def test_two_replicas_one_voice_and_takeover(store_url: str) -> None:
         assert await follower.jobs() == []  # nothing was done
         assert await leader.put(soon)
         assert [j.id for j in await follower.jobs()] == ["j:1"]  # any replica can read
-        await until(lambda: bool(ran[lead].calls))
+        await eventually(lambda: bool(ran[lead].calls))
         await stays(lambda: ran[lead].calls == [("k", {})] and not ran[follow].calls, 0.5)
 
         # The leader stops (a deploy): the follower takes over and runs what comes next.
@@ -227,7 +222,7 @@ async def test_two_replicas_one_voice_and_takeover(store_url: str) -> None:
         assert await follower.wait_leader(3)
         later = ScheduledJob(id="j:2", at=clock.now() + timedelta(seconds=0.2), kind="k2", args={})
         assert await follower.put(later)
-        await until(lambda: ("k2", {}) in ran[follow].calls)
+        await eventually(lambda: ("k2", {}) in ran[follow].calls)
         await stays(lambda: ran[follow].calls == [("k2", {})], 0.3)
         assert ran[lead].calls == [("k", {})]
     finally:
@@ -250,9 +245,9 @@ async def test_a_leader_whose_lease_is_taken_stops_running_jobs_at_once(store_ur
                 .where(leases.c.name == "scheduler")
                 .values(holder="intruder", expires_at=datetime.now(UTC) + timedelta(seconds=60))
             )
-        await until(lambda: not scheduler.leader, timeout=1.0)
-        await until(lambda: scheduler.key not in scheduler_module._LIVE, timeout=1.0)
-        await until(lambda: clock.now() > due + timedelta(seconds=0.3))
+        await eventually(lambda: not scheduler.leader, timeout=1.0)
+        await eventually(lambda: scheduler.key not in scheduler_module._LIVE, timeout=1.0)
+        await eventually(lambda: clock.now() > due + timedelta(seconds=0.3))
         assert ran.calls == []
         assert [j.id for j in await scheduler.jobs()] == ["j:due"]  # waits for a leader
         assert not await scheduler.put(ScheduledJob(id="j:x", at=due, kind="k", args={}))
@@ -260,7 +255,7 @@ async def test_a_leader_whose_lease_is_taken_stops_running_jobs_at_once(store_ur
         async with store.engine.begin() as conn:  # the intruder goes away
             await conn.execute(leases.delete().where(leases.c.holder == "intruder"))
         assert await scheduler.wait_leader(3)
-        await until(lambda: bool(ran.calls), timeout=3)
+        await eventually(lambda: bool(ran.calls), timeout=3)
         await stays(lambda: len(ran.calls) == 1, 0.3)
 
 
@@ -276,7 +271,7 @@ async def test_a_runner_that_raises_does_not_stop_later_jobs(
         assert await scheduler.put(ScheduledJob(id="j:boom", at=now, kind="boom", args={"n": 1}))
         later = now + timedelta(seconds=0.3)
         assert await scheduler.put(ScheduledJob(id="j:ok", at=later, kind="ok", args={"n": 2}))
-        await until(lambda: ("ok", {"n": 2}) in ran.calls)
+        await eventually(lambda: ("ok", {"n": 2}) in ran.calls)
         assert ran.calls == [("boom", {"n": 1}), ("ok", {"n": 2})]
         assert scheduler.leader
     failed = [r for r in caplog.records if r.name == "bot.scheduler" and "boom" in r.getMessage()]

@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from bot.sim.jira import JiraSim
+from tests.helpers import eventually_sync
 from tests.plugins.fixtures import load_fixture
 
 EMAIL, TOKEN = "rollbot@example.com", "jira-sim-token"
@@ -463,10 +464,7 @@ def test_search_lags_creation(sim: JiraSim) -> None:
         key = create(http, task(labels=[LABEL]))["key"]
         assert http.get(f"{API}/issue/{key}").status_code == 200  # by key: at once
         assert search_keys(http, jql) == []  # the index has not caught up
-        deadline = time.monotonic() + 5
-        while not search_keys(http, jql):
-            assert time.monotonic() < deadline, "never became searchable"
-            time.sleep(0.05)
+        eventually_sync(lambda: search_keys(http, jql), timeout=5, interval=0.05, what="searchable")
     assert time.monotonic() - created_at >= 1.0
 
 

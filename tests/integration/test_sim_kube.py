@@ -29,6 +29,7 @@ import urllib3
 from kubernetes.client import ApiException
 
 from bot.sim.kube import KubeSim
+from tests.helpers import eventually_sync
 
 G, V, NS = "argoproj.io", "v1alpha1", "payments"
 
@@ -82,14 +83,6 @@ def _raw_patch(api: kubernetes.client.ApiClient, path: str, body: Any, content_t
         response_type="object",
         _return_http_data_only=True,
     )
-
-
-def _poll(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def test_discovery_and_version(api: kubernetes.client.ApiClient, kube_sim: KubeSim) -> None:
@@ -322,9 +315,9 @@ def test_drop_watches_cuts_the_stream(
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
-    _poll(lambda: kube_sim.open_watches() == 1)
+    eventually_sync(lambda: kube_sim.open_watches() == 1, interval=0.01)
     kube_sim.update_status("rollouts", NS, "a", {"phase": "Healthy"})
-    _poll(lambda: outcome["events"] == ["MODIFIED"])
+    eventually_sync(lambda: outcome["events"] == ["MODIFIED"], interval=0.01)
     assert kube_sim.drop_watches() == 1
     thread.join(5)
     assert not thread.is_alive()

@@ -42,6 +42,7 @@ import httpx
 import pytest
 
 from bot.sim.pagerduty import DEFAULT_WORKFLOW_BODY, PagerDutySim
+from tests.helpers import eventually_sync
 from tests.plugins.fixtures import load_fixture
 
 TOKEN = "u+test-pagerduty-token"
@@ -113,14 +114,16 @@ class Receiver:
         self._server.server_close()
 
     def wait_for(self, n: int, timeout: float = 5.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def arrived() -> list[Received] | None:
             with self._lock:
-                if len(self.received) >= n:
-                    return list(self.received)
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.received)} of {n} webhooks received")
-            time.sleep(0.01)
+                return list(self.received) if len(self.received) >= n else None
+
+        return eventually_sync(
+            arrived,
+            timeout=timeout,
+            interval=0.01,
+            what=lambda: f"{n} webhooks ({len(self.received)} received)",
+        )
 
     def events(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         return [r.json()["event"] for r in self.wait_for(n, timeout)]

@@ -19,27 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
 import pytest
-import uvicorn
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.routing import Route
 
 from bot.sim.slack import SlackSender, SlackSim
 from tests.plugins.fixtures import load_fixture
-from tests.plugins.slack import seed_payments
+from tests.plugins.slack import ServeBolt, seed_payments
 
 CARD = [
     {"type": "section", "text": {"type": "mrkdwn", "text": "*payment-router* paused"}},
@@ -278,7 +272,7 @@ async def test_sim_messages_have_the_fixture_message_keys(client: AsyncWebClient
 
 @pytest.fixture
 async def bolt_app(
-    slack_sim: SlackSim, bot_token: str, signing_secret: str
+    slack_sim: SlackSim, bot_token: str, signing_secret: str, serve_bolt: ServeBolt
 ) -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     """A real Bolt AsyncApp on Starlette + uvicorn, recording what its listeners got."""
     app = AsyncApp(
@@ -299,28 +293,7 @@ async def bolt_app(
         seen.append(body)
         await respond(text="aborted", replace_original=True)
 
-    handler = AsyncSlackRequestHandler(app)
-
-    async def events(request: Request) -> Any:
-        return await handler.handle(request)
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await slack_sim.wait_for(lambda: server.started)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events", seen
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    yield await serve_bolt(app), seen
 
 
 async def test_bolt_accepts_sender_requests(

@@ -19,25 +19,19 @@ Aspects under test:
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-import uvicorn
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.routing import Route
 
 from bot.sim.slack import SlackSender, SlackSim
 from tests.plugins.fixtures import load_fixture
+from tests.plugins.slack import ServeBolt
 
 TITLE = {"type": "plain_text", "text": "Tier 3: revert in Git"}
 INPUT = {
@@ -167,7 +161,7 @@ def test_view_submission_payload_matches_the_fixture(
 
 @pytest.fixture
 async def modal_app(
-    slack_sim: SlackSim, bot_token: str, signing_secret: str
+    slack_sim: SlackSim, bot_token: str, signing_secret: str, serve_bolt: ServeBolt
 ) -> AsyncIterator[tuple[SlackSender, list[dict[str, Any]]]]:
     """A real Bolt AsyncApp: `open` opens MODAL; its submission answers what was typed
     (`errors`, `update`, `clear`, anything else: an empty ack)."""
@@ -195,29 +189,8 @@ async def modal_app(
         else:
             await ack()
 
-    handler = AsyncSlackRequestHandler(app)
-
-    async def events(request: Request) -> Any:
-        return await handler.handle(request)
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await slack_sim.wait_for(lambda: server.started)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
-    try:
-        yield SlackSender(url, signing_secret, sim=slack_sim), seen
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    url = await serve_bolt(app)
+    yield SlackSender(url, signing_secret, sim=slack_sim), seen
 
 
 async def _open(sender: SlackSender, slack_sim: SlackSim, client: AsyncWebClient) -> dict:

@@ -6,7 +6,6 @@ unknown flag → TargetNotFound naming the key; wrong admin token → Forbidden,
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from bot.adapters.unleash import UnleashFlags
 from bot.core.errors import Forbidden, TargetNotFound
 from bot.sim.unleash import UnleashSim
+from tests.helpers import eventually
 
 FLAG = "payments.new-router.circuit-open"
 
@@ -34,9 +34,9 @@ async def test_flip_read_back_and_sdk_view(sim):
         state = await flags.set(FLAG, True, comment="drill")
         assert state.enabled is True and sim.enabled(FLAG)
         assert await flags.sdk_sees(FLAG) is False  # the client API still serves the old one
-        while await flags.sdk_sees(FLAG) is not True:
-            assert time.monotonic() - started < 5
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: flags.sdk_sees(FLAG), timeout=5, interval=0.05, what="the SDK view flipped"
+        )
         assert time.monotonic() - started >= 0.3
         assert (await flags.set(FLAG, False, comment="drill")).enabled is False
 

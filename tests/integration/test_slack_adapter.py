@@ -23,14 +23,7 @@ from bot.adapters.slack import SlackChat, SlackRefused, make_web_client
 from bot.core.errors import Forbidden, PermanentError, TemporaryError, Unreachable
 from bot.core.model import MessageRef
 from bot.sim.slack import SlackSim
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -37,6 +37,7 @@ from UnleashClient.utils import InstanceAllowType
 from bot.adapters.unleash import UnleashFlags
 from bot.core.errors import FlipNotApplied, Forbidden, TargetNotFound, TemporaryError, Unreachable
 from bot.core.ports import Flags
+from tests.helpers import eventually_sync
 from tests.plugins.unleash import UnleashPeer
 
 CIRCUIT = "payments.new-router.circuit-open"
@@ -81,24 +82,17 @@ def sdk(unleash_peer: UnleashPeer, tmp_path: Path) -> Iterator[UnleashClient]:
         client.destroy()
 
 
-def _wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> float:
-    """Poll `predicate` until true; the seconds it took. AssertionError after `timeout`."""
-    started = time.monotonic()
-    deadline = started + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
-
-
 async def _wait_sdk(sdk: UnleashClient, flag: str, want: bool) -> float:
-    return await asyncio.to_thread(
-        _wait_until,
+    """The seconds until the SDK sees `flag` as `want` (its sync API polled in a thread)."""
+    started = time.monotonic()
+    await asyncio.to_thread(
+        eventually_sync,
         lambda: sdk.is_enabled(flag) is want,
         timeout=SDK_DEADLINE,
+        interval=0.05,
         what=f"the SDK sees {flag}={want}",
     )
+    return time.monotonic() - started
 
 
 # ── flips, read back, seen by a real SDK ────────────────────────────────────────────────

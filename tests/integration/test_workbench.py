@@ -18,7 +18,6 @@ Aspects under test:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import signal
@@ -33,6 +32,7 @@ import pytest
 
 from bot.sim import workbench
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -110,13 +110,14 @@ async def test_command_is_signed_and_the_reply_shown_to_its_sender_only(bench):
     # the ephemeral message (it has no ts in the channel), for its recipient only.
     await card_with_abort(world)
     await client.post("/api/command", json={"text": "/rollback payment-router", "user": ONCALL[0]})
-    for _ in range(200):
+
+    async def confirms() -> tuple[dict, list[str]] | None:
         state = (await client.get("/api/state", params={"user": ONCALL[0]})).json()
         keys = [k for k in state["confirms"] if k.startswith("eph:") and "rollout_abort" in k]
-        if keys:
-            break
-        await asyncio.sleep(0.05)
-    assert keys and state["confirms"][keys[0]]["confirm"] == "Abort"
+        return (state, keys) if keys else None
+
+    state, keys = await eventually(confirms, interval=0.05, what="the ephemeral's confirm")
+    assert state["confirms"][keys[0]]["confirm"] == "Abort"
     key = keys[0].removeprefix("eph:").split(" ")[0]
     assert f'data-ephemeral="{key}"' in state["ephemerals"]
     other = (await client.get("/api/state", params={"user": OUTSIDER[0]})).json()

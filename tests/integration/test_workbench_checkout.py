@@ -20,7 +20,6 @@ Aspects under test:
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
@@ -30,6 +29,7 @@ from bot.sim import workbench
 from bot.sim import world as sim_world
 from bot.sim.harness import CHANNEL_ID, LEAD, ONCALL, OUTSIDER, USERGROUP, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -120,12 +120,11 @@ async def test_alert_then_open_the_circuit(bench):
     await world.wait_for(lambda: ld.is_on("default", CIRCUIT), timeout=30, what="the flip")
     state = (await client.get("/api/state")).json()
     assert "wb-on" in state["panels"]["flags"]
-    for _ in range(400):  # the audit entry is written once the flip is read back
-        state = (await client.get("/api/state")).json()
-        if "circuit-open" in state["panels"]["audit"]:
-            break
-        await asyncio.sleep(0.05)
-    assert "circuit-open" in state["panels"]["audit"]
+
+    async def audited() -> bool:  # the audit entry is written once the flip is read back
+        return "circuit-open" in (await client.get("/api/state")).json()["panels"]["audit"]
+
+    await eventually(audited, timeout=20, interval=0.05, what="circuit-open in the audit panel")
     # With the breaker open, what is left is the lasting return: the card now says Tier 3.
     await world.wait_for(
         lambda: "Recommended: Tier 3" in json.dumps(world.card("checkout"), ensure_ascii=False),
@@ -205,10 +204,7 @@ async def test_modal_submit_errors_then_record(bench):
             if r.entry.action == "revert-started" and r.entry.result == "succeeded"
         ]
 
-    for _ in range(400):
-        if await audited():
-            break
-        await asyncio.sleep(0.05)
+    await eventually(audited, timeout=20, interval=0.05, what="the revert-started entry")
     assert [link in d for d in await audited()] == [True]
     state = (await client.get("/api/state")).json()
     assert "revert-started" in state["panels"]["audit"]
@@ -256,12 +252,14 @@ async def test_break_glass_from_an_ephemeral_button(bench):
         json={"message_ts": card["ts"], "action_id": "circuit_open", "user": LEAD[0]},
     )
     assert refused.status_code == 200
-    for _ in range(400):
+
+    async def ephemerals() -> str | None:
         html = (await client.get("/api/state", params={"user": LEAD[0]})).json()["ephemerals"]
-        if 'data-action-id="circuit_break_glass"' in html:
-            break
-        await asyncio.sleep(0.05)
-    assert 'data-action-id="circuit_break_glass"' in html
+        return html if 'data-action-id="circuit_break_glass"' in html else None
+
+    html = await eventually(
+        ephemerals, timeout=20, interval=0.05, what="the break-glass button offered"
+    )
     key = html.split('data-action-id="circuit_break_glass"')[0].rsplit('data-ephemeral="', 1)[1]
     key = key.split('"', 1)[0]
     assert not ld.is_on("default", CIRCUIT)

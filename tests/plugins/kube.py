@@ -15,20 +15,7 @@ import pytest
 
 from bot.sim.argo import ArgoController
 from bot.sim.kube import KubeSim
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
+from tests.helpers import FakeClock
 
 
 @pytest.fixture

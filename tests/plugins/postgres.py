@@ -18,7 +18,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from bot.store import SqlStore, open_store
+from tests.helpers import on_a_free_port
 from tests.plugins.peers import require_peer
 
 PG_TOOLS = ("initdb", "pg_ctl", "postgres")
@@ -53,12 +53,6 @@ def find_pg_bindir() -> Path | None:
         if all(os.access(d / tool, os.X_OK) for tool in PG_TOOLS):
             return d
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -178,17 +172,20 @@ def _start_server(bindir: Path) -> PostgresServer:
         os.chown(base, pw.pw_uid, pw.pw_gid)
         server.run_as = (pw.pw_uid, pw.pw_gid)
     server.initdb()
-    last: subprocess.CalledProcessError | None = None
-    for _ in range(3):  # a free port can be taken between probing and binding
-        server.port = _free_port()
-        try:
-            server.start()
-            return server
-        except subprocess.CalledProcessError as exc:
-            last = exc
-    log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
-    shutil.rmtree(base, ignore_errors=True)
-    raise RuntimeError(f"PostgreSQL did not start: {last and last.stderr}\n{log}")
+
+    def start(port: int) -> PostgresServer:
+        server.port = port
+        server.start()
+        return server
+
+    try:  # a free port can be taken between probing and binding: pg_ctl start fails
+        return on_a_free_port(
+            start, taken=lambda exc: isinstance(exc, subprocess.CalledProcessError)
+        )
+    except subprocess.CalledProcessError as last:
+        log = (base / "server.log").read_text() if (base / "server.log").exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        raise RuntimeError(f"PostgreSQL did not start: {last.stderr}\n{log}") from last
 
 
 @pytest.fixture(scope="session")

@@ -46,10 +46,8 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +58,7 @@ import pytest
 import yaml
 
 from bot.sim.metrics_app import MetricsApp
+from tests.helpers import eventually_sync, on_a_free_port
 from tests.plugins.peers import require_peer
 
 __all__ = [
@@ -119,12 +118,6 @@ def amtool_binary() -> str | None:
     return _binary("ROLLBOT_AMTOOL_BIN", "/usr/bin/amtool", "amtool")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # -- the rules rewrite -----------------------------------------------------------------------
 
 _FOR_RE = re.compile(r"^(?P<indent>\s*(?:-\s+)?)for:\s*\S+\s*$", re.MULTILINE)
@@ -171,20 +164,26 @@ class _Process:
             return "(no log)"
 
     def wait_ready(self, url: str, timeout: float = READY_TIMEOUT) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
+        proc = self.proc
+        assert proc is not None
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise _EarlyExit(
+                    f"{self.name} exited with {proc.returncode} before it was ready:\n"
+                    f"{self.log_tail()}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                return client.get(f"{url}/-/ready").status_code == 200
+            return False
+
         with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise _EarlyExit(
-                        f"{self.name} exited with {self.proc.returncode} before it was ready:\n"
-                        f"{self.log_tail()}"
-                    )
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(f"{url}/-/ready").status_code == 200:
-                        return
-                time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready within {timeout}s:\n{self.log_tail()}")
+            eventually_sync(
+                ready,
+                timeout=timeout,
+                interval=0.1,
+                what=lambda: f"{self.name} ready:\n{self.log_tail()}",
+            )
 
     def stop(self) -> None:
         if self.proc is None:
@@ -207,24 +206,22 @@ def _start_on_free_port(
     make: Callable[[int], _Process], ready_url: Callable[[int], str], attempts: int = 3
 ) -> tuple[_Process, int]:
     """Start a server on a free port; a port taken between probe and bind is retried."""
-    last: Exception | None = None
-    for _ in range(attempts):
-        port = _free_port()
+
+    def start(port: int) -> tuple[_Process, int]:
         process = make(port)
         process.start()
         try:
             process.wait_ready(ready_url(port))
-        except _EarlyExit as exc:
-            process.stop()
-            last = exc
-            if "address already in use" in str(exc):
-                continue
-            raise
         except BaseException:
             process.stop()
             raise
         return process, port
-    raise RuntimeError(f"could not find a free port: {last}")
+
+    return on_a_free_port(
+        start,
+        taken=lambda exc: isinstance(exc, _EarlyExit) and "address already in use" in str(exc),
+        tries=attempts,
+    )
 
 
 # -- peers -----------------------------------------------------------------------------------
@@ -270,16 +267,12 @@ class PrometheusPeer:
         self, predicate: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition"
     ) -> Any:
         """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"{what} not met within {timeout}s; prometheus log:\n{self.process.log_tail()}"
-                )
-            time.sleep(0.25)
+        return eventually_sync(
+            predicate,
+            timeout=timeout,
+            interval=0.25,
+            what=lambda: f"{what}; prometheus log:\n{self.process.log_tail()}",
+        )
 
     def log_tail(self) -> str:
         return self.process.log_tail()

@@ -1,12 +1,35 @@
-"""Fixtures for Slack: a started SlackSim seeded with the payments team, and its secrets."""
+"""Fixtures for Slack: a started SlackSim seeded with the payments team, its secrets, and a
+Bolt app served over real HTTP.
+
+* ``slack_sim``: a started :class:`bot.sim.slack.SlackSim` (function scope) with the on-call
+  engineer, an outsider, the ``payments-oncall`` usergroup and ``#payments-deploys``;
+* ``signing_secret`` / ``bot_token``: the secrets the sim and the apps share;
+* ``serve_bolt``: ``url = await serve_bolt(app)`` serves a Bolt ``AsyncApp`` behind Bolt's own
+  Starlette handler on uvicorn and gives the URL of its ``/slack/events``; stopped at the
+  test's end. (rollbot's own ``/slack/events`` is `bot.web.slack.slack_route`, which verifies
+  the signature and refuses replays before Bolt sees a request; the integration tests that
+  exercise listeners, or the sim's sender against a plain Bolt app, need only Bolt's handler.)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+import uvicorn
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
 
 from bot.sim.slack import SlackSim
+from tests.helpers import bound_socket, eventually
+
+ServeBolt = Callable[[AsyncApp], Awaitable[str]]
 
 
 @pytest.fixture
@@ -34,3 +57,44 @@ def seed_payments(sim: SlackSim) -> SlackSim:
 def slack_sim() -> Iterator[SlackSim]:
     with SlackSim() as sim:
         yield seed_payments(sim)
+
+
+@contextlib.asynccontextmanager
+async def bolt_on_uvicorn(app: AsyncApp) -> AsyncIterator[str]:
+    """`app` at ``POST /slack/events`` on uvicorn, on a loopback socket bound before the
+    server starts (the kernel picks the port: nothing can take it in between); yields the
+    URL, stops the server on exit."""
+    handler = AsyncSlackRequestHandler(app)
+
+    async def events(request: Request) -> Any:
+        return await handler.handle(request)
+
+    sock = bound_socket()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started or task.done(), what="uvicorn started")
+        if task.done():
+            task.result()  # it stopped before it started: its error
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def serve_bolt() -> AsyncIterator[ServeBolt]:
+    """``url = await serve_bolt(app)``: see the module docstring."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def serve(app: AsyncApp) -> str:
+            return await stack.enter_async_context(bolt_on_uvicorn(app))
+
+        yield serve

@@ -37,10 +37,8 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -51,6 +49,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import eventually_sync, on_a_free_port
 from tests.plugins.peers import require_peer
 from tests.plugins.postgres import PostgresServer
 
@@ -84,12 +83,6 @@ def node_binary() -> str | None:
 
 def _installed() -> bool:
     return (UNLEASH_DIR / "node_modules" / "unleash-server" / "package.json").is_file()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -230,10 +223,9 @@ def _start(
     node: str, database_url: str, admin_token: str, client_token: str, workdir: Path
 ) -> tuple[subprocess.Popen[bytes], str, Path]:
     """Start server.js on a free port (three tries: a probed port can be taken meanwhile)."""
-    last: Exception | None = None
-    for attempt in range(3):
-        port = _free_port()
-        log_path = workdir / f"unleash-{attempt}.log"
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], str, Path]:
+        log_path = workdir / f"unleash-{port}.log"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(workdir),
@@ -257,34 +249,34 @@ def _start(
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_healthy(proc, url, log_path)
-            return proc, url, log_path
-        except _EarlyExit as exc:
-            _stop(proc)  # reaps it and closes our end of its stdin
-            last = exc
-            if "EADDRINUSE" not in _log_tail(log_path):
-                raise
         except BaseException:
-            _stop(proc)
+            _stop(proc)  # reaps it and closes our end of its stdin
             raise
-    raise RuntimeError(f"Unleash did not start on a free port: {last}")
+        return proc, url, log_path
+
+    return on_a_free_port(
+        start, taken=lambda exc: isinstance(exc, _EarlyExit) and "EADDRINUSE" in str(exc)
+    )
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise _EarlyExit(
+                f"unleash-server exited with {proc.returncode} before /health was "
+                f"200:\n{_log_tail(log_path)}"
+            )
+        with contextlib.suppress(httpx.TransportError):
+            return client.get(f"{url}/health").status_code == 200
+        return False
+
     with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise _EarlyExit(
-                    f"unleash-server exited with {proc.returncode} before /health was "
-                    f"200:\n{_log_tail(log_path)}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(f"{url}/health").status_code == 200:
-                    return
-            time.sleep(0.2)
-    raise TimeoutError(
-        f"unleash-server not healthy within {START_TIMEOUT:g} s:\n{_log_tail(log_path)}"
-    )
+        eventually_sync(
+            healthy,
+            timeout=START_TIMEOUT,
+            interval=0.2,
+            what=lambda: f"unleash-server healthy:\n{_log_tail(log_path)}",
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

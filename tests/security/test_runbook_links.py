@@ -20,7 +20,6 @@ a log line, survive a refusal, and are never built from a request's Host header.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -28,7 +27,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,8 @@ from bot.core import links
 from bot.settings import check_config, load_settings
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, PD_ONCALL, SimWorld
 from bot.web.runbooks import CSRF_COOKIE, issue_runbook_link
-from tests.e2e.serving import ROOT, free_port, serve
+from tests.e2e.serving import ROOT, serve
+from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,11 +57,11 @@ def _link_dms(world: SimWorld, user: str) -> list[str]:
 
 async def _inbox_settled(world: SimWorld, timeout: float = 30) -> None:
     """Every stored webhook delivery has been processed (positive evidence, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while await world.rollbot.store.pending_webhooks():
-        if time.monotonic() > deadline:
-            raise TimeoutError("webhook deliveries still unprocessed")
-        await asyncio.sleep(0.02)
+
+    async def settled() -> bool:
+        return not await world.rollbot.store.pending_webhooks()
+
+    await eventually(settled, timeout=timeout, what="every webhook delivery processed")
 
 
 # ── 4: the acknowledger's link is theirs alone ──────────────────────────────────────────
@@ -150,18 +149,19 @@ def _tail(log: Path) -> str:
 
 
 async def _wait_serving(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
     async with httpx.AsyncClient(timeout=5) as client:
-        while time.monotonic() < deadline:
+
+        async def healthy() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"rollbot serve exited:\n{_tail(log)}")
             try:
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
+                return (await client.get(f"{url}/healthz")).status_code == 200
             except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"rollbot serve did not answer:\n{_tail(log)}")
+                return False
+
+        await eventually(
+            healthy, timeout=60, interval=0.05, what=lambda: f"rollbot serve up:\n{_tail(log)}"
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -175,6 +175,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def test_the_access_log_of_rollbot_serve_never_holds_a_token(tmp_path: Path) -> None:
+    # The port is in the settings (the links' public URL) before the process starts, so
+    # `tests.e2e.serving.start` (which retries on another port) does not fit: a port taken
+    # in between fails this test with "address already in use" in the log.
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     async with SimWorld(

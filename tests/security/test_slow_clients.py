@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from bot.sim.harness import SimWorld
-from tests.e2e.serving import free_port, serve
+from tests.e2e.serving import start
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,25 +37,12 @@ async def served(tmp_path):
         "server": {"request_read_timeout_seconds": TIMEOUT, "max_waiting_connections": WAITING}
     }
     async with SimWorld(speed=600, workdir=tmp_path, start_bot=False, settings=settings) as world:
-        port = free_port()
-        process = serve(world, port, tmp_path / "serve.log")
-        url = f"http://127.0.0.1:{port}"
+        served = await start(world, tmp_path / "serve.log")
         try:
-            deadline = time.monotonic() + 60
-            async with httpx.AsyncClient(timeout=2) as client:
-                while True:
-                    try:
-                        if (await client.get(f"{url}/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert process.poll() is None, (tmp_path / "serve.log").read_text()
-                    assert time.monotonic() < deadline, "rollbot serve did not start"
-                    await asyncio.sleep(0.1)
-            yield port
+            yield served.port
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            served.proc.terminate()
+            served.proc.wait(timeout=30)
 
 
 async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> float:

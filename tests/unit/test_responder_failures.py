@@ -27,6 +27,7 @@ from bot.core.model import Actor, MessageRef, Patch, RolloutAction, RolloutState
 from bot.responder import ActionRequest, Responder
 from bot.settings import ServiceSettings
 from bot.store import SqlStore, open_store
+from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -65,9 +66,11 @@ class FakeRollouts:
         self.obj = copy.deepcopy(ROLLOUT)
         self.applied: list[RolloutAction] = []
         self.read_error: BaseException | None = None
+        self.failed_reads = 0  # reads after the apply that raised read_error
 
     async def get_state(self, namespace: str, name: str) -> RolloutState:
         if self.applied and self.read_error is not None:
+            self.failed_reads += 1
             raise self.read_error
         return core_rollouts.parse_rollout(self.obj)
 
@@ -188,9 +191,8 @@ async def test_cancelled_while_verifying_is_audited(store):
     responder, rollouts, _, _ = build(store)
     rollouts.read_error = TemporaryError("slow API")  # verification keeps polling
     task = asyncio.create_task(responder.handle(abort(epoch=0)))
-    while not rollouts.applied:
-        await asyncio.sleep(0.005)
-    await asyncio.sleep(0.05)
+    # Verifying: the abort was applied and its read-back has failed at least once.
+    await eventually(lambda: rollouts.failed_reads, interval=0.005, what="verification polling")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -26,8 +26,8 @@ import yaml
 from bot.sim import world
 from bot.sim.argo import ArgoController, parse_duration, pod_template_hash
 from bot.sim.kube import KubeSim, default_crd_dir, load_crd_schemas, prune, schema_errors
+from tests.helpers import FakeClock
 from tests.plugins.fixtures import FIXTURES
-from tests.plugins.kube import FakeClock
 
 NS, NAME = world.NAMESPACE, world.ROLLOUT
 ANALYSIS_1, ANALYSIS_2 = 2, 5
