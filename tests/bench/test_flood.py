@@ -390,7 +390,8 @@ async def _under_flood(
 async def test_availability_under_a_flood(tmp_path: Path) -> None:
     from bot.sim.harness import SimWorld
     from tests.bench.results import record
-    from tests.e2e.serving import free_port, serve
+    from tests.e2e.serving import serve
+    from tests.helpers import free_port
 
     load = os.getloadavg()
     async with SimWorld(speed=600, workdir=tmp_path, start_bot=False) as world:

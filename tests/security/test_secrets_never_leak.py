@@ -78,7 +78,8 @@ from bot.sim.harness import (
 )
 from bot.sim.launchdarkly import LaunchDarklySim
 from bot.sim.slack import SlackSender
-from tests.e2e.serving import ROOT, free_port, serve
+from tests.e2e.serving import ROOT, serve
+from tests.helpers import free_port
 from tests.plugins.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(120)
