@@ -8,7 +8,9 @@ Per request, in this order (the body limit was enforced while reading, by `bot.w
    **401**, and nothing of the request is used: no body, no ``response_url``, no user. (Bolt's
    own check raised on a timestamp like ``abc`` and handed the unverified body to the error
    handler, which posted to its ``response_url``.)
-2. A verified body that is not a form, JSON or a ``payload`` of JSON object → **400**.
+2. A verified body that is not a form, JSON or a ``payload`` of JSON object → **400**; so
+   is one whose known keys hold another type than Slack sends there (``"view": null``,
+   ``"actions": {}``, ``"event": "x"``): Bolt indexes into them unchecked, and raised.
 3. Bolt runs the listeners, with the verified mark and the signature in the context
    (`bot.slack.verified`): the error handler answers only verified requests, and a slash
    command replayed byte for byte (the same signature) is acked but its work is not run
@@ -77,16 +79,19 @@ class SlackReceiver:
             self._refusals.refused("Slack request refused: invalid or expired signature")
             return self._refuse(401, "invalid signature")
         parsed = _parse(request, text, signature)
-        if parsed is None:
-            self._refusals.refused("Slack request refused: signed, but not a Slack payload")
-            return self._refuse(400, "body is not a Slack payload (form or JSON object)")
+        if isinstance(parsed, str):  # why: one of a few fixed phrases, never the body
+            self._refusals.refused(
+                f"Slack request refused: signed, but not a Slack payload: {parsed}"
+            )
+            return self._refuse(400, f"body is not a Slack payload: {parsed}")
         response = to_starlette_response(await self._bolt.async_dispatch(parsed))
         return self._answer(response)
 
 
-def _parse(request: Request, text: str, signature: str) -> AsyncBoltRequest | None:
-    """Bolt's request, or None when the body is not a JSON object, a form, or a form whose
-    ``payload`` is a JSON object (what Slack sends)."""
+def _parse(request: Request, text: str, signature: str) -> AsyncBoltRequest | str:
+    """Bolt's request, or why not (a fixed phrase, never the body's content): the body is
+    not a JSON object, a form, or a form whose ``payload`` is a JSON object (what Slack
+    sends), or it is not shaped as Slack shapes its payloads (`_shape_problem`)."""
     try:
         parsed = AsyncBoltRequest(
             body=text,
@@ -95,12 +100,48 @@ def _parse(request: Request, text: str, signature: str) -> AsyncBoltRequest | No
             context={VERIFIED: True, SIGNATURE: signature},
         )
     except (ValueError, RecursionError, TypeError, AttributeError, KeyError, IndexError):
-        return None  # Bolt reads team, user and channel out of the body as it parses
-    return parsed if _is_object(parsed.body) else None
+        return "unreadable"  # Bolt reads team, user and channel out of the body as it parses
+    if not _is_object(parsed.body):
+        return "not a form or a JSON object"
+    return _shape_problem(parsed.body) or parsed
 
 
 def _is_object(body: Any) -> bool:
     return isinstance(body, dict) and all(isinstance(k, str) for k in body)
+
+
+#: Keys Slack only ever sends as objects: Bolt and the listeners read into them unchecked
+#: (``body["view"]["type"]``, ``view.get(…)``, ``body.get("user") or {}`` then ``.get``).
+_OBJECTS = ("event", "view", "user", "team", "channel", "container", "message", "state")
+#: Payload types whose ``actions`` Bolt reads as ``body["actions"][0]``.
+_ACTION_TYPES = ("block_actions", "interactive_message")
+
+
+def _shape_problem(body: dict[str, Any]) -> str | None:
+    """Why a verified body is not shaped like a Slack payload, or None. Signed garbage in
+    a known key (``"view": null``, ``"actions": {}``, ``"actions": []`` on a click,
+    ``"event": "x"``, a JSON "slash command" whose text is a number, a slash command without
+    ``user_id``) made Bolt or a listener raise, and answer 500 (or 404 after 3 s)."""
+    for key in _OBJECTS:
+        if key not in body or (body[key] is None and key not in ("event", "view")):
+            continue  # absent, or null where Slack sends null (``"user": null``)
+        if not isinstance(body[key], dict):
+            return f"{key} is not an object"
+    actions = body.get("actions")
+    if "actions" in body:
+        if not isinstance(actions, list) or not all(isinstance(a, dict) for a in actions):
+            return "actions is not a list of objects"
+        if not actions and body.get("type") in _ACTION_TYPES:
+            return "actions is empty"
+    if "command" in body:  # Slack sends a flat form, always with its user
+        if not all(isinstance(v, str) for v in body.values()):
+            return "a slash command's fields are not all text"
+        if not body.get("user_id"):
+            return "a slash command without user_id"
+    view = body.get("view")
+    if isinstance(view, dict) and "callback_id" in view and not isinstance(view.get("type"), str):
+        return "view has no type"  # Bolt reads body["view"]["type"] for workflow steps
+    return None
 
 
 def slack_route(*, bolt: AsyncApp, signing_secret: str, metrics: Metrics) -> Route:
