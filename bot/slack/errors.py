@@ -92,4 +92,7 @@ def register(app: AsyncApp) -> None:
             # Never act on an unverified request: no response_url, user or channel of it.
             log.warning("error on an unverified Slack request: %s", type(error).__name__)
             return
-        await report(error, respond, what=str(body.get("type") or body.get("command")))
+        # A request with no response_url (a view submission, an event) has nobody to
+        # answer here: Bolt's `respond` would raise, and the error would escape as a 500.
+        answer = respond if context.response_url else None
+        await report(error, answer, what=str(body.get("type") or body.get("command")))
