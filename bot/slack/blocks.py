@@ -991,11 +991,21 @@ def revert_metadata(
 
 
 def parse_revert_metadata(raw: str) -> dict[str, Any]:
-    """The inverse of `revert_metadata`; ValueError when it is not one of ours."""
+    """The inverse of `revert_metadata`; ValueError when it is not one of ours (each key
+    of the type `revert_metadata` writes: a signed submission could hold anything)."""
     data = json.loads(raw)
-    if not isinstance(data, dict) or not isinstance(data.get("s"), str):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("s"), str)
+        or not all(_int_or_none(data.get(k)) for k in ("r", "e"))
+        or not all(data.get(k) is None or isinstance(data[k], str) for k in ("c", "ts"))
+    ):
         raise ValueError(f"not a rollbot revert modal: {raw[:100]!r}")
     return data
+
+
+def _int_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def revert_modal(

@@ -48,10 +48,12 @@ _GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>")
 
 
 def value_of(view: dict[str, Any], block_id: str, action_id: str) -> str:
-    """A plain_text_input's value from a submitted view's state ("" when empty)."""
-    values = (view.get("state") or {}).get("values") or {}
-    element = (values.get(block_id) or {}).get(action_id) or {}
-    return str(element.get("value") or "")
+    """A plain_text_input's value from a submitted view's state ("" when empty, or when
+    the state is not shaped as Slack sends it: a signed body could hold anything there)."""
+    found: Any = view
+    for key in ("state", "values", block_id, action_id, "value"):
+        found = found.get(key) if isinstance(found, dict) else None
+    return found if isinstance(found, str) else ""
 
 
 async def plain(deps: Deps, text: str) -> str:
