@@ -13,7 +13,8 @@
   which has no id, by its body's digest. The first copy is stored (inbox) before the 202,
   later copies get 200 "duplicate".
 - Authentic but unprocessable (not JSON, nested too deep, not an object, a workflow body
-  without an action): 400, kept as poison (`PoisonBin`), never retried.
+  without an action, a known key of another type than PagerDuty sends: `shape_problem`):
+  400, kept as poison (`PoisonBin`), never retried.
 - Answered quickly, processed after: the body is handled in a background task; bodies
   stored but never processed (the process died) are replayed at start.
 - Unknown event types are accepted and ignored.
@@ -114,8 +115,9 @@ def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
             payload = parse_json_object(body)
         except MalformedBody as exc:
             return await refuse_poison(source, headers, body, exc.message)
-        if source == WORKFLOW_SOURCE and "action" not in payload:
-            return await refuse_poison(source, headers, body, "a workflow body names no action")
+        why = shape_problem(source, payload)
+        if why is not None:
+            return await refuse_poison(source, headers, body, why)
         delivery = _delivery_id(source, payload, body)
         seen = f"pd-webhook:{delivery}"
         if not await store.mark_notice_sent(seen, release_id=SOURCE):
@@ -132,6 +134,53 @@ def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
         return answer(202, {"status": "accepted", "id": delivery})
 
     return [Route(PATH, receive, methods=["POST"])]
+
+
+def shape_problem(source: str, payload: dict[str, Any]) -> str | None:
+    """Why an authentic body cannot be processed, or None. The engine (`bot.paging`) reads
+    these keys as PagerDuty shapes them (``incident.get(…)``, ``a.get("assignee")``): a
+    workflow body ``{"action": …, "incident": "x"}`` or an event whose ``data`` was a list
+    was answered 202, then failed in processing, kept as an ordinary inbox row with the
+    error instead of as poison. Every object may be null or absent; an event of an unknown
+    shape (no ``event`` at all) is still accepted and ignored."""
+    if source == WORKFLOW_SOURCE:
+        if "action" not in payload:
+            return "a workflow body names no action"
+        if not isinstance(payload["action"], str):
+            return "a workflow body's action is not text"
+        return _not_objects(payload, ("incident", "user"))
+    if "event" not in payload:
+        return None
+    event = payload["event"]
+    if not isinstance(event, dict):
+        return "event is not an object"
+    why = _not_objects(event, ("data", "agent"), "event.")
+    if why is not None:
+        return why
+    data = event.get("data") or {}
+    if data.get("type") == "incident":
+        incident = data
+    else:
+        why = _not_objects(data, ("incident",), "event.data.")
+        if why is not None:
+            return why
+        incident = data.get("incident") or {}
+    assignments = incident.get("assignments")
+    if assignments is None:
+        return None
+    if not isinstance(assignments, list) or not all(
+        isinstance(a, dict) and (a.get("assignee") is None or isinstance(a["assignee"], dict))
+        for a in assignments
+    ):
+        return "the incident's assignments are not a list of objects with an assignee"
+    return None
+
+
+def _not_objects(value: dict[str, Any], keys: tuple[str, ...], prefix: str = "") -> str | None:
+    for key in keys:
+        if value.get(key) is not None and not isinstance(value[key], dict):
+            return f"{prefix}{key} is not an object"
+    return None
 
 
 def _delivery_id(source: str, payload: dict[str, Any], body: bytes) -> str:
