@@ -261,7 +261,7 @@ class SimWorld:
             self.extra_env.setdefault(
                 "ROLLBOT_PAGERDUTY__WORKFLOW_SECRET", self.secrets.pd_workflow_secret
             )
-            # Signed runbook links for the responder who acknowledges (a PagerDuty note).
+            # Signed runbook links for the responder who acknowledges (a Slack DM to them).
             self.extra_env.setdefault("ROLLBOT_SERVER__LINK_SECRET", self.secrets.link_secret)
             self.extra_env.setdefault(
                 "ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY",
