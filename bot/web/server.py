@@ -8,9 +8,10 @@ header byte every few seconds (slowloris), holds a socket and a protocol object 
 600 such connections were still held after 30 s. So rollbot runs uvicorn's own h11
 protocol with two additions (`guarded_h11`):
 
-- **Header deadline.** From the moment a connection opens, or finishes a response and waits
-  for the next request, its request headers must be complete within `header_timeout`
-  seconds, or the connection is closed. Slowly trickled bytes do not extend it.
+- **Header deadline.** From the moment a connection opens, or finishes a response, the next
+  request's headers (and, when the response went out before the body was read, the rest of
+  that body) must arrive within `header_timeout` seconds, or the connection is closed.
+  Slowly trickled bytes do not extend it.
 - **Waiting connections are capped.** Beyond `max_waiting` connections waiting for their
   headers, each new one closes the longest-waiting connections that are idle: waiting for
   at least `grace` seconds, with nothing unread in their socket (FIONREAD). An attacker's
@@ -33,7 +34,6 @@ import fcntl
 import logging
 import termios
 
-import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
@@ -52,28 +52,41 @@ def guarded_h11(
 
     class GuardedH11(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
+        # The request cycle that was over when the deadline was armed: a new request's
+        # headers are complete when uvicorn has made another cycle.
+        _armed_after: object = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._await_headers()
+            self._await_headers(after=None)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self in waiting and self.conn.their_state is not h11.IDLE:
-                self._stop_waiting()  # headers complete: the request is under way
+            self._request_started()
 
         def on_response_complete(self) -> None:
+            # Armed whatever h11 thinks of the client: when the answer went out before the
+            # body was read (a 401 first), the rest of that body and the next request's
+            # headers are both due by the deadline; bytes trickled meanwhile disarm
+            # nothing (uvicorn's keep-alive timer, which any byte cancels, is no bound).
+            finished = self.cycle
             super().on_response_complete()
-            self._await_headers()
+            self._await_headers(after=finished)
+            self._request_started()  # a pipelined request may have started at once
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_waiting()
             super().connection_lost(exc)
 
-        def _await_headers(self) -> None:
-            if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        def _request_started(self) -> None:
+            if self in waiting and self.cycle is not None and self.cycle is not self._armed_after:
+                self._stop_waiting()  # a new request's headers are complete: it is under way
+
+        def _await_headers(self, *, after: object) -> None:
+            if self.transport.is_closing():
                 return
             self._stop_waiting()
+            self._armed_after = after
             now = self.loop.time()
             waiting[self] = now
             self._header_timer = self.loop.call_later(header_timeout, self._drop, "timeout")

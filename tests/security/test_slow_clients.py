@@ -141,3 +141,45 @@ async def test_keep_alive_gets_a_fresh_deadline_after_each_response(served):
         await asyncio.sleep(TIMEOUT * 0.3)
     await _closed_within(reader, TIMEOUT * 10)
     writer.close()
+
+
+async def test_a_body_left_unfinished_after_an_early_answer_is_closed_at_the_deadline(served):
+    """A 401 goes out before the body is read. A client that then sends one byte (which
+    cancels uvicorn's keep-alive timer) and goes silent must still be closed at the header
+    deadline: a review found such sockets held for ever, enough of them to fill
+    max_connections."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    writer.write(
+        b"POST /webhooks/alertmanager HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 10\r\n\r\n"
+    )
+    await writer.drain()
+    assert (await asyncio.wait_for(reader.readline(), 5)).split()[1] == b"401"
+    start = time.monotonic()
+    writer.write(b"{")
+    await writer.drain()
+    rest = await asyncio.wait_for(reader.read(), TIMEOUT * 10)  # EOF: the server closed it
+    assert b"HTTP/1.1" not in rest.split(b"\r\n\r\n", 1)[-1]  # no second response
+    assert time.monotonic() - start < TIMEOUT * 5
+    writer.close()
+
+
+async def test_a_trickled_runbook_form_is_408_not_a_500(served):
+    """The runbook pages catch their own errors to show a page; the guard's deadline must
+    not become one of them."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", served)
+    writer.write(
+        b"POST /runbooks/payment-router/actions HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    await writer.drain()
+    answer = asyncio.create_task(reader.readline())
+    for _ in range(200):
+        if answer.done():
+            break
+        writer.write(b"1\r\na\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+    status = await asyncio.wait_for(answer, TIMEOUT * 10)
+    assert status.split()[1] == b"408"
+    writer.close()
