@@ -49,12 +49,13 @@ DEFAULT_LIMIT = 64 * KIB
 BODY_TIMEOUT = 10.0
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """BaseException, like `asyncio.CancelledError`: a route's own `except Exception` (the
+    runbook pages have one, to show an error page) must not turn it into a 500."""
 
 
-class _TooSlow(Exception):
-    pass
+class _TooSlow(BaseException):
+    """See `_TooLarge`."""
 
 
 def limit_for(
