@@ -245,3 +245,20 @@ def render(source: str | Document, *, heading_offset: int = 0) -> str:
 def inline(text: str) -> str:
     """One run of inline Markdown (a message, a list item) as safe HTML."""
     return _CLEANER.clean(PARSER.renderInline(text))
+
+
+def _build_messages() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.disable(["link", "image", "autolink"])
+    return md
+
+
+MESSAGES = _build_messages()
+"""For rollbot's messages shown on a page: emphasis and code only. They quote outside words
+(an API's error, a flag's name), and neither `[label](url)` nor a bare URL there may become
+a link beside the action buttons."""
+
+
+def message(text: str) -> str:
+    """One of rollbot's messages as safe HTML: emphasis and code, never a link."""
+    return _CLEANER.clean(MESSAGES.renderInline(text))

@@ -103,7 +103,7 @@ def mrkdwn_html(text: str, names: dict[str, str] | None = None) -> Markup:
     text = _MENTION.sub(lambda m: "@" + names.get(m.group(1), m.group(1)), text)
     text = _SUBTEAM.sub(lambda m: "@" + (m.group(2) or m.group(1)), text)
     text = _EMOJI.sub("", text).strip()
-    return inline_html(text)
+    return _sanitised(md.message(text))  # emphasis and code; a quoted URL stays text
 
 
 # ── what a service's page shows ────────────────────────────────────────────────────────

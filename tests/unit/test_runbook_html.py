@@ -26,6 +26,7 @@ Aspects under test:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -272,7 +273,7 @@ def test_outcome_page_escapes_the_action_message_and_name():
 def test_rendered_markdown_is_the_one_value_not_escaped_again():
     text = render("page_readonly.html", view=view(), links_off=False)
     assert re.search(r"<h2[^>]*>Runbook</h2>", text)  # the runbook's own tags stay tags
-    assert "<em>p95</em>" in text  # a summary's Markdown, as HTML
+    assert "*p95*" in text and "<em>p95</em>" not in text  # a summary is outside words: text
     assert "&amp;lt;script" not in text  # nothing escaped twice
 
 
@@ -388,3 +389,16 @@ def test_responses_carry_the_security_headers(status):
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert '<style nonce="abc">' in response.body.decode()
+
+
+def test_an_incidents_outside_words_are_text_not_links() -> None:
+    """An alert's summary annotation is the alert author's text: `[Confirm](url)` must not
+    become a link beside the action buttons."""
+    incident = view().incident
+    assert incident is not None
+    hostile = dataclasses.replace(
+        incident, summaries=(("alert", "[Confirm abort here](https://evil.example/x)"),)
+    )
+    page = render("page_readonly.html", view=view(incident=hostile), links_off=False)
+    assert 'href="https://evil.example' not in page
+    assert "[Confirm abort here](https://evil.example/x)" in page
