@@ -115,7 +115,7 @@ class SqlStore:
         # Read-only work: SQLite may start a plain deferred transaction (a WAL snapshot) and
         # not queue behind writers; the option means nothing to PostgreSQL.
         self._reader = engine.execution_options(**{BEGIN_OPTION: "DEFERRED"})
-        self._last_seen_prune: datetime | None = None
+        self._last_seen_prune: dict[str, datetime] = {}
         self._clock = clock
 
     @property
@@ -467,14 +467,31 @@ class SqlStore:
             .on_conflict_do_nothing(index_elements=[seen_requests.c.digest])
             .returning(seen_requests.c.digest)
         )
-        prune = self._last_seen_prune is None or now - self._last_seen_prune >= forget_after / 10
+        last = self._last_seen_prune.get(source)
+        prune = last is None or now - last >= forget_after / 10
         async with self._engine.begin() as conn:
-            if prune:  # now and then, not per request: this is on every Slack request's path
-                self._last_seen_prune = now
+            if prune:  # now and then, not per request; each source keeps its own window
+                self._last_seen_prune[source] = now
                 await conn.execute(
-                    seen_requests.delete().where(seen_requests.c.seen_at < now - forget_after)
+                    seen_requests.delete().where(
+                        seen_requests.c.source == source,
+                        seen_requests.c.seen_at < now - forget_after,
+                    )
+                )
+            else:
+                # Past its window a digest is new again, pruned or not.
+                await conn.execute(
+                    seen_requests.delete().where(
+                        seen_requests.c.digest == digest,
+                        seen_requests.c.seen_at < now - forget_after,
+                    )
                 )
             return (await conn.execute(stmt)).scalar_one_or_none() is not None
+
+    async def forget_seen(self, digest: str) -> None:
+        """Forget `digest` (its request could not be kept, so its sender's retry is new)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(seen_requests.delete().where(seen_requests.c.digest == digest))
 
     async def get_webhook(self, id: int) -> WebhookRecord | None:
         async with self._reader.begin() as conn:

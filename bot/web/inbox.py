@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from bot.core import mrkdwn
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class PoisonBin:
         except Exception:  # the 400 stands; the operator has the log line and the counter
             log.exception("%s: a poison body could not be stored", source)
             return None
-        log.warning("%s: poison body kept as inbox row %s: %s", source, row, why)
+        # Not `why`: a parser's message may quote the body (a label key, a version).
+        log.warning("%s: an unprocessable body was kept as poison, inbox row %s", source, row)
         digest = hashlib.sha256(body).hexdigest()
         if self._tell is not None and await self._store.mark_notice_sent(
             f"poison:{source}:{digest}", release_id=source
@@ -100,7 +102,8 @@ class PoisonBin:
             try:
                 await self._tell(
                     f":biohazard_sign: rollbot refused a {source} webhook it cannot process "
-                    f"({why}). It is kept as inbox row {row} and will not be retried; "
+                    f"({mrkdwn.escape(why)}). It is kept as inbox row {row} and will not be "
+                    "retried; "
                     "check the sender's configuration."
                 )
             except Exception:  # boundary: telling is best effort; the row and counter stay

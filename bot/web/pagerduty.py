@@ -10,7 +10,8 @@
 - The body limit is enforced while reading (`bot.web.guard`), before any of it is kept.
 - Exactly once: a signed delivery is known by the event id INSIDE the signed body, so a
   replay with another (unsigned) ``X-Webhook-Id`` is still a duplicate; a workflow request,
-  which has no id, by its body's digest. The first copy is stored (inbox) before the 202,
+  which has no id, by its body's digest for two minutes (then the same action may run
+  again: open, close, open). The first copy is stored (inbox) before the 202,
   later copies get 200 "duplicate".
 - Authentic but unprocessable (not JSON, nested too deep, not an object, a workflow body
   without an action, a known key of another type than PagerDuty sends: `shape_problem`):
@@ -27,6 +28,7 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -45,6 +47,9 @@ log = logging.getLogger(__name__)
 
 SOURCE = "pagerduty"
 WORKFLOW_SOURCE = "pagerduty-workflow"
+#: How long an identical workflow request counts as a copy of the first (PagerDuty's own
+#: retries of a failed POST come within this); after it, the same action runs again.
+WORKFLOW_REPEAT = timedelta(minutes=2)
 PATH = "/webhooks/pagerduty"
 
 
@@ -120,12 +125,24 @@ def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
             return await refuse_poison(source, headers, body, why)
         delivery = _delivery_id(source, payload, body)
         seen = f"pd-webhook:{delivery}"
-        if not await store.mark_notice_sent(seen, release_id=SOURCE):
+        if source == WORKFLOW_SOURCE:
+            # A workflow body has no id: the same person running the same action on the same
+            # incident twice sends the same bytes. Only a copy within WORKFLOW_REPEAT (a
+            # retried POST) is a duplicate; a later run is a new request.
+            first = await store.first_seen(
+                seen, source=WORKFLOW_SOURCE, forget_after=WORKFLOW_REPEAT
+            )
+        else:
+            first = await store.mark_notice_sent(seen, release_id=SOURCE)
+        if not first:
             return answer(200, {"status": "duplicate", "id": delivery})
         try:
             row = await store.store_webhook(source, headers, body)
         except Exception:
-            await store.unmark_notice(seen)
+            if source == WORKFLOW_SOURCE:
+                await store.forget_seen(seen)
+            else:
+                await store.unmark_notice(seen)
             log.exception("PagerDuty delivery %s not stored", delivery)
             return answer(503, {"error": "could not store the delivery; retry"})
         task = asyncio.create_task(process(row, source, payload))
