@@ -244,8 +244,14 @@ class Rollbot:
             await self._stop_background()
             if self.alert_receiver is not None:
                 await self.alert_receiver.drain(timeout=10)
-            for task in list(self._tasks):
+            refreshing = list(self._tasks)
+            for task in refreshing:
                 task.cancel()
+            # Wait for them to unwind: one cancelled inside a database transaction must have
+            # rolled it back before the lease is released, or SQLite keeps the write lock
+            # and the release waits out the 30 s busy timeout (a SIGTERM soon after start
+            # took 30 s to exit about one time in five).
+            await asyncio.gather(*refreshing, return_exceptions=True)
             await self.aclose()
 
     async def aclose(self) -> None:
