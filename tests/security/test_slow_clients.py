@@ -110,23 +110,29 @@ async def test_a_burst_beyond_the_cap_of_complete_requests_is_answered_in_full(s
     assert [s.split()[1:2] for s in statuses] == [[b"200"]] * (WAITING * 5)
 
 
-async def test_a_trickled_body_is_answered_408(served):
-    reader, writer = await asyncio.open_connection("127.0.0.1", served)
-    writer.write(
-        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n"
-    )
+async def _trickled_status(port: int, head: bytes, piece: bytes) -> bytes:
+    """Send `head`, then `piece` every 50 ms until the server answers; its status code."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head)
     await writer.drain()
     answer = asyncio.create_task(reader.readline())
     for _ in range(200):
         if answer.done():
             break
-        writer.write(b" ")
+        writer.write(piece)
         await writer.drain()
         await asyncio.sleep(0.05)
     status = await asyncio.wait_for(answer, TIMEOUT * 10)
-    assert status.split()[1] == b"408"
     writer.close()
+    return status.split()[1]
+
+
+async def test_a_trickled_body_is_answered_408(served):
+    head = (
+        b"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n"
+    )
+    assert await _trickled_status(served, head, b" ") == b"408"
 
 
 async def test_keep_alive_gets_a_fresh_deadline_after_each_response(served):
@@ -167,19 +173,8 @@ async def test_a_body_left_unfinished_after_an_early_answer_is_closed_at_the_dea
 async def test_a_trickled_runbook_form_is_408_not_a_500(served):
     """The runbook pages catch their own errors to show a page; the guard's deadline must
     not become one of them."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", served)
-    writer.write(
+    head = (
         b"POST /runbooks/payment-router/actions HTTP/1.1\r\nHost: x\r\n"
         b"Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
-    await writer.drain()
-    answer = asyncio.create_task(reader.readline())
-    for _ in range(200):
-        if answer.done():
-            break
-        writer.write(b"1\r\na\r\n")
-        await writer.drain()
-        await asyncio.sleep(0.05)
-    status = await asyncio.wait_for(answer, TIMEOUT * 10)
-    assert status.split()[1] == b"408"
-    writer.close()
+    assert await _trickled_status(served, head, b"1\r\na\r\n") == b"408"
