@@ -39,6 +39,7 @@ from bot.core.model import (
     Incident,
     IncidentState,
     MessageRef,
+    Outcome,
     RolloutState,
     Tier,
     TierOption,
@@ -91,7 +92,7 @@ class RevertPlan:
 class _CardMemory:
     service: str
     state: RolloutState
-    outcome: blocks.Outcome | None = None
+    outcome: Outcome | None = None
     incident: Incident | None = None
     evidence: Evidence | None = None
     alerts: tuple[str, ...] = ()
@@ -217,7 +218,7 @@ class Cards:
                     await self._render_update(mem, card)
 
     async def report(
-        self, service: str, state: RolloutState, outcome: blocks.Outcome, line: str
+        self, service: str, state: RolloutState, outcome: Outcome, line: str
     ) -> CardRecord | None:
         """An action finished (or failed): new epoch, outcome on the card, a thread line."""
         key = card_key(state)

@@ -53,6 +53,7 @@ from bot.core.model import (
     AuditEntry,
     FlagAction,
     FlagState,
+    Outcome,
     Patch,
     RolloutAction,
     RolloutState,
@@ -382,7 +383,7 @@ class Responder:
             patches=patches,
             verification=verification,
         )
-        outcome = blocks.Outcome(
+        outcome = Outcome(
             action=req.action,
             actor_id=req.actor.id,
             at=self._now(),
@@ -446,7 +447,7 @@ class Responder:
         await self._finish(
             req, key, target, before, None, started, "failed", patches=patches, error=reason
         )
-        failed = blocks.Outcome(
+        failed = Outcome(
             action=req.action,
             actor_id=req.actor.id,
             at=self._now(),
@@ -791,7 +792,7 @@ class Responder:
         message in the service's channel. Returns (channel, thread ts) for later lines."""
         try:
             state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
-            outcome = blocks.Outcome(
+            outcome = Outcome(
                 action=req.action,
                 actor_id=req.actor.id,
                 at=self._now(),

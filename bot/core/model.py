@@ -156,6 +156,20 @@ class Verification:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the last executed action did, for the card's outcome line and the runbook page
+    (`detail` is plain text: an error's message may quote an
+    outside service, so the card escapes it)."""
+
+    action: RolloutAction | FlagAction
+    actor_id: str
+    at: datetime
+    verified: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One line of the append-only audit log (before hashing)."""
 

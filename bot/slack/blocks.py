@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,11 +46,11 @@ from slack_sdk.models.views import View
 from bot.core.flags import FlagStatus
 from bot.core.model import (
     Evidence,
-    FlagAction,
     FlagState,
     Incident,
     IncidentState,
     MetricPair,
+    Outcome,
     RolloutAction,
     RolloutState,
     Tier,
@@ -137,19 +136,6 @@ _INCIDENT_EMOJI: dict[IncidentState, str] = {
 # The key of the watch's own verdict among an incident's signals (see model.Signal):
 # it is not an alert, so "N alerts firing" does not count it.
 _ROLLOUT_SIGNAL_KEY = "rollout"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the last executed action did, for the card's outcome line (`detail` is plain
-    text: an error's message may quote an outside service, so the card escapes it)."""
-
-    action: RolloutAction | FlagAction
-    actor_id: str
-    at: datetime
-    verified: bool
-    seconds: float
-    detail: str = ""
 
 
 # ── small helpers ────────────────────────────────────────────────────────────

@@ -40,6 +40,7 @@ from bot.core.model import (
     ChecklistItem,
     Evidence,
     FlagState,
+    Outcome,
     Release,
     ReleasePhase,
     ReleaseView,
@@ -294,7 +295,7 @@ BUILDERS: dict[str, Callable[[str], Any]] = {
     "card: firing alerts": lambda h: _card(alerts=[h]),
     "card: evidence unavailable": lambda h: _card(evidence=Evidence(available=False, detail=h)),
     "card: outcome detail": lambda h: _card(
-        outcome=b.Outcome(RolloutAction.ABORT, "U0ACTOR", NOW, False, 0.0, detail=h)
+        outcome=Outcome(RolloutAction.ABORT, "U0ACTOR", NOW, False, 0.0, detail=h)
     ),
     "card: tiers": lambda h: _card(
         tiers=[
@@ -344,7 +345,7 @@ def test_every_builder_shows_outside_text_as_written(builder: str, hostile: str)
 
 def test_rollbots_own_markup_survives_around_escaped_pieces() -> None:
     text, blocks = _card(
-        outcome=b.Outcome(RolloutAction.ABORT, "U0ACTOR", NOW, False, 0.0, detail="<!here>"),
+        outcome=Outcome(RolloutAction.ABORT, "U0ACTOR", NOW, False, 0.0, detail="<!here>"),
         evidence=Evidence(available=True, detail="", graph_url="https://grafana.example/d?a=1"),
     )
     card = shown(blocks)

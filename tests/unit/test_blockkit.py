@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import ButtonElement
 
-from bot.core.model import FlagState, IncidentState, ReleasePhase, RolloutAction, Tier
+from bot.core.model import FlagState, IncidentState, Outcome, ReleasePhase, RolloutAction, Tier
 from bot.core.ports import ActionRecord
 from bot.sim.blockkit import (
     CSS,
@@ -157,8 +157,8 @@ CIRCUIT = FlagState(
 
 
 def _rollout_cards() -> Iterator[Any]:
-    outcome = b.Outcome(RolloutAction.ABORT, "U0ONCALL", tb.NOW, True, 0.8)
-    failed = b.Outcome(RolloutAction.PROMOTE, "U0ONCALL", tb.NOW, False, 5.0, "weight 25")
+    outcome = Outcome(RolloutAction.ABORT, "U0ONCALL", tb.NOW, True, 0.8)
+    failed = Outcome(RolloutAction.PROMOTE, "U0ONCALL", tb.NOW, False, 5.0, "weight 25")
     for state in _states():
         yield tb.card(state)
         yield tb.card(state, outcome=outcome, notice="watching <@U0ONCALL>")

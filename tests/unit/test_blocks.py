@@ -55,6 +55,7 @@ from bot.core.model import (
     Incident,
     IncidentState,
     MetricPair,
+    Outcome,
     RolloutAction,
     RolloutState,
     Tier,
@@ -322,9 +323,9 @@ def test_healthy_card_has_no_buttons() -> None:
 
 
 def test_outcome_and_notice_lines() -> None:
-    done = b.Outcome(RolloutAction.ABORT, "U0ONCALL", NOW, True, 0.84, "")
+    done = Outcome(RolloutAction.ABORT, "U0ONCALL", NOW, True, 0.84, "")
     assert b.outcome_line(done) == "Aborted by <@U0ONCALL> at 14:03:12 UTC, verified in 0.8 s"
-    failed = b.Outcome(RolloutAction.PROMOTE, "U0ONCALL", NOW, False, 5.0, "canary weight 25")
+    failed = Outcome(RolloutAction.PROMOTE, "U0ONCALL", NOW, False, 5.0, "canary weight 25")
     assert b.outcome_line(failed) == (
         "Promoted by <@U0ONCALL> at 14:03:12 UTC, not verified: canary weight 25"
     )
@@ -863,7 +864,7 @@ def test_huge_tiers_stay_within_limits() -> None:
 
 @pytest.mark.parametrize("rollout", [PAUSED, ABORTED, HEALTHY, DEGRADED, BLUE_GREEN])
 def test_every_combination_renders(rollout: RolloutState) -> None:
-    outcome = b.Outcome(RolloutAction.ABORT, "U0ONCALL", NOW, True, 0.8)
+    outcome = Outcome(RolloutAction.ABORT, "U0ONCALL", NOW, True, 0.8)
     evidences: list[Evidence | None] = [EVIDENCE, UNAVAILABLE, None]
     recommendations: list[Tier | None] = [*Tier, None]
     for state, evidence, recommend, tier2 in itertools.product(
