@@ -20,8 +20,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot import log_redaction
 from bot.core.errors import RollbotError
+from bot.runtime import log_redaction
 
 DRILLS = (
     "tier1-abort",
@@ -201,11 +201,11 @@ def _runbook(args: argparse.Namespace) -> int:
 async def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.app import build
     from bot.settings import load_settings
     from bot.web.app import create_web_app
     from bot.web.refusals import quiet_refusals
     from bot.web.server import guarded_h11
+    from bot.wiring import build
 
     settings = load_settings(args.config)
     rollbot = await build(settings)
@@ -239,9 +239,9 @@ async def _serve(args: argparse.Namespace) -> int:
 async def _release(args: argparse.Namespace) -> int:
     """`rollbot release …` in this process: it writes the database and files the tickets
     itself; the running bot's scheduler picks the release up (reminders, retries)."""
-    from bot.app import build_release_engine
     from bot.core.model import Actor
     from bot.settings import load_settings
+    from bot.wiring import build_release_engine
 
     settings = load_settings(args.config)
     engine, close = await build_release_engine(settings)

@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from bot.blocks.terminal import render_text
 from bot.sim import alerts as sim_alerts
 from bot.sim import workbench
 from bot.sim import world as sim_world
@@ -30,7 +31,6 @@ from bot.sim.launchdarkly import DEFAULT_TOKEN as LD_TOKEN
 from bot.sim.launchdarkly import LaunchDarklySim
 from bot.sim.pagerduty import PagerDutySim
 from bot.sim.unleash import UnleashSim
-from bot.slack.render import render_text
 
 
 class SlackPrinter:

@@ -27,7 +27,6 @@ from typing import Any
 
 import uvicorn
 
-from bot.app import Rollbot, build
 from bot.settings import load_settings
 from bot.sim import world as sim_world
 from bot.sim.argo import ArgoController
@@ -37,6 +36,7 @@ from bot.sim.pagerduty import DEFAULT_TOKEN as PD_API_TOKEN
 from bot.sim.pagerduty import PagerDutySim
 from bot.sim.slack import SlackSender, SlackSim
 from bot.web.app import create_web_app
+from bot.wiring import Rollbot, build
 
 SIGNING_SECRET = "demo-signing-secret-not-for-production"
 BOT_TOKEN = "xoxb-demo-0000-rollbot"

@@ -20,9 +20,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.blocks import card as blocks
 from bot.core import mrkdwn
 from bot.core.errors import NotAuthorised, RollbotError, TemporaryError
-from bot.slack import blocks
 from bot.slack.verified import VERIFIED
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
 from bot.core.model import Alert
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from bot.web.inbox import PoisonBin, replay_inbox
 
 log = logging.getLogger(__name__)

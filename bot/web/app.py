@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from bot.web.alertmanager import alertmanager_route
 from bot.web.guard import BODY_TIMEOUT, RequestGuard
 from bot.web.inbox import PoisonBin
@@ -22,7 +22,7 @@ from bot.web.runbooks import runbook_routes
 from bot.web.slack import slack_route
 
 if TYPE_CHECKING:
-    from bot.app import Rollbot
+    from bot.wiring import Rollbot
 
 
 #: What a standby still answers: it is alive, it says why it is not ready, its metrics.

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from bot.core import mrkdwn
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

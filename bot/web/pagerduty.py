@@ -41,7 +41,7 @@ from bot.web.inbox import PoisonBin, replay_inbox
 from bot.web.refusals import RefusalLog
 
 if TYPE_CHECKING:
-    from bot.app import Rollbot
+    from bot.wiring import Rollbot
 
 log = logging.getLogger(__name__)
 

@@ -64,6 +64,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
+from bot.actions import ActionRequest, ActionResult, FlagRequest
 from bot.core import links
 from bot.core import markdown as md
 from bot.core import tiers as core_tiers
@@ -79,13 +80,12 @@ from bot.core.errors import (
 )
 from bot.core.flags import FlagStatus
 from bot.core.model import Actor, FlagAction, FlagState, RolloutAction, RolloutState
-from bot.responder import ActionRequest, ActionResult, FlagRequest
 from bot.web import runbook_html as pages
 
 if TYPE_CHECKING:
-    from bot.app import Rollbot
     from bot.core.ports import Chat
     from bot.settings import Settings
+    from bot.wiring import Rollbot
 
 log = logging.getLogger(__name__)
 

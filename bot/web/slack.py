@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from bot.slack.verified import SIGNATURE, VERIFIED
 from bot.web.refusals import RefusalLog
 

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from bot.core.model import ReleasePhase
-from bot.scheduler import ScaledClock
+from bot.runtime.scheduler import ScaledClock
 from bot.sim.harness import CHANNEL_ID, LEAD, LEAD_EMAIL, ONCALL, SimWorld
 from tests.helpers import eventually
 

@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 
 from bot.core.alerts import default_matchers
 from bot.core.model import Alert
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 from bot.store import SqlStore, open_store
 from bot.web.alertmanager import PATH, AlertmanagerReceiver, alertmanager_route, replay_pending
 from tests.helpers import eventually

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.leader import Leadership, Role
+from bot.runtime.leader import Leadership, Role
 from bot.store import SqlStore, open_store
 
 pytestmark = pytest.mark.timeout(60)

@@ -38,6 +38,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.actions import Responder
 from bot.adapters.slack import SlackChat
 from bot.core.errors import UnknownService
 from bot.core.model import (
@@ -49,12 +50,11 @@ from bot.core.model import (
     TicketKind,
     TicketView,
 )
-from bot.responder import Responder
+from bot.runtime.work import WorkQueue
 from bot.settings import ServiceSettings
 from bot.sim.slack import SlackSender, SlackSim, _block_errors
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps, ReleaseDesk
-from bot.work import WorkQueue
 from tests.plugins.slack import bolt_on_uvicorn
 
 pytestmark = pytest.mark.timeout(60)

@@ -34,8 +34,8 @@ import pytest
 import sqlalchemy as sa
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot import scheduler as scheduler_module
-from bot.scheduler import (
+from bot.runtime import scheduler as scheduler_module
+from bot.runtime.scheduler import (
     JOB_FUNC,
     Clock,
     JobScheduler,
@@ -264,7 +264,7 @@ async def test_a_runner_that_raises_does_not_stop_later_jobs(
 ) -> None:
     clock = SystemClock()
     ran = Recorder(fail=("boom",))
-    caplog.set_level(logging.ERROR, logger="bot.scheduler")
+    caplog.set_level(logging.ERROR, logger="bot.runtime.scheduler")
     async with replica(store_url, clock, ran) as scheduler:
         assert await scheduler.wait_leader(5)
         now = clock.now()
@@ -274,7 +274,9 @@ async def test_a_runner_that_raises_does_not_stop_later_jobs(
         await eventually(lambda: ("ok", {"n": 2}) in ran.calls)
         assert ran.calls == [("boom", {"n": 1}), ("ok", {"n": 2})]
         assert scheduler.leader
-    failed = [r for r in caplog.records if r.name == "bot.scheduler" and "boom" in r.getMessage()]
+    failed = [
+        r for r in caplog.records if r.name == "bot.runtime.scheduler" and "boom" in r.getMessage()
+    ]
     assert failed and failed[0].exc_info is not None
     assert "failed on purpose" in str(failed[0].exc_info[1])
 

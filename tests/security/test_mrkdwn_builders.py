@@ -29,6 +29,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.blocks import card as b
+from bot.blocks import release as rb
 from bot.cards import summary_line
 from bot.core import mrkdwn, policy
 from bot.core import rollouts as core_rollouts
@@ -53,9 +55,7 @@ from bot.core.model import (
     Trouble,
     TroubleKind,
 )
-from bot.slack import blocks as b
 from bot.slack import errors
-from bot.slack import release_blocks as rb
 
 NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
 

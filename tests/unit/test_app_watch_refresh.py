@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from bot.app import Rollbot
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
+from bot.wiring import Rollbot
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import ButtonElement
 
+from bot.blocks import card as b
+from bot.blocks import release as rb
 from bot.core.model import FlagState, IncidentState, Outcome, ReleasePhase, RolloutAction, Tier
 from bot.core.ports import ActionRecord
 from bot.sim.blockkit import (
@@ -38,8 +40,6 @@ from bot.sim.blockkit import (
     render_mrkdwn,
     render_view,
 )
-from bot.slack import blocks as b
-from bot.slack import release_blocks as rb
 from tests.plugins.fixtures import FIXTURES
 from tests.unit import test_blocks as tb
 from tests.unit import test_release_blocks as trb

@@ -47,6 +47,8 @@ import pytest
 import yaml
 from slack_sdk.models.blocks import Block
 
+from bot.blocks import card as b
+from bot.blocks.terminal import render_text
 from bot.core.flags import FLAG_TYPES, FlagInfo, FlagRole, FlagStatus, removal_note
 from bot.core.model import (
     AnalysisStatus,
@@ -65,8 +67,6 @@ from bot.core.model import (
 )
 from bot.core.ports import ActionRecord
 from bot.core.tiers import available_actions
-from bot.slack import blocks as b
-from bot.slack.render import render_text
 from tests.plugins.fixtures import FIXTURES, analysisrun_fixture_paths, rollout_fixture_paths
 
 NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot.blocks import release as rb
 from bot.core.model import (
     ChecklistItem,
     Release,
@@ -43,7 +44,6 @@ from bot.core.model import (
     TicketView,
 )
 from bot.sim.slack import _block_errors
-from bot.slack import release_blocks as rb
 
 NOW = datetime(2024, 5, 20, 12, 0, tzinfo=UTC)
 STARTED = datetime(2024, 5, 10, 9, 30, tzinfo=UTC)

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
+from bot.actions import ActionRequest, Responder
 from bot.cards import Cards, card_key
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import TargetNotFound, TemporaryError
 from bot.core.model import Actor, MessageRef, Patch, RolloutAction, RolloutState
-from bot.responder import ActionRequest, Responder
 from bot.settings import ServiceSettings
 from bot.store import SqlStore, open_store
 from tests.helpers import eventually

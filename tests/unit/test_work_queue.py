@@ -1,4 +1,4 @@
-"""bot.work.WorkQueue: work continued after Slack's ack.
+"""bot.runtime.work.WorkQueue: work continued after Slack's ack.
 
 Aspects under test:
 - a job that fails, or that raises CancelledError while its worker is not being cancelled
@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from bot.work import WorkQueue
+from bot.runtime.work import WorkQueue
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -8,11 +8,11 @@ from typing import Protocol
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.actions import Responder
 from bot.core.links import IssuedLink
 from bot.core.model import Actor, ReleaseView
 from bot.core.ports import Chat
-from bot.responder import Responder
-from bot.work import WorkQueue
+from bot.runtime.work import WorkQueue
 
 
 class ReleaseDesk(Protocol):

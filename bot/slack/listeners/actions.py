@@ -23,10 +23,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.actions import ActionRequest, FlagRequest
+from bot.blocks import card as blocks
 from bot.core.errors import InvalidRequest
 from bot.core.model import FlagAction, RolloutAction
-from bot.responder import ActionRequest, FlagRequest
-from bot.slack import blocks, errors
+from bot.slack import errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
 

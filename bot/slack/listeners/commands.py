@@ -13,13 +13,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.actions import ActionRequest, FlagRequest
+from bot.blocks import card as blocks
 from bot.core import commands as parser
 from bot.core import links, mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import InvalidRequest, UnknownService
 from bot.core.model import Actor, FlagAction, RolloutAction
-from bot.responder import ActionRequest, FlagRequest
-from bot.slack import blocks, errors
+from bot.slack import errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, once, retry_num, run_and_tell
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bot.actions import ActionRequest, ActionResult, FlagRequest
 from bot.core.errors import RollbotError
 from bot.core.model import Actor
-from bot.responder import ActionRequest, ActionResult, FlagRequest
+from bot.runtime.work import Job
 from bot.slack.listeners import Deps
 from bot.slack.verified import SIGNATURE
-from bot.work import Job
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.blocks import release as release_blocks
 from bot.core import cleanup, policy
 from bot.core import release_commands as parser
 from bot.core.errors import InvalidRequest
 from bot.core.model import Actor
-from bot.slack import errors, release_blocks
+from bot.slack import errors
 from bot.slack.listeners import Deps, ReleaseDesk
 from bot.slack.listeners.common import actor, once
 

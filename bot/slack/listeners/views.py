@@ -27,11 +27,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.actions import FlagRequest, RevertRequest
+from bot.blocks import card as blocks
 from bot.core import mrkdwn
 from bot.core.errors import RollbotError
 from bot.core.model import FlagAction
-from bot.responder import FlagRequest, RevertRequest
-from bot.slack import blocks, errors
+from bot.slack import errors
 from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
 

@@ -90,7 +90,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-JOB_FUNC = "bot.scheduler:_run_job"
+JOB_FUNC = "bot.runtime.scheduler:_run_job"
 """The textual reference pickled with every job (a module-level function survives restarts)."""
 RUN_TIMEOUT_SECONDS = 300.0
 """How long a job's coroutine may run before the scheduler thread gives up on it."""

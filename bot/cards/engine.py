@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.blocks import card as blocks
 from bot.core import mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
@@ -45,7 +46,6 @@ from bot.core.model import (
     TierOption,
 )
 from bot.core.ports import CardRecord, Chat, Store
-from bot.slack import blocks
 
 if TYPE_CHECKING:
     from bot.settings import ServiceSettings

@@ -17,6 +17,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.actions import Responder
 from bot.adapters.kubernetes import KubeRollouts
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.prometheus import PrometheusMetrics
@@ -25,19 +26,18 @@ from bot.cards import Cards, card_key
 from bot.core.errors import RollbotError, Unreachable
 from bot.core.ports import Flags, Tickets, WatchEvent
 from bot.incidents import IncidentEngine
-from bot.leader import Leadership
-from bot.metrics import Metrics
 from bot.paging import PagingEngine
 from bot.releases import ReleaseEngine
-from bot.responder import Responder
-from bot.scheduler import Clock, JobScheduler, SystemClock
+from bot.runtime.leader import Leadership
+from bot.runtime.metrics import Metrics
+from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
+from bot.runtime.work import WorkQueue
 from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
 from bot.slack.verified import REPLAY_MEMORY
 from bot.store import SqlStore, open_store
 from bot.web.runbooks import send_runbook_link, slack_link_issuer
-from bot.work import WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ from bot.core.model import (
     TicketView,
 )
 from bot.core.ports import Chat, Flags, Rollouts, TicketRecord, Tickets
-from bot.scheduler import Clock, JobScheduler, ScheduledJob
+from bot.runtime.scheduler import Clock, JobScheduler, ScheduledJob
 from bot.settings import ServiceSettings, Settings
 from bot.store import SqlStore
 
@@ -245,7 +245,7 @@ class ReleaseEngine:
             return None
 
     async def _post_thread(self, release: Release, actor: Actor) -> Release:
-        from bot.slack import release_blocks
+        from bot.blocks import release as release_blocks
 
         svc = self._service(release.service)
         view = await self.view(release, with_checklist=False)
@@ -915,7 +915,7 @@ class ReleaseEngine:
             await self._post_checklist(release_id)
 
     async def _post_checklist(self, release_id: str) -> None:
-        from bot.slack import release_blocks
+        from bot.blocks import release as release_blocks
 
         release = await self._get(release_id)
         if not (release.channel and release.thread_ts):

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.blocks import card as blocks
 from bot.cards import Cards, RevertPlan, card_key
 from bot.core import mrkdwn, policy
 from bot.core import rollouts as core_rollouts
@@ -60,8 +61,7 @@ from bot.core.model import (
     Verification,
 )
 from bot.core.ports import ActionRecord, Chat, Flags, OnCall, Rollouts, Store
-from bot.metrics import Metrics
-from bot.slack import blocks
+from bot.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from bot.settings import ServiceSettings

@@ -41,11 +41,11 @@ from bot.core.model import (
 )
 
 if TYPE_CHECKING:
+    from bot.actions import ActionResult, Responder
     from bot.cards import Cards
     from bot.core.links import IssuedLink
     from bot.core.ports import Chat
     from bot.incidents import IncidentEngine
-    from bot.responder import ActionResult, Responder
     from bot.settings import ServiceSettings, Settings
     from bot.store import SqlStore
 
@@ -498,7 +498,7 @@ class PagingEngine:
 
     async def on_workflow(self, payload: dict[str, Any]) -> None:
         """An Incident Workflow (or custom incident action) asked for a rollback."""
-        from bot.responder import ActionRequest, FlagRequest
+        from bot.actions import ActionRequest, FlagRequest
 
         incident = payload.get("incident") or {}
         user = payload.get("user") or {}

@@ -38,6 +38,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.blocks.card import clock
 from bot.core.model import (
     ChecklistItem,
     Release,
@@ -52,7 +53,6 @@ from bot.core.mrkdwn import link as _link
 from bot.core.mrkdwn import safe as _safe
 from bot.core.release_commands import owner_slack_id
 from bot.core.release_commands import usage as release_usage
-from bot.slack.blocks import clock
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_HOME_BLOCKS = 100

@@ -1,0 +1,3 @@
+"""Rollouts: the watch's events become card, incident and release updates."""
+
+__all__: list[str] = []
