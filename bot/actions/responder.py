@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -224,11 +224,12 @@ class Responder:
         sdk_wait: float = 30.0,
         on_call: OnCall | None = None,
         on_call_timeout: float = 3.0,
+        listeners: Sequence[ActionListener] = (),
     ) -> None:
         self._metrics = metrics
         # Called after every executed action (succeeded or failed): (service, action,
         # actor, result, card key or None). The PagerDuty notes hang here.
-        self.listeners: list[ActionListener] = []
+        self.listeners: tuple[ActionListener, ...] = tuple(listeners)
         self._on_call = on_call
         self._on_call_timeout = on_call_timeout
         self._flags = flags

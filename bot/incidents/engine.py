@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +36,15 @@ from bot.core import rollouts as core_rollouts
 from bot.core.errors import RollbotError
 from bot.core.model import Alert, Incident, IncidentState, RolloutState
 from bot.core.ports import Chat, Rollouts
+from bot.incidents.book import IncidentBook
 
 if TYPE_CHECKING:
     from bot.adapters.prometheus import PrometheusMetrics
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+
+IncidentListener = Callable[[str, RolloutState, Incident], Awaitable[None]]
 
 MAX_ALERT_LINES = 50  # distinct firing summaries for the card (it shows 5, "+N more")
 
@@ -55,6 +58,8 @@ class IncidentEngine:
         cards: Cards,
         chat: Chat,
         prometheus: PrometheusMetrics | None = None,
+        book: IncidentBook | None = None,
+        listeners: Sequence[IncidentListener] = (),
         evidence_interval: float = 15.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -71,7 +76,8 @@ class IncidentEngine:
         self._throttle = core_alerts.NoticeThrottle(
             timedelta(seconds=settings.alertmanager.unknown_notice_interval_seconds)
         )
-        self.incidents: dict[str, Incident] = {}
+        self.book = book or IncidentBook()
+        self.incidents: dict[str, Incident] = self.book.by_key
         self._states: dict[str, RolloutState] = {}  # last known state per service
         self._card_states: dict[str, RolloutState] = {}  # last known state per card key
         self._alert_text: dict[str, dict[str, str]] = {}  # card key → fingerprint → summary
@@ -80,7 +86,7 @@ class IncidentEngine:
         self._lock = asyncio.Lock()
         # Told of every shown incident change: (service, state, incident). PagerDuty's
         # trigger and resolve hang here.
-        self.listeners: list[Callable[[str, RolloutState, Incident], Awaitable[None]]] = []
+        self._listeners = tuple(listeners)
 
     # ── signals ─────────────────────────────────────────────────────────────────────────
 
@@ -200,7 +206,7 @@ class IncidentEngine:
             card_error = err
         if incident.state is IncidentState.OPEN:
             self._fetch_evidence(service, state, key)
-        for listener in self.listeners:
+        for listener in self._listeners:
             try:
                 await listener(service, state, incident)
             except Exception:  # boundary: paging never stops the card
@@ -291,14 +297,8 @@ class IncidentEngine:
     # ── helpers ─────────────────────────────────────────────────────────────────────────
 
     def open_incident(self, service: str) -> Incident | None:
-        """The service's newest incident that is not resolved, or None (read-only: the
-        runbook pages show it)."""
-        live = [
-            i
-            for i in self.incidents.values()
-            if i.service == service and i.state is not IncidentState.RESOLVED
-        ]
-        return max(live, key=lambda i: i.opened_at, default=None)
+        """The service's newest incident that is not resolved, or None."""
+        return self.book.open_incident(service)
 
     def _remember(self, service: str, state: RolloutState) -> None:
         self._states[service] = state

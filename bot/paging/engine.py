@@ -21,15 +21,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core import mrkdwn
 from bot.core.errors import (
-    NotAuthorised,
     PermanentError,
     RollbotError,
     TemporaryError,
-    UnknownService,
 )
 from bot.core.model import (
     Actor,
@@ -41,11 +39,10 @@ from bot.core.model import (
 )
 
 if TYPE_CHECKING:
-    from bot.actions import ActionResult, Responder
+    from bot.actions import ActionResult
     from bot.cards import Cards
     from bot.core.links import IssuedLink
     from bot.core.ports import Chat
-    from bot.incidents import IncidentEngine
     from bot.settings import ServiceSettings, Settings
     from bot.store import SqlStore
 
@@ -76,6 +73,12 @@ def parse_dedup_key(key: str) -> tuple[str, str] | None:
     return service, card
 
 
+class OpenIncidents(Protocol):
+    """Where the service's open incident is read (`bot.incidents.IncidentBook`)."""
+
+    def open_incident(self, service: str) -> Incident | None: ...
+
+
 class PagingEngine:
     def __init__(
         self,
@@ -85,8 +88,7 @@ class PagingEngine:
         chat: Chat,
         cards: Cards,
         paging: Any,  # bot.adapters.pagerduty.PagerDutyPaging
-        incidents: IncidentEngine | None = None,
-        responder: Responder | None = None,
+        incidents: OpenIncidents | None = None,
         link_issuer: LinkIssuer | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_interval: float = 0.25,
@@ -98,7 +100,6 @@ class PagingEngine:
         self.cards = cards
         self.paging = paging
         self.incidents = incidents
-        self.responder = responder
         self.link_issuer = link_issuer
         self.now = now
         self.poll_interval = poll_interval
@@ -107,39 +108,32 @@ class PagingEngine:
 
     # ── which services page ─────────────────────────────────────────────────────────────
 
-    def _pages(self, service: str) -> bool:
+    def pages(self, service: str) -> bool:
         cfg = self.catalog.get(service)
         return self.paging is not None and cfg is not None and cfg.pagerduty.routing_key is not None
 
-    def _service_by_pd_id(self, service_id: str) -> str | None:
+    def service_by_pd_id(self, service_id: str) -> str | None:
         for name, cfg in self.catalog.items():
             if cfg.pagerduty.service_id == service_id:
                 return name
         return None
 
-    def _open_incident(self, service: str) -> Incident | None:
-        if self.incidents is None:
-            return None
-        found = [
-            i
-            for i in self.incidents.incidents.values()
-            if i.service == service and i.state is not IncidentState.RESOLVED
-        ]
-        return max(found, key=lambda i: i.opened_at) if found else None
+    def open_incident(self, service: str) -> Incident | None:
+        return self.incidents.open_incident(service) if self.incidents is not None else None
 
     # ── cards → PagerDuty ───────────────────────────────────────────────────────────────
 
     async def on_incident(self, service: str, state: RolloutState, incident: Incident) -> None:
         """The incident engine's listener: trigger when a card's incident opens, resolve
         when it is over."""
-        if not self._pages(service):
+        if not self.pages(service):
             return
         cfg = self.catalog[service]
         key = dedup_key(service, incident.card_key)
         opened = incident.opened_at.isoformat()
         if incident.state is IncidentState.OPEN:
             summary = _summary(service, state, incident)
-            await self._enqueue_event(
+            await self.enqueue_event(
                 f"trigger:{key}:{opened}",
                 {
                     "action": "trigger",
@@ -156,7 +150,7 @@ class PagingEngine:
                 },
             )
         elif incident.state is IncidentState.RESOLVED:
-            await self._enqueue_event(
+            await self.enqueue_event(
                 f"resolve:{key}:{opened}",
                 {"action": "resolve", "service": service, "dedup_key": key},
             )
@@ -166,10 +160,10 @@ class PagingEngine:
     ) -> None:
         """The responder's listener: a note for every action and its verified result; a
         verified mitigation resolves the PagerDuty incident."""
-        if not self._pages(service):
+        if not self.pages(service):
             return
         if card is None:
-            incident = self._open_incident(service)
+            incident = self.open_incident(service)
             card = incident.card_key if incident is not None else None
         if card is None:
             return
@@ -189,53 +183,24 @@ class PagingEngine:
             f"pd-note:{key}:{action}:{actor.id}:{stamp}",
         )
         if result.status == "succeeded" and action in MITIGATIONS:
-            await self._enqueue_event(
+            await self.enqueue_event(
                 f"resolve:{key}:mitigated",
                 {"action": "resolve", "service": service, "dedup_key": key},
             )
         self._wake.set()
 
-    async def acknowledge(self, service: str, actor: Actor) -> str:
-        """Slack → PagerDuty: acknowledge the service's open incident. Returns what to say.
-
-        Acknowledging stops the page's escalation, so it takes Tier 1's guard (the on-call
-        or the owners group, bot.core.policy) before anything is queued for PagerDuty: a
-        refusal is audited and raised as NotAuthorised, saying whom to ask. Without a
-        responder to ask, nobody may (fail closed)."""
-        from bot.core.policy import ACKNOWLEDGE
-
-        if service not in self.catalog:
-            raise UnknownService(service, self.catalog)
-        if not self._pages(service):
-            return f"`{service}` does not page PagerDuty (no routing key configured)."
-        if self.responder is None:
-            raise NotAuthorised(
-                "rollbot cannot check here who may acknowledge; acknowledge in PagerDuty."
-            )
-        await self.responder.authorise(service, ACKNOWLEDGE, actor)
-        incident = self._open_incident(service)
-        if incident is None:
-            return f"`{service}` has no open incident to acknowledge."
-        key = dedup_key(service, incident.card_key)
-        await self._enqueue_event(
-            f"ack:{key}:{actor.id}:{self.now().isoformat()}",
-            {"action": "acknowledge", "service": service, "dedup_key": key},
-        )
+    async def enqueue_note(self, service: str, key: str, content: str, dedup: str) -> None:
+        """Queue a note on the incident of dedup key `key` (once per `dedup`)."""
         await self.store.enqueue(
-            OUTBOX_NOTE,
-            {
-                "service": service,
-                "dedup_key": key,
-                "content": f"Acknowledged in Slack by {actor.name}.",
-            },
-            f"pd-note:{key}:ack:{actor.id}:{self.now().isoformat()}",
+            OUTBOX_NOTE, {"service": service, "dedup_key": key, "content": content}, dedup
         )
         self._wake.set()
-        return (
-            f"Acknowledging the PagerDuty incident of `{service}` (revision {incident.revision})."
-        )
 
-    async def _enqueue_event(self, dedup: str, payload: dict[str, Any]) -> None:
+    def remember_incident(self, key: str, incident_id: str) -> None:
+        """PagerDuty told us the incident id of a dedup key (a workflow's body does)."""
+        self._incident_ids[key] = incident_id
+
+    async def enqueue_event(self, dedup: str, payload: dict[str, Any]) -> None:
         if await self.store.enqueue(OUTBOX_EVENT, payload, f"pd-event:{dedup}"):
             self._wake.set()
 
@@ -458,7 +423,7 @@ class PagingEngine:
         except RollbotError as err:
             log.info("PagerDuty user %s not read: %s", agent.get("id"), err.message)
             return
-        slack_id = await self._slack_user(str(user.get("email") or ""))
+        slack_id = await self.slack_user(str(user.get("email") or ""))
         if slack_id is None:
             return
         name = str(user.get("name") or slack_id)
@@ -494,107 +459,13 @@ class PagingEngine:
         )
         self._wake.set()
 
-    # ── PagerDuty-linked runbook buttons ────────────────────────────────────────────────
-
-    async def on_workflow(self, payload: dict[str, Any]) -> None:
-        """An Incident Workflow (or custom incident action) asked for a rollback."""
-        from bot.actions import ActionRequest, FlagRequest
-
-        incident = payload.get("incident") or {}
-        user = payload.get("user") or {}
-        name = str(payload.get("action") or "")
-        key = str(incident.get("incident_key") or "")
-        incident_id = str(incident.get("id") or "")
-        if key and incident_id:
-            self._incident_ids[key] = incident_id
-        parsed = parse_dedup_key(key) if key else None
-        service = parsed[0] if parsed else None
-        if service is None and incident.get("service_id"):
-            service = self._service_by_pd_id(str(incident["service_id"]))
-        action = _workflow_action(name)
-
-        async def refuse(why: str) -> None:
-            log.warning("PagerDuty workflow %r refused: %s", name, why)
-            if incident_id:
-                await self._note_now(incident_id, f"rollbot did nothing: {why}")
-
-        if service is None or service not in self.catalog:
-            known = ", ".join(sorted(self.catalog)) or "none"
-            await refuse(
-                f"this incident's service ({incident.get('service_id') or 'unknown'}) is not "
-                f"in rollbot's catalog (known services: {known})."
-            )
-            return
-        if action is None:
-            await refuse(
-                f"unknown action {name!r}; name the workflow after one of: "
-                "'Rollback Tier 1: abort', 'Tier 2: open circuit', 'Tier 2: close circuit'."
-            )
-            return
-        confirmed = await self._workflow_user(user, refuse)
-        if confirmed is None:
-            return
-        email, who = confirmed
-        slack_id = await self._slack_user(email)
-        if slack_id is None:
-            await refuse(
-                f"{who} ({email}) has no Slack account rollbot can map by email, "
-                "so rollbot cannot tell whether they may act."
-            )
-            return
-        assert self.responder is not None
-        actor = Actor(slack_id, who, source="pagerduty")
-        try:
-            if isinstance(action, RolloutAction):
-                await self.responder.handle(ActionRequest(service, action, actor))
-            else:
-                await self.responder.handle_flag(FlagRequest(service, action, actor))
-        except NotAuthorised as err:
-            await refuse(f"{actor.name} may not do this: {err.message}")
-        except RollbotError as err:
-            await refuse(f"{name} failed: {err.message}")
-
-    async def _workflow_user(
-        self, user: dict[str, Any], refuse: Callable[[str], Awaitable[None]]
-    ) -> tuple[str, str] | None:
-        """(email, name) of the workflow's user as PagerDuty itself knows them, or None
-        after refusing. The body's user is only a claim: whoever holds the workflow secret
-        can write any email there. So the user is read by id through the REST API, and
-        PagerDuty's email is the one used; a user PagerDuty does not know, or whose email
-        differs from the body's, is refused."""
-        user_id = str(user.get("id") or "")
-        if not user_id:
-            await refuse("the workflow request names no PagerDuty user id.")
-            return None
-        try:
-            known = await self.paging.user(user_id)
-        except RollbotError as err:
-            log.warning("PagerDuty user %s not read: %s", user_id, err.message)
-            await refuse(
-                f"PagerDuty does not confirm user {user_id} ({err.message}); nothing was run."
-            )
-            return None
-        email = str(known.get("email") or "")
-        claimed = str(user.get("email") or "")
-        if not email:
-            await refuse(f"PagerDuty user {user_id} has no email; rollbot cannot map them.")
-            return None
-        if claimed and claimed.casefold() != email.casefold():
-            log.warning("PagerDuty workflow refused: the body's email is not user %s's", user_id)
-            await refuse(
-                f"the request's email for user {user_id} is not the one PagerDuty has; "
-                "nothing was run."
-            )
-            return None
-        return email, str(known.get("name") or email)
-
-    async def _note_now(self, incident_id: str, content: str) -> None:
+    async def note_now(self, incident_id: str, content: str) -> None:
         try:
             await self.paging.add_note(incident_id, content)
         except RollbotError as err:
             log.warning("note on %s not added: %s", incident_id, err.message)
 
-    async def _slack_user(self, email: str) -> str | None:
+    async def slack_user(self, email: str) -> str | None:
         if not email:
             return None
         try:
@@ -614,15 +485,6 @@ class PagingEngine:
 
 
 _NEVER = datetime(9999, 1, 1, tzinfo=UTC)
-
-
-def _workflow_action(name: str) -> RolloutAction | FlagAction | None:
-    text = name.lower()
-    if "abort" in text or "tier 1" in text or "tier1" in text:
-        return RolloutAction.ABORT
-    if "circuit" in text or "tier 2" in text or "tier2" in text:
-        return FlagAction.CIRCUIT_CLOSE if "close" in text else FlagAction.CIRCUIT_OPEN
-    return None
 
 
 def _summary(service: str, state: RolloutState, incident: Incident) -> str:

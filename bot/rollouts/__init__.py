@@ -1,3 +1,5 @@
 """Rollouts: the watch's events become card, incident and release updates."""
 
-__all__: list[str] = []
+from bot.rollouts.watch import RolloutWatch, watched_namespaces
+
+__all__ = ["RolloutWatch", "watched_namespaces"]

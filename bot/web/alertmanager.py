@@ -14,8 +14,9 @@ Per request, in this order:
    status (or as unknown), handed to `on_alerts(alerts, group)`, and the inbox row marked
    processed (with the error, when `on_alerts` raised, kept for the operator).
 
-A replica that dies between 4 and 5 leaves the row pending; `replay_pending` runs those
-on the leader's start. Counters: ``rollbot_alertmanager_webhooks_total{outcome}``,
+A replica that dies between 4 and 5 leaves the row pending; the leader replays those on its
+start (`bot.incidents.inbox.replay_alerts`).
+Counters: ``rollbot_alertmanager_webhooks_total{outcome}``,
 ``rollbot_alerts_total{service,status}``, ``rollbot_alerts_unknown_total{alertname}``,
 ``rollbot_alertmanager_processing_errors_total``.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -34,16 +35,14 @@ from starlette.routing import Route
 
 from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
 from bot.core.model import Alert
+from bot.incidents.inbox import SOURCE, OnAlerts
 from bot.runtime.metrics import Metrics
-from bot.web.inbox import PoisonBin, replay_inbox
+from bot.web.inbox import PoisonBin
 
 log = logging.getLogger(__name__)
 
 PATH = "/webhooks/alertmanager"
-SOURCE = "alertmanager"
 MAX_BODY_BYTES = 8 * 1024 * 1024  # Alertmanager bodies are kilobytes; thousands of alerts fit
-
-OnAlerts = Callable[[list[Alert], dict[str, Any]], Awaitable[None]]
 
 
 class WebhookInbox(Protocol):
@@ -210,21 +209,3 @@ def alertmanager_route(
         poison=poison,
     )
     return Route(PATH, receiver.handle, methods=["POST"], name="alertmanager_webhook")
-
-
-async def replay_pending(*, store: Any, on_alerts: OnAlerts, limit: int = 100) -> int:
-    """Process inbox rows of this source stored but never processed (a replica died after
-    its 200). Returns how many were replayed; a row that no longer parses is marked with
-    the reason. `store` is a `bot.store.SqlStore` (``pending_webhooks``)."""
-
-    async def process(parsed: tuple[list[Any], dict[str, Any]]) -> None:
-        await on_alerts(*parsed)
-
-    return await replay_inbox(
-        store,
-        SOURCE,
-        parse=lambda body: parse_webhook(body.encode("utf-8")),
-        process=process,
-        malformed=MalformedWebhook,
-        limit=limit,
-    )

@@ -1,28 +1,78 @@
-"""HTTP surface: Slack, the Alertmanager webhook, health, readiness and metrics."""
+"""HTTP surface: Slack, the Alertmanager and PagerDuty webhooks, the runbook pages, health,
+readiness and metrics. Each route gets the narrow part of rollbot it needs."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.runtime.metrics import Metrics
-from bot.web.alertmanager import alertmanager_route
+from bot.web.alertmanager import PATH as ALERTMANAGER_PATH
+from bot.web.alertmanager import AlertmanagerReceiver
 from bot.web.guard import BODY_TIMEOUT, RequestGuard
 from bot.web.inbox import PoisonBin
 from bot.web.pagerduty import pagerduty_routes
-from bot.web.runbooks import runbook_routes
+from bot.web.runbooks import OpenIncidents, PageResponder, RunbookDeps, runbook_routes
 from bot.web.slack import slack_route
 
 if TYPE_CHECKING:
-    from bot.wiring import Rollbot
+    from bot.core.ports import Chat
+    from bot.paging import PagerDutyActions, PagingEngine
+    from bot.settings import Settings
+
+
+class Served(Protocol):
+    """What the web app serves (`bot.wiring.Rollbot` is one): each route gets only its part."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def bolt(self) -> Any: ...
+
+    @property
+    def store(
+        self,
+    ) -> Any: ...  # bot.store.SqlStore: the inbox, the duplicate records, the link notices
+
+    @property
+    def chat(self) -> Chat: ...
+
+    @property
+    def responder(self) -> PageResponder: ...
+
+    @property
+    def incidents(self) -> OpenIncidents: ...
+
+    @property
+    def alert_receiver(self) -> AlertmanagerReceiver: ...
+
+    @property
+    def poison(self) -> PoisonBin: ...
+
+    @property
+    def paging(self) -> PagingEngine | None: ...
+
+    @property
+    def paging_actions(self) -> PagerDutyActions | None: ...
+
+    async def readiness_problems(self) -> list[str]: ...
+
+    def fenced(self) -> bool: ...
+
+    def lifespan(self, app: Any) -> AbstractAsyncContextManager[None]: ...
 
 
 #: What a standby still answers: it is alive, it says why it is not ready, its metrics.
@@ -35,13 +85,14 @@ class StandbyGate:
     Alertmanager and PagerDuty deliver again (to the leader, once the Service routes there).
     """
 
-    def __init__(self, app: ASGIApp, rollbot: Rollbot) -> None:
+    def __init__(self, app: ASGIApp, fenced: Callable[[], bool], metrics: Metrics) -> None:
         self.app = app
-        self.rollbot = rollbot
+        self.fenced = fenced
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in STANDBY_OPEN and self.rollbot.fenced():
-            self.rollbot.metrics.http_requests.labels("standby", "503").inc()
+        if scope["type"] == "http" and scope["path"] not in STANDBY_OPEN and self.fenced():
+            self.metrics.http_requests.labels("standby", "503").inc()
             response = JSONResponse(
                 {"error": "rollbot standby: another replica leads; try again there"},
                 status_code=503,
@@ -59,22 +110,11 @@ def _count_refused(metrics: Metrics) -> Callable[[str, int], None]:
     return count
 
 
-def _fallback_teller(rollbot: Rollbot) -> Callable[[str], Awaitable[None]] | None:
-    """Posts an operator's notice in ``slack.fallback_channel`` (None without one)."""
-    channel = rollbot.settings.slack.fallback_channel
-    if not channel:
-        return None
-
-    async def tell(text: str) -> None:
-        await rollbot.chat.post(channel, text=text)
-
-    return tell
-
-
 def create_web_app(
-    rollbot: Rollbot, *, run_background: bool = True, body_timeout: float = BODY_TIMEOUT
+    rollbot: Served, *, run_background: bool = True, body_timeout: float = BODY_TIMEOUT
 ) -> Starlette:
-    """The ASGI app. With `run_background`, its lifespan runs the watch (the leader's job)."""
+    """The ASGI app. With `run_background`, its lifespan runs the leader's background work
+    (the watch, the ticker, the outbox); without it, only the routes."""
     metrics = rollbot.metrics
     secret = rollbot.settings.slack.signing_secret
     assert secret is not None  # build() refuses to start without it
@@ -95,31 +135,39 @@ def create_web_app(
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    poison = PoisonBin(store=rollbot.store, metrics=metrics, tell=_fallback_teller(rollbot))
-    token = rollbot.settings.alertmanager.bearer_token
-    alerts = alertmanager_route(
-        token=token.get_secret_value() if token is not None else None,
-        store=rollbot.store,
-        on_alerts=rollbot.incidents.on_alerts,
-        metrics=metrics,
-        matchers=rollbot.settings.alert_matchers(),
-        poison=poison,
+    pagerduty: list[BaseRoute] = []
+    if rollbot.paging is not None and rollbot.paging_actions is not None:
+        pagerduty = pagerduty_routes(
+            settings=rollbot.settings.pagerduty,
+            store=rollbot.store,
+            metrics=metrics,
+            on_webhook=rollbot.paging.on_webhook,
+            on_workflow=rollbot.paging_actions.on_workflow,
+            poison=rollbot.poison,
+        )
+    runbooks = runbook_routes(
+        RunbookDeps(
+            settings=rollbot.settings,
+            responder=rollbot.responder,
+            incidents=rollbot.incidents,
+            store=rollbot.store,
+            chat=rollbot.chat,
+            metrics=metrics,
+        )
     )
-    rollbot.alert_receiver = alerts.endpoint.__self__  # type: ignore[attr-defined]
-
     return Starlette(
         routes=[
             slack,
-            alerts,
+            Route(ALERTMANAGER_PATH, rollbot.alert_receiver.handle, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
-            *pagerduty_routes(rollbot, poison=poison),
-            *runbook_routes(rollbot),
+            *pagerduty,
+            *runbooks,
         ],
         lifespan=rollbot.lifespan if run_background else None,
         middleware=[
             Middleware(RequestGuard, body_timeout=body_timeout, on_refused=_count_refused(metrics)),
-            Middleware(StandbyGate, rollbot=rollbot),
+            Middleware(StandbyGate, fenced=rollbot.fenced, metrics=metrics),
         ],
     )

@@ -1,53 +1,17 @@
-"""The webhook inbox: replaying bodies stored (and answered 2xx) but never processed,
-because the process died between the answer and the work; and the poison bin, for
-authentic bodies that can never be processed."""
+"""The poison bin: authentic webhook bodies that can never be processed are kept, told once,
+and answered 400 (the replay of stored bodies is `bot.runtime.inbox`)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from bot.core import mrkdwn
 from bot.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-async def replay_inbox(
-    store: Any,
-    source: str,
-    *,
-    parse: Callable[[str], T],
-    process: Callable[[T], Awaitable[object]],
-    malformed: type[Exception] = ValueError,
-    limit: int = 100,
-) -> int:
-    """Run `process(parse(body))` for each pending row of `source`, marking each row
-    processed (with the error, if any). A body that `parse` rejects with `malformed` is
-    marked "unparseable: …" and not counted. Returns how many rows were replayed.
-    `store` is a `bot.store.SqlStore` (``pending_webhooks``, ``mark_webhook_processed``)."""
-    replayed = 0
-    for record in await store.pending_webhooks(limit=limit):
-        if record.source != source:
-            continue
-        try:
-            parsed = parse(record.body)
-        except malformed as exc:
-            await store.mark_webhook_processed(record.id, error=f"unparseable: {exc}")
-            continue
-        error: str | None = None
-        try:
-            await process(parsed)
-        except Exception as exc:  # boundary: recorded in the inbox row
-            log.exception("%s webhook %s: replay failed", source, record.id)
-            error = f"{type(exc).__name__}: {exc}"
-        await store.mark_webhook_processed(record.id, error=error)
-        replayed += 1
-    return replayed
 
 
 class PoisonStore(Protocol):

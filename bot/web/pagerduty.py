@@ -26,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -37,19 +36,18 @@ from starlette.routing import BaseRoute, Route
 
 from bot.core.payloads import MalformedBody, parse_json_object
 from bot.core.signatures import split_secrets, verify_pagerduty
-from bot.web.inbox import PoisonBin, replay_inbox
+from bot.paging.inbox import SOURCE, WORKFLOW_REPEAT, WORKFLOW_SOURCE
+from bot.web.inbox import PoisonBin
 from bot.web.refusals import RefusalLog
 
 if TYPE_CHECKING:
-    from bot.wiring import Rollbot
+    from bot.runtime.metrics import Metrics
+    from bot.settings import PagerDutySettings
+
+Process = Callable[[dict[str, Any]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
-SOURCE = "pagerduty"
-WORKFLOW_SOURCE = "pagerduty-workflow"
-#: How long an identical workflow request counts as a copy of the first (PagerDuty's own
-#: retries of a failed POST come within this); after it, the same action runs again.
-WORKFLOW_REPEAT = timedelta(minutes=2)
 PATH = "/webhooks/pagerduty"
 
 
@@ -62,19 +60,24 @@ def _bearer_ok(header: str | None, secret: str | None) -> bool:
     )
 
 
-def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
-    """The PagerDuty webhook's route (none without a paging engine)."""
-    paging = getattr(rollbot, "paging", None)
-    if paging is None:
-        return []
-    settings = rollbot.settings.pagerduty
+def pagerduty_routes(
+    *,
+    settings: PagerDutySettings,
+    store: Any,
+    metrics: Metrics,
+    on_webhook: Process,
+    on_workflow: Process,
+    poison: PoisonBin,
+) -> list[BaseRoute]:
+    """The PagerDuty webhook's route. `on_webhook` gets each signed v3 delivery
+    (`bot.paging.PagingEngine`), `on_workflow` each workflow request
+    (`bot.paging.PagerDutyActions`); `store` is a `bot.store.SqlStore` (the inbox and the
+    duplicate records)."""
     secrets = split_secrets(
         settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     )
     # No workflow secret: the workflow path is off (the signing secret never doubles as it).
     workflow = settings.workflow_secret.get_secret_value() if settings.workflow_secret else None
-    metrics = rollbot.metrics
-    store = rollbot.store
     tasks: set[asyncio.Task[None]] = set()
     refusals = RefusalLog(log)
 
@@ -86,9 +89,9 @@ def pagerduty_routes(rollbot: Rollbot, *, poison: PoisonBin) -> list[BaseRoute]:
         error: str | None = None
         try:
             if source == WORKFLOW_SOURCE:
-                await paging.on_workflow(payload)
+                await on_workflow(payload)
             else:
-                await paging.on_webhook(payload)
+                await on_webhook(payload)
         except Exception as exc:  # boundary: recorded in the inbox row
             log.exception("PagerDuty delivery %s failed", row)
             error = f"{type(exc).__name__}: {exc}"
@@ -208,14 +211,3 @@ def _delivery_id(source: str, payload: dict[str, Any], body: bytes) -> str:
     if source == SOURCE and isinstance(event, dict) and isinstance(event.get("id"), str):
         return f"event:{event['id']}"
     return f"body:{hashlib.sha256(body).hexdigest()}"
-
-
-async def replay_pending(*, store: Any, paging: Any, limit: int = 100) -> int:
-    """Process PagerDuty deliveries stored but never processed (the process died)."""
-    events = await replay_inbox(
-        store, SOURCE, parse=json.loads, process=paging.on_webhook, limit=limit
-    )
-    workflows = await replay_inbox(
-        store, WORKFLOW_SOURCE, parse=json.loads, process=paging.on_workflow, limit=limit
-    )
-    return events + workflows

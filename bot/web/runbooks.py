@@ -56,8 +56,8 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.requests import Request
@@ -79,13 +79,26 @@ from bot.core.errors import (
     UnknownService,
 )
 from bot.core.flags import FlagStatus
-from bot.core.model import Actor, FlagAction, FlagState, RolloutAction, RolloutState
+from bot.core.model import (
+    Actor,
+    FlagAction,
+    FlagState,
+    Incident,
+    RolloutAction,
+    RolloutState,
+)
+from bot.runbooks.links import link_setup_problem, send_runbook_link
 from bot.web import runbook_html as pages
 
 if TYPE_CHECKING:
     from bot.core.ports import Chat
-    from bot.settings import Settings
-    from bot.wiring import Rollbot
+    from bot.runtime.metrics import Metrics
+    from bot.settings import ServiceSettings, Settings
+
+if TYPE_CHECKING:
+    from bot.core.ports import Chat
+    from bot.runtime.metrics import Metrics
+    from bot.settings import ServiceSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -106,122 +119,49 @@ ACTIONS: dict[str, RolloutAction | FlagAction] = {
 }
 
 
-# ── issuing links ──────────────────────────────────────────────────────────────────────
+class PageResponder(Protocol):
+    """The part of the responder a runbook page uses (`bot.actions.Responder`): it reads
+    through it, and acts through it exactly as a Slack click does."""
+
+    def service(self, name: str) -> ServiceSettings: ...
+
+    async def status(self, service: str) -> tuple[RolloutState, Any]: ...
+
+    async def flag_states(self, service: str) -> list[FlagStatus]: ...
+
+    def circuit_flag(self, service: str) -> Any: ...
+
+    async def handle(self, req: ActionRequest) -> ActionResult: ...
+
+    async def handle_flag(self, req: FlagRequest) -> ActionResult: ...
 
 
-def link_setup_problem(settings: Settings) -> str | None:
-    """Why signed links cannot be issued with these settings, or None when they can.
-
-    Both are needed: the key that signs, and `server.public_url`, the one base a link is
-    built on. A link is never built from a request's `Host` header: anyone can send one,
-    and a link to their host would hand them the token."""
-    missing = []
-    if settings.server.link_secret is None:
-        missing.append("a link key (`ROLLBOT_SERVER__LINK_SECRET`)")
-    if not settings.server.public_url:
-        missing.append("the URL people reach rollbot at (`server.public_url`)")
-    if not missing:
-        return None
-    return (
-        "Signed runbook links are not set up on this rollbot: it needs "
-        + " and ".join(missing)
-        + ". Until then the runbook pages are read-only."
-    )
+class OpenIncidents(Protocol):
+    def open_incident(self, service: str) -> Incident | None: ...
 
 
-def issue_link(
-    settings: Settings,
-    service: str,
-    user_id: str,
-    user_name: str,
-    *,
-    now: datetime | None = None,
-) -> links.IssuedLink:
-    """A signed, single-use link to `service`'s runbook page for one named responder,
-    at `server.public_url`.
+class LinkNotices(Protocol):
+    """Single use of links, in the store (`bot.store.SqlStore`)."""
 
-    Raises UnknownService (not in the catalog) or InvalidRequest (links not set up, saying
-    what is missing)."""
-    if service not in settings.services:
-        raise UnknownService(service, settings.services)
-    problem = link_setup_problem(settings)
-    keys = settings.server.link_keys()
-    base = settings.server.public_url
-    if problem is not None or not keys or not base:
-        raise InvalidRequest(problem or "Signed runbook links are not set up.")
-    issued_at = now or datetime.now(UTC)
-    ttl = timedelta(seconds=settings.server.link_ttl_seconds)
-    token = links.issue(
-        keys,
-        service=service,
-        user_id=user_id,
-        user_name=user_name or user_id,
-        issued_at=issued_at,
-        ttl=ttl,
-        nonce=secrets.token_urlsafe(18),
-    )
-    return links.IssuedLink(
-        url=links.runbook_url(base, service, token),
-        service=service,
-        user_id=user_id,
-        user_name=user_name or user_id,
-        expires_at=links.expiry(issued_at, ttl),
-        ttl=ttl,
-    )
+    async def notice_sent_at(self, id: str) -> datetime | None: ...
+
+    async def mark_notice_sent(self, id: str, *, release_id: str) -> bool: ...
+
+    async def unmark_notice(self, id: str) -> None: ...
+
+    async def audit_head(self) -> tuple[int, str]: ...
+
+    async def audit_entries(self, *, since_seq: int = 0, limit: int | None = None) -> list[Any]: ...
 
 
-def issue_runbook_link(
-    settings: Settings,
-    service: str,
-    user_id: str,
-    user_name: str,
-    now: datetime | None = None,
-) -> str | None:
-    """The URL of a signed, single-use runbook link for the named responder (Slack user
-    id), or None when links are not set up (no `server.link_secret` or `public_url`) or the
-    service is unknown. The caller hands it to that person only."""
-    try:
-        return issue_link(settings, service, user_id, user_name, now=now).url
-    except (InvalidRequest, UnknownService):
-        return None
-
-
-def slack_link_issuer(settings: Settings) -> Callable[[str, str, str], links.IssuedLink]:
-    """`/rollback SERVICE runbook`: (service, user id, name) → the link, or InvalidRequest
-    saying what is not set up. Reads the settings at each call. The command answers the
-    asker only (an ephemeral reply)."""
-
-    def issue(service: str, user_id: str, user_name: str) -> links.IssuedLink:
-        return issue_link(settings, service, user_id, user_name)
-
-    return issue
-
-
-async def send_runbook_link(
-    settings: Settings,
-    chat: Chat,
-    service: str,
-    user_id: str,
-    user_name: str,
-    why: str = "",
-) -> links.IssuedLink | None:
-    """Issue a link and hand it to its person only: a Slack direct message
-    (chat.postMessage with their user id as the channel posts in the app's DM with them).
-    Never a channel, a thread or an incident note: everyone there could act as that person.
-
-    No link key: links are off by choice; None, nothing sent. A key but no
-    `server.public_url`: no link (it is never built from a request's Host); the person is
-    told why in the DM, where the link would have gone; None. Raises UnknownService, or
-    the chat's error when the DM could not be sent."""
-    if settings.server.link_secret is None:
-        return None
-    problem = link_setup_problem(settings)
-    if problem is not None:
-        await chat.post(user_id, text=f":warning: {why}No signed runbook link for you: {problem}")
-        return None
-    link = issue_link(settings, service, user_id, user_name)
-    await chat.post(user_id, text=links.message(link, why=why))
-    return link
+@dataclass(frozen=True)
+class RunbookDeps:
+    settings: Settings
+    responder: PageResponder
+    incidents: OpenIncidents
+    store: LinkNotices
+    chat: Chat
+    metrics: Metrics
 
 
 # ── the routes ─────────────────────────────────────────────────────────────────────────
@@ -261,22 +201,19 @@ class _Done:
 class RunbookPages:
     """The handlers; one per app, holding the outcomes for the redirect after a POST."""
 
-    def __init__(self, rollbot: Rollbot) -> None:
-        self.rollbot = rollbot
+    def __init__(self, deps: RunbookDeps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
         self._done: dict[str, _Done] = {}
 
     # ── helpers ───────────────────────────────────────────────────────────────────────
-
-    @property
-    def settings(self) -> Settings:
-        return self.rollbot.settings
 
     def _keys(self) -> list[bytes] | None:
         """The link keys, the one that signs first (None: links are off)."""
         return self.settings.server.link_keys() or None
 
     def _count(self, kind: str, status: int) -> None:
-        metrics = self.rollbot.metrics
+        metrics = self.deps.metrics
         metrics.runbook_requests.labels(kind, str(status)).inc()
         route = ROUTE_OF_KIND.get(kind, "/runbooks/{service}")
         metrics.http_requests.labels(route, str(status)).inc()
@@ -314,8 +251,8 @@ class RunbookPages:
         return response
 
     async def _view(self, service: str) -> pages.PageView:
-        cfg = self.rollbot.responder.service(service)
-        responder = self.rollbot.responder
+        cfg = self.deps.responder.service(service)
+        responder = self.deps.responder
         runbook_html = front = None
         path = self.settings.runbook_path(service)
         if path is not None:
@@ -353,7 +290,7 @@ class RunbookPages:
             circuit_problem = None
         except InvalidRequest as err:
             circuit_problem = err.message
-        incident = self.rollbot.incidents.open_incident(service)
+        incident = self.deps.incidents.open_incident(service)
         tiers = core_tiers.tier_options(
             service=service,
             state=current,
@@ -419,7 +356,7 @@ class RunbookPages:
 
     async def _used_at(self, nonce: str) -> datetime | None:
         """When the link with this nonce was used, or None (not used)."""
-        return await self.rollbot.store.notice_sent_at(LINK_NOTICE.format(nonce=nonce))
+        return await self.deps.store.notice_sent_at(LINK_NOTICE.format(nonce=nonce))
 
     def _check_token(
         self, keys: list[bytes], token: str | None, service: str, *, allow_expired: bool = False
@@ -575,7 +512,7 @@ class RunbookPages:
 
     async def _outcome_from_audit(self, claims: links.LinkClaims, action: str) -> _Done | None:
         """Another replica ran the action: its audit entry says how it ended."""
-        store = self.rollbot.store
+        store = self.deps.store
         head, _ = await store.audit_head()
         prefix = f"runbook:{claims.user_id}:"
         for record in reversed(await store.audit_entries(since_seq=max(0, head - 200))):
@@ -603,7 +540,7 @@ class RunbookPages:
         view: pages.PageView | None = None,
     ) -> Response:
         if refused.reason is not None:
-            self.rollbot.metrics.runbook_links_refused.labels(refused.reason).inc()
+            self.deps.metrics.runbook_links_refused.labels(refused.reason).inc()
         keys = self._keys()
         csrf: str | None = None  # set: the signature was good, offer a fresh link
         if refused.renew is not None and refused.token and keys is not None:
@@ -653,7 +590,7 @@ class RunbookPages:
             raise await self._used(claims, token)
         kind = ACTIONS[action]
         if isinstance(kind, RolloutAction):
-            state, _ = await self.rollbot.responder.status(service)
+            state, _ = await self.deps.responder.status(service)
             if not core_tiers.canary_in_progress(state):
                 raise _Refused(
                     409,
@@ -667,10 +604,10 @@ class RunbookPages:
                     },
                 )
         else:
-            self.rollbot.responder.circuit_flag(service)  # InvalidRequest says why not
+            self.deps.responder.circuit_flag(service)  # InvalidRequest says why not
 
         notice = LINK_NOTICE.format(nonce=claims.nonce)
-        if not await self.rollbot.store.mark_notice_sent(notice, release_id=NOTICE_KIND):
+        if not await self.deps.store.mark_notice_sent(notice, release_id=NOTICE_KIND):
             raise await self._used(claims, token)  # lost a race with another POST
         actor = Actor(claims.user_id, claims.user_name, source="runbook")
         log.info(
@@ -684,13 +621,13 @@ class RunbookPages:
         result: ActionResult
         try:
             if isinstance(kind, RolloutAction):
-                result = await self.rollbot.responder.handle(ActionRequest(service, kind, actor))
+                result = await self.deps.responder.handle(ActionRequest(service, kind, actor))
             else:
-                result = await self.rollbot.responder.handle_flag(FlagRequest(service, kind, actor))
+                result = await self.deps.responder.handle_flag(FlagRequest(service, kind, actor))
         except NotAuthorised as err:
             # Refused before anything ran (the responder audited it): the link is not used
             # up, so its person can act with it once they may (on call, in the group).
-            await self.rollbot.store.unmark_notice(notice)
+            await self.deps.store.unmark_notice(notice)
             raise _Refused(
                 403,
                 "Not authorised",
@@ -758,7 +695,7 @@ class RunbookPages:
                 409, "No fresh link", "not_set_up", {"problem": problem}, reason="not-set-up"
             )
         notice = RENEW_NOTICE.format(nonce=claims.nonce)
-        store = self.rollbot.store
+        store = self.deps.store
         if not await store.mark_notice_sent(notice, release_id=NOTICE_KIND):
             raise _Refused(
                 410,
@@ -774,7 +711,7 @@ class RunbookPages:
         try:
             link = await send_runbook_link(
                 self.settings,
-                self.rollbot.chat,
+                self.deps.chat,
                 service,
                 claims.user_id,
                 claims.user_name,
@@ -853,11 +790,11 @@ def _unexpected(what: str) -> _Refused:
     )
 
 
-def runbook_routes(rollbot: Rollbot) -> list[BaseRoute]:
+def runbook_routes(deps: RunbookDeps) -> list[BaseRoute]:
     """The runbook pages' routes."""
-    web = RunbookPages(rollbot)
-    problem = link_setup_problem(rollbot.settings)
-    if problem is not None and rollbot.settings.server.link_secret is not None:
+    web = RunbookPages(deps)
+    problem = link_setup_problem(deps.settings)
+    if problem is not None and deps.settings.server.link_secret is not None:
         # Said once here; each person who would have had a link is told where it would
         # have gone (their DM, the slash command's reply, the renew page).
         log.warning("%s No signed links will be issued.", problem)

@@ -1,8 +1,14 @@
-"""The composition root: builds every collaborator from settings and wires them, once.
+"""The composition root: every collaborator built from settings, once, in dependency order.
 
-`build(settings)` returns a `Rollbot`; `bot.web.create_web_app(rollbot)` serves it.
+    build.py      build(settings) -> Rollbot
+    factories.py  the adapters and engines made from settings (also `rollbot release …`)
+    rollbot.py    Rollbot: the assembled whole, the leader's background work, shutdown
+
+`bot.web.create_web_app(rollbot)` serves a Rollbot.
 """
 
-from bot.wiring.rollbot import Rollbot, build, build_release_engine
+from bot.wiring.build import build
+from bot.wiring.factories import build_release_engine
+from bot.wiring.rollbot import Rollbot
 
 __all__ = ["Rollbot", "build", "build_release_engine"]

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.runbooks.links import issue_runbook_link
 from bot.sim.harness import ONCALL, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
-from bot.web.runbooks import issue_runbook_link
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.peer("chromium")]
 

@@ -12,7 +12,7 @@ Aspects under test:
 - after the 200: on_alerts gets the parsed alerts and the group, the row is marked
   processed; when on_alerts raises, the row keeps the error;
 - counters: webhooks by outcome, alerts by service and status, unknown alerts by name;
-- replay_pending runs rows left pending (a replica died after its 200).
+- replay_alerts runs rows left pending (a replica died after its 200).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from starlette.applications import Starlette
 
 from bot.core.alerts import default_matchers
 from bot.core.model import Alert
+from bot.incidents.inbox import replay_alerts
 from bot.runtime.metrics import Metrics
 from bot.store import SqlStore, open_store
-from bot.web.alertmanager import PATH, AlertmanagerReceiver, alertmanager_route, replay_pending
+from bot.web.alertmanager import PATH, AlertmanagerReceiver, alertmanager_route
 from tests.helpers import eventually
 from tests.plugins.fixtures import FIXTURES
 
@@ -306,12 +307,12 @@ async def test_alerts_counted_per_service_and_unknown(harness: Harness) -> None:
     assert len(harness.received.calls) == 4
 
 
-async def test_replay_pending(store: SqlStore) -> None:
+async def test_replay_alerts(store: SqlStore) -> None:
     good = await store.store_webhook("alertmanager", {}, FIRING)
     bad = await store.store_webhook("alertmanager", {}, b"{}")
     other = await store.store_webhook("pagerduty", {}, b"{}")
     received = Received()
-    assert await replay_pending(store=store, on_alerts=received) == 1
+    assert await replay_alerts(store=store, on_alerts=received) == 1
     ((alerts, _),) = received.calls
     assert [a.fingerprint for a in alerts] == ["f01341052d6b3406"]
     assert (await store.get_webhook(good)).error is None  # type: ignore[union-attr]
@@ -319,4 +320,4 @@ async def test_replay_pending(store: SqlStore) -> None:
         'unparseable: version is missing; expected "4"'
     )
     assert (await store.get_webhook(other)).processed_at is None  # type: ignore[union-attr]
-    assert await replay_pending(store=store, on_alerts=received) == 0
+    assert await replay_alerts(store=store, on_alerts=received) == 0

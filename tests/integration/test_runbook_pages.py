@@ -45,9 +45,9 @@ import httpx
 import pytest
 
 from bot.core import links
+from bot.runbooks.links import issue_runbook_link
 from bot.sim.harness import ONCALL, OUTSIDER, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
-from bot.web.runbooks import issue_runbook_link
 
 pytestmark = pytest.mark.timeout(90)
 

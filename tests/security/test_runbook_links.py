@@ -35,9 +35,10 @@ import httpx
 import pytest
 
 from bot.core import links
+from bot.runbooks.links import issue_runbook_link
 from bot.settings import check_config, load_settings
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, PD_ONCALL, SimWorld
-from bot.web.runbooks import CSRF_COOKIE, issue_runbook_link
+from bot.web.runbooks import CSRF_COOKIE
 from tests.e2e.serving import ROOT, serve
 from tests.helpers import eventually, free_port
 

@@ -1,5 +1,5 @@
-"""Rollbot's watch-event handling (bot.app), with the Rollouts and incident-engine
-collaborators faked.
+"""The Rollout watch's event handling (bot.rollouts.watch), with the Rollouts and
+incident-engine collaborators faked.
 
 Aspects under test:
 - a card refresh that fails unexpectedly does not drop the refresh coalesced behind it
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from bot.rollouts import RolloutWatch
 from bot.runtime.metrics import Metrics
-from bot.wiring import Rollbot
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -21,14 +21,15 @@ KEY = ("payments", "payment-router")
 
 
 class FlakyIncidents:
-    def __init__(self, rollbot: Rollbot) -> None:
-        self.rollbot = rollbot
+    def __init__(self) -> None:
+        self.watch: RolloutWatch | None = None
         self.observed: list[str] = []
 
-    async def on_rollout(self, state: str) -> None:
+    async def on_rollout(self, state: Any) -> None:
         self.observed.append(state)
         if len(self.observed) == 1:
-            self.rollbot._pending[KEY] = True  # another watch event arrived meanwhile
+            assert self.watch is not None
+            await self.watch.refresh(*KEY)  # another watch event arrived meanwhile
             raise RuntimeError("database is locked")
 
 
@@ -37,6 +38,9 @@ class NoCards:
 
     def service_for(self, namespace: str, name: str) -> None:
         return None
+
+    def circuit_known(self, service: str) -> bool:
+        return True
 
 
 class Rollouts:
@@ -47,32 +51,31 @@ class Rollouts:
         self.reads += 1
         return f"state {self.reads}"
 
+    async def watch(self, namespaces: list[str], on_event: Any) -> None:
+        raise AssertionError("not watched here")
 
-def rollbot() -> Rollbot:
+
+def watch(incidents: FlakyIncidents) -> RolloutWatch:
     none: Any = None
-    bot = Rollbot(
-        settings=none,
-        store=none,
-        chat=none,
+    made = RolloutWatch(
+        namespaces=["payments"],
         rollouts=Rollouts(),  # type: ignore[arg-type]
-        cards=none,
-        responder=none,
-        bolt=none,
-        metrics=Metrics(),
-        web_client=none,
-        work=none,
-        incidents=none,
+        cards=NoCards(),
+        incidents=incidents,  # type: ignore[arg-type]
         releases=none,
+        card_store=none,
+        circuits=none,
+        metrics=Metrics(),
     )
-    bot.incidents = FlakyIncidents(bot)  # type: ignore[assignment]
-    bot.cards = NoCards()  # type: ignore[assignment]
-    return bot
+    incidents.watch = made
+    return made
 
 
 async def test_an_unexpected_refresh_failure_keeps_the_coalesced_refresh(caplog):
-    bot = rollbot()
-    await bot._refresh(*KEY)
-    assert bot.incidents.observed == ["state 1", "state 2"]  # type: ignore[attr-defined]
-    assert bot._pending == {}
+    incidents = FlakyIncidents()
+    w = watch(incidents)
+    await w.refresh(*KEY)
+    assert incidents.observed == ["state 1", "state 2"]
+    assert not w.refreshing
     logged = [r for r in caplog.records if "could not refresh the card" in r.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None

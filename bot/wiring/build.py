@@ -1,0 +1,231 @@
+"""`build(settings)`: every collaborator constructed once, in dependency order, each handed
+what it needs at construction. Nothing is attached afterwards, so no two collaborators hold
+each other:
+
+    store, chat, rollouts, metrics, flags, on-call      (adapters and machinery)
+    cards                                               the card per Rollout revision
+    incident book                                       incidents by card key (read by many)
+    PagerDuty engine (book)                             pages and notes out, webhooks in
+    incidents (book, told: PagerDuty)                   signals in, incidents and cards out
+    responder (told: PagerDuty)                         every action, every tier
+    PagerDuty actions (engine, responder)               ack from Slack, workflow buttons
+    releases, scheduler                                 release tickets and their clocks
+    watch (incidents, cards, releases, responder)       the leader's Rollout watch
+    Slack (Bolt + listeners), Alertmanager receiver     the edges
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+
+from bot.actions import Responder
+from bot.adapters.kubernetes import KubeRollouts
+from bot.adapters.prometheus import PrometheusMetrics
+from bot.adapters.slack import SlackChat, make_web_client
+from bot.cards import Cards
+from bot.core.errors import RollbotError
+from bot.incidents import IncidentBook, IncidentEngine, IncidentListener
+from bot.paging import PagerDutyActions, PagingEngine
+from bot.rollouts import RolloutWatch, watched_namespaces
+from bot.runbooks.links import send_runbook_link, slack_link_issuer
+from bot.runtime.leader import Leadership
+from bot.runtime.metrics import Metrics
+from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
+from bot.runtime.work import WorkQueue
+from bot.settings import Settings
+from bot.slack.app import create_bolt_app
+from bot.slack.listeners import Deps
+from bot.slack.verified import REPLAY_MEMORY
+from bot.store import open_store
+from bot.web.alertmanager import AlertmanagerReceiver
+from bot.web.inbox import PoisonBin
+from bot.wiring.factories import (
+    make_flags,
+    make_on_call,
+    make_paging,
+    make_release_engine,
+    make_rollouts,
+)
+from bot.wiring.rollbot import Rollbot
+
+__all__ = ["build"]
+
+Teller = Callable[[str], Awaitable[None]]
+
+
+async def build(
+    settings: Settings, *, rollouts: KubeRollouts | None = None, clock: Clock | None = None
+) -> Rollbot:
+    slack = settings.slack
+    if slack.bot_token is None or slack.signing_secret is None:
+        raise RollbotError(
+            "Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN and "
+            "ROLLBOT_SLACK__SIGNING_SECRET (or their *_FILE variants)."
+        )
+    store = await open_store(settings.database.url)
+    web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
+    chat = SlackChat(web_client)
+    kube = settings.kubernetes
+    if rollouts is None:
+        rollouts = make_rollouts(settings, store)
+    metrics = Metrics()
+    flags = make_flags(settings)
+    on_call = make_on_call(settings)
+    clock = clock or SystemClock()
+    cards = Cards(
+        chat=chat,
+        store=store,
+        catalog=settings.services,
+        public_url=settings.server.public_url,
+        circuit_available=flags is not None,
+        circuit_environment=settings.flags.environment if flags is not None else None,
+    )
+    prometheus = (
+        PrometheusMetrics(
+            base_url=settings.prometheus.url,
+            timeout=settings.prometheus.query_timeout_seconds,
+            graph_url=settings.prometheus.graph_base_url,
+        )
+        if settings.prometheus.url
+        else None
+    )
+    book = IncidentBook()
+    pager = make_paging(settings)
+    paging = (
+        PagingEngine(
+            settings=settings,
+            store=store,
+            chat=chat,
+            cards=cards,
+            paging=pager,
+            incidents=book,
+            link_issuer=functools.partial(send_runbook_link, settings, chat),
+        )
+        if pager is not None
+        else None
+    )
+    told: list[IncidentListener] = [paging.on_incident] if paging is not None else []
+    incidents = IncidentEngine(
+        settings=settings,
+        rollouts=rollouts,
+        cards=cards,
+        chat=chat,
+        prometheus=prometheus,
+        book=book,
+        listeners=told,
+    )
+    responder = Responder(
+        catalog=settings.services,
+        rollouts=rollouts,
+        chat=chat,
+        store=store,
+        cards=cards,
+        verify_timeout=kube.verify_timeout_seconds,
+        poll_interval=kube.verify_interval_seconds,
+        metrics=metrics,
+        flags=flags,
+        on_call=on_call,
+        on_call_timeout=settings.pagerduty.on_call_timeout_seconds,
+        listeners=[paging.after_action] if paging is not None else [],
+    )
+    paging_actions = (
+        PagerDutyActions(engine=paging, responder=responder) if paging is not None else None
+    )
+    scheduler = (
+        JobScheduler(
+            database_url=settings.database.url,
+            store=store,
+            clock=clock,
+            lease_ttl=settings.releases.lease_ttl_seconds,
+            renew_every=settings.releases.lease_ttl_seconds / 3,
+        )
+        if settings.releases.scheduler
+        else None
+    )
+    releases = make_release_engine(
+        settings,
+        store=store,
+        chat=chat,
+        rollouts=rollouts,
+        clock=clock,
+        scheduler=scheduler,
+        flags=flags,
+        on_call=on_call,
+    )
+    watch = RolloutWatch(
+        namespaces=watched_namespaces(
+            settings.kubernetes.namespaces or [],
+            (s.namespace for s in settings.services.values()),
+        ),
+        rollouts=rollouts,
+        cards=cards,
+        incidents=incidents,
+        releases=releases,
+        card_store=store,
+        circuits=responder,
+        metrics=metrics,
+    )
+    rollouts.on_watch_error = watch.on_error
+    work = WorkQueue(workers=settings.server.workers)
+    bolt = create_bolt_app(
+        signing_secret=slack.signing_secret.get_secret_value(),
+        client=web_client,
+        deps=Deps(
+            responder=responder,
+            chat=chat,
+            first_seen=functools.partial(
+                store.first_seen, source="slack", forget_after=REPLAY_MEMORY
+            ),
+            work=work,
+            command=slack.command,
+            releases=releases,
+            release_command=slack.release_command,
+            runbook_link=slack_link_issuer(settings),
+            acknowledge=paging_actions.acknowledge if paging_actions is not None else None,
+        ),
+    )
+    poison = PoisonBin(store=store, metrics=metrics, tell=_fallback_teller(settings, chat))
+    token = settings.alertmanager.bearer_token
+    alert_receiver = AlertmanagerReceiver(
+        token=token.get_secret_value() if token is not None else None,
+        store=store,
+        on_alerts=incidents.on_alerts,
+        metrics=metrics,
+        matchers=settings.alert_matchers(),
+        poison=poison,
+    )
+    return Rollbot(
+        settings=settings,
+        store=store,
+        chat=chat,
+        rollouts=rollouts,
+        cards=cards,
+        responder=responder,
+        bolt=bolt,
+        metrics=metrics,
+        web_client=web_client,
+        work=work,
+        incidents=incidents,
+        releases=releases,
+        watch=watch,
+        alert_receiver=alert_receiver,
+        poison=poison,
+        scheduler=scheduler,
+        paging=paging,
+        paging_actions=paging_actions,
+        prometheus=prometheus,
+        leadership=Leadership(store, ttl=settings.server.leader_lease_seconds),
+    )
+
+
+def _fallback_teller(settings: Settings, chat: SlackChat) -> Teller | None:
+    """Posts an operator's notice in ``slack.fallback_channel`` (None without one)."""
+    channel = settings.slack.fallback_channel
+    if not channel:
+        return None
+
+    async def tell(text: str) -> None:
+        await chat.post(channel, text=text)
+
+    return tell

@@ -1,0 +1,200 @@
+"""The adapters and engines made from settings, each or None when its settings are absent.
+
+`build` (bot.wiring.build) calls these; so does `rollbot release …`, which needs only the
+release engine (`build_release_engine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.adapters.kubernetes import KubeRollouts
+from bot.adapters.pagerduty import PagerDutyOnCall
+from bot.adapters.slack import SlackChat, make_web_client
+from bot.core.errors import RollbotError, Unreachable
+from bot.core.ports import Flags, Tickets
+from bot.releases import ReleaseEngine
+from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
+from bot.settings import Settings
+from bot.store import SqlStore, open_store
+
+__all__ = [
+    "build_release_engine",
+    "make_flags",
+    "make_on_call",
+    "make_paging",
+    "make_release_engine",
+    "make_rollouts",
+    "make_tickets",
+]
+
+
+def make_flags(settings: Settings) -> Flags | None:
+    """The configured flag provider's adapter, or None (Tier 2 then shows manual steps)."""
+    cfg = settings.flags
+    if cfg.provider is None:
+        return None
+    if not cfg.url or cfg.api_token is None:
+        raise RollbotError(
+            f"flags.provider is {cfg.provider} but flags.url or ROLLBOT_FLAGS__API_TOKEN is "
+            f"missing (run `rollbot check-config`)."
+        )
+    if cfg.provider == "unleash":
+        from bot.adapters.unleash import UnleashFlags
+
+        return UnleashFlags(
+            base_url=cfg.url,
+            admin_token=cfg.api_token.get_secret_value(),
+            project=cfg.project,
+            environment=cfg.environment,
+            client_token=cfg.client_token.get_secret_value() if cfg.client_token else None,
+        )
+    from bot.adapters.launchdarkly import LaunchDarklyFlags
+
+    return LaunchDarklyFlags(
+        base_url=cfg.url,
+        api_token=cfg.api_token.get_secret_value(),
+        project=cfg.project,
+        environment=cfg.environment,
+    )
+
+
+def make_on_call(settings: Settings) -> PagerDutyOnCall | None:
+    """PagerDuty on-call lookup, or None without an API token (owners-group policy only)."""
+    pd = settings.pagerduty
+    if pd.api_token is None:
+        return None
+    return PagerDutyOnCall(
+        api_token=pd.api_token.get_secret_value(), base_url=pd.api_url, ca_file=pd.ca_file
+    )
+
+
+def make_paging(settings: Settings) -> Any:
+    """PagerDuty incidents and notes (`PagerDutyPaging`), or None when no service has a
+    routing key and no API token is set."""
+    pd = settings.pagerduty
+    routed = any(s.pagerduty.routing_key is not None for s in settings.services.values())
+    if not routed and pd.api_token is None:
+        return None
+    from bot.adapters.pagerduty import PagerDutyPaging
+
+    return PagerDutyPaging(
+        api_token=pd.api_token.get_secret_value() if pd.api_token else None,
+        api_url=pd.api_url,
+        events_url=pd.events_url,
+        from_email=pd.from_email,
+        ca_file=pd.ca_file,
+        max_retries=pd.max_retries,
+    )
+
+
+def make_tickets(settings: Settings) -> Tickets | None:
+    """The Jira adapter, or None without ``jira.url`` (no tickets are filed)."""
+    jira = settings.jira
+    if not jira.url:
+        return None
+    if jira.api_token is None:
+        raise RollbotError(
+            "jira.url is set but ROLLBOT_JIRA__API_TOKEN is missing (run `rollbot check-config`)."
+        )
+    from bot.adapters.jira import JiraTickets
+
+    return JiraTickets(
+        url=jira.url,
+        email=jira.email,
+        api_token=jira.api_token.get_secret_value(),
+        timeout=jira.timeout_seconds,
+        # No retries inside the client: it would re-send a POST after a connection error
+        # (a duplicate ticket). rollbot retries itself: search by label, then create.
+        max_retries=0,
+    )
+
+
+def make_release_engine(
+    settings: Settings,
+    *,
+    store: SqlStore,
+    chat: SlackChat,
+    rollouts: Any,
+    clock: Clock,
+    scheduler: JobScheduler | None,
+    flags: Flags | None = None,
+    on_call: PagerDutyOnCall | None = None,
+) -> ReleaseEngine:
+    return ReleaseEngine(
+        settings=settings,
+        store=store,
+        chat=chat,
+        rollouts=rollouts,
+        tickets=make_tickets(settings),
+        clock=clock,
+        flags=flags,
+        pagerduty=on_call,
+        scheduler=scheduler,
+        public_url=settings.server.public_url,
+        slack_team_url=settings.slack.team_url,
+    )
+
+
+class _NoCluster:
+    """Rollouts for a process without cluster access: every read says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def get_state(self, namespace: str, name: str) -> Any:
+        raise Unreachable("Kubernetes", self.reason)
+
+    async def analysis_templates(self, namespace: str, name: str) -> dict[str, bool]:
+        raise Unreachable("Kubernetes", self.reason)
+
+    def close(self) -> None:
+        pass
+
+
+def make_rollouts(settings: Settings, store: SqlStore) -> KubeRollouts:
+    """The Kubernetes adapter from the kubeconfig (or the in-cluster service account)."""
+    kube = settings.kubernetes
+    return KubeRollouts.from_kubeconfig(
+        kubeconfig=kube.kubeconfig,
+        context=kube.context,
+        request_timeout=kube.request_timeout_seconds,
+        watch_timeout_seconds=int(kube.watch_timeout_seconds),
+        cursor_store=store,
+    )
+
+
+async def build_release_engine(
+    settings: Settings, *, clock: Clock | None = None
+) -> tuple[ReleaseEngine, Callable[[], Awaitable[None]]]:
+    """Just what `rollbot release …` needs, without HTTP, watch or scheduler. Returns the
+    engine and a coroutine function that closes what it opened."""
+    slack = settings.slack
+    if slack.bot_token is None:
+        raise RollbotError("Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN.")
+    store = await open_store(settings.database.url)
+    web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
+    rollouts: KubeRollouts | _NoCluster
+    try:
+        rollouts = make_rollouts(settings, store)
+    except RollbotError as err:
+        # A CI job often has no cluster access: the release still starts; the checklist
+        # says the cluster was not checked, and the bot's watch binds the revision.
+        rollouts = _NoCluster(err.message)
+    engine = make_release_engine(
+        settings,
+        store=store,
+        chat=SlackChat(web_client),
+        rollouts=rollouts,
+        clock=clock or SystemClock(),
+        scheduler=None,
+        flags=make_flags(settings),
+        on_call=make_on_call(settings),
+    )
+
+    async def close() -> None:
+        await store.close()
+        rollouts.close()
+
+    return engine, close
