@@ -1,0 +1,457 @@
+"""The top-level sections of the settings: server, slack, kubernetes, database, prometheus,
+alertmanager, incidents, pagerduty, jira, releases, flags.
+
+Each section is a model whose fields say why they have their default. `Section` (their
+base: unknown keys are errors, field docstrings are the documentation, assignments are
+validated) and the value checks shared with the service catalog (`check_channel`,
+`check_http_url`, `DNS_LABEL`) live here too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from bot.core.signatures import split_secrets
+
+#: Database URL schemes the store supports (SQLAlchemy 2 with the drivers we ship).
+DATABASE_SCHEMES = frozenset({"sqlite", "sqlite+aiosqlite", "postgresql", "postgresql+psycopg"})
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""A Kubernetes name (RFC 1123 label): namespaces, and the catalog's service names."""
+_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+
+
+def check_channel(value: str | None) -> str | None:
+    """`value` if it is a Slack channel (``#name`` or a channel ID) or None; else ValueError."""
+    if value is None:
+        return value
+    if (value.startswith("#") and len(value) > 1 and not any(c.isspace() for c in value)) or (
+        _CHANNEL_ID.match(value)
+    ):
+        return value
+    raise ValueError(
+        f"{value!r} is not a Slack channel: use a name starting with '#' (quoted in YAML, "
+        "e.g. \"#payments-deploys\") or a channel ID starting with 'C'"
+    )
+
+
+def check_http_url(value: str | None) -> str | None:
+    """`value` if it is an http(s) URL with a host, or None; else ValueError."""
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+class Section(BaseModel):
+    """Base of every section and catalog entry: an unknown key is an error, each field's
+    docstring is its documentation, and assignments are validated too."""
+
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True
+    )
+
+
+class SlackSettings(Section):
+    """The Slack app rollbot speaks as (see deploy/slack/manifest.yaml)."""
+
+    bot_token: SecretStr | None = None
+    """Bot user OAuth token (``xoxb-…``). Secret. Required by ``rollbot serve``; None by
+    default so ``demo`` and tests run against bot/sim without one."""
+
+    signing_secret: SecretStr | None = None
+    """Verifies that requests to ``/slack/events`` come from Slack (v0 HMAC-SHA256
+    signature). Secret. Required by ``rollbot serve``."""
+
+    api_url: str = "https://slack.com/api/"
+    """Base URL of the Slack Web API, ending in ``/`` (slack_sdk's ``base_url``). Slack's
+    own by default; tests and the demo point it at bot/sim."""
+
+    command: str = "/rollback"
+    """The slash command, exactly as registered in the app manifest."""
+
+    release_command: str = "/release"
+    """The release slash command (``/release start SERVICE VERSION``), as in the manifest."""
+
+    team_url: str | None = None
+    """Workspace URL (``https://acme.slack.com``), to link release threads from Jira
+    tickets. None: tickets carry no thread link."""
+
+    fallback_channel: str | None = None
+    """Channel (``#name`` or ID) for cards that cannot go to the service's channel. None:
+    no fallback, such a failure is logged and audited instead."""
+
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds per Web API call. Below slack_sdk's 30 s default: a stuck call should not
+    hold an incident update; the outbox retries it."""
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        check_http_url(value)
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("team_url")
+    @classmethod
+    def _team_url(cls, value: str | None) -> str | None:
+        value = check_http_url(value)
+        return value.rstrip("/") if value else value
+
+    @field_validator("command", "release_command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        if not re.fullmatch(r"/[a-z0-9_-]{1,31}", value):
+            raise ValueError(f"{value!r} is not a slash command (like '/rollback')")
+        return value
+
+    @field_validator("fallback_channel")
+    @classmethod
+    def _fallback_channel(cls, value: str | None) -> str | None:
+        return check_channel(value)
+
+
+class KubernetesSettings(Section):
+    """How rollbot reaches the Argo Rollouts it watches and patches."""
+
+    kubeconfig: str | None = None
+    """Path to a kubeconfig file. None: ``$KUBECONFIG``, then ``~/.kube/config``, then the
+    in-cluster service account, like every Kubernetes tool."""
+
+    context: str | None = None
+    """kubeconfig context to use. None: the file's current context."""
+
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch. Default: the namespaces of the services in the catalog, so the
+    common case needs no list and a namespace is never watched by accident."""
+
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds per API request (get, patch). A healthy API server answers in milliseconds;
+    10 s leaves room for a loaded one and still reports back in the Slack thread quickly."""
+
+    watch_timeout_seconds: float = Field(default=300.0, gt=0)
+    """Seconds per watch request before it is re-established (server-side
+    ``timeoutSeconds``). Five minutes stays well below the API server's own limit and keeps
+    a silently dropped connection from going unnoticed for long."""
+
+    verify_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Seconds the responder reads the Rollout back after an action before declaring it
+    unverified. The controller usually reflects an abort within a few seconds; 30 s is
+    half of Tier 1's 60 s budget, leaving the rest for a human to react."""
+
+    verify_interval_seconds: float = Field(default=0.25, gt=0)
+    """Seconds between read-backs while verifying. 0.25: four GETs a second for the few
+    seconds an action takes is negligible load, and the card's "verified in 0.8 s" is then
+    accurate to a quarter second (an abort takes effect in well under a second)."""
+
+    backoff_initial_seconds: float = Field(default=0.5, gt=0)
+    """First delay before retrying a failed request or a dropped watch; doubled each time."""
+
+    backoff_max_seconds: float = Field(default=30.0, gt=0)
+    """Cap on that delay. 30 s: an API server outage is not hammered, and a recovered one is
+    noticed within half a minute."""
+
+    lease_name: str = "rollbot"
+    """Name of the ``coordination.k8s.io`` Lease that elects the one replica that watches,
+    schedules and posts."""
+
+    lease_namespace: str | None = None
+    """Namespace of that Lease. None: rollbot's own namespace (from the service account),
+    which is where its RBAC Role allows Leases."""
+
+    lease_duration_seconds: float = Field(default=15.0, gt=0)
+    """Seconds a leader's Lease is valid without renewal. 15 s is client-go's default: a
+    dead leader is replaced within 15 s, well inside Tier 1's 60 s."""
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, value: list[str]) -> list[str]:
+        bad = [n for n in value if not re.match(DNS_LABEL, n)]
+        if bad:
+            raise ValueError(f"not Kubernetes namespace names: {', '.join(map(repr, bad))}")
+        return value
+
+
+class DatabaseSettings(Section):
+    """Where the audit log, incidents, outbox and scheduler jobs are kept."""
+
+    url: str = Field(default="sqlite:///rollbot.db", repr=False)
+    """SQLAlchemy URL: ``sqlite:///path`` or ``postgresql+psycopg://…``. SQLite in the working
+    directory by default, enough for one replica; use PostgreSQL for several. A URL with a
+    password must come from ``ROLLBOT_DATABASE__URL`` or ``ROLLBOT_DATABASE__URL_FILE``."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in DATABASE_SCHEMES:
+            hint = " (SQLAlchemy 2 needs 'postgresql://')" if scheme == "postgres" else ""
+            raise ValueError(
+                f"unknown database URL scheme {scheme!r}{hint}; "
+                f"use one of {', '.join(sorted(DATABASE_SCHEMES))}"
+            )
+        return value
+
+
+class PrometheusSettings(Section):
+    """Prometheus, read for canary vs. stable metrics on the cards."""
+
+    url: str | None = None
+    """Base URL, e.g. ``http://prometheus.monitoring.svc:9090``. None: cards show no
+    metrics; rollbot still works from Rollout and alert state alone."""
+
+    query_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Seconds per query. Metrics decorate a card; they must never delay it."""
+
+    graph_url: str | None = None
+    """External base URL for the graph links on cards (``https://prometheus.example.com``),
+    for when people reach Prometheus at another address than rollbot does. None: ``url``."""
+
+    @field_validator("url", "graph_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return check_http_url(value)
+
+    @property
+    def graph_base_url(self) -> str | None:
+        """Where graph links point: ``graph_url``, else ``url``."""
+        return self.graph_url or self.url
+
+
+class AlertmanagerSettings(Section):
+    """The Alertmanager webhook receiver (``POST /webhooks/alertmanager``)."""
+
+    bearer_token: SecretStr | None = None
+    """Token Alertmanager sends as ``Authorization: Bearer``. Secret. None: the endpoint
+    refuses every request (no unauthenticated webhooks)."""
+
+    unknown_notice_interval_seconds: int = Field(default=3600, ge=0)
+    """Seconds between two notices about the same alert name that matches no service in
+    the catalog. An hour: a misrouted alert is reported, not repeated at every group
+    interval. 0: every time."""
+
+
+class IncidentsSettings(Section):
+    """How signals become incidents and when an incident is over."""
+
+    quiet_period_seconds: int = Field(default=300, ge=0)
+    """Seconds an incident stays RECOVERING (nothing firing) before it is RESOLVED. Five
+    minutes: Alertmanager's default ``group_interval`` is 5 m and a flapping alert usually
+    fires again within it, so it reopens the same incident instead of starting a new one."""
+
+
+class PagerDutySettings(Section):
+    """PagerDuty REST and Events APIs and its v3 webhooks."""
+
+    api_url: str = "https://api.pagerduty.com"
+    """REST API base URL. PagerDuty's own by default; tests point it at bot/sim."""
+
+    events_url: str = "https://events.pagerduty.com"
+    """Events API v2 base URL. PagerDuty's own by default; tests point it at bot/sim."""
+
+    api_token: SecretStr | None = None
+    """REST API token. Secret. None: no incident notes from rollbot, and no on-call lookup
+    (services with an escalation policy then fall back to their owners group)."""
+
+    ca_file: str | None = None
+    """PEM file of extra certificate authorities to trust for ``api_url`` (a corporate proxy,
+    or bot/sim's PagerDuty). None: the system's."""
+
+    on_call_timeout_seconds: float = Field(default=3.0, gt=0)
+    """How long an authorisation waits for PagerDuty's on-call answer before falling back
+    to the owners group. 3 s: a responder at 2 a.m. must not wait on a slow PagerDuty."""
+
+    webhook_secret: SecretStr | None = None
+    """Signing secret of the v3 webhook subscription (``X-PagerDuty-Signature``). Secret.
+    Several, comma-separated, while a secret is rotated (any one verifying is enough).
+    None: ``/webhooks/pagerduty`` refuses every request."""
+
+    workflow_secret: SecretStr | None = None
+    """Shared secret of the Incident Workflow "Send a Webhook POST" actions, sent as
+    ``Authorization: Bearer <secret>`` (a workflow step cannot sign its body). Secret.
+    None: the workflow path is off; the signing ``webhook_secret`` never doubles as it,
+    since the two protect different things (an event rollbot only shows, an action it
+    runs)."""
+
+    max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a PagerDuty call (429, 5xx, network) before rollbot's own outbox takes
+    over. Bounded: a page must not be held for minutes inside the client."""
+
+    from_email: str | None = None
+    """Email of the PagerDuty user rollbot acts as (the REST API's ``From`` header, required
+    for writes such as notes)."""
+
+    @field_validator("api_url", "events_url")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        value = check_http_url(value)
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be https:// (the pagerduty client refuses plain http)")
+        return value
+
+
+class JiraSettings(Section):
+    """Jira, for the release cleanup tickets."""
+
+    url: str | None = None
+    """Site URL, e.g. ``https://example.atlassian.net``. None: no tickets are filed."""
+
+    email: str | None = None
+    """Account email for basic auth with ``api_token`` (Jira Cloud)."""
+
+    api_token: SecretStr | None = None
+    """API token (Cloud, with ``email``) or personal access token (Server/Data Center,
+    without ``email``: sent as a Bearer token). Secret."""
+
+    issue_type: str = "Task"
+    """Issue type of the cleanup tickets, by name (``services.X.jira.issue_type`` overrides)."""
+
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """Per-request timeout. 10 s: a Jira outage fails the attempt quickly; the tickets are
+    retried from rollbot's own schedule, never lost."""
+
+    search_settle_seconds: float = Field(default=60.0, ge=0, le=3600)
+    """After a create whose answer was lost (crash, timeout), how long rollbot keeps
+    searching for the ticket by its label before filing it again. Jira Cloud's search is
+    eventually consistent: a ticket created a moment ago may not be found yet."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return check_http_url(value)
+
+
+class ReleasesSettings(Section):
+    """Release cleanup: the schedule that files tickets and keeps their dates."""
+
+    scheduler: bool = True
+    """Run the job scheduler (reminders, escalations, due-date moves) in this process. Only
+    the replica holding the ``scheduler`` lease in the database runs jobs, so several
+    replicas never run two schedulers on one job store."""
+
+    lease_ttl_seconds: float = Field(default=30.0, ge=1, le=600)
+    """How long the scheduler lease lasts without renewal; a crashed holder is replaced
+    after at most this long."""
+
+    reconcile_seconds: float = Field(default=60.0, ge=0.1, le=3600)
+    """How often the schedule is rebuilt from the releases in the database (it is also
+    rebuilt on every release change this process sees). Catches releases started by
+    `rollbot release start` from CI, which writes only the database."""
+
+    retry_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    """First retry delay when Jira is down; doubles per attempt up to 15 minutes."""
+
+    jira_poll_seconds: float = Field(default=900.0, ge=1, le=30 * 86400)
+    """How often the status of open cleanup tickets is read from Jira (a NOT NULL ticket
+    marked done before its 72 hours is refused). `/release status` also reads it."""
+
+
+class FlagsSettings(Section):
+    """The feature flag provider, for Tier 2 (circuit breaker)."""
+
+    provider: Literal["unleash", "launchdarkly"] | None = None
+    """Which admin API to speak. None: Tier 2 is offered only as manual steps."""
+
+    url: str | None = None
+    """Admin API base URL (Unleash server, or ``https://app.launchdarkly.com``)."""
+
+    api_token: SecretStr | None = None
+    """Admin API token. Secret."""
+
+    client_token: SecretStr | None = None
+    """Unleash client (backend SDK) token, to read what SDKs are served and report when a
+    flip is effective for them. Secret. None: the card says only that the flag reads back."""
+
+    project: str = "default"
+    """Flag project (Unleash project id / LaunchDarkly project key). Unleash's default
+    project name."""
+
+    environment: str = "production"
+    """Environment whose flag state is flipped. The one incidents happen in."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return check_http_url(value)
+
+
+class ServerSettings(Section):
+    """The HTTP server (Slack events, webhooks, runbook pages, health, metrics)."""
+
+    host: str = "0.0.0.0"
+    """Interface to bind. All interfaces: inside a pod, the Service is the boundary."""
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    """TCP port. 8080: unprivileged, so the container runs as non-root."""
+
+    workers: int = Field(default=4, ge=1, le=64)
+    """How many actions and status reads run at once after Slack has been answered. 4: a
+    burst of commands queues instead of flooding the Kubernetes API or delaying the acks of
+    later requests (see tests/bench); a handful of responders at 2 a.m. never wait."""
+
+    public_url: str | None = None
+    """URL at which people reach rollbot (``https://rollbot.example.com``), for runbook
+    links on cards and the base of every signed link. None: cards link to the runbook path
+    in the repository instead, and no signed link is issued (never one built from a
+    request's Host header); check-config reports it when ``link_secret`` is set."""
+
+    link_secret: SecretStr | None = None
+    """Key that signs runbook-page links issued to a named responder; several,
+    comma-separated, while the key is rotated: the first signs new links, and a link (or a
+    page's CSRF token) signed with any of them is accepted. To rotate: put the new key
+    first (``new,old``), wait at least ``link_ttl_seconds`` (the old key's last links
+    expire), then remove the old key; a link signed only with a removed key is refused as
+    altered. Secret. None: the runbook pages are read-only (no buttons)."""
+
+    leader_lease_seconds: float = Field(default=15.0, gt=0, le=300)
+    """Active/standby between replicas: the one holding the database lease ``leader`` acts
+    (watch, cards, scheduler, outbox) and answers requests; the others answer 503 and are
+    not ready. The lease lasts this long unless renewed (every third of it), so a standby
+    takes over at most this long after the leader died; a graceful stop hands it over at
+    once. 15 s: a dead leader is replaced well within a minute, and a database that is
+    slow for a few seconds does not make the leader step down."""
+
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """How long a client has to send a request's headers (from connecting, or from the end
+    of its previous response) and, separately, its whole body; past it the connection is
+    closed (headers) or answered 408 (body). 10 s: Slack, Alertmanager and PagerDuty send a
+    whole request in milliseconds, and Slack itself gives up after 3 s; a client that
+    trickles bytes (slowloris) holds a connection for seconds, not for ever."""
+
+    max_waiting_connections: int = Field(default=100, ge=1, le=100_000)
+    """At most this many connections may be open without having sent their request headers;
+    one more closes the one that has waited longest. 100: far above what Slack and the
+    webhooks open at once, far below what exhausts a pod's file descriptors."""
+
+    max_connections: int = Field(default=4000, ge=1, le=100_000)
+    """Connections and requests in flight at once; beyond it uvicorn answers 503. Bounds
+    memory under a flood (a few tens of KiB each). 4000: twice the flood the benchmark
+    sends, so a burst of hostile requests slows real ones instead of refusing them (Slack
+    does not retry a slash command or a click); keep the pod's file limit above it."""
+
+    link_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    """How long a signed runbook link works (once). 15 minutes: long enough to act on a
+    page, short enough that a forwarded link is soon useless."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return check_http_url(value)
+
+    @field_validator("link_secret")
+    @classmethod
+    def _link_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not split_secrets(value.get_secret_value()):
+            raise ValueError("holds no key (one key, or several comma-separated: new,old)")
+        return value
+
+    def link_keys(self) -> list[bytes]:
+        """The keys of ``link_secret``, the one that signs first; empty: links are off."""
+        if self.link_secret is None:
+            return []
+        return [key.encode("utf-8") for key in split_secrets(self.link_secret.get_secret_value())]

@@ -1,0 +1,240 @@
+"""From the gathered values to `Settings`, or to every problem at its key path.
+
+``load_settings`` raises `ConfigError` listing every problem that makes the settings
+unusable; ``check_config`` (``rollbot check-config``) returns every problem at once,
+including those that only matter to ``rollbot serve`` (missing Slack secrets, missing
+runbook files, nothing to watch, a flag provider or Jira without credentials, a link key
+without ``server.public_url``).
+
+Pydantic's errors are translated into `ConfigProblem`s (``services.payment-router.channel:
+…``, with the environment variable that set the value); the cross-checks between sections
+read the merged values as written, so one invalid service does not hide the problems of
+the next.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bot.settings.problems import ConfigError, ConfigProblem
+from bot.settings.root import Settings, file_candidates, find_file, set_config_path
+from bot.settings.sources import dict_value_of, env_name, gather, model_of
+
+
+def _dotted(loc: tuple[int | str, ...]) -> tuple[str, tuple[str, ...]]:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int) and parts:
+            parts[-1] += f"[{item}]"
+        elif item != "[key]":
+            parts.append(str(item))
+    return ".".join(parts), tuple(parts)
+
+
+def _model_at(parts: tuple[str, ...]) -> type[BaseModel] | None:
+    annotation: Any = Settings
+    for part in parts:
+        model = model_of(annotation)
+        if model is not None:
+            if part not in model.model_fields:
+                return None
+            annotation = model.model_fields[part].annotation
+        elif (value_type := dict_value_of(annotation)) is not None:
+            annotation = value_type
+        else:
+            return None
+    return model_of(annotation)
+
+
+def _from_validation(
+    error: ValidationError, origins: Mapping[tuple[str, ...], str]
+) -> list[ConfigProblem]:
+    problems = []
+    for err in error.errors(include_url=False):
+        dotted, parts = _dotted(err["loc"])
+        kind = err["type"]
+        message = err["msg"]
+        if "[key]" in err["loc"]:
+            message = (
+                "service names are lowercase letters, digits and dashes "
+                "(like 'payment-router'), at most 63 characters"
+            )
+        elif kind == "extra_forbidden":
+            parent = _model_at(parts[:-1])
+            known = ", ".join(sorted(parent.model_fields)) if parent else ""
+            message = f"unknown key (a typo?); known keys: {known}"
+        elif kind == "missing":
+            message = "required key is missing"
+        elif parts and parts[-1] == "channel" and err.get("input") is None:
+            message = (
+                'is empty: quote the channel in YAML (channel: "#payments-deploys"); '
+                "an unquoted # starts a comment"
+            )
+        elif kind == "string_pattern_mismatch":
+            message = "must be a Kubernetes name: lowercase letters, digits, '-' (and '.')"
+        elif kind == "value_error":
+            message = message.removeprefix("Value error, ")
+        if parts in origins:
+            message += f" (from {origins[parts]})"
+        problems.append(ConfigProblem(dotted, message))
+    return problems
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _raw_services(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services as written, even those that fail validation (for cross-checks)."""
+    return {str(k): v for k, v in _mapping(data.get("services")).items() if isinstance(v, dict)}
+
+
+def _consistency(data: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Problems between sections; they make the settings unusable."""
+    problems = []
+    services = _raw_services(data)
+    seen: dict[tuple[str, str], str] = {}
+    for name, svc in services.items():
+        namespace, rollout = svc.get("namespace"), svc.get("rollout")
+        if not (isinstance(namespace, str) and isinstance(rollout, str)):
+            continue
+        if (namespace, rollout) in seen:
+            problems.append(
+                ConfigProblem(
+                    f"services.{name}.rollout",
+                    f"Rollout {namespace}/{rollout} is already the target of service "
+                    f"{seen[namespace, rollout]!r}; one Rollout, one service",
+                )
+            )
+        else:
+            seen[namespace, rollout] = name
+    watched = _mapping(data.get("kubernetes")).get("namespaces")
+    if isinstance(watched, list):
+        for name, svc in services.items():
+            namespace = svc.get("namespace")
+            if isinstance(namespace, str) and namespace not in watched:
+                problems.append(
+                    ConfigProblem(
+                        f"services.{name}.namespace",
+                        f"namespace {namespace!r} is not in kubernetes.namespaces, "
+                        "so its Rollout would never be seen",
+                    )
+                )
+    return problems
+
+
+def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[ConfigProblem]:
+    """Problems that only matter to `rollbot serve` (reported by check_config)."""
+    problems = []
+    slack = _mapping(data.get("slack"))
+    for key in ("bot_token", "signing_secret"):
+        if slack.get(key) is None:
+            env = env_name(("slack", key))
+            problems.append(
+                ConfigProblem(f"slack.{key}", f"required to serve: set {env} or {env}_FILE")
+            )
+    services = _raw_services(data)
+    namespaces = _mapping(data.get("kubernetes")).get("namespaces")
+    if namespaces is None:
+        namespaces = [s["namespace"] for s in services.values() if s.get("namespace")]
+    if not namespaces:
+        problems.append(
+            ConfigProblem(
+                "kubernetes.namespaces",
+                "nothing to watch: add a service to `services` "
+                "(or list namespaces in kubernetes.namespaces)",
+            )
+        )
+    for name, svc in services.items():
+        runbook = svc.get("runbook")
+        if isinstance(runbook, str) and find_file(runbook, config_path) is None:
+            looked = ", ".join(str(p) for p in file_candidates(runbook, config_path))
+            problems.append(
+                ConfigProblem(f"services.{name}.runbook", f"file not found (looked at {looked})")
+            )
+    flags = _mapping(data.get("flags"))
+    if flags.get("provider") is not None:
+        for key in ("url", "api_token"):
+            if flags.get(key) is None:
+                problems.append(
+                    ConfigProblem(
+                        f"flags.{key}",
+                        f"required when flags.provider is set (set {env_name(('flags', key))})",
+                    )
+                )
+    server = _mapping(data.get("server"))
+    if server.get("link_secret") is not None and not server.get("public_url"):
+        problems.append(
+            ConfigProblem(
+                "server.public_url",
+                "required when server.link_secret is set: signed runbook links (Slack, "
+                "PagerDuty acknowledgements, fresh links) are built on it, never on a "
+                "request's Host header; without it rollbot issues none",
+            )
+        )
+    jira = _mapping(data.get("jira"))
+    if jira.get("url") is not None:
+        for key in ("email", "api_token"):
+            if jira.get(key) is None:
+                problems.append(
+                    ConfigProblem(
+                        f"jira.{key}",
+                        f"required when jira.url is set (set {env_name(('jira', key))})",
+                    )
+                )
+    return problems
+
+
+def load_settings(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the YAML file and the environment into `Settings`.
+
+    `path`: the YAML file; None means ``$ROLLBOT_CONFIG``, else ``./rollbot.yaml`` if it
+    exists, else defaults only. `environ`: the environment (default ``os.environ``).
+    Raises `ConfigError` listing every problem that makes the settings unusable; problems
+    that only matter to ``serve`` are left to `check_config`.
+    """
+    gathered = gather(path, os.environ if environ is None else environ)
+    problems = list(gathered.problems)
+    try:
+        settings = Settings.model_validate(gathered.data)
+    except ValidationError as exc:
+        problems += _from_validation(exc, gathered.origins)
+        raise ConfigError(problems + _consistency(gathered.data)) from None
+    problems += _consistency(gathered.data)
+    if problems:
+        raise ConfigError(problems)
+    set_config_path(settings, gathered.config_path)
+    return settings
+
+
+def check_config(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> list[ConfigProblem]:
+    """Every problem with the configuration, at once, each at its key path.
+
+    Same sources as `load_settings`. Beyond what makes loading fail, reports what would
+    stop ``rollbot serve`` from doing its job: missing Slack secrets, missing runbook
+    files, nothing to watch, a flag provider or Jira without credentials, a link key
+    without `server.public_url`. The
+    cross-checks read the merged values as written, so one invalid service does not hide
+    the problems of the next. Empty list: all good.
+    """
+    gathered = gather(path, os.environ if environ is None else environ)
+    problems = list(gathered.problems)
+    try:
+        Settings.model_validate(gathered.data)
+    except ValidationError as exc:
+        problems += _from_validation(exc, gathered.origins)
+    problems += _consistency(gathered.data)
+    problems += _readiness(gathered.data, gathered.config_path)
+    unique: dict[tuple[str, str], ConfigProblem] = {}
+    for problem in problems:
+        unique.setdefault((problem.key_path, problem.message), problem)
+    return list(unique.values())
