@@ -6,13 +6,14 @@ them. Every method raises the typed errors of `bot.core.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
 from bot.core.model import (
     AuditEntry,
+    Evidence,
     FlagState,
     MessageRef,
     Patch,
@@ -226,6 +227,22 @@ class Flags(Protocol):
         """The state the provider serves to SDKs now (client/streaming API), or None when
         it cannot be told; used to report when SDKs actually see a flip."""
         ...
+
+
+class EvidenceSource(Protocol):
+    """Canary-against-stable metrics for the card (Prometheus). Never raises for an outage:
+    `Evidence.available` is False and `detail` says why."""
+
+    async def evidence(
+        self,
+        *,
+        job: str,
+        templates: Mapping[str, str | None] | None = None,
+        slo_error_rate: float | None,
+        slo_p95_ms: float | None,
+        slo_p99_ms: float | None,
+        now: datetime,
+    ) -> Evidence: ...
 
 
 class OnCall(Protocol):

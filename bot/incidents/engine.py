@@ -35,11 +35,10 @@ from bot.core import mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import RollbotError
 from bot.core.model import Alert, Incident, IncidentState, RolloutState
-from bot.core.ports import Chat, Rollouts
+from bot.core.ports import Chat, EvidenceSource, Rollouts
 from bot.incidents.book import IncidentBook
 
 if TYPE_CHECKING:
-    from bot.adapters.prometheus import PrometheusMetrics
     from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ class IncidentEngine:
         rollouts: Rollouts,
         cards: Cards,
         chat: Chat,
-        prometheus: PrometheusMetrics | None = None,
+        prometheus: EvidenceSource | None = None,
         book: IncidentBook | None = None,
         listeners: Sequence[IncidentListener] = (),
         evidence_interval: float = 15.0,

@@ -28,8 +28,8 @@ from bot.blocks import card as blocks
 from bot.core.errors import InvalidRequest
 from bot.core.model import FlagAction, RolloutAction
 from bot.slack import errors
-from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
+from bot.slack.listeners.deps import Deps
 
 ACTION_ID = re.compile(r"^rollout_(abort|retry|promote|promote_full|pause)$")
 

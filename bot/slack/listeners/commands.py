@@ -21,8 +21,8 @@ from bot.core import rollouts as core_rollouts
 from bot.core.errors import InvalidRequest, UnknownService
 from bot.core.model import Actor, FlagAction, RolloutAction
 from bot.slack import errors
-from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, once, retry_num, run_and_tell
+from bot.slack.listeners.deps import Deps
 
 
 def register(app: AsyncApp, deps: Deps) -> None:

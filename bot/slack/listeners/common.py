@@ -9,7 +9,7 @@ from bot.actions import ActionRequest, ActionResult, FlagRequest
 from bot.core.errors import RollbotError
 from bot.core.model import Actor
 from bot.runtime.work import Job
-from bot.slack.listeners import Deps
+from bot.slack.listeners.deps import Deps
 from bot.slack.verified import SIGNATURE
 
 log = logging.getLogger(__name__)

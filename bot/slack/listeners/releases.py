@@ -30,8 +30,8 @@ from bot.core import release_commands as parser
 from bot.core.errors import InvalidRequest
 from bot.core.model import Actor
 from bot.slack import errors
-from bot.slack.listeners import Deps, ReleaseDesk
 from bot.slack.listeners.common import actor, once
+from bot.slack.listeners.deps import Deps, ReleaseDesk
 
 
 def register(app: AsyncApp, deps: Deps) -> None:

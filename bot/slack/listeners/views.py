@@ -33,8 +33,8 @@ from bot.core import mrkdwn
 from bot.core.errors import RollbotError
 from bot.core.model import FlagAction
 from bot.slack import errors
-from bot.slack.listeners import Deps
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
+from bot.slack.listeners.deps import Deps
 
 #: Of Slack's 3 s for answering a view_submission, what the authorisation (which may ask
 #: Slack and PagerDuty who is on call) may take before the modal is closed without it.
