@@ -1,0 +1,6 @@
+"""One adapter per outside system and SDK: kubernetes (Argo Rollouts), slack (slack_sdk),
+pagerduty, jira, unleash and launchdarkly (flags), prometheus (evidence); `_http` is the
+shared httpx plumbing. Each implements a port of `bot.core.ports` and turns the SDK's
+errors into `bot.core.errors`. Modules are imported by name."""
+
+__all__: list[str] = []

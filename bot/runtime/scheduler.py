@@ -223,6 +223,13 @@ _LIVE: dict[str, _Live] = {}
 _LIVE_LOCK = threading.Lock()
 
 
+def is_registered(key: str) -> bool:
+    """Whether a running scheduler of this process serves the database `key` (the
+    registry APScheduler's pool threads look runners up in)."""
+    with _LIVE_LOCK:
+        return key in _LIVE
+
+
 def _run_job(key: str, kind: str, args: dict[str, Any]) -> None:
     """APScheduler's job function (runs on its pool thread): hand the job to the runner of
     the replica that leads for this database and wait for it."""

@@ -1,0 +1,12 @@
+"""The HTTP edge (Starlette on uvicorn): `app.create_web_app` serves a built rollbot.
+
+    guard.py          body limits and read deadlines, before anything is parsed
+    slack.py          /slack/events: signature on the raw bytes, then Bolt
+    alertmanager.py   /webhooks/alertmanager      pagerduty.py  /webhooks/pagerduty
+    runbooks.py       /runbooks pages and signed-link actions (runbook_html: templates)
+    inbox.py          the poison bin              refusals.py   quiet, counted refusals
+    server.py         uvicorn's h11 with header deadlines and a waiting-connection cap
+
+Modules are imported by name."""
+
+__all__: list[str] = []

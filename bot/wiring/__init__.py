@@ -4,7 +4,7 @@
     factories.py  the adapters and engines made from settings (also `rollbot release …`)
     rollbot.py    Rollbot: the assembled whole, the leader's background work, shutdown
 
-`bot.web.create_web_app(rollbot)` serves a Rollbot.
+`bot.web.app.create_web_app(rollbot)` serves a Rollbot.
 """
 
 from bot.wiring.build import build

@@ -1,6 +1,6 @@
 """The assembled rollbot: its collaborators, what the leader runs, readiness, and shutdown.
 
-`bot.wiring.build(settings)` constructs one; `bot.web.create_web_app(rollbot)` serves it.
+`bot.wiring.build(settings)` constructs one; `bot.web.app.create_web_app(rollbot)` serves it.
 Nothing here is a global: tests and the demo build theirs the same way, pointing the real
 clients at bot/sim servers.
 

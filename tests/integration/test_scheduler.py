@@ -228,7 +228,7 @@ async def test_two_replicas_one_voice_and_takeover(store_url: str) -> None:
     finally:
         for name in list(running):
             await contexts[name].__aexit__(None, None, None)
-    assert key not in scheduler_module._LIVE  # the registry is empty once both stopped
+    assert not scheduler_module.is_registered(key)  # the registry is empty once both stopped
 
 
 async def test_a_leader_whose_lease_is_taken_stops_running_jobs_at_once(store_url: str) -> None:
@@ -246,7 +246,7 @@ async def test_a_leader_whose_lease_is_taken_stops_running_jobs_at_once(store_ur
                 .values(holder="intruder", expires_at=datetime.now(UTC) + timedelta(seconds=60))
             )
         await eventually(lambda: not scheduler.leader, timeout=1.0)
-        await eventually(lambda: scheduler.key not in scheduler_module._LIVE, timeout=1.0)
+        await eventually(lambda: not scheduler_module.is_registered(scheduler.key), timeout=1.0)
         await eventually(lambda: clock.now() > due + timedelta(seconds=0.3))
         assert ran.calls == []
         assert [j.id for j in await scheduler.jobs()] == ["j:due"]  # waits for a leader
@@ -306,7 +306,7 @@ async def test_stop_does_not_wait_long_for_a_running_job(
         await scheduler.stop()
         assert time.monotonic() - began < 2.0
         await asyncio.wait_for(cancelled.wait(), 1)
-        assert scheduler.key not in scheduler_module._LIVE
+        assert not scheduler_module.is_registered(scheduler.key)
         assert await store.lease_holder("scheduler") is None  # released
     finally:
         await store.close()
