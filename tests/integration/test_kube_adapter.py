@@ -202,7 +202,7 @@ async def test_get_state_reads_the_stable_replicaset(sim: KubeSim, kube: KubeRol
     assert state.stable_image == "argoproj/rollouts-demo:blue"
     assert state.stable_revision == 41
     assert state.canary_image == "argoproj/rollouts-demo:yellow"
-    selectors = [r.query.get("labelSelector") for r in sim.requests_matching("GET", "replicasets")]
+    selectors = [r.param("labelSelector") for r in sim.requests_matching("GET", "replicasets")]
     assert selectors == ["rollouts-pod-template-hash=77f4f8ff97"]
 
 
@@ -307,9 +307,9 @@ async def test_watch_resumes_after_dropped_streams_without_repeats(
     await eventually(lambda: recorder.steps() == [1, 2, 3, 4, 5, 6], what="resume")
     await eventually(lambda: sim.open_watches() == 2)
     resumed = [
-        r.query.get("resourceVersion")
+        r.param("resourceVersion")
         for r in sim.requests_matching("GET", "rollouts")
-        if str(r.query.get("watch")).lower() == "true"
+        if str(r.param("watch")).lower() == "true"
     ]
     assert len(resumed) == 2 and resumed[1] not in ("", "0", None)
     assert len(set(recorder.rvs())) == len(recorder.rvs())

@@ -229,8 +229,8 @@ def test_watch_sends_live_events_and_bookmarks(
             w.stop()
     assert types == ["ADDED", "MODIFIED", "BOOKMARK"]
     watch_req = kube_sim.requests_matching("GET", "/rollouts")[-1]
-    assert watch_req.query["watch"] == "True" or watch_req.query["watch"] == "true"
-    assert watch_req.query["allowWatchBookmarks"] in ("True", "true")
+    assert watch_req.param("watch") == "True" or watch_req.param("watch") == "true"
+    assert watch_req.param("allowWatchBookmarks") in ("True", "true")
 
 
 def test_watch_timeout_ends_cleanly(

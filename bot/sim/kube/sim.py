@@ -1,0 +1,146 @@
+"""``KubeSim``: the Kubernetes API server sim as tests and ``make demo`` hold it.
+
+It is the object store (``store``) served over HTTP (``http``) by the shared
+``ThreadedServer`` on loopback, plus what tests steer it with: ``fail_next``,
+``set_unreachable``, ``drop_watches``, ``compact``, the recorded ``requests``, and a kubeconfig
+for the real clients.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import warnings
+
+import yaml
+
+from bot.sim._server import RecordedRequest, ThreadedServer
+from bot.sim.kube.http import InjectedFailures, KubeApi, protocol_for
+from bot.sim.kube.schema import CrdSchema, default_crd_dir, load_crd_schemas
+from bot.sim.kube.store import ObjectStore
+
+__all__ = ["BOOKMARK_INTERVAL", "DEFAULT_TOKEN", "KubeSim"]
+
+DEFAULT_TOKEN = "rollbot-sim-token"
+BOOKMARK_INTERVAL = 1.0
+
+
+class KubeSim(ObjectStore):
+    """A Kubernetes API server on loopback, in its own thread with its own event loop."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        validate: bool = True,
+        crd_dir: pathlib.Path | str | None = None,
+        token: str = DEFAULT_TOKEN,
+        require_auth: bool = True,
+        bookmark_interval: float = BOOKMARK_INTERVAL,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token = token
+        self.require_auth = require_auth
+        self.bookmark_interval = bookmark_interval
+        self.url = ""
+        self.requests: list[RecordedRequest] = []
+        self._requests_lock = threading.Lock()
+        self._failures = InjectedFailures()
+        self._down = False
+        self._server: ThreadedServer | None = None
+        schemas: dict[str, CrdSchema] = {}
+        crd_path = pathlib.Path(crd_dir) if crd_dir is not None else default_crd_dir()
+        if crd_path.is_dir() and any(crd_path.glob("*.yaml")):
+            schemas = load_crd_schemas(str(crd_path.resolve()))
+        elif validate:
+            warnings.warn(
+                f"Argo Rollouts CRDs not found in {crd_path}: schema validation is off",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        super().__init__(schemas, validate=validate)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> KubeSim:
+        api = KubeApi(self, record=self._record, failures=self._failures)
+        server = ThreadedServer(
+            api.app,
+            host=self.host,
+            port=self.port,
+            name="kube-sim",
+            log_config=None,
+            ws="none",
+            http=protocol_for(self),
+            timeout_graceful_shutdown=1,
+        )
+        self.port = server.port
+        self.url = server.url
+        self._server = server
+        server.start()
+        return self
+
+    def stop(self) -> None:
+        self.close_watches()
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
+
+    def __enter__(self) -> KubeSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def write_kubeconfig(self, path: pathlib.Path, *, namespace: str = "default") -> pathlib.Path:
+        """A kubeconfig for ``kubernetes.config.load_kube_config(config_file=path)``."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "rollbot-sim", "cluster": {"server": self.url}}],
+            "users": [{"name": "rollbot", "user": {"token": self.token}}],
+            "contexts": [
+                {
+                    "name": "rollbot-sim",
+                    "context": {
+                        "cluster": "rollbot-sim",
+                        "user": "rollbot",
+                        "namespace": namespace,
+                    },
+                }
+            ],
+            "current-context": "rollbot-sim",
+            "preferences": {},
+        }
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    # ---------------------------------------------------------------- test controls
+
+    def fail_next(self, n: int, *, status: int = 503, path_contains: str = "") -> None:
+        self._failures.add(n, status, path_contains)
+
+    def set_unreachable(self, down: bool) -> None:
+        self._down = down
+
+    @property
+    def unreachable(self) -> bool:
+        return self._down
+
+    def requests_matching(
+        self, method: str | None = None, path_contains: str = ""
+    ) -> list[RecordedRequest]:
+        with self._requests_lock:
+            return [
+                r
+                for r in self.requests
+                if (method is None or r.method == method) and path_contains in r.path
+            ]
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._requests_lock:
+            self.requests.append(request)
