@@ -1,0 +1,155 @@
+"""Starting a release, once per `service@version`, from `/release start`, `rollbot release
+start` (CI) or the watch:
+
+    start ─► release record (once) ─► audit, ticket records (pending), thread in Slack
+          └► file the tickets ─► bind to the Rollout if it runs the version ─► schedule
+
+A second start of the same version gets the first one back. The owner (the tickets'
+assignee, the one reminders mention) is resolved here from `@user`, an email, the
+catalog or the starter.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from typing import Any
+
+from bot.core import cleanup
+from bot.core.errors import InvalidRequest, RollbotError
+from bot.core.model import Actor, AuditEntry, Release, ReleasePhase, ReleaseView
+from bot.releases.context import ReleaseContext
+from bot.releases.filing import TicketFiling
+from bot.releases.schedule import ReleaseSchedule
+from bot.releases.tracking import RolloutTracking
+from bot.releases.views import ReleaseViews
+from bot.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# The image tag; 64 keeps every scheduler job id within APScheduler's 191 characters.
+_VERSION = re.compile(r"[A-Za-z0-9._+-]{1,64}")
+
+
+class ReleaseStarter:
+    """Records a release once, opens its thread, then files, binds and schedules it."""
+
+    def __init__(
+        self,
+        ctx: ReleaseContext,
+        *,
+        views: ReleaseViews,
+        filing: TicketFiling,
+        tracking: RolloutTracking,
+        schedule: ReleaseSchedule,
+    ) -> None:
+        self.ctx = ctx
+        self.views = views
+        self.filing = filing
+        self.tracking = tracking
+        self.schedule = schedule
+
+    async def start(
+        self, service: str, version: str, *, actor: Actor, owner: str | None = None
+    ) -> tuple[bool, ReleaseView]:
+        """Start `service` `version` once. (False, the existing one) when started before."""
+        ctx = self.ctx
+        svc = ctx.service(service)
+        version = version.strip()
+        if not _VERSION.fullmatch(version):
+            raise InvalidRequest(
+                f"`{version[:64]}` is not a version (1–64 of letters, digits and `._+-`; "
+                "the image tag the Rollout runs)."
+            )
+        now = ctx.clock.now()
+        owner_email, owner_slack = await self._owner(svc, owner, actor)
+        release = Release(
+            id=cleanup.release_id(service, version),
+            service=service,
+            version=version,
+            phase=ReleasePhase.STARTED,
+            started_at=now,
+            clock_started_at=now,
+            source=actor.source,
+            started_by=actor.id,
+            owner=owner_email,
+            owner_slack=owner_slack,
+        )
+        # Filing, the watch and the scheduler wait for the thread to exist: what they say
+        # belongs in it.
+        async with ctx.lock(release.id):
+            created, release = await ctx.store.create_release(release)
+            if not created:
+                return False, await self.views.view(release, with_checklist=False)
+            release = await self._record_start(release, actor, owner_email)
+        await self.filing.file_tickets(release.id)
+        # Bind to the Rollout now if it already runs this version (CI may start the
+        # release after the sync); the watch does it otherwise.
+        await self.tracking.observe_now(release)
+        await self.schedule.reconcile(release.id)
+        return True, await self.views.view(await ctx.get(release.id), with_checklist=False)
+
+    async def _record_start(
+        self, release: Release, actor: Actor, owner_email: str | None
+    ) -> Release:
+        ctx = self.ctx
+        now = release.started_at
+        await ctx.store.append_audit(
+            AuditEntry(
+                at=now,
+                actor=actor.id,
+                action="release.start",
+                target=release.id,
+                result="succeeded",
+                detail={"source": actor.source, "owner": owner_email, "by": actor.name},
+            )
+        )
+        for planned in ctx.plan(release):
+            await ctx.store.ensure_ticket(release.id, planned.kind.value, label=planned.label)
+        return await self._post_thread(release, actor)
+
+    async def _owner(
+        self, svc: ServiceSettings, owner: str | None, actor: Actor
+    ) -> tuple[str | None, str | None]:
+        """(Jira assignee, Slack user) from `@user`, an email, the catalog or the starter."""
+        chat = self.ctx.chat
+        if owner:
+            owner = owner.strip()
+            if owner.startswith("<@") and owner.endswith(">"):
+                user = owner[2:-1].split("|", 1)[0]
+                return await _safe(chat.user_email(user)), user
+            if "@" in owner:
+                return owner, await _safe(chat.user_id_by_email(owner))
+            return owner, None  # a Jira account id or user name
+        configured = svc.owners.jira_assignee
+        if configured:
+            slack = await _safe(chat.user_id_by_email(configured)) if "@" in configured else None
+            return configured, slack
+        if actor.source in ("slack", "slash-command") and actor.id:
+            return await _safe(chat.user_email(actor.id)), actor.id
+        return None, None
+
+    async def _post_thread(self, release: Release, actor: Actor) -> Release:
+        from bot.blocks import release as release_blocks
+
+        ctx = self.ctx
+        svc = ctx.service(release.service)
+        view = await self.views.view(release, with_checklist=False)
+        text, blocks = release_blocks.release_started(view)
+        try:
+            ref = await ctx.chat.post(svc.channel, text=text, blocks=blocks)
+        except RollbotError as err:
+            log.warning("release thread for %s not posted: %s", release.id, err.message)
+            return release
+        release = replace(release, channel=ref.channel, thread_ts=ref.ts)
+        await ctx.store.save_release(release)
+        return release
+
+
+async def _safe(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except RollbotError as err:
+        log.warning("owner lookup failed: %s", err.message)
+        return None
