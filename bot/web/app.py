@@ -21,7 +21,8 @@ from bot.web.alertmanager import AlertmanagerReceiver
 from bot.web.guard import BODY_TIMEOUT, RequestGuard
 from bot.web.inbox import PoisonBin
 from bot.web.pagerduty import pagerduty_routes
-from bot.web.runbooks import OpenIncidents, PageResponder, RunbookDeps, runbook_routes
+from bot.web.runbook_deps import OpenIncidents, PageResponder, RunbookDeps
+from bot.web.runbooks import runbook_routes
 from bot.web.slack import slack_route
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ Content-Security-Policy (no scripts at all, styles by nonce, forms to self, no f
 nosniff, `Referrer-Policy: no-referrer` (tokens are in URLs) and `Cache-Control: no-store`.
 No external assets, no JavaScript: the confirm step is a `<details>` element. The HTML
 is `bot.web.runbook_html`'s Jinja2 templates, autoescaped: a refusal names its template
-macro (`_Refused.why`) and hands it the facts, never HTML.
+macro (`Refused.why`) and hands it the facts, never HTML.
 
 Links are signed with the first key of `server.link_secret` and accepted under any of its
 keys (comma-separated, new first, while a key is rotated).
@@ -55,10 +55,9 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qs, quote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -71,43 +70,45 @@ from bot.core import tiers as core_tiers
 from bot.core.errors import (
     InvalidRequest,
     NotAuthorised,
-    OutcomeUnknown,
-    PermanentError,
     RollbotError,
-    TargetNotFound,
-    TemporaryError,
-    UnknownService,
 )
 from bot.core.flags import FlagStatus
 from bot.core.model import (
     Actor,
     FlagAction,
     FlagState,
-    Incident,
     RolloutAction,
     RolloutState,
 )
 from bot.runbooks.links import link_setup_problem, send_runbook_link
 from bot.web import runbook_html as pages
+from bot.web.runbook_deps import RunbookDeps
+from bot.web.runbook_guard import (
+    CSRF_COOKIE,
+    Done,
+    Refused,
+    check_csrf,
+    check_origin,
+    check_token,
+    error_refusal,
+    read_form,
+    unexpected,
+)
 
 if TYPE_CHECKING:
-    from bot.core.ports import Chat
-    from bot.runtime.metrics import Metrics
-    from bot.settings import ServiceSettings, Settings
+    pass
 
 if TYPE_CHECKING:
-    from bot.core.ports import Chat
-    from bot.runtime.metrics import Metrics
-    from bot.settings import ServiceSettings, Settings
+    pass
+
+__all__ = ["RunbookPages", "runbook_routes"]
 
 log = logging.getLogger(__name__)
 
-CSRF_COOKIE = "rollbot_csrf"
 COOKIE_PATH = "/runbooks/"
 LINK_NOTICE = "runbook-link:{nonce}"  # the single-use record of a link (store notices)
 RENEW_NOTICE = "runbook-renew:{nonce}"  # one fresh link per old link
 NOTICE_KIND = "runbook-link"
-MAX_FORM_BYTES = 8 * 1024
 MAX_RUNBOOK_BYTES = 512 * 1024
 READ_TIMEOUT = 5.0  # live state and flags: a slow provider never hangs the page
 RESULTS_KEPT = 500  # outcomes kept in memory for the redirect after a POST
@@ -119,83 +120,7 @@ ACTIONS: dict[str, RolloutAction | FlagAction] = {
 }
 
 
-class PageResponder(Protocol):
-    """The part of the responder a runbook page uses (`bot.actions.Responder`): it reads
-    through it, and acts through it exactly as a Slack click does."""
-
-    def service(self, name: str) -> ServiceSettings: ...
-
-    async def status(self, service: str) -> tuple[RolloutState, Any]: ...
-
-    async def flag_states(self, service: str) -> list[FlagStatus]: ...
-
-    def circuit_flag(self, service: str) -> Any: ...
-
-    async def handle(self, req: ActionRequest) -> ActionResult: ...
-
-    async def handle_flag(self, req: FlagRequest) -> ActionResult: ...
-
-
-class OpenIncidents(Protocol):
-    def open_incident(self, service: str) -> Incident | None: ...
-
-
-class LinkNotices(Protocol):
-    """Single use of links, in the store (`bot.store.SqlStore`)."""
-
-    async def notice_sent_at(self, id: str) -> datetime | None: ...
-
-    async def mark_notice_sent(self, id: str, *, release_id: str) -> bool: ...
-
-    async def unmark_notice(self, id: str) -> None: ...
-
-    async def audit_head(self) -> tuple[int, str]: ...
-
-    async def audit_entries(self, *, since_seq: int = 0, limit: int | None = None) -> list[Any]: ...
-
-
-@dataclass(frozen=True)
-class RunbookDeps:
-    settings: Settings
-    responder: PageResponder
-    incidents: OpenIncidents
-    store: LinkNotices
-    chat: Chat
-    metrics: Metrics
-
-
 # ── the routes ─────────────────────────────────────────────────────────────────────────
-
-
-class _Refused(Exception):
-    """A request answered with an explanation page (never a stack trace).
-
-    `why` names the macro of `templates/runbooks/refusals.html` that says why and what to
-    do next, `facts` are its arguments (escaped where the template writes them)."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        why: str,
-        facts: dict[str, Any] | None = None,
-        *,
-        reason: str | None = None,
-        renew: links.LinkClaims | None = None,
-        token: str | None = None,
-    ) -> None:
-        super().__init__(title)
-        self.status, self.title, self.why, self.facts = status, title, why, facts or {}
-        self.reason = reason  # counted as a refused link use when set
-        self.renew, self.token = renew, token
-
-
-@dataclass(frozen=True)
-class _Done:
-    action: str
-    status: str
-    message: str
-    at: datetime
 
 
 class RunbookPages:
@@ -204,7 +129,7 @@ class RunbookPages:
     def __init__(self, deps: RunbookDeps) -> None:
         self.deps = deps
         self.settings = deps.settings
-        self._done: dict[str, _Done] = {}
+        self._done: dict[str, Done] = {}
 
     # ── helpers ───────────────────────────────────────────────────────────────────────
 
@@ -358,91 +283,6 @@ class RunbookPages:
         """When the link with this nonce was used, or None (not used)."""
         return await self.deps.store.notice_sent_at(LINK_NOTICE.format(nonce=nonce))
 
-    def _check_token(
-        self, keys: list[bytes], token: str | None, service: str, *, allow_expired: bool = False
-    ) -> links.LinkClaims:
-        now = datetime.now(UTC)
-        try:
-            claims = links.verify(keys, token or "", now=now)
-        except links.LinkError as err:
-            if err.reason == "expired" and err.claims is not None:
-                if allow_expired:
-                    claims = err.claims
-                else:
-                    raise _Refused(
-                        410,
-                        "This link has expired",
-                        "expired",
-                        {
-                            "message": err.message,
-                            "minutes": _minutes(self.settings.server.link_ttl_seconds),
-                        },
-                        reason="expired",
-                        renew=err.claims,
-                        token=token,
-                    ) from None
-            else:
-                raise _Refused(
-                    403,
-                    "This link is not valid",
-                    "invalid",
-                    {
-                        "message": err.message,
-                        "command": self.settings.slack.command,
-                        "service": service,
-                    },
-                    reason=err.reason,
-                ) from None
-        if claims.service != service:
-            raise _Refused(
-                403,
-                "This link is for another service",
-                "wrong_service",
-                {
-                    "user_name": claims.user_name,
-                    "link_service": claims.service,
-                    "service": service,
-                    "token": token or "",
-                },
-                reason="wrong-service",
-            )
-        return claims
-
-    def _check_origin(self, request: Request) -> None:
-        allowed = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
-        public = self.settings.server.public_url
-        if public:
-            parts = urlsplit(public)
-            allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
-        origin = request.headers.get("origin")
-        seen: str | None = None
-        if origin and origin != "null":
-            seen = origin.lower().rstrip("/")
-        elif request.headers.get("referer"):
-            parts = urlsplit(request.headers["referer"])
-            seen = f"{parts.scheme}://{parts.netloc}".lower()
-        if seen is not None and seen not in allowed:
-            raise _Refused(
-                403,
-                "Refused: the form came from another site",
-                "origin",
-                {"seen": seen},
-                reason="origin",
-            )
-
-    def _check_csrf(
-        self, request: Request, keys: list[bytes], claims: links.LinkClaims, form: dict[str, str]
-    ) -> None:
-        cookie = request.cookies.get(CSRF_COOKIE)
-        if not links.csrf_ok(keys, claims.nonce, form.get("csrf"), cookie):
-            raise _Refused(
-                403,
-                "Refused: the page's security check failed",
-                "csrf",
-                {"service": claims.service, "token": form.get("token", "")},
-                reason="csrf",
-            )
-
     # ── GET /runbooks/{service} ────────────────────────────────────────────────────────
 
     async def page(self, request: Request) -> Response:
@@ -454,7 +294,7 @@ class RunbookPages:
             return await self._page(request, service, style_nonce)
         except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
             return self._refusal_page(
-                request, "page", _unexpected("the page"), style_nonce, service=service
+                request, "page", unexpected("the page"), style_nonce, service=service
             )
 
     async def _page(self, request: Request, service: str, style_nonce: str) -> Response:
@@ -466,14 +306,16 @@ class RunbookPages:
             context = {"view": view, "links_off": token is not None}
             return self._respond(request, "page", "page_readonly.html", context, style_nonce)
         try:
-            claims = self._check_token(keys, token, service, allow_expired=done is not None)
+            claims = check_token(
+                self.settings, keys, token, service, allow_expired=done is not None
+            )
             used_at = await self._used_at(claims.nonce)
             if done is not None and used_at is not None:
                 outcome = await self._outcome(claims, done, used_at)
                 context = {"view": view, "claims": claims, "used_at": used_at, **outcome}
                 return self._respond(request, "result", "page_outcome.html", context, style_nonce)
             if claims.expired(datetime.now(UTC)):
-                raise _Refused(
+                raise Refused(
                     410,
                     "This link has expired",
                     "expired_at",
@@ -484,7 +326,7 @@ class RunbookPages:
                 )
             if used_at is not None:
                 raise await self._used(claims, token)
-        except _Refused as refused:
+        except Refused as refused:
             return self._refusal_page(
                 request, "page", refused, style_nonce, service=service, view=view
             )
@@ -510,7 +352,7 @@ class RunbookPages:
             done = await self._outcome_from_audit(claims, action)
         return {"label": pages.ACTION_LABELS.get(action, action), "done": done}
 
-    async def _outcome_from_audit(self, claims: links.LinkClaims, action: str) -> _Done | None:
+    async def _outcome_from_audit(self, claims: links.LinkClaims, action: str) -> Done | None:
         """Another replica ran the action: its audit entry says how it ended."""
         store = self.deps.store
         head, _ = await store.audit_head()
@@ -526,14 +368,14 @@ class RunbookPages:
                 text = f"{action} on `{entry.target}`: {entry.result}" + (
                     " (verified)" if verified else ""
                 )
-                return _Done(action, entry.result, text, entry.at)
+                return Done(action, entry.result, text, entry.at)
         return None
 
     def _refusal_page(
         self,
         request: Request,
         kind: str,
-        refused: _Refused,
+        refused: Refused,
         style_nonce: str,
         *,
         service: str,
@@ -563,36 +405,36 @@ class RunbookPages:
             return self._unknown(request, service, "action", style_nonce)
         try:
             return await self._act(request, service)
-        except _Refused as refused:
+        except Refused as refused:
             return self._refusal_page(request, "action", refused, style_nonce, service=service)
         except RollbotError as err:
             return self._refusal_page(
-                request, "action", _error_refusal(err), style_nonce, service=service
+                request, "action", error_refusal(err), style_nonce, service=service
             )
         except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
             return self._refusal_page(
-                request, "action", _unexpected("an action"), style_nonce, service=service
+                request, "action", unexpected("an action"), style_nonce, service=service
             )
 
     async def _act(self, request: Request, service: str) -> Response:
-        form = await _form(request)
+        form = await read_form(request)
         keys = self._keys()
         if keys is None:
-            raise _Refused(403, "Signed links are off", "links_off", reason="disabled")
+            raise Refused(403, "Signed links are off", "links_off", reason="disabled")
         token = form.get("token", "")
-        claims = self._check_token(keys, token, service)
-        self._check_origin(request)
-        self._check_csrf(request, keys, claims, form)
+        claims = check_token(self.settings, keys, token, service)
+        check_origin(self.settings, request)
+        check_csrf(request, keys, claims, form)
         action = form.get("action", "")
         if action not in ACTIONS:
-            raise _Refused(400, "Unknown action", "unknown_action", {"action": action[:40]})
+            raise Refused(400, "Unknown action", "unknown_action", {"action": action[:40]})
         if await self._used_at(claims.nonce) is not None:
             raise await self._used(claims, token)
         kind = ACTIONS[action]
         if isinstance(kind, RolloutAction):
             state, _ = await self.deps.responder.status(service)
             if not core_tiers.canary_in_progress(state):
-                raise _Refused(
+                raise Refused(
                     409,
                     "Nothing to abort",
                     "nothing_to_abort",
@@ -628,16 +470,14 @@ class RunbookPages:
             # Refused before anything ran (the responder audited it): the link is not used
             # up, so its person can act with it once they may (on call, in the group).
             await self.deps.store.unmark_notice(notice)
-            raise _Refused(
+            raise Refused(
                 403,
                 "Not authorised",
                 "not_authorised_unused",
                 {"message": err.message, "until": claims.expires_at},
                 reason="not-authorised",
             ) from None
-        self._remember(
-            claims.nonce, _Done(action, result.status, result.message, datetime.now(UTC))
-        )
+        self._remember(claims.nonce, Done(action, result.status, result.message, datetime.now(UTC)))
         location = f"/runbooks/{quote(service)}?done={quote(action)}&token={quote(token)}"
         response = RedirectResponse(
             location, status_code=303, headers=pages.security_headers(secrets.token_urlsafe(12))
@@ -645,8 +485,8 @@ class RunbookPages:
         self._count("action", 303)
         return response
 
-    async def _used(self, claims: links.LinkClaims, token: str) -> _Refused:
-        return _Refused(
+    async def _used(self, claims: links.LinkClaims, token: str) -> Refused:
+        return Refused(
             410,
             "This link was already used",
             "used",
@@ -656,7 +496,7 @@ class RunbookPages:
             token=token,
         )
 
-    def _remember(self, nonce: str, done: _Done) -> None:
+    def _remember(self, nonce: str, done: Done) -> None:
         self._done[nonce] = done
         while len(self._done) > RESULTS_KEPT:
             self._done.pop(next(iter(self._done)))
@@ -670,34 +510,34 @@ class RunbookPages:
             return self._unknown(request, service, "renew", style_nonce)
         try:
             return await self._renew(request, service, style_nonce)
-        except _Refused as refused:
+        except Refused as refused:
             return self._refusal_page(request, "renew", refused, style_nonce, service=service)
         except RollbotError as err:
             return self._refusal_page(
-                request, "renew", _error_refusal(err), style_nonce, service=service
+                request, "renew", error_refusal(err), style_nonce, service=service
             )
         except Exception:  # noqa: BLE001 - boundary: a page, never a stack trace; logged with an id
             return self._refusal_page(
-                request, "renew", _unexpected("a fresh link"), style_nonce, service=service
+                request, "renew", unexpected("a fresh link"), style_nonce, service=service
             )
 
     async def _renew(self, request: Request, service: str, style_nonce: str) -> Response:
-        form = await _form(request)
+        form = await read_form(request)
         keys = self._keys()
         if keys is None:
-            raise _Refused(403, "Signed links are off", "no_link_key")
-        claims = self._check_token(keys, form.get("token"), service, allow_expired=True)
-        self._check_origin(request)
-        self._check_csrf(request, keys, claims, form)
+            raise Refused(403, "Signed links are off", "no_link_key")
+        claims = check_token(self.settings, keys, form.get("token"), service, allow_expired=True)
+        check_origin(self.settings, request)
+        check_csrf(request, keys, claims, form)
         problem = link_setup_problem(self.settings)
         if problem is not None:  # no public_url: never a link built from this request's Host
-            raise _Refused(
+            raise Refused(
                 409, "No fresh link", "not_set_up", {"problem": problem}, reason="not-set-up"
             )
         notice = RENEW_NOTICE.format(nonce=claims.nonce)
         store = self.deps.store
         if not await store.mark_notice_sent(notice, release_id=NOTICE_KIND):
-            raise _Refused(
+            raise Refused(
                 410,
                 "A fresh link was already sent",
                 "renew_used",
@@ -737,57 +577,9 @@ ROUTE_OF_KIND = {
 }
 
 
-def _minutes(seconds: int) -> int:
-    return max(1, round(seconds / 60))
-
-
 def _read_capped(path: Any) -> str:
     with open(path, encoding="utf-8", errors="replace") as handle:
         return handle.read(MAX_RUNBOOK_BYTES)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """An HTML form's fields (urlencoded, at most MAX_FORM_BYTES); first value of each."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
-        raise _Refused(415, "Not a form", "not_a_form")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
-        raise _Refused(413, "Too large", "too_large")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise _Refused(413, "Too large", "too_large")
-    try:
-        fields = parse_qs(body.decode("utf-8"), max_num_fields=16, keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        raise _Refused(400, "Unreadable form", "unreadable_form") from None
-    return {key: values[0] for key, values in fields.items() if values}
-
-
-def _error_refusal(err: RollbotError) -> _Refused:
-    """A domain error from the responder, as a page: what happened, what to do next."""
-    message = {"message": err.message}
-    if isinstance(err, NotAuthorised):
-        return _Refused(403, "Not authorised", "error", message, reason="not-authorised")
-    if isinstance(err, UnknownService | TargetNotFound):
-        return _Refused(404, "Not found", "error", message)
-    if isinstance(err, OutcomeUnknown):
-        return _Refused(502, "Outcome unknown: look before trying again", "error", message)
-    if isinstance(err, TemporaryError):
-        return _Refused(503, "Try again shortly", "error", {**message, "unchanged": True})
-    if isinstance(err, InvalidRequest | PermanentError):
-        return _Refused(409, "Not done", "error", message)
-    return _Refused(500, "Not done", "error", message)
-
-
-def _unexpected(what: str) -> _Refused:
-    error_id = secrets.token_hex(4)
-    log.exception("unexpected error %s handling %s on a runbook page", error_id, what)
-    return _Refused(
-        500, "Something went wrong inside rollbot", "unexpected", {"error_id": error_id}
-    )
 
 
 def runbook_routes(deps: RunbookDeps) -> list[BaseRoute]:

@@ -38,7 +38,7 @@ from bot.core import links
 from bot.runbooks.links import issue_runbook_link
 from bot.settings import check_config, load_settings
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, PD_ONCALL, SimWorld
-from bot.web.runbooks import CSRF_COOKIE
+from bot.web.runbook_guard import CSRF_COOKIE
 from tests.e2e.serving import ROOT, serve
 from tests.helpers import eventually, free_port
 
