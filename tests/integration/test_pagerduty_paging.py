@@ -142,7 +142,7 @@ async def test_the_event_on_the_wire(pd: PagerDutySim) -> None:
     await page(paging)
     await paging.acknowledge(ROUTING_KEY, KEY)
     trigger, ack = pd.requests_to("/v2/enqueue")
-    sent = json.loads(trigger.body)
+    sent = trigger.body
     assert sent == {
         "event_action": "trigger",
         "dedup_key": KEY,
@@ -161,7 +161,7 @@ async def test_the_event_on_the_wire(pd: PagerDutySim) -> None:
             {"href": "https://rollbot.example.com/runbooks/payment-router", "text": "Runbook"}
         ],
     }
-    assert json.loads(ack.body) == {
+    assert ack.body == {
         "event_action": "acknowledge",
         "dedup_key": KEY,
         "routing_key": ROUTING_KEY,
@@ -219,7 +219,7 @@ async def test_add_note_as_from_email(pd: PagerDutySim, receiver: Receiver) -> N
     assert note["content"] == "rollbot: tier 1 abort verified"
     [post] = [r for r in pd.requests if r.method == "POST" and r.path.endswith("/notes")]
     assert post.headers["from"] == ROLLBOT_EMAIL
-    assert json.loads(post.body) == {"note": {"content": "rollbot: tier 1 abort verified"}}
+    assert post.body == {"note": {"content": "rollbot: tier 1 abort verified"}}
     annotated = [e for e in receiver.events(2) if e["event_type"] == "incident.annotated"]
     assert annotated[0]["agent"]["id"] == "PROLLBOT"
 

@@ -667,7 +667,7 @@ def _pagerduty_haystack(world: SimWorld) -> str:
         [pd.alerts(i["id"]) for i in incidents],
         pd.webhook_events(),
         events,
-        [(r.method, r.path, r.query, _without_routing_key(r.body)) for r in pd.requests],
+        [(r.method, r.path, r.query, _without_routing_key(r.raw)) for r in pd.requests],
     ]
     return json.dumps(parts, ensure_ascii=False, default=str)
 
