@@ -1,6 +1,6 @@
 """Every Slack message about releases, as pure Block Kit builders (no I/O).
 
-Built with the typed `slack_sdk.models.blocks` classes like bot.slack.blocks; every outside
+Built with the typed `slack_sdk.models.blocks` classes like the incident card; every outside
 string (Jira keys, summaries, statuses and errors, versions, owners, variants) is escaped
 with `bot.core.mrkdwn`, which also clips and builds the links.
 
@@ -38,7 +38,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks.card import clock
+from bot.blocks.text import clock
 from bot.core.model import (
     ChecklistItem,
     Release,
