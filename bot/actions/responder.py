@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import card as blocks
+from bot.blocks import replies as blocks
 from bot.cards import Cards, RevertPlan, card_key
 from bot.core import mrkdwn, policy
 from bot.core import rollouts as core_rollouts

@@ -1,6 +1,6 @@
 """Every Slack message about releases, as pure Block Kit builders (no I/O).
 
-Built with the typed `slack_sdk.models.blocks` classes like bot.slack.blocks; every outside
+Built with the typed `slack_sdk.models.blocks` classes like the incident card; every outside
 string (Jira keys, summaries, statuses and errors, versions, owners, variants) is escaped
 with `bot.core.mrkdwn`, which also clips and builds the links.
 
@@ -38,7 +38,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.blocks.card import clock
+from bot.blocks.text import clock, utc
 from bot.core.model import (
     ChecklistItem,
     Release,
@@ -103,13 +103,9 @@ def _zone(name: str) -> tzinfo:
         return UTC
 
 
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
-
-
 def when(at: datetime, timezone: str = "UTC") -> str:
     """`2024-05-12 16:03 CEST`: a moment in the service's time zone (naive taken as UTC)."""
-    local = _utc(at).astimezone(_zone(timezone))
+    local = utc(at).astimezone(_zone(timezone))
     return f"{local:%Y-%m-%d %H:%M} {local.tzname() or timezone}"
 
 
@@ -119,7 +115,7 @@ def day(value: date) -> str:
 
 
 def today_in(timezone: str, now: datetime) -> date:
-    return _utc(now).astimezone(_zone(timezone)).date()
+    return utc(now).astimezone(_zone(timezone)).date()
 
 
 def _relative(due: date, today: date) -> str:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import card as blocks
+from bot.blocks import card as card_blocks
+from bot.blocks import replies
 from bot.core import mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
@@ -331,7 +332,7 @@ class Cards:
             "circuit_environment": self._circuit_environment,
             "notice": mem.pager,
         }
-        return blocks.rollout_card_text(**kw), blocks.rollout_card(**kw)
+        return card_blocks.rollout_card_text(**kw), card_blocks.rollout_card(**kw)
 
     async def _show(
         self, mem: _CardMemory, card: CardRecord | None, *, line: str | None, always: bool = False
@@ -385,7 +386,7 @@ class Cards:
             assert card.ts is not None
             await self._chat.post(
                 card.channel,
-                text=blocks.timeline_line(at=self._now(), text=line),
+                text=replies.timeline_line(at=self._now(), text=line),
                 thread_ts=card.ts,
             )
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.blocks import card as blocks
+from bot.blocks import replies
 from bot.core import mrkdwn
 from bot.core.errors import NotAuthorised, RollbotError, TemporaryError
 from bot.slack.verified import VERIFIED
@@ -50,7 +50,7 @@ async def report(
 ) -> None:
     """Tell the person who asked; log the unexpected with an id they can quote.
 
-    `break_glass` (a `blocks.break_glass_value`): a circuit click's refusal that only wants
+    `break_glass` (a `replies.break_glass_value`): a circuit click's refusal that only wants
     break-glass offers the "Break glass…" button with it."""
     text, error_id = message_for(error)
     if error_id is not None:
@@ -58,11 +58,11 @@ async def report(
     else:
         log.info("refused: %s", text)
     if break_glass is not None and isinstance(error, NotAuthorised):
-        shown = blocks.circuit_refusal_blocks(
+        shown = replies.circuit_refusal_blocks(
             text, break_glass=break_glass if error.break_glass_possible else None
         )
     else:
-        shown = blocks.error_blocks(text, error_id=error_id)
+        shown = replies.error_blocks(text, error_id=error_id)
     if respond is not None:
         await respond(
             text=text,

@@ -29,8 +29,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.blocks import card as b
+from bot.blocks import card as card_blocks
+from bot.blocks import modals, replies
 from bot.blocks import release as rb
+from bot.blocks import tiers as tier_blocks
 from bot.cards import summary_line
 from bot.core import mrkdwn, policy
 from bot.core import rollouts as core_rollouts
@@ -191,7 +193,7 @@ def _card(**kw: Any) -> tuple[str, list[dict[str, Any]]]:
     kw.setdefault("state", STATE)
     kw.setdefault("trouble", None)
     args = {"service": "payment-router", "epoch": 1, "now": NOW, **kw}
-    return b.rollout_card_text(**args), b.rollout_card(**args)
+    return card_blocks.rollout_card_text(**args), card_blocks.rollout_card(**args)
 
 
 def _failed_analysis(h: str) -> RolloutState:
@@ -306,17 +308,17 @@ BUILDERS: dict[str, Callable[[str], Any]] = {
     "thread: summary line": lambda h: summary_line(
         dataclasses.replace(STATE, phase=h, message=h, pause_reasons=(h,))
     ),
-    "flags": lambda h: b.flags_text(
+    "flags": lambda h: replies.flags_text(
         "payment-router",
         [FlagStatus(FlagInfo("circuit", "k", "ops toggle", owner=h, description=h), h, "x")],
     ),
-    "circuit line": lambda h: b.circuit_line(FlagState("k", "p", h, True, "unleash")),
-    "unknown service": lambda h: b.unknown_service_text(h, ["payment-router"]),
-    "Tier 3 modal": lambda h: b.revert_modal(
+    "circuit line": lambda h: tier_blocks.circuit_line(FlagState("k", "p", h, True, "unleash")),
+    "unknown service": lambda h: replies.unknown_service_text(h, ["payment-router"]),
+    "Tier 3 modal": lambda h: modals.revert_modal(
         service="payment-router", state=STATE, steps=[h], metadata="{}", sha=h
     ),
-    "Tier 3 thread line": lambda h: b.revert_line(actor_id="U0ACTOR", url=h, note=h),
-    "Tier 3 reply": lambda h: b.revert_recorded_text(
+    "Tier 3 thread line": lambda h: replies.revert_line(actor_id="U0ACTOR", url=h, note=h),
+    "Tier 3 reply": lambda h: replies.revert_recorded_text(
         service="payment-router", revision=42, url="https://git.example/pr/1", sha=h, note=h
     ),
     "error: invalid request": lambda h: errors.message_for(InvalidRequest(h))[0],
@@ -325,7 +327,7 @@ BUILDERS: dict[str, Callable[[str], Any]] = {
     )[0],
     "error: outcome unknown": lambda h: errors.message_for(OutcomeUnknown(h))[0],
     "error: target not found": lambda h: errors.message_for(TargetNotFound("Rollout", h, h))[0],
-    "error blocks": lambda h: b.error_blocks(errors.message_for(InvalidRequest(h))[0]),
+    "error blocks": lambda h: replies.error_blocks(errors.message_for(InvalidRequest(h))[0]),
     "policy: PagerDuty error and break-glass reason": _policy,
     "release: thread root": lambda h: rb.release_started(_view(h)),
     "release: checklist": lambda h: rb.release_checklist(_view(h)),
@@ -355,7 +357,7 @@ def test_rollbots_own_markup_survives_around_escaped_pieces() -> None:
     reason = _policy("<!channel>")
     assert "<!subteam^S0PAYMENTS>" in reason and "<@U0ACTOR>" in reason
     assert "<!channel>" not in reason
-    line = b.revert_line(actor_id="U0ACTOR", url="https://git.example/pr/1", note="<!here>")
+    line = replies.revert_line(actor_id="U0ACTOR", url="https://git.example/pr/1", note="<!here>")
     assert "<@U0ACTOR>" in line and "<https://git.example/pr/1|" in line
     assert "<!here>" not in line
 

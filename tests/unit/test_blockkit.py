@@ -1,10 +1,10 @@
 """The Block Kit → HTML renderer of the demo workbench (bot.sim.blockkit).
 
 Aspects under test:
-- the walk: every public builder of bot.slack.blocks and bot.slack.release_blocks (found by
-  introspection: a new builder without cases fails with its name) over representative
-  inputs renders without an unknown-element placeholder, as balanced HTML, with every
-  button's action_id on the page and no script or javascript: URL;
+- the walk: every public builder of the bot.blocks modules (card, rollout, tiers, modals,
+  replies, text, release; found by introspection: a new builder without cases fails with
+  its name) over representative inputs renders without an unknown-element placeholder, as
+  balanced HTML, with every button's action_id on the page and no script or javascript: URL;
 - mrkdwn: emphasis (nested), code, pre, quotes, links, mentions resolved to names, emoji;
 - safety: script tags, javascript: URLs and attribute-breaking quotes come out escaped;
 - buttons carry action_id, value, block_id, message ts, style and their confirm dialog;
@@ -28,8 +28,12 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import ButtonElement
 
-from bot.blocks import card as b
+from bot.blocks import card as card_blocks
+from bot.blocks import modals, replies
 from bot.blocks import release as rb
+from bot.blocks import rollout as rollout_blocks
+from bot.blocks import text as text_blocks
+from bot.blocks import tiers as tier_blocks
 from bot.core.model import FlagState, IncidentState, Outcome, ReleasePhase, RolloutAction, Tier
 from bot.core.ports import ActionRecord
 from bot.sim.blockkit import (
@@ -177,12 +181,12 @@ def _rollout_cards() -> Iterator[Any]:
 def _buttons() -> Iterator[ButtonElement]:
     kw = {"service": "payment-router", "state": tb.PAUSED, "epoch": 3}
     for action in RolloutAction:
-        yield b.action_button(action, **kw)  # type: ignore[arg-type]
-    yield b.circuit_button(**kw, flag=tb.CIRCUIT_FLAG, environment="production")  # type: ignore[arg-type]
-    yield b.circuit_button(**kw, flag=None)  # type: ignore[arg-type]
-    yield b.circuit_close_button(**kw, circuit=CIRCUIT)  # type: ignore[arg-type]
-    yield b.runbook_button(**kw, url=tb.RUNBOOK)  # type: ignore[arg-type]
-    yield b.revert_button(**kw)  # type: ignore[arg-type]
+        yield rollout_blocks.action_button(action, **kw)  # type: ignore[arg-type]
+    yield tier_blocks.circuit_button(**kw, flag=tb.CIRCUIT_FLAG, environment="production")  # type: ignore[arg-type]
+    yield tier_blocks.circuit_button(**kw, flag=None)  # type: ignore[arg-type]
+    yield tier_blocks.circuit_close_button(**kw, circuit=CIRCUIT)  # type: ignore[arg-type]
+    yield tier_blocks.runbook_button(**kw, url=tb.RUNBOOK)  # type: ignore[arg-type]
+    yield tier_blocks.revert_button(**kw)  # type: ignore[arg-type]
 
 
 def _views() -> list[Any]:
@@ -216,17 +220,28 @@ def _release_outputs(builder: str) -> Iterator[Any]:
 
 CASES: dict[str, Callable[[], Iterator[Any]]] = {
     "rollout_card": _rollout_cards,
-    "help_blocks": lambda: iter([b.help_blocks(), b.help_blocks("/rb")]),
+    "help_blocks": lambda: iter([replies.help_blocks(), replies.help_blocks("/rb")]),
     "error_blocks": lambda: iter(
-        [b.error_blocks("Kubernetes <unreachable>"), b.error_blocks("x", error_id="e-7f3a")]
+        [
+            replies.error_blocks("Kubernetes <unreachable>"),
+            replies.error_blocks("x", error_id="e-7f3a"),
+        ]
     ),
-    "action_button": lambda: (x for x in _buttons() if x.action_id in b.ACTION_IDS.values()),
-    "circuit_button": lambda: (x for x in _buttons() if x.action_id == b.CIRCUIT_ACTION_ID),
+    "action_button": lambda: (
+        x for x in _buttons() if x.action_id in rollout_blocks.ACTION_IDS.values()
+    ),
+    "circuit_button": lambda: (
+        x for x in _buttons() if x.action_id == tier_blocks.CIRCUIT_ACTION_ID
+    ),
     "circuit_close_button": lambda: (
-        x for x in _buttons() if x.action_id == b.CIRCUIT_CLOSE_ACTION_ID
+        x for x in _buttons() if x.action_id == tier_blocks.CIRCUIT_CLOSE_ACTION_ID
     ),
-    "runbook_button": lambda: (x for x in _buttons() if x.action_id == b.RUNBOOK_ACTION_ID),
-    "revert_button": lambda: (x for x in _buttons() if x.action_id == b.REVERT_OPEN_ACTION_ID),
+    "runbook_button": lambda: (
+        x for x in _buttons() if x.action_id == tier_blocks.RUNBOOK_ACTION_ID
+    ),
+    "revert_button": lambda: (
+        x for x in _buttons() if x.action_id == tier_blocks.REVERT_OPEN_ACTION_ID
+    ),
     "revert_modal": lambda: iter(
         [
             tb.modal_view(sha="0a1b2c3d"),
@@ -236,11 +251,13 @@ CASES: dict[str, Callable[[], Iterator[Any]]] = {
     ),
     "circuit_refusal_blocks": lambda: iter(
         [
-            b.circuit_refusal_blocks(":no_entry: <@U0ONCALL> may not circuit-open <x>"),
-            b.circuit_refusal_blocks(
+            replies.circuit_refusal_blocks(":no_entry: <@U0ONCALL> may not circuit-open <x>"),
+            replies.circuit_refusal_blocks(
                 ":no_entry: may not without break-glass",
-                break_glass=b.break_glass_value(
-                    value=b.button_value(service="payment-router", state=tb.PAUSED, epoch=3),
+                break_glass=replies.break_glass_value(
+                    value=rollout_blocks.button_value(
+                        service="payment-router", state=tb.PAUSED, epoch=3
+                    ),
                     channel="C0PAYDEPLOY",
                     message_ts="1715695392.000100",
                 ),
@@ -268,7 +285,8 @@ CASES: dict[str, Callable[[], Iterator[Any]]] = {
 
 
 def test_every_public_builder_has_cases() -> None:
-    builders = public_builders(b) | public_builders(rb)
+    modules = (card_blocks, rollout_blocks, tier_blocks, modals, replies, text_blocks, rb)
+    builders = set().union(*(public_builders(m) for m in modules))
     missing = sorted(builders - CASES.keys())
     assert missing == [], f"builders without cases in the Block Kit walk: {missing}"
     assert sorted(CASES.keys() - builders) == []
@@ -315,17 +333,17 @@ def test_text_builders_render_as_message_text() -> None:
     )
     view = trb.make_view()
     texts = [
-        b.refusal_text(
+        replies.refusal_text(
             actor_id="U0OUTSIDER",
             action=RolloutAction.ABORT,
             service="payment-router",
             reason="not on call",
             allowed="<!subteam^S0PAYMENTS>",
         ),
-        b.already_done_text(record),
-        b.unknown_service_text("pay", {"payment-router"}),
-        b.timeline_line(at=tb.NOW, text="Abort requested"),
-        b.circuit_line(CIRCUIT),
+        replies.already_done_text(record),
+        replies.unknown_service_text("pay", {"payment-router"}),
+        replies.timeline_line(at=tb.NOW, text="Abort requested"),
+        tier_blocks.circuit_line(CIRCUIT),
         rb.start_reply(True, view),
         rb.start_reply(False, view),
         rb.winner_reply(view, trb.NOW, "b"),
@@ -484,9 +502,9 @@ def test_card_buttons_carry_action_value_block_style_and_confirm() -> None:
     page = parse(render_blocks(blocks, message_ts="1715695392.000100"))
     abort = _tag(page, "button", **{"data-action-id": "rollout_abort"})
     assert "bk-danger" in str(abort["class"])
-    assert abort["data-block-id"] == b.ACTIONS_BLOCK_ID
+    assert abort["data-block-id"] == rollout_blocks.ACTIONS_BLOCK_ID
     assert abort["data-message-ts"] == "1715695392.000100"
-    assert b.parse_button_value(str(abort["data-value"]))["r"] == 42
+    assert rollout_blocks.parse_button_value(str(abort["data-value"]))["r"] == 42
     assert abort["data-confirm-title"] == "Abort payment-router?"
     assert abort["data-confirm-confirm"] == "Abort"
     assert abort["data-confirm-deny"] == "Cancel"
@@ -495,10 +513,10 @@ def test_card_buttons_carry_action_value_block_style_and_confirm() -> None:
     promote = _tag(page, "button", **{"data-action-id": "rollout_promote"})
     assert promote["class"] == "bk-button"
     assert promote.get("data-confirm-style") is None
-    circuit = _tag(page, "button", **{"data-action-id": b.CIRCUIT_ACTION_ID})
-    assert circuit["data-block-id"] == b.TIER_ACTIONS_BLOCK_ID
+    circuit = _tag(page, "button", **{"data-action-id": tier_blocks.CIRCUIT_ACTION_ID})
+    assert circuit["data-block-id"] == tier_blocks.TIER_ACTIONS_BLOCK_ID
     assert tb.CIRCUIT_FLAG in str(circuit["data-confirm-text"])
-    runbook = _tag(page, "a", **{"data-action-id": b.RUNBOOK_ACTION_ID})
+    runbook = _tag(page, "a", **{"data-action-id": tier_blocks.RUNBOOK_ACTION_ID})
     assert runbook["href"] == tb.RUNBOOK
     assert runbook["target"] == "_blank" and "noopener" in str(runbook["rel"])
     confirms = [a for _, a in page.tags if "data-confirm" in a]
@@ -657,7 +675,7 @@ def test_message_author_time_text_and_replies() -> None:
     assert "3 replies" in out
     assert "1 reply<" in render_message({"ts": ts, "text": "x"}, thread_count=1)
     assert "bk-replies" not in render_message({"ts": ts, "text": "x"})
-    blocks = b.error_blocks("boom")
+    blocks = replies.error_blocks("boom")
     with_blocks = render_message({"ts": ts, "text": "fallback only", "blocks": blocks})
     assert "fallback only" not in with_blocks and "boom" in with_blocks
     edited = render_message({"ts": ts, "text": "x", "edited": {"ts": ts}})

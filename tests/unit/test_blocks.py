@@ -1,4 +1,4 @@
-"""Block Kit builders (bot.slack.blocks), the terminal renderer and available_actions.
+"""Block Kit builders (bot.blocks), the terminal renderer and available_actions.
 
 Aspects under test:
 - available_actions for every kind of Rollout state (table);
@@ -47,7 +47,10 @@ import pytest
 import yaml
 from slack_sdk.models.blocks import Block
 
-from bot.blocks import card as b
+from bot.blocks import card as card_blocks
+from bot.blocks import modals, replies
+from bot.blocks import rollout as rollout_blocks
+from bot.blocks import tiers as tier_blocks
 from bot.blocks.terminal import render_text
 from bot.core.flags import FLAG_TYPES, FlagInfo, FlagRole, FlagStatus, removal_note
 from bot.core.model import (
@@ -224,7 +227,7 @@ def assert_valid_block_kit(blocks: list[dict[str, Any]]) -> None:
 
 def card(state: RolloutState, **kw: Any) -> list[dict[str, Any]]:
     kw.setdefault("trouble", None)
-    blocks = b.rollout_card(service="payment-router", state=state, epoch=3, now=NOW, **kw)
+    blocks = card_blocks.rollout_card(service="payment-router", state=state, epoch=3, now=NOW, **kw)
     assert_valid_block_kit(blocks)
     return blocks
 
@@ -278,7 +281,7 @@ def test_abort_button_is_danger_with_an_exact_confirm() -> None:
 def test_button_value_is_compact_json_that_round_trips() -> None:
     value = buttons(card(PAUSED))["rollout_promote"]["value"]
     assert value == '{"s":"payment-router","ns":"payments","n":"payment-router","r":42,"e":3}'
-    assert b.parse_button_value(value) == {
+    assert rollout_blocks.parse_button_value(value) == {
         "s": "payment-router",
         "ns": "payments",
         "n": "payment-router",
@@ -286,7 +289,7 @@ def test_button_value_is_compact_json_that_round_trips() -> None:
         "e": 3,
     }
     with pytest.raises(ValueError, match="not a rollbot button value"):
-        b.parse_button_value('{"s": "x"}')
+        rollout_blocks.parse_button_value('{"s": "x"}')
 
 
 @pytest.mark.parametrize(
@@ -324,23 +327,28 @@ def test_healthy_card_has_no_buttons() -> None:
 
 def test_outcome_and_notice_lines() -> None:
     done = Outcome(RolloutAction.ABORT, "U0ONCALL", NOW, True, 0.84, "")
-    assert b.outcome_line(done) == "Aborted by <@U0ONCALL> at 14:03:12 UTC, verified in 0.8 s"
+    assert (
+        card_blocks.outcome_line(done)
+        == "Aborted by <@U0ONCALL> at 14:03:12 UTC, verified in 0.8 s"
+    )
     failed = Outcome(RolloutAction.PROMOTE, "U0ONCALL", NOW, False, 5.0, "canary weight 25")
-    assert b.outcome_line(failed) == (
+    assert card_blocks.outcome_line(failed) == (
         "Promoted by <@U0ONCALL> at 14:03:12 UTC, not verified: canary weight 25"
     )
     blocks = card(ABORTED, outcome=done, notice="Retry is Tier 1 again; Tier 3 needs Git.")
     text = all_text(blocks)
     assert ":white_check_mark: Aborted by <@U0ONCALL> at 14:03:12 UTC, verified in 0.8 s" in text
     assert "Retry is Tier 1 again; Tier 3 needs Git." in text
-    assert "verified in 0.8 s" in b.rollout_card_text(
+    assert "verified in 0.8 s" in card_blocks.rollout_card_text(
         service="payment-router", state=ABORTED, trouble=None, outcome=done
     )
 
 
 def test_card_text_is_the_notification_summary() -> None:
     trouble = Trouble(TroubleKind.INCONCLUSIVE, "Analysis inconclusive at step 3/8")
-    assert b.rollout_card_text(service="payment-router", state=INCONCLUSIVE, trouble=trouble) == (
+    assert card_blocks.rollout_card_text(
+        service="payment-router", state=INCONCLUSIVE, trouble=trouble
+    ) == (
         "payment-router revision 42: Paused, step 3/8, canary 25% — "
         "Analysis inconclusive at step 3/8"
     )
@@ -362,12 +370,12 @@ def test_every_rollout_fixture_renders(path: Any) -> None:
     from bot.core import rollouts
 
     state = rollouts.parse_rollout(yaml.safe_load(path.read_text()))
-    blocks = b.rollout_card(
+    blocks = card_blocks.rollout_card(
         service=state.name, state=state, trouble=rollouts.trouble(state), epoch=0, now=NOW
     )
     assert_valid_block_kit(blocks)
     assert [el["action_id"] for el in buttons(blocks).values()] == [
-        b.ACTION_IDS[a] for a in available_actions(state)
+        rollout_blocks.ACTION_IDS[a] for a in available_actions(state)
     ]
     assert state.name in render_text(blocks)
 
@@ -382,7 +390,7 @@ def test_every_analysisrun_fixture_renders_on_a_card(path: Any) -> None:
     state = rollouts.parse_rollout(yaml.safe_load(base.read_text()), analysis_run=run)
     assert state.analysis is not None
     assert state.analysis.status == run["status"]["phase"]
-    blocks = b.rollout_card(
+    blocks = card_blocks.rollout_card(
         service=state.name, state=state, trouble=rollouts.trouble(state), epoch=0, now=NOW
     )
     assert_valid_block_kit(blocks)
@@ -394,11 +402,11 @@ def test_every_analysisrun_fixture_renders_on_a_card(path: Any) -> None:
 
 
 def test_small_texts() -> None:
-    assert b.timeline_line(at=NOW, text="Abort requested") == "`14:03:12 UTC` Abort requested"
-    assert b.unknown_service_text("pay", {"payment-router", "ledger"}) == (
+    assert replies.timeline_line(at=NOW, text="Abort requested") == "`14:03:12 UTC` Abort requested"
+    assert replies.unknown_service_text("pay", {"payment-router", "ledger"}) == (
         "Unknown service `pay`. Known services: `ledger`, `payment-router`."
     )
-    refusal = b.refusal_text(
+    refusal = replies.refusal_text(
         actor_id="U0OUTSIDER",
         action=RolloutAction.ABORT,
         service="payment-router",
@@ -422,19 +430,21 @@ def test_small_texts() -> None:
         NOW,
         {},
     )
-    assert b.already_done_text(record) == "Already aborted by <@U0ONCALL> at 14:03:12 UTC"
+    assert replies.already_done_text(record) == "Already aborted by <@U0ONCALL> at 14:03:12 UTC"
     running = dataclasses.replace(record, status="running", finished_at=None)
-    assert b.already_done_text(running) == ("Already aborting: <@U0ONCALL> started at 14:03:11 UTC")
-    help_ = b.help_blocks()
+    assert replies.already_done_text(running) == (
+        "Already aborting: <@U0ONCALL> started at 14:03:11 UTC"
+    )
+    help_ = replies.help_blocks()
     assert_valid_block_kit(help_)
     text = all_text(help_)
     assert "/rollback SERVICE [status|abort|retry|promote|promote-full|pause|" in text
     for verb in ("circuit open|close", "flags", "runbook", "ack"):
         assert f"`/rollback SERVICE {verb}`" in text
-    err = b.error_blocks("Kubernetes is unreachable", error_id="e-7f3a")
+    err = replies.error_blocks("Kubernetes is unreachable", error_id="e-7f3a")
     assert_valid_block_kit(err)
     assert "`e-7f3a`" in err[1]["elements"][0]["text"]
-    assert len(b.error_blocks("x", error_id=None)) == 1
+    assert len(replies.error_blocks("x", error_id=None)) == 1
 
 
 def test_render_text_for_the_terminal() -> None:
@@ -591,12 +601,12 @@ def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
         "👉 *Recommended: Tier 1 (Abort the rollout)* — "
         "canary error rate 31.20 % breaks the 2 % SLO; stable is healthy"
     )
-    assert rollout_actions["block_id"] == b.ACTIONS_BLOCK_ID
+    assert rollout_actions["block_id"] == rollout_blocks.ACTIONS_BLOCK_ID
     assert [el["action_id"] for el in rollout_actions["elements"]] == [
         "rollout_abort",
         "rollout_promote",
     ]
-    assert tier_actions["block_id"] == b.TIER_ACTIONS_BLOCK_ID
+    assert tier_actions["block_id"] == tier_blocks.TIER_ACTIONS_BLOCK_ID
     assert tier_actions["elements"] == [
         {
             "type": "button",
@@ -619,9 +629,9 @@ def test_without_incident_arguments_the_card_is_unchanged() -> None:
         plain = card(state)
         assert card(state, incident=None, evidence=None, tiers=None, alerts=None) == plain
         assert card(state, tiers=[], alerts=[]) == plain
-    assert b.rollout_card_text(
+    assert card_blocks.rollout_card_text(
         service="payment-router", state=PAUSED, trouble=None, tiers=[], alerts=[]
-    ) == b.rollout_card_text(service="payment-router", state=PAUSED, trouble=None)
+    ) == card_blocks.rollout_card_text(service="payment-router", state=PAUSED, trouble=None)
 
 
 def test_abort_button_keeps_its_value_and_confirm_on_the_incident_card() -> None:
@@ -656,7 +666,7 @@ def test_an_unavailable_tier_is_never_recommended() -> None:
     text = all_text(blocks)
     assert "⭐" not in text
     assert "Recommended" not in text
-    assert "Recommended" not in b.rollout_card_text(
+    assert "Recommended" not in card_blocks.rollout_card_text(
         service="payment-router", state=PAUSED, trouble=None, tiers=tiers
     )
 
@@ -672,7 +682,7 @@ def test_unavailable_tiers_have_no_button() -> None:
     assert all(s.startswith("🚫 *Tier ") for s in sections)
     assert [s.split("\n")[1] for s in sections] == ["not now (1)", "not now (2)", "not now (3)"]
     assert "git revert" not in all_text(blocks)  # an unavailable Tier 3 shows no steps
-    assert b.TIER_ACTIONS_BLOCK_ID not in all_text(blocks)
+    assert tier_blocks.TIER_ACTIONS_BLOCK_ID not in all_text(blocks)
 
 
 def test_available_tier_2_has_a_danger_button_whose_confirm_names_the_flag() -> None:
@@ -683,7 +693,7 @@ def test_available_tier_2_has_a_danger_button_whose_confirm_names_the_flag() -> 
     assert circuit["confirm"]["style"] == "danger"
     assert f"Set `{CIRCUIT_FLAG}` to true" in circuit["confirm"]["text"]["text"]
     assert circuit["confirm"]["title"]["text"] == "Open the circuit breaker of payment-router?"
-    assert b.parse_button_value(circuit["value"]) == {
+    assert rollout_blocks.parse_button_value(circuit["value"]) == {
         "s": "payment-router",
         "ns": "payments",
         "n": "payment-router",
@@ -725,7 +735,7 @@ def test_tier_3_runbook_that_is_not_a_web_url_is_text_not_a_button() -> None:
     ],
 )
 def test_tier_3_steps_put_commands_in_code(step: str, expected: str) -> None:
-    assert b.format_step(step) == expected
+    assert tier_blocks.format_step(step) == expected
 
 
 def test_evidence_unavailable_and_absent() -> None:
@@ -763,10 +773,10 @@ def test_breach_markers() -> None:
         "*p99*\ncanary 5.2 ms · stable 250 ms · no SLO set",
     ]
     assert all_text(incident_card()).count("⚠️") == 2  # the default evidence: two breaches
-    assert b.breaches(0.019, 0.02) is False
-    assert b.breaches(math.nan, 0.02) is False
-    assert b.breaches(None, 0.02) is False
-    assert b.breaches(0.5, None) is False
+    assert card_blocks.breaches(0.019, 0.02) is False
+    assert card_blocks.breaches(math.nan, 0.02) is False
+    assert card_blocks.breaches(None, 0.02) is False
+    assert card_blocks.breaches(0.5, None) is False
 
 
 @pytest.mark.parametrize(
@@ -812,7 +822,7 @@ def test_breach_markers() -> None:
     ids=["open", "rollout-only", "just-now", "hours", "recovering", "resolved"],
 )
 def test_incident_line(incident: Incident, expected: str) -> None:
-    assert b.incident_line(incident, NOW) == expected
+    assert card_blocks.incident_line(incident, NOW) == expected
 
 
 @pytest.mark.parametrize(
@@ -890,15 +900,15 @@ def test_every_combination_renders(rollout: RolloutState) -> None:
         assert ("circuit_open" in buttons(blocks)) is tier2
         out = render_text(blocks)
         for option in tiers:
-            assert b.tier_label(option) in out
-        summary = b.rollout_card_text(
+            assert tier_blocks.tier_label(option) in out
+        summary = card_blocks.rollout_card_text(
             service="payment-router", state=rollout, trouble=None, incident=incident, tiers=tiers
         )
-        assert summary.startswith(f"{b.incident_emoji(incident)} Incident {state.value}")
+        assert summary.startswith(f"{card_blocks.incident_emoji(incident)} Incident {state.value}")
 
 
 def test_card_text_leads_with_incident_and_recommended_tier() -> None:
-    text = b.rollout_card_text(
+    text = card_blocks.rollout_card_text(
         service="payment-router",
         state=PAUSED,
         trouble=Trouble(TroubleKind.ANALYSIS_FAILED, "Analysis failed"),
@@ -911,7 +921,7 @@ def test_card_text_leads_with_incident_and_recommended_tier() -> None:
         "🚨 Incident open · Recommended: Tier 1 — Abort the rollout · "
         "payment-router revision 42: Paused, step 3/8, canary 25% — Analysis failed"
     )
-    only_tiers = b.rollout_card_text(
+    only_tiers = card_blocks.rollout_card_text(
         service="payment-router", state=PAUSED, trouble=None, tiers=tier_set(Tier.FULL_REVERT)
     )
     assert only_tiers.startswith("Recommended: Tier 3 — Full revert in Git · payment-router")
@@ -995,7 +1005,7 @@ def test_flags_text_shows_type_state_owner_age_and_removal() -> None:
         provider="launchdarkly",
     )
     off = dataclasses.replace(on, key=circuit.key, enabled=False)
-    text = b.flags_text(
+    text = replies.flags_text(
         "payment-router",
         [
             FlagStatus(release, on, removal_note(release, today)),
@@ -1022,7 +1032,7 @@ def test_flags_text_shows_type_state_owner_age_and_removal() -> None:
 
 
 def test_flags_text_without_flags_says_where_to_set_them() -> None:
-    assert b.flags_text("fx-rates", []) == (
+    assert replies.flags_text("fx-rates", []) == (
         "`fx-rates` lists no flags in the catalog (services.fx-rates.flags)."
     )
 
@@ -1037,7 +1047,7 @@ def test_card_offers_revert_open_whenever_tier_3_is_offered() -> None:
             revert = buttons(blocks)["revert_open"]
             assert revert["text"]["text"] == "Record Tier 3 revert…"
             assert "style" not in revert and "confirm" not in revert and "url" not in revert
-            assert b.parse_button_value(revert["value"])["r"] == state.revision
+            assert rollout_blocks.parse_button_value(revert["value"])["r"] == state.revision
             assert revert in blocks[-1]["elements"]  # the tier buttons' actions block
     assert "revert_open" not in buttons(card(PAUSED))  # no tiers, no Tier 3 button
     tiers = tier_set()
@@ -1051,7 +1061,7 @@ def modal_view(**kw: Any) -> dict[str, Any]:
     kw.setdefault("steps", tier_set()[2].steps)
     kw.setdefault(
         "metadata",
-        b.revert_metadata(
+        modals.revert_metadata(
             service="payment-router",
             revision=42,
             epoch=3,
@@ -1059,19 +1069,21 @@ def modal_view(**kw: Any) -> dict[str, Any]:
             message_ts="1715695392.000100",
         ),
     )
-    return b.revert_modal(**kw)
+    return modals.revert_modal(**kw)
 
 
 def test_revert_modal_shape() -> None:
     view = modal_view(sha="0a1b2c3d")
-    assert view["type"] == "modal" and view["callback_id"] == b.REVERT_CALLBACK_ID
+    assert view["type"] == "modal" and view["callback_id"] == modals.REVERT_CALLBACK_ID
     assert view["callback_id"] == "revert_record"
     assert view["title"] == {"type": "plain_text", "text": "Tier 3: revert in Git"}
     assert view["submit"] == {"type": "plain_text", "text": "Record"}
     assert view["close"] == {"type": "plain_text", "text": "Cancel"}
     head = view["blocks"][0]["text"]["text"]
     assert "payment-router revision 42" in head and "`0a1b2c3d`" in head
-    steps = [f"{i}. {b.format_step(s)}" for i, s in enumerate(tier_set()[2].steps, start=1)]
+    steps = [
+        f"{i}. {tier_blocks.format_step(s)}" for i, s in enumerate(tier_set()[2].steps, start=1)
+    ]
     assert all(step in head.splitlines() for step in steps)
     inputs = {blk["block_id"]: blk for blk in view["blocks"] if blk["type"] == "input"}
     assert set(inputs) == {"revert_url", "revert_note"}
@@ -1089,7 +1101,7 @@ def test_revert_modal_shape() -> None:
     }
     assert note["optional"] is True
     assert note["label"]["text"] == "Note for the thread and the audit log"
-    assert b.parse_revert_metadata(view["private_metadata"]) == {
+    assert modals.parse_revert_metadata(view["private_metadata"]) == {
         "s": "payment-router",
         "r": 42,
         "e": 3,
@@ -1102,11 +1114,13 @@ def test_revert_modal_shape() -> None:
 
 def test_revert_metadata_limits_and_hostile_text() -> None:
     with pytest.raises(ValueError, match="3000"):
-        b.revert_metadata(service="x" * 3000, revision=1, epoch=0, channel="C", message_ts="1.0")
+        modals.revert_metadata(
+            service="x" * 3000, revision=1, epoch=0, channel="C", message_ts="1.0"
+        )
     with pytest.raises(ValueError, match="3000"):
         modal_view(metadata="m" * 3001)
     with pytest.raises(ValueError):
-        b.parse_revert_metadata('{"no": "service"}')
+        modals.parse_revert_metadata('{"no": "service"}')
     huge = modal_view(service="<evil>&", steps=[f"git revert <{i}> " * 40 for i in range(200)])
     assert len(huge["blocks"][0]["text"]["text"]) <= 3000
     assert "<evil>" not in json.dumps(huge)
@@ -1114,19 +1128,19 @@ def test_revert_metadata_limits_and_hostile_text() -> None:
 
 
 def test_revert_line_and_reply_escape_user_text() -> None:
-    line = b.revert_line(
+    line = replies.revert_line(
         actor_id="U0ONCALL", url="https://git.example.com/pr/1?a=1&b=<2>", note="<!channel> *x*"
     )
     assert line.startswith(":rewind: Tier 3: <@U0ONCALL> started a revert in Git: <https://")
     assert "<!channel>" not in line and "&lt;!channel&gt;" in line
     assert "%3C2%3E" in line  # the link's target cannot end early
-    reply = b.revert_recorded_text(
+    reply = replies.revert_recorded_text(
         service="payment-router", revision=42, url="https://x.example/1", sha="abc", note="n>"
     )
     assert "revision 42" in reply and "`abc`" in reply and "n&gt;" in reply
-    assert b.is_revert_url("https://github.com/acme/gitops/pull/123")
+    assert replies.is_revert_url("https://github.com/acme/gitops/pull/123")
     for bad in ("", "github.com/x", "ftp://x/y", "https://", "https://x/ y", "javascript:x"):
-        assert not b.is_revert_url(bad), bad
+        assert not replies.is_revert_url(bad), bad
 
 
 def test_fully_promoted_card_shows_no_canary() -> None:
@@ -1139,7 +1153,7 @@ def test_fully_promoted_card_shows_no_canary() -> None:
     assert running["*Canary*"].startswith("revision 42")
 
 
-CARD_VALUE = b.button_value(service="payment-router", state=PAUSED, epoch=3)
+CARD_VALUE = rollout_blocks.button_value(service="payment-router", state=PAUSED, epoch=3)
 
 
 def break_glass_view(**kw: Any) -> dict[str, Any]:
@@ -1150,7 +1164,7 @@ def break_glass_view(**kw: Any) -> dict[str, Any]:
     kw.setdefault("owners_group", "S0PAYMENTS")
     kw.setdefault(
         "metadata",
-        b.break_glass_metadata(
+        modals.break_glass_metadata(
             service="payment-router",
             revision=42,
             epoch=3,
@@ -1158,11 +1172,11 @@ def break_glass_view(**kw: Any) -> dict[str, Any]:
             message_ts="1715695392.000100",
         ),
     )
-    return b.break_glass_modal(**kw)
+    return modals.break_glass_modal(**kw)
 
 
 def test_circuit_refusal_offers_break_glass_only_when_asked() -> None:
-    value = b.break_glass_value(
+    value = replies.break_glass_value(
         value=CARD_VALUE, channel="C0PAYDEPLOY", message_ts="1715695392.000100"
     )
     assert json.loads(value) == {
@@ -1170,14 +1184,18 @@ def test_circuit_refusal_offers_break_glass_only_when_asked() -> None:
         "c": "C0PAYDEPLOY",
         "ts": "1715695392.000100",
     }
-    assert b.parse_button_value(value)["s"] == "payment-router"  # still a card button value
-    offered = b.circuit_refusal_blocks(":no_entry: may not without break-glass", break_glass=value)
+    assert (
+        rollout_blocks.parse_button_value(value)["s"] == "payment-router"
+    )  # still a card button value
+    offered = replies.circuit_refusal_blocks(
+        ":no_entry: may not without break-glass", break_glass=value
+    )
     assert offered[0]["text"]["text"] == ":no_entry: may not without break-glass"
     (button,) = offered[1]["elements"]
-    assert button["action_id"] == "circuit_break_glass" == b.BREAK_GLASS_ACTION_ID
+    assert button["action_id"] == "circuit_break_glass" == replies.BREAK_GLASS_ACTION_ID
     assert button["text"]["text"] == "Break glass…" and button["style"] == "danger"
     assert button["value"] == value
-    plain = b.circuit_refusal_blocks(":no_entry: may not")
+    plain = replies.circuit_refusal_blocks(":no_entry: may not")
     assert len(plain) == 1 and "circuit_break_glass" not in json.dumps(plain)
 
 
@@ -1199,7 +1217,7 @@ def test_break_glass_modal_shape() -> None:
     element = reason["element"]
     assert element["type"] == "plain_text_input" and element["action_id"] == "reason"
     assert element["multiline"] is True and element["min_length"] == 10
-    assert b.parse_break_glass_metadata(view["private_metadata"]) == {
+    assert modals.parse_break_glass_metadata(view["private_metadata"]) == {
         "s": "payment-router",
         "r": 42,
         "e": 3,
@@ -1214,6 +1232,6 @@ def test_break_glass_modal_limits_and_hostile_text() -> None:
     with pytest.raises(ValueError, match="3000"):
         break_glass_view(metadata="m" * 3001)
     with pytest.raises(ValueError):
-        b.parse_break_glass_metadata('{"no": "service"}')
+        modals.parse_break_glass_metadata('{"no": "service"}')
     hostile = json.dumps(break_glass_view(service="<evil>&", flag="<!channel>"))
     assert "<evil>" not in hostile and "<!channel>" not in hostile

@@ -2,7 +2,7 @@
 `circuit_break_glass` (on a refused circuit click).
 
 Each button's value carries the service, the target, the revision and the card epoch it was
-rendered with (bot.slack.blocks.button_value), so the responder can refuse stale cards and
+rendered with (bot.blocks.rollout.button_value), so the responder can refuse stale cards and
 derive the idempotency key that makes double clicks and retries execute once. The click is
 acked at once; the action runs on the work queue.
 
@@ -24,7 +24,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.actions import ActionRequest, FlagRequest
-from bot.blocks import card as blocks
+from bot.blocks import modals, replies, rollout, tiers
 from bot.core.errors import InvalidRequest
 from bot.core.model import FlagAction, RolloutAction
 from bot.slack import errors
@@ -36,7 +36,7 @@ ACTION_ID = re.compile(r"^rollout_(abort|retry|promote|promote_full|pause)$")
 
 def parse_value(raw: str) -> dict[str, Any]:
     try:
-        value = blocks.parse_button_value(raw)
+        value = rollout.parse_button_value(raw)
     except (ValueError, KeyError, TypeError):
         raise InvalidRequest("This button's payload is not one rollbot made.") from None
     if not isinstance(value.get("s"), str):
@@ -84,14 +84,14 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
         deps.work.submit(job, on_error=errors.reporter(respond, what=f"click {verb}"))
 
-    @app.action(blocks.RUNBOOK_ACTION_ID)
+    @app.action(tiers.RUNBOOK_ACTION_ID)
     async def on_runbook(ack: Any) -> None:
         # A URL button: Slack opens the link itself and still sends the click; just ack.
         await ack()
 
     circuit_actions = {
-        blocks.CIRCUIT_ACTION_ID: FlagAction.CIRCUIT_OPEN,
-        blocks.CIRCUIT_CLOSE_ACTION_ID: FlagAction.CIRCUIT_CLOSE,
+        tiers.CIRCUIT_ACTION_ID: FlagAction.CIRCUIT_OPEN,
+        tiers.CIRCUIT_CLOSE_ACTION_ID: FlagAction.CIRCUIT_CLOSE,
     }
 
     @app.action(re.compile("^(" + "|".join(circuit_actions) + ")$"))
@@ -106,7 +106,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         # Opening, refused only for want of break-glass: the refusal offers the modal.
         channel, ts = _card_message(body)
         break_glass = (
-            blocks.break_glass_value(value=action["value"], channel=channel, message_ts=ts)
+            replies.break_glass_value(value=action["value"], channel=channel, message_ts=ts)
             if flip is FlagAction.CIRCUIT_OPEN
             else None
         )
@@ -125,20 +125,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
             job, on_error=errors.reporter(respond, what=str(flip), break_glass=break_glass)
         )
 
-    @app.action(blocks.BREAK_GLASS_ACTION_ID)
+    @app.action(replies.BREAK_GLASS_ACTION_ID)
     async def on_break_glass(ack: Any, action: dict[str, Any], body: dict[str, Any]) -> None:
         await ack()
         value = parse_value(action.get("value", ""))
         cfg = deps.responder.service(value["s"])
         flag, environment = deps.responder.circuit_target(value["s"])
-        metadata = blocks.break_glass_metadata(
+        metadata = modals.break_glass_metadata(
             service=value["s"],
             revision=int(value["r"]) if value.get("r") is not None else None,
             epoch=int(value["e"]) if value.get("e") is not None else None,
             channel=value.get("c") or cfg.channel,
             message_ts=value.get("ts"),
         )
-        view = blocks.break_glass_modal(
+        view = modals.break_glass_modal(
             service=value["s"],
             flag=flag,
             environment=environment,
@@ -148,21 +148,21 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
         await deps.chat.open_view(str(body.get("trigger_id") or ""), view)
 
-    @app.action(blocks.REVERT_OPEN_ACTION_ID)
+    @app.action(tiers.REVERT_OPEN_ACTION_ID)
     async def on_revert_open(ack: Any, action: dict[str, Any], body: dict[str, Any]) -> None:
         await ack()
         value = parse_value(action.get("value", ""))
         revision = int(value["r"]) if value.get("r") is not None else None
         plan = await deps.responder.revert_plan(value["s"], revision=revision)
         channel, ts = _card_message(body)
-        metadata = blocks.revert_metadata(
+        metadata = modals.revert_metadata(
             service=value["s"],
             revision=revision,
             epoch=int(value["e"]) if value.get("e") is not None else None,
             channel=channel,
             message_ts=ts,
         )
-        view = blocks.revert_modal(
+        view = modals.revert_modal(
             service=value["s"],
             state=plan.state,
             steps=plan.steps,

@@ -14,7 +14,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.actions import ActionRequest, FlagRequest
-from bot.blocks import card as blocks
+from bot.blocks import card as card_blocks
+from bot.blocks import replies
 from bot.core import commands as parser
 from bot.core import links, mrkdwn
 from bot.core import rollouts as core_rollouts
@@ -39,7 +40,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(text=text)
             return
         if cmd.verb == "help" or cmd.service is None:
-            await ack(blocks=blocks.help_blocks(deps.command), text="rollbot help")
+            await ack(blocks=replies.help_blocks(deps.command), text="rollbot help")
             return
         service, action = cmd.service, cmd.action
         if cmd.verb == "flags":
@@ -127,10 +128,10 @@ async def _status(deps: Deps, service: str, respond: Any) -> None:
     now = datetime.now(UTC)
     trouble = core_rollouts.trouble(state)
     await respond(
-        text=blocks.rollout_card_text(
+        text=card_blocks.rollout_card_text(
             service=service, state=state, trouble=trouble, epoch=epoch, now=now
         ),
-        blocks=blocks.rollout_card(
+        blocks=card_blocks.rollout_card(
             service=service, state=state, trouble=trouble, epoch=epoch, now=now
         ),
         response_type="ephemeral",
@@ -139,7 +140,7 @@ async def _status(deps: Deps, service: str, respond: Any) -> None:
 
 async def _flags(deps: Deps, service: str, respond: Any) -> None:
     states = await deps.responder.flag_states(service)
-    await respond(text=blocks.flags_text(service, states), response_type="ephemeral")
+    await respond(text=replies.flags_text(service, states), response_type="ephemeral")
 
 
 async def _acknowledge(

@@ -13,7 +13,7 @@ PagerDuty note) runs after the ack on the work queue, keyed on the view id and h
 that Slack's retries of one submission record once.
 
 The break-glass modal checks only its reason before the ack (at least
-`blocks.BREAK_GLASS_MIN_REASON` characters, else an error under `break_glass_reason`); the
+`modals.BREAK_GLASS_MIN_REASON` characters, else an error under `break_glass_reason`); the
 flip then runs on the work queue as `/rollback SERVICE circuit open break-glass REASON`
 does (the same policy, audit and loud channel notice), keyed on the view id and hash as
 well, and its result or refusal is told to the submitter alone in the card's channel.
@@ -28,7 +28,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.actions import FlagRequest, RevertRequest
-from bot.blocks import card as blocks
+from bot.blocks import modals, replies
 from bot.core import mrkdwn
 from bot.core.errors import RollbotError
 from bot.core.model import FlagAction
@@ -41,7 +41,7 @@ from bot.slack.listeners.deps import Deps
 AUTHORISE_BUDGET_SECONDS = 2.0
 URL_ERROR = "Give the revert's commit or pull request URL (https://…)."
 REASON_ERROR = (
-    f"Say why this cannot wait for the on-call, in at least {blocks.BREAK_GLASS_MIN_REASON} "
+    f"Say why this cannot wait for the on-call, in at least {modals.BREAK_GLASS_MIN_REASON} "
     "characters: it goes to the channel and the audit log."
 )
 _USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
@@ -73,22 +73,22 @@ async def plain(deps: Deps, text: str) -> str:
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
-    @app.view(blocks.REVERT_CALLBACK_ID)
+    @app.view(modals.REVERT_CALLBACK_ID)
     async def on_revert_record(
         ack: Any, body: dict[str, Any], view: dict[str, Any], request: Any
     ) -> None:
-        url = value_of(view, blocks.REVERT_URL_BLOCK_ID, blocks.REVERT_URL_ACTION_ID).strip()
-        note = value_of(view, blocks.REVERT_NOTE_BLOCK_ID, blocks.REVERT_NOTE_ACTION_ID).strip()
-        if not blocks.is_revert_url(url):
-            await ack(response_action="errors", errors={blocks.REVERT_URL_BLOCK_ID: URL_ERROR})
+        url = value_of(view, modals.REVERT_URL_BLOCK_ID, modals.REVERT_URL_ACTION_ID).strip()
+        note = value_of(view, modals.REVERT_NOTE_BLOCK_ID, modals.REVERT_NOTE_ACTION_ID).strip()
+        if not replies.is_revert_url(url):
+            await ack(response_action="errors", errors={modals.REVERT_URL_BLOCK_ID: URL_ERROR})
             return
         try:
-            meta = blocks.parse_revert_metadata(str(view.get("private_metadata") or ""))
+            meta = modals.parse_revert_metadata(str(view.get("private_metadata") or ""))
         except (ValueError, TypeError):
             await ack(
                 response_action="errors",
                 errors={
-                    blocks.REVERT_URL_BLOCK_ID: "This form is not one rollbot made: open it "
+                    modals.REVERT_URL_BLOCK_ID: "This form is not one rollbot made: open it "
                     "again from the card's “Record Tier 3 revert…” button."
                 },
             )
@@ -119,7 +119,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         except RollbotError as err:  # unknown service, refused, Slack/PagerDuty unreadable
             await ack(
                 response_action="errors",
-                errors={blocks.REVERT_URL_BLOCK_ID: await plain(deps, err.message)},
+                errors={modals.REVERT_URL_BLOCK_ID: await plain(deps, err.message)},
             )
             return
         await ack()
@@ -136,25 +136,25 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
         deps.work.submit(job, on_error=errors.reporter(tell, what="record revert"))
 
-    @app.view(blocks.BREAK_GLASS_CALLBACK_ID)
+    @app.view(modals.BREAK_GLASS_CALLBACK_ID)
     async def on_break_glass(
         ack: Any, body: dict[str, Any], view: dict[str, Any], request: Any
     ) -> None:
         reason = value_of(
-            view, blocks.BREAK_GLASS_REASON_BLOCK_ID, blocks.BREAK_GLASS_REASON_ACTION_ID
+            view, modals.BREAK_GLASS_REASON_BLOCK_ID, modals.BREAK_GLASS_REASON_ACTION_ID
         ).strip()
-        if len(reason) < blocks.BREAK_GLASS_MIN_REASON:
+        if len(reason) < modals.BREAK_GLASS_MIN_REASON:
             await ack(
-                response_action="errors", errors={blocks.BREAK_GLASS_REASON_BLOCK_ID: REASON_ERROR}
+                response_action="errors", errors={modals.BREAK_GLASS_REASON_BLOCK_ID: REASON_ERROR}
             )
             return
         try:
-            meta = blocks.parse_break_glass_metadata(str(view.get("private_metadata") or ""))
+            meta = modals.parse_break_glass_metadata(str(view.get("private_metadata") or ""))
         except (ValueError, TypeError):
             await ack(
                 response_action="errors",
                 errors={
-                    blocks.BREAK_GLASS_REASON_BLOCK_ID: "This form is not one rollbot made: "
+                    modals.BREAK_GLASS_REASON_BLOCK_ID: "This form is not one rollbot made: "
                     "click the card's “Open circuit breaker (Tier 2)” button again."
                 },
             )

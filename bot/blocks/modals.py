@@ -1,0 +1,256 @@
+"""The modals a card button opens: Tier 3's revert modal (`revert_open`, recording a revert
+started in Git) and Tier 2's break-glass modal (the "Break glass…" button of a refused
+circuit click, asking for the reason), with their ids and the `private_metadata` naming the
+card they were opened from.
+
+Service names, SHAs, Rollout keys and channel ids are escaped where they go into mrkdwn; a
+submitted `private_metadata` is checked key by key before use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from bot.blocks.tiers import TIER_TEXT_BUDGET, circuit_open_text, format_step
+from bot.core.model import RolloutState
+from bot.core.mrkdwn import clip as _clip
+from bot.core.mrkdwn import safe as _safe
+
+__all__ = [
+    "BREAK_GLASS_CALLBACK_ID",
+    "BREAK_GLASS_MAX_REASON",
+    "BREAK_GLASS_MIN_REASON",
+    "BREAK_GLASS_REASON_ACTION_ID",
+    "BREAK_GLASS_REASON_BLOCK_ID",
+    "MAX_PRIVATE_METADATA",
+    "REVERT_CALLBACK_ID",
+    "REVERT_NOTE_ACTION_ID",
+    "REVERT_NOTE_BLOCK_ID",
+    "REVERT_URL_ACTION_ID",
+    "REVERT_URL_BLOCK_ID",
+    "break_glass_metadata",
+    "break_glass_modal",
+    "parse_break_glass_metadata",
+    "parse_revert_metadata",
+    "revert_metadata",
+    "revert_modal",
+]
+
+# The modal recording a Tier 3 revert: its callback id, input blocks and their elements.
+REVERT_CALLBACK_ID = "revert_record"
+REVERT_URL_BLOCK_ID = "revert_url"
+REVERT_URL_ACTION_ID = "url"
+REVERT_NOTE_BLOCK_ID = "revert_note"
+REVERT_NOTE_ACTION_ID = "note"
+MAX_PRIVATE_METADATA = 3000  # Slack's limit for a view's private_metadata
+# The break-glass modal (Tier 2 from the card), asking for the reason.
+BREAK_GLASS_CALLBACK_ID = "circuit_break_glass"
+BREAK_GLASS_REASON_BLOCK_ID = "break_glass_reason"
+BREAK_GLASS_REASON_ACTION_ID = "reason"
+BREAK_GLASS_MIN_REASON = 10  # characters, as the modal's min_length and the submission check
+BREAK_GLASS_MAX_REASON = 1000
+
+
+# ── Tier 3: recording a revert in Git ────────────────────────────────────────
+
+
+def revert_metadata(
+    *,
+    service: str,
+    revision: int | None,
+    epoch: int | None,
+    channel: str | None,
+    message_ts: str | None,
+) -> str:
+    """The revert modal's `private_metadata`: which card it was opened from (compact JSON)."""
+    value = json.dumps(
+        {"s": service, "r": revision, "e": epoch, "c": channel, "ts": message_ts},
+        separators=(",", ":"),
+    )
+    if len(value) > MAX_PRIVATE_METADATA:
+        raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
+    return value
+
+
+def parse_revert_metadata(raw: str) -> dict[str, Any]:
+    """The inverse of `revert_metadata`; ValueError when it is not one of ours (each key
+    of the type `revert_metadata` writes: a signed submission could hold anything)."""
+    data = json.loads(raw)
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("s"), str)
+        or not all(_int_or_none(data.get(k)) for k in ("r", "e"))
+        or not all(data.get(k) is None or isinstance(data[k], str) for k in ("c", "ts"))
+    ):
+        raise ValueError(f"not a rollbot revert modal: {raw[:100]!r}")
+    return data
+
+
+def _int_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def revert_modal(
+    *,
+    service: str,
+    state: RolloutState | None,
+    steps: Sequence[str],
+    metadata: str,
+    sha: str | None = None,
+) -> dict[str, Any]:
+    """The modal `revert_open` opens: what to revert (service, revision, release SHA), the
+    exact Tier 3 steps as the card shows them, the revert's URL and an optional note.
+
+    Submitted as `revert_record`; the values are under `revert_url`/`url` and
+    `revert_note`/`note`. `metadata` comes from `revert_metadata` (at most 3000 characters).
+    """
+    if len(metadata) > MAX_PRIVATE_METADATA:
+        raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
+    what = _safe(service, 200)
+    if state is not None:
+        what += f" revision {state.revision}"
+    lines = [f"*Revert {what} in Git* (Tier 3, 30–120 min)"]
+    if state is not None:
+        lines.append(f"Rollout `{_safe(state.key, 300)}`")
+    lines.append(
+        f"Release commit `{_safe(sha, 100)}`" if sha else "Release commit unknown: see step 1"
+    )
+    used = sum(len(line) + 1 for line in lines)
+    for i, step in enumerate(steps, start=1):
+        line = f"{i}. {format_step(step)}"
+        if used + len(line) + 1 > TIER_TEXT_BUDGET:
+            lines.append("_+ more steps in the runbook_")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines), 3000))),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text="Record it once the revert commit or pull request exists: rollbot "
+                    "writes it to the card's thread, the audit log and the PagerDuty incident."
+                )
+            ]
+        ),
+        InputBlock(
+            block_id=REVERT_URL_BLOCK_ID,
+            label=PlainTextObject(text="Revert commit or pull request URL"),
+            element=PlainTextInputElement(
+                action_id=REVERT_URL_ACTION_ID,
+                placeholder=PlainTextObject(text="https://github.com/acme/gitops/pull/123"),
+                max_length=3000,
+            ),
+        ),
+        InputBlock(
+            block_id=REVERT_NOTE_BLOCK_ID,
+            label=PlainTextObject(text="Note for the thread and the audit log"),
+            element=PlainTextInputElement(
+                action_id=REVERT_NOTE_ACTION_ID, multiline=True, max_length=2000
+            ),
+            optional=True,
+        ),
+    ]
+    view = View(
+        type="modal",
+        callback_id=REVERT_CALLBACK_ID,
+        title=PlainTextObject(text="Tier 3: revert in Git"),
+        submit=PlainTextObject(text="Record"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=metadata,
+        blocks=blocks,
+    )
+    return view.to_dict()
+
+
+# ── Tier 2: break-glass from the card ────────────────────────────────────────
+
+
+def break_glass_metadata(
+    *,
+    service: str,
+    revision: int | None,
+    epoch: int | None,
+    channel: str | None,
+    message_ts: str | None,
+) -> str:
+    """The break-glass modal's `private_metadata` (compact JSON, as `revert_metadata`)."""
+    return revert_metadata(
+        service=service, revision=revision, epoch=epoch, channel=channel, message_ts=message_ts
+    )
+
+
+def parse_break_glass_metadata(raw: str) -> dict[str, Any]:
+    """The inverse of `break_glass_metadata`; ValueError when it is not one of ours."""
+    return parse_revert_metadata(raw)
+
+
+def break_glass_modal(
+    *,
+    service: str,
+    flag: str,
+    environment: str | None,
+    channel: str,
+    owners_group: str | None,
+    metadata: str,
+) -> dict[str, Any]:
+    """The modal the "Break glass…" button opens: which flag, environment and effect (as the
+    circuit button's confirm), what makes break-glass loud, and the required reason.
+
+    Submitted as `circuit_break_glass`; the reason is under `break_glass_reason`/`reason`
+    (at least `BREAK_GLASS_MIN_REASON` characters). `metadata` comes from
+    `break_glass_metadata` (at most 3000 characters).
+    """
+    if len(metadata) > MAX_PRIVATE_METADATA:
+        raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
+    head = (
+        f"*Open the circuit breaker of {_safe(service, 200)}* (Tier 2) without the on-call\n"
+        + circuit_open_text(service=service, flag=flag, environment=environment)
+    )
+    group = f" mentioning <!subteam^{_safe(owners_group, 40)}>" if owners_group else ""
+    loud = (
+        f":rotating_light: Break-glass is loud: the flip and your reason are posted as a "
+        f"top-level message in <#{_safe(channel, 40)}>{group}, written to the card's thread, "
+        f"the audit log and the flag's change comment. If the service has an open PagerDuty "
+        f"incident, its on-call sees a note with the result there."
+    )
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip(head, 3000))),
+        SectionBlock(text=MarkdownTextObject(text=_clip(loud, 3000))),
+        InputBlock(
+            block_id=BREAK_GLASS_REASON_BLOCK_ID,
+            label=PlainTextObject(text="Why (goes to the channel and the audit log)"),
+            element=PlainTextInputElement(
+                action_id=BREAK_GLASS_REASON_ACTION_ID,
+                multiline=True,
+                min_length=BREAK_GLASS_MIN_REASON,
+                max_length=BREAK_GLASS_MAX_REASON,
+                placeholder=PlainTextObject(
+                    text="e.g. on-call unreachable for 10 min, checkout 5xx at 40 %"
+                ),
+            ),
+        ),
+    ]
+    view = View(
+        type="modal",
+        callback_id=BREAK_GLASS_CALLBACK_ID,
+        title=PlainTextObject(text="Break glass"),
+        submit=PlainTextObject(text="Open circuit"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=metadata,
+        blocks=blocks,
+    )
+    return view.to_dict()

@@ -1,0 +1,258 @@
+"""The smaller messages around the card: thread lines (`timeline_line`, `revert_line`),
+the ephemeral replies of the command and the buttons (help, errors, refusals, "already
+done", flags, the recorded revert) and the refusal of a circuit click offering the
+"Break glass…" button.
+
+Text that rollbot did not write (error details, service names and URLs people typed, flag
+descriptions) is escaped with `bot.core.mrkdwn` where it is put into mrkdwn; arguments
+documented as mrkdwn (thread lines, refusal reasons) are rollbot's own and already carry
+escaped outside pieces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.blocks.rollout import parse_button_value
+from bot.blocks.text import PAST_TENSE, clock
+from bot.core.flags import FlagStatus
+from bot.core.model import FlagState, RolloutAction
+from bot.core.mrkdwn import clip as _clip
+from bot.core.mrkdwn import is_web_url as _is_web_url
+from bot.core.mrkdwn import link as _link
+from bot.core.mrkdwn import safe as _safe
+from bot.core.ports import ActionRecord
+
+__all__ = [
+    "BREAK_GLASS_ACTION_ID",
+    "already_done_text",
+    "break_glass_value",
+    "circuit_refusal_blocks",
+    "error_blocks",
+    "flags_text",
+    "help_blocks",
+    "help_text",
+    "is_revert_url",
+    "refusal_text",
+    "revert_line",
+    "revert_recorded_text",
+    "timeline_line",
+    "unknown_service_text",
+]
+
+# The button on a circuit click's refusal (owner, not on call) opening the break-glass modal.
+BREAK_GLASS_ACTION_ID = "circuit_break_glass"
+
+_PRESENT: dict[str, str] = {
+    "abort": "aborting",
+    "retry": "retrying",
+    "promote": "promoting",
+    "promote-full": "fully promoting",
+    "pause": "pausing",
+}
+
+
+# ── smaller messages ─────────────────────────────────────────────────────────
+
+
+def timeline_line(*, at: datetime, text: str) -> str:
+    """One line of a card's thread: `` `14:03:12 UTC` text `` (`text` is mrkdwn: escape the
+    outside pieces in it with `bot.core.mrkdwn.escape`)."""
+    return f"`{clock(at)}` {text}"
+
+
+_HELP = [
+    ("status", "show the card of SERVICE's Rollout now (anyone)"),
+    ("abort", "Tier 1: stop the canary, traffic back to the stable revision"),
+    ("retry", "restart an aborted Rollout from its first step"),
+    ("promote", "clear the current pause or analysis gate and go to the next step"),
+    ("promote-full", "skip every remaining step and analysis: 100% to the new revision"),
+    ("pause", "pause the Rollout at its current step"),
+    ("circuit open|close", "Tier 2: flip the circuit-breaker flag (on call)"),
+    ("flags", "the release, experiment and circuit flags and their live state"),
+    ("runbook", "a signed, single-use link to the runbook page, for you"),
+    ("ack", "acknowledge the service's PagerDuty incident"),
+    ("help", "this message"),
+]
+
+
+def help_blocks(command: str = "/rollback") -> list[dict[str, Any]]:
+    usage = (
+        f"*Usage:* `{command} SERVICE [status|abort|retry|promote|promote-full|pause|"
+        f"flags|runbook|ack|help]` or `{command} SERVICE circuit open|close`"
+    )
+    lines = "\n".join(f"• `{command} SERVICE {verb}`: {what}" for verb, what in _HELP)
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=usage)),
+        SectionBlock(text=MarkdownTextObject(text=lines)),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=(
+                        "Without a verb, `status` is assumed. Actions other than status need "
+                        "the service's on-call group. Tier 3 (Git revert) is in the "
+                        "service's runbook."
+                    )
+                )
+            ]
+        ),
+    ]
+    return [b.to_dict() for b in blocks]
+
+
+def help_text(command: str = "/rollback") -> str:
+    return f"Usage: {command} SERVICE [status|abort|retry|promote|promote-full|pause|help]"
+
+
+def error_blocks(message: str, *, error_id: str | None = None) -> list[dict[str, Any]]:
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip(f":warning: {message}", 3000)))
+    ]
+    if error_id:
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Error id `{error_id}`: quote it when you ask the platform team."
+                    )
+                ]
+            )
+        )
+    return [b.to_dict() for b in blocks]
+
+
+def unknown_service_text(name: str, known: list[str] | tuple[str, ...] | set[str]) -> str:
+    listed = ", ".join(f"`{k}`" for k in sorted(known)) or "(none configured)"
+    return f"Unknown service `{_safe(name, 200)}`. Known services: {listed}."
+
+
+def refusal_text(
+    *, actor_id: str, action: RolloutAction | str, service: str, reason: str, allowed: str = ""
+) -> str:
+    """Why <@actor> may not do this, and who may."""
+    verb = action.value if isinstance(action, RolloutAction) else action
+    text = f":no_entry: <@{actor_id}>, you may not {verb} `{service}`: {reason}"
+    if allowed:
+        text += f" Who may: {allowed}."
+    return text
+
+
+def already_done_text(record: ActionRecord) -> str:
+    """For the loser of a double click: `Already aborted by <@U…> at 14:03:12 UTC`."""
+    if record.status == "running" or record.finished_at is None:
+        verb = _PRESENT.get(record.action, record.action)
+        return f"Already {verb}: <@{record.actor_id}> started at {clock(record.requested_at)}"
+    verb = PAST_TENSE.get(record.action, record.action)
+    text = f"Already {verb} by <@{record.actor_id}> at {clock(record.finished_at)}"
+    if record.status == "failed":
+        text += " (it failed; see the thread)"
+    return text
+
+
+def flags_text(service: str, states: Sequence[FlagStatus]) -> str:
+    """`/rollback SERVICE flags`: each flag of the hierarchy with its live state, owner,
+    creation date and when it should be removed."""
+    if not states:
+        return f"`{service}` lists no flags in the catalog (services.{service}.flags)."
+    lines = [f"*Flags of `{service}`*"]
+    for status in states:
+        info, state = status.info, status.state
+        head = f"• *{info.type}* `{info.key}`"
+        if isinstance(state, FlagState):
+            shown = "on" if state.enabled else "off"
+            lines.append(f"{head} is *{shown}* in {state.environment} ({state.provider})")
+        else:
+            lines.append(f"{head} — {_safe(state, 300)}")
+        details = [f"owner {_safe(info.owner, 80)}" if info.owner else "no owner set"]
+        if info.created is not None:
+            details.append(f"created {info.created.isoformat()}")
+        details.append(status.removal)
+        lines.append("    " + " · ".join(details))
+        if info.description:
+            lines.append(f"    _{_safe(info.description, 200)}_")
+    return "\n".join(lines)
+
+
+# ── Tier 3: the recorded revert ──────────────────────────────────────────────
+
+
+def revert_line(*, actor_id: str, url: str, note: str = "") -> str:
+    """`:rewind: Tier 3: <@U…> started a revert in Git: <url|url>`, then the note quoted;
+    the URL and the note are the user's text, escaped."""
+    shown = _safe(url, 300)
+    link = _link(url, shown) if _is_web_url(url) else f"`{shown}`"
+    line = f":rewind: Tier 3: <@{actor_id}> started a revert in Git: {link}"
+    if note.strip():
+        line += f"\n>{_safe(note, 2000)}"
+    return line
+
+
+def is_revert_url(url: str) -> bool:
+    """A revert commit or pull request URL rollbot accepts: http(s) with a host, no spaces,
+    at most 3000 characters."""
+    return _is_web_url(url) and bool(url.split("://", 1)[-1].split("/", 1)[0])
+
+
+def revert_recorded_text(
+    *, service: str, revision: int | None, url: str, sha: str | None, note: str = ""
+) -> str:
+    """What the person who recorded a revert is told (and the PagerDuty note says)."""
+    where = f"`{_safe(service, 200)}`"
+    if revision is not None:
+        where += f" revision {revision}"
+    text = f"Recorded the Tier 3 revert of {where}: {_link(url, _safe(url, 300))}"
+    if sha:
+        text += f" (release commit `{_safe(sha, 100)}`)"
+    text += "."
+    if note.strip():
+        text += f" Note: {_safe(note, 2000)}"
+    return text
+
+
+# ── Tier 2: a refused circuit click ──────────────────────────────────────────
+
+
+def break_glass_value(*, value: str, channel: str | None, message_ts: str | None) -> str:
+    """The "Break glass…" button's value: the card's circuit button value (service,
+    namespace, name, revision, epoch) plus the card's channel and message ts (`c`, `ts`),
+    so that the result can be told in the card's channel later."""
+    data = parse_button_value(value)
+    data.update({"c": channel, "ts": message_ts})
+    out = json.dumps(data, separators=(",", ":"))
+    if len(out) > 2000:  # Slack's limit for a button value
+        raise ValueError("button value over 2000 characters")
+    return out
+
+
+def circuit_refusal_blocks(text: str, *, break_glass: str | None = None) -> list[dict[str, Any]]:
+    """A refused circuit click, told to the clicker alone. `break_glass` (a
+    `break_glass_value`): the refusal is only for want of break-glass, so it offers the
+    "Break glass…" button opening the modal that asks for the reason."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_clip(text, 3000)))]
+    if break_glass is not None:
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text=PlainTextObject(text="Break glass…", emoji=True),
+                        action_id=BREAK_GLASS_ACTION_ID,
+                        value=break_glass,
+                        style="danger",
+                    )
+                ]
+            )
+        )
+    return [b.to_dict() for b in blocks]
