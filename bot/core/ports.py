@@ -1,6 +1,6 @@
 """Protocols for the outside world, shaped like rollbot's jobs rather than like any SDK.
 
-Adapters in `bot.adapters` implement these; `bot.core` and `bot.responder` depend only on
+Adapters in `bot.adapters` implement these; `bot.core` and `bot.actions` depend only on
 them. Every method raises the typed errors of `bot.core.errors`.
 """
 

@@ -35,7 +35,7 @@ class JobRunner:
         self.followups = followups
 
     async def run_job(self, kind: str, args: dict[str, Any]) -> None:
-        """The scheduler's entry point (bot.scheduler calls it on the leader)."""
+        """The scheduler's entry point (bot.runtime.scheduler calls it on the leader)."""
         ctx = self.ctx
         release_id = str(args.get("release", ""))
         try:

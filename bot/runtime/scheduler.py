@@ -34,7 +34,7 @@ Why it is built this way:
     once per missed run (one poll, not a burst of identical ones).
   - `max_instances=1`: a job never overlaps with itself (a slow Jira call does not stack).
 - **Jobs survive restarts:** a job is pickled into the table as the textual reference
-  `bot.scheduler:_run_job` with plain kwargs `{key, kind, args}`, never a bound method or a
+  `bot.runtime.scheduler:_run_job` with plain kwargs `{key, kind, args}`, never a bound method or a
   closure. At run time `_run_job` finds the live runner in a module registry under `key`,
   which is derived from the database (not from the holder, which changes at every restart),
   and runs the coroutine on the event loop that called `start()`. A runner that raises is

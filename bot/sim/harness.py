@@ -5,7 +5,7 @@
         await world.sender.click(...)
 
 It starts, on loopback: the Kubernetes API sim with the Argo Rollouts controller sim (on an
-accelerated clock), the Slack Web API sim, and rollbot itself, built by `bot.app.build` from
+accelerated clock), the Slack Web API sim, and rollbot itself, built by `bot.wiring.build` from
 a real settings file and served by uvicorn exactly as `rollbot serve` does. The bot reaches
 the sims through its real clients (a kubeconfig, Slack's `api_url`); nothing in the bot
 knows it is in a simulation.
@@ -149,7 +149,7 @@ class SimWorld:
         sock: socket.socket | None = None,
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
-        it; `clock`: the bot's `bot.scheduler.Clock` (e.g. a ScaledClock for due dates);
+        it; `clock`: the bot's `bot.runtime.scheduler.Clock` (e.g. a ScaledClock for due dates);
         `checkout`: the second service too (`bot.sim.world.seed_checkout`: fully rolled
         out, its circuit-breaker flag `CHECKOUT_FLAGS["circuit"]`, the same channel and
         owners, its own PagerDuty service on the same escalation policy); `secrets`: the

@@ -75,7 +75,7 @@ async def report(
 def reporter(
     respond: Any, *, what: str = "", break_glass: str | None = None
 ) -> Callable[[BaseException], Awaitable[None]]:
-    """The error reporter for work continued after the ack (bot.work)."""
+    """The error reporter for work continued after the ack (bot.runtime.work)."""
 
     async def _report(error: BaseException) -> None:
         await report(error, respond, what=what, break_glass=break_glass)

@@ -46,7 +46,7 @@ Links are absolute: `server.public_url` + path, and only that. Without `public_u
 link is issued (the log says so once at start; the person is told where the link would
 have gone: the DM, the slash command's reply, the renew page), and `rollbot check-config`
 reports it when a link key is set. A link is never built from a request's `Host` header,
-which anyone can forge. Tokens never reach a log line (`bot.log_redaction`).
+which anyone can forge. Tokens never reach a log line (`bot.runtime.log_redaction`).
 """
 
 from __future__ import annotations

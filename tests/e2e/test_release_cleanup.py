@@ -3,7 +3,7 @@ dates follow the Rollout, and the schedule reminds, escalates and refuses.
 
 Everything runs for real on loopback: the Kubernetes API sim with the Argo controller sim,
 the Slack sim, the Jira sim (REST v2, reached through the real `jira` client), rollbot
-built by `bot.app.build` with its APScheduler on the SQLite database, and signed Slack
+built by `bot.wiring.build` with its APScheduler on the SQLite database, and signed Slack
 requests. Controlled time: the bot's `ScaledClock` runs days in seconds where a test needs
 reminders and escalations; otherwise the system clock.
 

@@ -1,6 +1,6 @@
-"""`bot.scheduler.JobScheduler`: APScheduler 3.11 on rollbot's own database, run by the lease
-holder only, on SQLite and a real PostgreSQL 15 (`store_url`), with real waiting (each test
-takes a few seconds of wall time at most).
+"""`bot.runtime.scheduler.JobScheduler`: APScheduler 3.11 on rollbot's own database, run by
+the lease holder only, on SQLite and a real PostgreSQL 15 (`store_url`), with real waiting
+(each test takes a few seconds of wall time at most).
 
 - a job put for "now + 2 h" on a ScaledClock at 7200x runs about 1 s later, once, with its
   kind and args, and leaves the job store;

@@ -1,6 +1,6 @@
 """Issue 12, findings 7 and 12: who may acknowledge the page, start a release, declare a winner.
 
-End to end: signed slash commands reach the real Bolt app (`bot.app.build`, served as
+End to end: signed slash commands reach the real Bolt app (`bot.wiring.build`, served as
 `rollbot serve` serves it), which talks to the Slack, PagerDuty and Jira sims through the
 real clients. The guard is Tier 1's (bot.core.policy): the person on call for the service's
 escalation policy (PagerDuty, matched to Slack by email) or a member of its owners group.

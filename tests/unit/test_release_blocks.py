@@ -1,4 +1,4 @@
-"""Release messages (bot.slack.release_blocks).
+"""Release messages (bot.blocks.release).
 
 Aspects under test:
 - the thread root: header "🚀 payment-router 1.13.0", phase, who started it and from where,
