@@ -12,17 +12,20 @@
   (a subprocess given ``--port``, a peer's config naming our URL), and a bounded retry for
   the race that comes with it: another process may bind the port between the probe and the
   bind. Whatever can bind port 0 itself, or take an already-bound socket, should do that
-  instead (no race at all).
+  instead (no race at all);
+* `serving` / `Catcher`: an ASGI app of the test's own on uvicorn in the test's loop, and a
+  server that records every hit (an attacker's URL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -122,3 +125,59 @@ def on_a_free_port(
             if attempt == tries or not taken(exc):
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """`app` (ASGI) on uvicorn in this event loop, on a loopback socket bound before the
+    server starts (the kernel picks the port: nothing can take it in between); yields the
+    base URL, stops the server on exit. The one way a test serves an app of its own (the
+    sims serve themselves from a thread: `bot.sim._server.ThreadedServer`)."""
+    import uvicorn
+
+    sock = bound_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started or task.done(), what="uvicorn started")
+        if task.done():
+            task.result()  # it stopped before it started: its error
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+class Catcher:
+    """An HTTP server on loopback that records every request it gets: the URL an attacker
+    puts in a body (a ``response_url``), to see whether rollbot ever calls it.
+
+        async with Catcher() as catcher:
+            ... catcher.url ... catcher.hits == ["POST /x"]
+    """
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        self.url = ""
+        self._serving: contextlib.AbstractAsyncContextManager[str] | None = None
+
+    async def _hit(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        self.hits.append(f"{request.method} {request.url.path}")
+        return Response("ok")
+
+    async def __aenter__(self) -> Catcher:
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        app = Starlette(routes=[Route("/{path:path}", self._hit, methods=methods)])
+        self._serving = serving(app)
+        self.url = await self._serving.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._serving is not None
+        await self._serving.__aexit__(*exc)

@@ -13,13 +13,11 @@ Bolt app served over real HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from starlette.applications import Starlette
@@ -27,7 +25,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from bot.sim.slack import SlackSim
-from tests.helpers import bound_socket, eventually
+from tests.helpers import serving
 
 ServeBolt = Callable[[AsyncApp], Awaitable[str]]
 
@@ -69,24 +67,9 @@ async def bolt_on_uvicorn(app: AsyncApp) -> AsyncIterator[str]:
     async def events(request: Request) -> Any:
         return await handler.handle(request)
 
-    sock = bound_socket()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started or task.done(), what="uvicorn started")
-        if task.done():
-            task.result()  # it stopped before it started: its error
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/slack/events"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    app_ = Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
+    async with serving(app_) as url:
+        yield f"{url}/slack/events"
 
 
 @pytest.fixture

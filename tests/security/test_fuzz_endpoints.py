@@ -59,13 +59,8 @@ from urllib.parse import quote, urlencode
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from bot.core import links
 from bot.core.signatures import pagerduty_signature
@@ -82,6 +77,7 @@ from bot.sim.harness import (
 )
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
 from bot.web.guard import DEFAULT_LIMIT, LIMITS
+from tests.helpers import Catcher
 from tests.security import fuzz_strategies as fs
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
@@ -109,45 +105,13 @@ def fuzz_settings(max_examples: int) -> Callable[[T], T]:
     )
 
 
-class Attacker:
-    """An HTTP server on loopback that records every request: the URL an attacker puts
-    in a body (``response_url``), to see whether rollbot ever calls it."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-        self.url = ""
-
-    async def _hit(self, request: Request) -> Response:
-        self.hits.append(f"{request.method} {request.url.path}")
-        return Response("ok")
-
-    async def __aenter__(self) -> Attacker:
-        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        app = Starlette(routes=[Route("/{path:path}", self._hit, methods=methods)])
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
-        self._task = asyncio.create_task(self._server.serve())
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the attacker's server did not start"
-            await asyncio.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        await self._task
-
-
 @dataclass
 class Fuzz:
     """The module's world and what the checks need to remember across tests."""
 
     world: SimWorld
     ld: LaunchDarklySim
-    attacker: Attacker
+    attacker: Catcher
     client: httpx.AsyncClient
     loop: asyncio.AbstractEventLoop
     incident_id: str
@@ -203,7 +167,7 @@ async def fx(tmp_path_factory: pytest.TempPathFactory):
         ):
             ld.add_flag("default", key, on=False)
         async with (
-            Attacker() as attacker,
+            Catcher() as attacker,
             SimWorld(
                 speed=600,
                 workdir=workdir,

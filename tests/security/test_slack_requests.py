@@ -26,13 +26,10 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from bot.sim.harness import ONCALL, SimWorld
 from bot.store import SqlStore, open_store
+from tests.helpers import Catcher
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,33 +40,6 @@ MARKER = "HOSTILE-BODY-MARKER-7f3a"
 async def world(tmp_path):
     async with SimWorld(speed=600, workdir=tmp_path) as w:
         yield w
-
-
-class Catcher:
-    """An HTTP server on loopback that records every request: the attacker's URL."""
-
-    def __init__(self) -> None:
-        self.hits: list[str] = []
-
-    async def hit(self, request: Request) -> Response:
-        self.hits.append(f"{request.method} {request.url.path}")
-        return Response("ok")
-
-    async def __aenter__(self) -> str:
-        import uvicorn
-
-        app = Starlette(routes=[Route("/{path:path}", self.hit, methods=["GET", "POST"])])
-        # Port 0: the kernel picks a free port as it binds (no pick-then-bind race).
-        self.server = uvicorn.Server(uvicorn.Config(app, port=0, log_level="warning"))
-        self.task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        await self.task
 
 
 def _command_body(response_url: str, text: str = "payment-router abort") -> str:
@@ -89,8 +59,8 @@ def _command_body(response_url: str, text: str = "payment-router abort") -> str:
 
 @pytest.mark.parametrize("timestamp", ["abc", "", "1e3", "12.5", "-5", "١٢٣"])
 async def test_a_malformed_timestamp_is_401_and_the_body_is_never_used(world, timestamp):
-    attacker = Catcher()
-    async with attacker as url:
+    async with Catcher() as attacker:
+        url = attacker.url
         body = _command_body(f"{url}/steal")
         async with httpx.AsyncClient(timeout=10) as client:
             response = await client.post(
