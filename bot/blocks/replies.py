@@ -45,7 +45,6 @@ __all__ = [
     "flags_text",
     "help_blocks",
     "help_text",
-    "is_revert_url",
     "refusal_text",
     "revert_line",
     "revert_recorded_text",
@@ -198,12 +197,6 @@ def revert_line(*, actor_id: str, url: str, note: str = "") -> str:
     if note.strip():
         line += f"\n>{_safe(note, 2000)}"
     return line
-
-
-def is_revert_url(url: str) -> bool:
-    """A revert commit or pull request URL rollbot accepts: http(s) with a host, no spaces,
-    at most 3000 characters."""
-    return _is_web_url(url) and bool(url.split("://", 1)[-1].split("/", 1)[0])
 
 
 def revert_recorded_text(

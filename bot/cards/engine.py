@@ -314,6 +314,44 @@ class Cards:
         sha = core_tiers.release_sha(state, self._catalog[service].gitops.sha_annotation)
         return RevertPlan(service=service, state=state, steps=revert.steps, sha=sha)
 
+    async def revert_started(
+        self,
+        service: str,
+        *,
+        actor_id: str,
+        url: str,
+        note: str = "",
+        revision: int | None = None,
+        channel: str | None = None,
+        message_ts: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """A Tier 3 revert was recorded: its line in the thread of the card it was recorded
+        from (`channel`, `message_ts`), else of the card of `revision`, else top-level in the
+        service's channel; stamped `at` (default: now). Best effort: a Slack failure is
+        logged, never raised (the record is already kept)."""
+        cfg = self._catalog[service]
+        if (channel is None or message_ts is None) and revision is not None:
+            found = await self._store.get_card(f"{cfg.namespace}/{cfg.rollout}@{revision}")
+            if found is not None and found.ts is not None:
+                channel, message_ts = found.channel, found.ts
+        line = replies.revert_line(actor_id=actor_id, url=url, note=note)
+        text = replies.timeline_line(at=at or self._now(), text=line)
+        try:
+            await self._chat.post(channel or cfg.channel, text=text, thread_ts=message_ts)
+        except RollbotError as err:
+            log.warning("could not write the revert to the thread: %s", err.message)
+
+    @staticmethod
+    def revert_recorded_text(
+        *, service: str, revision: int | None, url: str, sha: str | None, note: str = ""
+    ) -> str:
+        """What the person who recorded a Tier 3 revert is told (and the PagerDuty note
+        says); the URL and the note are the user's text, escaped."""
+        return replies.revert_recorded_text(
+            service=service, revision=revision, url=url, sha=sha, note=note
+        )
+
     def render(self, mem: _CardMemory, *, epoch: int) -> tuple[str, list[dict[str, Any]]]:
         cfg = self._catalog[mem.service]
         kw: dict[str, Any] = {

@@ -22,6 +22,9 @@ order, each with a one-line reason and exactly one recommended:
                             recommended when Tier 1 is not available
     Tier 3 full revert      always available, with the exact Git steps; recommended when
                             nothing faster applies
+
+Recording that a Tier 3 revert was started takes the revert's commit or pull request URL:
+`is_revert_url` is the rule for which URLs are accepted.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bot.core.model import Incident, RolloutAction, RolloutState, Tier, TierOption
+from bot.core.mrkdwn import is_web_url
 
 
 def is_paused(state: RolloutState) -> bool:
@@ -132,6 +136,12 @@ def release_sha(state: RolloutState | None, sha_annotation: str) -> str | None:
     if state is None:
         return None
     return dict(state.template_annotations).get(sha_annotation) or None
+
+
+def is_revert_url(url: str) -> bool:
+    """A revert commit or pull request URL rollbot accepts: http(s) with a host, no spaces,
+    at most 3000 characters."""
+    return is_web_url(url) and bool(url.split("://", 1)[-1].split("/", 1)[0])
 
 
 def revert_steps(

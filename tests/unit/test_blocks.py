@@ -69,7 +69,7 @@ from bot.core.model import (
     TroubleKind,
 )
 from bot.core.ports import ActionRecord
-from bot.core.tiers import available_actions
+from bot.core.tiers import available_actions, is_revert_url
 from tests.plugins.fixtures import FIXTURES, analysisrun_fixture_paths, rollout_fixture_paths
 
 NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
@@ -1138,9 +1138,9 @@ def test_revert_line_and_reply_escape_user_text() -> None:
         service="payment-router", revision=42, url="https://x.example/1", sha="abc", note="n>"
     )
     assert "revision 42" in reply and "`abc`" in reply and "n&gt;" in reply
-    assert replies.is_revert_url("https://github.com/acme/gitops/pull/123")
+    assert is_revert_url("https://github.com/acme/gitops/pull/123")
     for bad in ("", "github.com/x", "ftp://x/y", "https://", "https://x/ y", "javascript:x"):
-        assert not replies.is_revert_url(bad), bad
+        assert not is_revert_url(bad), bad
 
 
 def test_fully_promoted_card_shows_no_canary() -> None:

@@ -10,7 +10,8 @@ Aspects under test:
   Tier 3), Tier 3 always available, and the exact one-line reasons;
 - Tier 3 steps: the release SHA from the pod template annotation (or what to do without
   it), the exact `git revert` command in the GitOps checkout and path, push, CI and Argo CD
-  sync, and how to verify; the runbook link on every option.
+  sync, and how to verify; the runbook link on every option;
+- is_revert_url: the URL a recorded Tier 3 revert must carry (http(s), a host, no spaces).
 """
 
 from __future__ import annotations
@@ -312,3 +313,20 @@ def test_revert_reads_the_configured_annotation_key() -> None:
         sha_annotation="ci.example.com/commit",
     )
     assert "revert --no-edit abcdef123456" in steps[1]
+
+
+def test_revert_url_is_http_with_a_host() -> None:
+    """Recording a Tier 3 revert takes the revert's commit or pull request URL."""
+    assert tiers.is_revert_url("https://github.com/acme/gitops/pull/123")
+    assert tiers.is_revert_url("http://git.example.com/acme/gitops/commit/abc")
+    bad = (
+        "",
+        "github.com/x",
+        "ftp://x/y",
+        "https://",
+        "https:///x",
+        "https://x/ y",
+        "javascript:x",
+    )
+    for url in (*bad, "https://x/" + "a" * 3000):
+        assert not tiers.is_revert_url(url), url

@@ -28,10 +28,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.actions import FlagRequest, RevertRequest
-from bot.blocks import modals, replies
+from bot.blocks import modals
 from bot.core import mrkdwn
 from bot.core.errors import RollbotError
 from bot.core.model import FlagAction
+from bot.core.tiers import is_revert_url
 from bot.slack import errors
 from bot.slack.listeners.common import actor, retry_num, run_and_tell
 from bot.slack.listeners.deps import Deps
@@ -79,7 +80,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     ) -> None:
         url = value_of(view, modals.REVERT_URL_BLOCK_ID, modals.REVERT_URL_ACTION_ID).strip()
         note = value_of(view, modals.REVERT_NOTE_BLOCK_ID, modals.REVERT_NOTE_ACTION_ID).strip()
-        if not replies.is_revert_url(url):
+        if not is_revert_url(url):
             await ack(response_action="errors", errors={modals.REVERT_URL_BLOCK_ID: URL_ERROR})
             return
         try:

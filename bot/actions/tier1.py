@@ -1,0 +1,319 @@
+"""Tier 1: the Rollout commands (abort, retry, promote, promote-full, pause), end to end.
+
+`RolloutCommands.handle` runs one `ActionRequest` through the pipeline:
+
+1. resolves the service in the catalog and authorises the actor (the shared `Pipeline`);
+2. reads the Rollout (TargetNotFound names namespace and name) and refuses a button that
+   was rendered for an older revision;
+3. claims an idempotency key in the store. The key is the card's revision plus the card's
+   *epoch* (bumped after every executed action) plus the action, so a double click, a Slack
+   retry, two users or two replicas racing on the same card all compute the same key and a
+   unique constraint lets exactly one of them through; the others learn who won and when;
+4. executes the patches with `kubectl argo rollouts` semantics (the adapter), resending
+   only the patches that are safe to send twice;
+5. verifies by reading the Rollout back until the effect is observed or the deadline passes;
+6. appends the audit entry (actor, action, target, state before and after, result,
+   duration, the exact patches);
+7. bumps the card's epoch and reports: the card shows the outcome, the thread gets a line.
+
+Whatever ends an action after its key was won (an API error, the Rollout deleted, a bug,
+cancellation at shutdown) still finishes the claim, audits the patches sent and tells the
+card, so the action can be asked for again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from bot.actions.pipeline import Pipeline, patch_summary, with_fallback
+from bot.actions.values import PAST_TENSE, ActionRequest, ActionResult
+from bot.cards import card_key
+from bot.core import mrkdwn
+from bot.core import rollouts as core_rollouts
+from bot.core.errors import InvalidRequest, OutcomeUnknown, RollbotError, TemporaryError
+from bot.core.model import Outcome, Patch, RolloutAction, RolloutState, Verification
+from bot.core.ports import ActionRecord, Rollouts
+
+if TYPE_CHECKING:
+    from bot.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+# Actions whose patch can be sent twice with the same effect: safe to resend when the API
+# server could not be reached. A plain promote may advance currentStepIndex, so it is not.
+IDEMPOTENT = frozenset(
+    {RolloutAction.ABORT, RolloutAction.RETRY, RolloutAction.PROMOTE_FULL, RolloutAction.PAUSE}
+)
+
+
+class RolloutCommands:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        rollouts: Rollouts,
+        verify_timeout: float = 30.0,
+        poll_interval: float = 0.1,
+        apply_attempts: int = 4,
+    ) -> None:
+        self._pipeline = pipeline
+        self._rollouts = rollouts
+        self._verify_timeout = verify_timeout
+        self._poll = poll_interval
+        self._apply_attempts = apply_attempts
+
+    async def status(self, service: str) -> tuple[RolloutState, int]:
+        """Current state and the card epoch buttons must carry."""
+        cfg = self._pipeline.service(service)
+        state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        return state, await self._pipeline.cards.epoch(card_key(state))
+
+    async def handle(self, req: ActionRequest) -> ActionResult:
+        return await self._pipeline.counted(req, req.action.value, self._handle(req))
+
+    async def _handle(self, req: ActionRequest) -> ActionResult:
+        pipeline = self._pipeline
+        cfg = pipeline.service(req.service)
+        target = f"{cfg.namespace}/{cfg.rollout}"
+
+        decision = await pipeline.guard(req, cfg, target)
+
+        before = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        if req.revision is not None and req.revision != before.revision:
+            await pipeline.audit(
+                req,
+                target,
+                "refused",
+                before=before,
+                detail={"reason": "stale card", "card_revision": req.revision},
+            )
+            raise InvalidRequest(
+                f"This card is for revision {req.revision}, but `{target}` is now at revision "
+                f"{before.revision}. Nothing was done; ask `/rollback {req.service}` for the "
+                f"current state."
+            )
+        current_epoch = await pipeline.cards.epoch(card_key(before))
+        epoch = req.epoch if req.epoch is not None else current_epoch
+        key = f"{card_key(before)}:{req.action.value}#{epoch}"
+        if epoch < current_epoch:
+            # The button was rendered before someone else acted on this revision.
+            earlier = await pipeline.store.get_action(key)
+            if earlier is not None:
+                await pipeline.audit(
+                    req,
+                    target,
+                    "duplicate",
+                    before=before,
+                    detail={"idempotency_key": key, "winner": earlier.actor_id},
+                )
+                return pipeline.duplicate(req, earlier, before)
+            await pipeline.audit(
+                req,
+                target,
+                "refused",
+                before=before,
+                detail={
+                    "reason": "stale card",
+                    "card_epoch": epoch,
+                    "current_epoch": current_epoch,
+                },
+            )
+            raise InvalidRequest(
+                f"This card is out of date: someone acted on `{target}` after it was shown, "
+                f"so nothing was done. The card in the channel shows the current state "
+                f"(phase {before.phase}, step {before.step_label}); press its button again "
+                f"if {req.action.value} is still right."
+            )
+        lost = await pipeline.claim(req, target, key, before)
+        if lost is not None:
+            return lost
+
+        started = time.monotonic()
+        patches: list[Patch] = []
+        try:
+            patches = await self._apply(req.action, cfg.namespace, cfg.rollout)
+            applied_at = time.monotonic()
+            verification, after = await self._verify(req.action, before, cfg)
+        except BaseException as err:
+            # Whatever ended it (the API refusing the patch, the Rollout deleted while we
+            # read it back, a bug, cancellation at shutdown), the won claim must not stay
+            # `running` forever, and patches already sent must reach the audit log.
+            await self._fail(req, key, target, before, started, err, patches)
+            if isinstance(err, TemporaryError):
+                raise OutcomeUnknown(
+                    f"{req.action.value} on `{target}` did not complete: {err.message}. "
+                    f"rollbot cannot tell whether the change reached the cluster; check the "
+                    f"card or `/rollback {req.service}` before trying again."
+                ) from err
+            raise
+        result = "succeeded" if verification.ok else "failed"
+        record = await self._finish(
+            req,
+            key,
+            target,
+            before,
+            after,
+            started,
+            result,
+            patches=patches,
+            verification=verification,
+        )
+        outcome = Outcome(
+            action=req.action,
+            actor_id=req.actor.id,
+            at=pipeline.now(),
+            verified=verification.ok,
+            seconds=verification.seconds,
+            detail=verification.describe(),
+        )
+        verb = PAST_TENSE[req.action]
+        line = (
+            f"{verb} by <@{req.actor.id}> · verified in {verification.seconds:.1f} s · "
+            f"{verification.describe()}"
+            if verification.ok
+            else f"{req.action.value} by <@{req.actor.id}> NOT verified after "
+            f"{time.monotonic() - applied_at:.1f} s · {verification.describe()}"
+        )
+        try:
+            await pipeline.cards.report(req.service, after, outcome, line)
+        except Exception as err:  # the action is done and audited: its outcome must be told
+            log.warning(
+                "could not report %s on the card: %s",
+                req.action.value,
+                err.message if isinstance(err, RollbotError) else repr(err),
+                exc_info=not isinstance(err, RollbotError),
+            )
+        message = (
+            f"{verb} `{target}` (revision {before.revision}); verified in "
+            f"{verification.seconds:.1f} s."
+            if verification.ok
+            else f"Sent {req.action.value} to `{target}` but could not verify it within "
+            f"{self._verify_timeout:.0f} s: {verification.describe()}."
+        )
+        return ActionResult(
+            result,
+            with_fallback(message, decision),
+            record,
+            verification,
+            before,
+            after,
+            tuple(patches),
+        )
+
+    async def _fail(
+        self,
+        req: ActionRequest,
+        key: str,
+        target: str,
+        before: RolloutState,
+        started: float,
+        err: BaseException,
+        patches: list[Patch],
+    ) -> None:
+        """Audit and finish a won claim that did not reach a verdict; tell the card."""
+        if isinstance(err, RollbotError):
+            reason = err.message
+        elif isinstance(err, asyncio.CancelledError):
+            reason = "rollbot stopped before the result was verified"
+        else:
+            reason = f"unexpected {type(err).__name__} inside rollbot"
+        if patches:
+            reason += " (the patches were sent: check the Rollout's state)"
+        await self._finish(
+            req, key, target, before, None, started, "failed", patches=patches, error=reason
+        )
+        failed = Outcome(
+            action=req.action,
+            actor_id=req.actor.id,
+            at=self._pipeline.now(),
+            verified=False,
+            seconds=0.0,
+            detail=reason,
+        )
+        try:
+            await self._pipeline.cards.report(
+                req.service,
+                before,
+                failed,
+                f"{req.action.value} by <@{req.actor.id}> FAILED: {mrkdwn.escape(reason)}",
+            )
+        except Exception as report_err:  # never hide the error that ended the action
+            log.warning(
+                "could not report the failure on the card: %s",
+                report_err.message if isinstance(report_err, RollbotError) else repr(report_err),
+                exc_info=not isinstance(report_err, RollbotError),
+            )
+
+    async def _apply(self, action: RolloutAction, namespace: str, name: str) -> list[Patch]:
+        attempts = self._apply_attempts if action in IDEMPOTENT else 1
+        delay = 0.2
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._rollouts.apply(action, namespace, name)
+            except TemporaryError as err:
+                if attempt == attempts:
+                    raise
+                log.warning(
+                    "%s on %s/%s failed (attempt %d): %s",
+                    action,
+                    namespace,
+                    name,
+                    attempt,
+                    err.message,
+                )
+                await asyncio.sleep(err.delay or delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def _verify(
+        self, action: RolloutAction, before: RolloutState, cfg: ServiceSettings
+    ) -> tuple[Verification, RolloutState]:
+        started = time.monotonic()
+        deadline = started + self._verify_timeout
+        after = before
+        verification = core_rollouts.verify(action, before, before)
+        while True:
+            try:
+                after = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+                verification = core_rollouts.verify(action, before, after)
+            except TemporaryError as err:
+                log.warning("read-back failed: %s", err.message)
+            elapsed = time.monotonic() - started
+            if verification.ok or time.monotonic() >= deadline:
+                return Verification(verification.ok, verification.checks, elapsed), after
+            await asyncio.sleep(self._poll)
+
+    async def _finish(
+        self,
+        req: ActionRequest,
+        key: str,
+        target: str,
+        before: RolloutState,
+        after: RolloutState | None,
+        started: float,
+        result: str,
+        *,
+        patches: list[Patch] | None = None,
+        verification: Verification | None = None,
+        error: str | None = None,
+    ) -> ActionRecord:
+        duration_ms = int((time.monotonic() - started) * 1000)
+        detail: dict[str, Any] = {
+            "idempotency_key": key,
+            "patches": [patch_summary(p) for p in patches or []],
+        }
+        if verification is not None:
+            detail["verification"] = {
+                "ok": verification.ok,
+                "seconds": round(verification.seconds, 3),
+                "checks": [list(c) for c in verification.checks],
+            }
+        if error:
+            detail["error"] = error
+        await self._pipeline.audit(
+            req, target, result, before=before, after=after, duration_ms=duration_ms, detail=detail
+        )
+        return await self._pipeline.store.finish_action(key, status=result, result=detail)
