@@ -7,7 +7,9 @@ several replicas.
     await store.close()
 
 `SqlStore` implements `bot.core.ports.Store` (plus the webhook inbox and the outbox); the
-why of each choice is in `bot.store.sql`, `bot.store.engine` and `bot.store.audit`.
+why of each choice is in `bot.store.sql`, `bot.store.engine` and `bot.store.audit`. Its
+methods live in one module per area (actions and audit, cards, queues, dedup, releases,
+leases), composed in `bot.store.sql` (see there).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from datetime import datetime
 
 from sqlalchemy.engine import URL
 
+from bot.store.base import RecordNotFound
 from bot.store.engine import DEFAULT_URL, async_url, create_engine
 from bot.store.migrate import current_revision, head_revision, upgrade, upgrade_engine
-from bot.store.sql import OutboxItem, RecordNotFound, SqlStore, WebhookRecord
+from bot.store.queues import OutboxItem, WebhookRecord
+from bot.store.sql import SqlStore
 
 __all__ = [
     "DEFAULT_URL",

@@ -1,0 +1,219 @@
+"""Actions claimed exactly once, and the audit log: the `SqlStore` methods on the `actions`,
+`audit_log` and `audit_head` tables (a mixin of `SqlStore`, see `bot.store.base`).
+
+- **Exactly once = a UNIQUE constraint.** `claim_action` simply INSERTs; the database's
+  unique index picks the winner and every loser gets an `IntegrityError`, then reads and
+  returns the winner's row (the why in full is in `bot.store.sql`).
+- **Audit appends are serialised on the single-row `audit_head` (seq, hash)**, read
+  `SELECT … FOR UPDATE` (PostgreSQL) inside a `BEGIN IMMEDIATE` transaction (SQLite); the
+  chain itself (canonical form, hashing, verification) is pure code in `bot.store.audit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.core.model import AuditEntry
+from bot.core.ports import ActionRecord, AuditRecord, AuditVerification, Claim
+from bot.store import audit
+from bot.store.base import RecordNotFound, StoreBase
+from bot.store.schema import actions, audit_head, audit_log
+
+__all__ = ["ActionsMixin"]
+
+_PAGE = 1000
+
+
+class ActionsMixin(StoreBase):
+    """Actions claimed exactly once, and the append-only audit log (hash chain)."""
+
+    # ── actions: exactly once ──────────────────────────────────────────────────────────
+
+    async def claim_action(
+        self,
+        key: str,
+        *,
+        service: str,
+        target: str,
+        action: str,
+        actor_id: str,
+        actor_name: str,
+        source: str,
+    ) -> Claim:
+        record = ActionRecord(
+            key=key,
+            service=service,
+            target=target,
+            action=action,
+            actor_id=actor_id,
+            actor_name=actor_name,
+            source=source,
+            status="running",
+            requested_at=self._clock(),
+            finished_at=None,
+            result={},
+        )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(actions.insert().values(**_action_values(record)))
+        except IntegrityError:
+            winner = await self._action(key)
+            if winner is None:  # the winner's row vanished: never expected, say so loudly
+                raise
+            return Claim(won=False, record=winner)
+        return Claim(won=True, record=record)
+
+    async def get_action(self, key: str) -> ActionRecord | None:
+        return await self._action(key)
+
+    async def _action(self, key: str) -> ActionRecord | None:
+        async with self._reader.begin() as conn:
+            row = (await conn.execute(sa.select(actions).where(actions.c.key == key))).first()
+        return None if row is None else _action_record(row)
+
+    async def finish_action(self, key: str, *, status: str, result: dict[str, Any]) -> ActionRecord:
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    actions.update()
+                    .where(actions.c.key == key)
+                    .values(
+                        status=status, result=audit.plain_json(result), finished_at=self._clock()
+                    )
+                    .returning(*actions.c)
+                )
+            ).first()
+        if row is None:
+            raise RecordNotFound("action", key)
+        return _action_record(row)
+
+    # ── audit: append-only hash chain ──────────────────────────────────────────────────
+
+    async def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        entry = audit.normalise(entry)
+        async with self._engine.begin() as conn:
+            head = (
+                await conn.execute(
+                    sa.select(audit_head.c.seq, audit_head.c.hash)
+                    .where(audit_head.c.id == 1)
+                    .with_for_update()
+                )
+            ).one()
+            seq = head.seq + 1
+            digest = audit.entry_hash(head.hash, seq, entry)
+            await conn.execute(
+                audit_log.insert().values(
+                    seq=seq,
+                    at=entry.at,
+                    actor=entry.actor,
+                    action=entry.action,
+                    target=entry.target,
+                    result=entry.result,
+                    before=entry.before,
+                    after=entry.after,
+                    duration_ms=entry.duration_ms,
+                    detail=entry.detail,
+                    prev_hash=head.hash,
+                    hash=digest,
+                )
+            )
+            await conn.execute(
+                audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest)
+            )
+        return AuditRecord(seq=seq, entry=entry, prev_hash=head.hash, hash=digest)
+
+    async def audit_entries(
+        self, *, since_seq: int = 0, limit: int | None = None
+    ) -> list[AuditRecord]:
+        """Entries with seq > `since_seq`, oldest first (at most `limit`)."""
+        query = sa.select(audit_log).where(audit_log.c.seq > since_seq).order_by(audit_log.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._reader.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_audit_record(r) for r in rows]
+
+    async def audit_head(self) -> tuple[int, str]:
+        """(seq, hash) of the last append: the value to anchor outside the database."""
+        async with self._reader.begin() as conn:
+            row = (await conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash))).one()
+        return int(row.seq), str(row.hash)
+
+    async def verify_audit(self) -> AuditVerification:
+        """Recompute the whole chain from one consistent snapshot, page by page."""
+        conn: AsyncConnection
+        async with self._reader.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                head = (await conn.execute(sa.select(audit_head.c.seq, audit_head.c.hash))).one()
+                records: list[AuditRecord] = []
+                last = 0
+                while True:
+                    page = (
+                        await conn.execute(
+                            sa.select(audit_log)
+                            .where(audit_log.c.seq > last)
+                            .order_by(audit_log.c.seq)
+                            .limit(_PAGE)
+                        )
+                    ).all()
+                    records.extend(_audit_record(r) for r in page)
+                    if len(page) < _PAGE:
+                        break
+                    last = page[-1].seq
+        return audit.verify_chain(records, head=(int(head.seq), str(head.hash)))
+
+
+# ── rows → records ─────────────────────────────────────────────────────────────────────
+
+
+def _action_values(r: ActionRecord) -> dict[str, Any]:
+    return {
+        "key": r.key,
+        "service": r.service,
+        "target": r.target,
+        "action": r.action,
+        "actor_id": r.actor_id,
+        "actor_name": r.actor_name,
+        "source": r.source,
+        "status": r.status,
+        "requested_at": r.requested_at,
+        "finished_at": r.finished_at,
+        "result": r.result,
+    }
+
+
+def _action_record(row: sa.Row[Any]) -> ActionRecord:
+    return ActionRecord(
+        key=row.key,
+        service=row.service,
+        target=row.target,
+        action=row.action,
+        actor_id=row.actor_id,
+        actor_name=row.actor_name,
+        source=row.source,
+        status=row.status,
+        requested_at=row.requested_at,
+        finished_at=row.finished_at,
+        result=row.result,
+    )
+
+
+def _audit_record(row: sa.Row[Any]) -> AuditRecord:
+    entry = AuditEntry(
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        target=row.target,
+        result=row.result,
+        before=row.before,
+        after=row.after,
+        duration_ms=row.duration_ms,
+        detail=row.detail,
+    )
+    return AuditRecord(seq=int(row.seq), entry=entry, prev_hash=row.prev_hash, hash=row.hash)

@@ -1,0 +1,82 @@
+"""What every part of `SqlStore` shares: the engines, the clock, the dialect's INSERT.
+
+`SqlStore` (in `bot.store.sql`) is one repository implementing one port, `bot.core.ports.Store`
+(plus the webhook inbox, the outbox and the rest). Its methods are grouped by the tables they
+own, one mixin class per module (`actions`, `cards`, `queues`, `dedup`, `releases`,
+`leases`), and every mixin derives from `StoreBase`, defined here: the constructor, the
+lifecycle (`close`, `ping`, `async with`) and the helpers they all use.
+
+The writer is the engine itself (on SQLite every transaction it begins is `BEGIN IMMEDIATE`,
+see `bot.store.engine`); `_reader` is the same engine asking for a deferred transaction, for
+read-only work. `_engine`, `_reader`, `_clock` and `_last_seen_prune` are the store's own
+state, protected members of the one class that its mixins (subclasses) use; nothing here is
+imported under a private name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.core.errors import PermanentError
+from bot.store.engine import BEGIN_OPTION
+
+__all__ = ["RecordNotFound", "StoreBase", "dialect_insert", "utcnow"]
+
+
+class RecordNotFound(PermanentError, LookupError):
+    """An update named a row that does not exist (an action, card, webhook or outbox item)."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"no {kind} {key!r} in the store")
+        self.kind, self.key = kind, key
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """An INSERT that knows ON CONFLICT, in `dialect` (the engine's `dialect.name`)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+class StoreBase:
+    """The engines and clock of a `SqlStore`, and its lifecycle; see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._engine = engine
+        # Read-only work: SQLite may start a plain deferred transaction (a WAL snapshot) and
+        # not queue behind writers; the option means nothing to PostgreSQL.
+        self._reader = engine.execution_options(**{BEGIN_OPTION: "DEFERRED"})
+        self._last_seen_prune: dict[str, datetime] = {}
+        self._clock = clock
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise unless the database answers (readiness)."""
+        async with self._reader.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
