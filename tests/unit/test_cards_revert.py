@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import pytest
 
-from bot.blocks import card as blocks
+from bot.blocks import replies as blocks
 from bot.cards import Cards
 from bot.core.errors import TemporaryError
 from bot.core.model import MessageRef
