@@ -72,8 +72,9 @@ Test controls: `add_user`, `set_down(True, down_mode="503"|"refuse", retry_after
 waits), `validation_errors_as_messages`
 (answer validation errors in the ``errorMessages``-only shape of the fixture), `transition`
 (a human moving an issue), `search_lag` (settable); inspection: `issues`, `created_count`,
-`comments(key)`, `requests` (method, path, query, JSON body, headers with the credentials
-redacted, the authenticated user, status).
+`comments(key)`, `requests` (`bot.sim._server.RecordedRequest`: method, path, query, the
+parsed body, headers with the credentials redacted, the authenticated user, status, the
+answer).
 
 The package, by responsibility: `server` (JiraSim: the HTTP server, its routes, faults,
 authentication, the request record), `api` (the endpoints), `model` (projects, users,
@@ -81,7 +82,8 @@ issues, validation, workflows), `render` (Jira's JSON shapes), `adf` (Atlassian 
 Format in), `jql` (the JQL subset).
 """
 
+from bot.sim._server import RecordedRequest
 from bot.sim.jira.model import JiraError
-from bot.sim.jira.server import DownMode, JiraSim, RecordedRequest
+from bot.sim.jira.server import DownMode, JiraSim
 
 __all__ = ["DownMode", "JiraError", "JiraSim", "RecordedRequest"]

@@ -2,8 +2,8 @@
 loopback through the shared `ThreadedServer`, and wraps every endpoint in what Jira does
 before one runs: the fault controls (down, `fail_next`, latency), authentication (Basic
 email:token on Cloud; a Bearer PAT or Basic on Server), the body checks, and Jira's error
-envelope. Every request, refused ones too, is recorded as a `RecordedRequest` with the
-credentials redacted.
+envelope. Every request, refused ones too, is recorded as a shared `RecordedRequest` with
+the credentials redacted.
 
 The endpoints are in `api`, the data in `model`, the JSON shapes in `render`; the package
 docstring (`bot.sim.jira`) describes what the sim serves.
@@ -27,34 +27,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.sim._server import ThreadedServer
+from bot.sim._server import RecordedRequest, ThreadedServer
 from bot.sim.jira.api import Call, Handler, JiraApi
 from bot.sim.jira.model import JiraError, JiraState, User
 from bot.sim.jira.render import API, JiraRenderer
 
-__all__ = ["NOT_AUTHENTICATED", "DownMode", "JiraSim", "RecordedRequest"]
+__all__ = ["NOT_AUTHENTICATED", "DownMode", "JiraSim"]
 
 NOT_AUTHENTICATED = "Client must be authenticated to access this resource."
 
 DownMode = Literal["503", "refuse"]
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
-    """One request as the sim received it (refused ones too). No secrets: the
-    Authorization header keeps only its scheme ("Basic <redacted>")."""
-
-    method: str
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]  # lower-cased names
-    json: Any  # the parsed body; None without one (raw text when it is not JSON)
-    status: int
-    user: str | None  # who authenticated (email on Cloud, name on Server)
-    at: float
-
-    def params(self, name: str) -> list[str]:
-        return [v for k, v in self.query if k == name]
 
 
 @dataclass(slots=True)
@@ -288,6 +270,7 @@ class JiraSim:
         """Record; then down, forced faults, auth, body parsing, the handler."""
 
         async def endpoint(request: Request) -> Response:
+            at = time.time()
             if self.latency:
                 await asyncio.sleep(self.latency)
             raw = await request.body()
@@ -317,10 +300,13 @@ class JiraSim:
                         path=request.url.path,
                         query=list(request.query_params.multi_items()),
                         headers=_redacted(request),
-                        json=body,
+                        body=body,
+                        raw=raw,
+                        at=at,
                         status=response.status_code,
                         user=(user.email if self.cloud else user.name) if user else None,
-                        at=time.time(),
+                        response_headers=dict(response.headers),
+                        response=_answer(response),
                     )
                 )
             return response
@@ -423,3 +409,14 @@ def _check_body(request: Request, raw: bytes, bad_json: bool) -> None:
         raise JiraError(415, messages=["Unsupported Media Type"])
     if bad_json:
         raise JiraError(400, messages=["Unexpected character in the request body: not JSON."])
+
+
+def _answer(response: Response) -> Any:
+    """What the sim answered, for the record: parsed JSON, else text, else None."""
+    raw = bytes(response.body)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
