@@ -137,7 +137,7 @@ async def test_create_on_cloud_sends_exactly_this(cloud: JiraSim) -> None:
     assert lookup.params("query") == [LEAD]
     assert (post.method, post.path, post.status) == ("POST", f"{API}/issue", 201)
     account = cloud.issues["PAY-1"]["fields"]["assignee"]["accountId"]
-    assert post.json == {
+    assert post.body == {
         "fields": {
             "project": {"key": "PAY"},
             "issuetype": {"name": "Task"},
@@ -165,8 +165,8 @@ async def test_create_on_server_with_a_pat(server: JiraSim) -> None:
     info, lookup, post = server.requests
     assert info.path == f"{API}/serverInfo"
     assert lookup.params("username") == [LEAD] and lookup.params("query") == []
-    assert post.json["fields"]["assignee"] == {"name": "plead"}
-    assert "duedate" not in post.json["fields"]
+    assert post.body["fields"]["assignee"] == {"name": "plead"}
+    assert "duedate" not in post.body["fields"]
     assert {r.headers["authorization"] for r in server.requests} == {"Bearer <redacted>"}
     assert server.issues["PAY-1"]["fields"]["assignee"]["name"] == "plead"
 
@@ -175,7 +175,7 @@ async def test_assignee_as_account_id_is_sent_as_is(cloud: JiraSim) -> None:
     account = cloud.add_user("someone@example.com", "Some One", "5b109f2e9729b51b54dc274d")
     await make(cloud, cloud=True).create(spec(assignee=account))
     (post,) = cloud.requests
-    assert post.json["fields"]["assignee"] == {"accountId": account}
+    assert post.body["fields"]["assignee"] == {"accountId": account}
 
 
 async def test_hidden_email_resolves_when_it_is_the_only_match(cloud: JiraSim) -> None:
@@ -245,7 +245,7 @@ async def test_get_set_due_and_comment(cloud: JiraSim) -> None:
     cloud.clear_requests()
     await tickets.set_due(key, date(2030, 3, 1))
     puts = cloud.requests_to("PUT", f"{API}/issue/{cloud.issues[key]['id']}")
-    assert [p.json for p in puts] == [{"fields": {"duedate": "2030-03-01"}, "update": {}}]
+    assert [p.body for p in puts] == [{"fields": {"duedate": "2030-03-01"}, "update": {}}]
     assert (await tickets.get(key)).due == date(2030, 3, 1)
     await tickets.set_due(key, None)
     assert (await tickets.get(key)).due is None
@@ -253,7 +253,7 @@ async def test_get_set_due_and_comment(cloud: JiraSim) -> None:
     await tickets.comment(key, "The flag is still on, 30 days after full rollout.")
     assert cloud.comments(key) == ["The flag is still on, 30 days after full rollout."]
     (post,) = cloud.requests_to("POST", f"{API}/issue/{key}/comment")
-    assert post.json == {"body": "The flag is still on, 30 days after full rollout."}
+    assert post.body == {"body": "The flag is still on, 30 days after full rollout."}
 
     cloud.transition(key, "Done")
     done = await tickets.get(key)
@@ -272,7 +272,7 @@ async def test_reopen(cloud: JiraSim) -> None:
     cloud.transition(key, "Done")
     assert await tickets.reopen(key) == "To Do"
     (post,) = cloud.requests_to("POST", f"{API}/issue/{key}/transitions")
-    assert post.json == {"transition": {"id": 11}, "fields": {}}  # the client sends an int
+    assert post.body == {"transition": {"id": 11}, "fields": {}}  # the client sends an int
     reopened = await tickets.get(key)
     assert (reopened.status_category, reopened.resolved_at) == ("new", None)
 

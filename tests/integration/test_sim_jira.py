@@ -532,5 +532,9 @@ def test_requests_log_keeps_bodies(sim: JiraSim) -> None:
     with client(sim) as http:
         create(http, task(labels=[LABEL]))
     (post,) = sim.requests_to("POST", f"{API}/issue")
-    assert post.json == json.loads(json.dumps(task(labels=[LABEL])))
+    assert post.body == json.loads(json.dumps(task(labels=[LABEL])))
+    assert json.loads(post.raw) == post.body and post.content_type == "application/json"
     assert post.user == EMAIL and post.status == 201
+    assert post.response["key"] == "PAY-1"  # the answer is recorded too
+    assert post.response_headers["content-type"] == "application/json"
+    assert post.headers["authorization"] == "Basic <redacted>"

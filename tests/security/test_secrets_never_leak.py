@@ -678,7 +678,7 @@ def _jira_haystack(world: SimWorld) -> str:
     parts: list[Any] = [
         issues,
         [jira.comments(k) for k in issues],
-        [(r.method, r.path, r.query, r.json) for r in jira.requests],
+        [(r.method, r.path, r.query, r.headers, r.body, r.response) for r in jira.requests],
     ]
     return json.dumps(parts, ensure_ascii=False, default=str)
 
