@@ -144,5 +144,7 @@ def file_candidates(relpath: str, config_path: Path | None) -> list[Path]:
     out = []
     if config_path is not None:
         out.append(config_path.parent / path)
-    out.append(Path.cwd() / path)
+    here = Path.cwd() / path
+    if here not in out:  # the config file's folder is the working directory
+        out.append(here)
     return out

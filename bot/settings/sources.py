@@ -152,22 +152,7 @@ def _read_yaml(path: Path, out: Gathered) -> None:
 
 
 def _reject_yaml_secrets(out: Gathered) -> None:
-    for section, info in Settings.model_fields.items():
-        model = model_of(info.annotation)
-        values = out.data.get(section)
-        if model is None or not isinstance(values, dict):
-            continue
-        for key, finfo in model.model_fields.items():
-            if _is_secret(finfo.annotation) and values.get(key) is not None:
-                del values[key]  # never let it reach the model
-                env = env_name((section, key))
-                out.problems.append(
-                    ConfigProblem(
-                        f"{section}.{key}",
-                        f"secrets must come from the environment ({env}) "
-                        f"or a file ({env}_FILE), not the YAML file",
-                    )
-                )
+    _reject_secrets_in(Settings, out.data, (), out)
     db = out.data.get("database")
     if isinstance(db, dict) and isinstance(db.get("url"), str):
         try:
@@ -183,6 +168,36 @@ def _reject_yaml_secrets(out: Gathered) -> None:
                     "(ROLLBOT_DATABASE__URL) or a file (ROLLBOT_DATABASE__URL_FILE)",
                 )
             )
+
+
+def _reject_secrets_in(
+    model: type[BaseModel], values: dict[str, Any], path: tuple[str, ...], out: Gathered
+) -> None:
+    """Every secret field, at any depth (a service's PagerDuty routing key too), is removed
+    from the YAML's values and reported: it must come from the environment or a file."""
+    for key, finfo in model.model_fields.items():
+        value = values.get(key)
+        if value is None:
+            continue
+        keys = (*path, key)
+        if _is_secret(finfo.annotation):
+            del values[key]  # never let it reach the model
+            env = env_name(keys)
+            out.problems.append(
+                ConfigProblem(
+                    ".".join(keys),
+                    f"secrets must come from the environment ({env}) "
+                    f"or a file ({env}_FILE), not the YAML file",
+                )
+            )
+        elif (sub := model_of(finfo.annotation)) is not None and isinstance(value, dict):
+            _reject_secrets_in(sub, value, keys, out)
+        elif (entry := model_of(dict_value_of(finfo.annotation))) is not None and isinstance(
+            value, dict
+        ):
+            for name, item in value.items():
+                if isinstance(item, dict):
+                    _reject_secrets_in(entry, item, (*keys, str(name)), out)
 
 
 def _resolve_env(segments: list[str]) -> tuple[list[str], Any, bool] | ConfigProblem:

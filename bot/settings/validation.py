@@ -19,11 +19,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.settings.problems import ConfigError, ConfigProblem
 from bot.settings.root import Settings, file_candidates, find_file, set_config_path
-from bot.settings.sources import dict_value_of, env_name, gather, model_of
+from bot.settings.sources import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_FILE,
+    dict_value_of,
+    env_name,
+    gather,
+    model_of,
+)
 
 
 def _dotted(loc: tuple[int | str, ...]) -> tuple[str, tuple[str, ...]]:
@@ -142,7 +149,15 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
     namespaces = _mapping(data.get("kubernetes")).get("namespaces")
     if namespaces is None:
         namespaces = [s["namespace"] for s in services.values() if s.get("namespace")]
-    if not namespaces:
+    if not namespaces and config_path is None and not services:
+        problems.append(
+            ConfigProblem(
+                "(config file)",
+                f"none found: pass --config FILE, set {CONFIG_ENV}, or put "
+                f"{DEFAULT_CONFIG_FILE} in the working directory",
+            )
+        )
+    elif not namespaces:
         problems.append(
             ConfigProblem(
                 "kubernetes.namespaces",
@@ -150,6 +165,10 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
                 "(or list namespaces in kubernetes.namespaces)",
             )
         )
+    kubeconfig = _mapping(data.get("kubernetes")).get("kubeconfig")
+    if isinstance(kubeconfig, str) and not Path(kubeconfig).expanduser().is_file():
+        problems.append(ConfigProblem("kubernetes.kubeconfig", f"file not found: {kubeconfig}"))
+    problems += _token_shapes(slack)
     for name, svc in services.items():
         runbook = svc.get("runbook")
         if isinstance(runbook, str) and find_file(runbook, config_path) is None:
@@ -158,6 +177,21 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
                 ConfigProblem(f"services.{name}.runbook", f"file not found (looked at {looked})")
             )
     flags = _mapping(data.get("flags"))
+    if flags.get("provider") is None:
+        for name, svc in services.items():
+            circuit = _mapping(svc.get("flags")).get("circuit")
+            if isinstance(circuit, dict):  # the long form: {key: …, owner: …}
+                circuit = circuit.get("key")
+            if isinstance(circuit, str) and circuit:
+                problems.append(
+                    ConfigProblem(
+                        f"services.{name}.flags.circuit",
+                        f"names the circuit breaker {circuit!r}, but flags.provider is not "
+                        "set: rollbot cannot flip it (Tier 2 shows manual steps only); set "
+                        "flags.provider (unleash or launchdarkly), flags.url and "
+                        f"{env_name(('flags', 'api_token'))}",
+                    )
+                )
     if flags.get("provider") is not None:
         for key in ("url", "api_token"):
             if flags.get(key) is None:
@@ -187,6 +221,42 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
                         f"required when jira.url is set (set {env_name(('jira', key))})",
                     )
                 )
+    return problems
+
+
+#: What each Slack token starts with (https://api.slack.com/authentication/token-types).
+_TOKEN_PREFIX = {
+    "bot_token": ("xoxb-", "a bot token"),
+    "app_token": ("xapp-", "an app-level token"),
+}
+
+
+def _token_shapes(slack: Mapping[str, Any]) -> list[ConfigProblem]:
+    """Slack tokens with stray whitespace (a copied newline, a space), or of the wrong kind
+    (a user token `xoxp-` where the bot token `xoxb-` belongs): Slack would refuse them at
+    the first call, with `invalid_auth`, far from the cause."""
+    problems = []
+    for key in ("bot_token", "signing_secret"):
+        value = slack.get(key)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            continue
+        env = env_name(("slack", key))
+        if value != value.strip() or any(ch.isspace() for ch in value):
+            problems.append(
+                ConfigProblem(f"slack.{key}", f"contains whitespace (check {env}): remove it")
+            )
+            continue
+        expected = _TOKEN_PREFIX.get(key)
+        if expected is not None and not value.startswith(expected[0]):
+            kind = value.split("-", 1)[0] + "-" if "-" in value else "an unknown kind"
+            problems.append(
+                ConfigProblem(
+                    f"slack.{key}",
+                    f"must be {expected[1]} (starting {expected[0]}), not {kind} (check {env})",
+                )
+            )
     return problems
 
 

@@ -38,6 +38,7 @@ CRDS = default_crd_dir()
 SECRETS = {
     "ROLLBOT_SLACK__BOT_TOKEN": "xoxb-test",
     "ROLLBOT_SLACK__SIGNING_SECRET": "signing-test",
+    "ROLLBOT_FLAGS__API_TOKEN": "unleash-admin-test",
 }
 
 
@@ -265,7 +266,11 @@ def test_deployment() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"]: e for e in container["env"]}
-    for name in ("ROLLBOT_SLACK__BOT_TOKEN", "ROLLBOT_SLACK__SIGNING_SECRET"):
+    for name in (
+        "ROLLBOT_SLACK__BOT_TOKEN",
+        "ROLLBOT_SLACK__SIGNING_SECRET",
+        "ROLLBOT_FLAGS__API_TOKEN",
+    ):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "rollbot-secrets"
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert env["ROLLBOT_CONFIG"]["value"] == f"{mounts['config']}/rollbot.yaml"
@@ -310,7 +315,11 @@ def test_example_config_loads_and_passes_check_config() -> None:
     assert settings.kubernetes.namespaces == ["payments"]
     assert check_config(example, environ=SECRETS) == []
     missing = check_config(example, environ={})
-    assert [p.key_path for p in missing] == ["slack.bot_token", "slack.signing_secret"]
+    assert [p.key_path for p in missing] == [
+        "slack.bot_token",
+        "slack.signing_secret",
+        "flags.api_token",
+    ]
 
 
 def test_example_service_is_the_design_catalog_entry() -> None:

@@ -38,8 +38,10 @@ from bot.settings import (
     load_settings,
 )
 
-CATALOG = """
-services:
+FLAGS_SECTION = 'flags: {provider: unleash, url: "http://unleash.example:4242"}\n'
+CATALOG = (
+    FLAGS_SECTION
+    + """services:
   payment-router:
     namespace: payments
     rollout: payment-router
@@ -55,10 +57,12 @@ services:
     slo: {error_rate: 0.02, latency_p95_ms: 300, latency_p99_ms: 200}
     gitops: {repo: git@example.com:platform/configs.git, path: services/payment-router}
 """
+)
 
 SECRETS = {
     "ROLLBOT_SLACK__BOT_TOKEN": "xoxb-very-secret",
     "ROLLBOT_SLACK__SIGNING_SECRET": "signing-very-secret",
+    "ROLLBOT_FLAGS__API_TOKEN": "unleash-admin-very-secret",
 }
 
 
@@ -612,15 +616,22 @@ def test_namespaces_empty_or_not_covering_services(tmp_path: Path) -> None:
 
 
 def test_flag_provider_and_jira_need_credentials(catalog: Path) -> None:
+    catalog.write_text(CATALOG.replace(FLAGS_SECTION, ""))
     env = {
-        **SECRETS,
+        **{k: v for k, v in SECRETS.items() if not k.startswith("ROLLBOT_FLAGS__")},
         "ROLLBOT_FLAGS__PROVIDER": "unleash",
         "ROLLBOT_JIRA__URL": "https://j.example.com",
     }
     problems = check_config(catalog, environ=env)
     assert paths(problems) == ["flags.url", "flags.api_token", "jira.email", "jira.api_token"]
-    bad = check_config(catalog, environ={**SECRETS, "ROLLBOT_FLAGS__PROVIDER": "optimizely"})
-    assert paths(bad) == ["flags.provider", "flags.url", "flags.api_token"]
+    bad = check_config(catalog, environ={**env, "ROLLBOT_FLAGS__PROVIDER": "optimizely"})
+    assert paths(bad) == [
+        "flags.provider",
+        "flags.url",
+        "flags.api_token",
+        "jira.email",
+        "jira.api_token",
+    ]
 
 
 def test_runbook_found_relative_to_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -780,3 +791,119 @@ def test_issue_3_keys_are_checked(tmp_path: Path) -> None:
     assert "incidents.quiet_period_seconds" in problems
     assert "would match every alert" in problems["services.payment-router.alerts.match"]
     assert "{version}" in problems["services.payment-router.metrics.error_rate"]
+
+
+# ------------------------------------------------ what check-config also catches (issue 14)
+
+
+def test_a_secret_nested_under_a_service_in_the_yaml_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        services:
+          payment-router:
+            namespace: payments
+            rollout: payment-router
+            channel: "#payments-deploys"
+            pagerduty: {service_id: PSVC123, routing_key: R0SECRETROUTINGKEY}
+        """,
+    )
+    problems = check_config(path, environ=SECRETS)
+    assert (
+        ConfigProblem(
+            "services.payment-router.pagerduty.routing_key",
+            "secrets must come from the environment "
+            "(ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY) or a file "
+            "(ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY_FILE), not the YAML file",
+        )
+        in problems
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=SECRETS)
+    assert "R0SECRETROUTINGKEY" not in str(caught.value)
+    # the environment variable it names is the one that sets it
+    env = {**SECRETS, "ROLLBOT_SERVICES__PAYMENT_ROUTER__PAGERDUTY__ROUTING_KEY": "R0KEY"}
+    path.write_text(path.read_text().replace(", routing_key: R0SECRETROUTINGKEY", ""))
+    routing = load_settings(path, environ=env).service("payment-router").pagerduty.routing_key
+    assert routing is not None and routing.get_secret_value() == "R0KEY"
+
+
+def test_a_kubeconfig_that_does_not_exist_is_named(catalog: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "kubeconfig"
+    problems = check_config(
+        catalog, environ={**SECRETS, "ROLLBOT_KUBERNETES__KUBECONFIG": str(missing)}
+    )
+    assert problems == [ConfigProblem("kubernetes.kubeconfig", f"file not found: {missing}")]
+    there = tmp_path / "kubeconfig"
+    there.write_text("apiVersion: v1\n")
+    assert (
+        check_config(catalog, environ={**SECRETS, "ROLLBOT_KUBERNETES__KUBECONFIG": str(there)})
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("xoxb-1-2-abc\n", "contains whitespace (check ROLLBOT_SLACK__BOT_TOKEN): remove it"),
+        (" xoxb-1-2-abc", "contains whitespace (check ROLLBOT_SLACK__BOT_TOKEN): remove it"),
+        ("xoxb-1 2", "contains whitespace (check ROLLBOT_SLACK__BOT_TOKEN): remove it"),
+        (
+            "xoxp-1-2-abc",
+            "must be a bot token (starting xoxb-), not xoxp- (check ROLLBOT_SLACK__BOT_TOKEN)",
+        ),
+        (
+            "abc",
+            "must be a bot token (starting xoxb-), not an unknown kind "
+            "(check ROLLBOT_SLACK__BOT_TOKEN)",
+        ),
+    ],
+)
+def test_a_slack_token_with_stray_whitespace_or_of_the_wrong_kind(
+    catalog: Path, token: str, message: str
+) -> None:
+    problems = check_config(catalog, environ={**SECRETS, "ROLLBOT_SLACK__BOT_TOKEN": token})
+    assert problems == [ConfigProblem("slack.bot_token", message)]
+    assert token.strip() not in str(problems)
+
+
+def test_a_token_file_keeps_working_with_its_one_trailing_newline(
+    catalog: Path, tmp_path: Path
+) -> None:
+    token = tmp_path / "bot-token"
+    token.write_text("xoxb-1-2-abc\n")
+    env = {k: v for k, v in SECRETS.items() if k != "ROLLBOT_SLACK__BOT_TOKEN"}
+    assert check_config(catalog, environ={**env, "ROLLBOT_SLACK__BOT_TOKEN_FILE": str(token)}) == []
+
+
+def test_a_circuit_breaker_without_a_flag_provider(catalog: Path) -> None:
+    catalog.write_text(CATALOG.replace(FLAGS_SECTION, ""))
+    problems = check_config(catalog, environ=SECRETS)
+    assert paths(problems) == ["services.payment-router.flags.circuit"]
+    assert "'payments.new-router.circuit-open'" in problems[0].message
+    assert "flags.provider is not set" in problems[0].message
+
+
+def test_no_config_file_found_is_said_so(tmp_path: Path) -> None:
+    """Not a spurious "kubernetes.namespaces: nothing to watch"."""
+    problems = check_config(environ=SECRETS)
+    assert problems == [
+        ConfigProblem(
+            "(config file)",
+            "none found: pass --config FILE, set ROLLBOT_CONFIG, or put rollbot.yaml in the "
+            "working directory",
+        )
+    ]
+
+
+def test_a_missing_runbook_names_each_place_looked_once(tmp_path: Path) -> None:
+    """The config file in the working directory: its folder and the working directory are
+    one place, named once."""
+    path = write(tmp_path, CATALOG)
+    problems = check_config(path, environ=SECRETS)
+    assert problems == [
+        ConfigProblem(
+            "services.payment-router.runbook",
+            f"file not found (looked at {tmp_path / 'runbooks' / 'payment-router.md'})",
+        )
+    ]
