@@ -48,6 +48,7 @@ from bot.sim import alerts as sim_alerts
 from bot.sim import blockkit
 from bot.sim.argo import ArgoController
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL, CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.slack import block_elements
 
 COMMANDS = ("/rollback", "/release")
 POLL_MS = 500
@@ -116,16 +117,13 @@ class Workbench:
     # ------------------------------------------------------------------ names
 
     def users(self) -> dict[str, str]:
-        with self.world.slack._lock:
-            return {uid: str(u["name"]) for uid, u in self.world.slack._users.items()}
+        return self.world.slack.user_names()
 
     def channels(self) -> dict[str, str]:
-        with self.world.slack._lock:
-            return {cid: str(c["name"]) for cid, c in self.world.slack._channels.items()}
+        return self.world.slack.channel_names()
 
     def groups(self) -> dict[str, str]:
-        with self.world.slack._lock:
-            return {gid: str(g["handle"]) for gid, g in self.world.slack._usergroups.items()}
+        return self.world.slack.usergroup_handles()
 
     def _names(self) -> dict[str, dict[str, str]]:
         return {"users": self.users(), "channels": self.channels(), "groups": self.groups()}
@@ -182,10 +180,7 @@ class Workbench:
     @staticmethod
     def _buttons(message: dict[str, Any]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
         for block in message.get("blocks") or []:
-            elements = list(block.get("elements") or [])
-            if isinstance(block.get("accessory"), dict):
-                elements.append(block["accessory"])
-            for element in elements:
+            for element in block_elements(block):
                 if isinstance(element, dict) and element.get("action_id"):
                     yield block, element
 

@@ -51,7 +51,7 @@ from bot.core.model import (
 )
 from bot.responder import Responder
 from bot.settings import ServiceSettings
-from bot.sim.slack import SlackSender, SlackSim, _block_errors
+from bot.sim.slack import SlackSender, SlackSim, block_errors
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps, ReleaseDesk
 from bot.work import WorkQueue
@@ -235,7 +235,7 @@ async def test_help_in_the_ack(bot: Bot) -> None:
         body = response.json()
         assert body["text"].startswith("Usage: `/release start SERVICE VERSION")
         assert "`/release winner SERVICE VARIANT`" in json.dumps(body["blocks"])
-        assert _block_errors(body["blocks"]) == []
+        assert block_errors(body["blocks"]) == []
     assert desk_of(bot).calls == []
     assert bot.sim.responses == []
 
@@ -337,7 +337,7 @@ async def test_status_list_and_winner(bot: Bot) -> None:
     await bot.release("status payment-router")
     status = await bot.reply(2)
     assert status["response_type"] == "ephemeral"
-    assert _block_errors(status["blocks"]) == []
+    assert block_errors(status["blocks"]) == []
     shown = json.dumps(status["blocks"], ensure_ascii=False)
     assert "*payment-router 1.13.0*" in shown
     assert f"<{JIRA}PAY-1|PAY-1>" in shown
@@ -346,7 +346,7 @@ async def test_status_list_and_winner(bot: Bot) -> None:
 
     await bot.release("list")
     listed = await bot.reply(3)
-    assert _block_errors(listed["blocks"]) == []
+    assert block_errors(listed["blocks"]) == []
     assert "*Releases in flight* (1)" in json.dumps(listed["blocks"], ensure_ascii=False)
 
     response = await bot.release("winner payment-router treatment-b")
@@ -389,7 +389,7 @@ async def test_app_home_opened_publishes_the_home_view(bot: Bot) -> None:
     assert "Releases in flight" in shown and "*payment-router 1.13.0*" in shown
     assert f"<{JIRA}PAY-1|PAY-1>" in shown
     (call,) = bot.sim.calls_to("views.publish")
-    assert call.ok and call.args["user_id"] == ONCALL[0]
+    assert call.response["ok"] and call.body["user_id"] == ONCALL[0]
 
     # Opened again: Slack's event carries the current view; the view keeps its id.
     request = bot.sender.app_home_opened_request(ONCALL[0])
@@ -429,7 +429,7 @@ async def test_forged_signatures_are_refused(bot: Bot) -> None:
     assert (await bot.sender.app_home_opened("U0OUTSIDER")).status_code == 200
     await bot.sim.wait_for(lambda: bot.sim.published_views("U0OUTSIDER"))
     assert desk_of(bot).calls == [("list_active",)]
-    assert [c.args["user_id"] for c in bot.sim.calls_to("views.publish")] == ["U0OUTSIDER"]
+    assert [c.body["user_id"] for c in bot.sim.calls_to("views.publish")] == ["U0OUTSIDER"]
     assert bot.sim.responses == []
 
 

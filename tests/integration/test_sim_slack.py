@@ -87,12 +87,12 @@ async def test_post_thread_update_and_history(client: AsyncWebClient, slack_sim:
     assert all(b.get("block_id") for b in parent["blocks"])  # Slack assigns block ids
     assert child["ts"] == reply["ts"] and child["thread_ts"] == ts
     assert slack_sim.thread("C0PAYDEPLOY", ts) == [child]
-    assert [c.method for c in slack_sim.calls] == [
-        "chat.postMessage",
-        "chat.postMessage",
-        "chat.update",
+    assert [c.path for c in slack_sim.calls] == [
+        "/api/chat.postMessage",
+        "/api/chat.postMessage",
+        "/api/chat.update",
     ]
-    assert slack_sim.calls_to("chat.update")[0].args["ts"] == ts
+    assert slack_sim.calls_to("chat.update")[0].body["ts"] == ts
 
 
 async def test_ephemeral_and_views(client: AsyncWebClient, slack_sim: SlackSim) -> None:

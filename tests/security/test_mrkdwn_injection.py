@@ -73,12 +73,12 @@ def received(world: SimWorld) -> list[str]:
     """Every string the Slack sim received that Slack would read as mrkdwn."""
     out: list[str] = []
     for call in world.slack.calls:
-        if not call.method.startswith(("chat.", "views.")):
+        if not call.path.startswith(("/api/chat.", "/api/views.")):
             continue
-        if isinstance(call.args.get("text"), str):
-            out.append(call.args["text"])
+        if isinstance(call.body.get("text"), str):
+            out.append(call.body["text"])
         for key in ("blocks", "view", "attachments"):
-            out.extend(_mrkdwn(call.args.get(key)))
+            out.extend(_mrkdwn(call.body.get(key)))
     for response in world.slack.responses:
         if isinstance(response.body.get("text"), str):
             out.append(response.body["text"])

@@ -372,7 +372,7 @@ async def test_without_public_url_no_link_is_built_from_the_host_header(tmp_path
             assert "evil.example" not in answer.text
             assert "evil.example" not in json.dumps(dict(answer.headers))
         said = json.dumps(
-            [c.args for c in world.slack.calls] + [r.body for r in world.slack.responses]
+            [c.body for c in world.slack.calls] + [r.body for r in world.slack.responses]
         )
         assert "evil.example" not in said
         assert not _link_dms(world, ONCALL[0])

@@ -613,7 +613,7 @@ async def _drive(run: Run, client: httpx.AsyncClient) -> None:
     ).status_code == 400
     await world.wait_for(
         lambda: any(
-            c.status == 500 and c.args.get("channel") == FALLBACK
+            c.status == 500 and c.body.get("channel") == FALLBACK
             for c in world.slack.calls_to("chat.postMessage")
         ),
         what="the poison notice refused by Slack",
@@ -639,7 +639,7 @@ def _slack_haystack(world: SimWorld) -> str:
         sim.ephemerals,
         sim.views,
         [r.body for r in sim.responses],
-        [(c.method, c.args) for c in sim.calls],  # everything rollbot sent to the Web API
+        [(c.path, c.body) for c in sim.calls],  # everything rollbot sent to the Web API
     ]
     return json.dumps(parts, ensure_ascii=False, default=str)
 
