@@ -377,12 +377,12 @@ class Workbench:
             )
         uid, name = self._user(user_id)
         async with self._lock:
-            request = self.world.sender.slash_command_request(
+            request = self.world.sender.slash_command(
                 uid, name, rest.strip(), command=command, channel_id=CHANNEL_ID
             )
             sent = _Sent(uid, time.time(), text, _rid(self.world.sender.last_response_url))
             self._sent.append(sent)
-        response = await self.world.sender.send(request)
+        response = await request.send()
         sent.ack = _ack_body(response)
         return {"status": response.status_code}
 
@@ -423,7 +423,7 @@ class Workbench:
             )
         uid, name = self._user(body.get("user"))
         async with self._lock:
-            request = self.world.sender.click_request(
+            request = self.world.sender.click(
                 uid,
                 action_id,
                 str(button.get("value", "")),
@@ -435,7 +435,7 @@ class Workbench:
             label = str((button.get("text") or {}).get("text") or action_id)
             sent = _Sent(uid, time.time(), label, _rid(self.world.sender.last_response_url))
             self._sent.append(sent)
-        response = await self.world.sender.send(request)
+        response = await request.send()
         sent.ack = _ack_body(response)
         return {"status": response.status_code}
 
@@ -456,7 +456,7 @@ class Workbench:
             for v in values.values()
         ):
             raise _BadRequest("values must be {block_id: {action_id: text}}", 400)
-        response = await self.world.sender.view_submission(uid, view, values, user_name=name)
+        response = await self.world.sender.view_submission(uid, view, values, user_name=name).send()
         return {"status": response.status_code, "errors": self.world.slack.view_errors(view["id"])}
 
     async def close(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -264,7 +264,7 @@ async def settle(fx: Fuzz) -> None:
             "trigger_id": "1.2.3",
         }
     )
-    sent = await fx.world.sender.send(fx.world.sender.signed(body))
+    sent = await fx.world.sender.signed(body).send()
     assert sent.status_code == 200
     await fx.world.wait_for(lambda: fx.replies(rid), timeout=30, what="the sentinel's reply")
     await asyncio.wait_for(fx.world.rollbot.work.join(), timeout=60)

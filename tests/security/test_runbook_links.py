@@ -360,7 +360,7 @@ async def test_without_public_url_no_link_is_built_from_the_host_header(tmp_path
         assert "server.public_url" in renew.text
         assert "fresh link sent" not in renew.text.lower()
 
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook")
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook").send()
         reply = await world.wait_for(
             lambda: [r.body for r in world.slack.responses if "public_url" in json.dumps(r.body)],
             timeout=10,

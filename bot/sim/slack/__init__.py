@@ -7,15 +7,15 @@ replies linked by `thread_ts`) so tests assert on what reached Slack, not on SDK
 A chat.postMessage to a user id lands in the app's DM with that user, answered with its
 `D…` conversation id, as Slack does (`direct_messages(user)`).
 
-`SlackSender` plays Slack's side of the Events/Interactivity endpoints: it posts slash
-commands and button clicks to the bot exactly as Slack does (form-encoded, signed with the
+`SlackSender` plays Slack's side of the Events/Interactivity endpoints: it builds slash
+commands and button clicks exactly as Slack sends them (form-encoded, signed with the
 signing secret, with `X-Slack-Retry-*` on retries), Events API callbacks (JSON, signed the
-same way; `app_home_opened`), and can forge or age a request.
+same way; `app_home_opened`), and can forge or age a request; `.send()` posts one.
 
 Modals: `views.open` validates the view as Slack does (title, submit when there are input
 blocks, at most 100 blocks) and opens it for the user the trigger id was minted for
 (`mint_trigger_id(user)`; the sender's clicks and commands mint them for the clicking
-user). `open_views(user)` lists what is open; the sender's `view_submission` posts a
+user). `open_views(user)` lists what is open; the sender's `view_submission`, sent, posts a
 submission exactly as Slack does and applies the bot's answer (an empty ack closes the
 view, `response_action: errors` keeps it open with `view_errors(view_id)`, `update`
 replaces it, `clear` closes it); `close_view` is the user pressing Cancel.

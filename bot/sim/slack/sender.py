@@ -1,11 +1,19 @@
 """Slack's side of the bot's Events/Interactivity endpoint: requests signed as Slack signs them.
 
-`SlackSender` posts slash commands, button clicks (`block_actions`), a modal's
-`view_submission` and Events API callbacks (`app_home_opened`) to the bot exactly as Slack
-does (form-encoded or JSON, `X-Slack-Signature` over the signing secret, `X-Slack-Retry-*`
-on retries), and can forge or age a request. With a `SlackSim`, the trigger ids and
-response_urls it carries are minted by the sim, and the sim applies the bot's answer to a
-view submission as Slack does.
+`SlackSender` builds each request Slack sends to an app, one method per kind: a slash
+command, a button click (`block_actions`), a modal's `view_submission`, an Events API
+`event_callback` (`app_home_opened`), or any body (`signed`). Each returns a
+`SignedRequest`: the body and headers exactly as Slack sends them (form-encoded or JSON,
+`X-Slack-Signature` over the signing secret, `X-Slack-Retry-*` on retries; forged or aged
+on demand). `await request.send()` posts it to the bot, and again for a replay:
+
+    response = await sender.click(user, "rollout_abort", value, message=card).send()
+    request = sender.slash_command(user, name, "payment-router abort", timestamp=old)
+    assert verifier.is_valid_request(request.body, request.headers) is False
+
+With a `SlackSim`, the trigger ids and response_urls it carries are minted by the sim (so
+what the bot sends there is recorded, and a view opened with the trigger is the clicking
+user's), and the sim applies the bot's answer to a view submission as Slack does.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -30,18 +38,48 @@ if TYPE_CHECKING:
 
 __all__ = ["SignedRequest", "SlackSender"]
 
+FORM = "application/x-www-form-urlencoded"
+
 
 @dataclass(frozen=True, slots=True)
 class SignedRequest:
-    """A request body exactly as Slack sends it, with its signed headers."""
+    """A request body exactly as Slack sends it, with its signed headers, for `sender`'s
+    `events_url`. `view_id` names the view a view_submission submits."""
 
     body: str
     headers: dict[str, str]
+    sender: SlackSender = field(repr=False, compare=False)
+    view_id: str | None = None
+
+    async def send(self) -> httpx.Response:
+        """POST this request to the sender's `events_url` (each call sends it again).
+
+        A view submission's answer is then applied to the sim as Slack does: a 200 with an
+        empty body or `{}` closes the view, `response_action` `errors` keeps it open
+        (`sim.view_errors`), `update` replaces it, `push` stacks a new one, `clear` closes
+        them all. Other statuses change nothing."""
+        sender = self.sender
+        async with httpx.AsyncClient(timeout=sender.timeout) as client:
+            response = await client.post(
+                sender.events_url, content=self.body.encode(), headers=self.headers
+            )
+        if sender.sim is not None and self.view_id and response.status_code == 200:
+            try:
+                answer = json.loads(response.content) if response.content.strip() else {}
+            except json.JSONDecodeError:
+                answer = {}
+            sender.sim.view_answered(self.view_id, answer if isinstance(answer, dict) else {})
+        return response
 
 
 class SlackSender:
-    """Posts slash commands (`command="/release"` for another one), button clicks and Events
-    API callbacks (`app_home_opened`) to the bot exactly as Slack does.
+    """Builds slash commands (`command="/release"` for another one), button clicks, view
+    submissions and Events API callbacks (`app_home_opened`) to the bot exactly as Slack
+    sends them; `.send()` on one posts it.
+
+    Every kind takes the same signing options: `retry_num` (and `retry_reason`, default
+    "http_timeout") adds Slack's retry headers, `bad_signature` forges the signature,
+    `timestamp` signs for another time (a stale request).
 
     With `sim`, response_urls and trigger_ids are minted by the sim, so what the bot sends
     to `response_url` is recorded there (and replaces/deletes the clicked message as Slack
@@ -67,31 +105,42 @@ class SlackSender:
         self.last_response_url: str | None = None
         self.last_trigger_id: str | None = None
 
+    # ------------------------------------------------------------------ signing
+
     def sign(self, body: str, timestamp: int) -> str:
         base = f"v0:{timestamp}:{body}".encode()
         digest = hmac.new(self.signing_secret.encode(), base, hashlib.sha256).hexdigest()
         return f"v0={digest}"
 
-    def _channel_name(self, channel_id: str) -> str:
-        if self.sim is not None:
-            with contextlib.suppress(KeyError):
-                return self.sim.channel_name(channel_id)
-        return "payments-deploys"
+    def signed(
+        self,
+        body: str,
+        *,
+        content_type: str = FORM,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """Headers Slack adds: timestamp, `v0=` HMAC-SHA256 of `v0:{ts}:{body}`, retries."""
+        ts = int(time.time()) if timestamp is None else int(timestamp)
+        signature = self.sign(body, ts)
+        if bad_signature:
+            signature = "v0=" + hashlib.sha256(b"forged" + body.encode()).hexdigest()
+        headers = {
+            "Content-Type": content_type,
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            "X-Slack-Request-Timestamp": str(ts),
+            "X-Slack-Signature": signature,
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        return SignedRequest(body, headers, self)
 
-    def _trigger_id(self, user: str | None = None) -> str:
-        if self.sim is not None:
-            return self.sim.mint_trigger_id(user)
-        return f"{int(time.time())}.{secrets.randbelow(10**12)}.{secrets.token_hex(8)}"
+    # ------------------------------------------------------------------ what Slack sends
 
-    def _response_url(self, channel: str, message_ts: str | None) -> str:
-        if self.sim is not None:
-            return self.sim.mint_response_url(channel=channel, message_ts=message_ts)
-        return (
-            f"https://hooks.slack.com/commands/{self.team_id}/"
-            f"{secrets.randbelow(10**12)}/{secrets.token_hex(12)}"
-        )
-
-    def slash_command_request(
+    def slash_command(
         self,
         user_id: str,
         user_name: str,
@@ -105,7 +154,7 @@ class SlackSender:
         bad_signature: bool = False,
         timestamp: int | None = None,
     ) -> SignedRequest:
-        """The signed form-encoded body and headers of a slash command, as Slack sends them."""
+        """A slash command: the signed form-encoded body and headers Slack sends."""
         self.last_trigger_id = self._trigger_id(user_id)
         self.last_response_url = self._response_url(channel_id, None)
         fields = {
@@ -133,48 +182,23 @@ class SlackSender:
             timestamp=timestamp,
         )
 
-    async def slash_command(
-        self,
-        user_id: str,
-        user_name: str,
-        text: str,
-        *,
-        command: str = "/rollback",
-        channel_id: str = "C0PAYDEPLOY",
-        channel_name: str | None = None,
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> httpx.Response:
-        """POST a slash command to `events_url`, form-encoded and signed."""
-        return await self.send(
-            self.slash_command_request(
-                user_id,
-                user_name,
-                text,
-                command=command,
-                channel_id=channel_id,
-                channel_name=channel_name,
-                retry_num=retry_num,
-                retry_reason=retry_reason,
-                bad_signature=bad_signature,
-                timestamp=timestamp,
-            )
-        )
-
-    def block_actions_payload(
+    def click(
         self,
         user_id: str,
         action_id: str,
         value: str,
         *,
         message: dict[str, Any],
-        channel_id: str,
+        channel_id: str = "C0PAYDEPLOY",
         block_id: str | None = None,
         user_name: str | None = None,
-    ) -> dict[str, Any]:
-        """The `block_actions` payload Slack sends for a button click on `message`.
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """A button click on `message`: the signed `payload=<json>` body (form-encoded) of
+        a `block_actions` payload.
 
         On an ephemeral message (a response_url or chat.postEphemeral body: `response_type`
         "ephemeral" or `is_ephemeral`), Slack says `container.is_ephemeral: true` and sends
@@ -188,12 +212,7 @@ class SlackSender:
         now = time.time()
         payload: dict[str, Any] = {
             "type": "block_actions",
-            "user": {
-                "id": user_id,
-                "username": user_name or user_id.lower(),
-                "name": user_name or user_id.lower(),
-                "team_id": self.team_id,
-            },
+            "user": self._user(user_id, user_name),
             "api_app_id": self.api_app_id,
             "token": "verification_token_unused",
             "container": {
@@ -223,85 +242,30 @@ class SlackSender:
         }
         if ephemeral:
             del payload["message"]
-        return payload
-
-    def click_request(
-        self,
-        user_id: str,
-        action_id: str,
-        value: str,
-        *,
-        message: dict[str, Any],
-        channel_id: str = "C0PAYDEPLOY",
-        block_id: str | None = None,
-        user_name: str | None = None,
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> SignedRequest:
-        """The signed `payload=<json>` body and headers of a button click."""
-        payload = self.block_actions_payload(
-            user_id,
-            action_id,
-            value,
-            message=message,
-            channel_id=channel_id,
-            block_id=block_id,
-            user_name=user_name,
-        )
-        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
         return self.signed(
-            body,
+            _payload_form(payload),
             retry_num=retry_num,
             retry_reason=retry_reason,
             bad_signature=bad_signature,
             timestamp=timestamp,
         )
 
-    async def click(
-        self,
-        user_id: str,
-        action_id: str,
-        value: str,
-        *,
-        message: dict[str, Any],
-        channel_id: str = "C0PAYDEPLOY",
-        block_id: str | None = None,
-        user_name: str | None = None,
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> httpx.Response:
-        """POST a button click to `events_url` (`payload=<json>`, form-encoded), signed."""
-        return await self.send(
-            self.click_request(
-                user_id,
-                action_id,
-                value,
-                message=message,
-                channel_id=channel_id,
-                block_id=block_id,
-                user_name=user_name,
-                retry_num=retry_num,
-                retry_reason=retry_reason,
-                bad_signature=bad_signature,
-                timestamp=timestamp,
-            )
-        )
-
-    def view_submission_payload(
+    def view_submission(
         self,
         user_id: str,
         view: dict[str, Any],
         values: dict[str, dict[str, str]],
         *,
         user_name: str | None = None,
-    ) -> dict[str, Any]:
-        """The `view_submission` payload Slack sends when `user_id` presses the submit button
-        of `view` (as views.open answered it) with `values` ({block_id: {action_id: text}})
-        typed into its plain_text_input elements."""
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """`user_id` pressing the submit button of `view` (as views.open answered it) with
+        `values` ({block_id: {action_id: text}}) typed into its plain_text_input elements:
+        the signed `payload=<json>` body of a `view_submission` payload. Sent, its answer
+        is applied to the sim's view (see `SignedRequest.send`)."""
         state = {
             block_id: {
                 action_id: {"type": "plain_text_input", "value": text}
@@ -331,15 +295,10 @@ class SlackSender:
             "app_installed_team_id": view.get("app_installed_team_id", self.team_id),
             "bot_id": view.get("bot_id", BOT_ID),
         }
-        return {
+        payload = {
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": self.team_domain},
-            "user": {
-                "id": user_id,
-                "username": user_name or user_id.lower(),
-                "name": user_name or user_id.lower(),
-                "team_id": self.team_id,
-            },
+            "user": self._user(user_id, user_name),
             "api_app_id": self.api_app_id,
             "token": "verification_token_unused",
             "trigger_id": self.last_trigger_id,
@@ -348,67 +307,16 @@ class SlackSender:
             "is_enterprise_install": False,
             "enterprise": None,
         }
-
-    def view_submission_request(
-        self,
-        user_id: str,
-        view: dict[str, Any],
-        values: dict[str, dict[str, str]],
-        *,
-        user_name: str | None = None,
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> SignedRequest:
-        """The signed `payload=<json>` body and headers of a view submission."""
-        payload = self.view_submission_payload(user_id, view, values, user_name=user_name)
-        body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
-        return self.signed(
-            body,
+        request = self.signed(
+            _payload_form(payload),
             retry_num=retry_num,
             retry_reason=retry_reason,
             bad_signature=bad_signature,
             timestamp=timestamp,
         )
+        return replace(request, view_id=str(view["id"]) if view.get("id") else None)
 
-    async def view_submission(
-        self,
-        user_id: str,
-        view: dict[str, Any],
-        values: dict[str, dict[str, str]],
-        *,
-        user_name: str | None = None,
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> httpx.Response:
-        """POST a view submission to `events_url`, signed; then, with a sim, apply the
-        answer as Slack does: a 200 with an empty body or `{}` closes the view,
-        `response_action` `errors` keeps it open (`sim.view_errors`), `update` replaces it,
-        `push` stacks a new one, `clear` closes them all. Other statuses change nothing."""
-        response = await self.send(
-            self.view_submission_request(
-                user_id,
-                view,
-                values,
-                user_name=user_name,
-                retry_num=retry_num,
-                retry_reason=retry_reason,
-                bad_signature=bad_signature,
-                timestamp=timestamp,
-            )
-        )
-        if self.sim is not None and response.status_code == 200 and view.get("id"):
-            try:
-                answer = json.loads(response.content) if response.content.strip() else {}
-            except json.JSONDecodeError:
-                answer = {}
-            self.sim.view_answered(str(view["id"]), answer if isinstance(answer, dict) else {})
-        return response
-
-    def event_callback_request(
+    def event_callback(
         self,
         event: dict[str, Any],
         *,
@@ -418,7 +326,7 @@ class SlackSender:
         bad_signature: bool = False,
         timestamp: int | None = None,
     ) -> SignedRequest:
-        """The signed JSON body of an Events API `event_callback` wrapping `event`."""
+        """An Events API `event_callback` wrapping `event`: its signed JSON body."""
         now = int(time.time())
         body = {
             "token": "verification_token_unused",
@@ -449,11 +357,20 @@ class SlackSender:
             timestamp=timestamp,
         )
 
-    def app_home_opened_event(
-        self, user_id: str, *, tab: str = "home", channel: str | None = None
-    ) -> dict[str, Any]:
-        """The `app_home_opened` event: with the user's current home view once one was
-        published (when the sim knows it), as Slack sends it."""
+    def app_home_opened(
+        self,
+        user_id: str,
+        *,
+        tab: str = "home",
+        channel: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        bad_signature: bool = False,
+        timestamp: int | None = None,
+    ) -> SignedRequest:
+        """A user opening the app's Home (or Messages) tab: the signed `event_callback` of
+        `app_home_opened`, with the user's current home view once one was published (when
+        the sim knows it), as Slack sends it."""
         event: dict[str, Any] = {
             "type": "app_home_opened",
             "user": user_id,
@@ -465,86 +382,51 @@ class SlackSender:
             current = self.sim.home_view(user_id)
             if current is not None:
                 event["view"] = current
-        return event
-
-    def app_home_opened_request(
-        self,
-        user_id: str,
-        *,
-        tab: str = "home",
-        channel: str | None = None,
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> SignedRequest:
-        """The signed `event_callback` of a user opening the app's Home (or Messages) tab."""
-        return self.event_callback_request(
-            self.app_home_opened_event(user_id, tab=tab, channel=channel),
+        return self.event_callback(
+            event,
             retry_num=retry_num,
             retry_reason=retry_reason,
             bad_signature=bad_signature,
             timestamp=timestamp,
         )
 
-    async def app_home_opened(
-        self,
-        user_id: str,
-        *,
-        tab: str = "home",
-        channel: str | None = None,
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> httpx.Response:
-        """POST `app_home_opened` to `events_url` as Slack's Events API does, signed."""
-        return await self.send(
-            self.app_home_opened_request(
-                user_id,
-                tab=tab,
-                channel=channel,
-                retry_num=retry_num,
-                retry_reason=retry_reason,
-                bad_signature=bad_signature,
-                timestamp=timestamp,
-            )
+    # ------------------------------------------------------------------ helpers
+
+    def _user(self, user_id: str, user_name: str | None) -> dict[str, Any]:
+        return {
+            "id": user_id,
+            "username": user_name or user_id.lower(),
+            "name": user_name or user_id.lower(),
+            "team_id": self.team_id,
+        }
+
+    def _channel_name(self, channel_id: str) -> str:
+        if self.sim is not None:
+            with contextlib.suppress(KeyError):
+                return self.sim.channel_name(channel_id)
+        return "payments-deploys"
+
+    def _trigger_id(self, user: str | None = None) -> str:
+        if self.sim is not None:
+            return self.sim.mint_trigger_id(user)
+        return f"{int(time.time())}.{secrets.randbelow(10**12)}.{secrets.token_hex(8)}"
+
+    def _response_url(self, channel: str, message_ts: str | None) -> str:
+        if self.sim is not None:
+            return self.sim.mint_response_url(channel=channel, message_ts=message_ts)
+        return (
+            f"https://hooks.slack.com/commands/{self.team_id}/"
+            f"{secrets.randbelow(10**12)}/{secrets.token_hex(12)}"
         )
 
-    def signed(
-        self,
-        body: str,
-        *,
-        content_type: str = "application/x-www-form-urlencoded",
-        retry_num: int | None = None,
-        retry_reason: str | None = None,
-        bad_signature: bool = False,
-        timestamp: int | None = None,
-    ) -> SignedRequest:
-        """Headers Slack adds: timestamp, `v0=` HMAC-SHA256 of `v0:{ts}:{body}`, retries."""
-        ts = int(time.time()) if timestamp is None else int(timestamp)
-        signature = self.sign(body, ts)
-        if bad_signature:
-            signature = "v0=" + hashlib.sha256(b"forged" + body.encode()).hexdigest()
-        headers = {
-            "Content-Type": content_type,
-            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-            "X-Slack-Request-Timestamp": str(ts),
-            "X-Slack-Signature": signature,
-        }
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
-        return SignedRequest(body, headers)
 
-    async def send(self, request: SignedRequest) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
-            return await client.post(
-                self.events_url, content=request.body.encode(), headers=request.headers
-            )
+def _payload_form(payload: dict[str, Any]) -> str:
+    """`payload=<json>`, form-encoded: how Slack posts interactivity payloads."""
+    return urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
 
 
 def _find_button(message: dict[str, Any], action_id: str) -> tuple[str | None, str | None]:
+    """The block id and label of the button `action_id` in `message` (None, None: none)."""
     for block in message.get("blocks") or []:
         for el in block_elements(block):
             if isinstance(el, dict) and el.get("action_id") == action_id:

@@ -259,7 +259,7 @@ class SlackSim:
 
     def view_answered(self, view_id: str, body: dict[str, Any]) -> None:
         """Apply the bot's answer to a view_submission as Slack does (`SlackSender` calls
-        this with the answer's body): see `SlackSender.view_submission`."""
+        this with the answer's body): see `SignedRequest.send`."""
         with self._lock:
             self._ws.view_answered(view_id, body)
 
