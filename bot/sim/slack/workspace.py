@@ -19,6 +19,19 @@ import secrets
 import time
 from typing import Any
 
+__all__ = [
+    "APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "TEAM_DOMAIN",
+    "TEAM_ID",
+    "ApiError",
+    "Workspace",
+    "dm_id",
+    "short_id",
+    "truthy",
+]
+
 TEAM_ID = "T0PAYMENTS"
 TEAM_DOMAIN = "payments"
 BOT_USER_ID = "U0ROLLBOT"
