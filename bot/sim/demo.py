@@ -488,7 +488,7 @@ async def _drill_release_cleanup(drill: Drill, *, speed: float, timeout: float) 
         drill.mark("world up (Kubernetes, Argo, Slack and Jira sims; rollbot)")
         response = await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "start payment-router 1.13.0", command="/release"
-        )
+        ).send()
         drill.mark(f"/release start payment-router 1.13.0 acked (HTTP {response.status_code})")
         drill.check(response.status_code == 200, f"command answered {response.status_code}")
         await world.wait_for(

@@ -2,7 +2,7 @@
 
     async with SimWorld(speed=60) as world:
         await world.wait_for_card()
-        await world.sender.click(...)
+        await world.sender.click(...).send()
 
 It starts, on loopback: the Kubernetes API sim with the Argo Rollouts controller sim (on an
 accelerated clock), the Slack Web API sim, and rollbot itself, built by `bot.wiring.build` from
@@ -482,4 +482,4 @@ class SimWorld:
             block_id=button["block_id"],
             user_name=user[1],
             **kw,
-        )
+        ).send()

@@ -54,11 +54,9 @@ Simplified (not needed by rollbot, or not documented precisely enough to copy):
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -66,11 +64,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from bot.sim._server import RecordedRequest, ThreadedServer
 
 DEFAULT_TOKEN = "api-00000000-0000-4000-8000-rollbotsim000"
 SEMANTIC_PATCH_DOMAIN = "launchdarkly.semanticpatch"
@@ -87,21 +86,6 @@ MESSAGES = {
 }
 
 _TOGGLES = {"turnFlagOn": True, "turnFlagOff": False}
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedRequest:
-    """One request as the sim received it (refused ones too), with what it answered."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-case names
-    body: Any  # parsed JSON, the raw text when it is not JSON, None when empty
-    at: float  # time.time() on arrival
-    status: int = 0
-    response_headers: dict[str, str] = field(default_factory=dict)
-    response: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,49 +142,27 @@ class LaunchDarklySim:
         self._changes: list[FlagChange] = []
         self._forced: list[int] = []  # Retry-After of forced 429s, in order
         self._rate: _Window | None = None
-        self._thread: threading.Thread | None = None
-        self._server: uvicorn.Server | None = None
-        self._socket: socket.socket | None = None
+        self._server: ThreadedServer | None = None
 
     # ── lifecycle ─────────────────────────────────────────────────────────────────────
 
     @property
     def url(self) -> str:
-        if self._socket is None:
+        if self._server is None:
             raise RuntimeError("LaunchDarklySim is not started")
-        host, port = self._socket.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return self._server.url
 
     def start(self) -> LaunchDarklySim:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._port))
-        sock.listen(128)
-        self._socket = sock
-        config = uvicorn.Config(self._app(), log_level="warning", access_log=False, lifespan="off")
-        server = uvicorn.Server(config)
+        server = ThreadedServer(
+            self._app(), host=self.host, port=self._port, name="launchdarkly-sim"
+        )
+        server.start()
         self._server = server
-
-        def run() -> None:
-            asyncio.run(server.serve(sockets=[sock]))
-
-        self._thread = threading.Thread(target=run, name="launchdarkly-sim", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("LaunchDarklySim did not start")
-            time.sleep(0.005)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10.0)
-        if self._socket is not None:
-            self._socket.close()
-        self._thread = self._server = None
+            self._server.stop()
 
     def __enter__(self) -> LaunchDarklySim:
         return self.start()
@@ -279,6 +241,8 @@ class LaunchDarklySim:
 
     @property
     def requests(self) -> list[RecordedRequest]:
+        """Every request, refused ones too, oldest first. `headers["authorization"]` is
+        kept as sent: LaunchDarkly's is the access token itself (tests check it is)."""
         with self._lock:
             return list(self._requests)
 
@@ -302,7 +266,8 @@ class LaunchDarklySim:
 
     async def _handle(self, request: Request) -> JSONResponse:
         arrived = time.time()
-        raw = (await request.body()).decode("utf-8", "replace")
+        data = await request.body()
+        raw = data.decode("utf-8", "replace")
         body: Any = None
         if raw:
             try:
@@ -311,18 +276,16 @@ class LaunchDarklySim:
                 body = raw
         project = request.path_params["projectKey"]
         key = request.path_params["featureFlagKey"]
-        query: dict[str, list[str]] = {}
-        for name, value in request.query_params.multi_items():
-            query.setdefault(name, []).append(value)
-        status, payload, headers = self._answer(request, project, key, query, raw, body)
+        status, payload, headers = self._answer(request, project, key, raw, body)
         with self._lock:
             self._requests.append(
                 RecordedRequest(
                     method=request.method,
                     path=request.url.path,
-                    query=query,
+                    query=list(request.query_params.multi_items()),
                     headers={k.lower(): v for k, v in request.headers.items()},
                     body=body,
+                    raw=data,
                     at=arrived,
                     status=status,
                     response_headers=dict(headers),
@@ -336,7 +299,6 @@ class LaunchDarklySim:
         request: Request,
         project: str,
         key: str,
-        query: dict[str, list[str]],
         raw: str,
         body: Any,
     ) -> tuple[int, Any, dict[str, str]]:
@@ -352,7 +314,11 @@ class LaunchDarklySim:
                 return _error(_ApiError(429, "rate_limited"), headers)
             try:
                 if request.method == "GET":
-                    return 200, self._get(project, key, query.get("env")), limit_headers
+                    return (
+                        200,
+                        self._get(project, key, request.query_params.getlist("env")),
+                        limit_headers,
+                    )
                 if role != "writer":
                     raise _ApiError(403, "forbidden")
                 return 200, self._patch(project, key, request, raw, body), limit_headers
@@ -385,7 +351,7 @@ class LaunchDarklySim:
         except KeyError:
             raise _ApiError(404, "not_found") from None
 
-    def _get(self, project: str, key: str, envs: list[str] | None) -> dict[str, Any]:
+    def _get(self, project: str, key: str, envs: list[str]) -> dict[str, Any]:
         flag = _copy(self._find(project, key))
         if envs:
             wanted = {e for value in envs for e in value.split(",")}

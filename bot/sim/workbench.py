@@ -48,6 +48,7 @@ from bot.sim import alerts as sim_alerts
 from bot.sim import blockkit
 from bot.sim.argo import ArgoController
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL, CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.slack import block_elements
 
 COMMANDS = ("/rollback", "/release")
 POLL_MS = 500
@@ -116,16 +117,13 @@ class Workbench:
     # ------------------------------------------------------------------ names
 
     def users(self) -> dict[str, str]:
-        with self.world.slack._lock:
-            return {uid: str(u["name"]) for uid, u in self.world.slack._users.items()}
+        return self.world.slack.user_names()
 
     def channels(self) -> dict[str, str]:
-        with self.world.slack._lock:
-            return {cid: str(c["name"]) for cid, c in self.world.slack._channels.items()}
+        return self.world.slack.channel_names()
 
     def groups(self) -> dict[str, str]:
-        with self.world.slack._lock:
-            return {gid: str(g["handle"]) for gid, g in self.world.slack._usergroups.items()}
+        return self.world.slack.usergroup_handles()
 
     def _names(self) -> dict[str, dict[str, str]]:
         return {"users": self.users(), "channels": self.channels(), "groups": self.groups()}
@@ -182,10 +180,7 @@ class Workbench:
     @staticmethod
     def _buttons(message: dict[str, Any]) -> Iterable[tuple[dict[str, Any], dict[str, Any]]]:
         for block in message.get("blocks") or []:
-            elements = list(block.get("elements") or [])
-            if isinstance(block.get("accessory"), dict):
-                elements.append(block["accessory"])
-            for element in elements:
+            for element in block_elements(block):
                 if isinstance(element, dict) and element.get("action_id"):
                     yield block, element
 
@@ -382,12 +377,12 @@ class Workbench:
             )
         uid, name = self._user(user_id)
         async with self._lock:
-            request = self.world.sender.slash_command_request(
+            request = self.world.sender.slash_command(
                 uid, name, rest.strip(), command=command, channel_id=CHANNEL_ID
             )
             sent = _Sent(uid, time.time(), text, _rid(self.world.sender.last_response_url))
             self._sent.append(sent)
-        response = await self.world.sender.send(request)
+        response = await request.send()
         sent.ack = _ack_body(response)
         return {"status": response.status_code}
 
@@ -428,7 +423,7 @@ class Workbench:
             )
         uid, name = self._user(body.get("user"))
         async with self._lock:
-            request = self.world.sender.click_request(
+            request = self.world.sender.click(
                 uid,
                 action_id,
                 str(button.get("value", "")),
@@ -440,7 +435,7 @@ class Workbench:
             label = str((button.get("text") or {}).get("text") or action_id)
             sent = _Sent(uid, time.time(), label, _rid(self.world.sender.last_response_url))
             self._sent.append(sent)
-        response = await self.world.sender.send(request)
+        response = await request.send()
         sent.ack = _ack_body(response)
         return {"status": response.status_code}
 
@@ -461,7 +456,7 @@ class Workbench:
             for v in values.values()
         ):
             raise _BadRequest("values must be {block_id: {action_id: text}}", 400)
-        response = await self.world.sender.view_submission(uid, view, values, user_name=name)
+        response = await self.world.sender.view_submission(uid, view, values, user_name=name).send()
         return {"status": response.status_code, "errors": self.world.slack.view_errors(view["id"])}
 
     async def close(self, body: dict[str, Any]) -> dict[str, Any]:

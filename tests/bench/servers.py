@@ -41,11 +41,9 @@ def _requests(world: SimWorld, card: dict[str, Any]) -> dict[str, list[dict[str,
     out: dict[str, list[dict[str, Any]]] = {"commands": [], "clicks": []}
     for i in range(N + 20):
         user = ONCALL if i % 2 else OUTSIDER
-        req = sender.slash_command_request(
-            user[0], user[1], "payment-router status", channel_id=CHANNEL_ID
-        )
+        req = sender.slash_command(user[0], user[1], "payment-router status", channel_id=CHANNEL_ID)
         out["commands"].append({"body": req.body, "headers": req.headers})
-        req = sender.click_request(
+        req = sender.click(
             ONCALL[0],
             "rollout_abort",
             button["value"],

@@ -70,7 +70,7 @@ async def test_breach_to_card(tmp_path, metrics_app, prometheus_peer, alertmanag
                     raise TimeoutError("no card within 120 s")
                 await asyncio.sleep(0.02)
             posts = [
-                c for c in world.slack.calls_to("chat.postMessage") if not c.args.get("thread_ts")
+                c for c in world.slack.calls_to("chat.postMessage") if not c.body.get("thread_ts")
             ]
             card_at = posts[0].at
             first = await world.rollbot.store.get_webhook(1)

@@ -221,9 +221,7 @@ async def _valid_requests(world: Any, n: int) -> list[tuple[float, str]]:
 
         async def one(i: int) -> tuple[float, str]:
             await asyncio.sleep(max(0.0, t0 + i * INTERVAL - time.perf_counter()))
-            req = world.sender.slash_command_request(
-                ONCALL[0], ONCALL[1], "help", channel_id=CHANNEL_ID
-            )
+            req = world.sender.slash_command(ONCALL[0], ONCALL[1], "help", channel_id=CHANNEL_ID)
             start = time.perf_counter()
             try:
                 response = await client.post(

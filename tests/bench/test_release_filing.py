@@ -40,7 +40,7 @@ async def rollbot_round(world: SimWorld, n: int) -> float:
     t0 = time.perf_counter()
     response = await world.sender.slash_command(
         ONCALL[0], ONCALL[1], f"start payment-router {version}", command="/release"
-    )
+    ).send()
     assert response.status_code == 200
 
     def filed() -> bool:

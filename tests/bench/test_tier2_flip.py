@@ -79,7 +79,7 @@ async def rollbot_flip(world: SimWorld, sdk: UnleashClient, want: bool) -> tuple
         verb = "open" if want else "close"
         response = await world.sender.slash_command(
             ONCALL[0], ONCALL[1], f"payment-router circuit {verb}"
-        )
+        ).send()
     assert response.status_code == 200, response.text
     sdk_task = asyncio.create_task(sdk_sees(sdk, FLAG, want, t0))
     replies = await world.wait_for(

@@ -187,7 +187,9 @@ async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
         )
         assert world.card()["ts"] == card["ts"]  # updated in place, not reposted
 
-        await world.sender.slash_command("U0ONCALL", "oncall-engineer", "payment-router retry")
+        await world.sender.slash_command(
+            "U0ONCALL", "oncall-engineer", "payment-router retry"
+        ).send()
         await world.wait_for(
             lambda: any("Retried" in r.body.get("text", "") for r in world.slack.responses),
             timeout=20,

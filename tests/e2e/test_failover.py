@@ -174,7 +174,9 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
             before = len(world.slack.responses)
             ephemerals = len(world.slack.ephemerals)
             world.attach_bot(b.url)
-            refused = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router")
+            refused = await world.sender.slash_command(
+                ONCALL[0], ONCALL[1], "payment-router"
+            ).send()
             assert refused.status_code == 503, refused.text
             assert refused.headers.get("Retry-After") == "5"
             # No waiting: the standby's gate answers 503 before reading the body, so nothing
@@ -185,7 +187,9 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
 
             # The same to the leader: answered, and its reply reaches the response_url.
             world.attach_bot(a.url)
-            answered = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router")
+            answered = await world.sender.slash_command(
+                ONCALL[0], ONCALL[1], "payment-router"
+            ).send()
             assert answered.status_code == 200, answered.text
             await world.wait_for(
                 lambda: len(world.slack.responses) > before,

@@ -166,7 +166,9 @@ async def test_acknowledge_from_slack_reaches_pagerduty() -> None:
     async with SimWorld(speed=600, pagerduty=True) as world:
         await world.wait_for_card()
         incident = await _incident(world)
-        response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router ack")
+        response = await world.sender.slash_command(
+            ONCALL[0], ONCALL[1], "payment-router ack"
+        ).send()
         assert response.status_code == 200
         await world.wait_for(
             lambda: world.pd.incident(incident["id"])["status"] == "acknowledged",
@@ -190,7 +192,9 @@ async def test_a_note_whose_answer_was_lost_is_not_added_twice() -> None:
         incident = await _incident(world)
         notes = f"/incidents/{incident['id']}/notes"
         world.pd.lose_answers(1, path=notes, method="POST")
-        response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router ack")
+        response = await world.sender.slash_command(
+            ONCALL[0], ONCALL[1], "payment-router ack"
+        ).send()
         assert response.status_code == 200
 
         def acked() -> list[str]:

@@ -42,7 +42,7 @@ RID = "payment-router@1.13.0"
 async def _start(world: SimWorld, text: str = "start payment-router 1.13.0") -> Any:
     response = await world.sender.slash_command(
         ONCALL[0], ONCALL[1], text, command="/release", channel_id=CHANNEL_ID
-    )
+    ).send()
     assert response.status_code == 200, response.text
     return response
 
@@ -191,7 +191,9 @@ async def test_abort_stops_the_clocks_and_retry_restarts_them() -> None:
         assert [j for j in await scheduler.jobs(f"{RID}:notice:") if j.kind == "notice"]
 
         await world.wait_for_card()
-        response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
+        response = await world.sender.slash_command(
+            ONCALL[0], ONCALL[1], "payment-router abort"
+        ).send()
         assert response.status_code == 200
         release = await _wait_release(world, lambda r: r.phase is ReleasePhase.ABORTED, "abort")
         assert release.stopped_at is not None
@@ -205,7 +207,9 @@ async def test_abort_stops_the_clocks_and_retry_restarts_them() -> None:
             )
         await _wait_no_jobs(world, f"{RID}:notice:")
 
-        response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry")
+        response = await world.sender.slash_command(
+            ONCALL[0], ONCALL[1], "payment-router retry"
+        ).send()
         assert response.status_code == 200
         retried = await _wait_release(
             world, lambda r: r.phase is ReleasePhase.PROGRESSING, "the retry"
@@ -306,7 +310,7 @@ async def test_the_contract_step_done_too_early_is_refused_and_reopened() -> Non
 
         await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "status payment-router", command="/release"
-        )
+        ).send()
         refusal = await _wait_thread(world, "marked done too early")
         assert key in refusal and "reopened it" in refusal
         assert world.jira.issues[key]["fields"]["status"]["statusCategory"]["key"] == "new"
@@ -340,7 +344,7 @@ async def test_experiment_flag_gives_a_fourth_ticket_dated_by_the_winner() -> No
         )
         await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "winner payment-router treatment", command="/release"
-        )
+        ).send()
         declared = await _wait_release(world, lambda r: r.winner == "treatment", "the winner")
         anchor = max(declared.winner_at, release.full_rollout_at).date()
         await world.wait_for(
@@ -414,7 +418,7 @@ async def test_a_400_from_jira_names_the_field_and_hides_nothing() -> None:
         assert all("priority" in (r.error or "") for r in records)
         await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "status payment-router", command="/release"
-        )
+        ).send()
         await world.wait_for(
             lambda: any("priority" in str(r.body) for r in world.slack.responses),
             what="the status showing the refusal",
@@ -431,13 +435,13 @@ async def test_status_list_and_home_show_releases_and_tickets() -> None:
         await _wait_thread(world, "Cleanup tickets filed")
         await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "status payment-router", command="/release"
-        )
+        ).send()
         status = await world.wait_for(
             lambda: next((r for r in world.slack.responses if "PAY-2" in str(r.body)), None),
             what="the status answer",
         )
         assert "provisional" in str(status.body)
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], "list", command="/release")
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "list", command="/release").send()
         await world.wait_for(
             lambda: (
                 sum(
@@ -450,7 +454,7 @@ async def test_status_list_and_home_show_releases_and_tickets() -> None:
         )
         await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "status checkout", command="/release"
-        )
+        ).send()
         await world.wait_for(
             lambda: (
                 any("Known services" in str(r.body) for r in world.slack.responses)
@@ -458,7 +462,7 @@ async def test_status_list_and_home_show_releases_and_tickets() -> None:
             ),
             what="the unknown-service answer listing the known ones",
         )
-        response = await world.sender.app_home_opened(LEAD[0])
+        response = await world.sender.app_home_opened(LEAD[0]).send()
         assert response.status_code == 200
         home = await world.wait_for(
             lambda: world.slack.home_view(LEAD[0]), what="the App Home view"

@@ -52,7 +52,7 @@ async def test_kill_9_between_first_and_second_ticket(answered: bool, tmp_path: 
             world.jira.hold_creates(after=1, answered=answered)
             response = await world.sender.slash_command(
                 ONCALL[0], ONCALL[1], "start payment-router 1.13.0", command="/release"
-            )
+            ).send()
             assert response.status_code == 200
             await world.wait_for(
                 lambda: world.jira.held_creates == 1, timeout=30, what="the second create held"

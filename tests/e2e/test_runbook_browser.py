@@ -73,7 +73,7 @@ def watch_csp(page, violations: list[str]) -> None:
 
 async def slack_link(world: SimWorld) -> str:
     before = len(world.slack.responses)
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook").send()
     text = await world.wait_for(
         lambda: next(
             (

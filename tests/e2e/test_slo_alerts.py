@@ -173,7 +173,7 @@ async def test_alert_storm_is_one_card_few_updates_every_alert_recorded(progress
     assert "Firing alerts* (1,000)" in card_text(world)
     assert "×1,000" in card_text(world)  # identical summaries grouped, not listed 1,000 times
     assert len(tops(world)) == 1
-    updates = [c for c in world.slack.calls_to("chat.update") if c.args.get("ts") == card["ts"]]
+    updates = [c for c in world.slack.calls_to("chat.update") if c.body.get("ts") == card["ts"]]
     assert 1 <= len(updates) <= 6, len(updates)
     thread = world.slack.thread(CHANNEL_ID, card["ts"])
     assert len(thread) <= 2, [m["text"] for m in thread]
@@ -258,5 +258,5 @@ async def test_wrong_token_and_malformed_bodies(tmp_path):
         assert await world.rollbot.store.due_outbox(far) == []
         assert world.pd.events() == [] and world.pd.incidents() == []
         assert world.slack.direct_messages(ONCALL[0]) == []
-        said = [json.dumps(c.args) for c in world.slack.calls if c.method.startswith("chat.")]
+        said = [json.dumps(c.body) for c in world.slack.calls if c.path.startswith("/api/chat.")]
         assert not [s for s in said if ONCALL[0] in s or USERGROUP in s], said

@@ -175,7 +175,7 @@ async def test_double_click_and_retry_execute_once(world):
 
 async def test_command_abort_then_retry(world):
     await paused_card(world)
-    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort").send()
     assert response.status_code == 200
     assert "working on it" in response.text
     await world.wait_for(
@@ -183,7 +183,7 @@ async def test_command_abort_then_retry(world):
         timeout=20,
         what="the abort reply",
     )
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry").send()
     await world.wait_for(
         lambda: "Retried `payments/payment-router`" in responses_text(world),
         timeout=20,
@@ -195,10 +195,10 @@ async def test_command_abort_then_retry(world):
 
 
 async def test_status_and_help(world):
-    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help")
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help").send()
     assert response.status_code == 200
     assert "/rollback" in response.text
-    await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router")
+    await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router").send()
     body = await world.wait_for(
         lambda: next((r.body for r in world.slack.responses if r.body.get("blocks")), None),
         timeout=10,
@@ -226,10 +226,10 @@ async def test_outsider_refused_and_audited(world):
 async def test_forged_and_stale_requests_get_401_and_nothing_runs(world):
     forged = await world.sender.slash_command(
         ONCALL[0], ONCALL[1], "payment-router abort", bad_signature=True
-    )
+    ).send()
     stale = await world.sender.slash_command(
         ONCALL[0], ONCALL[1], "payment-router abort", timestamp=int(time.time()) - 600
-    )
+    ).send()
     assert forged.status_code == 401 and stale.status_code == 401
     # No waiting: /slack/events answers 401 before Bolt sees the request (bot.web.slack
     # checks the signature first), so nothing was started that could still patch or audit.
@@ -240,7 +240,7 @@ async def test_forged_and_stale_requests_get_401_and_nothing_runs(world):
 
 async def test_unknown_service_lists_known(world):
     # answered in the ack itself: no I/O is needed to know the catalog
-    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "checkout abort")
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "checkout abort").send()
     assert response.status_code == 200
     assert "Unknown service `checkout`" in response.text
     assert "`payment-router`" in response.text
@@ -249,7 +249,7 @@ async def test_unknown_service_lists_known(world):
 
 
 async def test_malformed_command_answers_usage(world):
-    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router nuke")
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router nuke").send()
     assert response.status_code == 200
     assert "Unknown action `nuke`" in response.text
     assert "Usage: `/rollback SERVICE" in response.text
@@ -264,7 +264,7 @@ async def test_kubernetes_unreachable_and_forbidden_are_explained(world):
     for _ in range(5):
         answered = len(world.slack.responses)
         world.kube.fail_next(1, status=403, path_contains="/rollouts/payment-router")
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router status")
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router status").send()
         await world.wait_for(
             lambda n=answered: len(world.slack.responses) > n, timeout=10, what="the answer"
         )
@@ -275,7 +275,7 @@ async def test_kubernetes_unreachable_and_forbidden_are_explained(world):
 
     world.kube.set_unreachable(True)
     try:
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort").send()
         await world.wait_for(
             lambda: "unreachable" in responses_text(world), timeout=30, what="unreachable reply"
         )
@@ -289,7 +289,7 @@ async def test_rollout_missing_in_cluster_names_namespace_and_name(tmp_path):
         "ledger": {"namespace": "payments", "rollout": "ledger-api", "channel": "#payments-deploys"}
     }
     async with SimWorld(speed=600, workdir=tmp_path, extra_services=extra) as world:
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], "ledger abort")
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "ledger abort").send()
         await world.wait_for(
             lambda: "not found" in responses_text(world), timeout=10, what="the not-found reply"
         )
@@ -340,7 +340,7 @@ async def _promote_pause_promote_full(world: SimWorld) -> None:
 
     async def command(text: str, reply: str) -> None:
         before = len(world.slack.responses)
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], text)
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], text).send()
         body = await world.wait_for(
             lambda: len(world.slack.responses) > before and world.slack.responses[-1].body,
             timeout=20,
@@ -374,7 +374,7 @@ async def test_stale_card_buttons_are_refused_or_told_who_acted(world):
     await world.wait_for(
         lambda: "Aborted by" in json.dumps(world.card()), timeout=20, what="the abort"
     )
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry").send()
     await world.wait_for(lambda: "Retried" in responses_text(world), timeout=20, what="the retry")
     sent = len(patches(world))
 

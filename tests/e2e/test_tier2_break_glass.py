@@ -130,7 +130,7 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
         channel_id=CHANNEL_ID,
         block_id=button["block_id"],
         user_name=ONCALL[1],
-    )
+    ).send()
     assert clicked.status_code == 200
     views = await world.wait_for(
         lambda: world.slack.open_views(ONCALL[0]), timeout=20, what="the break-glass modal"
@@ -147,7 +147,7 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     # Too short a reason: the modal stays open with the error; nothing flipped.
     short = await world.sender.view_submission(
         ONCALL[0], view, _reason("   urgent "), user_name=ONCALL[1]
-    )
+    ).send()
     assert short.status_code == 200
     assert "at least 10" in world.slack.view_errors(view["id"])["break_glass_reason"]
     assert [v["id"] for v in world.slack.open_views(ONCALL[0])] == [view["id"]]
@@ -155,7 +155,9 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     assert [e.result for e in await _entries(world)] == ["refused"]  # the first click only
 
     # A good reason: closed at once, flipped on the work queue, loud and audited.
-    good = await world.sender.view_submission(ONCALL[0], view, _reason(REASON), user_name=ONCALL[1])
+    good = await world.sender.view_submission(
+        ONCALL[0], view, _reason(REASON), user_name=ONCALL[1]
+    ).send()
     assert good.status_code == 200
     assert world.slack.open_views(ONCALL[0]) == []
     assert world.slack.view_errors(view["id"]) == {}
@@ -185,7 +187,7 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     # no second flip.
     retry = await world.sender.view_submission(
         ONCALL[0], view, _reason(REASON), user_name=ONCALL[1], retry_num=1
-    )
+    ).send()
     assert retry.status_code == 200
     await _wait_entries(world, "duplicate")
     assert len([e for e in await _entries(world) if e.result == "succeeded"]) == 1

@@ -119,12 +119,12 @@ async def test_outsider_refused_and_nothing_flipped(world_ld):
 async def test_commands_close_flags_and_missing_flag(world_ld):
     world, ld = world_ld
     ld.set_on("default", FLAG, "production", True)
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router circuit close")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router circuit close").send()
     await world.wait_for(
         lambda: "Closed the circuit" in responses_text(world), timeout=20, what="the close reply"
     )
     assert not ld.is_on("default", FLAG, "production")
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router flags")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router flags").send()
     await world.wait_for(
         lambda: "Flags of" in responses_text(world), timeout=10, what="the flags listing"
     )
@@ -135,7 +135,7 @@ async def test_commands_close_flags_and_missing_flag(world_ld):
 
     ld.remove_flag("default", FLAG)
     sent = len(flips(ld))
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router circuit open")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router circuit open").send()
     await world.wait_for(
         lambda: "not found" in responses_text(world), timeout=10, what="the missing-flag reply"
     )

@@ -57,7 +57,7 @@ async def world_pd(tmp_path):
 
 async def command(world: SimWorld, user: tuple[str, str], text: str, expect: str) -> str:
     before = len(world.slack.responses)
-    await world.sender.slash_command(user[0], user[1], text)
+    await world.sender.slash_command(user[0], user[1], text).send()
     await world.wait_for(
         lambda: expect in responses_text(world) and len(world.slack.responses) > before,
         timeout=20,

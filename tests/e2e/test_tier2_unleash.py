@@ -98,7 +98,9 @@ async def test_click_flips_real_unleash_and_a_real_sdk_sees_it(tmp_path, unleash
             assert FLAG in line
             assert seen_after < 15
 
-            await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router circuit close")
+            await world.sender.slash_command(
+                ONCALL[0], ONCALL[1], "payment-router circuit close"
+            ).send()
             await world.wait_for(
                 lambda: "Closed the circuit" in responses_text(world),
                 timeout=20,

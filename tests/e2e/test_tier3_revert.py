@@ -88,7 +88,7 @@ async def test_record_a_revert_from_the_card() -> None:
         # No URL: the modal stays open with an error under the URL; nothing audited.
         bad = await world.sender.view_submission(
             ONCALL[0], view, _values("not a link"), user_name=ONCALL[1]
-        )
+        ).send()
         assert bad.status_code == 200
         assert "https://" in world.slack.view_errors(view["id"])["revert_url"]
         assert [v["id"] for v in world.slack.open_views(ONCALL[0])] == [view["id"]]
@@ -97,14 +97,14 @@ async def test_record_a_revert_from_the_card() -> None:
         # A forged submission: 401, nothing recorded, the modal untouched.
         forged = await world.sender.view_submission(
             ONCALL[0], view, _values(LINK), user_name=ONCALL[1], bad_signature=True
-        )
+        ).send()
         assert forged.status_code == 401
         assert [v["id"] for v in world.slack.open_views(ONCALL[0])] == [view["id"]]
 
         note = "tax <engine> broke"
         good = await world.sender.view_submission(
             ONCALL[0], view, _values(LINK, note), user_name=ONCALL[1]
-        )
+        ).send()
         assert good.status_code == 200
         assert world.slack.open_views(ONCALL[0]) == []
         assert world.slack.view_errors(view["id"]) == {}
@@ -124,7 +124,7 @@ async def test_record_a_revert_from_the_card() -> None:
         # Slack retries the same submission: recorded once, the loser audited as a duplicate.
         retry = await world.sender.view_submission(
             ONCALL[0], view, _values(LINK, note), user_name=ONCALL[1], retry_num=1
-        )
+        ).send()
         assert retry.status_code == 200
         await _wait_entries(world, "duplicate")
         assert len([e for e in await _entries(world) if e.result == "succeeded"]) == 1
@@ -136,7 +136,7 @@ async def test_outsider_is_refused_in_the_modal() -> None:
         view = await _open_modal(world, user=OUTSIDER)
         response = await world.sender.view_submission(
             OUTSIDER[0], view, _values(LINK), user_name=OUTSIDER[1]
-        )
+        ).send()
         assert response.status_code == 200
         error = world.slack.view_errors(view["id"])["revert_url"]
         assert "may not revert payment-router" in error
@@ -158,7 +158,7 @@ async def test_pagerduty_gets_a_note_about_the_revert() -> None:
         view = await _open_modal(world)
         await world.sender.view_submission(
             ONCALL[0], view, _values(LINK, "reverting"), user_name=ONCALL[1]
-        )
+        ).send()
         notes = await world.wait_for(
             lambda: [n for n in world.pd.notes(incident["id"]) if "revert" in n["content"]],
             timeout=30,
@@ -182,7 +182,9 @@ async def test_slow_authorisation_closes_the_modal_in_time_and_still_decides(who
         view = await _open_modal(world, user=who)
         world.slack.slow_down("usergroups.users.list", seconds=3.5)
         started = asyncio.get_running_loop().time()
-        response = await world.sender.view_submission(who[0], view, _values(LINK), user_name=who[1])
+        response = await world.sender.view_submission(
+            who[0], view, _values(LINK), user_name=who[1]
+        ).send()
         took = asyncio.get_running_loop().time() - started
         assert response.status_code == 200
         assert took < AUTHORISE_BUDGET_SECONDS + 0.8, f"answered after {took:.2f} s"

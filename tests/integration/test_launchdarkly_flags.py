@@ -122,7 +122,7 @@ async def test_set_sends_one_semantic_patch_then_reads_back(
     state = await flags.set(FLAG, True, comment="rollbot: circuit breaker by @oncall (INC-42)")
 
     patch, read = sim.requests
-    assert patch.method == "PATCH" and patch.path == PATH and patch.query == {}
+    assert patch.method == "PATCH" and patch.path == PATH and patch.query == []
     assert patch.headers["content-type"] == SEMANTIC_PATCH
     assert patch.headers["authorization"] == TOKEN
     assert patch.headers["ld-api-version"] == API_VERSION
@@ -135,7 +135,7 @@ async def test_set_sends_one_semantic_patch_then_reads_back(
     assert (read.method, read.path, read.query, read.status) == (
         "GET",
         PATH,
-        {"env": ["production"]},
+        [("env", "production")],
         200,
     )
     assert state.enabled is True and state.key == FLAG

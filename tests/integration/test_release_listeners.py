@@ -52,7 +52,7 @@ from bot.core.model import (
 )
 from bot.runtime.work import WorkQueue
 from bot.settings import ServiceSettings
-from bot.sim.slack import SlackSender, SlackSim, _block_errors
+from bot.sim.slack import SlackSender, SlackSim, block_errors
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps, ReleaseDesk
 from tests.plugins.slack import bolt_on_uvicorn
@@ -160,7 +160,7 @@ class Bot:
     async def release(self, text: str, *, bad_signature: bool = False) -> Any:
         return await self.sender.slash_command(
             ONCALL[0], ONCALL[1], text, command="/release", bad_signature=bad_signature
-        )
+        ).send()
 
     async def reply(self, n: int = 1) -> dict[str, Any]:
         """The n-th body the bot sent to a response_url (1-based), waiting for it."""
@@ -235,7 +235,7 @@ async def test_help_in_the_ack(bot: Bot) -> None:
         body = response.json()
         assert body["text"].startswith("Usage: `/release start SERVICE VERSION")
         assert "`/release winner SERVICE VARIANT`" in json.dumps(body["blocks"])
-        assert _block_errors(body["blocks"]) == []
+        assert block_errors(body["blocks"]) == []
     assert desk_of(bot).calls == []
     assert bot.sim.responses == []
 
@@ -258,7 +258,7 @@ async def test_without_a_release_desk(
         response = await bot.release("start payment-router 1.13.0")
         assert "Release tracking is not enabled" in ack_text(response)
         assert "Usage:" in ack_text(await bot.release("help"))
-        assert (await bot.sender.app_home_opened(ONCALL[0])).status_code == 200
+        assert (await bot.sender.app_home_opened(ONCALL[0]).send()).status_code == 200
         (view,) = await slack_sim.wait_for(lambda: slack_sim.published_views(ONCALL[0]))
         assert "Release tracking is not enabled here." in json.dumps(view["blocks"])
     assert slack_sim.responses == []
@@ -337,7 +337,7 @@ async def test_status_list_and_winner(bot: Bot) -> None:
     await bot.release("status payment-router")
     status = await bot.reply(2)
     assert status["response_type"] == "ephemeral"
-    assert _block_errors(status["blocks"]) == []
+    assert block_errors(status["blocks"]) == []
     shown = json.dumps(status["blocks"], ensure_ascii=False)
     assert "*payment-router 1.13.0*" in shown
     assert f"<{JIRA}PAY-1|PAY-1>" in shown
@@ -346,7 +346,7 @@ async def test_status_list_and_winner(bot: Bot) -> None:
 
     await bot.release("list")
     listed = await bot.reply(3)
-    assert _block_errors(listed["blocks"]) == []
+    assert block_errors(listed["blocks"]) == []
     assert "*Releases in flight* (1)" in json.dumps(listed["blocks"], ensure_ascii=False)
 
     response = await bot.release("winner payment-router treatment-b")
@@ -381,7 +381,7 @@ async def test_an_unexpected_error_reaches_the_user_with_an_id(bot: Bot) -> None
 async def test_app_home_opened_publishes_the_home_view(bot: Bot) -> None:
     await bot.release("start payment-router 1.13.0")
     await bot.reply(1)
-    response = await bot.sender.app_home_opened(ONCALL[0])
+    response = await bot.sender.app_home_opened(ONCALL[0]).send()
     assert response.status_code == 200
     (first,) = await bot.sim.wait_for(lambda: bot.sim.published_views(ONCALL[0]))
     assert first["type"] == "home" and first["id"].startswith("V")
@@ -389,12 +389,12 @@ async def test_app_home_opened_publishes_the_home_view(bot: Bot) -> None:
     assert "Releases in flight" in shown and "*payment-router 1.13.0*" in shown
     assert f"<{JIRA}PAY-1|PAY-1>" in shown
     (call,) = bot.sim.calls_to("views.publish")
-    assert call.ok and call.args["user_id"] == ONCALL[0]
+    assert call.response["ok"] and call.body["user_id"] == ONCALL[0]
 
     # Opened again: Slack's event carries the current view; the view keeps its id.
-    request = bot.sender.app_home_opened_request(ONCALL[0])
+    request = bot.sender.app_home_opened(ONCALL[0])
     assert json.loads(request.body)["event"]["view"]["id"] == first["id"]
-    assert (await bot.sender.send(request)).status_code == 200
+    assert (await request.send()).status_code == 200
     views = await bot.sim.wait_for(
         lambda: len(bot.sim.published_views(ONCALL[0])) == 2 and bot.sim.published_views(ONCALL[0])
     )
@@ -402,15 +402,15 @@ async def test_app_home_opened_publishes_the_home_view(bot: Bot) -> None:
 
 
 async def test_messages_tab_publishes_nothing(bot: Bot) -> None:
-    response = await bot.sender.app_home_opened(ONCALL[0], tab="messages")
+    response = await bot.sender.app_home_opened(ONCALL[0], tab="messages").send()
     assert response.status_code == 200
-    await bot.sender.app_home_opened("U0OUTSIDER")  # a marker: this one is published
+    await bot.sender.app_home_opened("U0OUTSIDER").send()  # a marker: this one is published
     await bot.sim.wait_for(lambda: bot.sim.published_views("U0OUTSIDER"))
     assert bot.sim.published_views(ONCALL[0]) == []
 
 
 async def test_empty_home(bot: Bot) -> None:
-    await bot.sender.app_home_opened(ONCALL[0])
+    await bot.sender.app_home_opened(ONCALL[0]).send()
     (view,) = await bot.sim.wait_for(lambda: bot.sim.published_views(ONCALL[0]))
     assert "Nothing in flight right now" in json.dumps(view["blocks"])
 
@@ -421,15 +421,15 @@ async def test_empty_home(bot: Bot) -> None:
 async def test_forged_signatures_are_refused(bot: Bot) -> None:
     forged = await bot.release("start payment-router 1.13.0", bad_signature=True)
     assert forged.status_code == 401
-    home = await bot.sender.app_home_opened(ONCALL[0], bad_signature=True)
+    home = await bot.sender.app_home_opened(ONCALL[0], bad_signature=True).send()
     assert home.status_code == 401
-    stale = await bot.sender.app_home_opened(ONCALL[0], timestamp=int(time.time()) - 600)
+    stale = await bot.sender.app_home_opened(ONCALL[0], timestamp=int(time.time()) - 600).send()
     assert stale.status_code == 401
     # A genuine request after them, as a marker: once it is done, the forged ones would be.
-    assert (await bot.sender.app_home_opened("U0OUTSIDER")).status_code == 200
+    assert (await bot.sender.app_home_opened("U0OUTSIDER").send()).status_code == 200
     await bot.sim.wait_for(lambda: bot.sim.published_views("U0OUTSIDER"))
     assert desk_of(bot).calls == [("list_active",)]
-    assert [c.args["user_id"] for c in bot.sim.calls_to("views.publish")] == ["U0OUTSIDER"]
+    assert [c.body["user_id"] for c in bot.sim.calls_to("views.publish")] == ["U0OUTSIDER"]
     assert bot.sim.responses == []
 
 
@@ -478,7 +478,7 @@ async def test_sim_views_publish_like_slack(slack_sim: SlackSim, bot_token: str)
 def test_app_home_opened_event_shape(slack_sim: SlackSim, signing_secret: str) -> None:
     """Slack's documented event_callback and app_home_opened keys."""
     sender = SlackSender("http://unused/slack/events", signing_secret, sim=slack_sim)
-    request = sender.app_home_opened_request(ONCALL[0])
+    request = sender.app_home_opened(ONCALL[0])
     assert request.headers["Content-Type"] == "application/json"
     body = json.loads(request.body)
     assert {"token", "team_id", "api_app_id", "event", "type", "event_id", "event_time"} <= set(

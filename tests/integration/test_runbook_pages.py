@@ -452,7 +452,7 @@ async def test_link_key_rotation_keeps_earlier_links_until_the_old_key_is_droppe
 
 
 async def test_slash_command_issues_a_link_to_the_asker(world, client):
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook").send()
     body = await world.wait_for(
         lambda: next(
             (r.body for r in world.slack.responses if "runbook page" in r.body.get("text", "")),
@@ -474,7 +474,7 @@ async def test_slash_command_without_a_link_key_says_what_is_missing(tmp_path):
     unset = {"server": {"public_url": None}}
     async with SimWorld(speed=600, workdir=tmp_path, settings=unset) as world:
         world.rollbot.settings.server.public_url = None  # neither is set: both are named
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook")
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook").send()
         text = await world.wait_for(
             lambda: "\n".join(json.dumps(r.body) for r in world.slack.responses),
             timeout=10,

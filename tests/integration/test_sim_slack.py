@@ -87,12 +87,12 @@ async def test_post_thread_update_and_history(client: AsyncWebClient, slack_sim:
     assert all(b.get("block_id") for b in parent["blocks"])  # Slack assigns block ids
     assert child["ts"] == reply["ts"] and child["thread_ts"] == ts
     assert slack_sim.thread("C0PAYDEPLOY", ts) == [child]
-    assert [c.method for c in slack_sim.calls] == [
-        "chat.postMessage",
-        "chat.postMessage",
-        "chat.update",
+    assert [c.path for c in slack_sim.calls] == [
+        "/api/chat.postMessage",
+        "/api/chat.postMessage",
+        "/api/chat.update",
     ]
-    assert slack_sim.calls_to("chat.update")[0].args["ts"] == ts
+    assert slack_sim.calls_to("chat.update")[0].body["ts"] == ts
 
 
 async def test_ephemeral_and_views(client: AsyncWebClient, slack_sim: SlackSim) -> None:
@@ -207,13 +207,11 @@ async def test_wait_for_polls_with_a_deadline(client: AsyncWebClient, slack_sim:
 def test_signatures_checked_by_slack_sdk(signing_secret: str) -> None:
     sender = SlackSender("http://unused/slack/events", signing_secret)
     verifier = SignatureVerifier(signing_secret)
-    good = sender.slash_command_request("U0ONCALL", "oncall-engineer", "payment-router abort")
+    good = sender.slash_command("U0ONCALL", "oncall-engineer", "payment-router abort")
     assert verifier.is_valid_request(good.body, good.headers)
-    forged = sender.slash_command_request(
-        "U0ONCALL", "x", "payment-router abort", bad_signature=True
-    )
+    forged = sender.slash_command("U0ONCALL", "x", "payment-router abort", bad_signature=True)
     assert not verifier.is_valid_request(forged.body, forged.headers)
-    stale = sender.click_request(
+    stale = sender.click(
         "U0ONCALL",
         "rollout_abort",
         "{}",
@@ -224,9 +222,7 @@ def test_signatures_checked_by_slack_sdk(signing_secret: str) -> None:
         stale.body, int(stale.headers["X-Slack-Request-Timestamp"])
     )
     assert not verifier.is_valid_request(stale.body, stale.headers)
-    retried = sender.slash_command_request(
-        "U0ONCALL", "o", "x", retry_num=1, retry_reason="http_timeout"
-    )
+    retried = sender.slash_command("U0ONCALL", "o", "x", retry_num=1, retry_reason="http_timeout")
     assert retried.headers["X-Slack-Retry-Num"] == "1"
     assert retried.headers["X-Slack-Retry-Reason"] == "http_timeout"
 
@@ -235,7 +231,7 @@ def test_payload_shapes_match_the_fixtures(slack_sim: SlackSim, signing_secret: 
     sender = SlackSender("http://unused", signing_secret, sim=slack_sim)
     text = load_fixture("slack/bolt-python.slash_command.form-urlencoded.txt").strip()
     fixture = dict(parse_qsl(text, keep_blank_values=True))
-    request = sender.slash_command_request("U0ONCALL", "oncall-engineer", "payment-router")
+    request = sender.slash_command("U0ONCALL", "oncall-engineer", "payment-router")
     slash = dict(parse_qsl(request.body, keep_blank_values=True))
     assert set(fixture) <= set(slash)
     assert slash["command"] == "/rollback" and slash["channel_name"] == "payments-deploys"
@@ -243,7 +239,7 @@ def test_payload_shapes_match_the_fixtures(slack_sim: SlackSim, signing_secret: 
 
     real = load_fixture("slack/bolt-python.block_actions_with_message.json")
     message = {**real["message"], "blocks": [dict(b, block_id="abc") for b in CARD]}
-    click = sender.click_request("U0ONCALL", "rollout_abort", '{"e":1}', message=message)
+    click = sender.click("U0ONCALL", "rollout_abort", '{"e":1}', message=message)
     payload = json.loads(parse_qs(click.body)["payload"][0])
     assert set(real) <= set(payload)
     assert set(real["container"]) == set(payload["container"])
@@ -256,7 +252,7 @@ def test_payload_shapes_match_the_fixtures(slack_sim: SlackSim, signing_secret: 
     # A click on an ephemeral message (a response_url body): no `message`, is_ephemeral.
     ephemeral = load_fixture("slack/bolt-python.block_actions.json")
     body = {"response_type": "ephemeral", "text": "refused", "blocks": CARD}
-    click = sender.click_request("U0ONCALL", "rollout_abort", '{"e":1}', message=body)
+    click = sender.click("U0ONCALL", "rollout_abort", '{"e":1}', message=body)
     payload = json.loads(parse_qs(click.body)["payload"][0])
     assert "message" not in payload and "message" not in ephemeral
     assert set(ephemeral) <= set(payload)
@@ -305,7 +301,7 @@ async def test_bolt_accepts_sender_requests(
     url, seen = bolt_app
     sender = SlackSender(url, signing_secret, sim=slack_sim)
 
-    response = await sender.slash_command("U0ONCALL", "oncall-engineer", "payment-router")
+    response = await sender.slash_command("U0ONCALL", "oncall-engineer", "payment-router").send()
     assert response.status_code == 200
     assert seen[0]["user_id"] == "U0ONCALL" and seen[0]["text"] == "payment-router"
     recorded = await slack_sim.wait_for(lambda: slack_sim.responses)
@@ -317,7 +313,7 @@ async def test_bolt_accepts_sender_requests(
     assert message is not None
     response = await sender.click(
         "U0ONCALL", "rollout_abort", '{"e":1}', message=message, channel_id="C0PAYDEPLOY"
-    )
+    ).send()
     assert response.status_code == 200
     assert seen[1]["actions"][0]["value"] == '{"e":1}'
     assert seen[1]["container"]["message_ts"] == posted["ts"]
@@ -326,9 +322,11 @@ async def test_bolt_accepts_sender_requests(
         lambda: (slack_sim.message("C0PAYDEPLOY", posted["ts"]) or {}).get("text") == "aborted"
     )
 
-    forged = await sender.slash_command("U0ONCALL", "x", "payment-router", bad_signature=True)
+    forged = await sender.slash_command(
+        "U0ONCALL", "x", "payment-router", bad_signature=True
+    ).send()
     stale = await sender.click(
         "U0ONCALL", "rollout_abort", "{}", message=message, timestamp=int(time.time()) - 600
-    )
+    ).send()
     assert (forged.status_code, stale.status_code) == (401, 401)
     assert len(seen) == 2

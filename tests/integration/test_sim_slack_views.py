@@ -128,7 +128,7 @@ def test_view_submission_payload_matches_the_fixture(
     real = load_fixture("slack/bolt-python.view_submission.json")
     sender = SlackSender("http://unused", signing_secret, sim=slack_sim)
     view = {**MODAL, "id": "V0TEST", "hash": "1596530361.3wRYuk3R", "root_view_id": "V0TEST"}
-    request = sender.view_submission_request(
+    request = sender.view_submission(
         "U0ONCALL", view, {"revert_url": {"url": "https://x.example/1"}}, user_name="oncall"
     )
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
@@ -206,7 +206,7 @@ async def _open(sender: SlackSender, slack_sim: SlackSim, client: AsyncWebClient
     message = slack_sim.message("C0PAYDEPLOY", posted["ts"])
     assert message is not None
     before = len(slack_sim.open_views("U0ONCALL"))
-    response = await sender.click("U0ONCALL", "open", "", message=message)
+    response = await sender.click("U0ONCALL", "open", "", message=message).send()
     assert response.status_code == 200
     views = await slack_sim.wait_for(
         lambda: len(slack_sim.open_views("U0ONCALL")) > before and slack_sim.open_views("U0ONCALL")
@@ -226,27 +226,29 @@ async def test_submission_answers_are_applied_like_slack(
     def typed(text: str) -> dict[str, dict[str, str]]:
         return {"revert_url": {"url": text}}
 
-    response = await sender.view_submission("U0ONCALL", view, typed("errors"))
+    response = await sender.view_submission("U0ONCALL", view, typed("errors")).send()
     assert response.status_code == 200
     assert slack_sim.view_errors(view["id"]) == {"revert_url": "Give a URL."}
     assert [v["id"] for v in slack_sim.open_views("U0ONCALL")] == [view["id"]]
 
-    await sender.view_submission("U0ONCALL", view, typed("update"))
+    await sender.view_submission("U0ONCALL", view, typed("update")).send()
     (updated,) = slack_sim.open_views("U0ONCALL")
     assert updated["id"] == view["id"] and updated["title"]["text"] == "New"
     assert updated["hash"] != view["hash"]
     assert slack_sim.view_errors(view["id"]) == {}
 
-    forged = await sender.view_submission("U0ONCALL", updated, typed("x"), bad_signature=True)
+    forged = await sender.view_submission(
+        "U0ONCALL", updated, typed("x"), bad_signature=True
+    ).send()
     assert forged.status_code == 401
     assert len(seen) == 2 and slack_sim.open_views("U0ONCALL") == [updated]
 
-    await sender.view_submission("U0ONCALL", updated, typed("https://x.example/1"))
+    await sender.view_submission("U0ONCALL", updated, typed("https://x.example/1")).send()
     assert slack_sim.open_views("U0ONCALL") == []
     assert seen[-1]["id"] == view["id"]
 
     other = await _open(sender, slack_sim, client)
-    await sender.view_submission("U0ONCALL", other, typed("clear"))
+    await sender.view_submission("U0ONCALL", other, typed("clear")).send()
     assert slack_sim.open_views("U0ONCALL") == []
 
 
@@ -254,10 +256,10 @@ async def test_clicks_and_commands_mint_triggers_for_the_clicking_user(
     slack_sim: SlackSim, signing_secret: str, client: AsyncWebClient
 ) -> None:
     sender = SlackSender("http://unused", signing_secret, sim=slack_sim)
-    sender.slash_command_request("U0OUTSIDER", "outsider", "payment-router")
+    sender.slash_command("U0OUTSIDER", "outsider", "payment-router")
     assert sender.last_trigger_id is not None
     await client.views_open(trigger_id=sender.last_trigger_id, view=MODAL)
-    sender.click_request("U0ONCALL", "open", "", message={"ts": "1.2", "blocks": []})
+    sender.click("U0ONCALL", "open", "", message={"ts": "1.2", "blocks": []})
     assert sender.last_trigger_id is not None
     await client.views_open(trigger_id=sender.last_trigger_id, view=MODAL)
     assert len(slack_sim.open_views("U0OUTSIDER")) == 1

@@ -53,7 +53,7 @@ async def test_post_thread_update_ephemeral(chat: SlackChat, slack_sim: SlackSim
     assert slack_sim.ephemerals[0]["user"] == "U0OUTSIDER"
     post = slack_sim.calls_to("chat.postMessage")[0]
     assert post.headers["authorization"].startswith("Bearer xoxb-")
-    assert post.args["blocks"] == blocks
+    assert post.body["blocks"] == blocks
 
 
 async def test_members_and_names_are_cached_for_ttl(
@@ -130,7 +130,7 @@ async def test_slack_server_error_is_unreachable(chat: SlackChat, slack_sim: Sla
     assert err.value.service == "Slack"
     assert (await chat.post("C0OTHER", text="once only")).ts
     calls = slack_sim.calls_to("chat.postMessage")
-    assert [(c.args["channel"], c.status) for c in calls] == [
+    assert [(c.body["channel"], c.status) for c in calls] == [
         ("C0PAYDEPLOY", 200),
         ("C0OTHER", 500),
         ("C0OTHER", 200),
@@ -146,7 +146,7 @@ async def test_user_id_by_email_found_missing_and_cached(
     assert await chat.user_id_by_email("nobody@example.com") is None
     assert await chat.user_id_by_email("nobody@example.com") is None  # miss cached too
     calls = slack_sim.calls_to("users.lookupByEmail")
-    assert [c.args["email"] for c in calls] == ["oncall@example.com", "nobody@example.com"]
+    assert [c.body["email"] for c in calls] == ["oncall@example.com", "nobody@example.com"]
     assert calls[0].response["user"]["id"] == "U0ONCALL"
     assert calls[1].response == {"ok": False, "error": "users_not_found"}
 

@@ -65,7 +65,7 @@ def _cast(world: SimWorld) -> None:
 async def _reply(world: SimWorld, user: tuple[str, str], text: str, command: str) -> str:
     """Send a signed slash command; the text of the one reply sent to its response_url."""
     before = len(world.slack.responses)
-    response = await world.sender.slash_command(user[0], user[1], text, command=command)
+    response = await world.sender.slash_command(user[0], user[1], text, command=command).send()
     assert response.status_code == 200, response.text
     await world.wait_for(
         lambda: len(world.slack.responses) > before, timeout=20, what=f"the reply to {text!r}"

@@ -228,7 +228,7 @@ async def settle(fx: Fuzz) -> None:
             "trigger_id": "1.2.3",
         }
     )
-    sent = await fx.world.sender.send(fx.world.sender.signed(body))
+    sent = await fx.world.sender.signed(body).send()
     assert sent.status_code == 200
     await fx.world.wait_for(lambda: fx.replies(rid), timeout=30, what="the sentinel's reply")
     await asyncio.wait_for(fx.world.rollbot.work.join(), timeout=60)
@@ -281,10 +281,10 @@ async def nothing_hostile_ran(fx: Fuzz) -> None:
     hostile = [r.id for r in world.slack.responses if r.id.startswith("hostile")]
     assert hostile == []
     for call in world.slack.calls:
-        texts = [call.args.get("text")] if isinstance(call.args.get("text"), str) else []
-        texts += _mrkdwn_texts(call.args.get("blocks")) + _mrkdwn_texts(call.args.get("view"))
+        texts = [call.body.get("text")] if isinstance(call.body.get("text"), str) else []
+        texts += _mrkdwn_texts(call.body.get("blocks")) + _mrkdwn_texts(call.body.get("view"))
         for text in texts:
-            assert not any(b in text for b in BROADCASTS), (call.method, text)
+            assert not any(b in text for b in BROADCASTS), (call.path, text)
     for reply in world.slack.responses:
         body = reply.body if isinstance(reply.body, dict) else {}
         texts = [body["text"]] if isinstance(body.get("text"), str) else []
@@ -501,7 +501,7 @@ async def send_slack(fx: Fuzz, case: dict[str, Any]) -> None:
 
         def effect() -> list[Any]:
             opened = fx.world.slack.calls_to("views.open")
-            return fx.replies(rid) or [c for c in opened if c.args.get("trigger_id") == trigger]
+            return fx.replies(rid) or [c for c in opened if c.body.get("trigger_id") == trigger]
 
         await fx.world.wait_for(effect, timeout=30, what=f"the answer to {what}")
         fx.tally(f"{what} answered", 200)

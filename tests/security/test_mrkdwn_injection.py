@@ -73,12 +73,12 @@ def received(world: SimWorld) -> list[str]:
     """Every string the Slack sim received that Slack would read as mrkdwn."""
     out: list[str] = []
     for call in world.slack.calls:
-        if not call.method.startswith(("chat.", "views.")):
+        if not call.path.startswith(("/api/chat.", "/api/views.")):
             continue
-        if isinstance(call.args.get("text"), str):
-            out.append(call.args["text"])
+        if isinstance(call.body.get("text"), str):
+            out.append(call.body["text"])
         for key in ("blocks", "view", "attachments"):
-            out.extend(_mrkdwn(call.args.get(key)))
+            out.extend(_mrkdwn(call.body.get(key)))
     for response in world.slack.responses:
         if isinstance(response.body.get("text"), str):
             out.append(response.body["text"])
@@ -248,7 +248,7 @@ async def test_break_glass_reason(tmp_path) -> None:
             await world.wait_for(world.card, timeout=40, what="the card")
             response = await world.sender.slash_command(
                 ONCALL[0], ONCALL[1], f"payment-router circuit open break-glass {wire}"
-            )
+            ).send()
             assert response.status_code == 200
             loud = await world.wait_for(
                 lambda: [
@@ -289,7 +289,7 @@ async def test_jira_error_in_the_release_thread() -> None:
             "start payment-router 1.13.0",
             command="/release",
             channel_id=CHANNEL_ID,
-        )
+        ).send()
         assert response.status_code == 200
         await world.wait_for(
             lambda: any(

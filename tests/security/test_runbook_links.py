@@ -361,7 +361,7 @@ async def test_without_public_url_no_link_is_built_from_the_host_header(tmp_path
         assert "server.public_url" in renew.text
         assert "fresh link sent" not in renew.text.lower()
 
-        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook")
+        await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router runbook").send()
         reply = await world.wait_for(
             lambda: [r.body for r in world.slack.responses if "public_url" in json.dumps(r.body)],
             timeout=10,
@@ -373,7 +373,7 @@ async def test_without_public_url_no_link_is_built_from_the_host_header(tmp_path
             assert "evil.example" not in answer.text
             assert "evil.example" not in json.dumps(dict(answer.headers))
         said = json.dumps(
-            [c.args for c in world.slack.calls] + [r.body for r in world.slack.responses]
+            [c.body for c in world.slack.calls] + [r.body for r in world.slack.responses]
         )
         assert "evil.example" not in said
         assert not _link_dms(world, ONCALL[0])

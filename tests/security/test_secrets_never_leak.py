@@ -567,30 +567,32 @@ async def _drive(run: Run, client: httpx.AsyncClient) -> None:
     keep(
         await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "start payment-router 1.13.0", command="/release"
-        )
+        ).send()
     )
     await world.wait_for(lambda: world.jira.created_count == 3, what="three cleanup tickets")
     world.jira.set_down(True)
     keep(
         await world.sender.slash_command(
             ONCALL[0], ONCALL[1], "start checkout 2.5.0", command="/release"
-        )
+        ).send()
     )
     await world.wait_for(
         lambda: "Jira is unreachable" in _channel_text(world), what="Jira down, said"
     )
-    keep(await world.sender.slash_command(LEAD[0], LEAD[1], "payment-router status"))
-    keep(await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router abort"))
+    keep(await world.sender.slash_command(LEAD[0], LEAD[1], "payment-router status").send())
+    keep(await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router abort").send())
 
     # Hostile requests: each refused, none with a secret in its answer.
     forged = SlackSender(f"{run.url}/slack/events", "not-the-signing-secret", sim=world.slack)
     assert (
-        keep(await forged.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")).status_code
+        keep(
+            await forged.slash_command(ONCALL[0], ONCALL[1], "payment-router abort").send()
+        ).status_code
         == 401
     )
-    stale = world.sender.slash_command_request(ONCALL[0], ONCALL[1], "payment-router abort")
+    stale = world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
     stale.headers["X-Slack-Request-Timestamp"] = "abc"
-    assert keep(await world.sender.send(stale)).status_code == 401
+    assert keep(await stale.send()).status_code == 401
     am = f"{run.url}/webhooks/alertmanager"
     pd = f"{run.url}/webhooks/pagerduty"
     for bad in ("wrong-token", None):
@@ -613,7 +615,7 @@ async def _drive(run: Run, client: httpx.AsyncClient) -> None:
     ).status_code == 400
     await world.wait_for(
         lambda: any(
-            c.status == 500 and c.args.get("channel") == FALLBACK
+            c.status == 500 and c.body.get("channel") == FALLBACK
             for c in world.slack.calls_to("chat.postMessage")
         ),
         what="the poison notice refused by Slack",
@@ -639,7 +641,7 @@ def _slack_haystack(world: SimWorld) -> str:
         sim.ephemerals,
         sim.views,
         [r.body for r in sim.responses],
-        [(c.method, c.args) for c in sim.calls],  # everything rollbot sent to the Web API
+        [(c.path, c.body) for c in sim.calls],  # everything rollbot sent to the Web API
     ]
     return json.dumps(parts, ensure_ascii=False, default=str)
 

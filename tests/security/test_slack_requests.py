@@ -141,14 +141,14 @@ async def test_bad_signature_bodies_never_reach_a_log_line(world, caplog):
 async def test_a_replayed_slash_command_runs_once(world, caplog):
     caplog.set_level(logging.WARNING, logger="bot.slack.listeners.common")
     await world.wait_for(lambda: world.card(), timeout=40, what="the card")
-    first = world.sender.slash_command_request(ONCALL[0], ONCALL[1], "payment-router abort")
-    assert (await world.sender.send(first)).status_code == 200
+    first = world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router abort")
+    assert (await first.send()).status_code == 200
     await world.wait_for(
         lambda: any("Aborted `payments" in json.dumps(r.body) for r in world.slack.responses),
         timeout=20,
         what="the abort's reply",
     )
-    replay = await world.sender.send(first)
+    replay = await first.send()
     assert replay.status_code == 200  # acked like any command: the check is after the ack
     # Positive evidence that the replay's work was reached and skipped:
     await world.wait_for(
@@ -162,7 +162,7 @@ async def test_a_replayed_slash_command_runs_once(world, caplog):
     assert len(audited) == 1
     # A new command (another signature) still runs, to its verified reply (waiting for the
     # patch alone ended the test mid-verification, and the world's shutdown then timed out).
-    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry")
+    await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router retry").send()
     await world.wait_for(
         lambda: any("Retried `payments" in json.dumps(r.body) for r in world.slack.responses),
         timeout=20,

@@ -43,7 +43,7 @@ from bot.core.model import (
     TicketKind,
     TicketView,
 )
-from bot.sim.slack import _block_errors
+from bot.sim.slack import block_errors
 
 NOW = datetime(2024, 5, 20, 12, 0, tzinfo=UTC)
 STARTED = datetime(2024, 5, 10, 9, 30, tzinfo=UTC)
@@ -159,7 +159,7 @@ def make_view(
 
 def limit_errors(blocks: list[dict[str, Any]], *, max_blocks: int = 50) -> list[str]:
     """Slack's limits, beyond what the sim's validator checks."""
-    errors = list(_block_errors(blocks, max_blocks=max_blocks))
+    errors = list(block_errors(blocks, max_blocks=max_blocks))
     for i, block in enumerate(blocks):
         kind = block["type"]
         if kind == "header":
@@ -575,5 +575,5 @@ def test_truncation_says_how_many_more() -> None:
 def test_no_sim_validator_errors_for_the_home_limit() -> None:
     """The sim's validator takes 100 blocks for a view and still 50 for a message."""
     blocks = [{"type": "divider"}] * 100
-    assert _block_errors(blocks, max_blocks=100) == []
-    assert _block_errors(blocks) == ["must provide no more than 50 items [json-pointer:/blocks]"]
+    assert block_errors(blocks, max_blocks=100) == []
+    assert block_errors(blocks) == ["must provide no more than 50 items [json-pointer:/blocks]"]

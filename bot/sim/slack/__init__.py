@@ -1,0 +1,57 @@
+"""A Slack Web API server and a signed-request sender, for the demo and the tests.
+
+`SlackSim` answers the Web API methods rollbot calls, over real HTTP, with Slack's shapes:
+HTTP 200 and `{"ok": false, "error": …}` for API errors, HTTP 429 with `Retry-After` for
+rate limits. It records every call and keeps the channel history (edits applied, thread
+replies linked by `thread_ts`) so tests assert on what reached Slack, not on SDK calls.
+A chat.postMessage to a user id lands in the app's DM with that user, answered with its
+`D…` conversation id, as Slack does (`direct_messages(user)`).
+
+`SlackSender` plays Slack's side of the Events/Interactivity endpoints: it builds slash
+commands and button clicks exactly as Slack sends them (form-encoded, signed with the
+signing secret, with `X-Slack-Retry-*` on retries), Events API callbacks (JSON, signed the
+same way; `app_home_opened`), and can forge or age a request; `.send()` posts one.
+
+Modals: `views.open` validates the view as Slack does (title, submit when there are input
+blocks, at most 100 blocks) and opens it for the user the trigger id was minted for
+(`mint_trigger_id(user)`; the sender's clicks and commands mint them for the clicking
+user). `open_views(user)` lists what is open; the sender's `view_submission`, sent, posts a
+submission exactly as Slack does and applies the bot's answer (an empty ack closes the
+view, `response_action: errors` keeps it open with `view_errors(view_id)`, `update`
+replaces it, `clear` closes it); `close_view` is the user pressing Cancel.
+
+The App Home: `views.publish` validates the home view's blocks (at most 100) and keeps
+every view published per user (`published_views(user)`); the sender's `app_home_opened`
+carries the user's current home view, as Slack does once one was published.
+
+Shapes follow the Slack API docs and the payloads in tests/fixtures/slack/.
+
+The package, by responsibility:
+
+    server.py     SlackSim: routes, auth, rate limits, forced failures, the recorded requests
+    methods.py    the Web API methods (chat.*, views.*, users.*, usergroups.*, …)
+    workspace.py  the workspace's state and Slack's bookkeeping on it
+    limits.py     the Block Kit checks (block_errors, modal_errors)
+    sender.py     SlackSender and SignedRequest: signed requests to the bot
+"""
+
+from bot.sim.slack.limits import block_elements, block_errors, modal_errors
+from bot.sim.slack.sender import SignedRequest, SlackSender
+from bot.sim.slack.server import METHOD_TIERS, RecordedResponse, SlackSim
+from bot.sim.slack.workspace import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
+
+__all__ = [
+    "APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "METHOD_TIERS",
+    "TEAM_DOMAIN",
+    "TEAM_ID",
+    "RecordedResponse",
+    "SignedRequest",
+    "SlackSender",
+    "SlackSim",
+    "block_elements",
+    "block_errors",
+    "modal_errors",
+]

@@ -1,0 +1,545 @@
+"""The Slack sim's HTTP side: `SlackSim`, a Web API server on a loopback port.
+
+It serves `/api/{method}` (the methods in `bot.sim.slack.methods`) and the `response_url`s it
+mints, from a `ThreadedServer`. Around each method it does what Slack does before a method
+runs: the token (`not_authed`, `invalid_auth`), rate limits by tier (HTTP 429 with
+`Retry-After`; chat.postMessage per channel), and the failures a test forces (`force_status`,
+`force_ratelimit`, `slow_down`). Every call is recorded as a `RecordedRequest` (`calls`,
+`calls_to`), every body posted to a response_url as a `RecordedResponse` (`responses`).
+
+The workspace's state lives in a `Workspace` (`bot.sim.slack.workspace`); `SlackSim` seeds
+it (`add_user`, `add_channel`, …) and shows it to tests (`messages`, `open_views`, …),
+holding one lock around every use, since the server thread and the test both reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.sim._server import RecordedRequest, ThreadedServer
+from bot.sim.slack.methods import HANDLERS
+from bot.sim.slack.workspace import TEAM_ID, ApiError, Workspace, dm_id
+
+__all__ = ["METHOD_TIERS", "RecordedResponse", "SlackSim"]
+
+T = TypeVar("T")
+
+# Web API rate-limit tiers, in calls per minute (https://api.slack.com/apis/rate-limits).
+METHOD_TIERS: dict[str, int] = {
+    "auth.test": 100 * 60,  # "special": far above anything rollbot does
+    "chat.update": 50,  # Tier 3
+    "chat.postEphemeral": 100,  # Tier 4
+    "views.open": 100,  # Tier 4
+    "views.publish": 100,  # Tier 4
+    "users.info": 100,  # Tier 4
+    "users.lookupByEmail": 50,  # Tier 3
+    "usergroups.users.list": 20,  # Tier 2
+    "conversations.info": 50,  # Tier 3
+}
+
+API_PREFIX = "/api/"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedResponse:
+    """One body the bot POSTed to a `response_url` (Bolt's `respond()`)."""
+
+    id: str
+    body: dict[str, Any]
+    at: float
+    channel: str | None
+    message_ts: str | None
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """A token bucket: `capacity` calls at once, refilled at `rate` per second."""
+
+    capacity: float
+    rate: float
+    tokens: float
+    stamp: float
+
+    def take(self, now: float) -> float:
+        """Take one token; return 0 when allowed, else the seconds until one is free."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class SlackSim:
+    """A Slack Web API server on a loopback port, in its own thread and event loop.
+
+    Pass `api_url` as `AsyncWebClient(base_url=…)`. Any `xoxb-`/`xoxp-` token is accepted
+    unless `token` pins one. `rate_limits=False` turns the 429s off (benchmarks).
+    chat.postMessage allows `post_burst` messages at once per channel, then `post_rate`
+    per second, like Slack's "1 per second per channel, short bursts allowed".
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_limits: bool = True,
+        token: str | None = None,
+        post_rate: float = 1.0,
+        post_burst: int = 4,
+        trigger_ttl: float = 3.0,
+    ) -> None:
+        self.host, self._port = host, port
+        self.rate_limits = rate_limits
+        self.token = token
+        self.post_rate, self.post_burst = post_rate, post_burst
+        self._lock = threading.RLock()
+        self._ws = Workspace(trigger_ttl=trigger_ttl)
+        self._calls: list[RecordedRequest] = []
+        self._responses: list[RecordedResponse] = []
+        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._forced: dict[str, list[int]] = {}  # method -> Retry-After of forced 429s
+        # method -> (HTTP status, channel or None for any) of forced errors, in order
+        self._failing: dict[str, list[tuple[int, str | None]]] = {}
+        self._slow: dict[str, list[float]] = {}  # method -> delays before answering
+        self._response_urls: dict[str, tuple[str | None, str | None]] = {}
+        self._server: ThreadedServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("SlackSim is not started")
+        return self._server.url
+
+    @property
+    def api_url(self) -> str:
+        return self.url + API_PREFIX
+
+    def start(self) -> SlackSim:
+        server = ThreadedServer(self._app(), host=self.host, port=self._port, name="slack-sim")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> SlackSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def trigger_ttl(self) -> float:
+        """How long a minted trigger id opens a view, in seconds."""
+        return self._ws.trigger_ttl
+
+    @trigger_ttl.setter
+    def trigger_ttl(self, seconds: float) -> None:
+        with self._lock:
+            self._ws.trigger_ttl = seconds
+
+    @property
+    def home_tab_enabled(self) -> bool:
+        """False: views.publish answers `not_enabled` (the app has no Home tab)."""
+        return self._ws.home_tab_enabled
+
+    @home_tab_enabled.setter
+    def home_tab_enabled(self, enabled: bool) -> None:
+        with self._lock:
+            self._ws.home_tab_enabled = enabled
+
+    # ------------------------------------------------------------------ seed data
+
+    def add_user(
+        self,
+        id: str,
+        name: str,
+        *,
+        real_name: str = "",
+        email: str = "",
+        display_name: str = "",
+        is_bot: bool = False,
+    ) -> None:
+        real_name = real_name or name
+        with self._lock:
+            self._ws.users[id] = {
+                "id": id,
+                "team_id": TEAM_ID,
+                "name": name,
+                "deleted": False,
+                "real_name": real_name,
+                "tz": "Etc/UTC",
+                "is_bot": is_bot,
+                "is_admin": False,
+                "profile": {
+                    "real_name": real_name,
+                    "display_name": display_name,
+                    "real_name_normalized": real_name,
+                    "display_name_normalized": display_name,
+                    "email": email,
+                    "team": TEAM_ID,
+                },
+            }
+
+    def add_usergroup(self, id: str, handle: str, members: Iterable[str]) -> None:
+        with self._lock:
+            self._ws.usergroups[id] = {"id": id, "handle": handle, "users": list(members)}
+
+    def set_usergroup_members(self, id: str, members: Iterable[str]) -> None:
+        with self._lock:
+            self._ws.usergroups[id]["users"] = list(members)
+
+    def add_channel(self, id: str, name: str) -> None:
+        with self._lock:
+            self._ws.channels[id] = {"id": id, "name": name.lstrip("#")}
+            self._ws.history.setdefault(id, {})
+
+    # ------------------------------------------------------------------ test controls
+
+    def force_ratelimit(self, method: str, *, retry_after: int = 1, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` with 429 whatever the buckets say."""
+        with self._lock:
+            self._forced.setdefault(method, []).extend([retry_after] * times)
+
+    def force_status(
+        self, method: str, *, status: int = 500, times: int = 1, channel: str | None = None
+    ) -> None:
+        """Answer the next `times` calls of `method` (to `channel`, an id or a name, when
+        given) with HTTP `status` (Slack's own trouble: 500, 502, 503); nothing is done."""
+        with self._lock:
+            target = self._ws.resolve(channel) if channel is not None else None
+            self._failing.setdefault(method, []).extend([(status, target)] * times)
+
+    def slow_down(self, method: str, *, seconds: float, times: int = 1) -> None:
+        """Answer the next `times` calls of `method` only after `seconds` (a slow Slack)."""
+        with self._lock:
+            self._slow.setdefault(method, []).extend([seconds] * times)
+
+    def mint_trigger_id(self, user: str | None = None) -> str:
+        """A trigger id as a click or command carries it, valid `trigger_ttl` s; a view
+        opened with it is open for `user`."""
+        trigger = f"{int(time.time())}.{secrets.randbelow(10**12)}.{secrets.token_hex(8)}"
+        with self._lock:
+            self._ws.triggers[trigger] = time.monotonic()
+            self._ws.trigger_users[trigger] = user
+        return trigger
+
+    def mint_response_url(
+        self, *, channel: str | None = None, message_ts: str | None = None
+    ) -> str:
+        rid = uuid.uuid4().hex
+        with self._lock:
+            self._response_urls[rid] = (channel, message_ts)
+        return f"{self.url}/response_url/{rid}"
+
+    def view_answered(self, view_id: str, body: dict[str, Any]) -> None:
+        """Apply the bot's answer to a view_submission as Slack does (`SlackSender` calls
+        this with the answer's body): see `SignedRequest.send`."""
+        with self._lock:
+            self._ws.view_answered(view_id, body)
+
+    def close_view(self, view_id: str) -> None:
+        """The view is gone (the user pressed Cancel, or an answer closed it)."""
+        with self._lock:
+            self._ws.open.pop(view_id, None)
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def calls(self) -> list[RecordedRequest]:
+        """Every Web API request, refused ones too, in the order they were answered. `path`
+        is `/api/{method}`; `body` holds the call's arguments (query, form or JSON body
+        merged, as Slack reads them) without the token."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[RecordedRequest]:
+        path = API_PREFIX + method
+        return [c for c in self.calls if c.path == path]
+
+    @property
+    def responses(self) -> list[RecordedResponse]:
+        """Bodies POSTed to response_urls, oldest first."""
+        with self._lock:
+            return list(self._responses)
+
+    @property
+    def ephemerals(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(m) for m in self._ws.ephemerals]
+
+    @property
+    def views(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(v) for v in self._ws.views]
+
+    def open_views(self, user: str) -> list[dict[str, Any]]:
+        """The modals open for `user` now (opened for a trigger minted for them, not yet
+        closed), oldest first."""
+        with self._lock:
+            ws = self._ws
+            views: list[dict[str, Any]] = json.loads(
+                json.dumps([v for vid, v in ws.open.items() if ws.view_users.get(vid) == user])
+            )
+        return views
+
+    def view_errors(self, view_id: str) -> dict[str, str]:
+        """The errors (block id → message) the bot answered to the last submission of the
+        view; {} when its last answer had none."""
+        with self._lock:
+            return dict(self._ws.view_errors.get(view_id, {}))
+
+    def published_views(self, user: str) -> list[dict[str, Any]]:
+        """Every home view published for `user` with views.publish, oldest first."""
+        with self._lock:
+            views: list[dict[str, Any]] = json.loads(json.dumps(self._ws.home.get(user, [])))
+        return views
+
+    def home_view(self, user: str) -> dict[str, Any] | None:
+        """The home view `user` sees now (the last one published), or None."""
+        views = self.published_views(user)
+        return views[-1] if views else None
+
+    def channel_id(self, channel: str) -> str:
+        """`#payments-deploys`, `payments-deploys` or `C0…` → the channel id (else KeyError)."""
+        with self._lock:
+            return self._ws.resolve(channel)
+
+    def channel_name(self, channel_id: str) -> str:
+        """The name of the channel with id `channel_id` (else KeyError)."""
+        with self._lock:
+            return str(self._ws.channels[channel_id]["name"])
+
+    def user_names(self) -> dict[str, str]:
+        """Every user's id → name."""
+        with self._lock:
+            return {uid: str(u["name"]) for uid, u in self._ws.users.items()}
+
+    def channel_names(self) -> dict[str, str]:
+        """Every conversation's id → name (the app's DMs too: named by their id)."""
+        with self._lock:
+            return {cid: str(c["name"]) for cid, c in self._ws.channels.items()}
+
+    def usergroup_handles(self) -> dict[str, str]:
+        """Every usergroup's id → handle."""
+        with self._lock:
+            return {gid: str(g["handle"]) for gid, g in self._ws.usergroups.items()}
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        """The channel's messages in ts order, edits applied; thread replies carry `thread_ts`."""
+        with self._lock:
+            cid = self._ws.resolve(channel)
+            return [
+                json.loads(json.dumps(m)) for _, m in sorted(self._ws.history.get(cid, {}).items())
+            ]
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        for m in self.messages(channel):
+            if m["ts"] == ts:
+                return m
+        return None
+
+    def direct_messages(self, user: str) -> list[dict[str, Any]]:
+        """What the app posted in its direct-message conversation with `user` (a
+        chat.postMessage to the user id), oldest first; [] when it never wrote."""
+        with self._lock:
+            cid = dm_id(user)
+            if cid not in self._ws.channels:
+                return []
+        return self.messages(cid)
+
+    def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """The replies in the thread of `ts` (not the parent), oldest first."""
+        return [m for m in self.messages(channel) if m.get("thread_ts") == ts and m["ts"] != ts]
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], T],
+        *,
+        timeout: float = 5.0,
+        interval: float = 0.01,
+    ) -> T:
+        """Poll `predicate` until it returns something truthy; return it (else TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"condition not met within {timeout} s")
+            await asyncio.sleep(interval)
+
+    def wait_for_sync(
+        self, predicate: Callable[[], T], *, timeout: float = 5.0, interval: float = 0.01
+    ) -> T:
+        """`wait_for` for synchronous code (never from a loop the bot runs in)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"condition not met within {timeout} s")
+            time.sleep(interval)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route(API_PREFIX + "{method}", self._handle_api, methods=["GET", "POST"]),
+                Route("/response_url/{rid}", self._handle_response_url, methods=["POST"]),
+            ]
+        )
+
+    async def _handle_api(self, request: Request) -> Response:
+        arrived = time.time()
+        method = request.path_params["method"]
+        raw = await request.body()
+        query_args: dict[str, Any] = dict(request.query_params)
+        body_args = _body_args(raw, request.headers.get("content-type", ""))
+        args = {**query_args, **body_args}
+        with self._lock:
+            delays = self._slow.get(method)
+            delay = delays.pop(0) if delays else 0.0
+        if delay:
+            await asyncio.sleep(delay)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, body, extra_headers = self._dispatch(method, args, headers)
+        # The token stays out of the record: not in the arguments (_dispatch took it), the
+        # query, or the raw body (dropped when the body carried it).
+        record = RecordedRequest(
+            method=request.method,
+            path=request.url.path,
+            query=[(k, v) for k, v in request.query_params.multi_items() if k != "token"],
+            headers=headers,
+            body=args,
+            raw=b"" if "token" in body_args else raw,
+            at=arrived,
+            status=status,
+            response_headers=extra_headers,
+            response=body,
+        )
+        with self._lock:
+            self._calls.append(record)
+        return JSONResponse(body, status_code=status, headers=extra_headers)
+
+    def _dispatch(
+        self, method: str, args: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        handler = HANDLERS.get(method)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+        auth = headers.get("authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else args.pop("token", "")
+        args.pop("token", None)
+        with self._lock:
+            status = self._forced_status(method, args)
+        if status is not None:
+            return status, {"ok": False, "error": "internal_error"}, {}
+        if not token:
+            return 200, {"ok": False, "error": "not_authed"}, {}
+        if not self._token_ok(token):
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        with self._lock:
+            retry_after = self._ratelimit(method, args)
+            if retry_after:
+                return (
+                    429,
+                    {"ok": False, "error": "ratelimited"},
+                    {"Retry-After": str(retry_after)},
+                )
+            try:
+                return 200, {"ok": True, **handler(self._ws, args)}, {}
+            except ApiError as e:
+                return 200, {"ok": False, "error": e.error, **e.extra}, {}
+
+    def _forced_status(self, method: str, args: dict[str, Any]) -> int | None:
+        """The first forced error for this call, taken; None when there is none."""
+        failing = self._failing.get(method) or []
+        for i, (status, channel) in enumerate(failing):
+            if channel is None or self._ws.resolve_or_none(args.get("channel")) == channel:
+                del failing[i]
+                return status
+        return None
+
+    def _token_ok(self, token: str) -> bool:
+        if self.token is not None:
+            return hmac.compare_digest(token, self.token)
+        return token.startswith(("xoxb-", "xoxp-")) and len(token) > 10
+
+    def _ratelimit(self, method: str, args: dict[str, Any]) -> int:
+        """0 when the call may go through, else the Retry-After seconds."""
+        forced = self._forced.get(method)
+        if forced:
+            return forced.pop(0)
+        if not self.rate_limits:
+            return 0
+        now = time.monotonic()
+        if method == "chat.postMessage":
+            try:
+                key = (method, self._ws.resolve(str(args.get("channel", ""))))
+            except KeyError:
+                return 0  # channel_not_found wins
+            capacity, rate = float(self.post_burst), self.post_rate
+        elif method in METHOD_TIERS:
+            per_minute = METHOD_TIERS[method]
+            key, capacity, rate = (method, ""), float(per_minute), per_minute / 60.0
+        else:
+            return 0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(capacity, rate, capacity, now)
+        wait = bucket.take(now)
+        return max(1, math.ceil(wait)) if wait else 0
+
+    async def _handle_response_url(self, request: Request) -> Response:
+        rid = request.path_params["rid"]
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except json.JSONDecodeError:
+            return Response("invalid_payload", status_code=400)
+        with self._lock:
+            channel, message_ts = self._response_urls.get(rid, (None, None))
+            self._responses.append(RecordedResponse(rid, body, time.time(), channel, message_ts))
+            self._ws.apply_response(body, channel, message_ts)
+        # Slack answers response_url posts with a plain "ok" body.
+        return Response("ok", media_type="text/html")
+
+
+def _body_args(body: bytes, content_type: str) -> dict[str, Any]:
+    """A method's arguments in a form or JSON body (Slack accepts both, and the query)."""
+    if not body:
+        return {}
+    if content_type.startswith("application/json"):
+        with contextlib.suppress(json.JSONDecodeError):
+            parsed = json.loads(body)
+            if isinstance(parsed, dict):
+                return parsed
+        return {}
+    return dict(parse_qsl(body.decode(), keep_blank_values=True))
