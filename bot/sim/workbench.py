@@ -46,7 +46,7 @@ from starlette.routing import Route
 
 from bot.sim import alerts as sim_alerts
 from bot.sim import blockkit
-from bot.sim.argo import ArgoController
+from bot.sim.argo import current_weight
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL, CHANNEL_ID, ONCALL, SimWorld
 
 COMMANDS = ("/rollback", "/release")
@@ -279,7 +279,7 @@ class Workbench:
             meta, spec, status = ro["metadata"], ro.get("spec") or {}, ro.get("status") or {}
             steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
             idx = int(status.get("currentStepIndex", 0) or 0)
-            weight = ArgoController._current_weight(status, steps, idx)
+            weight = current_weight(status, steps, idx)
             revision = (meta.get("annotations") or {}).get("rollout.argoproj.io/revision", "?")
             phase = str(status.get("phase", ""))
             flags = " · aborted" if status.get("abort") else ""
