@@ -1,4 +1,4 @@
-"""The demo workbench (bot/sim/workbench.py) without a browser, over a real SimWorld.
+"""The demo workbench (bot/sim/workbench/) without a browser, over a real SimWorld.
 
 Aspects under test:
 - `/api/state`: the channel rendered from the Slack sim's real Block Kit, the confirm

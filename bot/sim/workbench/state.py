@@ -1,80 +1,43 @@
-"""The demo workbench: a Slack-like page in the browser over a running :class:`SimWorld`.
+"""The workbench's model over a running :class:`SimWorld`: what the page shows, what it sends.
 
-    async with SimWorld(pagerduty=True, jira=True) as world:
-        async with serve_workbench(Workbench(world), port=8088) as url:
-            ...  # open url
-
-- ``GET /`` — one page (``workbench_static/``: HTML, CSS and a little JavaScript; nothing
-  fetched from elsewhere): #payments-deploys as the Slack sim recorded it, rendered from the
-  real Block Kit by :mod:`bot.sim.blockkit`, threads, a composer for slash commands, and
-  panels with the simulated world (Rollouts, flags, PagerDuty, Jira, the audit log).
-- ``GET /api/state`` — the rendered fragments the page polls and swaps.
-- ``POST /api/command`` ``{"text": "/rollback payment-router", "user": "U0ONCALL"}`` — a
-  SIGNED slash command through ``world.sender``, exactly as Slack sends it.
-- ``POST /api/click`` ``{"message_ts", "action_id", "block_id", "value", "user"}`` — a
-  signed ``block_actions`` for a button that is on that message (else 4xx saying why).
-- ``POST /api/submit`` ``{"view_id", "values": {block_id: {action_id: text}}, "user"}`` — a
-  signed ``view_submission`` of a modal the bot opened for that user (``views.open``); the
-  modal closes or shows the errors the bot answered, as Slack does.
-  ``POST /api/close`` ``{"view_id", "user"}`` — the user dismissed it (Cancel or ×).
-- ``POST /api/alert`` ``{"service", "status": "firing" | "resolved"}`` — the scenario
-  buttons: an Alertmanager webhook for one of the demo's SLO alerts (bearer token and all).
-
-The bot does not know about any of this: every request reaches it at ``/slack/events``
-signed, and every answer is read back from what the sims recorded.
+:class:`Workbench` renders #payments-deploys as the Slack sim recorded it (messages, threads,
+the buttons' confirm dialogs, the "Only visible to you" answers of each user, the modal open
+for them) with the panels of :mod:`bot.sim.workbench.panels`, and turns the page's commands,
+clicks, modal submissions and scenario buttons into the signed requests Slack (or
+Alertmanager) would send. Refusals are :class:`BadRequest` with the status to answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import html
-import json
-import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from bot.sim import alerts as sim_alerts
 from bot.sim import blockkit
-from bot.sim.argo import ArgoController
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL, CHANNEL_ID, ONCALL, SimWorld
 from bot.sim.slack import block_elements
+from bot.sim.workbench.app import BadRequest, build_app
+from bot.sim.workbench.panels import (
+    AlertScenario,
+    FlagSource,
+    audit_panel,
+    esc,
+    flags_panel,
+    jira_panel,
+    pagerduty_panel,
+    rollouts_panel,
+    scenarios_panel,
+)
+
+__all__ = ["COMMANDS", "Workbench"]
 
 COMMANDS = ("/rollback", "/release")
-POLL_MS = 500
-
-
-class PortInUseError(OSError):
-    """The workbench's port is taken; the message says which option picks another."""
-
-
-@dataclass(frozen=True, slots=True)
-class FlagSource:
-    """A flag panel row source: the provider's name, the flag keys and how to read one."""
-
-    provider: str
-    keys: tuple[str, ...]
-    is_on: Callable[[str], bool]
-
-
-@dataclass(frozen=True, slots=True)
-class AlertScenario:
-    """A scenario button: the SLO alert Alertmanager would send about `service`."""
-
-    service: str
-    alertname: str
-    summary: str
-    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -86,10 +49,6 @@ class _Sent:
     label: str
     response_rid: str
     ack: dict[str, Any] = field(default_factory=dict)
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _rid(response_url: str | None) -> str:
@@ -136,7 +95,7 @@ class Workbench:
         messages = self.world.slack.messages(CHANNEL_ID)
         tops = [m for m in messages if m.get("thread_ts") in (None, m.get("ts"))]
         channel = "".join(
-            f'<div class="wb-message" data-ts="{_esc(m["ts"])}">'
+            f'<div class="wb-message" data-ts="{esc(m["ts"])}">'
             + blockkit.render_message(
                 m,
                 users=names["users"],
@@ -149,7 +108,7 @@ class Workbench:
         )
         threads = {
             m["ts"]: "".join(
-                f'<div class="wb-message wb-reply" data-ts="{_esc(r["ts"])}">'
+                f'<div class="wb-message wb-reply" data-ts="{esc(r["ts"])}">'
                 + blockkit.render_message(
                     r, users=names["users"], channels=names["channels"], groups=names["groups"]
                 )
@@ -168,12 +127,12 @@ class Workbench:
             "user": user,
             "modal": self._modal(user, names),
             "panels": {
-                "scenarios": self._scenarios_panel(),
-                "rollouts": self._rollouts_panel(),
-                "flags": self._flags_panel(),
-                "pagerduty": self._pagerduty_panel(),
-                "jira": self._jira_panel(),
-                "audit": await self._audit_panel(),
+                "scenarios": scenarios_panel(self.alerts, self._firing),
+                "rollouts": rollouts_panel(self.world),
+                "flags": flags_panel(self.flags),
+                "pagerduty": pagerduty_panel(self.world),
+                "jira": jira_panel(self.world),
+                "audit": await audit_panel(self.world),
             },
         }
 
@@ -230,9 +189,9 @@ class Workbench:
 
     def _ephemerals(self, user: str, names: dict[str, dict[str, str]]) -> str:
         return "".join(
-            f'<div class="wb-ephemeral" data-ephemeral="{_esc(key)}">'
+            f'<div class="wb-ephemeral" data-ephemeral="{esc(key)}">'
             '<div class="wb-ephemeral-head">Only visible to you'
-            + (f" · {_esc(label)}" if label else "")
+            + (f" · {esc(label)}" if label else "")
             + f"</div>{self._body_html(body, names)}</div>"
             for _, key, label, body in self._ephemeral_bodies(user)[-20:]
         )
@@ -268,109 +227,20 @@ class Workbench:
             groups=names["groups"],
         )
 
-    def _rollouts_panel(self) -> str:
-        rows = []
-        for ro in self.world.kube.list("rollouts"):
-            meta, spec, status = ro["metadata"], ro.get("spec") or {}, ro.get("status") or {}
-            steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
-            idx = int(status.get("currentStepIndex", 0) or 0)
-            weight = ArgoController._current_weight(status, steps, idx)
-            revision = (meta.get("annotations") or {}).get("rollout.argoproj.io/revision", "?")
-            phase = str(status.get("phase", ""))
-            flags = " · aborted" if status.get("abort") else ""
-            flags += " · paused" if status.get("pauseConditions") else ""
-            promoted = bool(status.get("stableRS")) and status.get("stableRS") == status.get(
-                "currentPodHash"
-            )
-            where = "stable 100 %" if promoted else f"canary {weight} %"
-            image = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
-            version = str(image[0].get("image", "")).rsplit(":", 1)[-1]
-            rows.append(
-                f'<tr data-rollout="{_esc(meta["name"])}"><td>{_esc(meta["namespace"])}/'
-                f"{_esc(meta['name'])}</td><td>{_esc(revision)} ({_esc(version)})</td>"
-                f"<td>{min(idx, len(steps))}/{len(steps)}</td>"
-                f'<td class="wb-weight">{where}</td>'
-                f'<td class="wb-phase">{_esc(phase)}{_esc(flags)}</td></tr>'
-            )
-        return _table(("Rollout", "Revision", "Step", "Weight", "Phase"), rows)
-
-    def _scenarios_panel(self) -> str:
-        if not self.alerts:
-            return ""
-        rows = []
-        for service, scenario in self.alerts.items():
-            firing = service in self._firing
-            action = "resolved" if firing else "firing"
-            label = "Resolve the alert" if firing else "Fire the SLO alert"
-            rows.append(
-                f"<tr><td>{_esc(service)}</td><td><code>{_esc(scenario.alertname)}</code> "
-                f"{_esc(scenario.summary)}</td><td>"
-                f'<button type="button" class="wb-scenario" data-service="{_esc(service)}" '
-                f'data-status="{action}">{label}</button></td></tr>'
-            )
-        return _table(("Service", "Alertmanager alert", ""), rows)
-
-    def _flags_panel(self) -> str:
-        rows = []
-        for source in self.flags:
-            for key in source.keys:
-                on = source.is_on(key)
-                rows.append(
-                    f"<tr><td>{_esc(source.provider)}</td><td><code>{_esc(key)}</code></td>"
-                    f'<td class="{"wb-on" if on else "wb-off"}">{"on" if on else "off"}</td></tr>'
-                )
-        return _table(("Provider", "Flag", "State"), rows) if self.flags else ""
-
-    def _pagerduty_panel(self) -> str:
-        pd = getattr(self.world, "pd", None)
-        if pd is None:
-            return ""
-        rows = [
-            f"<tr><td>{_esc(i.get('id'))}</td><td>{_esc(i.get('status'))}</td>"
-            f"<td>{_esc(i.get('title'))}</td></tr>"
-            for i in pd.incidents()
-        ]
-        return _table(("Incident", "Status", "Title"), rows)
-
-    def _jira_panel(self) -> str:
-        jira = getattr(self.world, "jira", None)
-        if jira is None:
-            return ""
-        rows = []
-        for key, issue in sorted(jira.issues.items()):
-            fields = issue.get("fields") or {}
-            status = (fields.get("status") or {}).get("name", "")
-            rows.append(
-                f"<tr><td>{_esc(key)}</td><td>{_esc(status)}</td>"
-                f"<td>{_esc(fields.get('duedate') or '')}</td>"
-                f"<td>{_esc(fields.get('summary', ''))}</td></tr>"
-            )
-        return _table(("Key", "Status", "Due", "Summary"), rows)
-
-    async def _audit_panel(self) -> str:
-        records = await self.world.rollbot.store.audit_entries()
-        rows = [
-            f"<tr><td>{r.seq}</td><td>{_esc(r.entry.at.strftime('%H:%M:%S'))}</td>"
-            f"<td>{_esc(r.entry.actor)}</td><td>{_esc(r.entry.action)}</td>"
-            f"<td>{_esc(r.entry.target)}</td><td>{_esc(r.entry.result)}</td></tr>"
-            for r in records[-30:]
-        ]
-        return _table(("#", "At", "Actor", "Action", "Target", "Result"), rows[::-1])
-
     # ------------------------------------------------------------------ actions
 
     def _user(self, user_id: Any) -> tuple[str, str]:
         uid = str(user_id or self.default_user)
         users = self.users()
         if uid not in users:
-            raise _BadRequest(f"unknown user {uid!r}; known: {', '.join(users)}", 400)
+            raise BadRequest(f"unknown user {uid!r}; known: {', '.join(users)}", 400)
         return uid, users[uid]
 
     async def command(self, text: str, user_id: Any = None) -> dict[str, Any]:
         text = text.strip()
         command, _, rest = text.partition(" ")
         if command not in COMMANDS:
-            raise _BadRequest(
+            raise BadRequest(
                 f"not a slash command this app has: {command or text!r} "
                 f"(try {' or '.join(COMMANDS)})",
                 400,
@@ -390,7 +260,7 @@ class Workbench:
         ts, action_id = str(body.get("message_ts") or ""), str(body.get("action_id") or "")
         key = str(body.get("ephemeral") or "")
         if not (ts or key) or not action_id:
-            raise _BadRequest("action_id and message_ts (or ephemeral) are required", 400)
+            raise BadRequest("action_id and message_ts (or ephemeral) are required", 400)
         if key:
             # A button on an "Only visible to you" message: only its recipient sees it.
             uid, _ = self._user(body.get("user"))
@@ -398,25 +268,25 @@ class Workbench:
                 (dict(b) for _, k, _, b in self._ephemeral_bodies(uid) if k == key), None
             )
             if found_message is None:
-                raise _BadRequest(f"no ephemeral message {key!r} for {uid}", 404)
+                raise BadRequest(f"no ephemeral message {key!r} for {uid}", 404)
             message: dict[str, Any] | None = {"response_type": "ephemeral", **found_message}
             ts = key
         else:
             message = self.world.slack.message(CHANNEL_ID, ts)
         if message is None:
-            raise _BadRequest(f"no message {ts} in {CHANNEL}", 404)
+            raise BadRequest(f"no message {ts} in {CHANNEL}", 404)
         found = [
             (block, el) for block, el in self._buttons(message) if el["action_id"] == action_id
         ]
         if not found:
             have = sorted({el["action_id"] for _, el in self._buttons(message)})
-            raise _BadRequest(
+            raise BadRequest(
                 f"message {ts} has no button {action_id!r} (it has: {', '.join(have) or 'none'})",
                 404,
             )
         block, button = found[0]
         if body.get("block_id") and body["block_id"] != block.get("block_id"):
-            raise _BadRequest(
+            raise BadRequest(
                 f"button {action_id!r} is in block {block.get('block_id')!r}, "
                 f"not {body['block_id']!r}",
                 409,
@@ -445,7 +315,7 @@ class Workbench:
             if view["id"] == view_id:
                 return view
         have = ", ".join(v["id"] for v in views) or "none"
-        raise _BadRequest(f"no open modal {view_id!r} for {user} (open: {have})", 404)
+        raise BadRequest(f"no open modal {view_id!r} for {user} (open: {have})", 404)
 
     async def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         uid, name = self._user(body.get("user"))
@@ -455,7 +325,7 @@ class Workbench:
             isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
             for v in values.values()
         ):
-            raise _BadRequest("values must be {block_id: {action_id: text}}", 400)
+            raise BadRequest("values must be {block_id: {action_id: text}}", 400)
         response = await self.world.sender.view_submission(uid, view, values, user_name=name).send()
         return {"status": response.status_code, "errors": self.world.slack.view_errors(view["id"])}
 
@@ -469,12 +339,12 @@ class Workbench:
         service, status = str(body.get("service") or ""), str(body.get("status") or "firing")
         scenario = self.alerts.get(service)
         if scenario is None:
-            raise _BadRequest(
+            raise BadRequest(
                 f"no alert scenario for {service!r} (have: {', '.join(self.alerts) or 'none'})",
                 404,
             )
         if status not in ("firing", "resolved"):
-            raise _BadRequest(f"status must be firing or resolved, not {status!r}", 400)
+            raise BadRequest(f"status must be firing or resolved, not {status!r}", 400)
         payload = sim_alerts.webhook(
             [
                 sim_alerts.alert(
@@ -499,67 +369,8 @@ class Workbench:
     # ------------------------------------------------------------------ the app
 
     def app(self) -> Starlette:
-        async def index(request: Request) -> Response:
-            page = _static("index.html")
-            page = page.replace("/*CSS*/", blockkit.CSS + "\n" + _static("workbench.css"))
-            page = page.replace("/*JS*/", _static("workbench.js"))
-            page = page.replace("__POLL_MS__", str(POLL_MS))
-            page = page.replace("__CHANNEL__", _esc(CHANNEL))
-            return HTMLResponse(page)
-
-        async def state(request: Request) -> Response:
-            try:
-                return JSONResponse(await self.state(request.query_params.get("user")))
-            except _BadRequest as err:
-                return JSONResponse({"error": str(err)}, status_code=err.status)
-
-        async def command(request: Request) -> Response:
-            return await _json_call(
-                request, lambda b: self.command(b.get("text", ""), b.get("user"))
-            )
-
-        async def click(request: Request) -> Response:
-            return await _json_call(request, self.click)
-
-        async def submit(request: Request) -> Response:
-            return await _json_call(request, self.submit)
-
-        async def close(request: Request) -> Response:
-            return await _json_call(request, self.close)
-
-        async def alert(request: Request) -> Response:
-            return await _json_call(request, self.alert)
-
-        return Starlette(
-            routes=[
-                Route("/", index),
-                Route("/api/state", state),
-                Route("/api/command", command, methods=["POST"]),
-                Route("/api/click", click, methods=["POST"]),
-                Route("/api/submit", submit, methods=["POST"]),
-                Route("/api/close", close, methods=["POST"]),
-                Route("/api/alert", alert, methods=["POST"]),
-            ]
-        )
-
-
-class _BadRequest(Exception):
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-async def _json_call(request: Request, call: Callable[[dict[str, Any]], Any]) -> Response:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as err:
-        return JSONResponse({"error": f"the body is not JSON: {err}"}, status_code=400)
-    if not isinstance(body, dict):
-        return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
-    try:
-        return JSONResponse(await call(body))
-    except _BadRequest as err:
-        return JSONResponse({"error": str(err)}, status_code=err.status)
+        """The page and its JSON API over this workbench (:mod:`bot.sim.workbench.app`)."""
+        return build_app(self)
 
 
 def _ack_body(response: Any) -> dict[str, Any]:
@@ -571,56 +382,3 @@ def _ack_body(response: Any) -> dict[str, Any]:
             body = response.json()
             return body if isinstance(body, dict) else {}
     return {"text": response.text}
-
-
-def _table(head: Iterable[str], rows: list[str]) -> str:
-    if not rows:
-        return '<p class="wb-empty">nothing yet</p>'
-    th = "".join(f"<th>{_esc(h)}</th>" for h in head)
-    body = "".join(rows)
-    return f'<table class="wb-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _static(name: str) -> str:
-    return (resources.files("bot.sim") / "workbench_static" / name).read_text(encoding="utf-8")
-
-
-def bind(port: int, *, option: str = "--ui-port") -> socket.socket:
-    """A loopback socket on `port` (0: any free), or PortInUseError naming `option`."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener still refuses
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError as err:
-        sock.close()
-        if err.errno == errno.EADDRINUSE:
-            raise PortInUseError(f"port {port} is in use: pass {option} N") from None
-        raise
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def serve_workbench(
-    workbench: Workbench, *, port: int = 0, sock: socket.socket | None = None
-) -> AsyncIterator[str]:
-    """Serve the workbench on loopback in this event loop (the world's); yield its URL."""
-    sock = sock or bind(port)
-    server = uvicorn.Server(uvicorn.Config(workbench.app(), log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if task.done():
-                task.result()
-            if time.monotonic() > deadline:
-                raise TimeoutError("the workbench did not start within 10 s")
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(task, timeout=5)
-        sock.close()
-
-
-__all__ = ["AlertScenario", "FlagSource", "PortInUseError", "Workbench", "bind", "serve_workbench"]

@@ -1,0 +1,158 @@
+"""The workbench's side panels: the simulated world as small HTML tables.
+
+Rollouts (revision, step, weight, phase), the scenario buttons (an SLO alert to fire or
+resolve), the feature flags, PagerDuty incidents, Jira issues and the audit log, each read
+from the sims or the bot's store as they are now. Also the escaping and table helpers the
+rest of the page uses.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.sim.argo import current_weight
+from bot.sim.harness import SimWorld
+
+__all__ = [
+    "AlertScenario",
+    "FlagSource",
+    "audit_panel",
+    "esc",
+    "flags_panel",
+    "jira_panel",
+    "pagerduty_panel",
+    "rollouts_panel",
+    "scenarios_panel",
+    "table",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSource:
+    """A flag panel row source: the provider's name, the flag keys and how to read one."""
+
+    provider: str
+    keys: tuple[str, ...]
+    is_on: Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertScenario:
+    """A scenario button: the SLO alert Alertmanager would send about `service`."""
+
+    service: str
+    alertname: str
+    summary: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def esc(value: Any) -> str:
+    """`value` as HTML text (quotes escaped too: safe in attributes)."""
+    return html.escape(str(value), quote=True)
+
+
+def table(head: Iterable[str], rows: list[str]) -> str:
+    """A panel table with `head` over the `rows` (already HTML); "nothing yet" when empty."""
+    if not rows:
+        return '<p class="wb-empty">nothing yet</p>'
+    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+    body = "".join(rows)
+    return f'<table class="wb-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def rollouts_panel(world: SimWorld) -> str:
+    rows = []
+    for ro in world.kube.list("rollouts"):
+        meta, spec, status = ro["metadata"], ro.get("spec") or {}, ro.get("status") or {}
+        steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+        idx = int(status.get("currentStepIndex", 0) or 0)
+        weight = current_weight(status, steps, idx)
+        revision = (meta.get("annotations") or {}).get("rollout.argoproj.io/revision", "?")
+        phase = str(status.get("phase", ""))
+        flags = " · aborted" if status.get("abort") else ""
+        flags += " · paused" if status.get("pauseConditions") else ""
+        promoted = bool(status.get("stableRS")) and status.get("stableRS") == status.get(
+            "currentPodHash"
+        )
+        where = "stable 100 %" if promoted else f"canary {weight} %"
+        image = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
+        version = str(image[0].get("image", "")).rsplit(":", 1)[-1]
+        rows.append(
+            f'<tr data-rollout="{esc(meta["name"])}"><td>{esc(meta["namespace"])}/'
+            f"{esc(meta['name'])}</td><td>{esc(revision)} ({esc(version)})</td>"
+            f"<td>{min(idx, len(steps))}/{len(steps)}</td>"
+            f'<td class="wb-weight">{where}</td>'
+            f'<td class="wb-phase">{esc(phase)}{esc(flags)}</td></tr>'
+        )
+    return table(("Rollout", "Revision", "Step", "Weight", "Phase"), rows)
+
+
+def scenarios_panel(alerts: dict[str, AlertScenario], firing: set[str]) -> str:
+    if not alerts:
+        return ""
+    rows = []
+    for service, scenario in alerts.items():
+        is_firing = service in firing
+        action = "resolved" if is_firing else "firing"
+        label = "Resolve the alert" if is_firing else "Fire the SLO alert"
+        rows.append(
+            f"<tr><td>{esc(service)}</td><td><code>{esc(scenario.alertname)}</code> "
+            f"{esc(scenario.summary)}</td><td>"
+            f'<button type="button" class="wb-scenario" data-service="{esc(service)}" '
+            f'data-status="{action}">{label}</button></td></tr>'
+        )
+    return table(("Service", "Alertmanager alert", ""), rows)
+
+
+def flags_panel(flags: list[FlagSource]) -> str:
+    rows = []
+    for source in flags:
+        for key in source.keys:
+            on = source.is_on(key)
+            rows.append(
+                f"<tr><td>{esc(source.provider)}</td><td><code>{esc(key)}</code></td>"
+                f'<td class="{"wb-on" if on else "wb-off"}">{"on" if on else "off"}</td></tr>'
+            )
+    return table(("Provider", "Flag", "State"), rows) if flags else ""
+
+
+def pagerduty_panel(world: SimWorld) -> str:
+    pd = getattr(world, "pd", None)
+    if pd is None:
+        return ""
+    rows = [
+        f"<tr><td>{esc(i.get('id'))}</td><td>{esc(i.get('status'))}</td>"
+        f"<td>{esc(i.get('title'))}</td></tr>"
+        for i in pd.incidents()
+    ]
+    return table(("Incident", "Status", "Title"), rows)
+
+
+def jira_panel(world: SimWorld) -> str:
+    jira = getattr(world, "jira", None)
+    if jira is None:
+        return ""
+    rows = []
+    for key, issue in sorted(jira.issues.items()):
+        fields = issue.get("fields") or {}
+        status = (fields.get("status") or {}).get("name", "")
+        rows.append(
+            f"<tr><td>{esc(key)}</td><td>{esc(status)}</td>"
+            f"<td>{esc(fields.get('duedate') or '')}</td>"
+            f"<td>{esc(fields.get('summary', ''))}</td></tr>"
+        )
+    return table(("Key", "Status", "Due", "Summary"), rows)
+
+
+async def audit_panel(world: SimWorld) -> str:
+    records = await world.rollbot.store.audit_entries()
+    rows = [
+        f"<tr><td>{r.seq}</td><td>{esc(r.entry.at.strftime('%H:%M:%S'))}</td>"
+        f"<td>{esc(r.entry.actor)}</td><td>{esc(r.entry.action)}</td>"
+        f"<td>{esc(r.entry.target)}</td><td>{esc(r.entry.result)}</td></tr>"
+        for r in records[-30:]
+    ]
+    return table(("#", "At", "Actor", "Action", "Target", "Result"), rows[::-1])
