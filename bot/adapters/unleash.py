@@ -1,7 +1,7 @@
 """Unleash, over its admin and client HTTP APIs, with httpx: the only place that talks to it.
 
 One project and one environment per instance (the `Flags` port). Checked against a real
-unleash-server 7.5 (tests/integration/test_unleash_flags.py):
+unleash-server 7.5 (tests/integration/adapters/test_unleash.py):
 
     get(flag)        GET  /api/admin/projects/{project}/features/{flag}
                           → the environment's `enabled` in `environments[]`

@@ -1,7 +1,7 @@
 """An Unleash server simulation: the admin and client API endpoints rollbot uses.
 
 For `rollbot demo` and drills, where the real Unleash (npm, with PostgreSQL) is not around;
-the tests that matter run against the real server (tests/integration/test_unleash_flags.py,
+the tests that matter run against the real server (tests/integration/adapters/test_unleash.py,
 tests/e2e/test_tier2_unleash.py), and this sim answers like it does there:
 
     POST /api/admin/projects/{project}/features/{flag}/environments/{env}/on|off → 200, no body

@@ -567,7 +567,7 @@ def test_flag_mapping_problems_name_their_key_path(tmp_path: Path) -> None:
 
 
 def test_example_config_shows_the_flag_mapping_form() -> None:
-    example = Path(__file__).resolve().parents[2] / "rollbot.example.yaml"
+    example = Path(__file__).resolve().parents[3] / "rollbot.example.yaml"
     (fx,) = load_settings(example, environ=SECRETS).service("fx-rates").flags.entries()
     assert (fx.role, fx.key, fx.owner, fx.remove_after) == (
         "circuit",

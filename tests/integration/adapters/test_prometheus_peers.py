@@ -45,7 +45,7 @@ from tests.plugins.prometheus import (
     shorten_rules,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RULES = REPO / "deploy" / "prometheus" / "rollbot-canary.rules.yaml"
 RULE_TESTS = sorted((REPO / "deploy" / "prometheus" / "tests").glob("*.yaml"))
 AM_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yaml"

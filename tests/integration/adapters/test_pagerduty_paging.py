@@ -34,7 +34,7 @@ import pytest
 from bot.adapters.pagerduty import PagerDutyNotConfigured, PagerDutyPaging, PagerDutyRefused
 from bot.core.errors import Forbidden, InvalidRequest, Unreachable
 from bot.sim.pagerduty import PagerDutySim
-from tests.integration.test_sim_pagerduty import Receiver, verifies
+from tests.integration.sim.test_pagerduty import Receiver, verifies
 
 TOKEN = "u+test-paging-token-5ecret"
 ROUTING_KEY = "R0UT1NGKEYSECRET0000000000000042"

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 
 from bot.core import markdown as md
 
-RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "payment-router.md"
+RUNBOOK = Path(__file__).resolve().parents[3] / "runbooks" / "payment-router.md"
 
 ALLOWED_TAGS = {
     "h1", "h2", "h3", "h4", "h5", "h6", "p", "ul", "ol", "li", "pre", "code", "strong", "em",

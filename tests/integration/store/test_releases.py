@@ -1,5 +1,5 @@
 """Releases, cleanup-ticket records, notices and leases in the store, on SQLite and a real
-PostgreSQL 15 (`store_url` is parametrised like tests/integration/test_store.py).
+PostgreSQL 15 (`store_url` is parametrised like tests/integration/store/test_store.py).
 
 - a release is recorded once: a second start of the same id (50 at once, two replicas)
   gets the first one back, never a second row;

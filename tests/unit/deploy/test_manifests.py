@@ -32,7 +32,7 @@ from bot.settings import check_config, load_settings
 from bot.sim.kube import default_crd_dir
 from tests.plugins.fixtures import FIXTURES
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
 CRDS = default_crd_dir()
 SECRETS = {
