@@ -45,8 +45,8 @@ from bot.sim.blockkit import (
     render_view,
 )
 from tests.plugins.fixtures import FIXTURES
-from tests.unit import test_blocks as tb
-from tests.unit import test_release_blocks as trb
+from tests.unit.blocks import test_card as tb
+from tests.unit.blocks import test_release as trb
 
 SLACK_FIXTURES = FIXTURES / "slack"
 USERS = {"U0ONCALL": "Olivia Oncall", "U0LEAD": "Lee Lead", "U0OUTSIDER": "Otto"}
