@@ -39,7 +39,7 @@ from bot.blocks.rollout import (
     status_emoji,
     status_label,
 )
-from bot.blocks.text import PAST_TENSE, clock, duration_minutes, humanise_age
+from bot.blocks.text import PAST_TENSE, clock, duration_minutes
 from bot.blocks.tiers import (
     TIER_ACTIONS_BLOCK_ID,
     circuit_button,
@@ -252,7 +252,12 @@ def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
     """The Rollout's facts; its status strings (phase, images, the analysis and its
     message) are the cluster's words, escaped."""
     weight = f"{state.canary_weight}%"
-    if state.set_weight is not None and state.set_weight != state.canary_weight:
+    if state.aborted:
+        # The step's weight no longer applies: the abort set the canary to 0.
+        weight = (
+            f"{state.canary_weight}% (aborted: all traffic on the stable {stable_label(state)})"
+        )
+    elif state.set_weight is not None and state.set_weight != state.canary_weight:
         weight += f" (step asks {state.set_weight}%)"
     stable = stable_label(state)
     if state.stable_image:
@@ -277,7 +282,9 @@ def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
         ("Stable", stable),
         ("Canary", canary),
         ("Analysis", analysis),
-        ("Age", humanise_age(state.created_at, now)),
+        # A clock time, not an age: the card is not re-rendered every second, and "15s"
+        # would stay on it for hours.
+        ("Started", clock(state.created_at) if state.created_at is not None else "-"),
         ("Rollout", f"`{_escape(state.key)}`"),
     ]
     return [MarkdownTextObject(text=_clip(f"*{k}*\n{v}", 2000)) for k, v in pairs]

@@ -19,9 +19,12 @@ order, each with a one-line reason and exactly one recommended:
     Tier 1 abort            available while a canary is in progress (not aborted, not
                             fully promoted); recommended then
     Tier 2 circuit breaker  needs the service's circuit flag and the flags integration;
-                            recommended when Tier 1 is not available
+                            recommended when Tier 1 is not available; not offered once an
+                            abort has put all traffic on stable (it would change nothing)
     Tier 3 full revert      always available, with the exact Git steps; recommended when
-                            nothing faster applies
+                            nothing faster applies. Its reason fits the Rollout: after a
+                            mitigation (abort, open breaker) it is the next step once
+                            recovered; on a fully rolled-out revision nothing was aborted
 
 Recording that a Tier 3 revert was started takes the revert's commit or pull request URL:
 `is_revert_url` is the rule for which URLs are accepted.
@@ -178,6 +181,27 @@ def revert_steps(
     )
 
 
+def _revert_reason(state: RolloutState | None, *, circuit_open: bool) -> str:
+    """Tier 3's reason, fitted to the Rollout: after a mitigation (an abort, an open
+    breaker) it is the next step once the service has recovered, else the lasting return."""
+    mitigated = circuit_open or (state is not None and state.aborted)
+    head = "the next step once recovered" if mitigated else "the lasting return"
+    reason = f"{head}: revert the release in Git and redeploy (30–120 min)"
+    if state is None:
+        return reason
+    if state.aborted:
+        return (
+            f"{reason}; traffic is on {_stable_phrase(state)}, but spec.template still names "
+            f"revision {state.revision}, which the next sync would bring back"
+        )
+    if canary_in_progress(state):
+        return f"{reason}; abort alone leaves spec.template on the new version"
+    return (
+        f"{reason}; revision {state.revision} is fully rolled out: the revert brings back "
+        "the previous version"
+    )
+
+
 def tier_options(
     *,
     service: str,
@@ -211,17 +235,21 @@ def tier_options(
         gitops_path=gitops_path,
         sha_annotation=sha_annotation,
     )
-    if state is not None and state.aborted:
-        lead = "traffic is on stable, but abort alone leaves spec.template on the new version"
-    else:
-        lead = "abort alone leaves spec.template on the new version"
     revert = TierOption(
         Tier.FULL_REVERT,
         TIER_TITLES[Tier.FULL_REVERT],
         True,
-        f"the lasting return: revert the release in Git and redeploy (30–120 min); {lead}",
+        _revert_reason(state, circuit_open=circuit_open),
         steps=steps,
     )
+    if state is not None and state.aborted and circuit_flag is not None and not circuit_open:
+        # The new revision takes no traffic: flipping its breaker would change nothing.
+        circuit = TierOption(
+            Tier.CIRCUIT_BREAKER,
+            circuit.title,
+            False,
+            f"not needed: the abort put all traffic on {_stable_phrase(state)}",
+        )
     options = [abort, circuit, revert]
     if abort.available:
         pick = abort

@@ -197,8 +197,10 @@ async def test_resolved_alerts_recover_then_resolve(progressing):
     # The card (a coalesced update) and its thread (a line per change) are updated
     # separately, in either order under load: wait for both.
     await world.wait_for(
-        lambda: any("Resolved" in line for line in thread_lines())
-        and ("Resolved" in card_text(world) or "resolved" in card_text(world)),
+        lambda: (
+            any("Resolved" in line for line in thread_lines())
+            and ("Resolved" in card_text(world) or "resolved" in card_text(world))
+        ),
         timeout=15,
         what="the incident resolved, in the thread and on the card",
     )

@@ -259,7 +259,7 @@ def test_paused_card_shows_the_facts() -> None:
         "*Stable*\nrevision 41\n`registry.example.com/payment-router:1.7.3`",
         "*Canary*\nrevision 42\n`registry.example.com/payment-router:1.8.0`",
         "*Analysis*\nRunning (payment-router-42-3)",
-        "*Age*\n12m 5s",
+        "*Started*\n13:51:07 UTC",
         "*Rollout*\n`payments/payment-router`",
     ]
     assert list(buttons(blocks)) == ["rollout_abort", "rollout_promote"]
@@ -316,6 +316,21 @@ def test_aborted_card_offers_retry_and_shows_trouble() -> None:
     assert 'Failed (payment-router-42-3)\nmetric "error-rate" assessed Failed' in fields[5]
     assert list(buttons(blocks)) == ["rollout_retry"]
     assert "confirm" not in buttons(blocks)["rollout_retry"]
+
+
+def test_an_aborted_canary_weight_says_where_the_traffic_is_not_what_the_step_asked() -> None:
+    """Issue 14: "Canary weight 0% (step asks 10%)" after an abort read as a stuck canary."""
+
+    def fields(state: RolloutState) -> list[str]:
+        (facts,) = [b for b in card(state) if "fields" in b]
+        return [f["text"] for f in facts["fields"]]
+
+    aborted = fields(dataclasses.replace(ABORTED, set_weight=10))
+    assert aborted[2] == "*Canary weight*\n0% (aborted: all traffic on the stable revision 41)"
+    assert not any("step asks" in f for f in aborted)
+    assert fields(dataclasses.replace(PAUSED, set_weight=50))[2] == (
+        "*Canary weight*\n25% (step asks 50%)"
+    )
 
 
 def test_healthy_card_has_no_buttons() -> None:

@@ -172,14 +172,20 @@ TIER1_REASON = {
     "promoted": (False, "fully promoted: nothing to abort"),
     "unknown": (False, "Rollout state unknown: it has not been read yet"),
 }
-TIER3_REASON = (
-    "the lasting return: revert the release in Git and redeploy (30–120 min); "
-    "abort alone leaves spec.template on the new version"
-)
-TIER3_REASON_ABORTED = (
-    "the lasting return: revert the release in Git and redeploy (30–120 min); "
-    "traffic is on stable, but abort alone leaves spec.template on the new version"
-)
+REVERT = "revert the release in Git and redeploy (30–120 min)"
+# Tier 3's reason fits the Rollout, and says "next step once recovered" after a mitigation
+TIER3_REASON = {
+    "in-progress": f"{REVERT}; abort alone leaves spec.template on the new version",
+    "paused": f"{REVERT}; abort alone leaves spec.template on the new version",
+    "aborted": (
+        f"{REVERT}; traffic is on stable revision 41, but spec.template still names "
+        "revision 42, which the next sync would bring back"
+    ),
+    "promoted": (
+        f"{REVERT}; revision 42 is fully rolled out: the revert brings back the previous version"
+    ),
+    "unknown": REVERT,
+}
 
 
 @pytest.mark.parametrize(
@@ -212,6 +218,12 @@ def test_every_combination(
 
     if not has_flag:
         assert (circuit.available, circuit.reason) == (False, "no circuit flag configured")
+    elif state_name == "aborted" and not circuit_open:
+        # all traffic is on stable: flipping the new revision's breaker changes nothing
+        assert (circuit.available, circuit.reason) == (
+            False,
+            "not needed: the abort put all traffic on stable revision 41",
+        )
     elif circuit_open:  # already done: say so, whatever the provider's availability
         assert circuit.available is circuit_available
         assert circuit.reason == (
@@ -231,13 +243,17 @@ def test_every_combination(
         )
 
     assert revert.available
-    assert revert.reason == (TIER3_REASON_ABORTED if state_name == "aborted" else TIER3_REASON)
+    mitigated = circuit_open or state_name == "aborted"
+    head = "the next step once recovered" if mitigated else "the lasting return"
+    assert revert.reason == f"{head}: {TIER3_REASON[state_name]}"
+    if state_name not in ("in-progress", "paused"):  # no canary to abort: never "abort alone"
+        assert "abort alone" not in revert.reason
     assert len(revert.steps) == 5
     assert not abort.steps and not circuit.steps
 
     if state_name in ("in-progress", "paused"):
         expected = Tier.ABORT
-    elif has_flag and circuit_available and not circuit_open:
+    elif has_flag and circuit_available and not circuit_open and state_name != "aborted":
         expected = Tier.CIRCUIT_BREAKER
     else:  # with the breaker already open, the lasting return is what is left
         expected = Tier.FULL_REVERT
