@@ -55,6 +55,7 @@ from bot.blocks.tiers import (
 )
 from bot.core.model import (
     Evidence,
+    FlagAction,
     FlagState,
     Incident,
     IncidentState,
@@ -80,6 +81,7 @@ __all__ = [
     "incident_emoji",
     "incident_label",
     "incident_line",
+    "mitigation",
     "outcome_line",
     "rollout_card",
     "rollout_card_text",
@@ -290,7 +292,28 @@ def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
     return [MarkdownTextObject(text=_clip(f"*{k}*\n{v}", 2000)) for k, v in pairs]
 
 
-def _header_text(service: str, state: RolloutState, incident: Incident | None) -> str:
+def mitigation(
+    state: RolloutState, outcome: Outcome | None, circuit: FlagState | None
+) -> Outcome | None:
+    """The verified mitigation still in effect, or None: an abort while the Rollout is
+    aborted, or opening the breaker while it is open. (A failed or unverified attempt, or
+    one undone since, is not a mitigation the card may lead with.)"""
+    if outcome is None or not outcome.verified:
+        return None
+    if outcome.action is RolloutAction.ABORT and state.aborted:
+        return outcome
+    if outcome.action is FlagAction.CIRCUIT_OPEN and circuit is not None and circuit.enabled:
+        return outcome
+    return None
+
+
+def _header_text(
+    service: str, state: RolloutState, incident: Incident | None, mitigated: Outcome | None
+) -> str:
+    if mitigated is not None:
+        done = PAST_TENSE[mitigated.action.value]
+        head = f"🛡️ {service} · {done[:1].upper()}{done[1:]}, verified"
+        return f"{head} · {incident_label(incident)}" if incident is not None else head
     if incident is None:
         return f"{status_emoji(state)} {service} · {status_label(state)}"
     return (
@@ -331,13 +354,18 @@ def rollout_card(
     options = tier_options(tiers or ())
     by_tier = {o.tier: o for o in options}
     recommended = recommended_option(options)
+    mitigated = mitigation(state, outcome, circuit)
     blocks: list[Block] = [
         HeaderBlock(
             text=PlainTextObject(
-                text=_clip(_header_text(service, state, incident), 150), emoji=True
+                text=_clip(_header_text(service, state, incident, mitigated), 150), emoji=True
             )
         )
     ]
+    if mitigated is not None:
+        # What was done, by whom, verified: right under the headline that says so.
+        line = f":white_check_mark: {outcome_line(mitigated)}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
     if incident is not None:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=incident_line(incident, now))])
@@ -355,7 +383,7 @@ def rollout_card(
     if state.message:
         message = _clip(_escape(state.message), 3000)
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=message)]))
-    if outcome is not None:
+    if outcome is not None and mitigated is None:
         mark = ":white_check_mark:" if outcome.verified else ":x:"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{mark} {outcome_line(outcome)}")))
     if notice:
@@ -396,7 +424,11 @@ def rollout_card(
         blocks.append(DividerBlock())
     blocks.extend(tier_block(o, recommended=o is recommended) for o in options)
     if recommended is not None:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=recommended_line(recommended))))
+        # After a mitigation the next step is to watch it work, then the lasting return;
+        # a canary still running under an open breaker is still best aborted.
+        after = mitigated is not None and recommended.tier is Tier.FULL_REVERT
+        line = recommended_line(recommended, after_mitigation=after)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
     if actions:
         blocks.append(
             ActionsBlock(
@@ -434,11 +466,17 @@ def rollout_card_text(
     `🚨 Incident open · Recommended: Tier 1 — Abort the rollout · payment-router revision 42: …`.
     """
     lead: list[str] = []
+    mitigated = mitigation(state, outcome, circuit)
+    if mitigated is not None:
+        lead.append(f"🛡️ {outcome_line(mitigated)}")
     if incident is not None:
         lead.append(f"{incident_emoji(incident)} {incident_label(incident)}")
     recommended = recommended_option(tiers or ())
     if recommended is not None:
-        lead.append(f"Recommended: {_escape(tier_label(recommended))}")
+        if mitigated is not None and recommended.tier is Tier.FULL_REVERT:
+            lead.append(f"Next: watch recovery, then {_escape(tier_label(recommended))}")
+        else:
+            lead.append(f"Recommended: {_escape(tier_label(recommended))}")
     text = (
         f"{service} revision {state.revision}: {_escape(status_label(state))}, "
         f"step {state.step_label}, canary {state.canary_weight}%"
@@ -447,7 +485,7 @@ def rollout_card_text(
         text = " · ".join([*lead, text])
     if trouble is not None:
         text += f" — {_escape(trouble.summary)}"
-    if outcome is not None:
+    if outcome is not None and mitigated is None:
         text += f". {outcome_line(outcome)}"
     if circuit is not None and circuit.enabled:
         text += f". Circuit breaker `{circuit.key}` OPEN"

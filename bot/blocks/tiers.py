@@ -135,9 +135,16 @@ def tier_block(option: TierOption, *, recommended: bool) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines), 3000)))
 
 
-def recommended_line(option: TierOption) -> str:
-    """`👉 *Recommended: Tier 1 (Abort the rollout)* — <reason>`, right above the buttons."""
-    line = f"👉 *Recommended: Tier {int(option.tier)} ({_safe(option.title, 200)})*"
+def recommended_line(option: TierOption, *, after_mitigation: bool = False) -> str:
+    """`👉 *Recommended: Tier 1 (Abort the rollout)* — <reason>`, right above the buttons.
+
+    After a verified mitigation the next step comes first: `👉 *Next: watch the signals
+    recover, then Tier 3 (Full revert in Git)* — <reason>`."""
+    title = f"Tier {int(option.tier)} ({_safe(option.title, 200)})"
+    if after_mitigation:
+        line = f"👉 *Next: watch the signals recover, then {title}*"
+    else:
+        line = f"👉 *Recommended: {title}*"
     if option.reason:
         line += f" — {_safe(option.reason, 500)}"
     return line
