@@ -187,10 +187,16 @@ class CircuitBreaker:
         await self._bump_flag_epoch(counter, req.service, cfg.channel)
 
         verb = PAST_TENSE[req.action]
+        others = ", ".join(
+            f"`{mrkdwn.escape(key)}`"
+            for key in (cfg.flags.release, cfg.flags.experiment)
+            if cfg.flags is not None and key
+        )
         effect = (
-            "all traffic takes the legacy path; the other flags are ignored"
+            f"all traffic takes the legacy path; {others or 'the other flags'} "
+            f"{'are' if others.count(',') or not others else 'is'} ignored while it is open"
             if want
-            else "traffic follows the release and experiment flags again"
+            else f"traffic follows {others or 'the release and experiment flags'} again"
         )
         line = (
             f"{verb} `{flag}` ({mrkdwn.escape(after.environment)}) by <@{req.actor.id}> · "

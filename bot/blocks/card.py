@@ -338,6 +338,7 @@ def rollout_card(
     circuit_flag: str | None = None,
     circuit: FlagState | None = None,
     circuit_environment: str | None = None,
+    other_flags: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The card of one Rollout revision and of the incident around it.
 
@@ -410,6 +411,7 @@ def rollout_card(
                     epoch=epoch,
                     flag=circuit_flag,
                     environment=circuit_environment,
+                    others=other_flags,
                 )
             )
     tier3 = by_tier.get(Tier.FULL_REVERT)
@@ -459,12 +461,14 @@ def rollout_card_text(
     circuit_flag: str | None = None,
     circuit: FlagState | None = None,
     circuit_environment: str | None = None,
+    other_flags: Sequence[str] = (),
 ) -> str:
     """The notification/fallback text of the card (what a phone shows).
 
     With an incident or tiers it leads with them:
     `🚨 Incident open · Recommended: Tier 1 — Abort the rollout · payment-router revision 42: …`.
     """
+    del other_flags, circuit_environment  # the confirm dialogs' words, not the text's
     lead: list[str] = []
     mitigated = mitigation(state, outcome, circuit)
     if mitigated is not None:

@@ -25,6 +25,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.blocks.tiers import TIER_TEXT_BUDGET, circuit_open_text, format_step
+from bot.core import mrkdwn
 from bot.core.model import RolloutState
 from bot.core.mrkdwn import clip as _clip
 from bot.core.mrkdwn import safe as _safe
@@ -206,6 +207,7 @@ def break_glass_modal(
     channel: str,
     owners_group: str | None,
     metadata: str,
+    others: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The modal the "Break glass…" button opens: which flag, environment and effect (as the
     circuit button's confirm), what makes break-glass loud, and the required reason.
@@ -218,12 +220,12 @@ def break_glass_modal(
         raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
     head = (
         f"*Open the circuit breaker of {_safe(service, 200)}* (Tier 2) without the on-call\n"
-        + circuit_open_text(service=service, flag=flag, environment=environment)
+        + circuit_open_text(service=service, flag=flag, environment=environment, others=others)
     )
     group = f" mentioning <!subteam^{_safe(owners_group, 40)}>" if owners_group else ""
     loud = (
         f":rotating_light: Break-glass is loud: the flip and your reason are posted as a "
-        f"top-level message in <#{_safe(channel, 40)}>{group}, written to the card's thread, "
+        f"top-level message in {mrkdwn.channel(channel)}{group}, written to the card's thread, "
         f"the audit log and the flag's change comment. If the service has an open PagerDuty "
         f"incident, its on-call sees a note with the result there."
     )

@@ -157,9 +157,10 @@ def circuit_button(
     epoch: int,
     flag: str | None,
     environment: str | None = None,
+    others: Sequence[str] = (),
 ) -> ButtonElement:
     """Tier 2: set the service's ops flag `…circuit-open` to true, after a confirm naming the
-    flag, the environment and the effect."""
+    flag, the environment and the effect (`others`: the flags it overrides)."""
     return ButtonElement(
         text=PlainTextObject(text="Open circuit breaker (Tier 2)", emoji=True),
         action_id=CIRCUIT_ACTION_ID,
@@ -167,7 +168,12 @@ def circuit_button(
         style="danger",
         confirm=ConfirmObject(
             title=f"Open the circuit breaker of {_clip(service, 60)}?",
-            text=_clip(circuit_open_text(service=service, flag=flag, environment=environment), 300),
+            text=_clip(
+                circuit_open_text(
+                    service=service, flag=flag, environment=environment, others=others
+                ),
+                300,
+            ),
             confirm="Open circuit",
             deny="Cancel",
             style="danger",
@@ -175,16 +181,24 @@ def circuit_button(
     )
 
 
-def circuit_open_text(*, service: str, flag: str | None, environment: str | None) -> str:
-    """What opening the circuit does, naming the flag and its environment (the circuit
-    button's confirm and the break-glass modal say the same)."""
+def circuit_open_text(
+    *, service: str, flag: str | None, environment: str | None, others: Sequence[str] = ()
+) -> str:
+    """What opening the circuit does, naming the flag, its environment and the flags it
+    overrides (the circuit button's confirm and the break-glass modal say the same)."""
     name = f"`{_safe(flag, 150)}`" if flag else "the service's circuit-breaker flag"
     if environment:
         name += f" in {_safe(environment, 40)}"
+    named = [f"`{_safe(key, 80)}`" for key in others if key]
+    if not named:
+        ignored = "the other flags are ignored"
+    elif len(named) == 1:
+        ignored = f"{named[0]} is ignored"
+    else:
+        ignored = f"{', '.join(named)} are ignored"
     return (
         f"Set {name} to true: all traffic of {_safe(service, 60)} takes the legacy "
-        "path; the other flags are ignored. No pod restart; SDKs see it within "
-        "their refresh interval."
+        f"path; {ignored}. No pod restart; SDKs see it within their refresh interval."
     )
 
 

@@ -54,6 +54,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def other_flags(cfg: ServiceSettings) -> tuple[str, ...]:
+    """The service's flags the circuit breaker overrides while open (release, experiment)."""
+    if cfg.flags is None:
+        return ()
+    return tuple(e.key for e in cfg.flags.entries() if e.role != "circuit")
+
+
 def card_key(state: RolloutState) -> str:
     return f"{state.namespace}/{state.name}@{state.revision}"
 
@@ -366,6 +373,7 @@ class Cards:
             "tiers": self.tiers(mem),
             "alerts": mem.alerts,
             "circuit_flag": cfg.flags.circuit if cfg.flags else None,
+            "other_flags": other_flags(cfg),
             "circuit": mem.circuit,
             "circuit_environment": self._circuit_environment,
             "notice": mem.pager,

@@ -95,3 +95,13 @@ def plain(text: str) -> str:
         shown = inner.split("|", 1)[-1]
         out = out[:start] + shown + out[end + 1 :]
     return unescape(out)
+
+
+def channel(ref: str) -> str:
+    """A channel as Slack shows it: an id (`C0123ABC`) as a mention (`<#C0123ABC>`, which
+    Slack renders as its name), a name as written (`#payments-deploys`, once: `<#…>` takes
+    an id, and a name there showed as "##payments-deploys")."""
+    ref = ref.strip()
+    if ref[:1] in ("C", "G") and ref[1:].isalnum() and ref.isupper():
+        return f"<#{ref}>"
+    return safe("#" + ref.lstrip("#"), 100)

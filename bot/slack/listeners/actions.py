@@ -145,6 +145,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             channel=cfg.channel,
             owners_group=cfg.owners.slack_usergroup if cfg.owners else None,
             metadata=metadata,
+            others=[e.key for e in cfg.flags.entries() if e.role != "circuit"] if cfg.flags else [],
         )
         await deps.chat.open_view(str(body.get("trigger_id") or ""), view)
 

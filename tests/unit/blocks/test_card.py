@@ -1224,6 +1224,7 @@ def test_break_glass_modal_shape() -> None:
     said = " ".join(blk["text"]["text"] for blk in view["blocks"] if blk["type"] == "section")
     assert "`payments.new-router.circuit-open` in production" in said
     assert "legacy path" in said and "other flags are ignored" in said  # as the confirm
+    # (without the service's other flags named: see test_opening_the_breaker_names_…)
     assert "<#C0PAYDEPLOY>" in said and "<!subteam^S0PAYMENTS>" in said  # where it is loud
     assert "audit log" in said and "PagerDuty" in said
     (reason,) = [blk for blk in view["blocks"] if blk["type"] == "input"]
@@ -1250,3 +1251,32 @@ def test_break_glass_modal_limits_and_hostile_text() -> None:
         modals.parse_break_glass_metadata('{"no": "service"}')
     hostile = json.dumps(break_glass_view(service="<evil>&", flag="<!channel>"))
     assert "<evil>" not in hostile and "<!channel>" not in hostile
+
+
+def test_break_glass_names_a_channel_written_by_name_once() -> None:
+    """Issue 14: the catalog's `#payments-deploys` showed as "##payments-deploys"."""
+    said = " ".join(
+        blk["text"]["text"]
+        for blk in break_glass_view(channel="#payments-deploys")["blocks"]
+        if blk["type"] == "section"
+    )
+    assert "top-level message in #payments-deploys mentioning" in said
+    assert "##" not in said and "<#" not in said
+
+
+def test_opening_the_breaker_names_the_flags_it_overrides() -> None:
+    """Issue 14: "the other flags are ignored" did not say which flags."""
+    both = tier_blocks.circuit_open_text(
+        service="payment-router",
+        flag="payments.new-router.circuit-open",
+        environment="production",
+        others=["payments.new-router.enabled", "payments.dynamic-currency.enabled"],
+    )
+    assert "`payments.new-router.enabled`, `payments.dynamic-currency.enabled` are ignored" in both
+    one = tier_blocks.circuit_open_text(
+        service="x", flag="x.open", environment=None, others=["x.enabled"]
+    )
+    assert "`x.enabled` is ignored" in one
+    view = break_glass_view(others=["payments.new-router.enabled"])
+    said = " ".join(b["text"]["text"] for b in view["blocks"] if b["type"] == "section")
+    assert "`payments.new-router.enabled` is ignored" in said
