@@ -20,7 +20,7 @@ from bot.actions import ActionRequest, FlagRequest
 from bot.core.errors import NotAuthorised, RollbotError, UnknownService
 from bot.core.model import Actor, FlagAction, RolloutAction
 from bot.core.policy import ACKNOWLEDGE
-from bot.paging.engine import PagingEngine, dedup_key, parse_dedup_key
+from bot.paging.engine import PagingEngine, parse_dedup_key
 
 __all__ = ["PagerDutyActions", "workflow_action"]
 
@@ -56,7 +56,7 @@ class PagerDutyActions:
         incident = self.engine.open_incident(service)
         if incident is None:
             return f"`{service}` has no open incident to acknowledge."
-        key = dedup_key(service, incident.card_key)
+        key = self.engine.current_key(service, incident.card_key)
         now = self.engine.now().isoformat()
         await self.engine.enqueue_event(
             f"ack:{key}:{actor.id}:{now}",

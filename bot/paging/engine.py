@@ -4,7 +4,13 @@ and PagerDuty-linked runbook buttons (Incident Workflows) executed through the r
     card opens (incident OPEN) ─► outbox ─► Events API v2 trigger (dedup_key per service and
                                             revision, runbook + thread links, evidence)
     action (any source) ─► outbox ─► REST note on the PagerDuty incident (From: rollbot)
-    verified mitigation (abort, circuit open) or incident resolved ─► Events API resolve
+    verified mitigation (abort, circuit open) ─► a note, and acknowledge: someone acted,
+        the page stops escalating, but the incident is not over while signals fire
+    card's incident resolved (signals quiet for the quiet period) ─► Events API resolve
+    mitigation undone (circuit closed, rollout retried) while signals still fire ─► paged
+        again: the acknowledged incident is resolved with a note saying why, and a new one
+        triggered (dedup key `…#2`): an acknowledged PagerDuty incident never notifies
+        again, whatever it receives, so a new incident is the only way to page
     v3 webhook (acknowledged, resolved, annotated, escalated, reassigned) ─► card + thread
     workflow webhook ("Rollback Tier 1: abort") ─► PagerDuty user → email → Slack user ─►
         the same responder and policy as Slack ─► note with the verified result
@@ -24,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.core import mrkdwn
+from bot.core import tiers as core_tiers
 from bot.core.errors import (
     PermanentError,
     RollbotError,
@@ -52,6 +59,8 @@ OUTBOX_EVENT = "pagerduty.event"
 OUTBOX_NOTE = "pagerduty.note"
 MAX_BACKOFF = 300.0
 MITIGATIONS = {RolloutAction.ABORT.value, FlagAction.CIRCUIT_OPEN.value}
+# What undoes a mitigation: the breaker shut again, the aborted rollout retried.
+UNDOS = {FlagAction.CIRCUIT_CLOSE.value, RolloutAction.RETRY.value}
 
 # (service, Slack user, name, why) → the link sent to that person only (a Slack DM), or
 # None when none was (links off; or not set up, and the DM said why).
@@ -65,9 +74,11 @@ def dedup_key(service: str, card_key: str) -> str:
 
 
 def parse_dedup_key(key: str) -> tuple[str, str] | None:
-    """(service, card key) of a dedup key rollbot made, else None."""
+    """(service, card key) of a dedup key rollbot made (a re-page's `#2` suffix ignored),
+    else None."""
     prefix, _, rest = key.partition("/")
     service, _, card = rest.partition("/")
+    card = card.partition("#")[0]
     if prefix != "rollbot" or not service or "@" not in card:
         return None
     return service, card
@@ -104,6 +115,8 @@ class PagingEngine:
         self.now = now
         self.poll_interval = poll_interval
         self._incident_ids: dict[str, str] = {}  # dedup key → PagerDuty incident id
+        self._pages: dict[str, int] = {}  # card key → times paged again (its key's suffix)
+        self._states: dict[str, RolloutState] = {}  # card key → its Rollout when last told
         self._wake = asyncio.Event()
 
     # ── which services page ─────────────────────────────────────────────────────────────
@@ -121,6 +134,13 @@ class PagingEngine:
     def open_incident(self, service: str) -> Incident | None:
         return self.incidents.open_incident(service) if self.incidents is not None else None
 
+    def current_key(self, service: str, card: str) -> str:
+        """The dedup key of the card's PagerDuty incident now: `dedup_key`, or `…#N` once
+        an undone mitigation paged again."""
+        again = self._pages.get(card, 0)
+        key = dedup_key(service, card)
+        return f"{key}#{again + 1}" if again else key
+
     # ── cards → PagerDuty ───────────────────────────────────────────────────────────────
 
     async def on_incident(self, service: str, state: RolloutState, incident: Incident) -> None:
@@ -128,38 +148,53 @@ class PagingEngine:
         when it is over."""
         if not self.pages(service):
             return
-        cfg = self.catalog[service]
-        key = dedup_key(service, incident.card_key)
+        self._states[incident.card_key] = state
+        key = self.current_key(service, incident.card_key)
         opened = incident.opened_at.isoformat()
         if incident.state is IncidentState.OPEN:
-            summary = _summary(service, state, incident)
-            await self.enqueue_event(
-                f"trigger:{key}:{opened}",
-                {
-                    "action": "trigger",
-                    "service": service,
-                    "dedup_key": key,
-                    "summary": summary,
-                    "source": f"{state.namespace}/{state.name}",
-                    "severity": cfg.pagerduty.severity,
-                    "component": service,
-                    "group": state.namespace,
-                    "class": "canary",
-                    "custom_details": _details(service, state, incident, cfg),
-                    "links": await self._links(service, incident.card_key),
-                },
-            )
+            await self._trigger(service, state, incident, key)
         elif incident.state is IncidentState.RESOLVED:
             await self.enqueue_event(
                 f"resolve:{key}:{opened}",
                 {"action": "resolve", "service": service, "dedup_key": key},
             )
 
+    async def _trigger(
+        self,
+        service: str,
+        state: RolloutState,
+        incident: Incident,
+        key: str,
+        *,
+        again: str | None = None,
+    ) -> None:
+        cfg = self.catalog[service]
+        summary = incident_title(service, state, incident)
+        if again:
+            summary = f"{summary} (paged again: {again})"[:1024]
+        await self.enqueue_event(
+            f"trigger:{key}:{incident.opened_at.isoformat()}",
+            {
+                "action": "trigger",
+                "service": service,
+                "dedup_key": key,
+                "summary": summary,
+                "source": f"{state.namespace}/{state.name}",
+                "severity": cfg.pagerduty.severity,
+                "component": service,
+                "group": state.namespace,
+                "class": "canary" if core_tiers.canary_in_progress(state) else "release",
+                "custom_details": _details(service, state, incident, cfg),
+                "links": await self._links(service, incident.card_key),
+            },
+        )
+
     async def after_action(
         self, service: str, action: str, actor: Actor, result: ActionResult, card: str | None
     ) -> None:
         """The responder's listener: a note for every action and its verified result; a
-        verified mitigation resolves the PagerDuty incident."""
+        verified mitigation acknowledges the PagerDuty incident (it resolves with the
+        card's incident); undoing one while signals still fire pages again."""
         if not self.pages(service):
             return
         if card is None:
@@ -167,7 +202,7 @@ class PagingEngine:
             card = incident.card_key if incident is not None else None
         if card is None:
             return
-        key = dedup_key(service, card)
+        key = self.current_key(service, card)
         verification = result.verification
         checks = f" ({verification.describe()})" if verification is not None else ""
         seconds = f", verified in {verification.seconds:.1f} s" if verification else ""
@@ -184,10 +219,39 @@ class PagingEngine:
         )
         if result.status == "succeeded" and action in MITIGATIONS:
             await self.enqueue_event(
-                f"resolve:{key}:mitigated",
-                {"action": "resolve", "service": service, "dedup_key": key},
+                f"ack:{key}:{action}:{stamp}",
+                {"action": "acknowledge", "service": service, "dedup_key": key},
             )
+        elif result.status == "succeeded" and action in UNDOS:
+            await self._page_again(service, card, key, action, actor, stamp)
         self._wake.set()
+
+    async def _page_again(
+        self, service: str, card: str, key: str, action: str, actor: Actor, stamp: str
+    ) -> None:
+        """A mitigation undone while the card's incident still fires: the acknowledged
+        PagerDuty incident would never notify again, so it is resolved, saying why, and a
+        new one is triggered for the same card."""
+        incident = self.incidents.open_incident(service) if self.incidents else None
+        if (
+            incident is None
+            or incident.card_key != card
+            or incident.state is not IncidentState.OPEN
+        ):
+            return
+        state = self._states.get(card)
+        if state is None:
+            return
+        self._pages[card] = self._pages.get(card, 0) + 1
+        new_key = self.current_key(service, card)
+        why = f"{action} by {actor.name} undid the mitigation while signals still fire"
+        await self.enqueue_note(
+            service, key, f"rollbot: {why}; paging again as a new incident.", f"pd-note:{key}:again"
+        )
+        await self.enqueue_event(
+            f"resolve:{key}:again", {"action": "resolve", "service": service, "dedup_key": key}
+        )
+        await self._trigger(service, state, incident, new_key, again=why)
 
     async def enqueue_note(self, service: str, key: str, content: str, dedup: str) -> None:
         """Queue a note on the incident of dedup key `key` (once per `dedup`)."""
@@ -487,9 +551,17 @@ class PagingEngine:
 _NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def _summary(service: str, state: RolloutState, incident: Incident) -> str:
-    why = "; ".join(text for _, text in incident.summaries[:3]) or "canary unhealthy"
-    return (f"{service} canary revision {state.revision} at {state.canary_weight}%: {why}")[:1024]
+def incident_title(service: str, state: RolloutState, incident: Incident) -> str:
+    """The incident's title, in the service's real state: a canary's weight only while
+    there is a canary; a fully rolled-out or aborted revision said as such."""
+    why = "; ".join(text for _, text in incident.summaries[:3]) or "unhealthy"
+    if state.aborted:
+        where = f"revision {state.revision} (aborted: traffic on the stable version)"
+    elif core_tiers.canary_in_progress(state):
+        where = f"canary revision {state.revision} at {state.canary_weight}%"
+    else:
+        where = f"revision {state.revision} (fully rolled out)"
+    return f"{service} {where}: {why}"[:1024]
 
 
 def _details(

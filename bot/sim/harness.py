@@ -340,6 +340,9 @@ class SimWorld:
                         "database": {
                             "url": self.database_url or f"sqlite:///{self.workdir / 'rollbot.db'}"
                         },
+                        # The quiet period runs on the world's clock, like the Argo
+                        # controller's: 300 simulated seconds (at least one real second).
+                        "incidents": {"quiet_period_seconds": max(1, round(300 / self.speed))},
                         **public,
                         **({"jira": jira_settings} if jira_settings else {}),
                         **({"pagerduty": pd_settings} if pd_settings else {}),

@@ -8,7 +8,11 @@ runs beside the Kubernetes, Argo and Slack sims; rollbot reaches it through the 
   source, severity, evidence in custom_details); the card shows it;
 - a "Rollback Tier 1: abort" workflow run by the on-call user aborts the Rollout through
   the responder (authorised as that person, found by email), a note with the verified
-  result reaches the incident, and the incident is resolved;
+  result reaches the incident, which is acknowledged, and resolved only when the card's
+  incident resolves (issue 14: PagerDuty and the card tell one story);
+- opening the circuit acknowledges the incident and does not resolve it while the card's
+  incident fires; shutting it again while it still fires pages again (a new incident,
+  the old one resolved with a note saying why);
 - acknowledged / annotated / escalated in PagerDuty show on the card and in its thread;
 - bad signatures: 401, nothing done, counted in /metrics; a redelivery (same
   X-Webhook-Id) is processed once; unknown event types are accepted and ignored;
@@ -110,10 +114,16 @@ async def test_card_incident_workflow_abort_note_resolve() -> None:
         assert "On-call Engineer (via PagerDuty): succeeded" in note
         assert "status.abort=true ✓" in note
         assert notes[0]["user"]["summary"] == "rollbot"  # written as rollbot (From)
+        # The verified abort acknowledges the incident; it resolves when the card's incident
+        # does (the aborted Rollout stops firing; quiet for the quiet period).
         await world.wait_for(
             lambda: world.pd.incident(incident["id"])["status"] == "resolved",
-            what="the incident resolved after the verified abort",
+            what="the incident resolved once the card's incident resolved",
         )
+        actions = [e["event_action"] for e in world.pd.events() if e["dedup_key"] == KEY]
+        assert actions == ["trigger", "acknowledge", "resolve"], actions
+        card_incident = world.rollbot.incidents.incidents["payments/payment-router@42"]
+        assert card_incident.state.value == "resolved"
         await world.wait_for(
             lambda: any("PagerDuty: resolved" in t for t in _thread(world)),
             what="the resolve in the thread",
@@ -350,3 +360,73 @@ async def test_slack_failing_on_the_card_does_not_lose_the_page() -> None:
         assert incident["status"] == "triggered"
         statuses = [c.status for c in world.slack.calls_to("chat.postMessage")]
         assert statuses[:2] == [500, 500]
+
+
+async def test_a_mitigation_acknowledges_and_undoing_it_while_firing_pages_again(
+    tmp_path,
+) -> None:
+    from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
+
+    flag = "payments.new-router.circuit-open"
+    with LaunchDarklySim() as ld:
+        ld.add_flag("default", flag, on=False)
+        ld.add_flag("default", "payments.new-router.enabled", on=True)
+        settings = {
+            "flags": {
+                "provider": "launchdarkly",
+                "url": ld.url,
+                "project": "default",
+                "environment": "production",
+            }
+        }
+        async with SimWorld(
+            speed=600,
+            pagerduty=True,
+            workdir=tmp_path,
+            settings=settings,
+            env={"ROLLBOT_FLAGS__API_TOKEN": DEFAULT_TOKEN},
+        ) as world:
+            incident = await _incident(world)
+            card = await world.wait_for(
+                lambda: (c := world.card()) and world.button(c, "circuit_open") and c,
+                timeout=40,
+                what="the card with the Tier 2 button",
+            )
+            await world.click(card, "circuit_open")
+            await world.wait_for(
+                lambda: world.pd.incident(incident["id"])["status"] == "acknowledged",
+                what="the incident acknowledged by the verified flip",
+            )
+            await world.wait_for(
+                lambda: [
+                    n for n in world.pd.notes(incident["id"]) if "circuit-open by" in n["content"]
+                ],
+                what="the note with the flip's verified result",
+            )
+            # Positive evidence that nothing else is coming: the outbox has nothing left.
+            await eventually(lambda: _outbox_drained(world), what="the outbox drained")
+            assert world.pd.incident(incident["id"])["status"] == "acknowledged"
+            assert (
+                world.rollbot.incidents.incidents["payments/payment-router@42"].state.value
+                == "open"
+            )
+
+            card = await world.wait_for(
+                lambda: (c := world.card()) and world.button(c, "circuit_close") and c,
+                what="the card offering to shut the breaker",
+            )
+            await world.click(card, "circuit_close")
+            again = await world.wait_for(
+                lambda: world.pd.incident_by_key(f"{KEY}#2"),
+                what="a new PagerDuty incident for the same card",
+            )
+            assert again["status"] == "triggered" and again["id"] != incident["id"]
+            assert "paged again: circuit-close by" in again["title"]
+            await world.wait_for(
+                lambda: world.pd.incident(incident["id"])["status"] == "resolved",
+                what="the acknowledged incident resolved",
+            )
+            notes = [n["content"] for n in world.pd.notes(incident["id"])]
+            assert any("undid the mitigation while signals still fire" in n for n in notes), notes
+            triggers = [e for e in world.pd.events() if e["event_action"] == "trigger"]
+            assert [e["dedup_key"] for e in triggers] == [KEY, f"{KEY}#2"]

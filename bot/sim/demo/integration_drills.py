@@ -153,6 +153,14 @@ async def drill_pagerduty_workflow(drill: Drill, *, speed: float, timeout: float
         notes = [n["content"] for n in world.pd.notes(incident["id"])]
         if drill.check(any("succeeded" in n for n in notes), f"no result note ({notes})"):
             drill.mark("note on the incident: " + next(n for n in notes if "succeeded" in n)[:90])
+
+        def acked() -> bool:
+            return any(e.get("event_action") == "acknowledge" for e in world.pd.events())
+
+        with contextlib.suppress(TimeoutError):
+            await world.wait_for(acked, timeout=timeout, what="the acknowledgement")
+        if drill.check(acked(), "the verified abort did not acknowledge the incident"):
+            drill.mark("PagerDuty incident acknowledged by the verified abort")
         with contextlib.suppress(TimeoutError):
             await world.wait_for(
                 lambda: world.pd.incident(incident["id"])["status"] == "resolved",
@@ -161,10 +169,10 @@ async def drill_pagerduty_workflow(drill: Drill, *, speed: float, timeout: float
             )
         status = world.pd.incident(incident["id"])["status"]
         if drill.check(status == "resolved", f"PagerDuty incident is {status}"):
-            drill.mark("PagerDuty incident resolved")
+            drill.mark("PagerDuty incident resolved with the card's (quiet for the quiet period)")
         chain = await world.rollbot.store.verify_audit()
         drill.check(chain.ok, f"audit chain broken: {chain.reason}")
-    return "incident opened, workflow abort verified, note and resolve in PagerDuty"
+    return "incident opened, workflow abort verified, acknowledged, then resolved with the card"
 
 
 async def drill_checkout_circuit(drill: Drill, *, speed: float, timeout: float) -> str:
@@ -233,13 +241,14 @@ async def drill_checkout_circuit(drill: Drill, *, speed: float, timeout: float) 
                 drill.check(False, "no succeeded circuit-open audit entry")
             with contextlib.suppress(TimeoutError):
                 await world.wait_for(
-                    lambda: world.pd.incident(incident["id"])["status"] == "resolved",
+                    lambda: world.pd.incident(incident["id"])["status"] == "acknowledged",
                     timeout=timeout,
-                    what="the resolve",
+                    what="the acknowledgement",
                 )
             status = world.pd.incident(incident["id"])["status"]
-            if drill.check(status == "resolved", f"PagerDuty incident is {status}"):
-                drill.mark("PagerDuty incident resolved (verified mitigation)")
+            # The alert still fires (5xx at 9 %): acknowledged, not resolved, until it stops.
+            if drill.check(status == "acknowledged", f"PagerDuty incident is {status}"):
+                drill.mark("PagerDuty incident acknowledged (verified mitigation; alert firing)")
             chain = await world.rollbot.store.verify_audit()
             drill.check(chain.ok, f"audit chain broken: {chain.reason}")
     return f"Tier 2 recommended and executed on checkout · flag on {flipped:.2f} s after the click"
