@@ -146,6 +146,11 @@ class Responder:
         """Tier 3's steps for the card of `revision` (as the card shows them)."""
         return await self._tier3.revert_plan(service, revision=revision)
 
+    async def revert_already_started(self, service: str, revision: int) -> str | None:
+        """Who started the Tier 3 revert already recorded for the card of `revision`, when,
+        with its link (mrkdwn, for the person about to record another); None when none."""
+        return await self._tier3.already_started(service, revision)
+
     async def authorise_revert(self, req: RevertRequest) -> policy.Decision:
         """Whether `req.actor` may record a revert of the service (Tier 1's guard); a
         refusal is audited and raised as NotAuthorised, saying who may."""
@@ -154,7 +159,8 @@ class Responder:
     async def record_revert(
         self, req: RevertRequest, *, decision: policy.Decision | None = None
     ) -> ActionResult:
-        """Record that a Tier 3 revert was started: once per submission, audited, a line in
-        the card's thread, and the listeners told. `decision`: the authorisation already
-        given for this request (else it is asked now)."""
+        """Record that a Tier 3 revert was started: once per card revision (a second record
+        is a duplicate saying who started the first), audited, a line in the card's thread,
+        the card rendered again, and the listeners told. `decision`: the authorisation
+        already given for this request (else it is asked now)."""
         return await self._tier3.record_revert(req, decision=decision)

@@ -2,31 +2,46 @@
 
 The revert itself is done by people, not by rollbot. `Reverts.record_revert` records that
 someone started it (from the card's revert modal): with Tier 1's guard (the on-call or the
-owners group), once per submission (a retry is a duplicate naming who recorded it), in the
+owners group), once per card revision (`bot.cards.revert_key`: a second record, whoever
+makes it — another person, a retried click, a second modal opened before the first was
+submitted — is a duplicate saying who started the first, when, with its link), in the
 audit log with the steps and the release SHA the card showed, as a line in the card's
-thread (the card writes it) and to the listeners (the PagerDuty notes).
+thread and on the card itself (the card writes both) and to the listeners (the PagerDuty
+notes).
 
-`revert_plan` is the steps as the card shows them, for the modal.
+`revert_plan` is the steps as the card shows them, for the modal; `already_started` says
+who started the revert already recorded for a card's revision, if any, before the modal
+is opened again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bot.actions.pipeline import Pipeline, with_fallback
 from bot.actions.values import ActionResult, RevertRequest
-from bot.cards import RevertPlan
+from bot.cards import RevertPlan, revert_key
 from bot.core import policy
 from bot.core.errors import InvalidRequest, RollbotError
 from bot.core.model import RolloutState
-from bot.core.ports import Rollouts
+from bot.core.ports import ActionRecord, Rollouts
 from bot.core.tiers import is_revert_url
 
 if TYPE_CHECKING:
     from bot.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+#: How long a second record waits for a first one still being recorded, to name its link.
+WINNER_WAIT_SECONDS = 2.0
+
+
+def revision_card(cfg: ServiceSettings, revision: int) -> str:
+    """The card key of the service's Rollout at `revision`."""
+    return f"{cfg.namespace}/{cfg.rollout}@{revision}"
 
 
 def revert_target(req: RevertRequest, cfg: ServiceSettings) -> str:
@@ -48,7 +63,7 @@ class Reverts:
         cards = self._pipeline.cards
         state: RolloutState | None = None
         if revision is not None:
-            state = cards.known_state(f"{cfg.namespace}/{cfg.rollout}@{revision}")
+            state = cards.known_state(revision_card(cfg, revision))
         if state is None:
             try:
                 live = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
@@ -57,6 +72,21 @@ class Reverts:
             else:
                 state = live if revision is None or live.revision == revision else None
         return cards.revert_plan(service, state)
+
+    async def already_started(self, service: str, revision: int) -> str | None:
+        """When a Tier 3 revert is already recorded for the card of `service` at `revision`
+        (finished or still being recorded): what someone about to record another is told,
+        who started it, when, with its link (mrkdwn). None when there is none."""
+        cfg = self._pipeline.service(service)
+        record = await self._pipeline.store.get_action(revert_key(revision_card(cfg, revision)))
+        if record is None:
+            return None
+        return self._already_text(service, revision, record)
+
+    def _already_text(self, service: str, revision: int | None, winner: ActionRecord) -> str:
+        return self._pipeline.cards.revert_already_text(
+            service=service, revision=revision, winner=winner
+        )
 
     async def authorise_revert(self, req: RevertRequest) -> policy.Decision:
         """Whether `req.actor` may record a revert of the service (Tier 1's guard: the
@@ -68,12 +98,13 @@ class Reverts:
     async def record_revert(
         self, req: RevertRequest, *, decision: policy.Decision | None = None
     ) -> ActionResult:
-        """Record that a Tier 3 revert was started: once per submission (`req.submission`;
-        a retry is a `duplicate` naming who recorded it), audited, a line in the card's
-        thread, and the listeners told (a PagerDuty note). `decision`: the authorisation
-        already given for this request (else it is asked now)."""
+        """Record that a Tier 3 revert was started: once per card revision (a second record
+        is a `duplicate` whose message says who started the first, when, with its link),
+        audited, a line in the card's thread, the card rendered again, and the listeners
+        told (a PagerDuty note). `decision`: the authorisation already given for this
+        request (else it is asked now)."""
         cfg = self._pipeline.service(req.service)
-        card = f"{cfg.namespace}/{cfg.rollout}@{req.revision}" if req.revision is not None else None
+        card = revision_card(cfg, req.revision) if req.revision is not None else None
         return await self._pipeline.counted(
             req, req.action, self._record_revert(req, cfg, decision), card=card
         )
@@ -87,11 +118,21 @@ class Reverts:
         if decision is None:
             decision = await self.authorise_revert(req)
         target = revert_target(req, cfg)
-        key = f"revert:{target}:{req.submission or req.url}"
+        plan = await self.revert_plan(req.service, revision=req.revision)
+        revision = req.revision
+        if revision is None and plan.state is not None:
+            revision = plan.state.revision  # not from a card: the Rollout's revision now
+        if revision is not None:
+            key = revert_key(revision_card(cfg, revision))
+        else:  # no revision known at all: once per submission
+            key = f"revert:{target}:{req.submission or req.url}"
         lost = await pipeline.claim(req, target, key, None)
         if lost is not None:
-            return lost
-        plan = await self.revert_plan(req.service, revision=req.revision)
+            if lost.record is None:
+                return lost
+            winner = await self._settled(key, lost.record)
+            message = self._already_text(req.service, revision, winner)
+            return replace(lost, message=message, record=winner)
         detail: dict[str, Any] = {
             "idempotency_key": key,
             "authorised": decision.reason,
@@ -100,6 +141,7 @@ class Reverts:
             "revision": req.revision,
             "sha": plan.sha,
             "steps": list(plan.steps),
+            "submission": req.submission,
         }
         await pipeline.audit(req, target, "succeeded", before=plan.state, detail=detail)
         record = await pipeline.store.finish_action(key, status="succeeded", result=detail)
@@ -109,7 +151,7 @@ class Reverts:
             actor_id=req.actor.id,
             url=req.url,
             note=req.note,
-            revision=req.revision,
+            revision=revision,
             channel=req.channel,
             message_ts=req.message_ts,
             at=pipeline.now(),
@@ -120,3 +162,13 @@ class Reverts:
         return ActionResult(
             "succeeded", with_fallback(message, decision), record, before=plan.state
         )
+
+    async def _settled(self, key: str, winner: ActionRecord) -> ActionRecord:
+        """The first record once it has finished (it then has its link), waiting at most
+        WINNER_WAIT_SECONDS for one still being recorded; else as it is."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WINNER_WAIT_SECONDS
+        while winner.status == "running" and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+            winner = await self._pipeline.store.get_action(key) or winner
+        return winner

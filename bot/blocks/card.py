@@ -8,9 +8,13 @@ Built with the typed `slack_sdk.models.blocks` classes, which raise
 `SlackObjectFormationError` when a limit is broken (button text > 75, value > 2000, …);
 each builder returns plain dicts (`.to_dict()`) ready for `chat.postMessage`.
 
-Text that rollbot did not write (the Rollout's status, Argo's messages, alert summaries)
-is escaped with `bot.core.mrkdwn` where it is put into mrkdwn; `notice` is mrkdwn, rollbot's
-own, and already carries escaped outside pieces.
+Once a Tier 3 revert is recorded for the revision (`revert`, read from the store by the
+card engine), the card says who started it with its link, no longer offers "Record Tier 3
+revert…", and recommends watching it land.
+
+Text that rollbot did not write (the Rollout's status, Argo's messages, alert summaries,
+the revert's URL) is escaped with `bot.core.mrkdwn` where it is put into mrkdwn; `notice`
+is mrkdwn, rollbot's own, and already carries escaped outside pieces.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from bot.blocks.tiers import (
     recommended_line,
     recommended_option,
     revert_button,
+    revert_started_line,
     runbook_button,
     tier_block,
     tier_label,
@@ -61,6 +66,7 @@ from bot.core.model import (
     IncidentState,
     MetricPair,
     Outcome,
+    RevertStarted,
     RolloutAction,
     RolloutState,
     Tier,
@@ -339,6 +345,7 @@ def rollout_card(
     circuit: FlagState | None = None,
     circuit_environment: str | None = None,
     other_flags: Sequence[str] = (),
+    revert: RevertStarted | None = None,
 ) -> list[dict[str, Any]]:
     """The card of one Rollout revision and of the incident around it.
 
@@ -350,7 +357,10 @@ def rollout_card(
     runbook link `runbook_open` and `revert_open`, which opens the revert modal). Without
     the incident arguments the card is what it always was. `circuit_flag` names the ops
     flag in Tier 2's confirm dialog. `notice` is mrkdwn (its outside pieces escaped by
-    whoever wrote it); `alerts` are plain summaries, escaped here.
+    whoever wrote it); `alerts` are plain summaries, escaped here. `revert`: the Tier 3
+    revert recorded for this revision: a line says who started it with its link (under the
+    outcome), Tier 3 is marked started, `revert_open` is gone and the recommendation is to
+    watch it land.
     """
     options = tier_options(tiers or ())
     by_tier = {o.tier: o for o in options}
@@ -387,6 +397,9 @@ def rollout_card(
     if outcome is not None and mitigated is None:
         mark = ":white_check_mark:" if outcome.verified else ":x:"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{mark} {outcome_line(outcome)}")))
+    if revert is not None:
+        line = _clip(revert_started_line(revert), 3000)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
     if notice:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(notice, 3000))]))
     if circuit is not None:
@@ -419,13 +432,22 @@ def rollout_card(
         tier_buttons.append(
             runbook_button(service=service, state=state, epoch=epoch, url=tier3.link)
         )
-    if tier3 is not None and tier3.available:
+    if tier3 is not None and tier3.available and revert is None:  # one revert per revision
         tier_buttons.append(revert_button(service=service, state=state, epoch=epoch))
 
     if actions or options or tier_buttons:
         blocks.append(DividerBlock())
-    blocks.extend(tier_block(o, recommended=o is recommended) for o in options)
-    if recommended is not None:
+    started = revert is not None
+    blocks.extend(tier_block(o, recommended=o is recommended, started=started) for o in options)
+    if started and options:
+        # The revert is underway: watch it land (a canary still running is still best
+        # aborted until it does).
+        after = mitigated is not None and (
+            recommended is None or recommended.tier is Tier.FULL_REVERT
+        )
+        line = recommended_line(recommended, after_mitigation=after, revert_started=True)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
+    elif recommended is not None:
         # After a mitigation the next step is to watch it work, then the lasting return;
         # a canary still running under an open breaker is still best aborted.
         after = mitigated is not None and recommended.tier is Tier.FULL_REVERT
@@ -462,11 +484,14 @@ def rollout_card_text(
     circuit: FlagState | None = None,
     circuit_environment: str | None = None,
     other_flags: Sequence[str] = (),
+    revert: RevertStarted | None = None,
 ) -> str:
     """The notification/fallback text of the card (what a phone shows).
 
     With an incident or tiers it leads with them:
-    `🚨 Incident open · Recommended: Tier 1 — Abort the rollout · payment-router revision 42: …`.
+    `🚨 Incident open · Recommended: Tier 1 — Abort the rollout · payment-router revision 42: …`;
+    once a Tier 3 revert is recorded (`revert`), with it instead of the recommendation:
+    `⏪ Tier 3 revert started by <@U…>: watch it land`.
     """
     del other_flags, circuit_environment  # the confirm dialogs' words, not the text's
     lead: list[str] = []
@@ -476,7 +501,13 @@ def rollout_card_text(
     if incident is not None:
         lead.append(f"{incident_emoji(incident)} {incident_label(incident)}")
     recommended = recommended_option(tiers or ())
-    if recommended is not None:
+    if revert is not None:
+        started = f"⏪ Tier 3 revert started by <@{revert.actor_id}>"
+        if recommended is not None and recommended.tier is not Tier.FULL_REVERT:
+            lead.append(f"{started}; until it lands: {_escape(tier_label(recommended))}")
+        else:
+            lead.append(f"{started}: watch it land")
+    elif recommended is not None:
         if mitigated is not None and recommended.tier is Tier.FULL_REVERT:
             lead.append(f"Next: watch recovery, then {_escape(tier_label(recommended))}")
         else:

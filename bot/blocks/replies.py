@@ -1,7 +1,7 @@
 """The smaller messages around the card: thread lines (`timeline_line`, `revert_line`),
 the ephemeral replies of the command and the buttons (help, errors, refusals, "already
-done", flags, the recorded revert) and the refusal of a circuit click offering the
-"Break glass…" button.
+done", flags, the recorded revert and the one already started) and the refusal of a
+circuit click offering the "Break glass…" button.
 
 Text that rollbot did not write (error details, service names and URLs people typed, flag
 descriptions) is escaped with `bot.core.mrkdwn` where it is put into mrkdwn; arguments
@@ -28,6 +28,7 @@ from slack_sdk.models.blocks import (
 
 from bot.blocks.rollout import parse_button_value
 from bot.blocks.text import PAST_TENSE, clock
+from bot.blocks.tiers import revert_link
 from bot.core.flags import FlagStatus
 from bot.core.model import FlagState, RolloutAction
 from bot.core.mrkdwn import clip as _clip
@@ -46,6 +47,7 @@ __all__ = [
     "help_blocks",
     "help_text",
     "refusal_text",
+    "revert_already_text",
     "revert_line",
     "revert_recorded_text",
     "timeline_line",
@@ -213,6 +215,31 @@ def revert_recorded_text(
     if note.strip():
         text += f" Note: {_safe(note, 2000)}"
     return text
+
+
+def revert_already_text(
+    *,
+    service: str,
+    revision: int | None,
+    actor_id: str,
+    at: datetime,
+    url: str | None,
+) -> str:
+    """For a second record of a revert (another person, a retried click, a second modal):
+    who started the first, when, and its link; nothing more was recorded. `url` None: the
+    first is still being recorded (its link not kept yet)."""
+    what = f"`{_safe(service, 200)}`"
+    if revision is not None:
+        what += f" revision {revision}"
+    if url is None:
+        return (
+            f"<@{actor_id}> is recording a Tier 3 revert of {what} (since {clock(at)}); "
+            "nothing more was recorded."
+        )
+    return (
+        f"A Tier 3 revert of {what} was already started by <@{actor_id}> at {clock(at)}: "
+        f"{revert_link(url)}. Nothing more was recorded; follow that one on the card."
+    )
 
 
 # ── Tier 2: a refused circuit click ──────────────────────────────────────────

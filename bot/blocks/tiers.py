@@ -3,7 +3,12 @@ starred, Tier 3's steps formatted), the `Recommended:` line, and the tier button
 opens or closes the circuit breaker, Tier 3 links the runbook and opens the revert modal),
 in their own actions block below the Rollout's buttons.
 
-Reasons, titles, steps and flag names are escaped where they go into mrkdwn.
+Once a Tier 3 revert is recorded (`RevertStarted`), Tier 3 is marked started instead of
+recommended, the card says who started it with its link (`revert_started_line`) and the
+recommendation becomes watching it land.
+
+Reasons, titles, steps, flag names and the revert's URL are escaped where they go into
+mrkdwn.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.blocks.rollout import button_value
-from bot.core.model import FlagState, RolloutState, Tier, TierOption
+from bot.blocks.text import clock
+from bot.core.model import FlagState, RevertStarted, RolloutState, Tier, TierOption
 from bot.core.mrkdwn import clip as _clip
 from bot.core.mrkdwn import is_web_url as _is_web_url
+from bot.core.mrkdwn import link as _link
 from bot.core.mrkdwn import safe as _safe
 
 __all__ = [
@@ -39,6 +46,8 @@ __all__ = [
     "recommended_line",
     "recommended_option",
     "revert_button",
+    "revert_link",
+    "revert_started_line",
     "runbook_button",
     "tier_block",
     "tier_label",
@@ -108,11 +117,15 @@ def format_step(step: str) -> str:
 TIER_TEXT_BUDGET = 2900  # of Slack's 3000 per section, with room for the last line
 
 
-def tier_block(option: TierOption, *, recommended: bool) -> SectionBlock:
-    """`⭐ *Tier 1 — Abort the rollout* (recommended)`, the reason, and Tier 3's steps."""
+def tier_block(option: TierOption, *, recommended: bool, started: bool = False) -> SectionBlock:
+    """`⭐ *Tier 1 — Abort the rollout* (recommended)`, the reason, and Tier 3's steps.
+
+    `started`: a Tier 3 revert is recorded; Tier 3 is marked `⏪ … (started)` instead."""
     title = _safe(tier_label(option), 200)
     if not option.available:
         head = f"🚫 *{title}* (unavailable)"
+    elif started and option.tier is Tier.FULL_REVERT:
+        head = f"⏪ *{title}* (started)"
     elif recommended:
         head = f"⭐ *{title}* (recommended)"
     else:
@@ -135,11 +148,35 @@ def tier_block(option: TierOption, *, recommended: bool) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines), 3000)))
 
 
-def recommended_line(option: TierOption, *, after_mitigation: bool = False) -> str:
+_REVERT_LANDS = (
+    "once merged and synced, the Rollout runs the previous release again; "
+    "the incident resolves when the signals are quiet"
+)
+
+
+def recommended_line(
+    option: TierOption | None, *, after_mitigation: bool = False, revert_started: bool = False
+) -> str:
     """`👉 *Recommended: Tier 1 (Abort the rollout)* — <reason>`, right above the buttons.
 
     After a verified mitigation the next step comes first: `👉 *Next: watch the signals
-    recover, then Tier 3 (Full revert in Git)* — <reason>`."""
+    recover, then Tier 3 (Full revert in Git)* — <reason>`.
+
+    Once a Tier 3 revert is recorded (`revert_started`) the next step is to watch it land:
+    `👉 *Next: watch the Tier 3 revert land*` (after a mitigation: `watch the signals
+    recover and the Tier 3 revert land`); a faster tier still recommended (a canary still
+    running) is named as what to do until then. `option` None: only with `revert_started`."""
+    if revert_started:
+        watch = "the Tier 3 revert land"
+        if after_mitigation:
+            watch = f"the signals recover and {watch}"
+        if option is None or option.tier is Tier.FULL_REVERT:
+            return f"👉 *Next: watch {watch}* — {_REVERT_LANDS}"
+        title = f"Tier {int(option.tier)} ({_safe(option.title, 200)})"
+        line = f"👉 *Next: watch {watch}; until it does, {title}*"
+        return line + (f" — {_safe(option.reason, 500)}" if option.reason else "")
+    if option is None:
+        raise ValueError("recommended_line: no option and no revert started")
     title = f"Tier {int(option.tier)} ({_safe(option.title, 200)})"
     if after_mitigation:
         line = f"👉 *Next: watch the signals recover, then {title}*"
@@ -242,6 +279,21 @@ def revert_button(*, service: str, state: RolloutState, epoch: int) -> ButtonEle
         text=PlainTextObject(text="Record Tier 3 revert…", emoji=True),
         action_id=REVERT_OPEN_ACTION_ID,
         value=button_value(service=service, state=state, epoch=epoch),
+    )
+
+
+def revert_link(url: str) -> str:
+    """The revert's URL as mrkdwn: `<url|url>` for an http(s) URL, else the text in code;
+    escaped either way (the person typed it)."""
+    shown = _safe(url, 300)
+    return _link(url, shown) if _is_web_url(url) else f"`{shown}`"
+
+
+def revert_started_line(started: RevertStarted) -> str:
+    """`:rewind: Tier 3 revert started by <@U…> at 14:03:12 UTC: <url|url>`, for the card."""
+    return (
+        f":rewind: Tier 3 revert started by <@{started.actor_id}> at {clock(started.at)}: "
+        f"{revert_link(started.url)}"
     )
 
 

@@ -14,6 +14,11 @@ Three rules keep Slack calm under an alert storm:
   asked for sooner is coalesced into one delayed flush that sends the latest state;
 - thread lines are written for state changes and actions only, never for repeats.
 Updates for one card are serialised by a per-card lock.
+
+A Tier 3 revert recorded for a card's revision is the action record under
+`revert_key(card)` (one per revision: the store's unique key is what makes a second record
+a duplicate). Every render reads it from the store until one is found, so the card shows
+who started the revert, with its link, after a restart or when another process recorded it.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ from bot.core.model import (
     IncidentState,
     MessageRef,
     Outcome,
+    RevertStarted,
     RolloutState,
     Tier,
     TierOption,
 )
-from bot.core.ports import CardRecord, Chat, Store
+from bot.core.ports import ActionRecord, CardRecord, Chat, Store
 
 if TYPE_CHECKING:
     from bot.settings import ServiceSettings
@@ -63,6 +69,25 @@ def other_flags(cfg: ServiceSettings) -> tuple[str, ...]:
 
 def card_key(state: RolloutState) -> str:
     return f"{state.namespace}/{state.name}@{state.revision}"
+
+
+def revert_key(card: str) -> str:
+    """The idempotency key of the Tier 3 revert recorded for the card `card` (a
+    `card_key`): one revert per revision, whoever records it and however often."""
+    return f"revert:{card}"
+
+
+def revert_started(record: ActionRecord | None) -> RevertStarted | None:
+    """The recorded revert an action record under `revert_key` says, once it has finished
+    (None while it is still being recorded, or when there is none)."""
+    if record is None or record.status != "succeeded":
+        return None
+    url = record.result.get("url")
+    return RevertStarted(
+        actor_id=record.actor_id,
+        url=url if isinstance(url, str) else "",
+        at=record.finished_at or record.requested_at,
+    )
 
 
 def summary_line(state: RolloutState) -> str:
@@ -106,6 +131,7 @@ class _CardMemory:
     alerts: tuple[str, ...] = ()
     circuit: FlagState | None = None
     pager: str | None = None  # the PagerDuty incident, as the card's notice line
+    revert: RevertStarted | None = None  # the Tier 3 revert recorded, read from the store
     last_line: str = ""
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
@@ -335,8 +361,10 @@ class Cards:
     ) -> None:
         """A Tier 3 revert was recorded: its line in the thread of the card it was recorded
         from (`channel`, `message_ts`), else of the card of `revision`, else top-level in the
-        service's channel; stamped `at` (default: now). Best effort: a Slack failure is
-        logged, never raised (the record is already kept)."""
+        service's channel; stamped `at` (default: now). The card of `revision`, when this
+        process shows it, is rendered again at once (who started the revert, with its link;
+        no "Record Tier 3 revert…"). Best effort: a Slack failure is logged, never raised
+        (the record is already kept)."""
         cfg = self._catalog[service]
         if (channel is None or message_ts is None) and revision is not None:
             found = await self._store.get_card(f"{cfg.namespace}/{cfg.rollout}@{revision}")
@@ -348,6 +376,42 @@ class Cards:
             await self._chat.post(channel or cfg.channel, text=text, thread_ts=message_ts)
         except RollbotError as err:
             log.warning("could not write the revert to the thread: %s", err.message)
+        if revision is not None:
+            await self._show_revert(f"{cfg.namespace}/{cfg.rollout}@{revision}")
+
+    async def _show_revert(self, key: str) -> None:
+        """Render the card `key` again now (its revert is read from the store)."""
+        mem = self._memory.get(key)
+        if mem is None:
+            return  # not shown by this process: its next render reads the revert
+        async with self._lock(key):
+            card = await self._store.get_card(key)
+            if card is None or card.ts is None:
+                return
+            try:
+                await self._render_update(mem, card)
+            except RollbotError as err:
+                log.warning("could not show the revert on the card %s: %s", key, err.message)
+
+    async def _read_revert(self, mem: _CardMemory) -> None:
+        """The card's recorded revert, from the store, until one is found (a recorded
+        revert is never taken back)."""
+        if mem.revert is None:
+            key = revert_key(card_key(mem.state))
+            mem.revert = revert_started(await self._store.get_action(key))
+
+    @staticmethod
+    def revert_already_text(*, service: str, revision: int | None, winner: ActionRecord) -> str:
+        """What a second record of a revert is told: who started the first (`winner`, its
+        action record), when, and its link (none while it is still being recorded)."""
+        started = revert_started(winner)
+        return replies.revert_already_text(
+            service=service,
+            revision=revision,
+            actor_id=winner.actor_id,
+            at=started.at if started is not None else winner.requested_at,
+            url=started.url if started is not None else None,
+        )
 
     @staticmethod
     def revert_recorded_text(
@@ -377,6 +441,7 @@ class Cards:
             "circuit": mem.circuit,
             "circuit_environment": self._circuit_environment,
             "notice": mem.pager,
+            "revert": mem.revert,
         }
         return card_blocks.rollout_card_text(**kw), card_blocks.rollout_card(**kw)
 
@@ -405,6 +470,7 @@ class Cards:
         if card.ts is not None:
             return card
         mem.circuit = self._circuit.get(mem.service)
+        await self._read_revert(mem)
         text, body = self.render(mem, epoch=card.epoch)
         ref = await self._chat.post(cfg.channel, text=text, blocks=body)
         mem.digest = _digest(mem, card.epoch)
@@ -438,6 +504,7 @@ class Cards:
 
     async def _render_update(self, mem: _CardMemory, card: CardRecord) -> None:
         mem.circuit = self._circuit.get(mem.service)
+        await self._read_revert(mem)
         digest = _digest(mem, card.epoch)
         if digest == card.digest or digest == mem.digest:
             return
@@ -489,6 +556,9 @@ def _digest(mem: _CardMemory, epoch: int) -> str:
         "circuit": None if mem.circuit is None else [mem.circuit.key, mem.circuit.enabled],
         "evidence": None if evidence is None else repr(replace(evidence, queried_at=None)),
         "pager": mem.pager,
+        "revert": None
+        if mem.revert is None
+        else [mem.revert.actor_id, mem.revert.url, mem.revert.at.isoformat()],
         "epoch": epoch,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

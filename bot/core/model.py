@@ -170,6 +170,17 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class RevertStarted:
+    """A Tier 3 revert in Git recorded for a card's revision: who started it, when, and its
+    commit or pull request URL (`url` is what the person typed: the card escapes it). Read
+    from the store (the revert's action record), so every render of the card shows it."""
+
+    actor_id: str
+    url: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One line of the append-only audit log (before hashing)."""
 

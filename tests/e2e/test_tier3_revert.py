@@ -10,7 +10,14 @@ Aspects under test:
   (the owners group), and the refusal is audited, nothing recorded;
 - a good URL closes the modal, audits `revert-started` (actor, URL, note, revision, steps),
   writes `:rewind: Tier 3: <@U…> started a revert in Git: <url|url>` and the note under the
-  card; Slack retrying the same submission (same view id and hash) records once;
+  card, tells the submitter alone that it was recorded (with the link), and the card then
+  says "Tier 3 revert started by <@U…>" with the link, recommends watching it land and no
+  longer offers "Record Tier 3 revert…"; Slack retrying the same submission (same view id
+  and hash) records once and answers once;
+- one revert per revision: a second responder whose modal was opened before the first was
+  submitted records nothing (audited as a duplicate) and is told who started the first,
+  when, with its link; clicking "Record Tier 3 revert…" on the card as it was before opens
+  no modal and tells the clicker the same;
 - a forged submission gets 401 and records nothing;
 - with PagerDuty, the incident gets a note saying the revert was started, with the URL.
 """
@@ -23,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
+from bot.sim.harness import CHANNEL_ID, LEAD, ONCALL, OUTSIDER, USERGROUP, SimWorld
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,6 +70,20 @@ def _thread(world: SimWorld) -> list[str]:
     card = world.card()
     assert card is not None
     return [m.get("text") or "" for m in world.slack.thread(CHANNEL_ID, card["ts"])]
+
+
+def _told(world: SimWorld, user: str | None, words: str) -> list[str]:
+    """The ephemeral messages to `user` (None: through a response_url) containing `words`."""
+    return [
+        str(e.get("text") or "")
+        for e in world.slack.ephemerals
+        if e.get("user") == user and words in str(e.get("text") or "")
+    ]
+
+
+def _card_text(world: SimWorld) -> str:
+    card = world.card()
+    return json.dumps(card["blocks"] if card else [], ensure_ascii=False)
 
 
 def _values(url: str, note: str = "") -> dict[str, dict[str, str]]:
@@ -121,6 +142,28 @@ async def test_record_a_revert_from_the_card() -> None:
         assert f":rewind: Tier 3: <@{ONCALL[0]}> started a revert in Git: <{LINK}|{LINK}>" in line
         assert "tax &lt;engine&gt; broke" in line
 
+        # The submitter is told, alone, in the card's channel, with the link.
+        (confirmed,) = await world.wait_for(
+            lambda: _told(world, ONCALL[0], "Recorded the Tier 3 revert"),
+            timeout=20,
+            what="the confirmation to the submitter",
+        )
+        assert f"`payment-router` revision 42: <{LINK}|{LINK}>" in confirmed
+        assert "tax &lt;engine&gt; broke" in confirmed
+        assert [e["channel"] for e in world.slack.ephemerals if e.get("user")] == [CHANNEL_ID]
+
+        # The card: who started it, with the link; watch it land; no second "Record…".
+        started = f"Tier 3 revert started by <@{ONCALL[0]}> at "
+        await world.wait_for(
+            lambda: started in _card_text(world), timeout=20, what="the revert on the card"
+        )
+        card = world.card()
+        assert card is not None and world.button(card, "revert_open") is None
+        assert f"<{LINK}|{LINK}>" in _card_text(world)
+        assert "Next: watch the Tier 3 revert land" in _card_text(world)
+        assert "Recommended: Tier 3" not in _card_text(world)
+        assert f"Tier 3 revert started by <@{ONCALL[0]}>" in card["text"]  # the phone's text
+
         # Slack retries the same submission: recorded once, the loser audited as a duplicate.
         retry = await world.sender.view_submission(
             ONCALL[0], view, _values(LINK, note), user_name=ONCALL[1], retry_num=1
@@ -129,6 +172,59 @@ async def test_record_a_revert_from_the_card() -> None:
         await _wait_entries(world, "duplicate")
         assert len([e for e in await _entries(world) if e.result == "succeeded"]) == 1
         assert len([t for t in _thread(world) if ":rewind:" in t]) == 1
+        await asyncio.sleep(0.5)  # what the retry would have said has had time to arrive
+        assert len(_told(world, ONCALL[0], "Tier 3 revert")) == 1  # answered once
+
+
+async def test_a_second_responder_is_told_who_started_the_first() -> None:
+    async with SimWorld(speed=600) as world:
+        world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
+        first = await _open_modal(world)
+        stale = world.card()  # the card as it is before any revert
+        assert stale is not None and world.button(stale, "revert_open")
+        second = await _open_modal(world, user=LEAD)
+
+        await world.sender.view_submission(
+            ONCALL[0], first, _values(LINK, "first"), user_name=ONCALL[1]
+        ).send()
+        (winner,) = await _wait_entries(world, "succeeded")
+        other = "https://github.com/acme/gitops/pull/813"
+        answer = await world.sender.view_submission(
+            LEAD[0], second, _values(other, "second"), user_name=LEAD[1]
+        ).send()
+        assert answer.status_code == 200
+        assert world.slack.open_views(LEAD[0]) == []
+        (duplicate,) = await _wait_entries(world, "duplicate")
+        assert duplicate.actor.startswith(f"slack:{LEAD[0]}:")
+
+        (told,) = await world.wait_for(
+            lambda: _told(world, LEAD[0], "already started"),
+            timeout=20,
+            what="the second responder told who started the first",
+        )
+        record = await world.rollbot.store.get_action(f"revert:{winner.target}")
+        assert record is not None and record.finished_at is not None
+        when = record.finished_at.strftime("%H:%M:%S UTC")
+        assert f"already started by <@{ONCALL[0]}> at {when}: <{LINK}|{LINK}>" in told
+        assert other not in told
+        assert _told(world, LEAD[0], "Recorded") == []
+        assert [e.result for e in await _entries(world)] == ["succeeded", "duplicate"]
+        assert len([t for t in _thread(world) if ":rewind:" in t]) == 1
+        assert not any(other in t for t in _thread(world))
+
+        # "Record Tier 3 revert…" clicked on the card as it was: no modal, the same answer.
+        response = await world.click(stale, "revert_open", user=LEAD)
+        assert response.status_code == 200
+        (clicked,) = await world.wait_for(
+            lambda: _told(world, None, "already started"),
+            timeout=20,
+            what="the stale click answered",
+        )
+        assert f"already started by <@{ONCALL[0]}> at {when}: <{LINK}|{LINK}>" in clicked
+        assert world.slack.open_views(LEAD[0]) == []
+        assert [e.result for e in await _entries(world)] == ["succeeded", "duplicate"]
+        card = world.card()
+        assert card is not None and world.button(card, "revert_open") is None
 
 
 async def test_outsider_is_refused_in_the_modal() -> None:

@@ -9,7 +9,8 @@ Aspects under test:
   every builder that puts an outside string into mrkdwn: the Rollout card and its
   notification text (trouble, phase, images, stable ReplicaSet, the analysis and its
   message, the Rollout's message, firing alerts, evidence, outcome, tiers), the thread's
-  summary line, flags, Tier 3's modal, line and reply, the circuit line, the unknown
+  summary line, flags, Tier 3's modal, line and reply, the revert recorded on the card
+  and the answer to a second record, the circuit line, the unknown
   service text, the Slack error handler's messages, policy refusals quoting PagerDuty's
   error or a break-glass reason, and every release message. Each must show the string as
   written (its escaped form is there) and never raw, in any mrkdwn text object or
@@ -48,6 +49,7 @@ from bot.core.model import (
     Release,
     ReleasePhase,
     ReleaseView,
+    RevertStarted,
     RolloutAction,
     RolloutState,
     TicketKind,
@@ -320,6 +322,15 @@ BUILDERS: dict[str, Callable[[str], Any]] = {
     "Tier 3 thread line": lambda h: replies.revert_line(actor_id="U0ACTOR", url=h, note=h),
     "Tier 3 reply": lambda h: replies.revert_recorded_text(
         service="payment-router", revision=42, url="https://git.example/pr/1", sha=h, note=h
+    ),
+    "card: Tier 3 revert started": lambda h: _card(
+        revert=RevertStarted("U0ACTOR", h, NOW), tiers=[TierOption(Tier.FULL_REVERT, "R", True, "")]
+    ),
+    "card: Tier 3 revert started (a link)": lambda h: _card(
+        revert=RevertStarted("U0ACTOR", f"https://git.example/pr/1?q={h}", NOW)
+    ),
+    "Tier 3 already started": lambda h: replies.revert_already_text(
+        service=h, revision=42, actor_id="U0ACTOR", at=NOW, url=h
     ),
     "error: invalid request": lambda h: errors.message_for(InvalidRequest(h))[0],
     "error: outside service unreachable": lambda h: errors.message_for(

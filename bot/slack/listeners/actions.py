@@ -8,7 +8,9 @@ acked at once; the action runs on the work queue.
 
 `revert_open` (Tier 3) opens the revert modal with views.open in the listener itself, right
 after the ack: its trigger id expires 3 s after the click, too soon for the work queue. The
-modal's submission is handled in bot.slack.listeners.views.
+modal's submission is handled in bot.slack.listeners.views. When a revert is already
+recorded for the card's revision (a card not yet re-rendered), no modal: the clicker alone
+is told who started it, when, with its link.
 
 `circuit_open` refused only for want of break-glass (an owner who is not on call) tells the
 clicker so with a "Break glass…" button (`circuit_break_glass`, carrying the card's button
@@ -150,10 +152,21 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await deps.chat.open_view(str(body.get("trigger_id") or ""), view)
 
     @app.action(tiers.REVERT_OPEN_ACTION_ID)
-    async def on_revert_open(ack: Any, action: dict[str, Any], body: dict[str, Any]) -> None:
+    async def on_revert_open(
+        ack: Any, action: dict[str, Any], body: dict[str, Any], respond: Any
+    ) -> None:
         await ack()
         value = parse_value(action.get("value", ""))
         revision = int(value["r"]) if value.get("r") is not None else None
+        if revision is not None:
+            already = await deps.responder.revert_already_started(value["s"], revision)
+            if already is not None:
+                await respond(
+                    text=f":information_source: {already}",
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+                return
         plan = await deps.responder.revert_plan(value["s"], revision=revision)
         channel, ts = _card_message(body)
         metadata = modals.revert_metadata(

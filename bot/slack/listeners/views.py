@@ -8,9 +8,11 @@ input block; an empty ack closes it. So what can be refused is checked before th
 URL that is not http(s), a service no longer configured, someone the service's Tier 1
 guard refuses: the refusal is audited; when that check takes longer than
 `AUTHORISE_BUDGET_SECONDS` the modal is closed and it is made after the ack, a refusal then
-told to the submitter alone); the recording itself (audit entry, thread line,
-PagerDuty note) runs after the ack on the work queue, keyed on the view id and hash so
-that Slack's retries of one submission record once.
+told to the submitter alone); the recording itself (audit entry, thread line, the card,
+PagerDuty note) runs after the ack on the work queue, once per card revision, and its
+answer is told to the submitter alone in the card's channel: the confirmation, or for a
+second record (another person, a second modal) who started the first, when, with its link.
+Slack's retry of a submission is recorded once and answered once (by the first delivery).
 
 The break-glass modal checks only its reason before the ack (at least
 `modals.BREAK_GLASS_MIN_REASON` characters, else an error under `break_glass_reason`); the
@@ -27,7 +29,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.actions import FlagRequest, RevertRequest
+from bot.actions import ActionResult, FlagRequest, RevertRequest
 from bot.blocks import modals
 from bot.core import mrkdwn
 from bot.core.errors import RollbotError
@@ -47,6 +49,15 @@ REASON_ERROR = (
 )
 _USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>")
+
+
+def answered_already(req: RevertRequest, result: ActionResult) -> bool:
+    """Whether `result` is the duplicate of a submission Slack re-sent (the same person's,
+    retried or the same view id and hash): its first delivery tells the submitter."""
+    winner = result.record
+    if result.status != "duplicate" or winner is None or winner.actor_id != req.actor.id:
+        return False
+    return req.retry_num > 0 or winner.result.get("submission") == req.submission
 
 
 def value_of(view: dict[str, Any], block_id: str, action_id: str) -> str:
@@ -126,14 +137,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
 
         async def tell(**message: Any) -> None:
-            """Errors after the ack: only the submitter sees them, in the card's channel."""
-            if req.channel:
-                await deps.chat.post_ephemeral(
-                    req.channel, who.id, text=message["text"], blocks=message.get("blocks")
-                )
+            """After the ack: only the submitter sees it, in the card's channel."""
+            channel = req.channel or deps.responder.service(req.service).channel
+            await deps.chat.post_ephemeral(
+                channel, who.id, text=message["text"], blocks=message.get("blocks")
+            )
 
         async def job() -> None:
-            await deps.responder.record_revert(req, decision=decision)
+            result = await deps.responder.record_revert(req, decision=decision)
+            if answered_already(req, result):
+                return
+            icon = ":white_check_mark:" if result.status == "succeeded" else ":information_source:"
+            await tell(text=f"{icon} {result.message}")
 
         deps.work.submit(job, on_error=errors.reporter(tell, what="record revert"))
 

@@ -27,6 +27,10 @@ Aspects under test:
   them, the release SHA, the `revert_url`/`url` and optional `revert_note`/`note` inputs,
   private_metadata that round-trips and stays within 3000 characters; the thread line
   and the reply escape the user's URL and note;
+- a recorded Tier 3 revert on the card: who started it, when, with its link (escaped),
+  Tier 3 marked started and no `revert_open`, the recommendation to watch it land (valid
+  Block Kit for every recommended tier); the answer to a second record names who started
+  the first, when, with its link;
 - Tier 2 break-glass from the card: a refused circuit click's blocks carry the danger
   "Break glass…" button (`circuit_break_glass`, the card's button value plus its channel
   and ts) only when offered; the `circuit_break_glass` modal: title/submit/close, the flag,
@@ -61,6 +65,7 @@ from bot.core.model import (
     IncidentState,
     MetricPair,
     Outcome,
+    RevertStarted,
     RolloutAction,
     RolloutState,
     Tier,
@@ -1156,6 +1161,66 @@ def test_revert_line_and_reply_escape_user_text() -> None:
     assert is_revert_url("https://github.com/acme/gitops/pull/123")
     for bad in ("", "github.com/x", "ftp://x/y", "https://", "https://x/ y", "javascript:x"):
         assert not is_revert_url(bad), bad
+
+
+REVERT_URL = "https://github.com/acme/gitops/pull/812"
+REVERT = RevertStarted("U0LEAD", REVERT_URL, NOW - timedelta(minutes=2))
+
+
+@pytest.mark.parametrize("recommend", [*Tier, None])
+def test_a_recorded_revert_on_the_card(recommend: Tier | None) -> None:
+    blocks = incident_card(PAUSED, tiers=tier_set(recommend, tier2=True), revert=REVERT)
+    line = (
+        f":rewind: Tier 3 revert started by <@U0LEAD> at 14:01:12 UTC: <{REVERT_URL}|{REVERT_URL}>"
+    )
+    assert texts(blocks).count(line) == 1
+    offered = buttons(blocks)
+    assert "revert_open" not in offered and "runbook_open" in offered
+    sections = tier_sections(blocks)
+    assert sections[2].startswith("⏪ *Tier 3 — Full revert in Git* (started)\n")
+    assert "\n1. " in sections[2]  # the steps stay, for whoever follows the revert
+    (next_step,) = [t for t in texts(blocks) if t.startswith("👉")]
+    if recommend in (Tier.ABORT, Tier.CIRCUIT_BREAKER):
+        label = {Tier.ABORT: "Abort the rollout", Tier.CIRCUIT_BREAKER: "Open the circuit breaker"}
+        assert next_step.startswith(
+            f"👉 *Next: watch the Tier 3 revert land; until it does, Tier {int(recommend)} "
+            f"({label[recommend]})* — "
+        )
+        assert all_text(blocks).count("⭐") == 1
+    else:
+        assert next_step.startswith("👉 *Next: watch the Tier 3 revert land* — once merged")
+        assert "⭐" not in all_text(blocks)
+    assert "👉 *Recommended" not in all_text(blocks)
+    assert "Tier 3 revert started by <@U0LEAD>" in render_text(blocks)
+
+
+def test_a_recorded_revert_without_tiers_and_with_a_hostile_url() -> None:
+    hostile = RevertStarted("U0LEAD", "not a link <!channel> & *x*", NOW)
+    blocks = card(PAUSED, revert=hostile)
+    text = all_text(blocks)
+    shown = "`not a link &lt;!channel&gt; &amp; *x*`"
+    assert f"Tier 3 revert started by <@U0LEAD> at 14:03:12 UTC: {shown}" in text
+    assert "<!channel>" not in text and "👉" not in text and "revert_open" not in buttons(blocks)
+    with pytest.raises(ValueError):
+        tier_blocks.recommended_line(None)
+
+
+def test_the_answer_to_a_second_revert_names_the_first() -> None:
+    kw: dict[str, Any] = {"service": "payment-router", "revision": 42, "actor_id": "U0ONCALL"}
+    done = replies.revert_already_text(**kw, at=NOW, url=REVERT_URL + "?a=<1>")
+    assert done == (
+        "A Tier 3 revert of `payment-router` revision 42 was already started by <@U0ONCALL> "
+        "at 14:03:12 UTC: <https://github.com/acme/gitops/pull/812?a=%3C1%3E|"
+        "https://github.com/acme/gitops/pull/812?a=&lt;1&gt;>. Nothing more was recorded; "
+        "follow that one on the card."
+    )
+    running = replies.revert_already_text(**kw, at=NOW, url=None)
+    assert running == (
+        "<@U0ONCALL> is recording a Tier 3 revert of `payment-router` revision 42 (since "
+        "14:03:12 UTC); nothing more was recorded."
+    )
+    no_card = replies.revert_already_text(**{**kw, "revision": None}, at=NOW, url="x <y>")
+    assert "revert of `payment-router` was already" in no_card and ": `x &lt;y&gt;`." in no_card
 
 
 def test_fully_promoted_card_shows_no_canary() -> None:

@@ -1,7 +1,7 @@
 """The card tells the truth for the state the service is in (issue 14), as a table over
 states: the canary in progress or fully promoted or aborted; the breaker open or shut;
-alerts firing or quiet; and what was last done (nothing, a verified abort, a verified
-breaker flip, a failed abort).
+alerts firing or quiet; what was last done (nothing, a verified abort, a verified
+breaker flip, a failed abort); and whether a Tier 3 revert was recorded.
 
 The rules under test:
 - once a mitigation is verified and still in effect, the headline says what was done and
@@ -11,7 +11,12 @@ The rules under test:
   again), is never the headline;
 - a tier is offered (a button) only when it would change something: no Tier 2 flip once
   an abort put all traffic on stable; no abort on a fully promoted revision;
-- Tier 3's words fit the state: "abort alone …" only while a canary can be aborted.
+- Tier 3's words fit the state: "abort alone …" only while a canary can be aborted;
+- once a Tier 3 revert is recorded: the card says who started it, when, with its link;
+  "Record Tier 3 revert…" is gone (the runbook stays); Tier 3 is marked started, never
+  recommended; the recommendation is to watch the revert land (after a verified
+  mitigation: the signals recover and the revert land), naming Tier 1 until it does while
+  a canary can still be aborted; the notification text says so too.
 """
 
 from __future__ import annotations
@@ -30,12 +35,23 @@ from bot.core.model import (
     FlagState,
     IncidentState,
     Outcome,
+    RevertStarted,
     RolloutAction,
     RolloutState,
 )
 from tests.unit.blocks.test_card import ABORTED, HEALTHY, INCIDENT, NOW, PAUSED, buttons
 
 FLAG = "payments.new-router.circuit-open"
+LINK = "https://github.com/acme/gitops/pull/812?a=1&b=2"
+REVERTS: dict[str, RevertStarted | None] = {
+    "no revert": None,
+    "revert recorded": RevertStarted("U0LEAD", LINK, NOW),
+}
+STARTED = (
+    ":rewind: Tier 3 revert started by <@U0LEAD> at 14:03:12 UTC: "
+    "<https://github.com/acme/gitops/pull/812?a=1&amp;b=2|"
+    "https://github.com/acme/gitops/pull/812?a=1&amp;b=2>"
+)
 
 STATES: dict[str, RolloutState] = {"canary": PAUSED, "promoted": HEALTHY, "aborted": ABORTED}
 OUTCOMES: dict[str, Outcome | None] = {
@@ -56,7 +72,13 @@ def circuit(is_open: bool) -> FlagState:
     return FlagState(FLAG, "default", "production", is_open, "unleash", NOW - timedelta(minutes=1))
 
 
-def render(state: RolloutState, outcome: Outcome | None, is_open: bool, signals: str) -> Any:
+def render(
+    state: RolloutState,
+    outcome: Outcome | None,
+    is_open: bool,
+    signals: str,
+    revert: RevertStarted | None = None,
+) -> Any:
     incident = SIGNALS[signals]
     options = core_tiers.tier_options(
         service="payment-router",
@@ -82,6 +104,7 @@ def render(state: RolloutState, outcome: Outcome | None, is_open: bool, signals:
         circuit_flag=FLAG,
         circuit=circuit(is_open),
         circuit_environment="production",
+        revert=revert,
     )
 
 
@@ -91,18 +114,19 @@ def text_of(block: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("state_name", "outcome_name", "is_open", "signals"),
-    list(itertools.product(STATES, OUTCOMES, [False, True], SIGNALS)),
+    ("state_name", "outcome_name", "is_open", "signals", "revert_name"),
+    list(itertools.product(STATES, OUTCOMES, [False, True], SIGNALS, REVERTS)),
 )
 def test_the_card_fits_the_state(
-    state_name: str, outcome_name: str, is_open: bool, signals: str
+    state_name: str, outcome_name: str, is_open: bool, signals: str, revert_name: str
 ) -> None:
     state = STATES[state_name]
     outcome = OUTCOMES[outcome_name]
-    blocks = render(state, outcome, is_open, signals)
+    revert = REVERTS[revert_name]
+    blocks = render(state, outcome, is_open, signals, revert)
     header = text_of(blocks[0])
     texts = [text_of(b) for b in blocks]
-    recommended = next(t for t in texts if t.startswith("👉"))
+    (recommended,) = [t for t in texts if t.startswith("👉")]
     offered = set(buttons(blocks))
 
     # The headline leads with a mitigation exactly when one is verified and in effect.
@@ -113,7 +137,9 @@ def test_the_card_fits_the_state(
         done = "Aborted" if outcome_name == "abort verified" else "Circuit opened"
         assert header.startswith(f"🛡️ payment-router · {done}, verified · Incident ")
         assert texts[1].startswith(f":white_check_mark: {done} by <@U0ONCALL> at 14:03:12 UTC")
-        if state_name == "canary":  # under an open breaker: still best aborted
+        if revert is not None:
+            pass  # the revert's recommendation: below
+        elif state_name == "canary":  # under an open breaker: still best aborted
             assert recommended.startswith("👉 *Recommended: Tier 1 (Abort the rollout)*")
         else:
             assert recommended.startswith(
@@ -122,7 +148,8 @@ def test_the_card_fits_the_state(
             assert "the next step once recovered" in recommended
     else:
         assert "verified" not in header and not header.startswith("🛡️")
-        assert recommended.startswith("👉 *Recommended: ")
+        if revert is None:
+            assert recommended.startswith("👉 *Recommended: ")
     if outcome_name == "abort failed":
         assert any(t.startswith(":x: Aborted by <@U0ONCALL>") for t in texts)
 
@@ -135,7 +162,34 @@ def test_the_card_fits_the_state(
         assert flip not in offered  # all traffic is on stable: the breaker changes nothing
     else:
         assert flip in offered  # the breaker's own state is always yours to change back
-    assert "revert_open" in offered
+    assert "runbook_open" in offered
+    # One revert per revision: once recorded, nobody is offered to record another.
+    assert ("revert_open" in offered) is (revert is None)
+
+    if revert is not None:
+        # Who started it, when, with its link (escaped); Tier 3 started, not recommended.
+        assert texts.count(STARTED) == 1
+        tier3 = next(t for t in texts if "*Tier 3 — Full revert in Git*" in t)
+        assert tier3.startswith("⏪ *Tier 3 — Full revert in Git* (started)")
+        assert "(recommended)" not in tier3 and "⭐ *Tier 3" not in "".join(texts)
+        assert "Recommended: Tier 3" not in recommended and "then Tier 3" not in recommended
+        # The recommendation: watch it land (and, after a mitigation, the signals recover);
+        # a faster tier that still applies (a canary to abort, the breaker of a fully
+        # promoted revision to open) is named for until it lands.
+        until = "👉 *Next: watch the Tier 3 revert land; until it does, "
+        if state_name == "canary":
+            assert recommended.startswith(f"{until}Tier 1 (Abort the rollout)*")
+        elif state_name == "promoted" and not is_open:
+            assert recommended.startswith(f"{until}Tier 2 (Open the circuit breaker)*")
+        elif in_effect:
+            assert recommended.startswith(
+                "👉 *Next: watch the signals recover and the Tier 3 revert land*"
+            )
+        else:
+            assert recommended.startswith("👉 *Next: watch the Tier 3 revert land* — ")
+        assert ("abort alone" in "".join(texts)) is (state_name == "canary")
+        return
+    assert not any("revert started" in t for t in texts)
 
     # The recommendation follows the state: abort a running canary; flip the breaker of a
     # fully promoted revision; after either mitigation, the lasting return.
@@ -178,3 +232,38 @@ def test_the_notification_text_leads_with_the_verified_mitigation() -> None:
         "Next: watch recovery, then Tier 3 — Full revert in Git · payment-router revision 42"
     )
     assert text.count("Aborted by") == 1
+
+
+@pytest.mark.parametrize("state_name", list(STATES))
+def test_the_notification_text_says_the_revert_started(state_name: str) -> None:
+    """Once recorded, a phone shows who started the revert and to watch it land (a faster
+    tier that still applies: that one until it lands), never Tier 3 recommended again."""
+    state = STATES[state_name]
+    text = card_blocks.rollout_card_text(
+        service="payment-router",
+        state=state,
+        trouble=None,
+        now=NOW,
+        incident=INCIDENT,
+        tiers=core_tiers.tier_options(
+            service="payment-router",
+            state=state,
+            incident=INCIDENT,
+            circuit_flag=FLAG,
+            circuit_available=True,
+            gitops_repo=None,
+            gitops_path=None,
+            sha_annotation="rollbot.io/git-sha",
+            runbook_url=None,
+        ),
+        circuit=circuit(False),
+        revert=REVERTS["revert recorded"],
+    )
+    assert text.startswith("🚨 Incident open · ⏪ Tier 3 revert started by <@U0LEAD>")
+    if state_name == "canary":
+        assert "until it lands: Tier 1 — Abort the rollout · payment-router" in text
+    elif state_name == "promoted":
+        assert "until it lands: Tier 2 — Open the circuit breaker · payment-router" in text
+    else:
+        assert ": watch it land · payment-router revision 42" in text
+    assert "Recommended:" not in text

@@ -8,7 +8,10 @@ Aspects under test:
 - where it goes: the card it was recorded from (channel + message ts), else the card of the
   revision (read from the store), else top-level in the service's channel;
 - a Slack failure writing it is logged, never raised (the record is already kept);
-- the reply text is exactly `revert_recorded_text(...)`.
+- the reply text is exactly `revert_recorded_text(...)`;
+- the answer to a second record is exactly `revert_already_text(...)` with the first's
+  actor, time and link, read from its action record (no link while it is still being
+  recorded); `revert_started` reads the card's revert from a finished record only.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from typing import Any, cast
 import pytest
 
 from bot.blocks import replies as blocks
-from bot.cards import Cards
+from bot.cards import Cards, revert_started
 from bot.core.errors import TemporaryError
-from bot.core.model import MessageRef
-from bot.core.ports import CardRecord
+from bot.core.model import MessageRef, RevertStarted
+from bot.core.ports import ActionRecord, CardRecord
 from bot.settings import ServiceSettings
 
 SERVICE = "payment-router"
@@ -116,3 +119,38 @@ def test_the_reply_is_the_block_kit_text() -> None:
         **kw, note=NOTE
     )
     assert Cards.revert_recorded_text(**kw) == blocks.revert_recorded_text(**kw)
+
+
+def winner(status: str = "succeeded", **result: Any) -> ActionRecord:
+    done = status != "running"
+    return ActionRecord(
+        key="revert:payments/payment-router@7",
+        service=SERVICE,
+        target="payments/payment-router@7",
+        action="revert-started",
+        actor_id="U0ONCALL",
+        actor_name="oncall",
+        source="slack",
+        status=status,
+        requested_at=datetime(2025, 3, 1, 3, 4, 0, tzinfo=UTC),
+        finished_at=AT if done else None,
+        result=result,
+    )
+
+
+def test_a_second_record_is_told_who_started_the_first() -> None:
+    kw: dict[str, Any] = {"service": SERVICE, "revision": 7, "actor_id": "U0ONCALL"}
+    assert Cards.revert_already_text(
+        service=SERVICE, revision=7, winner=winner(url=URL)
+    ) == blocks.revert_already_text(**kw, at=AT, url=URL)
+    running = Cards.revert_already_text(service=SERVICE, revision=7, winner=winner("running"))
+    assert running == blocks.revert_already_text(
+        **kw, at=datetime(2025, 3, 1, 3, 4, 0, tzinfo=UTC), url=None
+    )
+
+
+def test_the_cards_revert_comes_from_a_finished_record() -> None:
+    assert revert_started(winner(url=URL)) == RevertStarted("U0ONCALL", URL, AT)
+    assert revert_started(winner("running")) is None
+    assert revert_started(None) is None
+    assert revert_started(winner(url=7)) == RevertStarted("U0ONCALL", "", AT)
