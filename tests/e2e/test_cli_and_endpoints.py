@@ -1,9 +1,15 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
+- `make demo ARGS="…"` passes ARGS to `rollbot demo` (and `make drill DRILL=… ARGS=…`);
 - `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit`, `checkout-circuit`,
   `release-cleanup` and `pagerduty-workflow` exit 0
   and print a PASS line with their timeline; an unknown drill is refused listing the known ones;
+- `rollbot drill --help` lists every drill with what it proves, one line each, from the
+  table the drills are registered in (`bot.sim.demo.DRILLS`);
+- a drill's times and total count from the command's start (start-up included);
+- `rollbot demo` and `rollbot drill` print the story, not the libraries' INFO lines (httpx,
+  alembic, …): only their warnings and errors, and rollbot's own lines; `serve` keeps INFO;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
   on a good file;
@@ -17,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +48,9 @@ def rollbot(
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         cwd=cwd,
-        env=env or ENV,
+        # This checkout's bot, whatever the working directory (a git worktree's venv may
+        # have another checkout installed).
+        env={**(env or ENV), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -113,6 +123,10 @@ def test_unknown_drill_is_refused():
     assert "checkout-circuit" in done.stderr
 
 
+#: A log line at INFO from a logger that is not rollbot's (httpx, alembic, apscheduler, …).
+LIBRARY_INFO = re.compile(r"^\S+ \S+ INFO (?!bot[.:])(\S+):", re.MULTILINE)
+
+
 @pytest.mark.timeout(150)
 def test_demo_shows_card_and_verified_abort():
     done = rollbot("demo", "--auto-abort", "--duration", "20", "--speed", "300", "--ui-port", "0")
@@ -122,6 +136,62 @@ def test_demo_shows_card_and_verified_abort():
     assert "clicking Abort (Tier 1) as @oncall-engineer" in out
     assert "Aborted by <@U0ONCALL>" in out and "verified in" in out
     assert "[ Retry ]" in out
+    # The story, not the libraries' INFO lines (issue 14: 63 httpx and 7 alembic before).
+    assert LIBRARY_INFO.findall(done.stderr) == [], done.stderr
+    assert "HTTP Request:" not in done.stderr
+
+
+def test_make_demo_and_drill_pass_args_to_rollbot():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+
+    def recipe(*args: str) -> list[str]:
+        # -n: print the commands; -o venv: as if the venv were up to date.
+        done = subprocess.run(
+            ["make", "-n", "-o", "venv", *args], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return next(line.split()[1:] for line in done.stdout.splitlines() if "rollbot" in line)
+
+    assert recipe("demo", "ARGS=--ui-port 0") == ["demo", "--ui-port", "0"]
+    assert recipe("demo") == ["demo"]
+    assert recipe("drill") == ["drill", "tier1-abort"]
+    assert recipe("drill", "DRILL=slo-alert", "ARGS=--speed 600") == [
+        "drill",
+        "slo-alert",
+        "--speed",
+        "600",
+    ]
+
+
+def test_story_commands_show_library_warnings_not_their_info():
+    """`configure_logging` as `main` calls it, in a process of its own."""
+    script = """
+import logging, sys
+from bot.cli import configure_logging
+configure_logging(sys.argv[1])
+logging.getLogger("httpx").info("library-info")
+logging.getLogger("alembic.runtime.migration").info("library-info")
+logging.getLogger("httpx").warning("library-warning")
+logging.getLogger("alembic.runtime.migration").error("library-error")
+logging.getLogger("bot.sim.demo").info("rollbot-info")
+logging.getLogger("bot.wiring.rollbot").warning("rollbot-warning")
+"""
+
+    def logged(command: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, command], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    for command in ("demo", "drill"):
+        err = logged(command)
+        assert "library-info" not in err, err
+        for line in ("library-warning", "library-error", "rollbot-info", "rollbot-warning"):
+            assert line in err, (command, err)
+    err = logged("serve")  # an operator's process keeps every INFO line
+    assert err.count("library-info") == 2 and "rollbot-info" in err, err
 
 
 def test_check_config_reports_every_problem(tmp_path):
@@ -214,8 +284,36 @@ async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
     assert lines[0]["prev_hash"] == "0" * 64
 
 
-def test_the_command_line_offers_every_drill():
-    from bot import cli
+def test_drill_help_lists_every_drill_with_what_it_proves():
     from bot.sim.demo import DRILLS
 
-    assert sorted(cli.DRILLS) == sorted(DRILLS)
+    done = rollbot("drill", "--help")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name, spec in DRILLS.items():
+        line = [line for line in lines if line.split()[:1] == [name]]
+        assert len(line) == 1, done.stdout  # one line each
+        assert line[0].split(None, 1)[1] == spec.proves
+    assert len(DRILLS) == 6
+
+
+@pytest.mark.timeout(150)
+def test_drill_times_count_from_the_command_start():
+    """Start-up is part of the total: a second and a half spent after `bot.cli` is imported
+    (standing in for a slow start) shows in the first mark and in the total."""
+    script = "import time, sys; from bot import cli; time.sleep(1.5); sys.exit(cli.main())"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "drill", "tier1-abort", "--speed", "600"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    marks = [float(m) for m in re.findall(r"^\s+([\d.]+) s  ", done.stdout, re.MULTILINE)]
+    total = float(re.search(r"PASS · .* · total ([\d.]+) s$", done.stdout, re.MULTILINE)[1])
+    assert marks[0] >= 1.5, done.stdout  # "world up": after the start-up
+    assert total >= marks[-1] >= 1.5, done.stdout
+    assert LIBRARY_INFO.findall(done.stderr) == [], done.stderr
