@@ -186,9 +186,13 @@ def _check_config(path: str | None) -> int:
 
     problems = check_config(path)
     for problem in problems:
-        print(f"{problem.key_path}: {problem.message}", file=sys.stderr)
+        anyway = " [serve starts anyway]" if problem.advisory else ""
+        print(f"{problem.key_path}: {problem.message}{anyway}", file=sys.stderr)
     if problems:
-        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+        stopping = sum(1 for p in problems if not p.advisory)
+        print(
+            f"{len(problems)} problem(s) found; {stopping} stop `rollbot serve`.", file=sys.stderr
+        )
         return 1
     print("configuration OK")
     return 0
@@ -245,9 +249,26 @@ def _runbook(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from bot.settings import check_config, load_settings
+
+    # Every problem first, before anything is opened or written (SQLite's default
+    # rollbot.db included) or even imported: those that stop serve are listed, exit 2.
+    problems = check_config(args.config)
+    stopping = [p for p in problems if not p.advisory]
+    if stopping:
+        print(
+            f"rollbot serve: not started, nothing written: {len(stopping)} configuration "
+            "problem(s):",
+            file=sys.stderr,
+        )
+        for problem in stopping:
+            print(f"  {problem.key_path}: {problem.message}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        log.warning("configuration: %s (serving anyway)", problem)
+
     import uvicorn
 
-    from bot.settings import load_settings
     from bot.web.app import create_web_app
     from bot.web.refusals import quiet_refusals
     from bot.web.server import guarded_h11

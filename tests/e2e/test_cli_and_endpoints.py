@@ -11,6 +11,10 @@ Aspects under test:
 - `rollbot demo` and `rollbot drill` print the story, not the libraries' INFO lines (httpx,
   alembic, …): only their warnings and errors, and rollbot's own lines; `serve` keeps INFO;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
+- `rollbot serve` with a bad configuration (no config file, a kubeconfig that does not
+  exist, given or from KUBECONFIG, no Slack secrets) exits 2 naming every problem and
+  writes nothing in the working directory (no rollbot.db); advisory problems are marked in
+  `rollbot check-config`;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
   on a good file;
 - `rollbot audit verify|export` on the database a real abort wrote;
@@ -194,6 +198,55 @@ logging.getLogger("bot.wiring.rollbot").warning("rollbot-warning")
     assert err.count("library-info") == 2 and "rollbot-info" in err, err
 
 
+def _rollbot_in(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`rollbot ARGS` in `cwd`, with only PATH, HOME (no ~/.kube/config there) and `env`."""
+    return rollbot(*args, env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env}, cwd=cwd)
+
+
+SECRETS = {"ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN, "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET}
+
+
+def test_serve_with_a_bad_config_exits_2_naming_it_and_writes_nothing(tmp_path):
+    here = tmp_path / "here"
+    here.mkdir()
+    # No configuration at all (and no Slack secrets): every problem named, nothing written.
+    done = _rollbot_in(here, "serve")
+    assert done.returncode == 2, done.stderr
+    assert "rollbot serve: not started, nothing written: 3 configuration problem(s):" in done.stderr
+    assert "slack.bot_token: required to serve" in done.stderr
+    assert "(config file): none found" in done.stderr
+    assert list(here.iterdir()) == []
+
+    # A kubeconfig that does not exist: named, with the path.
+    config = tmp_path / "rollbot.yaml"
+    missing = tmp_path / "nowhere" / "kubeconfig"
+    config.write_text(
+        f"kubernetes: {{kubeconfig: {missing}}}\n"
+        "services:\n  payment-router:\n    namespace: payments\n    rollout: payment-router\n"
+        '    channel: "#payments-deploys"\n'
+    )
+    done = _rollbot_in(here, "serve", "--config", str(config), **SECRETS)
+    assert done.returncode == 2, done.stderr
+    assert f"kubernetes.kubeconfig: file not found: {missing}" in done.stderr
+    assert "1 configuration problem(s)" in done.stderr
+    assert list(here.iterdir()) == []
+
+    # The same through KUBECONFIG.
+    config.write_text("\n".join(config.read_text().splitlines()[1:]) + "\n")
+    done = _rollbot_in(here, "serve", "--config", str(config), KUBECONFIG=str(missing), **SECRETS)
+    assert done.returncode == 2, done.stderr
+    assert f"kubernetes.kubeconfig: file not found: {missing} (from KUBECONFIG)" in done.stderr
+    assert list(here.iterdir()) == []
+
+    # No kubeconfig anywhere and not in a cluster: the Kubernetes client says so, before
+    # the database is opened.
+    done = _rollbot_in(here, "serve", "--config", str(config), **SECRETS)
+    assert done.returncode == 2, done.stderr
+    assert "No usable Kubernetes configuration" in done.stderr
+    assert list(here.iterdir()) == []
+    assert BOT_TOKEN not in done.stdout + done.stderr
+
+
 def test_check_config_reports_every_problem(tmp_path):
     bad = tmp_path / "rollbot.yaml"
     bad.write_text(
@@ -210,6 +263,7 @@ def test_check_config_reports_every_problem(tmp_path):
     )
     assert done.returncode == 1
     err = done.stderr
+    assert err.endswith("6 problem(s) found; 6 stop `rollbot serve`.\n"), err
     for path in (
         "services.payment-router.rollout",
         "services.payment-router.channel",
@@ -227,6 +281,20 @@ def test_check_config_reports_every_problem(tmp_path):
     ok = rollbot("check-config", "--config", str(good), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "configuration OK" in ok.stdout
+
+    # What `rollbot serve` would start without (a feature off) is marked so.
+    degraded = tmp_path / "degraded.yaml"
+    degraded.write_text(
+        good.read_text() + "    runbook: runbooks/nowhere.md\n"
+        "    flags: {circuit: payments.new-router.circuit-open}\n"
+    )
+    done = rollbot("check-config", "--config", str(degraded), cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "2 problem(s) found; 0 stop `rollbot serve`.", done.stderr
+    assert lines[0].startswith("services.payment-router.runbook: file not found")
+    assert lines[1].startswith("services.payment-router.flags.circuit: names the circuit")
+    assert all(line.endswith(" [serve starts anyway]") for line in lines[:2]), done.stderr
 
 
 async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
