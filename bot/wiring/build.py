@@ -13,6 +13,7 @@ each other:
     releases, scheduler                                 release tickets and their clocks
     watch (incidents, cards, releases, responder)       the leader's Rollout watch
     Slack (Bolt + listeners), Alertmanager receiver     the edges
+    Slack token check                                   auth.test at start, for /readyz
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bot.runbooks.links import send_runbook_link, slack_link_issuer
 from bot.runtime.leader import Leadership
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
+from bot.runtime.slack_token import SlackTokenCheck
 from bot.runtime.work import WorkQueue
 from bot.settings import Settings
 from bot.slack.app import create_bolt_app
@@ -226,6 +228,7 @@ async def build(
         paging_actions=paging_actions,
         prometheus=prometheus,
         leadership=Leadership(store, ttl=settings.server.leader_lease_seconds),
+        slack_token=SlackTokenCheck(chat.auth_test),
     )
 
 
