@@ -17,9 +17,10 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-## Run the whole thing locally against bot/sim (Ctrl-C stops it).
+## Run the whole thing locally against bot/sim (Ctrl-C stops it). ARGS go to `rollbot demo`:
+## make demo ARGS="--ui-port 0 --speed 120"
 demo: venv
-	$(BIN)/rollbot demo
+	$(BIN)/rollbot demo $(ARGS)
 
 ## Unit + integration + e2e + security tests (benchmarks excluded), on TEST_WORKERS
 ## processes (pytest-xdist): most tests wait on servers, so 3 workers fit 2 cores.
@@ -47,8 +48,10 @@ bench: venv
 peers:
 	npm ci --no-audit --no-fund --ignore-scripts --prefix tests/peers/unleash
 
+## One headless drill (`rollbot drill --help` lists them): make drill DRILL=slo-alert ARGS="--speed 600"
+DRILL ?= tier1-abort
 drill: venv
-	$(BIN)/rollbot drill tier1-abort
+	$(BIN)/rollbot drill $(DRILL) $(ARGS)
 
 ## Re-pin both locks after a change to pyproject.toml's dependencies (needs uv).
 lock:

@@ -2,7 +2,7 @@
 
 rollbot serve [--config FILE] [--host H] [--port P]
 rollbot demo [--speed N] [--port P] [--ui-port P | --no-browser-ui] [--auto-abort] [--duration S]
-rollbot drill SCENARIO            (tier1-abort, slo-alert, tier2-circuit, checkout-circuit, …)
+rollbot drill SCENARIO [--speed N] [--timeout S]   (`rollbot drill --help` lists them)
 rollbot check-config [--config FILE]
 rollbot release start SERVICE VERSION [--owner EMAIL] [--config FILE]
 rollbot release status SERVICE | list [--config FILE]
@@ -18,22 +18,29 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bot.core.errors import RollbotError
 from bot.runtime import log_redaction
 
-DRILLS = (
-    "tier1-abort",
-    "slo-alert",
-    "tier2-circuit",
-    "checkout-circuit",
-    "release-cleanup",
-    "pagerduty-workflow",
-)
+log = logging.getLogger("bot.cli")
+
+#: When the command started (bot.cli is imported first): drills count their total from here.
+STARTED = time.monotonic()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _drill_help(drills: Mapping[str, Any]) -> str:
+    """One line per drill, from the table the drills are registered in."""
+    width = max(len(name) for name in drills)
+    lines = [f"  {name:<{width}}  {spec.proves}" for name, spec in drills.items()]
+    return "scenarios (what a PASS proves):\n" + "\n".join(lines)
+
+
+def _parser(drills: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The command line. `drills`: the drill table (`bot.sim.demo.DRILLS`), given only when
+    the command is ``drill``: importing it starts the whole simulated world's code."""
     p = argparse.ArgumentParser(prog="rollbot", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -72,11 +79,25 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     drill = sub.add_parser(
-        "drill", help="run a rollback scenario headless; exit 0 only if verified"
+        "drill",
+        help="run a rollback scenario headless; exit 0 only if verified",
+        description="Run a rollback scenario headless against bot/sim and print its timeline;\n"
+        "exit 0 only when every check held. Times count from the command's start.",
+        epilog=_drill_help(drills) if drills else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    drill.add_argument("scenario", choices=DRILLS)
-    drill.add_argument("--speed", type=float, default=120.0)
-    drill.add_argument("--timeout", type=float, default=60.0)
+    drill.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        choices=list(drills or ()) or None,
+        help="one of the scenarios below",
+    )
+    drill.add_argument(
+        "--speed", type=float, default=120.0, help="simulated seconds per real second (default 120)"
+    )
+    drill.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each step (default 60)"
+    )
 
     check = sub.add_parser("check-config", help="report every configuration problem")
     check.add_argument("--config", default=None)
@@ -118,12 +139,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+#: The commands whose terminal tells a story (the demo's messages, a drill's timeline):
+#: there, the libraries' INFO lines (every httpx request, each alembic migration step) would
+#: bury it, so only their warnings and errors show; rollbot's own loggers stay at INFO.
+STORY_COMMANDS = frozenset({"demo", "drill"})
+
+
+def configure_logging(command: str) -> None:
+    """The process's logging for `command`: INFO for everything (`serve` and the operators'
+    commands), or, for the `STORY_COMMANDS`, INFO for rollbot (``bot.*``) and WARNING for
+    the libraries. Either way no link token reaches a log line."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if command in STORY_COMMANDS:
+        # Set before any library logger is made: Bolt's copy the root's level when created.
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("bot").setLevel(logging.INFO)
     log_redaction.install()  # no link token in any log line, uvicorn's access log included
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    drills: Mapping[str, Any] | None = None
+    if argv[:1] == ["drill"]:  # only then: the drills' table imports the simulated world
+        from bot.sim.demo import DRILLS
+
+        drills = DRILLS
+    args = _parser(drills).parse_args(argv)
+    configure_logging(args.cmd)
     try:
         return (
             int(asyncio.run(_dispatch(args)) or 0)
@@ -142,9 +186,13 @@ def _check_config(path: str | None) -> int:
 
     problems = check_config(path)
     for problem in problems:
-        print(f"{problem.key_path}: {problem.message}", file=sys.stderr)
+        anyway = " [serve starts anyway]" if problem.advisory else ""
+        print(f"{problem.key_path}: {problem.message}{anyway}", file=sys.stderr)
     if problems:
-        print(f"{len(problems)} problem(s) found.", file=sys.stderr)
+        stopping = sum(1 for p in problems if not p.advisory)
+        print(
+            f"{len(problems)} problem(s) found; {stopping} stop `rollbot serve`.", file=sys.stderr
+        )
         return 1
     print("configuration OK")
     return 0
@@ -167,7 +215,9 @@ async def _dispatch(args: argparse.Namespace) -> int:
     if args.cmd == "drill":
         from bot.sim.demo import run_drill
 
-        return await run_drill(args.scenario, speed=args.speed, timeout=args.timeout)
+        return await run_drill(
+            args.scenario, speed=args.speed, timeout=args.timeout, started=STARTED
+        )
     if args.cmd == "audit":
         return await _audit(args)
     if args.cmd == "release":
@@ -199,9 +249,26 @@ def _runbook(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from bot.settings import check_config, load_settings
+
+    # Every problem first, before anything is opened or written (SQLite's default
+    # rollbot.db included) or even imported: those that stop serve are listed, exit 2.
+    problems = check_config(args.config)
+    stopping = [p for p in problems if not p.advisory]
+    if stopping:
+        print(
+            f"rollbot serve: not started, nothing written: {len(stopping)} configuration "
+            "problem(s):",
+            file=sys.stderr,
+        )
+        for problem in stopping:
+            print(f"  {problem.key_path}: {problem.message}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        log.warning("configuration: %s (serving anyway)", problem)
+
     import uvicorn
 
-    from bot.settings import load_settings
     from bot.web.app import create_web_app
     from bot.web.refusals import quiet_refusals
     from bot.web.server import guarded_h11

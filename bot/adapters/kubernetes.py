@@ -230,8 +230,22 @@ class KubeRollouts:
     ) -> KubeRollouts:
         """Like every Kubernetes tool: `kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`,
         else the in-cluster service account."""
+        return cls(api_client=cls.load_client(kubeconfig=kubeconfig, context=context), **kw)
+
+    @staticmethod
+    def load_client(
+        *, kubeconfig: str | None = None, context: str | None = None
+    ) -> kubernetes.client.ApiClient:
+        """The API client `from_kubeconfig` uses, alone: made before anything is opened, so
+        that a process without a usable configuration stops having written nothing. A
+        kubeconfig that does not exist is named (PermanentError)."""
         path = kubeconfig or os.environ.get("KUBECONFIG") or None
         default = os.path.expanduser("~/.kube/config")
+        if path is not None and not any(
+            os.path.isfile(os.path.expanduser(p)) for p in path.split(os.pathsep) if p
+        ):
+            source = "kubernetes.kubeconfig" if kubeconfig else "KUBECONFIG"
+            raise PermanentError(f"kubeconfig file not found: {path} (from {source})")
         try:
             if path is None and not os.path.exists(default):
                 configuration = kubernetes.client.Configuration()
@@ -247,7 +261,7 @@ class KubeRollouts:
                 f"No usable Kubernetes configuration ({exc}). Set KUBECONFIG or "
                 "`kubernetes.kubeconfig`, or run in a cluster with a service account."
             ) from exc
-        return cls(api_client=api_client, **kw)
+        return api_client
 
     def close(self) -> None:
         self.api_client.close()

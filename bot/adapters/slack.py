@@ -119,6 +119,15 @@ class SlackChat:
         except (TimeoutError, SlackApiError, SlackClientError, aiohttp.ClientError) as e:
             raise translate(method, e) from e
 
+    async def auth_test(self) -> str:
+        """auth.test: who the token is (``@rollbot in Payments (T…)``), for the log; raises
+        Forbidden when Slack refuses the token, Unreachable when it cannot be asked."""
+        response = await self._call("auth.test", self.client.auth_test())
+        return (
+            f"@{response.get('user') or '?'} in {response.get('team') or '?'} "
+            f"({response.get('team_id') or '?'})"
+        )
+
     async def post(
         self,
         channel: str,

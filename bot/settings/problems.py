@@ -8,7 +8,7 @@ checks, and both speak in these two types.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.core.errors import PermanentError
 
@@ -18,11 +18,15 @@ class ConfigProblem:
     """One thing wrong with the configuration, at a dotted key path.
 
     ``key_path`` is like ``services.payment-router.channel``; for problems with the file
-    itself it is the file's path, for an environment variable its name.
+    itself it is the file's path, for an environment variable its name. ``advisory``:
+    ``rollbot serve`` starts anyway, with a feature off or degraded, and logs the problem as
+    a warning; any other problem stops it before it opens or writes anything (not part of
+    equality: the same problem is the same whichever way it is marked).
     """
 
     key_path: str
     message: str
+    advisory: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.key_path}: {self.message}"

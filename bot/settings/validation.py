@@ -135,8 +135,11 @@ def _consistency(data: Mapping[str, Any]) -> list[ConfigProblem]:
     return problems
 
 
-def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[ConfigProblem]:
-    """Problems that only matter to `rollbot serve` (reported by check_config)."""
+def _readiness(
+    data: Mapping[str, Any], config_path: Path | None, environ: Mapping[str, str]
+) -> list[ConfigProblem]:
+    """Problems that only matter to `rollbot serve` (reported by check_config). Those
+    marked advisory leave a feature off or degraded; the others stop `serve`."""
     problems = []
     slack = _mapping(data.get("slack"))
     for key in ("bot_token", "signing_secret"):
@@ -168,13 +171,27 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
     kubeconfig = _mapping(data.get("kubernetes")).get("kubeconfig")
     if isinstance(kubeconfig, str) and not Path(kubeconfig).expanduser().is_file():
         problems.append(ConfigProblem("kubernetes.kubeconfig", f"file not found: {kubeconfig}"))
+    elif kubeconfig is None and environ.get("KUBECONFIG"):
+        # What the Kubernetes client reads instead: a list of files, the missing skipped.
+        listed = environ["KUBECONFIG"]
+        paths = [Path(p).expanduser() for p in listed.split(os.pathsep) if p]
+        if not any(p.is_file() for p in paths):
+            problems.append(
+                ConfigProblem(
+                    "kubernetes.kubeconfig", f"file not found: {listed} (from KUBECONFIG)"
+                )
+            )
     problems += _token_shapes(slack)
     for name, svc in services.items():
         runbook = svc.get("runbook")
         if isinstance(runbook, str) and find_file(runbook, config_path) is None:
             looked = ", ".join(str(p) for p in file_candidates(runbook, config_path))
             problems.append(
-                ConfigProblem(f"services.{name}.runbook", f"file not found (looked at {looked})")
+                ConfigProblem(
+                    f"services.{name}.runbook",
+                    f"file not found (looked at {looked})",
+                    advisory=True,
+                )
             )
     flags = _mapping(data.get("flags"))
     if flags.get("provider") is None:
@@ -190,6 +207,7 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
                         "set: rollbot cannot flip it (Tier 2 shows manual steps only); set "
                         "flags.provider (unleash or launchdarkly), flags.url and "
                         f"{env_name(('flags', 'api_token'))}",
+                        advisory=True,
                     )
                 )
     if flags.get("provider") is not None:
@@ -209,6 +227,7 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
                 "required when server.link_secret is set: signed runbook links (Slack, "
                 "PagerDuty acknowledgements, fresh links) are built on it, never on a "
                 "request's Host header; without it rollbot issues none",
+                advisory=True,
             )
         )
     jira = _mapping(data.get("jira"))
@@ -219,6 +238,8 @@ def _readiness(data: Mapping[str, Any], config_path: Path | None) -> list[Config
                     ConfigProblem(
                         f"jira.{key}",
                         f"required when jira.url is set (set {env_name(('jira', key))})",
+                        # Without an email the token is sent as a Server/DC Bearer token.
+                        advisory=key == "email",
                     )
                 )
     return problems
@@ -294,16 +315,19 @@ def check_config(
     files, nothing to watch, a flag provider or Jira without credentials, a link key
     without `server.public_url`. The
     cross-checks read the merged values as written, so one invalid service does not hide
-    the problems of the next. Empty list: all good.
+    the problems of the next. Empty list: all good. ``rollbot serve`` runs this first and
+    stops on any problem not marked ``advisory`` (a missing runbook file, a circuit flag
+    without a provider, a link key without ``server.public_url``, Jira without an email).
     """
-    gathered = gather(path, os.environ if environ is None else environ)
+    environ = os.environ if environ is None else environ
+    gathered = gather(path, environ)
     problems = list(gathered.problems)
     try:
         Settings.model_validate(gathered.data)
     except ValidationError as exc:
         problems += _from_validation(exc, gathered.origins)
     problems += _consistency(gathered.data)
-    problems += _readiness(gathered.data, gathered.config_path)
+    problems += _readiness(gathered.data, gathered.config_path, environ)
     unique: dict[tuple[str, str], ConfigProblem] = {}
     for problem in problems:
         unique.setdefault((problem.key_path, problem.message), problem)

@@ -2,7 +2,8 @@
 what it needs at construction. Nothing is attached afterwards, so no two collaborators hold
 each other:
 
-    store, chat, rollouts, metrics, flags, on-call      (adapters and machinery)
+    Kubernetes client, flags, on-call                   what fails on the configuration
+    store, chat, rollouts, metrics                      (adapters and machinery)
     cards                                               the card per Rollout revision
     incident book                                       incidents by card key (read by many)
     PagerDuty engine (book)                             pages and notes out, webhooks in
@@ -12,6 +13,7 @@ each other:
     releases, scheduler                                 release tickets and their clocks
     watch (incidents, cards, releases, responder)       the leader's Rollout watch
     Slack (Bolt + listeners), Alertmanager receiver     the edges
+    Slack token check                                   auth.test at start, for /readyz
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bot.runbooks.links import send_runbook_link, slack_link_issuer
 from bot.runtime.leader import Leadership
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
+from bot.runtime.slack_token import SlackTokenCheck
 from bot.runtime.work import WorkQueue
 from bot.settings import Settings
 from bot.slack.app import create_bolt_app
@@ -42,6 +45,7 @@ from bot.web.alertmanager import AlertmanagerReceiver
 from bot.web.inbox import PoisonBin
 from bot.wiring.factories import (
     make_flags,
+    make_kube_client,
     make_on_call,
     make_paging,
     make_release_engine,
@@ -63,15 +67,23 @@ async def build(
             "Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN and "
             "ROLLBOT_SLACK__SIGNING_SECRET (or their *_FILE variants)."
         )
-    store = await open_store(settings.database.url)
+    # Whatever can fail on the configuration comes before the database is opened (SQLite
+    # creates its file): a process that cannot start has written nothing.
+    kube_client = make_kube_client(settings) if rollouts is None else None
+    flags = make_flags(settings)
+    on_call = make_on_call(settings)
+    try:
+        store = await open_store(settings.database.url)
+    except BaseException:
+        if kube_client is not None:
+            kube_client.close()
+        raise
     web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
     chat = SlackChat(web_client)
     kube = settings.kubernetes
     if rollouts is None:
-        rollouts = make_rollouts(settings, store)
+        rollouts = make_rollouts(settings, store, api_client=kube_client)
     metrics = Metrics()
-    flags = make_flags(settings)
-    on_call = make_on_call(settings)
     clock = clock or SystemClock()
     cards = Cards(
         chat=chat,
@@ -216,6 +228,7 @@ async def build(
         paging_actions=paging_actions,
         prometheus=prometheus,
         leadership=Leadership(store, ttl=settings.server.leader_lease_seconds),
+        slack_token=SlackTokenCheck(chat.auth_test),
     )
 
 

@@ -22,6 +22,7 @@ from bot.store import SqlStore, open_store
 __all__ = [
     "build_release_engine",
     "make_flags",
+    "make_kube_client",
     "make_on_call",
     "make_paging",
     "make_release_engine",
@@ -153,12 +154,19 @@ class _NoCluster:
         pass
 
 
-def make_rollouts(settings: Settings, store: SqlStore) -> KubeRollouts:
-    """The Kubernetes adapter from the kubeconfig (or the in-cluster service account)."""
+def make_kube_client(settings: Settings) -> Any:
+    """The Kubernetes API client from the kubeconfig (or the in-cluster service account);
+    raises PermanentError naming what is missing. Opens nothing: `build` makes it before the
+    database, so a process that cannot reach a cluster stops having written nothing."""
     kube = settings.kubernetes
-    return KubeRollouts.from_kubeconfig(
-        kubeconfig=kube.kubeconfig,
-        context=kube.context,
+    return KubeRollouts.load_client(kubeconfig=kube.kubeconfig, context=kube.context)
+
+
+def make_rollouts(settings: Settings, store: SqlStore, *, api_client: Any = None) -> KubeRollouts:
+    """The Kubernetes adapter over `api_client` (default: `make_kube_client`)."""
+    kube = settings.kubernetes
+    return KubeRollouts(
+        api_client=api_client if api_client is not None else make_kube_client(settings),
         request_timeout=kube.request_timeout_seconds,
         watch_timeout_seconds=int(kube.watch_timeout_seconds),
         cursor_store=store,

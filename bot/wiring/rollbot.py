@@ -4,9 +4,11 @@
 Nothing here is a global: tests and the demo build theirs the same way, pointing the real
 clients at bot/sim servers.
 
-Every replica serves HTTP. Only the holder of the leader lease (bot.runtime.leader) runs
-the background work: the Rollout watch, the incident ticker, the PagerDuty outbox, the
-scheduler and the replays of webhooks stored but never processed.
+Every replica serves HTTP and asks Slack at start whether it takes the bot token
+(bot.runtime.slack_token; /readyz says what Slack answered). Only the holder of the leader
+lease (bot.runtime.leader) runs the background work: the Rollout watch, the incident
+ticker, the PagerDuty outbox, the scheduler and the replays of webhooks stored but never
+processed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bot.rollouts import RolloutWatch
 from bot.runtime.leader import Leadership
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import JobScheduler
+from bot.runtime.slack_token import SlackTokenCheck
 from bot.runtime.work import WorkQueue
 from bot.settings import Settings
 from bot.store import SqlStore
@@ -67,6 +70,8 @@ class Rollbot:
     paging_actions: PagerDutyActions | None = None
     prometheus: PrometheusMetrics | None = None
     leadership: Leadership | None = None
+    # auth.test at start (every replica: each has its token); None: not checked.
+    slack_token: SlackTokenCheck | None = None
     # Called once the leader lease is lost (the server's way to exit and come back as a
     # standby); None: the process stays up, answering 503 and not ready.
     on_leadership_lost: Callable[[], None] | None = None
@@ -81,6 +86,8 @@ class Rollbot:
             # The probe's answer is public: name the failure, keep hosts and SQL in the log.
             log.warning("readiness: database check failed: %r", err)
             problems.append(f"database: {type(err).__name__}")
+        if self.slack_token is not None and self.slack_token.problem:
+            problems.append(self.slack_token.problem)
         if self.watch.error:
             problems.append(f"kubernetes watch: {self.watch.error}")
         if self.leadership is not None:
@@ -153,6 +160,10 @@ class Rollbot:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        if self.slack_token is not None:
+            # Before the first request: /readyz says from the start whether Slack takes
+            # the token (out of reach: said too, and asked again in the background).
+            await self.slack_token.start()
         leadership = self.leadership
         # One attempt before serving: a lone replica (or the first) leads from its first
         # request on, as before there were standbys.
@@ -175,6 +186,8 @@ class Rollbot:
             await self.aclose()
 
     async def aclose(self) -> None:
+        if self.slack_token is not None:
+            await self.slack_token.close()
         await self._stop_scheduler()
         await self.work.close()
         await self.incidents.close()

@@ -1,10 +1,20 @@
 """The command line and the HTTP surface, as a user and an operator meet them.
 
 Aspects under test:
+- `make demo ARGS="…"` passes ARGS to `rollbot demo` (and `make drill DRILL=… ARGS=…`);
 - `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit`, `checkout-circuit`,
   `release-cleanup` and `pagerduty-workflow` exit 0
   and print a PASS line with their timeline; an unknown drill is refused listing the known ones;
+- `rollbot drill --help` lists every drill with what it proves, one line each, from the
+  table the drills are registered in (`bot.sim.demo.DRILLS`);
+- a drill's times and total count from the command's start (start-up included);
+- `rollbot demo` and `rollbot drill` print the story, not the libraries' INFO lines (httpx,
+  alembic, …): only their warnings and errors, and rollbot's own lines; `serve` keeps INFO;
 - `rollbot demo --auto-abort --duration N` shows the card and the verified abort as text;
+- `rollbot serve` with a bad configuration (no config file, a kubeconfig that does not
+  exist, given or from KUBECONFIG, no Slack secrets) exits 2 naming every problem and
+  writes nothing in the working directory (no rollbot.db); advisory problems are marked in
+  `rollbot check-config`;
 - `rollbot check-config` lists every problem with its key path and exits 1, and exits 0
   on a good file;
 - `rollbot audit verify|export` on the database a real abort wrote;
@@ -17,6 +27,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +52,9 @@ def rollbot(
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
         cwd=cwd,
-        env=env or ENV,
+        # This checkout's bot, whatever the working directory (a git worktree's venv may
+        # have another checkout installed).
+        env={**(env or ENV), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -113,6 +127,10 @@ def test_unknown_drill_is_refused():
     assert "checkout-circuit" in done.stderr
 
 
+#: A log line at INFO from a logger that is not rollbot's (httpx, alembic, apscheduler, …).
+LIBRARY_INFO = re.compile(r"^\S+ \S+ INFO (?!bot[.:])(\S+):", re.MULTILINE)
+
+
 @pytest.mark.timeout(150)
 def test_demo_shows_card_and_verified_abort():
     done = rollbot("demo", "--auto-abort", "--duration", "20", "--speed", "300", "--ui-port", "0")
@@ -122,6 +140,111 @@ def test_demo_shows_card_and_verified_abort():
     assert "clicking Abort (Tier 1) as @oncall-engineer" in out
     assert "Aborted by <@U0ONCALL>" in out and "verified in" in out
     assert "[ Retry ]" in out
+    # The story, not the libraries' INFO lines (issue 14: 63 httpx and 7 alembic before).
+    assert LIBRARY_INFO.findall(done.stderr) == [], done.stderr
+    assert "HTTP Request:" not in done.stderr
+
+
+def test_make_demo_and_drill_pass_args_to_rollbot():
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+
+    def recipe(*args: str) -> list[str]:
+        # -n: print the commands; -o venv: as if the venv were up to date.
+        done = subprocess.run(
+            ["make", "-n", "-o", "venv", *args], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return next(line.split()[1:] for line in done.stdout.splitlines() if "rollbot" in line)
+
+    assert recipe("demo", "ARGS=--ui-port 0") == ["demo", "--ui-port", "0"]
+    assert recipe("demo") == ["demo"]
+    assert recipe("drill") == ["drill", "tier1-abort"]
+    assert recipe("drill", "DRILL=slo-alert", "ARGS=--speed 600") == [
+        "drill",
+        "slo-alert",
+        "--speed",
+        "600",
+    ]
+
+
+def test_story_commands_show_library_warnings_not_their_info():
+    """`configure_logging` as `main` calls it, in a process of its own."""
+    script = """
+import logging, sys
+from bot.cli import configure_logging
+configure_logging(sys.argv[1])
+logging.getLogger("httpx").info("library-info")
+logging.getLogger("alembic.runtime.migration").info("library-info")
+logging.getLogger("httpx").warning("library-warning")
+logging.getLogger("alembic.runtime.migration").error("library-error")
+logging.getLogger("bot.sim.demo").info("rollbot-info")
+logging.getLogger("bot.wiring.rollbot").warning("rollbot-warning")
+"""
+
+    def logged(command: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", script, command], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    for command in ("demo", "drill"):
+        err = logged(command)
+        assert "library-info" not in err, err
+        for line in ("library-warning", "library-error", "rollbot-info", "rollbot-warning"):
+            assert line in err, (command, err)
+    err = logged("serve")  # an operator's process keeps every INFO line
+    assert err.count("library-info") == 2 and "rollbot-info" in err, err
+
+
+def _rollbot_in(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`rollbot ARGS` in `cwd`, with only PATH, HOME (no ~/.kube/config there) and `env`."""
+    return rollbot(*args, env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env}, cwd=cwd)
+
+
+SECRETS = {"ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN, "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET}
+
+
+def test_serve_with_a_bad_config_exits_2_naming_it_and_writes_nothing(tmp_path):
+    here = tmp_path / "here"
+    here.mkdir()
+    # No configuration at all (and no Slack secrets): every problem named, nothing written.
+    done = _rollbot_in(here, "serve")
+    assert done.returncode == 2, done.stderr
+    assert "rollbot serve: not started, nothing written: 3 configuration problem(s):" in done.stderr
+    assert "slack.bot_token: required to serve" in done.stderr
+    assert "(config file): none found" in done.stderr
+    assert list(here.iterdir()) == []
+
+    # A kubeconfig that does not exist: named, with the path.
+    config = tmp_path / "rollbot.yaml"
+    missing = tmp_path / "nowhere" / "kubeconfig"
+    config.write_text(
+        f"kubernetes: {{kubeconfig: {missing}}}\n"
+        "services:\n  payment-router:\n    namespace: payments\n    rollout: payment-router\n"
+        '    channel: "#payments-deploys"\n'
+    )
+    done = _rollbot_in(here, "serve", "--config", str(config), **SECRETS)
+    assert done.returncode == 2, done.stderr
+    assert f"kubernetes.kubeconfig: file not found: {missing}" in done.stderr
+    assert "1 configuration problem(s)" in done.stderr
+    assert list(here.iterdir()) == []
+
+    # The same through KUBECONFIG.
+    config.write_text("\n".join(config.read_text().splitlines()[1:]) + "\n")
+    done = _rollbot_in(here, "serve", "--config", str(config), KUBECONFIG=str(missing), **SECRETS)
+    assert done.returncode == 2, done.stderr
+    assert f"kubernetes.kubeconfig: file not found: {missing} (from KUBECONFIG)" in done.stderr
+    assert list(here.iterdir()) == []
+
+    # No kubeconfig anywhere and not in a cluster: the Kubernetes client says so, before
+    # the database is opened.
+    done = _rollbot_in(here, "serve", "--config", str(config), **SECRETS)
+    assert done.returncode == 2, done.stderr
+    assert "No usable Kubernetes configuration" in done.stderr
+    assert list(here.iterdir()) == []
+    assert BOT_TOKEN not in done.stdout + done.stderr
 
 
 def test_check_config_reports_every_problem(tmp_path):
@@ -140,6 +263,7 @@ def test_check_config_reports_every_problem(tmp_path):
     )
     assert done.returncode == 1
     err = done.stderr
+    assert err.endswith("6 problem(s) found; 6 stop `rollbot serve`.\n"), err
     for path in (
         "services.payment-router.rollout",
         "services.payment-router.channel",
@@ -157,6 +281,20 @@ def test_check_config_reports_every_problem(tmp_path):
     ok = rollbot("check-config", "--config", str(good), cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "configuration OK" in ok.stdout
+
+    # What `rollbot serve` would start without (a feature off) is marked so.
+    degraded = tmp_path / "degraded.yaml"
+    degraded.write_text(
+        good.read_text() + "    runbook: runbooks/nowhere.md\n"
+        "    flags: {circuit: payments.new-router.circuit-open}\n"
+    )
+    done = rollbot("check-config", "--config", str(degraded), cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "2 problem(s) found; 0 stop `rollbot serve`.", done.stderr
+    assert lines[0].startswith("services.payment-router.runbook: file not found")
+    assert lines[1].startswith("services.payment-router.flags.circuit: names the circuit")
+    assert all(line.endswith(" [serve starts anyway]") for line in lines[:2]), done.stderr
 
 
 async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
@@ -214,8 +352,36 @@ async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
     assert lines[0]["prev_hash"] == "0" * 64
 
 
-def test_the_command_line_offers_every_drill():
-    from bot import cli
+def test_drill_help_lists_every_drill_with_what_it_proves():
     from bot.sim.demo import DRILLS
 
-    assert sorted(cli.DRILLS) == sorted(DRILLS)
+    done = rollbot("drill", "--help")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name, spec in DRILLS.items():
+        line = [line for line in lines if line.split()[:1] == [name]]
+        assert len(line) == 1, done.stdout  # one line each
+        assert line[0].split(None, 1)[1] == spec.proves
+    assert len(DRILLS) == 6
+
+
+@pytest.mark.timeout(150)
+def test_drill_times_count_from_the_command_start():
+    """Start-up is part of the total: a second and a half spent after `bot.cli` is imported
+    (standing in for a slow start) shows in the first mark and in the total."""
+    script = "import time, sys; from bot import cli; time.sleep(1.5); sys.exit(cli.main())"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "drill", "tier1-abort", "--speed", "600"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    marks = [float(m) for m in re.findall(r"^\s+([\d.]+) s  ", done.stdout, re.MULTILINE)]
+    total = float(re.search(r"PASS · .* · total ([\d.]+) s$", done.stdout, re.MULTILINE)[1])
+    assert marks[0] >= 1.5, done.stdout  # "world up": after the start-up
+    assert total >= marks[-1] >= 1.5, done.stdout
+    assert LIBRARY_INFO.findall(done.stderr) == [], done.stderr

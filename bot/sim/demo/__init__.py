@@ -18,11 +18,11 @@ How the package is split:
 * ``drill``: :class:`Drill` (timeline and checks) and the verified abort the drills share;
 * ``canary_drills``: tier1-abort, slo-alert, tier2-circuit (payment-router's card);
 * ``integration_drills``: release-cleanup (Jira), pagerduty-workflow, checkout-circuit;
-* ``drills``: :data:`DRILLS` by name and :func:`run_drill`.
+* ``drills``: :data:`DRILLS` by name, with what each proves, and :func:`run_drill`.
 """
 
 from bot.sim.demo.drill import Drill
-from bot.sim.demo.drills import DRILLS, run_drill
+from bot.sim.demo.drills import DRILLS, DrillScenario, run_drill
 from bot.sim.demo.runner import SlackPrinter, run_demo
 from bot.sim.demo.scenario import CHECKOUT_ALERT, DEFAULT_UI_PORT, DEMO_FLAGS
 
@@ -32,6 +32,7 @@ __all__ = [
     "DEMO_FLAGS",
     "DRILLS",
     "Drill",
+    "DrillScenario",
     "SlackPrinter",
     "run_demo",
     "run_drill",

@@ -2,7 +2,8 @@
 
 A drill (``rollbot drill NAME``) is a headless rehearsal on a :class:`SimWorld`: it marks
 what happened with the time since the start (:meth:`Drill.mark`), checks what must hold
-(:meth:`Drill.check`) and prints the timeline and one PASS or FAIL line (:meth:`Drill.finish`).
+(:meth:`Drill.check`) and prints the timeline and one PASS or FAIL line (:meth:`Drill.finish`),
+whose total counts from the same start as the timeline.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ __all__ = ["Drill", "abort_and_verify", "audit_entry"]
 class Drill:
     """A headless rehearsal: a timeline of what happened and the checks that failed."""
 
-    def __init__(self, name: str, out: TextIO) -> None:
+    def __init__(self, name: str, out: TextIO, *, started: float | None = None) -> None:
+        """`started`: where the timeline's clock starts (a `time.monotonic()` reading; the
+        command's start for `rollbot drill`, so the total includes start-up); default now."""
         self.name = name
         self.out = out
-        self.t0 = time.monotonic()
+        self.t0 = time.monotonic() if started is None else started
         self.timeline: list[tuple[float, str]] = []
         self.failures: list[str] = []
 

@@ -2,7 +2,8 @@
 
 It serves `/api/{method}` (the methods in `bot.sim.slack.methods`) and the `response_url`s it
 mints, from a `ThreadedServer`. Around each method it does what Slack does before a method
-runs: the token (`not_authed`, `invalid_auth`), rate limits by tier (HTTP 429 with
+runs: the token (`not_authed`, `invalid_auth`, also for a token `set_token_valid` turned
+off), rate limits by tier (HTTP 429 with
 `Retry-After`; chat.postMessage per channel), and the failures a test forces (`force_status`,
 `force_ratelimit`, `slow_down`). Every call is recorded as a `RecordedRequest` (`calls`,
 `calls_to`), every body posted to a response_url as a `RecordedResponse` (`responses`).
@@ -120,6 +121,7 @@ class SlackSim:
         # method -> (HTTP status, channel or None for any) of forced errors, in order
         self._failing: dict[str, list[tuple[int, str | None]]] = {}
         self._slow: dict[str, list[float]] = {}  # method -> delays before answering
+        self._refused_tokens: set[str] = set()  # set_token_valid(token, False)
         self._response_urls: dict[str, tuple[str | None, str | None]] = {}
         self._server: ThreadedServer | None = None
 
@@ -234,6 +236,16 @@ class SlackSim:
         with self._lock:
             target = self._ws.resolve(channel) if channel is not None else None
             self._failing.setdefault(method, []).extend([(status, target)] * times)
+
+    def set_token_valid(self, token: str, valid: bool) -> None:
+        """`valid=False`: Slack no longer knows `token` (mistyped, rotated away, its app
+        uninstalled): every method, auth.test first, answers ``{"ok": false, "error":
+        "invalid_auth"}`` (HTTP 200), as Slack documents. `valid=True` undoes it."""
+        with self._lock:
+            if valid:
+                self._refused_tokens.discard(token)
+            else:
+                self._refused_tokens.add(token)
 
     def slow_down(self, method: str, *, seconds: float, times: int = 1) -> None:
         """Answer the next `times` calls of `method` only after `seconds` (a slow Slack)."""
@@ -489,6 +501,9 @@ class SlackSim:
         return None
 
     def _token_ok(self, token: str) -> bool:
+        with self._lock:
+            if token in self._refused_tokens:
+                return False
         if self.token is not None:
             return hmac.compare_digest(token, self.token)
         return token.startswith(("xoxb-", "xoxp-")) and len(token) > 10

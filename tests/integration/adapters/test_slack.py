@@ -9,7 +9,9 @@ Aspects under test:
 - errors are translated: channel_not_found → SlackRefused (PermanentError with the code),
   invalid_auth → Forbidden, connection refused → Unreachable, 429 beyond the client's
   retries → TemporaryError with the Retry-After delay;
-- a 429 with Retry-After is obeyed by the client made by make_web_client.
+- a 429 with Retry-After is obeyed by the client made by make_web_client;
+- auth_test: who the token is (for the log), Forbidden when Slack refuses the token,
+  Unreachable on Slack's 5xx.
 """
 
 from __future__ import annotations
@@ -91,6 +93,20 @@ async def test_invalid_token_is_forbidden(slack_sim: SlackSim) -> None:
     chat = SlackChat(make_web_client("xoxb-a-wrong-one-123", slack_sim.api_url))
     with pytest.raises(Forbidden, match="invalid_auth"):
         await chat.post("C0PAYDEPLOY", text="x")
+
+
+async def test_auth_test_says_who_or_why_not(
+    chat: SlackChat, slack_sim: SlackSim, bot_token: str
+) -> None:
+    assert await chat.auth_test() == "@rollbot in Payments (T0PAYMENTS)"
+    slack_sim.set_token_valid(bot_token, False)
+    with pytest.raises(Forbidden) as err:
+        await chat.auth_test()
+    assert err.value.detail == "invalid_auth"
+    assert bot_token not in err.value.message
+    slack_sim.force_status("auth.test", status=503)
+    with pytest.raises(Unreachable):
+        await chat.auth_test()
 
 
 async def test_unreachable_slack(bot_token: str) -> None:

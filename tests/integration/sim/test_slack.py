@@ -6,6 +6,8 @@ Aspects under test:
   chat.postEphemeral, views.open, users.info, usergroups.users.list, conversations.info;
 - Slack's errors: not_authed, invalid_auth, channel_not_found, message_not_found,
   invalid_blocks — HTTP 200 with ok=false, raised by slack_sdk as SlackApiError;
+- `set_token_valid(token, False)`: that token (only) gets invalid_auth from every method,
+  auth.test included, until `set_token_valid(token, True)`;
 - rate limits: a burst then HTTP 429 + Retry-After per channel; slack_sdk's
   AsyncRateLimitErrorRetryHandler obeys it; rate_limits=False never answers 429;
 - recording: calls, calls_to, messages with edits and threads, wait_for with a deadline;
@@ -152,6 +154,23 @@ async def test_auth_is_required(slack_sim: SlackSim) -> None:
     assert err.value.response["error"] == "invalid_auth"
     good = AsyncWebClient(token="xoxb-the-only-good-one", base_url=slack_sim.api_url)
     assert (await good.auth_test())["ok"]
+
+
+async def test_a_token_turned_invalid_is_refused_everywhere(
+    slack_sim: SlackSim, client: AsyncWebClient, bot_token: str
+) -> None:
+    assert (await client.auth_test())["ok"]
+    slack_sim.set_token_valid(bot_token, False)
+    for call in (client.auth_test(), client.chat_postMessage(channel="C0PAYDEPLOY", text="x")):
+        with pytest.raises(SlackApiError) as err:
+            await call
+        assert err.value.response.status_code == 200
+        assert err.value.response.data == {"ok": False, "error": "invalid_auth"}
+    other = AsyncWebClient(token="xoxb-another-token-456", base_url=slack_sim.api_url)
+    assert (await other.auth_test())["ok"]  # only that token
+    slack_sim.set_token_valid(bot_token, True)
+    assert (await client.auth_test())["ok"]
+    assert bot_token not in json.dumps([c.body for c in slack_sim.calls])
 
 
 async def test_ratelimit_429_with_retry_after_per_channel(bot_token: str) -> None:
