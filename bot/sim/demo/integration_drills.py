@@ -3,7 +3,8 @@
 * ``release-cleanup``: ``/release start`` files the three cleanup tickets once; at full
   rollout their due dates move from provisional to the real ones;
 * ``pagerduty-workflow``: a bad canary opens a PagerDuty incident; the on-call's workflow
-  aborts the Rollout; the note and the resolve reach PagerDuty;
+  aborts the Rollout; the note reaches PagerDuty, the incident is acknowledged, and it
+  resolves when the card's incident does;
 * ``checkout-circuit``: the demo's second service, fully rolled out, gets an SLO alert;
   Tier 2 (the LaunchDarkly circuit flag) is recommended, executed and verified.
 """
@@ -110,8 +111,8 @@ async def drill_release_cleanup(drill: Drill, *, speed: float, timeout: float) -
 
 async def drill_pagerduty_workflow(drill: Drill, *, speed: float, timeout: float) -> str:
     """A bad canary opens a PagerDuty incident with the runbook link; a signed workflow
-    webhook from the on-call user aborts the Rollout; the note and the resolve reach
-    PagerDuty."""
+    webhook from the on-call user aborts the Rollout; the note and the acknowledgement
+    reach PagerDuty, and the resolve once the card's incident resolves."""
     from bot.sim.harness import PD_ONCALL
 
     key = "rollbot/payment-router/payments/payment-router@42"
@@ -178,7 +179,8 @@ async def drill_pagerduty_workflow(drill: Drill, *, speed: float, timeout: float
 async def drill_checkout_circuit(drill: Drill, *, speed: float, timeout: float) -> str:
     """The demo's second service: checkout is fully rolled out when its SLO alert fires;
     the card recommends Tier 2 (nothing to abort); the on-call opens the circuit from the
-    card; the flag reads back on, the PagerDuty incident resolves, the audit chain holds."""
+    card; the flag reads back on, the PagerDuty incident is acknowledged (the alert still
+    fires, so it stays open), the audit chain holds."""
     from bot.sim.harness import PD_CHECKOUT_SERVICE
 
     circuit = sim_world.CHECKOUT_FLAGS["circuit"]
