@@ -1,10 +1,14 @@
 """Every Slack message about releases, as pure Block Kit builders (no I/O).
 
 Built with the typed `slack_sdk.models.blocks` classes like the incident card; every outside
-string (Jira keys, summaries, statuses and errors, versions, owners, variants) is escaped
-with `bot.core.mrkdwn`, which also clips and builds the links.
+string (Jira keys, summaries, statuses and errors, versions, owners, variants, a checklist
+item's evidence) is escaped with `bot.core.mrkdwn`, which also clips and builds the links.
+rollbot's own links (a ticket's Jira URL, a checklist item's `links`, the thread) are built
+here with `mrkdwn.link` around the escaped label, so they render as links.
 
-    release_started(view)           the release thread's root message in the service channel
+    release_started(view)           the release card: the thread's root in the service channel,
+                                    in the words of the release's phase (posted once, then
+                                    updated in place by bot.releases.card)
     release_checklist(view)         the checklist, posted in that thread
     release_status(views, now)      `/release status SERVICE` (ephemeral)
     release_list(views, now)        `/release list` (ephemeral)
@@ -178,6 +182,55 @@ def revision_label(release: Release) -> str:
     return text
 
 
+def retried(release: Release) -> bool:
+    """A retry restarted the clocks after an abort: they start at the start otherwise."""
+    return release.clock_started_at > release.started_at
+
+
+def card_phase(release: Release, timezone: str = "UTC") -> tuple[str, str]:
+    """(emoji, words): where the release is, as its card in the channel says it.
+
+    Every phase has its words, so the card never says "started" about a release the
+    cluster aborted: started (waiting for the Rollout to run the version), rolling out,
+    retried and rolling out again, fully rolled out, aborted, reverted."""
+    r = release
+    if r.phase is ReleasePhase.STARTED:
+        return "🚀", f"Started · waiting for the Rollout to run {_safe(r.version, 128)}"
+    if r.phase is ReleasePhase.PROGRESSING:
+        if retried(r):
+            return "🔁", f"Retried {when(r.clock_started_at, timezone)} · rolling out again"
+        return "🔄", "Rolling out"
+    if r.phase is ReleasePhase.FULLY_ROLLED_OUT:
+        at = f" {when(r.full_rollout_at, timezone)}" if r.full_rollout_at else ""
+        return "✅", f"Fully rolled out{at}"
+    stopped = f" {when(r.stopped_at, timezone)}" if r.stopped_at else ""
+    if r.phase is ReleasePhase.ABORTED:
+        return "🛑", f"Aborted{stopped} · clocks stopped until a retry"
+    if r.phase is ReleasePhase.REVERTED:
+        to = f" to {_safe(r.previous_version, 128)}" if r.previous_version else ""
+        return "↩️", f"Reverted{to}{stopped} · clocks stopped"
+    return PHASE_EMOJI.get(r.phase, ""), phase_label(r.phase)  # pragma: no cover - a new phase
+
+
+def revision_state(release: Release, timezone: str = "UTC") -> str:
+    """What the Rollout does with the release's version, for the answer to a start."""
+    r = release
+    rev = f"revision {r.revision}" if r.revision is not None else "its revision"
+    if r.phase is ReleasePhase.STARTED:
+        return (
+            f"the Rollout does not run {_safe(r.version, 128)} yet; rollbot follows it from "
+            "the moment it does"
+        )
+    if r.phase is ReleasePhase.PROGRESSING:
+        return f"{rev} is rolling out" + (" again after a retry" if retried(r) else "")
+    if r.phase is ReleasePhase.FULLY_ROLLED_OUT:
+        at = f" ({when(r.full_rollout_at, timezone)})" if r.full_rollout_at else ""
+        return f"{rev} is already fully rolled out{at}: the due dates count from then"
+    if r.phase is ReleasePhase.ABORTED:
+        return f"{rev} was aborted: the cleanup clocks are stopped until a retry"
+    return f"{rev} was reverted: the cleanup clocks are stopped"
+
+
 def full_rollout_label(release: Release, timezone: str) -> str:
     if release.full_rollout_at is not None:
         return when(release.full_rollout_at, timezone)
@@ -310,6 +363,25 @@ def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=_clip(text, SECTION_TEXT_LIMIT)))
 
 
+def _links(pairs: Sequence[tuple[str, str]], budget: int = 1500) -> str:
+    """rollbot's links, `label` escaped inside `<url|label>` (a URL Slack would refuse: the
+    label alone), as many as fit in `budget` characters (a link is never cut), then
+    "…and N more"."""
+    shown: list[str] = []
+    size = 0
+    for label, url in pairs:
+        name = _safe(label, 80)
+        piece = _link(url, name) if _is_web_url(url) else name
+        if len(piece) > budget:
+            piece = name
+        if shown and size + 2 + len(piece) > budget:
+            break
+        shown.append(piece)
+        size += len(piece) + 2
+    left = len(pairs) - len(shown)
+    return ", ".join(shown) + (f" …and {left:,} more" if left else "")
+
+
 def _dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
     return [b.to_dict() for b in blocks]
 
@@ -318,10 +390,14 @@ def _dicts(blocks: Sequence[Block]) -> list[dict[str, Any]]:
 
 
 def release_started(view: ReleaseView) -> tuple[str, list[dict[str, Any]]]:
-    """The root of the release thread, posted in the service's channel."""
+    """The release card: the root of the release thread in the service's channel, saying
+    where the release is (`card_phase`). Posted when the release starts, then updated in
+    place as it moves; what it shows depends on the release alone (no clock, no tickets),
+    so the same release renders the same card and an update is sent only for a change."""
     r = view.release
+    emoji, words = card_phase(r, view.timezone)
     pairs = [
-        ("Phase", f"{PHASE_EMOJI.get(r.phase, '')} {phase_label(r.phase)}".strip()),
+        ("Phase", f"{emoji} {words}"),
         ("Started by", started_by(r)),
         ("Owner", owner_label(r)),
         ("Revision", revision_label(r)),
@@ -331,7 +407,7 @@ def release_started(view: ReleaseView) -> tuple[str, list[dict[str, Any]]]:
     blocks: list[Block] = [
         HeaderBlock(
             text=PlainTextObject(
-                text=_clip(f"🚀 {r.service} {r.version}", HEADER_LIMIT), emoji=True
+                text=_clip(f"{emoji} {r.service} {r.version}", HEADER_LIMIT), emoji=True
             )
         ),
         SectionBlock(fields=_fields(pairs)),
@@ -340,7 +416,9 @@ def release_started(view: ReleaseView) -> tuple[str, list[dict[str, Any]]]:
             f"checklist follow in this thread · `{_safe(r.id, 200)}`"
         ),
     ]
-    text = _clip(f"🚀 Release {_name(r)} started by {started_by(r)}", SECTION_TEXT_LIMIT)
+    text = _clip(
+        f"{emoji} Release {_name(r)}: {words} (started by {started_by(r)})", SECTION_TEXT_LIMIT
+    )
     return text, _dicts(blocks)
 
 
@@ -356,8 +434,11 @@ def release_checklist(view: ReleaseView) -> tuple[str, list[dict[str, Any]]]:
         lines = []
         for item in items:
             line = f"{CHECK_MARKS[item.ok]} *{_safe(item.name, 200)}*"
-            if item.evidence:
-                line += f" — {_safe(item.evidence, 800)}"
+            details = [_safe(item.evidence, 800)] if item.evidence else []
+            if item.links:
+                details.append(_links(item.links))
+            if details:
+                line += " — " + " · ".join(details)
             lines.append(line)
         blocks.extend(_packed(lines, max_blocks=MAX_MESSAGE_BLOCKS - 2, what="more checks"))
         blocks.append(_context(counts))
@@ -536,19 +617,22 @@ def unavailable_text(command: str = "/release") -> str:
 
 
 def start_reply(created: bool, view: ReleaseView) -> str:
-    """What `/release start` answers once the release desk has recorded (or found) it."""
+    """What `/release start` answers once the release desk has recorded (or found) it: the
+    state of the release's revision first (`revision_state`), then where to follow it."""
     r = view.release
     thread = _thread(view, "open the thread")
     if created:
         text = (
-            f":rocket: Release {_name(r)} started; cleanup tickets are being filed in the "
-            "release thread"
+            f":rocket: Release {_name(r)} started: {revision_state(r, view.timezone)}. Its "
+            "cleanup tickets and checklist are in the release thread"
         )
         return text + (f": {thread}" if thread else ".")
     text = (
         f":information_source: {_name(r)} was already started {when(r.started_at, view.timezone)} "
         f"by {started_by(r)} (phase {phase_label(r.phase)}); nothing done."
     )
+    if r.phase is ReleasePhase.ABORTED:
+        text += " Retry the rollout to restart its clocks, or start the next version."
     return text + (f" {thread}" if thread else "")
 
 

@@ -9,8 +9,9 @@ Aspects under test:
 - without a release desk, `/release start` is answered in the ack (not enabled), help
   still works, and the Home tab says so;
 - `start`: acked at once (before the desk answers), then the desk gets the parsed owner
-  and the actor (name from users.info, source slash-command); the reply says started,
-  with a link to the release thread; a second start says "already started … nothing done";
+  and the actor (name from users.info, source slash-command); the reply says started and
+  what state the revision is in, with a link to the release thread; a second start says
+  "already started … nothing done";
 - `status` of an unknown service: the desk's UnknownService becomes a message listing the
   known services; of a known one, the status blocks (valid Block Kit);
 - `list` answers the list blocks; `winner` confirms with the experiment ticket's due date;
@@ -292,9 +293,11 @@ async def test_start_acks_first_then_starts_once(bot: Bot) -> None:
         )
     ]
     assert body["response_type"] == "ephemeral"
-    assert (
-        "Release payment-router 1.13.0 started; cleanup tickets are being filed in the "
-        "release thread" in body["text"]
+    # What state the revision is in, first (the desk's release is not bound yet).
+    assert body["text"].startswith(
+        ":rocket: Release payment-router 1.13.0 started: the Rollout does not run 1.13.0 "
+        "yet; rollbot follows it from the moment it does. Its cleanup tickets and checklist "
+        "are in the release thread"
     )
     assert f"<{THREAD}|open the thread>" in body["text"]
 
