@@ -1,11 +1,12 @@
 """Releases: started once, their cleanup tickets filed once, their dates kept honest.
 
-    start ─► release record (once per service@version) ─► thread + checklist in Slack
+    start ─► release record (once per service@version) ─► card, thread + checklist in Slack
           └► ticket records (pending) ─► Jira: search by label, else create ─► filed
-    watch ─► advance(release, observation) ─► full rollout: due dates move to the real ones
+    watch ─► advance(release, observation) ─► the card updated in place to the new phase
+                                           ├► full rollout: due dates move to the real ones
                                            ├► abort / revert: comments, clocks stop
                                            └► retry: comments, clocks restart (provisional)
-    schedule (leader only) ─► reminders, escalations, Jira status polls, retries
+    schedule (leader only) ─► reminders, escalations, Jira status polls, retries, cards
 
 `ReleaseEngine` is the one object the rest of rollbot holds (the composition root, the
 `/release` listeners as their `ReleaseDesk`, the CLI). It builds the collaborators below
@@ -13,6 +14,7 @@ around one shared `ReleaseContext` and passes each call to the one that owns it:
 
     context.py    ReleaseContext   ports, catalog and cleanup policy, per-release locks, thread
     starting.py   ReleaseStarter   a release recorded once, its owner, its thread
+    card.py       ReleaseCard      the release card: posted once, updated in place
     filing.py     TicketFiling     the cleanup tickets filed in Jira exactly once
     tracking.py   RolloutTracking  phases from the Rollout (watch) and the winner
     checklist.py  Checklist        the checklist's items, each checked against the world
@@ -33,6 +35,7 @@ from typing import Any
 from bot.core import cleanup
 from bot.core.model import Actor, ChecklistItem, Release, ReleaseView, RolloutState
 from bot.core.ports import Chat, Flags, Rollouts, Tickets
+from bot.releases.card import ReleaseCard
 from bot.releases.checklist import Checklist
 from bot.releases.context import ReleaseContext
 from bot.releases.filing import FilingResult, TicketFiling
@@ -81,6 +84,8 @@ class ReleaseEngine:
         self.context = ctx
         self.views = ReleaseViews(ctx, Checklist(ctx))
         self.schedule = ReleaseSchedule(ctx)
+        self.card = ReleaseCard(ctx, self.schedule)
+        self.schedule.also_reconcile(self.card.reconcile)
         self.followups = FollowUps(ctx, self.schedule)
         self.filing = TicketFiling(ctx, self.views, self.schedule)
         # The watch may see a release before anyone starts it: tracking starts it through
@@ -91,6 +96,7 @@ class ReleaseEngine:
             followups=self.followups,
             schedule=self.schedule,
             start=self.start,
+            card=self.card,
         )
         self.starter = ReleaseStarter(
             ctx,
@@ -98,8 +104,9 @@ class ReleaseEngine:
             filing=self.filing,
             tracking=self.tracking,
             schedule=self.schedule,
+            card=self.card,
         )
-        self.jobs = JobRunner(ctx, self.schedule, self.filing, self.followups)
+        self.jobs = JobRunner(ctx, self.schedule, self.filing, self.followups, self.card)
 
     # ── what it was built with (read-only) ──────────────────────────────────────────────
 
@@ -229,7 +236,8 @@ class ReleaseEngine:
         await self.jobs.run_job(kind, args)
 
     async def reconcile(self, release_id: str | None = None) -> None:
-        """Make the scheduler's jobs match the releases in the database (leader only)."""
+        """Make the scheduler's jobs (and, for every release, the release cards) match the
+        releases in the database (leader only)."""
         await self.schedule.reconcile(release_id)
 
     async def run_reconciler(self) -> None:

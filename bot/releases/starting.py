@@ -1,7 +1,7 @@
 """Starting a release, once per `service@version`, from `/release start`, `rollbot release
 start` (CI) or the watch:
 
-    start ─► release record (once) ─► audit, ticket records (pending), thread in Slack
+    start ─► release record (once) ─► audit, ticket records (pending), card + thread in Slack
           └► file the tickets ─► bind to the Rollout if it runs the version ─► schedule
 
 A second start of the same version gets the first one back. The owner (the tickets'
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
 from typing import Any
 
 from bot.core import cleanup
 from bot.core.errors import InvalidRequest, RollbotError
 from bot.core.model import Actor, AuditEntry, Release, ReleasePhase, ReleaseView
+from bot.releases.card import ReleaseCard
 from bot.releases.context import ReleaseContext
 from bot.releases.filing import TicketFiling
 from bot.releases.schedule import ReleaseSchedule
@@ -43,12 +43,14 @@ class ReleaseStarter:
         filing: TicketFiling,
         tracking: RolloutTracking,
         schedule: ReleaseSchedule,
+        card: ReleaseCard,
     ) -> None:
         self.ctx = ctx
         self.views = views
         self.filing = filing
         self.tracking = tracking
         self.schedule = schedule
+        self.card = card
 
     async def start(
         self, service: str, version: str, *, actor: Actor, owner: str | None = None
@@ -107,7 +109,7 @@ class ReleaseStarter:
         )
         for planned in ctx.plan(release):
             await ctx.store.ensure_ticket(release.id, planned.kind.value, label=planned.label)
-        return await self._post_thread(release, actor)
+        return await self.card.post(release)
 
     async def _owner(
         self, svc: ServiceSettings, owner: str | None, actor: Actor
@@ -129,22 +131,6 @@ class ReleaseStarter:
         if actor.source in ("slack", "slash-command") and actor.id:
             return await _safe(chat.user_email(actor.id)), actor.id
         return None, None
-
-    async def _post_thread(self, release: Release, actor: Actor) -> Release:
-        from bot.blocks import release as release_blocks
-
-        ctx = self.ctx
-        svc = ctx.service(release.service)
-        view = await self.views.view(release, with_checklist=False)
-        text, blocks = release_blocks.release_started(view)
-        try:
-            ref = await ctx.chat.post(svc.channel, text=text, blocks=blocks)
-        except RollbotError as err:
-            log.warning("release thread for %s not posted: %s", release.id, err.message)
-            return release
-        release = replace(release, channel=ref.channel, thread_ts=ref.ts)
-        await ctx.store.save_release(release)
-        return release
 
 
 async def _safe(awaitable: Any) -> Any:
