@@ -2,6 +2,7 @@
 
     start ─► release record (once per service@version) ─► card, thread + checklist in Slack
           └► ticket records (pending) ─► Jira: search by label, else create ─► filed
+          (refused, nothing recorded, when the Rollout's revision of it was aborted)
     watch ─► advance(release, observation) ─► the card updated in place to the new phase
                                            ├► full rollout: due dates move to the real ones
                                            ├► abort / revert: comments, clocks stop
@@ -13,7 +14,8 @@
 around one shared `ReleaseContext` and passes each call to the one that owns it:
 
     context.py    ReleaseContext   ports, catalog and cleanup policy, per-release locks, thread
-    starting.py   ReleaseStarter   a release recorded once, its owner, its thread
+    starting.py   ReleaseStarter   a release recorded once (not on an aborted revision), its
+                                   owner, its thread
     card.py       ReleaseCard      the release card: posted once, updated in place
     filing.py     TicketFiling     the cleanup tickets filed in Jira exactly once
     tracking.py   RolloutTracking  phases from the Rollout (watch) and the winner
@@ -174,7 +176,8 @@ class ReleaseEngine:
     async def start(
         self, service: str, version: str, *, actor: Actor, owner: str | None = None
     ) -> tuple[bool, ReleaseView]:
-        """Start `service` `version` once. (False, the existing one) when started before."""
+        """Start `service` `version` once. (False, the existing one) when started before;
+        `RevisionAborted` (nothing done) when the Rollout's revision of it was aborted."""
         return await self.starter.start(service, version, actor=actor, owner=owner)
 
     async def file_tickets(self, release_id: str) -> FilingResult:

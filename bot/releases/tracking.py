@@ -81,9 +81,14 @@ class RolloutTracking:
         if svc.release.auto_start and obs.version and not state.aborted:
             rid = cleanup.release_id(service, obs.version)
             if not state.fully_promoted and await ctx.store.get_release(rid) is None:
-                await self.start(
-                    service, obs.version, actor=Actor("watch", "rollbot (watch)", source="watch")
-                )
+                try:
+                    await self.start(
+                        service,
+                        obs.version,
+                        actor=Actor("watch", "rollbot (watch)", source="watch"),
+                    )
+                except InvalidRequest as err:  # aborted meanwhile, a tag that is no version
+                    log.info("release %s not started by the watch: %s", rid, err.message)
         for release in await ctx.store.list_releases(service=service):
             if release.phase is ReleasePhase.REVERTED:
                 continue

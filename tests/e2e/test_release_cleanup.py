@@ -23,7 +23,9 @@ What is proven here:
 - the release card follows the release in place: one message, posted "started", then
   `chat.update`d (same ts) to rolling out, aborted, retried, fully rolled out, reverted,
   never twice with the same content; Slack answering 503 or 429 to an update is retried
-  (the card's job) without posting a second card.
+  (the card's job) without posting a second card;
+- `/release start` on a revision the cluster aborted records nothing, files nothing and
+  says so with how to go on; after the retry the same start files the tickets.
 """
 
 from __future__ import annotations
@@ -639,3 +641,69 @@ async def test_slack_refusing_a_card_update_is_retried_in_place() -> None:
         assert statuses == [503, 429, 429, 429, 200], statuses
         assert [m["ts"] for m in _release_cards(world)] == [ts]  # never posted again
         assert not await scheduler.jobs(f"{RID}:card")
+
+
+async def test_start_on_an_aborted_revision_files_nothing_and_says_how_to_go_on() -> None:
+    async with SimWorld(speed=600, analysis_at_25="Inconclusive", jira=True) as world:
+
+        def rollout_aborted() -> bool:
+            status = world.kube.get("rollouts", "payments", "payment-router")["status"]
+            return bool(status.get("abort"))
+
+        await world.wait_for_card()
+        await _rollback(world, "payment-router abort")
+        await world.wait_for(rollout_aborted, what="the Rollout aborted")
+        await _start(world)
+        answer = await world.wait_for(
+            lambda: next(
+                (r.body["text"] for r in world.slack.responses if "aborted it" in str(r.body)),
+                None,
+            ),
+            what="the answer to the start",
+        )
+        # The revision's state up front, that nothing was done, and how to go on.
+        assert answer.startswith(
+            ":warning: payment-router 1.13.0 is revision 42 of the Rollout "
+            "`payments/payment-router`, and the cluster aborted it: the stable version "
+            "1.12.4 serves all the traffic. Nothing was recorded and no cleanup tickets "
+            "were filed"
+        ), answer
+        assert "retry the rollout (`/rollback payment-router retry`)" in answer
+        assert "then run `/release start payment-router 1.13.0` again" in answer
+        assert "start the next version" in answer
+        assert world.jira.created_count == 0
+        assert await _release(world) is None
+        assert _release_cards(world) == []
+        refused = [
+            r.entry
+            for r in await world.rollbot.store.audit_entries()
+            if r.entry.action == "release.start"
+        ]
+        assert [(e.target, e.result) for e in refused] == [(RID, "refused")]
+
+        # As the answer says: retry the rollout, then start the release again.
+        await _rollback(world, "payment-router retry")
+        await world.wait_for(lambda: not rollout_aborted(), what="the Rollout retried")
+        # …once the watch has passed the retry on (it delivers each state it read to the
+        # cards, then to the releases: a release started in between would see the abort).
+        await world.wait_for(
+            lambda: (
+                (known := world.rollbot.cards.known_state("payments/payment-router@42")) is not None
+                and not known.aborted
+                and not world.rollbot.watch.refreshing
+            ),
+            what="the watch past the retry",
+        )
+        await _start(world)
+        started = await world.wait_for(
+            lambda: next(
+                (r.body["text"] for r in world.slack.responses if "started:" in str(r.body)),
+                None,
+            ),
+            what="the release started",
+        )
+        assert "Release payment-router 1.13.0 started: revision 42 is rolling out." in started
+        await world.wait_for(lambda: world.jira.created_count == 3, what="three tickets")
+        release = await _release(world)
+        assert release.phase is ReleasePhase.PROGRESSING and release.revision == 42
+        assert len(_release_cards(world)) == 1

@@ -14,7 +14,8 @@ be killed with SIGKILL exactly between the first and the second ticket:
 
 And the CLI: `rollbot release start payment-router 1.13.0` files the tickets and prints
 them; run again it says "already started" and files nothing (a CI re-run is harmless);
-Jira refusing a field exits 1 naming it.
+Jira refusing a field exits 1 naming it; a start on a revision the cluster aborted exits 2
+saying so, and files and posts nothing.
 
 And the release card across restarts (its ts and the release's phase are in the database):
 - killed with SIGKILL while the release rolls out, the Rollout aborted while rollbot is
@@ -143,6 +144,20 @@ async def test_cli_release_start_from_ci_is_idempotent() -> None:
         unknown = await asyncio.to_thread(_cli, world, "start", "checkout", "2.0.0")
         assert unknown.returncode == 2
         assert "Known services: `payment-router`" in unknown.stderr
+
+
+async def test_cli_start_on_an_aborted_revision_exits_2_and_files_nothing() -> None:
+    async with SimWorld(speed=60, start_bot=False, jira=True) as world:
+        abort = {"status": {"abort": True}}
+        world.kube.patch("rollouts", "payments", "payment-router", abort, subresource="status")
+        done = await asyncio.to_thread(_cli, world, "start", "payment-router", "1.13.0")
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "is revision 42 of the Rollout `payments/payment-router`, and the cluster " in (
+            done.stderr
+        )
+        assert "Nothing was recorded and no cleanup tickets were filed" in done.stderr
+        assert world.jira.created_count == 0
+        assert not [m for m in world.slack.messages(CHANNEL_ID) if "1.13.0" in (m["text"] or "")]
 
 
 async def test_cli_exits_1_naming_the_field_jira_refused() -> None:
