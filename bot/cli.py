@@ -356,7 +356,8 @@ def _print_view(view: object) -> None:
         print(f"  {where:<10} due {due}{prov}  {t.summary}{extra}")
     for item in view.checklist:
         mark = {True: "OK ", False: "NO ", None: "?? "}[item.ok]
-        print(f"  [{mark}] {item.name}: {item.evidence}")
+        links = "".join(f", {label} {url}".rstrip() for label, url in item.links)
+        print(f"  [{mark}] {item.name}: {item.evidence}{links}")
 
 
 async def _audit(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ re-exports nothing.
     replies   thread lines and the ephemeral replies: help, errors, refusals, flags, reverts
     text      times and verbs shared by the builders (`clock`, `humanise_age`, …)
     release   the release card, checklist, `/release` replies and the App Home
+    release_words  how a release is said in them: phases, dates, owners, tickets
     terminal  Block Kit as terminal text, for the demo
 """
 

@@ -415,6 +415,9 @@ class ChecklistItem:
     name: str  # "Runbook present"
     ok: bool | None
     evidence: str  # what was looked at: "runbooks/payment-router.md (4.1 kB)", the error…
+    # rollbot's own links to what the item names, (label, url): the cleanup tickets in
+    # Jira. Plain text, like `evidence`; Slack shows each as a link after the evidence.
+    links: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,5 +6,6 @@ beside it hold its collaborators, one responsibility each (see the engine's docs
 
 from bot.releases.engine import ReleaseEngine
 from bot.releases.filing import FilingResult
+from bot.releases.starting import RevisionAborted
 
-__all__ = ["FilingResult", "ReleaseEngine"]
+__all__ = ["FilingResult", "ReleaseEngine", "RevisionAborted"]

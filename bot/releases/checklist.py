@@ -64,13 +64,22 @@ class Checklist:
         else:
             filed = [r for r in records if r.state == "filed"]
             ok = bool(records) and len(filed) == len(records)
-            evidence = ", ".join(  # plain text: the checklist escapes it
-                (r.key or r.kind)
-                if r.state == "filed"
-                else f"{r.kind}: {r.state}{' (' + r.error + ')' if r.error else ''}"
+            # Plain text, escaped where it is shown; the filed tickets are rollbot's links
+            # to Jira, shown as links (a key without a URL: its label alone).
+            waiting = "; ".join(
+                f"{r.kind}: {r.state}{' (' + r.error + ')' if r.error else ''}"
                 for r in records
+                if r.state != "filed"
             )
-            items.append(ChecklistItem("Cleanup tickets filed", ok, evidence or "none yet"))
+            evidence = f"{len(filed)} of {len(records)} filed" if records else "none yet"
+            items.append(
+                ChecklistItem(
+                    "Cleanup tickets filed",
+                    ok,
+                    f"{evidence}; {waiting}" if waiting else evidence,
+                    links=tuple((r.key or r.kind, r.url or "") for r in filed),
+                )
+            )
         return items
 
     async def _check_flags(self, service: str, svc: ServiceSettings) -> ChecklistItem:

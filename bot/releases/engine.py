@@ -1,18 +1,22 @@
 """Releases: started once, their cleanup tickets filed once, their dates kept honest.
 
-    start ─► release record (once per service@version) ─► thread + checklist in Slack
+    start ─► release record (once per service@version) ─► card, thread + checklist in Slack
           └► ticket records (pending) ─► Jira: search by label, else create ─► filed
-    watch ─► advance(release, observation) ─► full rollout: due dates move to the real ones
+          (refused, nothing recorded, when the Rollout's revision of it was aborted)
+    watch ─► advance(release, observation) ─► the card updated in place to the new phase
+                                           ├► full rollout: due dates move to the real ones
                                            ├► abort / revert: comments, clocks stop
                                            └► retry: comments, clocks restart (provisional)
-    schedule (leader only) ─► reminders, escalations, Jira status polls, retries
+    schedule (leader only) ─► reminders, escalations, Jira status polls, retries, cards
 
 `ReleaseEngine` is the one object the rest of rollbot holds (the composition root, the
 `/release` listeners as their `ReleaseDesk`, the CLI). It builds the collaborators below
 around one shared `ReleaseContext` and passes each call to the one that owns it:
 
     context.py    ReleaseContext   ports, catalog and cleanup policy, per-release locks, thread
-    starting.py   ReleaseStarter   a release recorded once, its owner, its thread
+    starting.py   ReleaseStarter   a release recorded once (not on an aborted revision), its
+                                   owner, its thread
+    card.py       ReleaseCard      the release card: posted once, updated in place
     filing.py     TicketFiling     the cleanup tickets filed in Jira exactly once
     tracking.py   RolloutTracking  phases from the Rollout (watch) and the winner
     checklist.py  Checklist        the checklist's items, each checked against the world
@@ -33,6 +37,7 @@ from typing import Any
 from bot.core import cleanup
 from bot.core.model import Actor, ChecklistItem, Release, ReleaseView, RolloutState
 from bot.core.ports import Chat, Flags, Rollouts, Tickets
+from bot.releases.card import ReleaseCard
 from bot.releases.checklist import Checklist
 from bot.releases.context import ReleaseContext
 from bot.releases.filing import FilingResult, TicketFiling
@@ -81,6 +86,8 @@ class ReleaseEngine:
         self.context = ctx
         self.views = ReleaseViews(ctx, Checklist(ctx))
         self.schedule = ReleaseSchedule(ctx)
+        self.card = ReleaseCard(ctx, self.schedule)
+        self.schedule.also_reconcile(self.card.reconcile)
         self.followups = FollowUps(ctx, self.schedule)
         self.filing = TicketFiling(ctx, self.views, self.schedule)
         # The watch may see a release before anyone starts it: tracking starts it through
@@ -91,6 +98,7 @@ class ReleaseEngine:
             followups=self.followups,
             schedule=self.schedule,
             start=self.start,
+            card=self.card,
         )
         self.starter = ReleaseStarter(
             ctx,
@@ -98,8 +106,9 @@ class ReleaseEngine:
             filing=self.filing,
             tracking=self.tracking,
             schedule=self.schedule,
+            card=self.card,
         )
-        self.jobs = JobRunner(ctx, self.schedule, self.filing, self.followups)
+        self.jobs = JobRunner(ctx, self.schedule, self.filing, self.followups, self.card)
 
     # ── what it was built with (read-only) ──────────────────────────────────────────────
 
@@ -167,7 +176,8 @@ class ReleaseEngine:
     async def start(
         self, service: str, version: str, *, actor: Actor, owner: str | None = None
     ) -> tuple[bool, ReleaseView]:
-        """Start `service` `version` once. (False, the existing one) when started before."""
+        """Start `service` `version` once. (False, the existing one) when started before;
+        `RevisionAborted` (nothing done) when the Rollout's revision of it was aborted."""
         return await self.starter.start(service, version, actor=actor, owner=owner)
 
     async def file_tickets(self, release_id: str) -> FilingResult:
@@ -229,7 +239,8 @@ class ReleaseEngine:
         await self.jobs.run_job(kind, args)
 
     async def reconcile(self, release_id: str | None = None) -> None:
-        """Make the scheduler's jobs match the releases in the database (leader only)."""
+        """Make the scheduler's jobs (and, for every release, the release cards) match the
+        releases in the database (leader only)."""
         await self.schedule.reconcile(release_id)
 
     async def run_reconciler(self) -> None:

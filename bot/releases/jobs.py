@@ -1,7 +1,8 @@
 """The scheduler's entry point for releases: what each job kind that bot.releases.schedule
 puts does when it runs on the leader. A job that fails for a temporary reason (Jira or
 Slack down) is put again, under its own id or `{release}:{kind}:retry`, after the delay
-the error asks for or `releases.retry_seconds`; filing schedules its own retry.
+the error asks for or `releases.retry_seconds`; filing and the release card schedule their
+own retries.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from typing import Any
 
 from bot.core.errors import TemporaryError
+from bot.releases.card import ReleaseCard
 from bot.releases.context import ReleaseContext
 from bot.releases.filing import TicketFiling
 from bot.releases.followups import FollowUps
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 class JobRunner:
-    """Runs a release job by kind: file-tickets, move-dates, poll, notice, comment,
+    """Runs a release job by kind: file-tickets, move-dates, poll, notice, comment, card,
     reconcile."""
 
     def __init__(
@@ -28,11 +30,13 @@ class JobRunner:
         schedule: ReleaseSchedule,
         filing: TicketFiling,
         followups: FollowUps,
+        card: ReleaseCard,
     ) -> None:
         self.ctx = ctx
         self.schedule = schedule
         self.filing = filing
         self.followups = followups
+        self.card = card
 
     async def run_job(self, kind: str, args: dict[str, Any]) -> None:
         """The scheduler's entry point (bot.runtime.scheduler calls it on the leader)."""
@@ -55,6 +59,8 @@ class JobRunner:
                 if not await ctx.store.notice_sent(args["notice"]):
                     await ctx.tickets.comment(args["key"], args["body"])
                     await ctx.store.mark_notice_sent(args["notice"], release_id=release_id)
+            elif kind == "card":
+                await self.card.refresh(release_id)  # puts itself again while Slack refuses
             elif kind == "reconcile":
                 await self.schedule.reconcile()
             else:

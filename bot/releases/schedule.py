@@ -8,18 +8,23 @@ Jobs, by id (`kind`):
     {release}:poll               poll           Jira status read every `jira_poll_seconds`
     {release}:notice:{…}         notice         a reminder or an escalation
     {release}:comment:…          comment        a ticket comment Jira did not take
+    {release}:card               card           the release card, updated again after Slack
+                                                did not take an update (429, 5xx)
 
 The database is the truth; the jobs are derived from it. `reconcile` re-derives a
 release's jobs (or every active release's) and is cheap to run again: the leader runs it
 when it becomes the leader and every `releases.reconcile_seconds`, so releases started by
-the CLI (which has no scheduler) and jobs lost in a failover are picked up. What a job does
-when it runs is bot.releases.jobs.
+the CLI (which has no scheduler) and jobs lost in a failover are picked up. A full pass
+also runs the passes registered with `also_reconcile` (the release cards, which re-derive
+what each card should show from the database). What a job does when it runs is
+bot.releases.jobs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +42,11 @@ class ReleaseSchedule:
     def __init__(self, ctx: ReleaseContext) -> None:
         self.ctx = ctx
         self._reconcile_lock = asyncio.Lock()
+        self._passes: list[Callable[[], Awaitable[None]]] = []
+
+    def also_reconcile(self, full_pass: Callable[[], Awaitable[None]]) -> None:
+        """Run `full_pass` after every full reconcile (of every release), on the leader."""
+        self._passes.append(full_pass)
 
     async def put(
         self, job_id: str, kind: str, args: dict[str, Any], *, delay: float = 0.0
@@ -83,6 +93,9 @@ class ReleaseSchedule:
             now = ctx.clock.now()
             for release in releases:
                 await self._reconcile_one(release, now)
+        if release_id is None:
+            for full_pass in self._passes:
+                await full_pass()
 
     async def _reconcile_one(self, release: Release, now: datetime) -> None:
         ctx = self.ctx

@@ -1,24 +1,36 @@
 """Starting a release, once per `service@version`, from `/release start`, `rollbot release
 start` (CI) or the watch:
 
-    start ─► release record (once) ─► audit, ticket records (pending), thread in Slack
+    start ─► the Rollout read: its revision of this version aborted? refused, nothing done
+          ─► release record (once) ─► audit, ticket records (pending), card + thread in Slack
           └► file the tickets ─► bind to the Rollout if it runs the version ─► schedule
 
 A second start of the same version gets the first one back. The owner (the tickets'
 assignee, the one reminders mention) is resolved here from `@user`, an email, the
 catalog or the starter.
+
+A start on a revision the cluster already aborted is refused (`RevisionAborted`): nothing
+is recorded and nothing is filed in Jira, and the answer says what state the revision is
+in and how to go on: retry the rollout, then start the release again (the watch starts it
+by itself when the service has `release.auto_start`), or start the next version. This is
+what a release manager expects: an aborted revision serves no traffic, so it has left no
+flag, migration or legacy code behind to clean up yet; filing tickets for it would only
+make work (closing them by hand) and stop their clocks at once. Starting after the retry
+dates the tickets from the retry, as a retry of a release started earlier does. When the
+Rollout cannot be read, the start goes on (the watch binds the release later); a revision
+aborted after the start stops the release's clocks as before.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
 from typing import Any
 
 from bot.core import cleanup
 from bot.core.errors import InvalidRequest, RollbotError
-from bot.core.model import Actor, AuditEntry, Release, ReleasePhase, ReleaseView
+from bot.core.model import Actor, AuditEntry, Release, ReleasePhase, ReleaseView, RolloutState
+from bot.releases.card import ReleaseCard
 from bot.releases.context import ReleaseContext
 from bot.releases.filing import TicketFiling
 from bot.releases.schedule import ReleaseSchedule
@@ -32,6 +44,11 @@ log = logging.getLogger(__name__)
 _VERSION = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 
 
+class RevisionAborted(InvalidRequest):
+    """`/release start` of a version whose Rollout revision the cluster aborted: refused,
+    nothing recorded or filed. The message says so and how to go on."""
+
+
 class ReleaseStarter:
     """Records a release once, opens its thread, then files, binds and schedules it."""
 
@@ -43,17 +60,20 @@ class ReleaseStarter:
         filing: TicketFiling,
         tracking: RolloutTracking,
         schedule: ReleaseSchedule,
+        card: ReleaseCard,
     ) -> None:
         self.ctx = ctx
         self.views = views
         self.filing = filing
         self.tracking = tracking
         self.schedule = schedule
+        self.card = card
 
     async def start(
         self, service: str, version: str, *, actor: Actor, owner: str | None = None
     ) -> tuple[bool, ReleaseView]:
-        """Start `service` `version` once. (False, the existing one) when started before."""
+        """Start `service` `version` once. (False, the existing one) when started before;
+        `RevisionAborted` when the Rollout's revision of `version` was aborted."""
         ctx = self.ctx
         svc = ctx.service(service)
         version = version.strip()
@@ -62,6 +82,10 @@ class ReleaseStarter:
                 f"`{version[:64]}` is not a version (1–64 of letters, digits and `._+-`; "
                 "the image tag the Rollout runs)."
             )
+        existing = await ctx.store.get_release(cleanup.release_id(service, version))
+        if existing is not None:
+            return False, await self.views.view(existing, with_checklist=False)
+        await self._refuse_aborted(svc, service, version, actor)
         now = ctx.clock.now()
         owner_email, owner_slack = await self._owner(svc, owner, actor)
         release = Release(
@@ -90,6 +114,55 @@ class ReleaseStarter:
         await self.schedule.reconcile(release.id)
         return True, await self.views.view(await ctx.get(release.id), with_checklist=False)
 
+    async def _refuse_aborted(
+        self, svc: ServiceSettings, service: str, version: str, actor: Actor
+    ) -> None:
+        """Raise `RevisionAborted` when the Rollout runs `version` and was aborted."""
+        ctx = self.ctx
+        try:
+            state = await ctx.rollouts.get_state(svc.namespace, svc.rollout)
+        except RollbotError as err:
+            log.info("release %s@%s: Rollout not read at start: %s", service, version, err)
+            return
+        obs = self.tracking.observation(state)
+        if not (state.aborted and obs.version == version):
+            return
+        await ctx.store.append_audit(
+            AuditEntry(
+                at=ctx.clock.now(),
+                actor=actor.id,
+                action="release.start",
+                target=cleanup.release_id(service, version),
+                result="refused",
+                detail={"source": actor.source, "by": actor.name, "revision": state.revision},
+            )
+        )
+        raise RevisionAborted(self._aborted_text(svc, service, version, state, obs))
+
+    def _aborted_text(
+        self,
+        svc: ServiceSettings,
+        service: str,
+        version: str,
+        state: RolloutState,
+        obs: cleanup.RolloutObservation,
+    ) -> str:
+        slack = self.ctx.settings.slack
+        stable = f"the stable version {obs.stable_version}" if obs.stable_version else "stable"
+        again = (
+            "rollbot starts the release by itself once the retry runs (`release.auto_start`)"
+            if svc.release.auto_start
+            else f"then run `{slack.release_command} start {service} {version}` again"
+        )
+        return (
+            f"{service} {version} is revision {state.revision} of the Rollout "
+            f"`{svc.namespace}/{svc.rollout}`, and the cluster aborted it: {stable} serves "
+            "all the traffic. Nothing was recorded and no cleanup tickets were filed: an "
+            "aborted revision ships nothing, so it has left no cleanup behind yet. To go on, "
+            f"retry the rollout (`{slack.command} {service} retry`) and {again}; or fix "
+            f"forward and start the next version once the Rollout runs it."
+        )
+
     async def _record_start(
         self, release: Release, actor: Actor, owner_email: str | None
     ) -> Release:
@@ -107,7 +180,7 @@ class ReleaseStarter:
         )
         for planned in ctx.plan(release):
             await ctx.store.ensure_ticket(release.id, planned.kind.value, label=planned.label)
-        return await self._post_thread(release, actor)
+        return await self.card.post(release)
 
     async def _owner(
         self, svc: ServiceSettings, owner: str | None, actor: Actor
@@ -129,22 +202,6 @@ class ReleaseStarter:
         if actor.source in ("slack", "slash-command") and actor.id:
             return await _safe(chat.user_email(actor.id)), actor.id
         return None, None
-
-    async def _post_thread(self, release: Release, actor: Actor) -> Release:
-        from bot.blocks import release as release_blocks
-
-        ctx = self.ctx
-        svc = ctx.service(release.service)
-        view = await self.views.view(release, with_checklist=False)
-        text, blocks = release_blocks.release_started(view)
-        try:
-            ref = await ctx.chat.post(svc.channel, text=text, blocks=blocks)
-        except RollbotError as err:
-            log.warning("release thread for %s not posted: %s", release.id, err.message)
-            return release
-        release = replace(release, channel=ref.channel, thread_ts=ref.ts)
-        await ctx.store.save_release(release)
-        return release
 
 
 async def _safe(awaitable: Any) -> Any:

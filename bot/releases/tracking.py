@@ -1,6 +1,7 @@
 """Tracking a release against its Argo Rollout, and the experiment's winner.
 
-    watch ─► advance(release, observation) ─► bound: the checklist is posted
+    watch ─► advance(release, observation) ─► the release card says the new phase
+                                           ├► bound: the checklist is posted
                                            ├► full rollout: due dates move to the real ones
                                            ├► abort / revert: comments, clocks stop
                                            └► retry: comments, clocks restart (provisional)
@@ -8,8 +9,9 @@
 
 The phases themselves (what an observation or a winner does to a release) are the pure
 bot.core.cleanup; this module saves the new phase under the release's lock and does what
-each event asks: an audit entry, a comment on every ticket (once per event), a line in the
-thread, due dates moved, the schedule reconciled.
+each event asks: an audit entry, the release card updated in place (bot.releases.card), a
+comment on every ticket (once per event), a line in the thread, due dates moved, the
+schedule reconciled.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bot.core.model import (
     RolloutState,
     TicketKind,
 )
+from bot.releases.card import ReleaseCard
 from bot.releases.context import ReleaseContext
 from bot.releases.followups import FollowUps
 from bot.releases.schedule import ReleaseSchedule
@@ -57,12 +60,14 @@ class RolloutTracking:
         followups: FollowUps,
         schedule: ReleaseSchedule,
         start: StartRelease,
+        card: ReleaseCard,
     ) -> None:
         self.ctx = ctx
         self.views = views
         self.followups = followups
         self.schedule = schedule
         self.start = start
+        self.card = card
 
     # ── the watch ───────────────────────────────────────────────────────────────────────
 
@@ -76,9 +81,14 @@ class RolloutTracking:
         if svc.release.auto_start and obs.version and not state.aborted:
             rid = cleanup.release_id(service, obs.version)
             if not state.fully_promoted and await ctx.store.get_release(rid) is None:
-                await self.start(
-                    service, obs.version, actor=Actor("watch", "rollbot (watch)", source="watch")
-                )
+                try:
+                    await self.start(
+                        service,
+                        obs.version,
+                        actor=Actor("watch", "rollbot (watch)", source="watch"),
+                    )
+                except InvalidRequest as err:  # aborted meanwhile, a tag that is no version
+                    log.info("release %s not started by the watch: %s", rid, err.message)
         for release in await ctx.store.list_releases(service=service):
             if release.phase is ReleasePhase.REVERTED:
                 continue
@@ -136,6 +146,8 @@ class RolloutTracking:
                     detail={"revision": release.revision, "phase": release.phase.value},
                 )
             )
+        # The card first: it is what people look at, and Jira's comments can be slow.
+        await self.card.refresh(release.id)
         if E.FULL_ROLLOUT in events:
             assert release.full_rollout_at is not None
             at = release.full_rollout_at.astimezone(zone)

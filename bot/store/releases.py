@@ -4,6 +4,11 @@
 A release is recorded once (`INSERT … ON CONFLICT DO NOTHING` on its id) and then saved
 whole; a ticket's record is created `pending` the first time it is asked for
 (`ensure_ticket`) and updated column by column as it is filed.
+
+The release card's digest (what the card in the channel was last updated to show) is kept
+beside the release but outside `Release`: it is Slack's bookkeeping, not a fact of the
+release, so `save_release` never writes it (a release saved from an older read cannot
+undo a card update) and only `set_release_card_digest` does.
 """
 
 from __future__ import annotations
@@ -74,6 +79,35 @@ class ReleasesMixin(StoreBase):
         async with self._reader.begin() as conn:
             rows = (await conn.execute(query)).all()
         return [_release(r) for r in rows]
+
+    async def release_card_digest(self, release_id: str) -> str | None:
+        """The digest of what the release's card was last updated to show (None: never)."""
+        async with self._reader.begin() as conn:
+            return (
+                await conn.execute(
+                    sa.select(releases.c.card_digest).where(releases.c.id == release_id)
+                )
+            ).scalar_one_or_none()
+
+    async def release_card_digests(self) -> dict[str, str | None]:
+        """Every release that has a card (a thread in Slack), with its card's digest."""
+        query = sa.select(releases.c.id, releases.c.card_digest).where(
+            releases.c.thread_ts.is_not(None)
+        )
+        async with self._reader.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row.id: row.card_digest for row in rows}
+
+    async def set_release_card_digest(self, release_id: str, digest: str) -> None:
+        """Record what the release's card now shows (after Slack took the post or update)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                releases.update()
+                .where(releases.c.id == release_id)
+                .values(card_digest=digest, updated_at=self._clock())
+            )
+        if result.rowcount == 0:
+            raise RecordNotFound("release", release_id)
 
     async def ensure_ticket(self, release_id: str, kind: str, *, label: str) -> TicketRecord:
         """The ticket's record, created `pending` if it has none yet."""

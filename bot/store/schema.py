@@ -191,6 +191,9 @@ releases = sa.Table(
     sa.Column("channel", sa.String(255), nullable=True),
     sa.Column("thread_ts", sa.String(64), nullable=True),
     sa.Column("checklist_ts", sa.String(64), nullable=True),
+    # What the release card (the thread's root, `thread_ts`) shows: a digest of its last
+    # rendering sent to Slack; the card is updated when the rendering differs (0004).
+    sa.Column("card_digest", sa.String(64), nullable=True),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_releases_service", "service", "started_at"),
 )

@@ -1,17 +1,19 @@
 """The release checklist, item by item, against the sims through the real clients: the flag
 inventory read from LaunchDarkly, the Rollout and its AnalysisTemplate from the Kubernetes
 API, the runbook file, the runbook link in the PagerDuty service's description, the
-cleanup tickets in Jira; and each ❌ with the evidence of what is missing."""
+cleanup tickets in Jira (linked: rollbot's own links render as links in Slack); and each ❌
+with the evidence of what is missing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.core.model import Actor
-from bot.sim.harness import SimWorld
+from bot.sim.harness import CHANNEL_ID, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
 from bot.sim.pagerduty import PagerDutySim
 
@@ -34,6 +36,15 @@ async def _checklist(world: SimWorld) -> dict[str, Any]:
     )
     assert created
     return _items(await engine.view(view.release))
+
+
+def _checklist_message(world: SimWorld) -> str:
+    """The checklist message in the release thread, as Slack has it (its blocks' JSON)."""
+    found = [
+        m for m in world.slack.messages(CHANNEL_ID) if "checklist" in (m.get("text") or "").lower()
+    ]
+    assert len(found) == 1, found
+    return json.dumps(found[0]["blocks"], ensure_ascii=False)
 
 
 async def test_every_item_ok_with_its_evidence(tmp_path: Path) -> None:
@@ -64,6 +75,7 @@ async def test_every_item_ok_with_its_evidence(tmp_path: Path) -> None:
             speed=60, workdir=tmp_path, settings=settings, env=env, jira=True
         ) as world:
             items = await _checklist(world)
+            checklist = _checklist_message(world)
     assert all(item.ok is True for item in items.values()), items
     assert items["Risk surface document linked"].evidence.endswith("/risk/new-router")
     assert "3/3 in launchdarkly" in items["Flag inventory registered"].evidence
@@ -73,7 +85,13 @@ async def test_every_item_ok_with_its_evidence(tmp_path: Path) -> None:
     assert "PSVC123 links https://rollbot.example.com/runbooks/payment-router" in (
         items["Runbook linked from PagerDuty"].evidence
     )
-    assert "PAY-1" in items["Cleanup tickets filed"].evidence
+    tickets = items["Cleanup tickets filed"]
+    assert tickets.evidence == "4 of 4 filed"  # the experiment flag: a fourth
+    assert [label for label, _ in tickets.links] == ["PAY-1", "PAY-2", "PAY-3", "PAY-4"]
+    assert all(url.endswith(f"/browse/{label}") for label, url in tickets.links)
+    # In Slack, rollbot's links to Jira are links (not escaped as if they were outside text).
+    assert f"<{tickets.links[0][1]}|PAY-1>" in checklist
+    assert "&lt;http" not in checklist
 
 
 async def test_missing_things_are_crosses_saying_what_is_missing(tmp_path: Path) -> None:

@@ -19,11 +19,18 @@ What is proven here:
 - Jira down for ten (rollbot) minutes at start: filed once it is back, exactly once, and
   the thread says they are late; a 400 names the field and hides nothing;
 - `/release status`, `/release list` and the App Home show releases and their tickets;
-- auto-start from the watch, when the service enables it.
+- auto-start from the watch, when the service enables it;
+- the release card follows the release in place: one message, posted "started", then
+  `chat.update`d (same ts) to rolling out, aborted, retried, fully rolled out, reverted,
+  never twice with the same content; Slack answering 503 or 429 to an update is retried
+  (the card's job) without posting a second card;
+- `/release start` on a revision the cluster aborted records nothing, files nothing and
+  says so with how to go on; after the retry the same start files the tickets.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -509,3 +516,194 @@ async def test_a_git_revert_to_the_previous_version_stops_the_clocks() -> None:
                 what=f"the revert comment on {issue['key']}",
             )
         await _wait_no_jobs(world, f"{RID}:notice:")
+
+
+# ── the release card ────────────────────────────────────────────────────────────────────
+
+
+def _blocks_of(body: Any) -> list[dict[str, Any]]:
+    """The blocks of a recorded chat.postMessage/chat.update (JSON, or a form's string)."""
+    blocks = body.get("blocks") or []
+    return json.loads(blocks) if isinstance(blocks, str) else list(blocks)
+
+
+def _card_words(blocks: list[dict[str, Any]]) -> tuple[str, str]:
+    """(header, Phase field) of a release card's blocks."""
+    return blocks[0]["text"]["text"], blocks[1]["fields"][0]["text"]
+
+
+def _release_cards(world: SimWorld) -> list[dict[str, Any]]:
+    """The top-level messages in the channel that are release cards of 1.13.0."""
+    return [
+        m
+        for m in world.slack.messages(CHANNEL_ID)
+        if m.get("thread_ts") in (None, m["ts"]) and f"`{RID}`" in json.dumps(m.get("blocks"))
+    ]
+
+
+def _card_updates(world: SimWorld, ts: str) -> list[Any]:
+    return [c for c in world.slack.calls_to("chat.update") if c.body.get("ts") == ts]
+
+
+async def _wait_card(world: SimWorld, ts: str, emoji: str, words: str) -> dict[str, Any]:
+    def shows() -> dict[str, Any] | None:
+        message = world.slack.message(CHANNEL_ID, ts)
+        if not message or not message.get("blocks"):
+            return None
+        header, phase = _card_words(message["blocks"])
+        return message if header.startswith(f"{emoji} ") and words in phase else None
+
+    card: dict[str, Any] = await world.wait_for(
+        shows, timeout=40, what=f"the release card saying {emoji} {words!r}"
+    )
+    return card
+
+
+async def _rollback(world: SimWorld, text: str) -> None:
+    response = await world.sender.slash_command(ONCALL[0], ONCALL[1], text).send()
+    assert response.status_code == 200
+
+
+async def test_the_release_card_follows_the_release_in_place() -> None:
+    from bot.sim import world as sim_world
+
+    async with SimWorld(speed=600, analysis_at_25="Inconclusive", jira=True) as world:
+        await _start(world)
+        release = await _wait_release(world, lambda r: r.thread_ts and r.revision, "bound")
+        ts = release.thread_ts
+        (posted,) = [
+            c for c in world.slack.calls_to("chat.postMessage") if c.response.get("ts") == ts
+        ]
+        header, phase = _card_words(_blocks_of(posted.body))
+        assert header == "🚀 payment-router 1.13.0"
+        assert phase == "*Phase*\n🚀 Started · waiting for the Rollout to run 1.13.0"
+        await _wait_card(world, ts, "🔄", "Rolling out")
+        await world.wait_for(lambda: world.jira.created_count == 3, what="three tickets")
+
+        await world.wait_for_card()
+        await _rollback(world, "payment-router abort")
+        await _wait_card(world, ts, "🛑", "Aborted")
+        await _rollback(world, "payment-router retry")
+        await _wait_card(world, ts, "🔁", "· rolling out again")
+        await _rollback(world, "payment-router promote-full")
+        await _wait_card(world, ts, "✅", "Fully rolled out")
+        # Tier 3: the release's commit reverted in Git; the sync brings 1.12.4 back.
+        sim_world.start_new_revision(world.kube, image=sim_world.STABLE_IMAGE)
+        card = await _wait_card(world, ts, "↩️", "Reverted to 1.12.4")
+        assert "clocks stopped" in card["text"]
+
+        # One card, posted once and updated in place, through every phase in order.
+        assert [m["ts"] for m in _release_cards(world)] == [ts]
+        updates = [c for c in _card_updates(world, ts) if c.status == 200]
+        assert {c.body["channel"] for c in updates} == {CHANNEL_ID}
+        shown = [_card_words(_blocks_of(c.body))[0].split()[0] for c in updates]
+        assert shown == ["🔄", "🛑", "🔁", "✅", "↩️"], shown
+        # Coalesced: never the same content twice (the same phase seen again sends nothing).
+        contents = [json.dumps(_blocks_of(c.body), sort_keys=True) for c in updates]
+        assert len(set(contents)) == len(contents)
+        assert await world.rollbot.store.release_card_digest(RID) is not None
+
+
+async def test_slack_refusing_a_card_update_is_retried_in_place() -> None:
+    from bot.sim import world as sim_world
+
+    async with SimWorld(
+        speed=600,
+        analysis_at_25="Successful",
+        jira=True,
+        settings={"releases": {"retry_seconds": 0.3}},
+    ) as world:
+        await _start(world)
+        release = await _wait_release(
+            world, lambda r: r.phase is ReleasePhase.FULLY_ROLLED_OUT, "full rollout"
+        )
+        ts = release.thread_ts
+        await _wait_card(world, ts, "✅", "Fully rolled out")
+
+        def checklist_updated_after_the_card() -> bool:
+            # The full rollout updates the card first and the checklist last: wait for both,
+            # so that the failures forced below meet the card's next update alone.
+            calls = world.slack.calls_to("chat.update")
+            card = [i for i, c in enumerate(calls) if c.body.get("ts") == ts]
+            return bool(card) and any(c.body.get("ts") != ts for c in calls[card[-1] + 1 :])
+
+        await world.wait_for(checklist_updated_after_the_card, what="the checklist updated")
+        scheduler = world.rollbot.scheduler
+        assert scheduler is not None
+        await world.wait_for(lambda: scheduler.leader, what="the scheduler lease")
+        before = len(_card_updates(world, ts))
+        # Slack's own trouble (503), then rate limits past the client's own two retries.
+        world.slack.force_status("chat.update", status=503, channel=CHANNEL_ID)
+        world.slack.force_ratelimit("chat.update", retry_after=1, times=3)
+        sim_world.start_new_revision(world.kube, image=sim_world.STABLE_IMAGE)
+        await _wait_card(world, ts, "↩️", "Reverted to 1.12.4")
+        statuses = [c.status for c in _card_updates(world, ts)[before:]]
+        assert statuses == [503, 429, 429, 429, 200], statuses
+        assert [m["ts"] for m in _release_cards(world)] == [ts]  # never posted again
+        assert not await scheduler.jobs(f"{RID}:card")
+
+
+async def test_start_on_an_aborted_revision_files_nothing_and_says_how_to_go_on() -> None:
+    async with SimWorld(speed=600, analysis_at_25="Inconclusive", jira=True) as world:
+
+        def rollout_aborted() -> bool:
+            status = world.kube.get("rollouts", "payments", "payment-router")["status"]
+            return bool(status.get("abort"))
+
+        await world.wait_for_card()
+        await _rollback(world, "payment-router abort")
+        await world.wait_for(rollout_aborted, what="the Rollout aborted")
+        await _start(world)
+        answer = await world.wait_for(
+            lambda: next(
+                (r.body["text"] for r in world.slack.responses if "aborted it" in str(r.body)),
+                None,
+            ),
+            what="the answer to the start",
+        )
+        # The revision's state up front, that nothing was done, and how to go on.
+        assert answer.startswith(
+            ":warning: payment-router 1.13.0 is revision 42 of the Rollout "
+            "`payments/payment-router`, and the cluster aborted it: the stable version "
+            "1.12.4 serves all the traffic. Nothing was recorded and no cleanup tickets "
+            "were filed"
+        ), answer
+        assert "retry the rollout (`/rollback payment-router retry`)" in answer
+        assert "then run `/release start payment-router 1.13.0` again" in answer
+        assert "start the next version" in answer
+        assert world.jira.created_count == 0
+        assert await _release(world) is None
+        assert _release_cards(world) == []
+        refused = [
+            r.entry
+            for r in await world.rollbot.store.audit_entries()
+            if r.entry.action == "release.start"
+        ]
+        assert [(e.target, e.result) for e in refused] == [(RID, "refused")]
+
+        # As the answer says: retry the rollout, then start the release again.
+        await _rollback(world, "payment-router retry")
+        await world.wait_for(lambda: not rollout_aborted(), what="the Rollout retried")
+        # …once the watch has passed the retry on (it delivers each state it read to the
+        # cards, then to the releases: a release started in between would see the abort).
+        await world.wait_for(
+            lambda: (
+                (known := world.rollbot.cards.known_state("payments/payment-router@42")) is not None
+                and not known.aborted
+                and not world.rollbot.watch.refreshing
+            ),
+            what="the watch past the retry",
+        )
+        await _start(world)
+        started = await world.wait_for(
+            lambda: next(
+                (r.body["text"] for r in world.slack.responses if "started:" in str(r.body)),
+                None,
+            ),
+            what="the release started",
+        )
+        assert "Release payment-router 1.13.0 started: revision 42 is rolling out." in started
+        await world.wait_for(lambda: world.jira.created_count == 3, what="three tickets")
+        release = await _release(world)
+        assert release.phase is ReleasePhase.PROGRESSING and release.revision == 42
+        assert len(_release_cards(world)) == 1

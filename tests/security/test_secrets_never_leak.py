@@ -563,10 +563,11 @@ async def _drive(run: Run, client: httpx.AsyncClient) -> None:
     keep(await world.click(checkout, "circuit_open"))
     await world.wait_for(lambda: run.ld.is_on("default", CIRCUIT), what="the circuit open")
 
-    # Jira: a release files its tickets; a second one meets Jira down.
+    # Jira: a release files its tickets; a second one meets Jira down. (The next version:
+    # 1.13.0 was aborted above, and a start on an aborted revision files nothing.)
     keep(
         await world.sender.slash_command(
-            ONCALL[0], ONCALL[1], "start payment-router 1.13.0", command="/release"
+            ONCALL[0], ONCALL[1], "start payment-router 1.14.0", command="/release"
         ).send()
     )
     await world.wait_for(lambda: world.jira.created_count == 3, what="three cleanup tickets")

@@ -9,8 +9,10 @@ Aspects under test:
 - without a release desk, `/release start` is answered in the ack (not enabled), help
   still works, and the Home tab says so;
 - `start`: acked at once (before the desk answers), then the desk gets the parsed owner
-  and the actor (name from users.info, source slash-command); the reply says started,
-  with a link to the release thread; a second start says "already started … nothing done";
+  and the actor (name from users.info, source slash-command); the reply says started and
+  what state the revision is in, with a link to the release thread; a second start says
+  "already started … nothing done"; a start the desk refuses (a revision the cluster
+  aborted) answers the desk's words, escaped, and says nothing was done;
 - `status` of an unknown service: the desk's UnknownService becomes a message listing the
   known services; of a known one, the status blocks (valid Block Kit);
 - `list` answers the list blocks; `winner` confirms with the experiment ticket's due date;
@@ -50,6 +52,7 @@ from bot.core.model import (
     TicketKind,
     TicketView,
 )
+from bot.releases import RevisionAborted
 from bot.runtime.work import WorkQueue
 from bot.settings import ServiceSettings
 from bot.sim.slack import SlackSender, SlackSim, block_errors
@@ -292,9 +295,11 @@ async def test_start_acks_first_then_starts_once(bot: Bot) -> None:
         )
     ]
     assert body["response_type"] == "ephemeral"
-    assert (
-        "Release payment-router 1.13.0 started; cleanup tickets are being filed in the "
-        "release thread" in body["text"]
+    # What state the revision is in, first (the desk's release is not bound yet).
+    assert body["text"].startswith(
+        ":rocket: Release payment-router 1.13.0 started: the Rollout does not run 1.13.0 "
+        "yet; rollbot follows it from the moment it does. Its cleanup tickets and checklist "
+        "are in the release thread"
     )
     assert f"<{THREAD}|open the thread>" in body["text"]
 
@@ -307,6 +312,23 @@ async def test_start_acks_first_then_starts_once(bot: Bot) -> None:
     )
     assert desk.calls[-1][-1] is None  # no owner given the second time
     assert len(desk.views) == 1
+
+
+async def test_a_start_the_desk_refuses_says_why_and_how_to_go_on(bot: Bot) -> None:
+    desk = desk_of(bot)
+    desk.fail_with = RevisionAborted(
+        "payment-router 1.13.0 is revision 42 of the Rollout `payments/payment-router`, and "
+        "the cluster aborted it <!here>. Nothing was recorded and no cleanup tickets were "
+        "filed. To go on, retry the rollout (`/rollback payment-router retry`)."
+    )
+    await bot.release("start payment-router 1.13.0")
+    body = await bot.reply(1)
+    assert body["response_type"] == "ephemeral"
+    assert body["text"].startswith(":warning: payment-router 1.13.0 is revision 42 of the ")
+    assert "aborted it &lt;!here&gt;." in body["text"]  # the desk's words, escaped
+    assert "(`/rollback payment-router retry`)" in body["text"]
+    assert "error id" not in body["text"]  # a refusal, not a crash
+    assert desk.views == {}
 
 
 async def test_start_with_an_email_owner(bot: Bot) -> None:

@@ -4,6 +4,8 @@ PostgreSQL 15 (`store_url` is parametrised like tests/integration/store/test_sto
 - a release is recorded once: a second start of the same id (50 at once, two replicas)
   gets the first one back, never a second row;
 - every field round-trips (aware UTC datetimes, phase enum, nullable ints);
+- the release card's digest is kept beside the release: only releases with a thread are
+  listed, `save_release` never overwrites it, it is there after a restart;
 - ticket records: ensure is idempotent, updates keep the rest, dates round-trip;
 - a notice is marked sent once under concurrency, and can be unmarked after a failure;
 - a lease has one holder: concurrent contenders from two engines, one wins; the holder
@@ -104,6 +106,35 @@ async def test_list_releases_filters_by_service_and_activity(sql_store: SqlStore
     ]
     active = await sql_store.list_releases(active=True)
     assert {r.id for r in active} == {"payment-router@1.13.0", "checkout@2.0.0"}
+
+
+async def test_the_release_card_digest_survives_saves_and_restarts(store_url: str) -> None:
+    store = await open_store(store_url)
+    try:
+        await store.create_release(_release("1.13.0"))
+        await store.create_release(_release("1.12.0"))  # never got a card (no thread)
+        assert await store.release_card_digest("payment-router@1.13.0") is None
+        assert await store.release_card_digests() == {}
+        carded = replace(_release("1.13.0"), channel="C0PAYDEPLOY", thread_ts="1700000000.1")
+        await store.save_release(carded)
+        assert await store.release_card_digests() == {"payment-router@1.13.0": None}
+        await store.set_release_card_digest("payment-router@1.13.0", "a" * 64)
+        # A release saved from a read older than the card's update keeps the digest: the
+        # digest is the card's bookkeeping, not a field of the release.
+        await store.save_release(replace(carded, phase=ReleasePhase.ABORTED))
+        assert await store.release_card_digest("payment-router@1.13.0") == "a" * 64
+        with pytest.raises(RecordNotFound):
+            await store.set_release_card_digest("payment-router@9.9.9", "b" * 64)
+    finally:
+        await store.close()
+    again = await open_store(store_url)  # a restarted rollbot: the ts and digest are there
+    try:
+        assert await again.release_card_digests() == {"payment-router@1.13.0": "a" * 64}
+        got = await again.get_release("payment-router@1.13.0")
+        assert got is not None and got.thread_ts == "1700000000.1"
+        assert got.phase is ReleasePhase.ABORTED
+    finally:
+        await again.close()
 
 
 async def test_ticket_records(sql_store: SqlStore) -> None:

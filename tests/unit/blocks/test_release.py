@@ -1,9 +1,13 @@
 """Release messages (bot.blocks.release).
 
 Aspects under test:
-- the thread root: header "🚀 payment-router 1.13.0", phase, who started it and from where,
-  owner (mention and Jira assignee), revision, start time in the service's time zone;
-- the checklist: ✅ / ❌ / ❔ with each check's evidence, the counts, escaping;
+- the release card (the thread root): header "<phase emoji> payment-router 1.13.0", phase,
+  who started it and from where, owner (mention and Jira assignee), revision, start time in
+  the service's time zone; a table over every phase (and a retry) pins the card's words:
+  started, rolling out, retried, fully rolled out, aborted, reverted, never another phase's;
+- the checklist: ✅ / ❌ / ❔ with each check's evidence, the counts, escaping; rollbot's
+  own links (the tickets in Jira) render as links, a hostile label or URL does not;
+- the answer to a start says first what state the revision is in, for every phase;
 - `/release status`: phase, full rollout time or "not yet (due dates provisional)" (or the
   clocks stopped), every ticket: key linked to Jira, or pending / creating… / failed with
   Jira's error; summary; due date with "(provisional)", relative to today and overdue;
@@ -201,16 +205,70 @@ def test_release_started() -> None:
     assert_valid(text, blocks)
     assert blocks[0] == {
         "type": "header",
-        "text": {"type": "plain_text", "text": "🚀 payment-router 1.13.0", "emoji": True},
+        "text": {"type": "plain_text", "text": "🔄 payment-router 1.13.0", "emoji": True},
     }
     shown = text_of(blocks)
-    assert "*Phase*\\n🔄 Progressing" in shown
+    assert "*Phase*\\n🔄 Rolling out" in shown
     assert "*Started by*\\n<@U0ONCALL> via Slack" in shown
     assert "*Owner*\\n<@U0LEAD> · lead@example.com" in shown
     assert "*Revision*\\nrevision 42 (replaces 1.12.3)" in shown
     assert "Started 2024-05-10 11:30 CEST" in shown  # 09:30 UTC in Berlin
     assert "`payment-router@1.13.0`" in shown
-    assert text == "🚀 Release payment-router 1.13.0 started by <@U0ONCALL> via Slack"
+    assert text == (
+        "🔄 Release payment-router 1.13.0: Rolling out (started by <@U0ONCALL> via Slack)"
+    )
+
+
+RETRIED = FULL + timedelta(hours=1)  # 2024-05-13 15:00 CEST
+
+# The card follows the release: (phase, retried) → header emoji, the Phase field's words.
+CARD_WORDS = [
+    (
+        ReleasePhase.STARTED,
+        False,
+        "🚀",
+        "Started · waiting for the Rollout to run 1.13.0",
+    ),
+    (ReleasePhase.PROGRESSING, False, "🔄", "Rolling out"),
+    (ReleasePhase.PROGRESSING, True, "🔁", "Retried 2024-05-13 15:00 CEST · rolling out again"),
+    (ReleasePhase.FULLY_ROLLED_OUT, False, "✅", "Fully rolled out 2024-05-13 14:00 CEST"),
+    (ReleasePhase.FULLY_ROLLED_OUT, True, "✅", "Fully rolled out 2024-05-13 14:00 CEST"),
+    (
+        ReleasePhase.ABORTED,
+        False,
+        "🛑",
+        "Aborted 2024-05-13 14:00 CEST · clocks stopped until a retry",
+    ),
+    (
+        ReleasePhase.REVERTED,
+        False,
+        "↩️",
+        "Reverted to 1.12.3 2024-05-13 14:00 CEST · clocks stopped",
+    ),
+]
+
+
+@pytest.mark.parametrize(("phase", "retried", "emoji", "words"), CARD_WORDS)
+def test_the_card_says_where_the_release_is(
+    phase: ReleasePhase, retried: bool, emoji: str, words: str
+) -> None:
+    kw: dict[str, Any] = {"clock_started_at": RETRIED} if retried else {}
+    text, blocks = rb.release_started(make_view(phase, **kw))
+    assert_valid(text, blocks)
+    assert blocks[0]["text"]["text"] == f"{emoji} payment-router 1.13.0"
+    assert blocks[1]["fields"][0]["text"] == f"*Phase*\n{emoji} {words}"
+    assert text == (
+        f"{emoji} Release payment-router 1.13.0: {words} (started by <@U0ONCALL> via Slack)"
+    )
+    # Never the words of another phase: an aborted card does not say "started".
+    others = {w for p, r, _, w in CARD_WORDS if (p, r) != (phase, retried) and w != words}
+    assert not any(other in text_of(blocks) for other in others)
+    # The card depends on the release alone: the same release renders the same card.
+    assert rb.release_started(make_view(phase, **kw)) == (text, blocks)
+
+
+def test_every_phase_has_card_words() -> None:
+    assert {p for p, *_ in CARD_WORDS} == set(ReleasePhase)
 
 
 @pytest.mark.parametrize(
@@ -251,6 +309,44 @@ def test_release_checklist() -> None:
     assert "❌ *Circuit breaker flag exists* — payments.new-router.circuit-open: 404" in shown
     assert "❔ *PagerDuty service* — PagerDuty unreachable" in shown
     assert text == "Release checklist for payment-router 1.13.0: 1 ✅ · 1 ❌ · 1 ❔"
+
+
+def test_checklist_links_are_links_and_outside_text_stays_escaped() -> None:
+    item = ChecklistItem(
+        "Cleanup tickets filed",
+        False,
+        "2 of 3 filed; contract-migration: failed (<!channel> & <https://evil|x>)",
+        links=(("PAY-1", f"{JIRA}PAY-1"), ("PAY-3", f"{JIRA}PAY-3?a=1&b=<2>|3")),
+    )
+    text, blocks = rb.release_checklist(dataclasses.replace(make_view(), checklist=(item,)))
+    assert_valid(text, blocks)
+    line = blocks[1]["text"]["text"]
+    assert line == (
+        "❌ *Cleanup tickets filed* — 2 of 3 filed; contract-migration: failed "
+        "(&lt;!channel&gt; &amp; &lt;https://evil|x&gt;) · "
+        f"<{JIRA}PAY-1|PAY-1>, <{JIRA}PAY-3?a=1&amp;b=%3C2%3E%7C3|PAY-3>"
+    )
+    assert "&lt;http" not in line.split(" · ", 1)[1]  # rollbot's own links: not escaped
+
+
+def test_checklist_links_hostile_labels_and_urls() -> None:
+    links = (
+        ("<!here>", f"{JIRA}PAY-1"),  # a label is escaped inside the link
+        ("PAY-2", "javascript:alert(1)"),  # not a web URL: the label alone
+        ("PAY-3", ""),  # no URL: the label alone
+        *((f"PAY-{n}", f"{JIRA}PAY-{n}") for n in range(4, 400)),  # more than fit
+    )
+    item = ChecklistItem("Cleanup tickets filed", True, "", links=links)
+    text, blocks = rb.release_checklist(dataclasses.replace(make_view(), checklist=(item,)))
+    assert_valid(text, blocks)
+    line = blocks[1]["text"]["text"]
+    assert line.startswith(
+        f"✅ *Cleanup tickets filed* — <{JIRA}PAY-1|&lt;!here&gt;>, PAY-2, PAY-3, <{JIRA}PAY-4|"
+    )
+    assert "javascript:" not in line and "<!here>" not in line
+    assert line.endswith(" more") and "…and " in line
+    head = line.rsplit(" …and ", 1)[0]
+    assert head.endswith(">")  # no link cut in half
 
 
 def test_checklist_empty_and_escaped() -> None:
@@ -445,9 +541,9 @@ def test_help() -> None:
 def test_start_replies() -> None:
     view = make_view()
     created = rb.start_reply(True, view)
-    assert (
-        "Release payment-router 1.13.0 started; cleanup tickets are being filed in the "
-        "release thread" in created
+    assert created.startswith(
+        ":rocket: Release payment-router 1.13.0 started: revision 42 is rolling out. Its "
+        "cleanup tickets and checklist are in the release thread"
     )
     assert "|open the thread>" in created
     again = rb.start_reply(False, view)
@@ -455,8 +551,47 @@ def test_start_replies() -> None:
         "payment-router 1.13.0 was already started 2024-05-10 11:30 CEST by <@U0ONCALL> via "
         "Slack (phase Progressing); nothing done." in again
     )
+    assert "Retry the rollout" not in again
     no_link = rb.start_reply(True, dataclasses.replace(view, thread_link=None))
     assert no_link.endswith("release thread.")
+
+
+@pytest.mark.parametrize(
+    ("phase", "retried", "state"),
+    [
+        (
+            ReleasePhase.STARTED,
+            False,
+            "the Rollout does not run 1.13.0 yet; rollbot follows it from the moment it does",
+        ),
+        (ReleasePhase.PROGRESSING, False, "revision 42 is rolling out"),
+        (ReleasePhase.PROGRESSING, True, "revision 42 is rolling out again after a retry"),
+        (
+            ReleasePhase.FULLY_ROLLED_OUT,
+            False,
+            "revision 42 is already fully rolled out (2024-05-13 14:00 CEST): the due dates "
+            "count from then",
+        ),
+        (
+            ReleasePhase.ABORTED,
+            False,
+            "revision 42 was aborted: the cleanup clocks are stopped until a retry",
+        ),
+        (ReleasePhase.REVERTED, False, "revision 42 was reverted: the cleanup clocks are stopped"),
+    ],
+)
+def test_the_start_reply_says_first_what_state_the_revision_is_in(
+    phase: ReleasePhase, retried: bool, state: str
+) -> None:
+    kw: dict[str, Any] = {"clock_started_at": RETRIED} if retried else {}
+    reply = rb.start_reply(True, make_view(phase, **kw))
+    assert reply.startswith(f":rocket: Release payment-router 1.13.0 started: {state}. ")
+
+
+def test_already_started_and_aborted_says_how_to_go_on() -> None:
+    again = rb.start_reply(False, make_view(ReleasePhase.ABORTED))
+    assert "(phase Aborted (clocks stopped)); nothing done." in again
+    assert "Retry the rollout to restart its clocks, or start the next version." in again
 
 
 def test_winner_reply() -> None:
