@@ -12,7 +12,8 @@ Aspects under test:
 - exactly once: a double click, two users racing, and a Slack retry send one patch; the
   others are told who did it;
 - the same through `/rollback payment-router abort`, then retry;
-- `/rollback payment-router` answers a status card; `/rollback help` the usage;
+- `/rollback payment-router` answers a status card; `/rollback help` the usage, who may
+  (from the policy's table), Tier 3 and `/release`;
 - refusals: a non-owner is refused naming who may; forged and stale signatures get 401
   and nothing runs or is audited; an unknown service lists the known ones;
 - the Kubernetes API unreachable or 403: the user is told which and why.
@@ -198,6 +199,10 @@ async def test_status_and_help(world):
     response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help").send()
     assert response.status_code == 200
     assert "/rollback" in response.text
+    # Who may is the policy's (owners may do Tier 1), and Tier 3 and /release are there.
+    assert "who may: the service's on-call or a member of its owners group" in response.text
+    assert "on-call group" not in response.text
+    assert "Tier 3" in response.text and "/release start SERVICE VERSION" in response.text
     await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router").send()
     body = await world.wait_for(
         lambda: next((r.body for r in world.slack.responses if r.body.get("blocks")), None),
