@@ -20,12 +20,10 @@ A Tier 3 revert recorded for a card's revision is the action record under
 a duplicate). Every render reads it from the store until one is found, so the card shows
 who started the revert, with its link, after a restart or when another process recorded it.
 
-And one rule keeps an action to one line (`bot.core.timeline`): from `acting` (rollbot is
-about to patch the Rollout) to `report`, the watch's lines are held back; the action's line
-says what it did, verified. A held line is posted after it only when the action does not
-explain it (`timeline.explains`), and so is every later watch line: while rollbot's abort
-holds, the aborted Rollout is no news. `explained` tells the incident engine the same, so
-the incident going "recovering" because of rollbot's abort is not a line of its own.
+And one rule keeps rollbot's own action to one line (`bot.cards.thread.ActionGate`): from
+`acting` (rollbot is about to patch the Rollout) to `report`, the watch's lines are held
+back, and what the action explains is left out (while rollbot's abort holds, the aborted
+Rollout is no news); `explained` tells the incident engine the same.
 """
 
 from __future__ import annotations
@@ -43,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.blocks import card as card_blocks
 from bot.blocks import replies
+from bot.cards.thread import ActionGate
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
 from bot.core import timeline
@@ -126,11 +125,7 @@ class _CardMemory:
     circuit: FlagState | None = None
     pager: str | None = None  # the PagerDuty incident, as the card's notice line
     revert: RevertStarted | None = None  # the Tier 3 revert recorded, read from the store
-    # rollbot's Rollout action in flight (the action, the state it was taken from); the
-    # watch's last line held back meanwhile; the last verified action (action, before, after)
-    acting: tuple[RolloutAction, RolloutState] | None = None
-    held: tuple[str, RolloutState] | None = None
-    explaining: tuple[RolloutAction, RolloutState, RolloutState] | None = None
+    gate: ActionGate = field(default_factory=ActionGate)  # rollbot's own Rollout action
     last_line: str = ""
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
@@ -202,41 +197,31 @@ class Cards:
         mem = self._memory.get(card_key(state))
         if mem is None:
             mem = self._memory[card_key(state)] = _CardMemory(service, state)
-        mem.acting, mem.held = (action, state), None
+        mem.gate.start(action, state)
 
     def not_acting(self, state: RolloutState, action: RolloutAction) -> None:
-        """The `acting(…, state, action)` ended (its `report` has cleared it already, unless
+        """The `acting(…, state, action)` ended (its `report` has settled it already, unless
         an error ended it first): the watch's lines are no longer held back for it."""
         mem = self._memory.get(card_key(state))
-        if mem is not None and mem.acting == (action, state):
-            mem.acting = mem.held = None
+        if mem is not None:
+            mem.gate.end(action, state)
 
     def explained(self, state: RolloutState) -> bool:
         """Whether rollbot's own action on this card (in flight, or verified and still
         holding) explains `state`: a line about it would repeat the action's line."""
         mem = self._memory.get(card_key(state))
-        if mem is None:
-            return False
-        if mem.acting is not None:
-            action, before = mem.acting
-            return timeline.explains(action, before=before, after=None, state=state)
-        if mem.explaining is not None:
-            action, before, after = mem.explaining
-            return timeline.explains(action, before=before, after=after, state=state)
-        return False
+        return mem is not None and mem.gate.explains(state)
 
-    def _watch_line(self, mem: _CardMemory, state: RolloutState) -> str | None:
-        """The watch's line for `state`, or None: held while an action is in flight, left
-        out while the last verified action explains it (the explanation ends at the first
-        state it does not explain)."""
+    @staticmethod
+    def _watch_line(mem: _CardMemory, state: RolloutState) -> str | None:
+        """The watch's line for `state`, or None: held while rollbot's action is in flight,
+        left out while its verified action explains it (then it is not news either)."""
         line = summary_line(state)
-        if mem.acting is not None:
-            mem.held = (line, state)
+        if mem.gate.hold(line, state):
             return None
-        if self.explained(state):
+        if not mem.gate.passes(state):
             mem.last_line = line
             return None
-        mem.explaining = None
         return line
 
     async def incident_changed(
@@ -301,7 +286,7 @@ class Cards:
         async with self._lock(key):
             mem = self._mem(service, state)
             mem.outcome = outcome
-            held = self._settle(mem, state, outcome)
+            held = mem.gate.settle(outcome.action, verified=outcome.verified, after=state)
             card = await self._ensure_posted(mem, await self._store.get_card(key))
             if card is None:
                 await self._store.bump_card_epoch(key)
@@ -311,21 +296,6 @@ class Cards:
             if held is not None:
                 await self._refresh(mem, card, line=held)
             return card
-
-    def _settle(self, mem: _CardMemory, state: RolloutState, outcome: Outcome) -> str | None:
-        """A Rollout action's outcome ends its flight: a verified one explains what follows
-        (`state`: read back); the line held meanwhile comes back unless it is explained."""
-        if not isinstance(outcome.action, RolloutAction):
-            return None
-        acting, held = mem.acting, mem.held
-        mem.acting = mem.held = None
-        mem.explaining = None
-        if acting is not None and outcome.verified and acting[0] is outcome.action:
-            mem.explaining = (acting[0], acting[1], state)
-        if held is None:
-            return None
-        line, seen = held
-        return None if self.explained(seen) else line
 
     async def pager_changed(self, key: str, text: str, *, line: str | None) -> bool:
         """The card's PagerDuty incident changed (triggered, acknowledged, escalated,
