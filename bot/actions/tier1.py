@@ -14,7 +14,10 @@
 5. verifies by reading the Rollout back until the effect is observed or the deadline passes;
 6. appends the audit entry (actor, action, target, state before and after, result,
    duration, the exact patches);
-7. bumps the card's epoch and reports: the card shows the outcome, the thread gets a line.
+7. bumps the card's epoch and reports: the card shows the outcome, the thread gets one line
+   with the verified result in words (`bot.core.timeline.action_line`); from the won claim
+   to the report the card holds the watch's lines back (`Cards.acting`), so the Rollout
+   changing under the patch is not told twice.
 
 Whatever ends an action after its key was won (an API error, the Rollout deleted, a bug,
 cancellation at shutdown) still finishes the claim, audits the patches sent and tells the
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from bot.actions.pipeline import Pipeline, patch_summary, with_fallback
 from bot.actions.values import PAST_TENSE, ActionRequest, ActionResult
 from bot.cards import card_key
-from bot.core import mrkdwn
+from bot.core import mrkdwn, policy, timeline
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import InvalidRequest, OutcomeUnknown, RollbotError, TemporaryError
 from bot.core.model import Outcome, Patch, RolloutAction, RolloutState, Verification
@@ -131,6 +134,25 @@ class RolloutCommands:
         if lost is not None:
             return lost
 
+        # From here to the report, the card's thread waits for this action's one line;
+        # whatever ends the action without a report lets the thread go on.
+        pipeline.cards.acting(req.service, before, req.action)
+        try:
+            return await self._execute(req, cfg, target, key, before, decision)
+        finally:
+            pipeline.cards.not_acting(before, req.action)
+
+    async def _execute(
+        self,
+        req: ActionRequest,
+        cfg: ServiceSettings,
+        target: str,
+        key: str,
+        before: RolloutState,
+        decision: policy.Decision,
+    ) -> ActionResult:
+        """Steps 4–7 for a won claim: patch, verify, audit, report."""
+        pipeline = self._pipeline
         started = time.monotonic()
         patches: list[Patch] = []
         try:
@@ -170,12 +192,13 @@ class RolloutCommands:
             detail=verification.describe(),
         )
         verb = PAST_TENSE[req.action]
-        line = (
-            f"{verb} by <@{req.actor.id}> · verified in {verification.seconds:.1f} s · "
-            f"{verification.describe()}"
-            if verification.ok
-            else f"{req.action.value} by <@{req.actor.id}> NOT verified after "
-            f"{time.monotonic() - applied_at:.1f} s · {verification.describe()}"
+        line = timeline.action_line(
+            req.action,
+            actor_id=req.actor.id,
+            verification=verification,
+            before=before,
+            after=after,
+            waited=time.monotonic() - applied_at,
         )
         try:
             await pipeline.cards.report(req.service, after, outcome, line)

@@ -29,6 +29,8 @@ from slack_sdk.models.blocks import (
 from bot.blocks.rollout import parse_button_value
 from bot.blocks.text import PAST_TENSE, clock
 from bot.blocks.tiers import revert_link
+from bot.core import policy
+from bot.core.commands import usage as command_usage
 from bot.core.flags import FlagStatus
 from bot.core.model import FlagState, RolloutAction
 from bot.core.mrkdwn import clip as _clip
@@ -36,9 +38,11 @@ from bot.core.mrkdwn import is_web_url as _is_web_url
 from bot.core.mrkdwn import link as _link
 from bot.core.mrkdwn import safe as _safe
 from bot.core.ports import ActionRecord
+from bot.core.release_commands import usage as release_usage
 
 __all__ = [
     "BREAK_GLASS_ACTION_ID",
+    "HELP_GROUPS",
     "already_done_text",
     "break_glass_value",
     "circuit_refusal_blocks",
@@ -75,47 +79,119 @@ def timeline_line(*, at: datetime, text: str) -> str:
     return f"`{clock(at)}` {text}"
 
 
-_HELP = [
-    ("status", "show the card of SERVICE's Rollout now (anyone)"),
-    ("abort", "Tier 1: stop the canary, traffic back to the stable revision"),
-    ("retry", "restart an aborted Rollout from its first step"),
-    ("promote", "clear the current pause or analysis gate and go to the next step"),
-    ("promote-full", "skip every remaining step and analysis: 100% to the new revision"),
-    ("pause", "pause the Rollout at its current step"),
-    ("circuit open|close", "Tier 2: flip the circuit-breaker flag (on call)"),
-    ("flags", "the release, experiment and circuit flags and their live state"),
-    ("runbook", "a signed, single-use link to the runbook page, for you"),
-    ("ack", "acknowledge the service's PagerDuty incident"),
-    ("help", "this message"),
-]
+# The help: each line's syntax, the policy verbs it covers and what it does, by group.
+# Who may is not written here: it is `policy.who_may` of the line's verbs (one table).
+# `{c}` is the `/rollback` command, `{r}` the `/release` one.
+HELP_GROUPS: tuple[tuple[str, str, tuple[tuple[str, tuple[str, ...], str], ...]], ...] = (
+    (
+        "Reading",
+        "",
+        (
+            ("`{c} SERVICE status`", ("status",), "the card of SERVICE's Rollout now, for you"),
+            ("`{c} SERVICE flags`", ("flags",), "its release, experiment and circuit flags, live"),
+            ("`{c} SERVICE runbook`", ("runbook",), "a signed, single-use runbook link, for you"),
+            ("`{r} status SERVICE`", ("release.status",), "its releases and cleanup tickets"),
+            ("`{r} list`", ("release.list",), "every release in flight and what is due next"),
+            ("`{c} help`, `{r} help`", ("help", "release.help"), "this message"),
+        ),
+    ),
+    (
+        "Tier 1",
+        "the Rollout commands, and what is guarded like them",
+        (
+            ("`{c} SERVICE abort`", ("abort",), "stop the canary: all traffic back on stable"),
+            ("`{c} SERVICE retry`", ("retry",), "restart an aborted Rollout from its first step"),
+            ("`{c} SERVICE promote`", ("promote",), "clear the current pause or analysis gate"),
+            (
+                "`{c} SERVICE promote-full`",
+                ("promote-full",),
+                "skip every remaining step and analysis: 100% to the new revision",
+            ),
+            ("`{c} SERVICE pause`", ("pause",), "pause the Rollout at its current step"),
+            ("`{c} SERVICE ack`", ("ack",), "acknowledge the service's PagerDuty incident"),
+            (
+                "`{r} start SERVICE VERSION [@owner|email]`",
+                ("release.start",),
+                "record a release and file its cleanup tickets in Jira",
+            ),
+            (
+                "`{r} winner SERVICE VARIANT`",
+                ("release.winner",),
+                "declare the experiment's winner: dates the experiment flag's removal",
+            ),
+        ),
+    ),
+    (
+        "Tier 2",
+        "the circuit breaker",
+        (
+            (
+                "`{c} SERVICE circuit open|close`",
+                ("circuit-open", "circuit-close"),
+                "flip the circuit-breaker flag: all traffic to the legacy path, or back",
+            ),
+            (
+                "`{c} SERVICE circuit open break-glass REASON`",
+                ("circuit-open",),
+                "for an owner who is not on call: loud, audited, the reason required",
+            ),
+        ),
+    ),
+    (
+        "Tier 3",
+        "full revert in Git",
+        (
+            (
+                "*Record Tier 3 revert…* (a button on the card)",
+                ("revert",),
+                "record that you started reverting the release in Git (the card's Tier 3 "
+                "lists the exact steps, the runbook explains them); the thread and PagerDuty "
+                "are told",
+            ),
+        ),
+    ),
+)
 
 
-def help_blocks(command: str = "/rollback") -> list[dict[str, Any]]:
-    usage = (
-        f"*Usage:* `{command} SERVICE [status|abort|retry|promote|promote-full|pause|"
-        f"flags|runbook|ack|help]` or `{command} SERVICE circuit open|close`"
+def help_blocks(
+    command: str = "/rollback", release_command: str = "/release"
+) -> list[dict[str, Any]]:
+    """`/rollback help`: every command and button, grouped by tier, each group saying who
+    may use it from the policy's own table (`bot.core.policy.who_may`)."""
+    usage = "\n".join(
+        (
+            "*Usage:* " + command_usage(command).removeprefix("Usage: "),
+            "*Releases:* " + release_usage(release_command).removeprefix("Usage: "),
+        )
     )
-    lines = "\n".join(f"• `{command} SERVICE {verb}`: {what}" for verb, what in _HELP)
-    blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=usage)),
-        SectionBlock(text=MarkdownTextObject(text=lines)),
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=usage))]
+    for title, about, entries in HELP_GROUPS:
+        who = policy.who_may(entries[0][1][0])
+        head = f"*{title}{' (' + about + ')' if about else ''}* — who may: {who}"
+        lines = [
+            f"• {syntax.format(c=command, r=release_command)}: {what}"
+            for syntax, _, what in entries
+        ]
+        blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join([head, *lines]))))
+    blocks.append(
         ContextBlock(
             elements=[
                 MarkdownTextObject(
                     text=(
-                        "Without a verb, `status` is assumed. Actions other than status need "
-                        "the service's on-call group. Tier 3 (Git revert) is in the "
-                        "service's runbook."
+                        "Without a verb, `status` is assumed. When PagerDuty cannot say who is "
+                        "on call, the owners group may do everything; so may the owners group "
+                        "of a service without an escalation policy; a service with neither "
+                        "lets anyone act."
                     )
                 )
             ]
-        ),
-    ]
+        )
+    )
     return [b.to_dict() for b in blocks]
 
 
 def help_text(command: str = "/rollback") -> str:
-    return f"Usage: {command} SERVICE [status|abort|retry|promote|promote-full|pause|help]"
+    return command_usage(command)
 
 
 def error_blocks(message: str, *, error_id: str | None = None) -> list[dict[str, Any]]:

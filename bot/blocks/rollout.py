@@ -2,6 +2,9 @@
 (`button_value` / `parse_button_value`), and the Rollout's action buttons (Tier 1 abort and
 the Argo verbs) with the confirm dialogs saying exactly what each will do.
 
+A confirm dialog is plain text in Slack (`confirm_dialog`): its words carry no mrkdwn marks
+(backticks, asterisks, `<url|label>` links), which Slack would show as typed.
+
 The Rollout's status strings are the cluster's words and are escaped where they go into
 mrkdwn.
 """
@@ -16,6 +19,7 @@ from slack_sdk.models.blocks import ButtonElement, ConfirmObject, PlainTextObjec
 from bot.core.model import RolloutAction, RolloutState
 from bot.core.mrkdwn import clip as _clip
 from bot.core.mrkdwn import escape as _escape
+from bot.core.mrkdwn import plain as _plain
 from bot.core.tiers import is_paused
 
 __all__ = [
@@ -24,6 +28,7 @@ __all__ = [
     "abort_effect",
     "action_button",
     "button_value",
+    "confirm_dialog",
     "parse_button_value",
     "promote_effect",
     "stable_label",
@@ -130,33 +135,41 @@ def promote_effect(state: RolloutState) -> str:
     return f"skip {step} of {state.key} (canary {state.canary_weight}%) and go on to the next step"
 
 
+def confirm_dialog(*, title: str, text: str, confirm: str, danger: bool = False) -> ConfirmObject:
+    """A button's confirm dialog. Slack shows its text as plain text, so `text` (rollbot's
+    mrkdwn: its outside pieces escaped) is said without marks: code spans and emphasis
+    dropped, links as their label, entities decoded (`bot.core.mrkdwn.plain`); at most 300
+    characters."""
+    return ConfirmObject(
+        title=PlainTextObject(text=_clip(_plain(title), 100)),
+        text=PlainTextObject(text=_clip(_plain(text), 300)),
+        confirm=confirm,
+        deny="Cancel",
+        style="danger" if danger else None,
+    )
+
+
 def _confirm(action: RolloutAction, state: RolloutState) -> ConfirmObject | None:
     if action is RolloutAction.ABORT:
-        return ConfirmObject(
+        return confirm_dialog(
             title=f"Abort {_clip(state.name, 80)}?",
-            text=_clip(_sentence(abort_effect(state)), 300),
+            text=_sentence(abort_effect(state)),
             confirm="Abort",
-            deny="Cancel",
-            style="danger",
+            danger=True,
         )
     if action is RolloutAction.PROMOTE:
-        return ConfirmObject(
+        return confirm_dialog(
             title=f"Promote {_clip(state.name, 80)}?",
-            text=_clip(_sentence(promote_effect(state)), 300),
+            text=_sentence(promote_effect(state)),
             confirm="Promote",
-            deny="Cancel",
         )
     if action is RolloutAction.PROMOTE_FULL:
-        return ConfirmObject(
+        return confirm_dialog(
             title=f"Fully promote {_clip(state.name, 70)}?",
-            text=_clip(
-                f"Patch status.promoteFull=true on {state.key}: skip every remaining step "
-                "and analysis and send all traffic to the canary.",
-                300,
-            ),
+            text=f"Patch status.promoteFull=true on {state.key}: skip every remaining step "
+            "and analysis and send all traffic to the canary.",
             confirm="Promote full",
-            deny="Cancel",
-            style="danger",
+            danger=True,
         )
     return None
 

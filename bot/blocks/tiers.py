@@ -17,13 +17,12 @@ from collections.abc import Sequence
 
 from slack_sdk.models.blocks import (
     ButtonElement,
-    ConfirmObject,
     MarkdownTextObject,
     PlainTextObject,
     SectionBlock,
 )
 
-from bot.blocks.rollout import button_value
+from bot.blocks.rollout import button_value, confirm_dialog
 from bot.blocks.text import clock
 from bot.core.model import FlagState, RevertStarted, RolloutState, Tier, TierOption
 from bot.core.mrkdwn import clip as _clip
@@ -203,17 +202,13 @@ def circuit_button(
         action_id=CIRCUIT_ACTION_ID,
         value=button_value(service=service, state=state, epoch=epoch),
         style="danger",
-        confirm=ConfirmObject(
+        confirm=confirm_dialog(
             title=f"Open the circuit breaker of {_clip(service, 60)}?",
-            text=_clip(
-                circuit_open_text(
-                    service=service, flag=flag, environment=environment, others=others
-                ),
-                300,
+            text=circuit_open_text(
+                service=service, flag=flag, environment=environment, others=others
             ),
             confirm="Open circuit",
-            deny="Cancel",
-            style="danger",
+            danger=True,
         ),
     )
 
@@ -247,15 +242,11 @@ def circuit_close_button(
         text=PlainTextObject(text="Close circuit breaker", emoji=True),
         action_id=CIRCUIT_CLOSE_ACTION_ID,
         value=button_value(service=service, state=state, epoch=epoch),
-        confirm=ConfirmObject(
+        confirm=confirm_dialog(
             title=f"Close the circuit breaker of {_clip(service, 60)}?",
-            text=_clip(
-                f"Set `{_safe(circuit.key, 150)}` to false in {_safe(circuit.environment, 40)}:"
-                " traffic follows the release and experiment flags again.",
-                300,
-            ),
+            text=f"Set `{_safe(circuit.key, 150)}` to false in {_safe(circuit.environment, 40)}:"
+            " traffic follows the release and experiment flags again.",
             confirm="Close circuit",
-            deny="Cancel",
         ),
     )
 

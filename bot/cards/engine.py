@@ -19,6 +19,11 @@ A Tier 3 revert recorded for a card's revision is the action record under
 `revert_key(card)` (one per revision: the store's unique key is what makes a second record
 a duplicate). Every render reads it from the store until one is found, so the card shows
 who started the revert, with its link, after a restart or when another process recorded it.
+
+And one rule keeps rollbot's own action to one line (`bot.cards.thread.ActionGate`): from
+`acting` (rollbot is about to patch the Rollout) to `report`, the watch's lines are held
+back, and what the action explains is left out (while rollbot's abort holds, the aborted
+Rollout is no news); `explained` tells the incident engine the same.
 """
 
 from __future__ import annotations
@@ -36,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from bot.blocks import card as card_blocks
 from bot.blocks import replies
-from bot.core import mrkdwn
+from bot.cards.thread import ActionGate
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
+from bot.core import timeline
 from bot.core.errors import RollbotError
 from bot.core.model import (
     Evidence,
@@ -48,6 +54,7 @@ from bot.core.model import (
     MessageRef,
     Outcome,
     RevertStarted,
+    RolloutAction,
     RolloutState,
     Tier,
     TierOption,
@@ -91,23 +98,9 @@ def revert_started(record: ActionRecord | None) -> RevertStarted | None:
 
 
 def summary_line(state: RolloutState) -> str:
-    """One line saying where the Rollout is; a new thread line whenever it changes.
-
-    mrkdwn: the status strings are the cluster's (an Argo message can quote anything a
-    metric provider answered), so each is escaped."""
-    parts = [mrkdwn.escape(state.phase)]
-    if state.step_index is not None:
-        parts.append(f"step {state.step_label}")
-    parts.append(f"canary {state.canary_weight}%")
-    if state.pause_reasons:
-        parts.append("paused: " + mrkdwn.escape(", ".join(state.pause_reasons)))
-    if state.analysis is not None:
-        parts.append(f"analysis {mrkdwn.escape(state.analysis.status)}")
-    if state.aborted:
-        parts.append("aborted")
-    if state.message:
-        parts.append(mrkdwn.escape(state.message))
-    return " · ".join(parts)
+    """One line saying where the Rollout is, in words; a new thread line whenever it
+    changes (mrkdwn, Argo's words escaped: `bot.core.timeline.state_line`)."""
+    return timeline.state_line(state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +125,7 @@ class _CardMemory:
     circuit: FlagState | None = None
     pager: str | None = None  # the PagerDuty incident, as the card's notice line
     revert: RevertStarted | None = None  # the Tier 3 revert recorded, read from the store
+    gate: ActionGate = field(default_factory=ActionGate)  # rollbot's own Rollout action
     last_line: str = ""
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
@@ -195,7 +189,40 @@ class Cards:
             card = await self._store.get_card(key)
             if card is None and not self._hurts(mem):
                 return None
-            return await self._show(mem, card, line=summary_line(state))
+            return await self._show(mem, card, line=self._watch_line(mem, state))
+
+    def acting(self, service: str, state: RolloutState, action: RolloutAction) -> None:
+        """rollbot is about to patch the Rollout (`state`: as read just before): until the
+        action's `report`, the watch's lines about this card are held back."""
+        mem = self._memory.get(card_key(state))
+        if mem is None:
+            mem = self._memory[card_key(state)] = _CardMemory(service, state)
+        mem.gate.start(action, state)
+
+    def not_acting(self, state: RolloutState, action: RolloutAction) -> None:
+        """The `acting(…, state, action)` ended (its `report` has settled it already, unless
+        an error ended it first): the watch's lines are no longer held back for it."""
+        mem = self._memory.get(card_key(state))
+        if mem is not None:
+            mem.gate.end(action, state)
+
+    def explained(self, state: RolloutState) -> bool:
+        """Whether rollbot's own action on this card (in flight, or verified and still
+        holding) explains `state`: a line about it would repeat the action's line."""
+        mem = self._memory.get(card_key(state))
+        return mem is not None and mem.gate.explains(state)
+
+    @staticmethod
+    def _watch_line(mem: _CardMemory, state: RolloutState) -> str | None:
+        """The watch's line for `state`, or None: held while rollbot's action is in flight,
+        left out while its verified action explains it (then it is not news either)."""
+        line = summary_line(state)
+        if mem.gate.hold(line, state):
+            return None
+        if not mem.gate.passes(state):
+            mem.last_line = line
+            return None
+        return line
 
     async def incident_changed(
         self,
@@ -259,12 +286,15 @@ class Cards:
         async with self._lock(key):
             mem = self._mem(service, state)
             mem.outcome = outcome
+            held = mem.gate.settle(outcome.action, verified=outcome.verified, after=state)
             card = await self._ensure_posted(mem, await self._store.get_card(key))
             if card is None:
                 await self._store.bump_card_epoch(key)
                 return None
             card = replace(card, epoch=await self._store.bump_card_epoch(key))
             await self._refresh(mem, card, line=line, always=True, immediate=True)
+            if held is not None:
+                await self._refresh(mem, card, line=held)
             return card
 
     async def pager_changed(self, key: str, text: str, *, line: str | None) -> bool:

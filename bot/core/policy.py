@@ -6,7 +6,8 @@ mapped from PagerDuty by the caller) and whether the actor asked for break-glass
 
 Actions come in three kinds:
 
-    read      status, help                                   never restricted
+    read      status, help, flags, runbook,                  never restricted
+              release.status, release.list, release.help
     Tier 1    abort, retry, promote, promote-full, pause     Rollout commands
     Tier 2    circuit-open, circuit-close                    the ops flag (circuit breaker)
 
@@ -23,6 +24,11 @@ whoever runs it is already trusted.)
 
 Any other verb is treated as Tier 2 (the strictest), so a new action is never more open
 than the circuit breaker until someone decides otherwise.
+
+Who may do each tier is one table, `ROLES` (tier → the roles allowed, in the usual case: a
+service with an escalation policy and an owners group); `authorise` reads it for rules 1,
+3, 4 and 5, and the `/rollback help` text is built from it (`who_may`), so the help cannot
+say anything the policy does not do. `VERBS` lists every verb, reading ones included.
 
 The rules, first match wins:
 
@@ -60,14 +66,19 @@ owners group alone: members may act, others are refused, no group means anyone m
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import enum
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from bot.core import mrkdwn
 from bot.core.model import Actor, RolloutAction
 
-# Reading state is never restricted; changing it is.
-READ_ONLY: frozenset[str] = frozenset({"status", "help"})
+# Reading state is never restricted; changing it is. (`flags` and `runbook` answer the asker
+# alone; the `/release` reads are the release verbs' siblings.)
+READ_ONLY: frozenset[str] = frozenset(
+    {"status", "help", "flags", "runbook", "release.status", "release.list", "release.help"}
+)
 TIER1: frozenset[str] = frozenset(a.value for a in RolloutAction)
 TIER2: frozenset[str] = frozenset({"circuit-open", "circuit-close"})
 # Tier 3 is done in Git; rollbot only records that it was started, with Tier 1's guard.
@@ -78,6 +89,52 @@ ACKNOWLEDGE = "ack"
 RELEASE_START = "release.start"
 RELEASE_WINNER = "release.winner"
 TIER1_GUARDED: frozenset[str] = frozenset({REVERT, ACKNOWLEDGE, RELEASE_START, RELEASE_WINNER})
+
+# Every verb, reading first, then by tier (the order the help lists them in).
+VERBS: tuple[str, ...] = (
+    "status",
+    "flags",
+    "runbook",
+    "help",
+    "release.status",
+    "release.list",
+    "release.help",
+    *(a.value for a in RolloutAction),
+    ACKNOWLEDGE,
+    REVERT,
+    RELEASE_START,
+    RELEASE_WINNER,
+    "circuit-open",
+    "circuit-close",
+)
+
+
+class Role(enum.StrEnum):
+    """Who may act, as rules 1 and 3–5 name them."""
+
+    ANYONE = "anyone"
+    ON_CALL = "on-call"  # on call now for the service's escalation policy
+    OWNERS = "owners"  # a member of the service's owners group
+    OWNERS_BREAK_GLASS = "owners-break-glass"  # a member, through break-glass with a reason
+
+
+# Tier → who may: the one table both `authorise` and the help read.
+ROLES: Mapping[int, tuple[Role, ...]] = MappingProxyType(
+    {
+        0: (Role.ANYONE,),
+        1: (Role.ON_CALL, Role.OWNERS),
+        2: (Role.ON_CALL, Role.OWNERS_BREAK_GLASS),
+    }
+)
+
+ROLE_WORDS: Mapping[Role, str] = MappingProxyType(
+    {
+        Role.ANYONE: "anyone",
+        Role.ON_CALL: "the service's on-call",
+        Role.OWNERS: "a member of its owners group",
+        Role.OWNERS_BREAK_GLASS: "a member of its owners group through break-glass, with a reason",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +159,17 @@ def tier_of(action: RolloutAction | str) -> int:
     return 2
 
 
+def roles(action: RolloutAction | str) -> tuple[Role, ...]:
+    """Who may do `action` (the `ROLES` of its tier)."""
+    return ROLES[tier_of(action)]
+
+
+def who_may(action: RolloutAction | str) -> str:
+    """`roles(action)` in plain words, for the help: `the service's on-call or a member of
+    its owners group`."""
+    return " or ".join(ROLE_WORDS[role] for role in roles(action))
+
+
 def authorise(
     *,
     actor: Actor,
@@ -123,8 +191,8 @@ def authorise(
     asked (`on_call_error` says why). `on_call` is ignored without `escalation_policy`.
     """
     verb = str(action)
-    tier = tier_of(verb)
-    if tier == 0:
+    allowed = roles(verb)
+    if Role.ANYONE in allowed:
         return Decision(True, "reading state is open to everyone")
     if not owners_usergroup and not escalation_policy:
         return Decision(
@@ -142,7 +210,7 @@ def authorise(
     who = f"<@{actor.id}>"
 
     # 3. the on-call may do anything
-    if on_call_known and actor.id in oncall_ids:
+    if on_call_known and actor.id in oncall_ids and Role.ON_CALL in allowed:
         return Decision(
             True,
             f"{who} is on call for {service} (escalation policy {escalation_policy})"
@@ -179,7 +247,7 @@ def authorise(
             f"Ask one of them.",
         )
 
-    instead = _who_may_instead(oncall_ids, group, tier, escalation_policy)
+    instead = _who_may_instead(oncall_ids, group, allowed, escalation_policy)
 
     # 8. owners group unreadable: only a confirmed on-call may act
     if group is not None and member is None:
@@ -191,7 +259,7 @@ def authorise(
 
     if member:
         # 4 and 7: owners may do Tier 1, and Tier 2 when nobody is on call to defer to
-        if tier == 1:
+        if Role.OWNERS in allowed:
             return Decision(True, f"{who} is a member of {group}{_not_needed(break_glass)}")
         if not escalation_policy:
             return Decision(
@@ -236,7 +304,7 @@ def _not_needed(break_glass: bool) -> str:
 
 
 def _who_may_instead(
-    on_call: list[str], group: str | None, tier: int, escalation_policy: str | None
+    on_call: list[str], group: str | None, allowed: tuple[Role, ...], escalation_policy: str | None
 ) -> str:
     """The sentence a refusal ends with: whom to ask instead."""
     if on_call:
@@ -249,7 +317,7 @@ def _who_may_instead(
         )
     else:
         oncall = ""
-    if tier == 1:
+    if Role.OWNERS in allowed:
         parts = [p for p in (oncall, f"a member of {group}" if group else "") if p]
         return f"Ask {' or '.join(parts)}." if parts else "Nobody may."
     if group and oncall:

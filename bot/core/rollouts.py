@@ -31,6 +31,7 @@ from bot.core.model import (
     TroubleKind,
     Verification,
 )
+from bot.core.timeline import message_words
 
 MERGE_PATCH = "application/merge-patch+json"
 REVISION_ANNOTATION = "rollout.argoproj.io/revision"
@@ -407,7 +408,7 @@ def trouble(state: RolloutState) -> Trouble | None:
     if state.aborted:
         return Trouble(
             TroubleKind.ABORTED,
-            f"The update to {rev} was aborted{_detail(_strip_reason(state.message))} — "
+            f"The update to {rev} was aborted{_detail(message_words(state))} — "
             "traffic is back on the stable version; `spec.template` still names the new one",
         )
     if INCONCLUSIVE_PAUSE in state.pause_reasons or (

@@ -7,7 +7,9 @@ an analysis failure seen by the watch and an SLO alert for the same canary are o
 
 For each change the engine:
 - updates the card (`bot.cards.Cards`): posted when the incident opens, updated in place,
-  a thread line only when the incident's state changes (alert storms stay quiet);
+  a thread line only when the incident's state changes (alert storms stay quiet), and
+  none when the Rollout stopped firing because rollbot aborted it (the abort's own line
+  said so: `Cards.explained`);
 - asks Prometheus for canary-vs-stable evidence in the background (best effort: the card
   never waits for it; "metrics unavailable" until it answers), refreshed while open;
 - resolves incidents that stayed quiet for `incidents.quiet_period_seconds` (a ticker);
@@ -186,7 +188,10 @@ class IncidentEngine:
     ) -> None:
         key = card_key(state)
         if lines is None:
-            lines = [change.text] if change is not None and change.state_changed else []
+            said = change is not None and self._said_by_action(change, state)
+            lines = (
+                [change.text] if change is not None and change.state_changed and not said else []
+            )
         counts = Counter(
             t for fp, t in self._alert_text.get(key, {}).items() if fp in incident.firing
         )
@@ -212,6 +217,15 @@ class IncidentEngine:
                 log.exception("incident listener failed for %s", key)
         if card_error is not None:
             raise card_error
+
+    def _said_by_action(self, change: core_incidents.Change, state: RolloutState) -> bool:
+        """The incident recovers because the Rollout stopped firing, and it stopped because
+        of rollbot's own action (an abort): that action's thread line said it."""
+        return (
+            change.kind is core_incidents.ChangeKind.RECOVERING
+            and change.key == core_incidents.ROLLOUT_KEY
+            and self._cards.explained(state)
+        )
 
     # ── evidence ────────────────────────────────────────────────────────────────────────
 

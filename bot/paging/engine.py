@@ -12,6 +12,7 @@ and PagerDuty-linked runbook buttons (Incident Workflows) executed through the r
         triggered (dedup key `…#2`): an acknowledged PagerDuty incident never notifies
         again, whatever it receives, so a new incident is the only way to page
     v3 webhook (acknowledged, resolved, annotated, escalated, reassigned) ─► card + thread
+        (rollbot's own acknowledge and resolve, back through the Events API: card only)
     workflow webhook ("Rollback Tier 1: abort") ─► PagerDuty user → email → Slack user ─►
         the same responder and policy as Slack ─► note with the verified result
 
@@ -401,7 +402,11 @@ class PagingEngine:
         kind = str(event.get("event_type", ""))
         data = event.get("data") or {}
         agent = event.get("agent") or {}
-        who = mrkdwn.safe(str(agent.get("summary") or "someone"), 200)
+        # Through the Events API on an incident rollbot opened: rollbot's own acknowledge or
+        # resolve coming back. The card shows it; the thread told it already (the verified
+        # action's line, the card's incident resolving), so it gets no line of its own.
+        own = "inbound_integration" in str(agent.get("type", ""))
+        who = "rollbot" if own else mrkdwn.safe(str(agent.get("summary") or "someone"), 200)
         incident = data if data.get("type") == "incident" else data.get("incident") or {}
         key = str(incident.get("incident_key") or "")
         if incident.get("id") and key:
@@ -422,16 +427,13 @@ class PagingEngine:
         if kind == "incident.triggered":
             await self.cards.pager_changed(card, f":pager: {link} triggered", line=None)
         elif kind == "incident.acknowledged":
-            await self.cards.pager_changed(
-                card,
-                f":pager: {link} acknowledged by {who}",
-                line=f"PagerDuty: acknowledged by {who}",
-            )
-            await self._send_link(service, card, agent)
+            line = None if own else f"PagerDuty: acknowledged by {who}"
+            await self.cards.pager_changed(card, f":pager: {link} acknowledged by {who}", line=line)
+            if not own:
+                await self._send_link(service, card, agent)
         elif kind == "incident.resolved":
-            await self.cards.pager_changed(
-                card, f":pager: {link} resolved", line=f"PagerDuty: resolved by {who}"
-            )
+            line = None if own else f"PagerDuty: resolved by {who}"
+            await self.cards.pager_changed(card, f":pager: {link} resolved by {who}", line=line)
         elif kind == "incident.escalated":
             assigned = mrkdwn.safe(
                 ", ".join(

@@ -43,6 +43,10 @@ BOT_TOKEN = "xoxb-demo-0000-rollbot"
 ALERTMANAGER_TOKEN = "demo-alertmanager-token-not-for-production"
 CHANNEL_ID = "C0PAYDEPLOY"
 CHANNEL = "#payments-deploys"
+# The demo's people, named for what they are. The on-call engineer is on call in PagerDuty
+# (SimWorld(pagerduty=True), and the drills that page) and a member of the owners group;
+# the outsider is neither; payments' lead owns the services (their releases' Jira assignee)
+# but is not on call, and is in the owners group where a scenario says so.
 ONCALL = ("U0ONCALL", "oncall-engineer")
 OUTSIDER = ("U0OUTSIDER", "outsider")
 LEAD = ("U0LEAD", "payments-lead")
@@ -63,6 +67,7 @@ PD_WORKFLOW_SECRET = "demo-pagerduty-workflow-secret-not-for-production"
 PD_LINK_SECRET = "demo-runbook-link-secret-not-for-production"
 PD_WORKFLOWS = ("Rollback Tier 1: abort", "Tier 2: open circuit", "Tier 2: close circuit")
 USERGROUP = "S0PAYMENTS"
+USERGROUP_HANDLE = "payments-owners"  # the services' owners group (not an on-call rota)
 
 
 @dataclass(frozen=True)
@@ -222,7 +227,7 @@ class SimWorld:
             OUTSIDER[0], OUTSIDER[1], real_name="Someone Else", email="outsider@example.com"
         )
         self.slack.add_user(LEAD[0], LEAD[1], real_name="Payments Lead", email=LEAD_EMAIL)
-        self.slack.add_usergroup(USERGROUP, "payments-oncall", [ONCALL[0]])
+        self.slack.add_usergroup(USERGROUP, USERGROUP_HANDLE, [ONCALL[0]])
         pd_settings: dict[str, Any] = {}
         pd_service: dict[str, Any] = {}
         if self.pagerduty:

@@ -242,17 +242,38 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
                 timeout=20,
                 what="the card updated with 'Aborted by'",
             )
-            # B's watch has seen the aborted Rollout (the controller's last state) once its
-            # timeline line is in the card's thread: it found A's card in the shared database
-            # and answered under it, instead of posting a card of its own.
+            # B found A's card in the shared database and answered under it: the abort's one
+            # line is in the card's thread (the aborted Rollout, seen by B's watch, is that
+            # line's news and not told again: issue 14).
             await world.wait_for(
                 lambda: any(
-                    "Degraded" in (m.get("text") or "") and "aborted" in (m.get("text") or "")
+                    "Aborted by <@U0ONCALL>: all traffic back on" in (m.get("text") or "")
                     for m in world.slack.thread(CHANNEL_ID, card["ts"])
                 ),
                 timeout=20,
-                what="the aborted Rollout in the card's thread",
+                what="the abort's line in the card's thread",
             )
+            # B's watch has seen the aborted Rollout (the controller's last state): that state
+            # is written and B's watch events have settled since, without a card of its own.
+            await world.wait_for(
+                lambda: (
+                    (world.kube.get("rollouts", "payments", "payment-router") or {})
+                    .get("status", {})
+                    .get("phase")
+                    == "Degraded"
+                ),
+                timeout=20,
+                what="the controller's last state of the aborted Rollout",
+            )
+
+            async def settled() -> list[str] | None:
+                seen = await b.metric("rollbot_watch_events_total{")
+                await asyncio.sleep(0.5)
+                return (
+                    seen if seen and seen == await b.metric("rollbot_watch_events_total{") else None
+                )
+
+            await eventually(settled, timeout=20, what="B's watch settled on the aborted Rollout")
             tops = _top_level(world)
             assert [m["ts"] for m in tops] == [card["ts"]], tops  # no second card
             assert "Aborted by" in json.dumps(tops[0].get("blocks"))

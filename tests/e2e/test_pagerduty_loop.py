@@ -14,6 +14,7 @@ runs beside the Kubernetes, Argo and Slack sims; rollbot reaches it through the 
   incident fires; shutting it again while it still fires pages again (a new incident,
   the old one resolved with a note saying why);
 - acknowledged / annotated / escalated in PagerDuty show on the card and in its thread;
+  rollbot's own acknowledge and resolve (back through the Events API) only on the card;
 - bad signatures: 401, nothing done, counted in /metrics; a redelivery (same
   X-Webhook-Id) is processed once; unknown event types are accepted and ignored;
 - a workflow from a PagerDuty user rollbot cannot map, or for an unknown service: a
@@ -124,10 +125,19 @@ async def test_card_incident_workflow_abort_note_resolve() -> None:
         assert actions == ["trigger", "acknowledge", "resolve"], actions
         card_incident = world.rollbot.incidents.incidents["payments/payment-router@42"]
         assert card_incident.state.value == "resolved"
+        # The card shows PagerDuty resolved; the thread told it once: rollbot's own
+        # acknowledge and resolve, back as webhooks, are not lines of their own (issue 14).
         await world.wait_for(
-            lambda: any("PagerDuty: resolved" in t for t in _thread(world)),
-            what="the resolve in the thread",
+            lambda: "resolved by rollbot" in json.dumps(world.card()["blocks"]),
+            what="the resolve on the card",
         )
+        await world.wait_for(
+            lambda: any("Resolved — nothing fired" in t for t in _thread(world)),
+            what="the card's incident resolved, in the thread",
+        )
+        thread = _thread(world)
+        assert sum("Aborted by <@U0ONCALL>: all traffic back on" in t for t in thread) == 1
+        assert not [t for t in thread if "PagerDuty: acknowledged" in t or "PagerDuty: res" in t]
         audit = [r.entry for r in await world.rollbot.store.audit_entries()]
         aborts = [e for e in audit if e.action == "abort" and e.result == "succeeded"]
         assert len(aborts) == 1 and aborts[0].actor.startswith("pagerduty:U0ONCALL")

@@ -9,10 +9,17 @@ Aspects under test:
   with a timeline thread underneath;
 - clicking Abort (Tier 1): acked, one PATCH with the exact path, content type and body,
   verified by reading back, audited, the card shows who and how fast, Retry replaces Abort;
+- one abort is one thread line, in plain words, with its verified result ("Aborted by
+  <@U0ONCALL>: all traffic back on stable revision 41, verified in 0.1 s"), then only the
+  incident's own resolution: the Rollout going aborted under the patch, the incident
+  recovering because of it, and (with PagerDuty) rollbot's own acknowledge and resolve
+  coming back are not lines again; no line says an Argo reason as code
+  (`InconclusiveAnalysisRun`, `RolloutAborted`) — issue 14;
 - exactly once: a double click, two users racing, and a Slack retry send one patch; the
   others are told who did it;
 - the same through `/rollback payment-router abort`, then retry;
-- `/rollback payment-router` answers a status card; `/rollback help` the usage;
+- `/rollback payment-router` answers a status card; `/rollback help` the usage, who may
+  (from the policy's table), Tier 3 and `/release`;
 - refusals: a non-owner is refused naming who may; forged and stale signatures get 401
   and nothing runs or is audited; an unknown service lists the known ones;
 - the Kubernetes API unreachable or 403: the user is told which and why.
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -118,6 +126,65 @@ async def test_click_abort_patches_verifies_audits_and_updates_card(world):
     assert rollout["status"]["abort"] is True and rollout["status"]["phase"] == "Degraded"
 
 
+# Argo's reasons as code, a reason repeated, PagerDuty's integration named as a person: what
+# the thread said before issue 14.
+GARBLED = re.compile(
+    r"InconclusiveAnalysisRun|RolloutAborted|CanaryPauseStep|ProgressDeadlineExceeded"
+    r"|aborted: |aborted update to|Events API|·\s*aborted|paused: "
+)
+ABORT_LINE = re.compile(
+    r"^`\d\d:\d\d:\d\d UTC` Aborted by <@U0ONCALL>: all traffic back on stable revision 41, "
+    r"verified in \d+\.\d s$"
+)
+RESOLVED_LINE = re.compile(r"^`\d\d:\d\d:\d\d UTC` Resolved — nothing fired for \d+ s$")
+
+
+async def _one_abort_one_line(world: SimWorld) -> list[str]:
+    """Abort from the card; the thread lines the abort added, once the incident resolved."""
+    card = await paused_card(world)
+
+    def lines() -> list[str]:
+        return [m["text"] for m in world.slack.thread(CHANNEL_ID, card["ts"])]
+
+    opened = await world.wait_for(
+        lambda: (t := lines()) and len(t) >= 2 and t, timeout=10, what="the first two lines"
+    )
+    assert "Paused at step 5/9, canary 25%: an inconclusive analysis run" in opened[0]
+    assert "Incident opened for `payment-router` revision 42" in opened[1]
+    await world.click(card, "rollout_abort")
+    await world.wait_for(
+        lambda: any(RESOLVED_LINE.match(t) for t in lines()),
+        timeout=30,
+        what="the incident resolved in the thread",
+    )
+    await asyncio.sleep(1.5)  # the controller's last writes, and anything else they would say
+    assert not [t for t in lines() if GARBLED.search(t)], lines()
+    return lines()[len(opened) :]
+
+
+async def test_one_abort_is_one_line_in_plain_words(world):
+    added = await _one_abort_one_line(world)
+    assert len(added) == 2, added
+    assert ABORT_LINE.match(added[0]), added
+    assert RESOLVED_LINE.match(added[1]), added
+
+
+async def test_one_abort_is_one_line_with_pagerduty_too(tmp_path):
+    async with SimWorld(speed=600, workdir=tmp_path, pagerduty=True) as world:
+        added = await _one_abort_one_line(world)
+        # PagerDuty acknowledged (the verified abort) and resolved (the card's incident):
+        # the card says so, the thread does not say it again.
+        await world.wait_for(
+            lambda: "resolved by rollbot" in json.dumps(world.card()["blocks"]),
+            timeout=30,
+            what="PagerDuty's resolve on the card",
+        )
+        thread = [m["text"] for m in world.slack.thread(CHANNEL_ID, world.card()["ts"])]
+        assert thread[-len(added) :] == added and len(thread) == 2 + len(added), thread
+        assert len(added) == 2, added
+        assert ABORT_LINE.match(added[0]) and RESOLVED_LINE.match(added[1]), added
+
+
 async def test_double_click_and_retry_execute_once(world):
     card = await paused_card(world)
     second = ("U0SECOND", "second-responder")
@@ -198,6 +265,10 @@ async def test_status_and_help(world):
     response = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help").send()
     assert response.status_code == 200
     assert "/rollback" in response.text
+    # Who may is the policy's (owners may do Tier 1), and Tier 3 and /release are there.
+    assert "who may: the service's on-call or a member of its owners group" in response.text
+    assert "on-call group" not in response.text
+    assert "Tier 3" in response.text and "/release start SERVICE VERSION" in response.text
     await world.sender.slash_command(OUTSIDER[0], OUTSIDER[1], "payment-router").send()
     body = await world.wait_for(
         lambda: next((r.body for r in world.slack.responses if r.body.get("blocks")), None),

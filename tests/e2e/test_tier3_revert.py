@@ -236,7 +236,7 @@ async def test_outsider_is_refused_in_the_modal() -> None:
         assert response.status_code == 200
         error = world.slack.view_errors(view["id"])["revert_url"]
         assert "may not revert payment-router" in error
-        assert "payments-oncall" in error or "S0PAYMENTS" in error  # who may
+        assert "payments-owners" in error or "S0PAYMENTS" in error  # who may
         assert "<@" not in error  # plain text: names, not mention markup
         assert [v["id"] for v in world.slack.open_views(OUTSIDER[0])] == [view["id"]]
         entries = await _entries(world)

@@ -2,7 +2,7 @@
 Bolt app served over real HTTP.
 
 * ``slack_sim``: a started :class:`bot.sim.slack.SlackSim` (function scope) with the on-call
-  engineer, an outsider, the ``payments-oncall`` usergroup and ``#payments-deploys``;
+  engineer, an outsider, the ``payments-owners`` usergroup and ``#payments-deploys``;
 * ``signing_secret`` / ``bot_token``: the secrets the sim and the apps share;
 * ``serve_bolt``: ``url = await serve_bolt(app)`` serves a Bolt ``AsyncApp`` behind Bolt's own
   Starlette handler on uvicorn and gives the URL of its ``/slack/events``; stopped at the
@@ -46,7 +46,7 @@ def seed_payments(sim: SlackSim) -> SlackSim:
         "U0ONCALL", "oncall-engineer", real_name="On-call Engineer", email="oncall@example.com"
     )
     sim.add_user("U0OUTSIDER", "outsider", real_name="Out Sider", email="outsider@example.com")
-    sim.add_usergroup("S0PAYMENTS", "payments-oncall", ["U0ONCALL"])
+    sim.add_usergroup("S0PAYMENTS", "payments-owners", ["U0ONCALL"])
     sim.add_channel("C0PAYDEPLOY", "#payments-deploys")
     return sim
 

@@ -5,7 +5,7 @@
 * ``slo-alert``: analyses pass, only an Alertmanager SLO alert says the canary hurts: one
   card offering the three tiers, Tier 1 recommended and executed;
 * ``tier2-circuit``: the circuit-breaker flag (Unleash) opened from the card by the on-call
-  engineer (PagerDuty), a responder who is not on call refused.
+  engineer (PagerDuty); payments' lead, an owner who is not on call, refused.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 from bot.sim import alerts as sim_alerts
 from bot.sim.demo.drill import Drill, abort_and_verify
-from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, LEAD, ONCALL, USERGROUP, SimWorld
 from bot.sim.pagerduty import PagerDutySim
 from bot.sim.unleash import UnleashSim
 
@@ -95,13 +95,12 @@ async def drill_slo_alert(drill: Drill, *, speed: float, timeout: float) -> str:
 
 
 async def drill_tier2_circuit(drill: Drill, *, speed: float, timeout: float) -> str:
-    """On-call opens the circuit from the card; confirmed open and served to SDKs; a
-    responder who is not on call is refused."""
+    """@oncall-engineer (on call in PagerDuty) opens the circuit from the card; confirmed
+    open and served to SDKs; @payments-lead (an owner, not on call) is refused first."""
     flag = "payments.new-router.circuit-open"
-    paged = ("U0PAGED", "paged-engineer")
     with UnleashSim() as unleash, PagerDutySim() as pd:
         unleash.add_flag(flag)
-        pd.add_user("PUSER1", "Paged Engineer", "paged@example.com")
+        pd.add_user("PUSER1", "On-call Engineer", "oncall@example.com")  # Slack's @oncall-engineer
         pd.add_escalation_policy("PESC123", "Payments")
         pd.set_oncall("PESC123", ["PUSER1"])
         settings = {
@@ -119,10 +118,11 @@ async def drill_tier2_circuit(drill: Drill, *, speed: float, timeout: float) -> 
             "ROLLBOT_PAGERDUTY__API_TOKEN": pd.token,
         }
         async with SimWorld(speed=speed, settings=settings, env=env) as world:
-            world.slack.add_user(
-                paged[0], paged[1], real_name="Paged Engineer", email="paged@example.com"
+            world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
+            drill.mark(
+                f"world up (Unleash and PagerDuty sims; @{ONCALL[1]} on call, "
+                f"@{LEAD[1]} an owner not on call)"
             )
-            drill.mark("world up (Unleash and PagerDuty sims, paged-engineer on call)")
             card = await world.wait_for(
                 lambda: (c := world.card()) and world.button(c, "circuit_open") and c,
                 timeout=timeout,
@@ -133,24 +133,24 @@ async def drill_tier2_circuit(drill: Drill, *, speed: float, timeout: float) -> 
             def replies() -> str:
                 return "\n".join(json.dumps(r.body) for r in world.slack.responses)
 
-            await world.click(card, "circuit_open", user=ONCALL)  # owners group, not on call
+            await world.click(card, "circuit_open", user=LEAD)  # owners group, not on call
             await world.wait_for(
                 lambda: "may not" in replies(),
                 timeout=timeout,
-                what="the refusal of a responder not on call",
+                what="the refusal of an owner not on call",
             )
-            drill.check(not unleash.enabled(flag), "a responder not on call flipped the flag")
-            drill.mark(f"@{ONCALL[1]} (owner, not on call) refused")
+            drill.check(not unleash.enabled(flag), "an owner not on call flipped the flag")
+            drill.mark(f"@{LEAD[1]} (owner, not on call) refused")
 
             clicked = time.monotonic()
-            await world.click(card, "circuit_open", user=paged)
+            await world.click(card, "circuit_open", user=ONCALL)
             await world.wait_for(
                 lambda: "Opened the circuit" in replies(),
                 timeout=timeout,
                 what="the on-call's flip confirmed",
             )
             confirmed = time.monotonic() - clicked
-            drill.mark(f"@{paged[1]} (on call) opened the circuit, read back on")
+            drill.mark(f"@{ONCALL[1]} (on call) opened the circuit, read back on")
             drill.check(unleash.enabled(flag), "the flag does not read back on")
             line = await world.wait_for(
                 lambda: next(

@@ -40,7 +40,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
             await ack(text=text)
             return
         if cmd.verb == "help" or cmd.service is None:
-            await ack(blocks=replies.help_blocks(deps.command), text="rollbot help")
+            await ack(
+                blocks=replies.help_blocks(deps.command, deps.release_command),
+                text="rollbot help",
+            )
             return
         service, action = cmd.service, cmd.action
         if cmd.verb == "flags":

@@ -50,7 +50,7 @@ from tests.unit.blocks import test_release as trb
 
 SLACK_FIXTURES = FIXTURES / "slack"
 USERS = {"U0ONCALL": "Olivia Oncall", "U0LEAD": "Lee Lead", "U0OUTSIDER": "Otto"}
-GROUPS = {"S0PAYMENTS": "payments-oncall"}
+GROUPS = {"S0PAYMENTS": "payments-owners"}
 CHANNELS = {"C0PAYDEPLOY": "pay-deploys"}
 VOID = {"br", "hr", "img", "input"}
 
@@ -354,7 +354,7 @@ def test_text_builders_render_as_message_text() -> None:
         assert_clean(out)
         assert ":" + "warning:" not in out and ":no_entry:" not in out
     refusal = render_mrkdwn(texts[0], users=USERS, groups=GROUPS)
-    assert "@Otto" in refusal and "@payments-oncall" in refusal and "⛔" in refusal
+    assert "@Otto" in refusal and "@payments-owners" in refusal and "⛔" in refusal
 
 
 def test_emoji_rollbot_uses_become_unicode() -> None:
@@ -414,7 +414,7 @@ def test_emoji_rollbot_uses_become_unicode() -> None:
         ),
         (
             "<!subteam^S0PAYMENTS|@pay>",
-            '<span class="bk-mention bk-group" data-group-id="S0PAYMENTS">@payments-oncall</span>',
+            '<span class="bk-mention bk-group" data-group-id="S0PAYMENTS">@payments-owners</span>',
         ),
         (
             "<!subteam^S0X|@other>",

@@ -711,7 +711,7 @@ def test_available_tier_2_has_a_danger_button_whose_confirm_names_the_flag() -> 
     assert circuit["text"]["text"] == "Open circuit breaker (Tier 2)"
     assert circuit["style"] == "danger"
     assert circuit["confirm"]["style"] == "danger"
-    assert f"Set `{CIRCUIT_FLAG}` to true" in circuit["confirm"]["text"]["text"]
+    assert f"Set {CIRCUIT_FLAG} to true" in circuit["confirm"]["text"]["text"]  # plain: no `
     assert circuit["confirm"]["title"]["text"] == "Open the circuit breaker of payment-router?"
     assert rollout_blocks.parse_button_value(circuit["value"]) == {
         "s": "payment-router",

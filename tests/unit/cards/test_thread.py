@@ -1,0 +1,218 @@
+"""bot.cards.Cards: one executed action is one thread line (issue 14).
+
+One abort used to add four to seven lines to the card's thread: the watch's transient
+state under the patch, the incident recovering, the action, the watch's final state. The
+card now holds the watch's lines back from `acting` to `report` and leaves out what the
+action explains (`bot.core.timeline.explains`). Aspects, as a table of steps → the lines
+the thread got after the card's first:
+
+- a verified abort: the transient aborted state is held and dropped, the action's line is
+  the only one, every later aborted state is not news; `explained` says so for the
+  incident engine, in flight and after;
+- a failed abort: the failure's line, then the held line (what the watch saw is news
+  when the action did not do it), and later states as usual;
+- a verified promote: the state it read back is not said again; the Rollout's next own
+  change is;
+- a retry after the abort ends the abort's explanation: the controller aborting again by
+  itself is a line;
+- a circuit flip's report (not a Rollout action) leaves a Rollout action in flight alone;
+- an action ended by an error before its report (`not_acting`) lets the watch's lines go
+  on; another action's end does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from bot.cards import Cards, summary_line
+from bot.core.model import (
+    AnalysisStatus,
+    FlagAction,
+    MessageRef,
+    Outcome,
+    RolloutAction,
+    RolloutState,
+)
+from bot.settings import ServiceSettings
+from bot.store import open_store
+
+pytestmark = pytest.mark.timeout(30)
+
+NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
+SERVICE = "payment-router"
+
+PAUSED = RolloutState(
+    namespace="payments",
+    name="payment-router",
+    uid="u-1",
+    revision=42,
+    phase="Paused",
+    message="InconclusiveAnalysisRun",
+    step_index=5,
+    step_count=9,
+    canary_weight=25,
+    set_weight=25,
+    aborted=False,
+    aborted_at=None,
+    paused=False,
+    controller_pause=True,
+    pause_reasons=("InconclusiveAnalysisRun",),
+    progressing_reason="RolloutPaused",
+    stable_rs="6f7c9b8d4",
+    current_pod_hash="58c4d7f9b",
+    canary_image="registry.example.com/payment-router:1.13.0",
+    stable_image="registry.example.com/payment-router:1.12.4",
+    stable_revision=41,
+    analysis=AnalysisStatus("payment-router-42-5", "Inconclusive", "p95 400 ms"),
+    created_at=NOW,
+    resource_version="1001",
+    generation=7,
+    strategy="canary",
+)
+# Under the patch: still Paused, already aborted (what the watch saw first).
+ABORTING = dataclasses.replace(PAUSED, aborted=True, canary_weight=0)
+ABORTED = dataclasses.replace(
+    ABORTING,
+    phase="Degraded",
+    message="RolloutAborted: Rollout aborted update to revision 42",
+    step_index=0,
+    controller_pause=False,
+    pause_reasons=(),
+)
+ABORTED_LATER = dataclasses.replace(ABORTED, resource_version="1009", message="RolloutAborted: x")
+PROMOTED = dataclasses.replace(
+    PAUSED,
+    phase="Progressing",
+    message="",
+    step_index=6,
+    canary_weight=50,
+    controller_pause=False,
+    pause_reasons=(),
+    analysis=None,
+)
+NEXT_PAUSE = dataclasses.replace(PROMOTED, phase="Paused", step_index=7, controller_pause=True)
+RETRIED = dataclasses.replace(PROMOTED, step_index=0, canary_weight=10)
+
+
+class FakeChat:
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+
+    async def post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> MessageRef:
+        self.posts.append({"text": text, "thread_ts": thread_ts})
+        return MessageRef("C0PAY", f"1700000000.{len(self.posts):06d}")
+
+    async def update(self, ref: MessageRef, *, text: str, blocks: list[dict[str, Any]]) -> None:
+        return None
+
+
+def outcome(action: RolloutAction | FlagAction, verified: bool = True) -> Outcome:
+    return Outcome(action, "U0ONCALL", NOW, verified, 0.8)
+
+
+class ThreadCards(Cards):
+    """The real Cards with its fake chat at hand, to read the thread back."""
+
+    def __init__(self, chat: FakeChat, **kw: Any) -> None:
+        super().__init__(chat=chat, **kw)
+        self.fake_chat = chat
+
+
+@pytest.fixture
+async def cards(tmp_path):
+    store = await open_store(f"sqlite:///{tmp_path / 'rollbot.db'}")
+    catalog = {
+        SERVICE: ServiceSettings(
+            namespace="payments", rollout="payment-router", channel="#payments-deploys"
+        )
+    }
+    made = ThreadCards(FakeChat(), store=store, catalog=catalog, update_interval=0.0)
+    yield made
+    await made.close()
+    await store.close()
+
+
+def thread(cards: ThreadCards) -> list[str]:
+    """The thread's lines after the card's first, without their time stamps."""
+    posts = cards.fake_chat.posts
+    lines = [p["text"].split("` ", 1)[1] for p in posts if p["thread_ts"] is not None]
+    return lines[1:]
+
+
+async def test_a_verified_abort_is_one_line(cards: ThreadCards) -> None:
+    await cards.observe(PAUSED)  # the card and its first line
+    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    assert cards.explained(ABORTING) and not cards.explained(PAUSED)
+    await cards.observe(ABORTING)  # held
+    await cards.report(SERVICE, ABORTED, outcome(RolloutAction.ABORT), "Aborted by <@U0ONCALL>")
+    await cards.observe(ABORTED)
+    await cards.observe(ABORTED_LATER)
+    assert thread(cards) == ["Aborted by <@U0ONCALL>"]
+    assert cards.explained(ABORTED_LATER)
+
+
+async def test_a_failed_abort_tells_what_the_watch_saw(cards: ThreadCards) -> None:
+    await cards.observe(PAUSED)
+    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.observe(ABORTING)
+    failed = "abort by <@U0ONCALL> FAILED: the API server said 500"
+    await cards.report(SERVICE, PAUSED, outcome(RolloutAction.ABORT, verified=False), failed)
+    assert not cards.explained(ABORTED)
+    await cards.observe(ABORTED)
+    assert thread(cards) == [failed, summary_line(ABORTING), summary_line(ABORTED)]
+
+
+async def test_a_verified_promote_is_not_said_again_but_what_follows_is(cards: ThreadCards) -> None:
+    await cards.observe(PAUSED)
+    cards.acting(SERVICE, PAUSED, RolloutAction.PROMOTE)
+    assert not cards.explained(PROMOTED)  # only an abort explains states in flight
+    await cards.observe(PROMOTED)  # held
+    line = "Promoted by <@U0ONCALL>: now at step 6/9, canary 50%"
+    await cards.report(SERVICE, PROMOTED, outcome(RolloutAction.PROMOTE), line)
+    await cards.observe(PROMOTED)
+    await cards.observe(NEXT_PAUSE)
+    assert thread(cards) == [line, summary_line(NEXT_PAUSE)]
+
+
+async def test_a_retry_ends_the_abort_s_explanation(cards: ThreadCards) -> None:
+    await cards.observe(PAUSED)
+    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.report(SERVICE, ABORTED, outcome(RolloutAction.ABORT), "Aborted")
+    cards.acting(SERVICE, ABORTED, RolloutAction.RETRY)
+    await cards.report(SERVICE, RETRIED, outcome(RolloutAction.RETRY), "Retried")
+    await cards.observe(RETRIED)
+    await cards.observe(ABORTED_LATER)  # the controller aborted it again, by itself
+    assert thread(cards) == ["Aborted", "Retried", summary_line(ABORTED_LATER)]
+
+
+async def test_a_flag_report_leaves_a_rollout_action_in_flight(cards: ThreadCards) -> None:
+    await cards.observe(PAUSED)
+    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.report(SERVICE, PAUSED, outcome(FlagAction.CIRCUIT_OPEN), "Opened the circuit")
+    assert cards.explained(ABORTING)  # the abort is still in flight
+    await cards.observe(ABORTING)
+    await cards.report(SERVICE, ABORTED, outcome(RolloutAction.ABORT), "Aborted")
+    assert thread(cards) == ["Opened the circuit", "Aborted"]
+
+
+async def test_an_action_ended_without_a_report_lets_the_thread_go_on(cards: ThreadCards) -> None:
+    await cards.observe(PAUSED)
+    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.observe(ABORTING)  # held
+    cards.not_acting(PAUSED, RolloutAction.PROMOTE)  # another action's end: still held
+    assert cards.explained(ABORTING)
+    cards.not_acting(PAUSED, RolloutAction.ABORT)  # an error ended it before its report
+    assert not cards.explained(ABORTED)
+    await cards.observe(ABORTED)
+    assert thread(cards) == [summary_line(ABORTED)]
