@@ -23,66 +23,25 @@ the thread got after the card's first:
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from bot.cards import Cards, summary_line
 from bot.core.model import (
-    AnalysisStatus,
     FlagAction,
     MessageRef,
     Outcome,
     RolloutAction,
-    RolloutState,
 )
 from bot.settings import ServiceSettings
 from bot.store import open_store
+from tests.unit.core.test_timeline import ABORTED, ABORTING, NOW, PAUSED
 
 pytestmark = pytest.mark.timeout(30)
 
-NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
 SERVICE = "payment-router"
 
-PAUSED = RolloutState(
-    namespace="payments",
-    name="payment-router",
-    uid="u-1",
-    revision=42,
-    phase="Paused",
-    message="InconclusiveAnalysisRun",
-    step_index=5,
-    step_count=9,
-    canary_weight=25,
-    set_weight=25,
-    aborted=False,
-    aborted_at=None,
-    paused=False,
-    controller_pause=True,
-    pause_reasons=("InconclusiveAnalysisRun",),
-    progressing_reason="RolloutPaused",
-    stable_rs="6f7c9b8d4",
-    current_pod_hash="58c4d7f9b",
-    canary_image="registry.example.com/payment-router:1.13.0",
-    stable_image="registry.example.com/payment-router:1.12.4",
-    stable_revision=41,
-    analysis=AnalysisStatus("payment-router-42-5", "Inconclusive", "p95 400 ms"),
-    created_at=NOW,
-    resource_version="1001",
-    generation=7,
-    strategy="canary",
-)
-# Under the patch: still Paused, already aborted (what the watch saw first).
-ABORTING = dataclasses.replace(PAUSED, aborted=True, canary_weight=0)
-ABORTED = dataclasses.replace(
-    ABORTING,
-    phase="Degraded",
-    message="RolloutAborted: Rollout aborted update to revision 42",
-    step_index=0,
-    controller_pause=False,
-    pause_reasons=(),
-)
 ABORTED_LATER = dataclasses.replace(ABORTED, resource_version="1009", message="RolloutAborted: x")
 PROMOTED = dataclasses.replace(
     PAUSED,
