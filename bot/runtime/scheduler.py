@@ -211,12 +211,21 @@ class _Live:
     loop: asyncio.AbstractEventLoop
     inflight: set[concurrent.futures.Future[None]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The jobs' own tasks on `loop` (touched on the loop only): a cancelled future is done
+    # at once, but its task still has to unwind (roll its transaction back).
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def cancel_inflight(self) -> None:
         with self.lock:
             inflight = list(self.inflight)
         for fut in inflight:
             fut.cancel()
+
+    async def unwound(self) -> None:
+        """Wait for the jobs' tasks to finish unwinding: one cancelled inside a database
+        transaction must have rolled it back before the lease is released, or SQLite keeps
+        the write lock and the release waits out the busy timeout."""
+        await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
 
 _LIVE: dict[str, _Live] = {}
@@ -238,7 +247,7 @@ def _run_job(key: str, kind: str, args: dict[str, Any]) -> None:
     if live is None:
         log.warning("scheduled job %s %r skipped: no scheduler is running for %s", kind, args, key)
         return
-    coro = _call(live.runner, kind, args)  # the runner itself is called on the loop
+    coro = _call(live, kind, args)  # the runner itself is called on the loop
     try:
         fut = asyncio.run_coroutine_threadsafe(coro, live.loop)
     except RuntimeError:  # the loop is closed
@@ -262,8 +271,15 @@ def _run_job(key: str, kind: str, args: dict[str, Any]) -> None:
             live.inflight.discard(fut)
 
 
-async def _call(runner: JobRunner, kind: str, args: dict[str, Any]) -> None:
-    await runner(kind, args)
+async def _call(live: _Live, kind: str, args: dict[str, Any]) -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        live.tasks.add(task)
+    try:
+        await live.runner(kind, args)
+    finally:
+        if task is not None:
+            live.tasks.discard(task)
 
 
 class _LeasedScheduler(BackgroundScheduler):  # type: ignore[misc,unused-ignore]
@@ -385,6 +401,8 @@ class JobScheduler:
         await self._step_down("stopping")
         for live in self._retired:
             live.cancel_inflight()
+        for live in self._retired:
+            await live.unwound()
         self._retired.clear()
         if self._shutdowns:
             await asyncio.gather(*self._shutdowns)

@@ -312,6 +312,39 @@ async def test_stop_does_not_wait_long_for_a_running_job(
         await store.close()
 
 
+async def test_stop_waits_for_a_cancelled_job_to_unwind_before_releasing_the_lease(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job cancelled inside a database transaction must have rolled it back before the
+    lease is released (SQLite would otherwise keep the write lock, and the release wait out
+    the busy timeout: a world's shutdown timed out on it once). stop() returns only after
+    the job's own cleanup ran."""
+    monkeypatch.setattr(scheduler_module, "STOP_GRACE_SECONDS", 0.2)
+    started = asyncio.Event()
+    unwound: list[bool] = []
+
+    async def in_a_transaction(kind: str, args: dict[str, Any]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.3)  # the rollback, which takes its time
+            unwound.append(True)
+
+    store = await open_store(store_url)
+    try:
+        scheduler = JobScheduler(database_url=store_url, store=store, clock=SystemClock())
+        await scheduler.start(in_a_transaction)
+        assert await scheduler.wait_leader(5)
+        await scheduler.put(ScheduledJob(id="j:tx", at=SystemClock().now(), kind="k", args={}))
+        await asyncio.wait_for(started.wait(), 3)
+        await scheduler.stop()
+        assert unwound == [True]  # unwound before stop() went on to release the lease
+        assert await store.lease_holder("scheduler") is None
+    finally:
+        await store.close()
+
+
 async def test_jobs_report_rollbot_time_on_a_scaled_clock(store_url: str) -> None:
     clock = ScaledClock(T0, speed=3600)
     async with replica(store_url, clock, Recorder()) as scheduler:
