@@ -30,7 +30,7 @@ test: venv
 
 ## The quick local loop: unit and integration tests only.
 test-fast: venv
-	$(BIN)/python -m pytest -n 2 tests/unit tests/integration $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) tests/unit tests/integration $(PYTEST_ARGS)
 
 ## Lint, types and layer contracts.
 check: venv
