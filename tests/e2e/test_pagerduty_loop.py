@@ -229,6 +229,9 @@ async def test_a_note_whose_answer_was_lost_is_not_added_twice() -> None:
         def posts() -> list[Any]:
             return [r for r in world.pd.requests_to(notes) if r.method == "POST"]
 
+        # The sim stores the note before it records the request that made it, so wait for
+        # the record too before reading it.
+        await world.wait_for(posts, what="the note's POST recorded")
         assert [r.status for r in posts()] == [502]  # the client saw a failure
         # The retry reads the notes first and finds it: no second POST, one note.
         await world.wait_for(
