@@ -4,6 +4,10 @@ incident line, firing alerts, canary-vs-stable evidence against the SLOs, the Ro
 facts and the outcome line. The tiers and their buttons come from `bot.blocks.tiers`, the
 Rollout's buttons from `bot.blocks.rollout`.
 
+The card is laid out for a tired reader on a laptop screen: what has been done, what is
+wrong and what to do now (one recommendation, with its button) come first; evidence, the
+Rollout's facts and the other tiers come after a divider (see `rollout_card`).
+
 Built with the typed `slack_sdk.models.blocks` classes, which raise
 `SlackObjectFormationError` when a limit is broken (button text > 75, value > 2000, …);
 each builder returns plain dicts (`.to_dict()`) ready for `chat.postMessage`.
@@ -49,12 +53,13 @@ from bot.blocks.tiers import (
     circuit_button,
     circuit_close_button,
     circuit_line,
+    other_tiers_block,
     recommended_line,
     recommended_option,
     revert_button,
     revert_started_line,
     runbook_button,
-    tier_block,
+    tier3_steps_where,
     tier_label,
     tier_options,
 )
@@ -94,7 +99,7 @@ __all__ = [
     "unavailable_text",
 ]
 
-MAX_ALERTS_SHOWN = 5
+MAX_ALERTS_SHOWN = 3  # more would push the buttons off the first screen
 _TROUBLE_EMOJI: dict[TroubleKind, str] = {
     TroubleKind.ANALYSIS_FAILED: ":rotating_light:",
     TroubleKind.ABORTED: ":octagonal_sign:",
@@ -256,9 +261,14 @@ def outcome_line(outcome: Outcome) -> str:
     return f"{head}, not verified: {_escape(outcome.detail or 'the change was not observed')}"
 
 
-def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
-    """The Rollout's facts; its status strings (phase, images, the analysis and its
-    message) are the cluster's words, escaped."""
+def _facts(state: RolloutState, *, told: str = "") -> str:
+    """The Rollout's facts on one line, after the fold: `*Phase* Paused · *Step* 5/9 ·
+    *Canary weight* 25% · *Stable* revision 41 `image` · *Canary* revision 42 `image` ·
+    *Analysis* Inconclusive (name) · *Started* 14:02:55 UTC · `ns/name``.
+
+    Its status strings (phase, images, the analysis and its message) are the cluster's
+    words, escaped. The analysis message is left out when the trouble line above already
+    tells it (`told`: that line's text)."""
     weight = f"{state.canary_weight}%"
     if state.aborted:
         # The step's weight no longer applies: the abort set the canary to 0.
@@ -269,33 +279,32 @@ def _fields(state: RolloutState, now: datetime) -> list[MarkdownTextObject]:
         weight += f" (step asks {state.set_weight}%)"
     stable = stable_label(state)
     if state.stable_image:
-        stable += f"\n`{_escape(state.stable_image)}`"
+        stable += f" `{_escape(state.stable_image)}`"
     canary = f"revision {state.revision}"
     if state.canary_image:
-        canary += f"\n`{_escape(state.canary_image)}`"
+        canary += f" `{_escape(state.canary_image)}`"
     if state.fully_promoted and not state.aborted:
         # No update in progress: the Rollout's revision is the stable one.
         weight = "none: fully promoted"
         canary = f"none (revision {state.revision} is stable)"
-    if state.analysis is not None:
-        analysis = f"{_escape(state.analysis.status)} ({_escape(state.analysis.name)})"
-        if state.analysis.message:
-            analysis += f"\n{_escape(state.analysis.message)}"
-    else:
-        analysis = "-"
     pairs = [
         ("Phase", _escape(status_label(state))),
         ("Step", state.step_label),
         ("Canary weight", weight),
         ("Stable", stable),
         ("Canary", canary),
-        ("Analysis", analysis),
+    ]
+    if state.analysis is not None:
+        analysis = f"{_escape(state.analysis.status)} ({_escape(state.analysis.name)})"
+        if state.analysis.message and state.analysis.message not in told:
+            analysis += f": {_escape(state.analysis.message)}"
+        pairs.append(("Analysis", analysis))
+    if state.created_at is not None:
         # A clock time, not an age: the card is not re-rendered every second, and "15s"
         # would stay on it for hours.
-        ("Started", clock(state.created_at) if state.created_at is not None else "-"),
-        ("Rollout", f"`{_escape(state.key)}`"),
-    ]
-    return [MarkdownTextObject(text=_clip(f"*{k}*\n{v}", 2000)) for k, v in pairs]
+        pairs.append(("Started", clock(state.created_at)))
+    line = " · ".join(f"*{k}* {v}" for k, v in pairs)
+    return _clip(f"{line} · `{_escape(state.key)}`", 3000)
 
 
 def mitigation(
@@ -349,18 +358,26 @@ def rollout_card(
 ) -> list[dict[str, Any]]:
     """The card of one Rollout revision and of the incident around it.
 
-    Top to bottom: header (incident state when there is one, else the Rollout's status),
-    the incident line, trouble, firing alerts (first 5, then `+N more`), canary-vs-stable
-    evidence, the Rollout's facts, its message, outcome, notice; then the tiers in order
-    with the recommended one starred, a `Recommended:` line, the Rollout's buttons
-    (`available_actions`, unchanged) and the tier buttons (Tier 2 `circuit_open`, Tier 3
-    runbook link `runbook_open` and `revert_open`, which opens the revert modal). Without
-    the incident arguments the card is what it always was. `circuit_flag` names the ops
-    flag in Tier 2's confirm dialog. `notice` is mrkdwn (its outside pieces escaped by
-    whoever wrote it); `alerts` are plain summaries, escaped here. `revert`: the Tier 3
-    revert recorded for this revision: a line says who started it with its link (under the
-    outcome), Tier 3 is marked started, `revert_open` is gone and the recommendation is to
-    watch it land.
+    The first screen answers what has been done, what is wrong and what to do now; the
+    rest is below a divider (issue 14: at 1366×768 the card was 1.5 screens tall and its
+    header and buttons were never visible together):
+
+    1. header (a verified mitigation, else the incident's state, else the Rollout's);
+    2. the mitigation still in effect, who did it and that it was verified;
+    3. the incident line, the trouble, the firing alerts (first 3, then `+N more`);
+    4. any other outcome (failed, unverified, promote…) and the Tier 3 revert recorded
+       (`revert`: who started it, its link);
+    5. the one `👉` line: the recommended tier and why, or the next step after a
+       mitigation or a recorded revert;
+    6. the buttons: the Rollout's (`available_actions`, less an unavailable Tier 1) and the
+       tiers' (Tier 2 `circuit_open`/`circuit_close`, Tier 3 `runbook_open` and
+       `revert_open`, which opens the revert modal, gone once a revert is recorded);
+    7. a divider, then canary-vs-stable evidence, the Rollout's facts on one line, its
+       message, `notice`, the breaker's state, and the other tiers one line each (Tier 3
+       names where its steps are: the runbook or the revert modal).
+
+    `circuit_flag` names the ops flag in Tier 2's confirm dialog. `notice` is mrkdwn (its
+    outside pieces escaped by whoever wrote it); `alerts` are plain summaries, escaped here.
     """
     options = tier_options(tiers or ())
     by_tier = {o.tier: o for o in options}
@@ -373,6 +390,7 @@ def rollout_card(
             )
         )
     ]
+    # ── the first screen: what has been done, what is wrong, what to do now ──
     if mitigated is not None:
         # What was done, by whom, verified: right under the headline that says so.
         line = f":white_check_mark: {outcome_line(mitigated)}"
@@ -388,23 +406,81 @@ def rollout_card(
     alerts_block = _alerts_block(alerts or (), incident)
     if alerts_block is not None:
         blocks.append(alerts_block)
-    if evidence is not None:
-        blocks.append(_evidence_block(evidence))
-    blocks.append(SectionBlock(fields=_fields(state, now)))
-    if state.message:
-        message = _clip(_escape(state.message), 3000)
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=message)]))
     if outcome is not None and mitigated is None:
         mark = ":white_check_mark:" if outcome.verified else ":x:"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{mark} {outcome_line(outcome)}")))
     if revert is not None:
         line = _clip(revert_started_line(revert), 3000)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
-    if notice:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(notice, 3000))]))
-    if circuit is not None:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=circuit_line(circuit))]))
+    started = revert is not None
+    if started and options:
+        # The revert is underway: watch it land (a canary still running is still best
+        # aborted until it does).
+        after = mitigated is not None and (
+            recommended is None or recommended.tier is Tier.FULL_REVERT
+        )
+        line = recommended_line(recommended, after_mitigation=after, revert_started=True)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
+    elif recommended is not None:
+        # After a mitigation the next step is to watch it work, then the lasting return;
+        # a canary still running under an open breaker is still best aborted.
+        after = mitigated is not None and recommended.tier is Tier.FULL_REVERT
+        line = recommended_line(recommended, after_mitigation=after)
+        if not (recommended.link and _is_web_url(recommended.link)):  # else: the button
+            where = tier3_steps_where(recommended, revert_open=True)
+            line += f" · {where}" if where else ""
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(line, 3000))))
+    blocks.extend(
+        _buttons(
+            service=service,
+            state=state,
+            epoch=epoch,
+            by_tier=by_tier,
+            circuit=circuit,
+            circuit_flag=circuit_flag,
+            circuit_environment=circuit_environment,
+            other_flags=other_flags,
+            revert=revert,
+        )
+    )
 
+    # ── under the fold: evidence, the Rollout's facts, the other tiers ──
+    below: list[Block] = []
+    if evidence is not None:
+        below.append(_evidence_block(evidence))
+    facts = _facts(state, told=trouble.summary if trouble is not None else "")
+    below.append(ContextBlock(elements=[MarkdownTextObject(text=facts)]))
+    if state.message:
+        message = _clip(_escape(state.message), 3000)
+        below.append(ContextBlock(elements=[MarkdownTextObject(text=message)]))
+    if notice:
+        below.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(notice, 3000))]))
+    if circuit is not None:
+        below.append(ContextBlock(elements=[MarkdownTextObject(text=circuit_line(circuit))]))
+    others = other_tiers_block(options, recommended, started=started, revert_open=not started)
+    if others is not None:
+        below.append(others)
+    if len(blocks) > 1:
+        blocks.append(DividerBlock())
+    blocks.extend(below)
+    return [b.to_dict() for b in blocks]
+
+
+def _buttons(
+    *,
+    service: str,
+    state: RolloutState,
+    epoch: int,
+    by_tier: dict[Tier, TierOption],
+    circuit: FlagState | None,
+    circuit_flag: str | None,
+    circuit_environment: str | None,
+    other_flags: Sequence[str],
+    revert: RevertStarted | None,
+) -> list[Block]:
+    """The Rollout's buttons (`available_actions`, less an unavailable Tier 1), then the
+    tier buttons: Tier 2 opens (or, open, closes) the breaker, Tier 3 links the runbook and
+    opens the revert modal (one revert per revision)."""
     actions = available_actions(state)
     tier1 = by_tier.get(Tier.ABORT)
     if tier1 is not None and not tier1.available:  # the card never offers what it says is not
@@ -432,27 +508,9 @@ def rollout_card(
         tier_buttons.append(
             runbook_button(service=service, state=state, epoch=epoch, url=tier3.link)
         )
-    if tier3 is not None and tier3.available and revert is None:  # one revert per revision
+    if tier3 is not None and tier3.available and revert is None:
         tier_buttons.append(revert_button(service=service, state=state, epoch=epoch))
-
-    if actions or options or tier_buttons:
-        blocks.append(DividerBlock())
-    started = revert is not None
-    blocks.extend(tier_block(o, recommended=o is recommended, started=started) for o in options)
-    if started and options:
-        # The revert is underway: watch it land (a canary still running is still best
-        # aborted until it does).
-        after = mitigated is not None and (
-            recommended is None or recommended.tier is Tier.FULL_REVERT
-        )
-        line = recommended_line(recommended, after_mitigation=after, revert_started=True)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
-    elif recommended is not None:
-        # After a mitigation the next step is to watch it work, then the lasting return;
-        # a canary still running under an open breaker is still best aborted.
-        after = mitigated is not None and recommended.tier is Tier.FULL_REVERT
-        line = recommended_line(recommended, after_mitigation=after)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
+    blocks: list[Block] = []
     if actions:
         blocks.append(
             ActionsBlock(
@@ -464,7 +522,7 @@ def rollout_card(
         )
     if tier_buttons:
         blocks.append(ActionsBlock(block_id=TIER_ACTIONS_BLOCK_ID, elements=tier_buttons))
-    return [b.to_dict() for b in blocks]
+    return blocks
 
 
 def rollout_card_text(

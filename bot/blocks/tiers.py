@@ -1,7 +1,12 @@
-"""The rollback tiers on the card: one section per tier option (the recommended one
-starred, Tier 3's steps formatted), the `Recommended:` line, and the tier buttons (Tier 2
-opens or closes the circuit breaker, Tier 3 links the runbook and opens the revert modal),
-in their own actions block below the Rollout's buttons.
+"""The rollback tiers on the card: the `👉 Recommended:` line right above the buttons (the
+one place the recommended tier and its reason are told), the other tiers one line each under
+the fold (`other_tiers_block`), and the tier buttons (Tier 2 opens or closes the circuit
+breaker, Tier 3 links the runbook and opens the revert modal), in their own actions block
+below the Rollout's buttons.
+
+Tier 3's steps are not on the card (at 1366×768 they pushed the card past one screen):
+the Tier 3 line says where they are, the runbook or the revert modal, which shows them
+(`bot.blocks.modals.revert_modal`, with `format_step`).
 
 Once a Tier 3 revert is recorded (`RevertStarted`), Tier 3 is marked started instead of
 recommended, the card says who started it with its link (`revert_started_line`) and the
@@ -42,14 +47,16 @@ __all__ = [
     "circuit_line",
     "circuit_open_text",
     "format_step",
+    "other_tiers_block",
     "recommended_line",
     "recommended_option",
     "revert_button",
     "revert_link",
     "revert_started_line",
     "runbook_button",
-    "tier_block",
+    "tier3_steps_where",
     "tier_label",
+    "tier_line",
     "tier_options",
 ]
 
@@ -116,34 +123,52 @@ def format_step(step: str) -> str:
 TIER_TEXT_BUDGET = 2900  # of Slack's 3000 per section, with room for the last line
 
 
-def tier_block(option: TierOption, *, recommended: bool, started: bool = False) -> SectionBlock:
-    """`⭐ *Tier 1 — Abort the rollout* (recommended)`, the reason, and Tier 3's steps.
+def tier3_steps_where(option: TierOption, *, revert_open: bool) -> str | None:
+    """Where Tier 3's steps are, for the card (they are not on it: they made it taller than
+    a screen): `steps: *Runbook (Tier 3)*` (a web link is a button), `steps: runbook
+    `runbooks/x.md`` (a path is text), else `steps: *Record Tier 3 revert…*` while that
+    modal, which shows them, is offered; None when there is nowhere to point."""
+    if not option.available or option.tier is not Tier.FULL_REVERT:
+        return None
+    if option.link and _is_web_url(option.link):
+        return "steps: *Runbook (Tier 3)*"
+    if option.link:
+        return f"steps: runbook `{_safe(option.link, 300)}`"
+    if option.steps and revert_open:
+        return "steps: *Record Tier 3 revert…*"
+    return None
 
-    `started`: a Tier 3 revert is recorded; Tier 3 is marked `⏪ … (started)` instead."""
+
+def tier_line(option: TierOption, *, started: bool = False, revert_open: bool = True) -> str:
+    """One tier under the card's fold: `*Tier 2 — Open the circuit breaker*: <reason>`;
+    `🚫 … (unavailable): <why>`; `⏪ … (started)` once a Tier 3 revert is recorded; Tier 3
+    says where its steps are."""
     title = _safe(tier_label(option), 200)
     if not option.available:
         head = f"🚫 *{title}* (unavailable)"
     elif started and option.tier is Tier.FULL_REVERT:
         head = f"⏪ *{title}* (started)"
-    elif recommended:
-        head = f"⭐ *{title}* (recommended)"
     else:
         head = f"*{title}*"
-    lines = [head]
-    if option.reason:
-        lines.append(_safe(option.reason, 500))
-    if option.available and option.tier is Tier.FULL_REVERT:
-        if option.link and not _is_web_url(option.link):
-            lines.append(f"Runbook: `{_safe(option.link, 300)}`")
-        used = sum(len(line) + 1 for line in lines)
-        for i, step in enumerate(option.steps, start=1):
-            line = f"{i}. {format_step(step)}"
-            if used + len(line) + 1 > TIER_TEXT_BUDGET:
-                rest = len(option.steps) - i + 1
-                lines.append(f"_+{rest} more {'step' if rest == 1 else 'steps'} in the runbook_")
-                break
-            lines.append(line)
-            used += len(line) + 1
+    line = f"{head}: {_safe(option.reason, 500)}" if option.reason else head
+    where = tier3_steps_where(option, revert_open=revert_open and not started)
+    return f"{line} · {where}" if where else line
+
+
+def other_tiers_block(
+    options: Sequence[TierOption],
+    recommended: TierOption | None,
+    *,
+    started: bool = False,
+    revert_open: bool = True,
+) -> SectionBlock | None:
+    """The tiers other than the recommended one (which the `👉` line above the buttons
+    already tells, with its reason), one line each; None when there are none."""
+    rest = [o for o in options if o is not recommended]
+    if not rest:
+        return None
+    head = "*Other tiers*" if recommended is not None else "*Tiers*"
+    lines = [head, *(tier_line(o, started=started, revert_open=revert_open) for o in rest)]
     return SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines), 3000)))
 
 

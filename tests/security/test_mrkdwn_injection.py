@@ -130,8 +130,8 @@ async def test_argo_analysis_message(tmp_path) -> None:
             what="the card quoting the analysis message",
         )
         blocks = card["blocks"]
-        fields = [f["text"] for b in blocks for f in b.get("fields") or []]
-        assert any(SHOWN in f for f in fields if f.startswith("*Analysis*"))
+        sections = [b["text"]["text"] for b in blocks if b["type"] == "section" and "text" in b]
+        assert any(SHOWN in t for t in sections if t.startswith(":grey_question: "))  # trouble
         assert SHOWN in card["text"]  # the notification text: trouble
         await world.wait_for(lambda: in_thread(world, SHOWN), what="the thread line quoting it")
         await world.click(card, "rollout_abort")

@@ -69,6 +69,9 @@ def build_app(bench: Workbench) -> Starlette:
     async def alert(request: Request) -> Response:
         return await _json_call(request, bench.alert)
 
+    async def dismiss(request: Request) -> Response:
+        return await _json_call(request, bench.dismiss)
+
     return Starlette(
         routes=[
             Route("/", index),
@@ -78,6 +81,7 @@ def build_app(bench: Workbench) -> Starlette:
             Route("/api/submit", submit, methods=["POST"]),
             Route("/api/close", close, methods=["POST"]),
             Route("/api/alert", alert, methods=["POST"]),
+            Route("/api/dismiss", dismiss, methods=["POST"]),
         ]
     )
 

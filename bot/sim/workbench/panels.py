@@ -63,8 +63,28 @@ def table(head: Iterable[str], rows: list[str]) -> str:
     return f'<table class="wb-table"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def rollouts_panel(world: SimWorld) -> str:
-    rows = []
+@dataclass(frozen=True, slots=True)
+class RolloutFacts:
+    """What the workbench shows of one Rollout in the Kubernetes sim."""
+
+    namespace: str
+    name: str
+    revision: str
+    version: str
+    step: str
+    where: str
+    phase: str
+
+    @property
+    def sentence(self) -> str:
+        """`Paused, canary 25 % at step 4/9` / `Healthy, stable 100 %`."""
+        return f"{self.phase}, {self.where}" + (
+            "" if self.where.startswith("stable") else f" at step {self.step}"
+        )
+
+
+def rollout_facts(world: SimWorld) -> list[RolloutFacts]:
+    out = []
     for ro in world.kube.list("rollouts"):
         meta, spec, status = ro["metadata"], ro.get("spec") or {}, ro.get("status") or {}
         steps = ((spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
@@ -77,16 +97,30 @@ def rollouts_panel(world: SimWorld) -> str:
         promoted = bool(status.get("stableRS")) and status.get("stableRS") == status.get(
             "currentPodHash"
         )
-        where = "stable 100 %" if promoted else f"canary {weight} %"
         image = ((spec.get("template") or {}).get("spec") or {}).get("containers") or [{}]
-        version = str(image[0].get("image", "")).rsplit(":", 1)[-1]
-        rows.append(
-            f'<tr data-rollout="{esc(meta["name"])}"><td>{esc(meta["namespace"])}/'
-            f"{esc(meta['name'])}</td><td>{esc(revision)} ({esc(version)})</td>"
-            f"<td>{min(idx, len(steps))}/{len(steps)}</td>"
-            f'<td class="wb-weight">{where}</td>'
-            f'<td class="wb-phase">{esc(phase)}{esc(flags)}</td></tr>'
+        out.append(
+            RolloutFacts(
+                namespace=str(meta["namespace"]),
+                name=str(meta["name"]),
+                revision=str(revision),
+                version=str(image[0].get("image", "")).rsplit(":", 1)[-1],
+                step=f"{min(idx, len(steps))}/{len(steps)}",
+                where="stable 100 %" if promoted else f"canary {weight} %",
+                phase=phase + flags,
+            )
         )
+    return out
+
+
+def rollouts_panel(world: SimWorld) -> str:
+    rows = [
+        f'<tr data-rollout="{esc(f.name)}"><td>{esc(f.namespace)}/'
+        f"{esc(f.name)}</td><td>{esc(f.revision)} ({esc(f.version)})</td>"
+        f"<td>{esc(f.step)}</td>"
+        f'<td class="wb-weight">{esc(f.where)}</td>'
+        f'<td class="wb-phase">{esc(f.phase)}</td></tr>'
+        for f in rollout_facts(world)
+    ]
     return table(("Rollout", "Revision", "Step", "Weight", "Phase"), rows)
 
 

@@ -31,6 +31,7 @@ from bot.sim.workbench.panels import (
     flags_panel,
     jira_panel,
     pagerduty_panel,
+    rollout_facts,
     rollouts_panel,
     scenarios_panel,
 )
@@ -49,6 +50,9 @@ class _Sent:
     label: str
     response_rid: str
     ack: dict[str, Any] = field(default_factory=dict)
+    # The "Only visible to you" message whose button was clicked, if any: its response_url
+    # may replace or delete that message (`replace_original`, `delete_original`).
+    source: str = ""
 
 
 def _rid(response_url: str | None) -> str:
@@ -71,6 +75,7 @@ class Workbench:
         self._firing: set[str] = set()
         self.default_user = ONCALL[0]
         self._sent: list[_Sent] = []
+        self._dismissed: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ names
@@ -94,18 +99,25 @@ class Workbench:
         names = self._names()
         messages = self.world.slack.messages(CHANNEL_ID)
         tops = [m for m in messages if m.get("thread_ts") in (None, m.get("ts"))]
-        channel = "".join(
-            f'<div class="wb-message" data-ts="{esc(m["ts"])}">'
-            + blockkit.render_message(
-                m,
-                users=names["users"],
-                channels=names["channels"],
-                groups=names["groups"],
-                thread_count=int(m.get("reply_count") or 0),
+        # Slack shows a user's "Only visible to you" messages in the channel, in time with
+        # the others (not in a pane over them), each with a Dismiss link.
+        items = [
+            (
+                float(m["ts"]),
+                f'<div class="wb-message" data-ts="{esc(m["ts"])}">'
+                + blockkit.render_message(
+                    m,
+                    users=names["users"],
+                    channels=names["channels"],
+                    groups=names["groups"],
+                    thread_count=int(m.get("reply_count") or 0),
+                )
+                + "</div>",
             )
-            + "</div>"
             for m in tops
-        )
+        ] + self._ephemerals(user, names)
+        items.sort(key=lambda item: item[0])
+        channel = "".join(html for _, html in items) or self._waiting()
         threads = {
             m["ts"]: "".join(
                 f'<div class="wb-message wb-reply" data-ts="{esc(r["ts"])}">'
@@ -122,7 +134,6 @@ class Workbench:
             "channel": {"id": CHANNEL_ID, "name": CHANNEL, "html": channel},
             "threads": threads,
             "confirms": self._confirms(messages) | self._ephemeral_confirms(user),
-            "ephemerals": self._ephemerals(user, names),
             "users": [{"id": uid, "name": name} for uid, name in names["users"].items()],
             "user": user,
             "modal": self._modal(user, names),
@@ -166,34 +177,70 @@ class Workbench:
     def _ephemeral_bodies(self, user: str) -> list[tuple[float, str, str, dict[str, Any]]]:
         """(at, key, label, body) of what only `user` sees: the acks of what they sent,
         response_url bodies of their commands and clicks, and chat.postEphemeral messages
-        addressed to them; oldest first. `key` names one for a click on its buttons."""
+        addressed to them; oldest first, less those they dismissed. `key` names one for a
+        click on its buttons.
+
+        As Slack does, a response_url body with `replace_original` from a click on one of
+        these messages replaces it where it stands (`delete_original` removes it); on a
+        channel message, that is the bot's business with the message, not a new one."""
         sent = {s.response_rid: s for s in self._sent if s.user == user}
-        items: list[tuple[float, str, str, dict[str, Any]]] = []
+        items: dict[str, tuple[float, str, str, dict[str, Any]]] = {}
         for i, s in enumerate(self._sent):
             if s.user == user and (s.ack.get("text") or s.ack.get("blocks")):
-                items.append((s.at, f"a{i}", s.label, s.ack))
+                items[f"a{i}"] = (s.at, f"a{i}", s.label, s.ack)
         for i, r in enumerate(self.world.slack.responses):
             if r.id not in sent:
                 continue
-            body = r.body
-            if body.get("replace_original") in (True, "true") or body.get("delete_original"):
+            body, source = r.body, sent[r.id].source
+            if body.get("delete_original") in (True, "true"):
+                items.pop(source, None)
+                continue
+            if body.get("replace_original") in (True, "true"):
+                if source in items:
+                    at, _, label, _ = items[source]
+                    items[source] = (at, source, label, body)
                 continue
             if body.get("response_type") == "in_channel":
                 continue
-            items.append((r.at, f"r{i}", sent[r.id].label, body))
+            items[f"r{i}"] = (r.at, f"r{i}", sent[r.id].label, body)
         for i, e in enumerate(self.world.slack.ephemerals):
             if e.get("via") == "chat.postEphemeral" and e.get("user") == user:
-                items.append((float(e.get("ts") or 0), f"e{i}", "", e))
-        items.sort(key=lambda item: item[0])
-        return items
+                items[f"e{i}"] = (float(e.get("ts") or 0), f"e{i}", "", e)
+        dismissed = self._dismissed.get(user, set())
+        return sorted(
+            (item for key, item in items.items() if key not in dismissed),
+            key=lambda item: item[0],
+        )
 
-    def _ephemerals(self, user: str, names: dict[str, dict[str, str]]) -> str:
-        return "".join(
-            f'<div class="wb-ephemeral" data-ephemeral="{esc(key)}">'
-            '<div class="wb-ephemeral-head">Only visible to you'
-            + (f" · {esc(label)}" if label else "")
-            + f"</div>{self._body_html(body, names)}</div>"
-            for _, key, label, body in self._ephemeral_bodies(user)[-20:]
+    def _ephemerals(self, user: str, names: dict[str, dict[str, str]]) -> list[tuple[float, str]]:
+        return [
+            (
+                at,
+                f'<div class="wb-message wb-ephemeral" data-ephemeral="{esc(key)}">'
+                '<div class="wb-ephemeral-head">Only visible to you'
+                + (f" · {esc(label)}" if label else "")
+                + ' <button type="button" class="wb-dismiss" data-dismiss="'
+                + esc(key)
+                + '">Dismiss</button>'
+                + f"</div>{self._body_html(body, names)}</div>",
+            )
+            for at, key, label, body in self._ephemeral_bodies(user)[-20:]
+        ]
+
+    def _waiting(self) -> str:
+        """The channel before rollbot has said anything: what it is watching, and what will
+        appear here (the first card comes when a Rollout or an alert needs a human)."""
+        rollouts = "".join(
+            f"<li><code>{esc(f.namespace)}/{esc(f.name)}</code> revision {esc(f.revision)}"
+            f" ({esc(f.version)}): {esc(f.sentence)}</li>"
+            for f in rollout_facts(self.world)
+        )
+        return (
+            '<div class="wb-waiting" role="status"><p><strong>Nothing needs a human yet.'
+            f"</strong> rollbot is watching:</p><ul>{rollouts}</ul><p>Its card appears here"
+            " when a canary's analysis fails or is inconclusive, or when an SLO alert fires"
+            " (<em>Fire the SLO alert</em>, on the right). Meanwhile, try"
+            " <code>/rollback help</code> below.</p></div>"
         )
 
     def _modal(self, user: str, names: dict[str, dict[str, str]]) -> dict[str, Any] | None:
@@ -303,11 +350,22 @@ class Workbench:
                 user_name=name,
             )
             label = str((button.get("text") or {}).get("text") or action_id)
-            sent = _Sent(uid, time.time(), label, _rid(self.world.sender.last_response_url))
+            sent = _Sent(
+                uid, time.time(), label, _rid(self.world.sender.last_response_url), source=key
+            )
             self._sent.append(sent)
         response = await request.send()
         sent.ack = _ack_body(response)
         return {"status": response.status_code}
+
+    async def dismiss(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Dismiss one of the user's "Only visible to you" messages (Slack's Dismiss)."""
+        uid, _ = self._user(body.get("user"))
+        key = str(body.get("ephemeral") or "")
+        if not any(k == key for _, k, _, _ in self._ephemeral_bodies(uid)):
+            raise BadRequest(f"no ephemeral message {key!r} for {uid}", 404)
+        self._dismissed.setdefault(uid, set()).add(key)
+        return {"dismissed": key}
 
     def _open_view(self, user: str, view_id: str) -> dict[str, Any]:
         views = self.world.slack.open_views(user)

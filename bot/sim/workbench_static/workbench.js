@@ -5,6 +5,7 @@
   const $ = (id) => document.getElementById(id);
   let state = null;
   let openThread = null;
+  let stick = false; // the next render scrolls to the newest message (after a command)
   const shown = {};
 
   function swap(id, html) {
@@ -51,8 +52,8 @@
     const channel = $("wb-channel");
     const atBottom = channel.scrollHeight - channel.scrollTop - channel.clientHeight < 40;
     swap("wb-channel", state.channel.html);
-    if (atBottom) channel.scrollTop = channel.scrollHeight;
-    swap("wb-ephemerals", state.ephemerals);
+    if (atBottom || stick) channel.scrollTop = channel.scrollHeight;
+    stick = false;
     renderModal();
     for (const name of ["scenarios", "rollouts", "flags", "pagerduty", "jira", "audit"]) {
       swap("wb-panel-" + name, state.panels[name]);
@@ -136,6 +137,12 @@
       await post("/api/close", { view_id: $("wb-modal-form").dataset.viewId || "" });
       return;
     }
+    const dismissOne = event.target.closest("button.wb-dismiss");
+    if (dismissOne) {
+      event.preventDefault();
+      await post("/api/dismiss", { ephemeral: dismissOne.dataset.dismiss });
+      return;
+    }
     const scenario = event.target.closest("button.wb-scenario");
     if (scenario) {
       event.preventDefault();
@@ -189,6 +196,7 @@
     const input = $("wb-text");
     const text = input.value.trim();
     if (!text) return;
+    stick = true;
     const data = await post("/api/command", { text: text });
     if (!data.error) input.value = "";
   });

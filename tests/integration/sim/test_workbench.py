@@ -64,7 +64,6 @@ async def test_state_shape(bench):
         "channel",
         "threads",
         "confirms",
-        "ephemerals",
         "users",
         "user",
         "panels",
@@ -102,10 +101,11 @@ async def test_command_is_signed_and_the_reply_shown_to_its_sender_only(bench):
     reply = json.dumps(world.slack.responses[-1].body)
     assert "payment-router" in reply
     state = (await client.get("/api/state", params={"user": ONCALL[0]})).json()
-    assert "Only visible to you" in state["ephemerals"]
-    assert "/rollback payment-router" in state["ephemerals"]
+    # In the channel, in time with the messages, as Slack shows them.
+    assert "Only visible to you" in state["channel"]["html"]
+    assert "/rollback payment-router" in state["channel"]["html"]
     other = (await client.get("/api/state", params={"user": OUTSIDER[0]})).json()
-    assert other["ephemerals"] == ""
+    assert "Only visible to you" not in other["channel"]["html"]
     # The status answer is a card with buttons: their confirm dialogs come along, keyed by
     # the ephemeral message (it has no ts in the channel), for its recipient only.
     await card_with_abort(world)
@@ -119,7 +119,7 @@ async def test_command_is_signed_and_the_reply_shown_to_its_sender_only(bench):
     state, keys = await eventually(confirms, interval=0.05, what="the ephemeral's confirm")
     assert state["confirms"][keys[0]]["confirm"] == "Abort"
     key = keys[0].removeprefix("eph:").split(" ")[0]
-    assert f'data-ephemeral="{key}"' in state["ephemerals"]
+    assert f'data-ephemeral="{key}"' in state["channel"]["html"]
     other = (await client.get("/api/state", params={"user": OUTSIDER[0]})).json()
     assert not [k for k in other["confirms"] if k.startswith("eph:")]
 
@@ -238,3 +238,87 @@ def test_demo_prints_one_url_serves_the_page_and_stops_on_a_signal(sig):
             proc.kill()
     assert proc.returncode == 0
     assert "rollbot demo: stopping" in out
+
+
+async def test_an_empty_channel_says_what_rollbot_is_watching(tmp_path):
+    # A canary whose analyses pass: nothing needs a human, so rollbot posts nothing.
+    async with SimWorld(speed=600, workdir=tmp_path, analysis_at_25="Successful") as world:
+        wb = workbench.Workbench(world)
+        transport = httpx.ASGITransport(app=wb.app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://workbench") as client:
+            state = (await client.get("/api/state")).json()
+            assert world.slack.messages(CHANNEL_ID) == []
+            html = state["channel"]["html"]
+            assert "Nothing needs a human yet" in html
+            assert "<code>payments/payment-router</code> revision 42" in html
+            assert "Fire the SLO alert" in html  # what will bring a card
+            assert "wb-message" not in html
+
+
+async def test_ephemerals_sit_in_the_channel_in_time_and_can_be_dismissed(bench):
+    world, _, client = bench
+    card = await card_with_abort(world)
+    await client.post("/api/command", json={"text": "/rollback payment-router", "user": ONCALL[0]})
+
+    async def keyed() -> tuple[str, str] | None:
+        html = (await client.get("/api/state", params={"user": ONCALL[0]})).json()["channel"][
+            "html"
+        ]
+        keys = re.findall(r'data-ephemeral="([^"]+)"', html)
+        return (html, keys[-1]) if keys else None
+
+    html, key = await eventually(keyed, interval=0.05, what="the status answer")
+    # After the card (posted before the command), and a Dismiss beside "Only visible to you".
+    assert html.index(f'data-ts="{card["ts"]}"') < html.index(f'data-ephemeral="{key}"')
+    assert f'data-dismiss="{key}"' in html
+    gone = await client.post("/api/dismiss", json={"ephemeral": key, "user": ONCALL[0]})
+    assert gone.status_code == 200 and gone.json() == {"dismissed": key}
+    html = (await client.get("/api/state", params={"user": ONCALL[0]})).json()["channel"]["html"]
+    assert f'data-ephemeral="{key}"' not in html
+    assert f'data-ts="{card["ts"]}"' in html  # the card stays
+    again = await client.post("/api/dismiss", json={"ephemeral": key, "user": ONCALL[0]})
+    assert again.status_code == 404
+
+
+async def test_a_response_url_replace_original_rewrites_the_ephemeral_clicked(bench):
+    world, _, client = bench
+    await card_with_abort(world)
+    await client.post("/api/command", json={"text": "/rollback payment-router", "user": ONCALL[0]})
+
+    async def with_abort() -> str | None:
+        state = (await client.get("/api/state", params={"user": ONCALL[0]})).json()
+        keys = [k for k in state["confirms"] if k.startswith("eph:") and "rollout_abort" in k]
+        return keys[0].removeprefix("eph:").split(" ")[0] if keys else None
+
+    key = await eventually(with_abort, interval=0.05, what="the status answer's Abort")
+    clicked = await client.post(
+        "/api/click",
+        json={"ephemeral": key, "action_id": "rollout_promote", "user": OUTSIDER[0]},
+    )
+    assert clicked.status_code == 404  # someone else's ephemeral: not theirs to click
+    clicked = await client.post(
+        "/api/click", json={"ephemeral": key, "action_id": "rollout_abort", "user": ONCALL[0]}
+    )
+    assert clicked.status_code == 200
+    # As the bot may do after a click on an ephemeral: replace it through the response_url.
+    url = world.sender.last_response_url
+    assert url is not None
+    async with httpx.AsyncClient() as slack:
+        answer = await slack.post(url, json={"replace_original": True, "text": "Done: aborted"})
+    assert answer.status_code == 200
+
+    async def replaced() -> str | None:
+        html = (await client.get("/api/state", params={"user": ONCALL[0]})).json()["channel"][
+            "html"
+        ]
+        mine = html.split(f'data-ephemeral="{key}"', 1)
+        return mine[1] if len(mine) == 2 and "Done: aborted" in mine[1] else None
+
+    rest = await eventually(replaced, interval=0.05, what="the ephemeral replaced in place")
+    own = rest.split('class="wb-message', 1)[0]  # up to the next message
+    assert "Done: aborted" in own
+    assert 'data-action-id="rollout_abort"' not in own
+    # The abort the click started ends (verified on the card) before the world stops.
+    await world.wait_for(
+        lambda: "verified" in json.dumps(world.card()), timeout=30, what="the abort verified"
+    )

@@ -254,7 +254,7 @@ async def test_break_glass_from_an_ephemeral_button(bench):
     assert refused.status_code == 200
 
     async def ephemerals() -> str | None:
-        html = (await client.get("/api/state", params={"user": LEAD[0]})).json()["ephemerals"]
+        html = (await client.get("/api/state", params={"user": LEAD[0]})).json()["channel"]["html"]
         return html if 'data-action-id="circuit_break_glass"' in html else None
 
     html = await eventually(

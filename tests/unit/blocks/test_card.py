@@ -250,23 +250,28 @@ def all_text(blocks: list[dict[str, Any]]) -> str:
     return json.dumps(blocks, ensure_ascii=False)
 
 
+def facts(blocks: list[dict[str, Any]]) -> str:
+    """The Rollout's facts: the one context line that names the Rollout's phase."""
+    (line,) = [t for t in texts(blocks) if t.startswith("*Phase* ")]
+    return line
+
+
 def test_paused_card_shows_the_facts() -> None:
     blocks = card(PAUSED)
     assert blocks[0] == {
         "type": "header",
         "text": {"type": "plain_text", "text": "⏸️ payment-router · Paused", "emoji": True},
     }
-    fields = [f["text"] for f in blocks[1]["fields"]]
-    assert fields == [
-        "*Phase*\nPaused",
-        "*Step*\n3/8",
-        "*Canary weight*\n25%",
-        "*Stable*\nrevision 41\n`registry.example.com/payment-router:1.7.3`",
-        "*Canary*\nrevision 42\n`registry.example.com/payment-router:1.8.0`",
-        "*Analysis*\nRunning (payment-router-42-3)",
-        "*Started*\n13:51:07 UTC",
-        "*Rollout*\n`payments/payment-router`",
-    ]
+    # The buttons first, then, under a divider, the facts on one line.
+    # (and the Rollout's own message).
+    assert [b["type"] for b in blocks] == ["header", "actions", "divider", "context", "context"]
+    assert facts(blocks) == (
+        "*Phase* Paused · *Step* 3/8 · *Canary weight* 25% · "
+        "*Stable* revision 41 `registry.example.com/payment-router:1.7.3` · "
+        "*Canary* revision 42 `registry.example.com/payment-router:1.8.0` · "
+        "*Analysis* Running (payment-router-42-3) · *Started* 13:51:07 UTC · "
+        "`payments/payment-router`"
+    )
     assert list(buttons(blocks)) == ["rollout_abort", "rollout_promote"]
 
 
@@ -317,8 +322,13 @@ def test_aborted_card_offers_retry_and_shows_trouble() -> None:
     blocks = card(ABORTED, trouble=trouble)
     assert blocks[0]["text"]["text"] == "🛑 payment-router · Aborted"
     assert blocks[1]["text"]["text"] == ":rotating_light: Analysis payment-router-42-3 failed"
-    fields = [f["text"] for f in blocks[2]["fields"]]
-    assert 'Failed (payment-router-42-3)\nmetric "error-rate" assessed Failed' in fields[5]
+    # The facts carry the analysis's message, unless the trouble line already tells it.
+    assert '*Analysis* Failed (payment-router-42-3): metric "error-rate" assessed Failed' in (
+        facts(blocks)
+    )
+    assert ABORTED.analysis is not None
+    told = Trouble(TroubleKind.ANALYSIS_FAILED, f"Analysis failed: {ABORTED.analysis.message}")
+    assert "*Analysis* Failed (payment-router-42-3) · " in facts(card(ABORTED, trouble=told))
     assert list(buttons(blocks)) == ["rollout_retry"]
     assert "confirm" not in buttons(blocks)["rollout_retry"]
 
@@ -326,23 +336,18 @@ def test_aborted_card_offers_retry_and_shows_trouble() -> None:
 def test_an_aborted_canary_weight_says_where_the_traffic_is_not_what_the_step_asked() -> None:
     """Issue 14: "Canary weight 0% (step asks 10%)" after an abort read as a stuck canary."""
 
-    def fields(state: RolloutState) -> list[str]:
-        (facts,) = [b for b in card(state) if "fields" in b]
-        return [f["text"] for f in facts["fields"]]
-
-    aborted = fields(dataclasses.replace(ABORTED, set_weight=10))
-    assert aborted[2] == "*Canary weight*\n0% (aborted: all traffic on the stable revision 41)"
-    assert not any("step asks" in f for f in aborted)
-    assert fields(dataclasses.replace(PAUSED, set_weight=50))[2] == (
-        "*Canary weight*\n25% (step asks 50%)"
-    )
+    aborted = facts(card(dataclasses.replace(ABORTED, set_weight=10)))
+    assert "*Canary weight* 0% (aborted: all traffic on the stable revision 41) · " in aborted
+    assert "step asks" not in aborted
+    paused = facts(card(dataclasses.replace(PAUSED, set_weight=50)))
+    assert "*Canary weight* 25% (step asks 50%) · " in paused
 
 
 def test_healthy_card_has_no_buttons() -> None:
     blocks = card(HEALTHY)
     assert blocks[0]["text"]["text"].startswith("✅")
     assert buttons(blocks) == {}
-    assert not [x for x in blocks if x["type"] in ("actions", "divider")]
+    assert not [x for x in blocks if x["type"] == "actions"]
 
 
 def test_outcome_and_notice_lines() -> None:
@@ -418,7 +423,7 @@ def test_every_analysisrun_fixture_renders_on_a_card(path: Any) -> None:
     assert state.analysis.status in text
     message = run["status"].get("message")
     if message:
-        assert json.dumps(message)[1:41] in json.dumps(blocks)
+        assert json.dumps(message)[1:-1][:40] in json.dumps(blocks)
 
 
 def test_small_texts() -> None:
@@ -472,9 +477,9 @@ def test_render_text_for_the_terminal() -> None:
     lines = out.splitlines()
     assert lines[0] == "⏸️ payment-router · Paused"
     assert lines[1].startswith("═")
-    assert "*Step*" in out and "3/8" in out
-    assert "│ watching" in out
-    assert lines[-1] == "[ Abort (Tier 1) ]  [ Promote ]"
+    assert "*Step* 3/8" in out
+    assert lines[-1] == "│ watching"
+    assert lines[2] == "[ Abort (Tier 1) ]  [ Promote ]"  # under the header
 
 
 # ── the incident card ─────────────────────────────────────────────────────────
@@ -574,12 +579,39 @@ def texts(blocks: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def tier_sections(blocks: list[dict[str, Any]]) -> list[str]:
-    return [t for t in texts(blocks) if "*Tier " in t.split("\n")[0]]
+def tier_lines(blocks: list[dict[str, Any]]) -> list[str]:
+    """The tiers under the fold, one line each (the recommended one is not among them)."""
+    for t in texts(blocks):
+        head, *lines = t.split("\n")
+        if head in ("*Other tiers*", "*Tiers*"):
+            return lines
+    return []
+
+
+def recommendation(blocks: list[dict[str, Any]]) -> str | None:
+    """The one `👉` line, or None."""
+    found = [t for t in texts(blocks) if t.startswith("👉")]
+    assert len(found) <= 1, found
+    return found[0] if found else None
 
 
 def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
     blocks = incident_card(trouble=Trouble(TroubleKind.ANALYSIS_FAILED, "Analysis failed"))
+    # The first screen: what is wrong, what to do now (one recommendation), the buttons.
+    assert [b["type"] for b in blocks] == [
+        "header",
+        "context",  # the incident line
+        "section",  # the trouble
+        "section",  # the firing alerts
+        "section",  # 👉 the recommendation
+        "actions",  # the Rollout's buttons
+        "actions",  # the tiers' buttons
+        "divider",
+        "section",  # evidence
+        "context",  # the Rollout's facts
+        "context",  # its message
+        "section",  # the other tiers
+    ]
     assert blocks[0]["text"]["text"] == "🚨 payment-router · Incident open · Rollout Paused"
     assert blocks[1] == {
         "type": "context",
@@ -594,29 +626,7 @@ def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
     assert blocks[3]["text"]["text"] == "\n".join(
         ["*Firing alerts* (3)", *(f"• {a.replace('>', '&gt;')}" for a in ALERTS)]
     )
-    evidence = blocks[4]
-    link = GRAPH.replace("&", "&amp;")  # Slack's escaping, in URLs too
-    assert evidence["text"]["text"] == f"*Canary vs stable* · at 14:03:07 UTC · <{link}|graph>"
-    assert [f["text"] for f in evidence["fields"]] == [
-        "*Error rate*\ncanary 31.20 % ⚠️ · stable 0.10 % · SLO < 2 %",
-        "*p95*\ncanary 412 ms ⚠️ · stable 180 ms · SLO < 300 ms",
-        "*p99*\ncanary 150 ms · stable 120 ms · SLO < 200 ms",
-    ]
-    assert blocks[5]["fields"][0]["text"] == "*Phase*\nPaused"  # the Rollout's facts follow
-    assert tier_sections(blocks) == [
-        "⭐ *Tier 1 — Abort the rollout* (recommended)\n"
-        "canary error rate 31.20 % breaks the 2 % SLO; stable is healthy",
-        "🚫 *Tier 2 — Open the circuit breaker* (unavailable)\n"
-        "no circuit flag is wired to a flag provider yet",
-        "*Tier 3 — Full revert in Git*\n"
-        "abort leaves spec.template on 1.8.0; only Git brings 1.7.3 back for good\n"
-        "1. Clone the GitOps repo: "
-        "`git clone git@example.com:platform/configs.git &amp;&amp; cd configs`\n"
-        "2. `git revert &lt;release SHA&gt;`\n"
-        "3. Open a PR with `revert-payment-router-1.8.0` and get one approval\n"
-        "4. Wait for CI and Argo CD to sync (30–120 min)",
-    ]
-    recommended, rollout_actions, tier_actions = blocks[-3:]
+    recommended, rollout_actions, tier_actions = blocks[4:7]
     assert recommended["text"]["text"] == (
         "👉 *Recommended: Tier 1 (Abort the rollout)* — "
         "canary error rate 31.20 % breaks the 2 % SLO; stable is healthy"
@@ -642,6 +652,26 @@ def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
             "value": buttons(blocks)["rollout_abort"]["value"],
         },
     ]
+    # Under the fold: evidence, the facts, the other tiers (not the recommended one again,
+    # and Tier 3's steps are where it says: the runbook).
+    evidence = blocks[8]
+    link = GRAPH.replace("&", "&amp;")  # Slack's escaping, in URLs too
+    assert evidence["text"]["text"] == f"*Canary vs stable* · at 14:03:07 UTC · <{link}|graph>"
+    assert [f["text"] for f in evidence["fields"]] == [
+        "*Error rate*\ncanary 31.20 % ⚠️ · stable 0.10 % · SLO < 2 %",
+        "*p95*\ncanary 412 ms ⚠️ · stable 180 ms · SLO < 300 ms",
+        "*p99*\ncanary 150 ms · stable 120 ms · SLO < 200 ms",
+    ]
+    assert facts(blocks).startswith("*Phase* Paused · *Step* 3/8 · ")
+    assert blocks[-1]["text"]["text"] == (
+        "*Other tiers*\n"
+        "🚫 *Tier 2 — Open the circuit breaker* (unavailable): "
+        "no circuit flag is wired to a flag provider yet\n"
+        "*Tier 3 — Full revert in Git*: "
+        "abort leaves spec.template on 1.8.0; only Git brings 1.7.3 back for good"
+        " · steps: *Runbook (Tier 3)*"
+    )
+    assert "git revert" not in all_text(blocks)  # the steps are not on the card
 
 
 def test_without_incident_arguments_the_card_is_unchanged() -> None:
@@ -659,32 +689,35 @@ def test_abort_button_keeps_its_value_and_confirm_on_the_incident_card() -> None
 
 
 @pytest.mark.parametrize("recommend", list(Tier))
-def test_the_recommended_tier_is_marked_exactly_once(recommend: Tier) -> None:
+def test_the_recommended_tier_is_told_exactly_once(recommend: Tier) -> None:
+    """Issue 14: the recommendation appeared twice (⭐ on its tier and 👉 above the buttons)."""
     blocks = incident_card(tiers=tier_set(recommend, tier2=True))
     text = all_text(blocks)
-    assert text.count("⭐") == 1
-    assert text.count("(recommended)") == 1
+    assert "⭐" not in text and "(recommended)" not in text
     assert text.count("Recommended:") == 1
-    starred = [t for t in tier_sections(blocks) if t.startswith("⭐")]
-    assert starred[0].startswith(f"⭐ *Tier {int(recommend)} — ")
     assert f"👉 *Recommended: Tier {int(recommend)} (" in text
+    # Its tier is not among the others; the others are.
+    lines = tier_lines(blocks)
+    assert [line.split(" — ")[0] for line in lines] == [
+        f"*Tier {int(t)}" for t in Tier if t is not recommend
+    ]
     # the line sits right above the buttons
-    assert blocks[-3]["text"]["text"].startswith("👉 *Recommended:")
-    assert [x["type"] for x in blocks[-2:]] == ["actions", "actions"]
+    at = next(i for i, b in enumerate(blocks) if "👉" in all_text([b]))
+    assert [x["type"] for x in blocks[at + 1 : at + 3]] == ["actions", "actions"]
 
 
 def test_only_one_recommendation_even_when_several_are_flagged() -> None:
     tiers = [dataclasses.replace(o, recommended=True) for o in tier_set(tier2=True)]
-    text = all_text(incident_card(tiers=tiers))
-    assert text.count("⭐") == 1
-    assert "⭐ *Tier 1 — " in text
+    blocks = incident_card(tiers=tiers)
+    assert all_text(blocks).count("Recommended:") == 1
+    assert (recommendation(blocks) or "").startswith("👉 *Recommended: Tier 1 (")
 
 
 def test_an_unavailable_tier_is_never_recommended() -> None:
     tiers = tier_set(Tier.CIRCUIT_BREAKER, tier2=False)
     blocks = incident_card(tiers=tiers)
     text = all_text(blocks)
-    assert "⭐" not in text
+    assert recommendation(blocks) is None
     assert "Recommended" not in text
     assert "Recommended" not in card_blocks.rollout_card_text(
         service="payment-router", state=PAUSED, trouble=None, tiers=tiers
@@ -698,9 +731,13 @@ def test_unavailable_tiers_have_no_button() -> None:
     ]
     blocks = incident_card(tiers=tiers)
     assert set(buttons(blocks)) == {"rollout_promote"}  # abort gone, promote is not a tier
-    sections = tier_sections(blocks)
-    assert all(s.startswith("🚫 *Tier ") for s in sections)
-    assert [s.split("\n")[1] for s in sections] == ["not now (1)", "not now (2)", "not now (3)"]
+    lines = tier_lines(blocks)
+    assert all(line.startswith("🚫 *Tier ") for line in lines)
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "not now (1)",
+        "not now (2)",
+        "not now (3)",
+    ]
     assert "git revert" not in all_text(blocks)  # an unavailable Tier 3 shows no steps
     assert tier_blocks.TIER_ACTIONS_BLOCK_ID not in all_text(blocks)
 
@@ -720,7 +757,8 @@ def test_available_tier_2_has_a_danger_button_whose_confirm_names_the_flag() -> 
         "r": 42,
         "e": 3,
     }
-    assert [el["action_id"] for el in blocks[-1]["elements"]] == [
+    (tier_actions,) = [b for b in blocks if b.get("block_id") == tier_blocks.TIER_ACTIONS_BLOCK_ID]
+    assert [el["action_id"] for el in tier_actions["elements"]] == [
         "circuit_open",
         "runbook_open",
         "revert_open",
@@ -736,7 +774,14 @@ def test_tier_3_runbook_that_is_not_a_web_url_is_text_not_a_button() -> None:
     tiers[2] = dataclasses.replace(tiers[2], link="runbooks/payment-router.md")
     blocks = incident_card(tiers=tiers)
     assert "runbook_open" not in buttons(blocks)
-    assert "Runbook: `runbooks/payment-router.md`" in tier_sections(blocks)[2]
+    assert tier_lines(blocks)[1].endswith(" · steps: runbook `runbooks/payment-router.md`")
+    # Recommended, Tier 3 says where its steps are on the 👉 line (no button to point to).
+    tiers = [dataclasses.replace(o, recommended=o.tier is Tier.FULL_REVERT) for o in tiers]
+    line = recommendation(incident_card(tiers=tiers)) or ""
+    assert line.endswith(" · steps: runbook `runbooks/payment-router.md`")
+    # With a web link, the Runbook (Tier 3) button right below is the pointer.
+    tiers[2] = dataclasses.replace(tiers[2], link=RUNBOOK)
+    assert "steps" not in (recommendation(incident_card(tiers=tiers)) or "")
 
 
 @pytest.mark.parametrize(
@@ -864,9 +909,12 @@ def test_a_thousand_alerts_stay_within_limits() -> None:
     section = next(x for x in blocks if "*Firing alerts*" in all_text([x]))
     lines = section["text"]["text"].split("\n")
     assert lines[0] == "*Firing alerts* (1,000)"
-    assert [line.split()[:3] for line in lines[1:6]] == [["•", "Alert", str(i)] for i in range(5)]
-    assert all(line.endswith("…") and "&lt;" in line for line in lines[1:6])
-    assert lines[6:] == ["+995 more"]
+    shown = card_blocks.MAX_ALERTS_SHOWN
+    assert [line.split()[:3] for line in lines[1 : 1 + shown]] == [
+        ["•", "Alert", str(i)] for i in range(shown)
+    ]
+    assert all(line.endswith("…") and "&lt;" in line for line in lines[1 : 1 + shown])
+    assert lines[1 + shown :] == [f"+{1000 - shown} more"]
     assert len(section["text"]["text"]) <= 3000
 
 
@@ -884,12 +932,12 @@ def test_huge_tiers_stay_within_limits() -> None:
         for t in Tier
     ] + [TierOption(Tier.ABORT, "duplicate", True, "ignored")]
     blocks = incident_card(tiers=huge, circuit_flag="f" * 5000, alerts=["s" * 10_000] * 7)
-    sections = tier_sections(blocks)
-    assert len(sections) == 3  # one per tier, the first option given for it
+    lines = tier_lines(blocks)
+    assert len(lines) == 2  # one per tier, the first option given for it, less the 👉 one
     assert "duplicate" not in all_text(blocks)
-    assert sections[2].endswith("more steps in the runbook_")
-    assert "\n1. `git revert" in sections[2]
-    assert not any("&l…" in s or "&am…" in s for s in sections)  # no entity cut in half
+    assert all(len(t) <= 3000 for t in texts(blocks))
+    shown = [*lines, recommendation(blocks) or ""]
+    assert not any("&l…" in s or "&am…" in s for s in shown)  # no entity cut in half
 
 
 @pytest.mark.parametrize("rollout", [PAUSED, ABORTED, HEALTHY, DEGRADED, BLUE_GREEN])
@@ -916,11 +964,12 @@ def test_every_combination_renders(rollout: RolloutState) -> None:
         expected_marks = (
             0 if recommend is None or (recommend is Tier.CIRCUIT_BREAKER and not tier2) else 1
         )
-        assert text.count("⭐") == expected_marks
+        assert text.count("👉") == expected_marks
         assert ("circuit_open" in buttons(blocks)) is tier2
         out = render_text(blocks)
-        for option in tiers:
-            assert tier_blocks.tier_label(option) in out
+        for option in tiers:  # each tier is named: as 👉, or among the others
+            assert f"Tier {int(option.tier)} (" in out or tier_blocks.tier_label(option) in out
+            assert option.title in out
         summary = card_blocks.rollout_card_text(
             service="payment-router", state=rollout, trouble=None, incident=incident, tiers=tiers
         )
@@ -955,13 +1004,23 @@ def test_render_text_shows_the_incident_and_the_tiers() -> None:
     assert "*Canary vs stable* · at 14:03:07 UTC · graph ↗" in lines
     assert "canary 31.20 % ⚠️ · stable 0.10 % · SLO < 2 %" in lines
     assert "• PaymentRouterErrorRate: canary 5xx ratio 31 % > 2 % for 5m" in lines
-    assert "⭐ *Tier 1 — Abort the rollout* (recommended)" in lines
-    assert "*Tier 2 — Open the circuit breaker*" in lines
-    assert "2. `git revert <release SHA>`" in lines
-    assert lines[-2] == "[ Abort (Tier 1) ]  [ Promote ]"
-    assert lines[-1] == (
+    at = lines.index(
+        "👉 *Recommended: Tier 1 (Abort the rollout)* — "
+        "canary error rate 31.20 % breaks the 2 % SLO; stable is healthy"
+    )
+    assert lines[at + 1] == "[ Abort (Tier 1) ]  [ Promote ]"
+    assert lines[at + 2] == (
         "[ Open circuit breaker (Tier 2) ]  [ Runbook (Tier 3) ↗ ]  [ Record Tier 3 revert… ]"
     )
+    assert lines[at + 3] == "─" * 72
+    assert lines.index("*Canary vs stable* · at 14:03:07 UTC · graph ↗") > at
+    assert lines[-3:] == [
+        "*Other tiers*",
+        "*Tier 2 — Open the circuit breaker*: "
+        f"sets {CIRCUIT_FLAG}: all traffic to the legacy path in seconds",
+        "*Tier 3 — Full revert in Git*: abort leaves spec.template on 1.8.0; "
+        "only Git brings 1.7.3 back for good · steps: *Runbook (Tier 3)*",
+    ]
     unavailable = render_text(incident_card(evidence=UNAVAILABLE))
     assert "│ Metrics unavailable: Prometheus timed out after 2 s" in unavailable
     assert "🚫 *Tier 2 — Open the circuit breaker* (unavailable)" in unavailable
@@ -989,13 +1048,14 @@ def test_cards_from_the_core_tier_options() -> None:
         )
         blocks = incident_card(state or PAUSED, tiers=options, circuit_flag=flag)
         text = all_text(blocks)
-        assert text.count("⭐") == 1
-        assert "<sha>" not in text and "&lt;sha&gt;" in text
+        assert text.count("👉") == 1
+        assert "<sha>" not in text
         assert ("runbook_open" in buttons(blocks)) is (runbook == RUNBOOK)
-        assert text.count("Runbook: `runbooks/payment-router.md`") == (
+        assert text.count("steps: runbook `runbooks/payment-router.md`") == (
             1 if runbook == "runbooks/payment-router.md" else 0
         )
-        assert "<sha>" in render_text(blocks)
+        if runbook is None:  # no runbook: the revert modal shows the steps
+            assert text.count("steps: *Record Tier 3 revert…*") == 1
 
 
 # ----------------------------------------------------------------------------- flags listing
@@ -1068,7 +1128,10 @@ def test_card_offers_revert_open_whenever_tier_3_is_offered() -> None:
             assert revert["text"]["text"] == "Record Tier 3 revert…"
             assert "style" not in revert and "confirm" not in revert and "url" not in revert
             assert rollout_blocks.parse_button_value(revert["value"])["r"] == state.revision
-            assert revert in blocks[-1]["elements"]  # the tier buttons' actions block
+            (tier_actions,) = [
+                b for b in blocks if b.get("block_id") == tier_blocks.TIER_ACTIONS_BLOCK_ID
+            ]
+            assert revert in tier_actions["elements"]
     assert "revert_open" not in buttons(card(PAUSED))  # no tiers, no Tier 3 button
     tiers = tier_set()
     tiers[2] = dataclasses.replace(tiers[2], available=False)
@@ -1176,20 +1239,22 @@ def test_a_recorded_revert_on_the_card(recommend: Tier | None) -> None:
     assert texts(blocks).count(line) == 1
     offered = buttons(blocks)
     assert "revert_open" not in offered and "runbook_open" in offered
-    sections = tier_sections(blocks)
-    assert sections[2].startswith("⏪ *Tier 3 — Full revert in Git* (started)\n")
-    assert "\n1. " in sections[2]  # the steps stay, for whoever follows the revert
-    (next_step,) = [t for t in texts(blocks) if t.startswith("👉")]
+    tier3 = [line for line in tier_lines(blocks) if "*Tier 3 — " in line]
+    if recommend is Tier.FULL_REVERT:
+        assert tier3 == []  # the 👉 line is about it: watch it land
+    else:  # among the others, started, pointing at its steps for whoever follows it
+        assert tier3[0].startswith("⏪ *Tier 3 — Full revert in Git* (started): ")
+        assert tier3[0].endswith(" · steps: *Runbook (Tier 3)*")
+    next_step = recommendation(blocks) or ""
     if recommend in (Tier.ABORT, Tier.CIRCUIT_BREAKER):
         label = {Tier.ABORT: "Abort the rollout", Tier.CIRCUIT_BREAKER: "Open the circuit breaker"}
         assert next_step.startswith(
             f"👉 *Next: watch the Tier 3 revert land; until it does, Tier {int(recommend)} "
             f"({label[recommend]})* — "
         )
-        assert all_text(blocks).count("⭐") == 1
     else:
         assert next_step.startswith("👉 *Next: watch the Tier 3 revert land* — once merged")
-        assert "⭐" not in all_text(blocks)
+    assert "⭐" not in all_text(blocks)
     assert "👉 *Recommended" not in all_text(blocks)
     assert "Tier 3 revert started by <@U0LEAD>" in render_text(blocks)
 
@@ -1225,12 +1290,11 @@ def test_the_answer_to_a_second_revert_names_the_first() -> None:
 
 def test_fully_promoted_card_shows_no_canary() -> None:
     """A fully promoted Rollout has no canary: its fields say so instead of 100 %."""
-    fields = dict(f["text"].split("\n", 1) for f in card(HEALTHY)[1]["fields"])
-    assert fields["*Canary weight*"] == "none: fully promoted"
-    assert fields["*Canary*"] == f"none (revision {HEALTHY.revision} is stable)"
+    promoted = facts(card(HEALTHY))
+    assert "*Canary weight* none: fully promoted · " in promoted
+    assert f"*Canary* none (revision {HEALTHY.revision} is stable) · " in promoted
     assert HEALTHY.fully_promoted and not HEALTHY.aborted
-    running = dict(f["text"].split("\n", 1) for f in card(PAUSED)[1]["fields"])
-    assert running["*Canary*"].startswith("revision 42")
+    assert "*Canary* revision 42 `" in facts(card(PAUSED))
 
 
 CARD_VALUE = rollout_blocks.button_value(service="payment-router", state=PAUSED, epoch=3)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -129,6 +130,21 @@ def test_the_card_fits_the_state(
     (recommended,) = [t for t in texts if t.startswith("👉")]
     offered = set(buttons(blocks))
 
+    # The first screen: header, what was done, what is wrong, then the one recommendation
+    # right above the buttons; a divider; evidence, facts and the other tiers after it.
+    kinds = [b["type"] for b in blocks]
+    at = texts.index(recommended)
+    divider = kinds.index("divider")
+    assert kinds[at + 1 : divider] == ["actions"] * (divider - at - 1) != []
+    assert "actions" not in kinds[divider:]
+    assert not any(t.startswith(("*Other tiers*", "*Tiers*")) for t in texts[:divider])
+    # The recommendation is told once: no star, and its tier is not among the others.
+    assert "⭐" not in json.dumps(blocks, ensure_ascii=False)
+    others = next((t for t in texts if t.startswith("*Other tiers*")), "")
+    for tier in ("Tier 1 (Abort the rollout)", "Tier 2 (Open the circuit breaker)"):
+        if f"Recommended: {tier}" in recommended:
+            assert tier.replace(" (", " — ").rstrip(")") not in others
+
     # The headline leads with a mitigation exactly when one is verified and in effect.
     in_effect = (outcome_name == "abort verified" and state_name == "aborted") or (
         outcome_name == "breaker opened" and is_open
@@ -169,9 +185,11 @@ def test_the_card_fits_the_state(
     if revert is not None:
         # Who started it, when, with its link (escaped); Tier 3 started, not recommended.
         assert texts.count(STARTED) == 1
-        tier3 = next(t for t in texts if "*Tier 3 — Full revert in Git*" in t)
-        assert tier3.startswith("⏪ *Tier 3 — Full revert in Git* (started)")
-        assert "(recommended)" not in tier3 and "⭐ *Tier 3" not in "".join(texts)
+        lines = [line for t in texts for line in t.split("\n")]
+        # Among the other tiers, Tier 3 is marked started (when it is not the one the
+        # 👉 line is about, watching it land).
+        for tier3 in [line for line in lines if "*Tier 3 — Full revert in Git*" in line]:
+            assert tier3.startswith("⏪ *Tier 3 — Full revert in Git* (started)")
         assert "Recommended: Tier 3" not in recommended and "then Tier 3" not in recommended
         # The recommendation: watch it land (and, after a mitigation, the signals recover);
         # a faster tier that still applies (a canary to abort, the breaker of a fully
