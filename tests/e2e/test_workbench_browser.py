@@ -112,7 +112,7 @@ async def test_status_then_abort_from_the_card(workbench_url, page, tmp_path):
 
     await page.fill("#wb-text", "/rollback payment-router")
     await page.press("#wb-text", "Enter")
-    answer = page.locator("#wb-ephemerals .wb-ephemeral")
+    answer = page.locator("#wb-channel .wb-ephemeral")
     await expect(answer.first).to_contain_text("Only visible to you", timeout=20_000)
     await expect(answer.first).to_contain_text("payment-router")
     await expect(page.locator("#wb-text")).to_have_value("")
@@ -204,4 +204,153 @@ async def test_circuit_breaker_and_the_revert_modal(workbench_url, page, tmp_pat
         if r.entry.action == "revert-started" and r.entry.result == "succeeded"
     ]
     assert recorded == [link]
+    assert errors == []
+
+
+# ── the card on one laptop screen ────────────────────────────────────────────
+
+LAPTOP = {"width": 1366, "height": 768}
+
+# Where each part of a card is, relative to the channel pane and the window: the parts a
+# responder must see together without scrolling (issue 14).
+_BOXES = """
+(card) => {
+  const pane = document.getElementById("wb-channel").getBoundingClientRect();
+  const box = (el) => {
+    if (!el) return null;
+    const r = el.getBoundingClientRect();
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right};
+  };
+  const blocks = [...card.querySelectorAll(".bk-block")];
+  const header = card.querySelector(".bk-header");
+  const recommendation = blocks.find((b) => b.textContent.trim().startsWith("👉"));
+  return {
+    pane: box({getBoundingClientRect: () => pane}),
+    window: {top: 0, left: 0, bottom: window.innerHeight, right: window.innerWidth},
+    header: box(header),
+    status: box(header ? header.nextElementSibling : null),
+    recommendation: box(recommendation),
+    recommended: recommendation ? recommendation.textContent.trim() : "",
+  };
+}
+"""
+# The button the 👉 line points at (Tier 3: its runbook when it has a web page, else the
+# revert modal, which shows the steps).
+_PRIMARY = {
+    "Recommended: Tier 1": ("rollout_abort",),
+    "Recommended: Tier 2": ("circuit_open",),
+    "then Tier 3": ("runbook_open", "revert_open"),
+}
+
+
+def _inside(inner: dict, outer: dict) -> bool:
+    return (
+        inner["top"] >= outer["top"] - 0.5
+        and inner["bottom"] <= outer["bottom"] + 0.5
+        and inner["left"] >= outer["left"] - 0.5
+        and inner["right"] <= outer["right"] + 0.5
+    )
+
+
+async def _first_screen(page, card, *, what: str) -> str:
+    """Assert the card's header, status line, recommendation and primary button are all in
+    the channel pane and the window; return the 👉 line."""
+    boxes = await card.evaluate(_BOXES)
+    actions = next((a for key, a in _PRIMARY.items() if key in boxes["recommended"]), ())
+    assert actions, f"{what}: no 👉 line naming a tier: {boxes['recommended']!r}"
+    present = [a for a in actions if await card.locator(f'[data-action-id="{a}"]').count()]
+    assert present, f"{what}: none of {actions} on the card"
+    action = present[0]
+    button = card.locator(f'[data-action-id="{action}"]')
+    boxes["button"] = await button.evaluate(
+        "(el) => { const r = el.getBoundingClientRect();"
+        " return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; }"
+    )
+    for part in ("header", "status", "recommendation", "button"):
+        assert boxes[part] is not None, f"{what}: no {part}"
+        assert _inside(boxes[part], boxes["pane"]), f"{what}: the {part} is off the pane {boxes}"
+        assert _inside(boxes[part], boxes["window"]), f"{what}: the {part} is off screen {boxes}"
+    # Nothing covers the button: the point at its centre is the button itself.
+    covered = await button.evaluate(
+        "(el) => { const r = el.getBoundingClientRect();"
+        " const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);"
+        " return !(hit && (hit === el || el.contains(hit))); }"
+    )
+    assert not covered, f"{what}: something covers {action}"
+    return str(boxes["recommended"])
+
+
+@pytest.fixture
+async def laptop_page(chromium, tmp_path):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium,
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport=LAPTOP,
+        )
+        try:
+            yield await context.new_page()
+        finally:
+            await context.close()
+
+
+async def test_the_card_fits_one_laptop_screen(workbench_url, laptop_page, tmp_path):
+    """At 1366×768 each card's header, status line, recommendation and primary button are
+    in view together, before and after a mitigation; an answer only the clicker sees sits
+    in the channel, covers nothing, and can be dismissed."""
+    from playwright.async_api import expect
+
+    page = laptop_page
+    _, url = workbench_url
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    await page.goto(url)
+    router = page.locator("#wb-channel .wb-message").filter(has_text="payment-router ·")
+    await expect(router.locator('button[data-action-id="rollout_abort"]')).to_be_visible(
+        timeout=60_000
+    )
+    await expect(router).to_contain_text("👉")
+    line = await _first_screen(page, router, what="payment-router paused")
+    assert "Recommended: Tier 1" in line
+    await page.screenshot(path=str(tmp_path / "laptop-1-paused.png"))
+
+    # The status answer: in the channel, wholly in view, covering nothing; then dismissed.
+    await page.fill("#wb-text", "/rollback payment-router")
+    await page.press("#wb-text", "Enter")
+    answer = page.locator("#wb-channel .wb-ephemeral").last
+    await expect(answer).to_contain_text("Only visible to you", timeout=20_000)
+    await expect(answer.locator('button[data-action-id="rollout_abort"]')).to_be_visible()
+    pane = await page.locator("#wb-channel").bounding_box()
+    shown = await answer.bounding_box()
+    assert pane is not None and shown is not None
+    assert shown["y"] + shown["height"] <= pane["y"] + pane["height"] + 0.5  # not cut off
+    await answer.locator("button.wb-dismiss").click()
+    await expect(page.locator("#wb-channel .wb-ephemeral")).to_have_count(0, timeout=10_000)
+    await _first_screen(page, router, what="payment-router, the answer dismissed")
+
+    await router.locator('button[data-action-id="rollout_abort"]').click()
+    await page.click("#wb-confirm-ok")
+    await expect(router).to_contain_text("Aborted, verified", timeout=30_000)
+    await expect(router).to_contain_text("👉 Next: watch the signals recover", timeout=30_000)
+    line = await _first_screen(page, router, what="payment-router aborted")
+    assert "then Tier 3" in line
+    await page.screenshot(path=str(tmp_path / "laptop-2-aborted.png"))
+
+    await page.click('#wb-panel-scenarios button.wb-scenario[data-service="checkout"]')
+    checkout = page.locator("#wb-channel .wb-message").filter(has_text="checkout ·")
+    await expect(checkout.locator('button[data-action-id="circuit_open"]')).to_be_visible(
+        timeout=30_000
+    )
+    line = await _first_screen(page, checkout, what="checkout firing")
+    assert "Recommended: Tier 2" in line
+    await checkout.locator('button[data-action-id="circuit_open"]').click()
+    await page.click("#wb-confirm-ok")
+    await expect(checkout).to_contain_text("Circuit opened, verified", timeout=30_000)
+    await expect(checkout).to_contain_text("then Tier 3", timeout=30_000)
+    await _first_screen(page, checkout, what="checkout under an open breaker")
+    await page.screenshot(path=str(tmp_path / "laptop-3-circuit.png"))
     assert errors == []
