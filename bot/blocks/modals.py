@@ -1,7 +1,8 @@
 """The modals a card button opens: Tier 3's revert modal (`revert_open`, recording a revert
 started in Git) and Tier 2's break-glass modal (the "Break glass…" button of a refused
 circuit click, asking for the reason), with their ids and the `private_metadata` naming the
-card they were opened from.
+card they were opened from (and, for break-glass, the response_url of the click that opened
+it, to retire the button afterwards).
 
 Service names, SHAs, Rollout keys and channel ids are escaped where they go into mrkdwn; a
 submitted `private_metadata` is checked key by key before use.
@@ -187,16 +188,35 @@ def break_glass_metadata(
     epoch: int | None,
     channel: str | None,
     message_ts: str | None,
+    response_url: str | None = None,
 ) -> str:
-    """The break-glass modal's `private_metadata` (compact JSON, as `revert_metadata`)."""
-    return revert_metadata(
+    """The break-glass modal's `private_metadata` (compact JSON, as `revert_metadata`), and
+    `u`: the response_url of the "Break glass…" click, so that the refusal carrying the
+    button can be rewritten without it once the flip is done.
+
+    Slack keeps the metadata with the view and hands it back on submission: nothing is
+    stored by rollbot, and a restart (or another replica) between the click and the
+    submission still finds it. A `response_url` that is not an http(s) URL, or that would
+    take the metadata over 3000 characters, is left out: opening the modal matters more
+    than retiring the button.
+    """
+    plain = revert_metadata(
         service=service, revision=revision, epoch=epoch, channel=channel, message_ts=message_ts
     )
+    if not mrkdwn.is_web_url(response_url):
+        return plain
+    with_url = json.dumps({**json.loads(plain), "u": response_url}, separators=(",", ":"))
+    return with_url if len(with_url) <= MAX_PRIVATE_METADATA else plain
 
 
 def parse_break_glass_metadata(raw: str) -> dict[str, Any]:
-    """The inverse of `break_glass_metadata`; ValueError when it is not one of ours."""
-    return parse_revert_metadata(raw)
+    """The inverse of `break_glass_metadata`; ValueError when it is not one of ours (`u`,
+    when there, an http(s) URL)."""
+    data = parse_revert_metadata(raw)
+    url = data.get("u")
+    if url is not None and not (isinstance(url, str) and mrkdwn.is_web_url(url)):
+        raise ValueError(f"not a rollbot break-glass modal: {raw[:100]!r}")
+    return data
 
 
 def break_glass_modal(
@@ -214,7 +234,8 @@ def break_glass_modal(
 
     Submitted as `circuit_break_glass`; the reason is under `break_glass_reason`/`reason`
     (at least `BREAK_GLASS_MIN_REASON` characters). `metadata` comes from
-    `break_glass_metadata` (at most 3000 characters).
+    `break_glass_metadata` (at most 3000 characters). No `notify_on_close`: Slack tells
+    rollbot nothing when the modal is cancelled, so the refusal keeps its button.
     """
     if len(metadata) > MAX_PRIVATE_METADATA:
         raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")

@@ -13,7 +13,8 @@ here with `mrkdwn.link` around the escaped label, so they render as links.
     release_status(views, now)      `/release status SERVICE` (ephemeral)
     release_list(views, now)        `/release list` (ephemeral)
     home_view(views, now)           the App Home tab (`views.publish`)
-    release_help(command)           `/release help`
+    release_help(command)           `/release help`, who may use each verb from the policy's
+                                    table (`bot.core.policy.who_may`)
     start_reply, winner_reply,
     unavailable_text                the one-line answers of the `/release` listener
 
@@ -66,6 +67,7 @@ from bot.blocks.release_words import (
     when,
 )
 from bot.blocks.text import clock
+from bot.core import policy
 from bot.core.model import ReleasePhase, ReleaseView, TicketKind
 from bot.core.mrkdwn import clip as _clip
 from bot.core.mrkdwn import is_web_url as _is_web_url
@@ -364,33 +366,46 @@ def home_view(
 
 # ── help and the listener's answers ──────────────────────────────────────────
 
-_HELP = [
+# `/release help`: each verb's syntax, its policy verb and what it does. Who may use it is
+# not written here: it is `policy.who_may` of the verb (the policy's one table), so a change
+# to the policy changes the help.
+_HELP: tuple[tuple[str, str, str], ...] = (
     (
         "start SERVICE VERSION [@owner|email]",
+        policy.RELEASE_START,
         "record a release and file its cleanup tickets in a thread in the service's channel "
         "(release flag: 30 days after full rollout; contract migration: not before 72 h "
         "after; legacy code: with the flag; experiment flag: 14 days after a winner)",
     ),
-    ("status SERVICE", "the service's releases, their phase and every ticket with its due date"),
-    ("list", "every release in flight and what is due next"),
+    (
+        "status SERVICE",
+        "release.status",
+        "the service's releases, their phase and every ticket with its due date",
+    ),
+    ("list", "release.list", "every release in flight and what is due next"),
     (
         "winner SERVICE VARIANT",
+        policy.RELEASE_WINNER,
         "declare the experiment's winner: dates the experiment flag's removal",
     ),
-    ("help", "this message"),
-]
+    ("help", "release.help", "this message"),
+)
 
 
 def release_help(command: str = "/release") -> tuple[str, list[dict[str, Any]]]:
-    lines = "\n".join(f"• `{command} {shape}`: {what}" for shape, what in _HELP)
-    blocks: list[Block] = [
-        _section(f"*{release_usage(command)}*"),
-        _section(lines),
+    """`/release help`: every verb, grouped under who may use it in the policy's own words
+    (`bot.core.policy.who_may`), the groups in the order their first verb is listed."""
+    groups: dict[str, list[str]] = {}
+    for shape, verb, what in _HELP:
+        groups.setdefault(policy.who_may(verb), []).append(f"• `{command} {shape}`: {what}")
+    blocks: list[Block] = [_section(f"*{release_usage(command)}*")]
+    blocks += [_section("\n".join([f"*Who may:* {who}", *lines])) for who, lines in groups.items()]
+    blocks.append(
         _context(
             "Due dates are provisional until the Rollout is fully rolled out; an abort or a "
             "revert stops the clocks. The App Home tab lists every release in flight."
-        ),
-    ]
+        )
+    )
     return release_usage(command), _dicts(blocks)
 
 

@@ -1,7 +1,8 @@
 """The smaller messages around the card: thread lines (`timeline_line`, `revert_line`),
 the ephemeral replies of the command and the buttons (help, errors, refusals, "already
-done", flags, the recorded revert and the one already started) and the refusal of a
-circuit click offering the "Break glass…" button.
+done", flags, the recorded revert and the one already started), the refusal of a
+circuit click offering the "Break glass…" button, and what that refusal becomes once the
+break-glass flip is done (the button gone, so it cannot invite a second use).
 
 Text that rollbot did not write (error details, service names and URLs people typed, flag
 descriptions) is escaped with `bot.core.mrkdwn` where it is put into mrkdwn; arguments
@@ -44,6 +45,7 @@ __all__ = [
     "BREAK_GLASS_ACTION_ID",
     "HELP_GROUPS",
     "already_done_text",
+    "break_glass_used_message",
     "break_glass_value",
     "circuit_refusal_blocks",
     "error_blocks",
@@ -352,3 +354,38 @@ def circuit_refusal_blocks(text: str, *, break_glass: str | None = None) -> list
             )
         )
     return [b.to_dict() for b in blocks]
+
+
+# What the refusal says once its break-glass flip is done, by how the flip ended: an
+# `ActionResult.status`, or "refused"/"error" when it raised.
+_BREAK_GLASS_OUTCOMES: dict[str, tuple[str, str]] = {
+    "succeeded": (":white_check_mark:", "circuit opened, verified — see the card's thread"),
+    "failed": (
+        ":x:",
+        "circuit NOT opened: the flag did not read back on — see the card's thread",
+    ),
+    "duplicate": (
+        ":information_source:",
+        "nothing more flipped: a flip of this circuit was already done or under way — "
+        "see the reply below",
+    ),
+    "refused": (":no_entry:", "refused, nothing flipped — see the reply below"),
+    "error": (":warning:", "the circuit was not confirmed open — see the reply below"),
+}
+
+
+def break_glass_used_message(
+    *, at: datetime, status: str, error: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """(text, blocks) replacing a circuit click's refusal once its "Break glass…" modal was
+    submitted and the flip is done: who used it (the reader: the refusal is theirs alone),
+    when, and how it ended, with no button left.
+
+    `status` is the flip's `ActionResult.status`, or "refused" / "error" when it raised;
+    `error` (plain text, escaped here) what went wrong, for "error"."""
+    icon, outcome = _BREAK_GLASS_OUTCOMES.get(status, _BREAK_GLASS_OUTCOMES["error"])
+    if status == "error" and error:
+        outcome = f"the circuit was not confirmed open: {_safe(error.rstrip(' .'), 1500)}"
+    text = f"{icon} Break glass used by you at {clock(at)}: {outcome}."
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_clip(text, 3000)))]
+    return text, [b.to_dict() for b in blocks]

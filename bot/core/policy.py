@@ -27,8 +27,9 @@ than the circuit breaker until someone decides otherwise.
 
 Who may do each tier is one table, `ROLES` (tier → the roles allowed, in the usual case: a
 service with an escalation policy and an owners group); `authorise` reads it for rules 1,
-3, 4 and 5, and the `/rollback help` text is built from it (`who_may`), so the help cannot
-say anything the policy does not do. `VERBS` lists every verb, reading ones included.
+3, 4 and 5, and the `/rollback help` and `/release help` texts are built from it
+(`who_may`), so the help cannot say anything the policy does not do. `VERBS` lists every
+verb, reading ones included.
 
 The rules, first match wins:
 

@@ -16,12 +16,19 @@ Aspects under test:
   reason, the loud top-level notice naming the owners group in the channel, the result
   told to the submitter alone (chat.postEphemeral in the card's channel);
 - Slack retrying the same submission (same view id and hash) flips once;
+- once the flip is done, the refusal is rewritten through the response_url of the
+  "Break glass…" click (carried in the modal's private_metadata), `replace_original`, as
+  one line saying break glass was used, when and how it ended, with no button left; a
+  too-short reason and Slack's retry rewrite nothing; a flip that fails (the flag gone
+  from the provider) retires the button too, saying what failed;
 - someone outside the owners group is refused without the button.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
@@ -102,6 +109,47 @@ def _reason(text: str) -> dict[str, dict[str, str]]:
     return {"break_glass_reason": {"reason": text}}
 
 
+async def _open_modal(world: SimWorld, refusal: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Click the refusal's "Break glass…" as ONCALL: (the modal opened, the click's
+    response_url id in the Slack sim)."""
+    button = world.button(refusal, "circuit_break_glass")
+    assert button is not None
+    clicked = await world.sender.click(
+        ONCALL[0],
+        "circuit_break_glass",
+        button["value"],
+        message=refusal,
+        channel_id=CHANNEL_ID,
+        block_id=button["block_id"],
+        user_name=ONCALL[1],
+    ).send()
+    assert clicked.status_code == 200
+    url = world.sender.last_response_url
+    assert url is not None
+    views = await world.wait_for(
+        lambda: world.slack.open_views(ONCALL[0]), timeout=20, what="the break-glass modal"
+    )
+    view = dict(views[-1])
+    assert json.loads(view["private_metadata"])["u"] == url
+    return view, url.rsplit("/", 1)[1]
+
+
+def _posted_to(world: SimWorld, rid: str) -> list[dict[str, Any]]:
+    """The bodies rollbot POSTed to the response_url `rid`."""
+    return [r.body for r in world.slack.responses if r.id == rid]
+
+
+def _assert_retired(body: dict[str, Any]) -> str:
+    """The refusal's rewrite: replaces it, ephemeral, one line, no button; its text."""
+    assert body["replace_original"] is True and body["response_type"] == "ephemeral"
+    assert [b["type"] for b in body["blocks"]] == ["section"]
+    assert "circuit_break_glass" not in json.dumps(body) and "button" not in json.dumps(body)
+    text = body["text"]
+    assert body["blocks"][0]["text"]["text"] == text
+    assert re.search(r"Break glass used by you at \d\d:\d\d:\d\d UTC: ", text), text
+    return str(text)
+
+
 async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     world, ld = world_pd
     refusal = await _refused_click(world, ONCALL)
@@ -122,20 +170,7 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     assert not ld.is_on("default", FLAG)
 
     # The button opens the modal for the person who clicked it.
-    clicked = await world.sender.click(
-        ONCALL[0],
-        "circuit_break_glass",
-        button["value"],
-        message=refusal,
-        channel_id=CHANNEL_ID,
-        block_id=button["block_id"],
-        user_name=ONCALL[1],
-    ).send()
-    assert clicked.status_code == 200
-    views = await world.wait_for(
-        lambda: world.slack.open_views(ONCALL[0]), timeout=20, what="the break-glass modal"
-    )
-    view = dict(views[-1])
+    view, rid = await _open_modal(world, refusal)
     assert view["callback_id"] == "circuit_break_glass"
     assert view["title"]["text"] == "Break glass"
     assert FLAG in json.dumps(view["blocks"]) and "<!subteam^S0PAYMENTS>" in json.dumps(view)
@@ -153,6 +188,7 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     assert [v["id"] for v in world.slack.open_views(ONCALL[0])] == [view["id"]]
     assert not ld.is_on("default", FLAG)
     assert [e.result for e in await _entries(world)] == ["refused"]  # the first click only
+    assert _posted_to(world, rid) == []  # answered in the submission's response: no job ran
 
     # A good reason: closed at once, flipped on the work queue, loud and audited.
     good = await world.sender.view_submission(
@@ -183,6 +219,13 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     )
     assert told[0]["channel"] == CHANNEL_ID and told[0]["user"] == ONCALL[0]
 
+    # The refusal is rewritten through the "Break glass…" click's response_url: no button.
+    (retired,) = await world.wait_for(
+        lambda: _posted_to(world, rid), timeout=20, what="the refusal rewritten"
+    )
+    text = _assert_retired(retired)
+    assert text.endswith(": circuit opened, verified — see the card's thread."), text
+
     # Slack retries the same submission (after the first was told, the flag's epoch bumped):
     # no second flip.
     retry = await world.sender.view_submission(
@@ -193,6 +236,27 @@ async def test_break_glass_from_the_card_through_the_modal(world_pd) -> None:
     assert len([e for e in await _entries(world) if e.result == "succeeded"]) == 1
     patches = [r for r in ld.requests if r.method == "PATCH"]
     assert len(patches) == 1
+    # Every job the retry queued has run: the refusal was rewritten once.
+    await asyncio.wait_for(world.rollbot.work.join(), timeout=30)
+    assert _posted_to(world, rid) == [retired]
+
+
+async def test_a_failed_break_glass_flip_retires_the_button_too(world_pd) -> None:
+    world, ld = world_pd
+    refusal = await _refused_click(world, ONCALL)
+    view, rid = await _open_modal(world, refusal)
+    ld.remove_flag("default", FLAG)  # the provider no longer has it: the flip cannot run
+    good = await world.sender.view_submission(
+        ONCALL[0], view, _reason(REASON), user_name=ONCALL[1]
+    ).send()
+    assert good.status_code == 200
+    (retired,) = await world.wait_for(
+        lambda: _posted_to(world, rid), timeout=20, what="the refusal rewritten"
+    )
+    text = _assert_retired(retired)
+    assert ": the circuit was not confirmed open: " in text and FLAG in text, text
+    assert [e.result for e in await _entries(world)] == ["refused"]  # the first click only
+    assert not [r for r in ld.requests if r.method == "PATCH"]
 
 
 async def test_outsider_refusal_has_no_break_glass_button(world_pd) -> None:

@@ -15,7 +15,9 @@ is told who started it, when, with its link.
 `circuit_open` refused only for want of break-glass (an owner who is not on call) tells the
 clicker so with a "Break glass…" button (`circuit_break_glass`, carrying the card's button
 value and message); that click opens the break-glass modal the same way, asking for the
-reason; its submission is handled in bot.slack.listeners.views too.
+reason, with the click's response_url in the modal's private_metadata; its submission is
+handled in bot.slack.listeners.views too, which rewrites that refusal through it once the
+flip is done.
 """
 
 from __future__ import annotations
@@ -133,12 +135,15 @@ def register(app: AsyncApp, deps: Deps) -> None:
         value = parse_value(action.get("value", ""))
         cfg = deps.responder.service(value["s"])
         flag, environment = deps.responder.circuit_target(value["s"])
+        # This click's response_url: the submission rewrites the refusal through it.
+        response_url = body.get("response_url")
         metadata = modals.break_glass_metadata(
             service=value["s"],
             revision=int(value["r"]) if value.get("r") is not None else None,
             epoch=int(value["e"]) if value.get("e") is not None else None,
             channel=value.get("c") or cfg.channel,
             message_ts=value.get("ts"),
+            response_url=response_url if isinstance(response_url, str) else None,
         )
         view = modals.break_glass_modal(
             service=value["s"],

@@ -50,17 +50,23 @@ async def actor(deps: Deps, user_id: str, fallback_name: str = "") -> Actor:
     return Actor(user_id, name or fallback_name or user_id)
 
 
+def redelivered(req: ActionRequest | FlagRequest, result: ActionResult) -> bool:
+    """Whether `result` answers Slack's retry of `req`, whose first delivery answered."""
+    return (
+        result.status == "duplicate"
+        and req.retry_num > 0
+        and result.record is not None
+        and result.record.actor_id == req.actor.id
+    )
+
+
 async def run_and_tell(deps: Deps, req: ActionRequest | FlagRequest, respond: Any) -> ActionResult:
+    """Run `req` and tell the person its result (nothing for a redelivery: `redelivered`)."""
     if isinstance(req, FlagRequest):
         result = await deps.responder.handle_flag(req)
     else:
         result = await deps.responder.handle(req)
-    if (
-        result.status == "duplicate"
-        and req.retry_num
-        and result.record is not None
-        and result.record.actor_id == req.actor.id
-    ):
+    if redelivered(req, result):
         # Slack re-sent the same request; the first delivery already answered.
         return result
     icon = {"succeeded": ":white_check_mark:", "failed": ":x:", "duplicate": ":information_source:"}

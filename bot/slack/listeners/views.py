@@ -19,24 +19,33 @@ The break-glass modal checks only its reason before the ack (at least
 flip then runs on the work queue as `/rollback SERVICE circuit open break-glass REASON`
 does (the same policy, audit and loud channel notice), keyed on the view id and hash as
 well, and its result or refusal is told to the submitter alone in the card's channel.
+Then, however the flip ended, the refusal that carried the "Break glass…" button is
+rewritten through that click's response_url (in the modal's `private_metadata`) with
+`replace_original`: one line saying break glass was used, when, and how it ended, and no
+button to invite a second use. Slack's retry of the submission rewrites nothing (the first
+delivery did). A modal closed with Cancel tells rollbot nothing, so that refusal keeps its
+button. The rewrite is best effort, on the work queue after the answer: a response_url
+Slack no longer takes (30 minutes, five uses) is logged, and the flip's answer stands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncRespond
 
 from bot.actions import ActionResult, FlagRequest, RevertRequest
-from bot.blocks import modals
+from bot.blocks import modals, replies
 from bot.core import mrkdwn
-from bot.core.errors import RollbotError
+from bot.core.errors import NotAuthorised, RollbotError
 from bot.core.model import FlagAction
 from bot.core.tiers import is_revert_url
 from bot.slack import errors
-from bot.slack.listeners.common import actor, retry_num, run_and_tell
+from bot.slack.listeners.common import actor, redelivered, retry_num, run_and_tell
 from bot.slack.listeners.deps import Deps
 
 #: Of Slack's 3 s for answering a view_submission, what the authorisation (which may ask
@@ -50,6 +59,8 @@ REASON_ERROR = (
 _USER = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _GROUP = re.compile(r"<!subteam\^([A-Z0-9]+)(?:\|@?([^>]*))?>")
 
+log = logging.getLogger(__name__)
+
 
 def answered_already(req: RevertRequest, result: ActionResult) -> bool:
     """Whether `result` is the duplicate of a submission Slack re-sent (the same person's,
@@ -58,6 +69,35 @@ def answered_already(req: RevertRequest, result: ActionResult) -> bool:
     if result.status != "duplicate" or winner is None or winner.actor_id != req.actor.id:
         return False
     return req.retry_num > 0 or winner.result.get("submission") == req.submission
+
+
+def ended(error: BaseException) -> tuple[str, str | None]:
+    """How a flip that raised `error` ended, for `replies.break_glass_used_message`."""
+    if isinstance(error, NotAuthorised):
+        return "refused", None
+    if isinstance(error, RollbotError):
+        return "error", error.message
+    return "error", None
+
+
+async def retire_break_glass(
+    response_url: str, *, at: datetime, status: str, error: str | None
+) -> None:
+    """Rewrite the refusal whose "Break glass…" click gave `response_url`: no button left."""
+    text, blocks = replies.break_glass_used_message(at=at, status=status, error=error)
+    answer = await AsyncRespond(response_url=response_url)(
+        text=text, blocks=blocks, response_type="ephemeral", replace_original=True
+    )
+    if answer.status_code != 200:
+        log.warning(
+            "the break-glass refusal was not rewritten: Slack answered HTTP %s (%s)",
+            answer.status_code,
+            mrkdwn.clip(str(answer.body), 100),
+        )
+
+
+async def _not_retired(error: BaseException) -> None:
+    log.warning("the break-glass refusal was not rewritten: %s", type(error).__name__)
 
 
 def value_of(view: dict[str, Any], block_id: str, action_id: str) -> str:
@@ -181,6 +221,18 @@ def register(app: AsyncApp, deps: Deps) -> None:
         service = str(meta["s"])
         submission = f"{view.get('id', '')}#{view.get('hash', '')}"
         retries = retry_num(request)
+        used_at = datetime.now(UTC)
+        response_url = meta.get("u")
+
+        def retire(status: str, error: str | None = None) -> None:
+            """After the flip: the refusal's button goes (its own job: a failure to
+            rewrite is logged and never reported as the flip's)."""
+            if response_url is None:
+                return
+            deps.work.submit(
+                lambda: retire_break_glass(response_url, at=used_at, status=status, error=error),
+                on_error=_not_retired,
+            )
 
         async def tell(**message: Any) -> None:
             """Only the submitter sees the result, in the card's channel."""
@@ -201,6 +253,12 @@ def register(app: AsyncApp, deps: Deps) -> None:
                 retry_num=retries,
                 submission=submission,
             )
-            await run_and_tell(deps, req, tell)
+            try:
+                result = await run_and_tell(deps, req, tell)
+            except Exception as err:
+                retire(*ended(err))
+                raise  # told by the reporter
+            if not redelivered(req, result):
+                retire(result.status)
 
         deps.work.submit(job, on_error=errors.reporter(tell, what="break-glass circuit-open"))

@@ -264,6 +264,10 @@ CASES: dict[str, Callable[[], Iterator[Any]]] = {
             ),
         ]
     ),
+    "break_glass_used_message": lambda: iter(
+        replies.break_glass_used_message(at=tb.NOW, status=status, error="<!channel> & <x>")
+        for status in ("succeeded", "failed", "duplicate", "refused", "error")
+    ),
     "break_glass_modal": lambda: iter(
         [
             tb.break_glass_view(),

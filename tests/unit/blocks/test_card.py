@@ -35,7 +35,11 @@ Aspects under test:
   "Break glass…" button (`circuit_break_glass`, the card's button value plus its channel
   and ts) only when offered; the `circuit_break_glass` modal: title/submit/close, the flag,
   environment, effect and what makes it loud, the required multiline reason
-  `break_glass_reason`/`reason` with min_length 10, private_metadata that round-trips.
+  `break_glass_reason`/`reason` with min_length 10, private_metadata that round-trips,
+  carrying the "Break glass…" click's response_url when it is an http(s) URL and fits in
+  3000 characters (left out otherwise); what replaces the refusal once the flip is done:
+  who, when (UTC), how it ended (each status, an error escaped and clipped), one section
+  and no button.
 """
 
 from __future__ import annotations
@@ -1391,6 +1395,63 @@ def test_break_glass_names_a_channel_written_by_name_once() -> None:
     )
     assert "top-level message in #payments-deploys mentioning" in said
     assert "##" not in said and "<#" not in said
+
+
+RESPONSE_URL = "https://hooks.slack.com/actions/T0PAYMENTS/1234567890123/AbCdEfGhIjKlMnOpQrStUvWx"
+
+
+def test_break_glass_metadata_carries_the_click_s_response_url_within_3000() -> None:
+    base = {"revision": 42, "epoch": 3, "channel": "C0PAYDEPLOY", "message_ts": "1715695392.000100"}
+    raw = modals.break_glass_metadata(service="payment-router", **base, response_url=RESPONSE_URL)
+    assert modals.parse_break_glass_metadata(raw)["u"] == RESPONSE_URL
+    assert len(raw) <= modals.MAX_PRIVATE_METADATA
+    # The longest service a card button can carry (its value ≤ 2000) still fits with it.
+    long = modals.break_glass_metadata(service="s" * 1900, **base, response_url=RESPONSE_URL)
+    assert len(long) <= 3000 and json.loads(long)["u"] == RESPONSE_URL
+    # A URL that would not fit, or is not http(s), is left out: the modal still opens.
+    for url in ("https://hooks.slack.com/" + "x" * 2990, "javascript:alert(1)", "", None):
+        left_out = modals.break_glass_metadata(service="s" * 1900, **base, response_url=url)
+        assert len(left_out) <= 3000 and "u" not in modals.parse_break_glass_metadata(left_out)
+        assert break_glass_view(metadata=left_out)["private_metadata"] == left_out
+    # A submitted `u` is checked like every other key.
+    for bad in (5, "javascript:alert(1)", "https://x.example/a b"):
+        with pytest.raises(ValueError):
+            modals.parse_break_glass_metadata(json.dumps({"s": "payment-router", "u": bad}))
+
+
+@pytest.mark.parametrize(
+    ("status", "icon", "outcome"),
+    [
+        ("succeeded", ":white_check_mark:", "circuit opened, verified — see the card's thread."),
+        ("failed", ":x:", "circuit NOT opened: the flag did not read back on — see the card's "),
+        ("duplicate", ":information_source:", "nothing more flipped: "),
+        ("refused", ":no_entry:", "refused, nothing flipped — see the reply below."),
+        ("error", ":warning:", "the circuit was not confirmed open — see the reply below."),
+        ("something new", ":warning:", "the circuit was not confirmed open — see the reply"),
+    ],
+)
+def test_break_glass_used_message_says_how_it_ended_with_no_button(
+    status: str, icon: str, outcome: str
+) -> None:
+    text, blocks = replies.break_glass_used_message(at=NOW, status=status)
+    assert text.startswith(f"{icon} Break glass used by you at 14:03:12 UTC: {outcome}"), text
+    assert_valid_block_kit(blocks)
+    assert [b["type"] for b in blocks] == ["section"] and blocks[0]["text"]["text"] == text
+    assert "button" not in json.dumps(blocks) and replies.BREAK_GLASS_ACTION_ID not in text
+
+
+def test_break_glass_used_message_escapes_what_failed() -> None:
+    error = "LaunchDarkly said <!channel> & <@U0OUTSIDER> " + "x" * 5000 + "."
+    text, blocks = replies.break_glass_used_message(at=NOW, status="error", error=error)
+    assert text.startswith(
+        ":warning: Break glass used by you at 14:03:12 UTC: the circuit was not confirmed "
+        "open: LaunchDarkly said &lt;!channel&gt; &amp; &lt;@U0OUTSIDER&gt; xxx"
+    )
+    assert "<!channel>" not in text and "<@" not in text and text.endswith("….")
+    assert_valid_block_kit(blocks)
+    # Only an error says what failed: a refusal's reason is the reply below, in mrkdwn.
+    refused, _ = replies.break_glass_used_message(at=NOW, status="refused", error="<x>")
+    assert "<x>" not in refused and "&lt;x&gt;" not in refused
 
 
 def test_opening_the_breaker_names_the_flags_it_overrides() -> None:

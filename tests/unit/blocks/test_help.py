@@ -1,4 +1,5 @@
-"""`/rollback help` says what the policy does (issue 14: "Words a tired person cannot misread").
+"""`/rollback help` and `/release help` say what the policy does (issue 14: "Words a tired
+person cannot misread").
 
 The help said actions "need the service's on-call group" while the policy lets the owners
 group do Tier 1, and it left out Tier 3 and `/release`. Now its "who may" comes from the
@@ -10,15 +11,20 @@ policy's own table (`bot.core.policy.ROLES`, through `who_may`). Aspects:
   same roles (a table over every verb and the four people the roles name): so the help,
   the table and the decisions cannot drift apart;
 - Tier 3 (recording a revert) and the `/release` subcommands are there, under the
-  configured command names.
+  configured command names;
+- `/release help` (hand-written until now) lists every `/release` verb, each one a policy
+  verb (`release.VERB`), under a heading naming exactly `policy.who_may` of it; a change
+  to the policy's table changes that help (the table patched: the help follows).
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import pytest
 
-from bot.blocks import replies
-from bot.core import policy
+from bot.blocks import release, replies
+from bot.core import policy, release_commands
 from bot.core.model import Actor
 from bot.core.policy import Role
 
@@ -126,3 +132,69 @@ def test_tiers_three_and_release_are_in_the_help_under_the_configured_names() ->
         assert f"`/rel {shape}" in text
     assert "`/rb SERVICE abort`" in text and "/rollback" not in text and "/release" not in text
     assert "on-call group" not in str(replies.help_blocks())
+
+
+# ── `/release help` ──────────────────────────────────────────────────────────
+
+# `/release` verb → how its help writes it (the test's own list, as SYNTAX above).
+RELEASE_SYNTAX = {
+    "start": "`/release start SERVICE VERSION [@owner|email]`",
+    "status": "`/release status SERVICE`",
+    "list": "`/release list`",
+    "winner": "`/release winner SERVICE VARIANT`",
+    "help": "`/release help`",
+}
+
+
+def release_groups(command: str = "/release") -> dict[str, list[str]]:
+    """`/release help`'s who-may heading → its bullet lines."""
+    out: dict[str, list[str]] = {}
+    for block in release.release_help(command)[1]:
+        if block["type"] != "section":
+            continue
+        head, *lines = block["text"]["text"].split("\n")
+        if head.startswith("*Who may:* "):
+            assert head.removeprefix("*Who may:* ") not in out  # one heading per who
+            out[head.removeprefix("*Who may:* ")] = lines
+    return out
+
+
+def test_every_release_verb_is_a_policy_verb() -> None:
+    assert set(RELEASE_SYNTAX) == set(release_commands.VERBS)
+    assert {f"release.{verb}" for verb in release_commands.VERBS} == {
+        verb for verb in policy.VERBS if verb.startswith("release.")
+    }
+
+
+@pytest.mark.parametrize("verb", release_commands.VERBS)
+def test_each_release_verb_sits_under_the_policy_s_who_may(verb: str) -> None:
+    found = [
+        who
+        for who, lines in release_groups().items()
+        if any(line.startswith(f"• {RELEASE_SYNTAX[verb]}:") for line in lines)
+    ]
+    assert found == [policy.who_may(f"release.{verb}")], (verb, found)
+
+
+def test_release_help_says_who_may_in_the_configured_name() -> None:
+    groups = release_groups("/rel")
+    assert list(groups) == [
+        "the service's on-call or a member of its owners group",  # start, winner
+        "anyone",  # status, list, help
+    ]
+    assert all(line.startswith("• `/rel ") for lines in groups.values() for line in lines)
+    assert sum(len(lines) for lines in groups.values()) == len(release_commands.VERBS)
+
+
+def test_release_help_follows_a_change_to_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not written by hand: were Tier 1 the on-call's alone, `start` and `winner` would say
+    so, and nothing would name the owners group."""
+    roles = {**policy.ROLES, 1: (Role.ON_CALL,)}
+    monkeypatch.setattr(policy, "ROLES", MappingProxyType(roles))
+    groups = release_groups()
+    assert list(groups) == ["the service's on-call", "anyone"]
+    assert [line.partition(": ")[0] for line in groups["the service's on-call"]] == [
+        f"• {RELEASE_SYNTAX['start']}",
+        f"• {RELEASE_SYNTAX['winner']}",
+    ]
+    assert "owners group" not in str(release.release_help()[1])
