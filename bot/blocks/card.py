@@ -297,7 +297,8 @@ def _facts(state: RolloutState, *, told: str = "") -> str:
     if state.analysis is not None:
         analysis = f"{_escape(state.analysis.status)} ({_escape(state.analysis.name)})"
         if state.analysis.message and state.analysis.message not in told:
-            analysis += f": {_escape(state.analysis.message)}"
+            # Clipped: the whole message is in the thread line that reported the analysis.
+            analysis += f": {_safe(state.analysis.message, 160)}"
         pairs.append(("Analysis", analysis))
     if state.created_at is not None:
         # A clock time, not an age: the card is not re-rendered every second, and "15s"
@@ -372,9 +373,10 @@ def rollout_card(
     6. the buttons: the Rollout's (`available_actions`, less an unavailable Tier 1) and the
        tiers' (Tier 2 `circuit_open`/`circuit_close`, Tier 3 `runbook_open` and
        `revert_open`, which opens the revert modal, gone once a revert is recorded);
-    7. a divider, then canary-vs-stable evidence, the Rollout's facts on one line, its
-       message, `notice`, the breaker's state, and the other tiers one line each (Tier 3
-       names where its steps are: the runbook or the revert modal).
+    7. a divider, then canary-vs-stable evidence, the Rollout's facts on one line with its
+       message, `notice` with the breaker's state, and the other tiers one line each (Tier 3
+       names where its steps are: the runbook or the revert modal; after a mitigation, the
+       tiers not offered are left out: the headline says why).
 
     `circuit_flag` names the ops flag in Tier 2's confirm dialog. `notice` is mrkdwn (its
     outside pieces escaped by whoever wrote it); `alerts` are plain summaries, escaped here.
@@ -448,16 +450,19 @@ def rollout_card(
     below: list[Block] = []
     if evidence is not None:
         below.append(_evidence_block(evidence))
+    # The facts and the Rollout's own message; then rollbot's notes (PagerDuty, the
+    # breaker): one context block each, their elements side by side as Slack lays them out.
     facts = _facts(state, told=trouble.summary if trouble is not None else "")
-    below.append(ContextBlock(elements=[MarkdownTextObject(text=facts)]))
-    if state.message:
-        message = _clip(_escape(state.message), 3000)
-        below.append(ContextBlock(elements=[MarkdownTextObject(text=message)]))
-    if notice:
-        below.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(notice, 3000))]))
-    if circuit is not None:
-        below.append(ContextBlock(elements=[MarkdownTextObject(text=circuit_line(circuit))]))
-    others = other_tiers_block(options, recommended, started=started, revert_open=not started)
+    lines = [facts] + ([_clip(_escape(state.message), 3000)] if state.message else [])
+    below.append(ContextBlock(elements=[MarkdownTextObject(text=t) for t in lines]))
+    notes = ([_clip(notice, 3000)] if notice else []) + (
+        [circuit_line(circuit)] if circuit is not None else []
+    )
+    if notes:
+        below.append(ContextBlock(elements=[MarkdownTextObject(text=t) for t in notes]))
+    # After a mitigation the headline says why the other tiers are not offered.
+    shown = [o for o in options if o.available or mitigated is None]
+    others = other_tiers_block(shown, recommended, started=started, revert_open=not started)
     if others is not None:
         below.append(others)
     if len(blocks) > 1:

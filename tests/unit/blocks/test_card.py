@@ -267,8 +267,9 @@ def test_paused_card_shows_the_facts() -> None:
         "text": {"type": "plain_text", "text": "⏸️ payment-router · Paused", "emoji": True},
     }
     # The buttons first, then, under a divider, the facts on one line.
-    # (and the Rollout's own message).
-    assert [b["type"] for b in blocks] == ["header", "actions", "divider", "context", "context"]
+    # (and the Rollout's own message beside them).
+    assert [b["type"] for b in blocks] == ["header", "actions", "divider", "context"]
+    assert [e["text"] for e in blocks[-1]["elements"]][1:] == ["CanaryPauseStep"]
     assert facts(blocks) == (
         "*Phase* Paused · *Step* 3/8 · *Canary weight* 25% · "
         "*Stable* revision 41 `registry.example.com/payment-router:1.7.3` · "
@@ -612,8 +613,7 @@ def test_incident_card_shows_state_evidence_alerts_and_tiers() -> None:
         "actions",  # the tiers' buttons
         "divider",
         "section",  # evidence
-        "context",  # the Rollout's facts
-        "context",  # its message
+        "context",  # the Rollout's facts, and its message beside them
         "section",  # the other tiers
     ]
     assert blocks[0]["text"]["text"] == "🚨 payment-router · Incident open · Rollout Paused"
@@ -972,6 +972,10 @@ def test_every_combination_renders(rollout: RolloutState) -> None:
         assert ("circuit_open" in buttons(blocks)) is tier2
         out = render_text(blocks)
         for option in tiers:  # each tier is named: as 👉, or among the others
+            if not option.available and card_blocks.mitigation(rollout, outcome, None):
+                # After a mitigation the headline says why a tier is not offered.
+                assert tier_blocks.tier_label(option) not in out
+                continue
             assert f"Tier {int(option.tier)} (" in out or tier_blocks.tier_label(option) in out
             assert option.title in out
         summary = card_blocks.rollout_card_text(

@@ -153,6 +153,8 @@ def test_the_card_fits_the_state(
         done = "Aborted" if outcome_name == "abort verified" else "Circuit opened"
         assert header.startswith(f"🛡️ payment-router · {done}, verified · Incident ")
         assert texts[1].startswith(f":white_check_mark: {done} by <@U0ONCALL> at 14:03:12 UTC")
+        # The headline says why the other tiers are not offered: no 🚫 list under it.
+        assert "🚫" not in json.dumps(blocks, ensure_ascii=False)
         if revert is not None:
             pass  # the revert's recommendation: below
         elif state_name == "canary":  # under an open breaker: still best aborted
