@@ -96,7 +96,14 @@ async def test_alert_opens_incident_card_with_three_tiers_and_recommended_abort(
     assert "Tier 1" in text and "Tier 2" in text and "Tier 3" in text
     assert "Recommended: Tier 1" in text
     assert "payments.new-router.circuit-open" in text  # Tier 2 named, not yet available
-    assert "3f9c2d1e8b7a" in text  # Tier 3: the release SHA from the pod template
+    # Tier 3's steps, with the release SHA from the pod template, are one click away (the
+    # card says where): the revert modal shows them.
+    assert "steps: *Runbook (Tier 3)*" in text or "steps: *Record Tier 3 revert" in text
+    await world.click(card, "revert_open")
+    modal = await world.wait_for(
+        lambda: world.slack.open_views(ONCALL[0]), timeout=10, what="the revert modal"
+    )
+    assert "3f9c2d1e8b7a" in json.dumps(modal[-1]["blocks"])
     assert "RollbotErrorRateHigh" in text
     assert world.button(card, "rollout_abort") is not None
 

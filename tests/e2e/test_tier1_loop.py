@@ -278,7 +278,7 @@ async def test_status_and_help(world):
     text = json.dumps(body["blocks"])
     assert "payment-router" in text
     assert "revision 41" in text and "registry.example.com/payment-router:1.13.0" in text
-    assert "Step" in text and "Canary weight" in text and "Analysis" in text
+    assert "*Step* " in text and "*Canary weight* " in text and "*Phase* " in text
     assert patches(world) == []
 
 

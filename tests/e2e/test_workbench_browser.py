@@ -5,7 +5,7 @@ workbench served by uvicorn in the test's event loop, on loopback.
 
 Aspects under test:
 - typing `/rollback payment-router` in the composer sends a signed slash command; the
-  status answer appears as "Only visible to you"; the composer is emptied;
+  status answer appears in the channel as "Only visible to you"; the composer is emptied;
 - the card (the canary paused at 25 % on the inconclusive analysis) appears in the channel,
   rendered from the Slack sim's Block Kit; the Rollouts panel shows canary 25 %;
 - clicking "Abort (Tier 1)" opens the button's confirm dialog in the page; "Abort" sends the
@@ -14,6 +14,13 @@ Aspects under test:
 - the text typed in the composer survives the polling refreshes;
 - a screenshot is kept with the test's files (and written to docs/screenshots/workbench.png
   when ROLLBOT_UPDATE_SCREENSHOTS=1);
+- at 1366×768 (a laptop), each card's header, status line, 👉 recommendation and the
+  button it points at are inside the channel pane and the window together, uncovered
+  (bounding boxes, `elementFromPoint`): the paused canary, after the status answer is
+  dismissed, after a verified abort (with the clicker's answer below the card), checkout
+  firing, checkout under an open breaker; the status answer sits in the channel wholly in
+  view and can be dismissed (docs/screenshots/card-before.png and card-after.png with
+  ROLLBOT_UPDATE_SCREENSHOTS=1);
 - the second service: "Fire the SLO alert" in the Scenarios panel brings checkout's card
   recommending Tier 2; Open circuit breaker → its confirm dialog → the flag shows on in the
   flags panel; "Record Tier 3 revert…" opens the bot's modal (views.open) over the page;
@@ -117,7 +124,8 @@ async def test_status_then_abort_from_the_card(workbench_url, page, tmp_path):
     await expect(answer.first).to_contain_text("payment-router")
     await expect(page.locator("#wb-text")).to_have_value("")
 
-    abort = page.locator('#wb-channel button[data-action-id="rollout_abort"]')
+    # The card's Abort (the status answer above carries one too).
+    abort = page.locator('#wb-channel [data-ts] button[data-action-id="rollout_abort"]')
     await expect(abort).to_be_visible(timeout=60_000)
     await expect(page.locator("#wb-panel-rollouts")).to_contain_text("canary 25 %")
     await expect(page.locator("#wb-panel-flags")).to_contain_text(FLAGS[1])
@@ -280,6 +288,16 @@ async def _first_screen(page, card, *, what: str) -> str:
     return str(boxes["recommended"])
 
 
+async def _keep(page, tmp_path: Path, name: str, *, readme: bool = True) -> None:
+    """A screenshot of the window, kept with the test's files (and in docs/screenshots/
+    with ROLLBOT_UPDATE_SCREENSHOTS=1, for the README)."""
+    shot = tmp_path / name
+    await page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if readme and os.environ.get("ROLLBOT_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, SCREENSHOT.parent / name)
+
+
 @pytest.fixture
 async def laptop_page(chromium, tmp_path):
     from playwright.async_api import async_playwright
@@ -316,7 +334,7 @@ async def test_the_card_fits_one_laptop_screen(workbench_url, laptop_page, tmp_p
     await expect(router).to_contain_text("👉")
     line = await _first_screen(page, router, what="payment-router paused")
     assert "Recommended: Tier 1" in line
-    await page.screenshot(path=str(tmp_path / "laptop-1-paused.png"))
+    await _keep(page, tmp_path, "card-before.png")
 
     # The status answer: in the channel, wholly in view, covering nothing; then dismissed.
     await page.fill("#wb-text", "/rollback payment-router")
@@ -338,7 +356,7 @@ async def test_the_card_fits_one_laptop_screen(workbench_url, laptop_page, tmp_p
     await expect(router).to_contain_text("👉 Next: watch the signals recover", timeout=30_000)
     line = await _first_screen(page, router, what="payment-router aborted")
     assert "then Tier 3" in line
-    await page.screenshot(path=str(tmp_path / "laptop-2-aborted.png"))
+    await _keep(page, tmp_path, "card-after.png")
 
     await page.click('#wb-panel-scenarios button.wb-scenario[data-service="checkout"]')
     checkout = page.locator("#wb-channel .wb-message").filter(has_text="checkout ·")
@@ -352,5 +370,5 @@ async def test_the_card_fits_one_laptop_screen(workbench_url, laptop_page, tmp_p
     await expect(checkout).to_contain_text("Circuit opened, verified", timeout=30_000)
     await expect(checkout).to_contain_text("then Tier 3", timeout=30_000)
     await _first_screen(page, checkout, what="checkout under an open breaker")
-    await page.screenshot(path=str(tmp_path / "laptop-3-circuit.png"))
+    await _keep(page, tmp_path, "card-circuit.png", readme=False)
     assert errors == []
