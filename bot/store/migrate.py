@@ -4,7 +4,8 @@
 lock for the whole upgrade so that replicas starting together do not race each other's DDL:
 on PostgreSQL a transaction-scoped advisory lock (DDL is transactional there, so the second
 replica waits, then finds the schema at head and does nothing); on SQLite the `BEGIN
-IMMEDIATE` that every write transaction takes (see `bot.store.engine`).
+IMMEDIATE` that every write transaction takes (see `bot.store.engine`). `downgrade(url,
+revision)` goes back down under the same lock (tests, and an operator rolling rollbot back).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
 from bot.store.engine import create_engine, sync_url
@@ -48,15 +49,41 @@ async def upgrade(url: str | URL, revision: str = "head") -> None:
 
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        await _lock_migrations(conn)
         await conn.run_sync(_upgrade_sync, revision)
 
 
+async def downgrade(url: str | URL, revision: str) -> None:
+    """Migrate the database at `url` down to `revision` (its newer tables and columns, and
+    what they hold, are dropped)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await _lock_migrations(conn)
+            await conn.run_sync(_downgrade_sync, revision)
+    finally:
+        await engine.dispose()
+
+
+async def _lock_migrations(conn: AsyncConnection) -> None:
+    """On PostgreSQL, wait for any other replica's migration (until this transaction ends);
+    SQLite's `BEGIN IMMEDIATE` already holds its one write lock."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+
+
 def _upgrade_sync(connection: sa.Connection, revision: str) -> None:
+    command.upgrade(_connected_config(connection), revision)
+
+
+def _downgrade_sync(connection: sa.Connection, revision: str) -> None:
+    command.downgrade(_connected_config(connection), revision)
+
+
+def _connected_config(connection: sa.Connection) -> Config:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, revision)
+    return cfg
 
 
 def current_revision(url: str | URL) -> str | None:
