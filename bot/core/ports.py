@@ -15,7 +15,9 @@ from bot.core.model import (
     AuditEntry,
     Evidence,
     FlagState,
+    Incident,
     MessageRef,
+    Outcome,
     Patch,
     RolloutAction,
     RolloutState,
@@ -128,7 +130,8 @@ class AuditVerification:
 
 @dataclass(frozen=True, slots=True)
 class CardRecord:
-    """The one Slack card of a Rollout revision."""
+    """The one Slack card of a Rollout revision, and what its lines show that the Rollout
+    and the incident cannot tell again after a restart."""
 
     card_key: str  # "{namespace}/{name}@{revision}"
     service: str
@@ -136,6 +139,23 @@ class CardRecord:
     ts: str | None  # None while its first post is in flight
     digest: str  # of the last rendered content, to skip no-op chat.update
     epoch: int  # bumps on every executed action; buttons carry it
+    outcome: Outcome | None = None  # the last executed action's, for the outcome line
+    pager: str | None = None  # the PagerDuty incident, as the card's notice line
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecord:
+    """An incident as stored: the incident, the alerts firing for it now (fingerprint →
+    summary, the card's alert lines) and how many times it was paged again (`…#2`).
+
+    `alerts` is a read-only view (`types.MappingProxyType`) over a dict of its own, so the
+    record stays frozen all the way down; it compares equal to a plain dict of the same
+    items. Like every record with a mapping in it, it is not hashable.
+    """
+
+    incident: Incident
+    alerts: Mapping[str, str]
+    pages: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +224,31 @@ class Store(Protocol):
     async def set_card_digest(self, card_key: str, digest: str) -> None: ...
 
     async def bump_card_epoch(self, card_key: str) -> int: ...
+
+    async def set_card_outcome(self, card_key: str, outcome: Outcome | None) -> None:
+        """Record the last executed action's outcome (None: clear it); the card must exist."""
+        ...
+
+    async def set_card_pager(self, card_key: str, text: str | None) -> None:
+        """Record the card's PagerDuty line (None: clear it); the card must exist."""
+        ...
+
+    async def save_incident(self, incident: Incident, alerts: Mapping[str, str]) -> None:
+        """Write the incident and the alerts firing for it, inserting or replacing its row
+        (by `card_key`); its re-page count is kept."""
+        ...
+
+    async def load_incidents(self, *, since: datetime) -> list[IncidentRecord]:
+        """Every incident not resolved, and those resolved at or after `since`; oldest
+        `opened_at` first."""
+        ...
+
+    async def get_incident(self, card_key: str) -> IncidentRecord | None: ...
+
+    async def bump_incident_pages(self, card_key: str) -> int:
+        """Count one more re-page, atomically; the new count. Raises a `PermanentError`
+        (`LookupError`) when the incident was never saved."""
+        ...
 
     async def get_cursor(self, kind: str, namespace: str) -> str | None: ...
 

@@ -8,8 +8,8 @@ several replicas.
 
 `SqlStore` implements `bot.core.ports.Store` (plus the webhook inbox and the outbox); the
 why of each choice is in `bot.store.sql`, `bot.store.engine` and `bot.store.audit`. Its
-methods live in one module per area (actions and audit, cards, queues, dedup, releases,
-leases), composed in `bot.store.sql` (see there).
+methods live in one module per area (actions and audit, cards, incidents, queues, dedup,
+releases, leases), composed in `bot.store.sql` (see there).
 """
 
 from __future__ import annotations

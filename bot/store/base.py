@@ -2,8 +2,8 @@
 
 `SqlStore` (in `bot.store.sql`) is one repository implementing one port, `bot.core.ports.Store`
 (plus the webhook inbox, the outbox and the rest). Its methods are grouped by the tables they
-own, one mixin class per module (`actions`, `cards`, `queues`, `dedup`, `releases`,
-`leases`), and every mixin derives from `StoreBase`, defined here: the constructor, the
+own, one mixin class per module (`actions`, `cards`, `incidents`, `queues`, `dedup`,
+`releases`, `leases`), and every mixin derives from `StoreBase`, defined here: the constructor, the
 lifecycle (`close`, `ping`, `async with`) and the helpers they all use.
 
 The writer is the engine itself (on SQLite every transaction it begins is `BEGIN IMMEDIATE`,

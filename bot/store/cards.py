@@ -4,24 +4,35 @@ mixin of `SqlStore`, see `bot.store.base`).
 `claim_card` is exactly once by a UNIQUE constraint, as `claim_action` is: the loser of the
 INSERT reads and returns the winner's row. `bump_card_epoch` is an atomic counter in SQL
 (`epoch = epoch + 1 … RETURNING`), never read-modify-write in Python.
+
+A card also keeps what its outcome line and PagerDuty line show (`set_card_outcome`,
+`set_card_pager`), so a new leader renders the same card. The outcome is a small JSON
+object (`bot.store.codecs`); one this build cannot read (an action a newer build added) is
+logged and read as None rather than making the card unreadable.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from bot.core.model import Outcome
 from bot.core.ports import CardRecord
 from bot.store.base import RecordNotFound, StoreBase
+from bot.store.codecs import outcome_from_json, outcome_to_json
 from bot.store.schema import cards
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CardsMixin"]
 
 
 class CardsMixin(StoreBase):
-    """One card per Rollout revision: its Slack message, digest and epoch."""
+    """One card per Rollout revision: its Slack message, digest, epoch, outcome and
+    PagerDuty line."""
 
     # ── cards: one per Rollout revision ────────────────────────────────────────────────
 
@@ -75,6 +86,16 @@ class CardsMixin(StoreBase):
         row = await self._update_card(card_key, epoch=cards.c.epoch + 1)
         return int(row.epoch)
 
+    async def set_card_outcome(self, card_key: str, outcome: Outcome | None) -> None:
+        """Record the last executed action's outcome (None: clear it)."""
+        await self._update_card(
+            card_key, outcome=sa.null() if outcome is None else outcome_to_json(outcome)
+        )
+
+    async def set_card_pager(self, card_key: str, text: str | None) -> None:
+        """Record the card's PagerDuty line (None: clear it)."""
+        await self._update_card(card_key, pager=text)
+
     async def _update_card(self, card_key: str, **values: Any) -> sa.Row[Any]:
         async with self._engine.begin() as conn:
             row = (
@@ -101,4 +122,16 @@ def _card_record(row: sa.Row[Any]) -> CardRecord:
         ts=row.ts,
         digest=row.digest,
         epoch=int(row.epoch),
+        outcome=_outcome(row),
+        pager=row.pager,
     )
+
+
+def _outcome(row: sa.Row[Any]) -> Outcome | None:
+    if row.outcome is None:
+        return None
+    try:
+        return outcome_from_json(row.outcome)
+    except (ValueError, KeyError, TypeError) as err:
+        log.warning("card %s: outcome unreadable, shown as none: %r", row.card_key, err)
+        return None

@@ -115,6 +115,37 @@ cards = sa.Table(
     sa.Column("epoch", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # What the card's outcome line and PagerDuty line show, so a new leader renders the
+    # same card (0005): the last executed action's `Outcome` as a small JSON object
+    # (`bot.store.codecs`), and the PagerDuty incident's notice line. NULL: none yet.
+    sa.Column("outcome", sa.JSON, nullable=True),
+    sa.Column("pager", sa.Text, nullable=True),
+)
+
+# One incident per Rollout revision, keyed like its card; the live ones are loaded by a new
+# leader (0005). `firing` and `seen` are sorted lists of signal keys, `summaries` a list of
+# [key, summary] pairs in the incident's order, `alerts` fingerprint → summary of the alerts
+# firing now; `pages` counts re-pages (`…#2`) and only `bump_incident_pages` writes it.
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("card_key", sa.String(512), primary_key=True),
+    sa.Column("service", sa.String(255), nullable=False),
+    sa.Column("namespace", sa.String(255), nullable=False),
+    sa.Column("rollout", sa.String(255), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
+    sa.Column("first_breach_at", UTCDateTime, nullable=True),
+    sa.Column("firing", sa.JSON, nullable=False),
+    sa.Column("seen", sa.JSON, nullable=False),
+    sa.Column("summaries", sa.JSON, nullable=False),
+    sa.Column("alerts", sa.JSON, nullable=False),
+    sa.Column("pages", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # load_incidents: everything not resolved, and what resolved since a moment.
+    sa.Index("ix_incidents_state_changed", "state", "changed_at"),
 )
 
 cursors = sa.Table(

@@ -17,10 +17,10 @@ Why each choice:
   `seq` is the primary key and `prev_hash` is UNIQUE, so even a bypassed lock could not
   fork the chain, and triggers refuse UPDATE/DELETE on `audit_log` in the database itself.
   The head also lets `verify_audit` notice a truncated tail, which a chain alone cannot.
-- **Atomic counters in SQL** (`epoch = epoch + 1 … RETURNING epoch`), never read-modify-write
-  in Python.
-- **Upserts** (`INSERT … ON CONFLICT DO UPDATE`) for cursors and `ON CONFLICT DO NOTHING`
-  for outbox de-duplication: both dialects speak it.
+- **Atomic counters in SQL** (`epoch = epoch + 1 … RETURNING epoch`, `pages` likewise),
+  never read-modify-write in Python.
+- **Upserts** (`INSERT … ON CONFLICT DO UPDATE`) for cursors and incidents, and `ON
+  CONFLICT DO NOTHING` for outbox de-duplication: both dialects speak it.
 - **Aware UTC datetimes everywhere** (`schema.UTCDateTime`); the clock is injectable.
 - **Outbox without row locking**: only the leader replica drains it (one voice), so
   `due_outbox` is a plain query; add `FOR UPDATE SKIP LOCKED` if that ever changes.
@@ -31,7 +31,10 @@ module, all deriving from `bot.store.base.StoreBase` (the engines, the clock, th
 
 - `bot.store.actions`: actions (exactly once) and the audit log (`actions`, `audit_log`,
   `audit_head`);
-- `bot.store.cards`: status cards (`cards`);
+- `bot.store.cards`: status cards (`cards`), with what their outcome and PagerDuty lines
+  show;
+- `bot.store.incidents`: incidents, one per Rollout revision, and their re-page counters
+  (`incidents`); `bot.store.codecs` maps model values to columns and JSON and back;
 - `bot.store.queues`: the webhook inbox, its poison bin and the outbox (`webhook_inbox`,
   `outbox`), with `WebhookRecord` and `OutboxItem`;
 - `bot.store.dedup`: notices sent and signed requests seen (`notices_sent`,
@@ -49,6 +52,7 @@ from bot.store.actions import ActionsMixin
 from bot.store.base import RecordNotFound, StoreBase
 from bot.store.cards import CardsMixin
 from bot.store.dedup import DedupMixin
+from bot.store.incidents import IncidentsMixin
 from bot.store.leases import LeasesMixin
 from bot.store.queues import OutboxItem, QueuesMixin, WebhookRecord
 from bot.store.releases import ReleasesMixin
@@ -59,6 +63,7 @@ __all__ = ["OutboxItem", "RecordNotFound", "SqlStore", "WebhookRecord"]
 class SqlStore(
     ActionsMixin,
     CardsMixin,
+    IncidentsMixin,
     QueuesMixin,
     DedupMixin,
     ReleasesMixin,

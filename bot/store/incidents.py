@@ -1,0 +1,84 @@
+"""Incidents, one per Rollout revision: the `SqlStore` methods on the `incidents` table (a
+mixin of `SqlStore`, see `bot.store.base`).
+
+The incident engine keeps its incidents in memory and writes each change through here; a
+new leader loads the live ones (`load_incidents`) so a restart forgets nothing.
+
+- `save_incident` is one upsert (`INSERT … ON CONFLICT (card_key) DO UPDATE`, both dialects
+  speak it): two replicas saving the same incident at once leave one row, the last write
+  whole. It writes every column but `pages`.
+- `bump_incident_pages` is an atomic counter in SQL (`pages = pages + 1 … RETURNING`), as
+  `bump_card_epoch` is; it is the only writer of `pages`.
+
+How an incident maps to columns and back is `bot.store.codecs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from bot.core.model import Incident, IncidentState
+from bot.core.ports import IncidentRecord
+from bot.store.base import RecordNotFound, StoreBase, dialect_insert
+from bot.store.codecs import incident_columns, incident_record
+from bot.store.schema import incidents
+
+__all__ = ["IncidentsMixin"]
+
+
+class IncidentsMixin(StoreBase):
+    """Incidents: saved whole, loaded by a new leader, and their re-page counters."""
+
+    # ── incidents: one per Rollout revision ────────────────────────────────────────────
+
+    async def save_incident(self, incident: Incident, alerts: Mapping[str, str]) -> None:
+        """Insert the incident, or replace every column of its row but `pages`."""
+        values = {**incident_columns(incident, alerts), "updated_at": self._clock()}
+        insert = dialect_insert(self.dialect, incidents).values(**values, pages=0)
+        changes = {name: insert.excluded[name] for name in values if name != "card_key"}
+        stmt = insert.on_conflict_do_update(index_elements=[incidents.c.card_key], set_=changes)
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def load_incidents(self, *, since: datetime) -> list[IncidentRecord]:
+        """Every incident not resolved, and those resolved at or after `since` (their
+        `changed_at`); oldest `opened_at` first."""
+        query = (
+            sa.select(incidents)
+            .where(
+                sa.or_(
+                    incidents.c.state != IncidentState.RESOLVED.value,
+                    incidents.c.changed_at >= since,
+                )
+            )
+            .order_by(incidents.c.opened_at, incidents.c.card_key)
+        )
+        async with self._reader.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [incident_record(row._asdict()) for row in rows]
+
+    async def get_incident(self, card_key: str) -> IncidentRecord | None:
+        async with self._reader.begin() as conn:
+            row = (
+                await conn.execute(sa.select(incidents).where(incidents.c.card_key == card_key))
+            ).first()
+        return None if row is None else incident_record(row._asdict())
+
+    async def bump_incident_pages(self, card_key: str) -> int:
+        """One more re-page of the incident's PagerDuty incident; the new count.
+        RecordNotFound when the incident was never saved."""
+        async with self._engine.begin() as conn:
+            pages = (
+                await conn.execute(
+                    incidents.update()
+                    .where(incidents.c.card_key == card_key)
+                    .values(pages=incidents.c.pages + 1, updated_at=self._clock())
+                    .returning(incidents.c.pages)
+                )
+            ).scalar_one_or_none()
+        if pages is None:
+            raise RecordNotFound("incident", card_key)
+        return int(pages)
