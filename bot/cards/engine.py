@@ -19,6 +19,9 @@ A Tier 3 revert recorded for a card's revision is the action record under
 `revert_key(card)` (one per revision: the store's unique key is what makes a second record
 a duplicate). Every render reads it from the store until one is found, so the card shows
 who started the revert, with its link, after a restart or when another process recorded it.
+The last action's outcome and the PagerDuty line are kept with the card's record too
+(`set_card_outcome`, `set_card_pager`) and taken over by the memory of whichever process
+renders it next (`_adopt`), so a restart does not lose the headline "Aborted, verified".
 
 And one rule keeps rollbot's own action to one line (`bot.cards.thread.ActionGate`): from
 `acting` (rollbot is about to patch the Rollout) to `report`, the watch's lines are held
@@ -130,6 +133,9 @@ class _CardMemory:
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
     flush: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Whether the outcome and PagerDuty line kept with the card's record (a previous
+    # process's) have been taken over into this memory (`Cards._adopt`).
+    adopted: bool = False
 
 
 class Cards:
@@ -285,12 +291,15 @@ class Cards:
         key = card_key(state)
         async with self._lock(key):
             mem = self._mem(service, state)
+            self._adopt(mem, await self._store.get_card(key))
             mem.outcome = outcome
             held = mem.gate.settle(outcome.action, verified=outcome.verified, after=state)
             card = await self._ensure_posted(mem, await self._store.get_card(key))
             if card is None:
                 await self._store.bump_card_epoch(key)
                 return None
+            # Kept with the card: a replica that takes over shows the same headline.
+            await self._store.set_card_outcome(key, outcome)
             card = replace(card, epoch=await self._store.bump_card_epoch(key))
             await self._refresh(mem, card, line=line, always=True, immediate=True)
             if held is not None:
@@ -304,12 +313,19 @@ class Cards:
         `key`."""
         mem = self._memory.get(key)
         if mem is None:
+            # Not shown by this process (yet: after a restart, before the watch's re-list):
+            # kept with the card, for whoever renders it next.
+            card = await self._store.get_card(key)
+            if card is not None:
+                await self._store.set_card_pager(key, text)
             return False
         async with self._lock(key):
-            mem.pager = text
             card = await self._store.get_card(key)
+            self._adopt(mem, card)
+            mem.pager = text
             if card is None or card.ts is None:
                 return False
+            await self._store.set_card_pager(key, text)
             await self._refresh(mem, card, line=line, always=True, immediate=True)
         return True
 
@@ -323,6 +339,16 @@ class Cards:
                 await self._flush_now(mem)
 
     # ── rendering ───────────────────────────────────────────────────────────────────────
+
+    @staticmethod
+    def _adopt(mem: _CardMemory, card: CardRecord | None) -> None:
+        """Take over what the card's record keeps of a previous process's memory (the last
+        outcome, the PagerDuty line), once, where this memory has none of its own."""
+        if mem.adopted or card is None:
+            return
+        mem.adopted = True
+        mem.outcome = mem.outcome or card.outcome
+        mem.pager = mem.pager or card.pager
 
     @staticmethod
     def _hurts(mem: _CardMemory) -> bool:
@@ -497,6 +523,7 @@ class Cards:
             won, card = await self._store.claim_card(key, service=mem.service, channel=cfg.channel)
             if not won and card.ts is None:
                 return None
+        self._adopt(mem, card)
         if card.ts is not None:
             return card
         mem.circuit = self._circuit.get(mem.service)
@@ -533,6 +560,7 @@ class Cards:
             )
 
     async def _render_update(self, mem: _CardMemory, card: CardRecord) -> None:
+        self._adopt(mem, card)
         mem.circuit = self._circuit.get(mem.service)
         await self._read_revert(mem)
         digest = _digest(mem, card.epoch)

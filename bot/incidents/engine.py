@@ -16,8 +16,13 @@ For each change the engine:
 - tells the fallback channel, at most once per alert name per interval, about alerts that
   match no service in the catalog (they are counted in /metrics either way).
 
-Incidents live in memory (one replica); their inputs are durable: alert webhooks are
-stored before they are acknowledged and replayed after a crash.
+Incidents are durable (issue 15): every change is written to the database (`save_incident`,
+with the summaries of the alerts firing) before it is shown or paged, and `restore` reads
+them back when a replica starts leading, so after a restart or a failover the card goes on
+updating in place, Alertmanager's resolve finds its incident and PagerDuty gets its one
+resolve. The inputs are durable too: alert webhooks are stored before they are acknowledged
+and replayed after a crash. The Rollout state of a restored incident is read again (the
+watch's re-list, or a read of the Rollout when the ticker needs it).
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.cards import Cards, card_key
 from bot.core import alerts as core_alerts
@@ -37,7 +42,7 @@ from bot.core import mrkdwn
 from bot.core import rollouts as core_rollouts
 from bot.core.errors import RollbotError
 from bot.core.model import Alert, Incident, IncidentState, RolloutState
-from bot.core.ports import Chat, EvidenceSource, Rollouts
+from bot.core.ports import Chat, EvidenceSource, IncidentRecord, Rollouts
 from bot.incidents.book import IncidentBook
 
 if TYPE_CHECKING:
@@ -47,7 +52,18 @@ log = logging.getLogger(__name__)
 
 IncidentListener = Callable[[str, RolloutState, Incident], Awaitable[None]]
 
-MAX_ALERT_LINES = 50  # distinct firing summaries for the card (it shows 5, "+N more")
+MAX_ALERT_LINES = 50  # distinct firing summaries for the card (it shows 3, "+N more")
+# How far back `restore` reads resolved incidents: a resolved incident is kept so that a
+# signal for the same revision within it reopens that incident instead of a new one.
+RESTORE_RESOLVED = timedelta(days=1)
+
+
+class IncidentStore(Protocol):
+    """What the engine keeps in the database (bot.store.SqlStore)."""
+
+    async def save_incident(self, incident: Incident, alerts: Mapping[str, str]) -> None: ...
+
+    async def load_incidents(self, *, since: datetime) -> list[IncidentRecord]: ...
 
 
 class IncidentEngine:
@@ -60,6 +76,7 @@ class IncidentEngine:
         chat: Chat,
         prometheus: EvidenceSource | None = None,
         book: IncidentBook | None = None,
+        store: IncidentStore | None = None,
         listeners: Sequence[IncidentListener] = (),
         evidence_interval: float = 15.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -78,6 +95,7 @@ class IncidentEngine:
             timedelta(seconds=settings.alertmanager.unknown_notice_interval_seconds)
         )
         self.book = book or IncidentBook()
+        self._store = store
         self.incidents: dict[str, Incident] = self.book.by_key
         self._states: dict[str, RolloutState] = {}  # last known state per service
         self._card_states: dict[str, RolloutState] = {}  # last known state per card key
@@ -113,6 +131,8 @@ class IncidentEngine:
                     revision=state.revision,
                     now=self._now(),
                 )
+                if incident != previous:
+                    await self._save(key, incident)
                 self.incidents[key] = incident
         # The incident's change is committed above, so it is shown (and paged) even when
         # the card could not be posted: the next refresh sees no change and would never
@@ -174,6 +194,7 @@ class IncidentEngine:
                 incident = updated
             if incident is None or not changed:
                 return
+            await self._save(key, incident)
             self.incidents[key] = incident
         await self._show(service, state, incident, None, lines=lines)
 
@@ -278,15 +299,16 @@ class IncidentEngine:
             for key, incident in list(self.incidents.items()):
                 updated, change = core_incidents.tick(incident, now=now, quiet_period=self._quiet)
                 if change is not None:
+                    await self._save(key, updated)
                     self.incidents[key] = updated
                     resolved.append((key, updated, change))
         for _key, incident, change in resolved:
-            state = self._state_for(incident)
+            state = await self._state_of(incident)
             if state is not None:
                 await self._show(incident.service, state, incident, change)
         for key, incident in list(self.incidents.items()):
             if incident.state is IncidentState.OPEN:
-                state = self._state_for(incident)
+                state = await self._state_of(incident)
                 if state is not None:
                     self._fetch_evidence(incident.service, state, key)
 
@@ -320,6 +342,39 @@ class IncidentEngine:
     def _state_for(self, incident: Incident) -> RolloutState | None:
         """The last state seen of the incident's own revision (its card's key)."""
         return self._card_states.get(incident.card_key)
+
+    async def _state_of(self, incident: Incident) -> RolloutState | None:
+        """The last state seen of the incident's revision; after a restart (nothing seen
+        yet) the Rollout is read, and used when it is still at that revision."""
+        known = self._state_for(incident)
+        if known is not None or incident.service not in self._catalog:
+            return known
+        try:
+            state = await self._state(incident.service)
+        except RollbotError as err:
+            log.warning("incident %s: Rollout unreadable: %s", incident.card_key, err.message)
+            return None
+        return state if card_key(state) == incident.card_key else None
+
+    async def _save(self, key: str, incident: Incident) -> None:
+        """Write the incident (and its firing alerts' summaries) before it is shown: what a
+        replica that takes over reads back (`restore`)."""
+        if self._store is not None:
+            await self._store.save_incident(incident, dict(self._alert_text.get(key, {})))
+
+    async def restore(self) -> int:
+        """Read back the incidents a previous leader left (not resolved, or resolved within
+        `RESTORE_RESOLVED`), with their firing alerts' summaries; the number read. Called
+        when this replica starts leading, before the watch and the replays run."""
+        if self._store is None:
+            return 0
+        records = await self._store.load_incidents(since=self._now() - RESTORE_RESOLVED)
+        async with self._lock:
+            for record in records:
+                key = record.incident.card_key
+                self.incidents[key] = record.incident
+                self._alert_text[key] = dict(record.alerts)
+        return len(records)
 
     async def _state(self, service: str) -> RolloutState:
         cfg = self._catalog[service]

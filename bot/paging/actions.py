@@ -56,7 +56,7 @@ class PagerDutyActions:
         incident = self.engine.open_incident(service)
         if incident is None:
             return f"`{service}` has no open incident to acknowledge."
-        key = self.engine.current_key(service, incident.card_key)
+        key = await self.engine.key_now(service, incident.card_key)
         now = self.engine.now().isoformat()
         await self.engine.enqueue_event(
             f"ack:{key}:{actor.id}:{now}",

@@ -135,6 +135,21 @@ class PagingEngine:
     def open_incident(self, service: str) -> Incident | None:
         return self.incidents.open_incident(service) if self.incidents is not None else None
 
+    async def _load_pages(self, card: str) -> None:
+        """How many times the card's incident was paged again, from the incident's record
+        when this process has not been told yet (after a restart or a failover): the
+        dedup key of a resolve must be the one triggered last."""
+        if card in self._pages:
+            return
+        record = await self.store.get_incident(card)
+        if record is not None:
+            self._pages.setdefault(card, record.pages)
+
+    async def key_now(self, service: str, card: str) -> str:
+        """`current_key`, the paged-again count read from the database first if need be."""
+        await self._load_pages(card)
+        return self.current_key(service, card)
+
     def current_key(self, service: str, card: str) -> str:
         """The dedup key of the card's PagerDuty incident now: `dedup_key`, or `…#N` once
         an undone mitigation paged again."""
@@ -150,6 +165,7 @@ class PagingEngine:
         if not self.pages(service):
             return
         self._states[incident.card_key] = state
+        await self._load_pages(incident.card_key)
         key = self.current_key(service, incident.card_key)
         opened = incident.opened_at.isoformat()
         if incident.state is IncidentState.OPEN:
@@ -203,6 +219,7 @@ class PagingEngine:
             card = incident.card_key if incident is not None else None
         if card is None:
             return
+        await self._load_pages(card)
         key = self.current_key(service, card)
         verification = result.verification
         checks = f" ({verification.describe()})" if verification is not None else ""
@@ -243,7 +260,7 @@ class PagingEngine:
         state = self._states.get(card)
         if state is None:
             return
-        self._pages[card] = self._pages.get(card, 0) + 1
+        self._pages[card] = await self.store.bump_incident_pages(card)
         new_key = self.current_key(service, card)
         why = f"{action} by {actor.name} undid the mitigation while signals still fire"
         await self.enqueue_note(

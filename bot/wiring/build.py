@@ -125,6 +125,7 @@ async def build(
         chat=chat,
         prometheus=prometheus,
         book=book,
+        store=store,
         listeners=told,
     )
     responder = Responder(

@@ -105,6 +105,11 @@ class Rollbot:
         """The leader's work: the watch, the incident ticker, the PagerDuty outbox, the
         scheduler and the replays of webhooks stored but never processed."""
         background = self._background
+        # The incidents a previous leader left, before the watch and the replays add to
+        # them (a resolve replayed must find its incident).
+        restored = await self.incidents.restore()
+        if restored:
+            log.info("restored %d incident(s) from the database", restored)
         background.append(asyncio.create_task(self.watch.run(), name="rollbot-watch"))
         background.append(
             asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker")
