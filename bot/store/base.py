@@ -75,6 +75,16 @@ class StoreBase:
         async with self._reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (None: never migrated); raises when the
+        database does not answer (readiness asks it instead of `ping`)."""
+        async with self._reader.connect() as conn:
+            exists = await conn.run_sync(lambda sync: sa.inspect(sync).has_table("alembic_version"))
+            if not exists:
+                return None
+            row = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).first()
+        return None if row is None else str(row[0])
+
     async def __aenter__(self) -> Self:
         return self
 

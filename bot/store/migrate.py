@@ -38,6 +38,25 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def schema_problem(revision: str | None) -> str | None:
+    """Why a database at `revision` cannot be served by this rollbot, or None: it must be
+    at this version's head, or at a revision this version does not know (a newer rollbot
+    migrated it during a rolling update; migrations only add, so the older code still
+    works on it)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    if revision == head:
+        return None
+    if revision is None:
+        return (
+            f"database: not migrated (this rollbot needs revision {head}; run rollbot db upgrade)"
+        )
+    known = {r.revision for r in script.walk_revisions()}
+    if revision not in known:
+        return None  # newer than this code: a rolling update in progress
+    return f"database: at revision {revision}, this rollbot needs {head} (run rollbot db upgrade)"
+
+
 async def upgrade(url: str | URL, revision: str = "head") -> None:
     """Migrate the database at `url` to `revision` (head by default)."""
     engine = create_engine(url, poolclass=NullPool)

@@ -40,6 +40,7 @@ from bot.runtime.slack_token import SlackTokenCheck
 from bot.runtime.work import WorkQueue
 from bot.settings import Settings
 from bot.store import SqlStore
+from bot.store.migrate import schema_problem
 from bot.web.alertmanager import AlertmanagerReceiver
 from bot.web.inbox import PoisonBin
 
@@ -81,15 +82,20 @@ class Rollbot:
     async def readiness_problems(self) -> list[str]:
         problems: list[str] = []
         try:
-            await self.store.ping()
+            revision = await self.store.schema_revision()
         except Exception as err:  # noqa: BLE001 - readiness reports, never raises
             # The probe's answer is public: name the failure, keep hosts and SQL in the log.
             log.warning("readiness: database check failed: %r", err)
             problems.append(f"database: {type(err).__name__}")
+        else:
+            schema = schema_problem(revision)
+            if schema is not None:
+                problems.append(schema)
         if self.slack_token is not None and self.slack_token.problem:
             problems.append(self.slack_token.problem)
-        if self.watch.error:
-            problems.append(f"kubernetes watch: {self.watch.error}")
+        # Not the watch: an API-server blip must not take the only replica out of its
+        # Service. Its health is `rollbot_watch_healthy`, alerted on by the shipped rules
+        # (deploy/prometheus/rollbot-self.rules.yaml: RollbotWatchDown).
         if self.leadership is not None:
             standby = await self.leadership.problem()
             if standby is not None:

@@ -37,6 +37,7 @@ import httpx
 import pytest
 
 from bot.sim.harness import BOT_TOKEN, SIGNING_SECRET, SimWorld
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {
@@ -385,3 +386,28 @@ def test_drill_times_count_from_the_command_start():
     assert marks[0] >= 1.5, done.stdout  # "world up": after the start-up
     assert total >= marks[-1] >= 1.5, done.stdout
     assert LIBRARY_INFO.findall(done.stderr) == [], done.stderr
+
+
+async def test_a_kubernetes_outage_is_a_metric_not_unreadiness(tmp_path):
+    """Issue 15: an API-server blip must not take the only replica out of its Service. The
+    watch failing is `rollbot_watch_healthy 0` (alerted on by the shipped rules), and
+    /readyz stays 200 while the database answers at this rollbot's schema."""
+    async with (
+        SimWorld(speed=600, workdir=tmp_path) as world,
+        httpx.AsyncClient(base_url=world.url) as http,
+    ):
+        await world.wait_for(world.card, timeout=40, what="the watch working (a card)")
+        world.kube.set_unreachable(True)
+        world.kube.drop_watches()
+        try:
+
+            async def watch_down() -> bool:
+                metrics = (await http.get("/metrics")).text
+                return "rollbot_watch_healthy 0.0" in metrics
+
+            await eventually(watch_down, timeout=30, what="the watch reported unhealthy")
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json() == {"ready": True, "problems": []}
+        finally:
+            world.kube.set_unreachable(False)
