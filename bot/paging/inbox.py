@@ -5,7 +5,7 @@ by the leader (a replica that answered 2xx died before processing them)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from datetime import timedelta
 from typing import Any
 
@@ -24,13 +24,18 @@ Process = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 async def replay_pagerduty(
-    *, store: Any, on_webhook: Process, on_workflow: Process, limit: int = 100
+    *,
+    store: Any,
+    on_webhook: Process,
+    on_workflow: Process,
+    limit: int = 100,
+    skip: Container[int] = (),
+    min_age: timedelta = timedelta(0),
 ) -> int:
-    """Process PagerDuty deliveries stored but never processed (the process died):
-    signed events by `on_webhook` (`PagingEngine`), workflow requests by `on_workflow`
-    (`PagerDutyActions`)."""
-    events = await replay_inbox(store, SOURCE, parse=json.loads, process=on_webhook, limit=limit)
-    workflows = await replay_inbox(
-        store, WORKFLOW_SOURCE, parse=json.loads, process=on_workflow, limit=limit
-    )
+    """Process PagerDuty deliveries stored but never processed (the process died, or the
+    work failed): signed events by `on_webhook` (`PagingEngine`), workflow requests by
+    `on_workflow` (`PagerDutyActions`); `skip`, `min_age`: see `replay_inbox`."""
+    kw: dict[str, Any] = {"limit": limit, "skip": skip, "min_age": min_age, "parse": json.loads}
+    events = await replay_inbox(store, SOURCE, process=on_webhook, **kw)
+    workflows = await replay_inbox(store, WORKFLOW_SOURCE, process=on_workflow, **kw)
     return events + workflows

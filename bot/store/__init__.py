@@ -19,7 +19,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import URL
 
-from bot.store.base import RecordNotFound
+from bot.store.base import RecordNotFound, unavailable
 from bot.store.engine import DEFAULT_URL, async_url, create_engine
 from bot.store.migrate import current_revision, head_revision, upgrade, upgrade_engine
 from bot.store.queues import OutboxItem, WebhookRecord
@@ -35,6 +35,7 @@ __all__ = [
     "current_revision",
     "head_revision",
     "open_store",
+    "unavailable",
     "upgrade",
 ]
 

@@ -48,6 +48,17 @@ def dialect_insert(dialect: str, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database was out of reach (down, restarting, the connection
+    cut, the pool exhausted, SQLite locked past its busy timeout), rather than that the
+    request itself was wrong: work that failed so is retried, not parked."""
+    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
 class StoreBase:
     """The engines and clock of a `SqlStore`, and its lifecycle; see the module docstring."""
 

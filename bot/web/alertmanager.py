@@ -14,8 +14,10 @@ Per request, in this order:
    status (or as unknown), handed to `on_alerts(alerts, group)`, and the inbox row marked
    processed (with the error, when `on_alerts` raised, kept for the operator).
 
-A replica that dies between 4 and 5 leaves the row pending; the leader replays those on its
-start (`bot.incidents.inbox.replay_alerts`).
+A replica that dies between 4 and 5, or whose processing fails to finish (the database
+went away), leaves the row pending; the leader replays those at its start and then every
+few seconds (`bot.incidents.inbox.replay_alerts`), skipping the rows in flight here
+(`in_flight`).
 Counters: ``rollbot_alertmanager_webhooks_total{outcome}``,
 ``rollbot_alerts_total{service,status}``, ``rollbot_alerts_unknown_total{alertname}``,
 ``rollbot_alertmanager_processing_errors_total``.
@@ -36,6 +38,7 @@ from starlette.routing import Route
 from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
 from bot.core.model import Alert
 from bot.incidents.inbox import SOURCE, OnAlerts
+from bot.runtime.inbox import InFlight, retry_later
 from bot.runtime.metrics import Metrics
 from bot.web.inbox import PoisonBin
 
@@ -72,8 +75,11 @@ class AlertmanagerReceiver:
         matchers: Mapping[str, Sequence[AlertMatcher]] | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         poison: PoisonBin | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self._poison = poison
+        # The rows being processed here, which the leader's replay leaves alone.
+        self.in_flight = in_flight if in_flight is not None else InFlight()
         self._token = token.encode("utf-8") if token else None
         self._store = store
         self._on_alerts = on_alerts
@@ -131,6 +137,7 @@ class AlertmanagerReceiver:
             log.exception("alertmanager webhook: could not store the body; answering 503")
             self._outcome("store-failed")
             return _error(503, "could not store the webhook; retry later")
+        self.in_flight.add(webhook_id)
         task = asyncio.create_task(self.process(webhook_id, alerts, group))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -144,13 +151,19 @@ class AlertmanagerReceiver:
         try:
             await self._on_alerts(alerts, group)
         except Exception as exc:  # recorded in the inbox row, not lost
-            log.exception("alertmanager webhook %s: processing failed", webhook_id)
             self._metrics.alert_batches_failed.inc()
+            if retry_later(exc):  # left pending: the leader's replay tries it again
+                log.warning("alertmanager webhook %s: processing failed (%r)", webhook_id, exc)
+                self.in_flight.discard(webhook_id)
+                return
+            log.exception("alertmanager webhook %s: processing failed", webhook_id)
             error = f"{type(exc).__name__}: {exc}"
         try:
             await self._store.mark_webhook_processed(webhook_id, error=error)
         except Exception:  # the row stays pending and is replayed
             log.exception("alertmanager webhook %s: could not mark it processed", webhook_id)
+        finally:
+            self.in_flight.discard(webhook_id)
 
     def count(self, alerts: list[Alert]) -> None:
         if self._matchers is None:

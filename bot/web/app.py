@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.runtime.inbox import InFlight
 from bot.runtime.metrics import Metrics
 from bot.web.alertmanager import PATH as ALERTMANAGER_PATH
 from bot.web.alertmanager import AlertmanagerReceiver
@@ -62,6 +63,9 @@ class Served(Protocol):
 
     @property
     def poison(self) -> PoisonBin: ...
+
+    @property
+    def in_flight(self) -> InFlight: ...
 
     @property
     def paging(self) -> PagingEngine | None: ...
@@ -145,6 +149,7 @@ def create_web_app(
             on_webhook=rollbot.paging.on_webhook,
             on_workflow=rollbot.paging_actions.on_workflow,
             poison=rollbot.poison,
+            in_flight=rollbot.in_flight,
         )
     runbooks = runbook_routes(
         RunbookDeps(

@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from bot.core.payloads import MalformedBody, parse_json_object
 from bot.core.signatures import split_secrets, verify_pagerduty
 from bot.paging.inbox import SOURCE, WORKFLOW_REPEAT, WORKFLOW_SOURCE
+from bot.runtime.inbox import InFlight, retry_later
 from bot.web.inbox import PoisonBin
 from bot.web.refusals import RefusalLog
 
@@ -68,6 +69,7 @@ def pagerduty_routes(
     on_webhook: Process,
     on_workflow: Process,
     poison: PoisonBin,
+    in_flight: InFlight | None = None,
 ) -> list[BaseRoute]:
     """The PagerDuty webhook's route. `on_webhook` gets each signed v3 delivery
     (`bot.paging.PagingEngine`), `on_workflow` each workflow request
@@ -80,6 +82,8 @@ def pagerduty_routes(
     workflow = settings.workflow_secret.get_secret_value() if settings.workflow_secret else None
     tasks: set[asyncio.Task[None]] = set()
     refusals = RefusalLog(log)
+    # The rows being processed here, which the leader's replay leaves alone.
+    flying = in_flight if in_flight is not None else InFlight()
 
     def answer(status: int, body: dict[str, Any]) -> Response:
         metrics.http_requests.labels(PATH, str(status)).inc()
@@ -93,9 +97,18 @@ def pagerduty_routes(
             else:
                 await on_webhook(payload)
         except Exception as exc:  # boundary: recorded in the inbox row
+            if retry_later(exc):  # left pending: the leader's replay tries it again
+                log.warning("PagerDuty delivery %s failed (%r); retrying", row, exc)
+                flying.discard(row)
+                return
             log.exception("PagerDuty delivery %s failed", row)
             error = f"{type(exc).__name__}: {exc}"
-        await store.mark_webhook_processed(row, error=error)
+        try:
+            await store.mark_webhook_processed(row, error=error)
+        except Exception:  # the row stays pending and is replayed
+            log.exception("PagerDuty delivery %s: could not mark it processed", row)
+        finally:
+            flying.discard(row)
 
     async def refuse_poison(
         source: str, headers: dict[str, str], body: bytes, why: str
@@ -148,6 +161,7 @@ def pagerduty_routes(
                 await store.unmark_notice(seen)
             log.exception("PagerDuty delivery %s not stored", delivery)
             return answer(503, {"error": "could not store the delivery; retry"})
+        flying.add(row)
         task = asyncio.create_task(process(row, source, payload))
         tasks.add(task)
         task.add_done_callback(tasks.discard)

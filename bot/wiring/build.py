@@ -31,6 +31,7 @@ from bot.incidents import IncidentBook, IncidentEngine, IncidentListener
 from bot.paging import PagerDutyActions, PagingEngine
 from bot.rollouts import RolloutWatch, watched_namespaces
 from bot.runbooks.links import send_runbook_link, slack_link_issuer
+from bot.runtime.inbox import InFlight
 from bot.runtime.leader import Leadership
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
@@ -200,6 +201,7 @@ async def build(
     )
     poison = PoisonBin(store=store, metrics=metrics, tell=_fallback_teller(settings, chat))
     token = settings.alertmanager.bearer_token
+    in_flight = InFlight()  # the inbox rows being processed here (the receivers register)
     alert_receiver = AlertmanagerReceiver(
         token=token.get_secret_value() if token is not None else None,
         store=store,
@@ -207,6 +209,7 @@ async def build(
         metrics=metrics,
         matchers=settings.alert_matchers(),
         poison=poison,
+        in_flight=in_flight,
     )
     return Rollbot(
         settings=settings,
@@ -224,6 +227,7 @@ async def build(
         watch=watch,
         alert_receiver=alert_receiver,
         poison=poison,
+        in_flight=in_flight,
         scheduler=scheduler,
         paging=paging,
         paging_actions=paging_actions,

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -33,6 +34,7 @@ from bot.paging import PagerDutyActions, PagingEngine
 from bot.paging.inbox import replay_pagerduty
 from bot.releases import ReleaseEngine
 from bot.rollouts import RolloutWatch
+from bot.runtime.inbox import InFlight
 from bot.runtime.leader import Leadership
 from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import JobScheduler
@@ -47,6 +49,11 @@ from bot.web.inbox import PoisonBin
 __all__ = ["Rollbot"]
 
 log = logging.getLogger(__name__)
+
+# The leader's inbox replay: how often, and how old a pending row must be (its receiver
+# registers it as in flight a moment after storing it).
+REPLAY_EVERY = 2.0
+REPLAY_AFTER = timedelta(seconds=3)
 
 
 @dataclass
@@ -66,6 +73,8 @@ class Rollbot:
     watch: RolloutWatch
     alert_receiver: AlertmanagerReceiver
     poison: PoisonBin
+    # The inbox rows this process's receivers are processing (the replay leaves them alone).
+    in_flight: InFlight = field(default_factory=InFlight)
     scheduler: JobScheduler | None = None
     paging: PagingEngine | None = None
     paging_actions: PagerDutyActions | None = None
@@ -124,22 +133,41 @@ class Rollbot:
             background.append(
                 asyncio.create_task(self.paging.run_outbox(), name="rollbot-pagerduty-outbox")
             )
-            replayed_pd = await replay_pagerduty(
-                store=self.store,
-                on_webhook=self.paging.on_webhook,
-                on_workflow=self.paging_actions.on_workflow,
-            )
-            if replayed_pd:
-                log.info("replayed %d stored PagerDuty webhook(s)", replayed_pd)
         if self.scheduler is not None:
             await self.scheduler.start(self.releases.run_job)
             background.append(
                 asyncio.create_task(self.releases.run_reconciler(), name="rollbot-reconciler")
             )
-        # Alert webhooks stored but never processed (the process died after its 200).
-        replayed = await replay_alerts(store=self.store, on_alerts=self.incidents.on_alerts)
+        # Webhooks stored but never processed (the process died after its answer), now;
+        # then every few seconds those whose processing failed to finish.
+        await self._replay(min_age=timedelta(0))
+        background.append(asyncio.create_task(self._keep_replaying(), name="rollbot-inbox"))
+
+    async def _replay(self, *, min_age: timedelta) -> None:
+        """One round of the inbox replay (`bot.runtime.inbox`), both sources."""
+        kw: dict[str, Any] = {"store": self.store, "skip": self.in_flight, "min_age": min_age}
+        if self.paging is not None and self.paging_actions is not None:
+            replayed_pd = await replay_pagerduty(
+                on_webhook=self.paging.on_webhook,
+                on_workflow=self.paging_actions.on_workflow,
+                **kw,
+            )
+            if replayed_pd:
+                log.info("replayed %d stored PagerDuty webhook(s)", replayed_pd)
+        replayed = await replay_alerts(on_alerts=self.incidents.on_alerts, **kw)
         if replayed:
             log.info("replayed %d stored Alertmanager webhook(s)", replayed)
+
+    async def _keep_replaying(self) -> None:
+        """Every `REPLAY_EVERY`, the rows older than `REPLAY_AFTER` not in flight here: a
+        webhook accepted whose processing did not finish (the database went away) is
+        delivered within seconds, not at the next restart."""
+        while True:
+            await asyncio.sleep(REPLAY_EVERY)
+            try:
+                await self._replay(min_age=REPLAY_AFTER)
+            except Exception:
+                log.warning("inbox replay failed; retrying", exc_info=True)
 
     async def _stop_background(self) -> None:
         for task in self._background:

@@ -1,13 +1,21 @@
 """Replaying the webhook inbox (bot.runtime.inbox, bot.paging.inbox): PagerDuty deliveries
 stored before their 202 but never processed are processed at start, once; other sources
-are left alone; a body that no longer parses is marked, not retried for ever."""
+are left alone; a body that no longer parses is marked, not retried for ever; the rows in
+flight here and the rows stored a moment ago are left alone; a temporary failure leaves
+the row pending for the next round, a permanent one marks it with its error."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
+from bot.core.errors import Unreachable
+from bot.incidents.inbox import replay_alerts
 from bot.paging.inbox import replay_pagerduty
+from bot.runtime.inbox import InFlight, retry_later
 from bot.store import SqlStore
 
 
@@ -66,3 +74,100 @@ async def test_workflow_requests_replay_as_workflows_and_events_as_events(
     paging = Paging()
     assert await replay(sql_store, paging) == 2
     assert paging.seen == [event, {"workflow": action}]
+
+
+class Flaky:
+    """A consumer whose first call fails as `error`, then works."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error: Exception | None = error
+        self.seen: list[Any] = []
+
+    async def __call__(self, payload: Any) -> None:
+        self.seen.append(payload)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+async def _pending(store: SqlStore) -> list[int]:
+    return [r.id for r in await store.pending_webhooks()]
+
+
+async def test_rows_in_flight_here_and_rows_too_young_are_left_alone(sql_store: SqlStore) -> None:
+    """Issue 15: the leader keeps replaying; a row its receiver is processing (in flight)
+    and a row stored a moment ago (not yet registered) are not processed twice."""
+    busy = await sql_store.store_webhook("pagerduty", {}, json.dumps({"n": 1}))
+    idle = await sql_store.store_webhook("pagerduty", {}, json.dumps({"n": 2}))
+    flying = InFlight()
+    flying.add(busy)
+    paging = Paging()
+    young = await replay_pagerduty(
+        store=sql_store,
+        on_webhook=paging.on_webhook,
+        on_workflow=paging.on_workflow,
+        skip=flying,
+        min_age=timedelta(hours=1),
+    )
+    assert young == 0 and paging.seen == []  # both too young
+    settled = await replay_pagerduty(
+        store=sql_store,
+        on_webhook=paging.on_webhook,
+        on_workflow=paging.on_workflow,
+        skip=flying,
+        min_age=timedelta(0),
+    )
+    assert settled == 1 and paging.seen == [{"n": 2}]
+    assert await _pending(sql_store) == [busy]
+    assert idle not in await _pending(sql_store)
+
+
+async def test_a_temporary_failure_is_retried_a_permanent_one_is_recorded(
+    sql_store: SqlStore,
+) -> None:
+    """A row whose processing failed because a service or the database was away stays
+    pending and is processed by a later round; one that failed for its own reasons is
+    marked with the error, never retried."""
+    temporary = await sql_store.store_webhook("alertmanager", {}, _alerts_body("A"))
+    flaky = Flaky(Unreachable("Slack", "connection refused"))
+
+    async def on_alerts(alerts: list[Any], group: dict[str, Any]) -> None:
+        await flaky([a.name for a in alerts])
+
+    assert await replay_alerts(store=sql_store, on_alerts=on_alerts) == 0
+    assert await _pending(sql_store) == [temporary]  # left for the next round
+    assert await replay_alerts(store=sql_store, on_alerts=on_alerts) == 1
+    assert await _pending(sql_store) == []
+    assert flaky.seen == [["A"], ["A"]]
+    record = await sql_store.get_webhook(temporary)
+    assert record is not None and record.error is None
+
+    lost_db = OperationalError("SELECT 1", {}, ConnectionRefusedError("the database is away"))
+    assert retry_later(lost_db) and retry_later(Unreachable("Jira", "timeout"))
+    assert not retry_later(RuntimeError("a bug")) and not retry_later(ValueError("bad body"))
+
+
+def _alerts_body(name: str) -> str:
+    return json.dumps(
+        {
+            "version": "4",
+            "status": "firing",
+            "receiver": "rollbot",
+            "groupKey": "{}:{}",
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": name, "service": "payment-router"},
+                    "annotations": {"summary": name},
+                    "startsAt": "2026-12-06T07:00:00Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus:9090/graph",
+                    "fingerprint": f"fp-{name}",
+                }
+            ],
+        }
+    )
