@@ -31,6 +31,7 @@ Aspects under test:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -42,6 +43,7 @@ from bot.sim import world as sim_world
 from bot.sim.demo import CHECKOUT_ALERT
 from bot.sim.harness import SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
+from tests.helpers import eventually
 from tests.plugins.chromium import CHROMIUM_FLAGS
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.peer("chromium")]
@@ -90,8 +92,9 @@ async def workbench_url(tmp_path):
                 yield world, url
 
 
-@pytest.fixture
-async def page(chromium, tmp_path):
+@contextlib.asynccontextmanager
+async def _browser_page(chromium: str, tmp_path: Path, viewport: dict[str, int]):
+    """A page of Debian's Chromium, headless, on a fresh profile, at `viewport`."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -100,12 +103,18 @@ async def page(chromium, tmp_path):
             executable_path=chromium,
             headless=True,
             args=CHROMIUM_FLAGS,
-            viewport={"width": 1600, "height": 1000},
+            viewport=viewport,
         )
         try:
             yield await context.new_page()
         finally:
             await context.close()
+
+
+@pytest.fixture
+async def page(chromium, tmp_path):
+    async with _browser_page(chromium, tmp_path, {"width": 1600, "height": 1000}) as page:
+        yield page
 
 
 async def test_status_then_abort_from_the_card(workbench_url, page, tmp_path):
@@ -220,35 +229,51 @@ async def test_circuit_breaker_and_the_revert_modal(workbench_url, page, tmp_pat
 LAPTOP = {"width": 1366, "height": 768}
 
 # Where each part of a card is, relative to the channel pane and the window: the parts a
-# responder must see together without scrolling (issue 14).
+# responder must see together without scrolling (issue 14). One synchronous read in the
+# page, the card found afresh by its message ts (the page swaps the channel's HTML when the
+# card changes, which detaches the elements a previous read held), the button the 👉 line
+# points at included, and whether something covers it (the element at its centre).
 _BOXES = """
-(card) => {
-  const pane = document.getElementById("wb-channel").getBoundingClientRect();
+([ts, primary]) => {
+  const card = document.querySelector(`#wb-channel .wb-message[data-ts="${ts}"]`);
+  if (!card) return null;
   const box = (el) => {
-    if (!el) return null;
+    if (!el || !el.isConnected) return null;
     const r = el.getBoundingClientRect();
     return {top: r.top, bottom: r.bottom, left: r.left, right: r.right};
   };
   const blocks = [...card.querySelectorAll(".bk-block")];
   const header = card.querySelector(".bk-header");
   const recommendation = blocks.find((b) => b.textContent.trim().startsWith("👉"));
+  const said = recommendation ? recommendation.textContent.trim() : "";
+  const entry = Object.entries(primary).find(([key]) => said.includes(key));
+  const action = entry
+    ? entry[1].find((a) => card.querySelector(`[data-action-id="${a}"]`)) || null
+    : null;
+  const button = action ? card.querySelector(`[data-action-id="${action}"]`) : null;
+  const b = box(button);
+  const hit = b ? document.elementFromPoint((b.left + b.right) / 2, (b.top + b.bottom) / 2) : null;
   return {
-    pane: box({getBoundingClientRect: () => pane}),
+    pane: box(document.getElementById("wb-channel")),
     window: {top: 0, left: 0, bottom: window.innerHeight, right: window.innerWidth},
     header: box(header),
     status: box(header ? header.nextElementSibling : null),
     recommendation: box(recommendation),
-    recommended: recommendation ? recommendation.textContent.trim() : "",
+    recommended: said,
+    action: action,
+    button: b,
+    covered: !(hit && button && (hit === button || button.contains(hit))),
   };
 }
 """
 # The button the 👉 line points at (Tier 3: its runbook when it has a web page, else the
 # revert modal, which shows the steps).
 _PRIMARY = {
-    "Recommended: Tier 1": ("rollout_abort",),
-    "Recommended: Tier 2": ("circuit_open",),
-    "then Tier 3": ("runbook_open", "revert_open"),
+    "Recommended: Tier 1": ["rollout_abort"],
+    "Recommended: Tier 2": ["circuit_open"],
+    "then Tier 3": ["runbook_open", "revert_open"],
 }
+_PARTS = ("header", "status", "recommendation", "button")
 
 
 def _inside(inner: dict, outer: dict) -> bool:
@@ -260,31 +285,38 @@ def _inside(inner: dict, outer: dict) -> bool:
     )
 
 
+def _problems(boxes: dict | None) -> list[str]:
+    """What is wrong with one read of the card's boxes (nothing: the first screen holds)."""
+    if boxes is None:
+        return ["no card"]
+    if not boxes["action"]:
+        return [f"no button for the 👉 line {boxes['recommended']!r}"]
+    wrong = [f"no {part}" for part in _PARTS if boxes[part] is None]
+    wrong += [
+        f"the {part} is off the {frame}"
+        for part in _PARTS
+        if boxes[part] is not None
+        for frame in ("pane", "window")
+        if not _inside(boxes[part], boxes[frame])
+    ]
+    return wrong + (["something covers the button"] if boxes["covered"] else [])
+
+
 async def _first_screen(page, card, *, what: str) -> str:
     """Assert the card's header, status line, recommendation and primary button are all in
-    the channel pane and the window; return the 👉 line."""
-    boxes = await card.evaluate(_BOXES)
-    actions = next((a for key, a in _PRIMARY.items() if key in boxes["recommended"]), ())
-    assert actions, f"{what}: no 👉 line naming a tier: {boxes['recommended']!r}"
-    present = [a for a in actions if await card.locator(f'[data-action-id="{a}"]').count()]
-    assert present, f"{what}: none of {actions} on the card"
-    action = present[0]
-    button = card.locator(f'[data-action-id="{action}"]')
-    boxes["button"] = await button.evaluate(
-        "(el) => { const r = el.getBoundingClientRect();"
-        " return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; }"
+    the channel pane and the window, and nothing covers the button; return the 👉 line.
+    Read until a read is whole (the page may be swapping the card's HTML that moment)."""
+    ts = await card.get_attribute("data-ts")
+    last: dict = {}
+
+    async def whole() -> dict | None:
+        boxes = await page.evaluate(_BOXES, [ts, _PRIMARY])
+        last["boxes"], last["problems"] = boxes, _problems(boxes)
+        return None if last["problems"] else boxes
+
+    boxes = await eventually(
+        whole, timeout=10, interval=0.1, what=lambda: f"{what}: {last['problems']} {last}"
     )
-    for part in ("header", "status", "recommendation", "button"):
-        assert boxes[part] is not None, f"{what}: no {part}"
-        assert _inside(boxes[part], boxes["pane"]), f"{what}: the {part} is off the pane {boxes}"
-        assert _inside(boxes[part], boxes["window"]), f"{what}: the {part} is off screen {boxes}"
-    # Nothing covers the button: the point at its centre is the button itself.
-    covered = await button.evaluate(
-        "(el) => { const r = el.getBoundingClientRect();"
-        " const hit = document.elementFromPoint((r.left + r.right) / 2, (r.top + r.bottom) / 2);"
-        " return !(hit && (hit === el || el.contains(hit))); }"
-    )
-    assert not covered, f"{what}: something covers {action}"
     return str(boxes["recommended"])
 
 
@@ -300,20 +332,8 @@ async def _keep(page, tmp_path: Path, name: str, *, readme: bool = True) -> None
 
 @pytest.fixture
 async def laptop_page(chromium, tmp_path):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=chromium,
-            headless=True,
-            args=CHROMIUM_FLAGS,
-            viewport=LAPTOP,
-        )
-        try:
-            yield await context.new_page()
-        finally:
-            await context.close()
+    async with _browser_page(chromium, tmp_path, LAPTOP) as page:
+        yield page
 
 
 async def test_the_card_fits_one_laptop_screen(workbench_url, laptop_page, tmp_path):

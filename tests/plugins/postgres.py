@@ -10,6 +10,8 @@
   tests never see each other's rows.
 - `store_url` (function, parametrised `sqlite` | `postgres`): every store test runs on both.
 - `sql_store` (function): `open_store(store_url)` migrated to head, closed afterwards.
+- `two_stores` (function): two stores on one `store_url` database, each with its own engine
+  and pool, as two replicas (the first migrates it).
 """
 
 from __future__ import annotations
@@ -230,3 +232,15 @@ async def sql_store(store_url: str) -> AsyncIterator[SqlStore]:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture
+async def two_stores(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
+    """Two stores on one database, each with its own engine and pool: two replicas."""
+    a = await open_store(store_url)
+    b = await open_store(store_url, migrate=False)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()

@@ -14,25 +14,13 @@ Aspects under test:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from bot.runtime.leader import Leadership, Role
-from bot.store import SqlStore, open_store
+from bot.store import SqlStore
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def two_stores(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
-    a = await open_store(store_url)
-    b = await open_store(store_url, migrate=False)
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_one_leads_the_other_stands_by(two_stores: tuple[SqlStore, SqlStore]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -57,18 +56,6 @@ def incident(revision: int = 7, **changes: object) -> Incident:
 
 
 ALERTS = {"fp-a": "p99 latency 2.1 s", "fp-b": "error rate 4% > 1%"}
-
-
-@pytest.fixture
-async def two_stores(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
-    """Two stores on one database, each with its own engine and pool: two replicas."""
-    a = await open_store(store_url)
-    b = await open_store(store_url, migrate=False)
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def incident_rows(store: SqlStore) -> list[sa.Row[object]]:

@@ -15,7 +15,6 @@ PostgreSQL 15 (`store_url` is parametrised like tests/integration/store/test_sto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -40,17 +39,6 @@ def _release(version: str = "1.13.0") -> Release:
         started_by="ci",
         owner="payments-lead@example.com",
     )
-
-
-@pytest.fixture
-async def two_stores(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
-    a = await open_store(store_url)
-    b = await open_store(store_url, migrate=False)
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_release_is_recorded_once_under_concurrency(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -47,18 +46,6 @@ from bot.store import (
 from bot.store.schema import ZERO_HASH, metadata
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
-
-
-@pytest.fixture
-async def two_stores(store_url: str) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
-    """Two stores on one database, each with its own engine and pool: two replicas."""
-    a = await open_store(store_url)
-    b = await open_store(store_url, migrate=False)
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
 
 
 def entry(n: int, **kw: object) -> AuditEntry:
