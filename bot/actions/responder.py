@@ -116,6 +116,15 @@ class Responder:
     async def handle(self, req: ActionRequest) -> ActionResult:
         return await self._tier1.handle(req)
 
+    async def recover(self, *, older_than: float) -> int:
+        """Settle the Rollout commands whose claims a process that ended left `running`
+        for more than `older_than` seconds: read back, audited, told on the card."""
+        return await self._tier1.recover(older_than=older_than)
+
+    async def run_recovery(self, *, older_than: float) -> None:
+        """`recover` now and every so often, until cancelled (the leader runs it)."""
+        await self._tier1.run_recovery(older_than=older_than)
+
     # ── Tier 2: the circuit breaker ──────────────────────────────────────────────────────
 
     def circuit_flag(self, service: str) -> str:

@@ -22,6 +22,15 @@
 Whatever ends an action after its key was won (an API error, the Rollout deleted, a bug,
 cancellation at shutdown) still finishes the claim, audits the patches sent and tells the
 card, so the action can be asked for again.
+
+What a process cannot do is outlive itself: killed (`kill -9`, a lost node) between its
+claim and its report, it leaves the claim `running`, nothing in the audit log, and a card
+that never says who did what. The leader's `recover` settles such a claim once it is older
+than any live action can be (`kubernetes.action_recovery_seconds`): it reads the Rollout
+back, verifies as step 5 would (what needs the state before, which died with the process,
+cannot pass), audits the result as recovered, finishes the claim (only if still running),
+and reports on the card: verified, or NOT verified and maybe never sent, so it can be asked
+for again.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.actions.pipeline import Pipeline, patch_summary, with_fallback
@@ -36,8 +46,14 @@ from bot.actions.values import PAST_TENSE, ActionRequest, ActionResult
 from bot.cards import card_key
 from bot.core import mrkdwn, policy, timeline
 from bot.core import rollouts as core_rollouts
-from bot.core.errors import InvalidRequest, OutcomeUnknown, RollbotError, TemporaryError
-from bot.core.model import Outcome, Patch, RolloutAction, RolloutState, Verification
+from bot.core.errors import (
+    InvalidRequest,
+    OutcomeUnknown,
+    PermanentError,
+    RollbotError,
+    TemporaryError,
+)
+from bot.core.model import Actor, Outcome, Patch, RolloutAction, RolloutState, Verification
 from bot.core.ports import ActionRecord, Rollouts
 
 if TYPE_CHECKING:
@@ -50,6 +66,16 @@ log = logging.getLogger(__name__)
 IDEMPOTENT = frozenset(
     {RolloutAction.ABORT, RolloutAction.RETRY, RolloutAction.PROMOTE_FULL, RolloutAction.PAUSE}
 )
+
+
+def claim_key(card: str, action: RolloutAction, epoch: int) -> str:
+    """The idempotency key of `action` on the card `card` (a `card_key`) at `epoch`."""
+    return f"{card}:{action.value}#{epoch}"
+
+
+def card_of(key: str) -> str:
+    """The card key a `claim_key` was made for."""
+    return key.rpartition(":")[0]
 
 
 class RolloutCommands:
@@ -100,7 +126,7 @@ class RolloutCommands:
             )
         current_epoch = await pipeline.cards.epoch(card_key(before))
         epoch = req.epoch if req.epoch is not None else current_epoch
-        key = f"{card_key(before)}:{req.action.value}#{epoch}"
+        key = claim_key(card_key(before), req.action, epoch)
         if epoch < current_epoch:
             # The button was rendered before someone else acted on this revision.
             earlier = await pipeline.store.get_action(key)
@@ -226,6 +252,125 @@ class RolloutCommands:
             tuple(patches),
         )
 
+    # ── claims left running by a process that ended ────────────────────────────────────
+
+    async def run_recovery(self, *, older_than: float) -> None:
+        """The leader's loop: `recover` now, then every quarter of `older_than` (at most
+        every 30 s), until cancelled."""
+        while True:
+            try:
+                await self.recover(older_than=older_than)
+            except Exception:  # boundary: a failed sweep (the database away) is tried again
+                log.exception("settling actions left running failed")
+            await asyncio.sleep(min(older_than / 4, 30.0))  # polling: claims age, no event
+
+    async def recover(self, *, older_than: float) -> int:
+        """Settle the Rollout commands whose claims are still `running` `older_than`
+        seconds after they were made (their process ended mid-action); how many were.
+        A claim whose Rollout cannot be read now (Kubernetes down) waits for the next call."""
+        pipeline = self._pipeline
+        cut = pipeline.now() - timedelta(seconds=older_than)
+        settled = 0
+        for record in await pipeline.store.running_actions(before=cut):
+            try:
+                action = RolloutAction(record.action)
+            except ValueError:
+                continue  # another tier's claim (a flag flip, a revert in Git)
+            try:
+                result = await pipeline.counted(
+                    _recovered_request(record, action),
+                    action.value,
+                    self._recover(record, action),
+                    card_of(record.key),
+                )
+            except TemporaryError as err:
+                log.warning("claim %s left running: not settled yet: %s", record.key, err.message)
+                continue
+            if result.status != "duplicate":
+                settled += 1
+        return settled
+
+    async def _recover(self, record: ActionRecord, action: RolloutAction) -> ActionResult:
+        """Read back, audit and settle one claim left running; tell its card."""
+        pipeline = self._pipeline
+        req = _recovered_request(record, action)
+        card = card_of(record.key)
+        revision = int(card.rpartition("@")[2])
+        asked = max(0.0, (pipeline.now() - record.requested_at).total_seconds())
+        after: RolloutState | None = None
+        try:
+            cfg = pipeline.service(record.service)
+            after = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        except PermanentError as err:  # the service or its Rollout is gone: nothing to verify
+            verification = Verification(False, ((err.message, False),), asked)
+        else:
+            if after.revision == revision:
+                # The state before died with the process: checks comparing with it fail.
+                checks = core_rollouts.verify(action, after, after)
+            else:
+                moved = f"Rollout at revision {revision} (now {after.revision})"
+                checks = Verification(False, ((moved, False),))
+            verification = Verification(checks.ok, checks.checks, asked)
+        result = "succeeded" if verification.ok else "failed"
+        why = (
+            "the process that claimed it ended before it recorded the result; "
+            f"read back {asked:.1f} s after it was asked"
+        )
+        detail: dict[str, Any] = {
+            "idempotency_key": record.key,
+            "recovered": why,
+            "verification": {
+                "ok": verification.ok,
+                "seconds": round(verification.seconds, 3),
+                "checks": [list(c) for c in verification.checks],
+            },
+        }
+        if not verification.ok:
+            detail["error"] = (
+                f"not verified: {verification.describe()} (it may never have been sent)"
+            )
+        # Audited before it is settled: a process ending between the two leaves the claim
+        # running, to be read back again, never an effect missing from the audit log.
+        await pipeline.audit(req, record.target, result, after=after, detail=detail)
+        settled = await pipeline.store.finish_running_action(
+            record.key, status=result, result=detail
+        )
+        if settled is None:  # its own process finished it meanwhile, and told the card
+            latest = await pipeline.store.get_action(record.key)
+            assert latest is not None
+            return pipeline.duplicate(req, latest, after)
+        target = record.target
+        if after is not None and after.revision == revision:
+            outcome = Outcome(
+                action=action,
+                actor_id=record.actor_id,
+                at=pipeline.now(),
+                verified=verification.ok,
+                seconds=asked,
+                detail=verification.describe(),
+            )
+            line = timeline.recovered_line(
+                action, actor_id=record.actor_id, verification=verification, after=after
+            )
+            try:
+                await pipeline.cards.report(record.service, after, outcome, line)
+            except Exception as err:  # settled and audited: a card error must not undo that
+                log.warning(
+                    "could not report the recovered %s on the card: %s",
+                    action.value,
+                    err.message if isinstance(err, RollbotError) else repr(err),
+                    exc_info=not isinstance(err, RollbotError),
+                )
+        message = (
+            f"{PAST_TENSE[action]} `{target}` (revision {revision}); verified {asked:.1f} s "
+            f"after it was asked, read back after rollbot restarted."
+            if verification.ok
+            else f"{action.value} on `{target}` (revision {revision}) NOT verified: rollbot "
+            f"restarted before it could check, and the Rollout shows "
+            f"{verification.describe()}."
+        )
+        return ActionResult(result, message, settled, verification, before=None, after=after)
+
     async def _fail(
         self,
         req: ActionRequest,
@@ -340,3 +485,9 @@ class RolloutCommands:
             req, target, result, before=before, after=after, duration_ms=duration_ms, detail=detail
         )
         return await self._pipeline.store.finish_action(key, status=result, result=detail)
+
+
+def _recovered_request(record: ActionRecord, action: RolloutAction) -> ActionRequest:
+    """The request a claim was made for, as far as its record tells it."""
+    actor = Actor(record.actor_id, record.actor_name, record.source)
+    return ActionRequest(record.service, action, actor)

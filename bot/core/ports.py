@@ -203,6 +203,16 @@ class Store(Protocol):
         self, key: str, *, status: str, result: dict[str, Any]
     ) -> ActionRecord: ...
 
+    async def running_actions(self, *, before: datetime) -> list[ActionRecord]:
+        """Claims still `running` that were made before `before`, oldest first."""
+        ...
+
+    async def finish_running_action(
+        self, key: str, *, status: str, result: dict[str, Any]
+    ) -> ActionRecord | None:
+        """Finish a claim only if it is still `running`; None when it was not."""
+        ...
+
     async def append_audit(self, entry: AuditEntry) -> AuditRecord: ...
 
     async def audit_entries(self, *, since_seq: int = 0) -> list[AuditRecord]: ...

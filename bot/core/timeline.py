@@ -9,7 +9,10 @@ One abort used to post seven thread lines, some garbled ("aborted: InconclusiveA
   and without what the line says already (`message_words`);
 - the Rollout's state is one line (`state_line`): its phase, where it is, why;
 - an executed action is one line with its verified result (`action_line`): "Aborted by
-  <@U…>: all traffic back on stable revision 41, verified in 0.8 s";
+  <@U…>: all traffic back on stable revision 41, verified in 0.8 s"; an action whose
+  process ended before it could check, read back by the replica that took over, says so
+  (`recovered_line`), and when the Rollout does not show it, that it may never have been
+  sent;
 - what rollbot's own action did is not said again (`explains`): while an abort is in
   flight and as long as it holds, the watch's lines about the aborted Rollout and the
   incident "recovering" because of it repeat the action's line; after any other verified
@@ -22,6 +25,7 @@ Pure: states in, rollbot's mrkdwn out (Argo's words in it escaped).
     message_words(state)                       -> str
     state_line(state)                          -> str   (mrkdwn)
     action_line(action, actor_id, verification, before, after) -> str   (mrkdwn)
+    recovered_line(action, actor_id, verification, after) -> str        (mrkdwn)
     explains(action, before=, after=, state=)  -> bool
 """
 
@@ -39,6 +43,7 @@ __all__ = [
     "explains",
     "message_words",
     "reason_words",
+    "recovered_line",
     "stable_words",
     "state_line",
 ]
@@ -174,6 +179,28 @@ def action_line(
     return (
         f"{action.value.capitalize()} by {who} sent, but NOT verified after {seconds:.1f} s: "
         f"still missing {mrkdwn.escape(missing or 'its effect')}"
+    )
+
+
+def recovered_line(
+    action: RolloutAction, *, actor_id: str, verification: Verification, after: RolloutState
+) -> str:
+    """The thread line of an action whose process ended before it could check (its claim
+    left running), read back later (`verification.seconds`: since it was asked): what the
+    Rollout shows, or that it may never have been sent."""
+    who = f"<@{actor_id}>"
+    late = f"{verification.seconds:.1f} s after it was asked"
+    if verification.ok:
+        return (
+            f"{_DONE[action]} by {who}: {mrkdwn.escape(_effect(action, after, after))}, "
+            f"verified {late} (rollbot restarted before it could check)"
+        )
+    missing = ", ".join(name for name, ok in verification.checks if not ok)
+    return (
+        f"{action.value.capitalize()} by {who} NOT verified: rollbot restarted before it "
+        f"could check, and {late} the Rollout still misses "
+        f"{mrkdwn.escape(missing or 'its effect')}. It may never have been sent: ask again "
+        f"if it is still needed"
     )
 
 

@@ -3,7 +3,8 @@
 The card and incident engines keep their state in memory, so two replicas acting at once
 would post two cards and count one incident twice. Every replica serves HTTP from its
 start; only the holder of the lease runs the watch, the incident ticker, the PagerDuty
-outbox, the scheduler and the inbox replays, and answers Slack and the webhooks. A standby
+outbox, the scheduler, the inbox replays and the recovery of actions left running, and
+answers Slack and the webhooks. A standby
 answers them 503 (with `Retry-After`): nothing is stored or executed, and Slack,
 Alertmanager and PagerDuty deliver again. `/readyz` is 503 on a standby, so a Kubernetes
 Service sends traffic to the leader alone.

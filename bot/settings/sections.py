@@ -13,7 +13,7 @@ import re
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bot.core.signatures import split_secrets
 
@@ -144,6 +144,15 @@ class KubernetesSettings(Section):
     unverified. The controller usually reflects an abort within a few seconds; 30 s is
     half of Tier 1's 60 s budget, leaving the rest for a human to react."""
 
+    action_recovery_seconds: float = Field(default=300.0, gt=0)
+    """Seconds after which a Rollout action still `running` is taken for one whose process
+    ended mid-action (killed, its node lost): the leader reads the Rollout back, audits
+    the result and tells the card. It must exceed the longest a live action takes (up to
+    four patch attempts of two requests each, then ``verify_timeout_seconds``: about two
+    minutes with the defaults), or an action still running would be settled before it
+    ends (both verdicts would then reach the audit log and the card). 300 s: the card
+    shows the Rollout's state meanwhile; this says who did it and whether it held."""
+
     verify_interval_seconds: float = Field(default=0.25, gt=0)
     """Seconds between read-backs while verifying. 0.25: four GETs a second for the few
     seconds an action takes is negligible load, and the card's "verified in 0.8 s" is then
@@ -175,6 +184,16 @@ class KubernetesSettings(Section):
         if bad:
             raise ValueError(f"not Kubernetes namespace names: {', '.join(map(repr, bad))}")
         return value
+
+    @model_validator(mode="after")
+    def _recovery_after_verify(self) -> KubernetesSettings:
+        if self.action_recovery_seconds <= self.verify_timeout_seconds:
+            raise ValueError(
+                f"action_recovery_seconds ({self.action_recovery_seconds:g}) must exceed "
+                f"verify_timeout_seconds ({self.verify_timeout_seconds:g}): an action still "
+                "verifying would be taken for one whose process ended"
+            )
+        return self
 
 
 class DatabaseSettings(Section):

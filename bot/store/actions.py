@@ -4,6 +4,9 @@
 - **Exactly once = a UNIQUE constraint.** `claim_action` simply INSERTs; the database's
   unique index picks the winner and every loser gets an `IntegrityError`, then reads and
   returns the winner's row (the why in full is in `bot.store.sql`).
+- **A claim left `running` by a process that died** is found by `running_actions(before=)`
+  and settled with `finish_running_action`, an UPDATE guarded by `status = 'running'`: the
+  leader's recovery and a late finish by the claimant cannot both settle it.
 - **Audit appends are serialised on the single-row `audit_head` (seq, hash)**, read
   `SELECT … FOR UPDATE` (PostgreSQL) inside a `BEGIN IMMEDIATE` transaction (SQLite); the
   chain itself (canonical form, hashing, verification) is pure code in `bot.store.audit`.
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,6 +94,35 @@ class ActionsMixin(StoreBase):
         if row is None:
             raise RecordNotFound("action", key)
         return _action_record(row)
+
+    async def running_actions(self, *, before: datetime) -> list[ActionRecord]:
+        """Claims still `running` that were made before `before`, oldest first."""
+        query = (
+            sa.select(actions)
+            .where(actions.c.status == "running", actions.c.requested_at < before)
+            .order_by(actions.c.requested_at)
+        )
+        async with self._reader.begin() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_action_record(r) for r in rows]
+
+    async def finish_running_action(
+        self, key: str, *, status: str, result: dict[str, Any]
+    ) -> ActionRecord | None:
+        """`finish_action` for a claim still `running`; None when it is not (finished by
+        someone else meanwhile, or never claimed): then nothing is written."""
+        async with self._engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    actions.update()
+                    .where(actions.c.key == key, actions.c.status == "running")
+                    .values(
+                        status=status, result=audit.plain_json(result), finished_at=self._clock()
+                    )
+                    .returning(*actions.c)
+                )
+            ).first()
+        return None if row is None else _action_record(row)
 
     # ── audit: append-only hash chain ──────────────────────────────────────────────────
 

@@ -7,8 +7,8 @@ clients at bot/sim servers.
 Every replica serves HTTP and asks Slack at start whether it takes the bot token
 (bot.runtime.slack_token; /readyz says what Slack answered). Only the holder of the leader
 lease (bot.runtime.leader) runs the background work: the Rollout watch, the incident
-ticker, the PagerDuty outbox, the scheduler and the replays of webhooks stored but never
-processed.
+ticker, the PagerDuty outbox, the scheduler, the replays of webhooks stored but never
+processed, and the recovery of actions a dead process left running (bot.actions.tier1).
 """
 
 from __future__ import annotations
@@ -117,8 +117,9 @@ class Rollbot:
         return self.leadership is not None and self.leadership.fenced
 
     async def _start_background(self) -> None:
-        """The leader's work: the watch, the incident ticker, the PagerDuty outbox, the
-        scheduler and the replays of webhooks stored but never processed."""
+        """The leader's work: the watch, the incident ticker, the recovery of actions left
+        running, the PagerDuty outbox, the scheduler and the replays of webhooks stored but
+        never processed."""
         background = self._background
         # The incidents a previous leader left, before the watch and the replays add to
         # them (a resolve replayed must find its incident).
@@ -129,6 +130,10 @@ class Rollbot:
         background.append(
             asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker")
         )
+        recovery = self.responder.run_recovery(
+            older_than=self.settings.kubernetes.action_recovery_seconds
+        )
+        background.append(asyncio.create_task(recovery, name="rollbot-action-recovery"))
         if self.paging is not None and self.paging_actions is not None:
             background.append(
                 asyncio.create_task(self.paging.run_outbox(), name="rollbot-pagerduty-outbox")

@@ -6,23 +6,28 @@ port is probed first and bound by the child a moment later, and another process 
 in between. `start` therefore waits until the child answers ``/healthz``, and when it exited
 saying "address already in use", starts it again on another port, at most three times
 (`tests.helpers.on_a_free_port`).
+
+`Replica` is one such process among several on one database (failover, the fault suite):
+its name, URL, log, `/readyz` and `/metrics`; `stopping(replicas)` stops every one started
+in a block, whatever happens.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from bot.sim.harness import SimWorld
-from tests.helpers import eventually_sync, on_a_free_port
+from tests.helpers import eventually, eventually_sync, on_a_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,3 +139,93 @@ async def start(world: SimWorld, log: Path, *, timeout: float = 60) -> Served:
     return await asyncio.to_thread(
         start_serving, world.config_path, world.bot_env, log, timeout=timeout
     )
+
+
+class Replica:
+    """One `rollbot serve` process, its URL and its log."""
+
+    def __init__(self, name: str, served: Served) -> None:
+        self.name = name
+        self.port = served.port
+        self.url = served.url
+        self.log = served.log
+        self.proc = served.proc
+
+    @classmethod
+    async def start(cls, world: SimWorld, name: str, tmp_path: Path) -> Replica:
+        """Started and answering /healthz (alive; ready or standby)."""
+        return cls(name, await start(world, tmp_path / f"{name}.log"))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def tail(self) -> str:
+        return f"--- {self.name} log ---\n" + self.log.read_text()[-3000:]
+
+    def stop(self) -> None:
+        """Never leave a process running: SIGTERM, then SIGKILL."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await client.get(f"{self.url}{path}")
+
+    async def wait_status(self, path: str, status: int, *, timeout: float = 30) -> httpx.Response:
+        """Poll `path` until it answers `status`; fail at once if the process exits."""
+        last: str = "no answer"
+
+        async def answered() -> httpx.Response | None:
+            nonlocal last
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited ({self.proc.returncode}) waiting for {path} "
+                    f"{status}:\n{self.tail()}"
+                )
+            try:
+                response = await self.get(path)
+            except httpx.TransportError as err:
+                last = repr(err)
+                return None
+            if response.status_code == status:
+                return response
+            last = f"{response.status_code} {response.text[:300]}"
+            return None
+
+        return await eventually(
+            answered,
+            timeout=timeout,
+            interval=0.05,
+            what=lambda: f"{self.name}: {path} {status} (last: {last})\n{self.tail()}",
+        )
+
+    async def metric(self, name: str) -> list[str]:
+        """The sample lines of `name` in this replica's /metrics."""
+        response = await self.get("/metrics")
+        assert response.status_code == 200
+        return [line for line in response.text.splitlines() if line.startswith(name)]
+
+    async def leader_gauge(self) -> float:
+        response = await self.get("/metrics")
+        assert response.status_code == 200
+        for line in response.text.splitlines():
+            if line.startswith("rollbot_leader "):
+                return float(line.split()[1])
+        raise AssertionError(f"no rollbot_leader in {self.name}'s /metrics")
+
+
+@contextlib.contextmanager
+def stopping(replicas: list[Replica]) -> Iterator[None]:
+    """Stop every replica started in the block (appended to `replicas`), whatever happens."""
+    try:
+        yield
+    finally:
+        for replica in replicas:
+            replica.stop()

@@ -20,21 +20,17 @@ lease `leader` (bot/leader.py). Both serve HTTP; only the holder acts:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import sqlite3
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
-from tests.e2e.serving import Served, start
+from tests.e2e.serving import Replica, stopping
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -44,96 +40,6 @@ LEASE = 1.5  # server.leader_lease_seconds for the kill -9 and lease-taken tests
 
 def _settings(lease: float) -> dict[str, Any]:
     return {"server": {"leader_lease_seconds": lease}}
-
-
-class Replica:
-    """One `rollbot serve` process, its URL and its log."""
-
-    def __init__(self, name: str, served: Served) -> None:
-        self.name = name
-        self.port = served.port
-        self.url = served.url
-        self.log = served.log
-        self.proc = served.proc
-
-    @classmethod
-    async def start(cls, world: SimWorld, name: str, tmp_path: Path) -> Replica:
-        """Started and answering /healthz (alive; ready or standby)."""
-        return cls(name, await start(world, tmp_path / f"{name}.log"))
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def tail(self) -> str:
-        return f"--- {self.name} log ---\n" + self.log.read_text()[-3000:]
-
-    def stop(self) -> None:
-        """Never leave a process running: SIGTERM, then SIGKILL."""
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    async def get(self, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(timeout=5) as client:
-            return await client.get(f"{self.url}{path}")
-
-    async def wait_status(self, path: str, status: int, *, timeout: float = 30) -> httpx.Response:
-        """Poll `path` until it answers `status`; fail at once if the process exits."""
-        last: str = "no answer"
-
-        async def answered() -> httpx.Response | None:
-            nonlocal last
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"{self.name} exited ({self.proc.returncode}) waiting for {path} "
-                    f"{status}:\n{self.tail()}"
-                )
-            try:
-                response = await self.get(path)
-            except httpx.TransportError as err:
-                last = repr(err)
-                return None
-            if response.status_code == status:
-                return response
-            last = f"{response.status_code} {response.text[:300]}"
-            return None
-
-        return await eventually(
-            answered,
-            timeout=timeout,
-            interval=0.05,
-            what=lambda: f"{self.name}: {path} {status} (last: {last})\n{self.tail()}",
-        )
-
-    async def metric(self, name: str) -> list[str]:
-        """The sample lines of `name` in this replica's /metrics."""
-        response = await self.get("/metrics")
-        assert response.status_code == 200
-        return [line for line in response.text.splitlines() if line.startswith(name)]
-
-    async def leader_gauge(self) -> float:
-        response = await self.get("/metrics")
-        assert response.status_code == 200
-        for line in response.text.splitlines():
-            if line.startswith("rollbot_leader "):
-                return float(line.split()[1])
-        raise AssertionError(f"no rollbot_leader in {self.name}'s /metrics")
-
-
-@contextlib.contextmanager
-def _stopping(replicas: list[Replica]) -> Iterator[None]:
-    """Stop every replica started in the block (appended to `replicas`), whatever happens."""
-    try:
-        yield
-    finally:
-        for replica in replicas:
-            replica.stop()
 
 
 async def _leader_and_standby(
@@ -157,7 +63,7 @@ def _top_level(world: SimWorld) -> list[dict[str, Any]]:
 async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> None:
     async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
         replicas: list[Replica] = []
-        with _stopping(replicas):
+        with stopping(replicas):
             a, b = await _leader_and_standby(world, tmp_path, replicas)
 
             # B is a standby: alive, not ready, naming A's lease.
@@ -285,7 +191,7 @@ async def test_graceful_stop_hands_over_quickly(tmp_path: Path) -> None:
     lease = 15.0
     async with SimWorld(speed=600, start_bot=False, settings=_settings(lease)) as world:
         replicas: list[Replica] = []
-        with _stopping(replicas):
+        with stopping(replicas):
             a, b = await _leader_and_standby(world, tmp_path, replicas)
             await b.wait_status("/readyz", 503, timeout=5)
 
@@ -318,7 +224,7 @@ def _database(world: SimWorld) -> Path:
 async def test_a_leader_whose_lease_is_taken_exits_1(tmp_path: Path) -> None:
     async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
         replicas: list[Replica] = []
-        with _stopping(replicas):
+        with stopping(replicas):
             a = await Replica.start(world, "a", tmp_path)
             replicas.append(a)
             await a.wait_status("/readyz", 200)

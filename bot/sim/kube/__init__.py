@@ -44,7 +44,8 @@ How the package is split:
 * ``selectors``: label and field selectors;
 * ``store``: the objects, ``resourceVersion``, the watch history and the watchers;
 * ``discovery``: ``/version``, ``/api``, ``/apis`` and the resource lists;
-* ``http``: routes, watch streaming, injected failures, the protocol that cuts connections;
+* ``http``: routes, watch streaming, injected failures and held answers, the protocol that
+  cuts connections;
 * ``sim``: ``KubeSim``, the store served on loopback with its test controls.
 """
 

@@ -4,6 +4,9 @@ connection-level behaviour (cut watches, an unreachable server).
 ``KubeApi`` is one Starlette app answering every path: it records each request, applies the
 ``fail_next`` rules, serves discovery, checks the bearer token, and maps the resource URLs
 (``/apis/<group>/<version>[/namespaces/<ns>]/<plural>[/<name>[/status]]``) onto the store.
+``HeldAnswers`` holds the answer of a request the store has already applied (the
+``hold_answers`` switch): the change is made, its answer waits for ``release_answers`` and is
+lost when the caller goes away first, as an answer is when a client dies mid-request.
 A watch is a chunked stream of JSON lines with optional ``BOOKMARK`` events; ``drop_watches``
 makes each stream raise ``DroppedWatch`` so uvicorn cuts the connection mid-stream, as a
 restarting API server does (the traceback uvicorn would log for it is filtered out).
@@ -40,7 +43,14 @@ from bot.sim.kube.selectors import Filter
 if TYPE_CHECKING:
     from bot.sim.kube.sim import KubeSim
 
-__all__ = ["DroppedWatch", "InjectedFailures", "KubeApi", "parse_resource_path", "protocol_for"]
+__all__ = [
+    "DroppedWatch",
+    "HeldAnswers",
+    "InjectedFailures",
+    "KubeApi",
+    "parse_resource_path",
+    "protocol_for",
+]
 
 
 class DroppedWatch(Exception):
@@ -96,6 +106,66 @@ class InjectedFailures:
         return None
 
 
+@dataclasses.dataclass
+class _Hold:
+    remaining: int
+    method: str
+    path_contains: str
+
+
+class HeldAnswers:
+    """The ``hold_answers`` rules: the next ``n`` requests of a method whose path contains a
+    string are applied, then their answers wait until ``release`` (or the caller leaves).
+
+    ``held`` counts the answers waiting now, ``lost`` those whose caller went away while
+    they waited (the change was made; the caller never learnt it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[_Hold] = []
+        self._released = threading.Event()
+        self.held = 0
+        self.lost = 0
+
+    def add(self, n: int, method: str, path_contains: str) -> None:
+        with self._lock:
+            self._rules.append(_Hold(n, method.upper(), path_contains))
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let every held answer go, and the rules not used up yet lapse."""
+        with self._lock:
+            self._rules.clear()
+            self._released.set()
+
+    def take(self, method: str, path: str) -> bool:
+        """Whether the answer to this request must be held (using up one)."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.remaining > 0 and rule.method == method and rule.path_contains in path:
+                    rule.remaining -= 1
+                    if rule.remaining == 0:
+                        self._rules.remove(rule)
+                    return True
+        return False
+
+    async def wait(self, request: Request) -> bool:
+        """Hold until released; False when the caller went away first (then counted lost)."""
+        with self._lock:
+            self.held += 1
+        try:
+            while not self._released.is_set():
+                if await request.is_disconnected():
+                    with self._lock:
+                        self.lost += 1
+                    return False
+                await asyncio.sleep(0.02)
+            return True
+        finally:
+            with self._lock:
+                self.held -= 1
+
+
 _RESOURCE_PATH = re.compile(
     r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+)(?:/(?P<sub>[^/]+))?)?/?$"
@@ -137,7 +207,7 @@ class KubeApi:
 
     ``record`` receives each request's record as it arrives (its ``status`` is filled in once
     answered; ``response`` holds the ``Status`` body of a refusal); ``failures`` are the
-    sim's ``fail_next`` rules.
+    sim's ``fail_next`` rules, ``holds`` its ``hold_answers`` rules.
     """
 
     def __init__(
@@ -146,10 +216,12 @@ class KubeApi:
         *,
         record: Callable[[RecordedRequest], None],
         failures: InjectedFailures,
+        holds: HeldAnswers | None = None,
     ) -> None:
         self.sim = sim
         self._record = record
         self._failures = failures
+        self._holds = holds or HeldAnswers()
         methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
         self.app = Starlette(routes=[Route("/{path:path}", self._handle, methods=methods)])
 
@@ -183,6 +255,9 @@ class KubeApi:
             recorded.response_headers = dict(exc.headers)
             return JSONResponse(exc.status(), status_code=exc.code, headers=exc.headers)
         recorded.status = response.status_code
+        if self._holds.take(request.method, path):
+            # Applied already (a watch saw it); only the answer waits, or is lost.
+            await self._holds.wait(request)
         return response
 
     def _maybe_fail(self, method: str, path: str) -> None:

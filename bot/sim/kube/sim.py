@@ -2,8 +2,8 @@
 
 It is the object store (``store``) served over HTTP (``http``) by the shared
 ``ThreadedServer`` on loopback, plus what tests steer it with: ``fail_next``,
-``set_unreachable``, ``drop_watches``, ``compact``, the recorded ``requests``, and a kubeconfig
-for the real clients.
+``hold_answers``, ``set_unreachable``, ``drop_watches``, ``compact``, the recorded
+``requests``, and a kubeconfig for the real clients.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import warnings
 import yaml
 
 from bot.sim._server import RecordedRequest, ThreadedServer
-from bot.sim.kube.http import InjectedFailures, KubeApi, protocol_for
+from bot.sim.kube.http import HeldAnswers, InjectedFailures, KubeApi, protocol_for
 from bot.sim.kube.schema import CrdSchema, default_crd_dir, load_crd_schemas
 from bot.sim.kube.store import ObjectStore
 
@@ -48,6 +48,7 @@ class KubeSim(ObjectStore):
         self.requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
         self._failures = InjectedFailures()
+        self._holds = HeldAnswers()
         self._down = False
         self._server: ThreadedServer | None = None
         schemas: dict[str, CrdSchema] = {}
@@ -65,7 +66,7 @@ class KubeSim(ObjectStore):
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> KubeSim:
-        api = KubeApi(self, record=self._record, failures=self._failures)
+        api = KubeApi(self, record=self._record, failures=self._failures, holds=self._holds)
         server = ThreadedServer(
             api.app,
             host=self.host,
@@ -123,6 +124,29 @@ class KubeSim(ObjectStore):
 
     def fail_next(self, n: int, *, status: int = 503, path_contains: str = "") -> None:
         self._failures.add(n, status, path_contains)
+
+    def hold_answers(self, n: int = 1, *, method: str = "PATCH", path_contains: str = "") -> None:
+        """The next `n` `method` requests whose path contains `path_contains` are applied
+        (the object changes, watches see it), then their answers hang until
+        `release_answers()`. A caller that goes away meanwhile never gets one (`lost_answers`
+        counts it), as when a client is killed mid-request: the API server has committed
+        the change all the same. To kill a process between its write and what it does with
+        the answer."""
+        self._holds.add(n, method, path_contains)
+
+    def release_answers(self) -> None:
+        """Answer every held request; the `hold_answers` rules left lapse."""
+        self._holds.release()
+
+    @property
+    def held_answers(self) -> int:
+        """How many answers are hanging now."""
+        return self._holds.held
+
+    @property
+    def lost_answers(self) -> int:
+        """How many held answers were never delivered: their caller went away first."""
+        return self._holds.lost
 
     def set_unreachable(self, down: bool) -> None:
         self._down = down

@@ -11,6 +11,9 @@ Aspects under test:
   ``metadata.generation`` only for spec changes), a JSON-patch content type with an object
   body (400 like the real server), strategic merge on a custom resource (415);
 * ``fail_next`` (403, 503) surfacing as ``ApiException``; ``set_unreachable``;
+* ``hold_answers``: the patch is applied (a watch sees it) while its answer hangs; released,
+  the caller gets it; a caller that went away never does (``lost_answers``), and the
+  change stays made, as a real API server commits a write whose client died;
 * recorded requests (exact path, content type, body).
 """
 
@@ -500,3 +503,61 @@ def test_fail_next_and_unreachable(
         custom.get_namespaced_custom_object(G, V, NS, "rollouts", "checkout", _request_timeout=2)
     kube_sim.set_unreachable(False)
     assert custom.get_namespaced_custom_object(G, V, NS, "rollouts", "checkout")
+
+
+def test_hold_answers_applies_the_patch_and_holds_only_the_answer(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
+    kube_sim.create(_rollout())
+    rv = kube_sim.resource_version
+    kube_sim.hold_answers(1, method="PATCH", path_contains="/checkout/status")
+    answers: list[Any] = []
+    patching = threading.Thread(
+        target=lambda: answers.append(
+            custom.patch_namespaced_custom_object_status(
+                G, V, NS, "rollouts", "checkout", {"status": {"abort": True}}
+            )
+        )
+    )
+    patching.start()
+    try:
+        eventually_sync(lambda: kube_sim.held_answers == 1, what="the PATCH's answer held")
+        # Applied while the answer waits: the object and its watch history have it.
+        obj = kube_sim.get("rollouts", NS, "checkout")
+        assert obj is not None and obj["status"]["abort"] is True
+        assert int(kube_sim.resource_version) > int(rv)
+        # Other requests are answered meanwhile (a GET, and a second PATCH: the rule was n=1).
+        assert custom.get_namespaced_custom_object(G, V, NS, "rollouts", "checkout")
+        custom.patch_namespaced_custom_object_status(
+            G, V, NS, "rollouts", "checkout", {"status": {"phase": "Degraded"}}
+        )
+        assert answers == []
+    finally:
+        kube_sim.release_answers()
+        patching.join(timeout=10)
+    assert answers and answers[0]["status"]["abort"] is True
+    assert kube_sim.held_answers == 0 and kube_sim.lost_answers == 0
+    held = kube_sim.requests_matching("PATCH", "/checkout/status")[0]
+    assert held.status == 200 and held.body == {"status": {"abort": True}}
+
+
+def test_a_held_answer_whose_caller_left_is_lost_and_the_change_stays(
+    custom: kubernetes.client.CustomObjectsApi, kube_sim: KubeSim
+) -> None:
+    kube_sim.create(_rollout())
+    kube_sim.hold_answers(1, method="PATCH", path_contains="/status")
+    # The caller gives up after 1 s and closes its connection (as a killed process does).
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        custom.patch_namespaced_custom_object_status(
+            G, V, NS, "rollouts", "checkout", {"status": {"abort": True}}, _request_timeout=1
+        )
+    eventually_sync(lambda: kube_sim.lost_answers == 1, what="the answer counted lost")
+    assert kube_sim.held_answers == 0
+    obj = kube_sim.get("rollouts", NS, "checkout")
+    assert obj is not None and obj["status"]["abort"] is True  # committed all the same
+    kube_sim.release_answers()
+    # The rule was used up: the next PATCH is answered at once.
+    custom.patch_namespaced_custom_object_status(
+        G, V, NS, "rollouts", "checkout", {"status": {"abort": False}}
+    )
+    assert len(kube_sim.requests_matching("PATCH", "/status")) == 2

@@ -8,7 +8,9 @@ Aspects under test, each on both backends (`store_url` is parametrised):
 - URLs: sync URLs are upgraded to the async drivers.
 - exactly once: 50 concurrent `claim_action` on one key, one winner; two stores (two
   engines = two replicas) racing on many keys, one winner each; losers get the winner's
-  record; `finish_action` records the outcome.
+  record; `finish_action` records the outcome; `running_actions(before=)` lists the claims
+  left running, oldest first, and `finish_running_action` settles one only while it is
+  still running (a second settle, or one after `finish_action`, writes nothing).
 - audit: appends from two stores at once stay one linear chain (contiguous seq, each
   prev_hash the previous hash, first prev_hash 64 zeros); the database refuses UPDATE and
   DELETE on the log; with the guard removed, `verify_audit` pinpoints a tampered row, a
@@ -182,6 +184,29 @@ async def test_loser_is_told_who_won_and_how_it_ended(sql_store: SqlStore) -> No
     assert not third.won and third.record == done
     with pytest.raises(RecordNotFound):
         await sql_store.finish_action("nope", status="failed", result={})
+
+
+async def test_claims_left_running_are_listed_and_settled_once(sql_store: SqlStore) -> None:
+    await claim(sql_store, "k-old", "U-alice")
+    await claim(sql_store, "k-done", "U-bob")
+    await sql_store.finish_action("k-done", status="succeeded", result={})
+    cut = datetime.now(UTC) + timedelta(microseconds=1)
+    await claim(sql_store, "k-young", "U-carol")
+    assert [r.key for r in await sql_store.running_actions(before=cut)] == ["k-old"]
+    far = datetime.now(UTC) + timedelta(hours=1)
+    assert [r.key for r in await sql_store.running_actions(before=far)] == ["k-old", "k-young"]
+
+    settled = await sql_store.finish_running_action(
+        "k-old", status="succeeded", result={"recovered": True}
+    )
+    assert settled is not None and settled.status == "succeeded"
+    assert settled.result == {"recovered": True} and settled.finished_at is not None
+    # Once settled (or finished by its claimant), a second settle writes nothing.
+    assert await sql_store.finish_running_action("k-old", status="failed", result={}) is None
+    assert await sql_store.finish_running_action("k-done", status="failed", result={}) is None
+    assert await sql_store.finish_running_action("nope", status="failed", result={}) is None
+    assert (await sql_store.get_action("k-old")) == settled
+    assert [r.key for r in await sql_store.running_actions(before=far)] == ["k-young"]
 
 
 # ── audit log ──────────────────────────────────────────────────────────────────────────

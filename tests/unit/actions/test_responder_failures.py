@@ -6,7 +6,13 @@ Aspects under test:
   claim and bumps the card's epoch, so the action can be asked for again instead of being
   answered "already running" forever;
 - a Slack failure while reporting a verified action does not turn the success into an
-  error for the person who asked.
+  error for the person who asked;
+- a claim left `running` by a process that was killed (issue 15) is settled by `recover`
+  once older than asked: the Rollout read back shows the abort (succeeded, audited as
+  recovered, the card's outcome and one thread line saying rollbot restarted) or does not
+  (failed, "may never have been sent", and the abort can be asked for again); a younger
+  claim, another tier's claim, and a claim whose Rollout cannot be read yet are left
+  running.
 
 The Rollouts and Chat ports are small in-memory fakes (they are rollbot's own Protocols,
 not an SDK); the store is the real SqlStore on a SQLite file.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -209,6 +216,93 @@ async def test_slack_failure_after_a_verified_abort_still_reports_success(store)
     assert result.verification is not None and result.verification.ok
     entries = [r.entry for r in await store.audit_entries() if r.entry.action == "abort"]
     assert [e.result for e in entries] == ["succeeded"]
+
+
+async def _left_running(store: SqlStore, action: str = "abort") -> str:
+    """A claim as a process killed right after winning it leaves it (no audit, no result)."""
+    key = f"{KEY}:{action}#0"
+    claim = await store.claim_action(
+        key,
+        service=SERVICE,
+        target="payments/payment-router",
+        action=action,
+        actor_id="U0ONCALL",
+        actor_name="oncall",
+        source="slack",
+    )
+    assert claim.won
+    return key
+
+
+def _abort_applied(rollouts: FakeRollouts) -> None:
+    """The dead process's PATCH reached the cluster, and the controller acted on it."""
+    status = rollouts.obj["status"]
+    status.update(abort=True, phase="Degraded", message="RolloutAborted: aborted")
+    status["canary"]["weights"]["canary"]["weight"] = 0
+
+
+async def test_a_claim_left_running_is_read_back_audited_and_shown(store):
+    responder, rollouts, chat, cards = build(store)
+    await cards.observe(_trouble())
+    key = await _left_running(store)
+    _abort_applied(rollouts)
+    assert await responder.recover(older_than=0) == 1
+    record = await store.get_action(key)
+    assert record is not None and record.status == "succeeded"
+    assert "ended before it recorded the result" in record.result["recovered"]
+    entries = [r.entry for r in await store.audit_entries() if r.entry.action == "abort"]
+    assert [e.result for e in entries] == ["succeeded"]
+    assert entries[0].detail["recovered"] and entries[0].after["aborted"] is True
+    card = await store.get_card(KEY)
+    assert card is not None and card.epoch == 1
+    assert card.outcome is not None and card.outcome.verified
+    lines = [p["text"] for p in chat.posts if p["thread_ts"]]
+    assert any(
+        "Aborted by <@U0ONCALL>: all traffic back on" in t and "rollbot restarted" in t
+        for t in lines
+    ), lines
+    assert rollouts.applied == []  # read back only: nothing is sent again
+    assert await responder.recover(older_than=0) == 0  # settled once
+
+
+async def test_a_claim_left_running_without_its_effect_is_not_verified(store):
+    responder, rollouts, chat, cards = build(store)
+    await cards.observe(_trouble())
+    key = await _left_running(store)  # killed before its PATCH reached the cluster
+    assert await responder.recover(older_than=0) == 1
+    record = await store.get_action(key)
+    assert record is not None and record.status == "failed"
+    entries = [r.entry for r in await store.audit_entries() if r.entry.action == "abort"]
+    assert [e.result for e in entries] == ["failed"]
+    assert "may never have been sent" in entries[0].detail["error"]
+    card = await store.get_card(KEY)
+    assert card is not None and card.epoch == 1
+    assert card.outcome is not None and not card.outcome.verified
+    lines = [p["text"] for p in chat.posts if p["thread_ts"]]
+    assert any("Abort by <@U0ONCALL> NOT verified" in t for t in lines), lines
+    # The card moved on to epoch 1: the abort can be asked for again, and it runs.
+    result = await responder.handle(abort(epoch=1))
+    assert result.status == "succeeded" and rollouts.applied == [RolloutAction.ABORT]
+
+
+async def test_young_claims_other_tiers_and_an_unreadable_rollout_wait(store):
+    responder, rollouts, _, _ = build(store)
+    key = await _left_running(store)
+    flag = await _left_running(store, action="circuit-open")
+    assert await responder.recover(older_than=3600) == 0  # could still be running
+    rollouts.applied.append(RolloutAction.ABORT)  # every read fails from now on
+    rollouts.read_error = TemporaryError("Kubernetes API unreachable")
+    assert await responder.recover(older_than=0) == 0  # read back later, not guessed
+    assert [r.key for r in await store.running_actions(before=_far())] == [key, flag]
+    assert await store.audit_entries() == []
+    rollouts.read_error = None
+    _abort_applied(rollouts)
+    assert await responder.recover(older_than=0) == 1
+    assert [r.key for r in await store.running_actions(before=_far())] == [flag]
+
+
+def _far() -> datetime:
+    return datetime.now(UTC) + timedelta(hours=1)
 
 
 def _trouble() -> RolloutState:

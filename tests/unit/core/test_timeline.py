@@ -9,6 +9,8 @@ Aspects, each a table over the states it ranges over:
   fixture (Argo's own test data), no Argo reason as code and no repeated word run;
 - `action_line`: each action's verified result in words; an unverified one says what is
   still missing;
+- `recovered_line`: an action read back after a restart says how long after it was asked,
+  verified, or that it may never have been sent;
 - `explains`: an abort explains every aborted state (in flight and after), nothing else;
   another action only its verified state, and only once verified.
 """
@@ -244,6 +246,24 @@ def test_an_unverified_action_says_what_is_missing() -> None:
     assert made == (
         "Abort by <@U0X> sent, but NOT verified after 30.2 s: still missing phase=Degraded, "
         "canary weight 0"
+    )
+
+
+def test_an_action_read_back_after_a_restart_says_so() -> None:
+    verified_late = Verification(True, (("status.abort=true", True),), 4.2)
+    assert timeline.recovered_line(
+        RolloutAction.ABORT, actor_id="U0X", verification=verified_late, after=ABORTED
+    ) == (
+        "Aborted by <@U0X>: all traffic back on stable revision 41, verified 4.2 s after it "
+        "was asked (rollbot restarted before it could check)"
+    )
+    missing = Verification(False, (("step advanced or pause cleared", False),), 4.2)
+    assert timeline.recovered_line(
+        RolloutAction.PROMOTE, actor_id="U0X", verification=missing, after=PAUSED
+    ) == (
+        "Promote by <@U0X> NOT verified: rollbot restarted before it could check, and 4.2 s "
+        "after it was asked the Rollout still misses step advanced or pause cleared. It may "
+        "never have been sent: ask again if it is still needed"
     )
 
 

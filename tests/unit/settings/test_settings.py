@@ -12,7 +12,8 @@ Aspects:
   first in `link_keys()`; a value holding no key is a problem;
 - every problem reported at once, each with its key path; unknown keys caught (YAML and env);
 - semantic checks: Slack secrets for serve, runbook files, channel format, namespaces,
-  SLO ranges, duplicate rollout targets, database URL scheme;
+  SLO ranges, duplicate rollout targets, database URL scheme, an action recovery delay
+  longer than the verify timeout;
 - secrets absent from repr/str and from problem messages;
 - Settings.service raises UnknownService listing the known services;
 - alert routing, incident, metrics and GitOps keys: defaults, loading, env override, the
@@ -457,6 +458,23 @@ def test_load_settings_raises_with_every_problem(tmp_path: Path) -> None:
     ]
     assert "postgresql://" in caught.value.problems[0].message
     assert "3 configuration problem(s)" in str(caught.value)
+
+
+def test_action_recovery_must_outlast_the_verify_timeout(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        kubernetes: {verify_timeout_seconds: 30, action_recovery_seconds: 20}
+        """,
+        name="recovery.yaml",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert paths(caught.value.problems) == ["kubernetes"]
+    assert "action_recovery_seconds (20) must exceed verify_timeout_seconds (30)" in (
+        caught.value.problems[0].message
+    )
+    assert load_settings(environ={}).kubernetes.action_recovery_seconds == 300
 
 
 def test_unknown_keys_are_caught_everywhere(tmp_path: Path) -> None:
