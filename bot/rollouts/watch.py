@@ -10,6 +10,14 @@ An event about a ReplicaSet or AnalysisRun counts for the Rollout that owns it. 
 is handled in a task of its own, so a slow card update never stalls the watch; refreshes of
 one Rollout are serialised and coalesced (one at a time, re-run once if more came in).
 Only the leader runs the watch (bot.wiring).
+
+What it promises: every change is followed by a read of the Rollout as it is then (the
+adapter resumes from its last resourceVersion after a drop and lists again after a 410),
+so the engines are handed the latest state within a reconnect's delay, and every state
+that lasts longer than that. A state overwritten before it could be read may be skipped:
+the engines are told where the Rollout is, not every step it passed through. Each read is
+logged at DEBUG with its resourceVersion (`rollout`, `resource_version` fields);
+tests/faults/test_watch_drops.py holds it to this under dropped watches and 410s.
 """
 
 from __future__ import annotations
@@ -138,6 +146,21 @@ class RolloutWatch:
             while True:
                 try:
                     state = await self.rollouts.get_state(namespace, name)
+                    log.debug(
+                        "read %s/%s at resourceVersion %s: revision %s, %s, step %s%s, analysis %s",
+                        namespace,
+                        name,
+                        state.resource_version,
+                        state.revision,
+                        state.phase,
+                        state.step_label,
+                        ", aborted" if state.aborted else "",
+                        state.analysis.status if state.analysis else "none",
+                        extra={
+                            "rollout": f"{namespace}/{name}",
+                            "resource_version": state.resource_version,
+                        },
+                    )
                     await self.incidents.on_rollout(state)
                     await self._show_circuit(namespace, name, state)
                     service = self.cards.service_for(namespace, name)

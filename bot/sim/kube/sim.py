@@ -2,8 +2,10 @@
 
 It is the object store (``store``) served over HTTP (``http``) by the shared
 ``ThreadedServer`` on loopback, plus what tests steer it with: ``fail_next``,
-``hold_answers``, ``set_unreachable``, ``drop_watches``, ``compact``, the recorded
-``requests``, and a kubeconfig for the real clients.
+``hold_answers``, ``set_unreachable``, ``drop_watches`` (now, or every few seconds with
+``drop_watches_every``, some of them followed by ``410 Expired``), ``expire_next_watches``,
+``compact``, the recorded ``requests``, the log of every write (``changes``), and a
+kubeconfig for the real clients.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class KubeSim(ObjectStore):
         self._holds = HeldAnswers()
         self._down = False
         self._server: ThreadedServer | None = None
+        self._dropper: threading.Thread | None = None
+        self._dropper_stop = threading.Event()
         schemas: dict[str, CrdSchema] = {}
         crd_path = pathlib.Path(crd_dir) if crd_dir is not None else default_crd_dir()
         if crd_path.is_dir() and any(crd_path.glob("*.yaml")):
@@ -84,6 +88,7 @@ class KubeSim(ObjectStore):
         return self
 
     def stop(self) -> None:
+        self.drop_watches_every(None)
         self.close_watches()
         if self._server is not None:
             self._server.stop()
@@ -147,6 +152,34 @@ class KubeSim(ObjectStore):
     def lost_answers(self) -> int:
         """How many held answers were never delivered: their caller went away first."""
         return self._holds.lost
+
+    def drop_watches_every(self, seconds: float | None, *, expire_every: int | None = None) -> None:
+        """Cut every open watch each ``seconds`` (real seconds, from a thread of the sim's
+        own), as an API server restarting over and over does; ``None`` stops it. With
+        ``expire_every=k`` every k-th round that cut a watch also expires the watches it
+        cut: as many of the next watches that resume from a resourceVersion as were cut are
+        answered ``410 Expired`` (``expire_next_watches``), as when the restarted server's
+        watch cache starts after their resourceVersion. ``watches_dropped`` and
+        ``watches_expired`` count what happened."""
+        if self._dropper is not None:
+            self._dropper_stop.set()
+            self._dropper.join(5)
+            self._dropper = None
+        if seconds is None:
+            return
+        stop = self._dropper_stop = threading.Event()
+
+        def run() -> None:
+            rounds = 0  # the rounds that found a watch to cut
+            while not stop.wait(seconds):
+                with self._lock:  # no watch may open between the cut and the expiry
+                    cut = self.drop_watches()
+                    rounds += 1 if cut else 0
+                    if cut and expire_every and rounds % expire_every == 0:
+                        self.expire_next_watches(cut)
+
+        self._dropper = threading.Thread(target=run, name="kube-sim-dropper", daemon=True)
+        self._dropper.start()
 
     def set_unreachable(self, down: bool) -> None:
         self._down = down

@@ -7,6 +7,13 @@ existing name; every write is an event in the history, handed to the open watche
 in-process subscribers (the Argo controller sim).  A watch from before the retained history
 (see ``compact``) gets one ``410 Expired`` ``ERROR`` event.
 
+The watch faults a test can switch on: ``drop_watches`` cuts every open watch mid-stream (as
+a restarting API server does); ``expire_next_watches(n)`` answers the next ``n`` watches that
+resume from a resourceVersion with that ``410 Expired`` event (as an API server whose watch
+cache restarted after their resourceVersion does). ``changes`` is the sim's own log: every
+write ever made, with its resourceVersion and time, kept whatever ``compact`` drops, for a
+test to compare with what a client saw.
+
 Tests and sims call the store directly (``create``/``get``/``patch``… by plural or kind); the
 HTTP layer calls the ``*_object`` methods with the resource type it parsed from the URL, and
 ``watch``/``watch_batch``/``end_watch`` to stream events.
@@ -23,6 +30,7 @@ import logging
 import secrets
 import string
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -42,12 +50,14 @@ log = logging.getLogger("bot.sim.kube")
 
 @dataclasses.dataclass
 class Event:
-    """One write, as watches see it: ``ADDED``/``MODIFIED``/``DELETED`` at ``rv``."""
+    """One write, as watches see it: ``ADDED``/``MODIFIED``/``DELETED`` at ``rv``, made at
+    ``at`` (``time.time()``)."""
 
     rv: int
     type: str
     plural: str
     obj: dict[str, Any]
+    at: float = dataclasses.field(default_factory=time.time)
 
 
 class Watcher:
@@ -87,8 +97,12 @@ class ObjectStore:
         self._lock = threading.RLock()
         self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._rv = 0
-        self._history: list[Event] = []
+        self._history: list[Event] = []  # what watches can resume from (see compact)
+        self._changes: list[Event] = []  # every write ever: the sim's own log
         self._floor = 0
+        self._expire_next = 0
+        self.watches_dropped = 0  # streams cut by drop_watches, in all
+        self.watches_expired = 0  # watches answered 410 Expired, in all
         self._watchers: list[Watcher] = []
         self._subscribers: list[Callable[[str, dict[str, Any]], None]] = []
         self._schemas = schemas
@@ -109,12 +123,22 @@ class ObjectStore:
             self._subscribers.append(callback)
 
     def drop_watches(self) -> int:
+        """Cut every open watch mid-stream (after the events already due to it); how many."""
         with self._lock:
             watchers, self._watchers = self._watchers, []
             for w in watchers:
                 w.dropped = True
                 w.notify()
+            self.watches_dropped += len(watchers)
         return len(watchers)
+
+    def expire_next_watches(self, n: int = 1) -> None:
+        """Answer the next ``n`` watches that resume from a resourceVersion (not ``""`` or
+        ``"0"``) with one ``410 Expired`` ``ERROR`` event, whatever their resourceVersion: an
+        API server whose watch cache (re)started after it answers so. The client must list
+        again; a watch from the list's resourceVersion counts as one of the next ``n`` too."""
+        with self._lock:
+            self._expire_next += n
 
     def close_watches(self) -> None:
         """End every open watch cleanly (the server is stopping)."""
@@ -136,6 +160,22 @@ class ObjectStore:
     def open_watches(self) -> int:
         with self._lock:
             return len(self._watchers)
+
+    def changes(
+        self, kind_plural: str, namespace: str | None = None, name: str | None = None
+    ) -> builtins.list[Event]:
+        """Every write to objects of this type (in ``namespace``, named ``name``), oldest
+        first, with its resourceVersion and time: the sim's own log, which ``compact`` does
+        not touch. Copies."""
+        rt = resource_type(kind_plural)
+        with self._lock:
+            return [
+                dataclasses.replace(ev, obj=copy.deepcopy(ev.obj))
+                for ev in self._changes
+                if ev.plural == rt.plural
+                and (namespace is None or ev.obj["metadata"].get("namespace") == namespace)
+                and (name is None or ev.obj["metadata"].get("name") == name)
+            ]
 
     # ---------------------------------------------------------------- by plural or kind
 
@@ -355,8 +395,9 @@ class ObjectStore:
         """Open a watch from ``rv_param``: the events to send first, and the registered watcher.
 
         From ``""``/``"0"`` the first events are every current object as ``ADDED``; from an
-        rv within the history, every later event; from before it, one ``410`` ``ERROR`` event
-        and no watcher (the stream ends after it).
+        rv within the history, every later event; from before it (or while
+        ``expire_next_watches`` has some left), one ``410`` ``ERROR`` event and no watcher
+        (the stream ends after it).
         """
         watcher: Watcher | None = Watcher(rt.plural, flt, loop)
         initial: builtins.list[dict[str, Any]] = []
@@ -370,10 +411,14 @@ class ObjectStore:
                     since = int(rv_param)
                 except ValueError:
                     raise ApiError(400, f"invalid resource version: {rv_param}") from None
-                if since < self._floor:
-                    expired = ApiError(410, f"too old resource version: {since} ({self._floor})")
+                if since < self._floor or self._expire_next > 0:
+                    if since >= self._floor:
+                        self._expire_next -= 1
+                    oldest = self._floor if since < self._floor else since + 1
+                    expired = ApiError(410, f"too old resource version: {since} ({oldest})")
                     initial.append({"type": "ERROR", "object": expired.status()})
                     watcher = None
+                    self.watches_expired += 1
                 else:
                     for ev in self._history:
                         if ev.rv > since and ev.plural == rt.plural and flt(ev.obj):
@@ -482,6 +527,7 @@ class ObjectStore:
         snapshot = copy.deepcopy(obj)
         event = Event(self._rv, type_, rt.plural, snapshot)
         self._history.append(event)
+        self._changes.append(event)
         for w in self._watchers:
             if w.plural == rt.plural and w.filter(snapshot):
                 w.pending.append(event)
