@@ -4,8 +4,10 @@ outbox; the `SqlStore` methods on the `webhook_inbox` and `outbox` tables (a mix
 
 - **Inbox:** a webhook is stored before its 2xx is sent, and marked processed afterwards;
   what was stored but never processed (the replica died) is replayed from
-  `pending_webhooks`. An authentic body that cannot be processed is kept as poison, stored
-  already processed so that it is never replayed.
+  `pending_webhooks`. A delivery known by an id is stored with its at-most-once mark in
+  one transaction (`store_webhook_once`): a failed write leaves neither behind. An
+  authentic body that cannot be processed is kept as poison, stored already processed so
+  that it is never replayed.
 - **Outbox without row locking:** only the leader replica drains it (one voice), so
   `due_outbox` is a plain query; add `FOR UPDATE SKIP LOCKED` if that ever changes.
   `enqueue` de-duplicates with `INSERT … ON CONFLICT DO NOTHING` on `dedup_key`.
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from bot.store import audit
 from bot.store.base import RecordNotFound, StoreBase, dialect_insert
+from bot.store.dedup import mark_notice_in, mark_seen_in
 from bot.store.schema import outbox, webhook_inbox
 
 __all__ = ["OutboxItem", "QueuesMixin", "WebhookRecord"]
@@ -70,6 +73,46 @@ class QueuesMixin(StoreBase):
                     .values(
                         source=source, received_at=self._clock(), headers=dict(headers), body=text
                     )
+                    .returning(webhook_inbox.c.id)
+                )
+            ).scalar_one()
+        return int(new_id)
+
+    async def store_webhook_once(
+        self,
+        source: str,
+        headers: Mapping[str, str],
+        body: str | bytes,
+        *,
+        seen: str,
+        forget_after: timedelta | None = None,
+    ) -> int | None:
+        """`store_webhook`, unless the delivery `seen` names was stored before: then None and
+        nothing written. The mark (a notice kept for good, or with `forget_after` a digest
+        forgotten after that long) and the row are written in one transaction, so a failure
+        (a locked or full database) leaves neither: the sender's retry is still new."""
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        now = self._clock()
+        prune = forget_after is not None and self._prune_due(source, now, forget_after)
+        async with self._engine.begin() as conn:
+            if forget_after is None:
+                first = await mark_notice_in(conn, self.dialect, seen, release_id=source, at=now)
+            else:
+                first = await mark_seen_in(
+                    conn,
+                    self.dialect,
+                    seen,
+                    source=source,
+                    at=now,
+                    forget_after=forget_after,
+                    prune=prune,
+                )
+            if not first:
+                return None
+            new_id = (
+                await conn.execute(
+                    webhook_inbox.insert()
+                    .values(source=source, received_at=now, headers=dict(headers), body=text)
                     .returning(webhook_inbox.c.id)
                 )
             ).scalar_one()
