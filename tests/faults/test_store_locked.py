@@ -9,9 +9,10 @@ Aspects under test, for each fault:
 - Alertmanager's webhook (sent by the test, as Alertmanager) is answered 503 with
   ``Retry-After`` while the fault lasts, and 200 when sent again afterwards;
 - a PagerDuty v3 webhook (a note added in the PagerDuty sim, delivered by the sim's own
-  sender, which retries 5xx) is answered 503 at every attempt; the same bytes posted by the
-  test get 503 with ``Retry-After``; PagerDuty's later retry (`redeliver`) is accepted and
-  processed: one thread line; a further copy is answered "duplicate";
+  sender, which retries 5xx) is answered 503 while the fault lasts (the same bytes posted
+  by the test: 503 with ``Retry-After``); the first retry after it (the sim's own, or,
+  once its few quick attempts are spent, PagerDuty's later one: `redeliver`) is accepted
+  and processed: one thread line; a further copy is answered "duplicate";
 - nothing is half-written: the database holds exactly one inbox row per webhook accepted
   (each processed, without error), one duplicate mark for the PagerDuty event, and nothing
   of the refused attempts;
@@ -213,8 +214,8 @@ async def _webhooks_under(
         assert answer.status_code == 503, answer.text
         assert answer.headers.get("retry-after"), "a 503 says when to come back"
         refused += 1
-        # A responder adds a note in PagerDuty: its webhook meets the fault at every one of
-        # the sender's attempts (PagerDuty's retries, compressed into a second by the sim).
+        # A responder adds a note in PagerDuty: its webhook meets the fault (PagerDuty
+        # retries it, at first within the sim's short retry delays).
         world.pd.annotate(incident["id"], PD_ONCALL, NOTE)
         delivery = await world.wait_for(
             lambda: next(
@@ -222,26 +223,29 @@ async def _webhooks_under(
             ),
             what="the note's webhook",
         )
-        await asyncio.to_thread(delivery.wait, 60)
-        statuses = [a.status for a in delivery.attempts]
-        assert delivery.outcome == "failed", (delivery.outcome, statuses)
-        assert set(statuses) <= {503, None}, statuses  # refused or timed out: never 500 or 2xx
-        refused += statuses.count(503)
-        again = await _post_delivery(world, delivery)
+        await world.wait_for(lambda: delivery.attempts, timeout=30, what="a first attempt")
+        again = await _post_delivery(world, delivery)  # the same bytes, to read the answer
         assert again.status_code == 503, again.text
         assert again.headers.get("retry-after"), "a 503 says when to come back"
         refused += 1
+        # Nothing of the refused attempts was kept (WAL: the test's reader is not blocked).
+        assert _rows(db, "SELECT id FROM webhook_inbox WHERE id > ?", before) == []
         held = time.monotonic() - held_from
-    assert held > BUSY_TIMEOUT
-    # Nothing of the refused attempts was kept.
-    assert _rows(db, "SELECT id FROM webhook_inbox WHERE id > ?", before) == []
 
-    # The fault is over: Alertmanager sends the batch again, PagerDuty retries the note.
+    # The fault is over: Alertmanager sends the batch again; PagerDuty's retries go on (the
+    # sim's last ones may still come; once they are spent, PagerDuty's later retry).
     answer = await _post_alerts(world, alerts)
     assert answer.status_code == 200, answer.text
-    retried = world.pd.redeliver(delivery.id)
-    await asyncio.to_thread(retried.wait, 30)
-    assert retried.outcome == "delivered" and retried.status == 202, retried.attempts
+    await asyncio.to_thread(delivery.wait, 60)
+    statuses = [a.status for a in delivery.attempts]
+    refused += statuses.count(503)
+    if delivery.outcome == "delivered":
+        assert statuses[-1] == 202 and set(statuses[:-1]) <= {503, None}, statuses
+    else:
+        assert delivery.outcome == "failed" and set(statuses) <= {503, None}, statuses
+        retried = world.pd.redeliver(delivery.id)
+        await asyncio.to_thread(retried.wait, 30)
+        assert retried.outcome == "delivered" and retried.status == 202, retried.attempts
     line = f"PagerDuty note by On-call Engineer: {NOTE}"
     await world.wait_for(
         lambda: any(line in t for t in _thread(world, CHECKOUT)),
@@ -311,6 +315,7 @@ async def test_sqlite_locked_past_its_busy_timeout_webhooks_503_then_processed_o
     print(f"FIGURE processed_after_unlock={figures['processed']}")
     print(f"FIGURE half_written={figures['half_written']}")
     print(f"FIGURE lock_held_s={figures['held_s']}")
+    assert figures["held_s"] > BUSY_TIMEOUT  # longer than the store's busy timeout
     assert figures["processed"] == 1 and figures["half_written"] == 0
 
 
