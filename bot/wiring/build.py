@@ -115,6 +115,8 @@ async def build(
             paging=pager,
             incidents=book,
             link_issuer=functools.partial(send_runbook_link, settings, chat),
+            metrics=metrics,
+            clock=clock,
         )
         if pager is not None
         else None
