@@ -192,10 +192,19 @@ class IncidentEngine:
                     if change.state_changed:
                         lines.append(change.text)
                 incident = updated
-            if incident is None or not changed:
+            if incident is None:
                 return
-            await self._save(key, incident)
-            self.incidents[key] = incident
+            if changed:
+                await self._save(key, incident)
+                self.incidents[key] = incident
+        if not changed:
+            # Nothing new, but the card may never have been posted: the first delivery of
+            # these alerts changed the incident and then met a Slack failure (a 429), and
+            # its replay lands here. Showing it again posts it, or changes nothing.
+            await self._cards.incident_changed(
+                service, state, incident, alerts=self._alert_lines(key, incident)
+            )
+            return
         await self._show(service, state, incident, None, lines=lines)
 
     async def _show(
@@ -213,12 +222,7 @@ class IncidentEngine:
             lines = (
                 [change.text] if change is not None and change.state_changed and not said else []
             )
-        counts = Counter(
-            t for fp, t in self._alert_text.get(key, {}).items() if fp in incident.firing
-        )
-        alerts = [
-            f"{text} ×{n:,}" if n > 1 else text for text, n in counts.most_common(MAX_ALERT_LINES)
-        ]
+        alerts = self._alert_lines(key, incident)
         # One thread line per state change; the card itself is updated (coalesced) once.
         # A change's text is plain and quotes the alert's summary or Argo's message: escaped.
         line = " · ".join(mrkdwn.escape(text) for text in lines) if lines else None
@@ -238,6 +242,15 @@ class IncidentEngine:
                 log.exception("incident listener failed for %s", key)
         if card_error is not None:
             raise card_error
+
+    def _alert_lines(self, key: str, incident: Incident) -> list[str]:
+        """The firing alerts' summaries for the card, identical ones counted (`… ×3`)."""
+        counts = Counter(
+            t for fp, t in self._alert_text.get(key, {}).items() if fp in incident.firing
+        )
+        return [
+            f"{text} ×{n:,}" if n > 1 else text for text, n in counts.most_common(MAX_ALERT_LINES)
+        ]
 
     def _said_by_action(self, change: core_incidents.Change, state: RolloutState) -> bool:
         """The incident recovers because the Rollout stopped firing, and it stopped because

@@ -16,9 +16,21 @@ and PagerDuty-linked runbook buttons (Incident Workflows) executed through the r
     workflow webhook ("Rollback Tier 1: abort") ─► PagerDuty user → email → Slack user ─►
         the same responder and policy as Slack ─► note with the verified result
 
-Outgoing calls go through the durable outbox (bot.store), drained by `run_outbox`: when
-PagerDuty is down the work waits and is retried with backoff, and the card's thread says
-so once. Each outgoing event is enqueued once (dedup keys), so nothing is paged twice.
+Outgoing calls go through the durable outbox (bot.store), drained by `run_outbox`:
+
+- PagerDuty down (5xx, unreachable, 429): the work waits and is retried with backoff
+  (doubling from 0.5 s up to `MAX_BACKOFF`, in rollbot time like the scheduler's jobs, so
+  drills and tests can speed it up; a `Retry-After` is obeyed as given), and the card's
+  thread says so once per incident. The first call PagerDuty answers again brings every
+  waiting item forward: nothing sits out the rest of its backoff once it is back.
+- Events for one PagerDuty incident (one dedup key) go in the order they were queued:
+  an acknowledge or resolve never overtakes the trigger still waiting before it
+  (PagerDuty drops an acknowledge for an incident it does not know).
+- Refused for good (a 4xx other than 429: the call itself is wrong, say an invalid routing
+  key): parked, not dropped. The item stays in the outbox with PagerDuty's reason, is
+  never retried, is counted in ``rollbot_outbox_parked_total{kind}`` and is said once in
+  the card's thread.
+- Each outgoing event is enqueued once (dedup keys), so nothing is paged twice.
 """
 
 from __future__ import annotations
@@ -51,14 +63,18 @@ if TYPE_CHECKING:
     from bot.cards import Cards
     from bot.core.links import IssuedLink
     from bot.core.ports import Chat
+    from bot.runtime.metrics import Metrics
+    from bot.runtime.scheduler import Clock
     from bot.settings import ServiceSettings, Settings
-    from bot.store import SqlStore
+    from bot.store import OutboxItem, SqlStore
 
 log = logging.getLogger(__name__)
 
 OUTBOX_EVENT = "pagerduty.event"
 OUTBOX_NOTE = "pagerduty.note"
-MAX_BACKOFF = 300.0
+MAX_BACKOFF = 60.0
+"""Longest wait between two attempts of one item (rollbot seconds). A page is urgent: once
+PagerDuty is back, the next attempt comes within a minute (and brings the rest along)."""
 MITIGATIONS = {RolloutAction.ABORT.value, FlagAction.CIRCUIT_OPEN.value}
 # What undoes a mitigation: the breaker shut again, the aborted rollout retried.
 UNDOS = {FlagAction.CIRCUIT_CLOSE.value, RolloutAction.RETRY.value}
@@ -104,7 +120,12 @@ class PagingEngine:
         link_issuer: LinkIssuer | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_interval: float = 0.25,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """`now`: the outbox's time (wall time, as the store's); `clock`: rollbot time, in
+        which the backoff is counted (None: wall time); `metrics`: where parked items are
+        counted."""
         self.settings = settings
         self.catalog = settings.services
         self.store = store
@@ -115,10 +136,14 @@ class PagingEngine:
         self.link_issuer = link_issuer
         self.now = now
         self.poll_interval = poll_interval
+        self.metrics = metrics
+        self.clock = clock
         self._incident_ids: dict[str, str] = {}  # dedup key → PagerDuty incident id
         self._pages: dict[str, int] = {}  # card key → times paged again (its key's suffix)
         self._states: dict[str, RolloutState] = {}  # card key → its Rollout when last told
         self._wake = asyncio.Event()
+        # Parked items whose thread line could not be posted yet: (notice, card, text).
+        self._untold: list[tuple[str, str, str]] = []
 
     # ── which services page ─────────────────────────────────────────────────────────────
 
@@ -314,9 +339,22 @@ class PagingEngine:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
 
     async def drain(self) -> int:
+        """One pass over the waiting items, in the order they were queued; returns how many
+        were delivered."""
+        untold, self._untold = self._untold, []
+        for notice in untold:
+            if not await self._tell_once(*notice):
+                self._untold.append(notice)
         done = 0
-        for item in await self.store.due_outbox(self.now()):
+        now = self.now()
+        waiting: set[str] = set()  # PagerDuty incidents whose earlier event still waits
+        for item in await self.store.pending_outbox():
             if item.kind not in (OUTBOX_EVENT, OUTBOX_NOTE):
+                continue
+            key = str(item.payload.get("dedup_key", "")) if item.kind == OUTBOX_EVENT else ""
+            if key in waiting or item.next_attempt_at > now:
+                if key:
+                    waiting.add(key)  # its events stay in order: none overtakes this one
                 continue
             try:
                 if item.kind == OUTBOX_EVENT:
@@ -324,19 +362,60 @@ class PagingEngine:
                 else:
                     await self._send_note(item.payload)
             except TemporaryError as err:
-                delay = err.delay or min(MAX_BACKOFF, 0.5 * 2 ** min(item.attempts, 10))
-                await self.store.outbox_retry(
-                    item.id, err.message, self.now() + timedelta(seconds=delay)
-                )
+                await self.store.outbox_retry(item.id, err.message, self._retry_at(item, err))
+                if key:
+                    waiting.add(key)
                 await self._tell_down(item.payload, err)
                 continue
             except RollbotError as err:
-                log.warning("PagerDuty %s refused for good: %s", item.kind, err.message)
-                await self.store.outbox_retry(item.id, f"refused: {err.message}", _NEVER)
+                await self._park(item, err)
                 continue
             await self.store.outbox_done(item.id)
             done += 1
+            if item.attempts and await self.store.outbox_due_now(self.now()):
+                # It had failed before and went through: PagerDuty answers again, so what
+                # waits for it goes now instead of at the end of its backoff.
+                self._wake.set()
         return done
+
+    def _retry_at(self, item: OutboxItem, err: TemporaryError) -> datetime:
+        """When to try `item` again: after the delay the error gives (PagerDuty's
+        `Retry-After`, as given), else after a backoff doubling from 0.5 s up to
+        `MAX_BACKOFF` seconds of rollbot time."""
+        if err.delay:
+            return self.now() + timedelta(seconds=err.delay)
+        backoff = timedelta(seconds=min(MAX_BACKOFF, 0.5 * 2 ** min(item.attempts, 10)))
+        if self.clock is None:
+            return self.now() + backoff
+        at = self.clock.now()
+        return self.now() + (self.clock.wall(at + backoff) - self.clock.wall(at))
+
+    async def _park(self, item: OutboxItem, err: RollbotError) -> None:
+        """PagerDuty refused the call for good: kept with why, counted, said once in the
+        card's thread; never retried."""
+        log.warning("PagerDuty %s %s refused for good, parked: %s", item.kind, item.id, err)
+        await self.store.outbox_park(item.id, f"refused: {err.message}")
+        if self.metrics is not None:
+            self.metrics.outbox_parked.labels(item.kind).inc()
+        service = str(item.payload.get("service", ""))
+        parsed = parse_dedup_key(str(item.payload.get("dedup_key", "")))
+        if parsed is None:
+            return
+        if item.kind == OUTBOX_EVENT:
+            action = str(item.payload.get("action", ""))
+            what = {"trigger": "the page"}.get(action, f"the {action}")
+        else:
+            what = "a note"
+        notice = (
+            f"pd-parked:{item.id}",
+            parsed[1],
+            f":x: PagerDuty refused {what} for `{mrkdwn.escape(service)}` for good "
+            f"({mrkdwn.escape(err.message)}). rollbot does not retry it: it is kept as "
+            f"outbox item {item.id}. Check `services.{mrkdwn.escape(service)}.pagerduty` "
+            "and the service's integration in PagerDuty.",
+        )
+        if not await self._tell_once(*notice):
+            self._untold.append(notice)  # a parked item has no next attempt: said later
 
     async def _send_event(self, payload: dict[str, Any]) -> None:
         service = str(payload["service"])
@@ -368,14 +447,26 @@ class PagingEngine:
         a crash before the outbox heard back) leaves the note made but the item due: so
         the incident's notes are read first, and a note with this content already there is
         not added again."""
-        incident_id = await self._incident_id(str(payload["dedup_key"]))
+        key = str(payload["dedup_key"])
+        incident_id = await self._incident_id(key)
         if incident_id is None:
+            if await self._page_refused(key):
+                raise PermanentError("its incident was never opened: PagerDuty refused the page")
             raise TemporaryError("the PagerDuty incident is not there yet", delay=1.0)
         content = str(payload["content"])
         if content in await self.paging.note_contents(incident_id):
             log.info("note on %s was added by an earlier attempt; not adding it again", incident_id)
             return
         await self.paging.add_note(incident_id, content)
+
+    async def _page_refused(self, key: str) -> bool:
+        """Whether the trigger of dedup key `key` was parked (its incident will never be)."""
+        return any(
+            item.kind == OUTBOX_EVENT
+            and item.payload.get("action") == "trigger"
+            and item.payload.get("dedup_key") == key
+            for item in await self.store.parked_outbox()
+        )
 
     async def _incident_id(self, key: str) -> str | None:
         known = self._incident_ids.get(key)
@@ -392,10 +483,8 @@ class PagingEngine:
         parsed = parse_dedup_key(str(payload.get("dedup_key", "")))
         if parsed is None or "not there yet" in err.message:
             return
-        notice = f"pd-down:{payload.get('dedup_key')}"
-        if not await self.store.mark_notice_sent(notice, release_id="pagerduty"):
-            return
-        await self._thread(
+        await self._tell_once(
+            f"pd-down:{payload.get('dedup_key')}",
             parsed[1],
             f":warning: PagerDuty is unreachable ({mrkdwn.escape(err.message)}); rollbot keeps "
             f"retrying the page and its notes for `{mrkdwn.escape(service)}`.",
@@ -557,17 +646,29 @@ class PagingEngine:
             log.info("Slack lookup of %s failed: %s", email, err.message)
             return None
 
-    async def _thread(self, card: str, text: str) -> None:
+    async def _thread(self, card: str, text: str) -> bool:
+        """Post a line in the card's thread; False when it was not (no card yet, or Slack
+        refused: logged)."""
         record = await self.store.get_card(card)
         if record is None or record.ts is None:
-            return
+            return False
         try:
             await self.chat.post(record.channel, text=text, thread_ts=record.ts)
         except RollbotError as err:
             log.warning("thread line on %s not posted: %s", card, err.message)
+            return False
+        return True
 
-
-_NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+    async def _tell_once(self, notice: str, card: str, text: str) -> bool:
+        """Say `text` in the card's thread once: the notice is marked first (so two passes
+        never both say it) and unmarked when the line could not be posted, so the next
+        occasion says it instead of nobody. False when it was not said now."""
+        if not await self.store.mark_notice_sent(notice, release_id="pagerduty"):
+            return True
+        if await self._thread(card, text):
+            return True
+        await self.store.unmark_notice(notice)
+        return False
 
 
 def incident_title(service: str, state: RolloutState, incident: Incident) -> str:

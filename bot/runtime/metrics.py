@@ -77,6 +77,14 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.outbox_parked = Counter(
+            "rollbot_outbox_parked_total",
+            "Outgoing calls refused for good (a 4xx: the call itself is wrong) and parked: "
+            "kept in the outbox with why, said once in the card's thread, never retried; "
+            "by kind (pagerduty.event, pagerduty.note)",
+            ["kind"],
+            registry=self.registry,
+        )
         self.runbook_requests = Counter(
             "rollbot_runbook_requests_total",
             "Runbook page requests by kind (page, result, action, renew) and HTTP status",

@@ -22,10 +22,10 @@ Why it is built this way:
   scheduler per database runs, whatever the lease name (the registry below refuses a second).
 - **`BackgroundScheduler` + `SQLAlchemyJobStore`** on a sync engine of its own: APScheduler
   3 is thread-based; its database I/O happens on its thread, and calls from async code go
-  through `asyncio.to_thread` so they never block the event loop. SQLite gets a 30 s busy
-  timeout (wait for another writer instead of "database is locked"), PostgreSQL
-  `pool_pre_ping` (survive a database restart). The table is created by the Alembic
-  migration with the exact shape the job store defines.
+  through `asyncio.to_thread` so they never block the event loop. SQLite gets the store's
+  busy timeout (`busy_timeout`, 30 s by default: wait for another writer instead of
+  "database is locked"), PostgreSQL `pool_pre_ping` (survive a database restart). The
+  table is created by the Alembic migration with the exact shape the job store defines.
 - **Job defaults, each on purpose:**
   - `misfire_grace_time=None`: APScheduler's default of 1 s drops any job that is more than a
     second late. A reminder or escalation due while every replica was down (a deploy, a
@@ -302,12 +302,13 @@ class _LeasedScheduler(BackgroundScheduler):  # type: ignore[misc,unused-ignore]
         return left if wait is None else min(wait, left)
 
 
-def _sync_engine(database_url: str | URL) -> Engine:
+def _sync_engine(database_url: str | URL, busy_timeout: float | None = None) -> Engine:
     u = sync_url(database_url)
     if u.get_backend_name() == "sqlite":
         if u.database in (None, "", ":memory:") or "mode=memory" in str(u.query):
             raise ValueError("the scheduler needs a database file: in-memory SQLite is per engine")
-        return sa.create_engine(u, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        timeout = SQLITE_BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
+        return sa.create_engine(u, connect_args={"timeout": timeout})
     return sa.create_engine(u, pool_pre_ping=True)
 
 
@@ -331,10 +332,11 @@ class JobScheduler:
         lease_name: str = "scheduler",
         lease_ttl: float = 30.0,
         renew_every: float = 10.0,
+        busy_timeout: float | None = None,
     ) -> None:
         if not 0 < renew_every < lease_ttl:
             raise ValueError(f"renew_every ({renew_every}) must be below lease_ttl ({lease_ttl})")
-        self._engine = _sync_engine(database_url)
+        self._engine = _sync_engine(database_url, busy_timeout)
         self._key = scheduler_key(database_url)
         self._store = store
         self._clock = clock

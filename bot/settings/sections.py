@@ -204,6 +204,11 @@ class DatabaseSettings(Section):
     directory by default, enough for one replica; use PostgreSQL for several. A URL with a
     password must come from ``ROLLBOT_DATABASE__URL`` or ``ROLLBOT_DATABASE__URL_FILE``."""
 
+    busy_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    """SQLite only: how long a write waits for a lock another connection holds (a backup, a
+    second process) before it fails. A webhook whose write fails is answered 503, so its
+    sender delivers it again; keep it below the senders' own timeouts to let them see it."""
+
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:

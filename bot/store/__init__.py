@@ -45,10 +45,13 @@ async def open_store(
     *,
     migrate: bool = True,
     clock: Callable[[], datetime] | None = None,
+    busy_timeout: float | None = None,
 ) -> SqlStore:
     """Open the database at `url` (sync-driver URLs are upgraded to async ones), migrate it
-    to head when `migrate`, and return the store. Close it with `await store.close()`."""
-    engine = create_engine(url)
+    to head when `migrate`, and return the store. Close it with `await store.close()`.
+    `busy_timeout`: how long a SQLite write waits for another writer's lock, in seconds
+    (None: 30)."""
+    engine = create_engine(url, busy_timeout=busy_timeout)
     try:
         if migrate:
             await upgrade_engine(engine)

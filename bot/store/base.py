@@ -16,7 +16,7 @@ imported under a private name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 import sqlalchemy as sa
@@ -80,6 +80,15 @@ class StoreBase:
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+    def _prune_due(self, source: str, now: datetime, forget_after: timedelta) -> bool:
+        """Whether the digests `source` has seen are due for pruning (at most every tenth
+        of `forget_after`); if so, it counts as done now."""
+        last = self._last_seen_prune.get(source)
+        if last is not None and now - last < forget_after / 10:
+            return False
+        self._last_seen_prune[source] = now
+        return True
 
     async def ping(self) -> None:
         """Raise unless the database answers (readiness)."""

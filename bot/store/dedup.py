@@ -3,7 +3,10 @@
 
 Both are an `INSERT … ON CONFLICT DO NOTHING RETURNING` on the mark's key: a row back means
 this caller marked it first, in one statement, across replicas. A mark whose work failed is
-deleted again (`unmark_notice`, `forget_seen`) so that the retry counts as new.
+deleted again (`unmark_notice`, `forget_seen`) so that the retry counts as new. Where the
+work is itself a write (a webhook kept in the inbox), the mark is made in the same
+transaction instead (`mark_notice_in`, `mark_seen_in`, used by
+`QueuesMixin.store_webhook_once`): both are written, or neither.
 """
 
 from __future__ import annotations
@@ -11,11 +14,59 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.base import StoreBase, dialect_insert
 from bot.store.schema import notices_sent, seen_requests
 
-__all__ = ["DedupMixin"]
+__all__ = ["DedupMixin", "mark_notice_in", "mark_seen_in"]
+
+
+async def mark_notice_in(
+    conn: AsyncConnection, dialect: str, id: str, *, release_id: str, at: datetime
+) -> bool:
+    """`DedupMixin.mark_notice_sent` inside the caller's transaction."""
+    stmt = (
+        dialect_insert(dialect, notices_sent)
+        .values(id=id, release_id=release_id, sent_at=at)
+        .on_conflict_do_nothing(index_elements=[notices_sent.c.id])
+        .returning(notices_sent.c.id)
+    )
+    return (await conn.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def mark_seen_in(
+    conn: AsyncConnection,
+    dialect: str,
+    digest: str,
+    *,
+    source: str,
+    at: datetime,
+    forget_after: timedelta,
+    prune: bool,
+) -> bool:
+    """`DedupMixin.first_seen` inside the caller's transaction; `prune`: delete every digest
+    of `source` past its window first (else only this one's, if it is)."""
+    if prune:  # now and then, not per request; each source keeps its own window
+        await conn.execute(
+            seen_requests.delete().where(
+                seen_requests.c.source == source, seen_requests.c.seen_at < at - forget_after
+            )
+        )
+    else:
+        # Past its window a digest is new again, pruned or not.
+        await conn.execute(
+            seen_requests.delete().where(
+                seen_requests.c.digest == digest, seen_requests.c.seen_at < at - forget_after
+            )
+        )
+    stmt = (
+        dialect_insert(dialect, seen_requests)
+        .values(digest=digest, source=source, seen_at=at)
+        .on_conflict_do_nothing(index_elements=[seen_requests.c.digest])
+        .returning(seen_requests.c.digest)
+    )
+    return (await conn.execute(stmt)).scalar_one_or_none() is not None
 
 
 class DedupMixin(StoreBase):
@@ -25,14 +76,10 @@ class DedupMixin(StoreBase):
 
     async def mark_notice_sent(self, id: str, *, release_id: str) -> bool:
         """True the first time `id` is marked; False when it was sent before."""
-        stmt = (
-            dialect_insert(self.dialect, notices_sent)
-            .values(id=id, release_id=release_id, sent_at=self._clock())
-            .on_conflict_do_nothing(index_elements=[notices_sent.c.id])
-            .returning(notices_sent.c.id)
-        )
         async with self._engine.begin() as conn:
-            return (await conn.execute(stmt)).scalar_one_or_none() is not None
+            return await mark_notice_in(
+                conn, self.dialect, id, release_id=release_id, at=self._clock()
+            )
 
     async def unmark_notice(self, id: str) -> None:
         """Forget a notice whose sending failed, so that it is tried again."""
@@ -61,32 +108,17 @@ class DedupMixin(StoreBase):
         after which the signature check refuses the request anyway) are deleted here, at most
         every tenth of `forget_after`, so the table stays small."""
         now = self._clock()
-        stmt = (
-            dialect_insert(self.dialect, seen_requests)
-            .values(digest=digest, source=source, seen_at=now)
-            .on_conflict_do_nothing(index_elements=[seen_requests.c.digest])
-            .returning(seen_requests.c.digest)
-        )
-        last = self._last_seen_prune.get(source)
-        prune = last is None or now - last >= forget_after / 10
+        prune = self._prune_due(source, now, forget_after)
         async with self._engine.begin() as conn:
-            if prune:  # now and then, not per request; each source keeps its own window
-                self._last_seen_prune[source] = now
-                await conn.execute(
-                    seen_requests.delete().where(
-                        seen_requests.c.source == source,
-                        seen_requests.c.seen_at < now - forget_after,
-                    )
-                )
-            else:
-                # Past its window a digest is new again, pruned or not.
-                await conn.execute(
-                    seen_requests.delete().where(
-                        seen_requests.c.digest == digest,
-                        seen_requests.c.seen_at < now - forget_after,
-                    )
-                )
-            return (await conn.execute(stmt)).scalar_one_or_none() is not None
+            return await mark_seen_in(
+                conn,
+                self.dialect,
+                digest,
+                source=source,
+                at=now,
+                forget_after=forget_after,
+                prune=prune,
+            )
 
     async def forget_seen(self, digest: str) -> None:
         """Forget `digest` (its request could not be kept, so its sender's retry is new)."""

@@ -5,16 +5,17 @@
   `postgresql+psycopg`), so a user can paste the URL every other tool accepts.
 - SQLite: WAL (readers never block the writer, the writer never blocks readers; switching a
   new file to it is retried, as SQLite refuses it at once while another connection holds
-  the file), a 30 s busy
-  timeout (a second writer, in this process or another replica's, waits instead of failing
-  with "database is locked"), `synchronous=NORMAL` (durable across crashes of the process,
-  the usual pairing with WAL), foreign keys on. Python's sqlite3 module opens transactions
-  lazily and only before DML, which breaks transactional DDL and makes a read-then-write
-  transaction fail without waiting when it upgrades its lock; so its own transaction
-  handling is switched off and every transaction is opened explicitly here: `BEGIN
-  IMMEDIATE` (take the write lock up front, honouring the busy timeout) unless the
-  connection asks for `DEFERRED` through the `rollbot_sqlite_begin` execution option, which
-  the store does for read-only work. One connection per engine (see `_sqlite_engine`).
+  the file), a busy timeout (30 s unless `busy_timeout` says otherwise: a second writer,
+  in this process or another replica's, waits instead of failing with "database is
+  locked"; a lock held longer fails the write, which a webhook answers 503),
+  `synchronous=NORMAL` (durable across crashes of the process, the usual pairing with WAL),
+  foreign keys on. Python's sqlite3 module opens transactions lazily and only before DML,
+  which breaks transactional DDL and makes a read-then-write transaction fail without
+  waiting when it upgrades its lock; so its own transaction handling is switched off and
+  every transaction is opened explicitly here: `BEGIN IMMEDIATE` (take the write lock up
+  front, honouring the busy timeout) unless the connection asks for `DEFERRED` through the
+  `rollbot_sqlite_begin` execution option, which the store does for read-only work. One
+  connection per engine (see `_sqlite_engine`).
 - PostgreSQL: psycopg 3's async mode, `pool_pre_ping` so a replica survives a database
   restart.
 """
@@ -40,13 +41,13 @@ _PG_NAMES = {"postgres", "postgresql"}
 _PG_SYNC_DRIVERS = {"", "psycopg2", "psycopg", "psycopg_async", "pg8000"}
 
 
-def _set_wal(cur: Any) -> None:
+def _set_wal(cur: Any, busy_timeout: float) -> None:
     """`PRAGMA journal_mode = WAL`, retried: switching a new database to WAL needs it
     exclusively and SQLite answers "database is locked" at once, without the busy timeout,
     while another connection (a second replica starting) holds it. The waits yield to the
     event loop (this runs in SQLAlchemy's greenlet), so that other connection proceeds."""
     delay = 0.01
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + busy_timeout
     while True:
         try:
             cur.execute("PRAGMA journal_mode = WAL")
@@ -81,16 +82,20 @@ def _is_memory(u: URL) -> bool:
     return u.database in (None, "", ":memory:") or "mode=memory" in str(u.query)
 
 
-def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
-    """An async engine for `url`, with the per-backend settings described above."""
+def create_engine(
+    url: str | URL, *, busy_timeout: float | None = None, **kwargs: Any
+) -> AsyncEngine:
+    """An async engine for `url`, with the per-backend settings described above.
+    `busy_timeout`: SQLite's, in seconds (None: `SQLITE_BUSY_TIMEOUT_MS`)."""
     u = async_url(url)
     if u.get_backend_name() == "sqlite":
-        return _sqlite_engine(u, **kwargs)
+        seconds = SQLITE_BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
+        return _sqlite_engine(u, busy_timeout=seconds, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(u, **kwargs)
 
 
-def _sqlite_engine(u: URL, **kwargs: Any) -> AsyncEngine:
+def _sqlite_engine(u: URL, *, busy_timeout: float, **kwargs: Any) -> AsyncEngine:
     # One connection per engine, and coroutines queue for it in asyncio (fairly, without
     # polling). SQLite has one writer at a time anyway, so more connections buy no write
     # throughput; and with dozens of connections in one process we saw WAL lock storms:
@@ -109,9 +114,9 @@ def _sqlite_engine(u: URL, **kwargs: Any) -> AsyncEngine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, see the docstring
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
         if not _is_memory(u):
-            _set_wal(cur)
+            _set_wal(cur, busy_timeout)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()

@@ -4,27 +4,35 @@ outbox; the `SqlStore` methods on the `webhook_inbox` and `outbox` tables (a mix
 
 - **Inbox:** a webhook is stored before its 2xx is sent, and marked processed afterwards;
   what was stored but never processed (the replica died) is replayed from
-  `pending_webhooks`. An authentic body that cannot be processed is kept as poison, stored
-  already processed so that it is never replayed.
+  `pending_webhooks`. A delivery known by an id is stored with its at-most-once mark in
+  one transaction (`store_webhook_once`): a failed write leaves neither behind. An
+  authentic body that cannot be processed is kept as poison, stored already processed so
+  that it is never replayed.
 - **Outbox without row locking:** only the leader replica drains it (one voice), so
-  `due_outbox` is a plain query; add `FOR UPDATE SKIP LOCKED` if that ever changes.
-  `enqueue` de-duplicates with `INSERT … ON CONFLICT DO NOTHING` on `dedup_key`.
+  `due_outbox` and `pending_outbox` are plain queries; add `FOR UPDATE SKIP LOCKED` if
+  that ever changes. `enqueue` de-duplicates with `INSERT … ON CONFLICT DO NOTHING` on
+  `dedup_key`. An item refused for good is parked (`outbox_park`): kept with why, its next
+  attempt at `PARKED`, never due; `parked_outbox` lists them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from bot.store import audit
 from bot.store.base import RecordNotFound, StoreBase, dialect_insert
+from bot.store.dedup import mark_notice_in, mark_seen_in
 from bot.store.schema import outbox, webhook_inbox
 
-__all__ = ["OutboxItem", "QueuesMixin", "WebhookRecord"]
+__all__ = ["PARKED", "OutboxItem", "QueuesMixin", "WebhookRecord"]
+
+#: `next_attempt_at` of an outbox item refused for good: kept, never due.
+PARKED = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +78,46 @@ class QueuesMixin(StoreBase):
                     .values(
                         source=source, received_at=self._clock(), headers=dict(headers), body=text
                     )
+                    .returning(webhook_inbox.c.id)
+                )
+            ).scalar_one()
+        return int(new_id)
+
+    async def store_webhook_once(
+        self,
+        source: str,
+        headers: Mapping[str, str],
+        body: str | bytes,
+        *,
+        seen: str,
+        forget_after: timedelta | None = None,
+    ) -> int | None:
+        """`store_webhook`, unless the delivery `seen` names was stored before: then None and
+        nothing written. The mark (a notice kept for good, or with `forget_after` a digest
+        forgotten after that long) and the row are written in one transaction, so a failure
+        (a locked or full database) leaves neither: the sender's retry is still new."""
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        now = self._clock()
+        prune = forget_after is not None and self._prune_due(source, now, forget_after)
+        async with self._engine.begin() as conn:
+            if forget_after is None:
+                first = await mark_notice_in(conn, self.dialect, seen, release_id=source, at=now)
+            else:
+                first = await mark_seen_in(
+                    conn,
+                    self.dialect,
+                    seen,
+                    source=source,
+                    at=now,
+                    forget_after=forget_after,
+                    prune=prune,
+                )
+            if not first:
+                return None
+            new_id = (
+                await conn.execute(
+                    webhook_inbox.insert()
+                    .values(source=source, received_at=now, headers=dict(headers), body=text)
                     .returning(webhook_inbox.c.id)
                 )
             ).scalar_one()
@@ -189,6 +237,32 @@ class QueuesMixin(StoreBase):
             ).all()
         return [_outbox_item(r) for r in rows]
 
+    async def pending_outbox(self, limit: int = 500) -> list[OutboxItem]:
+        """Items not done and not parked, due or not, in the order they were queued (the
+        drainer keeps that order per PagerDuty incident)."""
+        async with self._reader.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(outbox)
+                    .where(outbox.c.done_at.is_(None), outbox.c.next_attempt_at < PARKED)
+                    .order_by(outbox.c.id)
+                    .limit(limit)
+                )
+            ).all()
+        return [_outbox_item(r) for r in rows]
+
+    async def parked_outbox(self) -> list[OutboxItem]:
+        """Items refused for good (`outbox_park`), oldest first: kept, never retried."""
+        async with self._reader.begin() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(outbox)
+                    .where(outbox.c.done_at.is_(None), outbox.c.next_attempt_at >= PARKED)
+                    .order_by(outbox.c.id)
+                )
+            ).all()
+        return [_outbox_item(r) for r in rows]
+
     async def outbox_done(self, id: int) -> None:
         await self._update_outbox(id, done_at=self._clock())
 
@@ -196,6 +270,25 @@ class QueuesMixin(StoreBase):
         await self._update_outbox(
             id, attempts=outbox.c.attempts + 1, last_error=error, next_attempt_at=next_attempt_at
         )
+
+    async def outbox_park(self, id: int, error: str) -> None:
+        """Refused for good: kept with why (`last_error`), never due again."""
+        await self.outbox_retry(id, error, PARKED)
+
+    async def outbox_due_now(self, now: datetime) -> int:
+        """Every waiting item (not done, not parked) due at `now`, instead of at the end of
+        its backoff: the destination answers again. Returns how many were brought forward."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.done_at.is_(None),
+                    outbox.c.next_attempt_at > now,
+                    outbox.c.next_attempt_at < PARKED,
+                )
+                .values(next_attempt_at=now)
+            )
+        return int(result.rowcount or 0)
 
     async def get_outbox(self, id: int) -> OutboxItem | None:
         async with self._reader.begin() as conn:

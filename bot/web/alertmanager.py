@@ -9,7 +9,8 @@ Per request, in this order:
    with exactly what is wrong (Alertmanager does not retry 4xx), kept as poison
    (`bot.web.inbox.PoisonBin`: in the inbox, counted, said once in the fallback channel);
 4. the raw body goes to the webhook inbox (headers without ``Authorization``) BEFORE the
-   2xx; when that fails → 503, so Alertmanager retries, and nothing is processed;
+   2xx; when that fails (the database locked past its busy timeout, a full disk) → 503
+   with ``Retry-After``, so Alertmanager retries, and nothing is processed;
 5. 200 at once; the alerts are processed in a background task: counted per service and
    status (or as unknown), handed to `on_alerts(alerts, group)`, and the inbox row marked
    processed (with the error, when `on_alerts` raised, kept for the operator).
@@ -40,7 +41,7 @@ from bot.core.model import Alert
 from bot.incidents.inbox import SOURCE, OnAlerts
 from bot.runtime.inbox import InFlight, retry_later
 from bot.runtime.metrics import Metrics
-from bot.web.inbox import PoisonBin
+from bot.web.inbox import RETRY_AFTER, PoisonBin
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,9 @@ class AlertmanagerReceiver:
         except Exception:  # any store failure must become a retryable 503
             log.exception("alertmanager webhook: could not store the body; answering 503")
             self._outcome("store-failed")
-            return _error(503, "could not store the webhook; retry later")
+            return _error(
+                503, "could not store the webhook; retry later", **{"Retry-After": RETRY_AFTER}
+            )
         self.in_flight.add(webhook_id)
         task = asyncio.create_task(self.process(webhook_id, alerts, group))
         self.tasks.add(task)

@@ -1,5 +1,6 @@
 """The poison bin: authentic webhook bodies that can never be processed are kept, told once,
-and answered 400 (the replay of stored bodies is `bot.runtime.inbox`)."""
+and answered 400 (the replay of stored bodies is `bot.runtime.inbox`); and the
+``Retry-After`` of a body the database could not keep (answered 503)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from bot.core import mrkdwn
 from bot.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+#: ``Retry-After`` (seconds) of a webhook answered 503 because the database could not keep
+#: it (locked past its busy timeout, disk full): the sender delivers it again.
+RETRY_AFTER = "5"
 
 
 class PoisonStore(Protocol):

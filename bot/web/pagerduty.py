@@ -11,8 +11,11 @@
 - Exactly once: a signed delivery is known by the event id INSIDE the signed body, so a
   replay with another (unsigned) ``X-Webhook-Id`` is still a duplicate; a workflow request,
   which has no id, by its body's digest for two minutes (then the same action may run
-  again: open, close, open). The first copy is stored (inbox) before the 202,
-  later copies get 200 "duplicate".
+  again: open, close, open). The first copy is stored (inbox) before the 202, with its
+  duplicate mark in the same transaction; later copies get 200 "duplicate".
+- The database cannot take it (locked past its busy timeout, disk full): 503 with
+  ``Retry-After``, and nothing written (neither the row nor the mark), so PagerDuty's
+  retry is processed once.
 - Authentic but unprocessable (not JSON, nested too deep, not an object, a workflow body
   without an action, a known key of another type than PagerDuty sends: `shape_problem`):
   400, kept as poison (`PoisonBin`), never retried.
@@ -38,7 +41,7 @@ from bot.core.payloads import MalformedBody, parse_json_object
 from bot.core.signatures import split_secrets, verify_pagerduty
 from bot.paging.inbox import SOURCE, WORKFLOW_REPEAT, WORKFLOW_SOURCE
 from bot.runtime.inbox import InFlight, retry_later
-from bot.web.inbox import PoisonBin
+from bot.web.inbox import RETRY_AFTER, PoisonBin
 from bot.web.refusals import RefusalLog
 
 if TYPE_CHECKING:
@@ -85,9 +88,10 @@ def pagerduty_routes(
     # The rows being processed here, which the leader's replay leaves alone.
     flying = in_flight if in_flight is not None else InFlight()
 
-    def answer(status: int, body: dict[str, Any]) -> Response:
+    def answer(status: int, body: dict[str, Any], *, retry_after: bool = False) -> Response:
         metrics.http_requests.labels(PATH, str(status)).inc()
-        return JSONResponse(body, status_code=status)
+        headers = {"Retry-After": RETRY_AFTER} if retry_after else None
+        return JSONResponse(body, status_code=status, headers=headers)
 
     async def process(row: int, source: str, payload: dict[str, Any]) -> None:
         error: str | None = None
@@ -140,27 +144,23 @@ def pagerduty_routes(
         if why is not None:
             return await refuse_poison(source, headers, body, why)
         delivery = _delivery_id(source, payload, body)
-        seen = f"pd-webhook:{delivery}"
-        if source == WORKFLOW_SOURCE:
-            # A workflow body has no id: the same person running the same action on the same
-            # incident twice sends the same bytes. Only a copy within WORKFLOW_REPEAT (a
-            # retried POST) is a duplicate; a later run is a new request.
-            first = await store.first_seen(
-                seen, source=WORKFLOW_SOURCE, forget_after=WORKFLOW_REPEAT
-            )
-        else:
-            first = await store.mark_notice_sent(seen, release_id=SOURCE)
-        if not first:
-            return answer(200, {"status": "duplicate", "id": delivery})
         try:
-            row = await store.store_webhook(source, headers, body)
-        except Exception:
-            if source == WORKFLOW_SOURCE:
-                await store.forget_seen(seen)
-            else:
-                await store.unmark_notice(seen)
-            log.exception("PagerDuty delivery %s not stored", delivery)
-            return answer(503, {"error": "could not store the delivery; retry"})
+            # The duplicate mark and the inbox row in one transaction: both or neither.
+            # A workflow body has no id: the same person running the same action on the
+            # same incident twice sends the same bytes. Only a copy within WORKFLOW_REPEAT
+            # (a retried POST) is a duplicate; a later run is a new request.
+            row = await store.store_webhook_once(
+                source,
+                headers,
+                body,
+                seen=f"pd-webhook:{delivery}",
+                forget_after=WORKFLOW_REPEAT if source == WORKFLOW_SOURCE else None,
+            )
+        except Exception:  # any store failure (locked, full, gone) must become a 503
+            log.exception("PagerDuty delivery %s not stored; answering 503", delivery)
+            return answer(503, {"error": "could not store the delivery; retry"}, retry_after=True)
+        if row is None:
+            return answer(200, {"status": "duplicate", "id": delivery})
         flying.add(row)
         task = asyncio.create_task(process(row, source, payload))
         tasks.add(task)

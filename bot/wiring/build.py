@@ -74,7 +74,9 @@ async def build(
     flags = make_flags(settings)
     on_call = make_on_call(settings)
     try:
-        store = await open_store(settings.database.url)
+        store = await open_store(
+            settings.database.url, busy_timeout=settings.database.busy_timeout_seconds
+        )
     except BaseException:
         if kube_client is not None:
             kube_client.close()
@@ -114,6 +116,8 @@ async def build(
             paging=pager,
             incidents=book,
             link_issuer=functools.partial(send_runbook_link, settings, chat),
+            metrics=metrics,
+            clock=clock,
         )
         if pager is not None
         else None
@@ -153,6 +157,7 @@ async def build(
             clock=clock,
             lease_ttl=settings.releases.lease_ttl_seconds,
             renew_every=settings.releases.lease_ttl_seconds / 3,
+            busy_timeout=settings.database.busy_timeout_seconds,
         )
         if settings.releases.scheduler
         else None

@@ -181,7 +181,9 @@ async def build_release_engine(
     slack = settings.slack
     if slack.bot_token is None:
         raise RollbotError("Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN.")
-    store = await open_store(settings.database.url)
+    store = await open_store(
+        settings.database.url, busy_timeout=settings.database.busy_timeout_seconds
+    )
     web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
     rollouts: KubeRollouts | _NoCluster
     try:

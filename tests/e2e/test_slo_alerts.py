@@ -269,3 +269,35 @@ async def test_wrong_token_and_malformed_bodies(tmp_path):
         assert world.slack.direct_messages(ONCALL[0]) == []
         said = [json.dumps(c.body) for c in world.slack.calls if c.path.startswith("/api/chat.")]
         assert not [s for s in said if ONCALL[0] in s or USERGROUP in s], said
+
+
+async def test_an_alert_whose_card_met_a_429_is_posted_by_the_replay(tmp_path):
+    """Issue 15: the first delivery opens checkout's incident (fully rolled out: no watch
+    event will post its card), then its card meets Slack's 429 past every retry; the
+    webhook stays pending (a temporary failure), the leader's replay delivers it again,
+    and the card is posted then, once."""
+    async with SimWorld(speed=600, workdir=tmp_path, checkout=True, settings=SETTINGS) as world:
+        world.slack.force_ratelimit("chat.postMessage", retry_after=1, times=4)
+        alert = sim_alerts.alert(
+            "RollbotErrorRateHigh",
+            service="checkout",
+            labels={"slo": "error_rate"},
+            summary="checkout: 5xx ratio 9 % on the new tax engine (SLO < 1 %)",
+        )
+        response = await send(world, [alert])
+        assert response.status_code == 200 and response.json()["status"] == "accepted"
+
+        async def processed() -> bool:
+            rows = await world.rollbot.store.pending_webhooks()
+            return not [r for r in rows if r.source == "alertmanager"]
+
+        # The first delivery failed for want of Slack: left pending, no card yet.
+        await eventually(
+            lambda: world.slack.calls_to("chat.postMessage"), timeout=20, what="the 429s"
+        )
+        await world.wait_for(
+            lambda: world.card("checkout"), timeout=40, what="the card, posted by the replay"
+        )
+        await eventually(processed, timeout=20, what="the webhook marked processed")
+        cards = [m for m in tops(world) if "checkout" in json.dumps(m)]
+        assert len(cards) == 1  # one card, however many times the webhook was delivered

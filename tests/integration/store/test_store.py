@@ -21,13 +21,19 @@ Aspects under test, each on both backends (`store_url` is parametrised):
 - cursors: upsert; datetimes come back aware UTC on both backends.
 - webhook inbox and outbox basics: store, pending, processed; enqueue with dedup, due,
   retry with backoff, done.
+- a webhook stored with its duplicate mark: a copy stores nothing; with SQLite locked by
+  another connection past the busy timeout it raises and writes neither, then stores once.
+- the outbox's parking: a parked item is kept with why, never pending or due again; the
+  waiting ones are listed in queue order and brought forward when the destination is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -399,3 +405,63 @@ async def test_outbox(sql_store: SqlStore) -> None:
     assert {i.kind for i in later_due} == {"slack.post", "pd.note", "jira.create"}
     with pytest.raises(RecordNotFound):
         await sql_store.outbox_done(999_999)
+
+
+async def test_webhook_stored_once_with_its_mark(sql_store: SqlStore) -> None:
+    row = await sql_store.store_webhook_once("pagerduty", {}, "{}", seen="pd-webhook:event:E1")
+    assert row is not None
+    copy = await sql_store.store_webhook_once("pagerduty", {}, "{}", seen="pd-webhook:event:E1")
+    assert copy is None
+    assert await sql_store.notice_sent("pd-webhook:event:E1")
+    window = timedelta(minutes=2)
+    digest = "pd-webhook:body:abc"
+    flow = await sql_store.store_webhook_once(
+        "pagerduty-workflow", {}, b'{"action": "abort"}', seen=digest, forget_after=window
+    )
+    assert flow is not None
+    again = await sql_store.store_webhook_once(
+        "pagerduty-workflow", {}, b'{"action": "abort"}', seen=digest, forget_after=window
+    )
+    assert again is None
+    assert [w.id for w in await sql_store.pending_webhooks()] == [row, flow]
+
+
+async def test_webhook_once_writes_neither_while_sqlite_is_locked(tmp_path: Path) -> None:
+    path = tmp_path / "locked.db"
+    store = await open_store(f"sqlite:///{path}", busy_timeout=0.2)
+    try:
+        lock = sqlite3.connect(path, isolation_level=None, timeout=5)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(sa.exc.OperationalError, match="locked"):
+                await store.store_webhook_once("pagerduty", {}, "{}", seen="pd-webhook:event:E2")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert not await store.notice_sent("pd-webhook:event:E2")
+        assert await store.pending_webhooks() == []
+        row = await store.store_webhook_once("pagerduty", {}, "{}", seen="pd-webhook:event:E2")
+        assert row is not None and [w.id for w in await store.pending_webhooks()] == [row]
+    finally:
+        await store.close()
+
+
+async def test_outbox_parking_and_bringing_forward(sql_store: SqlStore) -> None:
+    now = datetime.now(UTC)
+    for name in ("a", "b", "c"):
+        later = now + timedelta(hours=1) if name == "b" else None
+        assert await sql_store.enqueue("pd.event", {"n": name}, f"e:{name}", not_before=later)
+    pending = await sql_store.pending_outbox()
+    assert [i.payload["n"] for i in pending] == ["a", "b", "c"]  # queue order, due or not
+    a = pending[0]
+    await sql_store.outbox_park(a.id, "refused: HTTP 400 Invalid routing key")
+    assert [i.payload["n"] for i in await sql_store.pending_outbox()] == ["b", "c"]
+    parked = await sql_store.parked_outbox()
+    assert [i.id for i in parked] == [a.id]
+    assert parked[0].attempts == 1
+    assert parked[0].last_error == "refused: HTTP 400 Invalid routing key"
+    assert a.id not in {i.id for i in await sql_store.due_outbox(now + timedelta(days=365))}
+    assert await sql_store.outbox_due_now(now + timedelta(seconds=1)) == 1  # b; c was due
+    due = await sql_store.due_outbox(now + timedelta(seconds=1))
+    assert {i.payload["n"] for i in due} == {"b", "c"}
+    assert [i.id for i in await sql_store.parked_outbox()] == [a.id]  # parked stays parked
