@@ -15,6 +15,15 @@ Three rules keep Slack calm under an alert storm:
 - thread lines are written for state changes and actions only, never for repeats.
 Updates for one card are serialised by a per-card lock.
 
+And two keep it true when Slack fails for a while (429s, 5xx, lost answers; issue 15):
+- the card and its thread lines are posted once (`bot.cards.posting.post_once`): a post
+  whose answer was lost is looked for in Slack before it is sent again;
+- what Slack did not take within `SLACK_PATIENCE` seconds (the card's post, a
+  `chat.update`, a thread line, with the lines after it) is left to the card's flush,
+  which tries again after Slack's Retry-After (else a backoff up to a minute) until it
+  goes, looking before it posts again: the card ends in its last state, and whoever asked
+  (the incident engine, about to page) is not kept waiting on Slack meanwhile.
+
 A Tier 3 revert recorded for a card's revision is the action record under
 `revert_key(card)` (one per revision: the store's unique key is what makes a second record
 a duplicate). Every render reads it from the store until one is found, so the card shows
@@ -44,11 +53,12 @@ from typing import TYPE_CHECKING, Any
 
 from bot.blocks import card as card_blocks
 from bot.blocks import replies
+from bot.cards import posting
 from bot.cards.thread import ActionGate
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
 from bot.core import timeline
-from bot.core.errors import RollbotError
+from bot.core.errors import RollbotError, TemporaryError
 from bot.core.model import (
     Evidence,
     FlagState,
@@ -68,6 +78,15 @@ if TYPE_CHECKING:
     from bot.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+# A card claimed but without its message may have been posted by an earlier attempt (this
+# process's or another's): its first post looks this far back for it (seconds).
+EARLIER_POST_LOOKBACK = 24 * 3600.0
+# How long a post keeps trying (and looking) before it is left to the card's flush (s).
+SLACK_PATIENCE = 10.0
+# The longest wait before the flush tries again what Slack did not take, without a
+# Retry-After (seconds).
+RETRY_MAX = 60.0
 
 
 def other_flags(cfg: ServiceSettings) -> tuple[str, ...]:
@@ -136,6 +155,10 @@ class _CardMemory:
     # Whether the outcome and PagerDuty line kept with the card's record (a previous
     # process's) have been taken over into this memory (`Cards._adopt`).
     adopted: bool = False
+    failures: int = 0  # Slack failures in a row (the flush's backoff)
+    owes_post: bool = False  # this process claimed the card and its post failed
+    # Thread lines not posted yet, oldest first: (key, text, when first tried or None).
+    lines: list[tuple[str, str, float | None]] = field(default_factory=list)
 
 
 class Cards:
@@ -163,6 +186,7 @@ class Cards:
         self._locks: dict[str, asyncio.Lock] = {}
         self._memory: dict[str, _CardMemory] = {}
         self._by_target = {(s.namespace, s.rollout): name for name, s in catalog.items()}
+        self._closing = False
 
     def service_for(self, namespace: str, name: str) -> str | None:
         return self._by_target.get((namespace, name))
@@ -239,12 +263,17 @@ class Cards:
         alerts: Sequence[str] = (),
         line: str | None = None,
     ) -> CardRecord | None:
-        """The incident of this revision changed (an alert fired or resolved, a tick)."""
+        """The incident of this revision changed (an alert fired or resolved, a tick).
+
+        An incident older than the one the card shows (its state changed before) is a
+        change that waited for the card's lock while a newer one went first (a slow Slack):
+        the card keeps the newer; its `line`, if any, is still written."""
         key = card_key(state)
         async with self._lock(key):
             mem = self._mem(service, state)
-            mem.incident = incident
-            mem.alerts = tuple(alerts)
+            if mem.incident is None or incident.changed_at >= mem.incident.changed_at:
+                mem.incident = incident
+                mem.alerts = tuple(alerts)
             card = await self._store.get_card(key)
             if card is None and not self._hurts(mem):
                 return None
@@ -329,8 +358,17 @@ class Cards:
             await self._refresh(mem, card, line=line, always=True, immediate=True)
         return True
 
+    def settled(self) -> bool:
+        """Whether nothing is under way: no card being changed (every card's lock free), no
+        update waiting to be coalesced or sent again."""
+        return not any(lock.locked() for lock in self._locks.values()) and all(
+            (mem.flush is None or mem.flush.done()) and not mem.lines and not mem.owes_post
+            for mem in self._memory.values()
+        )
+
     async def close(self) -> None:
-        """Send the pending coalesced updates now (shutdown)."""
+        """Send the pending coalesced updates now (shutdown): once, no retry after."""
+        self._closing = True
         for mem in list(self._memory.values()):
             if mem.flush is not None and not mem.flush.done():
                 mem.flush.cancel()
@@ -504,7 +542,11 @@ class Cards:
     async def _show(
         self, mem: _CardMemory, card: CardRecord | None, *, line: str | None, always: bool = False
     ) -> CardRecord | None:
-        card = await self._ensure_posted(mem, card)
+        try:
+            card = await self._ensure_posted(mem, card)
+        except TemporaryError:
+            self._queue_line(mem, line, always=always)  # for the flush, after the card
+            raise
         if card is None:
             return None
         await self._refresh(mem, card, line=line, always=always)
@@ -519,18 +561,38 @@ class Cards:
         """
         key = card_key(mem.state)
         cfg = self._catalog[mem.service]
+        earlier: float | None = None
         if card is None:
             won, card = await self._store.claim_card(key, service=mem.service, channel=cfg.channel)
             if not won and card.ts is None:
                 return None
+        elif card.ts is None:
+            # Claimed before, never recorded: that first post may have gone through.
+            earlier = time.time() - EARLIER_POST_LOOKBACK
         self._adopt(mem, card)
         if card.ts is not None:
             return card
         mem.circuit = self._circuit.get(mem.service)
         await self._read_revert(mem)
         text, body = self.render(mem, epoch=card.epoch)
-        ref = await self._chat.post(cfg.channel, text=text, blocks=body)
-        mem.digest = _digest(mem, card.epoch)
+        try:
+            ref = await posting.post_once(
+                self._chat,
+                cfg.channel,
+                key=key,
+                text=text,
+                blocks=body,
+                earlier=earlier,
+                give_up_after=SLACK_PATIENCE,
+            )
+        except TemporaryError as err:
+            mem.owes_post = True  # the flush posts it (looking first)
+            self._again_later(mem, err)
+            raise
+        mem.owes_post = False
+        # A message an earlier attempt posted may show an older state: the next render
+        # updates it.
+        mem.digest = _digest(mem, card.epoch) if earlier is None else ""
         mem.last_update = time.monotonic()
         return await self._store.set_card_message(
             key, ts=ref.ts, digest=mem.digest, channel=ref.channel
@@ -549,15 +611,42 @@ class Cards:
             await self._render_update(mem, card)
         elif mem.flush is None or mem.flush.done():
             mem.flush = asyncio.create_task(self._flush_later(mem))
-        if line is not None and (always or line != mem.last_line):
-            if not always:
-                mem.last_line = line
-            assert card.ts is not None
-            await self._chat.post(
-                card.channel,
-                text=replies.timeline_line(at=self._now(), text=line),
-                thread_ts=card.ts,
-            )
+        self._queue_line(mem, line, always=always)
+        await self._send_lines(mem, card)
+
+    def _queue_line(self, mem: _CardMemory, line: str | None, *, always: bool) -> None:
+        """`line` for the thread, stamped now, after those still waiting (unless it
+        repeats the last line and `always` is False)."""
+        if line is None or (not always and line == mem.last_line):
+            return
+        if not always:
+            mem.last_line = line
+        text = replies.timeline_line(at=self._now(), text=line)
+        mem.lines.append((posting.line_key(card_key(mem.state)), text, None))
+
+    async def _send_lines(self, mem: _CardMemory, card: CardRecord) -> None:
+        """Post the thread lines waiting, oldest first. One Slack does not take waits, with
+        those after it, for the card's flush; a line tried before is looked for first."""
+        assert card.ts is not None
+        while mem.lines:
+            key, text, tried = mem.lines[0]
+            if tried is None:
+                mem.lines[0] = (key, text, time.time())
+            try:
+                await posting.post_once(
+                    self._chat,
+                    card.channel,
+                    key=key,
+                    text=text,
+                    thread_ts=card.ts,
+                    earlier=tried,
+                    give_up_after=SLACK_PATIENCE,
+                )
+            except TemporaryError as err:
+                self._again_later(mem, err)
+                return
+            mem.lines.pop(0)
+            mem.failures = 0
 
     async def _render_update(self, mem: _CardMemory, card: CardRecord) -> None:
         self._adopt(mem, card)
@@ -568,23 +657,56 @@ class Cards:
             return
         text, body = self.render(mem, epoch=card.epoch)
         assert card.ts is not None
-        await self._chat.update(MessageRef(card.channel, card.ts), text=text, blocks=body)
+        try:
+            await self._chat.update(MessageRef(card.channel, card.ts), text=text, blocks=body)
+        except TemporaryError as err:
+            self._again_later(mem, err)
+            return
         mem.digest = digest
         mem.last_update = time.monotonic()
+        mem.failures = 0
         await self._store.set_card_digest(card.card_key, digest)
 
-    async def _flush_later(self, mem: _CardMemory) -> None:
-        await asyncio.sleep(max(0.0, mem.last_update + self._interval - time.monotonic()))
+    def _again_later(self, mem: _CardMemory, err: TemporaryError) -> None:
+        """Slack did not take the card's post, update or line: its flush tries again after
+        Slack's Retry-After, else after a backoff (1, 2, 4 … s, at most RETRY_MAX)."""
+        mem.failures += 1
+        delay = err.delay
+        if delay is None:
+            delay = min(RETRY_MAX, 2.0 ** (mem.failures - 1))
+        log.warning(
+            "Slack did not take the card %s: %s (again in %.1f s)",
+            card_key(mem.state),
+            err.message,
+            delay,
+        )
+        if self._closing:
+            return
+        if mem.flush is None or mem.flush.done() or mem.flush is asyncio.current_task():
+            mem.flush = asyncio.create_task(self._flush_later(mem, delay=delay))
+
+    async def _flush_later(self, mem: _CardMemory, *, delay: float | None = None) -> None:
+        if delay is None:
+            delay = mem.last_update + self._interval - time.monotonic()
+        await asyncio.sleep(max(0.0, delay))
         await self._flush_now(mem)
 
     async def _flush_now(self, mem: _CardMemory) -> None:
+        """Make Slack show the card as it is now: post it if this process owes its post
+        (looking for an earlier attempt's first), update it, post the lines waiting."""
         key = card_key(mem.state)
         async with self._lock(key):
             card = await self._store.get_card(key)
-            if card is None or card.ts is None:
+            if card is None or (card.ts is None and not mem.owes_post):
                 return
             try:
+                if card.ts is None:
+                    posted = await self._ensure_posted(mem, card)
+                    if posted is None:
+                        return
+                    card = posted
                 await self._render_update(mem, card)
+                await self._send_lines(mem, card)
             except RollbotError as err:
                 log.warning("coalesced update of %s failed: %s", key, err.message)
 

@@ -63,7 +63,19 @@ class Chat(Protocol):
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
-    ) -> MessageRef: ...
+        key: str | None = None,
+    ) -> MessageRef:
+        """Post a message (in the thread of `thread_ts`). With `key`, rollbot's id for it,
+        the message is findable by `find_post`, and a failure (TemporaryError) may hide a
+        post that was in fact delivered: the caller looks before posting it again."""
+        ...
+
+    async def find_post(
+        self, channel: str, key: str, *, thread_ts: str | None = None, since: float
+    ) -> MessageRef | None:
+        """The message posted with `key` in `channel` (in the thread of `thread_ts`) since
+        `since` (epoch seconds), or None when it is not there."""
+        ...
 
     async def update(self, ref: MessageRef, *, text: str, blocks: list[dict[str, Any]]) -> None: ...
 

@@ -28,8 +28,10 @@ Shapes follow the Slack API docs and the payloads in tests/fixtures/slack/.
 
 The package, by responsibility:
 
-    server.py     SlackSim: routes, auth, rate limits, forced failures, the recorded requests
-    methods.py    the Web API methods (chat.*, views.*, users.*, usergroups.*, …)
+    server.py     SlackSim: routes, auth, rate limits, forced failures (a window of 429s,
+                  answers lost after the call was processed), the recorded requests
+    methods.py    the Web API methods (chat.*, views.*, users.*, usergroups.*,
+                  conversations.* with history and message metadata, …)
     workspace.py  the workspace's state and Slack's bookkeeping on it
     limits.py     the Block Kit checks (block_errors, modal_errors)
     sender.py     SlackSender and SignedRequest: signed requests to the bot

@@ -6,10 +6,22 @@ body, merged; the token already checked and removed) and returning what Slack ad
 `{"ok": true}`, or raising `ApiError` for `{"ok": false, "error": …}`. `HANDLERS` maps the
 method names to them; the server (`bot.sim.slack.server`) does authentication, rate limits
 and recording around them.
+
+Message metadata (https://api.slack.com/metadata): chat.postMessage keeps its `metadata`
+(`{"event_type": …, "event_payload": {…}}`, JSON text in a form) with the message;
+conversations.history and conversations.replies return it only when asked with
+`include_all_metadata`, so a client that forgets to ask finds none. Those two read the
+history as Slack does: by channel id (a name is `channel_not_found`), `oldest`/`latest`
+exclusive unless `inclusive`, `limit` per page with `has_more` and an opaque
+`response_metadata.next_cursor`; history newest first and without thread replies, replies
+oldest first after their parent. conversations.list pages the channels the same way, for a
+client that knows a channel by its name only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 import time
@@ -25,6 +37,7 @@ from bot.sim.slack.workspace import (
     TEAM_ID,
     ApiError,
     Workspace,
+    truthy,
 )
 
 __all__ = ["HANDLERS", "Handler"]
@@ -81,6 +94,26 @@ def _auth_test(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- chat.*
 
 
+def _metadata_arg(value: Any) -> dict[str, Any] | None:
+    """chat.postMessage's `metadata`: an event type and its payload, or None when absent.
+    Not JSON is `invalid_metadata_format`; not that shape, `invalid_metadata_schema`."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ApiError("invalid_metadata_format") from None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("event_type"), str)
+        or not value["event_type"]
+        or not isinstance(value.get("event_payload"), dict)
+    ):
+        raise ApiError("invalid_metadata_schema")
+    return {"event_type": value["event_type"], "event_payload": value["event_payload"]}
+
+
 def _post_message(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     # A user id as the channel posts in the app's DM with that user, as Slack does: the
     # answer names the DM conversation (D…), which chat.update then takes.
@@ -89,9 +122,10 @@ def _post_message(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
         args = {**args, "channel": ws.open_dm(user)}
     channel = ws.channel_arg(args)
     text, blocks = _require_text(args)
+    metadata = _metadata_arg(args.get("metadata"))
     thread_ts = args.get("thread_ts") or None
-    message = ws.store_message(channel, text, blocks, thread_ts)
-    return {"channel": channel, "ts": message["ts"], "message": dict(message)}
+    message = ws.store_message(channel, text, blocks, thread_ts, metadata=metadata)
+    return {"channel": channel, "ts": message["ts"], "message": json.loads(json.dumps(message))}
 
 
 def _update(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
@@ -230,22 +264,160 @@ def _usergroup_users(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- conversations.*
 
 
-def _conversations_info(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
-    channel = ws.channels.get(str(args.get("channel") or ""))
-    if channel is None:
-        raise ApiError("channel_not_found")
+def _channel_object(channel: dict[str, Any]) -> dict[str, Any]:
+    im = bool(channel.get("is_im"))
     return {
-        "channel": {
-            "id": channel["id"],
-            "name": channel["name"],
-            "is_channel": True,
-            "is_group": False,
-            "is_im": False,
-            "is_private": False,
-            "is_archived": False,
-            "is_member": True,
-            "context_team_id": TEAM_ID,
-        }
+        "id": channel["id"],
+        "name": channel["name"],
+        "is_channel": not im,
+        "is_group": False,
+        "is_im": im,
+        "is_private": False,
+        "is_archived": False,
+        "is_member": True,
+        "context_team_id": TEAM_ID,
+    }
+
+
+def _conversation(ws: Workspace, args: dict[str, Any]) -> str:
+    """The `channel` argument of a conversations.* method: an id (names are not taken)."""
+    channel = str(args.get("channel") or "")
+    if channel not in ws.channels:
+        raise ApiError("channel_not_found")
+    return channel
+
+
+def _conversations_info(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    return {"channel": _channel_object(ws.channels[_conversation(ws, args)])}
+
+
+def _cursor(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def _uncursor(args: dict[str, Any], prefix: str) -> str | None:
+    """What the call's `cursor` points at (after `prefix`), None without one."""
+    cursor = str(args.get("cursor") or "")
+    if not cursor:
+        return None
+    try:
+        value = base64.b64decode(cursor, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError("invalid_cursor") from None
+    if not value.startswith(prefix):
+        raise ApiError("invalid_cursor")
+    return value[len(prefix) :]
+
+
+def _limit(args: dict[str, Any], *, default: int, most: int) -> int:
+    try:
+        limit = int(args.get("limit") or default)
+    except ValueError:
+        raise ApiError("invalid_limit") from None
+    return min(max(limit, 1), most)
+
+
+def _in_range(ts: str, args: dict[str, Any]) -> bool:
+    """Whether `ts` is between the call's `oldest` and `latest` (exclusive unless
+    `inclusive`), compared as Slack's timestamps are: as numbers."""
+    inclusive = truthy(args.get("inclusive"))
+    value = float(ts)
+    try:
+        oldest = float(args.get("oldest") or 0)
+    except ValueError:
+        raise ApiError("invalid_ts_oldest") from None
+    try:
+        latest = float(args["latest"]) if args.get("latest") else float("inf")
+    except ValueError:
+        raise ApiError("invalid_ts_latest") from None
+    if inclusive:
+        return oldest <= value <= latest
+    return oldest < value < latest
+
+
+def _as_read(message: dict[str, Any], args: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as a history method returns it: its metadata only when asked."""
+    out: dict[str, Any] = json.loads(json.dumps(message))
+    if not truthy(args.get("include_all_metadata")):
+        out.pop("metadata", None)
+    return out
+
+
+def _page(
+    messages: list[dict[str, Any]], args: dict[str, Any], *, prefix: str, limit: int
+) -> tuple[list[dict[str, Any]], str]:
+    """One page of `messages` (in the order they are returned) from the call's cursor on,
+    and the next cursor ("" after the last page)."""
+    after = _uncursor(args, prefix)
+    if after is not None:
+        keys = [m["ts"] for m in messages]
+        messages = messages[keys.index(after) + 1 :] if after in keys else []
+    page = messages[:limit]
+    more = len(messages) > limit
+    return page, _cursor(prefix + page[-1]["ts"]) if more else ""
+
+
+def _conversations_history(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    """The channel's messages, newest first; a thread's replies are not among them."""
+    channel = _conversation(ws, args)
+    found = [
+        m
+        for ts, m in sorted(ws.history.get(channel, {}).items(), reverse=True)
+        if m.get("thread_ts") in (None, ts) and _in_range(ts, args)
+    ]
+    page, cursor = _page(found, args, prefix="history:", limit=_limit(args, default=100, most=999))
+    return {
+        "messages": [_as_read(m, args) for m in page],
+        "has_more": bool(cursor),
+        "pin_count": 0,
+        "channel_actions_ts": None,
+        "channel_actions_count": 0,
+        "response_metadata": {"next_cursor": cursor},
+    }
+
+
+def _conversations_replies(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    """A thread: its parent first, then its replies oldest first (`ts` may name either)."""
+    channel = _conversation(ws, args)
+    history = ws.history.get(channel, {})
+    message = history.get(str(args.get("ts") or ""))
+    if message is None:
+        raise ApiError("thread_not_found")
+    root = str(message.get("thread_ts") or message["ts"])
+    replies = [
+        m
+        for ts, m in sorted(history.items())
+        if m.get("thread_ts") == root and ts != root and _in_range(ts, args)
+    ]
+    first = _uncursor(args, "replies:") is None
+    thread = [history[root], *replies] if first else replies
+    page, cursor = _page(
+        thread, args, prefix="replies:", limit=_limit(args, default=100, most=1000)
+    )
+    return {
+        "messages": [_as_read(m, args) for m in page],
+        "has_more": bool(cursor),
+        "response_metadata": {"next_cursor": cursor},
+    }
+
+
+def _conversations_list(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    """The workspace's channels of the asked `types` (default public_channel), by id."""
+    types = set(str(args.get("types") or "public_channel").split(","))
+    channels = [
+        c
+        for _, c in sorted(ws.channels.items())
+        if ("im" if c.get("is_im") else "public_channel") in types
+    ]
+    after = _uncursor(args, "list:")
+    if after is not None:
+        channels = [c for c in channels if c["id"] > after]
+    limit = _limit(args, default=100, most=1000)
+    page = channels[:limit]
+    more = len(channels) > limit
+    return {
+        "channels": [_channel_object(c) for c in page],
+        "response_metadata": {"next_cursor": _cursor("list:" + page[-1]["id"]) if more else ""},
     }
 
 
@@ -260,4 +432,7 @@ HANDLERS: dict[str, Handler] = {
     "users.lookupByEmail": _users_lookup_by_email,
     "usergroups.users.list": _usergroup_users,
     "conversations.info": _conversations_info,
+    "conversations.history": _conversations_history,
+    "conversations.replies": _conversations_replies,
+    "conversations.list": _conversations_list,
 }

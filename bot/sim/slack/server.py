@@ -8,6 +8,23 @@ off), rate limits by tier (HTTP 429 with
 `force_ratelimit`, `slow_down`). Every call is recorded as a `RecordedRequest` (`calls`,
 `calls_to`), every body posted to a response_url as a `RecordedResponse` (`responses`).
 
+Two fault switches model a bad minute of Slack (issue 15's fault suite):
+
+- `ratelimit_window(seconds=…, fraction=…)`: for a while, Slack answers 429 with
+  `Retry-After` to that fraction of the calls, spread evenly per method (0.5: every second
+  call), deterministically. As Slack documents for 429, the refused call is not processed.
+  This is what an app over its workspace's limits sees while its burst lasts
+  (https://api.slack.com/apis/rate-limits).
+- `lose_answers(method, how=…)`: the next calls are processed (the message is stored) but
+  the client is not told so: "maybe delivered". `how="cut"` sends the status line and
+  headers, then closes the connection before the body (a connection reset, a proxy or load
+  balancer timing out after Slack did the work); `how="500"` answers HTTP 500, which
+  promises nothing about whether the call took effect; `how="429"` answers 429 with
+  `Retry-After`. Slack documents that a 429'd call was not processed, so that last one is
+  not what Slack itself does to one request: it is what a client sees when a call was
+  delivered, its answer was lost, and the client's own retry of it was rate-limited (or a
+  proxy in between answered 429), the case issue 15 names. `lost_answers` lists them.
+
 The workspace's state lives in a `Workspace` (`bot.sim.slack.workspace`); `SlackSim` seeds
 it (`add_user`, `add_channel`, …) and shows it to tests (`messages`, `open_views`, …),
 holding one lock around every use, since the server thread and the test both reach it.
@@ -26,6 +43,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -33,6 +51,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bot.sim._server import RecordedRequest, ThreadedServer
 from bot.sim.slack.methods import HANDLERS
@@ -53,7 +72,12 @@ METHOD_TIERS: dict[str, int] = {
     "users.lookupByEmail": 50,  # Tier 3
     "usergroups.users.list": 20,  # Tier 2
     "conversations.info": 50,  # Tier 3
+    "conversations.history": 50,  # Tier 3
+    "conversations.replies": 50,  # Tier 3
+    "conversations.list": 20,  # Tier 2
 }
+
+LOST_ANSWERS = ("cut", "500", "429")
 
 API_PREFIX = "/api/"
 
@@ -67,6 +91,36 @@ class RecordedResponse:
     at: float
     channel: str | None
     message_ts: str | None
+
+
+@dataclass(slots=True)
+class _Window:
+    """`ratelimit_window`: until `until` (monotonic), 429 to `fraction` of each method's
+    calls (of `methods`; every method when empty), counted per method from the start."""
+
+    until: float
+    fraction: Fraction
+    retry_after: int
+    methods: frozenset[str]
+    counts: dict[str, int]
+
+    def refuses(self, method: str, now: float) -> bool:
+        if now >= self.until or (self.methods and method not in self.methods):
+            return False
+        n = self.counts[method] = self.counts.get(method, 0) + 1
+        return math.floor(n * self.fraction) > math.floor((n - 1) * self.fraction)
+
+
+class _CutAnswer(Response):
+    """An answer cut off: the status line and headers (with the body's length) go out, then
+    the connection is closed before the body (uvicorn logs "returned without completing
+    response" and closes it). The client sees the connection drop mid-answer."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(json.dumps(body), media_type="application/json")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
 
 
 @dataclass(slots=True)
@@ -121,6 +175,10 @@ class SlackSim:
         # method -> (HTTP status, channel or None for any) of forced errors, in order
         self._failing: dict[str, list[tuple[int, str | None]]] = {}
         self._slow: dict[str, list[float]] = {}  # method -> delays before answering
+        self._window: _Window | None = None  # ratelimit_window
+        # method -> (how, channel id or None for any, Retry-After) of answers to lose, in order
+        self._losing: dict[str, list[tuple[str, str | None, int]]] = {}
+        self._lost: list[tuple[RecordedRequest, str]] = []
         self._refused_tokens: set[str] = set()  # set_token_valid(token, False)
         self._response_urls: dict[str, tuple[str | None, str | None]] = {}
         self._server: ThreadedServer | None = None
@@ -236,6 +294,56 @@ class SlackSim:
         with self._lock:
             target = self._ws.resolve(channel) if channel is not None else None
             self._failing.setdefault(method, []).extend([(status, target)] * times)
+
+    def ratelimit_window(
+        self,
+        *,
+        seconds: float,
+        fraction: float = 0.5,
+        retry_after: int = 1,
+        methods: Iterable[str] = (),
+    ) -> None:
+        """For the next `seconds` (wall clock), answer HTTP 429 with `Retry-After:
+        retry_after` to `fraction` of the calls of `methods` (every method when none are
+        named), whatever the buckets say: per method, the n-th call since now is refused
+        when n × fraction passes a whole number (0.5: the 2nd, 4th, 6th …; 1/3: the 3rd,
+        6th …). Deterministic and per method: a client that retries a refused call, with no
+        other call to that method meanwhile, gets through. A refused call is not
+        processed. A window replaces the one before (`seconds=0` ends it)."""
+        with self._lock:
+            self._window = _Window(
+                until=time.monotonic() + seconds,
+                fraction=Fraction(fraction).limit_denominator(1000),
+                retry_after=retry_after,
+                methods=frozenset(methods),
+                counts={},
+            )
+
+    def lose_answers(
+        self,
+        method: str,
+        *,
+        how: str = "cut",
+        times: int = 1,
+        retry_after: int = 1,
+        channel: str | None = None,
+    ) -> None:
+        """The next `times` calls of `method` (to `channel`, an id or a name, when given)
+        that Slack processes are processed (a message is stored), then their answer is lost
+        (`how`): "cut" (the connection closes after the headers), "500" (HTTP 500
+        internal_error) or "429" (HTTP 429 ratelimited with `Retry-After: retry_after`).
+        Calls refused before they run (a 429, a forced status) do not count."""
+        if how not in LOST_ANSWERS:
+            raise ValueError(f"how must be one of {LOST_ANSWERS}, not {how!r}")
+        with self._lock:
+            target = self._ws.resolve(channel) if channel is not None else None
+            self._losing.setdefault(method, []).extend([(how, target, retry_after)] * times)
+
+    @property
+    def lost_answers(self) -> list[tuple[RecordedRequest, str]]:
+        """The calls processed whose answer `lose_answers` lost, with how, oldest first."""
+        with self._lock:
+            return list(self._lost)
 
     def set_token_valid(self, token: str, valid: bool) -> None:
         """`valid=False`: Slack no longer knows `token` (mistyped, rotated away, its app
@@ -443,6 +551,15 @@ class SlackSim:
             await asyncio.sleep(delay)
         headers = {k.lower(): v for k, v in request.headers.items()}
         status, body, extra_headers = self._dispatch(method, args, headers)
+        lost = None
+        if status == 200 and body.get("ok"):
+            with self._lock:
+                lost = self._take_loss(method, args)
+        if lost is not None and lost[0] != "cut":
+            how, retry_after = lost
+            status = int(how)
+            body = {"ok": False, "error": "ratelimited" if status == 429 else "internal_error"}
+            extra_headers = {"Retry-After": str(retry_after)} if status == 429 else {}
         # The token stays out of the record: not in the arguments (_dispatch took it), the
         # query, or the raw body (dropped when the body carried it).
         record = RecordedRequest(
@@ -459,7 +576,20 @@ class SlackSim:
         )
         with self._lock:
             self._calls.append(record)
+            if lost is not None:
+                self._lost.append((record, lost[0]))
+        if lost is not None and lost[0] == "cut":
+            return _CutAnswer(body)
         return JSONResponse(body, status_code=status, headers=extra_headers)
+
+    def _take_loss(self, method: str, args: dict[str, Any]) -> tuple[str, int] | None:
+        """The first answer to lose for this processed call (how, Retry-After), taken."""
+        losing = self._losing.get(method) or []
+        for i, (how, channel, retry_after) in enumerate(losing):
+            if channel is None or self._ws.resolve_or_none(args.get("channel")) == channel:
+                del losing[i]
+                return how, retry_after
+        return None
 
     def _dispatch(
         self, method: str, args: dict[str, Any], headers: dict[str, str]
@@ -513,9 +643,11 @@ class SlackSim:
         forced = self._forced.get(method)
         if forced:
             return forced.pop(0)
+        now = time.monotonic()
+        if self._window is not None and self._window.refuses(method, now):
+            return self._window.retry_after
         if not self.rate_limits:
             return 0
-        now = time.monotonic()
         if method == "chat.postMessage":
             try:
                 key = (method, self._ws.resolve(str(args.get("channel", ""))))

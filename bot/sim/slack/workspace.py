@@ -121,10 +121,17 @@ class Workspace:
         return out
 
     def store_message(
-        self, channel: str, text: str, blocks: Any, thread_ts: str | None
+        self,
+        channel: str,
+        text: str,
+        blocks: Any,
+        thread_ts: str | None,
+        *,
+        metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Post as the bot in `channel` (in the thread of `thread_ts`: `thread_not_found`
-        when there is no such message); the message as stored."""
+        when there is no such message), with its message `metadata` if any; the message as
+        stored."""
         ts = self.next_ts()
         message: dict[str, Any] = {
             "user": BOT_USER_ID,
@@ -136,6 +143,8 @@ class Workspace:
             "team": TEAM_ID,
             "blocks": self.with_block_ids(blocks),
         }
+        if metadata is not None:
+            message["metadata"] = metadata
         history = self.history.setdefault(channel, {})
         if thread_ts:
             parent = history.get(thread_ts)
@@ -246,7 +255,8 @@ def dm_id(user: str) -> str:
 
 
 def truthy(value: Any) -> bool:
-    return value is True or str(value).lower() == "true"
+    """A boolean argument as Slack reads it: true, "true" or "1" (slack_sdk sends 1)."""
+    return value is True or str(value).lower() in ("true", "1")
 
 
 def short_id(n: int) -> str:

@@ -11,7 +11,15 @@ Aspects under test:
   retries → TemporaryError with the Retry-After delay;
 - a 429 with Retry-After is obeyed by the client made by make_web_client;
 - auth_test: who the token is (for the log), Forbidden when Slack refuses the token,
-  Unreachable on Slack's 5xx.
+  Unreachable on Slack's 5xx;
+- a 429 holds its method for every caller (the RetryAfterGate): the next call to it waits
+  out the Retry-After, another method does not;
+- a post with a key carries it as message metadata and `find_post` finds it, in the
+  channel (named or by id; a name is resolved by conversations.list once) and in a thread;
+  an unknown key or a post older than the look-back is not found;
+- a post with a key whose answer was lost (429 after delivery, a cut connection) is not
+  retried by the client: one request, a TemporaryError, and the message found by its key;
+  the same post without a key is retried after its Retry-After, and is in the channel twice.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import time
 
 import pytest
 
-from bot.adapters.slack import SlackChat, SlackRefused, make_web_client
+from bot.adapters.slack import LOOKBACK_SECONDS, SlackChat, SlackRefused, make_web_client
 from bot.core.errors import Forbidden, PermanentError, TemporaryError, Unreachable
 from bot.core.model import MessageRef
 from bot.sim.slack import SlackSim
@@ -178,3 +186,75 @@ async def test_user_id_by_email_other_errors_raise(slack_sim: SlackSim) -> None:
     chat = SlackChat(make_web_client("xoxb-a-wrong-one-123", slack_sim.api_url))
     with pytest.raises(Forbidden, match="invalid_auth"):
         await chat.user_id_by_email("oncall@example.com")
+
+
+async def test_a_429_holds_the_method_for_every_caller(slack_sim: SlackSim, bot_token: str) -> None:
+    chat = SlackChat(make_web_client(bot_token, slack_sim.api_url, max_rate_limit_retries=0))
+    ref = await chat.post("C0PAYDEPLOY", text="card")
+    slack_sim.force_ratelimit("chat.update", retry_after=1)
+    with pytest.raises(TemporaryError):
+        await chat.update(ref, text="v1", blocks=[])
+    assert 0.5 < chat.gate.remaining("chat.update") <= 1.0
+    await chat.post("C0PAYDEPLOY", text="another method is not held", thread_ts=ref.ts)
+    await chat.update(ref, text="v2", blocks=[])  # another caller: waits at the gate
+
+    refused, sent = slack_sim.calls_to("chat.update")
+    assert (refused.status, sent.status) == (429, 200)
+    assert sent.at - refused.at >= 1.0
+    line = slack_sim.calls_to("chat.postMessage")[-1]
+    assert line.at - refused.at < 1.0
+
+
+async def test_a_keyed_post_is_found_by_its_key(chat: SlackChat, slack_sim: SlackSim) -> None:
+    started = time.time()
+    card = await chat.post("#payments-deploys", text="card", key="payments/pr@42")
+    line = await chat.post(card.channel, text="line", thread_ts=card.ts, key="payments/pr@42#1")
+    assert slack_sim.messages("C0PAYDEPLOY")[0]["metadata"] == {
+        "event_type": "rollbot_post",
+        "event_payload": {"key": "payments/pr@42"},
+    }
+
+    assert await chat.find_post("#payments-deploys", "payments/pr@42", since=started) == card
+    assert await chat.find_post("C0PAYDEPLOY", "payments/pr@42", since=started) == card
+    found = await chat.find_post(card.channel, "payments/pr@42#1", thread_ts=card.ts, since=started)
+    assert found == line
+    assert await chat.find_post("C0PAYDEPLOY", "payments/pr@43", since=started) is None
+    later = started + LOOKBACK_SECONDS + 60
+    assert await chat.find_post("C0PAYDEPLOY", "payments/pr@42", since=later) is None
+    history = slack_sim.calls_to("conversations.history")
+    assert {c.body["channel"] for c in history} == {"C0PAYDEPLOY"}  # the name, learnt
+    assert all(c.body["include_all_metadata"] == "1" for c in history)
+    assert slack_sim.calls_to("conversations.list") == []
+
+
+async def test_a_channel_name_is_resolved_once(chat: SlackChat, slack_sim: SlackSim) -> None:
+    slack_sim.add_channel("C0OTHER", "other")
+    assert await chat.channel_id("#other") == "C0OTHER"
+    assert await chat.channel_id("other") == "C0OTHER"
+    assert await chat.channel_id("C0PAYDEPLOY") == "C0PAYDEPLOY"
+    assert len(slack_sim.calls_to("conversations.list")) == 1
+    with pytest.raises(SlackRefused, match="channel_not_found"):
+        await chat.channel_id("#nope")
+
+
+@pytest.mark.parametrize("how", ["429", "cut", "500"])
+async def test_a_keyed_post_whose_answer_was_lost_is_not_retried(
+    chat: SlackChat, slack_sim: SlackSim, how: str
+) -> None:
+    started = time.time()
+    slack_sim.lose_answers("chat.postMessage", how=how)
+    with pytest.raises(TemporaryError):
+        await chat.post("C0PAYDEPLOY", text="card", key="payments/pr@42")
+    assert len(slack_sim.calls_to("chat.postMessage")) == 1
+    found = await chat.find_post("C0PAYDEPLOY", "payments/pr@42", since=started)
+    assert found is not None
+    assert [m["ts"] for m in slack_sim.messages("C0PAYDEPLOY")] == [found.ts]
+
+
+async def test_without_a_key_a_lost_answer_is_retried_blindly(
+    chat: SlackChat, slack_sim: SlackSim
+) -> None:
+    """Why posts that matter carry a key: the client's own retry of a delivered post."""
+    slack_sim.lose_answers("chat.postMessage", how="429")
+    await chat.post("C0PAYDEPLOY", text="notice")
+    assert [m["text"] for m in slack_sim.messages("C0PAYDEPLOY")] == ["notice", "notice"]

@@ -96,6 +96,7 @@ class FakeChat:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        key: str | None = None,
     ) -> MessageRef:
         self.posts.append({"channel": channel, "text": text, "thread_ts": thread_ts})
         return MessageRef("C0PAYMENTS", f"1700000000.{len(self.posts):06d}")

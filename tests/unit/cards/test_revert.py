@@ -47,6 +47,7 @@ class FakeChat:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
+        key: str | None = None,
     ) -> MessageRef:
         if self.error is not None:
             raise self.error

@@ -90,6 +90,8 @@ def test_slack_manifest() -> None:
         "usergroups:read",
         "channels:read",
         "groups:read",
+        "channels:history",
+        "groups:history",
     }
 
 
