@@ -283,7 +283,10 @@ async def test_slow_authorisation_closes_the_modal_in_time_and_still_decides(who
         ).send()
         took = asyncio.get_running_loop().time() - started
         assert response.status_code == 200
-        assert took < AUTHORISE_BUDGET_SECONDS + 0.8, f"answered after {took:.2f} s"
+        # Slack's own deadline is the contract (it drops an answer after 3 s); the budget
+        # (2 s) leaves the rest for the answer's way back, which a loaded machine stretches.
+        assert AUTHORISE_BUDGET_SECONDS < 3.0
+        assert took < 3.0, f"answered after {took:.2f} s"
         assert world.slack.open_views(who[0]) == []  # closed, no error in the modal
         assert world.slack.calls_to("usergroups.users.list")  # it was asked
         if who == ONCALL:
