@@ -60,8 +60,7 @@ from bot.core.model import (
     TroubleKind,
 )
 from bot.slack import errors
-
-NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
+from tests.states import NOW, PAUSED_CANARY
 
 HOSTILE = [
     "<!channel>",
@@ -73,34 +72,7 @@ HOSTILE = [
     "a & b",
 ]
 
-STATE = RolloutState(
-    namespace="payments",
-    name="payment-router",
-    uid="u-1",
-    revision=42,
-    phase="Paused",
-    message="CanaryPauseStep",
-    step_index=3,
-    step_count=8,
-    canary_weight=25,
-    set_weight=25,
-    aborted=False,
-    aborted_at=None,
-    paused=False,
-    controller_pause=True,
-    pause_reasons=("CanaryPauseStep",),
-    progressing_reason="RolloutPaused",
-    stable_rs="6f7c9b8d4",
-    current_pod_hash="58c4d7f9b",
-    canary_image="registry.example.com/payment-router:1.8.0",
-    stable_image="registry.example.com/payment-router:1.7.3",
-    stable_revision=41,
-    analysis=AnalysisStatus("payment-router-42-3", "Running", ""),
-    created_at=NOW - timedelta(minutes=12),
-    resource_version="1001",
-    generation=7,
-    strategy="canary",
-)
+STATE = dataclasses.replace(PAUSED_CANARY, created_at=NOW - timedelta(minutes=12))
 
 
 # ── what Slack parses ────────────────────────────────────────────────────────────────────
@@ -376,7 +348,7 @@ def test_rollbots_own_markup_survives_around_escaped_pieces() -> None:
 def test_the_link_message_escapes_the_persons_chosen_name() -> None:
     """A Slack display name is the person's own text: `<!channel>` as a name must not ping
     the channel when the link message names them (DM or ephemeral)."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from bot.core import links
 

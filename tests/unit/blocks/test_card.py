@@ -48,7 +48,7 @@ import dataclasses
 import itertools
 import json
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -80,37 +80,9 @@ from bot.core.model import (
 from bot.core.ports import ActionRecord
 from bot.core.tiers import available_actions, is_revert_url
 from tests.plugins.fixtures import FIXTURES, analysisrun_fixture_paths, rollout_fixture_paths
+from tests.states import NOW, PAUSED_CANARY
 
-NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
-
-PAUSED = RolloutState(
-    namespace="payments",
-    name="payment-router",
-    uid="u-1",
-    revision=42,
-    phase="Paused",
-    message="CanaryPauseStep",
-    step_index=3,
-    step_count=8,
-    canary_weight=25,
-    set_weight=25,
-    aborted=False,
-    aborted_at=None,
-    paused=False,
-    controller_pause=True,
-    pause_reasons=("CanaryPauseStep",),
-    progressing_reason="RolloutPaused",
-    stable_rs="6f7c9b8d4",
-    current_pod_hash="58c4d7f9b",
-    canary_image="registry.example.com/payment-router:1.8.0",
-    stable_image="registry.example.com/payment-router:1.7.3",
-    stable_revision=41,
-    analysis=AnalysisStatus("payment-router-42-3", "Running", ""),
-    created_at=NOW - timedelta(minutes=12, seconds=5),
-    resource_version="1001",
-    generation=7,
-    strategy="canary",
-)
+PAUSED = PAUSED_CANARY
 PROGRESSING = dataclasses.replace(
     PAUSED,
     phase="Progressing",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -27,36 +26,18 @@ import yaml
 from bot.core import rollouts, timeline
 from bot.core.model import AnalysisStatus, RolloutAction, RolloutState, Verification
 from tests.plugins.fixtures import rollout_fixture_paths
+from tests.states import NOW, PAUSED_CANARY
 
-NOW = datetime(2024, 5, 14, 14, 3, 12, tzinfo=UTC)
-
-PAUSED = RolloutState(
-    namespace="payments",
-    name="payment-router",
-    uid="u-1",
-    revision=42,
-    phase="Paused",
+PAUSED = dataclasses.replace(
+    PAUSED_CANARY,
     message="InconclusiveAnalysisRun",
     step_index=5,
     step_count=9,
-    canary_weight=25,
-    set_weight=25,
-    aborted=False,
-    aborted_at=None,
-    paused=False,
-    controller_pause=True,
     pause_reasons=("InconclusiveAnalysisRun",),
-    progressing_reason="RolloutPaused",
-    stable_rs="6f7c9b8d4",
-    current_pod_hash="58c4d7f9b",
     canary_image="registry.example.com/payment-router:1.13.0",
     stable_image="registry.example.com/payment-router:1.12.4",
-    stable_revision=41,
     analysis=AnalysisStatus("payment-router-42-5", "Inconclusive", "p95 400 ms"),
     created_at=NOW,
-    resource_version="1001",
-    generation=7,
-    strategy="canary",
 )
 ABORTING = dataclasses.replace(PAUSED, aborted=True, canary_weight=0)
 ABORTED = dataclasses.replace(
