@@ -34,13 +34,16 @@ from bot.core import tiers as core_tiers
 from bot.core.model import (
     FlagAction,
     FlagState,
+    Incident,
     IncidentState,
     Outcome,
     RevertStarted,
     RolloutAction,
     RolloutState,
+    TierOption,
 )
-from tests.unit.blocks.test_card import ABORTED, HEALTHY, INCIDENT, NOW, PAUSED, buttons
+from tests.states import NOW
+from tests.unit.blocks.test_card import ABORTED, HEALTHY, INCIDENT, PAUSED, buttons
 
 FLAG = "payments.new-router.circuit-open"
 LINK = "https://github.com/acme/gitops/pull/812?a=1&b=2"
@@ -73,6 +76,22 @@ def circuit(is_open: bool) -> FlagState:
     return FlagState(FLAG, "default", "production", is_open, "unleash", NOW - timedelta(minutes=1))
 
 
+def tiers_for(state: RolloutState, incident: Incident, **kw: Any) -> list[TierOption]:
+    """The core's tier options for payment-router at `state` (Tier 2 wired to `FLAG`; no
+    GitOps repo or runbook unless `kw` names them)."""
+    options: dict[str, Any] = {
+        "circuit_flag": FLAG,
+        "circuit_available": True,
+        "gitops_repo": None,
+        "gitops_path": None,
+        "sha_annotation": "rollbot.io/git-sha",
+        "runbook_url": None,
+    }
+    return core_tiers.tier_options(
+        service="payment-router", state=state, incident=incident, **(options | kw)
+    )
+
+
 def render(
     state: RolloutState,
     outcome: Outcome | None,
@@ -81,15 +100,11 @@ def render(
     revert: RevertStarted | None = None,
 ) -> Any:
     incident = SIGNALS[signals]
-    options = core_tiers.tier_options(
-        service="payment-router",
-        state=state,
-        incident=incident,
-        circuit_flag=FLAG,
-        circuit_available=True,
+    options = tiers_for(
+        state,
+        incident,
         gitops_repo="git@example.com:platform/configs.git",
         gitops_path="services/payment-router",
-        sha_annotation="rollbot.io/git-sha",
         runbook_url="https://rollbot.example.com/runbooks/payment-router",
         circuit_open=is_open,
     )
@@ -234,17 +249,7 @@ def test_the_notification_text_leads_with_the_verified_mitigation() -> None:
         now=NOW,
         outcome=outcome,
         incident=INCIDENT,
-        tiers=core_tiers.tier_options(
-            service="payment-router",
-            state=state,
-            incident=INCIDENT,
-            circuit_flag=FLAG,
-            circuit_available=True,
-            gitops_repo=None,
-            gitops_path=None,
-            sha_annotation="rollbot.io/git-sha",
-            runbook_url=None,
-        ),
+        tiers=tiers_for(state, INCIDENT),
         circuit=circuit(False),
     )
     assert text.startswith(
@@ -265,17 +270,7 @@ def test_the_notification_text_says_the_revert_started(state_name: str) -> None:
         trouble=None,
         now=NOW,
         incident=INCIDENT,
-        tiers=core_tiers.tier_options(
-            service="payment-router",
-            state=state,
-            incident=INCIDENT,
-            circuit_flag=FLAG,
-            circuit_available=True,
-            gitops_repo=None,
-            gitops_path=None,
-            sha_annotation="rollbot.io/git-sha",
-            runbook_url=None,
-        ),
+        tiers=tiers_for(state, INCIDENT),
         circuit=circuit(False),
         revert=REVERTS["revert recorded"],
     )

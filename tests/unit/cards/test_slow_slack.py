@@ -29,7 +29,8 @@ from bot.core.errors import TemporaryError
 from bot.core.model import Incident, IncidentState, MessageRef, Outcome, RolloutAction
 from bot.settings import ServiceSettings
 from bot.store import open_store
-from tests.unit.core.test_timeline import ABORTED, NOW, PAUSED
+from tests.states import NOW
+from tests.unit.core.test_timeline import ABORTED, PAUSED
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -36,7 +36,8 @@ from bot.core.model import (
 )
 from bot.settings import ServiceSettings
 from bot.store import open_store
-from tests.unit.core.test_timeline import ABORTED, ABORTING, NOW, PAUSED
+from tests.states import NOW
+from tests.unit.core.test_timeline import ABORTED, ABORTING, PAUSED
 
 pytestmark = pytest.mark.timeout(30)
 
