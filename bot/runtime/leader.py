@@ -1,21 +1,21 @@
 """Active/standby between replicas: one database lease, `leader`, says who acts.
 
-The card and incident engines keep their state in memory, so two replicas acting at once
-would post two cards and count one incident twice. Every replica serves HTTP from its
-start; only the holder of the lease runs the watch, the incident ticker, the PagerDuty
-outbox, the scheduler, the inbox replays and the recovery of actions left running, and
-answers Slack and the webhooks. A standby
-answers them 503 (with `Retry-After`): nothing is stored or executed, and Slack,
-Alertmanager and PagerDuty deliver again. `/readyz` is 503 on a standby, so a Kubernetes
-Service sends traffic to the leader alone.
+Every replica serves every request from its start (bot.web.app): a Slack click or command
+and a runbook page are executed where they arrive (exactly once across replicas by the
+action's claim in the database), and a webhook is stored wherever it arrives. Only the
+holder of the lease runs the loops: the watch, the incident ticker, the PagerDuty outbox,
+the scheduler, the inbox replays (which process the webhooks a standby stored) and the
+recovery of actions left running. `/readyz` does not depend on the lease (`problem` is
+None for a standby), so a rolling update of two replicas completes; only a replica that
+lost the lease and is stopping is not Ready.
 
 The lease lasts `ttl` seconds of database time and is renewed every third of it. The
 leader also keeps a local deadline (its last successful renewal + `ttl`, on the monotonic
-clock): past it, it stops answering at once, whatever the database says, so a stalled or
-cut-off leader never acts alongside the one that took over. A leader that loses the lease
-does not try to hand its memory over: it stops, and the process exits to come back as a
-standby (`on_lost`). A graceful stop releases the lease, so a standby takes over at its
-next try instead of after `ttl`.
+clock): past it, it stops leading at once (`fenced`), whatever the database says, so a
+stalled or cut-off leader never runs the loops alongside the one that took over. A leader
+that loses the lease does not try to hand its memory over: it stops, and the process
+exits to come back as a standby (`on_lost`). A graceful stop releases the lease, so a
+standby takes over at its next try instead of after `ttl`.
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ class Leadership:
 
     @property
     def fenced(self) -> bool:
-        """True when this replica must not act on requests (standby, lost, or past its
-        deadline). Before the lifespan ran (tests serving without it) it is not fenced."""
+        """True when this replica must not run the loops nor process the webhooks it stores
+        (standby, lost, or past its deadline). Before the lifespan ran (tests serving
+        without it) it is not fenced."""
         return self.role is not Role.STARTING and not self.leading
 
     async def try_acquire(self) -> bool:
@@ -137,16 +138,20 @@ class Leadership:
             log.warning("leader lease: could not release it: %r", err)
 
     async def problem(self) -> str | None:
-        """Why this replica is not the one to send traffic to, for /readyz; None if it is."""
-        if self.role is Role.STARTING or self.leading:
-            return None
+        """Why this replica must not take traffic, for /readyz; None if it may. A standby
+        may: it answers every request, only the loops are the leader's (bot.web.app).
+        A replica that lost the lease is stopping (`keep` returned)."""
         if self.role is Role.LOST:
             return "lost the leader lease: stopping"
+        return None
+
+    async def holder_now(self) -> str | None:
+        """Who holds the lease now, and until when (a standby's log line); None: nobody."""
         try:
             held = await self.store.lease_holder(self.name)
-        except Exception:  # noqa: BLE001 - readiness reports, never raises
-            held = None
+        except Exception:  # noqa: BLE001 - a report, never raises
+            return None
         if held is None:
-            return "standby: waiting for the leader lease"
+            return None
         who, until = held
-        return f"standby: {who} leads (lease until {until:%H:%M:%S} UTC)"
+        return f"{who} (lease until {until:%H:%M:%S} UTC)"

@@ -70,6 +70,12 @@ class Metrics:
             "Stored Alertmanager webhooks whose processing raised (the inbox row keeps the error)",
             registry=self.registry,
         )
+        self.webhooks_for_leader = Counter(
+            "rollbot_webhooks_for_leader_total",
+            "Webhooks a standby stored and left to the leader's replay to process, by source",
+            ["source"],
+            registry=self.registry,
+        )
         self.webhook_poison = Counter(
             "rollbot_webhook_poison_total",
             "Authentic webhook bodies that cannot be processed: answered 400 and kept in the "

@@ -433,12 +433,13 @@ class ServerSettings(Section):
     altered. Secret. None: the runbook pages are read-only (no buttons)."""
 
     leader_lease_seconds: float = Field(default=15.0, gt=0, le=300)
-    """Active/standby between replicas: the one holding the database lease ``leader`` acts
-    (watch, cards, scheduler, outbox) and answers requests; the others answer 503 and are
-    not ready. The lease lasts this long unless renewed (every third of it), so a standby
-    takes over at most this long after the leader died; a graceful stop hands it over at
-    once. 15 s: a dead leader is replaced well within a minute, and a database that is
-    slow for a few seconds does not make the leader step down."""
+    """Leader and standbys: every replica answers every request and is Ready; the one
+    holding the database lease ``leader`` runs the loops (the watch, the incident ticker,
+    the scheduler, the outbox, the inbox replays). The lease lasts this long unless
+    renewed (every third of it), so a standby takes over at most this long after the
+    leader died; a graceful stop hands it over at once. 15 s: a dead leader is replaced
+    well within a minute, and a database that is slow for a few seconds does not make the
+    leader step down."""
 
     request_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     """How long a client has to send a request's headers (from connecting, or from the end

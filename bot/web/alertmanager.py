@@ -18,7 +18,9 @@ Per request, in this order:
 A replica that dies between 4 and 5, or whose processing fails to finish (the database
 went away), leaves the row pending; the leader replays those at its start and then every
 few seconds (`bot.incidents.inbox.replay_alerts`), skipping the rows in flight here
-(`in_flight`).
+(`in_flight`). Every replica stores; only one processes (`processes()`: the leader, whose
+incidents are the live ones): a standby answers the same 200 and leaves step 5 to the
+leader's replay, within `bot.wiring.rollbot.REPLAY_AFTER` + `REPLAY_EVERY` seconds.
 Counters: ``rollbot_alertmanager_webhooks_total{outcome}``,
 ``rollbot_alerts_total{service,status}``, ``rollbot_alerts_unknown_total{alertname}``,
 ``rollbot_alertmanager_processing_errors_total``.
@@ -29,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -77,8 +79,12 @@ class AlertmanagerReceiver:
         max_body_bytes: int = MAX_BODY_BYTES,
         poison: PoisonBin | None = None,
         in_flight: InFlight | None = None,
+        processes: Callable[[], bool] = lambda: True,
     ) -> None:
         self._poison = poison
+        # Whether this replica processes what it stores (it leads), or leaves it to the
+        # leader's replay.
+        self._processes = processes
         # The rows being processed here, which the leader's replay leaves alone.
         self.in_flight = in_flight if in_flight is not None else InFlight()
         self._token = token.encode("utf-8") if token else None
@@ -140,11 +146,15 @@ class AlertmanagerReceiver:
             return _error(
                 503, "could not store the webhook; retry later", **{"Retry-After": RETRY_AFTER}
             )
+        self._outcome("accepted")
+        if not self._processes():  # a standby: the leader's replay processes it
+            self.count(alerts)
+            self._metrics.webhooks_for_leader.labels(SOURCE).inc()
+            return JSONResponse({"status": "accepted", "id": webhook_id, "alerts": len(alerts)})
         self.in_flight.add(webhook_id)
         task = asyncio.create_task(self.process(webhook_id, alerts, group))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
-        self._outcome("accepted")
         return JSONResponse({"status": "accepted", "id": webhook_id, "alerts": len(alerts)})
 
     async def process(self, webhook_id: int, alerts: list[Alert], group: dict[str, Any]) -> None:

@@ -1,5 +1,12 @@
 """HTTP surface: Slack, the Alertmanager and PagerDuty webhooks, the runbook pages, health,
-readiness and metrics. Each route gets the narrow part of rollbot it needs."""
+readiness and metrics. Each route gets the narrow part of rollbot it needs.
+
+Every replica answers every route (issue 15): Slack requests and the runbook pages are
+executed where they arrive (an action's claim is exactly once across replicas, in the
+database); a webhook is stored by whichever replica it reaches and processed by the leader
+(at once when it arrived there, else by its replay). `/readyz` says whether this replica
+can serve (its database answers at its schema, Slack takes its token) and, apart, whether
+it leads: a standby is Ready, so a rolling update of two replicas completes."""
 
 from __future__ import annotations
 
@@ -13,7 +20,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.runtime.inbox import InFlight
 from bot.runtime.metrics import Metrics
@@ -75,37 +81,9 @@ class Served(Protocol):
 
     async def readiness_problems(self) -> list[str]: ...
 
-    def fenced(self) -> bool: ...
+    def leads(self) -> bool: ...
 
     def lifespan(self, app: Any) -> AbstractAsyncContextManager[None]: ...
-
-
-#: What a standby still answers: it is alive, it says why it is not ready, its metrics.
-STANDBY_OPEN = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-class StandbyGate:
-    """A standby (or a leader that lost its lease) answers everything else 503 with
-    `Retry-After`, before reading the body: nothing is stored or executed, and Slack,
-    Alertmanager and PagerDuty deliver again (to the leader, once the Service routes there).
-    """
-
-    def __init__(self, app: ASGIApp, fenced: Callable[[], bool], metrics: Metrics) -> None:
-        self.app = app
-        self.fenced = fenced
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in STANDBY_OPEN and self.fenced():
-            self.metrics.http_requests.labels("standby", "503").inc()
-            response = JSONResponse(
-                {"error": "rollbot standby: another replica leads; try again there"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 def _count_refused(metrics: Metrics) -> Callable[[str, int], None]:
@@ -135,7 +113,8 @@ def create_web_app(
     async def readyz(_: Request) -> Response:
         problems = await rollbot.readiness_problems()
         status = 503 if problems else 200
-        return JSONResponse({"ready": not problems, "problems": problems}, status_code=status)
+        body = {"ready": not problems, "problems": problems, "leader": rollbot.leads()}
+        return JSONResponse(body, status_code=status)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -150,6 +129,7 @@ def create_web_app(
             on_workflow=rollbot.paging_actions.on_workflow,
             poison=rollbot.poison,
             in_flight=rollbot.in_flight,
+            processes=rollbot.leads,
         )
     runbooks = runbook_routes(
         RunbookDeps(
@@ -174,6 +154,5 @@ def create_web_app(
         lifespan=rollbot.lifespan if run_background else None,
         middleware=[
             Middleware(RequestGuard, body_timeout=body_timeout, on_refused=_count_refused(metrics)),
-            Middleware(StandbyGate, fenced=rollbot.fenced, metrics=metrics),
         ],
     )

@@ -73,11 +73,14 @@ def pagerduty_routes(
     on_workflow: Process,
     poison: PoisonBin,
     in_flight: InFlight | None = None,
+    processes: Callable[[], bool] = lambda: True,
 ) -> list[BaseRoute]:
     """The PagerDuty webhook's route. `on_webhook` gets each signed v3 delivery
     (`bot.paging.PagingEngine`), `on_workflow` each workflow request
     (`bot.paging.PagerDutyActions`); `store` is a `bot.store.SqlStore` (the inbox and the
-    duplicate records)."""
+    duplicate records). Every replica stores a delivery; only one where `processes()` (the
+    leader) hands it on: a standby answers the same 202 and leaves it to the leader's
+    replay (`bot.paging.inbox`)."""
     secrets = split_secrets(
         settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     )
@@ -161,6 +164,9 @@ def pagerduty_routes(
             return answer(503, {"error": "could not store the delivery; retry"}, retry_after=True)
         if row is None:
             return answer(200, {"status": "duplicate", "id": delivery})
+        if not processes():  # a standby: the leader's replay processes it
+            metrics.webhooks_for_leader.labels(source).inc()
+            return answer(202, {"status": "accepted", "id": delivery})
         flying.add(row)
         task = asyncio.create_task(process(row, source, payload))
         tasks.add(task)

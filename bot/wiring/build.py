@@ -207,6 +207,7 @@ async def build(
     poison = PoisonBin(store=store, metrics=metrics, tell=_fallback_teller(settings, chat))
     token = settings.alertmanager.bearer_token
     in_flight = InFlight()  # the inbox rows being processed here (the receivers register)
+    leadership = Leadership(store, ttl=settings.server.leader_lease_seconds)
     alert_receiver = AlertmanagerReceiver(
         token=token.get_secret_value() if token is not None else None,
         store=store,
@@ -215,6 +216,7 @@ async def build(
         matchers=settings.alert_matchers(),
         poison=poison,
         in_flight=in_flight,
+        processes=lambda: not leadership.fenced,  # a standby stores, the leader processes
     )
     return Rollbot(
         settings=settings,
@@ -237,7 +239,7 @@ async def build(
         paging=paging,
         paging_actions=paging_actions,
         prometheus=prometheus,
-        leadership=Leadership(store, ttl=settings.server.leader_lease_seconds),
+        leadership=leadership,
         slack_token=SlackTokenCheck(chat.auth_test),
     )
 

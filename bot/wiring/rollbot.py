@@ -83,7 +83,7 @@ class Rollbot:
     # auth.test at start (every replica: each has its token); None: not checked.
     slack_token: SlackTokenCheck | None = None
     # Called once the leader lease is lost (the server's way to exit and come back as a
-    # standby); None: the process stays up, answering 503 and not ready.
+    # standby); None: the process stays up, not ready, its loops stopped.
     on_leadership_lost: Callable[[], None] | None = None
     _background: list[asyncio.Task[None]] = field(default_factory=list)
     _scheduler_stopped: bool = False
@@ -111,10 +111,11 @@ class Rollbot:
                 problems.append(standby)
         return problems
 
-    def fenced(self) -> bool:
-        """True when this replica must not act on requests: it is a standby, or it lost
-        the leader lease (bot.runtime.leader)."""
-        return self.leadership is not None and self.leadership.fenced
+    def leads(self) -> bool:
+        """Whether this replica runs the loops and processes the webhooks it stores (it
+        holds the leader lease, or has not asked yet: tests serving without the lifespan).
+        A standby still answers Slack and the runbook pages (bot.web.app)."""
+        return self.leadership is None or not self.leadership.fenced
 
     async def _start_background(self) -> None:
         """The leader's work: the watch, the incident ticker, the recovery of actions left
@@ -190,7 +191,8 @@ class Rollbot:
     async def _lead(self, leadership: Leadership) -> None:
         """Standby until the lease is ours; then act until it is lost, and stop."""
         if not leadership.leading:
-            log.info("standby: waiting for the leader lease (%s)", leadership.holder)
+            held = await leadership.holder_now()
+            log.info("standby (%s): %s leads", leadership.holder, held or "nobody yet")
             await leadership.wait_until_leader()
             self.metrics.leader.set(1)
             await self._start_background()

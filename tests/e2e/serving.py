@@ -141,6 +141,17 @@ async def start(world: SimWorld, log: Path, *, timeout: float = 60) -> Served:
     )
 
 
+async def leading(url: str) -> bool:
+    """Whether the `rollbot serve` at `url` is Ready and leads (its `/readyz` says both: a
+    standby is Ready too, and runs no loop); False while it does not answer."""
+    async with httpx.AsyncClient(timeout=3) as client:
+        try:
+            response = await client.get(f"{url}/readyz")
+        except httpx.TransportError:
+            return False
+    return response.status_code == 200 and response.json().get("leader") is True
+
+
 class Replica:
     """One `rollbot serve` process, its URL and its log."""
 
@@ -211,6 +222,16 @@ class Replica:
         response = await self.get("/metrics")
         assert response.status_code == 200
         return [line for line in response.text.splitlines() if line.startswith(name)]
+
+    async def wait_leading(self, *, timeout: float = 30) -> None:
+        """Until this replica is Ready and leads; fail at once if the process exits."""
+
+        async def leads() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited ({self.proc.returncode}):\n{self.tail()}")
+            return await leading(self.url)
+
+        await eventually(leads, timeout=timeout, interval=0.05, what=f"{self.name} leading")
 
     async def leader_gauge(self) -> float:
         response = await self.get("/metrics")

@@ -408,6 +408,6 @@ async def test_a_kubernetes_outage_is_a_metric_not_unreadiness(tmp_path):
             await eventually(watch_down, timeout=30, what="the watch reported unhealthy")
             ready = await http.get("/readyz")
             assert ready.status_code == 200, ready.text
-            assert ready.json() == {"ready": True, "problems": []}
+            assert ready.json() == {"ready": True, "problems": [], "leader": True}
         finally:
             world.kube.set_unreachable(False)

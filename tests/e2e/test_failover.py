@@ -1,21 +1,22 @@
-"""Active/standby between two real `rollbot serve` processes sharing one SQLite database.
+"""Leader and standby between two real `rollbot serve` processes sharing one SQLite database.
 
 Both processes read the same config, hence the same database file, and compete for the
-lease `leader` (bot/leader.py). Both serve HTTP; only the holder acts:
+lease `leader` (bot/runtime/leader.py). Both serve every request; only the holder runs the
+loops:
 
-- the first process leads (`/readyz` 200, `rollbot_leader 1.0`); the second is a standby:
-  `/healthz` 200, `/readyz` 503 naming the leader's lease, `rollbot_leader 0.0`, a signed
-  slash command answered 503 with `Retry-After` and nothing done; both watch the same
-  cluster but only the leader posts the rollout card (one card, not two);
-- `kill -9` of the leader: the standby takes the lease within about the TTL, becomes
-  ready, and an Abort clicked on the dead leader's card through it aborts the Rollout and
-  updates that card in place (no second card);
+- the first process leads (`/readyz` 200 and `"leader": true`, `rollbot_leader 1.0`); the
+  second is a standby, Ready too (`/readyz` 200, `"leader": false`, `rollbot_leader 0.0`):
+  a signed slash command sent to it is answered, its reply reaches the response_url; both
+  could watch the same cluster but only the leader does, and posts the rollout card (one
+  card, not two);
+- `kill -9` of the leader: the standby takes the lease within about the TTL, and an Abort
+  clicked on the dead leader's card through it aborts the Rollout and updates that card in
+  place (no second card);
 - SIGTERM of the leader: it shuts down gracefully (uvicorn re-raises the signal once
   done, so the status is 0 or -15) and releases the lease, so the standby takes over at
   its next try (a third of the TTL), not after the TTL;
 - a leader whose lease is taken by someone else (written straight into the database)
-  stops and exits 1, saying it lost the lease.
-"""
+  stops and exits 1, saying it lost the lease."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+from bot.sim import alerts as sim_alerts
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
 from tests.e2e.serving import Replica, stopping
 from tests.helpers import eventually
 
@@ -48,7 +50,7 @@ async def _leader_and_standby(
     """A started first and ready (it leads), then B started and serving (standby)."""
     a = await Replica.start(world, "a", tmp_path)
     replicas.append(a)
-    await a.wait_status("/readyz", 200)
+    await a.wait_leading()
     b = await Replica.start(world, "b", tmp_path)
     replicas.append(b)
     return a, b
@@ -66,42 +68,28 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
         with stopping(replicas):
             a, b = await _leader_and_standby(world, tmp_path, replicas)
 
-            # B is a standby: alive, not ready, naming A's lease.
-            ready_b = await b.wait_status("/readyz", 503, timeout=5)
-            problems = ready_b.json()["problems"]
-            standby = [p for p in problems if p.startswith("standby:")]
-            assert standby, problems
-            assert f":{a.pid}:" in standby[0], (standby, a.pid)  # A's holder id: host:pid:nonce
-            assert (await a.get("/readyz")).status_code == 200
+            # B is a standby: Ready (it serves), not leading.
+            ready_b = await b.wait_status("/readyz", 200, timeout=5)
+            assert ready_b.json() == {"ready": True, "problems": [], "leader": False}
+            assert (await a.get("/readyz")).json()["leader"] is True
             assert await a.leader_gauge() == 1.0
             assert await b.leader_gauge() == 0.0
 
-            # A signed slash command to the standby: 503, Retry-After, nothing done.
-            before = len(world.slack.responses)
-            ephemerals = len(world.slack.ephemerals)
-            world.attach_bot(b.url)
-            refused = await world.sender.slash_command(
-                ONCALL[0], ONCALL[1], "payment-router"
-            ).send()
-            assert refused.status_code == 503, refused.text
-            assert refused.headers.get("Retry-After") == "5"
-            # No waiting: the standby's gate answers 503 before reading the body, so nothing
-            # was started that could still answer (counted in its /metrics as refused).
-            assert await b.metric('rollbot_http_requests_total{route="standby",status="503"}')
-            assert len(world.slack.responses) == before
-            assert len(world.slack.ephemerals) == ephemerals
-
-            # The same to the leader: answered, and its reply reaches the response_url.
+            # A signed slash command to the standby: answered there, its reply reaches
+            # the response_url.
+            for replica in (b, a):
+                before = len(world.slack.responses)
+                world.attach_bot(replica.url)
+                answered = await world.sender.slash_command(
+                    ONCALL[0], ONCALL[1], "payment-router"
+                ).send()
+                assert answered.status_code == 200, answered.text
+                await world.wait_for(
+                    lambda before=before: len(world.slack.responses) > before,
+                    timeout=20,
+                    what=f"{replica.name}'s status reply",
+                )
             world.attach_bot(a.url)
-            answered = await world.sender.slash_command(
-                ONCALL[0], ONCALL[1], "payment-router"
-            ).send()
-            assert answered.status_code == 200, answered.text
-            await world.wait_for(
-                lambda: len(world.slack.responses) > before,
-                timeout=20,
-                what="the leader's status reply",
-            )
 
             # Both watch the same cluster; only the leader posts the card.
             card = await world.wait_for(
@@ -120,7 +108,7 @@ async def test_one_leader_one_standby_and_failover_on_kill_9(tmp_path: Path) -> 
             a.proc.send_signal(signal.SIGKILL)
             a.proc.wait(timeout=10)
             killed = time.monotonic()
-            await b.wait_status("/readyz", 200, timeout=15)
+            await b.wait_leading(timeout=15)
             takeover = time.monotonic() - killed
             print(f"takeover after kill -9: {takeover:.2f} s (lease {LEASE} s)")
             assert await b.leader_gauge() == 1.0
@@ -193,7 +181,8 @@ async def test_graceful_stop_hands_over_quickly(tmp_path: Path) -> None:
         replicas: list[Replica] = []
         with stopping(replicas):
             a, b = await _leader_and_standby(world, tmp_path, replicas)
-            await b.wait_status("/readyz", 503, timeout=5)
+            await b.wait_status("/readyz", 200, timeout=5)  # a standby is Ready
+            assert await b.leader_gauge() == 0.0
 
             signalled = time.monotonic()
             a.proc.send_signal(signal.SIGTERM)
@@ -204,7 +193,7 @@ async def test_graceful_stop_hands_over_quickly(tmp_path: Path) -> None:
             # either way: the lifespan ran to its end (and released the lease).
             assert code in (0, -signal.SIGTERM), a.tail()
             assert "Application shutdown complete" in a.log.read_text(), a.tail()
-            await b.wait_status("/readyz", 200, timeout=2 * lease)
+            await b.wait_leading(timeout=2 * lease)
             handover = time.monotonic() - exited
             print(
                 f"takeover after SIGTERM: {handover:.2f} s after the exit, "
@@ -227,7 +216,7 @@ async def test_a_leader_whose_lease_is_taken_exits_1(tmp_path: Path) -> None:
         with stopping(replicas):
             a = await Replica.start(world, "a", tmp_path)
             replicas.append(a)
-            await a.wait_status("/readyz", 200)
+            await a.wait_leading()
 
             db = sqlite3.connect(_database(world), timeout=10)
             try:
@@ -249,3 +238,39 @@ async def test_a_leader_whose_lease_is_taken_exits_1(tmp_path: Path) -> None:
             print(f"exit after the lease was taken: {time.monotonic() - taken:.2f} s")
             assert code == 1, a.tail()
             assert "lost the leader lease" in a.log.read_text(), a.tail()
+
+
+async def test_an_alert_sent_to_the_standby_is_processed_by_the_leader(tmp_path: Path) -> None:
+    """The standby stores the webhook and answers 200 (counted as left to the leader); the
+    leader's replay processes it: one card, with the alert."""
+    async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
+        replicas: list[Replica] = []
+        with stopping(replicas):
+            a, b = await _leader_and_standby(world, tmp_path, replicas)
+            await b.wait_status("/readyz", 200, timeout=5)
+            alert = sim_alerts.alert(
+                "RollbotErrorRateHigh",
+                service="payment-router",
+                status="firing",
+                labels={"slo": "error_rate"},
+                summary="payment-router: 5xx ratio 9 %",
+            )
+            sent = await sim_alerts.send(
+                f"{b.url}/webhooks/alertmanager",
+                ALERTMANAGER_TOKEN,
+                sim_alerts.webhook([alert]),
+            )
+            assert sent.status_code == 200, sent.text
+            assert sent.json()["status"] == "accepted"
+            card = await world.wait_for(
+                lambda: (c := world.card()) and "RollbotErrorRateHigh" in json.dumps(c) and c,
+                timeout=30,
+                what="the card with the alert the standby stored",
+            )
+            assert [m["ts"] for m in _top_level(world)] == [card["ts"]]
+            # b stored it and left it to the leader; a processed it (b runs no loop).
+            assert await b.metric('rollbot_webhooks_for_leader_total{source="alertmanager"}') == [
+                'rollbot_webhooks_for_leader_total{source="alertmanager"} 1.0'
+            ]
+            assert await a.metric("rollbot_webhooks_for_leader_total{") == []
+            assert await b.metric("rollbot_watch_events_total{") == []

@@ -22,13 +22,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bot.sim import alerts as sim_alerts
 from bot.sim import world as sim_world
 from bot.sim.harness import ALERTMANAGER_TOKEN, ONCALL, SimWorld
-from tests.e2e.serving import Served, start
+from tests.e2e.serving import Served, leading, start
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(180)
@@ -75,16 +74,16 @@ def _kill(served: Served) -> None:
 
 
 async def _restart(world: SimWorld, log: Path) -> Served:
-    """`rollbot serve` again on the same database, once it leads (`/readyz` 200: the killed
+    """`rollbot serve` again on the same database, once it leads (`/readyz` says so: the killed
     process's lease has lapsed)."""
     served = await start(world, log)
     world.attach_bot(served.url)
-    async with httpx.AsyncClient(timeout=2.0) as client:
-
-        async def ready() -> bool:
-            return (await client.get(f"{served.url}/readyz")).status_code == 200
-
-        await eventually(ready, timeout=30, interval=0.1, what="the restarted process leading")
+    await eventually(
+        lambda: leading(served.url),
+        timeout=30,
+        interval=0.1,
+        what="the restarted process leading",
+    )
     return served
 
 

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from bot.sim import alerts as sim_alerts
 from bot.sim.harness import ALERTMANAGER_TOKEN, SimWorld
-from tests.e2e.serving import Served, start
+from tests.e2e.serving import Served, leading, start
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.peer("postgres")]
@@ -108,11 +108,8 @@ async def _deliver(url: str, payload: dict[str, Any], refused: list[int]) -> Non
 
 
 async def _ready(served: Served) -> bool:
-    async with httpx.AsyncClient(timeout=3) as client:
-        try:
-            return (await client.get(f"{served.url}/readyz")).status_code == 200
-        except httpx.TransportError:
-            return False
+    """Ready and leading (a standby is Ready too)."""
+    return await leading(served.url)
 
 
 def _pending(url: str) -> int:

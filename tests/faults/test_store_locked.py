@@ -56,7 +56,7 @@ import pytest
 from bot.sim import alerts as sim_alerts
 from bot.sim import world as sim_world
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, PD_ONCALL, SimWorld
-from tests.e2e.serving import Served, start
+from tests.e2e.serving import Served, leading, start
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -182,8 +182,8 @@ async def _serve(world: SimWorld, log: Path) -> Served:
 
 
 async def _ready(served: Served) -> bool:
-    async with httpx.AsyncClient(timeout=5) as client:
-        return (await client.get(f"{served.url}/readyz")).status_code == 200
+    """Ready and leading (a standby is Ready too)."""
+    return await leading(served.url)
 
 
 async def _webhooks_under(

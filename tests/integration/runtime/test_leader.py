@@ -1,8 +1,9 @@
 """Active/standby (bot/leader.py) on SQLite and a real PostgreSQL, two replicas' stores.
 
 Aspects under test:
-- one of two contenders leads; the other is a standby, fenced, whose readiness problem
-  names the leader; before the lifespan asks (STARTING) nobody is fenced;
+- one of two contenders leads; the other is a standby, fenced (it runs no loop) but with
+  no readiness problem (it serves), and says who leads; before the lifespan asks
+  (STARTING) nobody is fenced;
 - a graceful release hands over at the standby's next try;
 - a leader that is not renewed past its ttl is taken over, and the old leader, on its next
   renewal, finds the lease taken: LOST, fenced, with a readiness problem saying so;
@@ -34,8 +35,9 @@ async def test_one_leads_the_other_stands_by(two_stores: tuple[SqlStore, SqlStor
     assert leader.role is Role.LEADER and leader.leading and not leader.fenced
     assert standby.role is Role.STANDBY and standby.fenced
     assert await leader.problem() is None
-    problem = await standby.problem()
-    assert problem is not None and problem.startswith(f"standby: {leader.holder} leads")
+    assert await standby.problem() is None  # a standby serves: Ready
+    held = await standby.holder_now()
+    assert held is not None and held.startswith(f"{leader.holder} (lease until ")
     assert not await standby.try_acquire()  # still held
 
     await leader.release()
@@ -102,7 +104,8 @@ async def test_database_down_is_not_now_then_fenced_at_the_deadline(
     down = Leadership(_Down(), ttl=0.6, holder="replica-x")
     assert not await down.try_acquire()  # an error is a "not now"
     assert down.role is Role.STANDBY and down.fenced
-    assert await down.problem() == "standby: waiting for the leader lease"
+    assert await down.problem() is None
+    assert await down.holder_now() is None  # the database does not say: nobody known
 
     store, _ = two_stores
     leader = Leadership(store, ttl=0.6, holder="replica-a")
