@@ -162,11 +162,11 @@ class RolloutCommands:
 
         # From here to the report, the card's thread waits for this action's one line;
         # whatever ends the action without a report lets the thread go on.
-        pipeline.cards.acting(req.service, before, req.action)
+        await pipeline.cards.acting(req.service, before, req.action)
         try:
             return await self._execute(req, cfg, target, key, before, decision)
         finally:
-            pipeline.cards.not_acting(before, req.action)
+            await pipeline.cards.not_acting(before, req.action)
 
     async def _execute(
         self,

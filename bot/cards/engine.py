@@ -30,12 +30,21 @@ a duplicate). Every render reads it from the store until one is found, so the ca
 who started the revert, with its link, after a restart or when another process recorded it.
 The last action's outcome and the PagerDuty line are kept with the card's record too
 (`set_card_outcome`, `set_card_pager`) and taken over by the memory of whichever process
-renders it next (`_adopt`), so a restart does not lose the headline "Aborted, verified".
+renders it next (`_sync`), so a restart does not lose the headline "Aborted, verified".
 
 And one rule keeps rollbot's own action to one line (`bot.cards.thread.ActionGate`): from
 `acting` (rollbot is about to patch the Rollout) to `report`, the watch's lines are held
 back, and what the action explains is left out (while rollbot's abort holds, the aborted
 Rollout is no news); `explained` tells the incident engine the same.
+
+Every replica acts (issue 15), one edits. A click, a command or a runbook page is executed
+by whichever replica it reaches, and that replica reports here: it writes the outcome, the
+gate and the breaker to the card's record, posts the card if it has none yet (exactly once:
+`claim_card`) and the action's thread line (`post_once`), and marks the card for the leader
+(`mark_card_dirty`). Only the leader (`leads()`) edits the message (`chat.update`): it takes
+the marked cards every `MARKED_EVERY` seconds (`run_marked`) and renders them with what the
+record says (`_sync`). One writer per message means an older render can never overwrite a
+newer one, without holding a database lock across a Slack call.
 """
 
 from __future__ import annotations
@@ -87,6 +96,8 @@ SLACK_PATIENCE = 10.0
 # The longest wait before the flush tries again what Slack did not take, without a
 # Retry-After (seconds).
 RETRY_MAX = 60.0
+# How often the leader takes the cards other replicas marked for rendering (seconds).
+MARKED_EVERY = 0.5
 
 
 def other_flags(cfg: ServiceSettings) -> tuple[str, ...]:
@@ -152,9 +163,6 @@ class _CardMemory:
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
     flush: asyncio.Task[None] | None = field(default=None, repr=False)
-    # Whether the outcome and PagerDuty line kept with the card's record (a previous
-    # process's) have been taken over into this memory (`Cards._adopt`).
-    adopted: bool = False
     failures: int = 0  # Slack failures in a row (the flush's backoff)
     owes_post: bool = False  # this process claimed the card and its post failed
     # Thread lines not posted yet, oldest first: (key, text, when first tried or None).
@@ -173,8 +181,11 @@ class Cards:
         circuit_environment: str | None = None,
         update_interval: float = 1.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        leads: Callable[[], bool] = lambda: True,
     ) -> None:
         self._chat = chat
+        # Whether this replica edits the cards' messages (the leader), or leaves that to it.
+        self._leads = leads
         self._store = store
         self._catalog = catalog
         self._public_url = public_url.rstrip("/") if public_url else None
@@ -219,22 +230,39 @@ class Cards:
             card = await self._store.get_card(key)
             if card is None and not self._hurts(mem):
                 return None
-            return await self._show(mem, card, line=self._watch_line(mem, state))
+            kept = self._sync(mem, card)
+            if card is not None:
+                mem.gate.adopt(card.gate)  # another replica's action, in flight or verified
+            line = self._watch_line(mem, state)
+            if card is not None and mem.gate.to_json() != kept:
+                # The watch saw the end of what the action explained: so does the record.
+                await self._store.set_card_gate(key, mem.gate.to_json())
+            return await self._show(mem, card, line=line)
 
-    def acting(self, service: str, state: RolloutState, action: RolloutAction) -> None:
+    async def acting(self, service: str, state: RolloutState, action: RolloutAction) -> None:
         """rollbot is about to patch the Rollout (`state`: as read just before): until the
-        action's `report`, the watch's lines about this card are held back."""
-        mem = self._memory.get(card_key(state))
+        action's `report`, the watch's lines about this card are held back (here), and the
+        card's record says so (for the leader's watch, when this is a standby)."""
+        key = card_key(state)
+        mem = self._memory.get(key)
         if mem is None:
-            mem = self._memory[card_key(state)] = _CardMemory(service, state)
+            mem = self._memory[key] = _CardMemory(service, state)
         mem.gate.start(action, state)
+        await self._keep_gate(key, mem)
 
-    def not_acting(self, state: RolloutState, action: RolloutAction) -> None:
+    async def not_acting(self, state: RolloutState, action: RolloutAction) -> None:
         """The `acting(…, state, action)` ended (its `report` has settled it already, unless
         an error ended it first): the watch's lines are no longer held back for it."""
-        mem = self._memory.get(card_key(state))
-        if mem is not None:
+        key = card_key(state)
+        mem = self._memory.get(key)
+        if mem is not None and mem.gate.acting == (action, state):
             mem.gate.end(action, state)
+            await self._keep_gate(key, mem)
+
+    async def _keep_gate(self, key: str, mem: _CardMemory) -> None:
+        """Write the card's gate to its record; no card yet: nothing to keep it with."""
+        with contextlib.suppress(LookupError):  # the store's RecordNotFound
+            await self._store.set_card_gate(key, mem.gate.to_json())
 
     def explained(self, state: RolloutState) -> bool:
         """Whether rollbot's own action on this card (in flight, or verified and still
@@ -305,6 +333,10 @@ class Cards:
         if self._circuit.get(service) == circuit:
             return
         self._circuit[service] = circuit
+        # Kept with the service's cards: the leader shows what a standby's flip read back.
+        await self._store.set_service_circuit(service, circuit, mark_dirty=not self._leads())
+        if not self._leads():
+            return
         for key, mem in list(self._memory.items()):
             if mem.service != service:
                 continue
@@ -320,16 +352,20 @@ class Cards:
         key = card_key(state)
         async with self._lock(key):
             mem = self._mem(service, state)
-            self._adopt(mem, await self._store.get_card(key))
+            self._sync(mem, await self._store.get_card(key))
             mem.outcome = outcome
             held = mem.gate.settle(outcome.action, verified=outcome.verified, after=state)
             card = await self._ensure_posted(mem, await self._store.get_card(key))
             if card is None:
                 await self._store.bump_card_epoch(key)
                 return None
-            # Kept with the card: a replica that takes over shows the same headline.
+            # Kept with the card: the leader renders it, and a replica that takes over
+            # shows the same headline and keeps quiet about what the action explains.
             await self._store.set_card_outcome(key, outcome)
-            card = replace(card, epoch=await self._store.bump_card_epoch(key))
+            await self._store.set_card_gate(key, mem.gate.to_json())
+            await self._store.bump_card_epoch(key)
+            card = await self._store.get_card(key)  # as written: rendered from the record
+            assert card is not None and card.ts is not None
             await self._refresh(mem, card, line=line, always=True, immediate=True)
             if held is not None:
                 await self._refresh(mem, card, line=held)
@@ -350,13 +386,41 @@ class Cards:
             return False
         async with self._lock(key):
             card = await self._store.get_card(key)
-            self._adopt(mem, card)
-            mem.pager = text
-            if card is None or card.ts is None:
+            if card is None:
                 return False
             await self._store.set_card_pager(key, text)
+            card = replace(card, pager=text)
+            self._sync(mem, card)
+            if card.ts is None:
+                return False
             await self._refresh(mem, card, line=line, always=True, immediate=True)
         return True
+
+    async def render_marked(self) -> int:
+        """Render the cards other replicas marked (the leader's part of their actions);
+        how many. A card this process has never shown is left to the watch's next event
+        about its Rollout (whose render reads the same record)."""
+        rendered = 0
+        for key in await self._store.take_dirty_cards():
+            mem = self._memory.get(key)
+            if mem is None:
+                continue
+            async with self._lock(key):
+                card = await self._store.get_card(key)
+                if card is None or card.ts is None:
+                    continue
+                await self._render_update(mem, card)
+                rendered += 1
+        return rendered
+
+    async def run_marked(self, every: float = MARKED_EVERY) -> None:
+        """The leader's loop over `render_marked`, every `every` seconds, until cancelled."""
+        while True:
+            try:
+                await self.render_marked()
+            except Exception:
+                log.warning("rendering the marked cards failed; again shortly", exc_info=True)
+            await asyncio.sleep(every)
 
     def settled(self) -> bool:
         """Whether nothing is under way: no card being changed (every card's lock free), no
@@ -378,15 +442,20 @@ class Cards:
 
     # ── rendering ───────────────────────────────────────────────────────────────────────
 
-    @staticmethod
-    def _adopt(mem: _CardMemory, card: CardRecord | None) -> None:
-        """Take over what the card's record keeps of a previous process's memory (the last
-        outcome, the PagerDuty line), once, where this memory has none of its own."""
-        if mem.adopted or card is None:
-            return
-        mem.adopted = True
-        mem.outcome = mem.outcome or card.outcome
-        mem.pager = mem.pager or card.pager
+    def _sync(self, mem: _CardMemory, card: CardRecord | None) -> dict[str, Any] | None:
+        """Take what the card's record says over this memory: every writer writes the
+        record before it renders, so the record is the newer (another replica's outcome,
+        and breaker; the PagerDuty line; a previous process's). The gate is taken where the
+        watch's lines are weighed (`observe`). Returns the gate as the record had it."""
+        if card is None:
+            return None
+        mem.outcome = card.outcome or mem.outcome
+        mem.pager = card.pager or mem.pager
+        if card.circuit is not None:
+            # Written by whoever read the breaker last (this process writes it too).
+            self._circuit[mem.service] = card.circuit
+        mem.circuit = self._circuit.get(mem.service)
+        return dict(card.gate) if card.gate is not None else None
 
     @staticmethod
     def _hurts(mem: _CardMemory) -> bool:
@@ -475,6 +544,11 @@ class Cards:
 
     async def _show_revert(self, key: str) -> None:
         """Render the card `key` again now (its revert is read from the store)."""
+        if not self._leads():
+            # Not edited by this process: the leader renders it, reading the revert.
+            with contextlib.suppress(LookupError):  # no card: nothing to render
+                await self._store.mark_card_dirty(key)
+            return
         mem = self._memory.get(key)
         if mem is None:
             return  # not shown by this process: its next render reads the revert
@@ -569,10 +643,9 @@ class Cards:
         elif card.ts is None:
             # Claimed before, never recorded: that first post may have gone through.
             earlier = time.time() - EARLIER_POST_LOOKBACK
-        self._adopt(mem, card)
+        self._sync(mem, card)
         if card.ts is not None:
             return card
-        mem.circuit = self._circuit.get(mem.service)
         await self._read_revert(mem)
         text, body = self.render(mem, epoch=card.epoch)
         try:
@@ -649,8 +722,11 @@ class Cards:
             mem.failures = 0
 
     async def _render_update(self, mem: _CardMemory, card: CardRecord) -> None:
-        self._adopt(mem, card)
-        mem.circuit = self._circuit.get(mem.service)
+        if not self._leads():
+            # One writer per message: the leader renders it, with what the record says.
+            await self._store.mark_card_dirty(card.card_key)
+            return
+        self._sync(mem, card)
         await self._read_revert(mem)
         digest = _digest(mem, card.epoch)
         if digest == card.digest or digest == mem.digest:

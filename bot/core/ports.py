@@ -153,6 +153,9 @@ class CardRecord:
     epoch: int  # bumps on every executed action; buttons carry it
     outcome: Outcome | None = None  # the last executed action's, for the outcome line
     pager: str | None = None  # the PagerDuty incident, as the card's notice line
+    # rollbot's own action on the Rollout, as `bot.cards.thread.ActionGate.to_json` wrote it
+    gate: Mapping[str, Any] | None = None
+    circuit: FlagState | None = None  # the service's breaker as last read by any replica
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +256,25 @@ class Store(Protocol):
 
     async def set_card_pager(self, card_key: str, text: str | None) -> None:
         """Record the card's PagerDuty line (None: clear it); the card must exist."""
+        ...
+
+    async def set_card_gate(self, card_key: str, gate: Mapping[str, Any] | None) -> None:
+        """Record rollbot's own action on the card's Rollout (None: none)."""
+        ...
+
+    async def set_service_circuit(
+        self, service: str, circuit: FlagState, *, mark_dirty: bool = False
+    ) -> list[str]:
+        """Record the service's breaker on its cards (`mark_dirty`: for the leader to
+        render them again); the keys of those cards."""
+        ...
+
+    async def mark_card_dirty(self, card_key: str) -> None:
+        """Ask the leader to render the card again."""
+        ...
+
+    async def take_dirty_cards(self) -> list[str]:
+        """The cards marked since the last call, unmarked at once."""
         ...
 
     async def save_incident(self, incident: Incident, alerts: Mapping[str, str]) -> None:

@@ -6,7 +6,10 @@ INSERT reads and returns the winner's row. `bump_card_epoch` is an atomic counte
 (`epoch = epoch + 1 … RETURNING`), never read-modify-write in Python.
 
 A card also keeps what its outcome line and PagerDuty line show (`set_card_outcome`,
-`set_card_pager`), so a new leader renders the same card. The outcome is a small JSON
+`set_card_pager`), so a new leader renders the same card; and what lets a standby act on
+it while the leader alone edits the message (0006): the action gate (`set_card_gate`),
+the service's breaker (`set_service_circuit`), and a mark asking the leader to render it
+again (`mark_card_dirty`, taken atomically by `take_dirty_cards`). The outcome is a small JSON
 object (`bot.store.codecs`); one this build cannot read (an action a newer build added) is
 logged and read as None rather than making the card unreadable.
 """
@@ -14,15 +17,21 @@ logged and read as None rather than making the card unreadable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from bot.core.model import Outcome
+from bot.core.model import FlagState, Outcome
 from bot.core.ports import CardRecord
 from bot.store.base import RecordNotFound, StoreBase
-from bot.store.codecs import outcome_from_json, outcome_to_json
+from bot.store.codecs import (
+    flag_state_from_json,
+    flag_state_to_json,
+    outcome_from_json,
+    outcome_to_json,
+)
 from bot.store.schema import cards
 
 log = logging.getLogger(__name__)
@@ -96,6 +105,46 @@ class CardsMixin(StoreBase):
         """Record the card's PagerDuty line (None: clear it)."""
         await self._update_card(card_key, pager=text)
 
+    async def set_card_gate(self, card_key: str, gate: Mapping[str, Any] | None) -> None:
+        """Record rollbot's own action on the card's Rollout (None: none)."""
+        await self._update_card(card_key, gate=sa.null() if gate is None else dict(gate))
+
+    async def set_service_circuit(
+        self, service: str, circuit: FlagState, *, mark_dirty: bool = False
+    ) -> list[str]:
+        """Record the service's breaker on each of its cards (`mark_dirty`: and ask the
+        leader to render them again); the keys of the cards changed."""
+        values: dict[str, Any] = {
+            "circuit": flag_state_to_json(circuit),
+            "updated_at": self._clock(),
+        }
+        if mark_dirty:
+            values["dirty_at"] = self._clock()
+        async with self._engine.begin() as conn:
+            rows = await conn.execute(
+                cards.update()
+                .where(cards.c.service == service)
+                .values(**values)
+                .returning(cards.c.card_key)
+            )
+            return [row.card_key for row in rows]
+
+    async def mark_card_dirty(self, card_key: str) -> None:
+        """Ask the leader to render the card again (what it shows changed elsewhere)."""
+        await self._update_card(card_key, dirty_at=self._clock())
+
+    async def take_dirty_cards(self) -> list[str]:
+        """The cards marked since the last call, unmarked in the same statement (a mark
+        set after it is taken by the next call)."""
+        async with self._engine.begin() as conn:
+            rows = await conn.execute(
+                cards.update()
+                .where(cards.c.dirty_at.is_not(None))
+                .values(dirty_at=None)
+                .returning(cards.c.card_key)
+            )
+            return sorted(row.card_key for row in rows)
+
     async def _update_card(self, card_key: str, **values: Any) -> sa.Row[Any]:
         async with self._engine.begin() as conn:
             row = (
@@ -124,7 +173,19 @@ def _card_record(row: sa.Row[Any]) -> CardRecord:
         epoch=int(row.epoch),
         outcome=_outcome(row),
         pager=row.pager,
+        gate=row.gate,
+        circuit=_circuit(row),
     )
+
+
+def _circuit(row: sa.Row[Any]) -> FlagState | None:
+    if row.circuit is None:
+        return None
+    try:
+        return flag_state_from_json(row.circuit)
+    except (ValueError, KeyError, TypeError) as err:
+        log.warning("card %s: breaker unreadable, shown as unknown: %r", row.card_key, err)
+        return None
 
 
 def _outcome(row: sa.Row[Any]) -> Outcome | None:

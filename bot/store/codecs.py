@@ -6,6 +6,9 @@ back: pure function pairs, each round-tripped by a unit test.
   "verified": true, "seconds": 0.1, "detail": ""}`. `action` is the enum's value, read
   back as a `RolloutAction` or else a `FlagAction` (their values are distinct); `at` is
   ISO 8601 in UTC.
+- `flag_state_to_json` / `flag_state_from_json`: a card's breaker as last read, a
+  `FlagState` as `{"key", "project", "environment", "enabled", "provider", "updated_at"}`
+  (`updated_at` ISO 8601 in UTC, or null).
 - `incident_columns` / `incident_record`: an `Incident` and the alerts firing for it as the
   `incidents` row's columns, and a row's columns as an `IncidentRecord`. Sets are stored as
   sorted lists (one text for one set, whatever the hash order), `summaries` as a list of
@@ -20,12 +23,21 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from bot.core.model import FlagAction, Incident, IncidentState, Outcome, RolloutAction
+from bot.core.model import (
+    FlagAction,
+    FlagState,
+    Incident,
+    IncidentState,
+    Outcome,
+    RolloutAction,
+)
 from bot.core.ports import IncidentRecord
 from bot.store.schema import to_utc
 
 __all__ = [
     "action_from_value",
+    "flag_state_from_json",
+    "flag_state_to_json",
     "incident_columns",
     "incident_record",
     "outcome_from_json",
@@ -55,6 +67,31 @@ def outcome_from_json(data: Mapping[str, Any]) -> Outcome:
         verified=bool(data["verified"]),
         seconds=float(data["seconds"]),
         detail=str(data.get("detail", "")),
+    )
+
+
+def flag_state_to_json(state: FlagState) -> dict[str, Any]:
+    """The breaker's state as a JSON object (see the module docstring)."""
+    return {
+        "key": state.key,
+        "project": state.project,
+        "environment": state.environment,
+        "enabled": state.enabled,
+        "provider": state.provider,
+        "updated_at": None if state.updated_at is None else to_utc(state.updated_at).isoformat(),
+    }
+
+
+def flag_state_from_json(data: Mapping[str, Any]) -> FlagState:
+    """The `FlagState` `flag_state_to_json` wrote; KeyError or TypeError when it is not."""
+    updated = data.get("updated_at")
+    return FlagState(
+        key=str(data["key"]),
+        project=str(data["project"]),
+        environment=str(data["environment"]),
+        enabled=bool(data["enabled"]),
+        provider=str(data["provider"]),
+        updated_at=None if updated is None else to_utc(datetime.fromisoformat(updated)),
     )
 
 

@@ -120,6 +120,12 @@ cards = sa.Table(
     # (`bot.store.codecs`), and the PagerDuty incident's notice line. NULL: none yet.
     sa.Column("outcome", sa.JSON, nullable=True),
     sa.Column("pager", sa.Text, nullable=True),
+    # What lets a standby act on the card while the leader alone edits it (0006): rollbot's
+    # own action on the Rollout (`bot.cards.thread.ActionGate`, as JSON), the service's
+    # breaker as last read (`bot.store.codecs`), and when the leader must render it again.
+    sa.Column("gate", sa.JSON, nullable=True),
+    sa.Column("circuit", sa.JSON, nullable=True),
+    sa.Column("dirty_at", UTCDateTime, nullable=True),
 )
 
 # One incident per Rollout revision, keyed like its card; the live ones are loaded by a new

@@ -88,6 +88,8 @@ async def build(
         rollouts = make_rollouts(settings, store, api_client=kube_client)
     metrics = Metrics()
     clock = clock or SystemClock()
+    # Who leads: the loops, the webhooks' processing and the cards' edits are its own.
+    leadership = Leadership(store, ttl=settings.server.leader_lease_seconds)
     cards = Cards(
         chat=chat,
         store=store,
@@ -95,6 +97,7 @@ async def build(
         public_url=settings.server.public_url,
         circuit_available=flags is not None,
         circuit_environment=settings.flags.environment if flags is not None else None,
+        leads=lambda: not leadership.fenced,
     )
     prometheus = (
         PrometheusMetrics(
@@ -207,7 +210,6 @@ async def build(
     poison = PoisonBin(store=store, metrics=metrics, tell=_fallback_teller(settings, chat))
     token = settings.alertmanager.bearer_token
     in_flight = InFlight()  # the inbox rows being processed here (the receivers register)
-    leadership = Leadership(store, ttl=settings.server.leader_lease_seconds)
     alert_receiver = AlertmanagerReceiver(
         token=token.get_secret_value() if token is not None else None,
         store=store,

@@ -128,6 +128,8 @@ class Rollbot:
         if restored:
             log.info("restored %d incident(s) from the database", restored)
         background.append(asyncio.create_task(self.watch.run(), name="rollbot-watch"))
+        # The cards other replicas acted on: rendered here, the one editor of their messages.
+        background.append(asyncio.create_task(self.cards.run_marked(), name="rollbot-cards"))
         background.append(
             asyncio.create_task(self.incidents.run_ticker(), name="rollbot-incident-ticker")
         )

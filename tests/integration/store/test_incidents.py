@@ -309,7 +309,7 @@ async def test_migration_0005_goes_down_and_up_again(store_url: str) -> None:
     await upgrade(store_url)
     store = await open_store(store_url)
     try:
-        assert await asyncio.to_thread(current_revision, store_url) == "0005"
+        assert await asyncio.to_thread(current_revision, store_url) == "0006"
 
         def diff(conn: sa.Connection) -> list[object]:
             return list(compare_metadata(MigrationContext.configure(conn), metadata))

@@ -17,12 +17,18 @@ the thread got after the card's first:
   itself is a line;
 - a circuit flip's report (not a Rollout action) leaves a Rollout action in flight alone;
 - an action ended by an error before its report (`not_acting`) lets the watch's lines go
-  on; another action's end does not.
+  on; another action's end does not;
+- two replicas on one database (issue 15): an abort executed by a standby is one line too
+  (the leader's watch reads the gate from the card's record, in flight and once
+  verified), the standby never edits the card's message, and the leader renders it from
+  the record once marked (`render_marked`: once, then nothing is left); a breaker a
+  standby read back is shown by the leader the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -30,6 +36,7 @@ import pytest
 from bot.cards import Cards, summary_line
 from bot.core.model import (
     FlagAction,
+    FlagState,
     MessageRef,
     Outcome,
     RolloutAction,
@@ -61,6 +68,7 @@ RETRIED = dataclasses.replace(PROMOTED, step_index=0, canary_weight=10)
 class FakeChat:
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []
+        self.updates: list[dict[str, Any]] = []
 
     async def post(
         self,
@@ -75,7 +83,7 @@ class FakeChat:
         return MessageRef("C0PAY", f"1700000000.{len(self.posts):06d}")
 
     async def update(self, ref: MessageRef, *, text: str, blocks: list[dict[str, Any]]) -> None:
-        return None
+        self.updates.append({"ts": ref.ts, "text": text, "blocks": blocks})
 
 
 def outcome(action: RolloutAction | FlagAction, verified: bool = True) -> Outcome:
@@ -113,7 +121,7 @@ def thread(cards: ThreadCards) -> list[str]:
 
 async def test_a_verified_abort_is_one_line(cards: ThreadCards) -> None:
     await cards.observe(PAUSED)  # the card and its first line
-    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
     assert cards.explained(ABORTING) and not cards.explained(PAUSED)
     await cards.observe(ABORTING)  # held
     await cards.report(SERVICE, ABORTED, outcome(RolloutAction.ABORT), "Aborted by <@U0ONCALL>")
@@ -125,7 +133,7 @@ async def test_a_verified_abort_is_one_line(cards: ThreadCards) -> None:
 
 async def test_a_failed_abort_tells_what_the_watch_saw(cards: ThreadCards) -> None:
     await cards.observe(PAUSED)
-    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
     await cards.observe(ABORTING)
     failed = "abort by <@U0ONCALL> FAILED: the API server said 500"
     await cards.report(SERVICE, PAUSED, outcome(RolloutAction.ABORT, verified=False), failed)
@@ -136,7 +144,7 @@ async def test_a_failed_abort_tells_what_the_watch_saw(cards: ThreadCards) -> No
 
 async def test_a_verified_promote_is_not_said_again_but_what_follows_is(cards: ThreadCards) -> None:
     await cards.observe(PAUSED)
-    cards.acting(SERVICE, PAUSED, RolloutAction.PROMOTE)
+    await cards.acting(SERVICE, PAUSED, RolloutAction.PROMOTE)
     assert not cards.explained(PROMOTED)  # only an abort explains states in flight
     await cards.observe(PROMOTED)  # held
     line = "Promoted by <@U0ONCALL>: now at step 6/9, canary 50%"
@@ -148,9 +156,9 @@ async def test_a_verified_promote_is_not_said_again_but_what_follows_is(cards: T
 
 async def test_a_retry_ends_the_abort_s_explanation(cards: ThreadCards) -> None:
     await cards.observe(PAUSED)
-    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
     await cards.report(SERVICE, ABORTED, outcome(RolloutAction.ABORT), "Aborted")
-    cards.acting(SERVICE, ABORTED, RolloutAction.RETRY)
+    await cards.acting(SERVICE, ABORTED, RolloutAction.RETRY)
     await cards.report(SERVICE, RETRIED, outcome(RolloutAction.RETRY), "Retried")
     await cards.observe(RETRIED)
     await cards.observe(ABORTED_LATER)  # the controller aborted it again, by itself
@@ -159,7 +167,7 @@ async def test_a_retry_ends_the_abort_s_explanation(cards: ThreadCards) -> None:
 
 async def test_a_flag_report_leaves_a_rollout_action_in_flight(cards: ThreadCards) -> None:
     await cards.observe(PAUSED)
-    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
     await cards.report(SERVICE, PAUSED, outcome(FlagAction.CIRCUIT_OPEN), "Opened the circuit")
     assert cards.explained(ABORTING)  # the abort is still in flight
     await cards.observe(ABORTING)
@@ -169,11 +177,75 @@ async def test_a_flag_report_leaves_a_rollout_action_in_flight(cards: ThreadCard
 
 async def test_an_action_ended_without_a_report_lets_the_thread_go_on(cards: ThreadCards) -> None:
     await cards.observe(PAUSED)
-    cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await cards.acting(SERVICE, PAUSED, RolloutAction.ABORT)
     await cards.observe(ABORTING)  # held
-    cards.not_acting(PAUSED, RolloutAction.PROMOTE)  # another action's end: still held
+    await cards.not_acting(PAUSED, RolloutAction.PROMOTE)  # another action's end: still held
     assert cards.explained(ABORTING)
-    cards.not_acting(PAUSED, RolloutAction.ABORT)  # an error ended it before its report
+    await cards.not_acting(PAUSED, RolloutAction.ABORT)  # an error ended it before its report
     assert not cards.explained(ABORTED)
     await cards.observe(ABORTED)
     assert thread(cards) == [summary_line(ABORTED)]
+
+
+@pytest.fixture
+async def replicas(tmp_path):
+    """A leader's and a standby's cards on one database, and one Slack."""
+    store = await open_store(f"sqlite:///{tmp_path / 'rollbot.db'}")
+    catalog = {
+        SERVICE: ServiceSettings(
+            namespace="payments", rollout="payment-router", channel="#payments-deploys"
+        )
+    }
+    chat = FakeChat()
+    leader = ThreadCards(chat, store=store, catalog=catalog, update_interval=0.0)
+    standby = ThreadCards(
+        chat, store=store, catalog=catalog, update_interval=0.0, leads=lambda: False
+    )
+    yield leader, standby
+    await leader.close()
+    await standby.close()
+    await store.close()
+
+
+def _blocks(update: dict[str, Any]) -> str:
+    return json.dumps(update["blocks"])
+
+
+async def test_an_abort_on_a_standby_is_one_line_and_the_leader_edits_the_card(
+    replicas: tuple[ThreadCards, ThreadCards],
+) -> None:
+    leader, standby = replicas
+    chat = leader.fake_chat
+    await leader.observe(PAUSED)  # the leader's watch: the card and its first line
+    await standby.acting(SERVICE, PAUSED, RolloutAction.ABORT)
+    await leader.observe(ABORTING)  # the standby's abort in flight explains it: no line
+    assert leader.explained(ABORTING)
+    edits = len(chat.updates)
+    await standby.report(SERVICE, ABORTED, outcome(RolloutAction.ABORT), "Aborted by <@U0ONCALL>")
+    assert len(chat.updates) == edits  # the standby never edits the message
+    assert await leader.render_marked() == 1
+    assert "Aborted by <@U0ONCALL>" in _blocks(chat.updates[-1])
+    assert await leader.render_marked() == 0  # taken once
+    await leader.observe(ABORTED)
+    await leader.observe(ABORTED_LATER)
+    assert thread(leader) == ["Aborted by <@U0ONCALL>"]
+    assert leader.explained(ABORTED_LATER)
+
+
+async def test_a_breaker_read_back_on_a_standby_is_shown_by_the_leader(
+    replicas: tuple[ThreadCards, ThreadCards],
+) -> None:
+    leader, standby = replicas
+    chat = leader.fake_chat
+    await leader.observe(PAUSED)
+    closed = FlagState("payments.circuit", "default", "production", False, "unleash")
+    await leader.set_circuit(SERVICE, closed)
+    edits = len(chat.updates)
+    await standby.set_circuit(SERVICE, dataclasses.replace(closed, enabled=True))
+    assert len(chat.updates) == edits
+    assert await leader.render_marked() == 1
+    assert len(chat.updates) == edits + 1
+    assert '"circuit": null' not in _blocks(chat.updates[-1])
+    # The leader reads the breaker closed again (a person closed it): shown, not skipped.
+    await leader.set_circuit(SERVICE, closed)
+    assert len(chat.updates) == edits + 2

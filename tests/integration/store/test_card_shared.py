@@ -1,0 +1,151 @@
+"""What lets any replica act on a card while the leader alone edits it (migration 0006),
+on SQLite and a real PostgreSQL.
+
+Aspects under test:
+- the gate is kept as written, and cleared with None; a card that does not exist is
+  RecordNotFound;
+- a breaker is kept on every card of its service (and only its service's), read back as
+  the same `FlagState`; with `mark_dirty` those cards are marked for the leader;
+- `take_dirty_cards` takes each mark once: a second call finds nothing, a mark set after
+  it is taken by the next one; two replicas taking at once get each mark exactly once;
+- a breaker this build cannot read is logged and read as unknown, not an error;
+- migration 0006 goes down to 0005 (the three columns dropped, the cards kept) and up
+  again to a schema equal to the models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from bot.core.model import FlagState
+from bot.store import RecordNotFound, SqlStore, current_revision, open_store
+from bot.store.migrate import downgrade, upgrade
+from bot.store.schema import cards, metadata
+
+pytestmark = pytest.mark.timeout(60)
+
+GATE = {"acting": None, "explaining": {"action": "abort", "revision": 7, "line": "Degraded"}}
+OPEN = FlagState(
+    "payments.circuit", "default", "production", True, "unleash", datetime(2026, 12, 6, tzinfo=UTC)
+)
+
+
+async def _cards(store: SqlStore, *keys: tuple[str, str]) -> None:
+    for key, service in keys:
+        await store.claim_card(key, service=service, channel="#c")
+
+
+async def test_the_gate_is_kept_and_cleared(sql_store: SqlStore) -> None:
+    store = sql_store
+    await _cards(store, ("ns/r@7", "s"))
+    await store.set_card_gate("ns/r@7", GATE)
+    card = await store.get_card("ns/r@7")
+    assert card is not None and card.gate == GATE
+    await store.set_card_gate("ns/r@7", None)
+    card = await store.get_card("ns/r@7")
+    assert card is not None and card.gate is None
+    with pytest.raises(RecordNotFound):
+        await store.set_card_gate("ns/none@1", GATE)
+
+
+async def test_a_breaker_is_kept_on_its_service_s_cards_and_marks_them(sql_store: SqlStore) -> None:
+    store = sql_store
+    await _cards(store, ("ns/r@7", "s"), ("ns/r@8", "s"), ("ns/o@1", "other"))
+    assert await store.set_service_circuit("s", OPEN) == ["ns/r@7", "ns/r@8"]
+    for key in ("ns/r@7", "ns/r@8"):
+        card = await store.get_card(key)
+        assert card is not None and card.circuit == OPEN
+    other = await store.get_card("ns/o@1")
+    assert other is not None and other.circuit is None
+    assert await store.take_dirty_cards() == []  # kept, not marked
+    await store.set_service_circuit("s", OPEN, mark_dirty=True)
+    assert await store.take_dirty_cards() == ["ns/r@7", "ns/r@8"]
+
+
+async def test_each_mark_is_taken_once(sql_store: SqlStore) -> None:
+    store = sql_store
+    await _cards(store, ("ns/r@7", "s"), ("ns/r@8", "s"))
+    await store.mark_card_dirty("ns/r@7")
+    assert await store.take_dirty_cards() == ["ns/r@7"]
+    assert await store.take_dirty_cards() == []
+    await store.mark_card_dirty("ns/r@8")
+    await store.mark_card_dirty("ns/r@8")  # twice before a take: one render
+    assert await store.take_dirty_cards() == ["ns/r@8"]
+    with pytest.raises(RecordNotFound):
+        await store.mark_card_dirty("ns/none@1")
+
+
+async def test_two_replicas_taking_at_once_get_each_mark_once(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    a, b = two_stores
+    keys = [f"ns/r@{n}" for n in range(40)]
+    await _cards(a, *((k, "s") for k in keys))
+    for key in keys:
+        await a.mark_card_dirty(key)
+    taken = await asyncio.gather(*(s.take_dirty_cards() for s in (a, b, a, b)))
+    assert sorted(k for batch in taken for k in batch) == sorted(keys)
+
+
+async def test_an_unreadable_breaker_is_unknown(
+    sql_store: SqlStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = sql_store
+    await _cards(store, ("ns/r@7", "s"))
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            cards.update().where(cards.c.card_key == "ns/r@7").values(circuit={"key": "k"})
+        )
+    with caplog.at_level(logging.WARNING, logger="bot.store.cards"):
+        card = await store.get_card("ns/r@7")
+    assert card is not None and card.circuit is None
+    assert "breaker unreadable" in caplog.text
+
+
+async def test_migration_0006_goes_down_and_up_again(store_url: str) -> None:
+    store = await open_store(store_url)
+    try:
+        await store.claim_card("ns/r@1", service="s", channel="#c")
+        await store.set_card_gate("ns/r@1", GATE)
+        await store.mark_card_dirty("ns/r@1")
+    finally:
+        await store.close()
+
+    await downgrade(store_url, "0005")
+    assert await asyncio.to_thread(current_revision, store_url) == "0005"
+    store = await open_store(store_url, migrate=False)
+    try:
+
+        def columns(conn: sa.Connection) -> list[str]:
+            return [c["name"] for c in sa.inspect(conn).get_columns("cards")]
+
+        async with store.engine.connect() as conn:
+            names = await conn.run_sync(columns)
+            keys = (await conn.execute(sa.text("SELECT card_key FROM cards"))).scalars().all()
+        assert not {"gate", "circuit", "dirty_at"} & set(names)
+        assert keys == ["ns/r@1"]
+    finally:
+        await store.close()
+
+    await upgrade(store_url)
+    store = await open_store(store_url)
+    try:
+        assert await asyncio.to_thread(current_revision, store_url) == "0006"
+
+        def diff(conn: sa.Connection) -> list[object]:
+            return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+        card = await store.get_card("ns/r@1")
+        assert card is not None and card.gate is None and card.circuit is None
+        assert await store.take_dirty_cards() == []
+    finally:
+        await store.close()
