@@ -67,6 +67,22 @@ class IncidentsMixin(StoreBase):
             ).first()
         return None if row is None else incident_record(row._asdict())
 
+    async def open_incident(self, service: str) -> Incident | None:
+        """The service's newest incident that is not resolved, or None: what any replica
+        shows on the service's runbook page (the leader writes every change first)."""
+        query = (
+            sa.select(incidents)
+            .where(
+                incidents.c.service == service,
+                incidents.c.state != IncidentState.RESOLVED.value,
+            )
+            .order_by(incidents.c.opened_at.desc(), incidents.c.card_key.desc())
+            .limit(1)
+        )
+        async with self._reader.begin() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else incident_record(row._asdict()).incident
+
     async def bump_incident_pages(self, card_key: str) -> int:
         """One more re-page of the incident's PagerDuty incident; the new count.
         RecordNotFound when the incident was never saved."""

@@ -28,7 +28,7 @@ from bot.web.alertmanager import AlertmanagerReceiver
 from bot.web.guard import BODY_TIMEOUT, RequestGuard
 from bot.web.inbox import PoisonBin
 from bot.web.pagerduty import pagerduty_routes
-from bot.web.runbook_deps import OpenIncidents, PageResponder, RunbookDeps
+from bot.web.runbook_deps import PageResponder, RunbookDeps
 from bot.web.runbooks import runbook_routes
 from bot.web.slack import slack_route
 
@@ -60,9 +60,6 @@ class Served(Protocol):
 
     @property
     def responder(self) -> PageResponder: ...
-
-    @property
-    def incidents(self) -> OpenIncidents: ...
 
     @property
     def alert_receiver(self) -> AlertmanagerReceiver: ...
@@ -135,7 +132,7 @@ def create_web_app(
         RunbookDeps(
             settings=rollbot.settings,
             responder=rollbot.responder,
-            incidents=rollbot.incidents,
+            incidents=rollbot.store,  # every replica reads the incidents from the database
             store=rollbot.store,
             chat=rollbot.chat,
             metrics=metrics,

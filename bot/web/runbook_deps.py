@@ -38,7 +38,10 @@ class PageResponder(Protocol):
 
 
 class OpenIncidents(Protocol):
-    def open_incident(self, service: str) -> Incident | None: ...
+    """Where a page reads the service's open incident: the database (`bot.store.SqlStore`),
+    so every replica shows the same, not only the leader whose engine keeps them."""
+
+    async def open_incident(self, service: str) -> Incident | None: ...
 
 
 class LinkNotices(Protocol):

@@ -215,7 +215,7 @@ class RunbookPages:
             circuit_problem = None
         except InvalidRequest as err:
             circuit_problem = err.message
-        incident = self.deps.incidents.open_incident(service)
+        incident = await self.deps.incidents.open_incident(service)
         tiers = core_tiers.tier_options(
             service=service,
             state=current,

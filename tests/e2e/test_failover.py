@@ -242,7 +242,8 @@ async def test_a_leader_whose_lease_is_taken_exits_1(tmp_path: Path) -> None:
 
 async def test_an_alert_sent_to_the_standby_is_processed_by_the_leader(tmp_path: Path) -> None:
     """The standby stores the webhook and answers 200 (counted as left to the leader); the
-    leader's replay processes it: one card, with the alert."""
+    leader's replay processes it: one card, with the alert; and both replicas' runbook
+    pages show the incident."""
     async with SimWorld(speed=600, start_bot=False, settings=_settings(LEASE)) as world:
         replicas: list[Replica] = []
         with stopping(replicas):
@@ -274,3 +275,10 @@ async def test_an_alert_sent_to_the_standby_is_processed_by_the_leader(tmp_path:
             ]
             assert await a.metric("rollbot_webhooks_for_leader_total{") == []
             assert await b.metric("rollbot_watch_events_total{") == []
+            # Either replica's runbook page shows the open incident (read from the database:
+            # the standby's engine holds none).
+            for replica in (a, b):
+                page = await replica.get("/runbooks/payment-router")
+                assert page.status_code == 200, page.text[:300]
+                assert "No open incident" not in page.text
+                assert "payment-router: 5xx ratio 9 %" in page.text

@@ -7,6 +7,8 @@ PostgreSQL 15 (`store_url` is parametrised like tests/integration/store/test_sto
 - saving again replaces the row (alerts too, never merged) and keeps `pages`;
 - `load_incidents(since=…)`: every incident not resolved, resolved ones from `since` on
   (inclusive), oldest `opened_at` first;
+- `open_incident(service)`: the service's newest incident not resolved (what every
+  replica's runbook page shows), None when there is none;
 - two replicas saving one incident at once leave one row, one of the versions written;
 - 20 concurrent `bump_incident_pages` from two engines count 1…20; no row: RecordNotFound;
 - a card's outcome (a Rollout or a flag action) and PagerDuty line round-trip, clear to
@@ -169,6 +171,19 @@ async def test_load_incidents_keeps_the_live_and_the_recently_resolved(
         loaded[0],
         loaded[2],
     ]
+
+
+async def test_open_incident_is_the_service_s_newest_not_resolved(sql_store: SqlStore) -> None:
+    assert await sql_store.open_incident("payment-router") is None
+    older = incident(1, opened_at=T0)
+    newer = incident(2, opened_at=T0 + timedelta(minutes=1), state=IncidentState.RECOVERING)
+    resolved = incident(3, opened_at=T0 + timedelta(minutes=2), state=IncidentState.RESOLVED)
+    other = incident(9, service="checkout", opened_at=T0 + timedelta(minutes=3))
+    for given in (older, newer, resolved, other):
+        await sql_store.save_incident(given, {})
+    assert await sql_store.open_incident("payment-router") == newer
+    assert await sql_store.open_incident("checkout") == other
+    assert await sql_store.open_incident("unknown") is None
 
 
 async def test_two_replicas_saving_one_incident_leave_one_row(
