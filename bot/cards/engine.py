@@ -359,13 +359,12 @@ class Cards:
             if card is None:
                 await self._store.bump_card_epoch(key)
                 return None
-            # Kept with the card: the leader renders it, and a replica that takes over
-            # shows the same headline and keeps quiet about what the action explains.
-            await self._store.set_card_outcome(key, outcome)
-            await self._store.set_card_gate(key, mem.gate.to_json())
-            await self._store.bump_card_epoch(key)
-            card = await self._store.get_card(key)  # as written: rendered from the record
-            assert card is not None and card.ts is not None
+            # Kept with the card, in one statement: the leader renders it, and a replica
+            # that takes over shows the same headline and keeps quiet about what the
+            # action explains. Rendered from the record as written.
+            card = await self._store.record_card_action(
+                key, outcome=outcome, gate=mem.gate.to_json(), mark_dirty=not self._leads()
+            )
             await self._refresh(mem, card, line=line, always=True, immediate=True)
             if held is not None:
                 await self._refresh(mem, card, line=held)
@@ -449,7 +448,8 @@ class Cards:
         watch's lines are weighed (`observe`). Returns the gate as the record had it."""
         if card is None:
             return None
-        mem.outcome = card.outcome or mem.outcome
+        if card.outcome is not None and (mem.outcome is None or card.outcome.at >= mem.outcome.at):
+            mem.outcome = card.outcome  # the latest action's, whoever took it
         mem.pager = card.pager or mem.pager
         if card.circuit is not None:
             # Written by whoever read the breaker last (this process writes it too).

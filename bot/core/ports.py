@@ -258,6 +258,18 @@ class Store(Protocol):
         """Record the card's PagerDuty line (None: clear it); the card must exist."""
         ...
 
+    async def record_card_action(
+        self,
+        card_key: str,
+        *,
+        outcome: Outcome,
+        gate: Mapping[str, Any] | None,
+        mark_dirty: bool = False,
+    ) -> CardRecord:
+        """An action finished: outcome, gate, epoch + 1 (and the leader's mark) at once;
+        the card as written."""
+        ...
+
     async def set_card_gate(self, card_key: str, gate: Mapping[str, Any] | None) -> None:
         """Record rollbot's own action on the card's Rollout (None: none)."""
         ...

@@ -101,6 +101,26 @@ class CardsMixin(StoreBase):
             card_key, outcome=sa.null() if outcome is None else outcome_to_json(outcome)
         )
 
+    async def record_card_action(
+        self,
+        card_key: str,
+        *,
+        outcome: Outcome,
+        gate: Mapping[str, Any] | None,
+        mark_dirty: bool = False,
+    ) -> CardRecord:
+        """An action on the card finished: its outcome, the gate after it and the next
+        epoch (buttons of the old one are stale), with the leader's mark when asked, in one
+        statement; the card as written."""
+        values: dict[str, Any] = {
+            "outcome": outcome_to_json(outcome),
+            "gate": sa.null() if gate is None else dict(gate),
+            "epoch": cards.c.epoch + 1,
+        }
+        if mark_dirty:
+            values["dirty_at"] = self._clock()
+        return _card_record(await self._update_card(card_key, **values))
+
     async def set_card_pager(self, card_key: str, text: str | None) -> None:
         """Record the card's PagerDuty line (None: clear it)."""
         await self._update_card(card_key, pager=text)

@@ -8,6 +8,8 @@ Aspects under test:
   the same `FlagState`; with `mark_dirty` those cards are marked for the leader;
 - `take_dirty_cards` takes each mark once: a second call finds nothing, a mark set after
   it is taken by the next one; two replicas taking at once get each mark exactly once;
+- an action's record (outcome, gate, the next epoch, the leader's mark when asked) is one
+  statement returning the card as written;
 - a breaker this build cannot read is logged and read as unknown, not an error;
 - migration 0006 goes down to 0005 (the three columns dropped, the cards kept) and up
   again to a schema equal to the models.
@@ -24,7 +26,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from bot.core.model import FlagState
+from bot.core.model import FlagState, Outcome, RolloutAction
 from bot.store import RecordNotFound, SqlStore, current_revision, open_store
 from bot.store.migrate import downgrade, upgrade
 from bot.store.schema import cards, metadata
@@ -149,3 +151,18 @@ async def test_migration_0006_goes_down_and_up_again(store_url: str) -> None:
         assert await store.take_dirty_cards() == []
     finally:
         await store.close()
+
+
+async def test_an_action_s_record_is_one_statement(sql_store: SqlStore) -> None:
+    store = sql_store
+    await _cards(store, ("ns/r@7", "s"))
+    done = Outcome(RolloutAction.ABORT, "U0ONCALL", datetime(2026, 12, 6, 9, tzinfo=UTC), True, 0.2)
+    card = await store.record_card_action("ns/r@7", outcome=done, gate=GATE)
+    assert (card.epoch, card.outcome, card.gate) == (1, done, GATE)
+    assert await store.get_card("ns/r@7") == card
+    assert await store.take_dirty_cards() == []
+    card = await store.record_card_action("ns/r@7", outcome=done, gate=None, mark_dirty=True)
+    assert (card.epoch, card.gate) == (2, None)
+    assert await store.take_dirty_cards() == ["ns/r@7"]
+    with pytest.raises(RecordNotFound):
+        await store.record_card_action("ns/none@1", outcome=done, gate=None)
