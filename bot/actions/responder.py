@@ -11,7 +11,9 @@ runbook page) builds a request (`bot.actions.values`) and calls the `Responder`:
 The steps every tier shares (the catalog, authorisation, the idempotency claim, the audit
 entry, metrics and the listeners told after an action) are one `pipeline.Pipeline` that
 the three tier executors are built on. The `Responder` builds them from its collaborators
-and delegates; it holds no logic of its own.
+and delegates; it holds no logic of its own but the leader's one loop that settles the
+actions a process that ended left running (`run_recovery`: Tier 1's and Tier 2's
+`recover`; a Tier 3 record left running is not settled yet).
 
 `authorise` is Tier 1's guard alone, for what changes no Rollout but must not be open to
 anyone (acknowledging the page, starting a release, declaring a winner): the caller asks it
@@ -20,6 +22,8 @@ before doing anything, and a refusal is audited like any other.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -44,6 +48,8 @@ from bot.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from bot.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
 
 
 class Responder:
@@ -116,14 +122,26 @@ class Responder:
     async def handle(self, req: ActionRequest) -> ActionResult:
         return await self._tier1.handle(req)
 
+    # ── actions a process that ended left running: Tiers 1 and 2 ─────────────────────────
+
     async def recover(self, *, older_than: float) -> int:
-        """Settle the Rollout commands whose claims a process that ended left `running`
-        for more than `older_than` seconds: read back, audited, told on the card."""
-        return await self._tier1.recover(older_than=older_than)
+        """Settle the Rollout commands (Tier 1) and the circuit-breaker flips (Tier 2) whose
+        claims a process that ended left `running` for more than `older_than` seconds: read
+        back (never sent again), audited, told on the card; how many claims were."""
+        settled = await self._tier1.recover(older_than=older_than)
+        return settled + await self._tier2.recover(older_than=older_than)
 
     async def run_recovery(self, *, older_than: float) -> None:
-        """`recover` now and every so often, until cancelled (the leader runs it)."""
-        await self._tier1.run_recovery(older_than=older_than)
+        """The leader's one loop for both tiers: `recover` now, then every quarter of
+        `older_than` (at most every 30 s), until cancelled. One tier's failed sweep does
+        not keep the other's from running."""
+        while True:
+            for tier in (self._tier1, self._tier2):
+                try:
+                    await tier.recover(older_than=older_than)
+                except Exception:  # boundary: a failed sweep (the database away) is tried again
+                    log.exception("settling actions left running failed")
+            await asyncio.sleep(min(older_than / 4, 30.0))  # polling: claims age, no event
 
     # ── Tier 2: the circuit breaker ──────────────────────────────────────────────────────
 

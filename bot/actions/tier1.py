@@ -30,7 +30,8 @@ than any live action can be (`kubernetes.action_recovery_seconds`): it reads the
 back, verifies as step 5 would (what needs the state before, which died with the process,
 cannot pass), audits the result as recovered, finishes the claim (only if still running),
 and reports on the card: verified, or NOT verified and maybe never sent, so it can be asked
-for again.
+for again. (Tier 2's `recover` does the same for circuit-breaker flips; the `Responder`'s
+`run_recovery` loop asks both.)
 """
 
 from __future__ import annotations
@@ -253,16 +254,6 @@ class RolloutCommands:
         )
 
     # ── claims left running by a process that ended ────────────────────────────────────
-
-    async def run_recovery(self, *, older_than: float) -> None:
-        """The leader's loop: `recover` now, then every quarter of `older_than` (at most
-        every 30 s), until cancelled."""
-        while True:
-            try:
-                await self.recover(older_than=older_than)
-            except Exception:  # boundary: a failed sweep (the database away) is tried again
-                log.exception("settling actions left running failed")
-            await asyncio.sleep(min(older_than / 4, 30.0))  # polling: claims age, no event
 
     async def recover(self, *, older_than: float) -> int:
         """Settle the Rollout commands whose claims are still `running` `older_than`

@@ -145,13 +145,15 @@ class KubernetesSettings(Section):
     half of Tier 1's 60 s budget, leaving the rest for a human to react."""
 
     action_recovery_seconds: float = Field(default=300.0, gt=0)
-    """Seconds after which a Rollout action still `running` is taken for one whose process
-    ended mid-action (killed, its node lost): the leader reads the Rollout back, audits
-    the result and tells the card. It must exceed the longest a live action takes (up to
-    four patch attempts of two requests each, then ``verify_timeout_seconds``: about two
-    minutes with the defaults), or an action still running would be settled before it
-    ends (both verdicts would then reach the audit log and the card). 300 s: the card
-    shows the Rollout's state meanwhile; this says who did it and whether it held."""
+    """Seconds after which a Rollout action (or a circuit-breaker flip) still `running` is
+    taken for one whose process ended mid-action (killed, its node lost): the leader reads
+    the Rollout (or the flag) back, audits the result and tells the card. It must exceed
+    the longest a live action takes (up to four patch attempts of two requests each, then
+    ``verify_timeout_seconds``: about two minutes with the defaults; a flip, one write and
+    one read of the flag provider with their bounded rate-limit retries, takes less), or an
+    action still running would be settled before it ends (both verdicts would then reach
+    the audit log and the card). 300 s: the card shows the Rollout's state meanwhile;
+    this says who did it and whether it held."""
 
     verify_interval_seconds: float = Field(default=0.25, gt=0)
     """Seconds between read-backs while verifying. 0.25: four GETs a second for the few

@@ -49,7 +49,9 @@ Simplified (not needed by rollbot, or not documented precisely enough to copy):
   differences (the header is recorded, not interpreted), pagination, or IP-based limits.
 - Test controls: `force_429(n, retry_after=…)` answers the next `n` authenticated requests
   429 whatever the budgets say; `ignore_writes=True` answers PATCH 200 with the flag
-  unchanged (a provider that acknowledges and drops a write, for read-back tests).
+  unchanged (a provider that acknowledges and drops a write, for read-back tests);
+  `hold_answers(n)` applies the next `n` PATCHes and holds their answers until
+  `release_answers()` (the Kubernetes sim's switch, for killing rollbot mid-flip).
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot.sim._server import RecordedRequest, ThreadedServer
+from bot.sim.kube.http import HeldAnswers
 
 DEFAULT_TOKEN = "api-00000000-0000-4000-8000-rollbotsim000"
 SEMANTIC_PATCH_DOMAIN = "launchdarkly.semanticpatch"
@@ -142,6 +145,7 @@ class LaunchDarklySim:
         self._changes: list[FlagChange] = []
         self._forced: list[int] = []  # Retry-After of forced 429s, in order
         self._rate: _Window | None = None
+        self._holds = HeldAnswers()
         self._server: ThreadedServer | None = None
 
     # ── lifecycle ─────────────────────────────────────────────────────────────────────
@@ -227,6 +231,28 @@ class LaunchDarklySim:
         with self._lock:
             self._forced.extend([retry_after] * n)
 
+    def hold_answers(self, n: int = 1, *, method: str = "PATCH", path_contains: str = "") -> None:
+        """The next `n` `method` requests whose path contains `path_contains` are answered
+        as usual (a PATCH changes the flag), but their answers hang until
+        `release_answers()`; a caller that goes away meanwhile never gets one
+        (`lost_answers`), as when rollbot is killed mid-flip: LaunchDarkly has made the
+        change all the same."""
+        self._holds.add(n, method, path_contains)
+
+    def release_answers(self) -> None:
+        """Answer every held request; the `hold_answers` rules left lapse."""
+        self._holds.release()
+
+    @property
+    def held_answers(self) -> int:
+        """How many answers are hanging now."""
+        return self._holds.held
+
+    @property
+    def lost_answers(self) -> int:
+        """How many held answers were never delivered: their caller went away first."""
+        return self._holds.lost
+
     def set_on(self, project: str, key: str, environment: str, on: bool) -> None:
         """Change a flag behind rollbot's back (someone in the LaunchDarkly UI)."""
         with self._lock:
@@ -292,6 +318,8 @@ class LaunchDarklySim:
                     response=payload,
                 )
             )
+        if self._holds.take(request.method, request.url.path):
+            await self._holds.wait(request)  # applied and recorded: only the answer waits
         return JSONResponse(payload, status_code=status, headers=headers)
 
     def _answer(

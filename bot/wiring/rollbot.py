@@ -8,7 +8,8 @@ Every replica serves HTTP and asks Slack at start whether it takes the bot token
 (bot.runtime.slack_token; /readyz says what Slack answered). Only the holder of the leader
 lease (bot.runtime.leader) runs the background work: the Rollout watch, the incident
 ticker, the PagerDuty outbox, the scheduler, the replays of webhooks stored but never
-processed, and the recovery of actions a dead process left running (bot.actions.tier1).
+processed, and the recovery of actions a dead process left running (Rollout commands and
+circuit-breaker flips: bot.actions.tier1 and tier2).
 """
 
 from __future__ import annotations

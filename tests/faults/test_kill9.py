@@ -13,6 +13,13 @@ SIGKILL there, B takes the lease over, and every effect is counted in the sims' 
   Rollout (`abort_patches`), the claim ends `succeeded`, the audit log has one entry for
   the abort (marked recovered, the chain intact), and the same card says "Aborted,
   verified" with one line in its thread saying rollbot restarted before it could check.
+- In the middle of a circuit-breaker flip (Tier 2): A has claimed the flip under the flag's
+  epoch and its semantic patch has reached the LaunchDarkly sim, which applied it and holds
+  the answer (`LaunchDarklySim.hold_answers`); A dies there. B settles the claim the same
+  way (bot.actions.tier2 `recover`, run by the same leader loop): it reads the flag back,
+  and the sim's log holds exactly one PATCH (`flag_patches`); the claim ends `succeeded`,
+  one audit entry (recovered), the card shows the breaker open with one thread line saying
+  rollbot restarted; the flag's epoch has moved on, so the card's Close click flips it.
 - Between two ticket filings: `/release start` on A files the first cleanup ticket; the
   Jira sim holds the second create, either before creating it (A never reached Jira) or
   after creating it with its answer held (Jira has it, A never learnt its key; Jira's
@@ -20,8 +27,8 @@ SIGKILL there, B takes the lease over, and every effect is counted in the sims' 
   tickets in the Jira sim (`jira_tickets`), one per kind, each recorded `filed` under its
   key in the release's records, and the thread says they are filed.
 
-Figures: `takeover_s`, `abort_patches`, `jira_tickets`, `duplicates` (effects found more
-than once: PATCHes, audit entries, thread lines, cards, tickets).
+Figures: `takeover_s`, `abort_patches`, `flag_patches`, `jira_tickets`, `duplicates`
+(effects found more than once: PATCHes, audit entries, thread lines, cards, tickets).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import pytest
 
 from bot.core.ports import ActionRecord
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
 from bot.store import SqlStore, open_store
 from tests.e2e.serving import Replica, stopping
 from tests.helpers import eventually
@@ -50,6 +58,8 @@ VERIFY = 2.0  # kubernetes.verify_timeout_seconds
 
 ABORT_KEY = "payments/payment-router@42:abort#0"  # the card's revision 42, epoch 0
 ROLLOUT_PATH = "/namespaces/payments/rollouts/payment-router"
+FLAG = "payments.new-router.circuit-open"
+FLIP_KEY = f"flag:payment-router:{FLAG}:circuit-open#0"  # the flag's epoch 0
 RID = "payment-router@1.13.0"
 KINDS = ("remove-release-flag", "contract-migration", "delete-legacy-code")
 LABEL = "rollbot-payment-router-1.13.0-"  # + the kind: on every ticket of the release
@@ -215,6 +225,118 @@ async def test_kill_9_in_the_middle_of_an_abort(
             assert len(lines) == 1, lines
             assert [m["ts"] for m in cards] == [card["ts"]]  # the same card, updated in place
             assert duplicates == 0
+
+
+async def test_kill_9_in_the_middle_of_a_circuit_flip(
+    tmp_path: Path, postgres_db_url: str, store: SqlStore
+) -> None:
+    """Figures: takeover_s, flag_patches (1), duplicates (0)."""
+    with LaunchDarklySim() as ld:
+        ld.add_flag("default", FLAG, on=False)
+        ld.add_flag("default", "payments.new-router.enabled", on=True)
+        settings = {
+            "server": {"leader_lease_seconds": LEASE},
+            "kubernetes": {"action_recovery_seconds": RECOVERY},
+            "flags": {
+                "provider": "launchdarkly",
+                "url": ld.url,
+                "project": "default",
+                "environment": "production",
+            },
+        }
+        async with SimWorld(
+            speed=600,
+            start_bot=False,
+            database_url=postgres_db_url,
+            verify_timeout=VERIFY,
+            settings=settings,
+            env={"ROLLBOT_FLAGS__API_TOKEN": DEFAULT_TOKEN},
+        ) as world:
+            replicas: list[Replica] = []
+            with stopping(replicas):
+                a, b = await _leader_and_standby(world, tmp_path, replicas)
+                world.attach_bot(a.url)
+                card = await world.wait_for(
+                    lambda: (c := world.card()) and world.button(c, "circuit_open") and c,
+                    timeout=60,
+                    what="the card with the Tier 2 button, posted by A",
+                )
+
+                # The semantic patch is applied by the sim; its answer never leaves it.
+                ld.hold_answers(1, method="PATCH")
+                clicked = await world.click(card, "circuit_open")
+                assert clicked.status_code == 200, clicked.text
+                await world.wait_for(
+                    lambda: ld.held_answers == 1, timeout=20, what="A's PATCH held"
+                )
+                claim = await store.get_action(FLIP_KEY)
+                assert claim is not None and claim.status == "running", claim
+                assert ld.is_on("default", FLAG)
+
+                await _kill_and_take_over(a, b)
+                await world.wait_for(lambda: ld.lost_answers == 1, timeout=10, what="answer lost")
+                ld.release_answers()
+                world.attach_bot(b.url)
+
+                # B settles the flip A left running, by reading the flag back.
+                settled = await eventually(
+                    lambda: _settled(store, FLIP_KEY),
+                    timeout=5 * RECOVERY,
+                    what="the flip's claim settled by B",
+                )
+                assert settled.status == "succeeded", settled
+                assert "ended before it recorded the result" in settled.result["recovered"]
+                line = f"Opened the circuit `{FLAG}` (production) by <@{ONCALL[0]}> · read back on"
+                await world.wait_for(
+                    lambda: any(
+                        line in (m.get("text") or "")
+                        for m in world.slack.thread(CHANNEL_ID, card["ts"])
+                    ),
+                    timeout=20,
+                    what="the recovered flip's line in the card's thread",
+                )
+                opened = await world.wait_for(
+                    lambda: (c := world.card()) and world.button(c, "circuit_close") and c,
+                    timeout=20,
+                    what="the card showing the breaker open, with Close",
+                )
+                assert "Circuit opened, verified" in _header(opened), _header(opened)
+
+                # The sims' and the database's own records, once the card is settled.
+                flips = [r for r in ld.requests if r.method == "PATCH"]
+                entries = [
+                    r.entry
+                    for r in await store.audit_entries()
+                    if r.entry.action == "circuit-open" and r.entry.result != "duplicate"
+                ]
+                lines = [
+                    m
+                    for m in world.slack.thread(CHANNEL_ID, card["ts"])
+                    if line in (m.get("text") or "")
+                ]
+                cards = _top_level(world)
+                print(f"FIGURE flag_patches={len(flips)}")
+                duplicates = sum(_extra(len(x)) for x in (flips, entries, lines, cards))
+                print(f"FIGURE duplicates={duplicates}")
+
+                assert [r.body["instructions"] for r in flips] == [[{"kind": "turnFlagOn"}]]
+                assert [e.result for e in entries] == ["succeeded"]
+                assert entries[0].actor.startswith(f"slack:{ONCALL[0]}:"), entries[0].actor
+                assert entries[0].detail["idempotency_key"] == FLIP_KEY
+                assert entries[0].detail["recovered"]
+                assert entries[0].after["enabled"] is True
+                assert (await store.verify_audit()).ok
+                assert len(lines) == 1, lines
+                assert [m["ts"] for m in cards] == [card["ts"]]  # the same card, updated
+                assert duplicates == 0
+
+                # The flag's epoch moved on: the card's next click acts.
+                closed = await world.click(opened, "circuit_close")
+                assert closed.status_code == 200, closed.text
+                await world.wait_for(
+                    lambda: not ld.is_on("default", FLAG), timeout=20, what="the breaker closed"
+                )
+                assert len([r for r in ld.requests if r.method == "PATCH"]) == 2
 
 
 def _extra(found: int) -> int:

@@ -289,17 +289,18 @@ async def test_a_claim_left_running_without_its_effect_is_not_verified(store):
 async def test_young_claims_other_tiers_and_an_unreadable_rollout_wait(store):
     responder, rollouts, _, _ = build(store)
     key = await _left_running(store)
-    flag = await _left_running(store, action="circuit-open")
+    # Tier 3's record (Tier 2's flips are settled too: tests/integration/actions).
+    other = await _left_running(store, action="revert-started")
     assert await responder.recover(older_than=3600) == 0  # could still be running
     rollouts.applied.append(RolloutAction.ABORT)  # every read fails from now on
     rollouts.read_error = TemporaryError("Kubernetes API unreachable")
     assert await responder.recover(older_than=0) == 0  # read back later, not guessed
-    assert [r.key for r in await store.running_actions(before=_far())] == [key, flag]
+    assert [r.key for r in await store.running_actions(before=_far())] == [key, other]
     assert await store.audit_entries() == []
     rollouts.read_error = None
     _abort_applied(rollouts)
     assert await responder.recover(older_than=0) == 1
-    assert [r.key for r in await store.running_actions(before=_far())] == [flag]
+    assert [r.key for r in await store.running_actions(before=_far())] == [other]
 
 
 def _far() -> datetime:
