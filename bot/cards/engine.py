@@ -30,7 +30,9 @@ a duplicate). Every render reads it from the store until one is found, so the ca
 who started the revert, with its link, after a restart or when another process recorded it.
 The last action's outcome and the PagerDuty line are kept with the card's record too
 (`set_card_outcome`, `set_card_pager`) and taken over by the memory of whichever process
-renders it next (`_adopt`), so a restart does not lose the headline "Aborted, verified".
+renders it next (`_adopt`), so a restart does not lose the headline "Aborted, verified";
+the outcome at every render, when the record's is newer, since an action runs on the
+replica the click reached while the leader renders the card for the watch and the alerts.
 
 And one rule keeps rollbot's own action to one line (`bot.cards.thread.ActionGate`): from
 `acting` (rollbot is about to patch the Rollout) to `report`, the watch's lines are held
@@ -152,8 +154,8 @@ class _CardMemory:
     digest: str = ""
     last_update: float = 0.0  # monotonic time of the last chat.update
     flush: asyncio.Task[None] | None = field(default=None, repr=False)
-    # Whether the outcome and PagerDuty line kept with the card's record (a previous
-    # process's) have been taken over into this memory (`Cards._adopt`).
+    # Whether the PagerDuty line kept with the card's record (a previous process's) has
+    # been taken over into this memory (`Cards._adopt`; the outcome is, at every render).
     adopted: bool = False
     failures: int = 0  # Slack failures in a row (the flush's backoff)
     owes_post: bool = False  # this process claimed the card and its post failed
@@ -380,12 +382,19 @@ class Cards:
 
     @staticmethod
     def _adopt(mem: _CardMemory, card: CardRecord | None) -> None:
-        """Take over what the card's record keeps of a previous process's memory (the last
-        outcome, the PagerDuty line), once, where this memory has none of its own."""
-        if mem.adopted or card is None:
+        """Take over what the card's record keeps: the last outcome, whenever the record's
+        is newer than this memory's (an action runs on whichever replica the click reached,
+        while the leader goes on rendering the card: without it, the leader's next render
+        took "Aborted, verified" off); the PagerDuty line of a previous process's memory,
+        once, where this memory has none of its own."""
+        if card is None:
+            return
+        kept = card.outcome
+        if kept is not None and (mem.outcome is None or kept.at > mem.outcome.at):
+            mem.outcome = kept
+        if mem.adopted:
             return
         mem.adopted = True
-        mem.outcome = mem.outcome or card.outcome
         mem.pager = mem.pager or card.pager
 
     @staticmethod
