@@ -191,15 +191,32 @@ class Rollbot:
             self._scheduler_stopped = True
             await self.scheduler.stop()
 
-    async def _lead(self, leadership: Leadership) -> None:
-        """Standby until the lease is ours; then act until it is lost, and stop."""
-        if not leadership.leading:
+    async def _lead(self, leadership: Leadership, starting: asyncio.Task[None] | None) -> None:
+        """Standby until the lease is ours (unless `starting`: taken before serving, the
+        leader's work being started); then act until it is lost, and stop.
+
+        The lease is renewed from the moment it is taken, alongside the start of the
+        leader's work: that start (the incidents restored, the backlog of stored webhooks
+        replayed, each with its Slack calls) may outlast the lease, and a lease not renewed
+        meanwhile is taken by a standby while this replica goes on (then finds it lost, and
+        exits). A start that fails stops the renewals (the lease expires, a standby takes
+        over), as it did before they ran alongside."""
+        if starting is None:
             held = await leadership.holder_now()
             log.info("standby (%s): %s leads", leadership.holder, held or "nobody yet")
             await leadership.wait_until_leader()
             self.metrics.leader.set(1)
-            await self._start_background()
-        await leadership.keep()
+            starting = asyncio.create_task(self._start_background(), name="rollbot-start")
+        keeping = asyncio.create_task(leadership.keep(), name="rollbot-lease")
+        try:
+            await asyncio.wait({starting, keeping}, return_when=asyncio.FIRST_COMPLETED)
+            if not keeping.done():
+                starting.result()  # a start that failed raises here
+                await keeping
+        finally:
+            for task in (starting, keeping):
+                task.cancel()
+            await asyncio.gather(starting, keeping, return_exceptions=True)
         self.metrics.leader.set(0)
         log.critical("lost the leader lease: stopping the watch, scheduler and outbox")
         await self._stop_background()
@@ -214,15 +231,25 @@ class Rollbot:
             # the token (out of reach: said too, and asked again in the background).
             await self.slack_token.start()
         leadership = self.leadership
-        # One attempt before serving: a lone replica (or the first) leads from its first
-        # request on, as before there were standbys.
-        if leadership is None or await leadership.try_acquire():
-            self.metrics.leader.set(1)
-            await self._start_background()
         leading: asyncio.Task[None] | None = None
-        if leadership is not None:
-            leading = asyncio.create_task(self._lead(leadership), name="rollbot-leader")
         try:
+            # One attempt before serving: a lone replica (or the first) leads from its
+            # first request on, as before there were standbys; its lease is renewed while
+            # its work starts (`_lead`).
+            if leadership is None:
+                self.metrics.leader.set(1)
+                await self._start_background()
+            elif await leadership.try_acquire():
+                self.metrics.leader.set(1)
+                starting = asyncio.create_task(self._start_background(), name="rollbot-start")
+                leading = asyncio.create_task(
+                    self._lead(leadership, starting), name="rollbot-leader"
+                )
+                await asyncio.wait({starting})
+                if not starting.cancelled():  # cancelled: the lease was lost meanwhile
+                    starting.result()  # a start that failed fails the lifespan, as before
+            else:
+                leading = asyncio.create_task(self._lead(leadership, None), name="rollbot-leader")
             yield
         finally:
             if leading is not None:

@@ -16,7 +16,11 @@ loops:
   done, so the status is 0 or -15) and releases the lease, so the standby takes over at
   its next try (a third of the TTL), not after the TTL;
 - a leader whose lease is taken by someone else (written straight into the database)
-  stops and exits 1, saying it lost the lease."""
+  stops and exits 1, saying it lost the lease;
+- a replica that takes over keeps the lease while it starts leading, however long that
+  takes (its start replays the webhooks a standby stored, here one whose card Slack posts
+  only after two leases): the third replica does not take the lease meanwhile, and the
+  new leader does not lose it."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import pytest
 
 from bot.sim import alerts as sim_alerts
 from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, ONCALL, SimWorld
-from tests.e2e.serving import Replica, stopping
+from tests.e2e.serving import Replica, leading, stopping
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -282,3 +286,66 @@ async def test_an_alert_sent_to_the_standby_is_processed_by_the_leader(tmp_path:
                 assert page.status_code == 200, page.text[:300]
                 assert "No open incident" not in page.text
                 assert "payment-router: 5xx ratio 9 %" in page.text
+
+
+async def test_a_new_leader_keeps_its_lease_while_it_starts(tmp_path: Path) -> None:
+    async with SimWorld(
+        speed=600, start_bot=False, checkout=True, settings=_settings(LEASE)
+    ) as world:
+        replicas: list[Replica] = []
+        with stopping(replicas):
+            a, b = await _leader_and_standby(world, tmp_path, replicas)
+            c = await Replica.start(world, "c", tmp_path)
+            replicas.append(c)
+            for standby in (b, c):
+                await standby.wait_status("/readyz", 200, timeout=5)
+            # payment-router's card is posted first: the post Slack slows down below is
+            # checkout's card.
+            world.attach_bot(a.url)
+            await world.wait_for(
+                lambda: (card := world.card()) and world.button(card, "rollout_abort"),
+                timeout=60,
+                what="payment-router's card with Abort",
+            )
+            alert = sim_alerts.alert(
+                "RollbotErrorRateHigh",
+                service="checkout",
+                status="firing",
+                labels={"slo": "error_rate"},
+                summary="checkout: 5xx ratio 9 %",
+            )
+            sent = await sim_alerts.send(
+                f"{b.url}/webhooks/alertmanager",
+                ALERTMANAGER_TOKEN,
+                sim_alerts.webhook([alert]),
+            )
+            assert sent.status_code == 200, sent.text  # stored, left to the leader's replay
+            # A stops before its replay takes the webhook (rows older than 3 s): the next
+            # leader's start replays it, and posts checkout's card, slowly.
+            world.slack.slow_down("chat.postMessage", seconds=2 * LEASE, times=3)
+            a.proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(a.proc.wait, 30) in (0, -signal.SIGTERM), a.tail()
+
+            async def new_leader() -> Replica | None:
+                for replica in (b, c):
+                    if await leading(replica.url):
+                        return replica
+                return None
+
+            leader = await eventually(new_leader, timeout=10 * LEASE, what="B or C leading")
+            other = c if leader is b else b
+            taken = time.monotonic()
+            await eventually(
+                lambda: "replayed 1 stored Alertmanager webhook" in leader.log.read_text(),
+                timeout=30,
+                what=lambda: f"the new leader's start replaying the webhook\n{leader.tail()}",
+            )
+            assert world.card("checkout") is not None
+            # The start is over (its replay posted checkout's card), two leases or more
+            # after the lease was taken; the other replica tried every third of one.
+            print(f"the new leader's start: {time.monotonic() - taken:.1f} s (lease {LEASE} s)")
+            assert "lost the leader lease" not in leader.log.read_text(), leader.tail()
+            assert "leader lease taken" not in other.log.read_text(), other.tail()
+            assert leader.proc.poll() is None
+            assert await leading(leader.url)
+            assert await other.leader_gauge() == 0.0
