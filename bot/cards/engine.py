@@ -31,6 +31,9 @@ who started the revert, with its link, after a restart or when another process r
 The last action's outcome and the PagerDuty line are kept with the card's record too
 (`set_card_outcome`, `set_card_pager`) and taken over by the memory of whichever process
 renders it next (`_sync`), so a restart does not lose the headline "Aborted, verified".
+The incident is the incident engine's, read back when a replica starts leading: the card's
+memory starts from it (`restored`), and the evidence refreshed for it takes over a card
+this process has not shown yet (the watch does not read an unchanged Rollout again).
 
 And one rule keeps rollbot's own action to one line (`bot.cards.thread.ActionGate`): from
 `acting` (rollbot is about to patch the Rollout) to `report`, the watch's lines are held
@@ -196,6 +199,9 @@ class Cards:
         self._now = now
         self._locks: dict[str, asyncio.Lock] = {}
         self._memory: dict[str, _CardMemory] = {}
+        # Incidents a previous leader left (`restored`), by card key: where this process
+        # first builds the card's memory, it starts from them.
+        self._restored: dict[str, tuple[Incident, tuple[str, ...]]] = {}
         self._by_target = {(s.namespace, s.rollout): name for name, s in catalog.items()}
         self._closing = False
 
@@ -208,10 +214,32 @@ class Cards:
     def _mem(self, service: str, state: RolloutState) -> _CardMemory:
         mem = self._memory.get(card_key(state))
         if mem is None:
-            mem = self._memory[card_key(state)] = _CardMemory(service, state)
+            mem = self._new_mem(service, state)
         else:
             mem.state = state
         return mem
+
+    def _new_mem(self, service: str, state: RolloutState) -> _CardMemory:
+        """The card's memory, first built in this process: with the incident a previous
+        leader left, if any (`restored`)."""
+        key = card_key(state)
+        mem = self._memory[key] = _CardMemory(service, state)
+        restored = self._restored.pop(key, None)
+        if restored is not None:
+            mem.incident, mem.alerts = restored
+        return mem
+
+    def restored(self, incident: Incident, *, alerts: Sequence[str] = ()) -> None:
+        """An incident read back from the database when this process started leading
+        (`IncidentEngine.restore`), with its alert lines: its card's memory starts from it,
+        so the first render here (the evidence refreshed, the Rollout moving on) still
+        shows the incident. Never renders: nothing changed."""
+        key = incident.card_key
+        mem = self._memory.get(key)
+        if mem is None:
+            self._restored[key] = (incident, tuple(alerts))
+        elif mem.incident is None or incident.changed_at >= mem.incident.changed_at:
+            mem.incident, mem.alerts = incident, tuple(alerts)
 
     async def epoch(self, key: str) -> int:
         card = await self._store.get_card(key)
@@ -246,7 +274,7 @@ class Cards:
         key = card_key(state)
         mem = self._memory.get(key)
         if mem is None:
-            mem = self._memory[key] = _CardMemory(service, state)
+            mem = self._new_mem(service, state)
         mem.gate.start(action, state)
         await self._keep_gate(key, mem)
 
@@ -308,14 +336,21 @@ class Cards:
             return await self._show(mem, card, line=line, always=line is not None)
 
     async def set_evidence(self, service: str, state: RolloutState, evidence: Evidence) -> None:
-        """Prometheus answered: fill in the evidence on an existing card (never posts)."""
+        """Prometheus answered: fill in the evidence on an existing card (never posts).
+
+        A card this process has not shown yet (it took over from a leader that did: the
+        watch resumes from its stored cursor, so an unchanged Rollout is not read again)
+        is taken over here, from its record and the incident restored."""
         key = card_key(state)
         async with self._lock(key):
             mem = self._memory.get(key)
-            if mem is None:
-                return
-            mem.evidence = evidence
             card = await self._store.get_card(key)
+            if mem is None:
+                if card is None or card.ts is None:
+                    return
+                mem = self._new_mem(service, state)
+                mem.gate.adopt(card.gate)
+            mem.evidence = evidence
             if card is not None and card.ts is not None:
                 await self._render_update(mem, card)
 

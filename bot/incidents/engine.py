@@ -19,10 +19,13 @@ For each change the engine:
 Incidents are durable (issue 15): every change is written to the database (`save_incident`,
 with the summaries of the alerts firing) before it is shown or paged, and `restore` reads
 them back when a replica starts leading, so after a restart or a failover the card goes on
-updating in place, Alertmanager's resolve finds its incident and PagerDuty gets its one
-resolve. The inputs are durable too: alert webhooks are stored before they are acknowledged
-and replayed after a crash. The Rollout state of a restored incident is read again (the
-watch's re-list, or a read of the Rollout when the ticker needs it).
+updating in place, Alertmanager's resolve finds its incident, PagerDuty gets its one resolve
+and the evidence goes on refreshing (the ticker fetches it for every open incident, and the
+card's memory starts from the restored incident: `Cards.restored`). The inputs are durable
+too: alert webhooks are stored before they are acknowledged and replayed after a crash. The
+Rollout state of a restored incident is read again (the watch's next event about it, or a
+read of the Rollout when the ticker needs it: the watch resumes from its stored cursor and
+does not read an unchanged Rollout again).
 """
 
 from __future__ import annotations
@@ -387,6 +390,9 @@ class IncidentEngine:
                 key = record.incident.card_key
                 self.incidents[key] = record.incident
                 self._alert_text[key] = dict(record.alerts)
+                self._cards.restored(
+                    record.incident, alerts=self._alert_lines(key, record.incident)
+                )
         return len(records)
 
     async def _state(self, service: str) -> RolloutState:
