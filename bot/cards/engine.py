@@ -58,7 +58,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -185,10 +185,14 @@ class Cards:
         update_interval: float = 1.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         leads: Callable[[], bool] = lambda: True,
+        read_state: Callable[[str], Awaitable[RolloutState]] | None = None,
     ) -> None:
         self._chat = chat
         # Whether this replica edits the cards' messages (the leader), or leaves that to it.
         self._leads = leads
+        # The service's Rollout read now: how a leader takes over a card it has not shown
+        # (`_take_over`); None: such a card waits for the watch's next event.
+        self._read_state = read_state
         self._store = store
         self._catalog = catalog
         self._public_url = public_url.rstrip("/") if public_url else None
@@ -412,12 +416,15 @@ class Cards:
         `key`."""
         mem = self._memory.get(key)
         if mem is None:
-            # Not shown by this process (yet: after a restart, before the watch's re-list):
-            # kept with the card, for whoever renders it next.
+            # Not shown by this process (it took over from the leader that did): kept with
+            # the card, and shown when the Rollout is still at the card's revision.
             card = await self._store.get_card(key)
-            if card is not None:
-                await self._store.set_card_pager(key, text)
-            return False
+            if card is None:
+                return False
+            await self._store.set_card_pager(key, text)
+            mem = await self._take_over(key, card)
+            if mem is None:
+                return False
         async with self._lock(key):
             card = await self._store.get_card(key)
             if card is None:
@@ -432,13 +439,15 @@ class Cards:
 
     async def render_marked(self) -> int:
         """Render the cards other replicas marked (the leader's part of their actions);
-        how many. A card this process has never shown is left to the watch's next event
-        about its Rollout (whose render reads the same record)."""
+        how many. A card this process has not shown is taken over (`_take_over`) when its
+        Rollout is still at the card's revision; an older revision's card is left alone."""
         rendered = 0
         for key in await self._store.take_dirty_cards():
             mem = self._memory.get(key)
             if mem is None:
-                continue
+                mem = await self._take_over(key, await self._store.get_card(key))
+                if mem is None:
+                    continue
             async with self._lock(key):
                 card = await self._store.get_card(key)
                 if card is None or card.ts is None:
@@ -446,6 +455,25 @@ class Cards:
                 await self._render_update(mem, card)
                 rendered += 1
         return rendered
+
+    async def _take_over(self, key: str, card: CardRecord | None) -> _CardMemory | None:
+        """The memory of a card with a message that this process has not shown (it took
+        over from the leader that did: the watch resumes from its cursor, so an unchanged
+        Rollout is not read again): built from the Rollout read now, its record and the
+        incident restored. None when the Rollout cannot be read, or has moved on from the
+        card's revision (that card is history, not updated)."""
+        if self._read_state is None or card is None or card.ts is None:
+            return None
+        try:
+            state = await self._read_state(card.service)
+        except RollbotError as err:
+            log.warning("could not read %s to take over its card: %s", key, err.message)
+            return None
+        if card_key(state) != key:
+            return None
+        mem = self._memory.get(key) or self._new_mem(card.service, state)
+        mem.gate.adopt(card.gate)
+        return mem
 
     async def run_marked(self, every: float = MARKED_EVERY) -> None:
         """The leader's loop over `render_marked`, every `every` seconds, until cancelled."""

@@ -27,6 +27,7 @@ from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards
 from bot.core.errors import RollbotError
+from bot.core.model import RolloutState
 from bot.incidents import IncidentBook, IncidentEngine, IncidentListener
 from bot.paging import PagerDutyActions, PagingEngine
 from bot.rollouts import RolloutWatch, watched_namespaces
@@ -98,6 +99,7 @@ async def build(
         circuit_available=flags is not None,
         circuit_environment=settings.flags.environment if flags is not None else None,
         leads=lambda: not leadership.fenced,
+        read_state=functools.partial(_read_state, rollouts, settings),
     )
     prometheus = (
         PrometheusMetrics(
@@ -244,6 +246,12 @@ async def build(
         leadership=leadership,
         slack_token=SlackTokenCheck(chat.auth_test),
     )
+
+
+async def _read_state(rollouts: KubeRollouts, settings: Settings, service: str) -> RolloutState:
+    """The service's Rollout as the API server has it now (a leader taking over a card)."""
+    cfg = settings.services[service]
+    return await rollouts.get_state(cfg.namespace, cfg.rollout)
 
 
 def _fallback_teller(settings: Settings, chat: SlackChat) -> Teller | None:

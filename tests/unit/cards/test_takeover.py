@@ -7,7 +7,11 @@ Aspects:
   not read an unchanged Rollout again, so no other render comes first;
 - the watch's first read of the Rollout after the takeover keeps the restored incident on
   the card (its memory starts from it);
-- evidence for a card without a message posts nothing.
+- evidence for a card without a message posts nothing;
+- an action a standby reported on a card this leader never showed (it took over): the
+  leader's `render_marked` takes the card over, reading the Rollout now, and renders the
+  outcome with the restored incident; PagerDuty's next line shows at once; a mark on a
+  card whose Rollout has moved on to a newer revision is left alone.
 
 The end-to-end proof, with a real `rollbot serve` killed and a real Prometheus, is
 tests/e2e/test_incident_restart.py::test_the_evidence_keeps_refreshing_after_kill_9.
@@ -15,15 +19,23 @@ tests/e2e/test_incident_restart.py::test_the_evidence_keeps_refreshing_after_kil
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.cards import Cards
-from bot.core.model import Evidence, MessageRef, MetricPair
+from bot.cards import Cards, card_key
+from bot.core.model import (
+    Evidence,
+    MessageRef,
+    MetricPair,
+    Outcome,
+    RolloutAction,
+    RolloutState,
+)
 from bot.settings import ServiceSettings
 from bot.store import SqlStore, open_store
 from tests.states import NOW
@@ -137,3 +149,44 @@ async def test_evidence_for_a_card_without_a_message_posts_nothing(store: SqlSto
     await cards.set_evidence(SERVICE, PAUSED, evidence(0.30))
 
     assert chat.posts == [] and chat.updates == []
+
+
+def reading(state: RolloutState) -> Callable[[str], Awaitable[RolloutState]]:
+    """The Rollout as the API server has it now (`Cards(read_state=…)`)."""
+
+    async def read(service: str) -> RolloutState:
+        assert service == SERVICE
+        return state
+
+    return read
+
+
+async def test_a_standby_s_action_on_a_card_the_leader_never_showed(store: SqlStore) -> None:
+    await shown_by_the_last_leader(store)
+    chat = Chat()
+    leader = Cards(
+        chat=chat, store=store, catalog=CATALOG, update_interval=0.0, read_state=reading(PAUSED)
+    )
+    leader.restored(INCIDENT, alerts=[ALERT])
+    standby = Cards(chat=chat, store=store, catalog=CATALOG, leads=lambda: False)
+    aborted = Outcome(RolloutAction.ABORT, "U0ONCALL", NOW, True, 0.4)
+    await standby.report(SERVICE, PAUSED, aborted, "Aborted by <@U0ONCALL>")
+    assert chat.updates == []  # the standby never edits the message
+
+    assert await leader.render_marked() == 1  # taken over: the Rollout is at its revision
+    [blocks] = chat.updates
+    assert "Aborted by <@U0ONCALL>" in json.dumps(blocks) and ALERT in json.dumps(blocks)
+
+    # PagerDuty's line for a card the leader shows now: on the card at once.
+    assert await leader.pager_changed(card_key(PAUSED), "PagerDuty: acknowledged", line=None)
+    assert "PagerDuty: acknowledged" in json.dumps(chat.updates[-1])
+
+
+async def test_a_mark_on_an_older_revision_s_card_is_left_alone(store: SqlStore) -> None:
+    await shown_by_the_last_leader(store)
+    chat = Chat()
+    moved_on = dataclasses.replace(PAUSED, revision=PAUSED.revision + 1)
+    leader = Cards(chat=chat, store=store, catalog=CATALOG, read_state=reading(moved_on))
+    await store.mark_card_dirty(card_key(PAUSED))
+    assert await leader.render_marked() == 0
+    assert chat.updates == [] and chat.posts == []
