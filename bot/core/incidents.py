@@ -20,6 +20,13 @@ States::
   signal starts a new incident for its own revision.
 - A non-firing signal with no incident yields a RESOLVED incident that never opened
   (`seen` empty) and no change: nothing to post, nothing worth storing.
+- An alert's message that arrives after a newer one about the same alert is stale and
+  changes nothing. Alertmanager names an occurrence by its `startsAt` (a repeat, and the
+  resolve, carry the same; firing again after a resolve is a new one, later): a firing of
+  an occurrence that has resolved, or of an older one, and a resolve of an older one, are
+  left out (`alert_starts` keeps the latest occurrence per key). Deliveries reach rollbot
+  out of order when one replica stored a webhook for the leader's replay while the next
+  went to the leader, or when a replay follows a restart.
 
     open_or_update(incident, signal, …) -> (Incident, Change | None)
     tick(incident, now=, quiet_period=)  -> (Incident, Change | None)
@@ -125,9 +132,37 @@ def open_or_update(
             seen=frozenset(),
             first_breach_at=None,
         )
+    if _stale(incident, signal):
+        return incident, None
+    incident = _with_occurrence(incident, signal)
     if signal.firing:
         return _firing(incident, signal, now)
     return _resolved(incident, signal, now)
+
+
+def _stale(incident: Incident, signal: Signal) -> bool:
+    """Whether the signal is an alert's message older than one already applied."""
+    started = signal.alert.starts_at if signal.alert is not None else None
+    if started is None:
+        return False
+    latest = dict(incident.alert_starts).get(signal.key)
+    if latest is None or started > latest:
+        return False
+    if started < latest:
+        return True
+    # The same occurrence: its firing is stale once it has resolved (no longer firing).
+    return signal.firing and signal.key not in incident.firing and signal.key in incident.seen
+
+
+def _with_occurrence(incident: Incident, signal: Signal) -> Incident:
+    started = signal.alert.starts_at if signal.alert is not None else None
+    if started is None:
+        return incident
+    starts = dict(incident.alert_starts)
+    if starts.get(signal.key) == started:
+        return incident
+    starts[signal.key] = started
+    return replace(incident, alert_starts=tuple(sorted(starts.items())))
 
 
 def _firing(incident: Incident, signal: Signal, now: datetime) -> tuple[Incident, Change | None]:

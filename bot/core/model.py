@@ -262,6 +262,9 @@ class Incident:
     seen: frozenset[str]  # keys of every signal ever seen
     first_breach_at: datetime | None  # earliest startsAt of its alerts
     summaries: tuple[tuple[str, str], ...] = ()  # (key, summary) of the firing signals
+    # (key, startsAt) of the latest occurrence of each alert seen, by key: an older (or
+    # ended) occurrence's message arriving late is stale (`bot.core.incidents`).
+    alert_starts: tuple[tuple[str, datetime], ...] = ()
 
     @property
     def card_key(self) -> str:

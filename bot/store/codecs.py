@@ -12,7 +12,8 @@ back: pure function pairs, each round-tripped by a unit test.
 - `incident_columns` / `incident_record`: an `Incident` and the alerts firing for it as the
   `incidents` row's columns, and a row's columns as an `IncidentRecord`. Sets are stored as
   sorted lists (one text for one set, whatever the hash order), `summaries` as a list of
-  [key, summary] pairs in order; they come back as frozensets and a tuple of 2-tuples.
+  [key, summary] pairs in order; they come back as frozensets and a tuple of 2-tuples;
+  `alert_starts` as [key, ISO 8601 UTC] pairs (NULL, before 0006: none).
   Datetimes stay datetimes: their columns are `UTCDateTime` (`bot.store.schema`).
 """
 
@@ -119,6 +120,7 @@ def incident_columns(incident: Incident, alerts: Mapping[str, str]) -> dict[str,
         "seen": sorted(incident.seen),
         "summaries": [[key, summary] for key, summary in incident.summaries],
         "alerts": {str(fingerprint): str(summary) for fingerprint, summary in alerts.items()},
+        "alert_starts": [[key, to_utc(at).isoformat()] for key, at in incident.alert_starts],
     }
 
 
@@ -137,6 +139,10 @@ def incident_record(columns: Mapping[str, Any]) -> IncidentRecord:
         seen=frozenset(str(k) for k in columns["seen"]),
         first_breach_at=None if first_breach_at is None else to_utc(first_breach_at),
         summaries=tuple((str(key), str(summary)) for key, summary in columns["summaries"]),
+        alert_starts=tuple(
+            (str(key), to_utc(datetime.fromisoformat(at)))
+            for key, at in columns.get("alert_starts") or ()
+        ),
     )
     alerts = {str(k): str(v) for k, v in columns["alerts"].items()}
     return IncidentRecord(

@@ -150,6 +150,9 @@ incidents = sa.Table(
     sa.Column("alerts", sa.JSON, nullable=False),
     sa.Column("pages", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # [key, startsAt] of the latest occurrence of each alert applied (0006): a delivery
+    # older than it is stale. NULL: none (a row written before 0006).
+    sa.Column("alert_starts", sa.JSON, nullable=True),
     # load_incidents: everything not resolved, and what resolved since a moment.
     sa.Index("ix_incidents_state_changed", "state", "changed_at"),
 )

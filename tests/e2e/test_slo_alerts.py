@@ -301,3 +301,65 @@ async def test_an_alert_whose_card_met_a_429_is_posted_by_the_replay(tmp_path):
         await eventually(processed, timeout=20, what="the webhook marked processed")
         cards = [m for m in tops(world) if "checkout" in json.dumps(m)]
         assert len(cards) == 1  # one card, however many times the webhook was delivered
+
+
+async def test_a_stale_firing_replayed_after_its_resolve_changes_nothing(tmp_path):
+    """Issue 15: a firing webhook was stored and never processed (a replica died, or a
+    standby left it to the leader's replay) while the resolve went straight to the leader:
+    the replay comes after the resolve. Alertmanager names an occurrence by its startsAt,
+    which the resolve ended, so the late firing is stale: the incident is not reopened,
+    and PagerDuty gets one trigger and one resolve."""
+    async with SimWorld(
+        speed=600, workdir=tmp_path, pagerduty=True, checkout=True, settings=SETTINGS
+    ) as world:
+        started = datetime.now(UTC) - timedelta(minutes=2)
+
+        def occurrence(status: str) -> dict:
+            return sim_alerts.alert(
+                "RollbotErrorRateHigh",
+                service="checkout",
+                status=status,
+                labels={"slo": "error_rate"},
+                summary="checkout: 5xx ratio 9 % (SLO < 1 %)",
+                starts_at=started,  # one occurrence: its firing and its resolve
+                ends_at=datetime.now(UTC) if status == "resolved" else None,
+            )
+
+        firing, resolved = occurrence("firing"), occurrence("resolved")
+        assert (await send(world, [firing])).status_code == 200
+        incident = await world.wait_for(
+            lambda: next(
+                (i for i in world.pd.incidents() if "checkout" in i["incident_key"]), None
+            ),
+            timeout=30,
+            what="checkout's page",
+        )
+        # The stale copy, stored as the replica that received it did, never processed.
+        await world.rollbot.store.store_webhook(
+            "alertmanager", {}, json.dumps(sim_alerts.webhook([firing]))
+        )
+        assert (await send(world, [resolved])).status_code == 200
+
+        async def replayed_and_delivered() -> bool:
+            far = datetime.now(UTC) + timedelta(days=1)
+            return (
+                await world.rollbot.store.pending_webhooks() == []
+                and await world.rollbot.store.due_outbox(far) == []
+            )
+
+        await eventually(replayed_and_delivered, timeout=30, what="the stale copy replayed")
+        await world.wait_for(
+            lambda: world.pd.incident(incident["id"])["status"] == "resolved",
+            timeout=30,
+            what="the PagerDuty incident resolved",
+        )
+        key = incident["incident_key"]  # checkout's (payment-router's canary pages too)
+        events = [e for e in world.pd.events() if e.get("dedup_key") == key]
+        assert [e["event_action"] for e in events] == ["trigger", "resolve"], events
+        assert [i["id"] for i in world.pd.incidents() if i["incident_key"] == key] == [
+            incident["id"]
+        ]
+        [checkout] = [
+            i for i in world.rollbot.incidents.incidents.values() if i.service == "checkout"
+        ]
+        assert checkout.state.value in ("recovering", "resolved"), checkout

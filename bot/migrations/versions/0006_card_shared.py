@@ -13,6 +13,10 @@ what the watch sees next), so the leader's watch does not tell it twice; `circui
 service's breaker as last read; `dirty_at`, set when the card must be rendered again by
 the leader, cleared by the leader as it takes it.
 
+`incidents.alert_starts`: the latest occurrence (`startsAt`) of each alert applied to the
+incident, so a delivery that arrives after a newer one about the same alert (a standby's
+webhook replayed after the leader's, a replay after a restart) is known stale.
+
 Frozen: describes the schema as revision 0006 introduced it (see 0001).
 """
 
@@ -34,9 +38,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("gate", sa.JSON, nullable=True))
         batch.add_column(sa.Column("circuit", sa.JSON, nullable=True))
         batch.add_column(sa.Column("dirty_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("incidents") as batch:
+        batch.add_column(sa.Column("alert_starts", sa.JSON, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("incidents") as batch:
+        batch.drop_column("alert_starts")
     with op.batch_alter_table("cards") as batch:
         batch.drop_column("dirty_at")
         batch.drop_column("circuit")

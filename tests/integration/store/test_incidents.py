@@ -53,6 +53,7 @@ def incident(revision: int = 7, **changes: object) -> Incident:
         seen=frozenset({"rollout", "fp-b", "fp-a", "fp-old"}),
         first_breach_at=T0 - timedelta(minutes=2),
         summaries=(("rollout", "Analysis failed"), ("fp-b", "error rate 4%"), ("fp-a", "p99")),
+        alert_starts=(("fp-a", T0 - timedelta(minutes=2)), ("fp-b", T0)),
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 

@@ -12,6 +12,9 @@ Aspects under test:
   starts a new one and leaves the old one alone;
 - resolves for unknown keys and with no incident change nothing;
 - first_breach_at is the earliest startsAt of the alerts;
+- an alert's message older than one applied (a late repeat of a resolved occurrence, a
+  resolve or firing of an older occurrence) is stale: nothing changes; a new occurrence
+  reopens; the watch's signal has no occurrence;
 - rollout_signal: firing for trouble that still hurts, not for an aborted (mitigated)
   Rollout or one without trouble, on every Rollout fixture too.
 """
@@ -311,6 +314,62 @@ def test_first_breach_is_the_earliest_alert_start() -> None:
     incident, _ = apply(incident, alert_sig("c", -3))
     incident, _ = apply(incident, alert_sig("d", 10))
     assert incident.first_breach_at == T0 - timedelta(minutes=3)
+
+
+def occurrence(key: str, firing: bool, started_minute: int) -> Signal:
+    """An alert's message about its occurrence that started at T0 + `started_minute`."""
+    alert = Alert(
+        key,
+        "X",
+        "firing" if firing else "resolved",
+        {"alertname": "X"},
+        {},
+        T0 + timedelta(minutes=started_minute),
+        None,
+    )
+    return alert_signal(SVC, alert, now=T0)
+
+
+# (messages in the order they arrive: key, firing, occurrence start) → the state after, and
+# whether the last one changed anything. Alertmanager names an occurrence by its startsAt:
+# repeats and the resolve carry it; firing again after a resolve starts a new, later one.
+STALE = [
+    # the resolve overtaken by a late repeat of the firing it ended: the repeat is stale
+    ([("a", True, 0), ("a", False, 0), ("a", True, 0)], IncidentState.RECOVERING, False),
+    # a new occurrence after the resolve reopens
+    ([("a", True, 0), ("a", False, 0), ("a", True, 7)], IncidentState.OPEN, True),
+    # a resolve of an older occurrence, after the new one fired: stale
+    ([("a", True, 0), ("a", False, 0), ("a", True, 7), ("a", False, 0)], IncidentState.OPEN, False),
+    # a firing of an older occurrence after a newer one resolved: stale
+    ([("a", True, 7), ("a", False, 7), ("a", True, 0)], IncidentState.RECOVERING, False),
+    # the resolve of the current occurrence still resolves
+    ([("a", True, 0), ("a", True, 0), ("a", False, 0)], IncidentState.RECOVERING, True),
+    # another alert is not affected by a's occurrences
+    ([("a", True, 5), ("a", False, 5), ("b", True, 0)], IncidentState.OPEN, True),
+]
+
+
+@pytest.mark.parametrize(("messages", "state", "changed"), STALE)
+def test_a_message_older_than_one_applied_is_stale(
+    messages: list[tuple[str, bool, int]], state: IncidentState, changed: bool
+) -> None:
+    incident: Incident | None = None
+    change: Change | None = None
+    for i, (key, firing, started) in enumerate(messages):
+        before = incident
+        incident, change = apply(incident, occurrence(key, firing, started), T0 + timedelta(i))
+    assert incident is not None and incident.state is state
+    assert (change is not None) is changed
+    if not changed:
+        assert incident == before  # a stale message leaves the incident as it was
+
+
+def test_the_watch_s_signal_has_no_occurrence() -> None:
+    incident, _ = apply(None, sig("rollout", source="watch"))
+    incident, _ = apply(incident, sig("rollout", False, source="watch"))
+    incident, change = apply(incident, sig("rollout", source="watch"))
+    assert change is not None and change.kind is ChangeKind.REOPENED
+    assert incident.alert_starts == ()
 
 
 # ── rollout_signal ───────────────────────────────────────────────────────────
