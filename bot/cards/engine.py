@@ -442,7 +442,17 @@ class Cards:
         how many. A card this process has not shown is taken over (`_take_over`) when its
         Rollout is still at the card's revision; an older revision's card is left alone."""
         rendered = 0
-        for key in await self._store.take_dirty_cards():
+        # Not cut short by a cancel (the leader stopping): a write transaction cancelled
+        # half-way keeps SQLite's write lock until its connection is collected, and the
+        # leases released at shutdown would wait out the busy timeout behind it.
+        taking = asyncio.ensure_future(self._store.take_dirty_cards())
+        try:
+            keys = await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await taking
+            raise
+        for key in keys:
             mem = self._memory.get(key)
             if mem is None:
                 mem = await self._take_over(key, await self._store.get_card(key))

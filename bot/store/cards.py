@@ -155,7 +155,15 @@ class CardsMixin(StoreBase):
 
     async def take_dirty_cards(self) -> list[str]:
         """The cards marked since the last call, unmarked in the same statement (a mark
-        set after it is taken by the next call)."""
+        set after it is taken by the next call). The leader asks twice a second: a read
+        first, so that asking when nothing is marked writes nothing (an UPDATE takes
+        SQLite's write lock even when it matches no row)."""
+        async with self._reader.begin() as conn:
+            marked = await conn.execute(
+                sa.select(cards.c.card_key).where(cards.c.dirty_at.is_not(None)).limit(1)
+            )
+            if marked.first() is None:
+                return []
         async with self._engine.begin() as conn:
             rows = await conn.execute(
                 cards.update()

@@ -6,6 +6,8 @@ Aspects under test:
   RecordNotFound;
 - a breaker is kept on every card of its service (and only its service's), read back as
   the same `FlagState`; with `mark_dirty` those cards are marked for the leader;
+- `take_dirty_cards` with nothing marked writes nothing: it answers at once while another
+  connection holds SQLite's write lock;
 - `take_dirty_cards` takes each mark once: a second call finds nothing, a mark set after
   it is taken by the next one; two replicas taking at once get each mark exactly once;
 - an action's record (outcome, gate, the next epoch, the leader's mark when asked) is one
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -166,3 +170,24 @@ async def test_an_action_s_record_is_one_statement(sql_store: SqlStore) -> None:
     assert await store.take_dirty_cards() == ["ns/r@7"]
     with pytest.raises(RecordNotFound):
         await store.record_card_action("ns/none@1", outcome=done, gate=None)
+
+
+async def test_asking_with_nothing_marked_writes_nothing(tmp_path: Path) -> None:
+    """The leader asks twice a second: with nothing marked it must not take SQLite's write
+    lock (an UPDATE takes it even when it matches no row), so it neither waits behind
+    another writer nor holds one up."""
+    path = tmp_path / "rollbot.db"
+    store = await open_store(f"sqlite:///{path}", busy_timeout=5.0)
+    try:
+        await _cards(store, ("ns/r@7", "s"))
+        writer = sqlite3.connect(path, timeout=0.1)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # another connection holds the write lock
+            assert await asyncio.wait_for(store.take_dirty_cards(), timeout=2.0) == []
+        finally:
+            writer.rollback()
+            writer.close()
+        await store.mark_card_dirty("ns/r@7")
+        assert await store.take_dirty_cards() == ["ns/r@7"]
+    finally:
+        await store.close()
