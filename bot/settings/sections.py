@@ -165,18 +165,6 @@ class KubernetesSettings(Section):
     """Cap on that delay. 30 s: an API server outage is not hammered, and a recovered one is
     noticed within half a minute."""
 
-    lease_name: str = "rollbot"
-    """Name of the ``coordination.k8s.io`` Lease that elects the one replica that watches,
-    schedules and posts."""
-
-    lease_namespace: str | None = None
-    """Namespace of that Lease. None: rollbot's own namespace (from the service account),
-    which is where its RBAC Role allows Leases."""
-
-    lease_duration_seconds: float = Field(default=15.0, gt=0)
-    """Seconds a leader's Lease is valid without renewal. 15 s is client-go's default: a
-    dead leader is replaced within 15 s, well inside Tier 1's 60 s."""
-
     @field_validator("namespaces")
     @classmethod
     def _namespaces(cls, value: list[str]) -> list[str]:

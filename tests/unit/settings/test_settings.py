@@ -10,7 +10,8 @@ Aspects:
 - secrets in the YAML rejected with the env/file names to use;
 - server.link_secret: one key or several comma-separated (rotation), the first signing
   first in `link_keys()`; a value holding no key is a problem;
-- every problem reported at once, each with its key path; unknown keys caught (YAML and env);
+- every problem reported at once, each with its key path; unknown keys caught (YAML and env),
+  the retired Kubernetes Lease settings among them;
 - semantic checks: Slack secrets for serve, runbook files, channel format, namespaces,
   SLO ranges, duplicate rollout targets, database URL scheme, an action recovery delay
   longer than the verify timeout;
@@ -254,6 +255,17 @@ def test_unknown_env_key_is_caught(catalog: Path) -> None:
     assert paths(problems) == ["slack.bot_tokn", "slak"]
     assert "(from ROLLBOT_SLACK__BOT_TOKN)" in problems[0].message
     assert "bot_token" in problems[0].message  # lists the known keys
+
+
+def test_the_retired_kubernetes_lease_settings_are_unknown(catalog: Path) -> None:
+    """The leader is elected in the database: a Deployment that still sets the Kubernetes
+    Lease's namespace (as the shipped one once did) is told so, not silently ignored."""
+    retired = ("LEASE_NAME", "LEASE_NAMESPACE", "LEASE_DURATION_SECONDS")
+    problems = check_config(
+        catalog, environ={**SECRETS, **{f"ROLLBOT_KUBERNETES__{k}": "x" for k in retired}}
+    )
+    assert sorted(paths(problems)) == sorted(f"kubernetes.{k.lower()}" for k in retired)
+    assert all("unknown key" in p.message for p in problems)
 
 
 def test_env_value_errors_name_the_variable(catalog: Path) -> None:
