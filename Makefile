@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-fast check bench drill peers lock clean
+.PHONY: venv deploy-tools demo test test-fast check bench drill peers lock clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,20 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+# The tools the deploy/ tests run on the rendered manifests (checkov, kubernetes-validate),
+# in a venv of their own: checkov's dependencies would clash with requirements-dev.lock.
+# tests/unit/deploy finds them in $(DEPLOY_VENV)/bin (or $$ROLLBOT_DEPLOY_TOOLS).
+DEPLOY_VENV  ?= .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+
+deploy-tools: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): requirements-deploy.lock
+	@test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-deploy.lock
+	@touch $(DEPLOY_STAMP)
+
 ## Run the whole thing locally against bot/sim (Ctrl-C stops it). ARGS go to `rollbot demo`:
 ## make demo ARGS="--ui-port 0 --speed 120"
 demo: venv
@@ -25,11 +39,11 @@ demo: venv
 ## Unit + integration + e2e + security tests (benchmarks excluded), on TEST_WORKERS
 ## processes (pytest-xdist): most tests wait on servers, so 3 workers fit 2 cores.
 TEST_WORKERS ?= 3
-test: venv
+test: venv deploy-tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## The quick local loop: unit and integration tests only.
-test-fast: venv
+test-fast: venv deploy-tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) tests/unit tests/integration $(PYTEST_ARGS)
 
 ## Lint, types and layer contracts.
@@ -53,11 +67,14 @@ DRILL ?= tier1-abort
 drill: venv
 	$(BIN)/rollbot drill $(DRILL) $(ARGS)
 
-## Re-pin both locks after a change to pyproject.toml's dependencies (needs uv).
+## Re-pin the locks after a change to pyproject.toml's dependencies or requirements-deploy.in
+## (needs uv).
 lock:
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
 		-c requirements.lock -o requirements-dev.lock
+	uv pip compile requirements-deploy.in --python-version 3.11 --generate-hashes \
+		-o requirements-deploy.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache rollbot-demo.db
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache rollbot-demo.db

@@ -1,6 +1,6 @@
 """`rollbot` command line.
 
-rollbot serve [--config FILE] [--host H] [--port P]
+rollbot serve [--config FILE] [--host H] [--port P] [--internal-port P]
 rollbot demo [--speed N] [--port P] [--ui-port P | --no-browser-ui] [--auto-abort] [--duration S]
 rollbot drill SCENARIO [--speed N] [--timeout S]   (`rollbot drill --help` lists them)
 rollbot check-config [--config FILE]
@@ -47,7 +47,13 @@ def _parser(drills: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the bot (HTTP + Slack + watch)")
     serve.add_argument("--config", default=None, help="settings YAML (default rollbot.yaml)")
     serve.add_argument("--host", default=None)
-    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--port", type=int, default=None, help="public port (server.port)")
+    serve.add_argument(
+        "--internal-port",
+        type=int,
+        default=None,
+        help="port of /metrics, /healthz and /readyz (server.internal_port)",
+    )
 
     demo = sub.add_parser("demo", help="run rollbot locally against bot/sim")
     demo.add_argument(
@@ -269,25 +275,48 @@ async def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from bot.web.app import create_web_app
+    from bot.web.app import create_internal_app, create_web_app
     from bot.web.refusals import quiet_refusals
-    from bot.web.server import guarded_h11
+    from bot.web.server import guarded_h11, serve_beside
     from bot.wiring import build
 
     settings = load_settings(args.config)
-    rollbot = await build(settings)
     server_settings = settings.server
-    config = uvicorn.Config(
-        create_web_app(rollbot, body_timeout=server_settings.request_read_timeout_seconds),
-        host=args.host or server_settings.host,
-        port=args.port or server_settings.port,
-        log_level="info",
-        http=guarded_h11(
-            header_timeout=server_settings.request_read_timeout_seconds,
-            max_waiting=server_settings.max_waiting_connections,
-        ),
-        limit_concurrency=server_settings.max_connections,
-        timeout_keep_alive=5,
+    host = args.host or server_settings.host
+    port = args.port or server_settings.port
+    internal_port = args.internal_port or server_settings.internal_port
+    if internal_port == port:
+        print(
+            f"rollbot serve: not started: the internal port ({internal_port}) is the public "
+            "one; give another, or set ROLLBOT_SERVER__INTERNAL_PORT empty to serve /metrics "
+            "and the probes on the public port",
+            file=sys.stderr,
+        )
+        return 2
+    rollbot = await build(settings)
+    timeout = server_settings.request_read_timeout_seconds
+
+    def listener(app: Any, on_port: int, **options: Any) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            host=host,
+            port=on_port,
+            log_level="info",
+            http=guarded_h11(
+                header_timeout=timeout, max_waiting=server_settings.max_waiting_connections
+            ),
+            limit_concurrency=server_settings.max_connections,
+            timeout_keep_alive=5,
+            **options,
+        )
+
+    config = listener(
+        create_web_app(rollbot, body_timeout=timeout, with_internal=internal_port is None), port
+    )
+    internal = (
+        listener(create_internal_app(rollbot, body_timeout=timeout), internal_port, lifespan="off")
+        if internal_port is not None
+        else None
     )
     quiet_refusals()  # refusals are counted and summarised, not logged one line each
     server = uvicorn.Server(config)
@@ -299,7 +328,7 @@ async def _serve(args: argparse.Namespace) -> int:
         server.should_exit = True
 
     rollbot.on_leadership_lost = step_down
-    await server.serve()
+    await serve_beside(server, internal)
     return 1 if lost else 0
 
 

@@ -42,7 +42,8 @@ class Settings(BaseModel):
     """Slack app credentials and endpoints."""
 
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
-    """Kubernetes access, timeouts and leader election."""
+    """Kubernetes access and timeouts (the leader is elected in the database, not by a
+    Kubernetes Lease: `server.leader_lease_seconds`)."""
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     """The store."""

@@ -167,18 +167,6 @@ class KubernetesSettings(Section):
     """Cap on that delay. 30 s: an API server outage is not hammered, and a recovered one is
     noticed within half a minute."""
 
-    lease_name: str = "rollbot"
-    """Name of the ``coordination.k8s.io`` Lease that elects the one replica that watches,
-    schedules and posts."""
-
-    lease_namespace: str | None = None
-    """Namespace of that Lease. None: rollbot's own namespace (from the service account),
-    which is where its RBAC Role allows Leases."""
-
-    lease_duration_seconds: float = Field(default=15.0, gt=0)
-    """Seconds a leader's Lease is valid without renewal. 15 s is client-go's default: a
-    dead leader is replaced within 15 s, well inside Tier 1's 60 s."""
-
     @field_validator("namespaces")
     @classmethod
     def _namespaces(cls, value: list[str]) -> list[str]:
@@ -413,7 +401,16 @@ class ServerSettings(Section):
     """Interface to bind. All interfaces: inside a pod, the Service is the boundary."""
 
     port: int = Field(default=8080, ge=1, le=65535)
-    """TCP port. 8080: unprivileged, so the container runs as non-root."""
+    """TCP port of the public endpoints (Slack, the webhooks, the runbook pages). 8080:
+    unprivileged, so the container runs as non-root."""
+
+    internal_port: int | None = Field(default=9090, ge=1, le=65535)
+    """TCP port of the internal listener: ``/metrics``, ``/healthz`` and ``/readyz``, for
+    Prometheus and the kubelet only (a NetworkPolicy can then keep everyone else off it),
+    while the public port answers 404 for them. 9090: unprivileged, apart from ``port``,
+    the port Prometheus exporters usually take. None (an empty
+    ``ROLLBOT_SERVER__INTERNAL_PORT``, or ``null``): no second listener, everything on
+    ``port``, as for one process on a laptop."""
 
     workers: int = Field(default=4, ge=1, le=64)
     """How many actions and status reads run at once after Slack has been answered. 4: a
@@ -469,6 +466,15 @@ class ServerSettings(Section):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return check_http_url(value)
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> ServerSettings:
+        if self.internal_port == self.port:
+            raise ValueError(
+                f"internal_port ({self.internal_port}) must differ from port: leave it empty "
+                "(null) to serve /metrics and the probes on port itself"
+            )
+        return self
 
     @field_validator("link_secret")
     @classmethod

@@ -322,7 +322,9 @@ class SimWorld:
         # The bot's socket first, so that its public URL (runbook links in PagerDuty
         # events, signed links) is known to the settings it starts with.
         sock: socket.socket | None = None
-        public: dict[str, Any] = {}
+        # /metrics and the probes on the bot's one port (its tests read them there), and no
+        # second listener for `rollbot serve` over this config to bind.
+        server_section: dict[str, Any] = {"internal_port": None}
         if self.start_bot:
             sock = self._sock or (_free_socket() if self.port == 0 else None)
             if sock is None:
@@ -331,7 +333,7 @@ class SimWorld:
                 sock.bind(("127.0.0.1", self.port))
             self._stack.callback(sock.close)
             port = sock.getsockname()[1]
-            public = {"server": {"public_url": f"http://127.0.0.1:{port}"}}
+            server_section["public_url"] = f"http://127.0.0.1:{port}"
         config = self.workdir / "rollbot.yaml"
         config.write_text(
             json.dumps(
@@ -348,7 +350,7 @@ class SimWorld:
                         # The quiet period runs on the world's clock, like the Argo
                         # controller's: 300 simulated seconds (at least one real second).
                         "incidents": {"quiet_period_seconds": max(1, round(300 / self.speed))},
-                        **public,
+                        "server": server_section,
                         **({"jira": jira_settings} if jira_settings else {}),
                         **({"pagerduty": pd_settings} if pd_settings else {}),
                         "services": {

@@ -1,6 +1,11 @@
 """HTTP surface: Slack, the Alertmanager and PagerDuty webhooks, the runbook pages, health,
 readiness and metrics. Each route gets the narrow part of rollbot it needs.
 
+Two apps: `create_web_app`, the public endpoints (with the probes and `/metrics` too, unless
+told they have a listener of their own), and `create_internal_app`, the probes and
+`/metrics` alone, which `rollbot serve` puts on `server.internal_port` (bot.web.server's
+`serve_beside`) so that only Prometheus and the kubelet reach them.
+
 Every replica answers every route (issue 15): Slack requests and the runbook pages are
 executed where they arrive (an action's claim is exactly once across replicas, in the
 database); a webhook is stored by whichever replica it reaches and processed by the leader
@@ -90,19 +95,25 @@ def _count_refused(metrics: Metrics) -> Callable[[str, int], None]:
     return count
 
 
-def create_web_app(
-    rollbot: Served, *, run_background: bool = True, body_timeout: float = BODY_TIMEOUT
-) -> Starlette:
-    """The ASGI app. With `run_background`, its lifespan runs the leader's background work
-    (the watch, the ticker, the outbox); without it, only the routes."""
+class Probed(Protocol):
+    """What the probes and `/metrics` read (a `Served` is one)."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    async def readiness_problems(self) -> list[str]: ...
+
+    def leads(self) -> bool: ...
+
+
+#: The internal endpoints: the kubelet's probes and Prometheus's scrape.
+INTERNAL_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def internal_routes(rollbot: Probed) -> list[BaseRoute]:
+    """`/healthz` (the process answers), `/readyz` (it can serve: 503 with the problems,
+    and whether it leads) and `/metrics` (Prometheus's text format)."""
     metrics = rollbot.metrics
-    secret = rollbot.settings.slack.signing_secret
-    assert secret is not None  # build() refuses to start without it
-    slack = slack_route(
-        bolt=rollbot.bolt,
-        signing_secret=secret.get_secret_value(),
-        metrics=metrics,
-    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -115,6 +126,45 @@ def create_web_app(
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    handlers = dict(zip(INTERNAL_PATHS, (healthz, readyz, metrics_endpoint), strict=True))
+    return [Route(path, handler, methods=["GET"]) for path, handler in handlers.items()]
+
+
+def create_internal_app(rollbot: Probed, *, body_timeout: float = BODY_TIMEOUT) -> Starlette:
+    """The internal listener's app: `internal_routes` alone, no lifespan (the public app's
+    runs the background work); anything else is 404."""
+    return Starlette(
+        routes=internal_routes(rollbot),
+        middleware=[
+            Middleware(
+                RequestGuard,
+                body_timeout=body_timeout,
+                on_refused=_count_refused(rollbot.metrics),
+            ),
+        ],
+    )
+
+
+def create_web_app(
+    rollbot: Served,
+    *,
+    run_background: bool = True,
+    body_timeout: float = BODY_TIMEOUT,
+    with_internal: bool = True,
+) -> Starlette:
+    """The ASGI app. With `run_background`, its lifespan runs the leader's background work
+    (the watch, the ticker, the outbox); without it, only the routes. Without
+    `with_internal`, the probes and `/metrics` are not among its routes (404): they are
+    served by `create_internal_app` on a port of their own."""
+    metrics = rollbot.metrics
+    secret = rollbot.settings.slack.signing_secret
+    assert secret is not None  # build() refuses to start without it
+    slack = slack_route(
+        bolt=rollbot.bolt,
+        signing_secret=secret.get_secret_value(),
+        metrics=metrics,
+    )
 
     pagerduty: list[BaseRoute] = []
     if rollbot.paging is not None and rollbot.paging_actions is not None:
@@ -142,9 +192,7 @@ def create_web_app(
         routes=[
             slack,
             Route(ALERTMANAGER_PATH, rollbot.alert_receiver.handle, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *(internal_routes(rollbot) if with_internal else []),
             *pagerduty,
             *runbooks,
         ],

@@ -24,16 +24,27 @@ protocol with two additions (`guarded_h11`):
 
 The body's deadline and size are `bot.web.guard`'s; the total number of connections is
 uvicorn's `limit_concurrency` (a 503 beyond it).
+
+`serve_beside` runs the internal listener (`/metrics` and the probes, on
+`server.internal_port`) beside the public server, as a follower: its port is bound before
+the public server starts (taken: the process exits with uvicorn's start-up failure status,
+3, saying so, as for the public port),
+it leaves the signals to the public server, and it stops once the public server has
+stopped (a SIGTERM, a lost leader lease), so the probes answer during the public server's
+graceful shutdown.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import fcntl
 import logging
 import termios
+from collections.abc import Iterator
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
@@ -130,3 +141,29 @@ def _has_unread_bytes(transport: asyncio.Transport) -> bool:
     except (OSError, ValueError):
         return True
     return pending[0] > 0
+
+
+class _Follower(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM and SIGINT to another one (the public server,
+    which installs its handlers in the same process) and stops when told to."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_beside(public: uvicorn.Server, internal: uvicorn.Config | None) -> None:
+    """Run `public` until it stops; with `internal`, a second listener beside it (see the
+    module's docstring) that is stopped once `public` has stopped."""
+    if internal is None:
+        await public.serve()
+        return
+    sock = internal.bind_socket()  # a port already taken: logged, exit 3 (uvicorn's way)
+    follower = _Follower(internal)
+    task = asyncio.create_task(follower.serve(sockets=[sock]), name="rollbot-internal-listener")
+    try:
+        await public.serve()
+    finally:
+        follower.should_exit = True
+        await task
+        sock.close()

@@ -5,7 +5,9 @@ the slow-client and access-log checks, the ack-latency benchmark).
 port is probed first and bound by the child a moment later, and another process can take it
 in between. `start` therefore waits until the child answers ``/healthz``, and when it exited
 saying "address already in use", starts it again on another port, at most three times
-(`tests.helpers.on_a_free_port`).
+(`tests.helpers.on_a_free_port`). With ``internal=True`` it also gets an internal port
+(``--internal-port``, /metrics and the probes), probed likewise, and waits on its
+``/healthz``; a SimWorld's config has none (``server.internal_port: null``).
 
 `Replica` is one such process among several on one database (failover, the fault suite):
 its name, URL, log, `/readyz` and `/metrics`; `stopping(replicas)` stops every one started
@@ -27,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bot.sim.harness import SimWorld
-from tests.helpers import eventually, eventually_sync, on_a_free_port
+from tests.helpers import eventually, eventually_sync, free_port, on_a_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,8 +42,13 @@ def serve(world: SimWorld, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _popen(
-    config: Path | str, env: Mapping[str, str], port: int, log: Path
+    config: Path | str,
+    env: Mapping[str, str],
+    port: int,
+    log: Path,
+    internal_port: int | None = None,
 ) -> subprocess.Popen[bytes]:
+    internal = ["--internal-port", str(internal_port)] if internal_port is not None else []
     return subprocess.Popen(
         [
             sys.executable,
@@ -54,6 +61,7 @@ def _popen(
             "127.0.0.1",
             "--port",
             str(port),
+            *internal,
         ],
         cwd=ROOT,
         env={**os.environ, **env},
@@ -73,12 +81,14 @@ class Exited(AssertionError):
 
 @dataclass
 class Served:
-    """A started `rollbot serve`: its process, URL and port, and the log it appends to."""
+    """A started `rollbot serve`: its process, URL and port, the log it appends to, and the
+    URL of its internal listener when it has one."""
 
     proc: subprocess.Popen[bytes]
     url: str
     port: int
     log: Path
+    internal_url: str | None = None
 
     def stop(self) -> int:
         """SIGTERM, then SIGKILL after 15 s; the exit status."""
@@ -92,14 +102,28 @@ class Served:
 
 
 def start_serving(
-    config: Path | str, env: Mapping[str, str], log: Path, *, timeout: float = 60
+    config: Path | str,
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    timeout: float = 60,
+    internal: bool = False,
 ) -> Served:
-    """`rollbot serve` on a free port, returned once ``/healthz`` answers 200 (blocking:
-    from async code, ``await asyncio.to_thread(start_serving, …)``, or `start`)."""
+    """`rollbot serve` on a free port (and, with `internal`, its internal listener on
+    another), returned once ``/healthz`` answers 200 (blocking: from async code,
+    ``await asyncio.to_thread(start_serving, …)``, or `start`)."""
 
     def attempt(port: int) -> Served:
         offset = log.stat().st_size if log.exists() else 0
-        served = Served(_popen(config, env, port, log), f"http://127.0.0.1:{port}", port, log)
+        internal_port = free_port() if internal else None
+        served = Served(
+            _popen(config, env, port, log, internal_port),
+            f"http://127.0.0.1:{port}",
+            port,
+            log,
+            f"http://127.0.0.1:{internal_port}" if internal_port is not None else None,
+        )
+        probed = served.internal_url or served.url
 
         def written() -> str:
             with log.open("rb") as f:
@@ -111,7 +135,7 @@ def start_serving(
                 output = written()
                 raise Exited(f"rollbot serve exited ({served.proc.returncode}):\n{output}", output)
             try:
-                return client.get(f"{served.url}/healthz").status_code == 200
+                return client.get(f"{probed}/healthz").status_code == 200
             except httpx.TransportError:
                 return False
 

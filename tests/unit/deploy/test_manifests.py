@@ -1,40 +1,32 @@
-"""deploy/, rollbot.example.yaml and the runbooks hold together.
+"""deploy/ (all but deploy/kubernetes, which test_kustomize.py and its siblings read),
+rollbot.example.yaml and the runbooks hold together.
 
 Aspects:
 - the Slack app manifest parses, has the /rollback and /release commands, the Home tab
   and its app_home_opened event, interactivity on /slack/events, the bot scopes rollbot
   needs and no socket mode;
-- the payment-router Rollout and AnalysisTemplate validate against the real Argo Rollouts
-  CRD schemas (unknown fields rejected, as the API server would prune them), with the
-  case study's steps and SLO gates;
-- RBAC grants exactly the verbs the adapter needs and nothing cluster-wide beyond that;
-  no Lease permissions (the leader is elected in the database);
-- the Deployment: 1 replica (Recreate), probes, secrets from rollbot-secrets under the env names
-  settings reads, config mounted where ROLLBOT_CONFIG points, non-root, read-only root;
-- kustomization lists every manifest;
-- rollbot.example.yaml and the ConfigMap's rollbot.yaml load and pass check_config once
-  the Slack secrets are in the environment;
+- the payment-router Rollout, AnalysisTemplate and Istio VirtualService validate against
+  the real CRD schemas (unknown fields rejected, as the API server would prune them), with
+  the case study's steps and SLO gates; the VirtualService is the one the Rollout names,
+  its route sends to the Rollout's stable and canary Services, all on stable to start;
+- rollbot.example.yaml loads and passes check_config once the Slack secrets are in the
+  environment;
 - the runbook has its front matter and the exact Tier 1 commands.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
 from bot.settings import check_config, load_settings
-from bot.sim.kube import default_crd_dir
 from tests.plugins.fixtures import FIXTURES
+from tests.unit.deploy.kustomize import DEPLOY, REPO, crd_errors
 
-REPO = Path(__file__).resolve().parents[3]
-DEPLOY = REPO / "deploy"
-CRDS = default_crd_dir()
+ARGO = DEPLOY / "argo-rollouts"
 SECRETS = {
     "ROLLBOT_SLACK__BOT_TOKEN": "xoxb-test",
     "ROLLBOT_SLACK__SIGNING_SECRET": "signing-test",
@@ -111,48 +103,9 @@ def test_slack_manifest_has_the_fixture_shape() -> None:
 # ----------------------------------------------------------------------------- Argo Rollouts
 
 
-def to_json_schema(node: Any) -> Any:
-    """OpenAPI v3 (Kubernetes structural) schema → JSON Schema, pruning like the API server."""
-    if isinstance(node, list):
-        return [to_json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if node.get("nullable"):
-        out.pop("nullable")
-        if "type" in out:
-            out["type"] = [out["type"], "null"]
-    if (
-        "properties" in out
-        and "additionalProperties" not in out
-        and not node.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        out["additionalProperties"] = False
-    return out
-
-
-@functools.cache
-def crd_validator(filename: str) -> jsonschema.protocols.Validator:
-    crd = yaml.safe_load((CRDS / filename).read_text())
-    schema = to_json_schema(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
-    # metadata is `type: object` in CRDs; the API server checks it itself.
-    validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
-    validator_cls.check_schema(schema)
-    return validator_cls(schema)
-
-
-def errors_of(validator: jsonschema.protocols.Validator, doc: dict[str, Any]) -> list[str]:
-    return [
-        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
-    ]
-
-
 def test_rollout_validates_against_the_crd() -> None:
     rollout = yaml.safe_load((DEPLOY / "argo-rollouts" / "payment-router.rollout.yaml").read_text())
-    assert errors_of(crd_validator("rollout-crd.yaml"), rollout) == []
+    assert crd_errors(rollout) == []
     assert rollout["metadata"] == {
         **rollout["metadata"],
         "name": "payment-router",
@@ -173,24 +126,10 @@ def test_rollout_validates_against_the_crd() -> None:
     assert templates == {"payment-router-slo"}
 
 
-def test_crd_validation_catches_mistakes() -> None:
-    """The schema check is not vacuous: a typo and a wrong type are caught."""
-    validator = crd_validator("rollout-crd.yaml")
-    rollout = yaml.safe_load((DEPLOY / "argo-rollouts" / "payment-router.rollout.yaml").read_text())
-    broken = copy.deepcopy(rollout)
-    broken["spec"]["strategy"]["canary"]["stepz"] = broken["spec"]["strategy"]["canary"].pop(
-        "steps"
-    )
-    broken["spec"]["replicas"] = "six"
-    errors = errors_of(validator, broken)
-    assert any("stepz" in e for e in errors)
-    assert any(e.startswith("spec.replicas") for e in errors)
-
-
 def test_analysis_template_validates_and_has_the_slo_gates() -> None:
     path = DEPLOY / "argo-rollouts" / "payment-router.analysistemplate.yaml"
     template = yaml.safe_load(path.read_text())
-    assert errors_of(crd_validator("analysis-template-crd.yaml"), template) == []
+    assert crd_errors(template) == []
     assert template["metadata"]["name"] == "payment-router-slo"
     assert template["metadata"]["namespace"] == "payments"
     metrics = {m["name"]: m for m in template["spec"]["metrics"]}
@@ -212,99 +151,21 @@ def test_rollout_gates_match_the_catalog_slo() -> None:
     assert metrics["latency-p99"]["successCondition"] == f"result[0] < {slo.latency_p99_ms:g}"
 
 
-# ----------------------------------------------------------------------------- Kubernetes
+# ----------------------------------------------------------------------------- Istio
 
 
-def rules_of(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
-    out: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        assert "nonResourceURLs" not in rule
-        assert "resourceNames" not in rule
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                out.setdefault((group, resource), set()).update(rule["verbs"])
-    return out
-
-
-def test_rbac_is_least_privilege() -> None:
-    docs = load_all(DEPLOY / "kubernetes" / "rbac.yaml")
-    (account,) = by_kind(docs, "ServiceAccount")
-    assert account["metadata"]["name"] == "rollbot"
-    (cluster_role,) = by_kind(docs, "ClusterRole")
-    assert rules_of(cluster_role) == {
-        ("argoproj.io", "rollouts"): {"get", "list", "watch", "patch"},
-        ("argoproj.io", "rollouts/status"): {"patch"},
-        ("argoproj.io", "analysisruns"): {"get", "list", "watch"},
-        ("argoproj.io", "analysistemplates"): {"get", "list"},
-        ("apps", "replicasets"): {"get", "list"},
-    }
-    # The leader is elected in rollbot's database: no Lease, no namespaced Role at all.
-    assert by_kind(docs, "Role") == [] and by_kind(docs, "RoleBinding") == []
-    for rule in cluster_role["rules"]:
-        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
-    bindings = by_kind(docs, "ClusterRoleBinding")
-    assert {(b["kind"], b["roleRef"]["name"]) for b in bindings} == {
-        ("ClusterRoleBinding", cluster_role["metadata"]["name"]),
-    }
-    for binding in bindings:
-        assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [
-            ("ServiceAccount", "rollbot")
-        ]
-
-
-def test_deployment() -> None:
-    (deployment,) = load_all(DEPLOY / "kubernetes" / "deployment.yaml")
-    spec = deployment["spec"]
-    # one voice: with SQLite (the base's database, one file per pod) a single replica and
-    # no surge; several replicas need a shared PostgreSQL for their leader lease
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
-    pod = spec["template"]["spec"]
-    assert pod["serviceAccountName"] == "rollbot"
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    (container,) = pod["containers"]
-    assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    env = {e["name"]: e for e in container["env"]}
-    for name in (
-        "ROLLBOT_SLACK__BOT_TOKEN",
-        "ROLLBOT_SLACK__SIGNING_SECRET",
-        "ROLLBOT_FLAGS__API_TOKEN",
-    ):
-        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "rollbot-secrets"
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert env["ROLLBOT_CONFIG"]["value"] == f"{mounts['config']}/rollbot.yaml"
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["config"]["configMap"]["name"] == "rollbot-config"
-    # Every ROLLBOT_* variable the Deployment sets is a real setting.
-    fake_env = {name: "rollbot" for name in env if name != "ROLLBOT_CONFIG"}
-    load_settings(REPO / "rollbot.example.yaml", environ=fake_env)
-
-
-def test_service_targets_the_pods() -> None:
-    (service,) = load_all(DEPLOY / "kubernetes" / "service.yaml")
-    (deployment,) = load_all(DEPLOY / "kubernetes" / "deployment.yaml")
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
-
-
-def test_kustomization_lists_every_manifest() -> None:
-    kustomization = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
-    others = {p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization["resources"]) == others
-
-
-def test_configmap_config_passes_check_config(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    (configmap,) = load_all(DEPLOY / "kubernetes" / "configmap.yaml")
-    config = tmp_path / "rollbot.yaml"
-    config.write_text(configmap["data"]["rollbot.yaml"])
-    monkeypatch.chdir(REPO)  # runbooks ship beside the code, found from the working directory
-    assert check_config(config, environ=SECRETS) == []
+def test_the_virtual_service_is_the_one_the_rollout_shifts() -> None:
+    rollout = yaml.safe_load((ARGO / "payment-router.rollout.yaml").read_text())
+    service = yaml.safe_load((ARGO / "payment-router.virtualservice.yaml").read_text())
+    assert crd_errors(service) == []
+    canary = rollout["spec"]["strategy"]["canary"]
+    istio = canary["trafficRouting"]["istio"]["virtualService"]
+    assert service["metadata"] == {"name": istio["name"], "namespace": "payments"}
+    routes = {r["name"]: r for r in service["spec"]["http"]}
+    assert set(istio["routes"]) <= set(routes)
+    for name in istio["routes"]:
+        weights = {d["destination"]["host"]: d["weight"] for d in routes[name]["route"]}
+        assert weights == {canary["stableService"]: 100, canary["canaryService"]: 0}
 
 
 # ----------------------------------------------------------------------------- example config

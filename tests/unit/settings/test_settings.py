@@ -10,10 +10,11 @@ Aspects:
 - secrets in the YAML rejected with the env/file names to use;
 - server.link_secret: one key or several comma-separated (rotation), the first signing
   first in `link_keys()`; a value holding no key is a problem;
-- every problem reported at once, each with its key path; unknown keys caught (YAML and env);
+- every problem reported at once, each with its key path; unknown keys caught (YAML and env),
+  the retired Kubernetes Lease settings among them;
 - semantic checks: Slack secrets for serve, runbook files, channel format, namespaces,
   SLO ranges, duplicate rollout targets, database URL scheme, an action recovery delay
-  longer than the verify timeout;
+  longer than the verify timeout, an internal port apart from the public one (or none);
 - secrets absent from repr/str and from problem messages;
 - Settings.service raises UnknownService listing the known services;
 - alert routing, incident, metrics and GitOps keys: defaults, loading, env override, the
@@ -126,6 +127,7 @@ def test_defaults_without_any_source(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert settings.kubernetes.verify_timeout_seconds == 30
     assert settings.kubernetes.namespaces == []
     assert (settings.server.host, settings.server.port) == ("0.0.0.0", 8080)
+    assert settings.server.internal_port == 9090
     assert settings.services == {}
 
 
@@ -190,9 +192,9 @@ def test_env_wins_over_yaml_and_keeps_the_other_keys(catalog: Path) -> None:
 def test_env_names_are_case_insensitive(tmp_path: Path) -> None:
     settings = load_settings(
         write(tmp_path, ""),
-        environ={"rollbot_server__port": "9090", "Rollbot_Jira__Url": "https://j.example.com"},
+        environ={"rollbot_server__port": "9091", "Rollbot_Jira__Url": "https://j.example.com"},
     )
-    assert settings.server.port == 9090
+    assert settings.server.port == 9091
     assert settings.jira.url == "https://j.example.com"
 
 
@@ -254,6 +256,17 @@ def test_unknown_env_key_is_caught(catalog: Path) -> None:
     assert paths(problems) == ["slack.bot_tokn", "slak"]
     assert "(from ROLLBOT_SLACK__BOT_TOKN)" in problems[0].message
     assert "bot_token" in problems[0].message  # lists the known keys
+
+
+def test_the_retired_kubernetes_lease_settings_are_unknown(catalog: Path) -> None:
+    """The leader is elected in the database: a Deployment that still sets the Kubernetes
+    Lease's namespace (as the shipped one once did) is told so, not silently ignored."""
+    retired = ("LEASE_NAME", "LEASE_NAMESPACE", "LEASE_DURATION_SECONDS")
+    problems = check_config(
+        catalog, environ={**SECRETS, **{f"ROLLBOT_KUBERNETES__{k}": "x" for k in retired}}
+    )
+    assert sorted(paths(problems)) == sorted(f"kubernetes.{k.lower()}" for k in retired)
+    assert all("unknown key" in p.message for p in problems)
 
 
 def test_env_value_errors_name_the_variable(catalog: Path) -> None:
@@ -475,6 +488,19 @@ def test_action_recovery_must_outlast_the_verify_timeout(tmp_path: Path) -> None
         caught.value.problems[0].message
     )
     assert load_settings(environ={}).kubernetes.action_recovery_seconds == 300
+
+
+def test_the_internal_port_is_apart_from_the_public_one_or_none(tmp_path: Path) -> None:
+    path = write(tmp_path, "server: {port: 8080, internal_port: 8080}\n", name="ports.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    assert paths(caught.value.problems) == ["server"]
+    assert "internal_port (8080) must differ from port" in caught.value.problems[0].message
+    # Empty: no internal listener, /metrics and the probes on the public port.
+    unset = load_settings(path, environ={"ROLLBOT_SERVER__INTERNAL_PORT": ""})
+    assert (unset.server.port, unset.server.internal_port) == (8080, None)
+    moved = load_settings(path, environ={"ROLLBOT_SERVER__INTERNAL_PORT": "9100"})
+    assert moved.server.internal_port == 9100
 
 
 def test_unknown_keys_are_caught_everywhere(tmp_path: Path) -> None:
