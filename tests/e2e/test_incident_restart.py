@@ -145,7 +145,12 @@ async def test_an_alert_incident_resolves_after_kill_9(tmp_path: Path) -> None:
                 what="checkout's card, incident open",
             )
             incident = await world.wait_for(
-                lambda: next(iter(world.pd.incidents()), None),
+                # checkout's: payment-router's canary pages too once its analysis turns
+                # inconclusive, sooner or later in this test depending on the machine.
+                lambda: next(
+                    (i for i in world.pd.incidents() if "/checkout@" in i["incident_key"]),
+                    None,
+                ),
                 timeout=40,
                 what="the PagerDuty incident triggered",
             )
@@ -174,7 +179,10 @@ async def test_an_alert_incident_resolves_after_kill_9(tmp_path: Path) -> None:
                 if e.get("event_action") == "resolve" and e.get("dedup_key") == key
             ]
             assert len(resolves) == 1, resolves
-            assert len(world.pd.incidents()) == 1  # nothing triggered anew
+            # nothing triggered anew for checkout
+            assert [i["id"] for i in world.pd.incidents() if "/checkout@" in i["incident_key"]] == [
+                incident["id"]
+            ]
         finally:
             second.stop()
         assert re.search(r"restored [1-9]\d* incident\(s\) from the database", log.read_text())
