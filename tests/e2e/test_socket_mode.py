@@ -1,0 +1,232 @@
+"""rollbot over Socket Mode, end to end: the Slack sim's Socket Mode server, rollbot built
+from a settings file with `slack.app_token` and served as `rollbot serve` serves it, real
+Bolt and slack_sdk on both sides of the WebSocket.
+
+Aspects under test (Socket Mode only: the app-level token, no signing secret):
+- the leader holds one link (`rollbot_slack_socket_open 1`); `/slack/events` is not served;
+- a slash command through the socket: `help` is answered in the ack's payload; a status is
+  acked at once and its card reaches the response_url;
+- the card's Abort clicked through the socket: the Rollout aborted (one patch) and the card
+  updated in place;
+- the revert modal: opened by a click through the socket; a submission without a URL is
+  answered in the ack's payload (`response_action: errors`, the modal stays open); a good
+  one closes it, is audited and written under the card;
+- the one error handler answers through the socket: a click whose button value rollbot did
+  not make is told so on its response_url;
+- the same envelope delivered twice: acked both times, its work runs once (replay
+  protection keyed by envelope id, as by signature over HTTP);
+- an envelope not shaped like a Slack payload is not acked, and the log says why, not what;
+- Slack's ``disconnect`` (``refresh_requested``): the bot opens a new link (a second
+  apps.connections.open), the old one closes, and the next command works over the new one.
+
+And beside HTTP (both credentials): a signed POST to `/slack/events` and an envelope are
+both answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
+from bot.sim.slack import SlackSender
+from bot.sim.slack.socket_mode import envelope_of
+
+pytestmark = pytest.mark.timeout(120)
+
+LINK = "https://github.com/acme/gitops/pull/812"
+
+
+def _aborted(world: SimWorld) -> bool:
+    rollout = world.kube.get("rollouts", "payments", "payment-router") or {}
+    return rollout.get("status", {}).get("abort") is True
+
+
+async def _card_with(world: SimWorld, action_id: str) -> dict[str, Any]:
+    card: dict[str, Any] = await world.wait_for(
+        lambda: (c := world.card()) and world.button(c, action_id) and c,
+        timeout=60,
+        what=f"the card with {action_id}",
+    )
+    return card
+
+
+def _status_replies(world: SimWorld) -> list[dict[str, Any]]:
+    """The status cards `/rollback payment-router` answered on response_urls."""
+    return [
+        r.body for r in world.slack.responses if "Canary weight" in json.dumps(r.body.get("blocks"))
+    ]
+
+
+async def _metric(world: SimWorld, name: str) -> str:
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{world.url}/metrics")).text
+    return next(line for line in text.splitlines() if line.startswith(f"{name} "))
+
+
+async def test_commands_clicks_and_modals_through_the_socket(tmp_path) -> None:
+    async with SimWorld(speed=600, workdir=tmp_path, slack_mode="socket") as world:
+        assert "ROLLBOT_SLACK__SIGNING_SECRET" not in world.bot_env
+        assert world.slack.socket.open_connections == 1
+        assert await _metric(world, "rollbot_slack_socket_open") == "rollbot_slack_socket_open 1.0"
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await client.post(f"{world.url}/slack/events", content=b"x")).status_code == 404
+
+        # A slash command: help in the ack's payload; a status acked, then its card.
+        help_ = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help").send()
+        assert help_.status_code == 200 and "/release start SERVICE VERSION" in help_.text
+        status = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router").send()
+        assert status.status_code == 200
+        (reply,) = await world.wait_for(
+            lambda: _status_replies(world), timeout=20, what="the status card"
+        )
+        assert "registry.example.com/payment-router:1.13.0" in json.dumps(reply["blocks"])
+        commands = [e for e in world.slack.socket.envelopes if e.type == "slash_commands"]
+        assert len(commands) == 2 and not any(e.late or e.missing for e in commands)
+
+        # Abort on the card: the Rollout aborted, the card updated in place.
+        card = await _card_with(world, "rollout_abort")
+        clicked = await world.click(card, "rollout_abort")
+        assert clicked.status_code == 200
+        await world.wait_for(lambda: _aborted(world), timeout=20, what="the Rollout aborted")
+        await world.wait_for(
+            lambda: "Aborted by" in json.dumps(world.slack.message(CHANNEL_ID, card["ts"])),
+            timeout=20,
+            what="the card updated in place",
+        )
+        assert [r.body for r in world.kube.requests if r.method == "PATCH"] == [
+            {"status": {"abort": True}}
+        ]
+
+        # The revert modal, opened and submitted through the socket.
+        card = await _card_with(world, "revert_open")
+        assert (await world.click(card, "revert_open")).status_code == 200
+        (view,) = await world.wait_for(
+            lambda: world.slack.open_views(ONCALL[0]), timeout=20, what="the revert modal"
+        )
+        bad = await world.sender.view_submission(
+            ONCALL[0], view, {"revert_url": {"url": "not a link"}}, user_name=ONCALL[1]
+        ).send()
+        assert bad.json()["response_action"] == "errors"  # the ack's payload
+        assert "https://" in world.slack.view_errors(view["id"])["revert_url"]
+        assert [v["id"] for v in world.slack.open_views(ONCALL[0])] == [view["id"]]
+        good = await world.sender.view_submission(
+            ONCALL[0], view, {"revert_url": {"url": LINK}}, user_name=ONCALL[1]
+        ).send()
+        assert good.status_code == 200
+        assert world.slack.open_views(ONCALL[0]) == []
+        line = await world.wait_for(
+            lambda: next(
+                (
+                    m["text"]
+                    for m in world.slack.thread(CHANNEL_ID, card["ts"])
+                    if ":rewind:" in (m.get("text") or "")
+                ),
+                None,
+            ),
+            timeout=20,
+            what="the revert under the card",
+        )
+        assert f"<@{ONCALL[0]}> started a revert in Git: <{LINK}|{LINK}>" in line
+        entries = [
+            r.entry
+            for r in await world.rollbot.store.audit_entries()
+            if r.entry.action == "revert-started"
+        ]
+        assert [(e.result, e.detail["url"]) for e in entries] == [("succeeded", LINK)]
+        interactive = [e for e in world.slack.socket.envelopes if e.type == "interactive"]
+        assert len(interactive) == 4 and not any(e.late or e.missing for e in interactive)
+
+
+async def test_errors_replays_and_malformed_envelopes_through_the_socket(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="bot")
+    async with SimWorld(speed=600, workdir=tmp_path, slack_mode="socket") as world:
+        # The one error handler answers a socket request (it is marked as from Slack). The
+        # envelope is delivered without waiting for its ack: a listener that raises right
+        # after ack() can lose it in Bolt's runner, over HTTP as here (see the report).
+        card = await _card_with(world, "rollout_abort")
+        before = len(world.slack.responses)
+        garbage = world.sender.click(
+            ONCALL[0], "rollout_abort", "not-rollbots", message=card, channel_id=CHANNEL_ID
+        )
+        kind, payload, answered = envelope_of(garbage.body, garbage.headers)
+        await world.slack.socket.deliver(kind, payload, accepts_response_payload=answered, wait=0)
+        told = await world.wait_for(
+            lambda: [r.body for r in world.slack.responses[before:]],
+            timeout=20,
+            what="the error's answer",
+        )
+        assert "This button's payload is not one rollbot made." in json.dumps(told)
+        assert not _aborted(world)
+
+        # The same envelope twice: acked both times, run once.
+        first = world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router")
+        assert (await first.send()).status_code == 200
+        await world.wait_for(lambda: _status_replies(world), timeout=20, what="the status")
+        assert (await first.send()).status_code == 200
+        await world.wait_for(
+            lambda: any("replayed Slack request" in r.getMessage() for r in caplog.records),
+            timeout=10,
+            what="the redelivery skipped",
+        )
+        assert len(_status_replies(world)) == 1
+        ids = [e.envelope_id for e in world.slack.socket.envelopes]
+        assert ids.count(first.envelope_id) == 2
+
+        # Not a Slack payload: not acked, and the log says why, never what.
+        odd = await world.slack.socket.deliver(
+            "interactive",
+            {"type": "block_actions", "actions": {"MARKER-7f3a": 1}},
+            accepts_response_payload=False,
+            wait=0.0,
+        )
+        await world.wait_for(
+            lambda: any("not a Slack payload" in r.getMessage() for r in caplog.records),
+            timeout=10,
+            what="the envelope refused",
+        )
+        assert odd.acked_at is None
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert "actions is not a list of objects" in logged and "MARKER-7f3a" not in logged
+
+        # Slack asks for a refresh: a new link, the old one closed, the next command works.
+        (first_link,) = world.slack.socket.connections
+        assert await world.slack.socket.disconnect("refresh_requested") == 1
+        await world.wait_for(
+            lambda: (
+                len(world.slack.socket.connections) == 2
+                and world.slack.socket.open_connections == 1
+            ),
+            timeout=20,
+            what="the bot's new link",
+        )
+        assert first_link.closed_at is not None
+        assert len(world.slack.calls_to("apps.connections.open")) == 2
+        replies = len(_status_replies(world))
+        answer = await world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router").send()
+        assert answer.status_code == 200
+        await world.wait_for(
+            lambda: len(_status_replies(world)) > replies, timeout=20, what="the next status"
+        )
+        second_link = world.slack.socket.connections[1]
+        assert world.slack.socket.envelopes[-1].connection == second_link.id
+        assert world.secrets.slack_app_token not in "\n".join(
+            r.getMessage() for r in caplog.records
+        )
+
+
+async def test_http_beside_the_socket(tmp_path) -> None:
+    async with SimWorld(speed=600, workdir=tmp_path, slack_mode="both") as world:
+        assert world.slack.socket.open_connections == 1
+        http = SlackSender(
+            f"{world.url}/slack/events", world.secrets.slack_signing_secret, sim=world.slack
+        )
+        signed = await http.slash_command(ONCALL[0], ONCALL[1], "help").send()
+        assert signed.status_code == 200 and "/rollback" in signed.text
+        socketed = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help").send()
+        assert socketed.status_code == 200 and "/rollback" in socketed.text
+        assert [e.type for e in world.slack.socket.envelopes] == ["slash_commands"]
