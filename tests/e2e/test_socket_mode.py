@@ -21,12 +21,20 @@ Aspects under test (Socket Mode only: the app-level token, no signing secret):
 
 And beside HTTP (both credentials): a signed POST to `/slack/events` and an envelope are
 both answered.
+
+Failover, between two real `rollbot serve` processes on one database in Socket Mode: only
+the leader has a link open (the sim counts one; the leader's `rollbot_slack_socket_open` is
+1, the standby's 0); `kill -9` of the leader drops its link, the standby takes the lease and
+opens its own, and an Abort clicked through it aborts the Rollout and updates the card; a
+SIGTERM closes the link with a close handshake (code 1000); the app token is in no log.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +43,7 @@ import pytest
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
 from bot.sim.slack import SlackSender
 from bot.sim.slack.socket_mode import envelope_of
+from tests.e2e.serving import Replica, stopping
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -230,3 +239,70 @@ async def test_http_beside_the_socket(tmp_path) -> None:
         socketed = await world.sender.slash_command(ONCALL[0], ONCALL[1], "help").send()
         assert socketed.status_code == 200 and "/rollback" in socketed.text
         assert [e.type for e in world.slack.socket.envelopes] == ["slash_commands"]
+
+
+async def _socket_gauge(replica: Replica) -> str:
+    (line,) = await replica.metric("rollbot_slack_socket_open ")
+    return line.split()[1]
+
+
+async def test_only_the_leader_connects_and_the_next_one_does_after_kill_9(
+    tmp_path: Path,
+) -> None:
+    settings = {"server": {"leader_lease_seconds": 1.5}}
+    async with SimWorld(
+        speed=600, start_bot=False, slack_mode="socket", settings=settings
+    ) as world:
+        socket = world.slack.socket
+        replicas: list[Replica] = []
+        with stopping(replicas):
+            a = await Replica.start(world, "a", tmp_path)
+            replicas.append(a)
+            await a.wait_leading()
+            await world.wait_for(lambda: socket.open_connections, timeout=20, what="a's link")
+            b = await Replica.start(world, "b", tmp_path)
+            replicas.append(b)
+            # B serves as a standby (its lifespan asked for the lease and did not get it):
+            # it opened no link.
+            ready = await b.wait_status("/readyz", 200, timeout=10)
+            assert ready.json()["leader"] is False
+            assert socket.open_connections == 1 and len(socket.connections) == 1
+            assert await _socket_gauge(a) == "1.0"
+            assert await _socket_gauge(b) == "0.0"
+
+            world.attach_bot(a.url)  # the sender; in Socket Mode it goes through the socket
+            card = await _card_with(world, "rollout_abort")
+
+            # kill -9 the leader: its link drops; B leads and opens its own.
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(timeout=10)
+            await b.wait_leading(timeout=15)
+            await world.wait_for(
+                lambda: len(socket.connections) == 2 and socket.open_connections == 1,
+                timeout=20,
+                what="b's link",
+            )
+            dropped, opened = socket.connections
+            assert dropped.close_code == 1006  # no close handshake: the process died
+            assert await _socket_gauge(b) == "1.0"
+
+            # Abort on the card, through B's link.
+            clicked = await world.click(card, "rollout_abort")
+            assert clicked.status_code == 200
+            assert socket.envelopes[-1].connection == opened.id
+            await world.wait_for(lambda: _aborted(world), timeout=20, what="the Rollout aborted")
+            await world.wait_for(
+                lambda: "Aborted by" in json.dumps(world.slack.message(CHANNEL_ID, card["ts"])),
+                timeout=20,
+                what="the card updated in place",
+            )
+
+            # A graceful stop closes the link with a close handshake.
+            b.stop()
+            await world.wait_for(
+                lambda: socket.open_connections == 0, timeout=10, what="b's link closed"
+            )
+            assert opened.close_code == 1000
+            assert "Socket Mode: connection closed" in b.log.read_text()
+        for replica in replicas:
+            assert world.secrets.slack_app_token not in replica.log.read_text()

@@ -85,6 +85,9 @@ class SocketConnection:
     ticket: str
     opened_at: float  # time.time()
     closed_at: float | None = None
+    # The WebSocket close code: 1000 when the app closed it (a close handshake), 1006 when
+    # the connection dropped (say, its process killed), None while open.
+    close_code: int | None = None
     hello: dict[str, Any] = field(default_factory=dict)
     disconnects: list[str] = field(default_factory=list)  # the reasons sent, in order
 
@@ -300,8 +303,9 @@ class SocketModeServer:
         wait: float | None = None,
     ) -> Envelope:
         """Send an envelope to the next open link (NoConnection: none is open) and wait up
-        to `wait` seconds (default: the ack deadline) for its ack. Returns its record, acked or not (an ack arriving
-        later is still recorded). The same `envelope_id` again is a redelivery."""
+        to `wait` seconds (default: the ack deadline) for its ack. Returns its record, acked
+        or not (an ack arriving later is still recorded). The same `envelope_id` again is a
+        redelivery."""
         record = Envelope(
             envelope_id=envelope_id or str(uuid.uuid4()),
             type=type,
@@ -313,9 +317,7 @@ class SocketModeServer:
             retry_reason=retry_reason,
             deadline=self.ack_deadline,
         )
-        return await self._call(
-            self._deliver(record, self.ack_deadline if wait is None else wait)
-        )
+        return await self._call(self._deliver(record, self.ack_deadline if wait is None else wait))
 
     async def disconnect(self, reason: str = "refresh_requested") -> int:
         """Send ``disconnect`` with `reason` to every open link; see the module for what
@@ -364,6 +366,7 @@ class SocketModeServer:
         finally:
             with self._lock:
                 connection.closed_at = time.time()
+                connection.close_code = ws.close_code
                 self._sockets.pop(connection.id, None)
         return ws
 

@@ -8,7 +8,8 @@ Aspects under test:
   token is ``not_authed``, a bot token ``not_allowed_token_type``, another or a refused
   (`set_token_valid`) app token ``invalid_auth``; the token stays out of the record;
 - the link: ``hello`` first (``num_connections``, ``debug_info``, ``connection_info.app_id``);
-  a URL's ticket opens one link only; `open_connections` counts the open ones;
+  a URL's ticket opens one link only; `open_connections` counts the open ones; a link the
+  app closed has close code 1000 (one that dropped, 1006: tests/e2e/test_socket_mode.py);
 - envelopes as Slack sends them: a slash command (``slash_commands``, the form's fields,
   accepts a response payload), a click (``interactive``, ``block_actions``, no response
   payload), a view submission (``interactive``, accepts one), an event (``events_api``, with
@@ -176,6 +177,7 @@ async def test_hello_comes_first_and_a_ticket_opens_one_link(sim: SlackSim):
         await first.close()
     await eventually(lambda: sim.socket.open_connections == 0, what="both links closed")
     assert all(c.closed_at is not None for c in sim.socket.connections)
+    assert [c.close_code for c in sim.socket.connections] == [1000, 1000]  # closed by the app
 
 
 # ----------------------------------------------------------------------------- envelopes and acks
