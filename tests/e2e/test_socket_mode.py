@@ -11,13 +11,13 @@ Aspects under test (Socket Mode only: the app-level token, no signing secret):
 - the revert modal: opened by a click through the socket; a submission without a URL is
   answered in the ack's payload (`response_action: errors`, the modal stays open); a good
   one closes it, is audited and written under the card;
-- the one error handler answers through the socket: a click whose button value rollbot did
-  not make is told so on its response_url;
-- the same envelope delivered twice: acked both times, its work runs once (replay
-  protection keyed by envelope id, as by signature over HTTP);
-- an envelope not shaped like a Slack payload is not acked, and the log says why, not what;
+- every envelope acked within Slack's deadline;
 - Slack's ``disconnect`` (``refresh_requested``): the bot opens a new link (a second
-  apps.connections.open), the old one closes, and the next command works over the new one.
+  apps.connections.open) and closes the old one, and the next command works over the new
+  one.
+
+(The error handler, redelivered and malformed envelopes over the socket:
+tests/security/test_slack_socket_mode.py.)
 
 And beside HTTP (both credentials): a signed POST to `/slack/events` and an envelope are
 both answered.
@@ -32,7 +32,6 @@ SIGTERM closes the link with a close handshake (code 1000); the app token is in 
 from __future__ import annotations
 
 import json
-import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,6 @@ import pytest
 
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
 from bot.sim.slack import SlackSender
-from bot.sim.slack.socket_mode import envelope_of
 from tests.e2e.serving import Replica, stopping
 
 pytestmark = pytest.mark.timeout(120)
@@ -77,7 +75,7 @@ async def _metric(world: SimWorld, name: str) -> str:
     return next(line for line in text.splitlines() if line.startswith(f"{name} "))
 
 
-async def test_commands_clicks_and_modals_through_the_socket(tmp_path) -> None:
+async def test_commands_clicks_modals_and_a_refresh_through_the_socket(tmp_path) -> None:
     async with SimWorld(speed=600, workdir=tmp_path, slack_mode="socket") as world:
         assert "ROLLBOT_SLACK__SIGNING_SECRET" not in world.bot_env
         assert world.slack.socket.open_connections == 1
@@ -150,58 +148,6 @@ async def test_commands_clicks_and_modals_through_the_socket(tmp_path) -> None:
         interactive = [e for e in world.slack.socket.envelopes if e.type == "interactive"]
         assert len(interactive) == 4 and not any(e.late or e.missing for e in interactive)
 
-
-async def test_errors_replays_and_malformed_envelopes_through_the_socket(tmp_path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="bot")
-    async with SimWorld(speed=600, workdir=tmp_path, slack_mode="socket") as world:
-        # The one error handler answers a socket request (it is marked as from Slack). The
-        # envelope is delivered without waiting for its ack: a listener that raises right
-        # after ack() can lose it in Bolt's runner, over HTTP as here (see the report).
-        card = await _card_with(world, "rollout_abort")
-        before = len(world.slack.responses)
-        garbage = world.sender.click(
-            ONCALL[0], "rollout_abort", "not-rollbots", message=card, channel_id=CHANNEL_ID
-        )
-        kind, payload, answered = envelope_of(garbage.body, garbage.headers)
-        await world.slack.socket.deliver(kind, payload, accepts_response_payload=answered, wait=0)
-        told = await world.wait_for(
-            lambda: [r.body for r in world.slack.responses[before:]],
-            timeout=20,
-            what="the error's answer",
-        )
-        assert "This button's payload is not one rollbot made." in json.dumps(told)
-        assert not _aborted(world)
-
-        # The same envelope twice: acked both times, run once.
-        first = world.sender.slash_command(ONCALL[0], ONCALL[1], "payment-router")
-        assert (await first.send()).status_code == 200
-        await world.wait_for(lambda: _status_replies(world), timeout=20, what="the status")
-        assert (await first.send()).status_code == 200
-        await world.wait_for(
-            lambda: any("replayed Slack request" in r.getMessage() for r in caplog.records),
-            timeout=10,
-            what="the redelivery skipped",
-        )
-        assert len(_status_replies(world)) == 1
-        ids = [e.envelope_id for e in world.slack.socket.envelopes]
-        assert ids.count(first.envelope_id) == 2
-
-        # Not a Slack payload: not acked, and the log says why, never what.
-        odd = await world.slack.socket.deliver(
-            "interactive",
-            {"type": "block_actions", "actions": {"MARKER-7f3a": 1}},
-            accepts_response_payload=False,
-            wait=0.0,
-        )
-        await world.wait_for(
-            lambda: any("not a Slack payload" in r.getMessage() for r in caplog.records),
-            timeout=10,
-            what="the envelope refused",
-        )
-        assert odd.acked_at is None
-        logged = "\n".join(r.getMessage() for r in caplog.records)
-        assert "actions is not a list of objects" in logged and "MARKER-7f3a" not in logged
-
         # Slack asks for a refresh: a new link, the old one closed, the next command works.
         (first_link,) = world.slack.socket.connections
         assert await world.slack.socket.disconnect("refresh_requested") == 1
@@ -223,9 +169,7 @@ async def test_errors_replays_and_malformed_envelopes_through_the_socket(tmp_pat
         )
         second_link = world.slack.socket.connections[1]
         assert world.slack.socket.envelopes[-1].connection == second_link.id
-        assert world.secrets.slack_app_token not in "\n".join(
-            r.getMessage() for r in caplog.records
-        )
+        assert first_link.close_code == 1000  # closed by the bot, after its new link
 
 
 async def test_http_beside_the_socket(tmp_path) -> None:
