@@ -6,6 +6,7 @@ Aspects under test (Socket Mode only: the app-level token, no signing secret):
 - the leader holds one link (`rollbot_slack_socket_open 1`); `/slack/events` is not served;
 - a slash command through the socket: `help` is answered in the ack's payload; a status is
   acked at once and its card reaches the response_url;
+- an Events API event (`app_home_opened`) through the socket: the Home tab is published;
 - the card's Abort clicked through the socket: the Rollout aborted (one patch) and the card
   updated in place;
 - the revert modal: opened by a click through the socket; a submission without a URL is
@@ -94,6 +95,16 @@ async def test_commands_clicks_modals_and_a_refresh_through_the_socket(tmp_path)
         assert "registry.example.com/payment-router:1.13.0" in json.dumps(reply["blocks"])
         commands = [e for e in world.slack.socket.envelopes if e.type == "slash_commands"]
         assert len(commands) == 2 and not any(e.late or e.missing for e in commands)
+
+        # An Events API event: the Home tab published for the user who opened it.
+        opened = await world.sender.app_home_opened(ONCALL[0]).send()
+        assert opened.status_code == 200
+        home = await world.wait_for(
+            lambda: world.slack.home_view(ONCALL[0]), timeout=20, what="the Home tab"
+        )
+        assert home["type"] == "home"
+        (event,) = [e for e in world.slack.socket.envelopes if e.type == "events_api"]
+        assert event.acked_at is not None and not event.late
 
         # Abort on the card: the Rollout aborted, the card updated in place.
         card = await _card_with(world, "rollout_abort")
