@@ -11,10 +11,11 @@ Mode adds no dependency). The client reconnects by itself when Slack asks (``dis
 ``refresh_requested``) or the link drops; `run` ends, closing it, when cancelled.
 
 Only the leader runs it (`bot.wiring.Rollbot._start_background`): Slack spreads an app's
-envelopes across all its open connections, and every replica would otherwise take a share
-(harmless, since any replica may execute a Slack request, but a standby's socket is one
-more thing that can break unseen). When the lease is lost, or at shutdown, the task is
-cancelled and the connection closed; the next leader connects after a failover.
+envelopes across all its open connections (at most 10 per app), so one connection per
+deployment, whatever its replicas, is one place where Slack's requests arrive, counted by
+one gauge, refreshed by one client. When the lease is lost, or at shutdown, the task is
+cancelled and the connection closed (a close handshake); the next leader connects after a
+failover, and Slack's requests in between fail as against an HTTP endpoint that is down.
 
 Per envelope (`_Handler.handle`), as `bot.web.slack` does per HTTP request:
 
