@@ -34,6 +34,12 @@ class Metrics:
             "1 while this replica holds the leader lease (acts and answers requests)",
             registry=self.registry,
         )
+        self.slack_socket_open = Gauge(
+            "rollbot_slack_socket_open",
+            "1 while this replica's Socket Mode connection to Slack is open (only the leader "
+            "holds one; 0 without slack.app_token)",
+            registry=self.registry,
+        )
         self.watch_healthy = Gauge(
             "rollbot_watch_healthy",
             "1 while the last watch attempt succeeded",

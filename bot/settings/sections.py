@@ -59,7 +59,10 @@ class Section(BaseModel):
 
 
 class SlackSettings(Section):
-    """The Slack app rollbot speaks as (see deploy/slack/manifest.yaml)."""
+    """The Slack app rollbot speaks as (deploy/slack/manifest.yaml for HTTP,
+    deploy/slack/manifest.socket-mode.yaml for Socket Mode). Slack's requests reach rollbot
+    over HTTP (``POST /slack/events``, `signing_secret`), over Socket Mode (`app_token`),
+    or both; ``rollbot serve`` needs one of the two."""
 
     bot_token: SecretStr | None = None
     """Bot user OAuth token (``xoxb-…``). Secret. Required by ``rollbot serve``; None by
@@ -67,7 +70,14 @@ class SlackSettings(Section):
 
     signing_secret: SecretStr | None = None
     """Verifies that requests to ``/slack/events`` come from Slack (v0 HMAC-SHA256
-    signature). Secret. Required by ``rollbot serve``."""
+    signature). Secret. Required by ``rollbot serve`` unless `app_token` is set; None with an
+    `app_token`: Socket Mode only, ``/slack/events`` is not served (404)."""
+
+    app_token: SecretStr | None = None
+    """App-level token (``xapp-…``, scope ``connections:write``). Secret. Set: the leader
+    connects to Slack over Socket Mode (apps.connections.open, then one WebSocket) and
+    receives the slash commands, clicks, modal submissions and events there: no public
+    endpoint for Slack. None: HTTP only."""
 
     api_url: str = "https://slack.com/api/"
     """Base URL of the Slack Web API, ending in ``/`` (slack_sdk's ``base_url``). Slack's

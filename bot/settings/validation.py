@@ -142,12 +142,21 @@ def _readiness(
     marked advisory leave a feature off or degraded; the others stop `serve`."""
     problems = []
     slack = _mapping(data.get("slack"))
-    for key in ("bot_token", "signing_secret"):
-        if slack.get(key) is None:
-            env = env_name(("slack", key))
-            problems.append(
-                ConfigProblem(f"slack.{key}", f"required to serve: set {env} or {env}_FILE")
+    if slack.get("bot_token") is None:
+        env = env_name(("slack", "bot_token"))
+        problems.append(
+            ConfigProblem("slack.bot_token", f"required to serve: set {env} or {env}_FILE")
+        )
+    if slack.get("signing_secret") is None and slack.get("app_token") is None:
+        env = env_name(("slack", "signing_secret"))
+        app = env_name(("slack", "app_token"))
+        problems.append(
+            ConfigProblem(
+                "slack.signing_secret",
+                f"required to serve: set {env} or {env}_FILE (Slack posts to /slack/events), "
+                f"or {app} or {app}_FILE for Socket Mode",
             )
+        )
     services = _raw_services(data)
     namespaces = _mapping(data.get("kubernetes")).get("namespaces")
     if namespaces is None:
@@ -257,7 +266,7 @@ def _token_shapes(slack: Mapping[str, Any]) -> list[ConfigProblem]:
     (a user token `xoxp-` where the bot token `xoxb-` belongs): Slack would refuse them at
     the first call, with `invalid_auth`, far from the cause."""
     problems = []
-    for key in ("bot_token", "signing_secret"):
+    for key in ("bot_token", "signing_secret", "app_token"):
         value = slack.get(key)
         if isinstance(value, SecretStr):
             value = value.get_secret_value()

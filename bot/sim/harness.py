@@ -9,6 +9,11 @@ accelerated clock), the Slack Web API sim, and rollbot itself, built by `bot.wir
 a real settings file and served by uvicorn exactly as `rollbot serve` does. The bot reaches
 the sims through its real clients (a kubeconfig, Slack's `api_url`); nothing in the bot
 knows it is in a simulation.
+
+How Slack's requests reach the bot (`slack_mode`): "http" (the signing secret; the sender
+POSTs signed requests to `/slack/events`), "socket" (the app-level token only: the bot's
+leader connects to the Slack sim's Socket Mode server, and the sender delivers envelopes
+there) or "both" (both credentials, the sender over the socket).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from bot.wiring import Rollbot, build
 
 SIGNING_SECRET = "demo-signing-secret-not-for-production"
 BOT_TOKEN = "xoxb-demo-0000-rollbot"
+APP_TOKEN = "xapp-1-A0ROLLBOT-0000-demo-not-for-production"
+SLACK_MODES = ("http", "socket", "both")
 ALERTMANAGER_TOKEN = "demo-alertmanager-token-not-for-production"
 CHANNEL_ID = "C0PAYDEPLOY"
 CHANNEL = "#payments-deploys"
@@ -80,6 +87,7 @@ class WorldSecrets:
 
     slack_bot_token: str = BOT_TOKEN
     slack_signing_secret: str = SIGNING_SECRET
+    slack_app_token: str = APP_TOKEN
     alertmanager_token: str = ALERTMANAGER_TOKEN
     pd_api_token: str = PD_API_TOKEN
     pd_webhook_secret: str = PD_WEBHOOK_SECRET
@@ -152,6 +160,7 @@ class SimWorld:
         checkout: bool = False,
         secrets: WorldSecrets | None = None,
         sock: socket.socket | None = None,
+        slack_mode: str = "http",
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
         it; `clock`: the bot's `bot.runtime.scheduler.Clock` (e.g. a ScaledClock for due dates);
@@ -162,7 +171,10 @@ class SimWorld:
         a TCP socket already bound (not listening) for the bot to serve on, instead of
         `port`: its port can be named elsewhere (say, in an Alertmanager's webhook URL)
         before the world starts, with no window for another process to take it. The world
-        closes it."""
+        closes it. `slack_mode`: "http", "socket" or "both" (see the module)."""
+        if slack_mode not in SLACK_MODES:
+            raise ValueError(f"slack_mode must be one of {SLACK_MODES}, not {slack_mode!r}")
+        self.slack_mode = slack_mode
         self._sock = sock
         self.checkout = checkout
         self.secrets = secrets or WorldSecrets()
@@ -217,6 +229,7 @@ class SimWorld:
         self.slack = SlackSim(
             rate_limits=self.slack_rate_limits,
             token=self.secrets.slack_bot_token if self._pin_slack_token else None,
+            app_token=self.secrets.slack_app_token,
         ).start()
         self._stack.callback(self.slack.stop)
         self.slack.add_channel(CHANNEL_ID, CHANNEL.lstrip("#"))
@@ -379,9 +392,13 @@ class SimWorld:
             )
         )
         self.config_path = config
+        slack_env = {"ROLLBOT_SLACK__BOT_TOKEN": self.secrets.slack_bot_token}
+        if self.slack_mode in ("http", "both"):
+            slack_env["ROLLBOT_SLACK__SIGNING_SECRET"] = self.secrets.slack_signing_secret
+        if self.slack_mode in ("socket", "both"):
+            slack_env["ROLLBOT_SLACK__APP_TOKEN"] = self.secrets.slack_app_token
         self.bot_env = {
-            "ROLLBOT_SLACK__BOT_TOKEN": self.secrets.slack_bot_token,
-            "ROLLBOT_SLACK__SIGNING_SECRET": self.secrets.slack_signing_secret,
+            **slack_env,
             "ROLLBOT_ALERTMANAGER__BEARER_TOKEN": self.secrets.alertmanager_token,
             **self.extra_env,
         }
@@ -415,15 +432,31 @@ class SimWorld:
                 raise TimeoutError("rollbot did not start within 10 s")
             await asyncio.sleep(0.02)
         self.attach_bot(self.url)
+        if self.socket_mode:
+            # The bot leads from its start, so it connects: its first envelope has a link.
+            await self.wait_for(
+                lambda: self.slack.socket.open_connections,
+                timeout=10,
+                what="the bot's Socket Mode connection",
+            )
         self.argo.run_in_thread(interval=0.02)
         self._stack.callback(self.argo.stop)
 
+    @property
+    def socket_mode(self) -> bool:
+        """Whether the bot gets Slack's requests over Socket Mode (the sender delivers there)."""
+        return self.slack_mode in ("socket", "both")
+
     def attach_bot(self, url: str) -> None:
         """Point the signed-request sender at a bot listening at `url` (and PagerDuty's
-        webhooks and the "Rollback" Incident Workflows at it, when PagerDuty runs)."""
+        webhooks and the "Rollback" Incident Workflows at it, when PagerDuty runs). In
+        Socket Mode the sender delivers through the Slack sim's socket whatever `url`."""
         self.url = url
         self.sender = SlackSender(
-            f"{url}/slack/events", self.secrets.slack_signing_secret, sim=self.slack
+            f"{url}/slack/events",
+            self.secrets.slack_signing_secret,
+            sim=self.slack,
+            socket_mode=self.socket_mode,
         )
         if self.pagerduty:
             hook = f"{url}/webhooks/pagerduty"

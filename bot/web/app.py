@@ -1,5 +1,7 @@
 """HTTP surface: Slack, the Alertmanager and PagerDuty webhooks, the runbook pages, health,
-readiness and metrics. Each route gets the narrow part of rollbot it needs.
+readiness and metrics. Each route gets the narrow part of rollbot it needs. `/slack/events`
+is served when `slack.signing_secret` is set; Socket Mode (`slack.app_token`) is no route:
+the leader's connection out to Slack (bot.slack.socket_mode).
 
 Two apps: `create_web_app`, the public endpoints (with the probes and `/metrics` too, unless
 told they have a listener of their own), and `create_internal_app`, the probes and
@@ -159,11 +161,12 @@ def create_web_app(
     served by `create_internal_app` on a port of their own."""
     metrics = rollbot.metrics
     secret = rollbot.settings.slack.signing_secret
-    assert secret is not None  # build() refuses to start without it
-    slack = slack_route(
-        bolt=rollbot.bolt,
-        signing_secret=secret.get_secret_value(),
-        metrics=metrics,
+    # Without a signing secret (Socket Mode only: build() takes the app token alone), nothing
+    # could prove a request to /slack/events came from Slack: the route is not served (404).
+    slack: list[BaseRoute] = (
+        [slack_route(bolt=rollbot.bolt, signing_secret=secret.get_secret_value(), metrics=metrics)]
+        if secret is not None
+        else []
     )
 
     pagerduty: list[BaseRoute] = []
@@ -190,7 +193,7 @@ def create_web_app(
     )
     return Starlette(
         routes=[
-            slack,
+            *slack,
             Route(ALERTMANAGER_PATH, rollbot.alert_receiver.handle, methods=["POST"]),
             *(internal_routes(rollbot) if with_internal else []),
             *pagerduty,

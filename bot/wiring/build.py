@@ -12,7 +12,8 @@ each other:
     PagerDuty actions (engine, responder)               ack from Slack, workflow buttons
     releases, scheduler                                 release tickets and their clocks
     watch (incidents, cards, releases, responder)       the leader's Rollout watch
-    Slack (Bolt + listeners), Alertmanager receiver     the edges
+    Slack (Bolt + listeners, Socket Mode link),         the edges
+    Alertmanager receiver
     Slack token check                                   auth.test at start, for /readyz
 """
 
@@ -41,6 +42,7 @@ from bot.runtime.work import WorkQueue
 from bot.settings import Settings
 from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
+from bot.slack.socket_mode import SlackSocket
 from bot.slack.verified import REPLAY_MEMORY
 from bot.store import open_store
 from bot.web.alertmanager import AlertmanagerReceiver
@@ -64,10 +66,11 @@ async def build(
     settings: Settings, *, rollouts: KubeRollouts | None = None, clock: Clock | None = None
 ) -> Rollbot:
     slack = settings.slack
-    if slack.bot_token is None or slack.signing_secret is None:
+    if slack.bot_token is None or (slack.signing_secret is None and slack.app_token is None):
         raise RollbotError(
-            "Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN and "
-            "ROLLBOT_SLACK__SIGNING_SECRET (or their *_FILE variants)."
+            "Slack credentials missing: set ROLLBOT_SLACK__BOT_TOKEN, and "
+            "ROLLBOT_SLACK__SIGNING_SECRET (HTTP) or ROLLBOT_SLACK__APP_TOKEN (Socket Mode), "
+            "or their *_FILE variants."
         )
     # Whatever can fail on the configuration comes before the database is opened (SQLite
     # creates its file): a process that cannot start has written nothing.
@@ -193,7 +196,8 @@ async def build(
     rollouts.on_watch_error = watch.on_error
     work = WorkQueue(workers=settings.server.workers)
     bolt = create_bolt_app(
-        signing_secret=slack.signing_secret.get_secret_value(),
+        # Socket Mode only: no signing secret, and /slack/events is not served (bot.web.app).
+        signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else "",
         client=web_client,
         deps=Deps(
             responder=responder,
@@ -208,6 +212,15 @@ async def build(
             runbook_link=slack_link_issuer(settings),
             acknowledge=paging_actions.acknowledge if paging_actions is not None else None,
         ),
+    )
+    slack_socket = (
+        SlackSocket(
+            bolt=bolt,
+            app_token=slack.app_token.get_secret_value(),
+            on_open=lambda is_open: metrics.slack_socket_open.set(1 if is_open else 0),
+        )
+        if slack.app_token is not None
+        else None
     )
     poison = PoisonBin(store=store, metrics=metrics, tell=_fallback_teller(settings, chat))
     token = settings.alertmanager.bearer_token
@@ -245,6 +258,7 @@ async def build(
         prometheus=prometheus,
         leadership=leadership,
         slack_token=SlackTokenCheck(chat.auth_test),
+        slack_socket=slack_socket,
     )
 
 

@@ -6,10 +6,13 @@ clients at bot/sim servers.
 
 Every replica serves HTTP and asks Slack at start whether it takes the bot token
 (bot.runtime.slack_token; /readyz says what Slack answered). Only the holder of the leader
-lease (bot.runtime.leader) runs the background work: the Rollout watch, the incident
-ticker, the PagerDuty outbox, the scheduler, the replays of webhooks stored but never
-processed, and the recovery of actions a dead process left running (Rollout commands and
-circuit-breaker flips: bot.actions.tier1 and tier2).
+lease (bot.runtime.leader) runs the background work: the Socket Mode connection to Slack
+(with slack.app_token: bot.slack.socket_mode; Slack spreads envelopes across every open
+connection, so one replica holds it), the Rollout watch, the incident ticker, the
+PagerDuty outbox, the scheduler, the replays of webhooks stored but never processed, and
+the recovery of actions a dead process left running (Rollout commands and circuit-breaker
+flips: bot.actions.tier1 and tier2). When the lease is lost, or at shutdown, all of it
+stops, the Socket Mode connection closed; the next leader opens its own.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from bot.runtime.scheduler import JobScheduler
 from bot.runtime.slack_token import SlackTokenCheck
 from bot.runtime.work import WorkQueue
 from bot.settings import Settings
+from bot.slack.socket_mode import SlackSocket
 from bot.store import SqlStore
 from bot.store.migrate import schema_problem
 from bot.web.alertmanager import AlertmanagerReceiver
@@ -83,6 +87,8 @@ class Rollbot:
     leadership: Leadership | None = None
     # auth.test at start (every replica: each has its token); None: not checked.
     slack_token: SlackTokenCheck | None = None
+    # The Socket Mode connection, held by the leader (slack.app_token); None: HTTP only.
+    slack_socket: SlackSocket | None = None
     # Called once the leader lease is lost (the server's way to exit and come back as a
     # standby); None: the process stays up, not ready, its loops stopped.
     on_leadership_lost: Callable[[], None] | None = None
@@ -119,10 +125,16 @@ class Rollbot:
         return self.leadership is None or not self.leadership.fenced
 
     async def _start_background(self) -> None:
-        """The leader's work: the watch, the incident ticker, the recovery of actions left
-        running, the PagerDuty outbox, the scheduler and the replays of webhooks stored but
-        never processed."""
+        """The leader's work: the Socket Mode connection, the watch, the incident ticker,
+        the recovery of actions left running, the PagerDuty outbox, the scheduler and the
+        replays of webhooks stored but never processed."""
         background = self._background
+        if self.slack_socket is not None:
+            # First: after a failover, Slack's requests wait for this connection, not for
+            # the restore and the replays below.
+            background.append(
+                asyncio.create_task(self.slack_socket.run(), name="rollbot-slack-socket")
+            )
         # The incidents a previous leader left, before the watch and the replays add to
         # them (a resolve replayed must find its incident).
         restored = await self.incidents.restore()

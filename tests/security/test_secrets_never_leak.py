@@ -1,16 +1,17 @@
 """A full run with a distinctive value for every secret, and none of them ever seen (issue 12).
 
 rollbot runs as `rollbot serve` in its own process, against the Kubernetes/Argo, Slack,
-PagerDuty, Jira and LaunchDarkly sims. Twice: on SQLite with the logging exactly as bot/cli.py
-`main` sets it up (its format, its redaction filter, uvicorn's access log, INFO), and on
-PostgreSQL with the same logging lowered to DEBUG (every library's debug lines too). Every
-``SecretStr`` setting gets a value ``SECRET-<name>-<random hex>``: the Slack bot token and
-signing secret, the Alertmanager bearer token, the PagerDuty API token, webhook secret,
-workflow secret and both routing keys, the Jira API token, the flag provider's API and
-client tokens (the client token is Unleash's: unused with LaunchDarkly, set all the same),
-the link secret, and the database password (a PostgreSQL role that must give it:
-scram-sha-256; the SQLite run has none). Each sim that checks a secret is given the same
-value, so a value that did not reach rollbot stops the run.
+PagerDuty, Jira and LaunchDarkly sims. Twice: on SQLite with the logging exactly as
+bot/cli.py `main` sets it up (its format, its redaction filter, uvicorn's access log, INFO),
+and on PostgreSQL with the same logging lowered to DEBUG (every library's debug lines too).
+Every ``SecretStr`` setting gets a value ``SECRET-<name>-<random hex>``: the Slack bot
+token, signing secret and app-level token (so rollbot also holds a Socket Mode connection to
+the Slack sim, while the requests go to /slack/events), the Alertmanager bearer token, the
+PagerDuty API token, webhook secret, workflow secret and both routing keys, the Jira API
+token, the flag provider's API and client tokens (the client token is Unleash's: unused with
+LaunchDarkly, set all the same), the link secret, and the database password (a PostgreSQL
+role that must give it: scram-sha-256; the SQLite run has none). Each sim that checks a
+secret is given the same value, so a value that did not reach rollbot stops the run.
 
 The run: Slack answers 500 to the first chat.postMessage and PagerDuty 503 to everything
 when the canary pauses (the card; the thread says PagerDuty is unreachable; the incident
@@ -378,6 +379,7 @@ async def _running(database: Database, tmp_path: Path) -> AsyncIterator[Run]:
     world_secrets = WorldSecrets(
         slack_bot_token="xoxb-" + _secret("slack-bot-token"),
         slack_signing_secret=_secret("slack-signing-secret"),
+        slack_app_token="xapp-" + _secret("slack-app-token"),
         alertmanager_token=_secret("alertmanager-bearer-token"),
         pd_api_token="u+" + _secret("pagerduty-api-token"),
         pd_webhook_secret=_secret("pagerduty-webhook-secret"),
@@ -405,6 +407,9 @@ async def _running(database: Database, tmp_path: Path) -> AsyncIterator[Run]:
             "slack": {"fallback_channel": FALLBACK},
         }
         env = {
+            # Socket Mode beside HTTP: the leader connects with the app token (the sim
+            # pins it), the sender still posts to /slack/events.
+            "ROLLBOT_SLACK__APP_TOKEN": world_secrets.slack_app_token,
             "ROLLBOT_FLAGS__API_TOKEN": flags_token,
             "ROLLBOT_FLAGS__CLIENT_TOKEN": client_token,
             "ROLLBOT_DATABASE__URL": database.url,
@@ -723,6 +728,7 @@ async def test_no_secret_reaches_a_log_a_message_a_response_or_the_database(
     assert "Traceback" in log  # Slack's 500 to the poison notice, with its traceback
     assert (" DEBUG slack_sdk." in log) is database.debug  # the SDKs' request lines
     assert "Jira is unreachable" in haystacks["slack"]
+    assert world.slack.socket.connections  # the app token was used: a Socket Mode link
     # The check can fail: the marker sent in through outside inputs is found.
     marked = leaks(haystacks, {"marker": run.marker})
     places = {f.split(":")[0] for f in marked}

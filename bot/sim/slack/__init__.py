@@ -24,6 +24,12 @@ The App Home: `views.publish` validates the home view's blocks (at most 100) and
 every view published per user (`published_views(user)`); the sender's `app_home_opened`
 carries the user's current home view, as Slack does once one was published.
 
+Socket Mode: apps.connections.open, called with the app-level token, answers the URL of a
+WebSocket link (`SlackSim.socket`, a `SocketModeServer`): ``hello``, then each request Slack
+would have POSTed, as an envelope the app acknowledges within 3 s (late and missing acks
+recorded), and ``disconnect`` on demand. `SlackSender(..., socket_mode=True)` delivers its
+requests that way.
+
 Shapes follow the Slack API docs and the payloads in tests/fixtures/slack/.
 
 The package, by responsibility:
@@ -35,24 +41,37 @@ The package, by responsibility:
     workspace.py  the workspace's state and Slack's bookkeeping on it
     limits.py     the Block Kit checks (block_errors, modal_errors)
     sender.py     SlackSender and SignedRequest: signed requests to the bot
+    socket_mode.py  SocketModeServer: Socket Mode's links, envelopes and acks
 """
 
 from bot.sim.slack.limits import block_elements, block_errors, modal_errors
 from bot.sim.slack.sender import SignedRequest, SlackSender
 from bot.sim.slack.server import METHOD_TIERS, RecordedResponse, SlackSim
+from bot.sim.slack.socket_mode import (
+    ACK_DEADLINE,
+    Envelope,
+    NoConnection,
+    SocketConnection,
+    SocketModeServer,
+)
 from bot.sim.slack.workspace import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
 
 __all__ = [
+    "ACK_DEADLINE",
     "APP_ID",
     "BOT_ID",
     "BOT_USER_ID",
     "METHOD_TIERS",
     "TEAM_DOMAIN",
     "TEAM_ID",
+    "Envelope",
+    "NoConnection",
     "RecordedResponse",
     "SignedRequest",
     "SlackSender",
     "SlackSim",
+    "SocketConnection",
+    "SocketModeServer",
     "block_elements",
     "block_errors",
     "modal_errors",

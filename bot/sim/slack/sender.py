@@ -14,6 +14,13 @@ on demand). `await request.send()` posts it to the bot, and again for a replay:
 With a `SlackSim`, the trigger ids and response_urls it carries are minted by the sim (so
 what the bot sends there is recorded, and a view opened with the trigger is the clicking
 user's), and the sim applies the bot's answer to a view submission as Slack does.
+
+`SlackSender(..., socket_mode=True)` delivers through the sim's Socket Mode server instead
+(`SlackSim.socket`): the same request, as the envelope Slack sends in its place (no
+signature: the app's connection is authenticated by its app-level token), answered by the
+envelope's ack. `.send()` returns the ack as an HTTP answer would be (200, the ack's
+payload as the JSON body), so a test reads both transports alike; each `SignedRequest` has
+its own envelope id, so sending one twice is a redelivery of the same envelope.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hmac
 import json
 import secrets
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -31,6 +39,7 @@ from urllib.parse import urlencode
 import httpx
 
 from bot.sim.slack.limits import block_elements
+from bot.sim.slack.socket_mode import envelope_of
 from bot.sim.slack.workspace import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID
 
 if TYPE_CHECKING:
@@ -44,12 +53,14 @@ FORM = "application/x-www-form-urlencoded"
 @dataclass(frozen=True, slots=True)
 class SignedRequest:
     """A request body exactly as Slack sends it, with its signed headers, for `sender`'s
-    `events_url`. `view_id` names the view a view_submission submits."""
+    `events_url`. `view_id` names the view a view_submission submits; `envelope_id` is the
+    id of the envelope carrying it in Socket Mode (the same at every `send`)."""
 
     body: str
     headers: dict[str, str]
     sender: SlackSender = field(repr=False, compare=False)
     view_id: str | None = None
+    envelope_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     async def send(self) -> httpx.Response:
         """POST this request to the sender's `events_url` (each call sends it again).
@@ -57,12 +68,18 @@ class SignedRequest:
         A view submission's answer is then applied to the sim as Slack does: a 200 with an
         empty body or `{}` closes the view, `response_action` `errors` keeps it open
         (`sim.view_errors`), `update` replaces it, `push` stacks a new one, `clear` closes
-        them all. Other statuses change nothing."""
+        them all. Other statuses change nothing.
+
+        In Socket Mode, the envelope goes to the sim's open connection and the answer is its
+        ack (TimeoutError: none within the sender's `timeout`; the sim records it as missing)."""
         sender = self.sender
-        async with httpx.AsyncClient(timeout=sender.timeout) as client:
-            response = await client.post(
-                sender.events_url, content=self.body.encode(), headers=self.headers
-            )
+        if sender.socket_mode:
+            response = await self._deliver()
+        else:
+            async with httpx.AsyncClient(timeout=sender.timeout) as client:
+                response = await client.post(
+                    sender.events_url, content=self.body.encode(), headers=self.headers
+                )
         if sender.sim is not None and self.view_id and response.status_code == 200:
             try:
                 answer = json.loads(response.content) if response.content.strip() else {}
@@ -70,6 +87,31 @@ class SignedRequest:
                 answer = {}
             sender.sim.view_answered(self.view_id, answer if isinstance(answer, dict) else {})
         return response
+
+    async def _deliver(self) -> httpx.Response:
+        sim = self.sender.sim
+        if sim is None:
+            raise RuntimeError("Socket Mode delivery needs the SlackSim (SlackSender(sim=…))")
+        kind, payload, answered = envelope_of(self.body, self.headers)
+        retry = self.headers.get("X-Slack-Retry-Num")
+        envelope = await sim.socket.deliver(
+            kind,
+            payload,
+            accepts_response_payload=answered,
+            envelope_id=self.envelope_id,
+            retry_attempt=int(retry) if retry is not None else None,
+            retry_reason=self.headers.get("X-Slack-Retry-Reason"),
+            wait=self.sender.timeout,
+        )
+        if envelope.acked_at is None:
+            raise TimeoutError(
+                f"{kind} envelope {envelope.envelope_id} not acknowledged within "
+                f"{self.sender.timeout:g} s"
+            )
+        answer = envelope.ack_payload
+        if answer is None:
+            return httpx.Response(200)
+        return httpx.Response(200, json=answer)
 
 
 class SlackSender:
@@ -84,6 +126,8 @@ class SlackSender:
     With `sim`, response_urls and trigger_ids are minted by the sim, so what the bot sends
     to `response_url` is recorded there (and replaces/deletes the clicked message as Slack
     would). `last_response_url` / `last_trigger_id` say what the last request carried.
+    `socket_mode=True` (with `sim`): `.send()` delivers through the sim's Socket Mode
+    server (see the module).
     """
 
     def __init__(
@@ -96,8 +140,10 @@ class SlackSender:
         api_app_id: str = APP_ID,
         sim: SlackSim | None = None,
         timeout: float = 10.0,
+        socket_mode: bool = False,
     ) -> None:
         self.events_url = events_url
+        self.socket_mode = socket_mode
         self.signing_secret = signing_secret
         self.team_id, self.team_domain, self.api_app_id = team_id, team_domain, api_app_id
         self.sim = sim

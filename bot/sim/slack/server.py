@@ -25,6 +25,11 @@ Two fault switches model a bad minute of Slack (issue 15's fault suite):
   delivered, its answer was lost, and the client's own retry of it was rate-limited (or a
   proxy in between answered 429), the case issue 15 names. `lost_answers` lists them.
 
+Socket Mode: `apps.connections.open`, called with the app-level token (``xapp-…``; `app_token`
+pins one, else any well-formed one is taken; a bot or user token is
+``not_allowed_token_type``, a refused one ``invalid_auth``), answers a ``ws://`` URL of the
+sim's Socket Mode server, `socket` (`bot.sim.slack.socket_mode`), started by that first call.
+
 The workspace's state lives in a `Workspace` (`bot.sim.slack.workspace`); `SlackSim` seeds
 it (`add_user`, `add_channel`, …) and shows it to tests (`messages`, `open_views`, …),
 holding one lock around every use, since the server thread and the test both reach it.
@@ -55,6 +60,7 @@ from starlette.types import Receive, Scope, Send
 
 from bot.sim._server import RecordedRequest, ThreadedServer
 from bot.sim.slack.methods import HANDLERS
+from bot.sim.slack.socket_mode import SocketModeServer
 from bot.sim.slack.workspace import TEAM_ID, ApiError, Workspace, dm_id
 
 __all__ = ["METHOD_TIERS", "RecordedResponse", "SlackSim"]
@@ -80,6 +86,7 @@ METHOD_TIERS: dict[str, int] = {
 LOST_ANSWERS = ("cut", "500", "429")
 
 API_PREFIX = "/api/"
+CONNECTIONS_OPEN = "apps.connections.open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +153,8 @@ class SlackSim:
     """A Slack Web API server on a loopback port, in its own thread and event loop.
 
     Pass `api_url` as `AsyncWebClient(base_url=…)`. Any `xoxb-`/`xoxp-` token is accepted
-    unless `token` pins one. `rate_limits=False` turns the 429s off (benchmarks).
+    unless `token` pins one; apps.connections.open takes any `xapp-` token unless
+    `app_token` pins one. `rate_limits=False` turns the 429s off (benchmarks).
     chat.postMessage allows `post_burst` messages at once per channel, then `post_rate`
     per second, like Slack's "1 per second per channel, short bursts allowed".
     """
@@ -158,6 +166,7 @@ class SlackSim:
         port: int = 0,
         rate_limits: bool = True,
         token: str | None = None,
+        app_token: str | None = None,
         post_rate: float = 1.0,
         post_burst: int = 4,
         trigger_ttl: float = 3.0,
@@ -165,6 +174,7 @@ class SlackSim:
         self.host, self._port = host, port
         self.rate_limits = rate_limits
         self.token = token
+        self.app_token = app_token
         self.post_rate, self.post_burst = post_rate, post_burst
         self._lock = threading.RLock()
         self._ws = Workspace(trigger_ttl=trigger_ttl)
@@ -182,6 +192,8 @@ class SlackSim:
         self._refused_tokens: set[str] = set()  # set_token_valid(token, False)
         self._response_urls: dict[str, tuple[str | None, str | None]] = {}
         self._server: ThreadedServer | None = None
+        # Socket Mode's links: started by the first apps.connections.open.
+        self.socket = SocketModeServer(host=host)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,6 +214,7 @@ class SlackSim:
         return self
 
     def stop(self) -> None:
+        self.socket.stop()
         if self._server is not None:
             self._server.stop()
 
@@ -595,7 +608,7 @@ class SlackSim:
         self, method: str, args: dict[str, Any], headers: dict[str, str]
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         handler = HANDLERS.get(method)
-        if handler is None:
+        if handler is None and method != CONNECTIONS_OPEN:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         auth = headers.get("authorization", "")
         token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else args.pop("token", "")
@@ -604,6 +617,8 @@ class SlackSim:
             status = self._forced_status(method, args)
         if status is not None:
             return status, {"ok": False, "error": "internal_error"}, {}
+        if method == CONNECTIONS_OPEN:
+            return self._connections_open(token)
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
         if not self._token_ok(token):
@@ -616,10 +631,27 @@ class SlackSim:
                     {"ok": False, "error": "ratelimited"},
                     {"Retry-After": str(retry_after)},
                 )
+            assert handler is not None
             try:
                 return 200, {"ok": True, **handler(self._ws, args)}, {}
             except ApiError as e:
                 return 200, {"ok": False, "error": e.error, **e.extra}, {}
+
+    def _connections_open(self, token: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """apps.connections.open: an app-level token gets a new link's URL."""
+        if not token:
+            return 200, {"ok": False, "error": "not_authed"}, {}
+        if not token.startswith("xapp-"):
+            return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
+        with self._lock:
+            refused = token in self._refused_tokens
+        if self.app_token is not None:
+            known = hmac.compare_digest(token, self.app_token)
+        else:
+            known = len(token) > 10
+        if refused or not known:
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        return 200, {"ok": True, "url": self.socket.mint_url()}, {}
 
     def _forced_status(self, method: str, args: dict[str, Any]) -> int | None:
         """The first forced error for this call, taken; None when there is none."""

@@ -1,7 +1,9 @@
-"""What commands and buttons share: running an action and telling the person."""
+"""What commands and buttons share: running an action and telling the person, and running
+a slash command's work once per request however often Slack's request reaches us."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -10,23 +12,39 @@ from bot.core.errors import RollbotError
 from bot.core.model import Actor
 from bot.runtime.work import Job
 from bot.slack.listeners.deps import Deps
-from bot.slack.verified import SIGNATURE
+from bot.slack.verified import ENVELOPE, SIGNATURE
 
 log = logging.getLogger(__name__)
 
 
+def seen_as(context: Any) -> str | None:
+    """What makes this request the same as one seen before: its signature (HTTP), or its
+    envelope id (Socket Mode: hashed, to fit the record whatever its length, and prefixed,
+    so the two never meet); None: nothing to check."""
+    if context is None:
+        return None
+    signature = context.get(SIGNATURE)
+    if signature:
+        return str(signature)
+    envelope = context.get(ENVELOPE)
+    if not envelope:
+        return None
+    return "envelope:" + hashlib.sha256(str(envelope).encode()).hexdigest()
+
+
 def once(deps: Deps, context: Any, job: Job) -> Job:
-    """`job`, run only the first time this signed request is seen. A slash command replayed
-    byte for byte within Slack's five minutes is acked like any other (the check is not on
-    the ack's path: a database write there made every ack wait on it), and its work is
-    skipped. Clicks and modal submissions carry their own idempotency keys."""
-    signature = context.get(SIGNATURE) if context is not None else None
+    """`job`, run only the first time this request is seen (`seen_as`). A slash command
+    replayed byte for byte within Slack's five minutes, or its envelope delivered again over
+    Socket Mode, is acked like any other (the check is not on the ack's path: a database
+    write there made every ack wait on it), and its work is skipped. Clicks and modal
+    submissions carry their own idempotency keys."""
+    key = seen_as(context)
     first_seen = deps.first_seen
-    if not signature or first_seen is None:
+    if not key or first_seen is None:
         return job
 
     async def guarded() -> object:
-        if not await first_seen(str(signature)):
+        if not await first_seen(key):
             log.warning("a replayed Slack request was acked and not run")
             return None
         return await job()

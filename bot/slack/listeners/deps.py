@@ -57,6 +57,7 @@ class Deps:
     runbook_link: Callable[[str, str, str], IssuedLink] | None = None
     # Slack → PagerDuty: acknowledge the service's open incident; returns what to say.
     acknowledge: Callable[[str, Actor], Awaitable[str]] | None = None
-    # A signed request's signature → True the first time it is seen (shared by replicas:
-    # the store's `first_seen`); a slash command's work runs only then. None: no check.
+    # A signed request's signature, or a Socket Mode envelope's id (`common.seen_as`) →
+    # True the first time it is seen (shared by replicas: the store's `first_seen`); a slash
+    # command's work runs only then. None: no check.
     first_seen: Callable[[str], Awaitable[bool]] | None = None

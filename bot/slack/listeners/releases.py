@@ -99,7 +99,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     async def home_opened(event: dict[str, Any], client: Any) -> None:
         user = event.get("user")
         if event.get("tab") != "home" or not user:
-            return  # the Messages tab (off in the manifest) or a malformed event
+            return  # the Messages tab (where rollbot's DMs land) or a malformed event
         deps.work.submit(
             lambda: _publish_home(deps.releases, client, str(user)),
             on_error=errors.reporter(None, what="app_home_opened"),

@@ -2,9 +2,13 @@
 rollbot.example.yaml and the runbooks hold together.
 
 Aspects:
-- the Slack app manifest parses, has the /rollback and /release commands, the Home tab
-  and its app_home_opened event, interactivity on /slack/events, the bot scopes rollbot
-  needs and no socket mode;
+- the Slack app manifests, one per way in: manifest.yaml (HTTP: the /rollback and /release
+  commands, interactivity and events on /slack/events, no socket mode) and
+  manifest.socket-mode.yaml (socket mode on, no Request URL anywhere), otherwise the same:
+  the Home tab and its app_home_opened event, the Messages tab (read-only) where the
+  fresh-link DMs land; their bot scopes are exactly those of the Web API methods the code
+  calls (found in bot/ by walking its syntax, each method's API name read from slack_sdk),
+  per Slack's method reference, plus slash commands and posting where not invited;
 - the payment-router Rollout, AnalysisTemplate and Istio VirtualService validate against
   the real CRD schemas (unknown fields rejected, as the API server would prune them), with
   the case study's steps and SLO gates; the VirtualService is the one the Rollout names,
@@ -16,6 +20,9 @@ Aspects:
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,60 +51,152 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- Slack
 
+SLACK_MANIFESTS = {
+    "http": DEPLOY / "slack" / "manifest.yaml",
+    "socket": DEPLOY / "slack" / "manifest.socket-mode.yaml",
+}
+EVENTS_URL = "https://rollbot.example.com/slack/events"
 
-def test_slack_manifest() -> None:
-    manifest = yaml.safe_load((DEPLOY / "slack" / "manifest.yaml").read_text())
+#: The bot token scopes each Web API method rollbot calls needs, from Slack's method
+#: reference (https://docs.slack.dev/reference/methods/<method>). The history and list
+#: methods read public and private channels (a service's channel may be either); never DMs.
+METHOD_SCOPES: dict[str, set[str]] = {
+    "auth.test": set(),
+    "chat.postMessage": {"chat:write"},
+    "chat.update": {"chat:write"},
+    "chat.postEphemeral": {"chat:write"},
+    "conversations.history": {"channels:history", "groups:history"},
+    "conversations.replies": {"channels:history", "groups:history"},
+    "conversations.list": {"channels:read", "groups:read"},
+    "usergroups.users.list": {"usergroups:read"},
+    "users.info": {"users:read"},
+    "users.lookupByEmail": {"users:read.email"},
+    "views.open": set(),
+    "views.publish": set(),
+}
+#: Called by the libraries on rollbot's behalf: Bolt's single-workspace authorization.
+#: (Socket Mode's apps.connections.open uses the app-level token, not the bot's scopes.)
+LIBRARY_METHODS = {"auth.test"}
+#: Scopes no method above implies: the slash commands; chat.postMessage into a channel
+#: rollbot was not invited to; users.info's profile.email (SlackChat.user_email).
+FEATURE_SCOPES = {"commands", "chat:write.public", "users:read.email"}
+
+
+def web_api_methods_called() -> set[str]:
+    """Every Web API method the bot's code (bot/, not the sims) calls through slack_sdk:
+    each ``<…client>.<method>`` reference (called, or handed to functools.partial), as the
+    API method slack_sdk's own source says it calls."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    names: set[str] = set()
+    for path in sorted((REPO / "bot").rglob("*.py")):
+        if "sim" in path.relative_to(REPO / "bot").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value
+            owner_name = (
+                owner.attr
+                if isinstance(owner, ast.Attribute)
+                else owner.id
+                if isinstance(owner, ast.Name)
+                else ""
+            )
+            if owner_name.endswith("client") and callable(getattr(AsyncWebClient, node.attr, None)):
+                names.add(node.attr)
+    methods = set()
+    for name in names:
+        found = re.search(
+            r'api_call\(\s*"([a-zA-Z.]+)"', inspect.getsource(getattr(AsyncWebClient, name))
+        )
+        if found is not None:  # api_call itself, and helpers that are not one method
+            methods.add(found.group(1))
+    return methods
+
+
+def test_the_code_calls_the_methods_whose_scopes_are_written_down() -> None:
+    called = web_api_methods_called()
+    # The walk finds them (a sample that must be there), and none is missing its scopes.
+    assert {"chat.postMessage", "conversations.list", "users.lookupByEmail"} <= called
+    assert called - set(METHOD_SCOPES) == set(), "write down the scopes of these methods"
+    # conversations.list reads private channels too: groups:read is needed for that.
+    adapter = (REPO / "bot" / "adapters" / "slack.py").read_text()
+    assert 'types="public_channel,private_channel"' in adapter
+
+
+@pytest.mark.parametrize("mode", sorted(SLACK_MANIFESTS))
+def test_slack_manifest_scopes_are_what_the_code_calls(mode: str) -> None:
+    manifest = yaml.safe_load(SLACK_MANIFESTS[mode].read_text())
+    needed = set().union(
+        *(
+            METHOD_SCOPES[m]
+            for m in web_api_methods_called() | LIBRARY_METHODS
+            if m in METHOD_SCOPES
+        )
+    )
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed | FEATURE_SCOPES
+    assert "user" not in manifest["oauth_config"]["scopes"]  # no user token
+
+
+@pytest.mark.parametrize("mode", sorted(SLACK_MANIFESTS))
+def test_slack_manifest(mode: str) -> None:
+    manifest = yaml.safe_load(SLACK_MANIFESTS[mode].read_text())
+    socket = mode == "socket"
     assert manifest["display_information"]["name"] == "rollbot"
     assert manifest["features"]["bot_user"]["display_name"] == "rollbot"
     command, release = manifest["features"]["slash_commands"]
     assert command["command"] == "/rollback"
-    assert command["url"] == "https://rollbot.example.com/slack/events"
     assert command["usage_hint"]
     assert release["command"] == "/release"
-    assert release["url"] == "https://rollbot.example.com/slack/events"
     assert release["usage_hint"].startswith("start SERVICE VERSION")
     assert release["should_escape"] is True  # an owner's @mention arrives as <@U…|name>
     assert manifest["features"]["app_home"] == {
         "home_tab_enabled": True,
-        "messages_tab_enabled": False,
+        # The fresh-link DMs (chat.postMessage to a user id) land in the Messages tab.
+        "messages_tab_enabled": True,
+        "messages_tab_read_only_enabled": True,  # rollbot reads no message
     }
     settings = manifest["settings"]
-    assert settings["event_subscriptions"] == {
-        "request_url": "https://rollbot.example.com/slack/events",
-        "bot_events": ["app_home_opened"],
-    }
-    assert settings["interactivity"] == {
-        "is_enabled": True,
-        "request_url": "https://rollbot.example.com/slack/events",
-    }
-    assert settings["socket_mode_enabled"] is False
+    assert settings["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+    assert settings["interactivity"]["is_enabled"] is True
+    assert settings["socket_mode_enabled"] is socket
     assert settings["token_rotation_enabled"] is False
     assert settings["org_deploy_enabled"] is False
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "commands",
-        "chat:write",
-        "chat:write.public",
-        "users:read",
-        "users:read.email",
-        "usergroups:read",
-        "channels:read",
-        "groups:read",
-        "channels:history",
-        "groups:history",
-    }
+    if socket:  # no Request URL anywhere: Slack sends over the WebSocket
+        assert "url" not in command and "url" not in release
+        assert "request_url" not in settings["event_subscriptions"]
+        assert "request_url" not in settings["interactivity"]
+    else:
+        assert command["url"] == release["url"] == EVENTS_URL
+        assert settings["event_subscriptions"]["request_url"] == EVENTS_URL
+        assert settings["interactivity"]["request_url"] == EVENTS_URL
 
 
-def test_slack_manifest_has_the_fixture_shape() -> None:
+def test_the_two_slack_manifests_differ_only_in_how_slack_reaches_rollbot() -> None:
+    http, socket = (yaml.safe_load(SLACK_MANIFESTS[m].read_text()) for m in ("http", "socket"))
+    for command in http["features"]["slash_commands"]:
+        del command["url"]
+    del http["settings"]["event_subscriptions"]["request_url"]
+    del http["settings"]["interactivity"]["request_url"]
+    http["settings"]["socket_mode_enabled"] = True
+    assert http == socket
+
+
+@pytest.mark.parametrize("mode", sorted(SLACK_MANIFESTS))
+def test_slack_manifest_has_the_fixture_shape(mode: str) -> None:
     """Same top-level keys as the real manifests in tests/fixtures/slack."""
     fixture_dir = FIXTURES / "slack"
     fixtures = sorted(fixture_dir.glob("*manifest*.json"))
     if not fixtures:
         pytest.fail(f"no Slack manifest fixtures in {fixture_dir}")
-    manifest = yaml.safe_load((DEPLOY / "slack" / "manifest.yaml").read_text())
+    manifest = yaml.safe_load(SLACK_MANIFESTS[mode].read_text())
     for fixture in fixtures:
         real = yaml.safe_load(fixture.read_text())
         assert set(real) <= set(manifest)
         assert set(real["settings"]) <= set(manifest["settings"]) | {"event_subscriptions"}
+        for key, value in real["features"].get("app_home", {}).items():
+            assert isinstance(manifest["features"]["app_home"][key], type(value))
 
 
 # ----------------------------------------------------------------------------- Argo Rollouts

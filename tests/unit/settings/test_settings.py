@@ -12,6 +12,9 @@ Aspects:
   first in `link_keys()`; a value holding no key is a problem;
 - every problem reported at once, each with its key path; unknown keys caught (YAML and env),
   the retired Kubernetes Lease settings among them;
+- Slack's way in: the signing secret (HTTP) or the app-level token (Socket Mode, also from
+  ``ROLLBOT_SLACK__APP_TOKEN_FILE``), either or both; neither is a problem naming both;
+  an app token not ``xapp-`` is refused;
 - semantic checks: Slack secrets for serve, runbook files, channel format, namespaces,
   SLO ranges, duplicate rollout targets, database URL scheme, an action recovery delay
   longer than the verify timeout, an internal port apart from the public one (or none);
@@ -918,6 +921,38 @@ def test_a_token_file_keeps_working_with_its_one_trailing_newline(
     token.write_text("xoxb-1-2-abc\n")
     env = {k: v for k, v in SECRETS.items() if k != "ROLLBOT_SLACK__BOT_TOKEN"}
     assert check_config(catalog, environ={**env, "ROLLBOT_SLACK__BOT_TOKEN_FILE": str(token)}) == []
+
+
+def test_socket_mode_needs_the_app_token_and_no_signing_secret(
+    catalog: Path, tmp_path: Path
+) -> None:
+    token = tmp_path / "app-token"
+    token.write_text("xapp-1-A0ROLLBOT-1-abc\n")  # a mounted Secret's trailing newline
+    socket_only = {k: v for k, v in SECRETS.items() if k != "ROLLBOT_SLACK__SIGNING_SECRET"}
+    socket_only["ROLLBOT_SLACK__APP_TOKEN_FILE"] = str(token)
+    assert check_config(catalog, environ=socket_only) == []
+    settings = load_settings(catalog, environ=socket_only)
+    assert settings.slack.app_token is not None
+    assert settings.slack.app_token.get_secret_value() == "xapp-1-A0ROLLBOT-1-abc"
+    assert settings.slack.signing_secret is None
+    assert "xapp-1" not in repr(settings.slack)
+    both = {**SECRETS, "ROLLBOT_SLACK__APP_TOKEN": "xapp-1-A0ROLLBOT-1-abc"}
+    assert check_config(catalog, environ=both) == []
+    neither = {k: v for k, v in socket_only.items() if not k.startswith("ROLLBOT_SLACK__APP")}
+    (problem,) = check_config(catalog, environ=neither)
+    assert problem.key_path == "slack.signing_secret"
+    assert "ROLLBOT_SLACK__SIGNING_SECRET" in problem.message
+    assert "ROLLBOT_SLACK__APP_TOKEN or ROLLBOT_SLACK__APP_TOKEN_FILE for Socket Mode" in (
+        problem.message
+    )
+    wrong = {**neither, "ROLLBOT_SLACK__APP_TOKEN": "xoxb-1"}
+    assert check_config(catalog, environ=wrong) == [
+        ConfigProblem(
+            "slack.app_token",
+            "must be an app-level token (starting xapp-), not xoxb- "
+            "(check ROLLBOT_SLACK__APP_TOKEN)",
+        )
+    ]
 
 
 def test_a_circuit_breaker_without_a_flag_provider(catalog: Path) -> None:
