@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv deploy-tools demo test test-fast check bench drill peers lock clean
+.PHONY: venv deploy-tools demo test test-fast check bench drill peers image version lock clean
 
 venv: $(STAMP)
 
@@ -66,6 +66,23 @@ peers:
 DRILL ?= tier1-abort
 drill: venv
 	$(BIN)/rollbot drill $(DRILL) $(ARGS)
+
+## The container image (Dockerfile), tagged $(IMAGE):<the version from git>, with buildah if it
+## is installed, else docker. A tag cannot hold '+', so 0.1.dev362+g262b0b0d3 is tagged
+## 0.1.dev362-g262b0b0d3. BASE=… builds on another base image; IMAGE_FLAGS=… go to the
+## builder as they are (.ci/image: its storage, --isolation chroot, the CA bundle mount).
+IMAGE       = rollbot
+VERSION     = $(shell $(BIN)/python -m setuptools_scm)
+IMAGE_TAG   = $(subst +,-,$(VERSION))
+BUILDER     = $(if $(shell command -v buildah),buildah bud,docker build)
+image: venv
+	$(BUILDER) $(IMAGE_FLAGS) $(if $(BASE),--build-arg BASE=$(BASE)) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) \
+		$(if $(SOURCE),--build-arg SOURCE=$(SOURCE)) -t $(IMAGE):$(IMAGE_TAG) .
+
+## The version setuptools-scm derives from git (what `rollbot --version` says once installed).
+version: venv
+	@echo $(VERSION)
 
 ## Re-pin the locks after a change to pyproject.toml's dependencies or requirements-deploy.in
 ## (needs uv).

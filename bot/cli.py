@@ -9,6 +9,7 @@ rollbot release status SERVICE | list [--config FILE]
 rollbot audit verify|export [--config FILE]
 rollbot db upgrade [--config FILE]
 rollbot runbook lint [PATHS…] [--config FILE]
+rollbot --version   (the installed distribution's, which setuptools-scm takes from git)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from typing import Any
 
 from bot.core.errors import RollbotError
@@ -29,6 +31,16 @@ log = logging.getLogger("bot.cli")
 
 #: When the command started (bot.cli is imported first): drills count their total from here.
 STARTED = time.monotonic()
+
+
+def version() -> str:
+    """rollbot's version: the installed distribution's (setuptools-scm derives it from git
+    when it is built: ``0.1.dev362+g262b0b0d3``, or ``X.Y.Z`` on a tag ``vX.Y.Z``), or
+    ``unknown`` when the code runs from a tree that was never installed."""
+    try:
+        return metadata.version("rollbot")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _drill_help(drills: Mapping[str, Any]) -> str:
@@ -42,6 +54,7 @@ def _parser(drills: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
     """The command line. `drills`: the drill table (`bot.sim.demo.DRILLS`), given only when
     the command is ``drill``: importing it starts the whole simulated world's code."""
     p = argparse.ArgumentParser(prog="rollbot", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     serve = sub.add_parser("serve", help="run the bot (HTTP + Slack + watch)")

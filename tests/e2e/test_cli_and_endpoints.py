@@ -5,6 +5,8 @@ Aspects under test:
 - `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit`, `checkout-circuit`,
   `release-cleanup` and `pagerduty-workflow` exit 0
   and print a PASS line with their timeline; an unknown drill is refused listing the known ones;
+- `rollbot --version` prints the installed distribution's version, which setuptools-scm
+  derives from git for this checkout (the commit in its local part, or the tag's own);
 - `rollbot drill --help` lists every drill with what it proves, one line each, from the
   table the drills are registered in (`bot.sim.demo.DRILLS`);
 - a drill's times and total count from the command's start (start-up included);
@@ -126,6 +128,40 @@ def test_unknown_drill_is_refused():
     assert done.returncode == 2
     assert "tier1-abort" in done.stderr and "tier2-circuit" in done.stderr
     assert "checkout-circuit" in done.stderr
+
+
+def test_version_is_the_installed_distributions():
+    from importlib import metadata
+
+    done = rollbot("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"rollbot {metadata.version('rollbot')}\n"
+
+
+def test_version_comes_from_git():
+    """What setuptools-scm makes of this checkout (as `pip install`, `make image` and the
+    image's build do): on a tag vX.Y.Z exactly X.Y.Z, elsewhere a dev release naming the
+    commit. No static version is left in pyproject.toml."""
+    scm = pytest.importorskip("setuptools_scm")
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    got = scm.get_version(root=str(ROOT))
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    tag = subprocess.run(
+        [*git, "describe", "--tags", "--exact-match", "--match", "v*"],
+        capture_output=True,
+        text=True,
+    )
+    clean = subprocess.run([*git, "diff", "--quiet", "HEAD"]).returncode == 0
+    if tag.returncode == 0 and clean:
+        assert got == tag.stdout.strip().removeprefix("v")
+    else:
+        dev = re.fullmatch(r"\d+(\.\d+)*\.dev\d+\+g([0-9a-f]{7,})(\.d\d{8})?", got)
+        assert dev, got
+        assert head.stdout.startswith(dev.group(2))
 
 
 #: A log line at INFO from a logger that is not rollbot's (httpx, alembic, apscheduler, …).
