@@ -47,6 +47,7 @@ from bot.core.errors import RollbotError
 from bot.core.model import Alert, Incident, IncidentState, RolloutState
 from bot.core.ports import Chat, EvidenceSource, IncidentRecord, Rollouts
 from bot.incidents.book import IncidentBook
+from bot.runtime.inbox import retry_later
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -201,14 +202,17 @@ class IncidentEngine:
                 await self._save(key, incident)
                 self.incidents[key] = incident
         if not changed:
-            # Nothing new, but the card may never have been posted: the first delivery of
-            # these alerts changed the incident and then met a Slack failure (a 429), and
-            # its replay lands here. Showing it again posts it, or changes nothing.
+            # Nothing new, but what the change owed may not have been done: the first
+            # delivery of these alerts changed the incident and then met a Slack failure (a
+            # 429), or the process died after saving it, before the page was queued; its
+            # replay lands here. Showing it again posts the card, or changes nothing; the
+            # listeners are told again (PagerDuty's queue takes each page once).
             await self._cards.incident_changed(
                 service, state, incident, alerts=self._alert_lines(key, incident)
             )
+            await self._tell(service, state, incident, from_delivery=True)
             return
-        await self._show(service, state, incident, None, lines=lines)
+        await self._show(service, state, incident, None, lines=lines, from_delivery=True)
 
     async def _show(
         self,
@@ -218,6 +222,7 @@ class IncidentEngine:
         change: core_incidents.Change | None,
         *,
         lines: list[str] | None = None,
+        from_delivery: bool = False,
     ) -> None:
         key = card_key(state)
         if lines is None:
@@ -238,13 +243,31 @@ class IncidentEngine:
             card_error = err
         if incident.state is IncidentState.OPEN:
             self._fetch_evidence(service, state, key)
+        await self._tell(service, state, incident, from_delivery=from_delivery)
+        if card_error is not None:
+            raise card_error
+
+    async def _tell(
+        self, service: str, state: RolloutState, incident: Incident, *, from_delivery: bool
+    ) -> None:
+        """The listeners (PagerDuty): each is idempotent for an incident it was told. For a
+        stored delivery (`from_delivery`: an Alertmanager webhook), a temporary failure
+        (PagerDuty's queue out of reach) is raised once all were told, so the delivery
+        stays pending and its replay tells them again. Any other failure, and any on the
+        watch's or the ticker's path (which have no replay), is logged: paging never stops
+        the card."""
+        again: Exception | None = None
         for listener in self._listeners:
             try:
                 await listener(service, state, incident)
-            except Exception:  # boundary: paging never stops the card
-                log.exception("incident listener failed for %s", key)
-        if card_error is not None:
-            raise card_error
+            except Exception as err:  # boundary
+                if from_delivery and retry_later(err):
+                    log.warning("incident listener for %s: %r; again", incident.card_key, err)
+                    again = again or err
+                else:
+                    log.exception("incident listener failed for %s", incident.card_key)
+        if again is not None:
+            raise again
 
     def _alert_lines(self, key: str, incident: Incident) -> list[str]:
         """The firing alerts' summaries for the card, identical ones counted (`… ×3`)."""

@@ -141,6 +141,8 @@ class PagingEngine:
         self._incident_ids: dict[str, str] = {}  # dedup key → PagerDuty incident id
         self._pages: dict[str, int] = {}  # card key → times paged again (its key's suffix)
         self._states: dict[str, RolloutState] = {}  # card key → its Rollout when last told
+        # The Events API calls this process queued (`enqueue_event`): not asked again.
+        self._queued: set[str] = set()
         self._wake = asyncio.Event()
         # Parked items whose thread line could not be posted yet: (notice, card, text).
         self._untold: list[tuple[str, str, str]] = []
@@ -308,8 +310,14 @@ class PagingEngine:
         self._incident_ids[key] = incident_id
 
     async def enqueue_event(self, dedup: str, payload: dict[str, Any]) -> None:
+        """Queue an Events API call once per `dedup` (the outbox's unique key); one this
+        process queued already is not asked again (an alert storm's repeats tell the same
+        incident over and over)."""
+        if dedup in self._queued:
+            return
         if await self.store.enqueue(OUTBOX_EVENT, payload, f"pd-event:{dedup}"):
             self._wake.set()
+        self._queued.add(dedup)
 
     async def _links(self, service: str, card: str) -> list[dict[str, str]]:
         links: list[dict[str, str]] = []

@@ -1,0 +1,127 @@
+"""bot.incidents.IncidentEngine: a delivery replayed after its incident change was saved
+still gets what the change owed (issue 15: nothing is lost).
+
+The process can die, or PagerDuty's queue be out of reach, after the incident's change is
+saved and before the page is queued. The webhook stays pending and is replayed; the replay
+finds nothing new in the incident. Aspects:
+- a listener that failed for a temporary reason leaves the delivery failing (so the inbox
+  keeps it pending), and the replay tells the listeners again: the page is queued then;
+- a replay after a delivery that went through tells the listeners again too, which is
+  harmless: PagerDuty's queue takes each page once (`PagingEngine.enqueue_event`).
+
+The engine is the real one on a real SQLite store; the Rollout and the chat are rollbot's
+own ports, in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.cards import Cards
+from bot.core.errors import Unreachable
+from bot.core.model import Alert, Incident, IncidentState, MessageRef, RolloutState
+from bot.incidents import IncidentEngine
+from bot.settings import ServiceSettings, Settings
+from bot.store import SqlStore, open_store
+from tests.states import NOW
+from tests.unit.core.test_timeline import PAUSED
+
+pytestmark = pytest.mark.timeout(30)
+
+SERVICE = "payment-router"
+SETTINGS = Settings(
+    services={
+        SERVICE: ServiceSettings(
+            namespace="payments", rollout="payment-router", channel="#payments-deploys"
+        )
+    }
+)
+FIRING = Alert(
+    "fp-1",
+    "RollbotErrorRateHigh",
+    "firing",
+    {"alertname": "RollbotErrorRateHigh", "service": SERVICE},
+    {"summary": "canary 5xx 31 %"},
+    NOW,
+    None,
+)
+
+
+class Chat:
+    async def post(self, channel: str, *, text: str, **_: Any) -> MessageRef:
+        return MessageRef("C0PAY", "1700000000.000001")
+
+    async def find_post(self, *_: Any, **__: Any) -> MessageRef | None:
+        return None
+
+    async def update(self, ref: MessageRef, *, text: str, blocks: list[dict[str, Any]]) -> None:
+        return None
+
+
+class Rollouts:
+    async def get_state(self, namespace: str, name: str) -> RolloutState:
+        return PAUSED
+
+
+class Pager:
+    """A listener that is out of reach the first `down` times it is told."""
+
+    def __init__(self, down: int = 0) -> None:
+        self.down = down
+        self.told: list[IncidentState] = []
+
+    async def __call__(self, service: str, state: RolloutState, incident: Incident) -> None:
+        if self.down:
+            self.down -= 1
+            raise Unreachable("PagerDuty", "its queue is out of reach")
+        self.told.append(incident.state)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    store = await open_store(f"sqlite:///{tmp_path / 'rollbot.db'}")
+    yield store
+    await store.close()
+
+
+def engine(store: SqlStore, pager: Pager) -> IncidentEngine:
+    chat = Chat()
+    cards = Cards(chat=chat, store=store, catalog=SETTINGS.services, update_interval=0.0)
+    return IncidentEngine(
+        settings=SETTINGS,
+        rollouts=Rollouts(),
+        cards=cards,
+        chat=chat,
+        store=store,
+        listeners=[pager],
+        now=lambda: NOW,
+    )
+
+
+async def test_a_page_that_could_not_be_queued_is_queued_by_the_replay(store: SqlStore) -> None:
+    pager = Pager(down=1)
+    incidents = engine(store, pager)
+    with pytest.raises(Unreachable):
+        await incidents.on_alerts([FIRING], {})  # the inbox keeps the delivery pending
+    saved = await store.get_incident(PAUSED_KEY)
+    assert saved is not None and saved.incident.state is IncidentState.OPEN
+    assert pager.told == []
+
+    await incidents.on_alerts([FIRING], {})  # the replay: nothing new in the incident
+    assert pager.told == [IncidentState.OPEN]
+
+
+async def test_a_replay_after_a_restart_tells_the_listeners_again(store: SqlStore) -> None:
+    await engine(store, Pager()).on_alerts([FIRING], {})  # saved; then the process died
+    pager = Pager()
+    restarted = engine(store, pager)
+    assert await restarted.restore() == 1
+    await restarted.on_alerts([FIRING], {})
+    assert pager.told == [IncidentState.OPEN]
+
+
+PAUSED_KEY = f"{PAUSED.namespace}/{PAUSED.name}@{PAUSED.revision}"
