@@ -6,10 +6,14 @@ on PostgreSQL a transaction-scoped advisory lock (DDL is transactional there, so
 replica waits, then finds the schema at head and does nothing); on SQLite the `BEGIN
 IMMEDIATE` that every write transaction takes (see `bot.store.engine`). `downgrade(url,
 revision)` goes back down under the same lock (tests, and an operator rolling rollbot back).
+A database at a revision this code does not know (a newer rollbot migrated it) is left as
+it is: an older replica still starting during a rolling update, or rolled back to, serves
+it, as `/readyz` says (`schema_problem`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -25,6 +29,8 @@ from bot.store.engine import create_engine, sync_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _PG_LOCK_KEY = 0x726F6C6C626F74  # "rollbot"
+
+log = logging.getLogger(__name__)
 
 
 def alembic_config() -> Config:
@@ -92,6 +98,18 @@ async def _lock_migrations(conn: AsyncConnection) -> None:
 
 
 def _upgrade_sync(connection: sa.Connection, revision: str) -> None:
+    if revision == "head":
+        current = MigrationContext.configure(connection).get_current_revision()
+        script = ScriptDirectory.from_config(alembic_config())
+        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+            # A newer rollbot migrated it (a rolling update, or a rollback of rollbot):
+            # migrations only add, so this code serves it as it is (`schema_problem`).
+            log.warning(
+                "database at revision %s, newer than this rollbot's %s: left as it is",
+                current,
+                script.get_current_head(),
+            )
+            return
     command.upgrade(_connected_config(connection), revision)
 
 

@@ -117,6 +117,25 @@ async def test_migrates_empty_database_to_head_and_matches_schema(store_url: str
     assert current_revision(store_url) == "0006"
 
 
+async def test_a_database_a_newer_rollbot_migrated_is_left_as_it_is(store_url: str) -> None:
+    """An older replica starting during a rolling update (or rollbot rolled back) must not
+    fail on a revision it does not know: it serves the database as it is."""
+    store = await open_store(store_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await store.close()
+    store = await open_store(store_url)  # migrate=True: nothing to do, no error
+    try:
+        assert await store.schema_revision() == "9999"
+        assert (await store.claim_card("a/b@1", service="s", channel="#c"))[0]
+    finally:
+        await store.close()
+    await upgrade(store_url)  # `rollbot db upgrade` too
+    assert current_revision(store_url) == "9999"
+
+
 async def test_replicas_migrating_at_once(store_url: str) -> None:
     stores = await asyncio.gather(open_store(store_url), open_store(store_url))
     try:
