@@ -1,8 +1,21 @@
-"""The one error handler for Slack.
+"""The one error handler for Slack, and the one way a listener's errors are told.
 
 Domain errors (`RollbotError`) become an ephemeral message the user can act on: the typed
 error's own message says what is wrong and what to do. Anything else is logged with an id
-the user can quote, and the user gets that id; nothing else in the Slack layer catches.
+the user can quote, and the user gets that id. Besides the refusals a listener answers in
+its ack (a malformed command, a modal's `response_action: errors`), three places tell an
+error, all through `report`:
+
+- `register`: Bolt's error handler, for what a listener raises before it acks;
+- `after_ack`: around what a listener does itself once it has acked (reading a button's
+  value, opening a modal within the trigger's 3 s): told, never raised;
+- `reporter`: for the work a listener leaves on the queue (bot.runtime.work).
+
+A listener must not raise after `ack()`: slack-bolt's asyncio runner then sets the ack's
+response back to what its error handler was given, None once acked, and answers Slack from
+the ack only if its 10 ms poll saw it first. When the error was told quickly, it had not:
+over HTTP Bolt answered 404 after 3 s ("didn't call ack()"), over Socket Mode no ack was
+sent, and Slack showed the person an error although they had just been told what was wrong.
 
 An error's message is plain text (backticks aside) and often quotes an outside service
 (Kubernetes' status message, PagerDuty's or Jira's error, a transport error) or what the
@@ -13,9 +26,10 @@ outside words in it already escaped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -81,6 +95,22 @@ def reporter(
         await report(error, respond, what=what, break_glass=break_glass)
 
     return _report
+
+
+@contextlib.asynccontextmanager
+async def after_ack(
+    respond: Any, *, what: str = "", break_glass: str | None = None
+) -> AsyncIterator[None]:
+    """Around what a listener does itself after its ack: an error in it is told to the
+    person (`report`, as `reporter` tells the queued work's), and never raised to Bolt (see
+    the module). A failure to tell it is logged."""
+    try:
+        yield
+    except Exception as err:  # noqa: BLE001 - boundary: told with an id, never raised to Bolt
+        try:
+            await report(err, respond, what=what, break_glass=break_glass)
+        except Exception:
+            log.exception("could not report an error handling %s", what, exc_info=err)
 
 
 def register(app: AsyncApp) -> None:

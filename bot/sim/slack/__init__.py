@@ -15,10 +15,13 @@ same way; `app_home_opened`), and can forge or age a request; `.send()` posts on
 Modals: `views.open` validates the view as Slack does (title, submit when there are input
 blocks, at most 100 blocks) and opens it for the user the trigger id was minted for
 (`mint_trigger_id(user)`; the sender's clicks and commands mint them for the clicking
-user). `open_views(user)` lists what is open; the sender's `view_submission`, sent, posts a
-submission exactly as Slack does and applies the bot's answer (an empty ack closes the
-view, `response_action: errors` keeps it open with `view_errors(view_id)`, `update`
-replaces it, `clear` closes it); `close_view` is the user pressing Cancel.
+user), refusing a trigger id as Slack does: not shaped as one (`invalid_trigger_id`), older
+than `trigger_ttl` (`expired_trigger_id`; 3 s, 0 to refuse every one), used before
+(`exchanged_trigger_id`). `open_views(user)` lists what is open; the sender's
+`view_submission`, sent, posts a submission exactly as Slack does and applies the bot's
+answer (an empty ack closes the view, `response_action: errors` keeps it open with
+`view_errors(view_id)`, `update` replaces it, `clear` closes it); `close_view` is the user
+pressing Cancel.
 
 The App Home: `views.publish` validates the home view's blocks (at most 100) and keeps
 every view published per user (`published_views(user)`); the sender's `app_home_opened`

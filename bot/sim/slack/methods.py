@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -166,11 +167,20 @@ def _post_ephemeral(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------- views.*
 
 
+#: A trigger id as Slack mints them ("132456.7890123.abcdef", its docs say); another is
+#: `invalid_trigger_id`.
+_TRIGGER = re.compile(r"^[0-9]+\.[0-9]+\.[0-9a-f]+$")
+
+
 def _views_open(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    """Slack's trigger errors: not shaped as its trigger ids (`invalid_trigger_id`), older
+    than `trigger_ttl` (`expired_trigger_id`), used before (`exchanged_trigger_id`)."""
     trigger = str(args.get("trigger_id") or "")
     view = _json_arg(args.get("view"))
     if not trigger:
         raise ApiError("invalid_arguments")
+    if not _TRIGGER.match(trigger):
+        raise ApiError("invalid_trigger_id")
     minted = ws.triggers.get(trigger)
     if minted is not None and time.monotonic() - minted > ws.trigger_ttl:
         raise ApiError("expired_trigger_id")

@@ -3,6 +3,11 @@
 commands.py  /rollback            actions.py  buttons on the card and replies
 views.py     modal submissions    releases.py /release and the App Home
 common.py    ack-then-work, replay check, telling the user     deps.py  Deps
+
+Every listener answers what it can in the ack, acks, and then raises nothing: the rest is
+submitted to the work queue with `errors.reporter`, and what must run inline (a modal
+opened within the trigger's 3 s) runs under `errors.after_ack`. A view submission checks
+what it can refuse before its ack and refuses it in the ack (`response_action: errors`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Aspects under test:
 - views.open refuses what Slack refuses, with `invalid_arguments` and response_metadata
   messages naming the JSON pointer: no title, a title over 24 characters, input blocks
   without submit, over 100 blocks, private_metadata over 3000 characters; a trigger id is
-  exchanged once;
+  exchanged once; one not shaped as Slack's ("132456.7890123.abcdef") is
+  `invalid_trigger_id`, and opens nothing;
 - a view opened with a trigger minted for a user is open for that user only
   (`open_views`), oldest first; `close_view` closes it;
 - the sender's clicks and slash commands mint their trigger ids for the clicking user;
@@ -120,6 +121,16 @@ async def test_open_views_per_user_close_and_exchanged_trigger(
     # A trigger minted for nobody opens a view nobody sees in open_views.
     await client.views_open(trigger_id=slack_sim.mint_trigger_id(), view=MODAL)
     assert len(slack_sim.open_views("U0ONCALL")) == 1
+
+
+@pytest.mark.parametrize("trigger", ["not-a-trigger", "1715.42", "1715.42.XYZ", "x" * 300])
+async def test_views_open_refuses_a_trigger_id_not_shaped_as_slacks(
+    client: AsyncWebClient, slack_sim: SlackSim, trigger: str
+) -> None:
+    with pytest.raises(SlackApiError) as err:
+        await client.views_open(trigger_id=trigger, view=MODAL)
+    assert err.value.response["error"] == "invalid_trigger_id"
+    assert slack_sim.views == []
 
 
 def test_view_submission_payload_matches_the_fixture(
