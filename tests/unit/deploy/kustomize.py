@@ -151,6 +151,7 @@ def secret_keys_documented(path: Path) -> dict[str, str]:
 #: A value for every key the manifests read, shaped as rollbot checks it.
 SECRET_VALUES = {
     "slack-bot-token": "xoxb-0000-test",
+    "slack-app-token": "xapp-1-test",
     "database-url": "postgresql+psycopg://rollbot:s3cret@postgres.db.svc:5432/rollbot",
 }
 

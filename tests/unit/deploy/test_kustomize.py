@@ -249,7 +249,7 @@ def readme_secret_keys() -> dict[str, str]:
     return out
 
 
-def test_every_secret_key_is_read_from_the_secret_and_documented() -> None:
+def test_every_secret_key_is_read_from_the_secret_and_documented(tmp_path: Path) -> None:
     read: dict[str, str] = {}
     for overlay in OVERLAYS:
         docs = render(overlay)
@@ -257,6 +257,16 @@ def test_every_secret_key_is_read_from_the_secret_and_documented() -> None:
         read.update(keys)
         mounts = {m["mountPath"]: m for m in container(docs)["volumeMounts"]}
         assert mounts[SECRET_MOUNT]["readOnly"] is True
+    for component in COMPONENTS:  # those no overlay takes (socket-mode) as well
+        read.update(
+            secret_keys_read(
+                render_with(
+                    tmp_path / component,
+                    resources=[KUBE / "base"],
+                    components=[KUBE / "components" / component],
+                )
+            )
+        )
     documented: dict[str, str] = {}
     for kustomization in sorted(KUBE.rglob("kustomization.yaml")):
         mine = secret_keys_documented(kustomization)
@@ -267,6 +277,7 @@ def test_every_secret_key_is_read_from_the_secret_and_documented() -> None:
     assert {
         "slack-bot-token",
         "slack-signing-secret",
+        "slack-app-token",
         "alertmanager-bearer-token",
         "link-secret",
         "pagerduty-api-token",

@@ -392,12 +392,21 @@ def test_the_socket_mode_patch_gives_the_app_token_and_no_signing_secret(
 ) -> None:
     (patched,) = [d for d in yaml_docs() if "patches" in d and "kind" not in d]
     target = os.path.relpath(KUBE / "overlays" / overlay, tmp_path)
-    docs = _rendered(_overlay_of_own(tmp_path, resources=[target], patches=patched["patches"]))
+    # The guide's components are relative to an overlay of one's own beside the shipped ones.
+    components = [
+        os.path.relpath(KUBE / "overlays" / "production" / c, tmp_path)
+        for c in patched["components"]
+    ]
+    docs = _rendered(
+        _overlay_of_own(
+            tmp_path, resources=[target], components=components, patches=patched["patches"]
+        )
+    )
     env = env_of(docs)
     assert "ROLLBOT_SLACK__SIGNING_SECRET_FILE" not in env
     keys = secret_keys_read(docs)
     assert keys["slack-app-token"] == "ROLLBOT_SLACK__APP_TOKEN_FILE"
-    secret = {k: secret_value(k) for k in keys} | {"slack-app-token": "xapp-1-test"}
+    secret = {k: secret_value(k) for k in keys}
     laid = lay_out(docs, tmp_path / "pod", secret)
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
