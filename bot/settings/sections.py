@@ -251,8 +251,9 @@ class AlertmanagerSettings(Section):
     """The Alertmanager webhook receiver (``POST /webhooks/alertmanager``)."""
 
     bearer_token: SecretStr | None = None
-    """Token Alertmanager sends as ``Authorization: Bearer``. Secret. None: the endpoint
-    refuses every request (no unauthenticated webhooks)."""
+    """Token Alertmanager sends as ``Authorization: Bearer``. Secret. Several, comma
+    separated (``new,old``), are each accepted while a rotation is rolled out. None: the
+    endpoint refuses every request (no unauthenticated webhooks)."""
 
     unknown_notice_interval_seconds: int = Field(default=3600, ge=0)
     """Seconds between two notices about the same alert name that matches no service in
@@ -298,7 +299,8 @@ class PagerDutySettings(Section):
     workflow_secret: SecretStr | None = None
     """Shared secret of the Incident Workflow "Send a Webhook POST" actions, sent as
     ``Authorization: Bearer <secret>`` (a workflow step cannot sign its body). Secret.
-    None: the workflow path is off; the signing ``webhook_secret`` never doubles as it,
+    Several, comma separated (``new,old``), are each accepted while a rotation is rolled
+    out. None: the workflow path is off; the signing ``webhook_secret`` never doubles as it,
     since the two protect different things (an event rollbot only shows, an action it
     runs)."""
 

@@ -40,6 +40,7 @@ from starlette.routing import Route
 
 from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
 from bot.core.model import Alert
+from bot.core.signatures import split_secrets
 from bot.incidents.inbox import SOURCE, OnAlerts
 from bot.runtime.inbox import InFlight, retry_later
 from bot.runtime.metrics import Metrics
@@ -87,7 +88,9 @@ class AlertmanagerReceiver:
         self._processes = processes
         # The rows being processed here, which the leader's replay leaves alone.
         self.in_flight = in_flight if in_flight is not None else InFlight()
-        self._token = token.encode("utf-8") if token else None
+        # Each token accepted (``new,old`` while a rotation is rolled out).
+        tokens = [t.encode("utf-8") for t in split_secrets(token)]
+        self._token = tokens or None
         self._store = store
         self._on_alerts = on_alerts
         self._metrics = metrics
@@ -108,7 +111,8 @@ class AlertmanagerReceiver:
         scheme, _, credentials = header.strip().partition(" ")
         if scheme.lower() != "bearer":
             return "Authorization must use the Bearer scheme"
-        if not hmac.compare_digest(credentials.strip().encode("utf-8"), self._token):
+        given = credentials.strip().encode("utf-8")
+        if not any([hmac.compare_digest(given, token) for token in self._token]):
             return "invalid bearer token"
         return None
 

@@ -55,13 +55,14 @@ log = logging.getLogger(__name__)
 PATH = "/webhooks/pagerduty"
 
 
-def _bearer_ok(header: str | None, secret: str | None) -> bool:
-    if not secret or not header:
+def _bearer_ok(header: str | None, secrets: list[str]) -> bool:
+    """Whether `header` is ``Bearer <one of secrets>`` (each compared in constant time)."""
+    if not secrets or not header:
         return False
     scheme, _, token = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        token.strip().encode(), secret.encode()
-    )
+    given = token.strip().encode()
+    matched = [hmac.compare_digest(given, secret.encode()) for secret in secrets]
+    return scheme.lower() == "bearer" and any(matched)
 
 
 def pagerduty_routes(
@@ -85,7 +86,9 @@ def pagerduty_routes(
         settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     )
     # No workflow secret: the workflow path is off (the signing secret never doubles as it).
-    workflow = settings.workflow_secret.get_secret_value() if settings.workflow_secret else None
+    workflow = split_secrets(
+        settings.workflow_secret.get_secret_value() if settings.workflow_secret else None
+    )
     tasks: set[asyncio.Task[None]] = set()
     refusals = RefusalLog(log)
     # The rows being processed here, which the leader's replay leaves alone.

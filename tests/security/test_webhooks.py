@@ -121,6 +121,29 @@ async def test_no_workflow_secret_means_no_workflow_path(tmp_path):
         assert not _aborted(world)
 
 
+async def test_during_a_rotation_each_workflow_secret_is_accepted(tmp_path):
+    """``new,old``: a workflow step can move to the new secret while rollbot still takes
+    the old one; anything else stays refused."""
+    env = {"ROLLBOT_PAGERDUTY__WORKFLOW_SECRET": f"rotated-secret,{PD_WORKFLOW_SECRET}"}
+    async with SimWorld(speed=600, pagerduty=True, workdir=tmp_path, env=env) as world:
+        await world.wait_for_card()
+        incident = await _incident(world)
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def send(secret: str, who: str) -> int:
+                response = await client.post(
+                    f"{world.url}/webhooks/pagerduty",
+                    content=_workflow_body(incident, {"id": who}),
+                    headers={"Authorization": f"Bearer {secret}"},
+                )
+                return response.status_code
+
+            assert await send("rotated-secret", PD_ONCALL) == 202
+            assert await send(PD_WORKFLOW_SECRET, "PSOMEONE") == 202
+            assert await send(f"rotated-secret,{PD_WORKFLOW_SECRET}", PD_ONCALL) == 401
+            assert await send(PD_WEBHOOK_SECRET, PD_ONCALL) == 401
+
+
 async def test_a_signed_delivery_replayed_under_another_webhook_id_is_a_duplicate(tmp_path):
     async with SimWorld(speed=600, pagerduty=True, workdir=tmp_path) as world:
         card = await world.wait_for_card()

@@ -164,6 +164,20 @@ async def test_no_token_configured_fails_closed(store: SqlStore) -> None:
     assert count == 0
 
 
+async def test_during_a_rotation_each_token_is_accepted(store: SqlStore) -> None:
+    """``new,old``: Alertmanager's credentials file can move to the new token while the
+    replicas still accept the old one."""
+    h = Harness(store, f"new-token, {TOKEN}")
+    try:
+        assert (await h.post(auth="Bearer new-token")).status_code == 200
+        assert (await h.post(auth=f"Bearer {TOKEN}")).status_code == 200
+        assert (await h.post(auth="Bearer new-token,old")).status_code == 401
+        assert (await h.post(auth="Bearer ")).status_code == 401
+        assert (await h.post(auth="Bearer , ")).status_code == 401
+    finally:
+        await h.client.aclose()
+
+
 async def test_scheme_is_case_insensitive(harness: Harness) -> None:
     response = await harness.post(auth=f"bearer {TOKEN}")
     assert response.status_code == 200
