@@ -1,6 +1,6 @@
 """`rollbot` command line.
 
-rollbot serve [--config FILE] [--host H] [--port P] [--internal-port P]
+rollbot serve [--config FILE] [--host H] [--port P] [--internal-port P] [--log-format text|json]
 rollbot demo [--speed N] [--port P] [--ui-port P | --no-browser-ui] [--auto-abort] [--duration S]
 rollbot drill SCENARIO [--speed N] [--timeout S]   (`rollbot drill --help` lists them)
 rollbot check-config [--config FILE]
@@ -25,7 +25,7 @@ from importlib import metadata
 from typing import Any
 
 from bot.core.errors import RollbotError
-from bot.runtime import log_redaction
+from bot.runtime import log_redaction, logs
 
 log = logging.getLogger("bot.cli")
 
@@ -66,6 +66,12 @@ def _parser(drills: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="port of /metrics, /healthz and /readyz (server.internal_port)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=None,
+        help="log lines as text or one JSON object each (server.log_format; default text)",
     )
 
     demo = sub.add_parser("demo", help="run rollbot locally against bot/sim")
@@ -164,13 +170,12 @@ def _parser(drills: Mapping[str, Any] | None = None) -> argparse.ArgumentParser:
 STORY_COMMANDS = frozenset({"demo", "drill"})
 
 
-def configure_logging(command: str) -> None:
-    """The process's logging for `command`: INFO for everything (`serve` and the operators'
-    commands), or, for the `STORY_COMMANDS`, INFO for rollbot (``bot.*``) and WARNING for
-    the libraries. Either way no link token reaches a log line."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def configure_logging(command: str, fmt: logs.LogFormat = "text") -> None:
+    """The process's logging for `command`, in `fmt` (bot.runtime.logs): INFO for
+    everything (`serve` and the operators' commands), or, for the `STORY_COMMANDS`, INFO for
+    rollbot (``bot.*``) and WARNING for the libraries. Either way no link token reaches a
+    log line."""
+    logs.configure(fmt, level=logging.INFO)
     if command in STORY_COMMANDS:
         # Set before any library logger is made: Bolt's copy the root's level when created.
         logging.getLogger().setLevel(logging.WARNING)
@@ -186,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         drills = DRILLS
     args = _parser(drills).parse_args(argv)
-    configure_logging(args.cmd)
+    configure_logging(args.cmd, getattr(args, "log_format", None) or "text")
     try:
         return (
             int(asyncio.run(_dispatch(args)) or 0)
@@ -283,6 +288,10 @@ async def _serve(args: argparse.Namespace) -> int:
         for problem in stopping:
             print(f"  {problem.key_path}: {problem.message}", file=sys.stderr)
         return 2
+    settings = load_settings(args.config)
+    server_settings = settings.server
+    if args.log_format is None:  # else set already, from the first line on
+        logs.configure(server_settings.log_format)
     for problem in problems:
         log.warning("configuration: %s (serving anyway)", problem)
 
@@ -293,8 +302,6 @@ async def _serve(args: argparse.Namespace) -> int:
     from bot.web.server import guarded_h11, serve_beside
     from bot.wiring import build
 
-    settings = load_settings(args.config)
-    server_settings = settings.server
     host = args.host or server_settings.host
     port = args.port or server_settings.port
     internal_port = args.internal_port or server_settings.internal_port
@@ -315,6 +322,9 @@ async def _serve(args: argparse.Namespace) -> int:
             host=host,
             port=on_port,
             log_level="info",
+            # No logging config of uvicorn's own: its server and access lines go to the
+            # root logger, in the process's format (bot.runtime.logs), redacted.
+            log_config=None,
             http=guarded_h11(
                 header_timeout=timeout, max_waiting=server_settings.max_waiting_connections
             ),

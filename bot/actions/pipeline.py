@@ -9,8 +9,9 @@
 - the idempotency claim in the store: one request wins the key, the others are audited as
   duplicates and told who won and when;
 - the audit entry (actor, action, target, state before and after, result, duration, detail);
-- counting each request's result in /metrics and telling the listeners (the PagerDuty notes)
-  about every executed action.
+- counting each request's result in /metrics, saying it in a log line, and telling the
+  listeners (the PagerDuty notes) about every executed action; meanwhile every log line
+  carries the service, the action, the actor and the action (idempotency) key.
 
 The tier executors (`tier1`, `tier2`, `tier3`) are built on one `Pipeline` and do the
 executing and verifying of their own kind; the shared collaborators (`chat`, `store`,
@@ -38,6 +39,7 @@ from bot.core import policy
 from bot.core.errors import NotAuthorised, RollbotError, UnknownService
 from bot.core.model import Actor, AuditEntry, FlagState, Patch, RolloutState
 from bot.core.ports import ActionRecord, Chat, OnCall, Store
+from bot.runtime import logs
 from bot.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -134,8 +136,17 @@ class Pipeline:
     async def counted(
         self, req: Request, action: str, run: Awaitable[ActionResult], card: str | None = None
     ) -> ActionResult:
-        """Run one request's pipeline, counting its result (and time to verified) in /metrics,
-        then tell the listeners (PagerDuty notes) what was done."""
+        """Run one request's pipeline, counting its result (and time to verified) in /metrics
+        and saying it in one log line, then tell the listeners (PagerDuty
+        notes) what was done. Every log line written meanwhile carries the service, the
+        action and the actor (`bot.runtime.logs`), and the action key once claimed."""
+        actor = f"{req.actor.source}:{req.actor.id}"
+        with logs.bound(service=req.service, action=action, actor=actor):
+            return await self._counted(req, action, run, card)
+
+    async def _counted(
+        self, req: Request, action: str, run: Awaitable[ActionResult], card: str | None
+    ) -> ActionResult:
         outcome = "error"
         try:
             result = await run
@@ -154,6 +165,7 @@ class Pipeline:
         finally:
             if self._metrics is not None:
                 self._metrics.actions.labels(action, outcome).inc()
+            log.info("%s on %s: %s", action, req.service, outcome)
 
     async def _tell_listeners(
         self, req: Request, action: str, result: ActionResult, card: str | None = None
@@ -254,7 +266,9 @@ class Pipeline:
         before: RolloutState | FlagState | None,
     ) -> ActionResult | None:
         """Claim the idempotency key; None when won, else the answer for the loser (who
-        won, and when), audited as a duplicate."""
+        won, and when), audited as a duplicate. The key is the log lines' ``action_key``
+        from here on."""
+        logs.bind(action_key=key)
         claim = await self.store.claim_action(
             key,
             service=req.service,

@@ -474,6 +474,13 @@ class ServerSettings(Section):
     """How long a signed runbook link works (once). 15 minutes: long enough to act on a
     page, short enough that a forwarded link is soon useless."""
 
+    log_format: Literal["text", "json"] = "text"
+    """How `rollbot serve` writes its log lines (uvicorn's access and server lines
+    included): ``text``, one readable line each, or ``json``, one JSON object each with the
+    context fields (request id, service, action, action key, actor) as keys, for a log
+    pipeline. ``--log-format`` overrides it. Text by default: the first reader of a new
+    install is a person at a terminal; a cluster whose logs are collected sets ``json``."""
+
     @field_validator("public_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:

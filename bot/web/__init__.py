@@ -1,6 +1,7 @@
 """The HTTP edge (Starlette on uvicorn): `app.create_web_app` serves a built rollbot, and
 `app.create_internal_app` its probes and /metrics on the internal port.
 
+    observe.py        first of all: the request's id, in every log line it causes
     guard.py          body limits and read deadlines, before anything is parsed
     slack.py          /slack/events: signature on the raw bytes, then Bolt
     alertmanager.py   /webhooks/alertmanager      pagerduty.py  /webhooks/pagerduty

@@ -34,6 +34,7 @@ from bot.web.alertmanager import PATH as ALERTMANAGER_PATH
 from bot.web.alertmanager import AlertmanagerReceiver
 from bot.web.guard import BODY_TIMEOUT, RequestGuard
 from bot.web.inbox import PoisonBin
+from bot.web.observe import ObservedRequests
 from bot.web.pagerduty import pagerduty_routes
 from bot.web.runbook_deps import PageResponder, RunbookDeps
 from bot.web.runbooks import runbook_routes
@@ -139,6 +140,7 @@ def create_internal_app(rollbot: Probed, *, body_timeout: float = BODY_TIMEOUT) 
     return Starlette(
         routes=internal_routes(rollbot),
         middleware=[
+            Middleware(ObservedRequests),
             Middleware(
                 RequestGuard,
                 body_timeout=body_timeout,
@@ -201,6 +203,7 @@ def create_web_app(
         ],
         lifespan=rollbot.lifespan if run_background else None,
         middleware=[
+            Middleware(ObservedRequests),
             Middleware(RequestGuard, body_timeout=body_timeout, on_refused=_count_refused(metrics)),
         ],
     )

@@ -34,11 +34,14 @@ from tests.helpers import eventually, eventually_sync, free_port, on_a_free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def serve(world: SimWorld, port: int, log: Path) -> subprocess.Popen[bytes]:
+def serve(
+    world: SimWorld, port: int, log: Path, *, log_format: str | None = None
+) -> subprocess.Popen[bytes]:
     """`python -m bot.cli serve --config <the world's config>` on 127.0.0.1:`port`, with
-    the world's secrets in its environment, its output appended to `log`. Not waited for:
-    for a port that must be known before the world's config is written."""
-    return _popen(world.config_path, world.bot_env, port, log)
+    the world's secrets in its environment, its output appended to `log` (in `log_format`,
+    when given: ``--log-format``). Not waited for: for a port that must be known before the
+    world's config is written."""
+    return _popen(world.config_path, world.bot_env, port, log, log_format=log_format)
 
 
 def _popen(
@@ -47,8 +50,12 @@ def _popen(
     port: int,
     log: Path,
     internal_port: int | None = None,
+    *,
+    log_format: str | None = None,
 ) -> subprocess.Popen[bytes]:
     internal = ["--internal-port", str(internal_port)] if internal_port is not None else []
+    if log_format is not None:
+        internal += ["--log-format", log_format]
     return subprocess.Popen(
         [
             sys.executable,

@@ -7,10 +7,12 @@ a log line, survive a refusal, and are never built from a request's Host header.
   the token; the incident's note says a link was sent by DM. The same acknowledgement
   delivered again (a new `X-Webhook-Id`: the signature covers only the body) sends no
   second DM. Without `server.public_url` the DM says why there is no link.
-- 4: `rollbot serve` as its own process, its real uvicorn access log on disk: requests
-  carrying a token (`?token=`, the post/redirect/get result URL, a token as a path
-  segment) are logged, the token never is; rollbot's own log lines and exception
-  tracebacks through the logging `bot.cli` configures are redacted the same way.
+- 4: `rollbot serve` as its own process, its real uvicorn access log on disk, in the text
+  format and in JSON (`--log-format json`: every line one JSON object, the access lines
+  with their request id and path): requests carrying a token (`?token=`, the
+  post/redirect/get result URL, a token as a path segment) are logged, the token never
+  is; rollbot's own log lines and exception tracebacks through the logging `bot.cli`
+  configures are redacted the same way, in both formats.
 - 14: a POST refused by the responder (the owners group could not be read) is shown (403)
   and audited, and leaves the link unused: the same link works once its person may act.
 - 14: without `server.public_url`, with `Host: evil.example`: the renew button issues no
@@ -175,7 +177,33 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-async def test_the_access_log_of_rollbot_serve_never_holds_a_token(tmp_path: Path) -> None:
+def _access_lines(text: str, log_format: str) -> list[str]:
+    """The access-log lines of the runbook and health requests; in JSON, every line of the
+    log must be one JSON object (uvicorn's own lines included) and each access line names
+    its request (`bot.web.observe`)."""
+    if log_format == "text":
+        return [
+            line
+            for line in text.splitlines()
+            if '"GET /runbooks/' in line or '"GET /healthz?' in line
+        ]
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert all(isinstance(r, dict) and r.get("level") and r.get("logger") for r in records)
+    access = [
+        r
+        for r in records
+        if r["logger"] == "uvicorn.access"
+        and str(r.get("http_path", "")).startswith(("/runbooks/", "/healthz?"))
+    ]
+    assert all(r["http_method"] == "GET" and re.fullmatch(r"[0-9a-f]{32}", r["request_id"])
+               for r in access), access  # fmt: skip
+    return [f"{r['http_path']} {r['http_status']} | {r['message']}" for r in access]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+async def test_the_access_log_of_rollbot_serve_never_holds_a_token(
+    tmp_path: Path, log_format: str
+) -> None:
     # The port is in the settings (the links' public URL) before the process starts, so
     # `tests.e2e.serving.start` (which retries on another port) does not fit: a port taken
     # in between fails this test with "address already in use" in the log.
@@ -193,7 +221,7 @@ async def test_the_access_log_of_rollbot_serve_never_holds_a_token(tmp_path: Pat
         assert link is not None and link.startswith(url)
         token = link.split("token=", 1)[1]
         log = tmp_path / "serve.log"
-        proc = serve(world, port, log)
+        proc = serve(world, port, log, log_format=log_format)
         try:
             await _wait_serving(proc, url, log)
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -202,15 +230,8 @@ async def test_the_access_log_of_rollbot_serve_never_holds_a_token(tmp_path: Pat
                 await client.get(f"/runbooks/{token}")  # a token pasted as a path segment
                 await client.get("/healthz", params={"t": token})
 
-            def access_lines() -> list[str]:
-                return [
-                    line
-                    for line in log.read_text().splitlines()
-                    if '"GET /runbooks/' in line or '"GET /healthz?' in line
-                ]
-
             await world.wait_for(
-                lambda: len(access_lines()) >= 4,
+                lambda: len(_access_lines(log.read_text(), log_format)) >= 4,
                 timeout=30,
                 what="the access log lines of the four requests",
             )
@@ -219,16 +240,25 @@ async def test_the_access_log_of_rollbot_serve_never_holds_a_token(tmp_path: Pat
         text = log.read_text()
         claims, mac = token.split(".")
         assert token not in text and mac not in text and claims not in text, text[-3000:]
-        assert f"GET /runbooks/{SERVICE}?token=[redacted]" in text
-        assert "done=abort&token=[redacted]" in text
-        assert "GET /healthz?t=[redacted]" in text
-        assert '"GET /runbooks/[redacted] HTTP/1.1" 404' in text
+        lines = "\n".join(_access_lines(text, log_format))
+        assert f"GET /runbooks/{SERVICE}?token=[redacted]" in lines
+        assert "done=abort&token=[redacted]" in lines
+        assert "GET /healthz?t=[redacted]" in lines
+        assert '"GET /runbooks/[redacted] HTTP/1.1" 404' in lines
+        if log_format == "json":
+            assert f"/runbooks/{SERVICE}?token=[redacted] 200 |" in lines
+            assert "/runbooks/[redacted] 404 |" in lines
 
 
-def test_rollbots_own_log_lines_and_tracebacks_are_redacted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_rollbots_own_log_lines_and_tracebacks_are_redacted(
+    tmp_path: Path, log_format: str
+) -> None:
     """The logging `rollbot` configures (bot.cli), in a process of its own: a line of
-    rollbot's, a third-party line, an exception's traceback and an access-log record
-    (uvicorn's formatter, its path in the record's args) each carry a token."""
+    rollbot's, a third-party line, an exception's traceback and an access-log record (its
+    path in the record's args) each carry a token. Text: the access record through
+    uvicorn's own formatter, as uvicorn configures it by default; JSON: as `rollbot serve`
+    leaves uvicorn's loggers (no config of their own, so to the root logger's handler)."""
     token = links.issue(
         SECRET.encode(),
         service=SERVICE,
@@ -238,10 +268,18 @@ def test_rollbots_own_log_lines_and_tracebacks_are_redacted(tmp_path: Path) -> N
         ttl=timedelta(minutes=15),
         nonce=secrets.token_urlsafe(18),
     )
+    uvicorn_setup = (
+        "from uvicorn.config import Config, LOGGING_CONFIG\n"
+        'Config(app=lambda *a: None, log_config=LOGGING_CONFIG, log_level="info")'
+        if log_format == "text"
+        else ""
+    )
     script = f"""
 import logging, sys
 from bot.cli import main
+from bot.runtime import logs
 main(["check-config", "--config", sys.argv[1]])  # sets up logging as every command does
+logs.configure({log_format!r})  # as `rollbot serve --log-format` does
 token = {token!r}
 url = "https://rollbot.example/runbooks/payment-router?token=" + token
 logging.getLogger("bot.web.runbooks").info("sent %s to U0ONCALL", url)
@@ -250,8 +288,8 @@ try:
     raise RuntimeError("could not open " + url)
 except RuntimeError:
     logging.getLogger("bot.paging").exception("link not sent")
-from uvicorn.config import Config, LOGGING_CONFIG
-Config(app=lambda *a: None, log_config=LOGGING_CONFIG, log_level="info")
+logging.getLogger("slack_sdk.web").info("sent", extra={{"link": url}})
+{uvicorn_setup}
 logging.getLogger("uvicorn.access").info(
     '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
     "/runbooks/payment-router?done=abort&token=" + token, "1.1", 303,
@@ -270,6 +308,23 @@ print("done", flush=True)
     assert "done" in run.stdout
     for part in (token, *token.split(".")):
         assert part not in out, out
+    if log_format == "json":
+        # check-config's own report (printed, not logged) is not a log line
+        records = [json.loads(line) for line in run.stderr.splitlines() if line[:1] == "{"]
+        by_logger = {r["logger"]: r for r in records if r["level"] != "DEBUG"}
+        assert set(by_logger) >= {"bot.web.runbooks", "slack_sdk.web", "bot.paging"}
+        assert by_logger["bot.paging"]["exc_info"].startswith("Traceback")
+        assert "RuntimeError: could not open" in by_logger["bot.paging"]["exc_info"]
+        (extra,) = [r for r in records if "link" in r]
+        assert extra["link"].endswith("?token=[redacted]")
+        (access,) = [r for r in records if r["logger"] == "uvicorn.access"]
+        assert access["http_path"] == "/runbooks/payment-router?done=abort&token=[redacted]"
+        assert (access["client"], access["http_method"], access["http_status"]) == (
+            "127.0.0.1:5000",
+            "GET",
+            303,
+        )
+        out = "\n".join(f"{r['message']}\n{r.get('exc_info', '')}" for r in records)
     assert "sent https://rollbot.example/runbooks/payment-router?token=[redacted]" in out
     assert "body: text=https://rollbot.example/runbooks/payment-router?token=[redacted]" in out
     assert "RuntimeError: could not open https://rollbot.example/" in out

@@ -2,16 +2,18 @@
 
 rollbot runs as `rollbot serve` in its own process, against the Kubernetes/Argo, Slack,
 PagerDuty, Jira and LaunchDarkly sims. Twice: on SQLite with the logging exactly as
-bot/cli.py `main` sets it up (its format, its redaction filter, uvicorn's access log, INFO),
-and on PostgreSQL with the same logging lowered to DEBUG (every library's debug lines too).
-Every ``SecretStr`` setting gets a value ``SECRET-<name>-<random hex>``: the Slack bot
-token, signing secret and app-level token (so rollbot also holds a Socket Mode connection to
-the Slack sim, while the requests go to /slack/events), the Alertmanager bearer token, the
-PagerDuty API token, webhook secret, workflow secret and both routing keys, the Jira API
-token, the flag provider's API and client tokens (the client token is Unleash's: unused with
-LaunchDarkly, set all the same), the link secret, and the database password (a PostgreSQL
-role that must give it: scram-sha-256; the SQLite run has none). Each sim that checks a
-secret is given the same value, so a value that did not reach rollbot stops the run.
+bot/cli.py `main` sets it up (the text format, its redaction filter, uvicorn's access log,
+INFO), and on PostgreSQL with the JSON format (`--log-format json`) lowered to DEBUG (every
+library's debug lines too, each with whatever `extra` fields it passes: the JSON format
+writes them all). Every ``SecretStr`` setting gets a value ``SECRET-<name>-<random hex>``:
+the Slack bot token, signing secret and app-level token (so rollbot also holds a Socket
+Mode connection to the Slack sim, while the requests go to /slack/events), the
+Alertmanager bearer token, the PagerDuty API token, webhook secret, workflow secret and
+both routing keys, the Jira API token, the flag provider's API and client tokens (the
+client token is Unleash's: unused with LaunchDarkly, set all the same), the link secret,
+and the database password (a PostgreSQL role that must give it: scram-sha-256; the SQLite
+run has none). Each sim that checks a secret is given the same value, so a value that did
+not reach rollbot stops the run.
 
 The run: Slack answers 500 to the first chat.postMessage and PagerDuty 503 to everything
 when the canary pauses (the card; the thread says PagerDuty is unreachable; the incident
@@ -176,6 +178,7 @@ class Database:
     name: str = ""
     sqlite: Path | None = None
     debug: bool = False  # rollbot serve with the root logger at DEBUG
+    log_format: str = "text"  # rollbot serve --log-format
 
     def dump(self) -> tuple[str, dict[str, int]]:
         """Every row of every table as text, and the row count of each table."""
@@ -271,8 +274,9 @@ def _password_database(server: PostgresServer, password: str) -> Iterator[Databa
 )
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """SQLite (no password), with rollbot's logging exactly as `rollbot serve` sets it up;
-    PostgreSQL with a password, with the root logger lowered to DEBUG (every library's
-    debug lines: the Slack SDK's requests, httpcore's, the Kubernetes and PagerDuty clients')."""
+    PostgreSQL with a password, its log lines in JSON with the root logger lowered to DEBUG
+    (every library's debug lines: the Slack SDK's requests, httpcore's, the Kubernetes and
+    PagerDuty clients')."""
     if request.param == "sqlite":
         path = tmp_path / "secrets.db"
         yield Database(url=f"sqlite:///{path}", password=None, sqlite=path)
@@ -280,6 +284,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     server = request.getfixturevalue("postgres_server")
     with _password_database(server, _secret("db-password", tail="/+@")) as db:
         db.debug = True
+        db.log_format = "json"
         yield db
 
 
@@ -303,22 +308,25 @@ class Responses:
 
 
 #: `rollbot serve` as bot/cli.py runs it, but with the root logger at DEBUG: the same
-#: handlers, format, redaction filter and uvicorn loggers, and every debug line besides.
+#: handler, format, redaction filter and uvicorn loggers, and every debug line besides.
 DEBUG_MAIN = """
 import logging, sys
 from bot import cli
-configure = logging.basicConfig
-logging.basicConfig = lambda **kw: configure(**{**kw, "level": logging.DEBUG})
+from bot.runtime import logs
+configure = logs.configure
+logs.configure = lambda fmt="text", **kw: configure(fmt, **{**kw, "level": logging.DEBUG})
 sys.exit(cli.main())
 """
 
 
-def _serve(world: SimWorld, port: int, log: Path, *, debug: bool) -> subprocess.Popen[bytes]:
-    if not debug:
+def _serve(world: SimWorld, port: int, log: Path, database: Database) -> subprocess.Popen[bytes]:
+    if not database.debug and database.log_format == "text":
         return serve(world, port, log)
     args = ["serve", "--config", str(world.config_path), "--host", "127.0.0.1"]
+    args += ["--log-format", database.log_format]
+    main = ["-c", DEBUG_MAIN] if database.debug else ["-m", "bot.cli"]
     return subprocess.Popen(
-        [sys.executable, "-c", DEBUG_MAIN, *args, "--port", str(port)],
+        [sys.executable, *main, *args, "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, **world.bot_env},
         stdin=subprocess.DEVNULL,
@@ -435,7 +443,7 @@ async def _running(database: Database, tmp_path: Path) -> AsyncIterator[Run]:
             world.pd.set_down(True, status=503)
             world.slack.force_status("chat.postMessage", status=500)
             log = tmp_path / "serve.log"
-            process = _serve(world, port, log, debug=database.debug)
+            process = _serve(world, port, log, database)
             try:
                 await _ready(url, process, log)
                 world.attach_bot(url)
@@ -691,6 +699,20 @@ def _jira_haystack(world: SimWorld) -> str:
     return json.dumps(parts, ensure_ascii=False, default=str)
 
 
+def _debug_lines(log: str, fmt: str, logger: str) -> list[str]:
+    """The DEBUG lines of `logger`'s children (the SDKs' request lines) in the serve log; in
+    the JSON format, every line must be one JSON object (uvicorn's own lines included)."""
+    if fmt == "text":
+        return [line for line in log.splitlines() if f" DEBUG {logger}" in line]
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert all(isinstance(r, dict) and {"time", "level", "logger"} <= r.keys() for r in records)
+    return [
+        r["message"]
+        for r in records
+        if r["level"] == "DEBUG" and str(r["logger"]).startswith(logger)
+    ]
+
+
 async def test_no_secret_reaches_a_log_a_message_a_response_or_the_database(
     database: Database, tmp_path: Path
 ) -> None:
@@ -726,7 +748,7 @@ async def test_no_secret_reaches_a_log_a_message_a_response_or_the_database(
     log = haystacks["serve log"]
     assert "POST /slack/events" in log  # uvicorn's access log
     assert "Traceback" in log  # Slack's 500 to the poison notice, with its traceback
-    assert (" DEBUG slack_sdk." in log) is database.debug  # the SDKs' request lines
+    assert bool(_debug_lines(log, database.log_format, "slack_sdk.")) is database.debug
     assert "Jira is unreachable" in haystacks["slack"]
     assert world.slack.socket.connections  # the app token was used: a Socket Mode link
     # The check can fail: the marker sent in through outside inputs is found.
