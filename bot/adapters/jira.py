@@ -56,6 +56,7 @@ import requests
 from jira.exceptions import JIRAError
 
 from bot.adapters._http import header, parse_retry_after
+from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import Forbidden, InvalidRequest, TargetNotFound, Unreachable
 from bot.core.model import TicketRef, TicketSpec
 
@@ -86,6 +87,7 @@ class JiraTickets:
         max_retries: int = 1,
         max_retry_delay: float = 1.0,
         cloud: bool | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if max_retries < 0 or max_retry_delay < 0:
             raise ValueError("max_retries and max_retry_delay cannot be negative")
@@ -96,6 +98,7 @@ class JiraTickets:
         self.max_retries = max_retries
         self.max_retry_delay = max_retry_delay
         self.cloud = cloud
+        self.observer = observer
         self._client: jira.JIRA | None = None
         self._lock = threading.Lock()
         self._users: dict[str, str] = {}  # email → accountId (Cloud) or user name (Server)
@@ -145,11 +148,12 @@ class JiraTickets:
         *args: Any,
         given: dict[str, str] | None = None,
     ) -> T:
-        """`fn(*args)` in a worker thread, errors translated; `what` names the object of
-        the call in messages, `given` the values sent for fields Jira may refuse."""
+        """`fn(*args)` in a worker thread, errors translated, timed as one call to Jira
+        (`bot.adapters.calls`); `what` names the object of the call in messages, `given`
+        the values sent for fields Jira may refuse."""
 
         def call() -> T:
-            with self._lock:
+            with self._lock, timed(self.observer):  # the call itself, not its wait for the lock
                 try:
                     return fn(*args)
                 except JIRAError as e:

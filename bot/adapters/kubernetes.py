@@ -8,7 +8,8 @@ Implements `bot.core.ports.Rollouts`:
                            first and the main resource on 404, as `kubectl argo rollouts` does
     watch(namespaces, on_event)  list + watch Rollouts and AnalysisRuns until cancelled
 
-Blocking SDK calls run through `asyncio.to_thread`. Watch streams are long-lived, so each runs
+Blocking SDK calls run through `asyncio.to_thread`, in `_request`, where each is timed
+(`bot.adapters.calls`: latency and errors in /metrics). Watch streams are long-lived, so each runs
 in its own daemon thread (not the default executor, which they would exhaust) and hands lines
 to the event loop through an `asyncio.Queue`; cancelling the watch shuts the socket down so the
 thread ends at once (a short read timeout and a stop flag are the backstop).
@@ -48,6 +49,7 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.watch.watch import iter_resp_lines
 
 from bot.adapters._http import header, parse_retry_after
+from bot.adapters.calls import CallObserver, timed
 from bot.core import rollouts as core
 from bot.core.errors import (
     Forbidden,
@@ -188,6 +190,11 @@ class _Stream:
                 resp.close()
 
 
+def _typed(exc: BaseException) -> BaseException:
+    """`translate` for the SDK's and the transport's errors; anything else as it is."""
+    return translate(exc) if isinstance(exc, (ApiException, *_TRANSPORT_ERRORS)) else exc
+
+
 class KubeRollouts:
     """`Rollouts` over the Kubernetes API (CustomObjectsApi for Argo kinds, AppsV1Api for RS)."""
 
@@ -203,6 +210,7 @@ class KubeRollouts:
         cursor_store: CursorStore | None = None,
         cursor_interval: float = 1.0,
         on_watch_error: Callable[[str], Awaitable[None]] | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         """
         `request_timeout` (s) bounds every non-watch request. A watch request asks the server to
@@ -210,7 +218,9 @@ class KubeRollouts:
         `watch_read_timeout` (s); either way it resumes from the last resourceVersion, so short
         values only cost a reconnect. Reconnects after failures back off exponentially from
         `backoff_initial` to `backoff_max` (s) with jitter. Cursors are persisted at most every
-        `cursor_interval` (s) per kind and namespace.
+        `cursor_interval` (s) per kind and namespace. Every request but the watch streams
+        (each a connection held open for minutes) is timed for `observer`
+        (`bot.adapters.calls`).
         """
         self.api_client = api_client
         self.request_timeout = request_timeout
@@ -221,6 +231,7 @@ class KubeRollouts:
         self.cursor_store = cursor_store
         self.cursor_interval = cursor_interval
         self.on_watch_error = on_watch_error
+        self.observer = observer
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
         self._apps = kubernetes.client.AppsV1Api(api_client)
 
@@ -266,11 +277,16 @@ class KubeRollouts:
     def close(self) -> None:
         self.api_client.close()
 
+    async def _request(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API request (never a watch stream) in a worker thread, timed."""
+        with timed(self.observer, classify=_typed):
+            return await asyncio.to_thread(call, *args, **kwargs)
+
     # ── reads ────────────────────────────────────────────────────────────────
 
     async def get_object(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            obj = await asyncio.to_thread(
+            obj = await self._request(
                 self._custom.get_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -293,7 +309,7 @@ class KubeRollouts:
             plain = ref.removeprefix("cluster/")
             try:
                 if cluster:
-                    await asyncio.to_thread(
+                    await self._request(
                         self._custom.get_cluster_custom_object,
                         GROUP,
                         VERSION,
@@ -302,7 +318,7 @@ class KubeRollouts:
                         _request_timeout=self.request_timeout,
                     )
                 else:
-                    await asyncio.to_thread(
+                    await self._request(
                         self._custom.get_namespaced_custom_object,
                         GROUP,
                         VERSION,
@@ -323,7 +339,7 @@ class KubeRollouts:
 
     async def _stable_replicaset(self, namespace: str, stable_rs: str) -> dict[str, Any] | None:
         try:
-            result = await asyncio.to_thread(
+            result = await self._request(
                 self._apps.list_namespaced_replica_set,
                 namespace,
                 label_selector=f"{core.POD_TEMPLATE_HASH_LABEL}={stable_rs}",
@@ -381,7 +397,7 @@ class KubeRollouts:
             if status
             else self._custom.patch_namespaced_custom_object
         )
-        return await asyncio.to_thread(
+        return await self._request(
             method,
             GROUP,
             VERSION,
@@ -504,7 +520,7 @@ class KubeRollouts:
         self, cursor: _Cursor, on_event: Callable[[WatchEvent], Awaitable[None]]
     ) -> None:
         plural = WATCHED_KINDS[cursor.kind]
-        result = await asyncio.to_thread(
+        result = await self._request(
             self._custom.list_namespaced_custom_object,
             GROUP,
             VERSION,

@@ -56,6 +56,7 @@ from typing import Any
 import httpx
 
 from bot.adapters._http import connect_reason, retry_after
+from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import (
     FlipNotApplied,
     Forbidden,
@@ -80,7 +81,8 @@ class LaunchDarklyFlags:
 
     `timeout` (seconds) bounds each request. `max_retries` bounds the retries of a 429;
     `max_wait` (seconds) bounds any single rate-limit wait. Pass `client` to share an
-    httpx.AsyncClient (then `aclose()` leaves it open).
+    httpx.AsyncClient (then `aclose()` leaves it open). `observer` times each request
+    (`bot.adapters.calls`).
     """
 
     provider = PROVIDER
@@ -96,6 +98,7 @@ class LaunchDarklyFlags:
         max_retries: int = 3,
         max_wait: float = 10.0,
         client: httpx.AsyncClient | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -107,6 +110,7 @@ class LaunchDarklyFlags:
         self._token = api_token
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient()
+        self.observer = observer
         self._not_before: dict[str, float] = {}  # route (or _GLOBAL) → epoch seconds
 
     async def aclose(self) -> None:
@@ -204,18 +208,21 @@ class LaunchDarklyFlags:
         body: dict[str, Any] | None,
         headers: dict[str, str],
     ) -> httpx.Response:
-        try:
-            return await self._client.request(
-                method, url, params=params, json=body, headers=headers, timeout=self.timeout
-            )
-        except httpx.TimeoutException as e:
-            raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
-        except httpx.ConnectError as e:
-            raise Unreachable(
-                SERVICE, f"cannot connect to {self.base_url}: {connect_reason(e)}"
-            ) from e
-        except httpx.TransportError as e:
-            raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
+        with timed(self.observer) as call:
+            try:
+                response = await self._client.request(
+                    method, url, params=params, json=body, headers=headers, timeout=self.timeout
+                )
+            except httpx.TimeoutException as e:
+                raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
+            except httpx.ConnectError as e:
+                raise Unreachable(
+                    SERVICE, f"cannot connect to {self.base_url}: {connect_reason(e)}"
+                ) from e
+            except httpx.TransportError as e:
+                raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
+            call.status(response.status_code)
+        return response
 
     async def _pace(self, route: str) -> None:
         """Wait until the window of an exhausted route (or global) budget resets, bounded."""

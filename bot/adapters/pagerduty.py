@@ -2,7 +2,8 @@
 `PagerDutyPaging` (Events API v2 for incidents, REST API v2 for reading them and notes).
 
 This is the only module that imports `pagerduty`. The clients are synchronous (httpx
-underneath), so every call runs in `asyncio.to_thread`.
+underneath), so every call runs in `asyncio.to_thread`, through `_off_thread`, where it is
+timed (`bot.adapters.calls`: latency and errors in /metrics).
 
 The clients' defaults are tamed here, in one place (`_tame`):
 
@@ -40,11 +41,12 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import pagerduty
 
 from bot.adapters._http import header, parse_retry_after
+from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import Forbidden, InvalidRequest, PermanentError, Unreachable
 
 SERVICE = "PagerDuty"
@@ -78,7 +80,8 @@ class PagerDutyOnCall:
     """`OnCall` over `pagerduty.RestApiV2Client`. Answers are cached `ttl` seconds.
 
     `ca_file` is the CA bundle to trust instead of the system's (the simulations serve
-    HTTPS with a test CA; the client refuses plain http base URLs).
+    HTTPS with a test CA; the client refuses plain http base URLs). `observer` times each
+    call (`bot.adapters.calls`).
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class PagerDutyOnCall:
         clock: Callable[[], float] = time.monotonic,
         ca_file: str | None = None,
         page_size: int = 100,
+        observer: CallObserver | None = None,
     ) -> None:
         if max_429_retries < 0 or max_network_retries < 0:
             raise ValueError("retry counts cannot be negative")
@@ -107,6 +111,7 @@ class PagerDutyOnCall:
             backoff=backoff,
         )
         self.client = client
+        self.observer = observer
         self.base_url = base_url
         self.max_429_retries = max_429_retries
         self.ttl = ttl
@@ -125,13 +130,13 @@ class PagerDutyOnCall:
             cached = self._fresh(escalation_policy_id)
             if cached is not None:
                 return cached
-            emails = await asyncio.to_thread(self._read_on_call, escalation_policy_id)
+            emails = await _off_thread(self.observer, self._read_on_call, escalation_policy_id)
             self._on_call[escalation_policy_id] = (self.clock(), emails)
             return emails
 
     async def service_description(self, service_id: str) -> str:
         """The PagerDuty service's description (where teams link the runbook)."""
-        return await asyncio.to_thread(self._read_service_description, service_id)
+        return await _off_thread(self.observer, self._read_service_description, service_id)
 
     def forget(self) -> None:
         """Drop the cache (e.g. after a hand-off is announced)."""
@@ -189,6 +194,7 @@ class PagerDutyPaging:
       writes need `from_email`, the PagerDuty user rollbot writes as (``From``). Only 429
       is retried (a 5xx on a note may have added it).
     - Connection errors are retried `max_retries` times; each request has `timeout`.
+    - `observer` times each call, Events or REST (`bot.adapters.calls`).
     """
 
     def __init__(
@@ -203,10 +209,12 @@ class PagerDutyPaging:
         max_retries: int = 2,
         backoff: float = 0.5,
         page_size: int = 100,
+        observer: CallObserver | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("retry counts cannot be negative")
         self._verify = _verify(ca_file)
+        self.observer = observer
         self.timeout, self.backoff, self.max_retries = timeout, backoff, max_retries
         self.events_url = _events_base(events_url)
         if not self.events_url.startswith("https://"):
@@ -263,38 +271,40 @@ class PagerDutyPaging:
         event: dict[str, Any] = {"payload": payload, "client": "rollbot"}
         if links:
             event["links"] = [dict(link) for link in links]
-        return await asyncio.to_thread(self._send, routing_key, "trigger", dedup_key, event)
+        return await _off_thread(
+            self.observer, self._send, routing_key, "trigger", dedup_key, event
+        )
 
     async def acknowledge(self, routing_key: str, dedup_key: str) -> None:
-        await asyncio.to_thread(self._send, routing_key, "acknowledge", dedup_key, {})
+        await _off_thread(self.observer, self._send, routing_key, "acknowledge", dedup_key, {})
 
     async def resolve(self, routing_key: str, dedup_key: str) -> None:
-        await asyncio.to_thread(self._send, routing_key, "resolve", dedup_key, {})
+        await _off_thread(self.observer, self._send, routing_key, "resolve", dedup_key, {})
 
     # ------------------------------------------------------------------ REST API v2
 
     async def incident_by_key(self, dedup_key: str) -> dict[str, Any] | None:
         """The incident PagerDuty opened for `dedup_key`: the open one, else the latest;
         None when there is none (yet: the Events API is asynchronous)."""
-        return await asyncio.to_thread(self._incident_by_key, dedup_key)
+        return await _off_thread(self.observer, self._incident_by_key, dedup_key)
 
     async def incident(self, incident_id: str) -> dict[str, Any]:
         """``GET /incidents/{id}``'s incident."""
         path = f"/incidents/{_pd_id(incident_id)}"
-        return await asyncio.to_thread(self._get, path, f"incident {incident_id}")
+        return await _off_thread(self.observer, self._get, path, f"incident {incident_id}")
 
     async def user(self, user_id: str) -> dict[str, Any]:
         """``GET /users/{id}``'s user (``email``, ``name``, …)."""
         path = f"/users/{_pd_id(user_id)}"
-        return await asyncio.to_thread(self._get, path, f"user {user_id}")
+        return await _off_thread(self.observer, self._get, path, f"user {user_id}")
 
     async def add_note(self, incident_id: str, content: str) -> str:
         """Add a note to the incident as `from_email`; returns the note's id."""
-        return await asyncio.to_thread(self._add_note, _pd_id(incident_id), content)
+        return await _off_thread(self.observer, self._add_note, _pd_id(incident_id), content)
 
     async def note_contents(self, incident_id: str) -> list[str]:
         """The contents of the incident's notes (``GET /incidents/{id}/notes``)."""
-        return await asyncio.to_thread(self._note_contents, _pd_id(incident_id))
+        return await _off_thread(self.observer, self._note_contents, _pd_id(incident_id))
 
     def close(self) -> None:
         if self.rest is not None:
@@ -394,6 +404,18 @@ class PagerDutyPaging:
         if not isinstance(note, dict) or not note.get("id"):
             raise Unreachable(SERVICE, f"{what}: unexpected answer")
         return str(note["id"])
+
+
+# ---------------------------------------------------------------------- plumbing
+
+T = TypeVar("T")
+
+
+async def _off_thread(observer: CallObserver | None, call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` in a worker thread (the clients are synchronous), timed as one call
+    to PagerDuty (its errors already typed by `translate`)."""
+    with timed(observer):
+        return await asyncio.to_thread(call, *args)
 
 
 # ---------------------------------------------------------------------- client construction

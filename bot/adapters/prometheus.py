@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from bot.adapters._http import connect_reason, retry_after
+from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import (
     Forbidden,
     InvalidRequest,
@@ -125,7 +126,7 @@ class PrometheusMetrics:
     `timeout` (seconds) bounds each request and, in `evidence()`, all of its queries
     together. `graph_url` is where people reach Prometheus for graph links (default:
     `base_url`). Pass `client` to share an httpx.AsyncClient (then `aclose()` leaves it
-    open).
+    open). `observer` times each query (`bot.adapters.calls`).
     """
 
     def __init__(
@@ -135,6 +136,7 @@ class PrometheusMetrics:
         timeout: float = 2.0,
         graph_url: str | None = None,
         client: httpx.AsyncClient | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -143,6 +145,7 @@ class PrometheusMetrics:
         self.timeout = timeout
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient()
+        self.observer = observer
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -166,18 +169,20 @@ class PrometheusMetrics:
         if at is not None:
             params["time"] = _timestamp(at)
         url = f"{self.base_url}/api/v1/query"
-        try:
-            if len(urllib.parse.urlencode(params)) > MAX_GET_QUERY_CHARS:
-                response = await self._client.post(url, data=params, timeout=self.timeout)
-            else:
-                response = await self._client.get(url, params=params, timeout=self.timeout)
-        except httpx.TimeoutException as e:
-            raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
-        except httpx.ConnectError as e:
-            reason = connect_reason(e)
-            raise Unreachable(SERVICE, f"cannot connect to {self.base_url}: {reason}") from e
-        except httpx.TransportError as e:
-            raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
+        with timed(self.observer) as call:
+            try:
+                if len(urllib.parse.urlencode(params)) > MAX_GET_QUERY_CHARS:
+                    response = await self._client.post(url, data=params, timeout=self.timeout)
+                else:
+                    response = await self._client.get(url, params=params, timeout=self.timeout)
+            except httpx.TimeoutException as e:
+                raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
+            except httpx.ConnectError as e:
+                reason = connect_reason(e)
+                raise Unreachable(SERVICE, f"cannot connect to {self.base_url}: {reason}") from e
+            except httpx.TransportError as e:
+                raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
+            call.status(response.status_code)
         return _parse(response, query)
 
     # ── evidence for a card ───────────────────────────────────────────────────────────

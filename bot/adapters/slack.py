@@ -49,6 +49,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.adapters._http import header, parse_retry_after
+from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import Forbidden, PermanentError, TemporaryError, Unreachable
 from bot.core.model import MessageRef
 
@@ -237,7 +238,8 @@ def translate(method: str, error: Exception) -> Exception:
 
 class SlackChat:
     """`Chat` over an AsyncWebClient. Usergroup members, user names and the user ids found
-    by email (misses included) are cached `ttl` s."""
+    by email (misses included) are cached `ttl` s. Every Web API call is timed for
+    `observer` (`bot.adapters.calls`), its wait at a 429's gate not included."""
 
     def __init__(
         self,
@@ -245,8 +247,10 @@ class SlackChat:
         *,
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        observer: CallObserver | None = None,
     ) -> None:
         self.client = client
+        self.observer = observer
         self.ttl = ttl
         self.clock = clock
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
@@ -260,14 +264,15 @@ class SlackChat:
     ) -> AsyncSlackResponse:
         """`call()`, once `method` is no longer held by a 429; errors translated."""
         await self.gate.wait(method)
-        try:
-            return await call()
-        except (TimeoutError, SlackApiError, SlackClientError, aiohttp.ClientError) as e:
-            error = translate(method, e)
-            if isinstance(e, SlackApiError) and getattr(e.response, "status_code", 0) == 429:
-                delay = error.delay if isinstance(error, TemporaryError) else None
-                self.gate.hold(method, 1.0 if delay is None else delay)
-            raise error from e
+        with timed(self.observer):
+            try:
+                return await call()
+            except (TimeoutError, SlackApiError, SlackClientError, aiohttp.ClientError) as e:
+                error = translate(method, e)
+                if isinstance(e, SlackApiError) and getattr(e.response, "status_code", 0) == 429:
+                    delay = error.delay if isinstance(error, TemporaryError) else None
+                    self.gate.hold(method, 1.0 if delay is None else delay)
+                raise error from e
 
     async def auth_test(self) -> str:
         """auth.test: who the token is (``@rollbot in Payments (T…)``), for the log; raises

@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from bot.adapters._http import connect_reason, retry_after
+from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import (
     FlipNotApplied,
     Forbidden,
@@ -62,7 +63,8 @@ class UnleashFlags:
     `admin_token` is an admin API token (or a personal access token) allowed to update the
     project's flags; `client_token`, when given, is a client (backend) token for the same
     environment, used only by `sdk_sees()`. `timeout` (seconds) bounds each request. Pass
-    `client` to share an httpx.AsyncClient (then `aclose()` leaves it open).
+    `client` to share an httpx.AsyncClient (then `aclose()` leaves it open). `observer`
+    times each request (`bot.adapters.calls`).
     """
 
     provider = PROVIDER
@@ -77,6 +79,7 @@ class UnleashFlags:
         client_token: str | None = None,
         timeout: float = 5.0,
         client: httpx.AsyncClient | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -90,6 +93,7 @@ class UnleashFlags:
         self._client_token = client_token or None
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient()
+        self.observer = observer
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -163,15 +167,20 @@ class UnleashFlags:
     async def _request(self, method: str, path: str, token: str) -> httpx.Response:
         url = self.base_url + path
         headers = {"Authorization": token, "Accept": "application/json"}
-        try:
-            return await self._client.request(method, url, headers=headers, timeout=self.timeout)
-        except httpx.TimeoutException as e:
-            raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
-        except httpx.ConnectError as e:
-            reason = connect_reason(e)
-            raise Unreachable(SERVICE, f"cannot connect to {self.base_url}: {reason}") from e
-        except httpx.TransportError as e:
-            raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
+        with timed(self.observer) as call:
+            try:
+                response = await self._client.request(
+                    method, url, headers=headers, timeout=self.timeout
+                )
+            except httpx.TimeoutException as e:
+                raise Unreachable(SERVICE, f"timed out after {self.timeout:g} s") from e
+            except httpx.ConnectError as e:
+                reason = connect_reason(e)
+                raise Unreachable(SERVICE, f"cannot connect to {self.base_url}: {reason}") from e
+            except httpx.TransportError as e:
+                raise Unreachable(SERVICE, f"{type(e).__name__} from {self.base_url}: {e}") from e
+            call.status(response.status_code)
+        return response
 
     def _raise_for_status(
         self,
