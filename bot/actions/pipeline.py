@@ -136,8 +136,8 @@ class Pipeline:
     async def counted(
         self, req: Request, action: str, run: Awaitable[ActionResult], card: str | None = None
     ) -> ActionResult:
-        """Run one request's pipeline, counting its result (and time to verified) in /metrics
-        and saying it in one log line, then tell the listeners (PagerDuty
+        """Run one request's pipeline, counting its result (and how long its verification
+        took) in /metrics and saying it in one log line, then tell the listeners (PagerDuty
         notes) what was done. Every log line written meanwhile carries the service, the
         action and the actor (`bot.runtime.logs`), and the action key once claimed."""
         actor = f"{req.actor.source}:{req.actor.id}"
@@ -151,8 +151,12 @@ class Pipeline:
         try:
             result = await run
             outcome = result.status
-            if result.verification is not None and self._metrics is not None:
-                self._metrics.action_seconds.labels(action).observe(result.verification.seconds)
+            verification = result.verification
+            if verification is not None and self._metrics is not None:
+                verified = "true" if verification.ok else "false"
+                self._metrics.action_verification.labels(action, verified).observe(
+                    verification.seconds
+                )
             if result.status in ("succeeded", "failed"):
                 await self._tell_listeners(req, action, result, card)
             return result

@@ -1,13 +1,139 @@
-"""Prometheus metrics, one registry per app instance (tests build many apps)."""
+"""Prometheus metrics, one registry per app instance (tests build many apps).
+
+`Metrics` holds rollbot's own metrics (README's *Metrics* table lists each with its type
+and labels) and, in the same registry, the client library's process, platform and GC
+collectors. Where each is fed:
+
+- HTTP: every request's duration by route template (`bot.web.observe`; an unknown path is
+  one label, ``unmatched``, so no caller can invent series); requests by route and status
+  where each route answers (`bot.web`);
+- outbound calls: latency and errors by service, timed in the one place per adapter where
+  calls go out (`bot.adapters.calls`; `outbound(service)` gives an adapter its observer
+  and starts that service's series at 0, so the first error is an increase);
+- the outbox: pending items and the age of the oldest, read from the database when
+  `/metrics` is scraped (`watch_outbox`, then `refresh` before each scrape): every replica
+  answers it, the leader's outbox loop alive or not;
+- the work queue's depth (a gauge read at scrape time, `watch_work_queue`) and the
+  scheduler's lag (`bot.runtime.scheduler`);
+- the actions (the pipeline), the watch, the leader lease, the webhooks, the runbook pages.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from bot.adapters.calls import ERRORS
+
+__all__ = ["Metrics", "OutboundCalls", "OutboxReader", "version"]
+
+log = logging.getLogger(__name__)
+
+#: How long `refresh` waits for a read at scrape time (Prometheus' scrape timeout is 10 s).
+SCRAPE_READ_SECONDS = 2.0
+
+
+def version() -> str:
+    """rollbot's version as installed (the package metadata), or "unknown"."""
+    try:
+        return metadata.version("rollbot")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+#: Reads the outbox at a scrape: (items waiting to be sent, not done and not parked; how
+#: long the oldest has waited, in seconds, 0 when none waits). `SqlStore.outbox_backlog`.
+OutboxReader = Callable[[], Awaitable[tuple[int, float]]]
+
+
+class OutboundCalls:
+    """The `bot.adapters.calls.CallObserver` of one outside service."""
+
+    def __init__(self, seconds: Histogram, errors: dict[str, Counter]) -> None:
+        self._seconds = seconds
+        self._errors = errors
+
+    def observe(self, seconds: float, error: str | None) -> None:
+        self._seconds.observe(seconds)
+        if error is not None:
+            self._errors[error if error in self._errors else "other"].inc()
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        _collectors(self.registry)
+        self.build_info = Gauge(
+            "rollbot_build_info",
+            "Always 1; its version label is the rollbot version this process runs",
+            ["version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(version()).set(1)
+        self.http_request_seconds = Histogram(
+            "rollbot_http_request_duration_seconds",
+            "HTTP requests, from their headers to the end of the answer, by route template "
+            "(unmatched: any path no route has)",
+            ["route"],
+            registry=self.registry,
+        )
+        self.outbound_seconds = Histogram(
+            "rollbot_outbound_request_duration_seconds",
+            "Calls to an outside service (slack, kubernetes, pagerduty, jira, flags, "
+            "prometheus), each as the adapter makes it, the client's own retries included, "
+            "answered or failed",
+            ["service"],
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.outbound_errors = Counter(
+            "rollbot_outbound_errors_total",
+            "Calls to an outside service that failed, by service and kind: unreachable "
+            "(connection, timeout, 5xx), throttled (429), forbidden (401/403), refused "
+            "(another 4xx), other",
+            ["service", "error"],
+            registry=self.registry,
+        )
+        self.outbox_pending = Gauge(
+            "rollbot_outbox_pending",
+            "Outgoing calls (PagerDuty events and notes) waiting in the outbox: not sent yet "
+            "or to be retried, parked ones not included; read from the database at scrape "
+            "time (NaN: it could not be read)",
+            registry=self.registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "rollbot_outbox_oldest_pending_age_seconds",
+            "How long the oldest item waiting in the outbox has waited (0: none waits); "
+            "read from the database at scrape time (NaN: it could not be read)",
+            registry=self.registry,
+        )
+        self.work_queue_depth = Gauge(
+            "rollbot_work_queue_depth",
+            "Jobs queued after Slack was answered (actions, status reads) that no worker has "
+            "started yet",
+            registry=self.registry,
+        )
+        self.scheduler_lag = Histogram(
+            "rollbot_scheduler_lag_seconds",
+            "How late scheduled jobs (release reminders, ticket filing, polls) were handed "
+            "to run, after the time they were due",
+            registry=self.registry,
+            buckets=(0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600, 21600, 86400),
+        )
+        self._outbox: OutboxReader | None = None
         self.http_requests = Counter(
             "rollbot_http_requests_total",
             "HTTP requests by route and status",
@@ -45,10 +171,14 @@ class Metrics:
             "1 while the last watch attempt succeeded",
             registry=self.registry,
         )
-        self.action_seconds = Histogram(
-            "rollbot_action_seconds",
-            "Click to verified effect",
-            ["action"],
+        self.action_verification = Histogram(
+            "rollbot_action_verification_seconds",
+            "How long an executed action took to verify: from sending the change (Tier 1: "
+            "once the patches were accepted; Tier 2: the flip and its read-back) until "
+            "reading it back showed the effect (verified=true) or the deadline passed "
+            "(verified=false); an action settled after its process ended counts from when "
+            "it was asked",
+            ["action", "verified"],
             registry=self.registry,
             buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60),
         )
@@ -110,3 +240,44 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+
+    # ── fed from outside ──────────────────────────────────────────────────────────────
+
+    def outbound(self, service: str) -> OutboundCalls:
+        """The observer an adapter times its calls to `service` with; that service's
+        series start at 0 (every error kind), so a first error shows as an increase."""
+        errors = {kind: self.outbound_errors.labels(service, kind) for kind in ERRORS}
+        return OutboundCalls(self.outbound_seconds.labels(service), errors)
+
+    def watch_work_queue(self, pending: Callable[[], int]) -> None:
+        """`rollbot_work_queue_depth` is `pending()` at each scrape."""
+        self.work_queue_depth.set_function(pending)
+
+    def watch_outbox(self, read: OutboxReader) -> None:
+        """The outbox gauges are `read()` at each scrape (`refresh`)."""
+        self._outbox = read
+
+    async def refresh(self) -> None:
+        """Before a scrape: read what is read at scrape time (the outbox's backlog),
+        within `SCRAPE_READ_SECONDS`. A read that fails sets NaN: unknown, never stale."""
+        if self._outbox is None:
+            return
+        try:
+            async with asyncio.timeout(SCRAPE_READ_SECONDS):
+                pending, age = await self._outbox()
+        except Exception as err:  # noqa: BLE001 - the database away: /metrics still answers
+            log.debug("outbox backlog not read for /metrics: %r", err)
+            self.outbox_pending.set(math.nan)
+            self.outbox_oldest_age.set(math.nan)
+            return
+        self.outbox_pending.set(pending)
+        self.outbox_oldest_age.set(age)
+
+
+def _collectors(registry: CollectorRegistry) -> None:
+    """The client library's process (CPU, memory, file descriptors), platform (Python
+    version) and garbage-collector collectors, registered in `registry` (the library's
+    default registry has its own: a private registry starts without them)."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)

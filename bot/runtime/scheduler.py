@@ -45,6 +45,10 @@ Why it is built this way:
 - **Two clocks.** Jobs are planned in rollbot time (`Clock.now()`), which tests, drills and
   the demo speed up (`ScaledClock`); APScheduler fires at the wall-clock instant
   `Clock.wall(at)`, and `jobs()` converts back.
+- **Lag.** As each due job is handed to APScheduler's pool, `on_lag` is told how late it is
+  (wall seconds after the time it was due; a coalesced job, after its earliest missed
+  run): `rollbot_scheduler_lag_seconds` in /metrics. Late by seconds means the scheduler
+  thread or the lease is slow; by the length of an outage, that no replica led meanwhile.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -333,6 +338,7 @@ class JobScheduler:
         lease_ttl: float = 30.0,
         renew_every: float = 10.0,
         busy_timeout: float | None = None,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         if not 0 < renew_every < lease_ttl:
             raise ValueError(f"renew_every ({renew_every}) must be below lease_ttl ({lease_ttl})")
@@ -358,6 +364,7 @@ class JobScheduler:
         self._stepping_up: asyncio.Task[None] | None = None
         self._shutdowns: set[asyncio.Task[None]] = set()
         self._retired: list[_Live] = []  # stepped down; their running jobs end at stop()
+        self._on_lag = on_lag
 
     @property
     def holder(self) -> str:
@@ -562,6 +569,7 @@ class JobScheduler:
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
             timezone=UTC,
         )
+        scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         try:
             await asyncio.to_thread(scheduler.start)
         except (SQLAlchemyError, OSError) as exc:
@@ -574,6 +582,13 @@ class JobScheduler:
             self._scheduler, self._live = scheduler, live
         self._is_leader.set()
         log.info("scheduler leader: %s runs jobs for %s", self._holder, self._key)
+
+    def _submitted(self, event: JobSubmissionEvent) -> None:
+        """APScheduler's thread, as a due job goes to its pool: tell `on_lag` how late."""
+        if self._on_lag is None or not event.scheduled_run_times:
+            return
+        due = min(event.scheduled_run_times)
+        self._on_lag(max(0.0, (datetime.now(UTC) - due).total_seconds()))
 
     async def _step_down(self, reason: str) -> None:
         """Shut APScheduler down at once (no new job starts), give jobs already handed to its

@@ -12,7 +12,8 @@ outbox; the `SqlStore` methods on the `webhook_inbox` and `outbox` tables (a mix
   `due_outbox` and `pending_outbox` are plain queries; add `FOR UPDATE SKIP LOCKED` if
   that ever changes. `enqueue` de-duplicates with `INSERT … ON CONFLICT DO NOTHING` on
   `dedup_key`. An item refused for good is parked (`outbox_park`): kept with why, its next
-  attempt at `PARKED`, never due; `parked_outbox` lists them.
+  attempt at `PARKED`, never due; `parked_outbox` lists them. `outbox_backlog` says how
+  many wait and for how long (/metrics reads it at each scrape).
 """
 
 from __future__ import annotations
@@ -250,6 +251,19 @@ class QueuesMixin(StoreBase):
                 )
             ).all()
         return [_outbox_item(r) for r in rows]
+
+    async def outbox_backlog(self) -> tuple[int, float]:
+        """(items waiting: not done, not parked; seconds the oldest of them has waited,
+        since it was queued, 0 when none waits), for /metrics."""
+        waiting = sa.and_(outbox.c.done_at.is_(None), outbox.c.next_attempt_at < PARKED)
+        query = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(waiting)
+        async with self._reader.begin() as conn:
+            count, oldest = (await conn.execute(query)).one()
+        if not count or oldest is None:
+            return 0, 0.0
+        if oldest.tzinfo is None:  # SQLite hands an aggregate back as stored: naive UTC
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(count), max(0.0, (self._clock() - oldest).total_seconds())
 
     async def parked_outbox(self) -> list[OutboxItem]:
         """Items refused for good (`outbox_park`), oldest first: kept, never retried."""

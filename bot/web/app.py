@@ -3,6 +3,9 @@ readiness and metrics. Each route gets the narrow part of rollbot it needs. `/sl
 is served when `slack.signing_secret` is set; Socket Mode (`slack.app_token`) is no route:
 the leader's connection out to Slack (bot.slack.socket_mode).
 
+Every request meets `bot.web.observe` first (its id in the log lines, its duration by
+route in /metrics), then `bot.web.guard` (body limits and deadlines).
+
 Two apps: `create_web_app`, the public endpoints (with the probes and `/metrics` too, unless
 told they have a listener of their own), and `create_internal_app`, the probes and
 `/metrics` alone, which `rollbot serve` puts on `server.internal_port` (bot.web.server's
@@ -128,6 +131,7 @@ def internal_routes(rollbot: Probed) -> list[BaseRoute]:
         return JSONResponse(body, status_code=status)
 
     async def metrics_endpoint(_: Request) -> Response:
+        await metrics.refresh()  # what is read at scrape time: the outbox's backlog
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     handlers = dict(zip(INTERNAL_PATHS, (healthz, readyz, metrics_endpoint), strict=True))
@@ -137,10 +141,11 @@ def internal_routes(rollbot: Probed) -> list[BaseRoute]:
 def create_internal_app(rollbot: Probed, *, body_timeout: float = BODY_TIMEOUT) -> Starlette:
     """The internal listener's app: `internal_routes` alone, no lifespan (the public app's
     runs the background work); anything else is 404."""
+    routes = internal_routes(rollbot)
     return Starlette(
-        routes=internal_routes(rollbot),
+        routes=routes,
         middleware=[
-            Middleware(ObservedRequests),
+            Middleware(ObservedRequests, metrics=rollbot.metrics, routes=routes),
             Middleware(
                 RequestGuard,
                 body_timeout=body_timeout,
@@ -193,17 +198,18 @@ def create_web_app(
             metrics=metrics,
         )
     )
+    routes = [
+        *slack,
+        Route(ALERTMANAGER_PATH, rollbot.alert_receiver.handle, methods=["POST"]),
+        *(internal_routes(rollbot) if with_internal else []),
+        *pagerduty,
+        *runbooks,
+    ]
     return Starlette(
-        routes=[
-            *slack,
-            Route(ALERTMANAGER_PATH, rollbot.alert_receiver.handle, methods=["POST"]),
-            *(internal_routes(rollbot) if with_internal else []),
-            *pagerduty,
-            *runbooks,
-        ],
+        routes=routes,
         lifespan=rollbot.lifespan if run_background else None,
         middleware=[
-            Middleware(ObservedRequests),
+            Middleware(ObservedRequests, metrics=metrics, routes=routes),
             Middleware(RequestGuard, body_timeout=body_timeout, on_refused=_count_refused(metrics)),
         ],
     )

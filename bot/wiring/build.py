@@ -2,8 +2,9 @@
 what it needs at construction. Nothing is attached afterwards, so no two collaborators hold
 each other:
 
+    metrics                                             every adapter times its calls there
     Kubernetes client, flags, on-call                   what fails on the configuration
-    store, chat, rollouts, metrics                      (adapters and machinery)
+    store, chat, rollouts                               (adapters and machinery)
     cards                                               the card per Rollout revision
     incident book                                       incidents by card key (read by many)
     PagerDuty engine (book)                             pages and notes out, webhooks in
@@ -35,7 +36,7 @@ from bot.rollouts import RolloutWatch, watched_namespaces
 from bot.runbooks.links import send_runbook_link, slack_link_issuer
 from bot.runtime.inbox import InFlight
 from bot.runtime.leader import Leadership
-from bot.runtime.metrics import Metrics
+from bot.runtime.metrics import Metrics, OutboundCalls
 from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
 from bot.runtime.slack_token import SlackTokenCheck
 from bot.runtime.work import WorkQueue
@@ -74,9 +75,11 @@ async def build(
         )
     # Whatever can fail on the configuration comes before the database is opened (SQLite
     # creates its file): a process that cannot start has written nothing.
+    metrics = Metrics()
     kube_client = make_kube_client(settings) if rollouts is None else None
-    flags = make_flags(settings)
-    on_call = make_on_call(settings)
+    flags = make_flags(settings, observer=_observer(metrics, "flags", settings.flags.provider))
+    pd_observer = _observer(metrics, "pagerduty", settings.pagerduty.api_token or _routed(settings))
+    on_call = make_on_call(settings, observer=pd_observer)
     try:
         store = await open_store(
             settings.database.url, busy_timeout=settings.database.busy_timeout_seconds
@@ -86,11 +89,13 @@ async def build(
             kube_client.close()
         raise
     web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
-    chat = SlackChat(web_client)
+    chat = SlackChat(web_client, observer=metrics.outbound("slack"))
     kube = settings.kubernetes
     if rollouts is None:
-        rollouts = make_rollouts(settings, store, api_client=kube_client)
-    metrics = Metrics()
+        rollouts = make_rollouts(
+            settings, store, api_client=kube_client, observer=metrics.outbound("kubernetes")
+        )
+    metrics.watch_outbox(store.outbox_backlog)
     clock = clock or SystemClock()
     # Who leads: the loops, the webhooks' processing and the cards' edits are its own.
     leadership = Leadership(store, ttl=settings.server.leader_lease_seconds)
@@ -109,12 +114,13 @@ async def build(
             base_url=settings.prometheus.url,
             timeout=settings.prometheus.query_timeout_seconds,
             graph_url=settings.prometheus.graph_base_url,
+            observer=metrics.outbound("prometheus"),
         )
         if settings.prometheus.url
         else None
     )
     book = IncidentBook()
-    pager = make_paging(settings)
+    pager = make_paging(settings, observer=pd_observer)
     paging = (
         PagingEngine(
             settings=settings,
@@ -166,6 +172,7 @@ async def build(
             lease_ttl=settings.releases.lease_ttl_seconds,
             renew_every=settings.releases.lease_ttl_seconds / 3,
             busy_timeout=settings.database.busy_timeout_seconds,
+            on_lag=metrics.scheduler_lag.observe,
         )
         if settings.releases.scheduler
         else None
@@ -179,6 +186,7 @@ async def build(
         scheduler=scheduler,
         flags=flags,
         on_call=on_call,
+        jira_observer=_observer(metrics, "jira", settings.jira.url),
     )
     watch = RolloutWatch(
         namespaces=watched_namespaces(
@@ -195,6 +203,7 @@ async def build(
     )
     rollouts.on_watch_error = watch.on_error
     work = WorkQueue(workers=settings.server.workers)
+    metrics.watch_work_queue(lambda: work.pending)
     bolt = create_bolt_app(
         # Socket Mode only: no signing secret, and /slack/events is not served (bot.web.app).
         signing_secret=slack.signing_secret.get_secret_value() if slack.signing_secret else "",
@@ -260,6 +269,17 @@ async def build(
         slack_token=SlackTokenCheck(chat.auth_test),
         slack_socket=slack_socket,
     )
+
+
+def _observer(metrics: Metrics, service: str, configured: object) -> OutboundCalls | None:
+    """`service`'s call observer when it is `configured` (so /metrics has series for the
+    services rollbot talks to, and none for the others)."""
+    return metrics.outbound(service) if configured else None
+
+
+def _routed(settings: Settings) -> bool:
+    """Whether any service pages (has a PagerDuty routing key)."""
+    return any(s.pagerduty.routing_key is not None for s in settings.services.values())
 
 
 async def _read_state(rollouts: KubeRollouts, settings: Settings, service: str) -> RolloutState:

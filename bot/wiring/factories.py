@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bot.adapters.calls import CallObserver
 from bot.adapters.kubernetes import KubeRollouts
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.slack import SlackChat, make_web_client
@@ -31,8 +32,9 @@ __all__ = [
 ]
 
 
-def make_flags(settings: Settings) -> Flags | None:
-    """The configured flag provider's adapter, or None (Tier 2 then shows manual steps)."""
+def make_flags(settings: Settings, *, observer: CallObserver | None = None) -> Flags | None:
+    """The configured flag provider's adapter, or None (Tier 2 then shows manual steps);
+    `observer` times its calls (as every factory's here: `bot.adapters.calls`)."""
     cfg = settings.flags
     if cfg.provider is None:
         return None
@@ -50,6 +52,7 @@ def make_flags(settings: Settings) -> Flags | None:
             project=cfg.project,
             environment=cfg.environment,
             client_token=cfg.client_token.get_secret_value() if cfg.client_token else None,
+            observer=observer,
         )
     from bot.adapters.launchdarkly import LaunchDarklyFlags
 
@@ -58,20 +61,26 @@ def make_flags(settings: Settings) -> Flags | None:
         api_token=cfg.api_token.get_secret_value(),
         project=cfg.project,
         environment=cfg.environment,
+        observer=observer,
     )
 
 
-def make_on_call(settings: Settings) -> PagerDutyOnCall | None:
+def make_on_call(
+    settings: Settings, *, observer: CallObserver | None = None
+) -> PagerDutyOnCall | None:
     """PagerDuty on-call lookup, or None without an API token (owners-group policy only)."""
     pd = settings.pagerduty
     if pd.api_token is None:
         return None
     return PagerDutyOnCall(
-        api_token=pd.api_token.get_secret_value(), base_url=pd.api_url, ca_file=pd.ca_file
+        api_token=pd.api_token.get_secret_value(),
+        base_url=pd.api_url,
+        ca_file=pd.ca_file,
+        observer=observer,
     )
 
 
-def make_paging(settings: Settings) -> Any:
+def make_paging(settings: Settings, *, observer: CallObserver | None = None) -> Any:
     """PagerDuty incidents and notes (`PagerDutyPaging`), or None when no service has a
     routing key and no API token is set."""
     pd = settings.pagerduty
@@ -87,10 +96,11 @@ def make_paging(settings: Settings) -> Any:
         from_email=pd.from_email,
         ca_file=pd.ca_file,
         max_retries=pd.max_retries,
+        observer=observer,
     )
 
 
-def make_tickets(settings: Settings) -> Tickets | None:
+def make_tickets(settings: Settings, *, observer: CallObserver | None = None) -> Tickets | None:
     """The Jira adapter, or None without ``jira.url`` (no tickets are filed)."""
     jira = settings.jira
     if not jira.url:
@@ -109,6 +119,7 @@ def make_tickets(settings: Settings) -> Tickets | None:
         # No retries inside the client: it would re-send a POST after a connection error
         # (a duplicate ticket). rollbot retries itself: search by label, then create.
         max_retries=0,
+        observer=observer,
     )
 
 
@@ -122,13 +133,14 @@ def make_release_engine(
     scheduler: JobScheduler | None,
     flags: Flags | None = None,
     on_call: PagerDutyOnCall | None = None,
+    jira_observer: CallObserver | None = None,
 ) -> ReleaseEngine:
     return ReleaseEngine(
         settings=settings,
         store=store,
         chat=chat,
         rollouts=rollouts,
-        tickets=make_tickets(settings),
+        tickets=make_tickets(settings, observer=jira_observer),
         clock=clock,
         flags=flags,
         pagerduty=on_call,
@@ -162,7 +174,13 @@ def make_kube_client(settings: Settings) -> Any:
     return KubeRollouts.load_client(kubeconfig=kube.kubeconfig, context=kube.context)
 
 
-def make_rollouts(settings: Settings, store: SqlStore, *, api_client: Any = None) -> KubeRollouts:
+def make_rollouts(
+    settings: Settings,
+    store: SqlStore,
+    *,
+    api_client: Any = None,
+    observer: CallObserver | None = None,
+) -> KubeRollouts:
     """The Kubernetes adapter over `api_client` (default: `make_kube_client`)."""
     kube = settings.kubernetes
     return KubeRollouts(
@@ -170,6 +188,7 @@ def make_rollouts(settings: Settings, store: SqlStore, *, api_client: Any = None
         request_timeout=kube.request_timeout_seconds,
         watch_timeout_seconds=int(kube.watch_timeout_seconds),
         cursor_store=store,
+        observer=observer,
     )
 
 

@@ -16,6 +16,9 @@ the lease holder only, on SQLite and a real PostgreSQL 15 (`store_url`), with re
 - a runner that raises is logged and later jobs still run;
 - stop() gives a running job a few seconds, then cancels it, and releases the lease;
 - jobs() reports rollbot time (wall -> rollbot) for a ScaledClock;
+- lag: each due job handed to run tells how late it is (`on_lag`, wall seconds after it
+  was due: rollbot_scheduler_lag_seconds), a job due 30 s ago about 30 s, one due now
+  next to nothing;
 - the registry key is the database's, however its URL is spelled.
 """
 
@@ -35,6 +38,7 @@ import sqlalchemy as sa
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.runtime import scheduler as scheduler_module
+from bot.runtime.metrics import Metrics
 from bot.runtime.scheduler import (
     JOB_FUNC,
     Clock,
@@ -368,3 +372,30 @@ def test_the_registry_key_is_the_database_not_the_spelling(tmp_path: Path) -> No
     pg = "postgresql+psycopg://rollbot:secret@db.example:5432/rollbot"
     assert scheduler_key(pg) == scheduler_key("postgres://other:pw@db.example:5432/rollbot")
     assert "secret" not in scheduler_key(pg)
+
+
+async def test_each_due_job_says_how_late_it_ran(store_url: str) -> None:
+    clock = SystemClock()
+    ran = Recorder()
+    metrics = Metrics()
+    lags: list[float] = []
+
+    def on_lag(seconds: float) -> None:
+        lags.append(seconds)
+        metrics.scheduler_lag.observe(seconds)
+
+    async with replica(store_url, clock, ran, on_lag=on_lag) as scheduler:
+        assert await scheduler.wait_leader(5)
+        late = ScheduledJob(id="j:late", at=clock.now() - timedelta(seconds=30), kind="a", args={})
+        assert await scheduler.put(late)
+        await eventually(lambda: len(ran.calls) == 1, timeout=5)
+        assert await scheduler.put(ScheduledJob(id="j:now", at=clock.now(), kind="b", args={}))
+        await eventually(lambda: len(ran.calls) == 2, timeout=5)
+    assert [kind for kind, _ in ran.calls] == ["a", "b"]
+    assert len(lags) == 2
+    assert 30 <= lags[0] < 40
+    assert 0 <= lags[1] < 5
+    registry = metrics.registry
+    count = registry.get_sample_value("rollbot_scheduler_lag_seconds_count")
+    on_time = registry.get_sample_value("rollbot_scheduler_lag_seconds_bucket", {"le": "15.0"})
+    assert count == 2 and on_time == 1  # the one on time under 15 s, the late one above

@@ -25,6 +25,8 @@ Aspects under test, each on both backends (`store_url` is parametrised):
   another connection past the busy timeout it raises and writes neither, then stores once.
 - the outbox's parking: a parked item is kept with why, never pending or due again; the
   waiting ones are listed in queue order and brought forward when the destination is back.
+- the outbox's backlog (/metrics): how many wait (not done, not parked, due or not) and
+  how long the oldest has waited, by the store's clock; none waiting is (0, 0).
 """
 
 from __future__ import annotations
@@ -484,3 +486,24 @@ async def test_outbox_parking_and_bringing_forward(sql_store: SqlStore) -> None:
     due = await sql_store.due_outbox(now + timedelta(seconds=1))
     assert {i.payload["n"] for i in due} == {"b", "c"}
     assert [i.id for i in await sql_store.parked_outbox()] == [a.id]  # parked stays parked
+
+
+async def test_the_outbox_backlog_counts_the_waiting_and_ages_the_oldest(
+    sql_store: SqlStore,
+) -> None:
+    t0 = datetime(2026, 4, 28, 9, 0, tzinfo=UTC)
+    now = [t0]
+    store = SqlStore(sql_store.engine, clock=lambda: now[0])  # shares the engine
+    assert await store.outbox_backlog() == (0, 0.0)
+    for name in ("a", "b", "c", "d"):
+        assert await store.enqueue("pd.event", {"n": name}, f"backlog:{name}")
+        now[0] += timedelta(seconds=10)
+    a, b, c, d = await store.pending_outbox()
+    await store.outbox_park(a.id, "refused: HTTP 400")  # parked: not waiting
+    await store.outbox_done(b.id)
+    await store.outbox_retry(c.id, "HTTP 503", now[0] + timedelta(hours=1))  # waits, not due
+    now[0] = t0 + timedelta(minutes=5)
+    assert await store.outbox_backlog() == (2, 5 * 60 - 20)  # c (queued at +20 s) and d
+    await store.outbox_done(c.id)
+    await store.outbox_done(d.id)
+    assert await store.outbox_backlog() == (0, 0.0)
