@@ -117,13 +117,14 @@ def test_series_used_reads_selectors() -> None:
 def test_every_metric_a_rule_reads_is_defined_in_metrics() -> None:
     defined = defined_metrics()
     assert "rollbot_leader" in defined and "rollbot_watch_errors_total" in defined
+    assert defined["rollbot_outbound_errors_total"] == {"service", "error"}
     used = set()
     for rule in rules():
         for name, labels in series_used(rule["expr"]):
             assert name in defined, f"{rule['alert']} reads {name}, which Metrics does not define"
             assert labels <= defined[name] | {"job", "instance"}, (rule["alert"], name, labels)
             used.add(name)
-    assert len(used) >= 7
+    assert len(used) >= 9
 
 
 def test_a_rule_reading_an_unknown_metric_would_be_caught() -> None:
@@ -142,6 +143,9 @@ WANTED = {
     "RollbotOutboxParked": "parked messages",
     "RollbotWebhooksPoisoned": "webhooks that cannot be processed",
     "RollbotAlertProcessingErrors": "stored alerts whose processing raised",
+    "RollbotOutboxBacklog": "outbox backlog (the oldest waiting call's age)",
+    "RollbotSlackErrors": "Slack errors",
+    "RollbotKubernetesErrors": "Kubernetes errors",
 }
 
 
