@@ -14,7 +14,8 @@ Aspects under test (each metric moves when its thing happens, read from a real s
 - the abort's verification time is in ``rollbot_action_verification_seconds`` (the name of
   what it measures), labelled with its action and whether it verified;
 - `promtool check metrics` (Prometheus' own linter, Debian's prometheus package) passes
-  on a real scrape after all of that: names, types, units, help texts.
+  on a real scrape after an abort, a refused call and an unknown path (every metric type
+  with labelled series): names, types, units, help texts.
 """
 
 from __future__ import annotations
@@ -144,9 +145,14 @@ async def test_outbound_calls_and_their_errors_by_service(tmp_path) -> None:
 async def test_the_outbox_backlog_and_the_verification_time_of_an_abort(tmp_path) -> None:
     async with SimWorld(speed=600, workdir=tmp_path, pagerduty=True) as world:
         card = await paused_card(world)
-        _, quiet = await scrape(world)
-        assert value(quiet, "rollbot_outbox_pending") == 0
-        assert value(quiet, "rollbot_outbox_oldest_pending_age_seconds") == 0
+
+        async def drained() -> Samples | None:
+            _, now = await scrape(world)
+            age = value(now, "rollbot_outbox_oldest_pending_age_seconds")
+            return now if value(now, "rollbot_outbox_pending") == 0 and age == 0 else None
+
+        await world.wait_for(world.pd.events, what="the card's page sent to PagerDuty")
+        await eventually(drained, timeout=30, what="nothing left waiting")
 
         world.pd.set_down(True, status=503)
         assert (await world.click(card, "rollout_abort")).status_code == 200
@@ -166,23 +172,41 @@ async def test_the_outbox_backlog_and_the_verification_time_of_an_abort(tmp_path
                       error="unreachable") or 0) >= 1  # fmt: skip
 
         world.pd.set_down(False)
-
-        async def drained() -> Samples | None:
-            _, now = await scrape(world)
-            empty = value(now, "rollbot_outbox_pending") == 0
-            return (
-                now
-                if empty and value(now, "rollbot_outbox_oldest_pending_age_seconds") == 0
-                else None
-            )
-
         after = await eventually(drained, timeout=30, what="the outbox drained")
-        text, _ = await scrape(world)
     verified = value(
         after, "rollbot_action_verification_seconds_count", action="abort", verified="true"
     )
     assert verified == 1
     assert not any(name.startswith("rollbot_action_seconds") for name, _ in after)
+
+
+async def test_promtool_check_metrics_passes_on_a_real_scrape(tmp_path) -> None:
+    binary = promtool_binary()
+    require_peer("promtool", binary is not None, "promtool not found (Debian's prometheus)")
+    async with SimWorld(speed=600, workdir=tmp_path, pagerduty=True) as world:
+        card = await paused_card(world)
+        world.kube.fail_next(1, status=403, path_contains="/rollouts/payment-router")
+        assert (await world.click(card, "rollout_abort")).status_code == 200
+        await world.wait_for(
+            lambda: any("Aborted" in str(r.body) for r in world.slack.responses),
+            what="the abort answered",
+        )
+        async with httpx.AsyncClient(base_url=world.url, timeout=10) as client:
+            await client.get("/nowhere")
+        text, samples = await scrape(world)
+    # Every kind of series is in the scrape: each metric type with labelled children.
+    names = {name for name, _ in samples}
+    assert {
+        "rollbot_http_request_duration_seconds_bucket",
+        "rollbot_outbound_request_duration_seconds_bucket",
+        "rollbot_action_verification_seconds_bucket",
+        "rollbot_actions_total",
+        "rollbot_outbound_errors_total",
+        "rollbot_outbox_pending",
+        "rollbot_work_queue_depth",
+        "rollbot_build_info",
+        "process_resident_memory_bytes",
+    } <= names
     result = promtool_check(text)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _lint_problems(result) == [], result.stdout + result.stderr
