@@ -18,8 +18,9 @@ Context fields (`FIELDS`) live in a contextvar, so they follow a request or an a
 through every await and every task started under it, and never reach another's lines:
 
 - ``request_id``: the HTTP request being served (`bot.web.observe`: the caller's
-  ``X-Request-Id`` when it is a short safe token, else a new one); the work a Slack request
-  queues keeps it (`bot.runtime.work` runs each job in its submitter's context);
+  ``X-Request-Id`` when it is a short safe token, else a new one), or the Socket Mode
+  envelope (`bot.slack.socket_mode`: its envelope id); the work a Slack request queues
+  keeps it (`bot.runtime.work` runs each job in its submitter's context);
 - ``service``, ``action``, ``actor`` (``source:id``, never a person's name) and, once the
   idempotency key is claimed, ``action_key``: while the responder runs an action
   (`bot.actions.pipeline`).
@@ -37,7 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -52,6 +55,7 @@ from bot.core.links import redact
 __all__ = [
     "FIELDS",
     "FORMATS",
+    "SAFE_ID",
     "ContextFields",
     "JsonFormatter",
     "LogFormat",
@@ -60,6 +64,7 @@ __all__ = [
     "bound",
     "configure",
     "current",
+    "request_id",
 ]
 
 LogFormat = Literal["text", "json"]
@@ -78,6 +83,18 @@ _CONTEXT: ContextVar[Mapping[str, str]] = ContextVar("rollbot_log_context", defa
 
 
 # ── the context fields ─────────────────────────────────────────────────────────────────
+
+#: What an id given from outside (a caller's ``X-Request-Id``, an envelope id) may be to be
+#: written into every log line of its request: letters, digits, ``.``, ``_``, ``-``.
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id(given: str | None = None) -> str:
+    """`given` when it is a short safe token (`SAFE_ID`), else a new random id (32 hex
+    digits): nothing from outside puts text of its own into the log."""
+    if given is not None and SAFE_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
 
 
 def current() -> Mapping[str, str]:

@@ -32,6 +32,9 @@ Per envelope (`_Handler.handle`), as `bot.web.slack` does per HTTP request:
    The listeners ack first and work after (``process_before_response=False``), so the ack
    leaves within Slack's 3 s as over HTTP.
 
+The envelope id is the request id of every log line its handling writes, the work it
+queues included (`bot.runtime.logs`), as an HTTP request's id is.
+
 slack_sdk logs each envelope's body at DEBUG; on its logger here (`SDK_LOGGER`) DEBUG lines
 are dropped, so no request body reaches a log line at any level, as over HTTP.
 """
@@ -53,6 +56,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
+from bot.runtime import logs
 from bot.slack import shapes
 from bot.slack.verified import ENVELOPE, VERIFIED
 
@@ -76,6 +80,12 @@ class _Handler(AsyncSocketModeHandler):
     """Bolt's handler, dispatching each envelope as `bot.web.slack` dispatches a request."""
 
     async def handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
+        # The envelope is this request: its id is the log lines' request id, as an HTTP
+        # request's is (bot.runtime.logs), and the work it queues keeps it.
+        with logs.bound(request_id=logs.request_id(req.envelope_id)):
+            await self._handle(client, req)
+
+    async def _handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         started = time.time()
         body: Any = req.payload
         problem = shapes.shape_problem(body) if shapes.is_object(body) else "not a JSON object"

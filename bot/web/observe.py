@@ -3,12 +3,12 @@ written while it is served carries, and its duration in /metrics by route.
 
 `ObservedRequests` (ASGI middleware, the outermost of rollbot's own), per HTTP request:
 
-- **Request id.** The caller's ``X-Request-Id`` when it is a short safe token (`SAFE_ID`:
-  letters, digits, ``.``, ``_``, ``-``; at most 64), so a proxy's id ties its lines to
-  rollbot's; anything else (absent, too long, other characters: it would be written into
-  every line) is replaced by a new random id. It is bound as the log context's
-  ``request_id`` (`bot.runtime.logs`) for the whole request, uvicorn's access line
-  included, and sent back as ``X-Request-Id``.
+- **Request id.** The caller's ``X-Request-Id`` when it is a short safe token
+  (`bot.runtime.logs.SAFE_ID`: letters, digits, ``.``, ``_``, ``-``; at most 64), so a
+  proxy's id ties its lines to rollbot's; anything else (absent, too long, other
+  characters: it would be written into every line) is replaced by a new random id. It is
+  bound as the log context's ``request_id`` (`bot.runtime.logs`) for the whole request,
+  uvicorn's access line included, and sent back as ``X-Request-Id``.
 - **Duration by route.** From the moment the request reaches the app to the end of its
   answer, observed in ``rollbot_http_request_duration_seconds{route}`` (`Metrics`). The
   label is the path template of the route that takes the request (``/runbooks/{service}``:
@@ -18,9 +18,7 @@ written while it is served carries, and its duration in /metrics by route.
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import Sequence
 
 from starlette.routing import BaseRoute, Match
@@ -29,22 +27,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.runtime import logs
 from bot.runtime.metrics import Metrics
 
-__all__ = ["HEADER", "SAFE_ID", "UNMATCHED", "ObservedRequests", "request_id", "route_of"]
+__all__ = ["HEADER", "UNMATCHED", "ObservedRequests", "request_id", "route_of"]
 
 HEADER = "x-request-id"
-#: What an incoming request id may be to be kept.
-SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def request_id(scope: Scope) -> str:
-    """The request's id: its ``X-Request-Id`` if `SAFE_ID`, else a new one."""
+    """The request's id: its ``X-Request-Id`` if a short safe token
+    (`bot.runtime.logs.SAFE_ID`), else a new one."""
     for name, value in scope.get("headers", ()):
         if name == HEADER.encode():
-            given = bytes(value).decode("latin-1")
-            if SAFE_ID.fullmatch(given):
-                return given
-            break
-    return uuid.uuid4().hex
+            return logs.request_id(bytes(value).decode("latin-1"))
+    return logs.request_id()
 
 
 #: The route label of a request no route takes.

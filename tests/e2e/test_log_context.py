@@ -9,6 +9,7 @@ Aspects under test:
   one JSON line for the action with its service, action, actor (``slack:<user id>``, no
   name), the idempotency key it claimed (the one audited) and the request id of the
   Slack request that asked for it (the one answered in ``X-Request-Id``);
+- over Socket Mode, the same Abort's line carries the id of the envelope that brought it;
 - ``X-Request-Id``: a short safe id given by the caller is kept and answered; one too long
   or with other characters (it would be written into every line) is replaced by a new
   one; without one, each request gets its own.
@@ -84,6 +85,25 @@ async def test_an_abort_writes_a_json_line_with_its_request_and_action(tmp_path,
     assert line["actor"] == "slack:U0ONCALL"
     assert line["action_key"] == entry.entry.detail["idempotency_key"]
     assert line["request_id"] == request_id  # through Bolt's listener and the work queue
+
+
+async def test_an_abort_over_socket_mode_carries_its_envelope_id(tmp_path, json_log) -> None:
+    async with SimWorld(speed=600, workdir=tmp_path, slack_mode="socket") as world:
+        card = await world.wait_for(
+            lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+            timeout=60,
+            what="the card with Abort",
+        )
+        await world.click(card, "rollout_abort")
+
+        def action_lines() -> list[dict[str, Any]]:
+            return [r for r in json_log() if r["logger"] == "bot.actions.pipeline"]
+
+        await world.wait_for(action_lines, timeout=30, what="the action's log line")
+        (click,) = [e for e in world.slack.socket.envelopes if e.type == "interactive"]
+    (line,) = action_lines()
+    assert (line["action"], line["service"]) == ("abort", "payment-router")
+    assert line["request_id"] == click.envelope_id
 
 
 async def test_a_request_id_is_kept_only_when_short_and_safe(tmp_path) -> None:
