@@ -21,26 +21,16 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from importlib import metadata
 from typing import Any
 
 from bot.core.errors import RollbotError
 from bot.runtime import log_redaction, logs
+from bot.runtime.metrics import version
 
 log = logging.getLogger("bot.cli")
 
 #: When the command started (bot.cli is imported first): drills count their total from here.
 STARTED = time.monotonic()
-
-
-def version() -> str:
-    """rollbot's version: the installed distribution's (setuptools-scm derives it from git
-    when it is built: ``0.1.dev362+g262b0b0d3``, or ``X.Y.Z`` on a tag ``vX.Y.Z``), or
-    ``unknown`` when the code runs from a tree that was never installed."""
-    try:
-        return metadata.version("rollbot")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def _drill_help(drills: Mapping[str, Any]) -> str:

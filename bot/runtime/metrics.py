@@ -47,7 +47,10 @@ SCRAPE_READ_SECONDS = 2.0
 
 
 def version() -> str:
-    """rollbot's version as installed (the package metadata), or "unknown"."""
+    """rollbot's version: the installed distribution's (setuptools-scm derives it from git
+    when it is built: ``0.1.dev362+g262b0b0d3``, or ``X.Y.Z`` on a tag ``vX.Y.Z``), or
+    ``unknown`` when the code runs from a tree that was never installed. What
+    ``rollbot --version`` prints and ``rollbot_build_info`` carries."""
     try:
         return metadata.version("rollbot")
     except metadata.PackageNotFoundError:
