@@ -563,11 +563,25 @@ class SlackSim:
         if delay:
             await asyncio.sleep(delay)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        # The call's effect and its record are one step under the lock: whoever sees the
+        # workspace changed (a view published, a message posted) also sees the call.
+        with self._lock:
+            return self._answer(request, method, args, body_args, raw, headers, arrived)
+
+    def _answer(
+        self,
+        request: Request,
+        method: str,
+        args: dict[str, Any],
+        body_args: dict[str, Any],
+        raw: bytes,
+        headers: dict[str, str],
+        arrived: float,
+    ) -> Response:
         status, body, extra_headers = self._dispatch(method, args, headers)
         lost = None
         if status == 200 and body.get("ok"):
-            with self._lock:
-                lost = self._take_loss(method, args)
+            lost = self._take_loss(method, args)
         if lost is not None and lost[0] != "cut":
             how, retry_after = lost
             status = int(how)
@@ -587,10 +601,9 @@ class SlackSim:
             response_headers=extra_headers,
             response=body,
         )
-        with self._lock:
-            self._calls.append(record)
-            if lost is not None:
-                self._lost.append((record, lost[0]))
+        self._calls.append(record)
+        if lost is not None:
+            self._lost.append((record, lost[0]))
         if lost is not None and lost[0] == "cut":
             return _CutAnswer(body)
         return JSONResponse(body, status_code=status, headers=extra_headers)
