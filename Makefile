@@ -53,9 +53,12 @@ check: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## Benchmarks (not part of make test): prints figures and ratios against a baseline.
+## Benchmarks (not part of make test): each writes its figures to bench-results.json and
+## its charts to docs/bench/; then one table of every figure, its target and its ratio to
+## the baseline of the same run, also written into README.md's Performance section.
 bench: venv
 	$(BIN)/python -m pytest tests/bench -p no:randomly -s -q $(PYTEST_ARGS)
+	$(BIN)/python -m tests.bench.report --readme
 
 ## The real Unleash server used by the Tier 2 tests (npm; needs Node >= 20). Without it
 ## those tests skip locally (CI installs it and requires it).
