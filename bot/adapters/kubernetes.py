@@ -6,13 +6,16 @@ Implements `bot.core.ports.Rollouts`:
     get_object(ns, name)   GET the Rollout as a plain dict
     apply(action, ns, name)  plan() the plugin's patches and send them, status subresource
                            first and the main resource on 404, as `kubectl argo rollouts` does
-    watch(namespaces, on_event)  list + watch Rollouts and AnalysisRuns until cancelled
+    watch(namespaces, on_event)  keep an informer (bot.adapters.kube_informer) of Rollouts,
+                           AnalysisRuns and Argo's ReplicaSets until cancelled
+    cached_state(ns, name) the Rollout as the informer holds it, with no request (a live
+                           get_state until the informer has listed, or for a Rollout it lacks)
 
 Blocking SDK calls run through `asyncio.to_thread`, in `_request`, where each is timed
-(`bot.adapters.calls`: latency and errors in /metrics). Watch streams are long-lived, so each runs
-in its own daemon thread (not the default executor, which they would exhaust) and hands lines
-to the event loop through an `asyncio.Queue`; cancelling the watch shuts the socket down so the
-thread ends at once (a short read timeout and a stop flag are the backstop).
+(`bot.adapters.calls`: latency and errors in /metrics). The informer's lists and watches go
+out on the event loop through httpx, with the kubeconfig's server, TLS settings and token
+(read again for each request, so a rotating token is followed): no thread per watch, and
+three long-lived watches for the whole cluster where RBAC allows it.
 
 Errors are translated into `bot.core.errors`:
 
@@ -31,25 +34,22 @@ wire so a client upgrade that changes it fails loudly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import random
-import threading
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
+import httpx
 import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
-from kubernetes.watch.watch import iter_resp_lines
 
 from bot.adapters._http import header, parse_retry_after
 from bot.adapters.calls import CallObserver, timed
+from bot.adapters.kube_informer import CursorStore, Informer, Kind
 from bot.core import rollouts as core
 from bot.core.errors import (
     Forbidden,
@@ -67,35 +67,107 @@ log = logging.getLogger(__name__)
 GROUP = "argoproj.io"
 VERSION = "v1alpha1"
 SERVICE = "Kubernetes API"
-WATCHED_KINDS: dict[str, str] = {"Rollout": "rollouts", "AnalysisRun": "analysisruns"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
-class CursorStore(Protocol):
-    """Where watch resourceVersions survive a restart (`bot.core.ports.Store` has these)."""
+def _slim_metadata(
+    meta: Any, *, labels: Sequence[str] = (), annotations: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The metadata rollbot reads of a watched object: identity, version, owners, and the
+    labels and annotations named (all of them when neither is named)."""
+    meta = meta if isinstance(meta, dict) else {}
+    kept = {
+        k: meta[k]
+        for k in (
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "ownerReferences",
+        )
+        if k in meta
+    }
+    for key, wanted in (("labels", labels), ("annotations", annotations)):
+        values = meta.get(key)
+        if isinstance(values, dict):
+            kept[key] = {k: v for k, v in values.items() if k in wanted}
+    return kept
 
-    async def get_cursor(self, kind: str, namespace: str) -> str | None: ...
 
-    async def set_cursor(self, kind: str, namespace: str, resource_version: str) -> None: ...
+def slim_rollout(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Rollout without what only its writers read (managedFields, kubectl's
+    last-applied copy of the whole spec), as client-go informers are commonly trimmed."""
+    meta = dict(obj.get("metadata") or {})
+    meta.pop("managedFields", None)
+    annotations = meta.get("annotations")
+    if isinstance(annotations, dict) and LAST_APPLIED in annotations:
+        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
+    obj.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+    return {**obj, "metadata": meta}
 
 
-class _Gone(Exception):
-    """410: the resourceVersion is older than the server's history: list again."""
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-class _WatchFailed(Exception):
-    """A watch ERROR event other than 410."""
+def slim_analysis_run(obj: dict[str, Any]) -> dict[str, Any]:
+    """An AnalysisRun as the watch uses it: whose it is, and its phase (its measurements
+    move many times a minute and are read from the Rollout's status, not from here)."""
+    status = _mapping(obj.get("status"))
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AnalysisRun",
+        "metadata": _slim_metadata(obj.get("metadata")),
+        "status": {k: status[k] for k in ("phase", "message") if k in status},
+    }
 
 
-@dataclass
-class _Cursor:
-    kind: str
-    namespace: str
-    rv: str | None = None
-    persisted: str | None = None
-    persisted_at: float = 0.0
-    seen: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> last object
+def slim_replicaset(obj: dict[str, Any]) -> dict[str, Any]:
+    """One of Argo's ReplicaSets as `parse_rollout` reads a stable one: its pod template
+    hash, revision and images (its replica counts churn and are not kept)."""
+    pod = _mapping(_mapping(_mapping(obj.get("spec")).get("template")).get("spec"))
+    containers = [
+        {"name": c.get("name"), "image": c.get("image")}
+        for c in pod.get("containers") or []
+        if isinstance(c, dict)
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": _slim_metadata(
+            obj.get("metadata"),
+            labels=(core.POD_TEMPLATE_HASH_LABEL,),
+            annotations=(core.REVISION_ANNOTATION,),
+        ),
+        "spec": {"template": {"spec": {"containers": containers}}},
+    }
+
+
+def _pod_template_hash(obj: Mapping[str, Any]) -> str | None:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    value = labels.get(core.POD_TEMPLATE_HASH_LABEL)
+    return str(value) if value else None
+
+
+# What the watch keeps: the Rollouts, their AnalysisRuns, and the ReplicaSets Argo made
+# (labelled with their pod template hash), so a stable ReplicaSet is read from the cache.
+KINDS: tuple[Kind, ...] = (
+    Kind("Rollout", f"/apis/{GROUP}/{VERSION}", "rollouts", slim=slim_rollout),
+    Kind("AnalysisRun", f"/apis/{GROUP}/{VERSION}", "analysisruns", slim=slim_analysis_run),
+    Kind(
+        "ReplicaSet",
+        "/apis/apps/v1",
+        "replicasets",
+        label_selector=core.POD_TEMPLATE_HASH_LABEL,
+        slim=slim_replicaset,
+        index=_pod_template_hash,
+    ),
+)
+WATCHED_KINDS: dict[str, str] = {k.kind: k.plural for k in KINDS}
 
 
 def _status_message(exc: ApiException) -> str:
@@ -141,55 +213,6 @@ def translate(
     return Unreachable(SERVICE, _describe_transport(exc))
 
 
-class _Stream:
-    """One watch request read in a dedicated thread, its lines handed to the event loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.stop = threading.Event()
-        self._lock = threading.Lock()
-        self._resp: Any = None
-
-    def _put(self, item: tuple[str, Any]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-
-    def run(self, call: Callable[[], Any]) -> None:
-        resp = None
-        try:
-            resp = call()
-            with self._lock:
-                self._resp = resp
-            if self.stop.is_set():
-                return
-            self._put(("open", None))
-            for line in iter_resp_lines(resp):
-                if self.stop.is_set():
-                    return
-                if line:
-                    self._put(("line", line))
-            self._put(("end", None))
-        except Exception as exc:  # noqa: BLE001 - handed to the loop, which classifies it
-            if not self.stop.is_set():
-                self._put(("error", exc))
-        finally:
-            if resp is not None:
-                with contextlib.suppress(Exception):
-                    resp.release_conn()
-
-    def cancel(self) -> None:
-        self.stop.set()
-        with self._lock:
-            resp = self._resp
-        if resp is not None:
-            # Unblocks the thread's pending read at once (urllib3 >= 2.3).
-            with contextlib.suppress(Exception):
-                resp.shutdown()
-            with contextlib.suppress(Exception):
-                resp.close()
-
-
 def _typed(exc: BaseException) -> BaseException:
     """`translate` for the SDK's and the transport's errors; anything else as it is."""
     return translate(exc) if isinstance(exc, (ApiException, *_TRANSPORT_ERRORS)) else exc
@@ -204,23 +227,25 @@ class KubeRollouts:
         api_client: kubernetes.client.ApiClient,
         request_timeout: float = 10.0,
         watch_timeout_seconds: int = 300,
-        watch_read_timeout: float = 5.0,
+        watch_read_timeout: float = 90.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         cursor_store: CursorStore | None = None,
         cursor_interval: float = 1.0,
         on_watch_error: Callable[[str], Awaitable[None]] | None = None,
+        on_synced: Callable[[float], None] | None = None,
         observer: CallObserver | None = None,
     ) -> None:
         """
         `request_timeout` (s) bounds every non-watch request. A watch request asks the server to
-        end it after `watch_timeout_seconds` and gives up on a silent socket after
-        `watch_read_timeout` (s); either way it resumes from the last resourceVersion, so short
-        values only cost a reconnect. Reconnects after failures back off exponentially from
-        `backoff_initial` to `backoff_max` (s) with jitter. Cursors are persisted at most every
-        `cursor_interval` (s) per kind and namespace. Every request but the watch streams
-        (each a connection held open for minutes) is timed for `observer`
-        (`bot.adapters.calls`).
+        end it after between `watch_timeout_seconds` and twice that (jittered), and gives up
+        on a silent socket after `watch_read_timeout` (s), which must stay above the API
+        server's bookmark interval (about a minute) or quiet watches are reopened for
+        nothing; either way it resumes from the last resourceVersion. Reconnects after
+        failures back off exponentially from `backoff_initial` to `backoff_max` (s) with
+        jitter. Cursors are persisted at most every `cursor_interval` (s) per kind and
+        scope. Every request but the watch streams (each a connection held open for
+        minutes) is timed for `observer` (`bot.adapters.calls`).
         """
         self.api_client = api_client
         self.request_timeout = request_timeout
@@ -231,9 +256,11 @@ class KubeRollouts:
         self.cursor_store = cursor_store
         self.cursor_interval = cursor_interval
         self.on_watch_error = on_watch_error
+        self.on_synced = on_synced  # told the seconds the watch's first full list took
         self.observer = observer
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
         self._apps = kubernetes.client.AppsV1Api(api_client)
+        self.informer: Informer | None = None  # while watch() runs
 
     @classmethod
     def from_kubeconfig(
@@ -413,231 +440,85 @@ class KubeRollouts:
     async def watch(
         self, namespaces: Sequence[str], on_event: Callable[[WatchEvent], Awaitable[None]]
     ) -> None:
-        """List, then watch Rollouts and AnalysisRuns in each namespace until cancelled.
-
-        Each (kind, namespace) pair has its own loop: list (every object delivered as ADDED),
-        then watch from the list's resourceVersion with bookmarks, resuming from the last
-        resourceVersion seen when a stream ends or drops. On 410 Gone it lists again and
-        delivers what changed meanwhile (objects gone meanwhile as DELETED). Failures are
-        reported once per outage through `on_watch_error` and retried with capped, jittered
-        exponential backoff. Only cancellation ends it.
-        """
-        loops = [
-            self._watch_loop(kind, namespace, on_event)
-            for namespace in dict.fromkeys(namespaces)
-            for kind in WATCHED_KINDS
-        ]
-        if not loops:
-            await asyncio.Event().wait()  # nothing to watch: wait for cancellation
-        async with asyncio.TaskGroup() as group:
-            for loop in loops:
-                group.create_task(loop)
-
-    async def _watch_loop(
-        self, kind: str, namespace: str, on_event: Callable[[WatchEvent], Awaitable[None]]
-    ) -> None:
-        cursor = _Cursor(kind, namespace)
-        if self.cursor_store is not None:
-            cursor.rv = await self._guard(self.cursor_store.get_cursor(kind, namespace), None)
-            cursor.persisted = cursor.rv
-        failures = 0
-        reported = False
-        while True:
+        """Keep the informer of `KINDS` in `namespaces` until cancelled, handing every change
+        to `on_event` (bot.adapters.kube_informer says what it promises). Failures are
+        reported once per outage through `on_watch_error`; only cancellation ends it."""
+        async with http_client(self.api_client.configuration) as client:
+            informer = Informer(
+                client=client,
+                auth_headers=lambda: auth_headers(self.api_client.configuration),
+                kinds=KINDS,
+                namespaces=namespaces,
+                on_event=on_event,
+                on_error=self._report,
+                on_synced=self.on_synced,
+                cursor_store=self.cursor_store,
+                cursor_interval=self.cursor_interval,
+                request_timeout=self.request_timeout,
+                watch_timeout_seconds=self.watch_timeout_seconds,
+                watch_read_timeout=self.watch_read_timeout,
+                backoff_initial=self.backoff_initial,
+                backoff_max=self.backoff_max,
+                observer=self.observer,
+            )
+            self.informer = informer
             try:
-                if cursor.rv is None:
-                    await self._relist(cursor, on_event)
-                dropped = await self._stream(cursor, on_event)
-                if reported:
-                    log.info("watch of %s in %s recovered", WATCHED_KINDS[kind], namespace)
-                failures, reported = 0, False
-                if dropped:
-                    # An established stream broke off: reconnect, but not in a hot loop.
-                    await asyncio.sleep(self._delay(0))
-            except _Gone:
-                log.info(
-                    "watch of %s in %s expired (410): listing again", WATCHED_KINDS[kind], namespace
-                )
-                cursor.rv = None
-            except (ApiException, _WatchFailed, *_TRANSPORT_ERRORS) as exc:
-                if isinstance(exc, ApiException) and exc.status == 410:
-                    cursor.rv = None
-                    continue
-                delay = self._delay(failures)
-                failures += 1
-                detail = translate(exc).message if not isinstance(exc, _WatchFailed) else str(exc)
-                log.warning(
-                    "watch of %s in %s failed (%s); retrying in %.1fs",
-                    WATCHED_KINDS[kind],
-                    namespace,
-                    detail,
-                    delay,
-                )
-                if not reported:
-                    reported = True
-                    await self._report(
-                        f"Watching {WATCHED_KINDS[kind]} in `{namespace}` is degraded: {detail}. "
-                        "Retrying with backoff; changes will be caught up on reconnect."
-                    )
-                await asyncio.sleep(delay)
-            except Exception as exc:  # boundary: a surprise must not end every watch
-                # e.g. a proxy answering the list with an HTML page (the client hands back a
-                # str): one loop failing would cancel all of them through the TaskGroup and
-                # leave rollbot blind while /readyz still said ready.
-                delay = self._delay(failures)
-                failures += 1
-                log.exception(
-                    "watch of %s in %s failed unexpectedly; retrying in %.1fs",
-                    WATCHED_KINDS[kind],
-                    namespace,
-                    delay,
-                )
-                if not reported:
-                    reported = True
-                    await self._report(
-                        f"Watching {WATCHED_KINDS[kind]} in `{namespace}` is degraded: "
-                        f"unexpected {type(exc).__name__}. Retrying with backoff; changes "
-                        "will be caught up on reconnect."
-                    )
-                await asyncio.sleep(delay)
+                await informer.run()
+            finally:
+                self.informer = None
 
-    def _delay(self, failures: int) -> float:
-        ceiling = min(self.backoff_max, self.backoff_initial * (2 ** min(failures, 30)))
-        return random.uniform(ceiling / 2, ceiling)
+    def cached_count(self, kind: str) -> int:
+        """How many objects of `kind` the watch's cache holds now (0 when not watching)."""
+        informer = self.informer
+        return informer.count(kind) if informer is not None else 0
 
     async def _report(self, message: str) -> None:
         if self.on_watch_error is not None:
-            await self._guard(self.on_watch_error(message), None)
+            await self.on_watch_error(message)
 
-    async def _guard(self, awaitable: Awaitable[Any], default: Any) -> Any:
-        """Run a collaborator's coroutine; its failure must not end the watch."""
-        try:
-            return await awaitable
-        except Exception:  # boundary: the watch outlives its callbacks
-            log.exception("watch callback failed")
-            return default
-
-    async def _relist(
-        self, cursor: _Cursor, on_event: Callable[[WatchEvent], Awaitable[None]]
-    ) -> None:
-        plural = WATCHED_KINDS[cursor.kind]
-        result = await self._request(
-            self._custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            cursor.namespace,
-            plural,
-            _request_timeout=self.request_timeout,
-        )
-        items = [i for i in result.get("items") or [] if isinstance(i, dict)]
-        current: dict[str, dict[str, Any]] = {}
-        for item in items:
-            item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-            item.setdefault("kind", cursor.kind)
-            meta = item.get("metadata") or {}
-            name = str(meta.get("name") or "")
-            current[name] = item
-            previous = cursor.seen.get(name)
-            prev_rv = (previous or {}).get("metadata", {}).get("resourceVersion")
-            if previous is None or prev_rv != meta.get("resourceVersion"):
-                await self._guard(on_event(WatchEvent("ADDED", cursor.kind, item)), None)
-        for name, gone in list(cursor.seen.items()):
-            if name not in current:
-                await self._guard(on_event(WatchEvent("DELETED", cursor.kind, gone)), None)
-        cursor.seen = current
-        cursor.rv = str((result.get("metadata") or {}).get("resourceVersion") or "") or None
-        await self._persist(cursor, force=True)
-
-    async def _stream(
-        self, cursor: _Cursor, on_event: Callable[[WatchEvent], Awaitable[None]]
-    ) -> bool:
-        """Run one watch request to its end. True when it broke off after being established."""
-        plural = WATCHED_KINDS[cursor.kind]
-        loop = asyncio.get_running_loop()
-        stream = _Stream(loop)
-        rv = cursor.rv
-
-        def call() -> Any:
-            return self._custom.list_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                cursor.namespace,
-                plural,
-                watch=True,
-                resource_version=rv,
-                allow_watch_bookmarks=True,
-                timeout_seconds=self.watch_timeout_seconds,
-                _preload_content=False,
-                _request_timeout=(self.request_timeout, self.watch_read_timeout),
-            )
-
-        thread = threading.Thread(
-            target=stream.run,
-            args=(call,),
-            name=f"rollbot-watch:{plural}:{cursor.namespace}",
-            daemon=True,
-        )
-        thread.start()
-        opened = False
-        try:
-            while True:
-                tag, payload = await stream.queue.get()
-                if tag == "open":
-                    opened = True
-                elif tag == "line":
-                    await self._handle_line(cursor, payload, on_event)
-                elif tag == "end":
-                    return False
-                else:  # "error"
-                    if not opened:
-                        raise payload
-                    if isinstance(payload, urllib3.exceptions.ReadTimeoutError):
-                        return False  # a quiet stream: resume from the last resourceVersion
-                    log.info("watch of %s in %s broke off: %s", plural, cursor.namespace, payload)
-                    return True
-        finally:
-            stream.cancel()
-            await self._persist(cursor, force=True)
-
-    async def _handle_line(
-        self, cursor: _Cursor, line: str, on_event: Callable[[WatchEvent], Awaitable[None]]
-    ) -> None:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            log.warning("unparseable watch line: %.200s", line)
-            return
-        type_ = event.get("type") if isinstance(event, dict) else None
-        obj = event.get("object") if isinstance(event, dict) else None
-        if type_ is None or not isinstance(obj, dict):
-            log.warning("malformed watch event: %.200s", line)
-            return
-        if type_ == "ERROR":
-            if obj.get("code") == 410:
-                raise _Gone(obj.get("message", ""))
-            raise _WatchFailed(
-                f"watch ERROR {obj.get('code')} {obj.get('reason', '')}: {obj.get('message', '')}"
-            )
-        rv = (obj.get("metadata") or {}).get("resourceVersion")
-        if type_ != "BOOKMARK":
-            obj.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-            obj.setdefault("kind", cursor.kind)
-            name = str((obj.get("metadata") or {}).get("name") or "")
-            if type_ == "DELETED":
-                cursor.seen.pop(name, None)
+    async def cached_state(self, namespace: str, name: str) -> RolloutState:
+        """The Rollout as the watch's cache holds it, with its stable ReplicaSet from the
+        cache too: no request. Before the watch has listed, or for a Rollout it does not
+        hold, a live `get_state`."""
+        informer = self.informer
+        obj = informer.get("Rollout", namespace, name) if informer is not None else None
+        if informer is None or obj is None:
+            return await self.get_state(namespace, name)
+        status = obj.get("status") or {}
+        stable = status.get("stableRS") or (status.get("canary") or {}).get("stableRS")
+        stable_rs_obj = None
+        if stable:
+            if informer.has_synced("ReplicaSet"):
+                stable_rs_obj = informer.by_index("ReplicaSet", namespace, str(stable))
             else:
-                cursor.seen[name] = obj
-            await self._guard(on_event(WatchEvent(str(type_), cursor.kind, obj)), None)
-        if rv:
-            cursor.rv = str(rv)
-        await self._persist(cursor)
+                stable_rs_obj = await self._stable_replicaset(namespace, stable)
+        return core.parse_rollout(obj, stable_rs_obj=stable_rs_obj)
 
-    async def _persist(self, cursor: _Cursor, *, force: bool = False) -> None:
-        if self.cursor_store is None or cursor.rv is None or cursor.rv == cursor.persisted:
-            return
-        now = time.monotonic()
-        if not force and now - cursor.persisted_at < self.cursor_interval:
-            return
-        cursor.persisted, cursor.persisted_at = cursor.rv, now
-        await self._guard(
-            self.cursor_store.set_cursor(cursor.kind, cursor.namespace, cursor.rv), None
-        )
+
+def auth_headers(configuration: Any) -> dict[str, str]:
+    """The Authorization header the SDK would send now (its refresh hook runs first, so an
+    in-cluster token rotated on disk, or an exec plugin's expiring token, is current)."""
+    bearer = configuration.auth_settings().get("BearerToken")
+    return {"Authorization": bearer["value"]} if bearer and bearer.get("value") else {}
+
+
+def http_client(configuration: Any) -> httpx.AsyncClient:
+    """An httpx client to the API server the kubeconfig names, with its TLS settings (CA,
+    client certificate, verification off only where the kubeconfig says so) and proxy. No
+    connection limit: each watch holds one connection open for minutes."""
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif configuration.assert_hostname is False:
+        context.check_hostname = False
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return httpx.AsyncClient(
+        base_url=configuration.host,
+        verify=context,
+        proxy=configuration.proxy or None,
+        trust_env=False,
+        headers={"Accept": "application/json", "User-Agent": "rollbot"},
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=10),
+    )

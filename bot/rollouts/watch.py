@@ -1,7 +1,7 @@
 """The Rollout watch's events become card, incident and release updates.
 
-    Kubernetes watch (bot.adapters.kubernetes) ─► RolloutWatch.on_event
-        ─► refresh(namespace, name): read the Rollout's state once
+    Kubernetes informer (bot.adapters.kube_informer) ─► RolloutWatch.on_event
+        ─► refresh(namespace, name): the Rollout's state from the informer's cache
             ─► incidents.on_rollout(state)   the incident and its card (bot.incidents)
             ─► the circuit breaker, read once a card exists (bot.actions)
             ─► releases.on_rollout(service, state)   the release's phase (bot.releases)
@@ -11,13 +11,14 @@ is handled in a task of its own, so a slow card update never stalls the watch; r
 one Rollout are serialised and coalesced (one at a time, re-run once if more came in).
 Only the leader runs the watch (bot.wiring).
 
-What it promises: every change is followed by a read of the Rollout as it is then (the
-adapter resumes from its last resourceVersion after a drop and lists again after a 410),
-so the engines are handed the latest state within a reconnect's delay, and every state
-that lasts longer than that. A state overwritten before it could be read may be skipped:
-the engines are told where the Rollout is, not every step it passed through. Each read is
-logged at DEBUG with its resourceVersion (`rollout`, `resource_version` fields);
-tests/faults/test_watch_drops.py holds it to this under dropped watches and 410s.
+What it promises: every change is followed by a read of the Rollout as it is then, from
+the cache the watch itself keeps (`cached_state`: no request to the API server per event;
+the adapter resumes from its last resourceVersion after a drop and lists again after a
+410), so the engines are handed the latest state within a reconnect's delay, and every
+state that lasts longer than that. A state overwritten before it could be read may be
+skipped: the engines are told where the Rollout is, not every step it passed through.
+Each read is logged at DEBUG with its resourceVersion (`rollout`, `resource_version`
+fields); tests/faults/test_watch_drops.py holds it to this under dropped watches and 410s.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 class RolloutReader(Protocol):
-    async def get_state(self, namespace: str, name: str) -> RolloutState: ...
+    async def cached_state(self, namespace: str, name: str) -> RolloutState: ...
 
     async def watch(self, namespaces: list[str], on_event: Any) -> None: ...
 
@@ -145,7 +146,7 @@ class RolloutWatch:
         try:
             while True:
                 try:
-                    state = await self.rollouts.get_state(namespace, name)
+                    state = await self.rollouts.cached_state(namespace, name)
                     log.debug(
                         "read %s/%s at resourceVersion %s: revision %s, %s, step %s%s, analysis %s",
                         namespace,

@@ -21,9 +21,10 @@ collectors. Where each is fed:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import metadata
 
 from prometheus_client import (
@@ -174,6 +175,18 @@ class Metrics:
             "1 while the last watch attempt succeeded",
             registry=self.registry,
         )
+        self.watch_cached = Gauge(
+            "rollbot_watch_cached_objects",
+            "Objects the leader's watch holds in its cache, by kind (slim copies)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.watch_sync_seconds = Gauge(
+            "rollbot_watch_sync_seconds",
+            "Seconds the leader's watch took from its start to its first full list of every "
+            "kind (0 until then)",
+            registry=self.registry,
+        )
         self.action_verification = Histogram(
             "rollbot_action_verification_seconds",
             "How long an executed action took to verify: from sending the change (Tier 1: "
@@ -255,6 +268,11 @@ class Metrics:
     def watch_work_queue(self, pending: Callable[[], int]) -> None:
         """`rollbot_work_queue_depth` is `pending()` at each scrape."""
         self.work_queue_depth.set_function(pending)
+
+    def watch_cache(self, count: Callable[[str], int], kinds: Iterable[str]) -> None:
+        """`rollbot_watch_cached_objects{kind}` is `count(kind)` at each scrape."""
+        for kind in kinds:
+            self.watch_cached.labels(kind).set_function(functools.partial(count, kind))
 
     def watch_outbox(self, read: OutboxReader) -> None:
         """The outbox gauges are `read()` at each scrape (`refresh`)."""

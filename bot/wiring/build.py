@@ -24,7 +24,7 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from bot.actions import Responder
-from bot.adapters.kubernetes import KubeRollouts
+from bot.adapters.kubernetes import WATCHED_KINDS, KubeRollouts
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards
@@ -202,6 +202,8 @@ async def build(
         metrics=metrics,
     )
     rollouts.on_watch_error = watch.on_error
+    rollouts.on_synced = metrics.watch_sync_seconds.set
+    metrics.watch_cache(rollouts.cached_count, WATCHED_KINDS)
     work = WorkQueue(workers=settings.server.workers)
     metrics.watch_work_queue(lambda: work.pending)
     bolt = create_bolt_app(

@@ -8,11 +8,12 @@ and the longest catch-up.
 
 The world: `SimWorld` at 20× (ten simulated minutes take 30 s), the Argo controller sim moving
 payment-router through its canary steps, and two more Rollouts with one-minute steps (ledger
-in the same namespace, search in another: four watch loops) that a GitOps stand-in keeps
+in the same namespace, search in another) that a GitOps stand-in keeps
 releasing: a new revision a minute after each one settles, every other search revision
-failing its analysis (the controller aborts it). The sim cuts every watch each 5 simulated
-seconds (`KubeSim.drop_watches_every`), and every fourth cut answers the reconnects 410
-Expired, so rollbot lists again.
+failing its analysis (the controller aborts it). rollbot's watch is three streams across
+the cluster (Rollouts, AnalysisRuns, Argo's ReplicaSets), whatever the namespaces. The sim
+cuts every watch each 5 simulated seconds (`KubeSim.drop_watches_every`), and every fourth
+cut answers the reconnects 410 Expired, so rollbot lists again.
 
 What "missed" means, and why:
 
@@ -23,13 +24,14 @@ What "missed" means, and why:
 * What rollbot saw: each read of a Rollout its watch hands to the engines
   (`bot.rollouts.watch` logs it at DEBUG with the resourceVersion read). A transition is
   *seen* when rollbot read a resourceVersion within its state's lifetime.
-* What rollbot promises: on every event the watch reads the Rollout as it is then (reads are
-  coalesced), resumes from its last resourceVersion after a drop, lists again after a 410;
-  so it reads the latest state within a reconnect's delay of any change, and sees every
-  state that lasts longer than that. It does not promise a state overwritten before it
-  could read it: a watch re-listed after a 410 is only owed the latest state (the Kubernetes
-  watch contract), and even on an unbroken watch rollbot reads the Rollout as it is when
-  the event arrives, not the event's copy.
+* What rollbot promises: on every event the watch reads the Rollout as its cache holds it
+  then (reads are coalesced), resumes from its last resourceVersion after a drop, lists
+  again after a 410; so it reads the latest state within a reconnect's delay of any
+  change, and sees every state that lasts longer than that. It does not promise a state
+  overwritten before it could read it: a watch re-listed after a 410 is only owed the
+  latest state (the Kubernetes watch contract), and even on an unbroken watch rollbot
+  reads the Rollout from its cache as the latest event left it, not each event's copy
+  (refreshes are coalesced).
   So a missed transition is one whose state held for ``HOLD`` (2 s, 40 simulated seconds:
   four times the watch's reconnect delay after a drop, at most 0.5 s) or more and was never
   read. There must be none. The shorter ones are the controller's intermediate writes inside
@@ -234,7 +236,7 @@ def lists_and_watches(kube: KubeSim) -> tuple[int, int]:
     """rollbot's collection lists and watch requests, as the sim recorded them."""
     lists = watches = 0
     for r in kube.requests_matching("GET"):
-        if not r.path.endswith(("/rollouts", "/analysisruns")):
+        if not r.path.endswith(("/rollouts", "/analysisruns", "/replicasets")):
             continue
         if str(r.param("watch", "")).lower() == "true":
             watches += 1
@@ -262,7 +264,7 @@ async def test_no_transition_missed_while_watches_drop_and_expire(reads: Reads) 
             if kube.get("analysistemplates", namespace, "fast-slo") is None:
                 kube.create(fast_template(namespace))
             kube.create(fast_rollout(name, namespace, 1))
-        loops = 2 * len({NAMESPACE, *FAST.values()})  # Rollouts and AnalysisRuns, per namespace
+        loops = 3  # Rollouts, AnalysisRuns and ReplicaSets, each across the cluster
         await world.wait_for(
             lambda: kube.open_watches() == loops, timeout=10, what="rollbot's watches"
         )

@@ -29,6 +29,10 @@ Faithful behaviour (as the real kube-apiserver does it):
   name is ``409 AlreadyExists``.
 * A watch from a resourceVersion older than the retained history streams one ``ERROR`` event
   with a ``410 Expired`` Status and ends, like the watch cache does.
+* RBAC's answer to a service account with namespaced Roles only: for the plurals in
+  ``namespaced_only``, a list or watch across the cluster is ``403 Forbidden`` with the
+  authorizer's message ("… cannot list resource "rollouts" in API group "argoproj.io" at the
+  cluster scope"); the same in a namespace is served.
 
 Simplified: no field selectors other than ``metadata.name`` / ``metadata.namespace``, no
 server-side apply, no managedFields, strategic merge patches on built-in kinds are applied as

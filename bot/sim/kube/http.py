@@ -185,6 +185,23 @@ def parse_resource_path(
     return rt, m.group("ns"), m.group("name"), m.group("sub")
 
 
+def forbidden(
+    rt: ResourceType, verb: str, ns: str | None, name: str | None, sub: str | None = None
+) -> ApiError:
+    """The 403 RBAC's authorizer answers, with its message and details."""
+    resource = f"{rt.plural}/{sub}" if sub else rt.plural
+    target = f'{rt.group_resource} "{name}"' if name else rt.group_resource
+    message = (
+        f'{target} is forbidden: User "system:serviceaccount:rollbot:rollbot" '
+        f'cannot {verb} resource "{resource}" in API group "{rt.group}"'
+        + (f' in the namespace "{ns}"' if ns else " at the cluster scope")
+    )
+    details: dict[str, Any] = {"group": rt.group, "kind": rt.plural}
+    if name:
+        details["name"] = name
+    return ApiError(403, message, details=details)
+
+
 def _recorded_headers(request: Request) -> dict[str, str]:
     """The request's headers, lower-cased; an Authorization header keeps only its scheme."""
     headers = dict(request.headers)
@@ -278,16 +295,7 @@ class KubeApi:
             }.get(method, method.lower())
             if parsed:
                 rt, ns, name, sub = parsed
-                resource = f"{rt.plural}/{sub}" if sub else rt.plural
-                target = f'{rt.group_resource} "{name}"' if name else rt.group_resource
-                message = (
-                    f'{target} is forbidden: User "system:serviceaccount:rollbot:rollbot" '
-                    f'cannot {verb} resource "{resource}" in API group "{rt.group}"'
-                    + (f' in the namespace "{ns}"' if ns else " at the cluster scope")
-                )
-                details = {"group": rt.group, "kind": rt.plural}
-                if name:
-                    details["name"] = name
+                raise forbidden(rt, verb, ns, name, sub)
             else:
                 message = (
                     'forbidden: User "system:serviceaccount:rollbot:rollbot" cannot '
@@ -335,6 +343,8 @@ class KubeApi:
         if name is None:
             if method == "GET":
                 watch = query.get("watch", "").lower() in ("true", "1")
+                if ns is None and rt.plural in sim.namespaced_only:
+                    raise forbidden(rt, "watch" if watch else "list", None, None)
                 if watch:
                     return await self._watch(rt, ns, query)
                 return JSONResponse(self._list_body(rt, ns, query))

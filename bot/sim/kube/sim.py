@@ -46,6 +46,9 @@ class KubeSim(ObjectStore):
         self.token = token
         self.require_auth = require_auth
         self.bookmark_interval = bookmark_interval
+        # Plurals whose lists and watches across the cluster are refused with RBAC's 403,
+        # as for a service account granted namespaced Roles only (per-namespace ones pass).
+        self.namespaced_only: set[str] = set()
         self.url = ""
         self.requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()

@@ -3,8 +3,11 @@
 The adapter (bot/adapters/kubernetes.py) runs its operations against the Kubernetes sim
 through the real `kubernetes` client: every Rollout action, the Rollout's state (with its
 stable ReplicaSet), the analysis templates it names (one AnalysisTemplate, one
-ClusterAnalysisTemplate), and the watch of Rollouts and AnalysisRuns until both streams
-are open. Each request the sim recorded becomes the (API group, resource, verb) the API
+ClusterAnalysisTemplate), and the watch of Rollouts, AnalysisRuns and ReplicaSets until
+its three streams are open. The sim's RBAC is the shipped one (`namespaced_only`): the
+watch's first lists across the cluster are refused with 403 and it watches the catalog's
+namespace instead; those refused requests are the optional cluster-wide mode, not asked of
+the Roles. Each request the sim recorded becomes the (API group, resource, verb) the API
 server's authorizer checks, as k8s.io/apiserver's RequestInfo derives them: GET of an
 object is `get`, of a collection `list`, or `watch` with `?watch=true`; PATCH is `patch`;
 a subresource is `resource/subresource`.
@@ -71,9 +74,12 @@ def attributes(request: RecordedRequest) -> tuple[Triple, str | None]:
 
 
 def asked(requests: list[RecordedRequest]) -> tuple[set[Triple], set[Triple]]:
-    """(namespaced triples, cluster-scoped triples) of the run; namespaced ones in NS only."""
+    """(namespaced triples, cluster-scoped triples) of the run; namespaced ones in NS only.
+    A request RBAC refused (the watch's try across the cluster) is not asked of the Roles."""
     namespaced, cluster = set(), set()
     for request in requests:
+        if request.status == 403:
+            continue
         triple, namespace = attributes(request)
         if namespace is None:
             cluster.add(triple)
@@ -180,9 +186,10 @@ async def recorded(kube_sim: KubeSim, kubeconfig: Path) -> AsyncIterator[list[Re
         async def ignore(_: WatchEvent) -> None:
             return None
 
+        kube_sim.namespaced_only = set(adapter.WATCHED_KINDS.values())  # the shipped RBAC
         watching = asyncio.create_task(kube.watch([NS], ignore))
         try:
-            await eventually(lambda: kube_sim.open_watches() == 2, what="both watches open")
+            await eventually(lambda: kube_sim.open_watches() == 3, what="the three watches open")
         finally:
             watching.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -213,6 +220,7 @@ async def test_the_roles_grant_exactly_what_the_adapter_asks(
         ("argoproj.io", "analysisruns", "watch"),
         ("argoproj.io", "analysistemplates", "get"),
         ("apps", "replicasets", "list"),
+        ("apps", "replicasets", "watch"),
     }
     assert cluster == {("argoproj.io", "clusteranalysistemplates", "get")}
 
@@ -226,13 +234,12 @@ SHAPES: dict[str, Callable[[Triple, str | None], bool]] = {
     "patch_namespaced_custom_object_status": lambda t, ns: t[1].endswith("/status"),
     "list_namespaced_replica_set": lambda t, ns: t == ("apps", "replicasets", "list"),
 }
-_WATCH = "list_namespaced_custom_object(watch=True)"
-SHAPES[_WATCH] = lambda t, ns: t[0] == adapter.GROUP and t[2] == "watch"
 
 
 def client_calls() -> set[str]:
     """The Kubernetes client methods the adapter's source names (``self._custom.X``,
-    ``self._apps.X``), the watch told apart by its ``watch=True``."""
+    ``self._apps.X``). The watch's lists and watches go out through httpx
+    (bot.adapters.kube_informer), one per kind in `adapter.KINDS`: checked on the wire."""
     tree = ast.parse(inspect.getsource(adapter))
     names = set()
     for node in ast.walk(tree):
@@ -244,11 +251,6 @@ def client_calls() -> set[str]:
             and node.value.attr in ("_custom", "_apps")
         ):
             names.add(node.attr)
-        if isinstance(node, ast.Call) and any(
-            k.arg == "watch" and isinstance(k.value, ast.Constant) and k.value.value is True
-            for k in node.keywords
-        ):
-            names.add(_WATCH)
     return names
 
 
@@ -256,14 +258,17 @@ async def test_the_run_covers_every_kubernetes_call_of_the_adapter(
     recorded: list[RecordedRequest],
 ) -> None:
     calls = client_calls()
-    assert calls >= {"get_namespaced_custom_object", "patch_namespaced_custom_object", _WATCH}
+    assert calls >= {"get_namespaced_custom_object", "patch_namespaced_custom_object"}
     unknown = calls - set(SHAPES)
     assert not unknown, f"new Kubernetes calls {unknown}: add them to SHAPES and to the run"
     seen = [attributes(r) for r in recorded]
     for call in calls:
         assert any(SHAPES[call](triple, ns) for triple, ns in seen), f"{call} never ran"
-    watched = {t[1] for t, _ in seen if t[2] == "watch"}
-    assert watched == set(adapter.WATCHED_KINDS.values())
+    kinds = set(adapter.WATCHED_KINDS.values())
+    assert {t[1] for t, ns in seen if t[2] == "watch" and ns == NS} == kinds
+    assert {t[1] for t, ns in seen if t[2] == "list" and ns == NS} >= kinds
+    refused = {attributes(r) for r in recorded if r.status == 403}
+    assert refused == {((k.api_path.split("/")[2], k.plural, "list"), None) for k in adapter.KINDS}
 
 
 async def test_a_grant_less_or_more_is_told(recorded: list[RecordedRequest]) -> None:

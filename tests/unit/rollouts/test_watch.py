@@ -52,7 +52,7 @@ class Rollouts:
     def __init__(self) -> None:
         self.reads = 0
 
-    async def get_state(self, namespace: str, name: str) -> RolloutState:
+    async def cached_state(self, namespace: str, name: str) -> RolloutState:
         self.reads += 1
         return parse_rollout(
             {
