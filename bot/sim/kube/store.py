@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import copy
 import dataclasses
 import logging
 import secrets
@@ -38,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.sim.kube.errors import ApiError, already_exists, conflict, invalid, not_found
-from bot.sim.kube.patch import apply_patch, check_patch_type
+from bot.sim.kube.patch import apply_patch, check_patch_type, clone
 from bot.sim.kube.resources import RESOURCE_TYPES, ResourceType, resource_type
 from bot.sim.kube.schema import NAME_RE, CrdSchema, prune, schema_errors
 from bot.sim.kube.selectors import Filter
@@ -170,7 +169,7 @@ class ObjectStore:
         rt = resource_type(kind_plural)
         with self._lock:
             return [
-                dataclasses.replace(ev, obj=copy.deepcopy(ev.obj))
+                dataclasses.replace(ev, obj=clone(ev.obj))
                 for ev in self._changes
                 if ev.plural == rt.plural
                 and (namespace is None or ev.obj["metadata"].get("namespace") == namespace)
@@ -205,8 +204,8 @@ class ObjectStore:
             current = self._objects.get((rt.plural, namespace, name))
             if current is None:
                 raise not_found(rt, name)
-            new = copy.deepcopy(current)
-            new["status"] = copy.deepcopy(status)
+            new = clone(current)
+            new["status"] = clone(status)
             return self._commit(rt, current, new)
 
     def patch(
@@ -227,13 +226,13 @@ class ObjectStore:
         rt = resource_type(kind_plural)
         with self._lock:
             obj = self._objects.get((rt.plural, namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+            return clone(obj) if obj is not None else None
 
     def list(self, kind_plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         rt = resource_type(kind_plural)
         with self._lock:
             return [
-                copy.deepcopy(o)
+                clone(o)
                 for (plural, ns, _), o in sorted(self._objects.items())
                 if plural == rt.plural and (namespace is None or ns == namespace)
             ]
@@ -246,7 +245,7 @@ class ObjectStore:
     def create_object(
         self, rt: ResourceType, namespace: str, obj: dict[str, Any], *, keep_status: bool
     ) -> dict[str, Any]:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         obj["apiVersion"] = rt.api_version
         obj["kind"] = rt.kind
         meta = obj.setdefault("metadata", {})
@@ -297,7 +296,7 @@ class ObjectStore:
             meta["resourceVersion"] = str(self._rv)
             self._objects[obj_key] = obj
             self._emit(rt, "ADDED", obj)
-            return copy.deepcopy(obj)
+            return clone(obj)
 
     def update_object(
         self,
@@ -373,7 +372,7 @@ class ObjectStore:
             self._rv += 1
             current["metadata"]["resourceVersion"] = str(self._rv)
             self._emit(rt, "DELETED", current)
-            return copy.deepcopy(current)
+            return clone(current)
 
     def list_objects(
         self, rt: ResourceType, flt: Filter
@@ -381,7 +380,7 @@ class ObjectStore:
         """Copies of the objects of type ``rt`` that ``flt`` lets through, and the list's rv."""
         with self._lock:
             items = [
-                copy.deepcopy(o)
+                clone(o)
                 for (plural, _, _), o in sorted(self._objects.items())
                 if plural == rt.plural and flt(o)
             ]
@@ -405,7 +404,7 @@ class ObjectStore:
             if rv_param in ("", "0"):
                 for (plural, _, _), o in sorted(self._objects.items()):
                     if plural == rt.plural and flt(o):
-                        initial.append({"type": "ADDED", "object": copy.deepcopy(o)})
+                        initial.append({"type": "ADDED", "object": clone(o)})
             else:
                 try:
                     since = int(rv_param)
@@ -422,7 +421,7 @@ class ObjectStore:
                 else:
                     for ev in self._history:
                         if ev.rv > since and ev.plural == rt.plural and flt(ev.obj):
-                            initial.append({"type": ev.type, "object": copy.deepcopy(ev.obj)})
+                            initial.append({"type": ev.type, "object": clone(ev.obj)})
             if watcher is not None:
                 self._watchers.append(watcher)
         return initial, watcher
@@ -475,18 +474,18 @@ class ObjectStore:
     ) -> dict[str, Any]:
         """What a write through the main resource or ``/status`` may change."""
         if subresource == "status":
-            new = copy.deepcopy(current)
+            new = clone(current)
             if "status" in incoming:
-                new["status"] = copy.deepcopy(incoming["status"])
+                new["status"] = clone(incoming["status"])
             else:
                 new.pop("status", None)
             return new
-        new = copy.deepcopy(incoming)
+        new = clone(incoming)
         new["apiVersion"] = rt.api_version
         new["kind"] = rt.kind
         if self._status_sub[rt.plural]:
             if "status" in current:
-                new["status"] = copy.deepcopy(current["status"])
+                new["status"] = clone(current["status"])
             else:
                 new.pop("status", None)
         meta = new.setdefault("metadata", {})
@@ -514,17 +513,17 @@ class ObjectStore:
             meta[key] = cur_meta[key]
         meta["generation"] = cur_meta.get("generation", 1)
         if new == current:
-            return copy.deepcopy(current)
+            return clone(current)
         if _spec_part(new) != _spec_part(current):
             meta["generation"] = cur_meta.get("generation", 1) + 1
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
         self._objects[(rt.plural, meta["namespace"], meta["name"])] = new
         self._emit(rt, "MODIFIED", new)
-        return copy.deepcopy(new)
+        return clone(new)
 
     def _emit(self, rt: ResourceType, type_: str, obj: dict[str, Any]) -> None:
-        snapshot = copy.deepcopy(obj)
+        snapshot = clone(obj)
         event = Event(self._rv, type_, rt.plural, snapshot)
         self._history.append(event)
         self._changes.append(event)
@@ -534,6 +533,6 @@ class ObjectStore:
                 w.notify()
         for cb in list(self._subscribers):
             try:
-                cb(type_, copy.deepcopy(snapshot))
+                cb(type_, clone(snapshot))
             except Exception:
                 log.exception("kube sim subscriber failed")
