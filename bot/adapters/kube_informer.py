@@ -80,6 +80,9 @@ class Kind:
     label_selector: str = ""
     slim: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     index: Callable[[dict[str, Any]], str | None] | None = None  # a second key, per namespace
+    # True: an event whose slim object equals the cached one but for its resourceVersion is
+    # cached and not delivered (for kinds whose slim copy drops what churns)
+    quiet: bool = False
 
     def path(self, namespace: str | None) -> str:
         if namespace is None:
@@ -572,7 +575,7 @@ class Informer:
             return WatchEvent(type_, kind.kind, obj)
         self._put(kind, key, obj)
         ref.names.add(key)
-        if before is not None and kind.slim is not None and _without_rv(before) == _without_rv(obj):
+        if kind.quiet and before is not None and _without_rv(before) == _without_rv(obj):
             return None  # only what rollbot does not keep changed
         return WatchEvent(type_, kind.kind, obj)
 

@@ -157,7 +157,13 @@ def _pod_template_hash(obj: Mapping[str, Any]) -> str | None:
 # (labelled with their pod template hash), so a stable ReplicaSet is read from the cache.
 KINDS: tuple[Kind, ...] = (
     Kind("Rollout", f"/apis/{GROUP}/{VERSION}", "rollouts", slim=slim_rollout),
-    Kind("AnalysisRun", f"/apis/{GROUP}/{VERSION}", "analysisruns", slim=slim_analysis_run),
+    Kind(
+        "AnalysisRun",
+        f"/apis/{GROUP}/{VERSION}",
+        "analysisruns",
+        slim=slim_analysis_run,
+        quiet=True,
+    ),
     Kind(
         "ReplicaSet",
         "/apis/apps/v1",
@@ -165,6 +171,7 @@ KINDS: tuple[Kind, ...] = (
         label_selector=core.POD_TEMPLATE_HASH_LABEL,
         slim=slim_replicaset,
         index=_pod_template_hash,
+        quiet=True,
     ),
 )
 WATCHED_KINDS: dict[str, str] = {k.kind: k.plural for k in KINDS}

@@ -103,30 +103,40 @@ class RolloutWatch:
         await self.rollouts.watch(self.namespaces, self._dispatch)
 
     async def _dispatch(self, event: WatchEvent) -> None:
-        # Card updates must not stall the watch: each event is handled in its own task,
-        # serialised per Rollout by refresh().
-        task = asyncio.create_task(self.on_event(event))
+        # Card updates must not stall the watch: an event about a catalogued Rollout is
+        # handled in its own task, serialised per Rollout by refresh(); the others (most of
+        # a big cluster's) end here, with no task.
+        key = self._rollout_of(event)
+        if key is None:
+            return
+        task = asyncio.create_task(self.refresh(*key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def on_event(self, event: WatchEvent) -> None:
+        key = self._rollout_of(event)
+        if key is not None:
+            await self.refresh(*key)
+
+    def _rollout_of(self, event: WatchEvent) -> tuple[str, str] | None:
+        """Count the event; the catalogued Rollout it is about, or None."""
         self.metrics.watch_events.labels(event.kind, event.type).inc()
         self.metrics.watch_healthy.set(1)
         self.error = None
         meta = event.object.get("metadata") or {}
         namespace = meta.get("namespace", "")
         if event.kind == "Rollout":
+            if event.type == "DELETED":
+                return None
             name = meta.get("name", "")
         else:
             owners = [o for o in meta.get("ownerReferences") or [] if o.get("kind") == "Rollout"]
             if not owners:
-                return
+                return None
             name = owners[0].get("name", "")
-        if event.type == "DELETED" and event.kind == "Rollout":
-            return
         if self.cards.service_for(namespace, name) is None:
-            return
-        await self.refresh(namespace, name)
+            return None
+        return namespace, name
 
     async def on_error(self, message: str) -> None:
         """The adapter's report of a degraded watch (once per outage; it retries)."""
