@@ -7,6 +7,9 @@ button (one executes, 199 are duplicates) against rollbot, side by side with a b
 serve` in its own process, the simulated world (Kubernetes, Argo, Slack) in another, the
 bare app in a third; the load comes from this one. Target: rollbot's p99 within 1.2x the bare app's.
 Run with `make bench`; prints figures and ratios, asserts only that every request was acked.
+Records `ack_latency.{commands,clicks}.{p50,p99,max}_ms` (the bare app's as the baseline; the
+p99's target is 1.2x the bare app's p99 of the same run) and the SIGTERM drain; draws the
+latency distributions (docs/bench/ack_latency_commands.png, ack_latency_clicks.png).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import httpx
 import pytest
 
 from bot.sim.harness import BOT_TOKEN, SIGNING_SECRET
+from tests.bench import charts
+from tests.bench.results import record
 from tests.e2e.serving import start_serving
 
 BOT_ENV = {"ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN}
@@ -102,6 +107,7 @@ def test_ack_latency_vs_bare_bolt(tmp_path):
     try:
         reqs = json.loads(requests_file.read_text())
         rows = []
+        distributions: dict[str, dict[str, list[float]]] = {}
         servers = [("bare bolt", bare_url), ("rollbot", bot_url)]
         for kind in ("commands", "clicks"):
             warm, measured = reqs[kind][:20], reqs[kind][20:]
@@ -117,6 +123,7 @@ def test_ack_latency_vs_bare_bolt(tmp_path):
                 for name, lat in samples.items()
             }
             rows.append((kind, figures))
+            distributions[kind] = samples
     finally:
         # SIGTERM: rollbot drains the work it acked (up to its drain deadline) and exits.
         t_term = time.monotonic()
@@ -141,3 +148,29 @@ def test_ack_latency_vs_bare_bolt(tmp_path):
         verdict = "within" if ratio <= TARGET else "OVER"
         print(f"{'':<10}p99 ratio rollbot / bare = {ratio:.2f}x ({verdict} the {TARGET}x target)")
     print(f"after SIGTERM rollbot finished its acked backlog and exited in {drain:.1f} s")
+
+    for kind, figures in rows:
+        ours, bare = figures["rollbot"], figures["bare bolt"]
+        target = round(TARGET * bare[1], 1)
+        record(
+            f"ack_latency.{kind}.p99_ms",
+            round(ours[1], 1),
+            "ms",
+            target=target,
+            baseline=round(bare[1], 1),
+            met=ours[1] <= TARGET * bare[1],
+        )
+        record(f"ack_latency.{kind}.p50_ms", round(ours[0], 1), "ms", baseline=round(bare[0], 1))
+        record(f"ack_latency.{kind}.max_ms", round(ours[2], 1), "ms", baseline=round(bare[2], 1))
+        charts.cdf(
+            f"ack_latency_{kind}",
+            f"Ack latency, {ROUNDS} bursts of 200 concurrent {kind}",
+            {
+                "rollbot": [t * 1000 for t in distributions[kind]["rollbot"]],
+                "baseline: bare Bolt AsyncApp": [
+                    t * 1000 for t in distributions[kind]["bare bolt"]
+                ],
+            },
+            "ms",
+        )
+    record("ack_latency.sigterm_drain_s", round(drain, 2), "s")

@@ -10,6 +10,11 @@ posted to the Slack sim. Each round prints the stages:
 and rollbot's own share (webhook stored → card posted) against the whole. The rest is the
 monitoring pipeline's configuration (scrape and evaluation interval, `for:`, group_wait),
 which in production is dominated by `for: 5m`. Run with `make bench`.
+
+Records the medians: `breach_to_card.total_s` with the monitoring pipeline alone (degrade →
+webhook stored: Prometheus and Alertmanager) as its baseline, so the ratio is what rollbot
+adds; `breach_to_card.rollbot_ms` (rollbot's own share), `.prometheus_s` and
+`.alertmanager_s`. Draws the stages (docs/bench/breach_to_card.png).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from bot.sim.harness import ALERTMANAGER_TOKEN, SimWorld
+from tests.bench import charts
+from tests.bench.results import record
 from tests.helpers import bound_socket
 from tests.plugins.prometheus import shorten_rules
 
@@ -104,3 +111,20 @@ async def test_breach_to_card(tmp_path, metrics_app, prometheus_peer, alertmanag
     )
     print(f"measured at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     assert all(r["rollbot"] >= 0 for r in rows)
+
+    pipeline = median["prometheus"] + median["alertmanager"]
+    record("breach_to_card.total_s", round(median["total"], 2), "s", baseline=round(pipeline, 2))
+    record("breach_to_card.rollbot_ms", round(median["rollbot"] * 1000), "ms")
+    record("breach_to_card.prometheus_s", round(median["prometheus"], 2), "s")
+    record("breach_to_card.alertmanager_s", round(median["alertmanager"], 2), "s")
+    charts.bars(
+        "breach_to_card",
+        f"Breach → card, median of {ROUNDS} rounds",
+        {
+            "Prometheus: scrape, rules, for: 3 s": round(median["prometheus"], 2),
+            "Alertmanager: group_wait 1 s": round(median["alertmanager"], 2),
+            "rollbot: webhook stored → card": round(median["rollbot"], 3),
+            "total": round(median["total"], 2),
+        },
+        "s",
+    )

@@ -23,9 +23,11 @@ default server settings. Three measurements, in one run:
    allows it); prints the idle RSS before each round and the peak during it. (Before the
    fixes: 140 -> 840 MB for one body, 1.45 GB for five.)
 
-Figures are printed and written to `bench-results.json` (tests/bench/results.py). Nothing
-about speed is asserted: only that the bench ran (every valid request was sent and every
-big body got an answer or was cut off by the server).
+Figures are printed and written to `bench-results.json` (tests/bench/results.py); the
+charts: the valid requests' latency with and without a flood (docs/bench/flood_latency.png)
+and rollbot's RSS through the whole run (docs/bench/flood_rss.png). Nothing about speed is
+asserted: only that the bench ran (every valid request was sent and every big body got an
+answer or was cut off by the server).
 
 Run with `make bench`. The load generator is this module: `python -m tests.bench.test_flood
 flood PORT CONCURRENCY SECONDS MAX` prints FLOODING once the first answer came back, floods
@@ -302,6 +304,7 @@ def _ms(values: list[float], p: float) -> float:
 def _summary(samples: list[tuple[float, str]]) -> dict[str, Any]:
     times = [t for t, _ in samples]
     return {
+        "times": [t * 1000 for t in times],
         "p50": _ms(times, 50),
         "p99": _ms(times, 99),
         "max": max(times) * 1000,
@@ -387,6 +390,7 @@ async def _under_flood(
 @pytest.mark.timeout(300)
 async def test_availability_under_a_flood(tmp_path: Path) -> None:
     from bot.sim.harness import SimWorld
+    from tests.bench import charts
     from tests.bench.results import record
     from tests.e2e.serving import serve
     from tests.helpers import free_port
@@ -519,6 +523,29 @@ async def test_availability_under_a_flood(tmp_path: Path) -> None:
         )
     if not hwm_resets:
         print("(VmHWM could not be reset: peaks are from 50 ms samples only)")
+
+    charts.cdf(
+        "flood_latency",
+        f"{VALID} valid signed commands, with and without a flood",
+        {
+            "baseline: no flood": quiet["times"],
+            **{f"{mode} flood": summary["times"] for mode, (summary, _, _) in floods.items()},
+        },
+        "ms",
+    )
+    first = sampler.samples[0][0] if sampler.samples else 0.0
+    charts.timeline(
+        "flood_rss",
+        "rollbot serve's RSS: floods of bad signatures, then 100 MB bodies",
+        {
+            "rollbot RSS": (
+                [t - first for t, _ in sampler.samples],
+                [kb * mb for _, kb in sampler.samples],
+            )
+        },
+        xlabel="s",
+        ylabel="MB",
+    )
 
     # Only that the bench ran: every big body was answered or cut off within its bound.
     assert len(big) == len(BIG_ROUNDS)

@@ -20,6 +20,8 @@ teardown, even when the test fails):
   everything to ``webhook_url`` with ``authorization: {type: Bearer, credentials: token}``,
   ``send_resolved: true``, ``group_by: [service, alertname]``, ``group_wait``/``group_interval``
   1 s, ``repeat_interval`` 1 h and ``resolve_timeout`` 10 s. ``.url`` once ``/-/ready`` is 200.
+  ``(*, config: dict)`` runs it with that whole config instead (another receiver, say
+  ``slack_configs``); :func:`alertmanager_route` is the route above, for such a config.
 - ``rules_for_test`` → ``(path: Path) -> Path``: a time-shortened copy of a deploy rules file
   (see :func:`shorten_rules`), written to a temp dir removed at teardown.
 
@@ -68,6 +70,7 @@ __all__ = [
     "PrometheusPeer",
     "alertmanager_binary",
     "alertmanager_peer",
+    "alertmanager_route",
     "amtool_binary",
     "metrics_app",
     "prometheus_binary",
@@ -306,16 +309,22 @@ def _prometheus_config(
     return config
 
 
+def alertmanager_route(receiver: str) -> dict[str, Any]:
+    """The tests' Alertmanager route, everything to `receiver`: one notification per
+    service and alert name, 1 s after its first alert, then every 1 s while it changes."""
+    return {
+        "receiver": receiver,
+        "group_by": ["service", "alertname"],
+        "group_wait": "1s",
+        "group_interval": "1s",
+        "repeat_interval": "1h",
+    }
+
+
 def _alertmanager_config(*, webhook_url: str, token: str) -> dict[str, Any]:
     return {
         "global": {"resolve_timeout": "10s"},
-        "route": {
-            "receiver": "rollbot",
-            "group_by": ["service", "alertname"],
-            "group_wait": "1s",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-        },
+        "route": alertmanager_route("rollbot"),
         "receivers": [
             {
                 "name": "rollbot",
@@ -365,15 +374,21 @@ def alertmanager_peer() -> Iterator[Callable[..., AlertmanagerPeer]]:
     started: list[_Process] = []
     workdirs: list[Path] = []
 
-    def start(*, webhook_url: str, token: str) -> AlertmanagerPeer:
+    def start(
+        *,
+        webhook_url: str | None = None,
+        token: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> AlertmanagerPeer:
         require_peer("alertmanager", binary is not None, "prometheus-alertmanager not found")
         assert binary is not None
+        if config is None:
+            assert webhook_url is not None and token is not None, "a webhook and its token"
+            config = _alertmanager_config(webhook_url=webhook_url, token=token)
         workdir = Path(tempfile.mkdtemp(prefix="rollbot-alertmanager-"))
         workdirs.append(workdir)
         config_path = workdir / "alertmanager.yml"
-        config_path.write_text(
-            yaml.safe_dump(_alertmanager_config(webhook_url=webhook_url, token=token))
-        )
+        config_path.write_text(yaml.safe_dump(config))
 
         def make(port: int) -> _Process:
             storage = workdir / f"data-{port}"

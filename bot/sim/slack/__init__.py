@@ -33,6 +33,10 @@ would have POSTed, as an envelope the app acknowledges within 3 s (late and miss
 recorded), and ``disconnect`` on demand. `SlackSender(..., socket_mode=True)` delivers its
 requests that way.
 
+Incoming webhooks: `incoming_webhook(channel)` gives a URL bound to a channel, as an app's
+webhook is; a JSON (or form `payload`) message posted there lands in that channel and is
+answered `ok` in plain text, or with Slack's status and error string (`webhook_calls`).
+
 Shapes follow the Slack API docs and the payloads in tests/fixtures/slack/.
 
 The package, by responsibility:
@@ -45,6 +49,8 @@ The package, by responsibility:
     limits.py     the Block Kit checks (block_errors, modal_errors)
     sender.py     SlackSender and SignedRequest: signed requests to the bot
     socket_mode.py  SocketModeServer: Socket Mode's links, envelopes and acks
+    webhooks.py   incoming webhooks: the body's checks and errors, the post to the
+                  webhook's channel (`SlackSim.incoming_webhook(channel)` mints the URL)
 """
 
 from bot.sim.slack.limits import block_elements, block_errors, modal_errors

@@ -30,6 +30,11 @@ pins one, else any well-formed one is taken; a bot or user token is
 ``not_allowed_token_type``, a refused one ``invalid_auth``), answers a ``ws://`` URL of the
 sim's Socket Mode server, `socket` (`bot.sim.slack.socket_mode`), started by that first call.
 
+Incoming webhooks (`bot.sim.slack.webhooks`): `incoming_webhook(channel)` mints a webhook
+URL bound to a channel, served at `/services/{team}/{hook}/{secret}`; its posts land in that
+channel, take from the channel's chat.postMessage bucket, and are recorded among `calls`
+with the path `/services/{team}/{hook}` (the secret left out; `webhook_calls`).
+
 The workspace's state lives in a `Workspace` (`bot.sim.slack.workspace`); `SlackSim` seeds
 it (`add_user`, `add_channel`, …) and shows it to tests (`messages`, `open_views`, …),
 holding one lock around every use, since the server thread and the test both reach it.
@@ -59,6 +64,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from bot.sim._server import RecordedRequest, ThreadedServer
+from bot.sim.slack import webhooks
 from bot.sim.slack.methods import HANDLERS
 from bot.sim.slack.socket_mode import SocketModeServer
 from bot.sim.slack.workspace import TEAM_ID, ApiError, Workspace, dm_id
@@ -191,6 +197,7 @@ class SlackSim:
         self._lost: list[tuple[RecordedRequest, str]] = []
         self._refused_tokens: set[str] = set()  # set_token_valid(token, False)
         self._response_urls: dict[str, tuple[str | None, str | None]] = {}
+        self._hooks: dict[str, webhooks.Hook] = {}  # webhook id (B…) → its secret, channel
         self._server: ThreadedServer | None = None
         # Socket Mode's links: started by the first apps.connections.open.
         self.socket = SocketModeServer(host=host)
@@ -291,6 +298,16 @@ class SlackSim:
         with self._lock:
             self._ws.channels[id] = {"id": id, "name": name.lstrip("#")}
             self._ws.history.setdefault(id, {})
+
+    def incoming_webhook(self, channel: str) -> str:
+        """A new incoming webhook's URL, bound to `channel` (a name or an id; KeyError when
+        there is none), as Slack gives an app when it is installed to a channel."""
+        with self._lock:
+            cid = self._ws.resolve(channel)
+            hook_id = "B" + secrets.token_hex(5).upper()
+            secret = secrets.token_urlsafe(18)
+            self._hooks[hook_id] = webhooks.Hook(secret=secret, channel=cid)
+        return f"{self.url}{webhooks.WEBHOOK_PREFIX}{TEAM_ID}/{hook_id}/{secret}"
 
     # ------------------------------------------------------------------ test controls
 
@@ -414,6 +431,12 @@ class SlackSim:
     def calls_to(self, method: str) -> list[RecordedRequest]:
         path = API_PREFIX + method
         return [c for c in self.calls if c.path == path]
+
+    @property
+    def webhook_calls(self) -> list[RecordedRequest]:
+        """Every post to an incoming webhook, refused ones too, oldest first; `body` is the
+        payload as parsed (None when it was not JSON), `response` the plain-text answer."""
+        return [c for c in self.calls if c.path.startswith(webhooks.WEBHOOK_PREFIX)]
 
     @property
     def responses(self) -> list[RecordedResponse]:
@@ -547,6 +570,11 @@ class SlackSim:
             routes=[
                 Route(API_PREFIX + "{method}", self._handle_api, methods=["GET", "POST"]),
                 Route("/response_url/{rid}", self._handle_response_url, methods=["POST"]),
+                Route(
+                    webhooks.WEBHOOK_PREFIX + "{team}/{hook}/{secret}",
+                    self._handle_webhook,
+                    methods=["POST"],
+                ),
             ]
         )
 
@@ -695,20 +723,75 @@ class SlackSim:
             return 0
         if method == "chat.postMessage":
             try:
-                key = (method, self._ws.resolve(str(args.get("channel", ""))))
+                return self._post_ratelimit(self._ws.resolve(str(args.get("channel", ""))))
             except KeyError:
                 return 0  # channel_not_found wins
-            capacity, rate = float(self.post_burst), self.post_rate
-        elif method in METHOD_TIERS:
+        if method in METHOD_TIERS:
             per_minute = METHOD_TIERS[method]
             key, capacity, rate = (method, ""), float(per_minute), per_minute / 60.0
         else:
             return 0
+        return self._take(key, capacity, rate, now)
+
+    def _post_ratelimit(self, channel: str) -> int:
+        """A message posted in `channel` (chat.postMessage or an incoming webhook): 0 when
+        it may go through, else the Retry-After seconds."""
+        if not self.rate_limits:
+            return 0
+        key = ("chat.postMessage", channel)
+        return self._take(key, float(self.post_burst), self.post_rate, time.monotonic())
+
+    def _take(self, key: tuple[str, str], capacity: float, rate: float, now: float) -> int:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(capacity, rate, capacity, now)
         wait = bucket.take(now)
         return max(1, math.ceil(wait)) if wait else 0
+
+    async def _handle_webhook(self, request: Request) -> Response:
+        """A post to an incoming webhook: `ok`, or Slack's status and error string."""
+        arrived = time.time()
+        team, hook_id = request.path_params["team"], request.path_params["hook"]
+        raw = await request.body()
+        content_type = request.headers.get("content-type", "")
+        payload: dict[str, Any] | None = None
+        retry_after = 0
+        with self._lock:
+            hook = self._hooks.get(hook_id)
+            try:
+                if team != TEAM_ID:
+                    raise webhooks.WebhookError(404, "no_team")
+                if hook is None:
+                    raise webhooks.WebhookError(404, "no_service")
+                if not hmac.compare_digest(request.path_params["secret"], hook.secret):
+                    raise webhooks.WebhookError(403, "invalid_token")
+                payload = webhooks.parse_payload(raw, content_type)
+                retry_after = self._post_ratelimit(hook.channel)
+                if retry_after:
+                    raise webhooks.WebhookError(429, "rate_limited")
+                webhooks.post(self._ws, hook, payload)
+                status, answer = 200, "ok"
+            except webhooks.WebhookError as e:
+                status, answer = e.status, e.error
+            extra_headers = {"Retry-After": str(retry_after)} if retry_after else {}
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            if "authorization" in headers:  # a webhook needs none; keep only the scheme
+                headers["authorization"] = headers["authorization"].split(" ", 1)[0]
+            self._calls.append(
+                RecordedRequest(
+                    method=request.method,
+                    path=f"{webhooks.WEBHOOK_PREFIX}{team}/{hook_id}",
+                    headers=headers,
+                    body=payload,
+                    raw=raw,
+                    at=arrived,
+                    status=status,
+                    response_headers=extra_headers,
+                    response=answer,
+                )
+            )
+        # Slack answers webhooks in plain text (`ok` or the error), not JSON.
+        return Response(answer, status_code=status, media_type="text/html", headers=extra_headers)
 
     async def _handle_response_url(self, request: Request) -> Response:
         rid = request.path_params["rid"]

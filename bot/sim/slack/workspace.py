@@ -128,10 +128,11 @@ class Workspace:
         thread_ts: str | None,
         *,
         metadata: dict[str, Any] | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Post as the bot in `channel` (in the thread of `thread_ts`: `thread_not_found`
-        when there is no such message), with its message `metadata` if any; the message as
-        stored."""
+        when there is no such message), with its message `metadata` and its (legacy)
+        `attachments` if any; the message as stored."""
         ts = self.next_ts()
         message: dict[str, Any] = {
             "user": BOT_USER_ID,
@@ -145,6 +146,8 @@ class Workspace:
         }
         if metadata is not None:
             message["metadata"] = metadata
+        if attachments:
+            message["attachments"] = [dict(a) for a in attachments]
         history = self.history.setdefault(channel, {})
         if thread_ts:
             parent = history.get(thread_ts)
