@@ -29,8 +29,8 @@ floor rollbot is compared with in the same run. The bench process only measures.
    CPU per event is net of rollbot's idle CPU (its loops' ticks, measured over the idle
    minute), so it is what the events cost.
 
-Each figure goes to bench-results.json; charts: docs/bench/watch-signal-to-card.png (the
-signals' latencies, both rates) and docs/bench/watch-scale.png (rollbot's RSS and CPU
+Each figure goes to bench-results.json; charts: docs/bench/watch_signal_to_card.png (the
+signals' latencies, both rates) and docs/bench/watch_scale.png (rollbot's RSS and CPU
 through the run). Asserts only that the run is whole: every signal made its card, every
 watch synced. `ROLLBOT_BENCH_SMALL=1` runs a small cluster, for working on the bench;
 `ROLLBOT_BENCH_PROFILE=out.html` runs the second rollbot under pyinstrument.
@@ -371,7 +371,7 @@ def test_watch_at_scale(tmp_path: Path) -> None:
         )
 
     charts.cdf(
-        "watch-signal-to-card",
+        "watch_signal_to_card",
         f"Watch signal → card under churn ({rollouts} Rollouts)",
         {
             **{f"rollbot's own share, {r}/s": own[r] for r in RATES},
@@ -380,7 +380,7 @@ def test_watch_at_scale(tmp_path: Path) -> None:
         "ms",
     )
     charts.timeline(
-        "watch-scale",
+        "watch_scale",
         f"rollbot with {rollouts} Rollouts: idle minute, then churn at 100/s and 1,000/s",
         {"RSS (MB)": ([t for t, _ in rss], [v for _, v in rss])},
         xlabel="seconds since the watch synced",
