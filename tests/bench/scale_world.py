@@ -21,6 +21,8 @@ JSON line:
         catalog (the load), and K signals spread evenly over them: a catalogued Rollout's
         update aborted (what makes rollbot post a card); answers the writes made, the
         achieved rate and each signal's {service, channel, at, rv}
+    {"op": "delivered", "rvs": [...]}   when rollbot's Rollout watch was handed each of
+                         those resourceVersions (written of the last churn)
     {"op": "requests"}   the API requests the sim has answered, by kind: lists, watches
     {"op": "cards"}      every chat.postMessage the Slack sim answered: channel, at, ok
 
@@ -124,6 +126,7 @@ async def _commands(world: SimWorld, namespaces: int, per_namespace: int, signal
                 "seed_s": round(time.monotonic() - started, 1),
             }
         elif op == "churn":
+            kube.deliveries = []
             rate, seconds, count = command["rate"], command["seconds"], command["signals"]
             total = int(rate * seconds)
             every = max(total // max(count, 1), 1)
@@ -169,6 +172,13 @@ async def _commands(world: SimWorld, namespaces: int, per_namespace: int, signal
                 "writes": total,
                 "rate": round(total / elapsed, 1),
                 "signals": signals,
+            }
+        elif op == "delivered":
+            wanted = set(command["rvs"])
+            answer = {
+                rv: at
+                for agent, plural, rv, at in list(kube.deliveries or [])
+                if agent.startswith("rollbot") and plural == "rollouts" and rv in wanted
             }
         elif op == "requests":
             answer = {"lists": 0, "watches": 0, "other": 0}

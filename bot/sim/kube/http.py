@@ -346,7 +346,7 @@ class KubeApi:
                 if ns is None and rt.plural in sim.namespaced_only:
                     raise forbidden(rt, "watch" if watch else "list", None, None)
                 if watch:
-                    return await self._watch(rt, ns, query)
+                    return await self._watch(rt, ns, query, request.headers.get("user-agent", ""))
                 return JSONResponse(self._list_body(rt, ns, query))
             if method == "POST" and ns is not None:
                 if not isinstance(body, dict):
@@ -406,7 +406,9 @@ class KubeApi:
             "items": items,
         }
 
-    async def _watch(self, rt: ResourceType, ns: str | None, query: dict[str, str]) -> Response:
+    async def _watch(
+        self, rt: ResourceType, ns: str | None, query: dict[str, str], agent: str = ""
+    ) -> Response:
         sim = self.sim
         flt = Filter(ns, query.get("labelSelector", ""), query.get("fieldSelector", ""))
         bookmarks = query.get("allowWatchBookmarks", "").lower() in ("true", "1")
@@ -429,6 +431,9 @@ class KubeApi:
                     for pending in batch:
                         line = {"type": pending.type, "object": pending.obj}
                         yield (json.dumps(line) + "\n").encode()
+                        if sim.deliveries is not None:
+                            rv = str(pending.obj.get("metadata", {}).get("resourceVersion"))
+                            sim.deliveries.append((agent, rt.plural, rv, time.time()))
                     if watcher.dropped:
                         raise DroppedWatch()
                     if watcher.closing:

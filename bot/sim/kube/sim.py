@@ -49,6 +49,9 @@ class KubeSim(ObjectStore):
         # Plurals whose lists and watches across the cluster are refused with RBAC's 403,
         # as for a service account granted namespaced Roles only (per-namespace ones pass).
         self.namespaced_only: set[str] = set()
+        # When a list: (User-Agent, plural, resourceVersion, time.time()) of every watch
+        # event as its stream handed it on (the scale bench times rollbot from there).
+        self.deliveries: list[tuple[str, str, str, float]] | None = None
         self.url = ""
         self.requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
