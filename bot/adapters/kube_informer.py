@@ -286,7 +286,7 @@ class Informer:
         failures, reported = 0, False
         while True:
             try:
-                await self._list(ref, since=since, initial=True)
+                changes = await self._list(ref, since=since, initial=True)
                 break
             except StatusError as exc:
                 if exc.status == 403 and ref.namespace is None:
@@ -305,6 +305,11 @@ class Informer:
         if ref.namespace is None:
             self.scopes[ref.kind.kind] = "cluster"
         self._done_listing(ref.kind.kind, ref.scope, started)
+        # As client-go's controllers wait for every informer's HasSynced: nothing is handed
+        # on before every kind has listed, so a handler reads a whole cache (a Rollout's
+        # stable ReplicaSet is there), never the API server.
+        await self.synced.wait()
+        await self._hand_on(ref, changes)
         await self._loop(ref)
 
     def _done_listing(self, kind: str, scope: str, started: float) -> None:
@@ -325,7 +330,7 @@ class Informer:
         while True:
             try:
                 if ref.rv is None:
-                    await self._list(ref, since=None, initial=False)
+                    await self._hand_on(ref, await self._list(ref, since=None, initial=False))
                 await self._watch(ref)
                 if reported:
                     log.info("watch of %s in %s recovered", ref.kind.plural, ref.where())
@@ -409,8 +414,8 @@ class Informer:
     def _params(self, ref: _Reflector) -> dict[str, str]:
         return {"labelSelector": ref.kind.label_selector} if ref.kind.label_selector else {}
 
-    async def _list(self, ref: _Reflector, *, since: str | None, initial: bool) -> None:
-        """List `ref`'s objects into the cache and deliver what changed: every object
+    async def _list(self, ref: _Reflector, *, since: str | None, initial: bool) -> list[WatchEvent]:
+        """List `ref`'s objects into the cache; what changed, to hand on: every object
         (ADDED) on a first list without `since`; those changed after `since` on a first
         list with it; on a re-list, those new or changed (ADDED) and those gone
         (DELETED)."""
@@ -459,6 +464,11 @@ class Informer:
                 changes.append(WatchEvent("DELETED", ref.kind.kind, gone))
         ref.names = listed
         ref.rv = str((body.get("metadata") or {}).get("resourceVersion") or "") or None
+        return changes
+
+    async def _hand_on(self, ref: _Reflector, changes: list[WatchEvent]) -> None:
+        """Deliver a list's changes, then keep its resourceVersion (not before: a process
+        that dies in between must deliver them again)."""
         for event in changes:
             await self._guard(self.on_event(event), None)
         await self._persist(ref, force=True)

@@ -183,6 +183,8 @@ async def _commands(world: SimWorld, namespaces: int, per_namespace: int, signal
         elif op == "requests":
             answer = {"lists": 0, "watches": 0, "other": 0}
             for request in kube.requests:
+                if command.get("log"):
+                    print(request.method, request.path, request.query, file=sys.stderr)
                 if request.param("watch") == "true":
                     answer["watches"] += 1
                 elif request.method == "GET" and request.path.endswith(

@@ -230,6 +230,8 @@ def test_watch_at_scale(tmp_path: Path) -> None:
             cpu.append((time.monotonic() - t0, rollbot.cpu_s()))
             time.sleep(1.0)
         idle = _total(_requests(world)) - _total(before)
+        if os.environ.get("ROLLBOT_BENCH_LOG_REQUESTS"):
+            world.ask({"op": "requests", "log": True})
         idle_cpu_rate = (cpu[-1][1] - cpu[0][1]) / max(cpu[-1][0] - cpu[0][0], 1e-9)
         idle_per_watch_minute = idle / WATCHES * (60.0 / IDLE)
         steady_rss = max(v for _, v in rss)

@@ -16,7 +16,9 @@ Aspects under test:
 - a quiet watch stays open: with bookmarks more frequent than the read timeout, idle
   seconds cost no request;
 - no thread per watch: watching 40 namespaces one by one (120 watches) adds no thread per
-  watch.
+  watch;
+- nothing is handed on before every kind has listed, so a handler of the first list's
+  events reads a whole cache (the stable ReplicaSet) and sends no request.
 """
 
 from __future__ import annotations
@@ -317,5 +319,38 @@ async def test_no_thread_per_watch(sim: KubeSim, kube: KubeRollouts) -> None:
         await eventually(lambda: sim.open_watches() == 120, what="120 watches")
         # asyncio.to_thread's shared pool parses the lists: a few threads, never 120.
         assert threading.active_count() - threads < 10
+    finally:
+        await stop(task)
+
+
+async def test_nothing_is_handed_on_before_every_kind_has_listed(
+    sim: KubeSim, kube: KubeRollouts
+) -> None:
+    """As client-go's controllers wait for HasSynced: a handler reading the Rollout of the
+    first list's event finds its stable ReplicaSet in the cache (no live read)."""
+    sim.create(replicaset())
+    sim.create(rollout())
+    states = []
+    early = []
+
+    async def read_at_once(event: WatchEvent) -> None:
+        if event.kind == "Rollout":
+            assert kube.informer is not None
+            if not kube.informer.synced.is_set():
+                early.append(event)
+            states.append(await kube.cached_state(NS, NAME))
+
+    sim.hold_answers(1, method="GET", path_contains="/replicasets")  # the last kind to list
+    task = asyncio.create_task(kube.watch([NS], read_at_once))
+    try:
+        await eventually(
+            lambda: any(r.path.endswith("/rollouts") and r.status == 200 for r in sim.requests),
+            what="the Rollouts listed while the ReplicaSets' answer waits",
+        )
+        sim.release_answers()
+        await eventually(lambda: states, what="the first list's event handled")
+        assert early == []
+        assert states[0].stable_image == "argoproj/rollouts-demo:blue"
+        assert [r for r in sim.requests if "/namespaces/" in r.path] == []
     finally:
         await stop(task)
