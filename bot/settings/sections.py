@@ -145,9 +145,12 @@ class KubernetesSettings(Section):
     10 s leaves room for a loaded one and still reports back in the Slack thread quickly."""
 
     watch_timeout_seconds: float = Field(default=300.0, gt=0)
-    """Seconds per watch request before it is re-established (server-side
-    ``timeoutSeconds``). Five minutes stays well below the API server's own limit and keeps
-    a silently dropped connection from going unnoticed for long."""
+    """Shortest life of a watch request before it is re-established: each asks the API
+    server for a ``timeoutSeconds`` drawn between this and twice this (as client-go's
+    reflector does, so watches opened together do not all end together). Five to ten
+    minutes: one request per watch in that time when nothing moves, well below the API
+    server's own limit. A silently dropped connection is noticed sooner, by the read
+    timeout (90 s, above the API server's bookmark interval of about a minute)."""
 
     verify_timeout_seconds: float = Field(default=30.0, gt=0)
     """Seconds the responder reads the Rollout back after an action before declaring it
