@@ -19,7 +19,10 @@ Aspects:
 - the run covers the adapter: every method of the Kubernetes client its source names (read
   from its syntax tree), and the watch, was seen on the wire; a new call fails here until
   this table and the run learn it;
-- the comparison is not vacuous: one verb less, or one more, is told.
+- the comparison is not vacuous: one verb less, or one more, is told;
+- the optional component `cluster-watch` grants exactly the lists and watches the watch
+  makes across the cluster when RBAC allows them (a run with no namespaced-only rule), and
+  those are exactly the requests the shipped RBAC refused.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from bot.sim._server import RecordedRequest
 from bot.sim.kube import KubeSim
 from tests.helpers import eventually
 from tests.plugins.fixtures import load_fixture
-from tests.unit.deploy.kustomize import by_kind, render
+from tests.unit.deploy.kustomize import KUBE, by_kind, render, render_with
 
 NS = "payments"  # the catalog's namespace (base/rollbot.yaml)
 STABLE_HASH = "77f4f8ff97"
@@ -282,3 +285,38 @@ async def test_a_grant_less_or_more_is_told(recorded: list[RecordedRequest]) -> 
     more = copy.deepcopy(role)
     more["rules"][2]["verbs"].append("get")  # analysisruns get: never asked
     assert granted(more) - namespaced == {("argoproj.io", "analysisruns", "get")}
+
+
+async def test_the_cluster_watch_component_grants_exactly_the_watch_across_the_cluster(
+    recorded: list[RecordedRequest], kube_sim: KubeSim, kubeconfig: Path, tmp_path: Path
+) -> None:
+    kube_sim.namespaced_only = set()  # RBAC that allows the watch across the cluster
+    before = len(kube_sim.requests)
+    kube = KubeRollouts.from_kubeconfig(kubeconfig=str(kubeconfig), request_timeout=5.0)
+
+    async def ignore(_: WatchEvent) -> None:
+        return None
+
+    watching = asyncio.create_task(kube.watch([NS], ignore))
+    try:
+        await eventually(lambda: kube_sim.open_watches() == 3, what="the three watches open")
+    finally:
+        watching.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await watching
+        kube.close()
+    across = {triple for triple, ns in map(attributes, kube_sim.requests[before:]) if ns is None}
+    assert all("/namespaces/" not in r.path for r in kube_sim.requests[before:])
+    docs = render_with(
+        tmp_path / "k",
+        resources=[KUBE / "base"],
+        components=[KUBE / "components" / "cluster-watch"],
+    )
+    (role,) = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] == "rollbot-watch"]
+    assert granted(role) == across
+    refused = {attributes(r)[0] for r in recorded if r.status == 403}
+    assert {(g, r, "list") for g, r, _ in across} == refused
+    (binding,) = [
+        b for b in by_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"] == "rollbot-watch"
+    ]
+    assert binding["subjects"][0]["name"] == "rollbot"
