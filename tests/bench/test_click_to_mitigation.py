@@ -82,7 +82,9 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))]
 
 
-def report(path: str, title: str, rollbot: list[float], baseline: list[float], base: str) -> None:
+def report(
+    path: str, title: str, rollbot: list[float], baseline: list[float], base: str, lookups: int
+) -> None:
     """Print, record and chart one path's figures (seconds in, milliseconds out). The first
     round is the first click (caches empty: who is on call asked of PagerDuty, the Slack
     names): recorded on its own, the distributions are of the rounds after it."""
@@ -125,6 +127,7 @@ def report(path: str, title: str, rollbot: list[float], baseline: list[float], b
     print(f"{'first click (cold caches)':<28}{ms(first):9.1f}   baseline {ms(first_base):.1f}")
     print("per round, ms (rollbot/baseline):")
     print(" ".join(f"{ms(r):.0f}/{ms(b):.0f}" for r, b in zip(rollbot, baseline, strict=True)))
+    print(f"PagerDuty asked who is on call {lookups} time(s) for {len(rollbot) + 1} clicks")
     verdict = "met" if ms(own99) < TARGET_OWN_P99_MS else "NOT met"
     print(f"own share p99 target < {TARGET_OWN_P99_MS:.0f} ms: {verdict}")
 
@@ -319,6 +322,7 @@ async def test_abort_click_to_verified_patch(tmp_path: Path) -> None:
             await quiet(world)
             for step in (through_rollbot, straight) if n % 2 else (straight, through_rollbot):
                 await step()
+        lookups = len(world.pd.requests_to("/oncalls"))
         audited = [
             e.entry.result
             for e in await world.rollbot.store.audit_entries()
@@ -333,6 +337,7 @@ async def test_abort_click_to_verified_patch(tmp_path: Path) -> None:
         rollbot,
         baseline,
         "kubernetes client merge patch + GET read-back",
+        lookups,
     )
 
 
@@ -404,6 +409,7 @@ async def test_open_circuit_click_to_flag_confirmed(
         for n in range(ROUNDS + 1):
             for step in (through_rollbot, straight) if n % 2 else (straight, through_rollbot):
                 await step()
+        lookups = len(world.pd.requests_to("/oncalls"))
         audited = [
             e.entry.result
             for e in await world.rollbot.store.audit_entries()
@@ -419,4 +425,5 @@ async def test_open_circuit_click_to_flag_confirmed(
         rollbot,
         baseline,
         "Unleash admin API POST on + GET read-back",
+        lookups,
     )
