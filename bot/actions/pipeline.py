@@ -4,11 +4,13 @@
 
 - the service's catalog entry (UnknownService lists the known ones);
 - authorisation (bot.core.policy, with who is on call read from PagerDuty within a budget
-  and the owners group from Slack); a refusal is audited and raised as NotAuthorised, saying
-  who may act;
+  and the owners group from Slack, both asked at once); a refusal is audited and raised as
+  NotAuthorised, saying who may act;
 - the idempotency claim in the store: one request wins the key, the others are audited as
-  duplicates and told who won and when;
-- the audit entry (actor, action, target, state before and after, result, duration, detail);
+  duplicates and told who won and when (claim, winner and audit entry: one transaction);
+- the audit entry (actor, action, target, state before and after, result, duration, detail),
+  written alone (`audit`) or built (`entry`) for the store to write in the transaction
+  that settles the claim;
 - counting each request's result in /metrics, saying it in a log line, and telling the
   listeners (the PagerDuty notes) about every executed action; meanwhile every log line
   carries the service, the action, the actor and the action (idempotency) key.
@@ -24,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.actions.values import (
     PAST_TENSE,
@@ -46,6 +48,21 @@ if TYPE_CHECKING:
     from bot.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def at_once(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Await two independent steps concurrently (say, the authorisation and the read of
+    the state before). When both fail, `first`'s error is the one raised: a refusal is
+    told before a read's failure, as when they ran one after the other."""
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(a, BaseException):
+        raise a
+    if isinstance(b, BaseException):
+        raise b
+    return a, b
 
 
 def state_summary(state: RolloutState | None) -> dict[str, Any]:
@@ -220,14 +237,11 @@ class Pipeline:
         """Whether `req.actor` may do `req` on the service (bot.core.policy), with the owners
         group read from Slack and who is on call from PagerDuty (or why not)."""
         group = cfg.owners.slack_usergroup if cfg.owners else None
-        members: frozenset[str] | None = None
-        if group:
-            try:
-                members = await self.chat.usergroup_members(group)
-            except RollbotError as err:
-                log.warning("usergroup lookup failed: %s", err.message)
         escalation = cfg.pagerduty.escalation_policy_id if cfg.pagerduty else None
-        on_call, on_call_error = await self._on_call_ids(escalation)
+        # Independent reads (Slack, PagerDuty then Slack): asked at once.
+        members, (on_call, on_call_error) = await asyncio.gather(
+            self._members(group), self._on_call_ids(escalation)
+        )
         reason = getattr(req, "break_glass_reason", None) or ""
         return policy.authorise(
             actor=req.actor,
@@ -242,6 +256,16 @@ class Pipeline:
             break_glass_reason=reason,
         )
 
+    async def _members(self, group: str | None) -> frozenset[str] | None:
+        """The owners group's members, or None (no group, or Slack could not say)."""
+        if not group:
+            return None
+        try:
+            return await self.chat.usergroup_members(group)
+        except RollbotError as err:
+            log.warning("usergroup lookup failed: %s", err.message)
+            return None
+
     async def _on_call_ids(
         self, escalation_policy: str | None
     ) -> tuple[frozenset[str] | None, str | None]:
@@ -253,7 +277,9 @@ class Pipeline:
         try:
             async with asyncio.timeout(self._on_call_timeout):
                 emails = await self._on_call.on_call_emails(escalation_policy)
-                ids = [await self.chat.user_id_by_email(email) for email in sorted(emails)]
+                ids = await asyncio.gather(
+                    *(self.chat.user_id_by_email(email) for email in sorted(emails))
+                )
         except TimeoutError:
             return None, f"no answer within {self._on_call_timeout:.0f} s"
         except RollbotError as err:
@@ -281,16 +307,17 @@ class Pipeline:
             actor_id=req.actor.id,
             actor_name=req.actor.name,
             source=req.actor.source,
+            # A loser's audit entry, written in the claim's own transaction.
+            duplicate=lambda winner: self.entry(
+                req,
+                target,
+                "duplicate",
+                before=before,
+                detail={"idempotency_key": key, "winner": winner.actor_id},
+            ),
         )
         if claim.won:
             return None
-        await self.audit(
-            req,
-            target,
-            "duplicate",
-            before=before,
-            detail={"idempotency_key": key, "winner": claim.record.actor_id},
-        )
         return self.duplicate(
             req, claim.record, before if isinstance(before, RolloutState) else None
         )
@@ -333,16 +360,40 @@ class Pipeline:
         duration_ms: int | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
+        """Append the audit entry of `req` on `target` (`entry`) in a transaction of its own."""
         await self.store.append_audit(
-            AuditEntry(
-                at=self.now(),
-                actor=f"{req.actor.source}:{req.actor.id}:{req.actor.name}",
-                action=str(req.action),
-                target=target,
-                result=result,
-                before=_facts(before),
-                after=_facts(after),
+            self.entry(
+                req,
+                target,
+                result,
+                before=before,
+                after=after,
                 duration_ms=duration_ms,
-                detail={"service": req.service, **(detail or {})},
+                detail=detail,
             )
+        )
+
+    def entry(
+        self,
+        req: Request,
+        target: str,
+        result: str,
+        *,
+        before: RolloutState | FlagState | None = None,
+        after: RolloutState | FlagState | None = None,
+        duration_ms: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """The audit entry of `req` on `target`, for the store to write with the claim it
+        settles (`Store.finish_action(audit_entry=…)`)."""
+        return AuditEntry(
+            at=self.now(),
+            actor=f"{req.actor.source}:{req.actor.id}:{req.actor.name}",
+            action=str(req.action),
+            target=target,
+            result=result,
+            before=_facts(before),
+            after=_facts(after),
+            duration_ms=duration_ms,
+            detail={"service": req.service, **(detail or {})},
         )

@@ -38,6 +38,7 @@ from bot.actions.values import (
     ActionResult,
     FlagRequest,
     RevertRequest,
+    Told,
 )
 from bot.cards import Cards, RevertPlan
 from bot.core import policy
@@ -119,8 +120,11 @@ class Responder:
         """Current state and the card epoch buttons must carry."""
         return await self._tier1.status(service)
 
-    async def handle(self, req: ActionRequest) -> ActionResult:
-        return await self._tier1.handle(req)
+    async def handle(self, req: ActionRequest, *, told: Told | None = None) -> ActionResult:
+        """Run a Rollout command. `told`: given the result once the action is settled, while
+        the card is told (`values.Told`); a result that executed nothing (a duplicate, a
+        stale card) is only returned."""
+        return await self._tier1.handle(req, told=told)
 
     # ── actions a process that ended left running: Tiers 1 and 2 ─────────────────────────
 
@@ -160,8 +164,9 @@ class Responder:
         why not) and when each should be removed."""
         return await self._tier2.flag_states(service)
 
-    async def handle_flag(self, req: FlagRequest) -> ActionResult:
-        return await self._tier2.handle_flag(req)
+    async def handle_flag(self, req: FlagRequest, *, told: Told | None = None) -> ActionResult:
+        """Flip the circuit breaker; `told` as for `handle`."""
+        return await self._tier2.handle_flag(req, told=told)
 
     async def read_circuit(self, service: str) -> None:
         """Best effort: read the service's breaker so its card shows the live state."""

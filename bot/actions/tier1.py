@@ -2,22 +2,27 @@
 
 `RolloutCommands.handle` runs one `ActionRequest` through the pipeline:
 
-1. resolves the service in the catalog and authorises the actor (the shared `Pipeline`);
-2. reads the Rollout (TargetNotFound names namespace and name) and refuses a button that
-   was rendered for an older revision;
+1. resolves the service in the catalog and authorises the actor (the shared `Pipeline`),
+   while it
+2. reads the Rollout (TargetNotFound names namespace and name) and, for a button, the epoch
+   of the card it names (these are independent, so they run at once, and a refusal is told
+   first), and refuses a button that was rendered for an older revision;
 3. claims an idempotency key in the store. The key is the card's revision plus the card's
    *epoch* (bumped after every executed action) plus the action, so a double click, a Slack
    retry, two users or two replicas racing on the same card all compute the same key and a
    unique constraint lets exactly one of them through; the others learn who won and when;
 4. executes the patches with `kubectl argo rollouts` semantics (the adapter), resending
    only the patches that are safe to send twice;
-5. verifies by reading the Rollout back until the effect is observed or the deadline passes;
+5. verifies by reading the Rollout back until the effect is observed or the deadline passes
+   (at once, then after `FIRST_POLL` seconds, doubling up to the poll interval: the
+   controller usually takes tens of milliseconds, and a person is waiting);
 6. appends the audit entry (actor, action, target, state before and after, result,
-   duration, the exact patches);
+   duration, the exact patches) and finishes the claim, in one transaction;
 7. bumps the card's epoch and reports: the card shows the outcome, the thread gets one line
    with the verified result in words (`bot.core.timeline.action_line`); from the won claim
    to the report the card holds the watch's lines back (`Cards.acting`), so the Rollout
-   changing under the patch is not told twice.
+   changing under the patch is not told twice. The person who asked is told (`told`, when
+   given) while the card is, not after it.
 
 Whatever ends an action after its key was won (an API error, the Rollout deleted, a bug,
 cancellation at shutdown) still finishes the claim, audits the patches sent and tells the
@@ -42,8 +47,8 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.actions.pipeline import Pipeline, patch_summary, with_fallback
-from bot.actions.values import PAST_TENSE, ActionRequest, ActionResult
+from bot.actions.pipeline import Pipeline, at_once, patch_summary, with_fallback
+from bot.actions.values import PAST_TENSE, ActionRequest, ActionResult, Told
 from bot.cards import card_key
 from bot.core import mrkdwn, policy, timeline
 from bot.core import rollouts as core_rollouts
@@ -67,6 +72,9 @@ log = logging.getLogger(__name__)
 IDEMPOTENT = frozenset(
     {RolloutAction.ABORT, RolloutAction.RETRY, RolloutAction.PROMOTE_FULL, RolloutAction.PAUSE}
 )
+
+# The first wait between two read-backs (seconds); it doubles up to the poll interval.
+FIRST_POLL = 0.025
 
 
 def claim_key(card: str, action: RolloutAction, epoch: int) -> str:
@@ -101,17 +109,23 @@ class RolloutCommands:
         state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
         return state, await self._pipeline.cards.epoch(card_key(state))
 
-    async def handle(self, req: ActionRequest) -> ActionResult:
-        return await self._pipeline.counted(req, req.action.value, self._handle(req))
+    async def handle(self, req: ActionRequest, *, told: Told | None = None) -> ActionResult:
+        return await self._pipeline.counted(req, req.action.value, self._handle(req, told))
 
-    async def _handle(self, req: ActionRequest) -> ActionResult:
+    async def _handle(self, req: ActionRequest, told: Told | None = None) -> ActionResult:
         pipeline = self._pipeline
         cfg = pipeline.service(req.service)
         target = f"{cfg.namespace}/{cfg.rollout}"
 
-        decision = await pipeline.guard(req, cfg, target)
-
-        before = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        # The button names its card's revision: that card's epoch is read with the rest.
+        expected = f"{target}@{req.revision}" if req.revision is not None else None
+        decision, (before, early_epoch) = await at_once(
+            pipeline.guard(req, cfg, target),
+            at_once(
+                self._rollouts.get_state(cfg.namespace, cfg.rollout),
+                pipeline.cards.epoch(expected) if expected is not None else _nothing(),
+            ),
+        )
         if req.revision is not None and req.revision != before.revision:
             await pipeline.audit(
                 req,
@@ -125,7 +139,11 @@ class RolloutCommands:
                 f"{before.revision}. Nothing was done; ask `/rollback {req.service}` for the "
                 f"current state."
             )
-        current_epoch = await pipeline.cards.epoch(card_key(before))
+        current_epoch = (
+            early_epoch
+            if early_epoch is not None and card_key(before) == expected
+            else await pipeline.cards.epoch(card_key(before))
+        )
         epoch = req.epoch if req.epoch is not None else current_epoch
         key = claim_key(card_key(before), req.action, epoch)
         if epoch < current_epoch:
@@ -165,7 +183,7 @@ class RolloutCommands:
         # whatever ends the action without a report lets the thread go on.
         await pipeline.cards.acting(req.service, before, req.action)
         try:
-            return await self._execute(req, cfg, target, key, before, decision)
+            return await self._execute(req, cfg, target, key, before, decision, told)
         finally:
             await pipeline.cards.not_acting(before, req.action)
 
@@ -177,8 +195,10 @@ class RolloutCommands:
         key: str,
         before: RolloutState,
         decision: policy.Decision,
+        told: Told | None = None,
     ) -> ActionResult:
-        """Steps 4–7 for a won claim: patch, verify, audit, report."""
+        """Steps 4–7 for a won claim: patch, verify, audit, report (the card, and `told`
+        at the same time)."""
         pipeline = self._pipeline
         started = time.monotonic()
         patches: list[Patch] = []
@@ -227,15 +247,6 @@ class RolloutCommands:
             after=after,
             waited=time.monotonic() - applied_at,
         )
-        try:
-            await pipeline.cards.report(req.service, after, outcome, line)
-        except Exception as err:  # the action is done and audited: its outcome must be told
-            log.warning(
-                "could not report %s on the card: %s",
-                req.action.value,
-                err.message if isinstance(err, RollbotError) else repr(err),
-                exc_info=not isinstance(err, RollbotError),
-            )
         message = (
             f"{verb} `{target}` (revision {before.revision}); verified in "
             f"{verification.seconds:.1f} s."
@@ -243,7 +254,7 @@ class RolloutCommands:
             else f"Sent {req.action.value} to `{target}` but could not verify it within "
             f"{self._verify_timeout:.0f} s: {verification.describe()}."
         )
-        return ActionResult(
+        done = ActionResult(
             result,
             with_fallback(message, decision),
             record,
@@ -252,6 +263,23 @@ class RolloutCommands:
             after,
             tuple(patches),
         )
+
+        async def report() -> None:
+            try:
+                await pipeline.cards.report(req.service, after, outcome, line)
+            except Exception as err:  # done and audited: its outcome must be told
+                log.warning(
+                    "could not report %s on the card: %s",
+                    req.action.value,
+                    err.message if isinstance(err, RollbotError) else repr(err),
+                    exc_info=not isinstance(err, RollbotError),
+                )
+
+        if told is None:
+            await report()
+        else:
+            await at_once(report(), told(done))
+        return done
 
     # ── claims left running by a process that ended ────────────────────────────────────
 
@@ -434,6 +462,7 @@ class RolloutCommands:
         deadline = started + self._verify_timeout
         after = before
         verification = core_rollouts.verify(action, before, before)
+        wait = min(FIRST_POLL, self._poll)
         while True:
             try:
                 after = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
@@ -443,7 +472,8 @@ class RolloutCommands:
             elapsed = time.monotonic() - started
             if verification.ok or time.monotonic() >= deadline:
                 return Verification(verification.ok, verification.checks, elapsed), after
-            await asyncio.sleep(self._poll)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self._poll)
 
     async def _finish(
         self,
@@ -472,10 +502,16 @@ class RolloutCommands:
             }
         if error:
             detail["error"] = error
-        await self._pipeline.audit(
+        entry = self._pipeline.entry(
             req, target, result, before=before, after=after, duration_ms=duration_ms, detail=detail
         )
-        return await self._pipeline.store.finish_action(key, status=result, result=detail)
+        return await self._pipeline.store.finish_action(
+            key, status=result, result=detail, audit_entry=entry
+        )
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _recovered_request(record: ActionRecord, action: RolloutAction) -> ActionRequest:

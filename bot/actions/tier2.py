@@ -7,6 +7,13 @@ submission), set the flag in the provider, verify by reading it back, audit, and
 on the Rollout's card (else in the channel). After a verified flip it watches, in the
 background, until the SDKs see the new value, and says so in the thread.
 
+What it waits on is kept to the flip itself (issue 17): the authorisation, the flag's
+state before and its epoch are independent reads, asked at once; the Rollout whose card
+tells the flip is read while the flag is being set, and only the card waits for it; the
+audit entry, the claim's result and the flag's next epoch are written in one transaction;
+and the person who asked is told (`told`) while the card and the channel are. The one
+read-back is the provider adapter's, right after the write: it is the proof.
+
 A flip is claimed under the flag's own epoch (`flip_key`: how many flips were executed on
 the flag, kept in the cards table under a `flag:` key that never becomes a Slack message),
 and a modal submission under itself too (`submission_key`), so a double click, two
@@ -41,8 +48,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.actions.pipeline import Pipeline, with_fallback
-from bot.actions.values import PAST_TENSE, ActionResult, FlagRequest
+from bot.actions.pipeline import Pipeline, at_once, with_fallback
+from bot.actions.values import PAST_TENSE, ActionResult, FlagRequest, Told
 from bot.core import mrkdwn, policy
 from bot.core.errors import (
     InvalidRequest,
@@ -52,8 +59,8 @@ from bot.core.errors import (
     TemporaryError,
 )
 from bot.core.flags import FlagStatus, removal_note
-from bot.core.model import Actor, FlagAction, FlagState, Outcome, Verification
-from bot.core.ports import ActionRecord, Flags, Rollouts
+from bot.core.model import Actor, FlagAction, FlagState, Outcome, RolloutState, Verification
+from bot.core.ports import ActionRecord, EpochBump, Flags, Rollouts
 
 if TYPE_CHECKING:
     from bot.settings import ServiceSettings
@@ -166,23 +173,28 @@ class CircuitBreaker:
             out.append(FlagStatus(info, state, removal_note(info, today)))
         return out
 
-    async def handle_flag(self, req: FlagRequest) -> ActionResult:
-        return await self._pipeline.counted(req, req.action.value, self._handle_flag(req))
+    async def handle_flag(self, req: FlagRequest, *, told: Told | None = None) -> ActionResult:
+        return await self._pipeline.counted(req, req.action.value, self._handle_flag(req, told))
 
-    async def _handle_flag(self, req: FlagRequest) -> ActionResult:
+    async def _handle_flag(self, req: FlagRequest, told: Told | None = None) -> ActionResult:
         cfg = self._pipeline.service(req.service)
         flag = self.circuit_flag(req.service)
         assert self._flags is not None
         target = f"{self._flags.provider}:{flag}"
-        decision = await self._pipeline.guard(req, cfg, target, offer_break_glass=True)
-
-        before = await self._flags.get(flag)  # TargetNotFound names the key tried
         # The flag's own epoch (how many flips were executed on it) keys the action, so a
         # double click or two responders racing flip once; it is kept in the cards table
         # under a `flag:` key that never becomes a Slack message.
         counter = flag_counter(req.service, flag)
+        # Independent: asked at once, a refusal told first. TargetNotFound names the key.
+        (decision, before), epoch = await at_once(
+            at_once(
+                self._pipeline.guard(req, cfg, target, offer_break_glass=True),
+                self._flags.get(flag),
+            ),
+            self._pipeline.cards.epoch(counter),
+        )
         if not req.submission:
-            return await self._flip(req, cfg, flag, target, decision, before, counter)
+            return await self._flip(req, cfg, flag, target, decision, before, counter, epoch, told)
         # A modal submission is also keyed on itself: Slack's retry of it arriving after the
         # flip finished (the flag's epoch bumped) is a duplicate, not a second flip.
         key = submission_key(req.service, flag, req.action, req.submission)
@@ -190,7 +202,11 @@ class CircuitBreaker:
         if lost is not None:
             return lost
         try:
-            result = await self._flip(req, cfg, flag, target, decision, before, counter)
+            # The epoch read again: a flip may have been settled while this claim was taken.
+            epoch = await self._pipeline.cards.epoch(counter)
+            result = await self._flip(
+                req, cfg, flag, target, decision, before, counter, epoch, told
+            )
         except BaseException as err:
             reason = err.message if isinstance(err, RollbotError) else type(err).__name__
             await self._pipeline.store.finish_action(key, status="failed", result={"error": reason})
@@ -209,15 +225,40 @@ class CircuitBreaker:
         decision: policy.Decision,
         before: FlagState,
         counter: str,
+        epoch: int,
+        told: Told | None = None,
     ) -> ActionResult:
-        assert self._flags is not None
-        want = req.action is FlagAction.CIRCUIT_OPEN
-        epoch = await self._pipeline.cards.epoch(counter)
         key = flip_key(req.service, flag, req.action, epoch)
         lost = await self._pipeline.claim(req, target, key, before)
         if lost is not None:
             return lost
+        # The Rollout whose card tells the flip is read while the flag is set; only the
+        # card waits for it, not the person who asked.
+        card_state = asyncio.ensure_future(self._card_state(cfg))
+        try:
+            return await self._flip_claimed(
+                req, cfg, flag, target, decision, before, counter, key, card_state, told
+            )
+        finally:
+            card_state.cancel()  # read by then, unless the flip ended before its report
 
+    async def _flip_claimed(
+        self,
+        req: FlagRequest,
+        cfg: ServiceSettings,
+        flag: str,
+        target: str,
+        decision: policy.Decision,
+        before: FlagState,
+        counter: str,
+        key: str,
+        card_state: asyncio.Future[RolloutState | RollbotError],
+        told: Told | None,
+    ) -> ActionResult:
+        """Set the flag (the provider reads it back), settle the claim with its audit entry
+        and the flag's next epoch in one transaction, then tell the card and `told` at once."""
+        assert self._flags is not None
+        want = req.action is FlagAction.CIRCUIT_OPEN
         break_glass = decision.break_glass
         comment = f"rollbot: {req.action.value} by {req.actor.name} ({req.actor.id})"
         if break_glass:
@@ -228,11 +269,12 @@ class CircuitBreaker:
             "authorised": decision.reason,
             "break_glass": req.break_glass_reason if break_glass else None,
         }
+        bump = EpochBump(counter, req.service, cfg.channel)
         try:
             after = await self._flags.set(flag, want, comment=comment)
         except BaseException as err:
             reason = err.message if isinstance(err, RollbotError) else type(err).__name__
-            await self._pipeline.audit(
+            entry = self._pipeline.entry(
                 req,
                 target,
                 "failed",
@@ -240,8 +282,9 @@ class CircuitBreaker:
                 duration_ms=int((time.monotonic() - started) * 1000),
                 detail={**detail, "error": reason},
             )
-            await self._pipeline.store.finish_action(key, status="failed", result={"error": reason})
-            await self._bump_flag_epoch(counter, req.service, cfg.channel)
+            await self._pipeline.store.finish_action(
+                key, status="failed", result={"error": reason}, audit_entry=entry, bump_epoch=bump
+            )
             if isinstance(err, TemporaryError):
                 raise OutcomeUnknown(
                     f"{req.action.value} on `{flag}` did not complete: {err.message}. rollbot "
@@ -256,7 +299,7 @@ class CircuitBreaker:
         )
         detail["verification"] = {"ok": ok, "seconds": round(seconds, 3)}
         result = "succeeded" if ok else "failed"
-        await self._pipeline.audit(
+        entry = self._pipeline.entry(
             req,
             target,
             result,
@@ -265,8 +308,10 @@ class CircuitBreaker:
             duration_ms=int(seconds * 1000),
             detail=detail,
         )
-        record = await self._pipeline.store.finish_action(key, status=result, result=detail)
-        await self._bump_flag_epoch(counter, req.service, cfg.channel)
+        # Audited, settled and the flag's epoch moved on: one transaction.
+        record = await self._pipeline.store.finish_action(
+            key, status=result, result=detail, audit_entry=entry, bump_epoch=bump
+        )
 
         verb = PAST_TENSE[req.action]
         effect = _effect(cfg, want)
@@ -279,16 +324,6 @@ class CircuitBreaker:
             # never as a mention or a link.
             reason = mrkdwn.escape(req.break_glass_reason or "")
             line = f":rotating_light: BREAK-GLASS · {line} · reason: {reason}"
-            await self._loud(
-                cfg,
-                f"<!subteam^{cfg.owners.slack_usergroup}> {line}"
-                if cfg.owners and cfg.owners.slack_usergroup
-                else line,
-            )
-        await self._pipeline.cards.set_circuit(req.service, after)
-        ref = await self._report_flag(req, cfg, line, verification)
-        if ok:
-            self._watch_sdks(flag, want, started, cfg.channel, ref)
         message = (
             f"{verb} `{flag}` in {after.environment}: read back {'on' if want else 'off'} "
             f"in {seconds:.1f} s; {effect}."
@@ -296,9 +331,29 @@ class CircuitBreaker:
             else f"{req.action.value} on `{flag}` was sent but reads back "
             f"{'on' if after.enabled else 'off'}: NOT done."
         )
-        return ActionResult(
+        done = ActionResult(
             result, with_fallback(message, decision), record, verification, flag=after
         )
+
+        async def report() -> None:
+            if break_glass:
+                await self._loud(
+                    cfg,
+                    f"<!subteam^{cfg.owners.slack_usergroup}> {line}"
+                    if cfg.owners and cfg.owners.slack_usergroup
+                    else line,
+                )
+            await self._pipeline.cards.set_circuit(req.service, after)
+            ref = await self._report_flag(req, cfg, line, verification, await card_state)
+            if ok:
+                self._watch_sdks(flag, want, started, cfg.channel, ref)
+
+        if told is None:
+            await report()
+        else:
+            # The person who asked hears while the channel and the card are told.
+            await at_once(report(), told(done))
+        return done
 
     async def _loud(self, cfg: ServiceSettings, text: str) -> None:
         """A top-level message in the service's channel (break-glass is never quiet)."""
@@ -465,13 +520,29 @@ class CircuitBreaker:
         await self._pipeline.store.claim_card(counter, service=service, channel=channel)
         await self._pipeline.store.bump_card_epoch(counter)
 
+    async def _card_state(self, cfg: ServiceSettings) -> RolloutState | RollbotError:
+        """The service's Rollout, whose card tells a flip, or why the cluster did not say."""
+        try:
+            return await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+        except RollbotError as err:
+            return err
+
     async def _report_flag(
-        self, req: FlagRequest, cfg: ServiceSettings, line: str, verification: Verification
+        self,
+        req: FlagRequest,
+        cfg: ServiceSettings,
+        line: str,
+        verification: Verification,
+        state: RolloutState | RollbotError | None = None,
     ) -> tuple[str, str] | None:
         """The flip on the Rollout's card (and its thread) when the cluster answers, else a
-        message in the service's channel. Returns (channel, thread ts) for later lines."""
+        message in the service's channel. Returns (channel, thread ts) for later lines.
+        `state`: the Rollout read meanwhile (`_card_state`); None: read it now."""
         try:
-            state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+            if state is None:
+                state = await self._card_state(cfg)
+            if isinstance(state, RollbotError):
+                raise state
             outcome = Outcome(
                 action=req.action,
                 actor_id=req.actor.id,

@@ -91,6 +91,10 @@ class GuardedRequest:
 
 Request = ActionRequest | FlagRequest | RevertRequest | GuardedRequest
 ActionListener = Callable[[str, str, Actor, "ActionResult", str | None], Awaitable[None]]
+# Told an executed action's result as soon as it is settled (verified, audited, its claim
+# finished), while the card is being told: the person who asked hears first. Must not
+# raise: what it cannot do is its caller's to keep and raise once the action returned.
+Told = Callable[["ActionResult"], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

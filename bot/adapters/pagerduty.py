@@ -79,6 +79,14 @@ class PagerDutyNotConfigured(PermanentError):
 class PagerDutyOnCall:
     """`OnCall` over `pagerduty.RestApiV2Client`. Answers are cached `ttl` seconds.
 
+    Authorisation asks on every click, so the cache keeps PagerDuty off the click path;
+    it must also never let a revoked on-call act for longer than `ttl`. So an answer's age
+    counts from when its question was *sent* (a slow or retried request does not make an
+    old answer look fresh), `ttl` 0 turns the cache off, and `forget` (PagerDuty told
+    rollbot something changed: `bot.web.pagerduty` calls it on every signed webhook) drops
+    every answer, including one still in flight: an answer to a question asked before the
+    last `forget` is returned to its asker but never kept.
+
     `ca_file` is the CA bundle to trust instead of the system's (the simulations serve
     HTTPS with a test CA; the client refuses plain http base URLs). `observer` times each
     call (`bot.adapters.calls`).
@@ -93,7 +101,7 @@ class PagerDutyOnCall:
         max_429_retries: int = 2,
         max_network_retries: int = 1,
         backoff: float = 0.5,
-        ttl: float = 60.0,
+        ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         ca_file: str | None = None,
         page_size: int = 100,
@@ -119,6 +127,8 @@ class PagerDutyOnCall:
         self.page_size = page_size
         self._on_call: dict[str, tuple[float, frozenset[str]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Bumped by `forget`: an answer asked for under an older generation is not kept.
+        self._generation = 0
 
     async def on_call_emails(self, escalation_policy_id: str) -> frozenset[str]:
         """Emails of everyone on call now for the escalation policy, at any level."""
@@ -130,8 +140,10 @@ class PagerDutyOnCall:
             cached = self._fresh(escalation_policy_id)
             if cached is not None:
                 return cached
+            asked, generation = self.clock(), self._generation
             emails = await _off_thread(self.observer, self._read_on_call, escalation_policy_id)
-            self._on_call[escalation_policy_id] = (self.clock(), emails)
+            if generation == self._generation:  # no `forget` since it was asked
+                self._on_call[escalation_policy_id] = (asked, emails)
             return emails
 
     async def service_description(self, service_id: str) -> str:
@@ -139,7 +151,8 @@ class PagerDutyOnCall:
         return await _off_thread(self.observer, self._read_service_description, service_id)
 
     def forget(self) -> None:
-        """Drop the cache (e.g. after a hand-off is announced)."""
+        """Drop the cache, and any answer in flight with it (PagerDuty told of a change)."""
+        self._generation += 1
         self._on_call.clear()
 
     def close(self) -> None:

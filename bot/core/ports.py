@@ -197,6 +197,16 @@ class TicketRecord:
     filed_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EpochBump:
+    """A card's epoch to move on with a finished action (`Store.finish_action`): the
+    card's key, and the service and channel its record is made with when it has none."""
+
+    card_key: str
+    service: str
+    channel: str
+
+
 class Store(Protocol):
     """rollbot's own database."""
 
@@ -210,13 +220,26 @@ class Store(Protocol):
         actor_id: str,
         actor_name: str,
         source: str,
-    ) -> Claim: ...
+        duplicate: Callable[[ActionRecord], AuditEntry] | None = None,
+    ) -> Claim:
+        """Exactly once: won, or the winner's record; a lost claim's `duplicate` audit
+        entry (built from the winner's record) is appended in the same transaction."""
+        ...
 
     async def get_action(self, key: str) -> ActionRecord | None: ...
 
     async def finish_action(
-        self, key: str, *, status: str, result: dict[str, Any]
-    ) -> ActionRecord: ...
+        self,
+        key: str,
+        *,
+        status: str,
+        result: dict[str, Any],
+        audit_entry: AuditEntry | None = None,
+        bump_epoch: EpochBump | None = None,
+    ) -> ActionRecord:
+        """Settle the claim; `audit_entry` appended and `bump_epoch` moved on in the same
+        transaction (all of it or nothing)."""
+        ...
 
     async def running_actions(self, *, before: datetime) -> list[ActionRecord]:
         """Claims still `running` that were made before `before`, oldest first."""

@@ -1,6 +1,7 @@
 """PagerDuty deliveries in the webhook inbox: the two sources they are stored under (signed
-v3 webhook events, and Incident Workflow requests with a Bearer secret), and their replay
-by the leader (a replica that answered 2xx died before processing them)."""
+v3 webhook events, and Incident Workflow requests with a Bearer secret), their replay by
+the leader (a replica that answered 2xx died before processing them), and whether a
+delivery may tell of a person's doing (`by_a_person`: the on-call cache is dropped then)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from bot.runtime.inbox import replay_inbox
 
-__all__ = ["SOURCE", "WORKFLOW_REPEAT", "WORKFLOW_SOURCE", "replay_pagerduty"]
+__all__ = ["SOURCE", "WORKFLOW_REPEAT", "WORKFLOW_SOURCE", "by_a_person", "replay_pagerduty"]
 
 SOURCE = "pagerduty"
 WORKFLOW_SOURCE = "pagerduty-workflow"
@@ -39,3 +40,26 @@ async def replay_pagerduty(
     events = await replay_inbox(store, SOURCE, process=on_webhook, **kw)
     workflows = await replay_inbox(store, WORKFLOW_SOURCE, process=on_workflow, **kw)
     return events + workflows
+
+
+def by_a_person(payload: dict[str, Any], rollbot_email: str | None) -> bool:
+    """Whether a signed v3 delivery may tell of something a person did (so who is on call
+    may have changed with it): not when its agent is an integration (an Events API
+    acknowledge or resolve, rollbot's own coming back, or a monitor's trigger), nor for
+    rollbot's own notes (their text starts ``rollbot:``, as `bot.paging.engine` writes
+    them, or PagerDuty names rollbot's REST user, `rollbot_email`, as their agent). A
+    delivery that names no agent may."""
+    event = payload.get("event")
+    if not isinstance(event, dict):
+        return True
+    agent = event.get("agent")
+    if not isinstance(agent, dict):
+        return True
+    if "integration" in str(agent.get("type", "")):
+        return False
+    data = event.get("data")
+    note = str(data.get("content") or "") if isinstance(data, dict) else ""
+    if event.get("event_type") == "incident.annotated" and note.startswith("rollbot:"):
+        return False
+    email = str(agent.get("email") or "").lower()
+    return not (rollbot_email and email == rollbot_email.lower())

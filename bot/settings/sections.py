@@ -294,6 +294,14 @@ class PagerDutySettings(Section):
     """How long an authorisation waits for PagerDuty's on-call answer before falling back
     to the owners group. 3 s: a responder at 2 a.m. must not wait on a slow PagerDuty."""
 
+    on_call_cache_seconds: float = Field(default=30.0, ge=0, le=300)
+    """How long an on-call answer is reused before PagerDuty is asked again (0: ask on every
+    authorisation). It bounds how long someone taken off call can still act: 30 s keeps
+    PagerDuty off the path of a responder's clicks in a row, and a hand-off or an override
+    takes effect within half a minute. A signed PagerDuty webhook that may tell of a
+    person's doing drops the cache at once (on the replica it reaches; not rollbot's own
+    acknowledge or notes coming back), so the bound holds for the rest."""
+
     webhook_secret: SecretStr | None = None
     """Signing secret of the v3 webhook subscription (``X-PagerDuty-Signature``). Secret.
     Several, comma-separated, while a secret is rotated (any one verifying is enough).

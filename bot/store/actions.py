@@ -1,9 +1,15 @@
 """Actions claimed exactly once, and the audit log: the `SqlStore` methods on the `actions`,
 `audit_log` and `audit_head` tables (a mixin of `SqlStore`, see `bot.store.base`).
 
-- **Exactly once = a UNIQUE constraint.** `claim_action` simply INSERTs; the database's
-  unique index picks the winner and every loser gets an `IntegrityError`, then reads and
-  returns the winner's row (the why in full is in `bot.store.sql`).
+- **Exactly once = a UNIQUE constraint.** `claim_action` simply INSERTs (`ON CONFLICT DO
+  NOTHING`); the database's unique index picks the winner and every loser inserts nothing,
+  then reads and returns the winner's row (the why in full is in `bot.store.sql`).
+- **One transaction per step of an action, audit included** (issue 17: no extra round
+  trips on the click path). A loser's claim, the winner's row it reads and its `duplicate`
+  audit entry (`duplicate=`) are one transaction; so are a finished action, its audit entry
+  and the move of the card's (or flag's) epoch that lets the next click act
+  (`finish_action(audit=, bump_epoch=)`). Either all of it is written or none: an action
+  is never settled without its audit entry, nor its epoch left behind.
 - **A claim left `running` by a process that died** is found by `running_actions(before=)`
   and settled with `finish_running_action`, an UPDATE guarded by `status = 'running'`: the
   leader's recovery and a late finish by the claimant cannot both settle it.
@@ -14,18 +20,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.core.model import AuditEntry
-from bot.core.ports import ActionRecord, AuditRecord, AuditVerification, Claim
+from bot.core.ports import ActionRecord, AuditRecord, AuditVerification, Claim, EpochBump
 from bot.store import audit
-from bot.store.base import RecordNotFound, StoreBase
-from bot.store.schema import actions, audit_head, audit_log
+from bot.store.base import RecordNotFound, StoreBase, dialect_insert
+from bot.store.schema import actions, audit_head, audit_log, cards
 
 __all__ = ["ActionsMixin"]
 
@@ -47,7 +53,11 @@ class ActionsMixin(StoreBase):
         actor_id: str,
         actor_name: str,
         source: str,
+        duplicate: Callable[[ActionRecord], AuditEntry] | None = None,
     ) -> Claim:
+        """Claim `key` for this action, exactly once across coroutines and replicas; the
+        winner's record when lost. `duplicate`: the audit entry of a lost claim, built from
+        the winner's record and appended in the same transaction (one round trip)."""
         record = ActionRecord(
             key=key,
             service=service,
@@ -61,15 +71,22 @@ class ActionsMixin(StoreBase):
             finished_at=None,
             result={},
         )
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(actions.insert().values(**_action_values(record)))
-        except IntegrityError:
-            winner = await self._action(key)
-            if winner is None:  # the winner's row vanished: never expected, say so loudly
-                raise
-            return Claim(won=False, record=winner)
-        return Claim(won=True, record=record)
+        insert = (
+            dialect_insert(self.dialect, actions)
+            .values(**_action_values(record))
+            .on_conflict_do_nothing(index_elements=[actions.c.key])
+            .returning(actions.c.key)
+        )
+        async with self._engine.begin() as conn:
+            if (await conn.execute(insert)).first() is not None:
+                return Claim(won=True, record=record)
+            row = (await conn.execute(sa.select(actions).where(actions.c.key == key))).first()
+            if row is None:  # the winner's row vanished: never expected, say so loudly
+                raise RecordNotFound("action", key)
+            winner = _action_record(row)
+            if duplicate is not None:
+                await _append_audit(conn, duplicate(winner))
+        return Claim(won=False, record=winner)
 
     async def get_action(self, key: str) -> ActionRecord | None:
         return await self._action(key)
@@ -79,7 +96,17 @@ class ActionsMixin(StoreBase):
             row = (await conn.execute(sa.select(actions).where(actions.c.key == key))).first()
         return None if row is None else _action_record(row)
 
-    async def finish_action(self, key: str, *, status: str, result: dict[str, Any]) -> ActionRecord:
+    async def finish_action(
+        self,
+        key: str,
+        *,
+        status: str,
+        result: dict[str, Any],
+        audit_entry: AuditEntry | None = None,
+        bump_epoch: EpochBump | None = None,
+    ) -> ActionRecord:
+        """Settle the claim `key`; in the same transaction, append `audit_entry` and move
+        `bump_epoch`'s card epoch on (its record made at epoch 1 when it has none yet)."""
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -91,9 +118,34 @@ class ActionsMixin(StoreBase):
                     .returning(*actions.c)
                 )
             ).first()
-        if row is None:
-            raise RecordNotFound("action", key)
+            if row is None:  # nothing of it is written
+                raise RecordNotFound("action", key)
+            if audit_entry is not None:
+                await _append_audit(conn, audit_entry)
+            if bump_epoch is not None:
+                await conn.execute(self._bump_epoch(bump_epoch))
         return _action_record(row)
+
+    def _bump_epoch(self, bump: EpochBump) -> Any:
+        """`epoch = epoch + 1` on the card, or its record at epoch 1 (one statement)."""
+        now = self._clock()
+        return (
+            dialect_insert(self.dialect, cards)
+            .values(
+                card_key=bump.card_key,
+                service=bump.service,
+                channel=bump.channel,
+                ts=None,
+                digest="",
+                epoch=1,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_update(
+                index_elements=[cards.c.card_key],
+                set_={"epoch": cards.c.epoch + 1, "updated_at": now},
+            )
+        )
 
     async def running_actions(self, *, before: datetime) -> list[ActionRecord]:
         """Claims still `running` that were made before `before`, oldest first."""
@@ -127,37 +179,8 @@ class ActionsMixin(StoreBase):
     # ── audit: append-only hash chain ──────────────────────────────────────────────────
 
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
-        entry = audit.normalise(entry)
         async with self._engine.begin() as conn:
-            head = (
-                await conn.execute(
-                    sa.select(audit_head.c.seq, audit_head.c.hash)
-                    .where(audit_head.c.id == 1)
-                    .with_for_update()
-                )
-            ).one()
-            seq = head.seq + 1
-            digest = audit.entry_hash(head.hash, seq, entry)
-            await conn.execute(
-                audit_log.insert().values(
-                    seq=seq,
-                    at=entry.at,
-                    actor=entry.actor,
-                    action=entry.action,
-                    target=entry.target,
-                    result=entry.result,
-                    before=entry.before,
-                    after=entry.after,
-                    duration_ms=entry.duration_ms,
-                    detail=entry.detail,
-                    prev_hash=head.hash,
-                    hash=digest,
-                )
-            )
-            await conn.execute(
-                audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest)
-            )
-        return AuditRecord(seq=seq, entry=entry, prev_hash=head.hash, hash=digest)
+            return await _append_audit(conn, entry)
 
     async def audit_entries(
         self, *, since_seq: int = 0, limit: int | None = None
@@ -200,6 +223,40 @@ class ActionsMixin(StoreBase):
                         break
                     last = page[-1].seq
         return audit.verify_chain(records, head=(int(head.seq), str(head.hash)))
+
+
+async def _append_audit(conn: AsyncConnection, entry: AuditEntry) -> AuditRecord:
+    """Append `entry` to the chain inside the caller's write transaction: read the head
+    (FOR UPDATE on PostgreSQL; SQLite's write lock is held since BEGIN IMMEDIATE), insert
+    the row hashed onto it, move the head."""
+    entry = audit.normalise(entry)
+    head = (
+        await conn.execute(
+            sa.select(audit_head.c.seq, audit_head.c.hash)
+            .where(audit_head.c.id == 1)
+            .with_for_update()
+        )
+    ).one()
+    seq = head.seq + 1
+    digest = audit.entry_hash(head.hash, seq, entry)
+    await conn.execute(
+        audit_log.insert().values(
+            seq=seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            result=entry.result,
+            before=entry.before,
+            after=entry.after,
+            duration_ms=entry.duration_ms,
+            detail=entry.detail,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+    )
+    await conn.execute(audit_head.update().where(audit_head.c.id == 1).values(seq=seq, hash=digest))
+    return AuditRecord(seq=seq, entry=entry, prev_hash=head.hash, hash=digest)
 
 
 # ── rows → records ─────────────────────────────────────────────────────────────────────

@@ -5,7 +5,8 @@ Why each choice:
 - **Exactly once = a UNIQUE constraint.** `claim_action` and `claim_card` simply INSERT; the
   database's unique index picks the winner of a double click, a Slack retry, fifty
   coroutines or two replicas on two engines, and every loser gets an `IntegrityError`
-  (both backends), then reads and returns the winner's row. No read-then-write window, no
+  (`claim_card`) or inserts nothing (`claim_action`: `ON CONFLICT DO NOTHING`, both
+  backends), then reads and returns the winner's row. No read-then-write window, no
   in-process lock that a second replica would not see.
 - **Audit appends are serialised on a single-row `audit_head` (seq, hash).** Each append
   reads the head, hashes the entry onto it, inserts the row and moves the head, in one

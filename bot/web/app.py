@@ -91,6 +91,10 @@ class Served(Protocol):
 
     def leads(self) -> bool: ...
 
+    def on_call_changed(self) -> None:
+        """PagerDuty told of a change (a signed webhook): drop the cached on-call answers."""
+        ...
+
     def lifespan(self, app: Any) -> AbstractAsyncContextManager[None]: ...
 
 
@@ -187,6 +191,7 @@ def create_web_app(
             poison=rollbot.poison,
             in_flight=rollbot.in_flight,
             processes=rollbot.leads,
+            on_signed=rollbot.on_call_changed,
         )
     runbooks = runbook_routes(
         RunbookDeps(

@@ -22,6 +22,17 @@
 - Answered quickly, processed after: the body is handled in a background task; bodies
   stored but never processed (the process died) are replayed at start.
 - Unknown event types are accepted and ignored.
+- Who is on call may have changed: every signed v3 delivery that may tell of a person's
+  doing (`bot.paging.inbox.by_a_person`), of any event type and duplicates included, calls
+  `on_signed` before it is stored, which drops this replica's cached on-call answers
+  (authorisation is by on-call, `bot.adapters.pagerduty`). PagerDuty sends no event for a
+  schedule hand-off or an override, and no event says which escalation policy's on-calls
+  changed, so the whole cache is dropped; but not for an integration's event (rollbot's
+  own acknowledge and resolve coming back, a monitor's trigger) nor for rollbot's own
+  notes, which tell nothing of people: else every mitigation's echo would empty the cache
+  before the next click. The cache's TTL (`pagerduty.on_call_cache_seconds`) bounds the
+  rest. A workflow request (Bearer) is a person asking for an action, not PagerDuty
+  telling a change: it drops nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot.core.payloads import MalformedBody, parse_json_object
 from bot.core.signatures import split_secrets, verify_pagerduty
-from bot.paging.inbox import SOURCE, WORKFLOW_REPEAT, WORKFLOW_SOURCE
+from bot.paging.inbox import SOURCE, WORKFLOW_REPEAT, WORKFLOW_SOURCE, by_a_person
 from bot.runtime.inbox import InFlight, retry_later
 from bot.web.inbox import RETRY_AFTER, PoisonBin
 from bot.web.refusals import RefusalLog
@@ -75,13 +86,15 @@ def pagerduty_routes(
     poison: PoisonBin,
     in_flight: InFlight | None = None,
     processes: Callable[[], bool] = lambda: True,
+    on_signed: Callable[[], None] = lambda: None,
 ) -> list[BaseRoute]:
     """The PagerDuty webhook's route. `on_webhook` gets each signed v3 delivery
     (`bot.paging.PagingEngine`), `on_workflow` each workflow request
     (`bot.paging.PagerDutyActions`); `store` is a `bot.store.SqlStore` (the inbox and the
     duplicate records). Every replica stores a delivery; only one where `processes()` (the
     leader) hands it on: a standby answers the same 202 and leaves it to the leader's
-    replay (`bot.paging.inbox`)."""
+    replay (`bot.paging.inbox`). `on_signed` is called for every signed v3 delivery that
+    may tell of a person's doing, on every replica (the on-call cache is per process)."""
     secrets = split_secrets(
         settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     )
@@ -146,6 +159,8 @@ def pagerduty_routes(
             payload = parse_json_object(body)
         except MalformedBody as exc:
             return await refuse_poison(source, headers, body, exc.message)
+        if source == SOURCE and by_a_person(payload, settings.from_email):
+            on_signed()  # who is on call may have changed: ask PagerDuty again
         why = shape_problem(source, payload)
         if why is not None:
             return await refuse_poison(source, headers, body, why)

@@ -266,6 +266,7 @@ async def build(
         scheduler=scheduler,
         paging=paging,
         paging_actions=paging_actions,
+        on_call=on_call,
         prometheus=prometheus,
         leadership=leadership,
         slack_token=SlackTokenCheck(chat.auth_test),

@@ -76,6 +76,7 @@ def make_on_call(
         api_token=pd.api_token.get_secret_value(),
         base_url=pd.api_url,
         ca_file=pd.ca_file,
+        ttl=pd.on_call_cache_seconds,
         observer=observer,
     )
 

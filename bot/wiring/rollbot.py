@@ -29,6 +29,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.actions import Responder
 from bot.adapters.kubernetes import KubeRollouts
+from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat
 from bot.cards import Cards
@@ -83,6 +84,8 @@ class Rollbot:
     scheduler: JobScheduler | None = None
     paging: PagingEngine | None = None
     paging_actions: PagerDutyActions | None = None
+    # Who is on call (PagerDuty), cached for authorisation; None: no API token.
+    on_call: PagerDutyOnCall | None = None
     prometheus: PrometheusMetrics | None = None
     leadership: Leadership | None = None
     # auth.test at start (every replica: each has its token); None: not checked.
@@ -123,6 +126,12 @@ class Rollbot:
         holds the leader lease, or has not asked yet: tests serving without the lifespan).
         A standby still answers Slack and the runbook pages (bot.web.app)."""
         return self.leadership is None or not self.leadership.fenced
+
+    def on_call_changed(self) -> None:
+        """PagerDuty told of a change (a signed webhook reached this replica): drop the
+        on-call answers cached for authorisation, so the next click asks again."""
+        if self.on_call is not None:
+            self.on_call.forget()
 
     async def _start_background(self) -> None:
         """The leader's work: the Socket Mode connection, the watch, the incident ticker,

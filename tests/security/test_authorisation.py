@@ -16,7 +16,13 @@ Aspects under test:
   release keeps no winner; the on-call's is taken. `/release status` stays open to anyone;
 - the table: (on call?, owner?) × (ack, release start, release winner): allowed exactly
   when on call or owner, through the app and in the pure policy (whose refusals name the
-  on-call and the owners group).
+  on-call and the owners group);
+- the on-call cache (issue 17): someone taken off call keeps the right only as long as
+  rollbot's cached answer, and a signed PagerDuty webhook that may tell of a person's
+  doing ends it at once (PagerDuty is asked again); an unsigned one, or an integration's
+  event (rollbot's own acknowledge coming back), changes nothing. (The TTL itself,
+  counted from when PagerDuty was asked, is tested on the adapter:
+  tests/integration/adapters.)
 """
 
 from __future__ import annotations
@@ -24,11 +30,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from bot.core import policy
+from bot.core.errors import NotAuthorised
 from bot.core.model import Actor
-from bot.sim.harness import LEAD, ONCALL, OUTSIDER, PD_ONCALL, PD_POLICY, USERGROUP, SimWorld
+from bot.core.signatures import pagerduty_signature
+from bot.sim.harness import (
+    LEAD,
+    ONCALL,
+    OUTSIDER,
+    PD_ONCALL,
+    PD_POLICY,
+    PD_WEBHOOK_SECRET,
+    USERGROUP,
+    SimWorld,
+)
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -55,7 +73,8 @@ def _world() -> SimWorld:
 
 
 def _cast(world: SimWorld) -> None:
-    """Who is who, before rollbot has asked (it caches members and on-calls for a minute)."""
+    """Who is who, before rollbot has asked (it caches the owners group's members for a
+    minute, and who is on call for `pagerduty.on_call_cache_seconds`)."""
     world.slack.add_user(PAGED[0], PAGED[1], real_name="Paged Engineer", email="paged@example.com")
     world.pd.add_user(PD_PAGED, "Paged Engineer", "paged@example.com")
     world.pd.set_oncall(PD_POLICY, [PD_ONCALL, PD_PAGED])
@@ -242,3 +261,57 @@ def test_the_policy_guards_them_like_tier_1(action: str, on_call: bool, owner: b
     if not decision.allowed:
         assert f"may not {action} payment-router" in decision.reason
         assert "<@U0ONCALL>" in decision.reason and f"<!subteam^{USERGROUP}>" in decision.reason
+
+
+# ── issue 17: the on-call cache never outlives what PagerDuty says ─────────────────────────
+
+
+async def test_a_signed_pagerduty_webhook_ends_a_cached_on_call_grant() -> None:
+    settings = {"pagerduty": {"on_call_cache_seconds": 300}}
+    async with SimWorld(speed=600, pagerduty=True, settings=settings) as world:
+        # Only this test's deliveries reach rollbot (the incident's own would drop the cache).
+        world.pd.unsubscribe(world.pd_subscription)
+        _cast(world)
+        responder = world.rollbot.responder
+        paged = Actor(PAGED[0], PAGED[1], "slash-command")
+        assert (await responder.authorise("payment-router", "ack", paged)).allowed
+        asked = len(world.pd.requests_to("/oncalls"))
+
+        world.pd.set_oncall(PD_POLICY, [PD_ONCALL])  # taken off call
+        # Within the TTL and without a word from PagerDuty, the cached answer stands.
+        assert (await responder.authorise("payment-router", "ack", paged)).allowed
+        assert len(world.pd.requests_to("/oncalls")) == asked
+
+        def signed(body: bytes) -> dict[str, str]:
+            return {"X-PagerDuty-Signature": pagerduty_signature(PD_WEBHOOK_SECRET, body)}
+
+        echo = json.dumps(
+            {
+                "event": {
+                    "id": "01ECHOCACHE",
+                    "event_type": "incident.acknowledged",
+                    "agent": {"id": "PINT1", "type": "inbound_integration_reference"},
+                    "data": {"id": "PNOINCIDENT", "type": "incident"},
+                }
+            }
+        ).encode()
+        ping = json.dumps(
+            {"event": {"id": "01PINGCACHE", "event_type": "pagey.ping", "data": {}}}
+        ).encode()
+        url = f"{world.url}/webhooks/pagerduty"
+        async with httpx.AsyncClient(timeout=10) as client:
+            forged = await client.post(
+                url, content=ping, headers={"X-PagerDuty-Signature": "v1=" + "0" * 64}
+            )
+            assert forged.status_code == 401
+            # An integration's event (rollbot's own acknowledge coming back) tells nothing
+            # of people: kept.
+            assert (await client.post(url, content=echo, headers=signed(echo))).status_code == 202
+            assert (await responder.authorise("payment-router", "ack", paged)).allowed
+            assert len(world.pd.requests_to("/oncalls")) == asked  # nothing dropped
+
+            assert (await client.post(url, content=ping, headers=signed(ping))).status_code == 202
+        with pytest.raises(NotAuthorised, match="may not ack payment-router"):
+            await responder.authorise("payment-router", "ack", paged)
+        assert len(world.pd.requests_to("/oncalls")) == asked + 1
+        assert any(PAGED[0] in actor for actor in await _refusals(world, "ack"))

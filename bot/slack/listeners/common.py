@@ -79,18 +79,40 @@ def redelivered(req: ActionRequest | FlagRequest, result: ActionResult) -> bool:
 
 
 async def run_and_tell(deps: Deps, req: ActionRequest | FlagRequest, respond: Any) -> ActionResult:
-    """Run `req` and tell the person its result (nothing for a redelivery: `redelivered`)."""
+    """Run `req` and tell the person its result (nothing for a redelivery: `redelivered`).
+
+    An executed action's result is told as soon as it is settled, while the card is being
+    told (the responder's `told`); one that executed nothing, once it is returned. A reply
+    Slack does not take is raised once the action has returned, never through it: the
+    action stays counted and reported as what it was."""
+    told: list[ActionResult] = []
+    failed: list[Exception] = []
+
+    async def tell(result: ActionResult) -> None:
+        told.append(result)
+        if redelivered(req, result):
+            # Slack re-sent the same request; the first delivery already answered.
+            return
+        icon = {
+            "succeeded": ":white_check_mark:",
+            "failed": ":x:",
+            "duplicate": ":information_source:",
+        }
+        try:
+            await respond(
+                text=f"{icon.get(result.status, '')} {result.message}",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        except Exception as err:  # noqa: BLE001 - raised once the action returned
+            failed.append(err)
+
     if isinstance(req, FlagRequest):
-        result = await deps.responder.handle_flag(req)
+        result = await deps.responder.handle_flag(req, told=tell)
     else:
-        result = await deps.responder.handle(req)
-    if redelivered(req, result):
-        # Slack re-sent the same request; the first delivery already answered.
-        return result
-    icon = {"succeeded": ":white_check_mark:", "failed": ":x:", "duplicate": ":information_source:"}
-    await respond(
-        text=f"{icon.get(result.status, '')} {result.message}",
-        response_type="ephemeral",
-        replace_original=False,
-    )
+        result = await deps.responder.handle(req, told=tell)
+    if not told:
+        await tell(result)
+    if failed:
+        raise failed[0]
     return result

@@ -12,22 +12,30 @@ Aspects under test:
 - 5xx → Unreachable at once (no retry); 401 → Forbidden with PagerDuty's message;
 - the sim down (connection refused) → Unreachable within a second;
 - answers are cached for the TTL (injected clock): no second request until it expires;
+  an answer's age counts from when it was asked, so a slow answer is not kept longer
+  (someone taken off call can act at most the TTL after PagerDuty last said otherwise);
+  TTL 0 asks every time; `forget` drops the cache, and an answer in flight while it is
+  called is returned but not kept; the TTL is `pagerduty.on_call_cache_seconds`;
 - a plain http base URL is refused up front (the client insists on https);
 - the sim itself: GET /users?query=, GET /users/{id} 404, `earliest`, bad token body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.core.errors import Forbidden, Unreachable
+from bot.settings import load_settings
 from bot.sim.pagerduty import PagerDutySim
+from bot.wiring.factories import make_on_call
 from tests.helpers import FakeClock
 
 TOKEN = "u+test-pagerduty-token"
@@ -109,6 +117,62 @@ async def test_cached_for_ttl(pd_sim: PagerDutySim, clock: FakeClock) -> None:
     clock.now += 2
     assert "engineer6@example.com" in await on_call.on_call_emails(POLICY)
     assert len(pd_sim.requests_to("/oncalls")) == 2
+
+
+async def test_age_counts_from_the_question(pd_sim: PagerDutySim, clock: FakeClock) -> None:
+    """An answer that took 20 s to come is 20 s old when it arrives: kept 10 s more, not 30."""
+    on_call = make(pd_sim, clock, page_size=100)
+    asking = asyncio.create_task(on_call.on_call_emails(POLICY))
+    await asyncio.sleep(0)  # the question is on its way (in the worker thread)
+    clock.now += 20  # a slow answer
+    first = await asyncio.wait_for(asking, 10)
+    pd_sim.set_oncall(POLICY, ["PUSER6"], level=1)
+    pd_sim.set_oncall(POLICY, [], level=2, schedule_id="PSCHED1")
+    clock.now += 15  # 35 s after the question, 15 s after the answer came
+    now = await on_call.on_call_emails(POLICY)
+    assert len(pd_sim.requests_to("/oncalls")) == 2  # asked again: the answer was too old
+    assert "engineer6@example.com" in now and now != first
+
+
+async def test_ttl_zero_asks_every_time(pd_sim: PagerDutySim, clock: FakeClock) -> None:
+    on_call = make(pd_sim, clock, page_size=100, ttl=0.0)
+    await on_call.on_call_emails(POLICY)
+    await on_call.on_call_emails(POLICY)
+    assert len(pd_sim.requests_to("/oncalls")) == 2
+
+
+async def test_forget_drops_the_cache(pd_sim: PagerDutySim, clock: FakeClock) -> None:
+    on_call = make(pd_sim, clock, page_size=100)
+    assert "engineer0@example.com" in await on_call.on_call_emails(POLICY)
+    pd_sim.set_oncall(POLICY, ["PUSER6"], level=1)
+    on_call.forget()
+    assert "engineer0@example.com" not in await on_call.on_call_emails(POLICY)
+    assert len(pd_sim.requests_to("/oncalls")) == 2
+
+
+async def test_an_answer_in_flight_at_forget_is_not_kept(
+    pd_sim: PagerDutySim, clock: FakeClock
+) -> None:
+    on_call = make(pd_sim, clock, page_size=100)
+    asking = asyncio.create_task(on_call.on_call_emails(POLICY))
+    await asyncio.sleep(0)  # the question is on its way (in the worker thread)
+    pd_sim.set_oncall(POLICY, ["PUSER6"], level=1)
+    on_call.forget()  # PagerDuty said something changed while it was being asked
+    await asyncio.wait_for(asking, 10)  # its asker gets it, whichever state it read
+    again = await on_call.on_call_emails(POLICY)
+    assert len(pd_sim.requests_to("/oncalls")) == 2  # not answered from the cache
+    assert "engineer6@example.com" in again and "engineer0@example.com" not in again
+
+
+def test_the_ttl_is_the_setting(tmp_path: Path) -> None:
+    config = tmp_path / "rollbot.yaml"
+    config.write_text("pagerduty: {on_call_cache_seconds: 5}\n")
+    settings = load_settings(config, environ={"ROLLBOT_PAGERDUTY__API_TOKEN": TOKEN})
+    on_call = make_on_call(settings)
+    assert on_call is not None and on_call.ttl == 5.0
+    config.write_text("pagerduty: {}\n")
+    default = load_settings(config, environ={"ROLLBOT_PAGERDUTY__API_TOKEN": TOKEN})
+    assert default.pagerduty.on_call_cache_seconds == 30.0
 
 
 async def test_429_retried_at_most_max_then_unreachable(pd_sim: PagerDutySim) -> None:

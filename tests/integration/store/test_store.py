@@ -11,6 +11,11 @@ Aspects under test, each on both backends (`store_url` is parametrised):
   record; `finish_action` records the outcome; `running_actions(before=)` lists the claims
   left running, oldest first, and `finish_running_action` settles one only while it is
   still running (a second settle, or one after `finish_action`, writes nothing).
+- one transaction per step (issue 17, counted by the engine's BEGINs): a lost claim, the
+  winner's record it reads and its `duplicate` audit entry; a finished action with its
+  audit entry and its epoch moved on (a card's record made at epoch 1 when it has none,
+  then counted up); and none of it written when the claim does not exist. A won claim
+  writes no audit entry.
 - audit: appends from two stores at once stay one linear chain (contiguous seq, each
   prev_hash the previous hash, first prev_hash 64 zeros); the database refuses UPDATE and
   DELETE on the log; with the guard removed, `verify_audit` pinpoints a tampered row, a
@@ -32,8 +37,10 @@ Aspects under test, each on both backends (`store_url` is parametrised):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -43,7 +50,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from bot.core.model import AuditEntry
-from bot.core.ports import Claim
+from bot.core.ports import ActionRecord, Claim, EpochBump
 from bot.store import (
     RecordNotFound,
     SqlStore,
@@ -211,6 +218,89 @@ async def test_loser_is_told_who_won_and_how_it_ended(sql_store: SqlStore) -> No
     assert not third.won and third.record == done
     with pytest.raises(RecordNotFound):
         await sql_store.finish_action("nope", status="failed", result={})
+
+
+@contextlib.contextmanager
+def transactions(store: SqlStore) -> Iterator[list[int]]:
+    """Count the transactions the store begins meanwhile (one element per BEGIN)."""
+    begun: list[int] = []
+
+    def count(_conn: object) -> None:
+        begun.append(1)
+
+    sa.event.listen(store.engine.sync_engine, "begin", count)
+    try:
+        yield begun
+    finally:
+        sa.event.remove(store.engine.sync_engine, "begin", count)
+
+
+async def test_a_lost_claim_and_its_audit_entry_are_one_transaction(sql_store: SqlStore) -> None:
+    def duplicate(winner: ActionRecord) -> AuditEntry:
+        return entry(1, result="duplicate", actor="U-bob", detail={"winner": winner.actor_id})
+
+    with transactions(sql_store) as begun:
+        won = await sql_store.claim_action(
+            "k-dup",
+            service="payment-router",
+            target="payments/payment-router",
+            action="abort",
+            actor_id="U-alice",
+            actor_name="alice",
+            source="slack",
+            duplicate=duplicate,
+        )
+    assert won.won and len(begun) == 1
+    assert await sql_store.audit_entries() == []  # a won claim is not audited here
+    with transactions(sql_store) as begun:
+        lost = await sql_store.claim_action(
+            "k-dup",
+            service="payment-router",
+            target="payments/payment-router",
+            action="abort",
+            actor_id="U-bob",
+            actor_name="bob",
+            source="slack",
+            duplicate=duplicate,
+        )
+    assert not lost.won and lost.record.actor_id == "U-alice"
+    assert len(begun) == 1  # insert, the winner's row and the audit entry together
+    (dup,) = await sql_store.audit_entries()
+    assert dup.entry.result == "duplicate" and dup.entry.detail == {"winner": "U-alice"}
+    assert (await sql_store.verify_audit()).ok
+
+
+async def test_finish_audit_and_epoch_are_one_transaction(sql_store: SqlStore) -> None:
+    bump = EpochBump("flag:payment-router:circuit", "payment-router", "#payments")
+    for n in (1, 2):
+        key = f"k-flip-{n}"
+        await claim(sql_store, key, "U-alice")
+        with transactions(sql_store) as begun:
+            done = await sql_store.finish_action(
+                key,
+                status="succeeded",
+                result={"n": n},
+                audit_entry=entry(n, detail={"idempotency_key": key}),
+                bump_epoch=bump,
+            )
+        assert len(begun) == 1
+        assert done.status == "succeeded" and done.result == {"n": n}
+        card = await sql_store.get_card(bump.card_key)
+        assert card is not None and card.epoch == n  # made at 1, then counted up
+        assert (card.service, card.channel) == ("payment-router", "#payments")
+    assert [r.entry.detail for r in await sql_store.audit_entries()] == [
+        {"idempotency_key": "k-flip-1"},
+        {"idempotency_key": "k-flip-2"},
+    ]
+    # No such claim: nothing of it is written, neither the entry nor the epoch.
+    with pytest.raises(RecordNotFound):
+        await sql_store.finish_action(
+            "nope", status="failed", result={}, audit_entry=entry(3), bump_epoch=bump
+        )
+    assert len(await sql_store.audit_entries()) == 2
+    card = await sql_store.get_card(bump.card_key)
+    assert card is not None and card.epoch == 2
+    assert (await sql_store.verify_audit()).ok
 
 
 async def test_claims_left_running_are_listed_and_settled_once(sql_store: SqlStore) -> None:
