@@ -9,7 +9,8 @@ Aspects under test:
 - RBAC with namespaced Roles only (the sim's `namespaced_only`): one 403 per kind, then a
   list and watch per namespace, which a 410 re-list keeps (the cluster is not asked again);
 - `cached_state` answers from the cache: after the events, reading every Rollout (with its
-  stable ReplicaSet's image and revision) sends no request at all;
+  stable ReplicaSet's image and revision) sends no request at all; a live `get_state`
+  while watching is one GET, its stable ReplicaSet from the cache;
 - a ReplicaSet's status churn is cached and not delivered; a change rollbot reads (its
   revision annotation) is;
 - what the cache keeps is slim: no managedFields, no kubectl last-applied copy;
@@ -239,7 +240,10 @@ async def test_cached_state_reads_nothing_from_the_api_server(
             await kube.cached_state(NS, NAME)
         assert sim.requests[before:] == []
         live = await kube.get_state(NS, NAME)  # the verifying read-back stays a live GET
-        assert live == state and len(sim.requests) > before
+        assert live == state
+        assert [(r.method, r.path) for r in sim.requests[before:]] == [
+            ("GET", f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts/{NAME}")
+        ]  # its stable ReplicaSet from the cache
     finally:
         await stop(task)
 
