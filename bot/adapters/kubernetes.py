@@ -5,8 +5,9 @@ Implements `bot.core.ports.Rollouts`:
     get_state(ns, name)    GET the Rollout, its stable ReplicaSet from the watch's cache (else
                            listed, best-effort), parse
     get_object(ns, name)   GET the Rollout as a plain dict
-    apply(action, ns, name)  plan() the plugin's patches and send them, status subresource
-                           first and the main resource on 404, as `kubectl argo rollouts` does
+    apply(action, ns, name)  plan() the plugin's patches (from the watch's cache when it holds
+                           the Rollout, else a GET) and send them, status subresource first
+                           and the main resource on 404, as `kubectl argo rollouts` does
     watch(namespaces, on_event)  keep an informer (bot.adapters.kube_informer) of Rollouts,
                            AnalysisRuns and Argo's ReplicaSets until cancelled
     cached_state(ns, name) the Rollout as the informer holds it, with no request (a live
@@ -406,8 +407,15 @@ class KubeRollouts:
     # ── writes ───────────────────────────────────────────────────────────────
 
     async def apply(self, action: RolloutAction, namespace: str, name: str) -> list[Patch]:
-        """Send the action's patches in order; return them as sent (fallbacks resolved)."""
-        obj = await self.get_object(namespace, name)
+        """Send the action's patches in order; return them as sent (fallbacks resolved).
+
+        The plan is made from the watch's cache when it holds the Rollout, as a controller
+        plans from its informer: as fresh as a GET made a moment before (the watch is
+        milliseconds behind), and the patches are merge patches without a precondition
+        either way; the caller's read-back verifies the effect. Else from a GET."""
+        informer = self.informer
+        cached = informer.get("Rollout", namespace, name) if informer is not None else None
+        obj = cached if cached is not None else await self.get_object(namespace, name)
         sent: list[Patch] = []
         for patch in core.plan(action, obj):
             sent.append(await self._send(patch, namespace, name))

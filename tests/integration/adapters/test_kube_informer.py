@@ -11,6 +11,7 @@ Aspects under test:
 - `cached_state` answers from the cache: after the events, reading every Rollout (with its
   stable ReplicaSet's image and revision) sends no request at all; a live `get_state`
   while watching is one GET, its stable ReplicaSet from the cache;
+- `apply` while watching plans from the cache: an abort is its PATCH alone;
 - a ReplicaSet's status churn is cached and not delivered; a change rollbot reads (its
   revision annotation) is;
 - what the cache keeps is slim: no managedFields, no kubectl last-applied copy;
@@ -34,6 +35,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.kubernetes import KubeRollouts
+from bot.core.model import RolloutAction
 from bot.core.ports import WatchEvent
 from bot.sim.kube import KubeSim
 from tests.helpers import eventually
@@ -244,6 +246,22 @@ async def test_cached_state_reads_nothing_from_the_api_server(
         assert [(r.method, r.path) for r in sim.requests[before:]] == [
             ("GET", f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts/{NAME}")
         ]  # its stable ReplicaSet from the cache
+    finally:
+        await stop(task)
+
+
+async def test_apply_while_watching_plans_from_the_cache(sim: KubeSim, kube: KubeRollouts) -> None:
+    sim.create(rollout(stableRS="other-hash", currentPodHash=STABLE))  # an update under way
+    recorder = Recorder()
+    task = await watch(kube, [NS], recorder)
+    try:
+        before = len(sim.requests)
+        sent = await kube.apply(RolloutAction.ABORT, NS, NAME)
+        assert [p.body for p in sent] == [{"status": {"abort": True}}]
+        assert [(r.method, r.path) for r in sim.requests[before:]] == [
+            ("PATCH", f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts/{NAME}/status")
+        ]
+        await eventually(lambda: recorder.of("Rollout")[-1].object["status"].get("abort"))
     finally:
         await stop(task)
 
