@@ -34,38 +34,12 @@ from bot.core.model import Patch, RolloutAction
 from bot.core.ports import WatchEvent
 from bot.sim.kube import KubeSim
 from tests.helpers import eventually
+from tests.integration.adapters.kube import make
 from tests.plugins.fixtures import load_fixture
 
 NS, NAME = "payments", "payment-router"
 BASE = f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts/{NAME}"
 MERGE = "application/merge-patch+json"
-
-
-@pytest.fixture
-def sim(kube_sim: KubeSim) -> KubeSim:
-    """The shared sim (tests/plugins/kube.py), with frequent bookmarks."""
-    kube_sim.bookmark_interval = 0.2
-    return kube_sim
-
-
-def make(kubeconfig: Path, **kw: Any) -> KubeRollouts:
-    options: dict[str, Any] = {
-        "request_timeout": 2.0,
-        "watch_timeout_seconds": 30,
-        "watch_read_timeout": 2.0,
-        "backoff_initial": 0.05,
-        "backoff_max": 0.2,
-        "cursor_interval": 0.0,
-    }
-    options.update(kw)
-    return KubeRollouts.from_kubeconfig(kubeconfig=str(kubeconfig), **options)
-
-
-@pytest.fixture
-async def kube(kubeconfig: Path) -> AsyncIterator[KubeRollouts]:
-    adapter = make(kubeconfig)
-    yield adapter
-    adapter.close()
 
 
 def paused_rollout(**status: Any) -> dict[str, Any]:
