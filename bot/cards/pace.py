@@ -48,7 +48,7 @@ __all__ = [
     "SlackPace",
 ]
 
-UPDATES_PER_MINUTE = 45.0  # chat.update, sustained (Slack's Tier 3: 50 a minute)
+UPDATES_PER_MINUTE = 42.0  # chat.update, sustained (Slack's Tier 3: 50 a minute)
 UPDATE_BURST = 5  # at once after a quiet while: with the sustained rate, 50 in any minute
 POSTS_PER_SECOND = 1.0  # chat.postMessage per channel (Slack: about 1 per second)
 POST_BURST = 3  # per channel at once (Slack: "short bursts allowed")

@@ -190,8 +190,12 @@ class IncidentEngine:
             incident = self.incidents.get(key)
             texts = self._alert_text.setdefault(key, {})
             changed = False
+            starts = dict(incident.alert_starts) if incident is not None else {}
             for alert in alerts:
                 signal = core_alerts.alert_signal(service, alert, now=now)
+                if core_incidents.is_repeat(incident, signal, starts):
+                    texts[alert.fingerprint] = signal.summary  # a storm's resend
+                    continue
                 updated, change = core_incidents.open_or_update(
                     incident,
                     signal,
@@ -208,6 +212,8 @@ class IncidentEngine:
                     changed = True
                     if change.state_changed:
                         lines.append(change.text)
+                if updated is not incident:
+                    starts = dict(updated.alert_starts)
                 incident = updated
             if incident is None:
                 return
