@@ -148,9 +148,10 @@ class IncidentEngine:
                     revision=state.revision,
                     now=self._now(),
                 )
-                self.incidents[key] = incident
                 if incident != previous:
-                    await self._save(key)
+                    await self._save(key, incident, previous)
+                else:
+                    self.incidents[key] = incident
         # The incident's change is committed above, so it is shown (and paged) even when
         # the card could not be posted: the next refresh sees no change and would never
         # show it (a Slack 500 on the card lost the page). The card's error is raised after.
@@ -187,7 +188,7 @@ class IncidentEngine:
         now = self._now()
         lines: list[str] = []
         async with self._lock:
-            incident = self.incidents.get(key)
+            incident = before = self.incidents.get(key)
             texts = self._alert_text.setdefault(key, {})
             changed = False
             starts = dict(incident.alert_starts) if incident is not None else {}
@@ -222,7 +223,7 @@ class IncidentEngine:
         if changed:
             # Outside the lock: the changes of the webhooks that arrive meanwhile are
             # written with this one, in one round (a storm is a few writes, not thousands).
-            await self._save(key)
+            await self._write(key, incident, before)
         elif self._writer is not None and self._writer.pending(key):
             # Another delivery's change to it is being written: shown once it is.
             await self._writer.save(key)
@@ -365,8 +366,7 @@ class IncidentEngine:
             for key, incident in list(self.incidents.items()):
                 updated, change = core_incidents.tick(incident, now=now, quiet_period=self._quiet)
                 if change is not None:
-                    self.incidents[key] = updated
-                    await self._save(key)
+                    await self._save(key, updated, incident)
                     resolved.append((key, updated, change))
         for _key, incident, change in resolved:
             state = await self._state_of(incident)
@@ -422,12 +422,28 @@ class IncidentEngine:
             return None
         return state if card_key(state) == incident.card_key else None
 
-    async def _save(self, key: str) -> None:
-        """Write the incident of `key` as it is in memory (and its firing alerts'
-        summaries) before it is shown: what a replica that takes over reads back
-        (`restore`). Written by the next round of the writer (group commit)."""
-        if self._writer is not None:
+    async def _save(self, key: str, incident: Incident, before: Incident | None) -> None:
+        """`incident` becomes `key`'s, and is written (with its firing alerts' summaries)
+        before it is shown: what a replica that takes over reads back (`restore`)."""
+        self.incidents[key] = incident
+        await self._write(key, incident, before)
+
+    async def _write(self, key: str, incident: Incident, before: Incident | None) -> None:
+        """Write `key`'s incident as it is in memory, by the writer's next round (group
+        commit). When that fails, memory goes back to `before` (unless another change
+        followed), so the change is found again, and shown, when it is retried (the
+        delivery's replay, the next tick or watch event)."""
+        if self._writer is None:
+            return
+        try:
             await self._writer.save(key)
+        except BaseException:
+            if self.incidents.get(key) is incident:
+                if before is None:
+                    self.incidents.pop(key, None)
+                else:
+                    self.incidents[key] = before
+            raise
 
     def _row(self, key: str) -> tuple[Incident, dict[str, str]] | None:
         incident = self.incidents.get(key)
