@@ -8,5 +8,14 @@ from bot.cards.engine import (
     revert_started,
     summary_line,
 )
+from bot.cards.pace import SlackPace
 
-__all__ = ["Cards", "RevertPlan", "card_key", "revert_key", "revert_started", "summary_line"]
+__all__ = [
+    "Cards",
+    "RevertPlan",
+    "SlackPace",
+    "card_key",
+    "revert_key",
+    "revert_started",
+    "summary_line",
+]

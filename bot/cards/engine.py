@@ -7,13 +7,19 @@ the last action. Every source updates its part of the card's memory here and ask
 render; the card is posted into the service's channel when something hurts, then updated
 in place (`chat.update`), and its thread is the timeline.
 
-Three rules keep Slack calm under an alert storm:
+Four rules keep Slack calm under an alert storm:
 - a card is re-rendered only when its digest (what the card shows, not the ever-changing
-  age) differs from the last one sent;
+  age) differs from the last one sent, and a change the card's memory holds already (an
+  alert storm's resend) reads and renders nothing;
 - `chat.update` for one card is sent at most once per `update_interval` seconds: a render
   asked for sooner is coalesced into one delayed flush that sends the latest state;
+- Slack's own limits are kept here (`bot.cards.pace`): `chat.update` within the
+  workspace's budget (a render that finds it spent waits, coalesced, for its card's turn,
+  every card waiting in turn; an action's or a page's render goes at once), the card's
+  post and its thread lines within their channel's (the card's post first);
 - thread lines are written for state changes and actions only, never for repeats.
-Updates for one card are serialised by a per-card lock.
+Coalescing drops intermediate renders, never the last: the flush renders what the card is
+when its turn comes. Updates for one card are serialised by a per-card lock.
 
 And two keep it true when Slack fails for a while (429s, 5xx, lost answers; issue 15):
 - the card and its thread lines are posted once (`bot.cards.posting.post_once`): a post
@@ -65,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.blocks import card as card_blocks
 from bot.blocks import replies
-from bot.cards import posting
+from bot.cards import pace, posting
 from bot.cards.thread import ActionGate
 from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
@@ -168,6 +174,8 @@ class _CardMemory:
     flush: asyncio.Task[None] | None = field(default=None, repr=False)
     failures: int = 0  # Slack failures in a row (the flush's backoff)
     owes_post: bool = False  # this process claimed the card and its post failed
+    wants_update: bool = False  # a render waits for its turn in Slack's budget (`pace`)
+    posted: bool = False  # this process knows the card's message (its ts)
     # Thread lines not posted yet, oldest first: (key, text, when first tried or None).
     lines: list[tuple[str, str, float | None]] = field(default_factory=list)
 
@@ -186,8 +194,11 @@ class Cards:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         leads: Callable[[], bool] = lambda: True,
         read_state: Callable[[str], Awaitable[RolloutState]] | None = None,
+        slack_pace: pace.SlackPace | None = None,
     ) -> None:
         self._chat = chat
+        # Slack's rate limits kept here (None: not paced, as in tests of other things).
+        self._pace = slack_pace
         # Whether this replica edits the cards' messages (the leader), or leaves that to it.
         self._leads = leads
         # The service's Rollout read now: how a leader takes over a card it has not shown
@@ -330,6 +341,9 @@ class Cards:
         the card keeps the newer; its `line`, if any, is still written."""
         key = card_key(state)
         async with self._lock(key):
+            known = self._memory.get(key)
+            if line is None and known is not None and self._shows(known, state, incident, alerts):
+                return None  # a repeat (an alert storm's resend): no read, no render
             mem = self._mem(service, state)
             if mem.incident is None or incident.changed_at >= mem.incident.changed_at:
                 mem.incident = incident
@@ -338,6 +352,21 @@ class Cards:
             if card is None and not self._hurts(mem):
                 return None
             return await self._show(mem, card, line=line, always=line is not None)
+
+    @staticmethod
+    def _shows(
+        mem: _CardMemory, state: RolloutState, incident: Incident, alerts: Sequence[str]
+    ) -> bool:
+        """Whether the card's memory holds exactly this, posted by this process and owing
+        Slack nothing: Slack shows it, or its flush is on the way to."""
+        return (
+            mem.posted
+            and not mem.owes_post
+            and not mem.lines
+            and mem.incident == incident
+            and mem.alerts == tuple(alerts)
+            and mem.state == state
+        )
 
     async def set_evidence(self, service: str, state: RolloutState, evidence: Evidence) -> None:
         """Prometheus answered: fill in the evidence on an existing card (never posts).
@@ -718,12 +747,13 @@ class Cards:
             earlier = time.time() - EARLIER_POST_LOOKBACK
         self._sync(mem, card)
         if card.ts is not None:
+            mem.posted = True
             return card
         await self._read_revert(mem)
         text, body = self.render(mem, epoch=card.epoch)
         try:
             ref = await posting.post_once(
-                self._chat,
+                self._poster(mem, pace.CARD),
                 cfg.channel,
                 key=key,
                 text=text,
@@ -736,6 +766,7 @@ class Cards:
             self._again_later(mem, err)
             raise
         mem.owes_post = False
+        mem.posted = True
         # A message an earlier attempt posted may show an older state: the next render
         # updates it.
         mem.digest = _digest(mem, card.epoch) if earlier is None else ""
@@ -753,10 +784,13 @@ class Cards:
         always: bool = False,
         immediate: bool = False,
     ) -> None:
-        if immediate or time.monotonic() - mem.last_update >= self._interval:
+        if immediate:
+            await self._render_update(mem, card, turn="now")
+        elif time.monotonic() - mem.last_update >= self._interval:
             await self._render_update(mem, card)
-        elif mem.flush is None or mem.flush.done():
-            mem.flush = asyncio.create_task(self._flush_later(mem))
+        else:
+            mem.wants_update = True
+            self._flush_soon(mem)
         self._queue_line(mem, line, always=always)
         await self._send_lines(mem, card)
 
@@ -780,7 +814,7 @@ class Cards:
                 mem.lines[0] = (key, text, time.time())
             try:
                 await posting.post_once(
-                    self._chat,
+                    self._poster(mem, pace.LINE),
                     card.channel,
                     key=key,
                     text=text,
@@ -794,21 +828,47 @@ class Cards:
             mem.lines.pop(0)
             mem.failures = 0
 
-    async def _render_update(self, mem: _CardMemory, card: CardRecord) -> None:
+    def _poster(self, mem: _CardMemory, priority: int) -> pace.PacedPoster:
+        """The card's posts, each waiting for its turn in its channel (`priority`: the
+        card's own post before thread lines)."""
+        channel = self._catalog[mem.service].channel
+        bucket = self._pace.posts(channel) if self._pace is not None else None
+        return pace.PacedPoster(self._chat, bucket, priority)
+
+    async def _render_update(
+        self, mem: _CardMemory, card: CardRecord, *, turn: str = "paced"
+    ) -> None:
+        """Send the card's current state, unless Slack shows it already. `turn`: "paced"
+        (now if Slack's budget has room, else the card's flush sends its latest state in
+        its turn), "now" (an action's or a page's change, which a person waits for: never
+        held), "granted" (the flush's turn, taken already)."""
         if not self._leads():
             # One writer per message: the leader renders it, with what the record says.
+            self._unused(turn)
             await self._store.mark_card_dirty(card.card_key)
             return
+        if self._pace is not None and turn == "paced":
+            if not self._pace.updates.try_take():
+                # Coalesced: the flush renders what the card is then, in its turn.
+                mem.wants_update = True
+                self._flush_soon(mem)
+                return
+            turn = "granted"
         self._sync(mem, card)
         await self._read_revert(mem)
         digest = _digest(mem, card.epoch)
         if digest == card.digest or digest == mem.digest:
+            self._unused(turn)
             return
+        if self._pace is not None and turn == "now":
+            self._pace.updates.take_now()
+        mem.wants_update = False
         text, body = self.render(mem, epoch=card.epoch)
         assert card.ts is not None
         try:
             await self._chat.update(MessageRef(card.channel, card.ts), text=text, blocks=body)
         except TemporaryError as err:
+            mem.wants_update = True
             self._again_later(mem, err)
             return
         mem.digest = digest
@@ -834,27 +894,45 @@ class Cards:
         if mem.flush is None or mem.flush.done() or mem.flush is asyncio.current_task():
             mem.flush = asyncio.create_task(self._flush_later(mem, delay=delay))
 
+    def _unused(self, turn: str) -> None:
+        """A turn granted and not used: the next card waiting has it."""
+        if turn == "granted" and self._pace is not None:
+            self._pace.updates.give_back()
+
+    def _flush_soon(self, mem: _CardMemory) -> None:
+        """The card's flush, unless one is under way (it sends the latest state)."""
+        if self._closing:
+            return
+        if mem.flush is None or mem.flush.done() or mem.flush is asyncio.current_task():
+            mem.flush = asyncio.create_task(self._flush_later(mem))
+
     async def _flush_later(self, mem: _CardMemory, *, delay: float | None = None) -> None:
         if delay is None:
             delay = mem.last_update + self._interval - time.monotonic()
         await asyncio.sleep(max(0.0, delay))
-        await self._flush_now(mem)
+        turn = "paced"
+        if self._pace is not None and mem.wants_update:
+            await self._pace.updates.take()  # every card waiting gets its turn, in order
+            turn = "granted"
+        await self._flush_now(mem, turn=turn)
 
-    async def _flush_now(self, mem: _CardMemory) -> None:
+    async def _flush_now(self, mem: _CardMemory, *, turn: str = "now") -> None:
         """Make Slack show the card as it is now: post it if this process owes its post
         (looking for an earlier attempt's first), update it, post the lines waiting."""
         key = card_key(mem.state)
         async with self._lock(key):
             card = await self._store.get_card(key)
             if card is None or (card.ts is None and not mem.owes_post):
+                self._unused(turn)
                 return
             try:
                 if card.ts is None:
                     posted = await self._ensure_posted(mem, card)
                     if posted is None:
+                        self._unused(turn)
                         return
                     card = posted
-                await self._render_update(mem, card)
+                await self._render_update(mem, card, turn=turn)
                 await self._send_lines(mem, card)
             except RollbotError as err:
                 log.warning("coalesced update of %s failed: %s", key, err.message)

@@ -29,15 +29,33 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from bot.core.errors import PermanentError, TemporaryError
 from bot.core.model import MessageRef
-from bot.core.ports import Chat
 
-__all__ = ["line_key", "post_once"]
+__all__ = ["Poster", "line_key", "post_once"]
 
 log = logging.getLogger(__name__)
+
+
+class Poster(Protocol):
+    """What `post_once` needs of `bot.core.ports.Chat` (a paced one:
+    `bot.cards.pace.PacedPoster`)."""
+
+    async def post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        key: str | None = None,
+    ) -> MessageRef: ...
+
+    async def find_post(
+        self, channel: str, key: str, *, thread_ts: str | None = None, since: float
+    ) -> MessageRef | None: ...
 
 
 def line_key(card: str) -> str:
@@ -47,7 +65,7 @@ def line_key(card: str) -> str:
 
 
 async def post_once(
-    chat: Chat,
+    chat: Poster,
     channel: str,
     *,
     key: str,

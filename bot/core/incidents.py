@@ -29,6 +29,7 @@ States::
   went to the leader, or when a replay follows a restart.
 
     open_or_update(incident, signal, …) -> (Incident, Change | None)
+    is_repeat(incident, signal, starts)  -> bool     (open_or_update would change nothing)
     tick(incident, now=, quiet_period=)  -> (Incident, Change | None)
     rollout_signal(service, state, trouble, now) -> Signal      (the watch's verdict)
 """
@@ -36,6 +37,7 @@ States::
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -138,6 +140,18 @@ def open_or_update(
     if signal.firing:
         return _firing(incident, signal, now)
     return _resolved(incident, signal, now)
+
+
+def is_repeat(incident: Incident | None, signal: Signal, starts: Mapping[str, datetime]) -> bool:
+    """Whether `signal` repeats what `incident` holds: an alert firing already, of the
+    occurrence applied last (`starts`: ``dict(incident.alert_starts)``, built once for a
+    webhook's many alerts). `open_or_update` returns such a signal's incident unchanged,
+    with no change; this tells it at once, where an alert storm's resends would otherwise
+    cost a pass over every alert of the incident each."""
+    if incident is None or not signal.firing or signal.key not in incident.firing:
+        return False
+    started = signal.alert.starts_at if signal.alert is not None else None
+    return started is None or starts.get(signal.key) == started
 
 
 def _stale(incident: Incident, signal: Signal) -> bool:

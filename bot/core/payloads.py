@@ -13,17 +13,23 @@ after its sender was authenticated. It refuses, with a message fit for a 400:
   Unicode, so it cannot be encoded to UTF-8 again, for the database or for Slack.
 
 Depth and strings are checked by walking the parsed value with an explicit stack, so the
-check itself cannot recurse too deep.
+check itself cannot recurse too deep. A lone surrogate can only come from a ``\\uD800``-style
+escape (UTF-8 cannot carry one), so the strings are walked only when the text has such an
+escape; the walk visits containers only otherwise (an alert storm's bodies are parsed on
+the path of the 200).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from bot.core.errors import InvalidRequest
 
 MAX_DEPTH = 64
+# An escape that may stand for a surrogate (\uD800-\uDFFF); without one, none is there.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 class MalformedBody(InvalidRequest, ValueError):
@@ -49,13 +55,27 @@ def parse_json_object(body: bytes, *, expected: str = "a JSON object") -> dict[s
         raise MalformedBody(f"body is not usable JSON: {type(exc).__name__}") from None
     if not isinstance(payload, dict):
         raise MalformedBody(f"body must be a JSON object, got {kind(payload)}")
-    check_value(payload)
+    check_value(payload, strings=_SURROGATE_ESCAPE.search(text) is not None)
     return payload
 
 
-def check_value(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
+def check_value(value: Any, *, max_depth: int = MAX_DEPTH, strings: bool = True) -> None:
     """Raise `MalformedBody` when `value` nests deeper than `max_depth` or holds a string
-    that is not Unicode (a lone surrogate)."""
+    that is not Unicode (a lone surrogate; `strings=False`: the caller knows none is there,
+    and only the depth is checked)."""
+    if strings:
+        _check_strings(value, max_depth)
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise MalformedBody(f"body nests deeper than {max_depth} levels")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+
+
+def _check_strings(value: Any, max_depth: int) -> None:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()

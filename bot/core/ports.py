@@ -317,6 +317,10 @@ class Store(Protocol):
         (by `card_key`); its re-page count is kept."""
         ...
 
+    async def save_incidents(self, rows: Sequence[tuple[Incident, Mapping[str, str]]]) -> None:
+        """`save_incident` for each row, in one transaction."""
+        ...
+
     async def load_incidents(self, *, since: datetime) -> list[IncidentRecord]:
         """Every incident not resolved, and those resolved at or after `since`; oldest
         `opened_at` first."""

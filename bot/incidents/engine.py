@@ -16,9 +16,11 @@ For each change the engine:
 - tells the fallback channel, at most once per alert name per interval, about alerts that
   match no service in the catalog (they are counted in /metrics either way).
 
-Incidents are durable (issue 15): every change is written to the database (`save_incident`,
-with the summaries of the alerts firing) before it is shown or paged, and `restore` reads
-them back when a replica starts leading, so after a restart or a failover the card goes on
+Incidents are durable (issue 15): every change is written to the database (`save_incidents`,
+with the summaries of the alerts firing) before it is shown or paged, the writes grouped
+(`bot.incidents.writer`: the changes made while a write is under way go together in the
+next, so an alert storm is a few transactions, not one per webhook); `restore` reads them
+back when a replica starts leading, so after a restart or a failover the card goes on
 updating in place, Alertmanager's resolve finds its incident, PagerDuty gets its one resolve
 and the evidence goes on refreshing (the ticker fetches it for every open incident, and the
 card's memory starts from the restored incident: `Cards.restored`). The inputs are durable
@@ -47,6 +49,7 @@ from bot.core.errors import RollbotError
 from bot.core.model import Alert, Incident, IncidentState, RolloutState
 from bot.core.ports import Chat, EvidenceSource, IncidentRecord, Rollouts
 from bot.incidents.book import IncidentBook
+from bot.incidents.writer import IncidentWriter
 from bot.runtime.inbox import retry_later
 
 if TYPE_CHECKING:
@@ -60,12 +63,19 @@ MAX_ALERT_LINES = 50  # distinct firing summaries for the card (it shows 3, "+N 
 # How far back `restore` reads resolved incidents: a resolved incident is kept so that a
 # signal for the same revision within it reopens that incident instead of a new one.
 RESTORE_RESOLVED = timedelta(days=1)
+# How long a read of a service's Rollout answers for the alerts that follow (seconds): the
+# watch's events replace it meanwhile (`_remember`), so it is only ever older than the
+# Rollout when the watch lags. Under an alert storm, one read per service per interval
+# instead of two API requests (the Rollout, its stable ReplicaSet) per webhook.
+STATE_FRESH = 2.0
 
 
 class IncidentStore(Protocol):
     """What the engine keeps in the database (bot.store.SqlStore)."""
 
     async def save_incident(self, incident: Incident, alerts: Mapping[str, str]) -> None: ...
+
+    async def save_incidents(self, rows: Sequence[tuple[Incident, Mapping[str, str]]]) -> None: ...
 
     async def load_incidents(self, *, since: datetime) -> list[IncidentRecord]: ...
 
@@ -87,7 +97,7 @@ class IncidentEngine:
     ) -> None:
         self._settings = settings
         self._catalog = settings.services
-        self._matchers = settings.alert_matchers()
+        self._router = core_alerts.AlertRouter(settings.alert_matchers())
         self._rollouts = rollouts
         self._cards = cards
         self._chat = chat
@@ -101,7 +111,10 @@ class IncidentEngine:
         self.book = book or IncidentBook()
         self._store = store
         self.incidents: dict[str, Incident] = self.book.by_key
+        # Incidents are written by rounds (group commit): see bot.incidents.writer.
+        self._writer = IncidentWriter(store=store, snapshot=self._row) if store else None
         self._states: dict[str, RolloutState] = {}  # last known state per service
+        self._read_at: dict[str, float] = {}  # service → loop time of its last read
         self._card_states: dict[str, RolloutState] = {}  # last known state per card key
         self._alert_text: dict[str, dict[str, str]] = {}  # card key → fingerprint → summary
         self._evidence_due: dict[str, float] = {}  # card key → loop time of next refresh
@@ -136,8 +149,9 @@ class IncidentEngine:
                     now=self._now(),
                 )
                 if incident != previous:
-                    await self._save(key, incident)
-                self.incidents[key] = incident
+                    await self._save(key, incident, previous)
+                else:
+                    self.incidents[key] = incident
         # The incident's change is committed above, so it is shown (and paged) even when
         # the card could not be posted: the next refresh sees no change and would never
         # show it (a Slack 500 on the card lost the page). The card's error is raised after.
@@ -153,7 +167,7 @@ class IncidentEngine:
 
     async def on_alerts(self, alerts: list[Alert], payload: dict[str, Any]) -> None:
         """One Alertmanager webhook's alerts (already stored and acknowledged)."""
-        by_service, unknown = core_alerts.route_alerts(alerts, self._matchers)
+        by_service, unknown = self._router.route(alerts)
         if unknown:
             await self._notice_unknown(unknown)
         for service, service_alerts in by_service.items():
@@ -174,11 +188,15 @@ class IncidentEngine:
         now = self._now()
         lines: list[str] = []
         async with self._lock:
-            incident = self.incidents.get(key)
+            incident = before = self.incidents.get(key)
             texts = self._alert_text.setdefault(key, {})
             changed = False
+            starts = dict(incident.alert_starts) if incident is not None else {}
             for alert in alerts:
                 signal = core_alerts.alert_signal(service, alert, now=now)
+                if core_incidents.is_repeat(incident, signal, starts):
+                    texts[alert.fingerprint] = signal.summary  # a storm's resend
+                    continue
                 updated, change = core_incidents.open_or_update(
                     incident,
                     signal,
@@ -195,12 +213,20 @@ class IncidentEngine:
                     changed = True
                     if change.state_changed:
                         lines.append(change.text)
+                if updated is not incident:
+                    starts = dict(updated.alert_starts)
                 incident = updated
             if incident is None:
                 return
             if changed:
-                await self._save(key, incident)
                 self.incidents[key] = incident
+        if changed:
+            # Outside the lock: the changes of the webhooks that arrive meanwhile are
+            # written with this one, in one round (a storm is a few writes, not thousands).
+            await self._write(key, incident, before)
+        elif self._writer is not None and self._writer.pending(key):
+            # Another delivery's change to it is being written: shown once it is.
+            await self._writer.save(key)
         if not changed:
             # Nothing new, but what the change owed may not have been done: the first
             # delivery of these alerts changed the incident and then met a Slack failure (a
@@ -334,12 +360,13 @@ class IncidentEngine:
         """Resolve incidents quiet for the quiet period; refresh evidence of open ones."""
         now = self._now()
         resolved: list[tuple[str, Incident, core_incidents.Change]] = []
+        if self._writer is not None and self._writer.unsaved:
+            await self._writer.save(min(self._writer.unsaved))  # a failed round, again
         async with self._lock:
             for key, incident in list(self.incidents.items()):
                 updated, change = core_incidents.tick(incident, now=now, quiet_period=self._quiet)
                 if change is not None:
-                    await self._save(key, updated)
-                    self.incidents[key] = updated
+                    await self._save(key, updated, incident)
                     resolved.append((key, updated, change))
         for _key, incident, change in resolved:
             state = await self._state_of(incident)
@@ -395,11 +422,34 @@ class IncidentEngine:
             return None
         return state if card_key(state) == incident.card_key else None
 
-    async def _save(self, key: str, incident: Incident) -> None:
-        """Write the incident (and its firing alerts' summaries) before it is shown: what a
-        replica that takes over reads back (`restore`)."""
-        if self._store is not None:
-            await self._store.save_incident(incident, dict(self._alert_text.get(key, {})))
+    async def _save(self, key: str, incident: Incident, before: Incident | None) -> None:
+        """`incident` becomes `key`'s, and is written (with its firing alerts' summaries)
+        before it is shown: what a replica that takes over reads back (`restore`)."""
+        self.incidents[key] = incident
+        await self._write(key, incident, before)
+
+    async def _write(self, key: str, incident: Incident, before: Incident | None) -> None:
+        """Write `key`'s incident as it is in memory, by the writer's next round (group
+        commit). When that fails, memory goes back to `before` (unless another change
+        followed), so the change is found again, and shown, when it is retried (the
+        delivery's replay, the next tick or watch event)."""
+        if self._writer is None:
+            return
+        try:
+            await self._writer.save(key)
+        except BaseException:
+            if self.incidents.get(key) is incident:
+                if before is None:
+                    self.incidents.pop(key, None)
+                else:
+                    self.incidents[key] = before
+            raise
+
+    def _row(self, key: str) -> tuple[Incident, dict[str, str]] | None:
+        incident = self.incidents.get(key)
+        if incident is None:
+            return None
+        return incident, dict(self._alert_text.get(key, {}))
 
     async def restore(self) -> int:
         """Read back the incidents a previous leader left (not resolved, or resolved within
@@ -419,6 +469,13 @@ class IncidentEngine:
         return len(records)
 
     async def _state(self, service: str) -> RolloutState:
+        loop = asyncio.get_running_loop()
+        known = self._states.get(service)
+        if (
+            known is not None
+            and loop.time() - self._read_at.get(service, -STATE_FRESH) < STATE_FRESH
+        ):
+            return known  # read a moment ago, and the watch's events since are in it
         cfg = self._catalog[service]
         try:
             state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
@@ -428,6 +485,7 @@ class IncidentEngine:
                 raise
             return known  # the watch's last word beats no card at all
         self._remember(service, state)
+        self._read_at[service] = loop.time()
         return state
 
     async def _notice_unknown(self, alerts: list[Alert]) -> None:

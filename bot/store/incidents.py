@@ -6,7 +6,8 @@ new leader loads the live ones (`load_incidents`) so a restart forgets nothing.
 
 - `save_incident` is one upsert (`INSERT … ON CONFLICT (card_key) DO UPDATE`, both dialects
   speak it): two replicas saving the same incident at once leave one row, the last write
-  whole. It writes every column but `pages`.
+  whole. It writes every column but `pages`. `save_incidents` writes several in one
+  transaction (the incident engine's group commit, `bot.incidents.writer`).
 - `bump_incident_pages` is an atomic counter in SQL (`pages = pages + 1 … RETURNING`), as
   `bump_card_epoch` is; it is the only writer of `pages`.
 
@@ -15,7 +16,7 @@ How an incident maps to columns and back is `bot.store.codecs`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -36,12 +37,24 @@ class IncidentsMixin(StoreBase):
 
     async def save_incident(self, incident: Incident, alerts: Mapping[str, str]) -> None:
         """Insert the incident, or replace every column of its row but `pages`."""
-        values = {**incident_columns(incident, alerts), "updated_at": self._clock()}
-        insert = dialect_insert(self.dialect, incidents).values(**values, pages=0)
-        changes = {name: insert.excluded[name] for name in values if name != "card_key"}
+        await self.save_incidents([(incident, alerts)])
+
+    async def save_incidents(self, rows: Sequence[tuple[Incident, Mapping[str, str]]]) -> None:
+        """`save_incident` for several incidents, in one transaction (one statement run for
+        each row): an alert storm's changes to many incidents are one commit."""
+        if not rows:
+            return
+        now = self._clock()
+        values = [
+            {**incident_columns(i, alerts), "updated_at": now, "pages": 0} for i, alerts in rows
+        ]
+        insert = dialect_insert(self.dialect, incidents)
+        changes = {
+            name: insert.excluded[name] for name in values[0] if name not in ("card_key", "pages")
+        }
         stmt = insert.on_conflict_do_update(index_elements=[incidents.c.card_key], set_=changes)
         async with self._engine.begin() as conn:
-            await conn.execute(stmt)
+            await conn.execute(stmt, values)
 
     async def load_incidents(self, *, since: datetime) -> list[IncidentRecord]:
         """Every incident not resolved, and those resolved at or after `since` (their

@@ -18,7 +18,7 @@ outbox; the `SqlStore` methods on the `webhook_inbox` and `outbox` tables (a mix
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -84,6 +84,28 @@ class QueuesMixin(StoreBase):
             ).scalar_one()
         return int(new_id)
 
+    async def store_webhooks(
+        self, rows: Sequence[tuple[str, Mapping[str, str], str | bytes]]
+    ) -> list[int]:
+        """`store_webhook` for several (source, headers, body), in one transaction; their
+        ids, in order (the Alertmanager receiver's group commit, `bot.runtime.batch`)."""
+        if not rows:
+            return []
+        now = self._clock()
+        values = [
+            {
+                "source": source,
+                "received_at": now,
+                "headers": dict(headers),
+                "body": body.decode("utf-8") if isinstance(body, bytes) else body,
+            }
+            for source, headers, body in rows
+        ]
+        stmt = webhook_inbox.insert().returning(webhook_inbox.c.id, sort_by_parameter_order=True)
+        async with self._engine.begin() as conn:
+            ids = (await conn.execute(stmt, values)).scalars().all()
+        return [int(i) for i in ids]
+
     async def store_webhook_once(
         self,
         source: str,
@@ -134,6 +156,20 @@ class QueuesMixin(StoreBase):
             )
         if result.rowcount == 0:
             raise RecordNotFound("webhook", id)
+
+    async def mark_webhooks_processed(self, marks: Sequence[tuple[int, str | None]]) -> None:
+        """`mark_webhook_processed` for several rows, (id, error) each, in one transaction
+        (an alert storm's marks, grouped by `bot.runtime.batch.Batched`)."""
+        if not marks:
+            return
+        now = self._clock()
+        stmt = (
+            webhook_inbox.update()
+            .where(webhook_inbox.c.id == sa.bindparam("row_id"))
+            .values(processed_at=now, error=sa.bindparam("why"))
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt, [{"row_id": id, "why": error} for id, error in marks])
 
     async def pending_webhooks(self, limit: int = 100) -> list[WebhookRecord]:
         """Stored but never processed (e.g. the replica died after its 2xx), oldest first."""

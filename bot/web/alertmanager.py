@@ -9,11 +9,15 @@ Per request, in this order:
    with exactly what is wrong (Alertmanager does not retry 4xx), kept as poison
    (`bot.web.inbox.PoisonBin`: in the inbox, counted, said once in the fallback channel);
 4. the raw body goes to the webhook inbox (headers without ``Authorization``) BEFORE the
-   2xx; when that fails (the database locked past its busy timeout, a full disk) → 503
-   with ``Retry-After``, so Alertmanager retries, and nothing is processed;
+   2xx (the bodies of requests that arrive while one is being written are written
+   together next, in one transaction: `bot.runtime.batch.Batched`); when that fails (the
+   database locked past its busy timeout, a full disk) → 503 with ``Retry-After``, so
+   Alertmanager retries, and nothing is processed;
 5. 200 at once; the alerts are processed in a background task: counted per service and
    status (or as unknown), handed to `on_alerts(alerts, group)`, and the inbox row marked
-   processed (with the error, when `on_alerts` raised, kept for the operator).
+   processed (with the error, when `on_alerts` raised, kept for the operator) once
+   `on_alerts` returned; the marks of rows processed meanwhile are one transaction
+   (`bot.runtime.batch.Batched`: under a storm, a few writes rather than one per webhook).
 
 A replica that dies between 4 and 5, or whose processing fails to finish (the database
 went away), leaves the row pending; the leader replays those at its start and then every
@@ -38,10 +42,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.core.alerts import AlertMatcher, MalformedWebhook, parse_webhook, route_alerts
+from bot.core.alerts import AlertMatcher, AlertRouter, MalformedWebhook, parse_webhook
 from bot.core.model import Alert
 from bot.core.signatures import split_secrets
 from bot.incidents.inbox import SOURCE, OnAlerts
+from bot.runtime.batch import Batched
 from bot.runtime.inbox import InFlight, retry_later
 from bot.runtime.metrics import Metrics
 from bot.web.inbox import RETRY_AFTER, PoisonBin
@@ -50,6 +55,10 @@ log = logging.getLogger(__name__)
 
 PATH = "/webhooks/alertmanager"
 MAX_BODY_BYTES = 8 * 1024 * 1024  # Alertmanager bodies are kilobytes; thousands of alerts fit
+# Webhooks processed at once: under a storm the rest wait their turn (stored already), so
+# the event loop's queue stays short and the next request is answered without waiting
+# behind thousands of processing steps.
+PROCESSING = 8
 
 
 class WebhookInbox(Protocol):
@@ -60,6 +69,12 @@ class WebhookInbox(Protocol):
     ) -> int: ...
 
     async def mark_webhook_processed(self, id: int, error: str | None = None) -> None: ...
+
+    async def mark_webhooks_processed(self, marks: Sequence[tuple[int, str | None]]) -> None: ...
+
+    async def store_webhooks(
+        self, rows: Sequence[tuple[str, Mapping[str, str], str | bytes]]
+    ) -> list[int]: ...
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -92,11 +107,22 @@ class AlertmanagerReceiver:
         tokens = [t.encode("utf-8") for t in split_secrets(token)]
         self._token = tokens or None
         self._store = store
+        # The bodies stored, and the marks of rows processed, while a write of theirs is
+        # under way go together in the next transaction (group commit).
+        self.stored: Batched[tuple[str, Mapping[str, str], bytes], int] = Batched(
+            store.store_webhooks
+        )
+        self.marks: Batched[tuple[int, str | None], None] = Batched(self._mark)
         self._on_alerts = on_alerts
         self._metrics = metrics
-        self._matchers = matchers
+        self._router = AlertRouter(matchers) if matchers is not None else None
         self._max_body_bytes = max_body_bytes
         self.tasks: set[asyncio.Task[None]] = set()
+        self._processing = asyncio.Semaphore(PROCESSING)
+
+    async def _mark(self, marks: list[tuple[int, str | None]]) -> list[None]:
+        await self._store.mark_webhooks_processed(marks)
+        return [None] * len(marks)
 
     def _outcome(self, outcome: str) -> None:
         self._metrics.alertmanager_webhooks.labels(outcome).inc()
@@ -143,7 +169,7 @@ class AlertmanagerReceiver:
             return JSONResponse(answer, status_code=400)
         headers = _kept_headers(request)
         try:
-            webhook_id = await self._store.store_webhook(SOURCE, headers, body)
+            webhook_id = await self.stored.add((SOURCE, headers, body))
         except Exception:  # any store failure must become a retryable 503
             log.exception("alertmanager webhook: could not store the body; answering 503")
             self._outcome("store-failed")
@@ -162,7 +188,12 @@ class AlertmanagerReceiver:
         return JSONResponse({"status": "accepted", "id": webhook_id, "alerts": len(alerts)})
 
     async def process(self, webhook_id: int, alerts: list[Alert], group: dict[str, Any]) -> None:
-        """Count, hand over, mark processed. Never raises (it runs after the 200)."""
+        """Count, hand over, mark processed, at most `PROCESSING` at once. Never raises (it
+        runs after the 200)."""
+        async with self._processing:
+            await self._process(webhook_id, alerts, group)
+
+    async def _process(self, webhook_id: int, alerts: list[Alert], group: dict[str, Any]) -> None:
         self.count(alerts)
         error: str | None = None
         try:
@@ -176,16 +207,16 @@ class AlertmanagerReceiver:
             log.exception("alertmanager webhook %s: processing failed", webhook_id)
             error = f"{type(exc).__name__}: {exc}"
         try:
-            await self._store.mark_webhook_processed(webhook_id, error=error)
+            await self.marks.add((webhook_id, error))
         except Exception:  # the row stays pending and is replayed
             log.exception("alertmanager webhook %s: could not mark it processed", webhook_id)
         finally:
             self.in_flight.discard(webhook_id)
 
     def count(self, alerts: list[Alert]) -> None:
-        if self._matchers is None:
+        if self._router is None:
             return
-        by_service, unknown = route_alerts(alerts, self._matchers)
+        by_service, unknown = self._router.route(alerts)
         for service, routed in by_service.items():
             for alert in routed:
                 self._metrics.alerts.labels(service, alert.status).inc()

@@ -27,7 +27,7 @@ from bot.actions import Responder
 from bot.adapters.kubernetes import WATCHED_KINDS, KubeRollouts
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
-from bot.cards import Cards
+from bot.cards import Cards, SlackPace
 from bot.core.errors import RollbotError
 from bot.core.model import RolloutState
 from bot.incidents import IncidentBook, IncidentEngine, IncidentListener
@@ -108,6 +108,7 @@ async def build(
         circuit_environment=settings.flags.environment if flags is not None else None,
         leads=lambda: not leadership.fenced,
         read_state=functools.partial(_read_state, rollouts, settings),
+        slack_pace=SlackPace(),  # Slack's rate limits, kept here: a storm meets no 429
     )
     prometheus = (
         PrometheusMetrics(

@@ -7,7 +7,8 @@ Aspects under test:
   any scheme case → accepted;
 - bad input → 400 with exactly what is wrong, nothing stored; an oversized body → 413;
 - nothing lost: every fixture body is stored (raw, headers without Authorization) before
-  the 200; the 200 carries the inbox id; a store that fails (its table gone) → 503 and
+  the 200; the 200 carries the inbox id; a burst is stored and marked in grouped
+  transactions, each row its own; a store that fails (its table gone) → 503 and
   on_alerts is never called;
 - after the 200: on_alerts gets the parsed alerts and the group, the row is marked
   processed; when on_alerts raises, the row keeps the error;
@@ -274,6 +275,23 @@ async def test_stored_before_the_200(store: SqlStore) -> None:
     await h.receiver.drain()
     assert not h.receiver.tasks
     await h.client.aclose()
+
+
+async def test_a_burst_is_stored_and_marked_in_few_transactions(harness: Harness) -> None:
+    """A storm's webhooks: each stored before its own 200 with its own id, all processed and
+    marked, the stores and the marks grouped (fewer transactions than webhooks)."""
+    responses = await asyncio.gather(*(harness.post() for _ in range(40)))
+    assert [r.status_code for r in responses] == [200] * 40
+    ids = [r.json()["id"] for r in responses]
+    assert len(set(ids)) == 40
+    rows = {row["id"]: row for row in await harness.rows()}
+    assert sorted(rows) == sorted(ids) and all(r["body"] == FIRING.decode() for r in rows.values())
+    for id in ids:
+        assert (await harness.processed(id)).error is None
+    await harness.receiver.drain()
+    assert len(harness.received.calls) == 40
+    assert harness.receiver.stored.batches < 40
+    assert harness.receiver.marks.batches < 40
 
 
 async def test_store_failure_is_a_503_and_nothing_is_processed(harness: Harness) -> None:

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from bot.core.alerts import (
     AlertMatcher,
+    AlertRouter,
     MalformedWebhook,
     NoticeThrottle,
     alert_signal,
@@ -331,6 +332,22 @@ def test_route_alerts(labels: dict[str, str], services: list[str]) -> None:
     assert sorted(by_service) == sorted(services)
     assert all(alerts == [a] for alerts in by_service.values())
     assert unknown == ([] if services else [a])
+
+
+LABELS = st.dictionaries(
+    st.sampled_from(["service", "app", "rollout", "namespace", "team", "component", "job"]),
+    st.sampled_from(
+        ["payment-router", "payment-router-v2", "payments", "staging", "fx", "rates", "x"]
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(LABELS, max_size=8))
+def test_the_indexed_router_routes_as_route_alerts(many: list[dict[str, str]]) -> None:
+    alerts = [alert(**labels) for labels in many]
+    catalog = {**CATALOG, "everything": [AlertMatcher(equal={})]} if len(many) % 2 else CATALOG
+    assert AlertRouter(catalog).route(alerts) == route_alerts(alerts, catalog)
 
 
 def test_route_the_fixtures() -> None:

@@ -258,6 +258,33 @@ def test_any_interleaving_keeps_the_invariants(steps: list[tuple[str, bool]]) ->
             assert incident.changed_at == T0 + timedelta(seconds=i)
 
 
+def alert_sig(key: str, firing: bool, started: int) -> Signal:
+    alert = Alert(
+        fingerprint=key,
+        name="HighErrorRate",
+        status="firing" if firing else "resolved",
+        labels={"alertname": "HighErrorRate", "service": SVC, "pod": key},
+        annotations={},
+        starts_at=T0 + timedelta(seconds=started),
+        ends_at=None,
+    )
+    return alert_signal(SVC, alert, now=T0)
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.booleans(), st.integers(0, 3)), max_size=60))
+def test_a_repeat_is_exactly_what_changes_nothing(steps: list[tuple[str, bool, int]]) -> None:
+    """is_repeat (the storm's shortcut) never skips a signal that would change something."""
+    incident: Incident | None = None
+    for i, (key, firing, started) in enumerate(steps):
+        signal = alert_sig(key, firing, started)
+        starts = dict(incident.alert_starts) if incident is not None else {}
+        repeat = incidents.is_repeat(incident, signal, starts)
+        updated, change = apply(incident, signal, T0 + timedelta(seconds=i))
+        if repeat:
+            assert updated is incident and change is None
+        incident = updated
+
+
 def test_watch_and_alert_for_the_same_revision_are_one_incident() -> None:
     state = rollouts.parse_rollout(
         load_fixture("argo-rollouts/argo-cd-health-testdata/suspended_v1.0_pausedRollout.yaml")

@@ -7,7 +7,9 @@ finds nothing new in the incident. Aspects:
 - a listener that failed for a temporary reason leaves the delivery failing (so the inbox
   keeps it pending), and the replay tells the listeners again: the page is queued then;
 - a replay after a delivery that went through tells the listeners again too, which is
-  harmless: PagerDuty's queue takes each page once (`PagingEngine.enqueue_event`).
+  harmless: PagerDuty's queue takes each page once (`PagingEngine.enqueue_event`);
+- a change whose write failed (the incidents are written by group commit, after memory
+  changed) is taken back from memory: the replay finds it again, writes it and shows it.
 
 The engine is the real one on a real SQLite store; the Rollout and the chat are rollbot's
 own ports, in memory.
@@ -52,7 +54,11 @@ FIRING = Alert(
 
 
 class Chat:
+    def __init__(self) -> None:
+        self.posts: list[str] = []
+
     async def post(self, channel: str, *, text: str, **_: Any) -> MessageRef:
+        self.posts.append(text)
         return MessageRef("C0PAY", "1700000000.000001")
 
     async def find_post(self, *_: Any, **__: Any) -> MessageRef | None:
@@ -88,15 +94,33 @@ async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     await store.close()
 
 
-def engine(store: SqlStore, pager: Pager) -> IncidentEngine:
-    chat = Chat()
+class FailingWrites:
+    """The store, its incident writes failing the first `fail` times."""
+
+    def __init__(self, store: SqlStore, fail: int) -> None:
+        self.store, self.fail = store, fail
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def save_incidents(self, rows: Any) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise OSError("disk I/O error")
+        await self.store.save_incidents(rows)
+
+
+def engine(
+    store: SqlStore, pager: Pager, incident_store: Any = None, chat: Chat | None = None
+) -> IncidentEngine:
+    chat = chat or Chat()
     cards = Cards(chat=chat, store=store, catalog=SETTINGS.services, update_interval=0.0)
     return IncidentEngine(
         settings=SETTINGS,
         rollouts=Rollouts(),
         cards=cards,
         chat=chat,
-        store=store,
+        store=incident_store or store,
         listeners=[pager],
         now=lambda: NOW,
     )
@@ -122,6 +146,23 @@ async def test_a_replay_after_a_restart_tells_the_listeners_again(store: SqlStor
     assert await restarted.restore() == 1
     await restarted.on_alerts([FIRING], {})
     assert pager.told == [IncidentState.OPEN]
+
+
+async def test_a_change_whose_write_failed_is_found_again_by_the_replay(
+    store: SqlStore,
+) -> None:
+    pager, chat = Pager(), Chat()
+    incidents = engine(store, pager, FailingWrites(store, fail=1), chat)
+    with pytest.raises(OSError):
+        await incidents.on_alerts([FIRING], {})  # the inbox keeps the delivery pending
+    assert await store.get_incident(PAUSED_KEY) is None
+    assert pager.told == [] and PAUSED_KEY not in incidents.incidents
+
+    await incidents.on_alerts([FIRING], {})  # the replay: the change, again
+    saved = await store.get_incident(PAUSED_KEY)
+    assert saved is not None and saved.incident.state is IncidentState.OPEN
+    assert pager.told == [IncidentState.OPEN]
+    assert any("Incident opened" in text for text in chat.posts)  # its line, not lost
 
 
 PAUSED_KEY = f"{PAUSED.namespace}/{PAUSED.name}@{PAUSED.revision}"
