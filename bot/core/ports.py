@@ -42,6 +42,11 @@ class Rollouts(Protocol):
         """Read the Rollout (and its stable ReplicaSet) now. TargetNotFound when absent."""
         ...
 
+    async def cached_state(self, namespace: str, name: str) -> RolloutState:
+        """The Rollout as the watch's cache holds it, with no request; read now (as
+        `get_state`) when the watch does not hold it."""
+        ...
+
     async def apply(self, action: RolloutAction, namespace: str, name: str) -> list[Patch]:
         """Send the action's patches, as `kubectl argo rollouts` does; return what was sent."""
         ...

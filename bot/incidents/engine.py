@@ -65,8 +65,9 @@ MAX_ALERT_LINES = 50  # distinct firing summaries for the card (it shows 3, "+N 
 RESTORE_RESOLVED = timedelta(days=1)
 # How long a read of a service's Rollout answers for the alerts that follow (seconds): the
 # watch's events replace it meanwhile (`_remember`), so it is only ever older than the
-# Rollout when the watch lags. Under an alert storm, one read per service per interval
-# instead of two API requests (the Rollout, its stable ReplicaSet) per webhook.
+# Rollout when the watch lags. The read is of the watch's cache (`cached_state`: no
+# request; an API read only where the watch does not hold the Rollout); under an alert
+# storm, one per service per interval instead of one per webhook.
 STATE_FRESH = 2.0
 
 
@@ -478,7 +479,7 @@ class IncidentEngine:
             return known  # read a moment ago, and the watch's events since are in it
         cfg = self._catalog[service]
         try:
-            state = await self._rollouts.get_state(cfg.namespace, cfg.rollout)
+            state = await self._rollouts.cached_state(cfg.namespace, cfg.rollout)
         except RollbotError:
             known = self._states.get(service)
             if known is None:

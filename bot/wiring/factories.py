@@ -160,6 +160,9 @@ class _NoCluster:
     async def get_state(self, namespace: str, name: str) -> Any:
         raise Unreachable("Kubernetes", self.reason)
 
+    async def cached_state(self, namespace: str, name: str) -> Any:
+        raise Unreachable("Kubernetes", self.reason)
+
     async def analysis_templates(self, namespace: str, name: str) -> dict[str, bool]:
         raise Unreachable("Kubernetes", self.reason)
 

@@ -72,6 +72,9 @@ class Rollouts:
     async def get_state(self, namespace: str, name: str) -> RolloutState:
         return PAUSED
 
+    async def cached_state(self, namespace: str, name: str) -> RolloutState:
+        return PAUSED
+
 
 class Pager:
     """A listener that is out of reach the first `down` times it is told."""
