@@ -145,6 +145,7 @@ async def test_alert_storm_is_one_card_few_updates_every_alert_recorded(progress
     batches = [
         [error_rate(pod=f"payment-router-canary-{b}-{i}") for i in range(100)] for b in range(10)
     ]
+    rollout_reads = len(world.kube.requests_matching("GET", "/rollouts/payment-router"))
     async with httpx.AsyncClient(timeout=30) as client:
         url = f"{world.url}/webhooks/alertmanager"
         responses = await asyncio.gather(
@@ -191,6 +192,8 @@ async def test_alert_storm_is_one_card_few_updates_every_alert_recorded(progress
     )
     metrics = (await httpx.AsyncClient().get(f"{world.url}/metrics")).text
     assert 'rollbot_alerts_total{service="payment-router",status="firing"} 1300.0' in metrics
+    # The alerts read the Rollout from the watch's cache: the storm sent the API no read.
+    assert len(world.kube.requests_matching("GET", "/rollouts/payment-router")) == rollout_reads
 
 
 async def _none_pending(world: SimWorld) -> bool:
