@@ -30,10 +30,15 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from bot.cards import posting
 from bot.core.errors import RollbotError, TemporaryError
 from bot.core.model import MessageRef, Release, ReleaseView
 from bot.releases.context import ReleaseContext
 from bot.releases.schedule import ReleaseSchedule
+
+# Seconds the release's card is tried for (Retry-After obeyed, a lost answer looked for)
+# before the release goes on without a thread: its start waits for it, under its lock.
+POST_PATIENCE = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +70,23 @@ class ReleaseCard:
 
     async def post(self, release: Release) -> Release:
         """Post the card in the service's channel: the release, with its thread. The caller
-        holds the release's lock. Slack refusing it leaves the release without a thread
-        (its messages then go to the channel), as a post that may have happened is never
-        sent again."""
+        holds the release's lock. A post Slack did not answer (a 429 in a busy channel, a
+        lost answer) is looked for under its key and posted again only if it is not there
+        (`post_once`), for up to POST_PATIENCE seconds: the filing's and the watch's words
+        belong in its thread. Slack refusing it, or not taking it for that long, leaves
+        the release without a thread (its messages then go to the channel)."""
         ctx = self.ctx
         svc = ctx.service(release.service)
         text, blocks, digest = self.render(release)
         try:
-            ref = await ctx.chat.post(svc.channel, text=text, blocks=blocks)
+            ref = await posting.post_once(
+                ctx.chat,
+                svc.channel,
+                key=f"release:{release.id}",
+                text=text,
+                blocks=blocks,
+                give_up_after=POST_PATIENCE,
+            )
         except RollbotError as err:
             log.warning("release card of %s not posted: %s", release.id, err.message)
             return release

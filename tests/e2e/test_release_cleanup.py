@@ -707,3 +707,20 @@ async def test_start_on_an_aborted_revision_files_nothing_and_says_how_to_go_on(
         release = await _release(world)
         assert release.phase is ReleasePhase.PROGRESSING and release.revision == 42
         assert len(_release_cards(world)) == 1
+
+
+async def test_the_release_card_meets_a_429_and_a_lost_answer_and_is_posted_once() -> None:
+    """A busy channel: the release's card is refused with a 429, then its retry is
+    delivered but the answer lost. It is looked for under its key, adopted, never posted
+    twice, and the release has its thread (the filing says "filed" in it)."""
+    async with SimWorld(speed=600, analysis_at_25="Successful", jira=True) as world:
+        # A healthy canary: no incident card competes for these faults.
+        world.slack.force_ratelimit("chat.postMessage", retry_after=1)
+        world.slack.lose_answers("chat.postMessage", how="429")
+        await _start(world)
+        release = await _wait_release(world, lambda r: r.thread_ts, "the release thread")
+        await _wait_thread(world, "Cleanup tickets filed")
+        top = [m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m["ts"])]
+        assert [m["ts"] for m in top] == [release.thread_ts], [m.get("text") for m in top]
+        refused = [c for c in world.slack.calls_to("chat.postMessage") if c.status == 429]
+        assert len(refused) == 2
