@@ -374,8 +374,14 @@ async def test_endpoints_metrics_audit_cli_and_watch_survival(tmp_path):
             timeout=20,
             what="the retry",
         )
-        metrics = (await http.get("/metrics")).text
-        assert 'rollbot_actions_total{action="retry",result="succeeded"} 1.0' in metrics
+        # The reply goes once the action is settled; its count follows the card's update.
+        counted = 'rollbot_actions_total{action="retry",result="succeeded"} 1.0'
+
+        async def scraped() -> str | None:
+            text = (await http.get("/metrics")).text
+            return text if counted in text else None
+
+        metrics = await eventually(scraped, timeout=10, what="the retry counted")
         assert "rollbot_watch_events_total" in metrics
 
     config = str(tmp_path / "rollbot.yaml")

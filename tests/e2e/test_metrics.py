@@ -127,10 +127,8 @@ async def test_outbound_calls_and_their_errors_by_service(tmp_path) -> None:
         world.slack.force_status("users.info", status=500)
         with pytest.raises(Unreachable):
             await world.rollbot.chat.user_email("U0NOBODY")
-        # One refused Kubernetes call the abort survives (its read of the stable
-        # ReplicaSet is best-effort): an error series with a count in the scrape.
-        world.kube.fail_next(1, status=403, path_contains="/namespaces/payments/replicasets")
-        # If a card refresh of the watch's takes the 403 first, it is timed the same way.
+        # The watch reads nothing per event: this read of the Rollout takes the 403.
+        world.kube.fail_next(1, status=403, path_contains="/namespaces/payments/rollouts")
         with contextlib.suppress(Forbidden):
             await world.rollbot.rollouts.get_state("payments", "payment-router")
 
@@ -187,9 +185,6 @@ async def test_promtool_check_metrics_passes_on_a_real_scrape(tmp_path) -> None:
     require_peer("promtool", binary is not None, "promtool not found (Debian's prometheus)")
     async with SimWorld(speed=600, workdir=tmp_path, pagerduty=True) as world:
         card = await paused_card(world)
-        # One refused Kubernetes call the abort survives (its read of the stable
-        # ReplicaSet is best-effort): an error series with a count in the scrape.
-        world.kube.fail_next(1, status=403, path_contains="/namespaces/payments/replicasets")
         assert (await world.click(card, "rollout_abort")).status_code == 200
         await world.wait_for(
             lambda: any("Aborted" in str(r.body) for r in world.slack.responses),
@@ -197,7 +192,15 @@ async def test_promtool_check_metrics_passes_on_a_real_scrape(tmp_path) -> None:
         )
         async with httpx.AsyncClient(base_url=world.url, timeout=10) as client:
             await client.get("/nowhere")
-        text, samples = await scrape(world)
+
+        async def counted() -> tuple[str, Samples] | None:
+            # The reply goes once the action is settled; its count follows the card's update.
+            text, samples = await scrape(world)
+            return (
+                (text, samples) if any(n == "rollbot_actions_total" for n, _ in samples) else None
+            )
+
+        text, samples = await eventually(counted, timeout=10, what="the abort counted")
     # Every kind of series is in the scrape: each metric type with labelled children.
     names = {name for name, _ in samples}
     assert {

@@ -127,6 +127,11 @@ async def test_jira_and_pagerduty_down_five_minutes_everything_delivered_once() 
             channel_id=CHANNEL_ID,
         ).send()
         assert response.status_code == 200, response.text
+        # The release first: a start that reads the Rollout after the abort is refused
+        # (the revision was aborted), as it should be.
+        await eventually(
+            lambda: world.rollbot.store.get_release(RID), timeout=30, what="the release started"
+        )
         response = await world.click(world.card() or card, "rollout_abort")
         assert response.status_code == 200
         await world.wait_for(
