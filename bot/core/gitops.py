@@ -28,6 +28,8 @@ from enum import StrEnum
 from typing import Literal, Protocol
 
 __all__ = [
+    "AppSync",
+    "Applications",
     "ChangeRequest",
     "CodeHost",
     "GitRepos",
@@ -198,3 +200,24 @@ def merge_message(
         f"Approved-by: {_line(approver)}\n"
     )
     return title, message
+
+
+@dataclass(frozen=True, slots=True)
+class AppSync:
+    """An Argo CD Application as Tier 3's verification reads it (`status.sync`,
+    `status.health`, `status.operationState`)."""
+
+    namespace: str
+    name: str
+    revision: str | None  # status.sync.revision: the commit the live state was synced to
+    sync: str  # status.sync.status: Synced | OutOfSync | Unknown
+    health: str  # status.health.status: Healthy | Progressing | Degraded | Suspended | …
+    operation: str | None = (
+        None  # status.operationState.phase: Running | Succeeded | Failed | Error
+    )
+
+
+class Applications(Protocol):
+    async def get_application(self, namespace: str, name: str) -> AppSync:
+        """The Application now; PermanentError when there is none (or no such kind)."""
+        ...
