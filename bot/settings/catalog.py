@@ -8,9 +8,11 @@ and Prometheus queries.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, time
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -27,7 +29,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bot.core.alerts import AlertMatcher, default_matchers
 from bot.core.flags import FLAG_TYPES, ROLES, FlagInfo
-from bot.settings.sections import DNS_LABEL, Section, check_channel
+from bot.settings.sections import DNS_LABEL, Section, check_channel, check_http_url
 
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
@@ -299,11 +301,31 @@ class ServiceSlo(Section):
         return value
 
 
+_GIT_REF = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class ServiceArgoApp(Section):
+    """The Argo CD Application that syncs the service from Git."""
+
+    namespace: str = "argocd"
+    """Where the Application object lives (Argo CD's own namespace by default)."""
+
+    name: str
+    """The Application's name."""
+
+
 class ServiceGitOps(Section):
-    """Where the service's desired state lives (Tier 3: full revert)."""
+    """Where the service's desired state lives (Tier 3: full revert).
+
+    With `repo` alone, Tier 3 is the revert's steps and a record of it. With `provider` and
+    an HTTPS `repo` too (and the provider's token in `gitops`), rollbot prepares the revert
+    itself: a branch, a pull or merge request, a second person's approval, the merge, and
+    Argo CD's sync verified on the Rollout."""
 
     repo: str | None = None
-    """GitOps repository (``git@example.com:platform/configs.git``)."""
+    """GitOps repository: its HTTPS clone URL (``https://github.com/platform/configs.git``),
+    or, for the steps alone, any URL git accepts (``git@example.com:platform/configs.git``)."""
 
     path: str | None = None
     """Directory of the service inside that repository."""
@@ -312,6 +334,77 @@ class ServiceGitOps(Section):
     """Pod template annotation (``spec.template.metadata.annotations``) that names the Git
     SHA of the release; Tier 3 reverts that commit. CI sets it when it renders the
     manifests; rollbot's own key by default."""
+
+    branch: str = "main"
+    """The branch Argo CD syncs from, which the revert's pull request targets."""
+
+    provider: Literal["github", "gitlab"] | None = None
+    """Who hosts `repo`: rollbot opens a pull request (GitHub) or a merge request (GitLab).
+    None: Tier 3 stays the steps and a record."""
+
+    api_url: str | None = None
+    """The provider's API. None: derived from `repo`'s host (``https://api.github.com`` for
+    github.com, ``https://<host>/api/v3`` for GitHub Enterprise, ``https://<host>`` for
+    GitLab)."""
+
+    merge: Literal["rollbot", "humans"] = "rollbot"
+    """Who merges once a second person approved on the card: rollbot, or the code host's
+    branch protection (GitHub auto-merge, GitLab merge when the pipeline succeeds)."""
+
+    labels: list[str] = Field(default_factory=lambda: ["rollbot", "tier3-revert"])
+    """Labels on the pull or merge request."""
+
+    application: ServiceArgoApp | None = None
+    """The Argo CD Application that syncs the service; its synced revision is part of the
+    verification. None: the Rollout's new revision alone is checked."""
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if not _GIT_REF.match(value) or ".." in value or value.endswith((".lock", "/")):
+            raise ValueError(f"{value!r} is not a branch name")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str | None) -> str | None:
+        return check_http_url(value)
+
+    @model_validator(mode="after")
+    def _executable(self) -> ServiceGitOps:
+        if self.provider is None:
+            return self
+        parts = urlsplit(self.repo or "")
+        loopback = parts.scheme == "http" and parts.hostname in _LOOPBACK
+        if self.repo is None or not (parts.scheme == "https" or loopback) or not self.path:
+            raise ValueError(
+                "gitops.provider needs gitops.repo as an https:// clone URL and gitops.path: "
+                "rollbot pushes over HTTPS with the provider's token (plain http only to "
+                "a loopback host, for local tests)"
+            )
+        return self
+
+    @property
+    def executable(self) -> bool:
+        """Whether rollbot runs the revert itself (else: steps and a record)."""
+        return self.provider is not None
+
+    @property
+    def project(self) -> str:
+        """`owner/name` (GitHub) or `group/…/name` (GitLab), from `repo`'s path."""
+        path = urlsplit(self.repo or "").path.strip("/")
+        return path[: -len(".git")] if path.endswith(".git") else path
+
+    @property
+    def host_api(self) -> str:
+        """`api_url`, else derived from `repo` (see `api_url`)."""
+        if self.api_url:
+            return self.api_url.rstrip("/")
+        parts = urlsplit(self.repo or "")
+        base = f"{parts.scheme}://{parts.netloc}"
+        if self.provider == "github":
+            return "https://api.github.com" if parts.netloc == "github.com" else f"{base}/api/v3"
+        return base
 
 
 class ServiceAlerts(Section):

@@ -20,6 +20,7 @@ from bot.settings.sections import (
     AlertmanagerSettings,
     DatabaseSettings,
     FlagsSettings,
+    GitOpsSettings,
     IncidentsSettings,
     JiraSettings,
     KubernetesSettings,
@@ -71,6 +72,9 @@ class Settings(BaseModel):
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     """HTTP server."""
+
+    gitops: GitOpsSettings = Field(default_factory=GitOpsSettings)
+    """Tier 3 executed: Git and code-host credentials (where, per service: `gitops`)."""
 
     services: dict[ServiceName, ServiceSettings] = Field(default_factory=dict)
     """The service catalog, keyed by the name people type (``payment-router``)."""

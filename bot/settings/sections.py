@@ -1,5 +1,5 @@
 """The top-level sections of the settings: server, slack, kubernetes, database, prometheus,
-alertmanager, incidents, pagerduty, jira, releases, flags.
+alertmanager, incidents, pagerduty, jira, releases, flags, gitops.
 
 Each section is a model whose fields say why they have their default. `Section` (their
 base: unknown keys are errors, field docstrings are the documentation, assignments are
@@ -415,6 +415,38 @@ class FlagsSettings(Section):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return check_http_url(value)
+
+
+class GitOpsSettings(Section):
+    """Tier 3 executed: the credentials and identity rollbot uses to prepare a revert in a
+    service's GitOps repository and open its pull or merge request (each service says
+    where: `services.X.gitops`)."""
+
+    github_token: SecretStr | None = None
+    """GitHub token (fine-grained: contents and pull requests, read and write, on the
+    configured repositories only). Used for `git push` over HTTPS and the REST and
+    GraphQL APIs, and only for the repositories the catalog names. Secret."""
+
+    gitlab_token: SecretStr | None = None
+    """GitLab token (project access token, `api` and `write_repository`). Secret."""
+
+    author_name: str = "rollbot"
+    """The revert commit's author; the requester and approver are named in its message."""
+
+    author_email: str = "rollbot@users.noreply.example.com"
+    """The revert commit author's email."""
+
+    workdir: str | None = None
+    """Where clones are made (each removed when its revert is pushed). None: the system's
+    temporary directory. Needs room for one clone of the largest GitOps repository."""
+
+    git_timeout_seconds: float = Field(default=120.0, gt=0)
+    """How long one git command (clone, push) may take before it is stopped and the step
+    retried."""
+
+    verify_timeout_seconds: float = Field(default=1800.0, gt=0)
+    """How long after the merge rollbot waits for Argo CD's sync and the Rollout's new
+    revision before the card says the revert is merged but not verified."""
 
 
 class ServerSettings(Section):
