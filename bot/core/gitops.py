@@ -34,11 +34,15 @@ __all__ = [
     "CodeHost",
     "GitRepos",
     "PreparedRevert",
+    "RevertCase",
     "RevertKind",
+    "RevertState",
     "RevertWork",
+    "gitops_key",
     "merge_message",
     "revert_branch",
     "revert_message",
+    "trim_diff",
 ]
 
 
@@ -221,3 +225,88 @@ class Applications(Protocol):
     async def get_application(self, namespace: str, name: str) -> AppSync:
         """The Application now; PermanentError when there is none (or no such kind)."""
         ...
+
+
+class RevertState(StrEnum):
+    """Where a Tier 3 revert stands (one row per card, `bot.store.reverts`)."""
+
+    PREPARED = "prepared"  # made and shown to the requester; nothing pushed
+    CONFIRMED = "confirmed"  # the requester confirmed: push the branch, open the request
+    OPENED = "opened"  # the pull or merge request is open: waiting for a second person
+    APPROVED = "approved"  # approved on the card: merge (or queue the merge)
+    MERGE_QUEUED = "merge-queued"  # left to branch protection: waiting for the host's merge
+    MERGED = "merged"  # merged: waiting for Argo CD's sync and the Rollout's new revision
+    VERIFIED = "verified"  # the Rollout runs the previous pod template again
+    FAILED = "failed"  # stopped for good; `error` says why
+    CANCELLED = "cancelled"  # the requester closed the modal without pushing
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RevertState.VERIFIED, RevertState.FAILED, RevertState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class RevertCase:
+    """One Tier 3 revert, as stored: who asked, what was prepared, where it stands."""
+
+    key: str  # `gitops:<card key>`: one revert per card
+    service: str
+    card_key: str
+    revision: int | None  # the Rollout's revision the card is about
+    state: RevertState
+    requester: str  # Slack user id
+    requested_at: str  # ISO 8601, UTC; also the revert commit's date (same commit again)
+    provider: str
+    project: str
+    url: str
+    base: str
+    path: str
+    branch: str
+    release_sha: str
+    image: str | None = None
+    merge_mode: str = "rollbot"
+    channel: str | None = None
+    message_ts: str | None = None
+    kind: str | None = None
+    note: str = ""
+    base_sha: str | None = None
+    head_sha: str | None = None
+    diff: str = ""
+    files: tuple[str, ...] = ()
+    change_number: int | None = None
+    change_url: str | None = None
+    merge_sha: str | None = None
+    approver: str | None = None
+    break_glass: str | None = None  # the requester's reason for approving alone
+    error: str | None = None
+    version: int = 0
+    updated_at: str = ""
+
+    @property
+    def pushed(self) -> bool:
+        return self.change_number is not None or self.state in _AFTER_PUSH
+
+
+_AFTER_PUSH = frozenset(
+    {
+        RevertState.OPENED,
+        RevertState.APPROVED,
+        RevertState.MERGE_QUEUED,
+        RevertState.MERGED,
+        RevertState.VERIFIED,
+    }
+)
+
+
+def gitops_key(card_key: str) -> str:
+    """The revert's key: one per card (a retried click, a second responder: the same)."""
+    return f"gitops:{card_key}"
+
+
+def trim_diff(diff: str, limit: int = 2800) -> tuple[str, bool]:
+    """The diff cut to `limit` characters at a line end (a modal's section holds 3,000),
+    and whether it was cut."""
+    if len(diff) <= limit:
+        return diff, False
+    cut = diff.rfind("\n", 0, limit)
+    return diff[: cut if cut > 0 else limit], True

@@ -207,6 +207,26 @@ outbox = sa.Table(
     sa.Index("ix_outbox_due", "done_at", "next_attempt_at"),
 )
 
+# ── Tier 3 reverts run by rollbot (issue 18, 0007) ──────────────────────────────────────
+# One row per card: the revert's state and, as JSON, the rest of its `RevertCase` (who,
+# what was prepared, the pull or merge request, the merge). Each step moves `state` with a
+# compare-and-set on (`state`, `version`), so two replicas or a retried step never both do
+# it.
+
+reverts = sa.Table(
+    "reverts",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("service", sa.String(255), nullable=False),
+    sa.Column("card_key", sa.String(512), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_reverts_state", "state"),
+)
+
 # ── releases and their cleanup tickets (issue 5) ───────────────────────────────────────
 
 releases = sa.Table(

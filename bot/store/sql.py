@@ -57,6 +57,7 @@ from bot.store.incidents import IncidentsMixin
 from bot.store.leases import LeasesMixin
 from bot.store.queues import OutboxItem, QueuesMixin, WebhookRecord
 from bot.store.releases import ReleasesMixin
+from bot.store.reverts import RevertsMixin
 
 __all__ = ["OutboxItem", "RecordNotFound", "SqlStore", "WebhookRecord"]
 
@@ -69,6 +70,7 @@ class SqlStore(
     DedupMixin,
     ReleasesMixin,
     LeasesMixin,
+    RevertsMixin,
     StoreBase,
 ):
     """rollbot's database. Build it with `bot.store.open_store(url)`; `await close()` it."""
