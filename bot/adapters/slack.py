@@ -398,6 +398,12 @@ class SlackChat:
         )
         return str((response.get("view") or {}).get("id") or "")
 
+    async def update_view(self, view_id: str, view: dict[str, Any]) -> None:
+        """Replace the open modal `view_id` (Slack answers `not_found` once it is closed)."""
+        await self._call(
+            "views.update", lambda: self.client.views_update(view_id=view_id, view=view)
+        )
+
     async def usergroup_members(self, usergroup: str) -> frozenset[str]:
         now = self.clock()
         cached = self._members.get(usergroup)

@@ -95,6 +95,10 @@ class Chat(Protocol):
         the view id. The trigger expires 3 s after the click that gave it."""
         ...
 
+    async def update_view(self, view_id: str, view: dict[str, Any]) -> None:
+        """Replace an open modal (a long step tells its result where it was asked)."""
+        ...
+
     async def user_id_by_email(self, email: str) -> str | None:
         """users.lookupByEmail: the Slack user id, or None when no user has that email."""
         ...

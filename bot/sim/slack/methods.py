@@ -201,6 +201,38 @@ def _views_open(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     return {"view": json.loads(json.dumps(opened))}
 
 
+def _views_update(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
+    """Replace an open modal (by `view_id`, or the `external_id` it was opened with). Slack's
+    errors: neither id (`invalid_arguments`), a view not open (closed, submitted:
+    `not_found`), a `hash` that is not the view's current one (`hash_conflict`: someone
+    updated it since it was read)."""
+    view = _json_arg(args.get("view"))
+    view_id = str(args.get("view_id") or "")
+    external = str(args.get("external_id") or "")
+    if not (view_id or external) or not isinstance(view, dict) or view.get("type") != "modal":
+        raise ApiError("invalid_arguments")
+    if not view_id:
+        view_id = next(
+            (vid for vid, v in ws.open.items() if external and v.get("external_id") == external),
+            "",
+        )
+    current = ws.open.get(view_id)
+    if current is None:
+        raise ApiError("not_found")
+    wanted = args.get("hash")
+    if wanted and wanted != current.get("hash"):
+        raise ApiError("hash_conflict")
+    if len(json.dumps(view)) > 250_000:
+        raise ApiError("view_too_large")
+    errors = modal_errors(view)
+    if errors:
+        raise _view_refused(errors)
+    updated = ws.opened_view(view, view_id=view_id, root=current.get("root_view_id"))
+    ws.views.append(updated)
+    ws.open[view_id] = updated
+    return {"view": json.loads(json.dumps(updated))}
+
+
 def _views_publish(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     """Publish a user's Home tab: the same view id per user, a new hash each time."""
     user = str(args.get("user_id") or "")
@@ -437,6 +469,7 @@ HANDLERS: dict[str, Handler] = {
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,
     "views.open": _views_open,
+    "views.update": _views_update,
     "views.publish": _views_publish,
     "users.info": _users_info,
     "users.lookupByEmail": _users_lookup_by_email,

@@ -79,6 +79,7 @@ METHOD_TIERS: dict[str, int] = {
     "chat.update": 50,  # Tier 3
     "chat.postEphemeral": 100,  # Tier 4
     "views.open": 100,  # Tier 4
+    "views.update": 100,  # Tier 4
     "views.publish": 100,  # Tier 4
     "users.info": 100,  # Tier 4
     "users.lookupByEmail": 50,  # Tier 3

@@ -1,6 +1,8 @@
 """Modals in the Slack sim (bot.sim.slack): views.open and view_submission, as Slack does them.
 
 Aspects under test:
+- views.update replaces an open modal (same id, a new hash), refuses a stale `hash`
+  (`hash_conflict`), what views.open refuses, and a closed view (`not_found`);
 - views.open refuses what Slack refuses, with `invalid_arguments` and response_metadata
   messages naming the JSON pointer: no title, a title over 24 characters, input blocks
   without submit, over 100 blocks, private_metadata over 3000 characters; a trigger id is
@@ -121,6 +123,32 @@ async def test_open_views_per_user_close_and_exchanged_trigger(
     # A trigger minted for nobody opens a view nobody sees in open_views.
     await client.views_open(trigger_id=slack_sim.mint_trigger_id(), view=MODAL)
     assert len(slack_sim.open_views("U0ONCALL")) == 1
+
+
+async def test_views_update_replaces_an_open_modal_like_slack(
+    client: AsyncWebClient, slack_sim: SlackSim
+) -> None:
+    opened = (
+        await client.views_open(trigger_id=slack_sim.mint_trigger_id("U0ONCALL"), view=MODAL)
+    )["view"]
+    changed = {**MODAL, "title": {"type": "plain_text", "text": "Tier 3: ready"}}
+    updated = (await client.views_update(view_id=opened["id"], view=changed))["view"]
+    assert updated["id"] == opened["id"] and updated["hash"] != opened["hash"]
+    assert [v["title"]["text"] for v in slack_sim.open_views("U0ONCALL")] == ["Tier 3: ready"]
+    # A hash that is not the view's current one: someone updated it since.
+    with pytest.raises(SlackApiError) as err:
+        await client.views_update(view_id=opened["id"], view=MODAL, hash=opened["hash"])
+    assert err.value.response["error"] == "hash_conflict"
+    # What views.open refuses, views.update refuses too.
+    with pytest.raises(SlackApiError) as err:
+        await client.views_update(view_id=opened["id"], view={**MODAL, "title": None})
+    assert err.value.response["error"] == "invalid_arguments"
+    # Closed: not_found; the view is not opened again.
+    slack_sim.close_view(opened["id"])
+    with pytest.raises(SlackApiError) as err:
+        await client.views_update(view_id=opened["id"], view=changed)
+    assert err.value.response["error"] == "not_found"
+    assert slack_sim.open_views("U0ONCALL") == []
 
 
 @pytest.mark.parametrize("trigger", ["not-a-trigger", "1715.42", "1715.42.XYZ", "x" * 300])
