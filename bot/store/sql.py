@@ -41,13 +41,26 @@ module, all deriving from `bot.store.base.StoreBase` (the engines, the clock, th
 - `bot.store.dedup`: notices sent and signed requests seen (`notices_sent`,
   `seen_requests`);
 - `bot.store.releases`: releases and their cleanup tickets (`releases`, `release_tickets`);
-- `bot.store.leases`: leases and watch cursors (`leases`, `cursors`).
+- `bot.store.leases`: leases and watch cursors (`leases`, `cursors`);
+- `bot.store.reverts`: Tier 3 reverts run by rollbot (`reverts`).
+
+**Cancel-safe calls.** Every public coroutine method runs to the end of its transaction
+even when its caller is cancelled (a shutdown cancels its loops wherever they are): with
+SQLite, a connection abandoned mid-transaction keeps the write lock, and every later write
+waits out the busy timeout. `close` waits for those calls first.
 
 `RecordNotFound`, `WebhookRecord` and `OutboxItem` are re-exported here, where they used to
 live.
 """
 
 from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bot.store.actions import ActionsMixin
 from bot.store.base import RecordNotFound, StoreBase
@@ -61,6 +74,29 @@ from bot.store.reverts import RevertsMixin
 
 __all__ = ["OutboxItem", "RecordNotFound", "SqlStore", "WebhookRecord"]
 
+log = logging.getLogger(__name__)
+
+#: How long `close` waits for store calls still finishing for cancelled callers.
+CLOSE_WAIT_SECONDS = 10.0
+
+
+def _cancel_safe(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """`fn` run to its end even when its caller is cancelled (the caller still gets its
+    CancelledError at once). Cancelled mid-statement, SQLAlchemy invalidates the connection
+    without ending its transaction, and with SQLite the abandoned connection keeps the
+    database's write lock: every later write, the leader lease's release at shutdown
+    included, waits out the busy timeout (30 s). A shutdown cancels its loops wherever they
+    are, so every store call finishes its transaction instead."""
+
+    @functools.wraps(fn)
+    async def call(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
+        task = asyncio.ensure_future(fn(self, *args, **kwargs))
+        self._in_flight.add(task)
+        task.add_done_callback(self._settled)
+        return await asyncio.shield(task)
+
+    return call
+
 
 class SqlStore(
     ActionsMixin,
@@ -73,4 +109,37 @@ class SqlStore(
     RevertsMixin,
     StoreBase,
 ):
-    """rollbot's database. Build it with `bot.store.open_store(url)`; `await close()` it."""
+    """rollbot's database. Build it with `bot.store.open_store(url)`; `await close()` it.
+
+    Every public coroutine method runs to its end even when its caller is cancelled
+    (`_cancel_safe`); `close` waits for those still running before closing the engine."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight: set[asyncio.Future[Any]] = set()
+
+    def _settled(self, task: asyncio.Future[Any]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Its caller was cancelled and will never see it: said here, once.
+            log.debug("store call finished after its caller was cancelled: %r", task.exception())
+
+    async def close(self) -> None:
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=CLOSE_WAIT_SECONDS)
+        await super().close()
+
+
+def _wrap(cls: type) -> None:
+    """Make the public coroutine methods of `cls` (its own and its mixins') cancel-safe."""
+    for name in dir(cls):
+        if name.startswith("_") or name == "close":
+            continue
+        fn = inspect.getattr_static(cls, name)
+        if inspect.iscoroutinefunction(fn) and not getattr(fn, "_cancel_safe", False):
+            wrapped = _cancel_safe(fn)
+            wrapped._cancel_safe = True  # type: ignore[attr-defined]
+            setattr(cls, name, wrapped)
+
+
+_wrap(SqlStore)
