@@ -50,6 +50,7 @@ from bot.blocks.rollout import (
 from bot.blocks.text import PAST_TENSE, clock, duration_minutes
 from bot.blocks.tiers import (
     TIER_ACTIONS_BLOCK_ID,
+    approve_revert_button,
     circuit_button,
     circuit_close_button,
     circuit_line,
@@ -59,6 +60,7 @@ from bot.blocks.tiers import (
     revert_button,
     revert_started_line,
     runbook_button,
+    start_revert_button,
     tier3_steps_where,
     tier_label,
     tier_options,
@@ -356,6 +358,7 @@ def rollout_card(
     circuit_environment: str | None = None,
     other_flags: Sequence[str] = (),
     revert: RevertStarted | None = None,
+    tier3_executable: bool = False,
 ) -> list[dict[str, Any]]:
     """The card of one Rollout revision and of the incident around it.
 
@@ -372,7 +375,10 @@ def rollout_card(
        mitigation or a recorded revert;
     6. the buttons: the Rollout's (`available_actions`, less an unavailable Tier 1) and the
        tiers' (Tier 2 `circuit_open`/`circuit_close`, Tier 3 `runbook_open` and
-       `revert_open`, which opens the revert modal, gone once a revert is recorded);
+       `revert_open`, which opens the revert modal, gone once a revert is recorded; where
+       rollbot runs Tier 3 (`tier3_executable`), `tier3_start` instead, `tier3_approve`
+       while its request waits for a second person, and `revert_open` again, to record a
+       revert made by hand, once rollbot's stopped);
     7. a divider, then canary-vs-stable evidence, the Rollout's facts on one line with its
        message, `notice` with the breaker's state, and the other tiers one line each (Tier 3
        names where its steps are: the runbook or the revert modal; after a mitigation, the
@@ -414,8 +420,13 @@ def rollout_card(
     if revert is not None:
         line = _clip(revert_started_line(revert), 3000)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
-    started = revert is not None
-    if started and options:
+    # A revert rollbot stopped is shown (why), but is not under way: the tiers are offered
+    # as before, and a revert made by hand can be recorded.
+    started = revert is not None and revert.stage != "failed"
+    if revert is not None and revert.stage == "verified":
+        line = recommended_line(None, revert_verified=True)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line)))
+    elif started and options:
         # The revert is underway: watch it land (a canary still running is still best
         # aborted until it does).
         after = mitigated is not None and (
@@ -443,6 +454,7 @@ def rollout_card(
             circuit_environment=circuit_environment,
             other_flags=other_flags,
             revert=revert,
+            tier3_executable=tier3_executable,
         )
     )
 
@@ -482,6 +494,7 @@ def _buttons(
     circuit_environment: str | None,
     other_flags: Sequence[str],
     revert: RevertStarted | None,
+    tier3_executable: bool = False,
 ) -> list[Block]:
     """The Rollout's buttons (`available_actions`, less an unavailable Tier 1), then the
     tier buttons: Tier 2 opens (or, open, closes) the breaker, Tier 3 links the runbook and
@@ -513,8 +526,15 @@ def _buttons(
         tier_buttons.append(
             runbook_button(service=service, state=state, epoch=epoch, url=tier3.link)
         )
-    if tier3 is not None and tier3.available and revert is None:
-        tier_buttons.append(revert_button(service=service, state=state, epoch=epoch))
+    if tier3 is not None and tier3.available:
+        if revert is None and tier3_executable:
+            tier_buttons.append(start_revert_button(service=service, state=state, epoch=epoch))
+        elif revert is None or revert.stage == "failed":
+            tier_buttons.append(revert_button(service=service, state=state, epoch=epoch))
+    if revert is not None and revert.stage == "opened":
+        tier_buttons.append(
+            approve_revert_button(service=service, state=state, epoch=epoch, started=revert)
+        )
     blocks: list[Block] = []
     if actions:
         blocks.append(
@@ -548,6 +568,7 @@ def rollout_card_text(
     circuit_environment: str | None = None,
     other_flags: Sequence[str] = (),
     revert: RevertStarted | None = None,
+    tier3_executable: bool = False,
 ) -> str:
     """The notification/fallback text of the card (what a phone shows).
 
@@ -556,7 +577,7 @@ def rollout_card_text(
     once a Tier 3 revert is recorded (`revert`), with it instead of the recommendation:
     `⏪ Tier 3 revert started by <@U…>: watch it land`.
     """
-    del other_flags, circuit_environment  # the confirm dialogs' words, not the text's
+    del other_flags, circuit_environment, tier3_executable  # the buttons', not the text's
     lead: list[str] = []
     mitigated = mitigation(state, outcome, circuit)
     if mitigated is not None:
@@ -564,7 +585,11 @@ def rollout_card_text(
     if incident is not None:
         lead.append(f"{incident_emoji(incident)} {incident_label(incident)}")
     recommended = recommended_option(tiers or ())
-    if revert is not None:
+    if revert is not None and revert.stage == "verified":
+        lead.append("✅ Tier 3 done, verified: watch the signals recover")
+    elif revert is not None and revert.stage == "failed":
+        lead.append("❌ Tier 3 revert stopped: finish by hand")
+    elif revert is not None:
         started = f"⏪ Tier 3 revert started by <@{revert.actor_id}>"
         if recommended is not None and recommended.tier is not Tier.FULL_REVERT:
             lead.append(f"{started}; until it lands: {_escape(tier_label(recommended))}")

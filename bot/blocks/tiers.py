@@ -40,6 +40,8 @@ __all__ = [
     "CIRCUIT_CLOSE_ACTION_ID",
     "REVERT_OPEN_ACTION_ID",
     "RUNBOOK_ACTION_ID",
+    "TIER3_APPROVE_ACTION_ID",
+    "TIER3_START_ACTION_ID",
     "TIER_ACTIONS_BLOCK_ID",
     "TIER_TEXT_BUDGET",
     "circuit_button",
@@ -66,6 +68,8 @@ CIRCUIT_ACTION_ID = "circuit_open"  # Tier 2: flip the ops flag …circuit-open 
 CIRCUIT_CLOSE_ACTION_ID = "circuit_close"  # Tier 2, once open: the flag back to false
 RUNBOOK_ACTION_ID = "runbook_open"  # Tier 3: a URL button; Slack still sends block_actions
 REVERT_OPEN_ACTION_ID = "revert_open"  # Tier 3: opens the modal recording a revert in Git
+TIER3_START_ACTION_ID = "tier3_start"  # Tier 3 run by rollbot: prepare the revert, show it
+TIER3_APPROVE_ACTION_ID = "tier3_approve"  # Tier 3 run by rollbot: a second person approves
 
 
 def tier_options(tiers: Sequence[TierOption]) -> list[TierOption]:
@@ -179,7 +183,11 @@ _REVERT_LANDS = (
 
 
 def recommended_line(
-    option: TierOption | None, *, after_mitigation: bool = False, revert_started: bool = False
+    option: TierOption | None,
+    *,
+    after_mitigation: bool = False,
+    revert_started: bool = False,
+    revert_verified: bool = False,
 ) -> str:
     """`👉 *Recommended: Tier 1 (Abort the rollout)* — <reason>`, right above the buttons.
 
@@ -189,7 +197,14 @@ def recommended_line(
     Once a Tier 3 revert is recorded (`revert_started`) the next step is to watch it land:
     `👉 *Next: watch the Tier 3 revert land*` (after a mitigation: `watch the signals
     recover and the Tier 3 revert land`); a faster tier still recommended (a canary still
-    running) is named as what to do until then. `option` None: only with `revert_started`."""
+    running) is named as what to do until then. Once rollbot verified its revert
+    (`revert_verified`): `👉 *Next: watch the signals recover*`. `option` None: only with
+    `revert_started` or `revert_verified`."""
+    if revert_verified:
+        return (
+            "👉 *Next: watch the signals recover* — the Rollout runs the previous release "
+            "again (Tier 3 verified); the incident resolves when the signals are quiet"
+        )
     if revert_started:
         watch = "the Tier 3 revert land"
         if after_mitigation:
@@ -305,11 +320,87 @@ def revert_link(url: str) -> str:
     return _link(url, shown) if _is_web_url(url) else f"`{shown}`"
 
 
+def start_revert_button(*, service: str, state: RolloutState, epoch: int) -> ButtonElement:
+    """Tier 3 run by rollbot: prepare the revert in the GitOps repository and show it (a
+    modal; nothing is pushed before the requester confirms there)."""
+    return ButtonElement(
+        text=PlainTextObject(text="Start Tier 3 revert…", emoji=True),
+        action_id=TIER3_START_ACTION_ID,
+        value=button_value(service=service, state=state, epoch=epoch),
+    )
+
+
+def approve_revert_button(
+    *, service: str, state: RolloutState, epoch: int, started: RevertStarted
+) -> ButtonElement:
+    """Tier 3 run by rollbot: a second person approves the open request; the confirm
+    says what follows (rollbot merges, or branch protection does)."""
+    change = _safe(started.change or "the request", 60)
+    return ButtonElement(
+        text=PlainTextObject(text="Approve Tier 3 revert", emoji=True),
+        action_id=TIER3_APPROVE_ACTION_ID,
+        value=button_value(service=service, state=state, epoch=epoch),
+        style="primary",
+        confirm=confirm_dialog(
+            title="Approve the Tier 3 revert?",
+            text=(
+                f"Approve {change} reverting the release of {_clip(service, 60)}. It is "
+                "merged once approved, and Argo CD rolls the previous release out. You "
+                "approve as the second person: not the one who started it."
+            ),
+            confirm="Approve",
+            danger=False,
+        ),
+    )
+
+
 def revert_started_line(started: RevertStarted) -> str:
-    """`:rewind: Tier 3 revert started by <@U…> at 14:03:12 UTC: <url|url>`, for the card."""
+    """The revert on the card. Recorded by hand: `:rewind: Tier 3 revert started by <@U…> at
+    14:03:12 UTC: <url|url>`. Run by rollbot: where it stands, e.g. `:rewind: Tier 3 revert
+    by <@U…> at 14:03:12 UTC: <url|pull request #12> open · waiting for a second person's
+    approval`, up to `:white_check_mark: *Tier 3 done, verified*`."""
+    if started.stage is None:
+        return (
+            f":rewind: Tier 3 revert started by <@{started.actor_id}> at {clock(started.at)}: "
+            f"{revert_link(started.url)}"
+        )
+    change = _safe(started.change or "the request", 60)
+    ref = _link(started.url, change) if _is_web_url(started.url) else change
+    by = f"<@{started.actor_id}> at {clock(started.at)}"
+    approved = ""
+    if started.approver_id:
+        glass = " (break glass)" if started.break_glass else ""
+        approved = f", approved by <@{started.approver_id}>{glass}"
+    stage = started.stage
+    if stage == "confirmed":
+        return f":rewind: Tier 3 revert by {by}: pushing the branch and opening {change}"
+    if stage == "opened":
+        return (
+            f":rewind: Tier 3 revert by {by}: {ref} open · *waiting for a second person's "
+            "approval* (on call or owners; not the one who started it)"
+        )
+    if stage == "approved":
+        return f":rewind: Tier 3 revert by {by}: {ref}{approved} · merging"
+    if stage == "merge-queued":
+        return (
+            f":rewind: Tier 3 revert by {by}: {ref}{approved} · branch protection merges it "
+            "once its required reviews and checks pass"
+        )
+    if stage == "merged":
+        return (
+            f":rewind: Tier 3 revert by {by}: {ref} merged{approved} · waiting for Argo CD's "
+            "sync and the Rollout's new revision"
+        )
+    if stage == "verified":
+        return (
+            f":white_check_mark: *Tier 3 done, verified*: {ref} merged and synced, the "
+            f"Rollout runs the previous release (started by {by}{approved})"
+        )
+    why = _safe(started.error or "unknown", 300)
+    left = f"{ref} is left as it is; " if started.url else ""
     return (
-        f":rewind: Tier 3 revert started by <@{started.actor_id}> at {clock(started.at)}: "
-        f"{revert_link(started.url)}"
+        f":x: Tier 3 revert by {by} stopped: {why}. {left}finish by hand (the runbook's "
+        "steps), then record it"
     )
 
 

@@ -77,6 +77,7 @@ from bot.core import rollouts as core_rollouts
 from bot.core import tiers as core_tiers
 from bot.core import timeline
 from bot.core.errors import RollbotError, TemporaryError
+from bot.core.gitops import RevertCase, RevertState, gitops_key
 from bot.core.model import (
     Evidence,
     FlagState,
@@ -124,6 +125,25 @@ def revert_key(card: str) -> str:
     """The idempotency key of the Tier 3 revert recorded for the card `card` (a
     `card_key`): one revert per revision, whoever records it and however often."""
     return f"revert:{card}"
+
+
+def revert_running(case: RevertCase | None) -> RevertStarted | None:
+    """The card's view of a revert rollbot runs: None before the requester confirmed it
+    (nothing pushed: prepared, or cancelled)."""
+    if case is None or case.state in (RevertState.PREPARED, RevertState.CANCELLED):
+        return None
+    sign = "!" if case.provider == "gitlab" else "#"
+    word = "merge request" if case.provider == "gitlab" else "pull request"
+    return RevertStarted(
+        actor_id=case.requester,
+        url=case.change_url or "",
+        at=datetime.fromisoformat(case.requested_at),
+        stage=case.state.value,
+        change=f"{word} {sign}{case.change_number}" if case.change_number is not None else None,
+        approver_id=case.approver,
+        error=case.error,
+        break_glass=case.break_glass is not None,
+    )
 
 
 def revert_started(record: ActionRecord | None) -> RevertStarted | None:
@@ -664,11 +684,27 @@ class Cards:
                 log.warning("could not show the revert on the card %s: %s", key, err.message)
 
     async def _read_revert(self, mem: _CardMemory) -> None:
-        """The card's recorded revert, from the store, until one is found (a recorded
-        revert is never taken back)."""
-        if mem.revert is None:
-            key = revert_key(card_key(mem.state))
-            mem.revert = revert_started(await self._store.get_action(key))
+        """The card's Tier 3 revert, from the store: the one rollbot runs (read again at
+        every render until it is verified), else one recorded by hand (read until one is
+        found: a recorded revert is never taken back). A revert rollbot stopped leaves
+        the card to a revert recorded by hand, once there is one."""
+        if mem.revert is not None and mem.revert.stage in (None, RevertState.VERIFIED.value):
+            return
+        key = card_key(mem.state)
+        case = await self._store.get_revert(gitops_key(key))
+        running = revert_running(case)
+        if running is None or running.stage == RevertState.FAILED.value:
+            recorded = revert_started(await self._store.get_action(revert_key(key)))
+            running = recorded or running
+        mem.revert = running
+
+    async def revert_progress(self, service: str, key: str) -> None:
+        """The revert rollbot runs for the card `key` moved on: render the card again now
+        (or, on a standby, mark it for the leader). Best effort, as `revert_started`."""
+        mem = self._memory.get(key)
+        if mem is not None and mem.revert is not None and mem.revert.stage is not None:
+            mem.revert = None  # read again at the render
+        await self._show_revert(key)
 
     @staticmethod
     def revert_already_text(*, service: str, revision: int | None, winner: ActionRecord) -> str:
@@ -712,6 +748,7 @@ class Cards:
             "circuit_environment": self._circuit_environment,
             "notice": mem.pager,
             "revert": mem.revert,
+            "tier3_executable": cfg.gitops.executable,
         }
         return card_blocks.rollout_card_text(**kw), card_blocks.rollout_card(**kw)
 
@@ -965,7 +1002,14 @@ def _digest(mem: _CardMemory, epoch: int) -> str:
         "pager": mem.pager,
         "revert": None
         if mem.revert is None
-        else [mem.revert.actor_id, mem.revert.url, mem.revert.at.isoformat()],
+        else [
+            mem.revert.actor_id,
+            mem.revert.url,
+            mem.revert.at.isoformat(),
+            mem.revert.stage,
+            mem.revert.approver_id,
+            mem.revert.error,
+        ],
         "epoch": epoch,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

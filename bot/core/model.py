@@ -171,13 +171,24 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class RevertStarted:
-    """A Tier 3 revert in Git recorded for a card's revision: who started it, when, and its
-    commit or pull request URL (`url` is what the person typed: the card escapes it). Read
-    from the store (the revert's action record), so every render of the card shows it."""
+    """A Tier 3 revert started for a card's revision: who started it, when, and its
+    commit or pull request URL (`url` is what the person typed, or the code host's: the
+    card escapes it). Read from the store (the revert's action record, or the revert
+    rollbot runs: `bot.core.gitops.RevertCase`), so every render of the card shows it.
+
+    For a revert rollbot runs, `stage` is where it stands (a `RevertState` value:
+    confirmed, opened, approved, merge-queued, merged, verified, failed), `change` names
+    its request (`pull request #12`), `approver_id` who approved it, `error` why it
+    stopped. None for a revert recorded by hand."""
 
     actor_id: str
     url: str
     at: datetime
+    stage: str | None = None
+    change: str | None = None
+    approver_id: str | None = None
+    error: str | None = None
+    break_glass: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from bot.core.gitops import RevertCase
 from bot.core.model import (
     AuditEntry,
     Evidence,
@@ -340,6 +341,10 @@ class Store(Protocol):
     async def bump_incident_pages(self, card_key: str) -> int:
         """Count one more re-page, atomically; the new count. Raises a `PermanentError`
         (`LookupError`) when the incident was never saved."""
+        ...
+
+    async def get_revert(self, key: str) -> RevertCase | None:
+        """The Tier 3 revert rollbot runs for a card (`bot.core.gitops.gitops_key`)."""
         ...
 
     async def get_cursor(self, kind: str, namespace: str) -> str | None: ...

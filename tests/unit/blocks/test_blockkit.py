@@ -34,7 +34,15 @@ from bot.blocks import release as rb
 from bot.blocks import rollout as rollout_blocks
 from bot.blocks import text as text_blocks
 from bot.blocks import tiers as tier_blocks
-from bot.core.model import FlagState, IncidentState, Outcome, ReleasePhase, RolloutAction, Tier
+from bot.core.model import (
+    FlagState,
+    IncidentState,
+    Outcome,
+    ReleasePhase,
+    RevertStarted,
+    RolloutAction,
+    Tier,
+)
 from bot.core.ports import ActionRecord
 from bot.sim.blockkit import (
     CSS,
@@ -173,6 +181,18 @@ def _rollout_cards() -> Iterator[Any]:
         yield tb.incident_card(
             state, circuit=dataclasses.replace(CIRCUIT, enabled=False), tiers=tb.tier_set(None)
         )
+    stages = ("confirmed", "opened", "approved", "merge-queued", "merged", "verified", "failed")
+    for stage in stages:
+        revert = RevertStarted(
+            "U0ONCALL",
+            "https://github.com/p/c/pull/12?<&>",
+            tb.NOW,
+            stage=stage,
+            change="pull request #12",
+            approver_id="U0LEAD",
+            error="the <host> said *no*",
+        )
+        yield tb.incident_card(tb.PAUSED, revert=revert, tier3_executable=True)
     for incident_state in IncidentState:
         incident = dataclasses.replace(tb.INCIDENT, state=incident_state)
         yield tb.incident_card(tb.PAUSED, incident=incident, alerts=[f"a{i}" for i in range(9)])
@@ -187,6 +207,15 @@ def _buttons() -> Iterator[ButtonElement]:
     yield tier_blocks.circuit_close_button(**kw, circuit=CIRCUIT)  # type: ignore[arg-type]
     yield tier_blocks.runbook_button(**kw, url=tb.RUNBOOK)  # type: ignore[arg-type]
     yield tier_blocks.revert_button(**kw)  # type: ignore[arg-type]
+    yield tier_blocks.start_revert_button(**kw)  # type: ignore[arg-type]
+    opened = RevertStarted(
+        "U0ONCALL",
+        "https://github.com/p/c/pull/12",
+        tb.NOW,
+        stage="opened",
+        change="pull request #12",
+    )
+    yield tier_blocks.approve_revert_button(**kw, started=opened)  # type: ignore[arg-type]
 
 
 def _views() -> list[Any]:
@@ -241,6 +270,12 @@ CASES: dict[str, Callable[[], Iterator[Any]]] = {
     ),
     "revert_button": lambda: (
         x for x in _buttons() if x.action_id == tier_blocks.REVERT_OPEN_ACTION_ID
+    ),
+    "start_revert_button": lambda: (
+        x for x in _buttons() if x.action_id == tier_blocks.TIER3_START_ACTION_ID
+    ),
+    "approve_revert_button": lambda: (
+        x for x in _buttons() if x.action_id == tier_blocks.TIER3_APPROVE_ACTION_ID
     ),
     "revert_modal": lambda: iter(
         [
