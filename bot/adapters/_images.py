@@ -286,8 +286,21 @@ class _Edits:
         for k, v in mapping.value:
             if _scalar(k) != key:
                 continue
+            if mapping.flow_style:  # {a: 1, key: 2}: from the comma before it (or after)
+                before = self.text.rfind(",", mapping.start_mark.index, k.start_mark.index)
+                if before >= 0:
+                    self._edits.append((before, v.end_mark.index, ""))
+                    continue
+                after = self.text.find(",", v.end_mark.index, mapping.end_mark.index)
+                if after < 0:
+                    raise ImageNotSet(f"`{key}` is the only key of its entry: not removed")
+                end = after + 1
+                while self.text[end] in " \t":
+                    end += 1
+                self._edits.append((k.start_mark.index, end, ""))
+                continue
             line_start = self.text.rfind("\n", 0, k.start_mark.index) + 1
-            if mapping.flow_style or self.text[line_start : k.start_mark.index].strip():
+            if self.text[line_start : k.start_mark.index].strip():
                 raise ImageNotSet(f"`{key}` shares its line with another key: not removed")
             line_end = self.text.find("\n", v.end_mark.index)
             self._edits.append((line_start, len(self.text) if line_end < 0 else line_end + 1, ""))
