@@ -95,6 +95,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.adapters import _images
+from bot.adapters._token import TokenSource, read_token
 from bot.core.errors import PermanentError, TemporaryError, Unreachable
 from bot.core.gitops import PreparedRevert, RevertKind, RevertWork
 
@@ -161,7 +162,8 @@ class _Run:
 class GitCli:
     """The `GitRepos` port on the git CLI (see the module docstring).
 
-    `token_file`: a file holding the token (None: anonymous access); `workdir`: where the
+    `token_file`: a file holding the token, read at each use, or a callable giving it (the
+    settings' secret) (None: anonymous access); `workdir`: where the
     temporary clones go (one directory per call, removed after it); `allowed`: the
     repository URLs rollbot may use, exactly as the catalog spells them; `timeout`:
     seconds each git process may run before it is killed (a clone of a large repository
@@ -170,7 +172,7 @@ class GitCli:
 
     def __init__(
         self,
-        token_file: Path | None,
+        token_file: TokenSource | None,
         workdir: Path,
         *,
         allowed: Collection[str],
@@ -178,7 +180,7 @@ class GitCli:
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        self.token_file = Path(token_file) if token_file is not None else None
+        self.token_file = Path(token_file) if isinstance(token_file, str) else token_file
         self.workdir = Path(workdir)
         self.allowed = frozenset(allowed)
         self.timeout = timeout
@@ -298,15 +300,7 @@ class GitCli:
     def _token(self) -> str | None:
         if self.token_file is None:
             return None
-        try:
-            token = self.token_file.read_text().strip()
-        except OSError as err:
-            raise PermanentError(
-                f"cannot read the Git token file {self.token_file}: {err.strerror}"
-            ) from None
-        if not token:
-            raise PermanentError(f"the Git token file {self.token_file} is empty")
-        return token
+        return read_token(self.token_file, "Git token")
 
     # ── one call's temporary directory and environment ────────────────────────────────
 

@@ -51,6 +51,7 @@ import gitlab
 import requests
 from gitlab.exceptions import GitlabError, GitlabParsingError
 
+from bot.adapters._token import TokenSource, read_token
 from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import (
     Forbidden,
@@ -100,7 +101,8 @@ T = TypeVar("T")
 
 class GitLabHost:
     """Merge requests on the GitLab at `url`, with the personal (or project) access token
-    in `token_file`, read at each call. `timeout` (seconds) bounds each request.
+    in `token_file`, read at each call (or given by a callable: the settings' secret).
+    `timeout` (seconds) bounds each request.
     `remove_source_branch`: ask GitLab to delete the revert branch once merged (off: the
     branch stays, so a revert resumed after the merge still finds it pushed)."""
 
@@ -108,21 +110,22 @@ class GitLabHost:
 
     def __init__(
         self,
-        token_file: Path | str,
+        token_file: TokenSource | str,
         url: str = "https://gitlab.com",
         *,
         timeout: float = 10.0,
         remove_source_branch: bool = False,
         observer: CallObserver | None = None,
     ) -> None:
-        self.token_file = Path(token_file)
+        self.token_file = Path(token_file) if isinstance(token_file, str) else token_file
         self.remove_source_branch = remove_source_branch
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.observer = observer
 
     def __repr__(self) -> str:  # never the token
-        return f"GitLabHost(url={self.url!r}, token_file={str(self.token_file)!r})"
+        where = self.token_file if isinstance(self.token_file, Path) else "settings"
+        return f"GitLabHost(url={self.url!r}, token_file={str(where)!r})"
 
     # ── the CodeHost port ──
 
@@ -263,15 +266,7 @@ class GitLabHost:
         return await asyncio.to_thread(call)
 
     def _token(self) -> str:
-        try:
-            token = self.token_file.read_text().strip()
-        except OSError as e:
-            raise PermanentError(
-                f"The GitLab token file {self.token_file} cannot be read ({e.strerror})."
-            ) from None
-        if not token:
-            raise PermanentError(f"The GitLab token file {self.token_file} is empty.")
-        return token
+        return read_token(self.token_file, "GitLab token")
 
 
 def _project(gl: gitlab.Gitlab, repo: str) -> Any:
