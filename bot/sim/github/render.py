@@ -156,6 +156,8 @@ class Renderer:
                     "pull": True,
                 },
                 "allow_rebase_merge": False,
+                "template_repository": None,
+                "temp_clone_token": None,
                 "allow_squash_merge": True,
                 "allow_merge_commit": True,
                 "allow_auto_merge": repo.allow_auto_merge,
@@ -163,6 +165,8 @@ class Renderer:
                 "allow_update_branch": False,
                 "allow_forking": False,
                 "web_commit_signoff_required": False,
+                "subscribers_count": 0,
+                "network_count": 0,
                 "license": None,
                 "forks": 0,
                 "open_issues": self._open(repo),
@@ -176,13 +180,10 @@ class Renderer:
         out = self.repository(repo)
         out.update(
             {
-                "temp_clone_token": None,
                 "squash_merge_commit_title": "COMMIT_OR_PR_TITLE",
                 "squash_merge_commit_message": "COMMIT_MESSAGES",
                 "merge_commit_title": "MERGE_MESSAGE",
                 "merge_commit_message": "PR_TITLE",
-                "subscribers_count": 0,
-                "network_count": 0,
             }
         )
         return out
