@@ -36,6 +36,9 @@ Errors are translated at this border:
     409 on a merge                            → PermanentError: the head moved
     422                                       → InvalidRequest with GitHub's errors
     5xx, connection errors, timeouts          → Unreachable("GitHub", …)
+    the token file unreadable                 → PermanentError naming the file
+
+Each call is timed as one call to GitHub (`bot.adapters.calls`, with `observer`).
 
 A merge or an opening whose answer was lost is found again: `open_change` takes the
 existing pull request, `merge` reads the pull request back after a 405 and returns it
@@ -59,6 +62,8 @@ from githubkit.exception import (
     RequestTimeout,
 )
 
+from bot.adapters._http import connect_reason
+from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import (
     Forbidden,
     InvalidRequest,
@@ -92,11 +97,17 @@ class GitHubHost:
     provider = "github"
 
     def __init__(
-        self, token_file: Path, base_url: str = "https://api.github.com", *, timeout: float = 10.0
+        self,
+        token_file: Path,
+        base_url: str = "https://api.github.com",
+        *,
+        timeout: float = 10.0,
+        observer: CallObserver | None = None,
     ) -> None:
         self.token_file = Path(token_file)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.observer = observer
         self.host = urlsplit(self.base_url).netloc or self.base_url
 
     def __repr__(self) -> str:  # never the token
@@ -302,20 +313,23 @@ class GitHubHost:
         )
 
     async def _run(self, what: str, call: Callable[[GitHub[Any]], Awaitable[T]]) -> T:
-        """`call(client)` with GitHub's errors translated (see the module docstring)."""
-        try:
-            return await call(self._client())
-        except RateLimitExceeded as e:
-            delay = e.retry_after.total_seconds()
-            raise TemporaryError(
-                f"GitHub ({self.host}) is rate limiting rollbot on {what}", delay=delay
-            ) from None
-        except RequestFailed as e:
-            raise self._translate(what, e) from None
-        except RequestTimeout:
-            raise Unreachable(SERVICE, f"{self.host} timed out on {what}") from None
-        except RequestError as e:
-            raise Unreachable(SERVICE, f"{self.host} on {what}: {_reason(e.exc)}") from None
+        """`call(client)` with GitHub's errors translated (see the module docstring), timed
+        as one call to GitHub (`bot.adapters.calls`)."""
+        with timed(self.observer):
+            try:
+                return await call(self._client())
+            except RateLimitExceeded as e:
+                delay = e.retry_after.total_seconds()
+                raise TemporaryError(
+                    f"GitHub ({self.host}) is rate limiting rollbot on {what}", delay=delay
+                ) from None
+            except RequestFailed as e:
+                raise self._translate(what, e) from None
+            except RequestTimeout:
+                raise Unreachable(SERVICE, f"{self.host} timed out on {what}") from None
+            except RequestError as e:
+                reason = connect_reason(e.exc)
+                raise Unreachable(SERVICE, f"{self.host} on {what}: {reason}") from None
 
     def _translate(self, what: str, e: RequestFailed) -> Exception:
         status = e.response.status_code
@@ -367,12 +381,3 @@ def _detail(e: RequestFailed) -> str:
             )
             parts.append(str(text))
     return "; ".join(p for p in parts if p) or str(e.response.status_code)
-
-
-def _reason(error: BaseException) -> str:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ConnectionRefusedError):
-            return "connection refused"
-        seen = seen.__cause__ or seen.__context__
-    return type(error).__name__
