@@ -63,6 +63,7 @@ from githubkit.exception import (
 )
 
 from bot.adapters._http import connect_reason
+from bot.adapters._token import TokenSource, read_token
 from bot.adapters.calls import CallObserver, timed
 from bot.core.errors import (
     Forbidden,
@@ -98,13 +99,13 @@ class GitHubHost:
 
     def __init__(
         self,
-        token_file: Path,
+        token_file: TokenSource | str,
         base_url: str = "https://api.github.com",
         *,
         timeout: float = 10.0,
         observer: CallObserver | None = None,
     ) -> None:
-        self.token_file = Path(token_file)
+        self.token_file = Path(token_file) if isinstance(token_file, str) else token_file
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.observer = observer
@@ -298,12 +299,7 @@ class GitHubHost:
     # ── plumbing ──
 
     def _client(self) -> GitHub[TokenAuthStrategy]:
-        try:
-            token = self.token_file.read_text().strip()
-        except OSError as e:
-            raise PermanentError(
-                f"The GitHub token file {self.token_file} cannot be read: {e.strerror}"
-            ) from None
+        token = read_token(self.token_file, "GitHub token")
         return GitHub(
             TokenAuthStrategy(token),
             base_url=self.base_url + "/",
