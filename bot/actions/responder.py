@@ -97,6 +97,11 @@ class Responder:
         self._tier3 = Reverts(self._pipeline, rollouts=rollouts)
 
     @property
+    def pipeline(self) -> Pipeline:
+        """The pipeline every tier runs through (Tier 3 run by rollbot builds on it)."""
+        return self._pipeline
+
+    @property
     def listeners(self) -> tuple[ActionListener, ...]:
         """Told after every executed action (succeeded or failed): (service, action, actor,
         result, card key or None); given at construction. The PagerDuty notes hang here."""

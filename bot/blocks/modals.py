@@ -27,6 +27,7 @@ from slack_sdk.models.views import View
 
 from bot.blocks.tiers import TIER_TEXT_BUDGET, circuit_open_text, format_step
 from bot.core import mrkdwn
+from bot.core.gitops import RevertCase, trim_diff
 from bot.core.model import RolloutState
 from bot.core.mrkdwn import clip as _clip
 from bot.core.mrkdwn import safe as _safe
@@ -43,12 +44,17 @@ __all__ = [
     "REVERT_NOTE_BLOCK_ID",
     "REVERT_URL_ACTION_ID",
     "REVERT_URL_BLOCK_ID",
+    "TIER3_BREAK_GLASS_CALLBACK_ID",
+    "TIER3_CONFIRM_CALLBACK_ID",
     "break_glass_metadata",
     "break_glass_modal",
     "parse_break_glass_metadata",
     "parse_revert_metadata",
     "revert_metadata",
     "revert_modal",
+    "tier3_break_glass_modal",
+    "tier3_message_modal",
+    "tier3_prepared_modal",
 ]
 
 # The modal recording a Tier 3 revert: its callback id, input blocks and their elements.
@@ -64,6 +70,9 @@ BREAK_GLASS_REASON_BLOCK_ID = "break_glass_reason"
 BREAK_GLASS_REASON_ACTION_ID = "reason"
 BREAK_GLASS_MIN_REASON = 10  # characters, as the modal's min_length and the submission check
 BREAK_GLASS_MAX_REASON = 1000
+
+TIER3_CONFIRM_CALLBACK_ID = "tier3_confirm"  # the prepared revert, confirmed: push and open
+TIER3_BREAK_GLASS_CALLBACK_ID = "tier3_break_glass"  # the requester approving alone
 
 
 # ── Tier 3: recording a revert in Git ────────────────────────────────────────
@@ -275,5 +284,121 @@ def break_glass_modal(
         close=PlainTextObject(text="Cancel"),
         private_metadata=metadata,
         blocks=blocks,
+    )
+    return view.to_dict()
+
+
+# ── Tier 3 run by rollbot: the prepared revert, the self-approval ────────────
+
+
+def tier3_message_modal(*, title: str, text: str) -> dict[str, Any]:
+    """A modal that only tells (`text`, rollbot's mrkdwn, its outside pieces escaped): the
+    revert being prepared, why it cannot be, or who started it already. `title` at most 24
+    characters."""
+    view = View(
+        type="modal",
+        title=PlainTextObject(text=_clip(title, 24)),
+        close=PlainTextObject(text="Close"),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=_clip(text, 3000)))],
+    )
+    return view.to_dict()
+
+
+def _diff_block(diff: str, limit: int) -> str:
+    """The diff in a code block, escaped (the repository's text), trimmed at a line end;
+    a ``` inside would end the block early, so it is broken."""
+    shown, cut = trim_diff(diff, limit)
+    body = mrkdwn.escape(shown).replace("```", "`\u200b``")
+    return f"```{body}```" + (
+        "\n_…trimmed: the whole diff is in the request once pushed_" if cut else ""
+    )
+
+
+def tier3_prepared_modal(case: RevertCase, *, commit_url: str | None = None) -> dict[str, Any]:
+    """What the requester confirms before anything is pushed: the service and revision,
+    the release commit reverted (linked on the host when `commit_url`), what was done (a
+    `git revert`, or the stable image set back because it conflicted, and why), the
+    branch, the changed files and the diff (trimmed). Submitted as `TIER3_CONFIRM_CALLBACK_ID`;
+    `private_metadata` is the case's key."""
+    if len(case.key) > MAX_PRIVATE_METADATA:
+        raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
+    request = "merge request" if case.provider == "gitlab" else "pull request"
+    sha = _safe(case.release_sha[:12], 40)
+    release = (
+        mrkdwn.link(commit_url, f"`{sha}`")
+        if commit_url and mrkdwn.is_web_url(commit_url)
+        else f"`{sha}`"
+    )
+    revision = f" revision {case.revision}" if case.revision is not None else ""
+    if case.kind == "image":
+        how = (
+            f":warning: `git revert` of {release} conflicted "
+            f"({_safe(case.note, 400)}): the stable image "
+            f"`{_safe(case.image or '?', 200)}` is set back instead."
+        )
+    else:
+        how = f"`git revert` of the release commit {release} applied cleanly."
+    files = ", ".join(f"`{_safe(f, 200)}`" for f in case.files[:10])
+    more = f" and {len(case.files) - 10} more" if len(case.files) > 10 else ""
+    head = (
+        f"*Revert {_safe(case.service, 200)}{revision} in Git* (Tier 3)\n{how}\n"
+        f"Branch `{_safe(case.branch, 200)}` onto `{_safe(case.base, 100)}` of "
+        f"`{_safe(case.project, 200)}` · {len(case.files)} file(s): {files}{more}"
+    )
+    after = (
+        f"Nothing is pushed yet. *Push and open* pushes the branch and opens a {request}; "
+        "a second person (on call or an owner) approves it on the card, then it is merged "
+        "and Argo CD's sync is verified on the Rollout."
+    )
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip(head, 3000))),
+        SectionBlock(text=MarkdownTextObject(text=_diff_block(case.diff, 2700))),
+        ContextBlock(elements=[MarkdownTextObject(text=after)]),
+    ]
+    view = View(
+        type="modal",
+        callback_id=TIER3_CONFIRM_CALLBACK_ID,
+        title=PlainTextObject(text="Tier 3: revert in Git"),
+        submit=PlainTextObject(text="Push and open"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=case.key,
+        blocks=blocks,
+    )
+    return view.to_dict()
+
+
+def tier3_break_glass_modal(
+    case: RevertCase, *, channel: str, owners_group: str | None
+) -> dict[str, Any]:
+    """The requester approving their own revert: loud, audited, with a reason. Submitted
+    as `TIER3_BREAK_GLASS_CALLBACK_ID`; the reason under `break_glass_reason`/`reason`;
+    `private_metadata` is the case's key."""
+    group = f" mentioning <!subteam^{_safe(owners_group, 40)}>" if owners_group else ""
+    text = (
+        f"*Approve your own Tier 3 revert of {_safe(case.service, 200)}* without a second "
+        f"person.\n:rotating_light: Break-glass is loud: your approval and your reason are "
+        f"posted as a top-level message in {mrkdwn.channel(channel)}{group}, written to the "
+        "card's thread, the audit log, the merge commit and the PagerDuty incident."
+    )
+    view = View(
+        type="modal",
+        callback_id=TIER3_BREAK_GLASS_CALLBACK_ID,
+        title=PlainTextObject(text="Break glass"),
+        submit=PlainTextObject(text="Approve"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=case.key,
+        blocks=[
+            SectionBlock(text=MarkdownTextObject(text=_clip(text, 3000))),
+            InputBlock(
+                block_id=BREAK_GLASS_REASON_BLOCK_ID,
+                label=PlainTextObject(text="Why (goes to the channel and the audit log)"),
+                element=PlainTextInputElement(
+                    action_id=BREAK_GLASS_REASON_ACTION_ID,
+                    multiline=True,
+                    min_length=BREAK_GLASS_MIN_REASON,
+                    max_length=BREAK_GLASS_MAX_REASON,
+                ),
+            ),
+        ],
     )
     return view.to_dict()

@@ -335,6 +335,9 @@ def break_glass_value(*, value: str, channel: str | None, message_ts: str | None
     return out
 
 
+TIER3_BREAK_GLASS_ACTION_ID = "tier3_break_glass_open"
+
+
 def circuit_refusal_blocks(text: str, *, break_glass: str | None = None) -> list[dict[str, Any]]:
     """A refused circuit click, told to the clicker alone. `break_glass` (a
     `break_glass_value`): the refusal is only for want of break-glass, so it offers the
@@ -353,6 +356,26 @@ def circuit_refusal_blocks(text: str, *, break_glass: str | None = None) -> list
                 ]
             )
         )
+    return [b.to_dict() for b in blocks]
+
+
+def tier3_self_approval_blocks(text: str, *, key: str) -> list[dict[str, Any]]:
+    """The requester refused their own Tier 3 approval, told to them alone, with the
+    "Break glass…" button (`TIER3_BREAK_GLASS_ACTION_ID`, the case's `key` as its value)
+    that opens the modal asking for the reason."""
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip(text, 3000))),
+        ActionsBlock(
+            elements=[
+                ButtonElement(
+                    text=PlainTextObject(text="Break glass…", emoji=True),
+                    action_id=TIER3_BREAK_GLASS_ACTION_ID,
+                    value=key[:2000],
+                    style="danger",
+                )
+            ]
+        ),
+    ]
     return [b.to_dict() for b in blocks]
 
 

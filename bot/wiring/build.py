@@ -21,14 +21,21 @@ each other:
 from __future__ import annotations
 
 import functools
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from bot.actions import Responder
+from bot.actions.gitops import GitOpsReverts
+from bot.adapters.git import GitCli
+from bot.adapters.github import GitHubHost
+from bot.adapters.gitlab import GitLabHost
 from bot.adapters.kubernetes import WATCHED_KINDS, KubeRollouts
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards, SlackPace
 from bot.core.errors import RollbotError
+from bot.core.gitops import CodeHost, GitRepos, RevertCase
 from bot.core.model import RolloutState
 from bot.incidents import IncidentBook, IncidentEngine, IncidentListener
 from bot.paging import PagerDutyActions, PagingEngine
@@ -45,7 +52,7 @@ from bot.slack.app import create_bolt_app
 from bot.slack.listeners import Deps
 from bot.slack.socket_mode import SlackSocket
 from bot.slack.verified import REPLAY_MEMORY
-from bot.store import open_store
+from bot.store import SqlStore, open_store
 from bot.web.alertmanager import AlertmanagerReceiver
 from bot.web.inbox import PoisonBin
 from bot.wiring.factories import (
@@ -165,6 +172,7 @@ async def build(
     paging_actions = (
         PagerDutyActions(engine=paging, responder=responder) if paging is not None else None
     )
+    gitops = make_gitops(settings, responder=responder, store=store, rollouts=rollouts)
     scheduler = (
         JobScheduler(
             database_url=settings.database.url,
@@ -223,6 +231,7 @@ async def build(
             release_command=slack.release_command,
             runbook_link=slack_link_issuer(settings),
             acknowledge=paging_actions.acknowledge if paging_actions is not None else None,
+            gitops=gitops,
         ),
     )
     slack_socket = (
@@ -272,6 +281,66 @@ async def build(
         leadership=leadership,
         slack_token=SlackTokenCheck(chat.auth_test),
         slack_socket=slack_socket,
+        gitops=gitops,
+    )
+
+
+def make_gitops(
+    settings: Settings, *, responder: Responder, store: SqlStore, rollouts: KubeRollouts
+) -> GitOpsReverts | None:
+    """Tier 3 run by rollbot, for the services whose `gitops.provider` is set and whose
+    provider has a token (None: no such service)."""
+    gitops = settings.gitops
+    tokens = {"github": gitops.github_token, "gitlab": gitops.gitlab_token}
+    run = {
+        name: cfg.gitops
+        for name, cfg in settings.services.items()
+        if cfg.gitops.provider is not None and tokens[cfg.gitops.provider] is not None
+    }
+    if not run:
+        return None
+    hosts: dict[str, CodeHost] = {}
+    for cfg in run.values():
+        secret = tokens[str(cfg.provider)]
+        assert secret is not None
+        if cfg.provider == "github" and "github" not in hosts:
+            hosts["github"] = GitHubHost(secret.get_secret_value, cfg.host_api)
+        elif cfg.provider == "gitlab" and "gitlab" not in hosts:
+            hosts["gitlab"] = GitLabHost(secret.get_secret_value, cfg.host_api)
+    # One token per provider: the git adapter sends each repository its provider's.
+    by_url = {str(cfg.repo): tokens[str(cfg.provider)] for cfg in run.values()}
+    workdir = Path(gitops.workdir) if gitops.workdir else Path(tempfile.gettempdir())
+    repos: dict[str, GitRepos] = {
+        provider: GitCli(
+            secret.get_secret_value,
+            workdir,
+            allowed=[url for url, s in by_url.items() if s is secret],
+            timeout=gitops.git_timeout_seconds,
+        )
+        for provider, secret in tokens.items()
+        if secret is not None
+    }
+    public = settings.server.public_url
+    team = settings.slack.team_url
+
+    def links(case: RevertCase) -> dict[str, str]:
+        found: dict[str, str] = {}
+        if public:
+            found["Runbook"] = f"{public}/runbooks/{case.service}"
+        if team and case.channel and case.message_ts:
+            ts = case.message_ts.replace(".", "")
+            found["Slack card"] = f"{team}/archives/{case.channel}/p{ts}"
+        return found
+
+    return GitOpsReverts(
+        responder.pipeline,
+        store=store,
+        rollouts=rollouts,
+        repos=repos,
+        hosts=hosts,
+        settings=gitops,
+        applications=rollouts if hasattr(rollouts, "get_application") else None,
+        links=links,
     )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.actions import Responder
+from bot.actions.gitops import GitOpsReverts
 from bot.adapters.kubernetes import KubeRollouts
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.prometheus import PrometheusMetrics
@@ -92,6 +93,8 @@ class Rollbot:
     slack_token: SlackTokenCheck | None = None
     # The Socket Mode connection, held by the leader (slack.app_token); None: HTTP only.
     slack_socket: SlackSocket | None = None
+    # Tier 3 run by rollbot (services with gitops.provider and its token); None: none.
+    gitops: GitOpsReverts | None = None
     # Called once the leader lease is lost (the server's way to exit and come back as a
     # standby); None: the process stays up, not ready, its loops stopped.
     on_leadership_lost: Callable[[], None] | None = None
@@ -163,6 +166,8 @@ class Rollbot:
             background.append(
                 asyncio.create_task(self.paging.run_outbox(), name="rollbot-pagerduty-outbox")
             )
+        if self.gitops is not None:
+            background.append(asyncio.create_task(self.gitops.run(), name="rollbot-gitops"))
         if self.scheduler is not None:
             await self.scheduler.start(self.releases.run_job)
             background.append(

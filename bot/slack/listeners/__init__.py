@@ -1,6 +1,7 @@
 """Slack listeners, grouped by kind; each module has `register(app, deps)`.
 
 commands.py  /rollback            actions.py  buttons on the card and replies
+tier3.py     Tier 3 run by rollbot: start, confirm, approve, break glass
 views.py     modal submissions    releases.py /release and the App Home
 common.py    ack-then-work, replay check, telling the user     deps.py  Deps
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.slack.listeners import actions, commands, releases, views
+from bot.slack.listeners import actions, commands, releases, tier3, views
 from bot.slack.listeners.deps import Deps, ReleaseDesk
 
 __all__ = ["Deps", "ReleaseDesk", "register_listeners"]
@@ -25,3 +26,4 @@ def register_listeners(app: AsyncApp, deps: Deps) -> None:
     actions.register(app, deps)
     views.register(app, deps)
     releases.register(app, deps)
+    tier3.register(app, deps)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.actions import Responder
+from bot.actions.gitops import GitOpsReverts
 from bot.core.links import IssuedLink
 from bot.core.model import Actor, ReleaseView
 from bot.core.ports import Chat
@@ -57,6 +58,8 @@ class Deps:
     runbook_link: Callable[[str, str, str], IssuedLink] | None = None
     # Slack → PagerDuty: acknowledge the service's open incident; returns what to say.
     acknowledge: Callable[[str, Actor], Awaitable[str]] | None = None
+    # Tier 3 run by rollbot (`tier3_start`, `tier3_approve`); None: no service has it.
+    gitops: GitOpsReverts | None = None
     # A signed request's signature, or a Socket Mode envelope's id (`common.seen_as`) →
     # True the first time it is seen (shared by replicas: the store's `first_seen`); a slash
     # command's work runs only then. None: no check.
