@@ -319,6 +319,7 @@ class ArgoCDSim:
         revision = str((operation.get("sync") or {}).get("revision") or "HEAD")
         results: list[dict[str, Any]] = []
         try:
+            revision = self._resolve(source, revision)[1]
             sha, desired, _ = self._desired(app, revision)
         except ManifestError as exc:
             state.update(phase="Error", message=f"ComparisonError: {_comparison_error(str(exc))}")

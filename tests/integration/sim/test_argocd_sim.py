@@ -11,7 +11,8 @@ Aspects under test:
   image (`images:` newTag) and the commit annotation; Synced at the commit, operationState
   Succeeded with its syncResult, a history entry; the Rollouts controller makes a new
   revision; the Application's health follows the Rollout as Argo CD's check reports it
-  (Missing, Progressing, Suspended on the pause step, Healthy);
+  (Missing, Progressing, Suspended on the pause step, Healthy); `--revision` to an older
+  commit leaves the app OutOfSync with the head;
 * a revert commit brings the previous image back, as a new Rollout revision;
 * a manifest the API server refuses: operationState Failed with the API server's reason,
   the live Rollout unchanged, OutOfSync; a manifest that does not parse: sync status
@@ -326,7 +327,9 @@ def test_a_manifest_that_does_not_parse_is_a_comparison_error(
     kube_sim: KubeSim, repo: BareRepo, cd: ArgoCDSim, synced: str
 ) -> None:
     before = copy.deepcopy(live(kube_sim))
-    repo.commit_files("main", {f"{PATH}/kustomization.yaml": "resources: [rollout.yaml\n"}, "Oops")
+    oops = repo.commit_files(
+        "main", {f"{PATH}/kustomization.yaml": "resources: [rollout.yaml\n"}, "Oops"
+    )
     cd.step()
     status = app(kube_sim)["status"]
     assert status["sync"]["status"] == "Unknown"
@@ -341,12 +344,29 @@ def test_a_manifest_that_does_not_parse_is_a_comparison_error(
     state = after["status"]["operationState"]
     assert state["phase"] == "Error"
     assert state["message"] == f"ComparisonError: {condition['message']}"
+    assert state["syncResult"]["revision"] == oops
     assert live(kube_sim) == before
     fixed = release(repo, "1.12.5")
     after = cd.sync(APPS_NS, APP)
     assert "conditions" not in after["status"]
     assert after["status"]["sync"]["revision"] == fixed
     assert image(kube_sim) == f"{IMAGE}:1.12.5"
+
+
+def test_a_sync_to_an_older_revision_leaves_the_app_out_of_sync(
+    kube_sim: KubeSim, repo: BareRepo, cd: ArgoCDSim, synced: str
+) -> None:
+    release(repo, "1.13.0")
+    cd.sync(APPS_NS, APP)
+    head = release(repo, "1.14.0")
+    after = cd.sync(APPS_NS, APP, revision=synced)  # argocd app sync --revision
+    assert image(kube_sim) == f"{IMAGE}:1.12.4"
+    annotations = live(kube_sim)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {GIT_SHA_ANNOTATION: synced}
+    assert after["status"]["operationState"]["syncResult"]["revision"] == synced
+    assert after["status"]["history"][-1]["revision"] == synced
+    assert after["status"]["sync"]["status"] == "OutOfSync"
+    assert after["status"]["sync"]["revision"] == head
 
 
 def test_a_sync_while_one_runs_is_refused(kube_sim: KubeSim, cd: ArgoCDSim) -> None:
