@@ -12,6 +12,10 @@ Implements `bot.core.ports.Rollouts`:
     cached_state(ns, name) the Rollout as the informer holds it, with no request (a live
                            get_state until the informer has listed, or for a Rollout it lacks)
 
+and `bot.core.gitops.Applications` (Tier 3's verification):
+
+    get_application(ns, name)  GET the Argo CD Application, its sync, health and operation
+
 Blocking SDK calls run through `asyncio.to_thread`, in `_request`, where each is timed
 (`bot.adapters.calls`: latency and errors in /metrics). The informer's lists and watches go
 out on the event loop through httpx, with the kubeconfig's server, TLS settings and token
@@ -21,6 +25,8 @@ three long-lived watches for the whole cluster where RBAC allows it.
 Errors are translated into `bot.core.errors`:
 
     404 on the Rollout           TargetNotFound("Rollout", namespace, name)
+    404 on the Application       PermanentError("no Argo CD Application …"), saying whether the
+                                 cluster serves the kind at all
     401 / 403                    Forbidden("Kubernetes API", <Status message>)
     429 / 5xx / connection / timeout   Unreachable("Kubernetes API", detail)
     other 4xx                    InvalidRequest(<Status message>)
@@ -60,6 +66,7 @@ from bot.core.errors import (
     TargetNotFound,
     Unreachable,
 )
+from bot.core.gitops import AppSync
 from bot.core.model import Patch, RolloutAction, RolloutState
 from bot.core.ports import WatchEvent
 
@@ -221,13 +228,49 @@ def translate(
     return Unreachable(SERVICE, _describe_transport(exc))
 
 
+def _no_application(exc: ApiException, namespace: str, name: str) -> PermanentError:
+    """A 404 on an Application: none of that name, or no such kind in the cluster (the
+    API server's Status then names no object)."""
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else exc.body
+    try:
+        parsed = json.loads(body) if isinstance(body, str) and body else None
+    except ValueError:
+        parsed = None
+    details = _mapping(_mapping(parsed).get("details"))
+    if details.get("kind") == "applications":
+        return PermanentError(f"no Argo CD Application `{name}` in namespace `{namespace}`")
+    return PermanentError(
+        f"no Argo CD Application `{name}` in namespace `{namespace}`: the cluster serves no "
+        f"Application kind ({_status_message(exc)}); is Argo CD installed?"
+    )
+
+
+def parse_application(obj: Mapping[str, Any], *, namespace: str, name: str) -> AppSync:
+    """An Application object as `AppSync`; a status not written yet reads Unknown."""
+    status = _mapping(obj.get("status"))
+    sync = _mapping(status.get("sync"))
+    health = _mapping(status.get("health"))
+    operation = _mapping(status.get("operationState"))
+    revision = sync.get("revision")
+    phase = operation.get("phase")
+    return AppSync(
+        namespace=namespace,
+        name=name,
+        revision=str(revision) if revision else None,
+        sync=str(sync.get("status") or "Unknown"),
+        health=str(health.get("status") or "Unknown"),
+        operation=str(phase) if phase else None,
+    )
+
+
 def _typed(exc: BaseException) -> BaseException:
     """`translate` for the SDK's and the transport's errors; anything else as it is."""
     return translate(exc) if isinstance(exc, (ApiException, *_TRANSPORT_ERRORS)) else exc
 
 
 class KubeRollouts:
-    """`Rollouts` over the Kubernetes API (CustomObjectsApi for Argo kinds, AppsV1Api for RS)."""
+    """`Rollouts` over the Kubernetes API (CustomObjectsApi for Argo kinds, AppsV1Api for RS),
+    and `Applications` (Argo CD's, through CustomObjectsApi too)."""
 
     def __init__(
         self,
@@ -333,6 +376,28 @@ class KubeRollouts:
         except (ApiException, *_TRANSPORT_ERRORS) as exc:
             raise translate(exc, namespace=namespace, name=name) from exc
         return dict(obj)
+
+    async def get_application(self, namespace: str, name: str) -> AppSync:
+        """The Argo CD Application `namespace`/`name` as Tier 3's verification reads it:
+        `status.sync` (status and the revision compared to), `status.health` and the last
+        operation's phase."""
+        try:
+            obj = await self._request(
+                self._custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                "applications",
+                name,
+                _request_timeout=self.request_timeout,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise _no_application(exc, namespace, name) from exc
+            raise translate(exc, kind="Application", namespace=namespace, name=name) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise translate(exc, kind="Application", namespace=namespace, name=name) from exc
+        return parse_application(dict(obj), namespace=namespace, name=name)
 
     async def analysis_templates(self, namespace: str, name: str) -> dict[str, bool]:
         """The AnalysisTemplates (and ClusterAnalysisTemplates) the Rollout refers to, in its

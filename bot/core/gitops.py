@@ -213,7 +213,10 @@ class AppSync:
 
     namespace: str
     name: str
-    revision: str | None  # status.sync.revision: the commit the live state was synced to
+    # status.sync.revision: the commit the last refresh compared the live state with (the
+    # target branch's head, as soon as Argo CD has seen it); the live state is at that commit
+    # only while `sync` is Synced, so "synced to X" is sync == "Synced" and revision == X.
+    revision: str | None
     sync: str  # status.sync.status: Synced | OutOfSync | Unknown
     health: str  # status.health.status: Healthy | Progressing | Degraded | Suspended | …
     operation: str | None = (

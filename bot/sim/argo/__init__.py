@@ -1,4 +1,5 @@
-"""An Argo Rollouts controller simulation, driving Rollouts stored in a :class:`KubeSim`.
+"""An Argo Rollouts controller simulation, driving Rollouts stored in a :class:`KubeSim`, and
+an Argo CD application controller simulation (``cd``) that syncs them from Git.
 
 It follows the real controller's observable behaviour for canary Rollouts
 (``rollout/canary.go``, ``rollout/sync.go``, ``utils/conditions``, ``utils/rollout``):
@@ -29,7 +30,12 @@ How the package is split:
 * ``replicasets``: the ReplicaSets a Rollout owns, their scaling, the revision annotation;
 * ``analysis``: the step AnalysisRuns, their timing and their scripted outcomes;
 * ``status``: conditions, ``phase`` / ``message`` and writing the Rollout's status;
-* ``controller``: :class:`ArgoController`, the reconcile loop and the step walk.
+* ``controller``: :class:`ArgoController`, the reconcile loop and the step walk;
+* ``cd``: :class:`ArgoCDSim`, Argo CD's refresh and sync of Applications from real bare
+  repositories (``bot.sim.git``) to the Rollouts they hold, which the controller above then
+  rolls out; ``render`` reads an Application's manifests at a commit (kustomize
+  ``resources:`` and ``images:``, or plain files), ``health`` is Argo CD's Rollout health
+  check.
 """
 
 from bot.sim.argo.analysis import OUTCOMES
@@ -40,14 +46,18 @@ from bot.sim.argo.canary import (
     parse_duration,
     pod_template_hash,
 )
+from bot.sim.argo.cd import ArgoCDSim
 from bot.sim.argo.controller import ArgoController
+from bot.sim.argo.health import rollout_health
 
 __all__ = [
     "HASH_LABEL",
     "OUTCOMES",
     "REVISION",
+    "ArgoCDSim",
     "ArgoController",
     "current_weight",
     "parse_duration",
     "pod_template_hash",
+    "rollout_health",
 ]

@@ -8,7 +8,7 @@ discovery documents, and ``Status`` error bodies.
 What it serves (all namespaced, plural names)::
 
     argoproj.io/v1alpha1         rollouts (status; scale in discovery), analysisruns,
-                                 analysistemplates
+                                 analysistemplates, applications (Argo CD's)
     apps/v1                      replicasets (status)
     coordination.k8s.io/v1       leases
 
@@ -19,7 +19,8 @@ Faithful behaviour (as the real kube-apiserver does it):
 * ``metadata.generation`` moves when anything but ``metadata`` and ``status`` changes.
 * For kinds with a status subresource, writes to the main resource ignore ``.status`` and writes
   to ``/status`` change only ``.status``.  The Argo CRDs decide which kinds have one: Rollouts do,
-  AnalysisRuns and AnalysisTemplates do not (their CRDs declare ``subresources: {}``).
+  AnalysisRuns, AnalysisTemplates and Applications do not (their CRDs declare
+  ``subresources: {}``).
 * Custom resources are pruned (unknown fields dropped, ``null`` dropped unless ``nullable``) and
   validated against the real CRD ``openAPIV3Schema`` (shipped in ``bot/sim/crds``); invalid
   objects get ``422 Invalid``.

@@ -73,6 +73,14 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
             ("at",),
         ),
         ResourceType(
+            "argoproj.io",
+            "v1alpha1",
+            "applications",
+            "application",
+            "Application",
+            ("app", "apps"),
+        ),
+        ResourceType(
             "apps",
             "v1",
             "replicasets",

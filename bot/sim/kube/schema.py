@@ -1,4 +1,5 @@
-"""The Argo Rollouts CRDs, and what the API server does with a custom resource's schema.
+"""The Argo Rollouts CRDs and Argo CD's Application CRD, and what the API server does with
+a custom resource's schema.
 
 The CRDs are package data (``bot/sim/crds``, see its SOURCES.md).  From each one's
 ``openAPIV3Schema`` the sim prunes unknown fields (and ``null`` where not ``nullable``) and
@@ -29,7 +30,8 @@ __all__ = [
 
 
 def default_crd_dir() -> pathlib.Path:
-    """The Argo Rollouts CRDs shipped in the package (``bot/sim/crds``, see its SOURCES.md)."""
+    """The Argo Rollouts and Argo CD CRDs shipped in the package (``bot/sim/crds``, see its
+    SOURCES.md)."""
     return pathlib.Path(__file__).resolve().parent.parent / "crds"
 
 

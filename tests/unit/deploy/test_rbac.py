@@ -3,14 +3,14 @@
 The adapter (bot/adapters/kubernetes.py) runs its operations against the Kubernetes sim
 through the real `kubernetes` client: every Rollout action, the Rollout's state (with its
 stable ReplicaSet), the analysis templates it names (one AnalysisTemplate, one
-ClusterAnalysisTemplate), and the watch of Rollouts, AnalysisRuns and ReplicaSets until
-its three streams are open. The sim's RBAC is the shipped one (`namespaced_only`): the
-watch's first lists across the cluster are refused with 403 and it watches the catalog's
-namespace instead; those refused requests are the optional cluster-wide mode, not asked of
-the Roles. Each request the sim recorded becomes the (API group, resource, verb) the API
-server's authorizer checks, as k8s.io/apiserver's RequestInfo derives them: GET of an
-object is `get`, of a collection `list`, or `watch` with `?watch=true`; PATCH is `patch`;
-a subresource is `resource/subresource`.
+ClusterAnalysisTemplate), the Argo CD Application Tier 3 verifies with, and the watch of
+Rollouts, AnalysisRuns and ReplicaSets until its three streams are open. The sim's RBAC is
+the shipped one (`namespaced_only`): the watch's first lists across the cluster are refused
+with 403 and it watches the catalog's namespace instead; those refused requests are the
+optional cluster-wide mode, not asked of the Roles. Each request the sim recorded becomes
+the (API group, resource, verb) the API server's authorizer checks, as k8s.io/apiserver's
+RequestInfo derives them: GET of an object is `get`, of a collection `list`, or `watch` with
+`?watch=true`; PATCH is `patch`; a subresource is `resource/subresource`.
 
 Aspects:
 - the Role in the catalog namespace grants exactly the namespaced triples the run asked,
@@ -43,6 +43,7 @@ from bot.adapters.kubernetes import KubeRollouts
 from bot.core.model import RolloutAction
 from bot.core.ports import WatchEvent
 from bot.sim._server import RecordedRequest
+from bot.sim.argo.cd import application
 from bot.sim.kube import KubeSim
 from tests.helpers import eventually
 from tests.plugins.fixtures import load_fixture
@@ -185,6 +186,17 @@ async def recorded(kube_sim: KubeSim, kubeconfig: Path) -> AsyncIterator[list[Re
         templates = await kube.analysis_templates(NS, "payment-router-pause")
         # The sim serves no cluster-scoped kind: asked all the same, answered 404.
         assert templates == {"payment-router-slo": True, "cluster/cluster-slo": False}
+        kube_sim.create(
+            application(
+                "payment-router",
+                namespace=NS,
+                repo_url="https://git.example.com/platform/configs.git",
+                path="apps/payment-router",
+                dest_namespace=NS,
+            )
+        )
+        app = await kube.get_application(NS, "payment-router")
+        assert (app.name, app.sync) == ("payment-router", "Unknown")
 
         async def ignore(_: WatchEvent) -> None:
             return None
@@ -197,6 +209,9 @@ async def recorded(kube_sim: KubeSim, kubeconfig: Path) -> AsyncIterator[list[Re
             watching.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await watching
+        # The sim closes its end of a cancelled watch when it notices: until then a test
+        # counting open watches would count these.
+        await eventually(lambda: kube_sim.open_watches() == 0, what="the watches closed")
         yield list(kube_sim.requests)
     finally:
         kube.close()
@@ -222,6 +237,7 @@ async def test_the_roles_grant_exactly_what_the_adapter_asks(
         ("argoproj.io", "analysisruns", "list"),
         ("argoproj.io", "analysisruns", "watch"),
         ("argoproj.io", "analysistemplates", "get"),
+        ("argoproj.io", "applications", "get"),
         ("apps", "replicasets", "list"),
         ("apps", "replicasets", "watch"),
     }
