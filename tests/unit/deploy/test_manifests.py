@@ -72,6 +72,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "users.info": {"users:read"},
     "users.lookupByEmail": {"users:read.email"},
     "views.open": set(),
+    "views.update": set(),
     "views.publish": set(),
 }
 #: Called by the libraries on rollbot's behalf: Bolt's single-workspace authorization.
