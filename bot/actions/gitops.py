@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -218,12 +219,17 @@ class GitOpsReverts:
             merge_mode=cfg.gitops.merge,
             channel=channel,
             message_ts=message_ts,
+            requester_name=actor.name,
         )
         if existing is None:
             case, created = await self._store.create_revert(case)
             if not created and case.state is not RevertState.PREPARED:
                 return case
-        prepared = await self._prepare(case, actor_name=actor.name)
+        requested_at = case.requested_at if case.requester == actor.id else now.isoformat()
+        case = dataclasses.replace(
+            case, requester=actor.id, requester_name=actor.name, requested_at=requested_at
+        )
+        prepared = await self._prepare(case)
         read = await self._store.get_revert(case.key)
         if read is None or read.state not in (RevertState.PREPARED, RevertState.CANCELLED):
             return read or case
@@ -231,7 +237,8 @@ class GitOpsReverts:
             read,
             RevertState.PREPARED,
             requester=actor.id,
-            requested_at=case.requested_at if read.requester == actor.id else now.isoformat(),
+            requester_name=actor.name,
+            requested_at=case.requested_at,
             channel=channel or read.channel,
             message_ts=message_ts or read.message_ts,
             **_prepared_fields(prepared),
@@ -352,7 +359,7 @@ class GitOpsReverts:
         if found is None or found.state == "closed":
             remote = await self._git(case).remote_head(case.url, case.branch)
             if remote is None:
-                prepared = await self._prepare(case, actor_name=case.requester)
+                prepared = await self._prepare(case)
                 if case.head_sha and prepared.head_sha != case.head_sha:
                     raise PermanentError(
                         f"the revert prepared again is {prepared.head_sha[:12]}, not the "
@@ -620,7 +627,10 @@ class GitOpsReverts:
                 )
         return state
 
-    async def _prepare(self, case: RevertCase, *, actor_name: str) -> PreparedRevert:
+    async def _prepare(self, case: RevertCase) -> PreparedRevert:
+        """The revert of `case` made in a clone: the same commit each time for the same
+        case (its message and date are the case's), so a step after a restart pushes what
+        the requester saw."""
         work = RevertWork(
             url=case.url,
             base=case.base,
@@ -631,7 +641,7 @@ class GitOpsReverts:
                 service=case.service,
                 release_sha=case.release_sha,
                 incident=case.card_key,
-                requester=f"{actor_name} (Slack {case.requester})",
+                requester=f"{case.requester_name or case.requester} (Slack {case.requester})",
                 kind=RevertKind.REVERT,
             ),
             author=(self._settings.author_name, self._settings.author_email),

@@ -282,6 +282,7 @@ class RevertCase:
     approver: str | None = None
     break_glass: str | None = None  # the requester's reason for approving alone
     error: str | None = None
+    requester_name: str = ""  # as Slack names them, for the commit message
     version: int = 0
     updated_at: str = ""
 

@@ -35,6 +35,13 @@ import uvicorn
 from bot.settings import load_settings
 from bot.sim import world as sim_world
 from bot.sim.argo import ArgoController
+from bot.sim.argo.cd import ArgoCDSim
+from bot.sim.argo.cd import application as argocd_application
+from bot.sim.git import GitHttpServer
+from bot.sim.github import DEFAULT_TOKEN as GITHUB_TOKEN
+from bot.sim.github import GitHubSim
+from bot.sim.gitlab import DEFAULT_TOKEN as GITLAB_TOKEN
+from bot.sim.gitlab import GitLabSim
 from bot.sim.jira import JiraSim
 from bot.sim.kube import KubeSim
 from bot.sim.pagerduty import DEFAULT_TOKEN as PD_API_TOKEN
@@ -161,6 +168,7 @@ class SimWorld:
         secrets: WorldSecrets | None = None,
         sock: socket.socket | None = None,
         slack_mode: str = "http",
+        gitops: str | None = None,
     ) -> None:
         """`jira`: start a JiraSim (True, or its keyword arguments) and point the bot at
         it; `clock`: the bot's `bot.runtime.scheduler.Clock` (e.g. a ScaledClock for due dates);
@@ -171,7 +179,13 @@ class SimWorld:
         a TCP socket already bound (not listening) for the bot to serve on, instead of
         `port`: its port can be named elsewhere (say, in an Alertmanager's webhook URL)
         before the world starts, with no window for another process to take it. The world
-        closes it. `slack_mode`: "http", "socket" or "both" (see the module)."""
+        closes it. `slack_mode`: "http", "socket" or "both" (see the module). `gitops`:
+        "github" or "gitlab": rollbot runs Tier 3 for payment-router (`_start_gitops`): a
+        real GitOps repository served over smart HTTP, the code host's sim over it, and Argo
+        CD syncing the Rollout from it (the release itself is a commit Argo CD synced)."""
+        if gitops not in (None, "github", "gitlab"):
+            raise ValueError(f"gitops must be None, 'github' or 'gitlab', not {gitops!r}")
+        self.gitops = gitops
         if slack_mode not in SLACK_MODES:
             raise ValueError(f"slack_mode must be one of {SLACK_MODES}, not {slack_mode!r}")
         self.slack_mode = slack_mode
@@ -205,6 +219,67 @@ class SimWorld:
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
+
+    def _start_gitops(self) -> dict[str, Any]:
+        """The GitOps world (`gitops`): the repository `GITOPS_PROJECT` with the stable
+        release, the Rollout seeded from it and an Argo CD Application (automated sync)
+        over it; then the release commit of 1.13.0, synced by Argo CD: revision 42 starts
+        with the commit's sha on its pod template. Argo CD keeps polling (`argocd`);
+        returns the service's `gitops` settings."""
+        assert self.workdir is not None
+        token = GITHUB_TOKEN if self.gitops == "github" else GITLAB_TOKEN
+        self.git = GitHttpServer(self.workdir / "git", token=token).start()
+        self._stack.callback(self.git.stop)
+        project = sim_world.GITOPS_PROJECT
+        repo = self.git.create_repo(
+            project,
+            sim_world.gitops_files(sim_world.STABLE_IMAGE),
+            message="Release payment-router 1.12.4",
+        )
+        self.gitops_repo = repo
+        url = self.git.repo_url(project)
+        stable = repo.head("main")
+        assert stable is not None
+        sim_world.seed_payment_router(
+            self.kube,
+            self.argo,
+            start_canary=False,
+            release_shas={sim_world.STABLE_IMAGE: stable},
+        )
+        self.argocd = ArgoCDSim(self.kube, {url: repo})
+        self.kube.create(
+            argocd_application(
+                sim_world.ROLLOUT,
+                repo_url=url,
+                path=sim_world.GITOPS_PATH,
+                dest_namespace=sim_world.NAMESPACE,
+                auto=True,
+            )
+        )
+        self.argocd.step()  # synced to the stable release: nothing changes
+        self.release_sha = repo.commit_files(
+            "main",
+            sim_world.gitops_files(sim_world.CANARY_IMAGE),
+            "Release payment-router 1.13.0",
+        )
+        self.argocd.step()  # the release: revision 42 starts
+        self.argo.reconcile()
+        self.argocd.run_in_thread(interval=0.05)
+        self._stack.callback(self.argocd.stop)
+        if self.gitops == "github":
+            self.code_host: Any = GitHubSim(repos={project: repo}, token=token).start()
+            self.extra_env.setdefault("ROLLBOT_GITOPS__GITHUB_TOKEN", token)
+        else:
+            self.code_host = GitLabSim(projects={project: repo}, token=token).start()
+            self.extra_env.setdefault("ROLLBOT_GITOPS__GITLAB_TOKEN", token)
+        self._stack.callback(self.code_host.stop)
+        return {
+            "repo": url,
+            "path": sim_world.GITOPS_PATH,
+            "provider": self.gitops,
+            "api_url": self.code_host.url,
+            "application": {"namespace": "argocd", "name": sim_world.ROLLOUT},
+        }
 
     async def __aenter__(self) -> SimWorld:
         try:
@@ -308,7 +383,11 @@ class SimWorld:
             if self.analysis_at_25 == "Inconclusive"
             else "",
         )
-        sim_world.seed_payment_router(self.kube, self.argo)
+        gitops_service: dict[str, Any] = {}
+        if self.gitops is not None:
+            gitops_service = self._start_gitops()
+        else:
+            sim_world.seed_payment_router(self.kube, self.argo)
         services: dict[str, Any] = {}
         if self.checkout:
             sim_world.seed_checkout(self.kube, self.argo)
@@ -382,6 +461,7 @@ class SimWorld:
                                     "release": "payments.new-router.enabled",
                                     "circuit": "payments.new-router.circuit-open",
                                 },
+                                **({"gitops": gitops_service} if gitops_service else {}),
                             },
                             **services,
                             **self.extra_services,

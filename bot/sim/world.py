@@ -9,7 +9,10 @@ leaves stable revision 41 (``1.12.4``) fully rolled out and revision 42 (``1.13.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
+
+import yaml
 
 from bot.sim.argo import ArgoController
 from bot.sim.kube import KubeSim
@@ -39,8 +42,8 @@ RELEASE_SHAS = {
 }
 
 
-def _template_annotations(image: str) -> dict[str, str]:
-    sha = RELEASE_SHAS.get(image)
+def _template_annotations(image: str, shas: Mapping[str, str] | None = None) -> dict[str, str]:
+    sha = (shas if shas is not None else RELEASE_SHAS).get(image)
     return {GIT_SHA_ANNOTATION: sha} if sha else {}
 
 
@@ -129,7 +132,12 @@ def _analysis_step() -> dict[str, Any]:
     }
 
 
-def payment_router_rollout(namespace: str = NAMESPACE, image: str = CANARY_IMAGE) -> dict[str, Any]:
+def payment_router_rollout(
+    namespace: str = NAMESPACE,
+    image: str = CANARY_IMAGE,
+    *,
+    release_shas: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -146,7 +154,7 @@ def payment_router_rollout(namespace: str = NAMESPACE, image: str = CANARY_IMAGE
             "template": {
                 "metadata": {
                     "labels": {"app": ROLLOUT},
-                    "annotations": _template_annotations(image),
+                    "annotations": _template_annotations(image, release_shas),
                 },
                 "spec": {
                     "containers": [
@@ -193,21 +201,23 @@ def seed_payment_router(
     namespace: str = NAMESPACE,
     start_canary: bool = True,
     fail_analysis_at_weight: int | None = None,
+    release_shas: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Stable revision 41 (1.12.4) fully rolled out; then revision 42 (1.13.0) starting.
 
     ``fail_analysis_at_weight`` (10 or 25) scripts the analysis that follows that weight to
-    fail, so the controller aborts by itself there.
+    fail, so the controller aborts by itself there. ``release_shas``: image → the GitOps
+    commit it was released from (default `RELEASE_SHAS`), the pod template's annotation.
     """
     if fail_analysis_at_weight is not None:
         step = analysis_step_after_weight(fail_analysis_at_weight)
         controller.script_analysis(namespace, ROLLOUT, step_index=step, outcome="Failed")
     sim.create(payment_router_analysis_template(namespace))
-    sim.create(payment_router_rollout(namespace, STABLE_IMAGE))
+    sim.create(payment_router_rollout(namespace, STABLE_IMAGE, release_shas=release_shas))
     controller.adopt_as_stable(namespace, ROLLOUT, revision=STABLE_REVISION)
     controller.reconcile()
     if start_canary:
-        start_new_revision(sim, namespace=namespace, image=CANARY_IMAGE)
+        start_new_revision(sim, namespace=namespace, image=CANARY_IMAGE, release_shas=release_shas)
         controller.reconcile()
     ro = sim.get("rollouts", namespace, ROLLOUT)
     assert ro is not None
@@ -226,7 +236,11 @@ def analysis_step_after_weight(weight: int) -> int:
 
 
 def start_new_revision(
-    sim: KubeSim, *, namespace: str = NAMESPACE, image: str = CANARY_IMAGE
+    sim: KubeSim,
+    *,
+    namespace: str = NAMESPACE,
+    image: str = CANARY_IMAGE,
+    release_shas: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """What a GitOps sync does: a new image in ``spec.template`` (the controller reacts)."""
     ro = sim.get("rollouts", namespace, ROLLOUT)
@@ -235,8 +249,36 @@ def start_new_revision(
     container = template["spec"]["containers"][0]
     container["image"] = image
     container["env"] = [{"name": "VERSION", "value": image.rsplit(":", 1)[-1]}]
-    template.setdefault("metadata", {})["annotations"] = _template_annotations(image)
+    template.setdefault("metadata", {})["annotations"] = _template_annotations(image, release_shas)
     return sim.patch("rollouts", namespace, ROLLOUT, {"spec": {"template": template}})
+
+
+#: Where the payment-router's desired state lives in the GitOps repository of a world
+#: with `gitops` (`bot.sim.harness.SimWorld`).
+GITOPS_PROJECT = "platform/configs"
+GITOPS_PATH = "services/payment-router"
+
+
+def gitops_files(image: str) -> dict[str, str]:
+    """The payment-router's directory in the GitOps repository, releasing `image`: its
+    Rollout (the template's image is the stable one, set by kustomize's `images:`) and a
+    kustomization naming the release's tag, as CI's release commit writes it."""
+    rollout = payment_router_rollout(image=STABLE_IMAGE, release_shas={})
+    rollout["spec"]["template"]["metadata"].pop("annotations", None)
+    name, tag = image.rsplit(":", 1)
+    kustomization = (
+        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
+        "kind: Kustomization\n"
+        "resources:\n"
+        "  - rollout.yaml\n"
+        "images:\n"
+        f"  - name: {name}\n"
+        f'    newTag: "{tag}"\n'
+    )
+    return {
+        f"{GITOPS_PATH}/kustomization.yaml": kustomization,
+        f"{GITOPS_PATH}/rollout.yaml": yaml.safe_dump(rollout, sort_keys=False),
+    }
 
 
 def _renamed(value: Any, old: str, new: str) -> Any:

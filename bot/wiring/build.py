@@ -339,7 +339,7 @@ def make_gitops(
         repos=repos,
         hosts=hosts,
         settings=gitops,
-        applications=rollouts if hasattr(rollouts, "get_application") else None,
+        applications=rollouts,
         links=links,
     )
 
