@@ -354,28 +354,36 @@ class GitOpsReverts:
         return StepResult(case)
 
     async def _push_and_open(self, case: RevertCase) -> StepResult:
-        host = self._host(case)
+        """Push the branch (unless it is there already, at the commit the requester saw),
+        then open its request (unless one is open already): each half safe to run again,
+        so a step cut anywhere (a host down, a restart) ends with one branch and one
+        request."""
+        git, host = self._git(case), self._host(case)
+        remote = await git.remote_head(case.url, case.branch)
+        if remote is None:
+            prepared = await self._prepare(case)
+            if case.head_sha and prepared.head_sha != case.head_sha:
+                raise PermanentError(
+                    f"the revert prepared again is {prepared.head_sha[:12]}, not the "
+                    f"{case.head_sha[:12]} shown in the modal (the base branch moved): "
+                    "start Tier 3 again from the card"
+                )
+            await git.push(prepared)
+        elif case.head_sha and remote != case.head_sha:
+            raise PermanentError(
+                f"the branch {case.branch} is at {remote[:12]}, not the revert "
+                f"{case.head_sha[:12]} shown in the modal: someone else pushed to it"
+            )
         found = await host.find_change(case.project, case.branch)
         if found is None or found.state == "closed":
-            remote = await self._git(case).remote_head(case.url, case.branch)
-            if remote is None:
-                prepared = await self._prepare(case)
-                if case.head_sha and prepared.head_sha != case.head_sha:
-                    raise PermanentError(
-                        f"the revert prepared again is {prepared.head_sha[:12]}, not the "
-                        f"{case.head_sha[:12]} shown in the modal (the base branch moved)"
-                    )
-                await self._git(case).push(prepared)
-            found = found if found is not None and found.state != "closed" else None
-            if found is None:
-                found = await host.open_change(
-                    case.project,
-                    head=case.branch,
-                    base=case.base,
-                    title=_title(case),
-                    body=self._body(case),
-                    labels=self._labels(case),
-                )
+            found = await host.open_change(
+                case.project,
+                head=case.branch,
+                base=case.base,
+                title=_title(case),
+                body=self._body(case),
+                labels=self._labels(case),
+            )
         moved = await self._store.advance_revert(
             case, RevertState.OPENED, change_number=found.number, change_url=found.url
         )
