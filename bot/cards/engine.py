@@ -673,7 +673,11 @@ class Cards:
             return
         mem = self._memory.get(key)
         if mem is None:
-            return  # not shown by this process: its next render reads the revert
+            # Not shown by this process yet (a leader that took over, a card not rendered
+            # since the start): the marked cards' loop takes it over and renders it.
+            with contextlib.suppress(LookupError):
+                await self._store.mark_card_dirty(key)
+            return
         async with self._lock(key):
             card = await self._store.get_card(key)
             if card is None or card.ts is None:

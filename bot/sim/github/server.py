@@ -139,6 +139,12 @@ class GitHubSim:
         with self._lock:
             self._failing.extend([status] * n)
 
+    def clear_faults(self) -> None:
+        """Forget the failures and lost answers not served yet: GitHub answers again."""
+        with self._lock:
+            self._failing.clear()
+            self._losing.clear()
+
     def lose_next(self, n: int = 1, status: int = 502) -> None:
         """Do the next `n` requests, then answer `status` instead of the result: the change
         is made, the caller never learns it (a gateway timing out after the backend)."""
