@@ -437,8 +437,9 @@ class GitOpsSettings(Section):
     """The revert commit author's email."""
 
     workdir: str | None = None
-    """Where clones are made (each removed when its revert is pushed). None: the system's
-    temporary directory. Needs room for one clone of the largest GitOps repository."""
+    """Where clones are made (one per git step, removed when the step ends). None: the
+    system's temporary directory. Needs room for two clones of the largest GitOps
+    repository (two reverts at once)."""
 
     git_timeout_seconds: float = Field(default=120.0, gt=0)
     """How long one git command (clone, push) may take before it is stopped and the step
