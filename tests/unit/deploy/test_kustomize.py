@@ -287,6 +287,7 @@ def test_every_secret_key_is_read_from_the_secret_and_documented(tmp_path: Path)
         "jira-api-token",
         "flags-api-token",
         "flags-client-token",
+        "gitops-github-token",
         "database-url",
     } == set(read)
 

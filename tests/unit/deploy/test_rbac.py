@@ -20,6 +20,8 @@ Aspects:
   from its syntax tree), and the watch, was seen on the wire; a new call fails here until
   this table and the run learn it;
 - the comparison is not vacuous: one verb less, or one more, is told;
+- the optional component `gitops` grants `get` on Applications in Argo CD's namespace, the
+  one call Tier 3's verification makes there, and wires the token file and a clone volume;
 - the optional component `cluster-watch` grants exactly the lists and watches the watch
   makes across the cluster when RBAC allows them (a run with no namespaced-only rule), and
   those are exactly the requests the shipped RBAC refused.
@@ -336,3 +338,43 @@ async def test_the_cluster_watch_component_grants_exactly_the_watch_across_the_c
         b for b in by_kind(docs, "ClusterRoleBinding") if b["metadata"]["name"] == "rollbot-watch"
     ]
     assert binding["subjects"][0]["name"] == "rollbot"
+
+
+async def test_the_gitops_component_grants_reading_applications_in_argo_cds_namespace(
+    kube_sim: KubeSim, kubeconfig: Path, tmp_path: Path
+) -> None:
+    kube_sim.create(
+        application(
+            "payment-router",
+            repo_url="https://git.example.com/platform/configs.git",
+            path="services/payment-router",
+            dest_namespace=NS,
+        )
+    )
+    before = len(kube_sim.requests)
+    kube = KubeRollouts.from_kubeconfig(kubeconfig=str(kubeconfig), request_timeout=5.0)
+    try:
+        app = await kube.get_application("argocd", "payment-router")
+    finally:
+        kube.close()
+    assert app.namespace == "argocd"
+    asked = {attributes(r) for r in kube_sim.requests[before:]}
+    assert asked == {(("argoproj.io", "applications", "get"), "argocd")}
+    docs = render_with(
+        tmp_path / "k", resources=[KUBE / "base"], components=[KUBE / "components" / "gitops"]
+    )
+    role = next(r for r in by_kind(docs, "Role") if r["metadata"]["name"] == "rollbot-argocd")
+    assert role["metadata"]["namespace"] == "argocd"
+    assert granted(role) == {triple for triple, _ in asked}
+    binding = next(
+        b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] == "rollbot-argocd"
+    )
+    assert binding["subjects"][0]["name"] == "rollbot"
+    (deployment,) = by_kind(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (
+        env["ROLLBOT_GITOPS__GITHUB_TOKEN_FILE"] == "/var/run/secrets/rollbot/gitops-github-token"
+    )
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert env["ROLLBOT_GITOPS__WORKDIR"] in mounts  # the clones go to a volume of their own
