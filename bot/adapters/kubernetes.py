@@ -2,7 +2,8 @@
 
 Implements `bot.core.ports.Rollouts`:
 
-    get_state(ns, name)    GET the Rollout, best-effort list its stable ReplicaSet, parse
+    get_state(ns, name)    GET the Rollout, its stable ReplicaSet from the watch's cache (else
+                           listed, best-effort), parse
     get_object(ns, name)   GET the Rollout as a plain dict
     apply(action, ns, name)  plan() the plugin's patches (from the watch's cache when it holds
                            the Rollout, else a GET) and send them, status subresource first
@@ -452,13 +453,11 @@ class KubeRollouts:
         return dict(items[0]) if items else None
 
     async def get_state(self, namespace: str, name: str) -> RolloutState:
-        """The Rollout and its stable ReplicaSet as the API server has them now (what an
-        action decides on and verifies with)."""
+        """The Rollout as the API server has it now (one GET: what an action decides on and
+        verifies with), with its stable ReplicaSet from the watch's cache while the watch
+        runs (a ReplicaSet's template never changes under its hash), else listed."""
         obj = await self.get_object(namespace, name)
-        status = obj.get("status") or {}
-        stable = status.get("stableRS") or (status.get("canary") or {}).get("stableRS")
-        stable_rs_obj = await self._stable_replicaset(namespace, stable) if stable else None
-        return core.parse_rollout(obj, stable_rs_obj=stable_rs_obj)
+        return core.parse_rollout(obj, stable_rs_obj=await self._stable_of(namespace, obj))
 
     async def _stable_of(self, namespace: str, obj: dict[str, Any]) -> dict[str, Any] | None:
         status = obj.get("status") or {}
