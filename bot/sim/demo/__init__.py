@@ -18,6 +18,8 @@ How the package is split:
 * ``drill``: :class:`Drill` (timeline and checks) and the verified abort the drills share;
 * ``canary_drills``: tier1-abort, slo-alert, tier2-circuit (payment-router's card);
 * ``integration_drills``: release-cleanup (Jira), pagerduty-workflow, checkout-circuit;
+* ``gitops_drills``: tier3-revert (a revert pull request in a real GitOps repository, two
+  people, Argo CD's sync);
 * ``drills``: :data:`DRILLS` by name, with what each proves, and :func:`run_drill`.
 """
 
