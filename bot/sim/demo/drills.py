@@ -3,7 +3,8 @@
 :data:`DRILLS` is the one table of drills: each name the command line offers, with the one
 line ``rollbot drill --help`` prints for it (what a PASS proves) and its scenario (in
 ``canary_drills``, ``integration_drills`` and ``gitops_drills``). :func:`run_drill` runs
-one and returns the exit code: 0 when every check held, 1 when one failed or it timed out, 2 for an unknown name.
+one and returns the exit code: 0 when every check held, 1 when one failed or it timed out,
+2 for an unknown name.
 """
 
 from __future__ import annotations
