@@ -5,7 +5,8 @@ Aspects under test:
   replies, text, release; found by introspection: a new builder without cases fails with
   its name) over representative inputs renders without an unknown-element placeholder, as
   balanced HTML, with every button's action_id on the page and no script or javascript: URL;
-- mrkdwn: emphasis (nested), code, pre, quotes, links, mentions resolved to names, emoji;
+- mrkdwn: emphasis (nested), code, pre, quotes, links (code in their label too), mentions
+  resolved to names, emoji;
 - safety: script tags, javascript: URLs and attribute-breaking quotes come out escaped;
 - buttons carry action_id, value, block_id, message ts, style and their confirm dialog;
   URL buttons are links opening in a new tab;
@@ -430,6 +431,11 @@ def test_emoji_rollbot_uses_become_unicode() -> None:
             "<https://x.example/a?b=1&amp;c=2|the *graph*>",
             '<a class="bk-link" href="https://x.example/a?b=1&amp;c=2" target="_blank" '
             'rel="noopener noreferrer">the *graph*</a>',
+        ),
+        (  # code in a link's label (a commit's sha): the code inside the link
+            "the commit <https://g.example/c/0a1b|`0a1b`> applied",
+            'the commit <a class="bk-link" href="https://g.example/c/0a1b" target="_blank" '
+            'rel="noopener noreferrer"><code class="bk-code">0a1b</code></a> applied',
         ),
         (
             "<mailto:a@example.com>",
