@@ -3,7 +3,7 @@
 Aspects under test:
 - `/api/state`: the channel rendered from the Slack sim's real Block Kit, the confirm
   dialogs of its buttons, the user list, and the panels (Rollouts, flags, PagerDuty, Jira,
-  audit log) — each present only when the world has that sim;
+  GitOps repository, audit log) — each present only when the world has that sim;
 - `/api/command`: a SIGNED slash command reaches `/slack/events` (the bot answers 200 and
   verifies the signature), and the reply the Slack sim recorded comes back to the user who
   sent it as "Only visible to you" (not to another user);
@@ -78,8 +78,17 @@ async def test_state_shape(bench):
     confirm = state["confirms"][f"{card['ts']} rollout_abort"]
     assert confirm["confirm"] == "Abort" and confirm["title"]
     panels = state["panels"]
-    assert set(panels) == {"scenarios", "rollouts", "flags", "pagerduty", "jira", "audit"}
+    assert set(panels) == {
+        "scenarios",
+        "rollouts",
+        "flags",
+        "pagerduty",
+        "jira",
+        "gitops",
+        "audit",
+    }
     assert panels["scenarios"] == ""  # no alert scenario given to this workbench
+    assert panels["gitops"] == ""  # a world without a GitOps repository
     assert "payments/payment-router" in panels["rollouts"] and "canary 25 %" in panels["rollouts"]
     assert panels["flags"] == ""  # no flag sim given to this workbench
     await world.wait_for(lambda: world.pd.incidents(), timeout=20, what="the PagerDuty incident")
