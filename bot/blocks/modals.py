@@ -305,10 +305,16 @@ def tier3_message_modal(*, title: str, text: str) -> dict[str, Any]:
 
 
 def _diff_block(diff: str, limit: int) -> str:
-    """The diff in a code block, escaped (the repository's text), trimmed at a line end;
-    a ``` inside would end the block early, so it is broken."""
-    shown, cut = trim_diff(diff, limit)
-    body = mrkdwn.escape(shown).replace("```", "`\u200b``")
+    """The diff in a code block, escaped (the repository's text), trimmed at a line end
+    so that the escaped text holds in `limit` (escaping `<` or `&` lengthens it); a ```
+    inside would end the block early, so it is broken."""
+    budget = limit
+    while True:
+        shown, cut = trim_diff(diff, budget)
+        body = mrkdwn.escape(shown).replace("```", "`\u200b``")
+        if len(body) <= limit:
+            break
+        budget = max(0, min(budget - 1, budget * limit // len(body)))
     return f"```{body}```" + (
         "\n_…trimmed: the whole diff is in the request once pushed_" if cut else ""
     )

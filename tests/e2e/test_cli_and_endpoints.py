@@ -3,7 +3,7 @@
 Aspects under test:
 - `make demo ARGS="…"` passes ARGS to `rollbot demo` (and `make drill DRILL=… ARGS=…`);
 - `rollbot drill tier1-abort`, `slo-alert`, `tier2-circuit`, `checkout-circuit`,
-  `release-cleanup` and `pagerduty-workflow` exit 0
+  `release-cleanup`, `pagerduty-workflow` and `tier3-revert` exit 0
   and print a PASS line with their timeline; an unknown drill is refused listing the known ones;
 - `rollbot --version` prints the installed distribution's version, which setuptools-scm
   derives from git for this checkout (the commit in its local part, or the tag's own);
@@ -121,6 +121,28 @@ def test_drill_pagerduty_workflow_exits_zero():
     assert "PagerDuty incident acknowledged by the verified abort" in out
     assert "PagerDuty incident resolved with the card's" in out
     assert out.index("acknowledged by the verified abort") < out.index("incident resolved")
+
+
+@pytest.mark.timeout(150)
+def test_drill_tier3_revert_exits_zero():
+    done = rollbot("drill", "tier3-revert", "--speed", "600")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "drill tier3-revert: PASS" in out
+    steps = [
+        "started Tier 3: revert of",
+        "diff shown, nothing pushed",
+        "pull request #1 opened from rollbot/revert/payment-router-r42-",
+        "(the requester) refused approving their own revert",
+        "(an owner) approved",
+        "names the incident, requester and approver",
+        "Argo CD synced",
+        "Rollout revision 43 on registry.example.com/payment-router:1.12.4",
+        "card says Tier 3 done, verified",
+        "chain verified",
+    ]
+    at = [out.index(step) for step in steps]  # each step, in this order
+    assert at == sorted(at), out
 
 
 def test_unknown_drill_is_refused():
@@ -405,7 +427,7 @@ def test_drill_help_lists_every_drill_with_what_it_proves():
         line = [line for line in lines if line.split()[:1] == [name]]
         assert len(line) == 1, done.stdout  # one line each
         assert line[0].split(None, 1)[1] == spec.proves
-    assert len(DRILLS) == 6
+    assert len(DRILLS) == 7
 
 
 @pytest.mark.timeout(150)

@@ -26,7 +26,13 @@ Aspects under test:
   flags panel; "Record Tier 3 revert…" opens the bot's modal (views.open) over the page;
   submitting it without a URL shows the bot's error under the field and keeps what was
   typed in the note; with a URL the modal closes, the thread and the audit log show the
-  revert (docs/screenshots/workbench-modal.png with ROLLBOT_UPDATE_SCREENSHOTS=1).
+  revert (docs/screenshots/workbench-modal.png with ROLLBOT_UPDATE_SCREENSHOTS=1);
+- Tier 3 run by rollbot, in the demo's GitOps world (`SimWorld(gitops="github")`): "Start
+  Tier 3 revert…" on payment-router's card opens the bot's modal with the prepared diff;
+  its submit button confirms: the GitOps panel shows the revert branch and pull request #1
+  open; acting as @payments-lead (the "acting as" menu), "Approve Tier 3 revert" merges it:
+  the panel shows it merged and Argo CD synced, the card says "Tier 3 done, verified"
+  (docs/screenshots/workbench-tier3.png with ROLLBOT_UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import pytest
 from bot.sim import workbench
 from bot.sim import world as sim_world
 from bot.sim.demo import CHECKOUT_ALERT
-from bot.sim.harness import SimWorld
+from bot.sim.harness import LEAD, ONCALL, USERGROUP, SimWorld
 from bot.sim.launchdarkly import DEFAULT_TOKEN, LaunchDarklySim
 from tests.helpers import eventually
 from tests.plugins.chromium import CHROMIUM_FLAGS
@@ -391,4 +397,60 @@ async def test_the_card_fits_one_laptop_screen(workbench_url, laptop_page, tmp_p
     await expect(checkout).to_contain_text("then Tier 3", timeout=30_000)
     await _first_screen(page, checkout, what="checkout under an open breaker")
     await _keep(page, tmp_path, "card-circuit.png", readme=False)
+    assert errors == []
+
+
+# ── Tier 3 run by rollbot, in the demo's GitOps world ────────────────────────
+
+
+@pytest.fixture
+async def gitops_workbench_url(tmp_path):
+    async with SimWorld(speed=300, workdir=tmp_path, gitops="github") as world:
+        world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
+        async with workbench.serve_workbench(workbench.Workbench(world), port=0) as url:
+            yield world, url
+
+
+async def test_tier3_revert_pull_request_approved_by_a_second_person(
+    gitops_workbench_url, page, tmp_path
+):
+    from playwright.async_api import expect
+
+    world, url = gitops_workbench_url
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    await page.goto(url)
+    gitops = page.locator("#wb-panel-gitops")
+    await expect(gitops).to_contain_text("platform/configs on GitHub")
+    cards = page.locator("#wb-channel .wb-message").filter(has_text="payment-router ·")
+    start = cards.locator('button[data-action-id="tier3_start"]')
+    await expect(start).to_be_visible(timeout=60_000)
+    # The card of revision 42 (the reverted release brings revision 43's card below it).
+    ts = await cards.first.get_attribute("data-ts")
+    router = page.locator(f'#wb-channel .wb-message[data-ts="{ts}"]')
+
+    await start.click()
+    modal = page.locator("#wb-modal")
+    await expect(modal).to_be_visible(timeout=20_000)
+    await expect(modal).to_contain_text("kustomization.yaml", timeout=30_000)
+    await expect(modal).to_contain_text(world.release_sha[:12])
+    await _keep(page, tmp_path, "workbench-tier3.png")
+    assert world.git.pushes() == []
+    await page.click("#wb-modal-form .bk-view-submit")
+    await expect(modal).to_be_hidden(timeout=20_000)
+    request = gitops.locator('tr[data-request="#1"]')
+    await expect(request.locator(".wb-request-state")).to_have_text("open", timeout=30_000)
+    await expect(gitops).to_contain_text("rollbot/revert/payment-router-r42-")
+
+    await page.select_option("#wb-user", LEAD[0])
+    approve = router.locator('button[data-action-id="tier3_approve"]')
+    await expect(approve).to_be_visible(timeout=20_000)
+    await approve.click()
+    await expect(page.locator("#wb-confirm")).to_contain_text("Approve the Tier 3 revert?")
+    await page.click("#wb-confirm-ok")
+    await expect(request.locator(".wb-request-state")).to_have_text("merged", timeout=30_000)
+    await expect(router).to_contain_text("Tier 3 done, verified", timeout=60_000)
+    merged = world.code_host.pulls(sim_world.GITOPS_PROJECT)[0]["merge_commit_sha"]
+    await expect(gitops.locator(".wb-sync")).to_contain_text("Synced")
+    await expect(gitops).to_contain_text(f"revision {merged[:12]}", timeout=30_000)
     assert errors == []

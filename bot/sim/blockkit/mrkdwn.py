@@ -100,9 +100,12 @@ def _inline(text: str, names: Names, holes: list[str]) -> str:
 
 
 def _fill(text: str, holes: list[str]) -> str:
+    """`text` with each hole put back; a hole holding holes (a link whose label is `code`:
+    the code's hole was made first, so a hole only holds lower ones) is filled too."""
+
     def put(m: re.Match[str]) -> str:
         index = ord(m.group(0)) - 0xE000
-        return holes[index] if index < len(holes) else ""
+        return _fill(holes[index], holes[:index]) if index < len(holes) else ""
 
     return _HOLE_RE.sub(put, text)
 

@@ -2,8 +2,9 @@
 
 :data:`DRILLS` is the one table of drills: each name the command line offers, with the one
 line ``rollbot drill --help`` prints for it (what a PASS proves) and its scenario (in
-``canary_drills`` and ``integration_drills``). :func:`run_drill` runs one and returns the
-exit code: 0 when every check held, 1 when one failed or it timed out, 2 for an unknown name.
+``canary_drills``, ``integration_drills`` and ``gitops_drills``). :func:`run_drill` runs
+one and returns the exit code: 0 when every check held, 1 when one failed or it timed out,
+2 for an unknown name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TextIO
 
 from bot.sim.demo.canary_drills import drill_slo_alert, drill_tier1_abort, drill_tier2_circuit
 from bot.sim.demo.drill import Drill
+from bot.sim.demo.gitops_drills import drill_tier3_revert
 from bot.sim.demo.integration_drills import (
     drill_checkout_circuit,
     drill_pagerduty_workflow,
@@ -57,6 +59,11 @@ DRILLS: dict[str, DrillScenario] = {
     "pagerduty-workflow": DrillScenario(
         "a bad canary pages; the on-call's workflow aborts: noted, acknowledged, then resolved",
         drill_pagerduty_workflow,
+    ),
+    "tier3-revert": DrillScenario(
+        "Tier 3 started by the on-call: a revert pull request, refused to its requester, "
+        "approved by an owner, merged, synced by Argo CD, verified on the stable image, audited",
+        drill_tier3_revert,
     ),
 }
 

@@ -1,9 +1,11 @@
 """`rollbot demo`: the simulated world shown in the terminal, and in the browser.
 
-:func:`run_demo` starts a :class:`SimWorld` (with the LaunchDarkly, PagerDuty and Jira sims
-and the workbench page unless ``ui`` is off), prints every Slack message as text through
-:class:`SlackPrinter` as it is posted or edited, clicks Abort when asked (Enter or
-``--auto-abort``) and stops cleanly on SIGINT/SIGTERM or after ``duration`` seconds.
+:func:`run_demo` starts a :class:`SimWorld` (with the LaunchDarkly, PagerDuty and Jira sims,
+payment-router's GitOps repository with the GitHub sim and Argo CD, so that its card offers
+Tier 3 run by rollbot, and the workbench page, unless ``ui`` is off), prints every Slack
+message as text through :class:`SlackPrinter` as it is posted or edited, clicks Abort when
+asked (Enter or ``--auto-abort``) and stops cleanly on SIGINT/SIGTERM or after ``duration``
+seconds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bot.blocks.terminal import render_text
 from bot.sim import workbench
 from bot.sim import world as sim_world
 from bot.sim.demo.scenario import CHECKOUT_ALERT, DEFAULT_UI_PORT, DEMO_FLAGS, flag_settings
+from bot.sim.git import git_http_available
 from bot.sim.harness import CHANNEL_ID, LEAD, ONCALL, USERGROUP, SimWorld
 from bot.sim.launchdarkly import LaunchDarklySim
 
@@ -98,6 +101,9 @@ async def run_demo(
                     "checkout": True,
                     "settings": settings,
                     "env": env,
+                    # Tier 3 run by rollbot: a real repository served by git itself (its
+                    # `git http-backend`); without git the card keeps Record Tier 3 revert….
+                    "gitops": "github" if git_http_available() else None,
                 }
                 flag_sources.append(
                     workbench.FlagSource(
@@ -149,6 +155,19 @@ async def _run_terminal(
             "checkout: revision 17 (2.4.0) fully rolled out; its new tax engine is behind "
             f"the circuit-breaker flag {sim_world.CHECKOUT_FLAGS['circuit']} (fire its SLO "
             "alert from the Scenarios panel)",
+            file=out,
+        )
+    if world.gitops is None and url is not None:
+        print(
+            "payment-router's Tier 3: no git (with git http-backend) on this machine, so "
+            "rollbot records a revert made by hand (Record Tier 3 revert…)",
+            file=out,
+        )
+    elif world.gitops is not None:
+        print(
+            f"payment-router's desired state: {world.git.repo_url(sim_world.GITOPS_PROJECT)} "
+            f"(git over smart HTTP) · GitHub sim at {world.code_host.url} · Argo CD syncing "
+            "it: the card's Start Tier 3 revert… opens a pull request a second person approves",
             file=out,
         )
     if url is not None:

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Any
 from bot.sim._server import RecordedRequest, ThreadedServer
 from bot.sim.git.repo import BareRepo
 
-__all__ = ["GitHttpServer"]
+__all__ = ["GitHttpServer", "git_http_available"]
 
 DEFAULT_TOKEN = "sim-git-token"
 MAX_BODY = 64 * 1024 * 1024
@@ -40,6 +41,17 @@ _BACKEND = "git-http-backend"
 def _backend_path() -> str:
     done = subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True)
     return str(Path(done.stdout.strip()) / _BACKEND)
+
+
+def git_http_available() -> bool:
+    """Whether this machine can serve repositories here: `git` on the PATH and its
+    `git http-backend` (some distributions ship it apart, e.g. Alpine's git-daemon)."""
+    if shutil.which("git") is None:
+        return False
+    try:
+        return os.access(_backend_path(), os.X_OK)
+    except (OSError, subprocess.CalledProcessError):
+        return False
 
 
 class GitHttpServer:

@@ -7,7 +7,8 @@
 - ``GET /`` — one page (``workbench_static/``: HTML, CSS and a little JavaScript; nothing
   fetched from elsewhere): #payments-deploys as the Slack sim recorded it, rendered from the
   real Block Kit by :mod:`bot.sim.blockkit`, threads, a composer for slash commands, and
-  panels with the simulated world (Rollouts, flags, PagerDuty, Jira, the audit log).
+  panels with the simulated world (Rollouts, flags, PagerDuty, Jira, the GitOps repository,
+  the audit log).
 - ``GET /api/state`` — the rendered fragments the page polls and swaps.
 - ``POST /api/command`` ``{"text": "/rollback payment-router", "user": "U0ONCALL"}`` — a
   SIGNED slash command through ``world.sender``, exactly as Slack sends it.
@@ -26,7 +27,7 @@ signed, and every answer is read back from what the sims recorded.
 How the package is split:
 
 * ``state``: :class:`Workbench`, the page's model (what it shows, the signed requests it sends);
-* ``panels``: the side panels (Rollouts, scenarios, flags, PagerDuty, Jira, audit) and the
+* ``panels``: the side panels (Rollouts, scenarios, flags, PagerDuty, Jira, GitOps, audit) and the
   :class:`FlagSource` / :class:`AlertScenario` rows they show;
 * ``app``: the Starlette routes (the page from ``workbench_static/`` and the JSON API);
 * ``server``: :func:`bind` and :func:`serve_workbench`, uvicorn on a loopback socket.

@@ -1,9 +1,10 @@
 """The workbench's side panels: the simulated world as small HTML tables.
 
 Rollouts (revision, step, weight, phase), the scenario buttons (an SLO alert to fire or
-resolve), the feature flags, PagerDuty incidents, Jira issues and the audit log, each read
-from the sims or the bot's store as they are now. Also the escaping and table helpers the
-rest of the page uses.
+resolve), the feature flags, PagerDuty incidents, Jira issues, the GitOps repository (its
+branches, the pull or merge requests on the code host's sim, Argo CD's sync of it) and the
+audit log, each read from the sims or the bot's store as they are now. Also the escaping
+and table helpers the rest of the page uses.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.sim import world as sim_world
 from bot.sim.argo import current_weight
 from bot.sim.harness import SimWorld
 
@@ -22,6 +24,7 @@ __all__ = [
     "audit_panel",
     "esc",
     "flags_panel",
+    "gitops_panel",
     "jira_panel",
     "pagerduty_panel",
     "rollouts_panel",
@@ -179,6 +182,59 @@ def jira_panel(world: SimWorld) -> str:
             f"<td>{esc(fields.get('summary', ''))}</td></tr>"
         )
     return table(("Key", "Status", "Due", "Summary"), rows)
+
+
+def gitops_panel(world: SimWorld) -> str:
+    """The GitOps repository of a world with `gitops`: each branch and its head, each pull
+    request (GitHub) or merge request (GitLab) with its state, and what Argo CD synced."""
+    if getattr(world, "gitops", None) is None:
+        return ""
+    project = sim_world.GITOPS_PROJECT
+    rows = [
+        f'<tr data-branch="{esc(name)}"><td>branch <code>{esc(name)}</code></td>'
+        f"<td><code>{esc(sha[:12])}</code></td><td></td></tr>"
+        for name, sha in sorted(world.gitops_repo.branches().items())
+    ]
+    if world.gitops == "github":
+        requests = [
+            (
+                f"#{p['number']}",
+                "merged" if p.get("merged") else str(p.get("state", "")),
+                f"{p['head']['ref']} → {p['base']['ref']}",
+                str(p.get("title", "")),
+            )
+            for p in world.code_host.pulls(project)
+        ]
+        kind = "pull request"
+    else:
+        requests = [
+            (
+                f"!{m['iid']}",
+                str(m.get("state", "")),
+                f"{m['source_branch']} → {m['target_branch']}",
+                str(m.get("title", "")),
+            )
+            for m in world.code_host.merge_requests(project)
+        ]
+        kind = "merge request"
+    rows += [
+        f'<tr data-request="{esc(ref)}"><td>{kind} {esc(ref)}</td>'
+        f'<td class="wb-request-state">{esc(state)}</td>'
+        f"<td>{esc(title)}<br><code>{esc(branches)}</code></td></tr>"
+        for ref, state, branches, title in requests
+    ]
+    app = world.kube.get("applications", "argocd", sim_world.ROLLOUT) or {}
+    status = app.get("status") or {}
+    sync, health = status.get("sync") or {}, status.get("health") or {}
+    if app:
+        rows.append(
+            f'<tr data-application="{esc(sim_world.ROLLOUT)}"><td>Argo CD '
+            f"<code>{esc(sim_world.ROLLOUT)}</code></td>"
+            f'<td class="wb-sync">{esc(sync.get("status", ""))}, {esc(health.get("status", ""))}'
+            f"</td><td>revision <code>{esc(str(sync.get('revision', ''))[:12])}</code></td></tr>"
+        )
+    host = "GitHub" if world.gitops == "github" else "GitLab"
+    return table((f"{project} on {host}", "State", "Detail"), rows)
 
 
 async def audit_panel(world: SimWorld) -> str:

@@ -29,6 +29,7 @@ from bot.sim.workbench.panels import (
     audit_panel,
     esc,
     flags_panel,
+    gitops_panel,
     jira_panel,
     pagerduty_panel,
     rollout_facts,
@@ -143,6 +144,7 @@ class Workbench:
                 "flags": flags_panel(self.flags),
                 "pagerduty": pagerduty_panel(self.world),
                 "jira": jira_panel(self.world),
+                "gitops": gitops_panel(self.world),
                 "audit": await audit_panel(self.world),
             },
         }

@@ -55,7 +55,7 @@
     if (atBottom || stick) channel.scrollTop = channel.scrollHeight;
     stick = false;
     renderModal();
-    for (const name of ["scenarios", "rollouts", "flags", "pagerduty", "jira", "audit"]) {
+    for (const name of ["scenarios", "rollouts", "flags", "pagerduty", "jira", "gitops", "audit"]) {
       swap("wb-panel-" + name, state.panels[name]);
       const section = $("wb-sec-" + name);
       if (section) section.hidden = !state.panels[name];

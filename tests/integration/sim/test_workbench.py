@@ -3,7 +3,7 @@
 Aspects under test:
 - `/api/state`: the channel rendered from the Slack sim's real Block Kit, the confirm
   dialogs of its buttons, the user list, and the panels (Rollouts, flags, PagerDuty, Jira,
-  audit log) — each present only when the world has that sim;
+  GitOps repository, audit log) — each present only when the world has that sim;
 - `/api/command`: a SIGNED slash command reaches `/slack/events` (the bot answers 200 and
   verifies the signature), and the reply the Slack sim recorded comes back to the user who
   sent it as "Only visible to you" (not to another user);
@@ -13,7 +13,10 @@ Aspects under test:
 - the page fetches nothing from elsewhere (no http(s):// URL but loopback placeholders);
 - `bind` on a taken port: PortInUseError naming `--ui-port`; `rollbot demo` then exits 2
   with that message; otherwise it prints one `open http://127.0.0.1:PORT` line, serves the
-  page there, and SIGINT/SIGTERM stop the whole process cleanly (exit 0).
+  page there, and SIGINT/SIGTERM stop the whole process cleanly (exit 0);
+- `rollbot demo` keeps payment-router's desired state in a GitOps repository (where git
+  serves it): its card offers "Start Tier 3 revert…" and the GitOps panel shows the
+  repository (the flow itself: tests/integration/sim/test_workbench_tier3.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import httpx
 import pytest
 
 from bot.sim import workbench
+from bot.sim.git import git_http_available
 from bot.sim.harness import CHANNEL_ID, ONCALL, OUTSIDER, SimWorld
 from tests.helpers import eventually
 
@@ -78,8 +82,17 @@ async def test_state_shape(bench):
     confirm = state["confirms"][f"{card['ts']} rollout_abort"]
     assert confirm["confirm"] == "Abort" and confirm["title"]
     panels = state["panels"]
-    assert set(panels) == {"scenarios", "rollouts", "flags", "pagerduty", "jira", "audit"}
+    assert set(panels) == {
+        "scenarios",
+        "rollouts",
+        "flags",
+        "pagerduty",
+        "jira",
+        "gitops",
+        "audit",
+    }
     assert panels["scenarios"] == ""  # no alert scenario given to this workbench
+    assert panels["gitops"] == ""  # a world without a GitOps repository
     assert "payments/payment-router" in panels["rollouts"] and "canary 25 %" in panels["rollouts"]
     assert panels["flags"] == ""  # no flag sim given to this workbench
     await world.wait_for(lambda: world.pd.incidents(), timeout=20, what="the PagerDuty incident")
@@ -238,6 +251,39 @@ def test_demo_prints_one_url_serves_the_page_and_stops_on_a_signal(sig):
             proc.kill()
     assert proc.returncode == 0
     assert "rollbot demo: stopping" in out
+
+
+async def test_demo_offers_tier3_run_by_rollbot_on_payment_router():
+    if not git_http_available():
+        pytest.skip("no git with git http-backend: the demo records Tier 3 by hand")
+    proc = rollbot_demo("--ui-port", "0", "--speed", "300")
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if line.startswith("open http://127.0.0.1:"):
+                break
+        url = lines[-1].split()[1]
+        assert any("payment-router's desired state:" in line for line in lines), lines
+
+        async with httpx.AsyncClient(base_url=url, timeout=10) as page:
+
+            async def offered() -> dict | None:
+                state = (await page.get("/api/state")).json()
+                html = state["channel"]["html"]
+                return state if 'data-action-id="tier3_start"' in html else None
+
+            state = await eventually(offered, timeout=60, interval=0.2, what="Start Tier 3")
+        assert 'data-action-id="revert_open"' not in state["channel"]["html"]
+        assert "platform/configs on GitHub" in state["panels"]["gitops"]
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
 
 
 async def test_an_empty_channel_says_what_rollbot_is_watching(tmp_path):

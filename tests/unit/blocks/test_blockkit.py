@@ -5,7 +5,8 @@ Aspects under test:
   replies, text, release; found by introspection: a new builder without cases fails with
   its name) over representative inputs renders without an unknown-element placeholder, as
   balanced HTML, with every button's action_id on the page and no script or javascript: URL;
-- mrkdwn: emphasis (nested), code, pre, quotes, links, mentions resolved to names, emoji;
+- mrkdwn: emphasis (nested), code, pre, quotes, links (code in their label too), mentions
+  resolved to names, emoji;
 - safety: script tags, javascript: URLs and attribute-breaking quotes come out escaped;
 - buttons carry action_id, value, block_id, message ts, style and their confirm dialog;
   URL buttons are links opening in a new tab;
@@ -34,6 +35,7 @@ from bot.blocks import release as rb
 from bot.blocks import rollout as rollout_blocks
 from bot.blocks import text as text_blocks
 from bot.blocks import tiers as tier_blocks
+from bot.core.gitops import RevertCase, RevertState
 from bot.core.model import (
     FlagState,
     IncidentState,
@@ -247,6 +249,30 @@ def _release_outputs(builder: str) -> Iterator[Any]:
         yield rb.release_help("/rel")
 
 
+def _revert_case(**changes: Any) -> RevertCase:
+    """A Tier 3 revert as prepared (a clean `git revert`), with `changes`."""
+    case = RevertCase(
+        key="gitops:payments/payment-router@42",
+        service="payment-router",
+        card_key="payments/payment-router@42",
+        revision=42,
+        state=RevertState.PREPARED,
+        requester="U0ONCALL",
+        requested_at="2024-05-14T14:03:12+00:00",
+        provider="github",
+        project="platform/configs",
+        url="https://git.example/platform/configs.git",
+        base="main",
+        path="services/payment-router",
+        branch="rollbot/revert/payment-router-r42-58614e23",
+        release_sha="0a1b2c3d4e5f60718293a4b5c6d7e8f901234567",
+        kind="revert",
+        diff='-    newTag: "1.13.0"\n+    newTag: "1.12.4"\n',
+        files=("services/payment-router/kustomization.yaml",),
+    )
+    return dataclasses.replace(case, **changes)
+
+
 CASES: dict[str, Callable[[], Iterator[Any]]] = {
     "rollout_card": _rollout_cards,
     "help_blocks": lambda: iter([replies.help_blocks(), replies.help_blocks("/rb")]),
@@ -302,6 +328,47 @@ CASES: dict[str, Callable[[], Iterator[Any]]] = {
     "break_glass_used_message": lambda: iter(
         replies.break_glass_used_message(at=tb.NOW, status=status, error="<!channel> & <x>")
         for status in ("succeeded", "failed", "duplicate", "refused", "error")
+    ),
+    "tier3_message_modal": lambda: iter(
+        [
+            modals.tier3_message_modal(title="Preparing the revert", text="Working… <x>"),
+            modals.tier3_message_modal(title="x" * 40, text="*started* by <@U0ONCALL>"),
+        ]
+    ),
+    "tier3_prepared_modal": lambda: iter(
+        [
+            modals.tier3_prepared_modal(
+                _revert_case(), commit_url="https://git.example/platform/configs/commit/0a1b"
+            ),
+            modals.tier3_prepared_modal(
+                _revert_case(
+                    provider="gitlab",
+                    kind="image",
+                    note="conflict in <kustomization.yaml>",
+                    image="registry.example.com/payment-router:1.12.4",
+                    diff="```<script>```" * 400,
+                )
+            ),
+        ]
+    ),
+    "tier3_break_glass_modal": lambda: iter(
+        [
+            modals.tier3_break_glass_modal(
+                _revert_case(state=RevertState.OPENED),
+                channel="C0PAYDEPLOY",
+                owners_group="S0PAYMENTS",
+            ),
+            modals.tier3_break_glass_modal(
+                _revert_case(service="<script>&"), channel="C0PAYDEPLOY", owners_group=None
+            ),
+        ]
+    ),
+    "tier3_self_approval_blocks": lambda: iter(
+        [
+            replies.tier3_self_approval_blocks(
+                ":no_entry: You started this revert <x>", key="gitops:payments/payment-router@42"
+            )
+        ]
     ),
     "break_glass_modal": lambda: iter(
         [
@@ -430,6 +497,11 @@ def test_emoji_rollbot_uses_become_unicode() -> None:
             "<https://x.example/a?b=1&amp;c=2|the *graph*>",
             '<a class="bk-link" href="https://x.example/a?b=1&amp;c=2" target="_blank" '
             'rel="noopener noreferrer">the *graph*</a>',
+        ),
+        (  # code in a link's label (a commit's sha): the code inside the link
+            "the commit <https://g.example/c/0a1b|`0a1b`> applied",
+            'the commit <a class="bk-link" href="https://g.example/c/0a1b" target="_blank" '
+            'rel="noopener noreferrer"><code class="bk-code">0a1b</code></a> applied',
         ),
         (
             "<mailto:a@example.com>",
