@@ -177,6 +177,10 @@ async def drill_tier3_revert(drill: Drill, *, speed: float, timeout: float) -> s
             and LEAD[0] in approvals[-1][0],
             f"approvals audited {approvals}, expected one by @{LEAD[1]}",
         )
+        drill.check(
+            any(result == "refused" and ONCALL[0] in actor for actor, result in approvals),
+            f"the requester's own approval was not audited as refused: {approvals}",
+        )
         chain = await world.rollbot.store.verify_audit()
         drill.check(chain.ok, f"audit chain broken at {chain.first_bad_seq}: {chain.reason}")
         drill.check(len(world.git.pushes()) == 1, f"{len(world.git.pushes())} pushes, expected one")

@@ -145,18 +145,21 @@ def register(app: AsyncApp, deps: Deps) -> None:
             case = await deps.gitops.case_for(str(value["s"]), int(value["r"]))
             if case is None:
                 raise InvalidRequest("This Tier 3 revert is not known (any more).")
-            if case.requester == who.id and case.state is RevertState.OPENED:
+            try:
+                moved = await deps.gitops.approve(case.key, who)
+            except NotAuthorised as err:
+                if case.requester != who.id or case.state is not RevertState.OPENED:
+                    raise
+                # Refused (and audited) for want of a second person: break glass is offered.
                 await tell(
-                    text=":no_entry: You started this revert: a second person (on call or "
-                    "an owner) approves it. Alone, break glass with a reason.",
+                    text=f":no_entry: {err.message}",
                     blocks=replies.tier3_self_approval_blocks(
-                        ":no_entry: You started this revert: a second person (on call or an "
-                        "owner) approves it. Alone, break glass with a reason: it is loud.",
+                        f":no_entry: {err.message} Break glass is loud: your reason goes to "
+                        "the channel, the audit log and the merge commit.",
                         key=case.key,
                     ),
                 )
                 return
-            moved = await deps.gitops.approve(case.key, who)
             if moved.approver != who.id:
                 await tell(text=under_way(moved))
 
