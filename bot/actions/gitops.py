@@ -90,7 +90,7 @@ DRIVEN = (
     RevertState.MERGE_QUEUED,
     RevertState.MERGED,
 )
-POLL_SECONDS = 5.0  # how often a case waiting on the host or Argo CD is looked at again
+POLL_SECONDS = 2.0  # how often a case waiting on the host or Argo CD is looked at again
 MAX_BACKOFF = 300.0
 
 
