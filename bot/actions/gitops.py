@@ -75,8 +75,9 @@ log = logging.getLogger(__name__)
 
 OUTBOX_KIND = "gitops"
 #: The audit log's actions (and the PagerDuty notes').
-STARTED, OPENED, APPROVED, MERGED, VERIFIED, FAILED = (
+STARTED, CONFIRMED, OPENED, APPROVED, MERGED, VERIFIED, FAILED = (
     "tier3-prepared",
+    "tier3-confirmed",
     "tier3-opened",
     "tier3-approved",
     "tier3-merged",
@@ -194,10 +195,18 @@ class GitOpsReverts:
             return existing
         state = await self._state(cfg, revision)
         sha = core_tiers.release_sha(state, cfg.gitops.sha_annotation)
+        app = cfg.gitops.application
+        if not sha and app is not None and self._apps is not None:
+            # No annotation: the commit Argo CD synced the release from (the revision the
+            # Application is synced at while the card's revision is the live one).
+            synced = await self._apps.get_application(app.namespace, app.name)
+            sha = synced.revision if synced.sync == "Synced" else None
         if not sha:
             raise PermanentError(
                 f"The release's Git commit is unknown: the Rollout's pod template has no "
-                f"`{cfg.gitops.sha_annotation}` annotation. Revert by hand (the runbook's steps)."
+                f"`{cfg.gitops.sha_annotation}` annotation"
+                + (" and Argo CD's Application is not synced" if app is not None else "")
+                + ". Revert by hand (the runbook's steps)."
             )
         now = self._pipeline.now()
         case = RevertCase(
@@ -273,6 +282,14 @@ class GitOpsReverts:
         moved = await self._store.advance_revert(case, RevertState.CONFIRMED)
         if moved is None:
             return await self._get(key)
+        await self._counted(
+            moved,
+            CONFIRMED,
+            "succeeded",
+            f"{actor.name} started the Tier 3 revert of release {moved.release_sha[:12]} "
+            f"({_kind_words(moved)}): pushing {moved.branch}.",
+            actor=actor,
+        )
         await self._queue(moved)
         await self._say(
             moved,
@@ -313,14 +330,14 @@ class GitOpsReverts:
         )
         if moved is None:
             return await self._get(key)
-        detail: dict[str, Any] = {"change": moved.change_url, "requester": moved.requester}
-        if reason:
-            detail["break_glass"] = reason
-        await self._pipeline.audit(
-            GuardedRequest(case.service, APPROVED, actor),
-            f"{case.card_key} (Tier 3)",
+        glass = f" (break glass: {reason})" if reason else ""
+        await self._counted(
+            moved,
+            APPROVED,
             "succeeded",
-            detail=detail,
+            f"{actor.name} approved {_request_ref(moved)}{glass}; merging.",
+            actor=actor,
+            detail={"break_glass": reason} if reason else None,
         )
         await self._queue(moved)
         who = f"<@{actor.id}>"
@@ -676,10 +693,20 @@ class GitOpsReverts:
             lines.append(f"- {name}: {url}")
         return "\n".join(lines)
 
-    async def _counted(self, case: RevertCase, action: str, status: str, message: str) -> None:
-        actor = Actor(
-            id=case.approver or case.requester, name=case.approver or case.requester, source="slack"
-        )
+    async def _counted(
+        self,
+        case: RevertCase,
+        action: str,
+        status: str,
+        message: str,
+        *,
+        actor: Actor | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit a step and tell the listeners (the PagerDuty note), counted in /metrics."""
+        if actor is None:
+            who = case.approver or case.requester
+            actor = Actor(id=who, name=who, source="slack")
         req = GuardedRequest(case.service, action, actor)
 
         async def done() -> ActionResult:
@@ -691,7 +718,9 @@ class GitOpsReverts:
                     "change": case.change_url,
                     "merge_sha": case.merge_sha,
                     "branch": case.branch,
+                    "requester": case.requester,
                     "error": case.error,
+                    **(detail or {}),
                 },
             )
             return ActionResult(status, message)

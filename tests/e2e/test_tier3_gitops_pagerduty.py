@@ -1,0 +1,77 @@
+"""Tier 3 run by rollbot tells PagerDuty every step (issue 18: "every step goes to the
+thread, a PagerDuty note and the audit chain").
+
+Aspects under test, with PagerDuty on (`SimWorld(gitops="github", pagerduty=True)`: the
+on-call from PagerDuty may start, an owner approves): the incident of the card gets one
+note per step, in order (confirmed, opened, approved, merged, verified), each naming who and
+what (the branch, the pull request, the approver by name, the merge).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.sim.harness import LEAD, ONCALL, USERGROUP, SimWorld
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.timeout(180)
+KEY = "rollbot/payment-router/payments/payment-router@42"
+STEPS = ("tier3-confirmed", "tier3-opened", "tier3-approved", "tier3-merged", "tier3-verified")
+
+
+async def test_every_tier3_step_is_a_pagerduty_note() -> None:
+    async with SimWorld(speed=60, gitops="github", pagerduty=True) as world:
+        world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
+        card = await world.wait_for(
+            lambda: (c := world.card()) and world.button(c, "tier3_start") and c,
+            timeout=60,
+            what="the card with Start Tier 3 revert",
+        )
+        incident = await world.wait_for(
+            lambda: world.pd.incident_by_key(KEY), timeout=30, what="the PagerDuty incident"
+        )
+        assert (await world.click(card, "tier3_start")).status_code == 200
+
+        async def prepared() -> dict[str, Any] | None:
+            views = world.slack.open_views(ONCALL[0])
+            ok = views and views[-1].get("callback_id") == "tier3_confirm"
+            return dict(views[-1]) if ok else None
+
+        view = await eventually(prepared, timeout=30, interval=0.05, what="the prepared modal")
+        sent = world.sender.view_submission(ONCALL[0], view, {}, user_name=ONCALL[1])
+        assert (await sent.send()).status_code == 200
+        card = await world.wait_for(
+            lambda: (c := world.card()) and world.button(c, "tier3_approve") and c,
+            timeout=30,
+            what="the card with Approve Tier 3 revert",
+        )
+        assert (await world.click(card, "tier3_approve", user=LEAD)).status_code == 200
+        await world.wait_for(
+            lambda: "Tier 3 done, verified" in json.dumps(world.card() or {}),
+            timeout=90,
+            what="the card saying Tier 3 done, verified",
+        )
+
+        def tier3_notes() -> list[str]:
+            return [
+                n["content"]
+                for n in world.pd.notes(incident["id"])
+                if "rollbot: tier3-" in n["content"]
+            ]
+
+        notes = await world.wait_for(
+            lambda: (found := tier3_notes()) and len(found) >= len(STEPS) and found,
+            timeout=30,
+            what="a PagerDuty note per Tier 3 step",
+        )
+        steps = [next(s for s in STEPS if f"rollbot: {s} " in n) for n in notes]
+        assert steps == list(STEPS), notes
+        by_step = dict(zip(steps, notes, strict=True))
+        assert "rollbot/revert/payment-router-r42-" in by_step["tier3-confirmed"]
+        assert "pull request #1" in by_step["tier3-opened"]
+        assert "by Payments Lead" in by_step["tier3-approved"]  # the approver, by name
+        assert "Merged pull request #1" in by_step["tier3-merged"]
+        assert "verified" in by_step["tier3-verified"]
