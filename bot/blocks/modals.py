@@ -228,6 +228,21 @@ def parse_break_glass_metadata(raw: str) -> dict[str, Any]:
     return data
 
 
+def _reason_input(example: str) -> InputBlock:
+    """Break-glass's required reason (Tier 2's flip, Tier 3's approval alone)."""
+    return InputBlock(
+        block_id=BREAK_GLASS_REASON_BLOCK_ID,
+        label=PlainTextObject(text="Why (goes to the channel and the audit log)"),
+        element=PlainTextInputElement(
+            action_id=BREAK_GLASS_REASON_ACTION_ID,
+            multiline=True,
+            min_length=BREAK_GLASS_MIN_REASON,
+            max_length=BREAK_GLASS_MAX_REASON,
+            placeholder=PlainTextObject(text=example),
+        ),
+    )
+
+
 def break_glass_modal(
     *,
     service: str,
@@ -262,19 +277,7 @@ def break_glass_modal(
     blocks: list[Block] = [
         SectionBlock(text=MarkdownTextObject(text=_clip(head, 3000))),
         SectionBlock(text=MarkdownTextObject(text=_clip(loud, 3000))),
-        InputBlock(
-            block_id=BREAK_GLASS_REASON_BLOCK_ID,
-            label=PlainTextObject(text="Why (goes to the channel and the audit log)"),
-            element=PlainTextInputElement(
-                action_id=BREAK_GLASS_REASON_ACTION_ID,
-                multiline=True,
-                min_length=BREAK_GLASS_MIN_REASON,
-                max_length=BREAK_GLASS_MAX_REASON,
-                placeholder=PlainTextObject(
-                    text="e.g. on-call unreachable for 10 min, checkout 5xx at 40 %"
-                ),
-            ),
-        ),
+        _reason_input("e.g. on-call unreachable for 10 min, checkout 5xx at 40 %"),
     ]
     view = View(
         type="modal",
@@ -395,16 +398,7 @@ def tier3_break_glass_modal(
         private_metadata=case.key,
         blocks=[
             SectionBlock(text=MarkdownTextObject(text=_clip(text, 3000))),
-            InputBlock(
-                block_id=BREAK_GLASS_REASON_BLOCK_ID,
-                label=PlainTextObject(text="Why (goes to the channel and the audit log)"),
-                element=PlainTextInputElement(
-                    action_id=BREAK_GLASS_REASON_ACTION_ID,
-                    multiline=True,
-                    min_length=BREAK_GLASS_MIN_REASON,
-                    max_length=BREAK_GLASS_MAX_REASON,
-                ),
-            ),
+            _reason_input("e.g. on-call unreachable for 20 min, payments failing at 12 %"),
         ],
     )
     return view.to_dict()
