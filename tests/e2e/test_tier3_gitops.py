@@ -38,6 +38,8 @@ Aspects under test:
   merges it; nothing merges until the protected branch's required review and status check
   are there; then GitHub merges it, rollbot sees it, Argo CD syncs, verified;
 - GitLab: the same happy path as a merge request (`!1`), merged by rollbot, verified;
+  the answer to the request that opened it lost (a 502 after GitLab made it): said once,
+  tried again, the merge request found, not opened twice;
 - the code host down when the pull request is to be opened: said once in the thread
   ("keeps trying; nothing is lost"), retried with growing delays, one pull request opened.
 """
@@ -401,7 +403,11 @@ async def test_branch_protection_merges_when_the_merge_is_left_to_humans() -> No
         assert github.requests_to("PUT", f"/repos/{PROJECT}/pulls/{number}/merge") == []
         pull = github.pull(PROJECT, number)
         assert pull["merged"] is False and pull["auto_merge"] is not None
-        assert any("will merge once branch protection allows" in t for t in thread(world))
+        await world.wait_for(
+            lambda: any("will merge once branch protection allows" in t for t in thread(world)),
+            timeout=20,
+            what="the thread saying branch protection merges it",
+        )
 
         # A review on GitHub, still no CI: not merged. CI passes: GitHub merges it.
         github.approve(PROJECT, number, "lead-on-github")
@@ -435,14 +441,25 @@ async def test_gitlab_merge_request_to_verified() -> None:
         assert "merge request" in shown
         assert world.git.pushes() == []
 
+        # GitLab opens the merge request, but its answer is lost on the way back: the
+        # step is tried again, finds it, and opens no second one.
+        gitlab.lose_next(1, method="POST", path_contains="/merge_requests")
         await confirm(world, ONCALL, view)
         branch = revert_branch(world)
+        opened = gitlab.requests_to("POST", f"/projects/{PROJECT}/merge_requests")
+        assert [r.status for r in opened] == [502]
+        down = [t for t in thread(world) if "keeps trying; nothing is lost" in t]
+        assert len(down) == 1 and "GitLab" in down[0]
         mrs = gitlab.merge_requests(PROJECT)
         assert len(mrs) == 1 and mrs[0]["source_branch"] == branch
         assert mrs[0]["iid"] == 1 and mrs[0]["target_branch"] == "main"
         assert set(mrs[0]["labels"]) >= {"rollbot", "tier3-revert"}
         assert "payments/payment-router@42" in mrs[0]["description"]
-        assert any("merge request !1" in t for t in thread(world))
+        await world.wait_for(
+            lambda: any("merge request !1" in t for t in thread(world)),
+            timeout=20,
+            what="the thread naming merge request !1",
+        )
 
         await approve_and_verify(world)
         mr = gitlab.merge_request(PROJECT, 1)
