@@ -267,8 +267,11 @@ class GitOpsReverts:
         )
         return moved
 
-    async def confirm(self, key: str, actor: Actor) -> RevertCase:
-        """The requester confirmed the prepared revert in its modal: push and open."""
+    async def confirm(self, key: str, actor: Actor, *, shown: str | None = None) -> RevertCase:
+        """The requester confirmed the prepared revert in its modal: push and open. `shown`:
+        the revert commit the modal showed; a modal left open while the revert was
+        prepared again (another responder took it over, or its base moved) is refused as
+        stale, so only what the requester saw is pushed."""
         case = await self._get(key)
         if case.state is not RevertState.PREPARED:
             return case
@@ -276,6 +279,11 @@ class GitOpsReverts:
             raise NotAuthorised(
                 f"<@{case.requester}> prepared this revert; only they can push it. Start "
                 "the revert again from the card to prepare your own."
+            )
+        if shown is not None and shown != case.head_sha:
+            raise InvalidRequest(
+                "This modal is stale: the revert was prepared again since it opened. Start "
+                "the revert again from the card to see what would be pushed."
             )
         moved = await self._store.advance_revert(case, RevertState.CONFIRMED)
         if moved is None:

@@ -25,7 +25,9 @@ Aspects under test:
 - exactly once: one branch, one pull request, one merge, one push.
 - the conflict fallback: a commit after the release changed the kustomization's tag line,
   so `git revert` of the release conflicts; the modal says so, naming the conflicting
-  path, and that the stable image is set back instead; the pushed commit's subject says
+  path, and that the stable image is set back instead; the base branch moving while the
+  modal is open makes it stale (its confirmation refused, nothing pushed); the pushed
+  commit (the one the fresh modal showed) has a subject that says
   that (not "Revert release …"), the file on the branch has the stable tag, and the merge
   is synced and verified on the stable image;
 - a second click: a second responder (an owner) clicking Start while the first's prepared
@@ -240,12 +242,31 @@ async def test_a_conflicting_revert_sets_the_stable_image_back() -> None:
         assert "1.13.1" in shown and "1.12.4" in shown  # the diff: the hotfix's tag goes
         assert world.git.pushes() == []
 
-        await confirm(world, ONCALL, view)
+        # The base moves while the modal is open; prepared again, the revert is another
+        # commit: the first modal, stale, is refused and pushes nothing.
+        other = repo.commit_files("main", {"README.md": "configs\n"}, "Add a README")
+        world.slack.close_view(view["id"])  # the requester closes it without pushing
+        assert (await world.click(card, "tier3_start")).status_code == 200
+        fresh = await prepared_modal(world, ONCALL)
+        assert fresh["private_metadata"] != view["private_metadata"]
+        sent = await world.sender.view_submission(ONCALL[0], view, {}, user_name=ONCALL[1]).send()
+        assert sent.status_code == 200
+        await world.wait_for(
+            lambda: any(
+                e["user"] == ONCALL[0] and "This modal is stale" in str(e.get("text"))
+                for e in world.slack.ephemerals
+            ),
+            timeout=20,
+            what="the stale modal refused",
+        )
+        assert world.git.pushes() == []
+
+        await confirm(world, ONCALL, fresh)
         branch = revert_branch(world)
         head = repo.head(branch)
-        assert head is not None
+        assert head is not None and fresh["private_metadata"].endswith(head)
         commit = repo.commit(head)
-        assert commit.parents == (hotfix,)
+        assert commit.parents == (other,) and repo.is_ancestor(hotfix, other)
         subject = commit.message.splitlines()[0]
         assert subject == (
             f"Set payment-router back to its stable image (revert of "
@@ -296,7 +317,7 @@ async def test_a_second_click_takes_over_then_finds_the_revert_under_way() -> No
         # The on-call prepares, and clicks Start again: the same revert commit.
         assert (await world.click(card, "tier3_start")).status_code == 200
         stale = await prepared_modal(world, ONCALL)
-        key = str(stale["private_metadata"])
+        key = str(stale["private_metadata"]).split()[0]
         first = await world.rollbot.gitops.case(key)
         assert first is not None and first.head_sha
         assert (await world.click(card, "tier3_start")).status_code == 200
@@ -317,7 +338,7 @@ async def test_a_second_click_takes_over_then_finds_the_revert_under_way() -> No
         # The lead clicks Start meanwhile: the lead takes it over.
         assert (await world.click(card, "tier3_start", user=LEAD)).status_code == 200
         view = await prepared_modal(world, LEAD)
-        assert view["private_metadata"] == stale["private_metadata"]  # the same revert
+        assert view["private_metadata"].split()[0] == key  # the same revert
 
         # The on-call confirms their modal, now stale: refused, told who prepared it.
         sent = await world.sender.view_submission(ONCALL[0], stale, {}, user_name=ONCALL[1]).send()
