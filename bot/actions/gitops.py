@@ -15,10 +15,13 @@ release again, exactly once across clicks, replicas and restarts.
 Each arrow is `advance_revert`, a compare-and-set on the case's state and version: a
 second click, a second replica or a retried step finds the case already moved and does
 not do it twice. Each step `[step]` is an outbox item (kind `gitops`, one per case and
-version) drained by the leader; a step that meets an unreachable host is retried with
-backoff and said once in the card's thread; one refused for good fails the case, parks
-the item and is said. A step is safe to run again: the revert commit is the same commit
-when prepared again (its date is the request's), a branch already pushed at that commit
+version) drained by the leader, whose loop wakes when an item is queued, when the soonest
+waiting one falls due, or every `poll_seconds`; a step that meets an unreachable host is
+retried with backoff (1, 2, 4 … s) and said once in the card's thread; one refused for
+good fails the case, parks the item and is said. A step is safe to run again: the revert
+commit is the same commit when prepared again (its date is the request's; its message
+says what it does, `git revert` of the release or, when that conflicted, the stable image
+set back and where it conflicted, as first prepared), a branch already pushed at that commit
 is not pushed again, the request for the branch is looked for before one is opened, and a
 merged request is not merged again. At the leader's start every live case gets its step
 queued again (`resume`): a crash between a move and its queueing loses nothing.
@@ -153,6 +156,7 @@ class GitOpsReverts:
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._said_down: set[str] = set()  # case keys told "unreachable" since their last step
+        self._soonest: datetime | None = None  # the next attempt the last pass left waiting
 
     # ── who may, what is asked ─────────────────────────────────────────────────────────
 
@@ -234,7 +238,10 @@ class GitOpsReverts:
             case, created = await self._store.create_revert(case)
             if not created and case.state is not RevertState.PREPARED:
                 return case
-        requested_at = case.requested_at if case.requester == actor.id else now.isoformat()
+        # The same person preparing again (a retried click, a second modal) keeps the
+        # request's date, hence the same commit: any of their modals pushes what it showed.
+        prior = existing or case
+        requested_at = prior.requested_at if prior.requester == actor.id else now.isoformat()
         case = dataclasses.replace(
             case, requester=actor.id, requester_name=actor.name, requested_at=requested_at
         )
@@ -269,8 +276,11 @@ class GitOpsReverts:
         )
         return moved
 
-    async def confirm(self, key: str, actor: Actor) -> RevertCase:
-        """The requester confirmed the prepared revert in its modal: push and open."""
+    async def confirm(self, key: str, actor: Actor, *, shown: str | None = None) -> RevertCase:
+        """The requester confirmed the prepared revert in its modal: push and open. `shown`:
+        the revert commit the modal showed; a modal left open while the revert was
+        prepared again (another responder took it over, or its base moved) is refused as
+        stale, so only what the requester saw is pushed."""
         case = await self._get(key)
         if case.state is not RevertState.PREPARED:
             return case
@@ -278,6 +288,11 @@ class GitOpsReverts:
             raise NotAuthorised(
                 f"<@{case.requester}> prepared this revert; only they can push it. Start "
                 "the revert again from the card to prepare your own."
+            )
+        if shown is not None and shown != case.head_sha:
+            raise InvalidRequest(
+                "This modal is stale: the revert was prepared again since it opened. Start "
+                "the revert again from the card to see what would be pushed."
             )
         moved = await self._store.advance_revert(case, RevertState.CONFIRMED)
         if moved is None:
@@ -546,52 +561,72 @@ class GitOpsReverts:
                 log.exception("Tier 3 step pass failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._pause())
+
+    def _pause(self) -> float:
+        """Seconds until the next pass: the soonest item the last pass left waiting (a
+        backoff of 1 s is 1 s, not the next poll), at most `poll_seconds`."""
+        if self._soonest is None:
+            return self.poll_seconds
+        until = (self._soonest - self._pipeline.now()).total_seconds()
+        return min(self.poll_seconds, max(0.05, until))
 
     async def drain(self) -> int:
         """One pass over the due `gitops` items; how many steps moved a case."""
         moved = 0
         now = self._pipeline.now()
-        for item in await self._store.pending_outbox():
-            if item.kind != OUTBOX_KIND or item.next_attempt_at > now:
-                continue
-            key = str(item.payload.get("key", ""))
-            case = await self._store.get_revert(key)
-            if (
-                case is None
-                or case.version != item.payload.get("version")
-                or case.state not in DRIVEN
-            ):
-                await self._store.outbox_done(item.id)  # moved on since: its own item drives it
-                continue
-            try:
-                result = await self.step(case)
-            except TemporaryError as err:
-                await self._store.outbox_retry(item.id, err.message, self._backoff(item, err))
-                if key not in self._said_down:
-                    self._said_down.add(key)
-                    await self._say(
-                        case,
-                        f":warning: Tier 3: {mrkdwn.escape(err.message)}. rollbot keeps trying; "
-                        "nothing is lost.",
-                    )
-                continue
-            except RollbotError as err:
-                await self._store.outbox_park(item.id, f"refused: {err.message}")
-                await self._fail(case, err.message)
-                continue
-            self._said_down.discard(key)
-            if result.case.version != case.version:
-                moved += 1
-                await self._store.outbox_done(item.id)
-                if result.case.state in DRIVEN:
-                    await self._queue(result.case, delay=result.again_in)
-            elif result.again_in is not None:
-                at = self._pipeline.now() + timedelta(seconds=result.again_in)
-                await self._store.outbox_retry(item.id, "waiting", at)
-            else:
-                await self._store.outbox_done(item.id)
+        soonest: list[datetime] = []
+        try:
+            for item in await self._store.pending_outbox():
+                if item.kind != OUTBOX_KIND:
+                    continue
+                if item.next_attempt_at > now:
+                    soonest.append(item.next_attempt_at)
+                    continue
+                moved += await self._drain_one(item, soonest)
+        finally:
+            self._soonest = min(soonest, default=None)
         return moved
+
+    async def _drain_one(self, item: Any, soonest: list[datetime]) -> int:
+        """One due item's step; 1 when it moved its case. When the item waits again, its
+        next attempt goes into `soonest`."""
+        key = str(item.payload.get("key", ""))
+        case = await self._store.get_revert(key)
+        if case is None or case.version != item.payload.get("version") or case.state not in DRIVEN:
+            await self._store.outbox_done(item.id)  # moved on since: its own item drives it
+            return 0
+        try:
+            result = await self.step(case)
+        except TemporaryError as err:
+            at = self._backoff(item, err)
+            await self._store.outbox_retry(item.id, err.message, at)
+            soonest.append(at)
+            if key not in self._said_down:
+                self._said_down.add(key)
+                await self._say(
+                    case,
+                    f":warning: Tier 3: {mrkdwn.escape(err.message)}. rollbot keeps trying; "
+                    "nothing is lost.",
+                )
+            return 0
+        except RollbotError as err:
+            await self._store.outbox_park(item.id, f"refused: {err.message}")
+            await self._fail(case, err.message)
+            return 0
+        self._said_down.discard(key)
+        if result.case.version != case.version:
+            await self._store.outbox_done(item.id)
+            if result.case.state in DRIVEN:
+                await self._queue(result.case, delay=result.again_in)
+            return 1
+        if result.again_in is not None:
+            at = self._pipeline.now() + timedelta(seconds=result.again_in)
+            await self._store.outbox_retry(item.id, "waiting", at)
+            soonest.append(at)
+        else:
+            await self._store.outbox_done(item.id)
+        return 0
 
     def _backoff(self, item: Any, err: TemporaryError) -> datetime:
         delay = err.delay or min(MAX_BACKOFF, 1.0 * 2 ** min(int(item.attempts), 10))
@@ -655,8 +690,24 @@ class GitOpsReverts:
     async def _prepare(self, case: RevertCase) -> PreparedRevert:
         """The revert of `case` made in a clone: the same commit each time for the same
         case (its message and date are the case's), so a step after a restart pushes what
-        the requester saw."""
-        work = RevertWork(
+        the requester saw. The message says what the commit does: `git revert` of the
+        release, or (`RevertKind.IMAGE`) the stable image set back because the revert
+        conflicted, naming the conflict. The kind is known only once tried, so the first
+        preparation tries the case's kind (REVERT when not prepared yet) and, when the
+        clone made the other, prepares again with that message: the same conflict gives
+        the same note, hence the same commit, and a case prepared before (its kind and note
+        stored) takes one clone."""
+        kind = RevertKind(case.kind) if case.kind else RevertKind.REVERT
+        note = case.note if case.kind else ""
+        prepared = await self._git(case).prepare_revert(self._work(case, kind, note))
+        if prepared.kind is not kind or prepared.note != note:
+            prepared = await self._git(case).prepare_revert(
+                self._work(case, prepared.kind, prepared.note)
+            )
+        return prepared
+
+    def _work(self, case: RevertCase, kind: RevertKind, note: str) -> RevertWork:
+        return RevertWork(
             url=case.url,
             base=case.base,
             path=case.path,
@@ -667,13 +718,13 @@ class GitOpsReverts:
                 release_sha=case.release_sha,
                 incident=case.card_key,
                 requester=f"{case.requester_name or case.requester} (Slack {case.requester})",
-                kind=RevertKind.REVERT,
+                kind=kind,
+                note=note,
             ),
             author=(self._settings.author_name, self._settings.author_email),
             when=case.requested_at,
             image=case.image,
         )
-        return await self._git(case).prepare_revert(work)
 
     def _labels(self, case: RevertCase) -> list[str]:
         cfg = self._pipeline.service(case.service)

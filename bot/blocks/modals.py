@@ -50,9 +50,11 @@ __all__ = [
     "break_glass_modal",
     "parse_break_glass_metadata",
     "parse_revert_metadata",
+    "parse_tier3_confirm_metadata",
     "revert_metadata",
     "revert_modal",
     "tier3_break_glass_modal",
+    "tier3_confirm_metadata",
     "tier3_message_modal",
     "tier3_prepared_modal",
 ]
@@ -328,8 +330,10 @@ def tier3_prepared_modal(case: RevertCase, *, commit_url: str | None = None) -> 
     the release commit reverted (linked on the host when `commit_url`), what was done (a
     `git revert`, or the stable image set back because it conflicted, and why), the
     branch, the changed files and the diff (trimmed). Submitted as `TIER3_CONFIRM_CALLBACK_ID`;
-    `private_metadata` is the case's key."""
-    if len(case.key) > MAX_PRIVATE_METADATA:
+    `private_metadata` is the case's key and the revert commit shown, `parse_tier3_confirm_metadata`
+    reads them back (a confirmation pushes only the commit its modal showed)."""
+    metadata = tier3_confirm_metadata(case.key, case.head_sha or "")
+    if len(metadata) > MAX_PRIVATE_METADATA:
         raise ValueError(f"private_metadata over {MAX_PRIVATE_METADATA} characters")
     request = "merge request" if case.provider == "gitlab" else "pull request"
     sha = _safe(case.release_sha[:12], 40)
@@ -370,10 +374,22 @@ def tier3_prepared_modal(case: RevertCase, *, commit_url: str | None = None) -> 
         title=PlainTextObject(text="Tier 3: revert in Git"),
         submit=PlainTextObject(text="Push and open"),
         close=PlainTextObject(text="Cancel"),
-        private_metadata=case.key,
+        private_metadata=metadata,
         blocks=blocks,
     )
     return view.to_dict()
+
+
+def tier3_confirm_metadata(key: str, head_sha: str) -> str:
+    """The prepared modal's `private_metadata`: the case's key, a space, the commit shown."""
+    return f"{key} {head_sha}"
+
+
+def parse_tier3_confirm_metadata(metadata: str) -> tuple[str, str | None]:
+    """(the case's key, the commit the modal showed or None) from a `tier3_confirm` view's
+    `private_metadata` (keys hold no spaces)."""
+    key, _, sha = metadata.strip().partition(" ")
+    return key, sha or None
 
 
 def tier3_break_glass_modal(

@@ -6,7 +6,9 @@ revert is being prepared, prepares it (a clone and `git revert`: about a second)
 replaces the modal with what was prepared: the diff, and *Push and open*. A revert already
 under way (another responder started it, or a retried click) replaces it with who started
 it and where it stands; a refusal (not on call nor an owner) or a revert that cannot be
-made, with why. Nothing is pushed before the requester submits `tier3_confirm`.
+made, with why. Nothing is pushed before the requester submits `tier3_confirm`, and only
+the commit that modal showed: a modal left open while the revert was prepared again
+(taken over by another responder, or the base branch moved) is refused as stale.
 
 `tier3_approve` is a second person's approval; the requester is refused with a
 "Break glass…" button that opens `tier3_break_glass` (a reason, loud). Clicks are acked at
@@ -103,7 +105,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     @app.view(modals.TIER3_CONFIRM_CALLBACK_ID)
     async def on_confirm(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
-        key = str(view.get("private_metadata") or "")
+        key, shown = modals.parse_tier3_confirm_metadata(str(view.get("private_metadata") or ""))
         user = body.get("user") or {}
         who = await actor(deps, user.get("id", ""), user.get("username") or user.get("name", ""))
 
@@ -120,7 +122,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
         async def job() -> None:
             if deps.gitops is None:
                 return
-            await deps.gitops.confirm(key, who)
+            await deps.gitops.confirm(key, who, shown=shown)
 
         deps.work.submit(job, on_error=errors.reporter(tell, what="Tier 3 push"))
 
