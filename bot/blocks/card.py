@@ -376,9 +376,9 @@ def rollout_card(
     6. the buttons: the Rollout's (`available_actions`, less an unavailable Tier 1) and the
        tiers' (Tier 2 `circuit_open`/`circuit_close`, Tier 3 `runbook_open` and
        `revert_open`, which opens the revert modal, gone once a revert is recorded; where
-       rollbot runs Tier 3 (`tier3_executable`), `tier3_start` instead, `tier3_approve`
-       while its request waits for a second person, and `revert_open` again, to record a
-       revert made by hand, once rollbot's stopped);
+       rollbot runs Tier 3 (`tier3_executable`), `tier3_start` beside it (recording stays
+       for a revert made by hand), `tier3_approve` while its request waits for a second
+       person, and `revert_open` again once rollbot's revert stopped);
     7. a divider, then canary-vs-stable evidence, the Rollout's facts on one line with its
        message, `notice` with the breaker's state, and the other tiers one line each (Tier 3
        names where its steps are: the runbook or the revert modal; after a mitigation, the
@@ -529,7 +529,8 @@ def _buttons(
     if tier3 is not None and tier3.available:
         if revert is None and tier3_executable:
             tier_buttons.append(start_revert_button(service=service, state=state, epoch=epoch))
-        elif revert is None or revert.stage == "failed":
+        if revert is None or revert.stage == "failed":
+            # Recording stays for a revert made by hand (next to Start where rollbot runs it).
             tier_buttons.append(revert_button(service=service, state=state, epoch=epoch))
     if revert is not None and revert.stage == "opened":
         tier_buttons.append(

@@ -277,7 +277,7 @@ _BOXES = """
 _PRIMARY = {
     "Recommended: Tier 1": ["rollout_abort"],
     "Recommended: Tier 2": ["circuit_open"],
-    "then Tier 3": ["runbook_open", "revert_open"],
+    "then Tier 3": ["runbook_open", "tier3_start", "revert_open"],
 }
 _PARTS = ("header", "status", "recommendation", "button")
 

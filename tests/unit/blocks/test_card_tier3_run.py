@@ -4,7 +4,8 @@ Aspects under test, for each stage of a revert rollbot runs (none, confirmed, op
 approved, merge-queued, merged, verified, failed), with and without rollbot running
 Tier 3 for the service:
 - which Tier 3 buttons the card offers: "Start Tier 3 revert…" (rollbot runs it, nothing
-  started), "Record Tier 3 revert…" (by hand: rollbot does not run it, or it stopped),
+  started), "Record Tier 3 revert…" (by hand: beside Start, or alone where rollbot does not
+  run it, or once it stopped),
   "Approve Tier 3 revert" only while the request waits for a second person;
 - the revert's line says where it stands (waiting for approval, merging, branch
   protection, waiting for Argo CD, done and verified, stopped and why), links the request
@@ -57,7 +58,7 @@ def render(stage: str | None, *, executable: bool = True, **kw: Any) -> list[dic
 
 # stage → (start, record, approve) buttons, when rollbot runs Tier 3
 BUTTONS = {
-    None: (True, False, False),
+    None: (True, True, False),
     "confirmed": (False, False, False),
     "opened": (False, False, True),
     "approved": (False, False, False),
