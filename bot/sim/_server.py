@@ -14,11 +14,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 
-__all__ = ["RecordedRequest", "ThreadedServer"]
+__all__ = ["RecordedRequest", "ServedSim", "ThreadedServer"]
 
 
 @dataclass(slots=True)
@@ -123,3 +123,32 @@ class ThreadedServer:
         self._sock.close()
         self._server = None
         self._thread = None
+
+
+class ServedSim:
+    """The lifecycle every sim served by a `ThreadedServer` (in `self._server`) shares:
+    `url`, `start` (returns the sim), `stop` (only when started, and again after), and use
+    as a context manager."""
+
+    _server: ThreadedServer
+    _started: bool = False
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    def start(self) -> Self:
+        self._server.start()
+        self._started = True
+        return self
+
+    def stop(self) -> None:
+        if self._started:
+            self._server.stop()
+        self._started = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

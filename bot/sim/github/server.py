@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.sim._server import RecordedRequest, ThreadedServer
+from bot.sim._server import RecordedRequest, ServedSim, ThreadedServer
 from bot.sim.git import BareRepo
 from bot.sim.github.model import (
     DOCS,
@@ -49,7 +49,7 @@ _MUTATION = re.compile(r"\b(mutation|query|subscription)\b")
 _FIRST_FIELD = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
-class GitHubSim:
+class GitHubSim(ServedSim):
     """GitHub's REST API (and one GraphQL mutation) on a loopback port, over real bare
     repositories. Pass `url` as githubkit's `base_url`."""
 
@@ -72,28 +72,6 @@ class GitHubSim:
         self._server = ThreadedServer(self._build_app(), host=host, port=port, name="github")
         self._render.url = self.url
         self._started = False
-
-    # ── lifecycle ──
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def start(self) -> GitHubSim:
-        self._server.start()
-        self._started = True
-        return self
-
-    def stop(self) -> None:
-        if self._started:
-            self._server.stop()
-        self._started = False
-
-    def __enter__(self) -> GitHubSim:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ── test hooks: what people and CI do on GitHub ──
 

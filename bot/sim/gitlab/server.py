@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.sim._server import RecordedRequest, ThreadedServer
+from bot.sim._server import RecordedRequest, ServedSim, ThreadedServer
 from bot.sim.git import BareRepo
 from bot.sim.gitlab.model import GitLabError, GitLabState, MergeRequest, Project, User
 from bot.sim.gitlab.render import GitLabRenderer
@@ -46,7 +46,7 @@ class _Lost:
     path_contains: str
 
 
-class GitLabSim:
+class GitLabSim(ServedSim):
     """GitLab's REST API v4 (projects, merge requests, notes) on a loopback port.
 
     `projects` maps each project's path ("group/name") to its bare repository; numeric
@@ -77,28 +77,6 @@ class GitLabSim:
         )
         self._render = GitLabRenderer(self._state, self.url)
         self._started = False
-
-    # ── lifecycle ──
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    def start(self) -> GitLabSim:
-        self._server.start()
-        self._started = True
-        return self
-
-    def stop(self) -> None:
-        if self._started:
-            self._server.stop()
-        self._started = False
-
-    def __enter__(self) -> GitLabSim:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ── test hooks: what people do on GitLab's pages ──
 

@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.sim._server import RecordedRequest, ThreadedServer
+from bot.sim._server import RecordedRequest, ServedSim, ThreadedServer
 from bot.sim.jira.api import Call, Handler, JiraApi
 from bot.sim.jira.model import JiraError, JiraState, User
 from bot.sim.jira.render import API, JiraRenderer
@@ -47,7 +47,7 @@ class _Fault:
     path: str | None
 
 
-class JiraSim:
+class JiraSim(ServedSim):
     """Jira's REST API v2 on a loopback HTTP port. Pass `url` as the client's server."""
 
     def __init__(
@@ -101,22 +101,6 @@ class JiraSim:
     @search_lag.setter
     def search_lag(self, seconds: float) -> None:
         self._state.search_lag = seconds
-
-    def start(self) -> JiraSim:
-        self._server.start()
-        self._started = True
-        return self
-
-    def stop(self) -> None:
-        if self._started:
-            self._server.stop()
-        self._started = False
-
-    def __enter__(self) -> JiraSim:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ test controls
 
