@@ -70,6 +70,7 @@ from bot.core.gitops import (
 )
 from bot.core.model import Actor, RolloutState
 from bot.core.ports import Rollouts
+from bot.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
     from bot.settings import GitOpsSettings, ServiceSettings
@@ -144,6 +145,7 @@ class GitOpsReverts:
         applications: Applications | None = None,
         links: Callable[[RevertCase], Mapping[str, str]] = lambda case: {},
         poll_seconds: float = POLL_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._store = store
@@ -154,6 +156,7 @@ class GitOpsReverts:
         self._apps = applications
         self._links = links
         self.poll_seconds = poll_seconds
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self._said_down: set[str] = set()  # case keys told "unreachable" since their last step
         self._soonest: datetime | None = None  # the next attempt the last pass left waiting
@@ -612,6 +615,8 @@ class GitOpsReverts:
             return 0
         except RollbotError as err:
             await self._store.outbox_park(item.id, f"refused: {err.message}")
+            if self._metrics is not None:
+                self._metrics.outbox_parked.labels(OUTBOX_KIND).inc()
             await self._fail(case, err.message)
             return 0
         self._said_down.discard(key)

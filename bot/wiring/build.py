@@ -172,7 +172,9 @@ async def build(
     paging_actions = (
         PagerDutyActions(engine=paging, responder=responder) if paging is not None else None
     )
-    gitops = make_gitops(settings, responder=responder, store=store, rollouts=rollouts)
+    gitops = make_gitops(
+        settings, responder=responder, store=store, rollouts=rollouts, metrics=metrics
+    )
     scheduler = (
         JobScheduler(
             database_url=settings.database.url,
@@ -286,7 +288,12 @@ async def build(
 
 
 def make_gitops(
-    settings: Settings, *, responder: Responder, store: SqlStore, rollouts: KubeRollouts
+    settings: Settings,
+    *,
+    responder: Responder,
+    store: SqlStore,
+    rollouts: KubeRollouts,
+    metrics: Metrics | None = None,
 ) -> GitOpsReverts | None:
     """Tier 3 run by rollbot, for the services whose `gitops.provider` is set and whose
     provider has a token (None: no such service)."""
@@ -341,6 +348,7 @@ def make_gitops(
         settings=gitops,
         applications=rollouts,
         links=links,
+        metrics=metrics,
     )
 
 
