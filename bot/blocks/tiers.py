@@ -396,7 +396,7 @@ def revert_started_line(started: RevertStarted) -> str:
             f":white_check_mark: *Tier 3 done, verified*: {ref} merged and synced, the "
             f"Rollout runs the previous release (started by {by}{approved})"
         )
-    why = _safe(started.error or "unknown", 300)
+    why = _safe((started.error or "unknown").rstrip(". "), 300)
     left = f"{ref} is left as it is; " if started.url else ""
     return (
         f":x: Tier 3 revert by {by} stopped: {why}. {left}finish by hand (the runbook's "
