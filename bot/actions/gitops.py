@@ -654,7 +654,7 @@ class GitOpsReverts:
         await self._counted(moved, FAILED, "failed", f"Tier 3 revert stopped: {why}")
         await self._say(
             moved,
-            f":x: Tier 3 revert stopped: {mrkdwn.escape(why.rstrip(". "))}. "
+            f":x: Tier 3 revert stopped: {mrkdwn.escape(why.rstrip('. '))}. "
             + (f"{_request_ref(moved)} is left as it is; " if moved.change_url else "")
             + "finish by hand (the runbook's steps).",
         )
