@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -143,7 +143,7 @@ class GitOpsReverts:
         hosts: Mapping[str, CodeHost],
         settings: GitOpsSettings,
         applications: Applications | None = None,
-        links: Callable[[RevertCase], Mapping[str, str]] = lambda case: {},
+        links: Callable[[RevertCase], Awaitable[Mapping[str, str]]] | None = None,
         poll_seconds: float = POLL_SECONDS,
         metrics: Metrics | None = None,
     ) -> None:
@@ -416,7 +416,7 @@ class GitOpsReverts:
                 head=case.branch,
                 base=case.base,
                 title=_title(case),
-                body=self._body(case),
+                body=await self._body(case),
                 labels=self._labels(case),
             )
         moved = await self._store.advance_revert(
@@ -735,17 +735,24 @@ class GitOpsReverts:
         cfg = self._pipeline.service(case.service)
         return list(cfg.gitops.labels)
 
-    def _body(self, case: RevertCase) -> str:
+    async def _body(self, case: RevertCase) -> str:
+        """The request's description: the incident, the commit reverted, who asked, and the
+        links (the Slack card, the PagerDuty incident, the runbook) where known."""
+        who = (
+            f"{case.requester_name} (Slack `{case.requester}`)"
+            if case.requester_name
+            else (f"Slack user `{case.requester}`")
+        )
         lines = [
             f"Tier 3 revert of **{case.service}**, prepared by rollbot for the incident "
             f"`{case.card_key}`.",
             "",
             f"- Reverts release commit `{case.release_sha}`"
             + (f" ({case.note})" if case.note else ""),
-            f"- Requested by Slack user `{case.requester}`; a second person approves it "
-            "from the Slack card.",
+            f"- Requested by {who}; a second person approves it from the Slack card.",
         ]
-        for name, url in self._links(case).items():
+        links = await self._links(case) if self._links is not None else {}
+        for name, url in links.items():
             lines.append(f"- {name}: {url}")
         return "\n".join(lines)
 

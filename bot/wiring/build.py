@@ -21,6 +21,7 @@ each other:
 from __future__ import annotations
 
 import functools
+import re
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from bot.adapters.kubernetes import WATCHED_KINDS, KubeRollouts
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards, SlackPace
+from bot.core import mrkdwn
 from bot.core.errors import RollbotError
 from bot.core.gitops import CodeHost, GitRepos, RevertCase
 from bot.core.model import RolloutState
@@ -287,6 +289,10 @@ async def build(
     )
 
 
+#: The PagerDuty incident's link as the card's pager line has it (`bot.paging.engine`).
+_PAGER_LINK = re.compile(r"<(https?://[^|>]+)\|PagerDuty incident>")
+
+
 def make_gitops(
     settings: Settings,
     *,
@@ -330,13 +336,17 @@ def make_gitops(
     public = settings.server.public_url
     team = settings.slack.team_url
 
-    def links(case: RevertCase) -> dict[str, str]:
+    async def links(case: RevertCase) -> dict[str, str]:
+        """The card, the PagerDuty incident (as the card links it) and the runbook."""
         found: dict[str, str] = {}
+        card = await store.get_card(case.card_key)
+        if team and card is not None and card.ts:
+            found["Slack card"] = f"{team}/archives/{card.channel}/p{card.ts.replace('.', '')}"
+        pager = _PAGER_LINK.search(card.pager or "") if card is not None else None
+        if pager is not None:
+            found["PagerDuty incident"] = mrkdwn.unescape(pager.group(1))
         if public:
             found["Runbook"] = f"{public}/runbooks/{case.service}"
-        if team and case.channel and case.message_ts:
-            ts = case.message_ts.replace(".", "")
-            found["Slack card"] = f"{team}/archives/{case.channel}/p{ts}"
         return found
 
     return GitOpsReverts(

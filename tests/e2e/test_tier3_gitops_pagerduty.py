@@ -4,7 +4,8 @@ thread, a PagerDuty note and the audit chain").
 Aspects under test, with PagerDuty on (`SimWorld(gitops="github", pagerduty=True)`: the
 on-call from PagerDuty may start, an owner approves): the incident of the card gets one
 note per step, in order (confirmed, opened, approved, merged, verified), each naming who and
-what (the branch, the pull request, the approver by name, the merge).
+what (the branch, the pull request, the approver by name, the merge); the pull request's
+description names the requester and links the PagerDuty incident and the runbook.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 
 import pytest
 
+from bot.sim import world as sim_world
 from bot.sim.harness import LEAD, ONCALL, USERGROUP, SimWorld
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(180)
 KEY = "rollbot/payment-router/payments/payment-router@42"
+PROJECT = sim_world.GITOPS_PROJECT
 STEPS = ("tier3-confirmed", "tier3-opened", "tier3-approved", "tier3-merged", "tier3-verified")
 
 
@@ -32,6 +35,11 @@ async def test_every_tier3_step_is_a_pagerduty_note() -> None:
         )
         incident = await world.wait_for(
             lambda: world.pd.incident_by_key(KEY), timeout=30, what="the PagerDuty incident"
+        )
+        card = await world.wait_for(
+            lambda: (c := world.card()) and "|PagerDuty incident>" in json.dumps(c) and c,
+            timeout=30,
+            what="the card linking the PagerDuty incident",
         )
         assert (await world.click(card, "tier3_start")).status_code == 200
 
@@ -48,6 +56,11 @@ async def test_every_tier3_step_is_a_pagerduty_note() -> None:
             timeout=30,
             what="the card with Approve Tier 3 revert",
         )
+        # The pull request names the requester and links the incident and the runbook.
+        body = world.code_host.pulls(PROJECT)[0]["body"]
+        assert "Requested by On-call Engineer (Slack `U0ONCALL`)" in body
+        assert f"PagerDuty incident: {incident['html_url']}" in body
+        assert f"Runbook: {world.url}/runbooks/payment-router" in body
         assert (await world.click(card, "tier3_approve", user=LEAD)).status_code == 200
         await world.wait_for(
             lambda: "Tier 3 done, verified" in json.dumps(world.card() or {}),
