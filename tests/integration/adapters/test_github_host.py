@@ -33,6 +33,7 @@ from bot.core.errors import Forbidden, PermanentError, TemporaryError
 from bot.core.gitops import ChangeRequest
 from bot.sim.git import BareRepo, GitHttpServer
 from bot.sim.github import GitHubSim
+from tests.integration.codehosts import served_revert_repo
 
 TOKEN = "gh-sim-token"
 REPO = "platform/configs"
@@ -42,11 +43,7 @@ LABELS = ("rollbot", "tier3-revert")
 
 @pytest.fixture
 def git(tmp_path: Path) -> Iterator[GitHttpServer]:
-    with GitHttpServer(tmp_path / "git") as server:
-        repo = server.create_repo("configs", {"apps/payment-router/kustomization.yaml": "a: 1\n"})
-        repo.commit_files(
-            BRANCH, {"apps/payment-router/kustomization.yaml": "a: 0\n"}, "Revert", start="main"
-        )
+    with served_revert_repo(tmp_path / "git", BRANCH) as server:
         yield server
 
 

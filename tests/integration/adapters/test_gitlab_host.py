@@ -24,6 +24,7 @@ from bot.core.errors import PermanentError, TemporaryError
 from bot.core.gitops import ChangeRequest
 from bot.sim.git import BareRepo
 from bot.sim.gitlab import GitLabSim
+from tests.integration.codehosts import revert_repo
 
 PROJECT = "platform/configs"
 BRANCH = "rollbot/revert/payment-router-r7-inc42"
@@ -33,17 +34,13 @@ LABELS = ("rollbot", "tier3-revert")
 
 @pytest.fixture
 def repo(tmp_path: Path) -> BareRepo:
-    repo = BareRepo.create(
+    return revert_repo(
         tmp_path / "configs.git",
-        {"apps/payment-router/kustomization.yaml": "images:\n- name: pay\n  newTag: v2\n"},
-    )
-    repo.commit_files(
         BRANCH,
-        {"apps/payment-router/kustomization.yaml": "images:\n- name: pay\n  newTag: v1\n"},
+        "images:\n- name: pay\n  newTag: v2\n",
+        "images:\n- name: pay\n  newTag: v1\n",
         "Revert release of payment-router",
-        start="main",
     )
-    return repo
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ import pytest
 
 from bot.sim.git import BareRepo, GitHttpServer
 from bot.sim.github import GitHubSim
+from tests.integration.codehosts import served_revert_repo
 from tests.plugins.fixtures import load_fixture
 
 TOKEN = "gh-sim-token"
@@ -53,11 +54,7 @@ AUTO_MERGE = (
 
 @pytest.fixture
 def git(tmp_path: Path) -> Iterator[GitHttpServer]:
-    with GitHttpServer(tmp_path / "git") as server:
-        repo = server.create_repo("configs", {"apps/payment-router/kustomization.yaml": "a: 1\n"})
-        repo.commit_files(
-            BRANCH, {"apps/payment-router/kustomization.yaml": "a: 0\n"}, "Revert", start="main"
-        )
+    with served_revert_repo(tmp_path / "git", BRANCH) as server:
         yield server
 
 

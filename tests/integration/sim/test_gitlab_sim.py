@@ -21,6 +21,7 @@ import pytest
 
 from bot.sim.git import BareRepo
 from bot.sim.gitlab import GitLabSim
+from tests.integration.codehosts import revert_repo
 from tests.plugins.fixtures import load_fixture
 
 PROJECT = "platform/configs"
@@ -31,17 +32,13 @@ TOKEN = "glpat-test-token"
 
 @pytest.fixture
 def repo(tmp_path: Path) -> BareRepo:
-    repo = BareRepo.create(
+    return revert_repo(
         tmp_path / "configs.git",
-        {"apps/payment-router/kustomization.yaml": "images:\n- name: pay\n  newTag: v2\n"},
-    )
-    repo.commit_files(
         BRANCH,
-        {"apps/payment-router/kustomization.yaml": "images:\n- name: pay\n  newTag: v1\n"},
+        "images:\n- name: pay\n  newTag: v2\n",
+        "images:\n- name: pay\n  newTag: v1\n",
         "Revert release of payment-router",
-        start="main",
     )
-    return repo
 
 
 @pytest.fixture
