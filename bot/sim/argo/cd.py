@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.sim.argo.health import rollout_health, worst
+from bot.sim.argo.loop import PassLoop
 from bot.sim.argo.render import ManifestError, Rendered, render
 from bot.sim.git import BareRepo
 from bot.sim.kube import ApiError, KubeSim, default_crd_dir, load_crd_schemas, prune
@@ -138,8 +139,7 @@ class ArgoCDSim:
         schemas = load_crd_schemas(str(default_crd_dir().resolve()))
         self._rollout_schema = schemas["Rollout"].raw if "Rollout" in schemas else None
         self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._loop = PassLoop(self.step, "argo-cd-sim")
 
     # ---------------------------------------------------------------- public
 
@@ -187,25 +187,10 @@ class ArgoCDSim:
 
     def run_in_thread(self, *, interval: float = 1.0) -> None:
         """Call `step()` every `interval` seconds (the repository poll) until `stop()`."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.step()
-                except Exception:
-                    log.exception("argo cd sim pass failed")
-
-        self._thread = threading.Thread(target=loop, name="argo-cd-sim", daemon=True)
-        self._thread.start()
+        self._loop.start(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._thread = None
+        self._loop.stop()
 
     # ---------------------------------------------------------------- time
 

@@ -26,6 +26,7 @@ from bot.sim.argo.canary import (
     rollout_revision,
     rollout_steps,
 )
+from bot.sim.argo.loop import PassLoop
 from bot.sim.argo.replicasets import (
     ensure_replicaset,
     owned_replicasets,
@@ -58,8 +59,7 @@ class ArgoController:
         self._last_step: dict[tuple[str, str], int | None] = {}
         self._stalled: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._loop = PassLoop(self.reconcile, "argo-controller-sim")
 
     # ---------------------------------------------------------------- public
 
@@ -87,25 +87,10 @@ class ArgoController:
                     log.debug("reconcile of %s failed: %s", ro["metadata"]["name"], exc.message)
 
     def run_in_thread(self, *, interval: float = 0.05) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    self.reconcile()
-                except Exception:
-                    log.exception("argo controller sim pass failed")
-
-        self._thread = threading.Thread(target=loop, name="argo-controller-sim", daemon=True)
-        self._thread.start()
+        self._loop.start(interval)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._thread = None
+        self._loop.stop()
 
     def adopt_as_stable(self, namespace: str, name: str, *, revision: int) -> dict[str, Any]:
         """Mark the Rollout's current template as a fully rolled-out stable ``revision``.
