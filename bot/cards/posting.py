@@ -20,12 +20,21 @@ not readable: a missing scope, a channel rollbot is not a member of) leaves no w
 so the post is sent again, with a warning: a line twice is the lesser evil than a card
 missing at 2 a.m. A post still being processed when Slack is asked may not be found yet;
 waiting before looking makes that unlikely, not impossible.
+
+Every post, not only the cards'. `OnceChat` wraps the `Chat` every part of rollbot is given
+(`bot.wiring.build`): a post made without a key (a thread line, a notice, the release
+card's lines, the fallback channel's warnings) is given a fresh one and goes through
+`post_once` too, within `SAY_GIVE_UP_SECONDS`, so a lost answer is never a second copy. A
+direct message (a user id as the channel: the fresh runbook links) is the exception: its
+history would need `im:history`, which rollbot does not ask for, so it keeps the client's
+own retries, and a DM may come twice when an answer is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,8 +42,17 @@ from typing import Any, Protocol
 
 from bot.core.errors import PermanentError, TemporaryError
 from bot.core.model import MessageRef
+from bot.core.ports import Chat
 
-__all__ = ["Poster", "line_key", "post_once"]
+__all__ = ["SAY_GIVE_UP_SECONDS", "OnceChat", "Poster", "line_key", "post_once"]
+
+# How long a post without a key of its own (a notice, a thread line) is tried, looked for
+# and tried again before its caller is told it failed: shorter than a card's 300 s, as the
+# caller waits (a webhook's processing, a listener after its ack).
+SAY_GIVE_UP_SECONDS = 30.0
+
+# A user (U…, W… in Enterprise Grid) or a DM channel (D…): a direct message.
+_DIRECT = re.compile(r"[UWD][A-Z0-9]{2,}")
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +144,79 @@ def _delay(err: TemporaryError, backoff: float, most: float) -> tuple[float, flo
     backoff."""
     delay = err.delay if err.delay is not None else backoff
     return delay, min(backoff * 2, most)
+
+
+class OnceChat:
+    """A `Chat` whose every post is made at most once: `post` without a key gives the
+    message a fresh one (``said#…``) and posts it through `post_once`; a post with a key
+    (the cards', which reconcile themselves) and a direct message go through as they are.
+    Everything else is the wrapped chat's."""
+
+    def __init__(
+        self,
+        chat: Chat,
+        *,
+        give_up_after: float = SAY_GIVE_UP_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._chat = chat
+        self._give_up_after = give_up_after
+        self._sleep, self._clock = sleep, clock
+
+    async def post(
+        self,
+        channel: str,
+        *,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        if key is not None or _DIRECT.fullmatch(channel):
+            return await self._chat.post(
+                channel, text=text, blocks=blocks, thread_ts=thread_ts, key=key
+            )
+        return await post_once(
+            self._chat,
+            channel,
+            key=f"said#{uuid.uuid4().hex[:16]}",
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            give_up_after=self._give_up_after,
+            max_backoff=min(30.0, self._give_up_after),
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    async def find_post(
+        self, channel: str, key: str, *, thread_ts: str | None = None, since: float
+    ) -> MessageRef | None:
+        return await self._chat.find_post(channel, key, thread_ts=thread_ts, since=since)
+
+    async def update(self, ref: MessageRef, *, text: str, blocks: list[dict[str, Any]]) -> None:
+        await self._chat.update(ref, text=text, blocks=blocks)
+
+    async def post_ephemeral(
+        self, channel: str, user: str, *, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        await self._chat.post_ephemeral(channel, user, text=text, blocks=blocks)
+
+    async def usergroup_members(self, usergroup: str) -> frozenset[str]:
+        return await self._chat.usergroup_members(usergroup)
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> str:
+        return await self._chat.open_view(trigger_id, view)
+
+    async def update_view(self, view_id: str, view: dict[str, Any]) -> None:
+        await self._chat.update_view(view_id, view)
+
+    async def user_id_by_email(self, email: str) -> str | None:
+        return await self._chat.user_id_by_email(email)
+
+    async def user_name(self, user_id: str) -> str:
+        return await self._chat.user_name(user_id)
+
+    async def user_email(self, user_id: str) -> str | None:
+        return await self._chat.user_email(user_id)

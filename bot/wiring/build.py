@@ -35,10 +35,12 @@ from bot.adapters.kubernetes import WATCHED_KINDS, KubeRollouts
 from bot.adapters.prometheus import PrometheusMetrics
 from bot.adapters.slack import SlackChat, make_web_client
 from bot.cards import Cards, SlackPace
+from bot.cards.posting import OnceChat
 from bot.core import mrkdwn
 from bot.core.errors import RollbotError
 from bot.core.gitops import CodeHost, GitRepos, RevertCase
 from bot.core.model import RolloutState
+from bot.core.ports import Chat
 from bot.incidents import IncidentBook, IncidentEngine, IncidentListener
 from bot.paging import PagerDutyActions, PagingEngine
 from bot.rollouts import RolloutWatch, watched_namespaces
@@ -98,7 +100,9 @@ async def build(
             kube_client.close()
         raise
     web_client = make_web_client(slack.bot_token.get_secret_value(), slack.api_url)
-    chat = SlackChat(web_client, observer=metrics.outbound("slack"))
+    slack_chat = SlackChat(web_client, observer=metrics.outbound("slack"))
+    # Every post is made at most once: a lost answer is looked for before a second attempt.
+    chat = OnceChat(slack_chat)
     kube = settings.kubernetes
     if rollouts is None:
         rollouts = make_rollouts(
@@ -283,7 +287,7 @@ async def build(
         on_call=on_call,
         prometheus=prometheus,
         leadership=leadership,
-        slack_token=SlackTokenCheck(chat.auth_test),
+        slack_token=SlackTokenCheck(slack_chat.auth_test),
         slack_socket=slack_socket,
         gitops=gitops,
     )
@@ -379,7 +383,7 @@ async def _read_state(rollouts: KubeRollouts, settings: Settings, service: str) 
     return await rollouts.get_state(cfg.namespace, cfg.rollout)
 
 
-def _fallback_teller(settings: Settings, chat: SlackChat) -> Teller | None:
+def _fallback_teller(settings: Settings, chat: Chat) -> Teller | None:
     """Posts an operator's notice in ``slack.fallback_channel`` (None without one)."""
     channel = settings.slack.fallback_channel
     if not channel:

@@ -13,8 +13,9 @@ from bot.adapters.calls import CallObserver
 from bot.adapters.kubernetes import KubeRollouts
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.slack import SlackChat, make_web_client
+from bot.cards.posting import OnceChat
 from bot.core.errors import RollbotError, Unreachable
-from bot.core.ports import Flags, Tickets
+from bot.core.ports import Chat, Flags, Tickets
 from bot.releases import ReleaseEngine
 from bot.runtime.scheduler import Clock, JobScheduler, SystemClock
 from bot.settings import Settings
@@ -128,7 +129,7 @@ def make_release_engine(
     settings: Settings,
     *,
     store: SqlStore,
-    chat: SlackChat,
+    chat: Chat,
     rollouts: Any,
     clock: Clock,
     scheduler: JobScheduler | None,
@@ -218,7 +219,7 @@ async def build_release_engine(
     engine = make_release_engine(
         settings,
         store=store,
-        chat=SlackChat(web_client),
+        chat=OnceChat(SlackChat(web_client)),
         rollouts=rollouts,
         clock=clock or SystemClock(),
         scheduler=None,

@@ -32,8 +32,8 @@ from bot.actions.gitops import GitOpsReverts
 from bot.adapters.kubernetes import KubeRollouts
 from bot.adapters.pagerduty import PagerDutyOnCall
 from bot.adapters.prometheus import PrometheusMetrics
-from bot.adapters.slack import SlackChat
 from bot.cards import Cards
+from bot.core.ports import Chat
 from bot.incidents import IncidentEngine
 from bot.incidents.inbox import replay_alerts
 from bot.paging import PagerDutyActions, PagingEngine
@@ -67,7 +67,7 @@ REPLAY_AFTER = timedelta(seconds=3)
 class Rollbot:
     settings: Settings
     store: SqlStore
-    chat: SlackChat
+    chat: Chat
     rollouts: KubeRollouts
     cards: Cards
     responder: Responder

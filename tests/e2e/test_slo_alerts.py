@@ -10,7 +10,8 @@ Aspects under test:
   card, a handful of updates and one thread line, and every alert is recorded;
 - resolved alerts mark the incident recovering, then resolved after the quiet period;
 - alerts for no known service: 200, counted, one notice to the fallback channel per alert
-  name per interval;
+  name per interval; once too when Slack stored the notice and its answer was lost (every
+  post rollbot makes carries a key, and is looked for before it is sent again);
 - wrong token → 401, malformed body → 400 saying what is wrong, nothing processed, and
   nobody paged: nothing queued for or sent to PagerDuty, no message to or about the on-call.
 """
@@ -244,6 +245,22 @@ async def test_unknown_service_counted_and_noticed_once(progressing):
     metrics = (await httpx.AsyncClient().get(f"{world.url}/metrics")).text
     assert 'rollbot_alerts_unknown_total{alertname="CheckoutDown"} 3.0' in metrics
     assert world.card() is None
+
+
+@pytest.mark.parametrize("how", ["cut", "429"])
+async def test_a_notice_whose_answer_was_lost_is_in_slack_once(progressing, how):
+    world = progressing
+    world.slack.lose_answers("chat.postMessage", how=how, channel="C0FALLBACK")
+    response = await send(world, [sim_alerts.alert("CheckoutDown", service="checkout")])
+    assert response.status_code == 200
+
+    async def processed() -> bool:  # marked once the notice was posted (or given up)
+        return await world.rollbot.store.pending_webhooks() == []
+
+    await eventually(processed, what="the delivery processed")
+    assert len(world.slack.lost_answers) == 1
+    notices = world.slack.messages("C0FALLBACK")
+    assert len(notices) == 1 and "CheckoutDown" in notices[0]["text"]
 
 
 async def test_wrong_token_and_malformed_bodies(tmp_path):
