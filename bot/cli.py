@@ -166,6 +166,8 @@ def configure_logging(command: str, fmt: logs.LogFormat = "text") -> None:
     rollbot (``bot.*``) and WARNING for the libraries. Either way no link token reaches a
     log line."""
     logs.configure(fmt, level=logging.INFO)
+    # Alembic names each of its plugins at INFO whenever it loads: nothing an operator acts on.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if command in STORY_COMMANDS:
         # Set before any library logger is made: Bolt's copy the root's level when created.
         logging.getLogger().setLevel(logging.WARNING)
@@ -406,7 +408,7 @@ async def _audit(args: argparse.Namespace) -> int:
     from bot.settings import load_settings
     from bot.store import open_store
 
-    store = await open_store(load_settings(args.config).database.url, migrate=False)
+    store = await open_store(load_settings(args.config).database.url, migrate=False, existing=True)
     try:
         if args.op == "verify":
             result = await store.verify_audit()

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy.engine import URL
+
+from bot.core.errors import RollbotError
 
 from bot.store.base import RecordNotFound, unavailable
 from bot.store.engine import DEFAULT_URL, async_url, create_engine
@@ -46,11 +49,16 @@ async def open_store(
     migrate: bool = True,
     clock: Callable[[], datetime] | None = None,
     busy_timeout: float | None = None,
+    existing: bool = False,
 ) -> SqlStore:
     """Open the database at `url` (sync-driver URLs are upgraded to async ones), migrate it
     to head when `migrate`, and return the store. Close it with `await store.close()`.
     `busy_timeout`: how long a SQLite write waits for another writer's lock, in seconds
-    (None: 30)."""
+    (None: 30). `existing`: the database must be there already (a SQLite file is never
+    created; one without rollbot's tables is refused): for the commands that only read it,
+    such as ``rollbot audit verify`` after a restore. Raises RollbotError saying so."""
+    if existing:
+        _must_exist(url)
     engine = create_engine(url, busy_timeout=busy_timeout)
     try:
         if migrate:
@@ -58,4 +66,21 @@ async def open_store(
     except BaseException:
         await engine.dispose()
         raise
-    return SqlStore(engine) if clock is None else SqlStore(engine, clock=clock)
+    store = SqlStore(engine) if clock is None else SqlStore(engine, clock=clock)
+    if existing and await store.schema_revision() is None:
+        await store.close()
+        raise RollbotError(
+            f"no rollbot database at {async_url(url).render_as_string(hide_password=True)}: "
+            "it has no rollbot tables (a wrong database.url, or a restore that is not done)"
+        )
+    return store
+
+
+def _must_exist(url: str | URL) -> None:
+    """A SQLite file named by `url` exists (SQLite would create an empty one)."""
+    u = async_url(url)
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return
+    if "mode=memory" in str(u.query) or Path(u.database).exists():
+        return
+    raise RollbotError(f"no rollbot database at {u.database}: the file does not exist")

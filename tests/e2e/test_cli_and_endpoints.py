@@ -27,10 +27,12 @@ Aspects under test:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -263,6 +265,28 @@ def _rollbot_in(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 
 SECRETS = {"ROLLBOT_SLACK__BOT_TOKEN": BOT_TOKEN, "ROLLBOT_SLACK__SIGNING_SECRET": SIGNING_SECRET}
+
+
+def test_audit_verify_on_no_database_says_so_and_creates_nothing(tmp_path):
+    """After a restore, `rollbot audit verify` pointed at the wrong place must not pass or
+    crash: it exits 2 naming what is missing, and leaves no empty database behind."""
+    missing = tmp_path / "restored" / "rollbot.db"
+    env = {**SECRETS, "ROLLBOT_DATABASE__URL": f"sqlite:///{missing}"}
+    for op in ("verify", "export"):
+        done = _rollbot_in(tmp_path, "audit", op, **env)
+        assert done.returncode == 2, done.stderr
+        assert f"rollbot: no rollbot database at {missing}: the file does not exist" in done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not missing.parent.exists()
+    # An empty file (a restore that copied nothing): no rollbot tables, and none made.
+    missing.parent.mkdir()
+    missing.touch()
+    done = _rollbot_in(tmp_path, "audit", "verify", **env)
+    assert done.returncode == 2, done.stderr
+    assert "it has no rollbot tables" in done.stderr and "Traceback" not in done.stderr
+    with contextlib.closing(sqlite3.connect(missing)) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+    assert "alembic.runtime.plugins" not in done.stderr
 
 
 def test_serve_with_a_bad_config_exits_2_naming_it_and_writes_nothing(tmp_path):
