@@ -21,7 +21,6 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from bot.core.errors import RollbotError
-
 from bot.store.base import RecordNotFound, unavailable
 from bot.store.engine import DEFAULT_URL, async_url, create_engine
 from bot.store.migrate import current_revision, head_revision, upgrade, upgrade_engine
@@ -79,8 +78,9 @@ async def open_store(
 def _must_exist(url: str | URL) -> None:
     """A SQLite file named by `url` exists (SQLite would create an empty one)."""
     u = async_url(url)
-    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+    name = u.database
+    if u.get_backend_name() != "sqlite" or not name or name == ":memory:":
         return
-    if "mode=memory" in str(u.query) or Path(u.database).exists():
+    if "mode=memory" in str(u.query) or Path(name).exists():
         return
-    raise RollbotError(f"no rollbot database at {u.database}: the file does not exist")
+    raise RollbotError(f"no rollbot database at {name}: the file does not exist")
