@@ -122,6 +122,8 @@ def _post_message(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
     if user in ws.users and user not in ws.channels:
         args = {**args, "channel": ws.open_dm(user)}
     channel = ws.channel_arg(args)
+    if ws.channels[channel].get("is_archived"):
+        raise ApiError("is_archived")  # Slack: "Channel has been archived."
     text, blocks = _require_text(args)
     metadata = _metadata_arg(args.get("metadata"))
     thread_ts = args.get("thread_ts") or None
@@ -315,7 +317,7 @@ def _channel_object(channel: dict[str, Any]) -> dict[str, Any]:
         "is_group": False,
         "is_im": im,
         "is_private": False,
-        "is_archived": False,
+        "is_archived": bool(channel.get("is_archived")),
         "is_member": True,
         "context_team_id": TEAM_ID,
     }
@@ -444,12 +446,15 @@ def _conversations_replies(ws: Workspace, args: dict[str, Any]) -> dict[str, Any
 
 
 def _conversations_list(ws: Workspace, args: dict[str, Any]) -> dict[str, Any]:
-    """The workspace's channels of the asked `types` (default public_channel), by id."""
+    """The workspace's channels of the asked `types` (default public_channel), by id;
+    archived ones left out with `exclude_archived`."""
     types = set(str(args.get("types") or "public_channel").split(","))
+    unarchived = str(args.get("exclude_archived") or "").lower() in ("1", "true")
     channels = [
         c
         for _, c in sorted(ws.channels.items())
         if ("im" if c.get("is_im") else "public_channel") in types
+        and not (unarchived and c.get("is_archived"))
     ]
     after = _uncursor(args, "list:")
     if after is not None:

@@ -300,6 +300,13 @@ class SlackSim:
             self._ws.channels[id] = {"id": id, "name": name.lstrip("#")}
             self._ws.history.setdefault(id, {})
 
+    def archive_channel(self, channel: str, archived: bool = True) -> None:
+        """Archive `channel` (a name or an id), as a person would in Slack: chat.postMessage
+        to it answers ``{"ok": false, "error": "is_archived"}``, and conversations.list says
+        so; `archived=False` brings it back."""
+        with self._lock:
+            self._ws.channels[self._ws.resolve(channel)]["is_archived"] = archived
+
     def incoming_webhook(self, channel: str) -> str:
         """A new incoming webhook's URL, bound to `channel` (a name or an id; KeyError when
         there is none), as Slack gives an app when it is installed to a channel."""

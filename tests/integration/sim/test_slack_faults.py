@@ -11,6 +11,9 @@ Aspects under test:
 - conversations.replies: the parent, then its replies oldest first, for the parent's ts or
   a reply's; an unknown ts is thread_not_found;
 - conversations.list: the channels by id and name, paged;
+- an archived channel (`archive_channel`): chat.postMessage answers is_archived and stores
+  nothing, conversations.list says is_archived and leaves it out with exclude_archived;
+  unarchived, it takes posts again;
 - `ratelimit_window`: for its seconds, 429 with Retry-After to every second call of each
   method (fraction 0.5; 1/3 every third), refused calls not processed, only the methods
   named when some are; after the window, no 429;
@@ -151,6 +154,28 @@ async def test_conversations_list_pages_the_channels(
     )
     assert [(c["id"], c["name"]) for c in rest["channels"]] == [("C0PAYDEPLOY", "payments-deploys")]
     assert rest["response_metadata"]["next_cursor"] == ""
+
+
+async def test_an_archived_channel_refuses_posts(
+    client: AsyncWebClient, slack_sim: SlackSim
+) -> None:
+    slack_sim.add_channel("C0OTHER", "other")
+    slack_sim.archive_channel("#other")
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_postMessage(channel="C0OTHER", text="notice")
+    assert err.value.response.status_code == 200
+    assert err.value.response["error"] == "is_archived"
+    assert slack_sim.messages("C0OTHER") == []
+    listed = await client.conversations_list()
+    assert {c["id"]: c["is_archived"] for c in listed["channels"]} == {
+        "C0OTHER": True,
+        "C0PAYDEPLOY": False,
+    }
+    live = await client.conversations_list(exclude_archived=True)
+    assert [c["id"] for c in live["channels"]] == ["C0PAYDEPLOY"]
+    slack_sim.archive_channel("C0OTHER", archived=False)
+    await client.chat_postMessage(channel="C0OTHER", text="notice")
+    assert [m["text"] for m in slack_sim.messages("C0OTHER")] == ["notice"]
 
 
 async def test_ratelimit_window_refuses_every_second_call_per_method(
