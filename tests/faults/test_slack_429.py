@@ -31,6 +31,12 @@ Then, from the Slack sim's own records:
   its lock serialises, and the click's own calls, each to another method; so every call
   to a method after a 429 to it was sent after that 429 was received.
 
+A second test runs two cards through the same bad minute: checkout's, opened and resolved
+by an SLO alert through Alertmanager's webhook, beside payment-router's, each compared with
+the healthy run's (`cards_in_final_state=2/2`, `duplicates` over both). Its calls to a
+method come from two cards at once, so a call may leave before a 429 answered to the other
+card's arrives: the Retry-After check is the one-card test's.
+
 Figures: `slack_calls`, `answered_429` (the window's, the buckets' and a lost answer's),
 `window_429` (429s / calls while the window lasted), `maybe_delivered`, `duplicates`,
 `cards_in_final_state`, `retry_after_violations`, `flow_s` (wall seconds from the world's
@@ -49,8 +55,10 @@ from typing import Any
 
 import pytest
 
+from bot.sim import alerts as sim_alerts
 from bot.sim._server import RecordedRequest
-from bot.sim.harness import CHANNEL_ID, SimWorld
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, SimWorld
+from bot.sim.world import CHECKOUT, ROLLOUT
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,6 +66,9 @@ pytestmark = pytest.mark.timeout(120)
 SPEED = 600.0  # the canary pauses within seconds; the quiet period is 1 s
 WINDOW = 60.0  # a minute of 429s from the world's start; the flow ends well inside it
 RETRY_AFTER = 1  # seconds, as Slack sends it
+# The two cards' flow is longer (about 22 s on a quiet machine): a longer bad spell, so that
+# a loaded machine still runs all of it inside.
+TWO_CARDS_WINDOW = 90.0
 
 
 @dataclass
@@ -66,6 +77,7 @@ class Seen:
 
     card: dict[str, Any]  # the card as it ends
     thread: list[str]  # its thread's lines, oldest first
+    others: dict[str, tuple[dict[str, Any], list[str]]]  # other services' card and thread
     messages: list[dict[str, Any]]  # the channel's whole history, replies too
     calls: list[RecordedRequest]
     lost: list[tuple[RecordedRequest, str]]
@@ -84,22 +96,58 @@ def card_shape(card: dict[str, Any]) -> str:
     return shown(json.dumps({"text": card["text"], "blocks": blocks}, sort_keys=True))
 
 
-def thread_lines(world: SimWorld) -> list[str]:
-    card = world.card()
+def thread_lines(world: SimWorld, service: str = ROLLOUT) -> list[str]:
+    card = world.card(service)
     return [] if card is None else [m["text"] for m in world.slack.thread(CHANNEL_ID, card["ts"])]
 
 
-async def run_flow(workdir: Path, *, faults: bool, expected: Seen | None = None) -> Seen:
+def checkout_alert(status: str) -> dict[str, Any]:
+    return sim_alerts.webhook(
+        [
+            sim_alerts.alert(
+                "RollbotErrorRateHigh",
+                service=CHECKOUT,
+                status=status,
+                labels={"slo": "error_rate"},
+                summary="checkout: 5xx ratio 9 % on the new tax engine (SLO < 1 %)",
+            )
+        ]
+    )
+
+
+async def send_alert(world: SimWorld, payload: dict[str, Any]) -> None:
+    url = f"{world.url}/webhooks/alertmanager"
+    response = await sim_alerts.send(url, ALERTMANAGER_TOKEN, payload)
+    assert response.status_code == 200, response.text
+
+
+def the_same(world: SimWorld, service: str, card: dict[str, Any], thread: list[str]) -> bool:
+    """`service`'s card and thread in `world` show what `card` and `thread` show."""
+    return card_shape(world.card(service) or {"text": ""}) == card_shape(card) and [
+        shown(t) for t in thread_lines(world, service)
+    ] == [shown(t) for t in thread]
+
+
+async def run_flow(
+    workdir: Path,
+    *,
+    faults: bool,
+    expected: Seen | None = None,
+    checkout: bool = False,
+    window: float = WINDOW,
+) -> Seen:
     started = time.monotonic()
-    async with SimWorld(speed=SPEED, workdir=workdir) as world:
+    async with SimWorld(speed=SPEED, workdir=workdir, checkout=checkout) as world:
         slack = world.slack
         armed_at = time.time()
         if faults:
-            slack.ratelimit_window(seconds=WINDOW, fraction=0.5, retry_after=RETRY_AFTER)
+            slack.ratelimit_window(seconds=window, fraction=0.5, retry_after=RETRY_AFTER)
             slack.lose_answers("chat.postMessage", how="429", retry_after=RETRY_AFTER)
             slack.lose_answers("chat.postMessage", how="cut")
             slack.lose_answers("chat.postMessage", how="500")
             slack.lose_answers("chat.update", how="cut")
+        if checkout:  # its SLO alert fires while payment-router's canary runs
+            await send_alert(world, checkout_alert("firing"))
         card = await eventually(
             lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
             timeout=40,
@@ -114,16 +162,30 @@ async def run_flow(workdir: Path, *, faults: bool, expected: Seen | None = None)
             timeout=60,
             what="the incident resolved in the thread",
         )
+        if checkout:
+            await eventually(
+                lambda: any("Incident open" in line for line in thread_lines(world, CHECKOUT)),
+                timeout=60,
+                what="checkout's incident open in its thread",
+            )
+            await send_alert(world, checkout_alert("resolved"))
+            await eventually(
+                lambda: any("Resolved" in line for line in thread_lines(world, CHECKOUT)),
+                timeout=60,
+                what="checkout's incident resolved in its thread",
+            )
         if expected is not None:  # the end state the healthy run reached
             await eventually(
-                lambda: (
-                    card_shape(world.card() or {"text": ""}) == card_shape(expected.card)
-                    and [shown(t) for t in thread_lines(world)]
-                    == [shown(t) for t in expected.thread]
-                ),
+                lambda: the_same(world, ROLLOUT, expected.card, expected.thread),
                 timeout=60,
                 what=lambda: f"the card's final state; it shows {world.card()}",
             )
+            for service, (other, other_thread) in expected.others.items():
+                await eventually(
+                    lambda s=service, c=other, t=other_thread: the_same(world, s, c, t),
+                    timeout=60,
+                    what=lambda s=service: f"{s}'s final state; it shows {world.card(s)}",
+                )
         seconds = time.monotonic() - started
         # Positive evidence that nothing more is coming: no card being changed or waiting to
         # be sent again, no Rollout refresh under way.
@@ -135,9 +197,15 @@ async def run_flow(workdir: Path, *, faults: bool, expected: Seen | None = None)
         )
         final = world.card()
         assert final is not None
+        others: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        if checkout:
+            other = world.card(CHECKOUT)
+            assert other is not None
+            others[CHECKOUT] = (other, thread_lines(world, CHECKOUT))
         return Seen(
             card=final,
             thread=thread_lines(world),
+            others=others,
             messages=slack.messages(CHANNEL_ID),
             calls=slack.calls,
             lost=slack.lost_answers,
@@ -146,24 +214,24 @@ async def run_flow(workdir: Path, *, faults: bool, expected: Seen | None = None)
         )
 
 
-def duplicates(messages: list[dict[str, Any]]) -> int:
+def duplicates(messages: list[dict[str, Any]], cards: int = 1) -> int:
     """Messages beyond the first of each post (its key, else its place and text), and
-    top-level messages beyond the one card."""
+    top-level messages beyond the `cards`."""
     posts = Counter(
         (m.get("metadata") or {}).get("event_payload", {}).get("key")
         or (m.get("thread_ts"), shown(m["text"]))
         for m in messages
     )
     tops = [m for m in messages if m.get("thread_ts") in (None, m["ts"])]
-    return sum(n - 1 for n in posts.values()) + len(tops) - 1
+    return sum(n - 1 for n in posts.values()) + len(tops) - cards
 
 
-def window_share(seen: Seen) -> tuple[int, int, int]:
+def window_share(seen: Seen, window: float = WINDOW) -> tuple[int, int, int]:
     """(429s answered in the window, calls in the window, what the window must refuse at
     least): per method, every second call arriving in it (the 2nd, 4th …) is refused; the
     buckets may refuse more; a lost answer's 429 is not the window's."""
     lost = {id(c) for c, _ in seen.lost}
-    inside = [c for c in seen.calls if seen.armed_at <= c.at < seen.armed_at + WINDOW]
+    inside = [c for c in seen.calls if seen.armed_at <= c.at < seen.armed_at + window]
     refused = [c for c in inside if c.status == 429 and id(c) not in lost]
     per_method = Counter(c.path for c in inside)
     return len(refused), len(inside), sum(n // 2 for n in per_method.values())
@@ -232,3 +300,42 @@ async def test_slack_429s_and_lost_answers(tmp_path: Path) -> None:
     assert card_shape(bad.card) == card_shape(healthy.card)
     assert [shown(t) for t in bad.thread] == [shown(t) for t in healthy.thread]
     assert violations == [], violations
+
+
+async def test_two_cards_under_429s_end_in_their_final_states(tmp_path: Path) -> None:
+    """Figures: slack_calls_two_cards, answered_429_two_cards, maybe_delivered_two_cards,
+    duplicates_two_cards, cards_in_final_state (of two), flow_two_cards_s."""
+    healthy = await run_flow(tmp_path / "healthy", faults=False, checkout=True)
+    tops = [m for m in healthy.messages if m.get("thread_ts") in (None, m["ts"])]
+    assert len(tops) == 2, [m["text"][:60] for m in tops]
+    checkout_card, checkout_thread = healthy.others[CHECKOUT]
+    assert any("Resolved" in line for line in checkout_thread), checkout_thread
+
+    bad = await run_flow(
+        tmp_path / "bad", faults=True, expected=healthy, checkout=True, window=TWO_CARDS_WINDOW
+    )
+
+    dupes = duplicates(bad.messages, cards=2)
+    final = sum(
+        (
+            card_shape(bad.card) == card_shape(healthy.card)
+            and [shown(t) for t in bad.thread] == [shown(t) for t in healthy.thread],
+            card_shape(bad.others[CHECKOUT][0]) == card_shape(checkout_card)
+            and [shown(t) for t in bad.others[CHECKOUT][1]] == [shown(t) for t in checkout_thread],
+        )
+    )
+    print(f"FIGURE slack_calls_two_cards={len(bad.calls)}")
+    print(f"FIGURE answered_429_two_cards={sum(1 for c in bad.calls if c.status == 429)}")
+    print(f"FIGURE maybe_delivered_two_cards={len(bad.lost)}")
+    print(f"FIGURE duplicates_two_cards={dupes}")
+    print(f"FIGURE cards_in_final_state={final}/2")
+    print(f"FIGURE flow_two_cards_s={bad.seconds:.1f}")
+
+    assert bad.seconds < TWO_CARDS_WINDOW
+    assert max(c.at for c in bad.calls) < bad.armed_at + TWO_CARDS_WINDOW
+    refused, _, at_least = window_share(bad, TWO_CARDS_WINDOW)
+    assert refused >= at_least > 0
+    assert len(bad.lost) == 4  # every answer to lose was lost
+    assert dupes == 0, [(m["ts"], m["text"][:60]) for m in bad.messages]
+    assert len(bad.messages) == len(healthy.messages)
+    assert final == 2
