@@ -16,7 +16,10 @@ Checked against the sims' and the database's own records:
   restart is processed.
 
 Figures: `webhooks_sent`, `answered_503_while_down` (refused, then delivered again),
-`lost=0`, `abort_patches=1`, `db_down_s` (how long PostgreSQL was down).
+`lost` (alerts sent that no webhook processed without error carries, from the inbox),
+`webhooks_processed_twice` (alerts in more than one processed webhook), `cards`,
+`messages_posted_twice` (a message key in Slack more than once), `abort_patches`,
+`db_down_s` (how long PostgreSQL was down).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +37,7 @@ import pytest
 import sqlalchemy as sa
 
 from bot.sim import alerts as sim_alerts
-from bot.sim.harness import ALERTMANAGER_TOKEN, SimWorld
+from bot.sim.harness import ALERTMANAGER_TOKEN, CHANNEL_ID, SimWorld
 from tests.e2e.serving import Served, leading, start
 from tests.helpers import eventually
 
@@ -192,14 +196,35 @@ async def test_postgres_restarted_under_load(
                 for r in world.kube.requests
                 if r.method == "PATCH" and "abort" in json.dumps(r.body)
             ]
+            # From the database's own inbox: every alert sent is in a webhook processed
+            # without error (lost: those that are not), and no alert's webhook was
+            # processed twice; from Slack's: one card, and no message posted twice.
+            sent = {f"RollbotLoad{i:03d}" for i in range(total)}
+            processed = [names for _, done, error, names in _inbox(postgres_db_url) if done]
+            processed_errors = [r for r in _inbox(postgres_db_url) if r[1] and r[2]]
+            seen = Counter(name for names in processed for name in names)
+            lost = len(sent - set(seen))
+            twice = sum(n - 1 for n in seen.values())
+            messages = world.slack.messages(CHANNEL_ID)
+            cards = [m for m in messages if m.get("thread_ts") in (None, m["ts"])]
+            keys = Counter(
+                (m.get("metadata") or {}).get("event_payload", {}).get("key") for m in messages
+            )
+            reposted = sum(n - 1 for key, n in keys.items() if key is not None)
+            _figure("webhooks_sent", total)
+            _figure("answered_503_while_down", len(refused))
+            _figure("lost", lost)
+            _figure("webhooks_processed_twice", twice)
+            _figure("cards", len(cards))
+            _figure("messages_posted_twice", reposted)
+            _figure("abort_patches", len(patches))
+            _figure("db_down_s", f"{down:.1f}")
+            assert lost == 0, sent - set(seen)
+            assert twice == 0 and processed_errors == [], (seen, processed_errors)
+            assert len(cards) == 1 and reposted == 0, [m["text"][:60] for m in messages]
             assert len(patches) == 1, patches
             assert a.proc.poll() is None and b.proc.poll() is None  # never restarted
             assert await _ready(a) or await _ready(b)
-            _figure("webhooks_sent", total)
-            _figure("answered_503_while_down", len(refused))
-            _figure("lost", 0)
-            _figure("abort_patches", len(patches))
-            _figure("db_down_s", f"{down:.1f}")
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(postgres_server.start)

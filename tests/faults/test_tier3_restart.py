@@ -82,5 +82,7 @@ async def test_kill_9_between_the_push_and_the_pull_request(
             assert pushes == 1 and len(pulls) == 1
             thread = [str(m.get("text") or "") for m in world.slack.thread(CHANNEL_ID, card["ts"])]
             opened = [t for t in thread if "is open" in t and "pull request #" in t]
+            # Beyond one each: pushes of the branch, pull requests, "is open" lines.
+            duplicates = (pushes - 1) + (len(pulls) - 1) + (len(opened) - 1)
+            print(f"FIGURE duplicates={duplicates}")
             assert len(opened) == 1, thread
-            print("FIGURE duplicates=0")
