@@ -57,6 +57,7 @@ import pytest
 
 from bot.sim import world as sim_world
 from bot.sim.harness import CHANNEL_ID, LEAD, ONCALL, USERGROUP, SimWorld
+from tests.e2e.tier3 import card_with_start, prepared_modal
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.timeout(180)
@@ -80,16 +81,6 @@ async def actions(world: SimWorld) -> list[str]:
         for r in await world.rollbot.store.audit_entries()
         if r.entry.action.startswith("tier3-")
     ]
-
-
-async def prepared_modal(world: SimWorld, user: tuple[str, str]) -> dict[str, Any]:
-    async def ready() -> dict[str, Any] | None:
-        views = world.slack.open_views(user[0])
-        if views and views[-1].get("callback_id") == "tier3_confirm":
-            return dict(views[-1])
-        return None
-
-    return await eventually(ready, timeout=30, interval=0.05, what="the prepared revert modal")
 
 
 async def test_tier3_revert_from_the_card_to_verified() -> None:
@@ -177,12 +168,7 @@ async def test_tier3_revert_from_the_card_to_verified() -> None:
 
 async def start_card(world: SimWorld) -> dict[str, Any]:
     world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
-    card: dict[str, Any] = await world.wait_for(
-        lambda: (c := world.card()) and world.button(c, "tier3_start") and c,
-        timeout=60,
-        what="the card with Start Tier 3 revert",
-    )
-    return card
+    return await card_with_start(world)
 
 
 async def confirm(world: SimWorld, user: tuple[str, str], view: dict[str, Any]) -> None:

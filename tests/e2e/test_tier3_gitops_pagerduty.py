@@ -11,13 +11,12 @@ description names the requester and links the PagerDuty incident and the runbook
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from bot.sim import world as sim_world
 from bot.sim.harness import LEAD, ONCALL, USERGROUP, SimWorld
-from tests.helpers import eventually
+from tests.e2e.tier3 import card_with_start, prepared_modal
 
 pytestmark = pytest.mark.timeout(180)
 KEY = "rollbot/payment-router/payments/payment-router@42"
@@ -28,11 +27,7 @@ STEPS = ("tier3-confirmed", "tier3-opened", "tier3-approved", "tier3-merged", "t
 async def test_every_tier3_step_is_a_pagerduty_note() -> None:
     async with SimWorld(speed=60, gitops="github", pagerduty=True) as world:
         world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
-        card = await world.wait_for(
-            lambda: (c := world.card()) and world.button(c, "tier3_start") and c,
-            timeout=60,
-            what="the card with Start Tier 3 revert",
-        )
+        card = await card_with_start(world)
         incident = await world.wait_for(
             lambda: world.pd.incident_by_key(KEY), timeout=30, what="the PagerDuty incident"
         )
@@ -42,13 +37,7 @@ async def test_every_tier3_step_is_a_pagerduty_note() -> None:
             what="the card linking the PagerDuty incident",
         )
         assert (await world.click(card, "tier3_start")).status_code == 200
-
-        async def prepared() -> dict[str, Any] | None:
-            views = world.slack.open_views(ONCALL[0])
-            ok = views and views[-1].get("callback_id") == "tier3_confirm"
-            return dict(views[-1]) if ok else None
-
-        view = await eventually(prepared, timeout=30, interval=0.05, what="the prepared modal")
+        view = await prepared_modal(world)
         sent = world.sender.view_submission(ONCALL[0], view, {}, user_name=ONCALL[1])
         assert (await sent.send()).status_code == 200
         card = await world.wait_for(

@@ -11,14 +11,13 @@ open, not merged; the step is parked and counted in /metrics
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import httpx
 import pytest
 
 from bot.sim import world as sim_world
 from bot.sim.harness import CHANNEL_ID, LEAD, ONCALL, USERGROUP, SimWorld
-from tests.helpers import eventually
+from tests.e2e.tier3 import card_with_start, prepared_modal
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -27,19 +26,9 @@ async def test_a_merge_refused_for_good_stops_the_revert_and_says_why() -> None:
     async with SimWorld(speed=60, gitops="github") as world:
         world.slack.set_usergroup_members(USERGROUP, [ONCALL[0], LEAD[0]])
         world.code_host.protect(sim_world.GITOPS_PROJECT, "main", approvals=1, checks=("ci",))
-        card = await world.wait_for(
-            lambda: (c := world.card()) and world.button(c, "tier3_start") and c,
-            timeout=60,
-            what="the card with Start Tier 3 revert",
-        )
+        card = await card_with_start(world)
         assert (await world.click(card, "tier3_start")).status_code == 200
-
-        async def prepared() -> dict[str, Any] | None:
-            views = world.slack.open_views(ONCALL[0])
-            ok = views and views[-1].get("callback_id") == "tier3_confirm"
-            return dict(views[-1]) if ok else None
-
-        view = await eventually(prepared, timeout=30, interval=0.05, what="the prepared modal")
+        view = await prepared_modal(world)
         sent = world.sender.view_submission(ONCALL[0], view, {}, user_name=ONCALL[1])
         assert (await sent.send()).status_code == 200
         card = await world.wait_for(

@@ -21,8 +21,8 @@ import pytest
 from bot.sim import world as sim_world
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
 from tests.e2e.serving import Replica, stopping
+from tests.e2e.tier3 import card_with_start, prepared_modal
 from tests.faults.test_kill9 import LEASE, _kill_and_take_over, _leader_and_standby
-from tests.helpers import eventually
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.peer("postgres")]
 
@@ -44,19 +44,9 @@ async def test_kill_9_between_the_push_and_the_pull_request(
         with stopping(replicas):
             a, b = await _leader_and_standby(world, tmp_path, replicas)
             world.attach_bot(a.url)
-            card = await world.wait_for(
-                lambda: (c := world.card()) and world.button(c, "tier3_start") and c,
-                timeout=60,
-                what="the card with Start Tier 3 revert, posted by A",
-            )
+            card = await card_with_start(world, what="the card with Start, posted by A")
             assert (await world.click(card, "tier3_start")).status_code == 200
-
-            async def prepared() -> dict | None:
-                views = world.slack.open_views(ONCALL[0])
-                ok = views and views[-1].get("callback_id") == "tier3_confirm"
-                return dict(views[-1]) if ok else None
-
-            view = await eventually(prepared, timeout=30, interval=0.05, what="the modal")
+            view = await prepared_modal(world)
             github.fail_next(100_000, 503)
             sent = world.sender.view_submission(ONCALL[0], view, {}, user_name=ONCALL[1])
             assert (await sent.send()).status_code == 200
