@@ -11,7 +11,9 @@ Aspects under test:
 - Slack's refusal (channel_not_found) is raised at once, with one call;
 - a direct message (a user id as the channel) keeps the client's own retries: its history
   would need im:history, which rollbot does not ask for;
-- a post with a key (the cards') is passed through as it is: no reconciling of its own.
+- a post with a key (the cards') is passed through as it is: no reconciling of its own;
+- looking for a lost post in a channel given by its id needs no conversations.list (so no
+  channels:read or groups:read); by its name, the name is resolved once.
 """
 
 from __future__ import annotations
@@ -111,3 +113,13 @@ async def test_a_keyed_post_is_the_callers_to_reconcile(
         await chat.post(CHANNEL, text="card", key="payments/payment-router@42")
     assert len(slack_sim.calls_to("chat.postMessage")) == 1
     assert slack_sim.calls_to("conversations.history") == []
+
+
+@pytest.mark.parametrize(("channel", "lists"), [(CHANNEL, 0), ("#payments-deploys", 1)])
+async def test_a_channel_given_by_its_id_is_looked_in_without_listing_channels(
+    chat: OnceChat, slack_sim: SlackSim, channel: str, lists: int
+) -> None:
+    slack_sim.lose_answers("chat.postMessage", how="cut")
+    await chat.post(channel, text="notice")
+    assert texts(slack_sim) == ["notice"]
+    assert len(slack_sim.calls_to("conversations.list")) == lists
