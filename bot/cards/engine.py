@@ -28,7 +28,12 @@ And two keep it true when Slack fails for a while (429s, 5xx, lost answers; issu
   `chat.update`, a thread line, with the lines after it) is left to the card's flush,
   which tries again after Slack's Retry-After (else a backoff up to a minute) until it
   goes, looking before it posts again: the card ends in its last state, and whoever asked
-  (the incident engine, about to page) is not kept waiting on Slack meanwhile.
+  (the incident engine, about to page) is not kept waiting on Slack meanwhile;
+- a thread line waiting for Slack outlives its process: it is kept in the database
+  (`card_lines`) from the moment it is queued until Slack has it, the process's own while
+  it keeps trying (a lease, `line_lease`, renewed at each attempt); the leader posts the
+  lines whose lease ran out (their process died, or stopped: `close` ends its leases), each
+  looked for in the thread first (`post_orphan_lines`, from `run_marked`).
 
 A Tier 3 revert recorded for a card's revision is the action record under
 `revert_key(card)` (one per revision: the store's unique key is what makes a second record
@@ -108,6 +113,10 @@ SLACK_PATIENCE = 10.0
 RETRY_MAX = 60.0
 # How often the leader takes the cards other replicas marked for rendering (seconds).
 MARKED_EVERY = 0.5
+# How long a thread line waiting for Slack stays the process's own without a new attempt
+# (seconds): longer than a post's patience and the flush's longest wait, so a live process
+# keeps its lines; once it has run out (the process died), the leader posts the line.
+LINE_LEASE = 120.0
 
 
 def other_flags(cfg: ServiceSettings) -> tuple[str, ...]:
@@ -196,8 +205,19 @@ class _CardMemory:
     owes_post: bool = False  # this process claimed the card and its post failed
     wants_update: bool = False  # a render waits for its turn in Slack's budget (`pace`)
     posted: bool = False  # this process knows the card's message (its ts)
-    # Thread lines not posted yet, oldest first: (key, text, when first tried or None).
-    lines: list[tuple[str, str, float | None]] = field(default_factory=list)
+    # Thread lines not posted yet, oldest first.
+    lines: list[_Line] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Line:
+    """A thread line waiting for Slack: its post key, its text, when it was first tried
+    (None: not yet), and whether it is kept in the store (`card_lines`) until it is in."""
+
+    key: str
+    text: str
+    tried: float | None = None
+    kept: bool = False
 
 
 class Cards:
@@ -215,8 +235,14 @@ class Cards:
         leads: Callable[[], bool] = lambda: True,
         read_state: Callable[[str], Awaitable[RolloutState]] | None = None,
         slack_pace: pace.SlackPace | None = None,
+        owner: str = "rollbot",
+        line_lease: float = LINE_LEASE,
     ) -> None:
         self._chat = chat
+        # Who this process is, for the thread lines it keeps in the store until Slack has
+        # them (`card_lines`), and how long each stays its own without a new attempt.
+        self._owner = owner
+        self._line_lease = line_lease
         # Slack's rate limits kept here (None: not paced, as in tests of other things).
         self._pace = slack_pace
         # Whether this replica edits the cards' messages (the leader), or leaves that to it.
@@ -541,6 +567,10 @@ class Cards:
                 await self.render_marked()
             except Exception:
                 log.warning("rendering the marked cards failed; again shortly", exc_info=True)
+            try:
+                await self.post_orphan_lines()
+            except Exception:
+                log.warning("posting the lines left by others failed; again", exc_info=True)
             await asyncio.sleep(every)
 
     def settled(self) -> bool:
@@ -552,7 +582,9 @@ class Cards:
         )
 
     async def close(self) -> None:
-        """Send the pending coalesced updates now (shutdown): once, no retry after."""
+        """Send the pending coalesced updates now (shutdown): once, no retry after. The
+        thread lines Slack still has not taken are left to the leader at once (their
+        leases end now), not after their lease."""
         self._closing = True
         for mem in list(self._memory.values()):
             if mem.flush is not None and not mem.flush.done():
@@ -560,6 +592,11 @@ class Cards:
                 with contextlib.suppress(asyncio.CancelledError):
                     await mem.flush
                 await self._flush_now(mem)
+        if any(line.kept for mem in self._memory.values() for line in mem.lines):
+            try:
+                await self._store.release_card_lines(self._owner)
+            except Exception as err:  # noqa: BLE001 - they are taken after their lease
+                log.warning("could not leave the waiting thread lines to the leader: %s", err)
 
     # ── rendering ───────────────────────────────────────────────────────────────────────
 
@@ -762,7 +799,7 @@ class Cards:
         try:
             card = await self._ensure_posted(mem, card)
         except TemporaryError:
-            self._queue_line(mem, line, always=always)  # for the flush, after the card
+            await self._queue_line(mem, line, always=always)  # for the flush, after the card
             raise
         if card is None:
             return None
@@ -832,35 +869,57 @@ class Cards:
         else:
             mem.wants_update = True
             self._flush_soon(mem)
-        self._queue_line(mem, line, always=always)
+        await self._queue_line(mem, line, always=always)
         await self._send_lines(mem, card)
 
-    def _queue_line(self, mem: _CardMemory, line: str | None, *, always: bool) -> None:
+    async def _queue_line(self, mem: _CardMemory, line: str | None, *, always: bool) -> None:
         """`line` for the thread, stamped now, after those still waiting (unless it
-        repeats the last line and `always` is False)."""
+        repeats the last line and `always` is False); kept in the store until Slack has
+        it, so that it outlives this process (without the store, in memory only)."""
         if line is None or (not always and line == mem.last_line):
             return
         if not always:
             mem.last_line = line
-        text = replies.timeline_line(at=self._now(), text=line)
-        mem.lines.append((posting.line_key(card_key(mem.state)), text, None))
+        key = card_key(mem.state)
+        waiting = _Line(posting.line_key(key), replies.timeline_line(at=self._now(), text=line))
+        mem.lines.append(waiting)
+        try:
+            await self._store.add_card_line(
+                waiting.key,
+                card_key=key,
+                text=waiting.text,
+                owner=self._owner,
+                lease=self._line_lease,
+            )
+        except Exception as err:  # noqa: BLE001 - the line still goes from memory
+            log.warning("thread line of %s kept in memory only: %s", key, err)
+        else:
+            waiting.kept = True
 
     async def _send_lines(self, mem: _CardMemory, card: CardRecord) -> None:
         """Post the thread lines waiting, oldest first. One Slack does not take waits, with
-        those after it, for the card's flush; a line tried before is looked for first."""
+        those after it, for the card's flush; a line tried before is looked for first, and
+        stays this process's own (its lease renewed) unless the leader took it over."""
         assert card.ts is not None
         while mem.lines:
-            key, text, tried = mem.lines[0]
-            if tried is None:
-                mem.lines[0] = (key, text, time.time())
+            waiting = mem.lines[0]
+            if waiting.tried is None:
+                earlier, waiting.tried = None, time.time()
+            else:
+                earlier = waiting.tried
+                if waiting.kept and not await self._store.renew_card_line(
+                    waiting.key, owner=self._owner, lease=self._line_lease
+                ):
+                    mem.lines.pop(0)  # taken over (this process was thought gone): not ours
+                    continue
             try:
                 await posting.post_once(
                     self._poster(mem, pace.LINE),
                     card.channel,
-                    key=key,
-                    text=text,
+                    key=waiting.key,
+                    text=waiting.text,
                     thread_ts=card.ts,
-                    earlier=tried,
+                    earlier=earlier,
                     give_up_after=SLACK_PATIENCE,
                 )
             except TemporaryError as err:
@@ -868,6 +927,52 @@ class Cards:
                 return
             mem.lines.pop(0)
             mem.failures = 0
+            if waiting.kept:
+                await self._forget_line(waiting.key)
+
+    async def _forget_line(self, key: str) -> None:
+        """Slack has the line: its row goes (best effort: a row left behind is taken over
+        by the leader, which finds the line in Slack and posts nothing)."""
+        try:
+            await self._store.drop_card_line(key)
+        except Exception as err:  # noqa: BLE001 - see above
+            log.warning("posted line %s not forgotten: %s", key, err)
+
+    async def post_orphan_lines(self) -> int:
+        """The leader's part: post the thread lines whose process is gone (their lease ran
+        out), oldest first, each looked for in the thread before it is posted (it may have
+        gone in before its process died); how many are in Slack now. A line whose card has
+        no message yet, or that Slack does not take now, waits for the lease again."""
+        posted = 0
+        mine = {waiting.key for mem in self._memory.values() for waiting in mem.lines}
+        for line in await self._store.take_card_lines(owner=self._owner, lease=self._line_lease):
+            if line.key in mine:
+                continue  # this process's own, still being tried by its card
+            card = await self._store.get_card(line.card_key)
+            if card is None or card.ts is None:
+                continue
+            cfg = self._catalog.get(card.service)
+            bucket = self._pace.posts(cfg.channel) if self._pace and cfg is not None else None
+            async with self._lock(line.card_key):
+                try:
+                    await posting.post_once(
+                        pace.PacedPoster(self._chat, bucket, pace.LINE),
+                        card.channel,
+                        key=line.key,
+                        text=line.text,
+                        thread_ts=card.ts,
+                        earlier=line.created_at.timestamp(),
+                        give_up_after=SLACK_PATIENCE,
+                    )
+                except TemporaryError as err:
+                    log.warning("line %s left for later: %s", line.key, err.message)
+                    continue
+                except RollbotError as err:
+                    log.warning("line %s refused by Slack, dropped: %s", line.key, err.message)
+                else:
+                    posted += 1
+            await self._forget_line(line.key)
+        return posted
 
     def _poster(self, mem: _CardMemory, priority: int) -> pace.PacedPoster:
         """The card's posts, each waiting for its turn in its channel (`priority`: the

@@ -169,6 +169,16 @@ class CardRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CardLine:
+    """A thread line of a card not yet in Slack, as kept (`Store.add_card_line`)."""
+
+    key: str  # its post key: the message carries it, so it is found if it was posted
+    card_key: str
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentRecord:
     """An incident as stored: the incident, the alerts firing for it now (fingerprint →
     summary, the card's alert lines) and how many times it was paged again (`…#2`).
@@ -320,6 +330,29 @@ class Store(Protocol):
 
     async def take_dirty_cards(self) -> list[str]:
         """The cards marked since the last call, unmarked at once."""
+        ...
+
+    async def add_card_line(
+        self, key: str, *, card_key: str, text: str, owner: str, lease: float
+    ) -> None:
+        """Keep a thread line of the card until Slack has it, `owner`'s for `lease` s."""
+        ...
+
+    async def renew_card_line(self, key: str, *, owner: str, lease: float) -> bool:
+        """`owner` keeps the line `lease` s more; False when it is no longer its own (taken
+        over, or posted and dropped by whoever took it)."""
+        ...
+
+    async def drop_card_line(self, key: str) -> None:
+        """Slack has the line: forget it."""
+        ...
+
+    async def take_card_lines(self, *, owner: str, lease: float) -> list[CardLine]:
+        """The lines whose lease ran out, now `owner`'s for `lease` s; oldest first."""
+        ...
+
+    async def release_card_lines(self, owner: str) -> None:
+        """`owner` stops: its lines' leases end now, for the leader to take."""
         ...
 
     async def save_incident(self, incident: Incident, alerts: Mapping[str, str]) -> None:

@@ -101,6 +101,12 @@ class SlackSettings(Section):
     """Seconds per Web API call. Below slack_sdk's 30 s default: a stuck call should not
     hold an incident update; the outbox retries it."""
 
+    line_lease_seconds: float = Field(default=120.0, gt=0)
+    """A card's thread line waiting for Slack (down, rate-limiting) is kept in the database
+    and stays the process's own for this long after each attempt; a line whose process is
+    gone longer than that is posted by the leader (looked for first). Keep it well above
+    a post's patience and the longest wait between attempts (10 + 60 s)."""
+
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:

@@ -9,7 +9,11 @@ A card also keeps what its outcome line and PagerDuty line show (`set_card_outco
 `set_card_pager`), so a new leader renders the same card; and what lets a standby act on
 it while the leader alone edits the message (0006): the action gate (`set_card_gate`),
 the service's breaker (`set_service_circuit`), and a mark asking the leader to render it
-again (`mark_card_dirty`, taken atomically by `take_dirty_cards`). The outcome is a small JSON
+again (`mark_card_dirty`, taken atomically by `take_dirty_cards`). Its thread lines not yet in
+Slack are rows of `card_lines` (0008) until Slack has them: leased by the process posting
+them (`add_card_line`, `renew_card_line`), taken over by the leader once the lease runs out
+(`take_card_lines`: one UPDATE … RETURNING, so two leaders cannot both take a line). The
+outcome is a small JSON
 object (`bot.store.codecs`); one this build cannot read (an action a newer build added) is
 logged and read as None rather than making the card unreadable.
 """
@@ -18,13 +22,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from bot.core.model import FlagState, Outcome
-from bot.core.ports import CardRecord
+from bot.core.ports import CardLine, CardRecord
 from bot.store.base import RecordNotFound, StoreBase
 from bot.store.codecs import (
     flag_state_from_json,
@@ -32,7 +37,7 @@ from bot.store.codecs import (
     outcome_from_json,
     outcome_to_json,
 )
-from bot.store.schema import cards
+from bot.store.schema import card_lines, cards
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +177,70 @@ class CardsMixin(StoreBase):
                 .returning(cards.c.card_key)
             )
             return sorted(row.card_key for row in rows)
+
+    # ── thread lines not yet in Slack ──────────────────────────────────────────────────
+
+    async def add_card_line(
+        self, key: str, *, card_key: str, text: str, owner: str, lease: float
+    ) -> None:
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                card_lines.insert().values(
+                    key=key,
+                    card_key=card_key,
+                    text=text,
+                    created_at=now,
+                    owner=owner,
+                    lease_until=now + timedelta(seconds=lease),
+                )
+            )
+
+    async def renew_card_line(self, key: str, *, owner: str, lease: float) -> bool:
+        async with self._engine.begin() as conn:
+            renewed = await conn.execute(
+                card_lines.update()
+                .where(card_lines.c.key == key, card_lines.c.owner == owner)
+                .values(lease_until=self._clock() + timedelta(seconds=lease))
+                .returning(card_lines.c.key)
+            )
+            return renewed.first() is not None
+
+    async def drop_card_line(self, key: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(card_lines.delete().where(card_lines.c.key == key))
+
+    async def take_card_lines(self, *, owner: str, lease: float) -> list[CardLine]:
+        """Asked twice a second by the leader: a read first, so that nothing to take
+        writes nothing (as `take_dirty_cards`)."""
+        now = self._clock()
+        expired = card_lines.c.lease_until < now
+        async with self._reader.begin() as conn:
+            found = await conn.execute(sa.select(card_lines.c.key).where(expired).limit(1))
+            if found.first() is None:
+                return []
+        async with self._engine.begin() as conn:
+            rows = await conn.execute(
+                card_lines.update()
+                .where(expired)
+                .values(owner=owner, lease_until=now + timedelta(seconds=lease))
+                .returning(
+                    card_lines.c.key,
+                    card_lines.c.card_key,
+                    card_lines.c.text,
+                    card_lines.c.created_at,
+                )
+            )
+            taken = [CardLine(r.key, r.card_key, r.text, r.created_at) for r in rows]
+        return sorted(taken, key=lambda line: (line.created_at, line.key))
+
+    async def release_card_lines(self, owner: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                card_lines.update()
+                .where(card_lines.c.owner == owner)
+                .values(lease_until=self._clock() - timedelta(seconds=1))
+            )
 
     async def _update_card(self, card_key: str, **values: Any) -> sa.Row[Any]:
         async with self._engine.begin() as conn:

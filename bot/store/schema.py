@@ -128,6 +128,22 @@ cards = sa.Table(
     sa.Column("dirty_at", UTCDateTime, nullable=True),
 )
 
+# A card's thread lines not yet in Slack (0008), so that a line is not lost with the
+# process that was posting it: written when the line is queued, deleted once Slack has it.
+# `owner` is the process posting it, for as long as its lease (`lease_until`) is renewed;
+# a line whose lease ran out (its process died, or stopped) is taken over by the leader.
+card_lines = sa.Table(
+    "card_lines",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),  # the line's post key (metadata)
+    sa.Column("card_key", sa.String(512), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("lease_until", UTCDateTime, nullable=False),
+    sa.Index("ix_card_lines_lease_until", "lease_until"),
+)
+
 # One incident per Rollout revision, keyed like its card; the live ones are loaded by a new
 # leader (0005). `firing` and `seen` are sorted lists of signal keys, `summaries` a list of
 # [key, summary] pairs in the incident's order, `alerts` fingerprint → summary of the alerts

@@ -122,6 +122,8 @@ async def build(
         leads=lambda: not leadership.fenced,
         read_state=functools.partial(_read_state, rollouts, settings),
         slack_pace=SlackPace(),  # Slack's rate limits, kept here: a storm meets no 429
+        owner=leadership.holder,  # whose thread lines are waiting for Slack
+        line_lease=settings.slack.line_lease_seconds,
     )
     prometheus = (
         PrometheusMetrics(

@@ -27,8 +27,14 @@ SIGKILL there, B takes the lease over, and every effect is counted in the sims' 
   tickets in the Jira sim (`jira_tickets`), one per kind, each recorded `filed` under its
   key in the release's records, and the thread says they are filed.
 
-Figures: `takeover_s`, `abort_patches`, `flag_patches`, `jira_tickets`, `duplicates`
-(effects found more than once: PATCHes, audit entries, thread lines, cards, tickets).
+- With a thread line waiting for Slack: Slack stores no post in the channel while A aborts
+  (HTTP 500), so the abort's thread line waits in A and in the database (`card_lines`); A is
+  killed, Slack is well again, and B posts the line A left once its lease has run out
+  (`slack.line_lease_seconds`), looking for it first: one line in the thread, as A wrote it.
+
+Figures: `takeover_s`, `abort_patches`, `flag_patches`, `jira_tickets`,
+`lines_left_by_the_dead`, `duplicates` (effects found more than once: PATCHes, audit
+entries, thread lines, cards, tickets).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bot.core.ports import ActionRecord
 from bot.sim.harness import CHANNEL_ID, ONCALL, SimWorld
@@ -438,3 +445,100 @@ async def test_kill_9_between_two_ticket_filings(
             release = await store.get_release(RID)
             assert release is not None and release.thread_ts is not None
             assert release.started_by == ONCALL[0]
+
+
+LINE_LEASE = 2.0  # slack.line_lease_seconds: how long a dead process's waiting line is its own
+
+
+def _waiting_lines(url: str) -> list[tuple[str, str]]:
+    """The thread lines kept in the database until Slack has them: (owner, text)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT owner, text FROM card_lines")).all()
+    finally:
+        engine.dispose()
+    return [(r[0], r[1]) for r in rows]
+
+
+@pytest.mark.parametrize("slack", ["refusing", "answer-lost"])
+async def test_kill_9_with_a_thread_line_waiting_for_slack(
+    tmp_path: Path, postgres_db_url: str, slack: str
+) -> None:
+    """Slack takes no post while A aborts ("refusing"), or takes the abort's line and loses
+    the answer while A cannot look in the thread ("answer-lost"): the line waits in A, and
+    in the database. A is killed; B takes over, Slack is well again, and B posts the line
+    A left (or finds it there), once. Figures: takeover_s, lines_left_by_the_dead (1),
+    duplicates (0)."""
+    settings = {
+        "server": {"leader_lease_seconds": LEASE},
+        "slack": {"line_lease_seconds": LINE_LEASE},
+    }
+    async with SimWorld(
+        speed=600,
+        start_bot=False,
+        database_url=postgres_db_url,
+        verify_timeout=VERIFY,
+        settings=settings,
+    ) as world:
+        replicas: list[Replica] = []
+        with stopping(replicas):
+            a, b = await _leader_and_standby(world, tmp_path, replicas)
+            world.attach_bot(a.url)
+            card = await world.wait_for(
+                lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+                timeout=60,
+                what="the card with Abort, posted by A",
+            )
+            before = len(world.slack.thread(CHANNEL_ID, card["ts"]))
+            if slack == "refusing":  # Slack stores no post in the channel (HTTP 500)
+                world.slack.force_status(
+                    "chat.postMessage", status=500, times=1_000_000, channel=CHANNEL_ID
+                )
+            else:  # the next post is stored, its answer cut; the thread cannot be read
+                world.slack.lose_answers("chat.postMessage", how="cut", channel=CHANNEL_ID)
+                world.slack.force_status("conversations.replies", status=500, times=1_000_000)
+            clicked = await world.click(card, "rollout_abort")
+            assert clicked.status_code == 200, clicked.text
+            await world.wait_for(
+                lambda: "Aborted, verified" in _header(world.slack.message(CHANNEL_ID, card["ts"])),
+                timeout=30,
+                what="the card updated: aborted, verified",
+            )
+            line = f"Aborted by <@{ONCALL[0]}>"
+            waiting = await eventually(
+                lambda: [t for _, t in _waiting_lines(postgres_db_url) if line in t],
+                timeout=20,
+                what="the abort's line kept in the database, waiting for Slack",
+            )
+            in_slack = len(world.slack.thread(CHANNEL_ID, card["ts"])) - before
+            assert in_slack == (0 if slack == "refusing" else 1)
+
+            await _kill_and_take_over(a, b)
+            world.slack.clear_faults()
+            world.attach_bot(b.url)
+
+            def abort_lines() -> list[dict[str, Any]]:
+                thread = world.slack.thread(CHANNEL_ID, card["ts"])
+                return [m for m in thread if line in (m.get("text") or "")]
+
+            await world.wait_for(
+                abort_lines, timeout=10 * LINE_LEASE + 20, what="B posting the line A left"
+            )
+            await eventually(
+                lambda: _waiting_lines(postgres_db_url) == [],
+                timeout=20,
+                what="no line left waiting",
+            )
+            lines = abort_lines()
+            keys = Counter(
+                (m.get("metadata") or {}).get("event_payload", {}).get("key")
+                for m in world.slack.thread(CHANNEL_ID, card["ts"])
+            )
+            duplicates = _extra(len(lines)) + sum(_extra(n) for k, n in keys.items() if k)
+            print(f"FIGURE lines_left_by_the_dead={len(waiting)}")
+            print(f"FIGURE duplicates={duplicates}")
+            assert len(lines) == 1, lines
+            assert duplicates == 0, keys
+            assert lines[0]["text"] == waiting[0]  # as A wrote it, stamped when it happened
+            assert len(_top_level(world)) == 1

@@ -324,6 +324,16 @@ class SlackSim:
         with self._lock:
             self._forced.setdefault(method, []).extend([retry_after] * times)
 
+    def clear_faults(self) -> None:
+        """Slack is well again: the forced 429s and errors, the slow answers, the window
+        of 429s and the answers to lose still pending are all dropped."""
+        with self._lock:
+            self._forced.clear()
+            self._failing.clear()
+            self._slow.clear()
+            self._window = None
+            self._losing.clear()
+
     def force_status(
         self, method: str, *, status: int = 500, times: int = 1, channel: str | None = None
     ) -> None:

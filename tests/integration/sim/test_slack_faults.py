@@ -11,6 +11,7 @@ Aspects under test:
 - conversations.replies: the parent, then its replies oldest first, for the parent's ts or
   a reply's; an unknown ts is thread_not_found;
 - conversations.list: the channels by id and name, paged;
+- clear_faults drops what was forced (errors, 429s) and still pending;
 - an archived channel (`archive_channel`): chat.postMessage answers is_archived and stores
   nothing, conversations.list says is_archived and leaves it out with exclude_archived;
   unarchived, it takes posts again;
@@ -253,3 +254,16 @@ async def test_lost_answers_are_processed_then_lost(
     ]
     with pytest.raises(ValueError, match="how must be"):
         slack_sim.lose_answers("chat.postMessage", how="timeout")
+
+
+async def test_clear_faults_drops_what_was_forced(
+    client: AsyncWebClient, slack_sim: SlackSim
+) -> None:
+    slack_sim.force_status("chat.postMessage", status=500, times=5)
+    slack_sim.force_ratelimit("chat.update", times=5)
+    with pytest.raises(SlackApiError):
+        await client.chat_postMessage(channel="C0PAYDEPLOY", text="refused")
+    slack_sim.clear_faults()
+    posted = await client.chat_postMessage(channel="C0PAYDEPLOY", text="in")
+    await client.chat_update(channel="C0PAYDEPLOY", ts=posted["ts"], text="updated")
+    assert [m["text"] for m in slack_sim.messages("C0PAYDEPLOY")] == ["updated"]

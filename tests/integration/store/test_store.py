@@ -112,7 +112,7 @@ async def test_migrates_empty_database_to_head_and_matches_schema(store_url: str
     assert current_revision(store_url) is None
     store = await open_store(store_url)
     try:
-        assert await asyncio.to_thread(current_revision, store_url) == head_revision() == "0007"
+        assert await asyncio.to_thread(current_revision, store_url) == head_revision() == "0008"
 
         def diff(conn: sa.Connection) -> list[object]:
             return list(compare_metadata(MigrationContext.configure(conn), metadata))
@@ -123,7 +123,7 @@ async def test_migrates_empty_database_to_head_and_matches_schema(store_url: str
     finally:
         await store.close()
     await upgrade(store_url)  # again: nothing to do
-    assert current_revision(store_url) == "0007"
+    assert current_revision(store_url) == "0008"
 
 
 async def test_a_database_a_newer_rollbot_migrated_is_left_as_it_is(store_url: str) -> None:
@@ -148,7 +148,7 @@ async def test_a_database_a_newer_rollbot_migrated_is_left_as_it_is(store_url: s
 async def test_replicas_migrating_at_once(store_url: str) -> None:
     stores = await asyncio.gather(open_store(store_url), open_store(store_url))
     try:
-        assert current_revision(store_url) == "0007"
+        assert current_revision(store_url) == "0008"
         assert (await stores[0].claim_card("a/b@1", service="s", channel="#c"))[0]
     finally:
         for s in stores:
