@@ -907,9 +907,7 @@ class Cards:
                 earlier, waiting.tried = None, time.time()
             else:
                 earlier = waiting.tried
-                if waiting.kept and not await self._store.renew_card_line(
-                    waiting.key, owner=self._owner, lease=self._line_lease
-                ):
+                if waiting.kept and not await self._still_mine(waiting.key):
                     mem.lines.pop(0)  # taken over (this process was thought gone): not ours
                     continue
             try:
@@ -929,6 +927,15 @@ class Cards:
             mem.failures = 0
             if waiting.kept:
                 await self._forget_line(waiting.key)
+
+    async def _still_mine(self, key: str) -> bool:
+        """Renew this process's lease on a waiting line; False when the leader took it
+        over. The database unreachable: still ours (nobody can take it meanwhile either)."""
+        try:
+            return await self._store.renew_card_line(key, owner=self._owner, lease=self._line_lease)
+        except Exception as err:  # noqa: BLE001 - see above
+            log.warning("lease of line %s not renewed: %s", key, err)
+            return True
 
     async def _forget_line(self, key: str) -> None:
         """Slack has the line: its row goes (best effort: a row left behind is taken over
