@@ -13,7 +13,9 @@ it, as `/readyz` says (`schema_problem`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,6 +24,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.pool import NullPool
 
@@ -72,10 +75,31 @@ async def upgrade(url: str | URL, revision: str = "head") -> None:
         await engine.dispose()
 
 
+# How long a SQLite migration tries again while another process's holds the database.
+SQLITE_MIGRATION_PATIENCE = 60.0
+
+
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
-    async with engine.begin() as conn:
-        await _lock_migrations(conn)
-        await conn.run_sync(_upgrade_sync, revision)
+    """Migrate to `revision` in one transaction, one process at a time. On SQLite, a
+    second process starting at once can be answered "database is locked" at its BEGIN even
+    with a busy timeout (seen under load, while the first one's migration ran); nothing of
+    its migration has run then (SQLite's DDL is transactional), so it tries again, and
+    finds the database migrated."""
+    delay = 0.05
+    deadline = time.monotonic() + SQLITE_MIGRATION_PATIENCE
+    while True:
+        try:
+            async with engine.begin() as conn:
+                await _lock_migrations(conn)
+                await conn.run_sync(_upgrade_sync, revision)
+            return
+        except OperationalError as err:
+            locked = engine.dialect.name == "sqlite" and "database is locked" in str(err)
+            if not locked or time.monotonic() > deadline:
+                raise
+            log.info("database locked by another process's migration: trying again")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 async def downgrade(url: str | URL, revision: str) -> None:

@@ -2,7 +2,9 @@
 
 Aspects under test, each on both backends (`store_url` is parametrised):
 
-- migrations: `open_store` migrates an empty database to head; again is a no-op; two
+- migrations: `open_store` migrates an empty database to head; again is a no-op; a SQLite
+  migration answered "database is locked" (another process holding the lock past the busy
+  timeout) tries again and migrates once the lock is gone; two
   replicas migrating at once do not trip over each other; the migrated schema matches the
   metadata the queries use (no autogenerate diff); `current_revision` reports head.
 - URLs: sync URLs are upgraded to the async drivers.
@@ -153,6 +155,35 @@ async def test_replicas_migrating_at_once(store_url: str) -> None:
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_a_sqlite_migration_locked_out_tries_again(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock past this one's busy timeout while it
+    starts: its migration is answered "database is locked", tries again, and migrates once
+    the lock is gone (nothing half-done in between)."""
+    path = tmp_path / "rollbot.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("BEGIN IMMEDIATE")
+    released = asyncio.Event()
+
+    async def release_later() -> None:
+        await asyncio.sleep(1.0)
+        holder.execute("COMMIT")
+        released.set()
+
+    releasing = asyncio.create_task(release_later())
+    try:
+        store = await open_store(f"sqlite:///{path}", busy_timeout=0.2)
+    finally:
+        await releasing
+        holder.close()
+    try:
+        assert released.is_set()  # it could only have migrated after the lock went
+        assert await asyncio.to_thread(current_revision, f"sqlite:///{path}") == head_revision()
+        assert (await store.claim_card("a/b@1", service="s", channel="#c"))[0]
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(
