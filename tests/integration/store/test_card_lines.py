@@ -19,13 +19,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
-from bot.store import SqlStore, current_revision, head_revision, open_store
-from bot.store.migrate import downgrade, upgrade
-from bot.store.schema import metadata
+from bot.store import open_store
+from tests.integration.store.migrations import downgraded, upgraded
 
 CARD = "payments/payment-router@42"
 
@@ -104,27 +100,6 @@ async def test_migration_0008_goes_down_and_up_again(store_url: str) -> None:
         await store.add_card_line("k1", card_key=CARD, text="line", owner="a", lease=60)
     finally:
         await store.close()
-    await downgrade(store_url, "0007")
-    assert await asyncio.to_thread(current_revision, store_url) == "0007"
-    store = await open_store(store_url, migrate=False)
-    try:
-
-        def tables(conn: sa.Connection) -> list[str]:
-            return sa.inspect(conn).get_table_names()
-
-        async with store.engine.connect() as conn:
-            assert "card_lines" not in await conn.run_sync(tables)
-    finally:
-        await store.close()
-    await upgrade(store_url)
-    store: SqlStore = await open_store(store_url)
-    try:
-        assert await asyncio.to_thread(current_revision, store_url) == head_revision()
-
-        def diff(conn: sa.Connection) -> list[object]:
-            return list(compare_metadata(MigrationContext.configure(conn), metadata))
-
-        async with store.engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
-    finally:
-        await store.close()
+    assert "card_lines" not in await downgraded(store_url, "0007")
+    async with upgraded(store_url) as store:
+        assert await store.take_card_lines(owner="a", lease=60) == []

@@ -27,14 +27,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
 from bot.core.model import FlagAction, Incident, IncidentState, Outcome, RolloutAction
 from bot.core.ports import IncidentRecord
-from bot.store import RecordNotFound, SqlStore, current_revision, head_revision, open_store
-from bot.store.migrate import downgrade, upgrade
-from bot.store.schema import cards, incidents, metadata
+from bot.store import RecordNotFound, SqlStore, current_revision, open_store
+from bot.store.migrate import downgrade
+from bot.store.schema import cards, incidents
+from tests.integration.store.migrations import upgraded
 
 T0 = datetime(2026, 12, 8, 13, 51, 7, 250000, tzinfo=UTC)
 CET = timezone(timedelta(hours=1))
@@ -322,18 +321,7 @@ async def test_migration_0005_goes_down_and_up_again(store_url: str) -> None:
     finally:
         await store.close()
 
-    await upgrade(store_url)
-    store = await open_store(store_url)
-    try:
-        assert await asyncio.to_thread(current_revision, store_url) == head_revision()
-
-        def diff(conn: sa.Connection) -> list[object]:
-            return list(compare_metadata(MigrationContext.configure(conn), metadata))
-
-        async with store.engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
+    async with upgraded(store_url) as store:
         card = await store.get_card("ns/r@1")
         assert card is not None and card.outcome is None and card.pager is None
         assert await store.load_incidents(since=T0) == []
-    finally:
-        await store.close()

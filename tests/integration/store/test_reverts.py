@@ -20,14 +20,10 @@ import dataclasses
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 
 from bot.core.gitops import RevertCase, RevertState, gitops_key
-from bot.store import SqlStore, current_revision, head_revision, open_store
-from bot.store.migrate import downgrade, upgrade
-from bot.store.schema import metadata
+from bot.store import SqlStore, open_store
+from tests.integration.store.migrations import downgraded, upgraded
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,28 +125,6 @@ async def test_migration_0007_goes_down_and_up_again(store_url: str) -> None:
         await store.create_revert(case())
     finally:
         await store.close()
-    await downgrade(store_url, "0006")
-    assert await asyncio.to_thread(current_revision, store_url) == "0006"
-    store = await open_store(store_url, migrate=False)
-    try:
-
-        def tables(conn: sa.Connection) -> list[str]:
-            return sa.inspect(conn).get_table_names()
-
-        async with store.engine.connect() as conn:
-            assert "reverts" not in await conn.run_sync(tables)
-    finally:
-        await store.close()
-    await upgrade(store_url)
-    store = await open_store(store_url)
-    try:
-        assert await asyncio.to_thread(current_revision, store_url) == head_revision()
-
-        def diff(conn: sa.Connection) -> list[object]:
-            return list(compare_metadata(MigrationContext.configure(conn), metadata))
-
-        async with store.engine.connect() as conn:
-            assert await conn.run_sync(diff) == []
+    assert "reverts" not in await downgraded(store_url, "0006")
+    async with upgraded(store_url) as store:
         assert await store.reverts_in(list(RevertState)) == []
-    finally:
-        await store.close()
