@@ -123,6 +123,16 @@ async def _kill_and_take_over(a: Replica, b: Replica) -> float:
     return takeover
 
 
+async def _card_with_abort(world: SimWorld) -> dict[str, Any]:
+    """The paused canary's card once it offers Abort (posted by A, the leader)."""
+    card: dict[str, Any] = await world.wait_for(
+        lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
+        timeout=60,
+        what="the card with Abort, posted by A",
+    )
+    return card
+
+
 def _top_level(world: SimWorld) -> list[dict[str, Any]]:
     return [
         m for m in world.slack.messages(CHANNEL_ID) if m.get("thread_ts") in (None, m.get("ts"))
@@ -155,11 +165,7 @@ async def test_kill_9_in_the_middle_of_an_abort(
         with stopping(replicas):
             a, b = await _leader_and_standby(world, tmp_path, replicas)
             world.attach_bot(a.url)
-            card = await world.wait_for(
-                lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
-                timeout=60,
-                what="the card with Abort, posted by A",
-            )
+            card = await _card_with_abort(world)
 
             # The PATCH of status.abort is applied by the sim; its answer never leaves it.
             world.kube.hold_answers(1, method="PATCH", path_contains=f"{ROLLOUT_PATH}/status")
@@ -485,11 +491,7 @@ async def test_kill_9_with_a_thread_line_waiting_for_slack(
         with stopping(replicas):
             a, b = await _leader_and_standby(world, tmp_path, replicas)
             world.attach_bot(a.url)
-            card = await world.wait_for(
-                lambda: (c := world.card()) and world.button(c, "rollout_abort") and c,
-                timeout=60,
-                what="the card with Abort, posted by A",
-            )
+            card = await _card_with_abort(world)
             before = len(world.slack.thread(CHANNEL_ID, card["ts"]))
             if slack == "refusing":  # Slack stores no post in the channel (HTTP 500)
                 world.slack.force_status(
